@@ -54,6 +54,7 @@ FRAGMENTS := \
 	mm/build.mk \
 	arch/host/build.mk \
 	tests/host.mk \
+	tests/api.mk \
 	tests/pmm.mk \
 	boot/build.mk \
 	kernel/build.mk \
