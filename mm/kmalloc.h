@@ -1,0 +1,100 @@
+/*
+ * kmalloc.h: the public interface of the allocator, and the only header a
+ * kernel (or a host program) includes to use it.
+ *
+ * The allocator is Go's runtime allocator without the garbage collector:
+ * requests up to 32 KiB are rounded to one of 67 size classes and served
+ * from the calling CPU's mcache without a lock; larger requests get spans
+ * of 8 KiB heap pages of their own. Freeing is explicit, from any CPU.
+ * See mm/malloc.c for the overview of the data structures and paths, and
+ * mm/sys.h for what a port must provide.
+ *
+ * Contract shared by every function here:
+ *   - Callable from any CPU, with interrupts on or off, and from interrupt
+ *     handlers (the kernel port keeps interrupts off inside the allocator).
+ *   - Alignment: every object of 16 bytes or more is 16-byte aligned;
+ *     power-of-two sizes up to 8 KiB are naturally aligned. kmemalign()
+ *     gives any power-of-two alignment up to at least 64 KiB.
+ *   - Failure (out of memory, a size that overflows or exceeds the arena)
+ *     returns NULL and changes nothing; the heap serves again after frees.
+ *   - Misuse (double free, freeing or sizing anything that is not the start
+ *     of a live object) is detected before anything is modified, reported
+ *     as one line "kmalloc: <fault>: <pointer>" and stops (the kernel
+ *     panics with a backtrace, the host port aborts).
+ */
+#ifndef KMALLOC_H
+#define KMALLOC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Flags for the `flags` argument; 0 means default. */
+#define KM_ZERO 0x1u /* return zeroed memory (what kzalloc passes) */
+
+/* Number of size classes including the unused class 0 (Go's _NumSizeClasses). */
+#define KMALLOC_NUM_CLASSES 68
+/* Largest size served from a size class; larger requests are large objects. */
+#define KMALLOC_MAX_SMALL 32768
+
+/* Set the allocator up. The kernel calls it once, before any other
+ * function here; the host port calls it itself on first use. Returns 0, or
+ * -1 if the port could not reserve the arena. */
+int kmalloc_init(void);
+
+void *kmalloc(size_t size, unsigned flags);
+void *kzalloc(size_t size, unsigned flags);
+/* n * size bytes, zeroed; NULL when n * size overflows. */
+void *kcalloc(size_t n, size_t size, unsigned flags);
+/* Resize in place when the new size still fits the object's size class (or
+ * large span); otherwise allocate, copy, free. p == NULL acts as kmalloc.
+ * size == 0 keeps p (it fits any class) and returns it; kfree it as usual.
+ * On failure returns NULL and p is untouched. */
+void *krealloc(void *p, size_t size, unsigned flags);
+/* NULL is a no-op. */
+void kfree(const void *p);
+/* Usable size of the live object p (its size class, or its span for large
+ * objects); ksize(NULL) == 0. */
+size_t ksize(const void *p);
+/* align must be a power of two; returns NULL for anything else. */
+void *kmemalign(size_t align, size_t size, unsigned flags);
+
+/* Flush the calling CPU's mcache: its cached spans go back to their
+ * mcentrals. The host port calls it when a thread exits; a kernel calls it
+ * before taking a CPU offline, and tests before checking that every span
+ * went back to the mheap. */
+void kmalloc_flush_cpu(void);
+/* Return every free heap page to the port (sys_release): Go's
+ * debug.FreeOSMemory. Cached spans of other CPUs stay where they are. */
+void kmalloc_trim(void);
+
+struct kmalloc_class_stats {
+	uint64_t size;   /* bytes per object (0 for class 0) */
+	uint64_t allocs; /* objects ever allocated */
+	uint64_t frees;  /* objects ever freed */
+	uint64_t live;   /* allocs - frees */
+	uint64_t spans;  /* spans of this class currently in use */
+};
+
+/* Like Go's runtime.MemStats. All byte counts are bytes, not pages. */
+struct kmalloc_stats {
+	struct kmalloc_class_stats cls[KMALLOC_NUM_CLASSES];
+	uint64_t large_allocs;  /* large objects ever allocated */
+	uint64_t large_frees;   /* large objects ever freed */
+	uint64_t large_live;    /* large objects live now */
+	uint64_t large_bytes;   /* bytes of spans holding live large objects */
+	uint64_t heap_sys;      /* arena bytes the heap has grown into:
+	                           inuse + free + released */
+	uint64_t heap_inuse;    /* bytes in spans in use (small and large) */
+	uint64_t heap_free;     /* free pages still committed (retained) */
+	uint64_t heap_released; /* free pages returned to the port */
+	uint64_t meta_sys;      /* committed bytes of allocator metadata */
+	uint64_t committed;     /* every byte currently committed through the
+	                           port: heap_inuse + heap_free + meta_sys */
+};
+
+void kmalloc_stats(struct kmalloc_stats *st);
+/* Print a per-class table (like /proc/slabinfo) and the heap totals
+ * through the port's log function. Never allocates. */
+void kmalloc_dump(void);
+
+#endif /* KMALLOC_H */
