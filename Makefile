@@ -53,14 +53,17 @@ DEPS_GROUPS   := base
 FRAGMENTS := \
 	mm/build.mk \
 	arch/host/build.mk \
+	arch/host/preload.mk \
 	tests/host.mk \
 	tests/api.mk \
 	tests/pmm.mk \
 	boot/build.mk \
 	kernel/build.mk \
 	tests/boot.mk \
+	tests/preload.mk \
+	tests/fuzz.mk \
 	tests/bench.mk \
-	tests/fuzz.mk
+	tests/benchpeers.mk
 include $(wildcard $(FRAGMENTS))
 
 ifneq ($(filter bench,$(MAKECMDGOALS)),)
