@@ -1,0 +1,88 @@
+# kernel/build.mk: the kernel ELF (kernel/ + arch/x86_64/), and `make run` / `make debug`.
+#
+#   *.c, *.S --gcc $(KERNEL_CFLAGS)--> build/kernel/obj/**.o
+#   pass 1: objects + empty symbol table          --ld--> kernel.pass1.elf
+#   nm -n kernel.pass1.elf | scripts/mksyms        -->    ksyms.c (text symbols)
+#   pass 2: objects + ksyms.o + $(KERNEL_LIBS)     --ld--> kernel.elf
+# The symbol table sits in .rodata, after .text, so pass 2 moves no
+# function; the rule re-runs mksyms on kernel.elf and fails if the table
+# would differ. boot/build.mk copies kernel.elf onto the ESP.
+
+KERNEL_SRCS := \
+	arch/x86_64/entry.S \
+	arch/x86_64/isr.S \
+	arch/x86_64/gdt.c \
+	arch/x86_64/idt.c \
+	arch/x86_64/serial.c \
+	arch/x86_64/debugexit.c \
+	arch/x86_64/vm.c \
+	kernel/kmain.c \
+	kernel/layout.c \
+	kernel/printk.c \
+	kernel/panic.c \
+	kernel/ksyms.c \
+	kernel/cmdline.c \
+	kernel/ktest.c \
+	kernel/string.c \
+	kernel/selftests.c
+
+KOBJ := $(BUILD)/kernel/obj
+KERNEL_OBJS := $(patsubst %,$(KOBJ)/%.o,$(basename $(KERNEL_SRCS)))
+
+# One place for the kernel's C flags; the heap (issue 4) builds with these too.
+KERNEL_CFLAGS := -std=c11 -Wall -Wextra -Werror -ffreestanding -nostdlib \
+	-mno-red-zone -mcmodel=kernel -fno-pic -mgeneral-regs-only \
+	-fno-stack-protector -fno-omit-frame-pointer -O2 -g \
+	-fno-asynchronous-unwind-tables -fno-pie -I. -Ikernel
+# Static libraries linked into both passes (issue 4: build/x86_64/libkmalloc.a).
+KERNEL_LIBS :=
+KERNEL_LDFLAGS := -nostdlib -static -no-pie -Wl,-T,arch/x86_64/kernel.ld \
+	-Wl,-z,max-page-size=0x1000 -Wl,--build-id=none -Wl,-z,noexecstack
+
+$(KOBJ)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC(k)   $<"
+	$(Q)$(CC) $(KERNEL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(KOBJ)/%.o: %.S
+	@mkdir -p $(dir $@)
+	@echo "  AS(k)   $<"
+	$(Q)$(CC) $(KERNEL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/kernel/ksyms0.c: scripts/mksyms
+	@mkdir -p $(dir $@)
+	$(Q)scripts/mksyms < /dev/null > $@
+
+$(BUILD)/kernel/%.o: $(BUILD)/kernel/%.c
+	$(Q)$(CC) $(KERNEL_CFLAGS) -c $< -o $@
+
+$(BUILD)/kernel/kernel.pass1.elf: $(KERNEL_OBJS) $(BUILD)/kernel/ksyms0.o $(KERNEL_LIBS) arch/x86_64/kernel.ld
+	@echo "  LD(k)   $@"
+	$(Q)$(CC) $(KERNEL_LDFLAGS) $(KERNEL_OBJS) $(BUILD)/kernel/ksyms0.o $(KERNEL_LIBS) -o $@ -lgcc
+
+$(BUILD)/kernel/ksyms.c: $(BUILD)/kernel/kernel.pass1.elf scripts/mksyms
+	$(Q)nm -n $< | scripts/mksyms > $@
+
+$(KERNEL_ELF): $(KERNEL_OBJS) $(BUILD)/kernel/ksyms.o $(KERNEL_LIBS) arch/x86_64/kernel.ld
+	@echo "  LD(k)   $@ (with symbols)"
+	$(Q)$(CC) $(KERNEL_LDFLAGS) $(KERNEL_OBJS) $(BUILD)/kernel/ksyms.o $(KERNEL_LIBS) -o $@ -lgcc
+	$(Q)nm -n $@ | scripts/mksyms | cmp -s - $(BUILD)/kernel/ksyms.c || \
+		{ echo "kernel: symbol table moved between link passes" >&2; rm -f $@; exit 1; }
+
+ALL_TARGETS += $(KERNEL_ELF)
+
+# ---- running it ----
+QEMU_RUN := scripts/qemu-run --esp $(ESP) --smp $(SMP) --mem $(MEM) --timeout $(TIMEOUT)
+DEBUG_TIMEOUT ?= 3600
+
+.PHONY: run debug
+run: $(ESP_FILES)
+	$(Q)$(QEMU_RUN) --log $(BUILD)/run.log
+
+debug: $(ESP_FILES)
+	@echo "make debug: QEMU waits for gdb on localhost:1234. In another terminal:"
+	@echo "  gdb $(KERNEL_ELF) -ex 'target remote localhost:1234' -ex 'hbreak kmain' -ex 'continue'"
+	$(Q)scripts/qemu-run --esp $(ESP) --smp $(SMP) --mem $(MEM) --timeout $(DEBUG_TIMEOUT) \
+		--log $(BUILD)/debug.log -- -s -S
+
+-include $(KERNEL_OBJS:.o=.d)

@@ -1,0 +1,224 @@
+/*
+ * printk.c: the formatter and the console lock (see printk.h).
+ *
+ * Formatting happens into a caller-stack buffer before the lock is taken,
+ * so the locked section is only the UART writes. console_lock orders whole
+ * lines between CPUs; panic_console (set once by panic) makes every later
+ * printk skip the lock, because the CPU holding it may never release it.
+ */
+#include <stdint.h>
+#include "printk.h"
+#include "spinlock.h"
+#include "../arch/x86_64/serial.h"
+
+static spinlock_t console_lock = SPINLOCK_INIT;
+static int panic_console;  /* 0, then 1 forever once a panic began (atomic) */
+
+struct out {
+    char *buf;
+    size_t size;
+    size_t len;   /* would-be length, may exceed size */
+};
+
+static void put(struct out *o, char c)
+{
+    if (o->len + 1 < o->size)
+        o->buf[o->len] = c;
+    o->len++;
+}
+
+static void put_padded(struct out *o, const char *s, size_t n, int width, int left, char pad)
+{
+    int fill = width > (int)n ? width - (int)n : 0;
+    if (!left) {
+        /* zero padding goes after a sign or 0x prefix */
+        if (pad == '0' && n > 0 && (s[0] == '-')) {
+            put(o, *s++);
+            n--;
+        } else if (pad == '0' && n > 1 && s[0] == '0' && s[1] == 'x') {
+            put(o, *s++);
+            put(o, *s++);
+            n -= 2;
+        }
+        while (fill-- > 0)
+            put(o, pad);
+    }
+    for (size_t i = 0; i < n; i++)
+        put(o, s[i]);
+    if (left)
+        while (fill-- > 0)
+            put(o, ' ');
+}
+
+/* Digits of v in base 10 or 16 at the end of tmp[32]; returns the start. */
+static char *utoa(char *end, uint64_t v, unsigned base, int upper)
+{
+    const char *digits = upper ? "0123456789ABCDEF" : "0123456789abcdef";
+    char *p = end;
+    do {
+        *--p = digits[v % base];
+        v /= base;
+    } while (v);
+    return p;
+}
+
+size_t vsnprintk(char *buf, size_t size, const char *fmt, va_list ap)
+{
+    struct out o = { buf, size, 0 };
+    char tmp[40];
+
+    for (const char *f = fmt; *f; f++) {
+        if (*f != '%') {
+            put(&o, *f);
+            continue;
+        }
+        const char *start = f++;
+        int left = 0, zero = 0, width = 0, prec = -1, lng = 0;
+        for (;; f++) {
+            if (*f == '-')
+                left = 1;
+            else if (*f == '0')
+                zero = 1;
+            else
+                break;
+        }
+        if (*f == '*') {
+            width = va_arg(ap, int);
+            if (width < 0) {
+                left = 1;
+                width = -width;
+            }
+            f++;
+        } else {
+            while (*f >= '0' && *f <= '9')
+                width = width * 10 + (*f++ - '0');
+        }
+        if (*f == '.') {
+            f++;
+            prec = 0;
+            if (*f == '*') {
+                prec = va_arg(ap, int);
+                f++;
+            } else {
+                while (*f >= '0' && *f <= '9')
+                    prec = prec * 10 + (*f++ - '0');
+            }
+        }
+        /* lng: 0 int, 1 long / size_t / ptrdiff_t / long long; h and hh narrow */
+        int narrow = 0;
+        for (;; f++) {
+            if (*f == 'l' || *f == 'z' || *f == 't' || *f == 'j')
+                lng = 1;
+            else if (*f == 'h')
+                narrow++;
+            else
+                break;
+        }
+        char pad = (zero && !left) ? '0' : ' ';
+        char *end = tmp + sizeof(tmp), *s;
+        switch (*f) {
+        case 'd':
+        case 'i': {
+            int64_t v = lng ? va_arg(ap, int64_t) : va_arg(ap, int);
+            if (narrow == 1)
+                v = (short)v;
+            else if (narrow >= 2)
+                v = (signed char)v;
+            uint64_t mag = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+            s = utoa(end, mag, 10, 0);
+            if (v < 0)
+                *--s = '-';
+            put_padded(&o, s, (size_t)(end - s), width, left, pad);
+            break;
+        }
+        case 'u':
+        case 'x':
+        case 'X': {
+            uint64_t v = lng ? va_arg(ap, uint64_t) : va_arg(ap, unsigned);
+            if (narrow == 1)
+                v = (unsigned short)v;
+            else if (narrow >= 2)
+                v = (unsigned char)v;
+            s = utoa(end, v, *f == 'u' ? 10 : 16, *f == 'X');
+            put_padded(&o, s, (size_t)(end - s), width, left, pad);
+            break;
+        }
+        case 'p': {
+            uint64_t v = (uint64_t)(uintptr_t)va_arg(ap, void *);
+            s = utoa(end, v, 16, 0);
+            while (end - s < 16)
+                *--s = '0';
+            *--s = 'x';
+            *--s = '0';
+            put_padded(&o, s, (size_t)(end - s), width, left, ' ');
+            break;
+        }
+        case 's': {
+            const char *str = va_arg(ap, const char *);
+            if (!str)
+                str = "(null)";
+            size_t n = 0;
+            while (str[n] && (prec < 0 || n < (size_t)prec))
+                n++;
+            put_padded(&o, str, n, width, left, ' ');
+            break;
+        }
+        case 'c':
+            tmp[0] = (char)va_arg(ap, int);
+            put_padded(&o, tmp, 1, width, left, ' ');
+            break;
+        case '%':
+            put(&o, '%');
+            break;
+        default:
+            /* unknown conversion: show the directive itself */
+            for (const char *p = start; p <= f && *p; p++)
+                put(&o, *p);
+            if (!*f)
+                f--;
+            break;
+        }
+    }
+    if (size)
+        buf[o.len < size ? o.len : size - 1] = 0;
+    return o.len;
+}
+
+size_t snprintk(char *buf, size_t size, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    size_t n = vsnprintk(buf, size, fmt, ap);
+    va_end(ap);
+    return n;
+}
+
+void console_init(void)
+{
+    serial_init();
+}
+
+void console_panic_mode(unsigned long spins)
+{
+    spin_lock_bounded(&console_lock, spins);  /* taken or not, we go on */
+    __atomic_store_n(&panic_console, 1, __ATOMIC_RELEASE);
+}
+
+void printk(const char *fmt, ...)
+{
+    char line[PRINTK_LINE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    size_t n = vsnprintk(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (n >= sizeof(line))
+        n = sizeof(line) - 1;
+
+    if (__atomic_load_n(&panic_console, __ATOMIC_ACQUIRE)) {
+        serial_write(line, n);
+        return;
+    }
+    uint64_t flags = spin_lock_irqsave(&console_lock);
+    serial_write(line, n);
+    spin_unlock_irqrestore(&console_lock, flags);
+}
