@@ -256,6 +256,7 @@ static void expect_perm(struct ktest *t, const char *what, uint64_t va, int writ
 }
 
 static uint64_t some_data = 1;
+extern const char boot_stack_guard[];
 
 KTEST(kernel_page_permissions)
 {
@@ -281,6 +282,8 @@ KTEST(kernel_page_permissions)
     KTEST_EXPECT_EQ(t, vm_lookup(KMALLOC_ARENA_BASE, 0), 0);
     KTEST_EXPECT_EQ(t, vm_lookup(KSTACK_WINDOW_BASE, 0), 0);
     KTEST_EXPECT_EQ(t, vm_lookup(UNMAPPED_PROBE_ADDR, 0), 0);
+    KTEST_EXPECT_EQ(t, vm_lookup((uint64_t)(uintptr_t)boot_stack_guard, 0), 0);
+    expect_perm(t, "boot stack", (uint64_t)(uintptr_t)boot_stack_guard + 4096, 1, 0);
     KTEST_EXPECT(t, read_cr0() & CR0_WP);
     if (cpu_has_nx())
         KTEST_EXPECT(t, rdmsr(MSR_EFER) & EFER_NXE);
@@ -341,6 +344,25 @@ KTEST_NAMED(fault_selftest)
            (uint64_t)UNMAPPED_PROBE_ADDR);
     uint64_t v = *p;
     ktest_fail(t, "read of unmapped 0x%lx returned 0x%lx instead of faulting", (uint64_t)UNMAPPED_PROBE_ADDR, v);
+}
+
+/* Never reached: keeps the recursion from looking infinite to the compiler. */
+static volatile int overflow_stop_depth = -1;
+
+static __attribute__((noinline)) int recurse_deeper(int depth)
+{
+    volatile char frame[256];
+    frame[0] = (char)depth;
+    if (depth == overflow_stop_depth)
+        return 0;
+    return recurse_deeper(depth + 1) + frame[0];  /* not a tail call */
+}
+
+KTEST_NAMED(stack_overflow_selftest)
+{
+    printk("stack_overflow_selftest: recursing into the boot stack guard page; a double fault must follow\n");
+    int r = recurse_deeper(0);
+    ktest_fail(t, "recursion returned %d instead of overflowing the stack", r);
 }
 
 KTEST_NAMED(panic_selftest)
