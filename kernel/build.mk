@@ -35,7 +35,9 @@ KERNEL_CFLAGS := -std=c11 -Wall -Wextra -Werror -ffreestanding -nostdlib \
 	-fno-stack-protector -fno-omit-frame-pointer -O2 -g \
 	-fno-asynchronous-unwind-tables -fno-pie -I. -Ikernel
 # Static libraries linked into both passes (issue 4: build/x86_64/libkmalloc.a).
-KERNEL_LIBS :=
+# Appended, not assigned: mm/build.mk is included before this fragment and
+# may already have added its library.
+KERNEL_LIBS +=
 KERNEL_LDFLAGS := -nostdlib -static -no-pie -Wl,-T,arch/x86_64/kernel.ld \
 	-Wl,-z,max-page-size=0x1000 -Wl,--build-id=none -Wl,-z,noexecstack
 

@@ -60,6 +60,7 @@ KTEST(printk_format)
     FMT(t, "x 100% y", "%c %d%% %c", 'x', 100, 'y');
     FMT(t, "1 65535", "%hhu %hu", 257, 0x1ffff);
     FMT(t, "   7|7   |", "%*d|%-*d|", 4, 7, 4, 7);
+    FMT(t, "abc|", "%.*s|", 3, "abcdef");
     char b[16];
     KTEST_EXPECT_EQ(t, fmt_unchecked(b, sizeof(b), "%q|%s", (char *)0), 9);
     KTEST_EXPECT_STR(t, b, "%q|(null)");
@@ -363,6 +364,24 @@ KTEST_NAMED(stack_overflow_selftest)
     printk("stack_overflow_selftest: recursing into the boot stack guard page; a double fault must follow\n");
     int r = recurse_deeper(0);
     ktest_fail(t, "recursion returned %d instead of overflowing the stack", r);
+}
+
+KTEST_NAMED(triple_fault_selftest)
+{
+    /* An empty IDT turns the #UD into #GP, then #DF, then a triple fault:
+     * the CPU resets and QEMU (-no-reboot) exits with no verdict, which
+     * the harness must report as a failure. */
+    printk("triple_fault_selftest: loading an empty IDT and executing ud2\n");
+    struct desc_ptr empty = { .limit = 0, .base = 0 };
+    lidt(&empty);
+    __builtin_trap();
+}
+
+KTEST_NAMED(hang_selftest)
+{
+    /* Never ends: the harness's timeout must catch it. */
+    printk("hang_selftest: halting with interrupts off\n");
+    cpu_halt_forever();
 }
 
 KTEST_NAMED(panic_selftest)
