@@ -17,6 +17,7 @@
 #include "bootinfo_check.h"
 #include "../arch/x86_64/cpu.h"
 #include "../arch/x86_64/gdt.h"
+#include "../arch/x86_64/idt.h"
 #include "../arch/x86_64/memlayout.h"
 #include "../arch/x86_64/percpu.h"
 #include "../arch/x86_64/vm.h"
@@ -338,9 +339,22 @@ KTEST(spinlock_ticket)
 
 /* ---- deliberate failures, run only when named ---- */
 
+static pf_diag_fn previous_pf_hook;
+
+/* Stands in for the heap's diagnosis (issue 4) to prove the seam works. */
+static const char *probe_pf_hook(uint64_t addr, uint64_t error, const struct regs *r)
+{
+    static char msg[96];
+    if (addr != UNMAPPED_PROBE_ADDR)
+        return previous_pf_hook ? previous_pf_hook(addr, error, r) : 0;
+    snprintk(msg, sizeof(msg), "fault_selftest hook: probe address 0x%lx reached the diagnosis hook", addr);
+    return msg;
+}
+
 KTEST_NAMED(fault_selftest)
 {
     volatile uint64_t *p = (volatile uint64_t *)UNMAPPED_PROBE_ADDR;
+    previous_pf_hook = idt_set_pf_hook(probe_pf_hook);
     printk("fault_selftest: reading unmapped address 0x%lx; a page fault and panic must follow\n",
            (uint64_t)UNMAPPED_PROBE_ADDR);
     uint64_t v = *p;

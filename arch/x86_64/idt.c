@@ -59,9 +59,9 @@ void idt_load_cpu(unsigned cpu)
     lidt(&p);
 }
 
-void idt_set_pf_hook(pf_diag_fn fn)
+pf_diag_fn idt_set_pf_hook(pf_diag_fn fn)
 {
-    __atomic_store_n(&pf_hook, fn, __ATOMIC_RELEASE);
+    return __atomic_exchange_n(&pf_hook, fn, __ATOMIC_ACQ_REL);
 }
 
 void regs_dump(const struct regs *r)
