@@ -114,6 +114,9 @@ struct __attribute__((packed)) desc_ptr {
 static inline void lgdt(const struct desc_ptr *p) { __asm__ volatile("lgdt %0" :: "m"(*p) : "memory"); }
 static inline void lidt(const struct desc_ptr *p) { __asm__ volatile("lidt %0" :: "m"(*p) : "memory"); }
 static inline void ltr(uint16_t sel) { __asm__ volatile("ltr %0" :: "rm"(sel) : "memory"); }
+static inline void sgdt(struct desc_ptr *p) { __asm__ volatile("sgdt %0" : "=m"(*p)); }
+static inline void sidt(struct desc_ptr *p) { __asm__ volatile("sidt %0" : "=m"(*p)); }
+static inline uint16_t str(void) { uint16_t s; __asm__ volatile("str %0" : "=r"(s)); return s; }
 
 /*
  * Load new segment selectors after lgdt: data segments directly, CS by a
@@ -145,13 +148,14 @@ static inline uint64_t read_rbp(void) { uint64_t v; __asm__ volatile("mov %%rbp,
  * the kernel entry with the boot-info physical address in RDI (SysV first
  * argument). Runs from identity-mapped loader code, which the new tables
  * also identity-map, so the instruction after the CR3 write still fetches.
+ * The kernel's entry sets its own stack and clears RBP; nothing here may
+ * touch a register the compiler could have picked for cr3 or entry.
  */
 static inline __attribute__((noreturn)) void cpu_enter_kernel(uint64_t cr3, uint64_t entry, uint64_t arg)
 {
     __asm__ volatile(
         "cli\n\t"
         "mov %0, %%cr3\n\t"
-        "xor %%ebp, %%ebp\n\t"
         "jmp *%1"
         :: "r"(cr3), "r"(entry), "D"(arg) : "memory");
     __builtin_unreachable();
