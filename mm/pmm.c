@@ -74,8 +74,6 @@
 
 #define NODE_MAGIC 0x706d6d2d66726565ull /* "pmm-free" */
 
-#define FRAMES_PER_META_FRAME PMM_FRAME_SIZE /* one byte per frame */
-
 /* ---- small helpers (no libc: gcc would turn plain loops into memset) ---- */
 
 static void set_bytes(void *dst, unsigned char v, uint64_t n)
@@ -210,14 +208,14 @@ static int type_rank(uint32_t t)
     }
 }
 
-/* [*s, *e) of an entry, clamped to PMM_PHYS_LIMIT; 0 if nothing is left. */
-static int entry_span(const struct pmm_region *r, uint64_t *s, uint64_t *e)
+/* [*s, *e) of an entry, clamped to limit; 0 if nothing is left. */
+static int entry_span(const struct pmm_region *r, uint64_t limit, uint64_t *s, uint64_t *e)
 {
-    if (r->length == 0 || r->base >= PMM_PHYS_LIMIT)
+    if (r->length == 0 || r->base >= limit)
         return 0;
     uint64_t end = r->base + r->length;
-    if (end < r->base || end > PMM_PHYS_LIMIT)
-        end = PMM_PHYS_LIMIT;
+    if (end < r->base || end > limit)
+        end = limit;
     *s = r->base;
     *e = end;
     return 1;
@@ -233,7 +231,8 @@ typedef void (*piece_fn)(void *ctx, uint64_t start, uint64_t end, uint32_t type)
  * but it needs no scratch memory (there is none before pass 2) and leaves
  * the caller's array untouched. Boot maps hold a few hundred entries.
  */
-static void map_walk(const struct pmm_region *rg, size_t n, piece_fn fn, void *ctx, uint64_t *downgraded)
+static void map_walk(const struct pmm_region *rg, size_t n, uint64_t limit, piece_fn fn, void *ctx,
+                     uint64_t *downgraded)
 {
     uint64_t cur = 0, ps = 0, pe = 0;
     uint32_t pt = 0; /* pending piece type; 0 = none */
@@ -243,7 +242,7 @@ static void map_walk(const struct pmm_region *rg, size_t n, piece_fn fn, void *c
         uint32_t bt = 0;
         for (size_t i = 0; i < n; i++) {
             uint64_t s, e;
-            if (!entry_span(&rg[i], &s, &e))
+            if (!entry_span(&rg[i], limit, &s, &e))
                 continue;
             if (s > cur && s < next)
                 next = s;
@@ -384,7 +383,7 @@ static int place_meta(struct plan *pl, const struct pmm_region *rg, size_t n, ui
     pl->host = host;
     pl->need = frames_up(pl->p->section[i].npfn);
     pl->best_end = 0;
-    map_walk(rg, n, place_piece, pl, NULL);
+    map_walk(rg, n, pl->p->limit, place_piece, pl, NULL);
     if (!pl->best_end)
         return 0;
     pl->meta_pfn[i] = pl->best_end - pl->need;
@@ -533,10 +532,17 @@ static void log_dropped(struct pmm *p, uint64_t bytes, const char *why)
 int pmm_init(struct pmm *p, const struct pmm_region *rg, size_t n, uint64_t dmap_offset,
              void (*log)(const char *line))
 {
+    return pmm_init_limit(p, rg, n, dmap_offset, PMM_PHYS_LIMIT, log);
+}
+
+int pmm_init_limit(struct pmm *p, const struct pmm_region *rg, size_t n, uint64_t dmap_offset, uint64_t limit,
+                   void (*log)(const char *line))
+{
     if (!p)
         return PMM_EINVAL;
     set_bytes(p, 0, sizeof *p);
     p->dmap_offset = dmap_offset;
+    p->limit = limit < PMM_PHYS_LIMIT ? limit & ~(PMM_FRAME_SIZE - 1) : PMM_PHYS_LIMIT;
     p->log = log;
     if (n && !rg) {
         report(p, "pmm_init", "no memory map", 0);
@@ -554,7 +560,7 @@ int pmm_init(struct pmm *p, const struct pmm_region *rg, size_t n, uint64_t dmap
         if (i && rg[i].base < prev_base)
             p->dropped.unsorted_entries++;
         prev_base = rg[i].base;
-        if (!entry_span(&rg[i], &s, &e)) {
+        if (!entry_span(&rg[i], p->limit, &s, &e)) {
             p->dropped.limit_bytes += rg[i].length;
             continue;
         }
@@ -567,7 +573,7 @@ int pmm_init(struct pmm *p, const struct pmm_region *rg, size_t n, uint64_t dmap
     struct plan pl;
     set_bytes(&pl, 0, sizeof pl);
     pl.p = p;
-    map_walk(rg, n, plan_piece, &pl, &p->dropped.downgraded_bytes);
+    map_walk(rg, n, p->limit, plan_piece, &pl, &p->dropped.downgraded_bytes);
 
     uint64_t resolved = 0;
     for (int t = 0; t < PMM_NTYPES; t++)
@@ -605,7 +611,7 @@ int pmm_init(struct pmm *p, const struct pmm_region *rg, size_t n, uint64_t dmap
     /* Pass 3: holes first, then the map, then the carves, then free runs. */
     for (uint32_t i = 0; i < kept_n; i++)
         set_bytes(p->section[i].meta, M_RESERVED, p->section[i].npfn);
-    map_walk(rg, n, fill_piece, &pl, NULL);
+    map_walk(rg, n, p->limit, fill_piece, &pl, NULL);
     for (uint32_t i = 0; i < kept_n; i++) {
         const struct pmm_section *host = &p->section[section_of(p, pl.meta_pfn[i])];
         for (uint64_t f = pl.meta_pfn[i]; f < pl.meta_pfn[i] + pl.meta_n[i]; f++)
@@ -646,7 +652,7 @@ int pmm_init(struct pmm *p, const struct pmm_region *rg, size_t n, uint64_t dmap
     log_dropped(p, p->dropped.downgraded_bytes, "of usable memory overlapped by reserved entries; not used");
     log_dropped(p, p->dropped.unaligned_bytes, "of usable memory in partial frames; trimmed");
     log_dropped(p, p->dropped.frame0_bytes, "in frame 0; never handed out");
-    log_dropped(p, p->dropped.limit_bytes, "above the physical address limit; dropped");
+    log_dropped(p, p->dropped.limit_bytes, "above the direct map or physical address limit; dropped");
     log_dropped(p, p->dropped.unknown_bytes, "of unknown type; kept reserved");
     log_dropped(p, p->dropped.section_bytes, "of usable memory without a section or metadata room; dropped");
     return PMM_OK;

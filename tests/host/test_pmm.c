@@ -203,11 +203,37 @@ START_TEST(physical_limit)
     pmm_stats(&p, &st);
     ck_assert_uint_eq(st.dropped.limit_bytes, 16 * KiB);
     ck_assert_uint_eq(st.free_frames, 1);
-    ck_assert(log_has("above the physical address limit"));
+    ck_assert(log_has("16384 bytes above the direct map or physical address limit; dropped"));
     uint64_t a;
     ck_assert_int_eq(pmm_alloc(&p, 1, 1, &a), PMM_OK);
     ck_assert_uint_eq(a, PMM_PHYS_LIMIT - 8 * KiB);
     ck_assert_int_eq(pmm_alloc(&p, 1, 1, &a), PMM_ENOMEM);
+    arena_unmap();
+}
+END_TEST
+
+/* A direct map shorter than memory: nothing at or above its end is
+ * touched or handed out (the limit rounds down to a frame). */
+START_TEST(direct_map_limit)
+{
+    struct pmm p;
+    struct pmm_region rg[] = {{1 * MiB, 63 * MiB, PMM_USABLE, 0}, {40 * MiB, 1 * MiB, PMM_KERNEL, 0}};
+    uint64_t arena = arena_map(64 * MiB);
+    log_reset();
+    ck_assert_int_eq(pmm_init_limit(&p, rg, 2, arena, 32 * MiB + 0x800, cap_log), PMM_OK);
+    ck_valid(&p);
+    struct pmm_stats st;
+    pmm_stats(&p, &st);
+    ck_assert_uint_eq(st.dropped.limit_bytes, 32 * MiB + 1 * MiB);
+    ck_assert_uint_eq(st.managed_frames, 31 * 256);
+    ck_assert_uint_eq(st.type_bytes[PMM_KERNEL], 0);
+    ck_assert_uint_lt((uint64_t)(uintptr_t)p.section[0].meta - arena, 32 * MiB);
+    uint64_t a, n = 0;
+    while (pmm_alloc(&p, 1, 1, &a) == PMM_OK) {
+        ck_assert_uint_lt(a, 32 * MiB);
+        n++;
+    }
+    ck_assert_uint_eq(n, st.free_frames);
     arena_unmap();
 }
 END_TEST
@@ -309,6 +335,7 @@ Suite *pmm_map_suite(void)
     tcase_add_test(tc, holes_and_odd_edges);
     tcase_add_test(tc, unsorted_overlapping);
     tcase_add_test(tc, physical_limit);
+    tcase_add_test(tc, direct_map_limit);
     tcase_add_test(tc, empty_map);
     tcase_add_test(tc, too_many_sections);
     tcase_add_test(tc, metadata_elsewhere);
