@@ -30,9 +30,11 @@
  *      allocatable frames join the current section while its holes stay
  *      below HOLE_FACTOR times its memory, so metadata spent on holes is
  *      bounded; otherwise a new section starts.
- *   2. Place each section's metadata at the top of the highest usable run
- *      of that section that fits (low memory is precious: SMP trampolines,
- *      legacy DMA), or of any other section when its own has no room.
+ *   2. Place the metadata of all sections back to back at the top of the
+ *      highest usable run that holds it (low memory is precious: SMP
+ *      trampolines, legacy DMA). If no run is that large, each section's
+ *      goes in its own section, or else in another one; a section with no
+ *      room anywhere is dropped and reported.
  *   3. Fill the metadata bytes from the map, then put every run of usable
  *      frames on the free lists as the largest aligned blocks that fit.
  *
@@ -296,11 +298,16 @@ struct plan {
     struct pmm *p;
     uint64_t holes[PMM_MAX_SECTIONS];   /* hole frames inside each section */
     uint64_t managed[PMM_MAX_SECTIONS]; /* allocatable frames in each section */
-    uint64_t meta_pfn[PMM_MAX_SECTIONS];
-    uint64_t meta_n[PMM_MAX_SECTIONS];  /* 0 until placed */
-    int host;                           /* pass 2: section to search, -1 = any placed */
+    uint64_t meta_at[PMM_MAX_SECTIONS]; /* physical address of each metadata array; 0 = none yet */
+    uint64_t carve_pfn[PMM_MAX_SECTIONS]; /* frames taken for metadata: [pfn, pfn + n) */
+    uint64_t carve_n[PMM_MAX_SECTIONS];
+    uint32_t ncarves;
+    int host;                           /* pass 2: section to search; ANY_SECTION, PLACED_SECTION */
     uint64_t need, best_end;            /* pass 2: search state */
 };
+
+#define ANY_SECTION (-2)
+#define PLACED_SECTION (-1) /* any section whose own metadata is placed */
 
 static void plan_piece(void *ctx, uint64_t s, uint64_t e, uint32_t t)
 {
@@ -367,28 +374,31 @@ static void place_piece(void *ctx, uint64_t s, uint64_t e, uint32_t t)
     int sec = section_of(pl->p, fs);
     if (sec < 0)
         return; /* dropped for lack of a section slot */
-    if (pl->host >= 0 ? sec != pl->host : pl->meta_n[sec] == 0)
+    if (pl->host >= 0 ? sec != pl->host : pl->host == PLACED_SECTION && !pl->meta_at[sec])
         return;
     /* Earlier carves take the top of a run, so the run now ends below
      * the lowest carve inside it. */
-    for (uint32_t j = 0; j < pl->p->nsections; j++)
-        if (pl->meta_n[j] && pl->meta_pfn[j] >= fs && pl->meta_pfn[j] < fe)
-            fe = pl->meta_pfn[j];
+    for (uint32_t j = 0; j < pl->ncarves; j++)
+        if (pl->carve_pfn[j] >= fs && pl->carve_pfn[j] < fe)
+            fe = pl->carve_pfn[j];
     if (fe - fs >= pl->need && fe > pl->best_end)
         pl->best_end = fe;
 }
 
-static int place_meta(struct plan *pl, const struct pmm_region *rg, size_t n, uint32_t i, int host)
+/* Take `bytes` of metadata from the top of the highest usable run that
+ * fits, in the sections `host` allows; its physical address, or 0. */
+static uint64_t carve_meta(struct plan *pl, const struct pmm_region *rg, size_t n, uint64_t bytes, int host)
 {
     pl->host = host;
-    pl->need = frames_up(pl->p->section[i].npfn);
+    pl->need = frames_up(bytes);
     pl->best_end = 0;
     map_walk(rg, n, pl->p->limit, place_piece, pl, NULL);
     if (!pl->best_end)
         return 0;
-    pl->meta_pfn[i] = pl->best_end - pl->need;
-    pl->meta_n[i] = pl->need;
-    return 1;
+    uint32_t c = pl->ncarves++;
+    pl->carve_pfn[c] = pl->best_end - pl->need;
+    pl->carve_n[c] = pl->need;
+    return pl->carve_pfn[c] << PMM_FRAME_SHIFT;
 }
 
 /* ---- the buddy core ---- */
@@ -580,11 +590,23 @@ int pmm_init_limit(struct pmm *p, const struct pmm_region *rg, size_t n, uint64_
         resolved += p->type_bytes[t];
     p->dropped.overlap_bytes = total - resolved;
 
-    /* Pass 2: metadata in the section itself, else in any placed section. */
+    /* Pass 2: all metadata arrays back to back in one carve, so a frame is
+     * rounded up once, not once per section. If no run holds them all:
+     * each in its own section, else in any section already placed. */
+    uint64_t meta_total = 0, at;
     for (uint32_t i = 0; i < p->nsections; i++)
-        (void)place_meta(&pl, rg, n, i, (int)i);
+        meta_total += p->section[i].npfn;
+    if (meta_total && (at = carve_meta(&pl, rg, n, meta_total, ANY_SECTION)) != 0) {
+        for (uint32_t i = 0; i < p->nsections; i++) {
+            pl.meta_at[i] = at;
+            at += p->section[i].npfn;
+        }
+    } else {
+        for (uint32_t i = 0; i < p->nsections; i++)
+            pl.meta_at[i] = carve_meta(&pl, rg, n, p->section[i].npfn, (int)i);
+    }
     for (uint32_t i = 0; i < p->nsections; i++) {
-        if (pl.meta_n[i] || place_meta(&pl, rg, n, i, -1))
+        if (pl.meta_at[i] || (pl.meta_at[i] = carve_meta(&pl, rg, n, p->section[i].npfn, PLACED_SECTION)))
             continue;
         struct line l;
         l_init(&l);
@@ -594,16 +616,15 @@ int pmm_init_limit(struct pmm *p, const struct pmm_region *rg, size_t n, uint64_
         l_emit(p, &l);
         p->dropped.section_bytes += pl.managed[i] << PMM_FRAME_SHIFT;
     }
-    /* Keep the placed sections, in order. */
+    /* Keep the placed sections, in order. Carves only ever sit in placed
+     * sections, so every carve stays inside a kept one. */
     uint32_t kept_n = 0;
     for (uint32_t i = 0; i < p->nsections; i++) {
-        if (!pl.meta_n[i])
+        if (!pl.meta_at[i])
             continue;
         p->section[kept_n] = p->section[i];
-        p->section[kept_n].meta =
-            (unsigned char *)(uintptr_t)((pl.meta_pfn[i] << PMM_FRAME_SHIFT) + dmap_offset);
-        pl.meta_pfn[kept_n] = pl.meta_pfn[i];
-        pl.meta_n[kept_n] = pl.meta_n[i];
+        p->section[kept_n].meta = (unsigned char *)(uintptr_t)(pl.meta_at[i] + dmap_offset);
+        p->metadata_bytes += p->section[i].npfn;
         kept_n++;
     }
     p->nsections = kept_n;
@@ -612,12 +633,11 @@ int pmm_init_limit(struct pmm *p, const struct pmm_region *rg, size_t n, uint64_
     for (uint32_t i = 0; i < kept_n; i++)
         set_bytes(p->section[i].meta, M_RESERVED, p->section[i].npfn);
     map_walk(rg, n, p->limit, fill_piece, &pl, NULL);
-    for (uint32_t i = 0; i < kept_n; i++) {
-        const struct pmm_section *host = &p->section[section_of(p, pl.meta_pfn[i])];
-        for (uint64_t f = pl.meta_pfn[i]; f < pl.meta_pfn[i] + pl.meta_n[i]; f++)
+    for (uint32_t c = 0; c < pl.ncarves; c++) {
+        const struct pmm_section *host = &p->section[section_of(p, pl.carve_pfn[c])];
+        for (uint64_t f = pl.carve_pfn[c]; f < pl.carve_pfn[c] + pl.carve_n[c]; f++)
             *mb(host, f) = M_RESERVED | PMM_METADATA;
-        p->metadata_frames += pl.meta_n[i];
-        p->metadata_bytes += p->section[i].npfn;
+        p->metadata_frames += pl.carve_n[c];
     }
     for (uint32_t i = 0; i < kept_n; i++) {
         const struct pmm_section *s = &p->section[i];
