@@ -293,6 +293,42 @@ static int piece_frames(uint64_t s, uint64_t e, uint64_t *fs, uint64_t *fe)
     return 1;
 }
 
+/* Could the frame at phys be handed out (or written during init)? Only
+ * if usable entries cover all of it and no other entry touches it. */
+static int frame_usable(const struct pmm_region *rg, size_t n, uint64_t limit, uint64_t phys)
+{
+    uint64_t a = phys, b = phys + PMM_FRAME_SIZE, s, e;
+    if (phys == 0 || b > limit)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (entry_span(&rg[i], limit, &s, &e) && canon_type(rg[i].type) != PMM_USABLE && s < b && e > a)
+            return 0;
+    while (a < b) {
+        uint64_t reach = a;
+        for (size_t i = 0; i < n; i++)
+            if (entry_span(&rg[i], limit, &s, &e) && rg[i].type == PMM_USABLE && s <= a && e > reach)
+                reach = e;
+        if (reach == a)
+            return 0;
+        a = reach;
+    }
+    return 1;
+}
+
+/* Does [virt, virt + len) lie, through the direct map, in usable memory
+ * that pmm_init would overwrite with metadata or free-list links? */
+static int in_usable(const struct pmm_region *rg, size_t n, uint64_t limit, uint64_t dmap, const void *virt,
+                     uint64_t len)
+{
+    uint64_t phys = (uint64_t)(uintptr_t)virt - dmap;
+    if (phys >= limit || len > limit - phys)
+        return 0;
+    for (uint64_t f = phys & ~(PMM_FRAME_SIZE - 1); f < phys + len; f += PMM_FRAME_SIZE)
+        if (frame_usable(rg, n, limit, f))
+            return 1;
+    return 0;
+}
+
 /* Scratch state of pmm_init, on the caller's stack. */
 struct plan {
     struct pmm *p;
@@ -556,6 +592,16 @@ int pmm_init_limit(struct pmm *p, const struct pmm_region *rg, size_t n, uint64_
     p->log = log;
     if (n && !rg) {
         report(p, "pmm_init", "no memory map", 0);
+        return PMM_EINVAL;
+    }
+    /* Init writes into usable frames, so neither input may live there. */
+    if (n && in_usable(rg, n, p->limit, dmap_offset, rg, n * sizeof *rg)) {
+        report(p, "pmm_init", "memory map lies in usable memory it describes",
+               (uint64_t)(uintptr_t)rg - dmap_offset);
+        return PMM_EINVAL;
+    }
+    if (n && in_usable(rg, n, p->limit, dmap_offset, p, sizeof *p)) {
+        report(p, "pmm_init", "struct pmm lies in usable memory", (uint64_t)(uintptr_t)p - dmap_offset);
         return PMM_EINVAL;
     }
 

@@ -159,9 +159,12 @@ struct pmm {
  * Build the allocator from a memory map of n entries. log may be NULL (no
  * messages); it receives one NUL-terminated line per call, without '\n'.
  * dmap_offset: virtual = physical + dmap_offset for every frame in the map.
+ * Neither p nor the regions array may lie in memory the map calls usable
+ * (init writes there); the loader keeps its map in PMM_LOADER memory.
  * Returns PMM_OK (even if the map holds no usable memory: every
- * allocation then fails with PMM_ENOMEM) or PMM_EINVAL (p NULL, or
- * regions NULL with n > 0). The regions array is not kept.
+ * allocation then fails with PMM_ENOMEM) or PMM_EINVAL (p NULL, regions
+ * NULL with n > 0, or either lying in usable memory; logged). The regions
+ * array is not kept. Cost: O(n^2) in map entries, O(frames) in memory.
  */
 int pmm_init(struct pmm *p, const struct pmm_region *regions, size_t n,
              uint64_t dmap_offset, void (*log)(const char *line));

@@ -13,6 +13,7 @@
 #include "pmm_harness.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 /* Free blocks per order right after init, compared against a table. */
 static void expect_blocks(const struct pmm *p, const uint64_t want[PMM_MAX_ORDER + 1])
@@ -239,6 +240,37 @@ START_TEST(direct_map_limit)
 }
 END_TEST
 
+/* pmm_init writes metadata and free-list links into usable frames, so a
+ * map or struct pmm living there is refused; in loader memory it is fine
+ * even where that memory is declared on top of a usable entry. */
+START_TEST(inputs_in_usable_memory)
+{
+    static const struct pmm_region src[] = {
+        {1 * MiB, 15 * MiB, PMM_USABLE, 0},
+        {8 * MiB, 64 * KiB, PMM_LOADER, 0},
+    };
+    struct pmm p;
+    uint64_t arena = arena_map(16 * MiB);
+    struct pmm_region *in_usable = phys_ptr(2 * MiB + 96);
+    memcpy(in_usable, src, sizeof src);
+    log_reset();
+    ck_assert_int_eq(pmm_init(&p, in_usable, 2, arena, cap_log), PMM_EINVAL);
+    ck_assert(log_has("pmm_init: memory map lies in usable memory it describes: 0x200060"));
+
+    struct pmm *p_in_usable = phys_ptr(3 * MiB);
+    ck_assert_int_eq(pmm_init(p_in_usable, src, 2, arena, cap_log), PMM_EINVAL);
+    ck_assert(log_has("pmm_init: struct pmm lies in usable memory: 0x300000"));
+
+    struct pmm_region *in_loader = phys_ptr(8 * MiB + 4 * KiB - 24); /* straddles two loader frames */
+    memcpy(in_loader, src, sizeof src);
+    struct pmm *p_in_loader = phys_ptr(8 * MiB + 16 * KiB);
+    ck_assert_int_eq(pmm_init(p_in_loader, in_loader, 2, arena, cap_log), PMM_OK);
+    ck_assert_int_eq(pmm_validate(p_in_loader), 0);
+    ck_assert_mem_eq(in_loader, src, sizeof src); /* init did not write over it */
+    arena_unmap();
+}
+END_TEST
+
 START_TEST(empty_map)
 {
     struct pmm p;
@@ -377,6 +409,7 @@ Suite *pmm_map_suite(void)
     tcase_add_test(tc, unsorted_overlapping);
     tcase_add_test(tc, physical_limit);
     tcase_add_test(tc, direct_map_limit);
+    tcase_add_test(tc, inputs_in_usable_memory);
     tcase_add_test(tc, empty_map);
     tcase_add_test(tc, too_many_sections);
     tcase_add_test(tc, metadata_shared);
