@@ -23,7 +23,8 @@
  *             One byte per frame is 0.025% of the memory it describes.
  *
  * Building (pmm_init), in passes over the resolved memory map:
- *   1. Resolve: map_walk sweeps the entries in address order and yields
+ *   1. Resolve: entries are clamped to the limit (the end of the direct
+ *      map, or 2^52); map_walk sweeps them in address order and yields
  *      maximal pieces of one type; where entries overlap, the more
  *      restrictive type wins (type_rank). Usable and reclaimable pieces
  *      are trimmed inward to whole frames, frame 0 is withheld. Runs of
@@ -52,6 +53,20 @@
  *      nothing changes.
  *   2. Free each block: while its buddy (frame ^ 2^k) is a free head of
  *      the same order inside the same section, unlink the buddy and merge.
+ *
+ * Why a buddy allocator and not Go's page allocator (mpagealloc.c, a
+ * bitmap with a radix tree of summaries): the kernel asks for naturally
+ * aligned 2 MiB and 1 GiB blocks and for single page-table frames, which
+ * a buddy system serves in O(log n) from a list head, with coalescing
+ * that costs a metadata byte per frame; Go's structure is tuned for
+ * address-ordered first fit over a huge sparse heap, which frames do not
+ * need.
+ *
+ * Bookkeeping: metadata is 1 byte per frame of each section, holes
+ * included, and holes are at most HOLE_FACTOR times the managed frames,
+ * so at most 5 bytes per 4 KiB frame (0.12%), plus one frame of rounding
+ * and sizeof(struct pmm) (about 1.3 KiB) in all. That is below 0.5% for
+ * anything over 1.5 MiB of memory; a 256 MiB machine pays 0.025%.
  *
  * Checks: a free block's link carries a check word derived from its frame
  * number and order, and every link read from a free frame is verified

@@ -22,10 +22,14 @@
  * The allocator writes into free frames (free-list links) and into its
  * metadata frames, never into allocated or reserved frames.
  *
+ * Frame 0 is never handed out, so physical address 0 never names an
+ * allocation.
+ *
  * Locking: none inside. The caller serializes every call on one struct pmm
  * (the kernel takes a spinlock with interrupts off around each call).
  * Functions only read and write the struct pmm, its metadata and the free
- * frames, and they never call out except to the log callback.
+ * frames, and they never call out except to the log callback, which must
+ * not call back into the same struct pmm.
  *
  * Failure: nothing here panics. Running out of frames returns PMM_ENOMEM
  * and leaves the state as it was; bad arguments and bad frees are reported

@@ -12,6 +12,7 @@ PMM_OUT := $(BUILD)/pmm
 PMM_TEST_SRCS := \
 	tests/host/test_pmm.c \
 	tests/host/pmm_table.c \
+	tests/host/pmm_randmap.c \
 	tests/host/pmm_alloc.c \
 	tests/host/pmm_misuse.c \
 	tests/host/pmm_stress.c \

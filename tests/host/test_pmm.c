@@ -6,7 +6,8 @@
  * by hand from each map in the comments beside them.
  *
  * The other suites: pmm_table.c (exact split and merge behaviour, as a
- * table), pmm_alloc.c (allocation, freeing, coalescing,
+ * table), pmm_randmap.c (random maps against an independent oracle),
+ * pmm_alloc.c (allocation, freeing, coalescing,
  * reclaim, bookkeeping overhead), pmm_misuse.c (bad frees and corrupted
  * free frames), pmm_stress.c (seeded random sequence against a shadow).
  */
@@ -422,6 +423,7 @@ int main(void)
 {
     SRunner *sr = srunner_create(pmm_map_suite());
     srunner_add_suite(sr, pmm_table_suite());
+    srunner_add_suite(sr, pmm_randmap_suite());
     srunner_add_suite(sr, pmm_alloc_suite());
     srunner_add_suite(sr, pmm_misuse_suite());
     srunner_add_suite(sr, pmm_stress_suite());
