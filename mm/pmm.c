@@ -986,7 +986,7 @@ void pmm_dump(const struct pmm *p)
     l_size(&l, st.managed_frames << PMM_FRAME_SHIFT);
     l_str(&l, ") in ");
     l_dec(&l, st.sections);
-    l_str(&l, " sections");
+    l_str(&l, st.sections == 1 ? " section" : " sections");
     l_emit(p, &l);
     for (uint32_t i = 0; i < p->nsections; i++) {
         const struct pmm_section *s = &p->section[i];
@@ -1005,13 +1005,16 @@ void pmm_dump(const struct pmm *p)
         if (!st.type_bytes[t])
             continue;
         l_init(&l);
-        l_str(&l, "pmm:   ");
+        l_str(&l, "pmm:   map ");
         l_str(&l, pmm_type_name((uint32_t)t));
         l_str(&l, ": ");
         l_dec(&l, st.type_bytes[t]);
-        l_str(&l, " bytes (");
-        l_size(&l, st.type_bytes[t]);
-        l_str(&l, ")");
+        l_str(&l, " bytes");
+        if (st.type_bytes[t] >= ((uint64_t)1 << 20)) {
+            l_str(&l, " (");
+            l_size(&l, st.type_bytes[t]);
+            l_str(&l, ")");
+        }
         l_emit(p, &l);
     }
     l_init(&l);

@@ -275,8 +275,8 @@ START_TEST(dump)
              (unsigned long long)st.metadata_frames);
     ck_assert_msg(log_has(want), "missing '%s'", want);
     ck_assert(log_has("pmm:   section 0x100000-0x4000000: 16128 frames, metadata at 0x3ffc000"));
-    ck_assert(log_has("pmm:   kernel: 1060864 bytes (1 MiB)"));
-    ck_assert(log_has("pmm:   loader: 65536 bytes"));
+    ck_assert(log_has("pmm:   map kernel: 1060864 bytes (1 MiB)"));
+    ck_assert(log_has("pmm:   map loader: 65536 bytes"));
     ck_assert(log_has("pmm: free blocks by order:"));
     ck_assert(log_has("% of managed memory"));
     arena_unmap();
