@@ -19,7 +19,7 @@ PMM_TEST_SRCS := \
 	tests/host/pmm_harness.c \
 	mm/pmm.c
 
-# The flags the kernel build uses for mm/ (see the note in mm/pmm.h).
+# The flags the kernel builds mm/ with (mm/build.mk's MM_KERNEL_CFLAGS).
 PMM_KERNEL_CFLAGS := $(CSTD) $(WARN) -ffreestanding -nostdlib -mno-red-zone \
 	-mcmodel=kernel -fno-pic -mgeneral-regs-only -fno-stack-protector \
 	-fno-omit-frame-pointer -O2
@@ -58,13 +58,13 @@ $(PMM_OUT)/kernel/pmm.undef-ok: $(PMM_OUT)/kernel/pmm.o
 		echo "mm/pmm.c needs symbols a freestanding kernel lacks:"; echo "$$undef"; exit 1; fi
 	$(Q)touch $@
 
+# Leak checking is off in the ASan run: pmm.c never allocates (only the
+# harness does), and LeakSanitizer cannot run where ptrace is restricted.
 .PHONY: test-pmm
 test-pmm: $(PMM_OUT)/kernel/pmm.undef-ok $(PMM_OUT)/test_pmm $(PMM_OUT)/test_pmm_asan
 	@echo "test-pmm: gcc build"
 	$(Q)$(PMM_OUT)/test_pmm
 	@echo "test-pmm: clang ASan+UBSan build"
-	@# Leak checking is off: pmm.c never allocates, only the harness does,
-	@# and LeakSanitizer cannot run where ptrace is restricted (containers).
 	$(Q)ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 $(PMM_OUT)/test_pmm_asan
 
 ALL_TARGETS += $(PMM_OUT)/kernel/pmm.o $(PMM_OUT)/test_pmm
