@@ -958,8 +958,11 @@ void pmm_stats(const struct pmm *p, struct pmm_stats *o)
     o->overhead_bytes = (p->metadata_frames << PMM_FRAME_SHIFT) + sizeof *p;
     for (int k = 0; k <= PMM_MAX_ORDER; k++)
         o->free_blocks[k] = p->nfree[k];
-    for (int t = 0; t < PMM_NTYPES; t++)
+    for (int t = 0; t < PMM_NTYPES; t++) {
         o->type_bytes[t] = p->type_bytes[t];
+        if (t >= PMM_ACPI_RECLAIM && t <= PMM_BAD)
+            o->reserved_bytes += p->type_bytes[t];
+    }
     o->type_bytes[PMM_METADATA] = p->metadata_frames << PMM_FRAME_SHIFT;
     o->sections = p->nsections;
     o->dropped.overlap_bytes = p->dropped.overlap_bytes;
@@ -1026,6 +1029,9 @@ void pmm_dump(const struct pmm *p)
     l_dec(&l, st.reclaimable_frames);
     l_str(&l, ", metadata ");
     l_dec(&l, st.metadata_frames);
+    l_str(&l, "; reserved ");
+    l_dec(&l, st.reserved_bytes);
+    l_str(&l, " bytes");
     l_emit(p, &l);
 
     l_init(&l);

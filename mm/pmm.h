@@ -120,6 +120,7 @@ struct pmm_stats {
     uint64_t metadata_frames;    /* carved for the per-frame metadata */
     uint64_t metadata_bytes;     /* bytes of those frames actually holding metadata */
     uint64_t overhead_bytes;     /* metadata frames plus sizeof(struct pmm) */
+    uint64_t reserved_bytes;     /* map bytes of every type that is never handed out (3..8) */
     uint64_t free_blocks[PMM_MAX_ORDER + 1]; /* free blocks per order */
     uint64_t type_bytes[PMM_NTYPES]; /* bytes of each type in the resolved map (index = type) */
     uint32_t sections;

@@ -270,9 +270,9 @@ START_TEST(dump)
     char want[160];
     snprintf(want, sizeof want, "pmm: %llu frames managed (", (unsigned long long)st.managed_frames);
     ck_assert_msg(log_has(want), "missing '%s'", want);
-    snprintf(want, sizeof want, "pmm: frames: free %llu, used 3, reclaimable %llu, metadata %llu",
+    snprintf(want, sizeof want, "pmm: frames: free %llu, used 3, reclaimable %llu, metadata %llu; reserved %llu bytes",
              (unsigned long long)st.free_frames, (unsigned long long)st.reclaimable_frames,
-             (unsigned long long)st.metadata_frames);
+             (unsigned long long)st.metadata_frames, (unsigned long long)(1 * MiB + 12 * KiB + 64 * KiB));
     ck_assert_msg(log_has(want), "missing '%s'", want);
     ck_assert(log_has("pmm:   section 0x100000-0x4000000: 16128 frames, metadata at 0x3ffc000"));
     ck_assert(log_has("pmm:   map kernel: 1060864 bytes (1 MiB)"));

@@ -105,6 +105,7 @@ START_TEST(holes_and_odd_edges)
     ck_assert_uint_eq(st.dropped.overlap_bytes, 0);
     ck_assert_uint_eq(st.type_bytes[PMM_RESERVED], 0x400 + 0x10000);
     ck_assert_uint_eq(st.type_bytes[PMM_ACPI_RECLAIM], 1 * MiB);
+    ck_assert_uint_eq(st.reserved_bytes, 0x400 + 0x10000 + 1 * MiB);
     ck_assert_uint_eq(st.type_bytes[PMM_USABLE],
                       0x9fc00 + (0x7fffbaa - 0x100123) + 16 * MiB + 8 * MiB + 0x800);
     /* pfn 1..158, 257..32766, 36864..40959, 1048576..1050623 */
