@@ -291,9 +291,9 @@ static double overhead_pct(const struct pmm *p, const char *what)
     struct pmm_stats st;
     pmm_stats(p, &st);
     double pct = 100.0 * (double)st.overhead_bytes / (double)(st.managed_frames * FRAME);
-    printf("pmm overhead (%s): %llu bytes for %llu managed bytes = %.4f%% (%u sections)\n", what,
+    printf("pmm overhead (%s): %llu bytes for %llu managed bytes = %.4f%% (%u section%s)\n", what,
            (unsigned long long)st.overhead_bytes, (unsigned long long)(st.managed_frames * FRAME), pct,
-           st.sections);
+           st.sections, st.sections == 1 ? "" : "s");
     return pct;
 }
 
