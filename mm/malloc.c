@@ -103,10 +103,8 @@ void *mm_alloc_class(unsigned sizeclass, unsigned flags)
 	bool zero = false;
 	if (c != NULL) {
 		v = mcache_refill_alloc(c, sizeclass);
-		if (v != NULL) {
-			c->allocs[sizeclass]++;
+		if (v != NULL)
 			zero = (flags & KM_ZERO) && c->alloc[sizeclass]->needzero;
-		}
 	}
 	sys_irq_restore(f);
 	if (zero)
@@ -171,7 +169,6 @@ void *kmalloc(size_t size, unsigned flags)
 			s->allocCache = (cache >> b) >> 1;
 			STORE(s->freeindex, (uint16_t)(idx + 1));
 			void *v = (void *)(s->base + (uintptr_t)idx * s->elemsize);
-			c->allocs[cls]++;
 			if (MM_UNLIKELY(flags & KM_ZERO) && s->needzero) {
 				sys_irq_restore(f);
 				return zero_object(v, cls);
