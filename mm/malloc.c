@@ -181,8 +181,7 @@ void *kmalloc(size_t size, unsigned flags)
 		return mm_alloc_large(size, 0, flags);
 	unsigned cls = size_to_class(size);
 	unsigned long f = sys_irq_save();
-	unsigned cpu = SYS_CPU_ID_FAST();
-	struct mcache *c = MM_LIKELY(cpu < MM_MAX_CPUS) ? mm_mcaches[cpu] : NULL;
+	struct mcache *c = mm_mcaches[cpu_slot(SYS_CPU_ID_FAST())];
 	if (MM_LIKELY(c != NULL)) {
 		struct mspan *s = c->alloc[cls];
 		uint64_t cache = s->allocCache;
@@ -296,7 +295,7 @@ void kfree(const void *ptr)
 	if (MM_UNLIKELY(s == NULL))
 		return kfree_invalid(ptr);
 	unsigned long f = sys_irq_save();
-	if (LOAD(s->cachedBy) != SYS_CPU_ID_FAST()) {
+	if (LOAD(s->cachedBy) != cpu_slot(SYS_CPU_ID_FAST())) {
 		sys_irq_restore(f);
 		kfree_slow(s, p);
 		return;
@@ -380,7 +379,7 @@ void *kmemalign(size_t align, size_t size, unsigned flags)
 void kmalloc_flush_cpu(void)
 {
 	unsigned long f = sys_irq_save();
-	struct mcache *c = mm_mcaches[sys_cpu_id()];
+	struct mcache *c = mm_mcaches[cpu_slot(sys_cpu_id())];
 	if (c != NULL)
 		mcache_flush(c);
 	sys_irq_restore(f);
