@@ -10,9 +10,11 @@
 HOST_TESTS := $(patsubst tests/host/test_%.c,%,$(wildcard tests/host/test_*.c))
 HOST_TEST_BINS := $(HOST_TESTS:%=$(BUILD)/host/tests/test_%)
 HOST_DEBUG_TEST_BINS := $(HOST_TESTS:%=$(BUILD)/host-debug/tests/test_%)
-HOST_TEST_CFLAGS := $(MM_HOST_CFLAGS) -O1 -g \
-	$(shell pkg-config --cflags check 2>/dev/null) -MMD -MP
-HOST_TEST_LIBS := $(shell pkg-config --libs check 2>/dev/null) -lpthread
+# Recursive (=), not :=: the top Makefile installs check and pkg-config
+# after reading the fragments, so ask pkg-config only when a rule runs.
+HOST_TEST_CFLAGS = $(MM_HOST_CFLAGS) -O1 -g \
+	$(shell pkg-config --cflags check) -MMD -MP
+HOST_TEST_LIBS = $(shell pkg-config --libs check) -lpthread
 
 DEPS_GROUPS += host
 
