@@ -63,7 +63,7 @@ void mspan_init_small(struct mspan *s, unsigned sizeclass)
 	s->prev = NULL;
 	s->sweepnext = NULL;
 	__atomic_store_n(&s->inflight, 0, __ATOMIC_RELAXED);
-	__atomic_store_n(&s->needsweep, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->queued, Q_CLEAN, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->state, SPAN_INUSE, __ATOMIC_RELEASE);
 }
 
