@@ -27,11 +27,13 @@
  *
  * Sweep (Go's name: the same moment Go turns mark bits into alloc bits):
  *   allocBits = (allocBits | slots below freeindex) & ~(localFree | XCHG(remoteFree, 0))
- *   freeindex = 0, allocCount = popcount, allocCache reloaded.
+ *   freeindex = 0, allocCount updated, allocCache reloaded; the
+ *   allocations and local frees it merged are counted into the caching
+ *   CPU's mcache (the fast paths count nothing).
  * It runs when the caching CPU finds its span full (so a kmalloc/kfree
  * loop on one CPU reuses its slots without any lock), when a span is
- * uncached, and under mcentral.lock for uncached spans that remote frees
- * pushed on the mcentral's sweep stack. Remote freers read the bitmaps
+ * uncached, and under mcentral.lock when an unswept span (one that remote
+ * frees touched) is handed out or reclaimed. Remote freers read the bitmaps
  * without a lock, so a sweep is bracketed by a sequence counter
  * (sweepseq, odd while sweeping) and they retry if it moved.
  */
