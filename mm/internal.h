@@ -95,6 +95,16 @@ static inline unsigned mm_popcount64(uint64_t x)
 	return (unsigned)((x * 0x0101010101010101ull) >> 56);
 }
 
+/* Population count of a word with few bits set (a sweep's freed bits):
+ * one step per bit instead of the full reduction. */
+static inline unsigned mm_popcount_sparse(uint64_t x)
+{
+	unsigned n = 0;
+	for (; x != 0; x &= x - 1)
+		n++;
+	return n;
+}
+
 /* Relaxed atomic load/store of plain fields that one side writes while
  * another reads (plain mov on x86-64; keeps the compiler and TSan honest). */
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
