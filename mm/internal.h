@@ -350,7 +350,8 @@ void mcache_flush(struct mcache *c);
 enum mcentral_list { LIST_NONE = 0, LIST_PARTIAL = 1, LIST_FULL = 2, LIST_UNSWEPT = 3 };
 enum mspan_queued { Q_CLEAN = 0, Q_STACKED = 1, Q_PARKED = 2 };
 
-/* A FIFO of spans linked through mspan.next/prev. mcentral.lock. */
+/* A list of spans linked through mspan.next/prev, used as a stack (see
+ * mcentral.c). mcentral.lock. */
 struct spanlist {
 	struct mspan *head, *tail;
 	uint64_t len;
