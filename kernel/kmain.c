@@ -8,7 +8,8 @@
  *   4. command line (options registered with KPARAM);
  *   5. layout and memory summary;
  *   6. memory init: the seam for the frame allocator, paging and kmalloc;
- *   7. the self-tests, then QEMU exits with the verdict.
+ *   7. SMP: the other CPUs started, the timer running on each, interrupts on;
+ *   8. the self-tests, then QEMU exits with the verdict.
  */
 #include <stdint.h>
 #include "bootinfo_check.h"
@@ -21,6 +22,8 @@
 #include "../arch/x86_64/gdt.h"
 #include "../arch/x86_64/idt.h"
 #include "../arch/x86_64/memlayout.h"
+#include "../arch/x86_64/percpu.h"
+#include "../arch/x86_64/smp.h"
 #include "../arch/x86_64/vm.h"
 
 __attribute__((noreturn)) void kmain(uint64_t boot_info_phys);
@@ -42,6 +45,7 @@ void kmain(uint64_t boot_info_phys)
     gdt_init_cpu(0);
     idt_init();
     idt_load_cpu(0);
+    percpu_init_cpu(0, 0);  /* GS base: this_cpu_id() works from here on */
     vm_drop_identity();
     vm_enable_protection();
     printk("kernel: GDT, TSS (IST stacks) and IDT loaded on CPU 0; identity map dropped\n");
@@ -58,6 +62,8 @@ void kmain(uint64_t boot_info_phys)
      * kernel/build.mk. Register its fault diagnosis with idt_set_pf_hook().
      */
     printk("kernel: memory init: no allocator linked yet (seam in kmain)\n");
+
+    smp_init(bi);
 
     unsigned failed = ktest_run();
     qemu_exit(failed ? KEXIT_FAIL : KEXIT_PASS);
