@@ -9,6 +9,8 @@
 
 extern const struct kparam __kparams_start[], __kparams_end[];
 
+#define CMDLINE_SHOW_MAX 200  /* echo at most this much of the line */
+
 static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
 unsigned cmdline_parse(const char *line, const struct kparam *begin, const struct kparam *end,
@@ -73,7 +75,11 @@ static void warn_console(const char *msg, const char *token)
 
 unsigned cmdline_apply(const char *line, int truncated)
 {
-    printk("cmdline: \"%s\"\n", line);
+    size_t len = strlen(line);
+    if (len > CMDLINE_SHOW_MAX)
+        printk("cmdline: \"%.*s...\" (%zu bytes)\n", CMDLINE_SHOW_MAX, line, len);
+    else
+        printk("cmdline: \"%s\"\n", line);
     unsigned w = 0;
     if (truncated) {
         printk("cmdline: warning: command line longer than %u bytes was truncated\n", 1023u);

@@ -211,8 +211,11 @@ void printk(const char *fmt, ...)
     va_start(ap, fmt);
     size_t n = vsnprintk(line, sizeof(line), fmt, ap);
     va_end(ap);
-    if (n >= sizeof(line))
+    if (n >= sizeof(line)) {
+        /* cut, but keep the line a line so the next printk starts fresh */
         n = sizeof(line) - 1;
+        line[n - 1] = '\n';
+    }
 
     if (__atomic_load_n(&panic_console, __ATOMIC_ACQUIRE)) {
         serial_write(line, n);

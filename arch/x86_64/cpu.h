@@ -114,6 +114,9 @@ struct __attribute__((packed)) desc_ptr {
 static inline void lgdt(const struct desc_ptr *p) { __asm__ volatile("lgdt %0" :: "m"(*p) : "memory"); }
 static inline void lidt(const struct desc_ptr *p) { __asm__ volatile("lidt %0" :: "m"(*p) : "memory"); }
 static inline void ltr(uint16_t sel) { __asm__ volatile("ltr %0" :: "rm"(sel) : "memory"); }
+static inline void sgdt(struct desc_ptr *p) { __asm__ volatile("sgdt %0" : "=m"(*p)); }
+static inline void sidt(struct desc_ptr *p) { __asm__ volatile("sidt %0" : "=m"(*p)); }
+static inline uint16_t str(void) { uint16_t s; __asm__ volatile("str %0" : "=r"(s)); return s; }
 
 /*
  * Load new segment selectors after lgdt: data segments directly, CS by a
