@@ -25,6 +25,14 @@ KERNEL_SRCS := \
 	kernel/ktest.c \
 	kernel/string.c \
 	kernel/selftests.c
+# ---- kmem (issue 4): frame allocator, paging, the heap's port, self-tests
+KERNEL_SRCS += \
+	mm/pmm.c \
+	arch/x86_64/paging.c \
+	arch/x86_64/sys.c \
+	kernel/mem.c \
+	kernel/kmalloc_selftests.c
+# ---- end kmem
 
 KOBJ := $(BUILD)/kernel/obj
 KERNEL_OBJS := $(patsubst %,$(KOBJ)/%.o,$(basename $(KERNEL_SRCS)))
@@ -35,9 +43,14 @@ KERNEL_CFLAGS := -std=c11 -Wall -Wextra -Werror -ffreestanding -nostdlib \
 	-fno-stack-protector -fno-omit-frame-pointer -O2 -g \
 	-fno-asynchronous-unwind-tables -fno-pie -I. -Ikernel
 # Static libraries linked into both passes (issue 4: build/x86_64/libkmalloc.a).
-KERNEL_LIBS :=
+KERNEL_LIBS := $(KMALLOC_KERNEL_LIB)
 KERNEL_LDFLAGS := -nostdlib -static -no-pie -Wl,-T,arch/x86_64/kernel.ld \
 	-Wl,-z,max-page-size=0x1000 -Wl,--build-id=none -Wl,-z,noexecstack
+
+# ---- kmem: files that include mm/sys.h find the port's <sys_arch.h> here
+KMEM_OBJS := $(patsubst %,$(KOBJ)/%.o,arch/x86_64/sys kernel/mem kernel/kmalloc_selftests)
+$(KMEM_OBJS): KERNEL_CFLAGS += -Iarch/x86_64
+# ---- end kmem
 
 $(KOBJ)/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -14,3 +14,61 @@ test-boot: $(LOADER_EFI) $(KERNEL_ELF)
 		--kernel $(KERNEL_ELF) --timeout $(BOOT_CASE_TIMEOUT) --smp $(SMP) --mem $(MEM)
 
 TEST_TARGETS += test-boot
+
+# ---- kmem (issue 4): the heap's boot cases (`make test-boot-kmem`) ----
+# Each case boots its own ESP under build/boot-cases/kmem/<case>/ and
+# checks qemu-run's status (0 pass, 2 panic) and the console log (grep -E):
+#   kmem_arena     bad arena= values warn and fall back, a good one wins;
+#                  the heap table and frame allocator summary are printed
+#   kmem_oom       MEM=128M: allocate until NULL, free, again (no panic)
+#   double_free_selftest, invalid_free_selftest: the kmalloc panic + backtrace
+#   released_page_selftest: the page-fault diagnosis for a released page
+KMEM_CASES := $(BUILD)/boot-cases/kmem
+
+.PHONY: test-boot-kmem
+test-boot-kmem: $(LOADER_EFI) $(KERNEL_ELF)
+	@echo "== kmem boot cases (QEMU, OVMF, SMP=$(SMP)) =="
+	$(Q)passed=0; failed=0; \
+	kcase() { \
+	    name=$$1 want=$$2 cmem=$$3 cmd=$$4; shift 4; \
+	    d=$(KMEM_CASES)/$$name; rm -rf $$d; mkdir -p $$d/esp/EFI/BOOT; \
+	    cp $(LOADER_EFI) $$d/esp/EFI/BOOT/BOOTX64.EFI; cp $(KERNEL_ELF) $$d/esp/kernel.elf; \
+	    printf '%s\n' "$$cmd" > $$d/esp/cmdline.txt; start=$$(date +%s); \
+	    verdict=$$(nice scripts/qemu-run --esp $$d/esp --smp $(SMP) --mem $$cmem \
+	        --timeout $(BOOT_CASE_TIMEOUT) --log $$d/console.log --quiet); got=$$?; \
+	    why=; [ "$$got" = "$$want" ] || why="exit status $$got, expected $$want"; \
+	    for pat in "$$@"; do \
+	        grep -a -q -E -- "$$pat" $$d/console.log || why="$${why:+$$why; }log lacks /$$pat/"; \
+	    done; \
+	    if [ -z "$$why" ]; then passed=$$((passed + 1)); \
+	        echo "boot case $$name: ok ($$(($$(date +%s) - start))s; $${verdict#qemu-run: verdict: })"; \
+	    else failed=$$((failed + 1)); \
+	        echo "boot case $$name: FAILED: $$why ($$(($$(date +%s) - start))s)"; \
+	        tail -n 25 $$d/console.log | tr -d '\r'; fi; \
+	}; \
+	kcase kmem_arena 0 $(MEM) "arena=1K arena=banana arena=99999T arena=32G ktest=kmalloc_classes,kmalloc_frames_agree" \
+	    "^mem: warning: arena=1K is outside 4 MiB..14 TiB; using the default 64 GiB" \
+	    "^mem: warning: arena=banana is not a size" "^mem: warning: arena=99999T is outside" \
+	    '^mem: kmalloc arena 32 GiB \(arena=\), region 0xffffa00000000000-' \
+	    '^ktest: 2 passed, 0 failed' '^kmalloc: class +size +allocs' '^kmalloc: committed +[0-9]+' \
+	    '^kmem: [0-9]+ data frames' '^pmm: frames: free [0-9]+, used [0-9]+' \
+	    '^kmem: frame allocator bookkeeping [0-9]+ bytes for [0-9]+ MiB managed = 0\.[0-4][0-9]%'; \
+	kcase kmem_oom 0 128M "ktest=kmalloc_oom" \
+	    '^kmalloc_oom: small objects: [1-9][0-9]* objects until NULL' \
+	    '^kmalloc_oom: 1 MiB objects: [1-9][0-9]* objects until NULL' \
+	    '^ktest: kmalloc_oom ok' '^ktest: 1 passed, 0 failed'; \
+	kcase double_free_selftest 2 $(MEM) "ktest=double_free_selftest" \
+	    '^PANIC: kmalloc: double free: 0xffffa0[0-9a-f]+' '^Backtrace:' 'kfree\+0x' \
+	    'ktest_fn_double_free_selftest\+0x' \
+	    '^ktest: double_free_selftest FAILED: panic: kmalloc: double free' '^ktest: 0 passed, 1 failed'; \
+	kcase invalid_free_selftest 2 $(MEM) "ktest=invalid_free_selftest" \
+	    '^PANIC: kmalloc: invalid free: 0xffffa0[0-9a-f]+' '^Backtrace:' 'kfree\+0x' \
+	    'ktest_fn_invalid_free_selftest\+0x' \
+	    '^ktest: invalid_free_selftest FAILED: panic: kmalloc: invalid free' '^ktest: 0 passed, 1 failed'; \
+	kcase released_page_selftest 2 $(MEM) "ktest=released_page_selftest" \
+	    '^page fault: kmalloc arena: access to released page 0xffffa0[0-9a-f]+000' \
+	    'ktest_fn_released_page_selftest\+0x' '^ktest: released_page_selftest FAILED: panic'; \
+	echo "kmem boot cases: $$passed passed, $$failed failed"; [ "$$failed" = 0 ]
+
+TEST_TARGETS += test-boot-kmem
+# ---- end kmem
