@@ -26,6 +26,7 @@
 #include "../arch/x86_64/vm.h"
 
 __attribute__((noreturn)) void kmain(uint64_t boot_info_phys);
+extern const char boot_stack_guard[];  /* entry.S */
 
 void kmain(uint64_t boot_info_phys)
 {
@@ -46,7 +47,9 @@ void kmain(uint64_t boot_info_phys)
     idt_load_cpu(0);
     vm_drop_identity();
     vm_enable_protection();
-    printk("kernel: GDT, TSS (IST stacks) and IDT loaded on CPU 0; identity map dropped\n");
+    if (vm_unmap_4k((uint64_t)(uintptr_t)boot_stack_guard) != 0)
+        panic("cannot unmap the boot stack guard page at %p", (void *)boot_stack_guard);
+    printk("kernel: GDT, TSS (IST stacks) and IDT loaded on CPU 0; identity map dropped; boot stack guard page unmapped\n");
 
     cmdline_apply(bi->cmdline, bi->cmdline_truncated);
     layout_print();
