@@ -30,9 +30,11 @@
  *      allocatable frames join the current section while its holes stay
  *      below HOLE_FACTOR times its memory, so metadata spent on holes is
  *      bounded; otherwise a new section starts.
- *   2. Place each section's metadata at the top of the highest usable run
- *      of that section that fits (low memory is precious: SMP trampolines,
- *      legacy DMA), or of any other section when its own has no room.
+ *   2. Place the metadata of all sections back to back at the top of the
+ *      highest usable run that holds it (low memory is precious: SMP
+ *      trampolines, legacy DMA). If no run is that large, each section's
+ *      goes in its own section, or else in another one; a section with no
+ *      room anywhere is dropped and reported.
  *   3. Fill the metadata bytes from the map, then put every run of usable
  *      frames on the free lists as the largest aligned blocks that fit.
  *
@@ -73,8 +75,6 @@
 #define HOLE_FACTOR 4
 
 #define NODE_MAGIC 0x706d6d2d66726565ull /* "pmm-free" */
-
-#define FRAMES_PER_META_FRAME PMM_FRAME_SIZE /* one byte per frame */
 
 /* ---- small helpers (no libc: gcc would turn plain loops into memset) ---- */
 
@@ -210,14 +210,14 @@ static int type_rank(uint32_t t)
     }
 }
 
-/* [*s, *e) of an entry, clamped to PMM_PHYS_LIMIT; 0 if nothing is left. */
-static int entry_span(const struct pmm_region *r, uint64_t *s, uint64_t *e)
+/* [*s, *e) of an entry, clamped to limit; 0 if nothing is left. */
+static int entry_span(const struct pmm_region *r, uint64_t limit, uint64_t *s, uint64_t *e)
 {
-    if (r->length == 0 || r->base >= PMM_PHYS_LIMIT)
+    if (r->length == 0 || r->base >= limit)
         return 0;
     uint64_t end = r->base + r->length;
-    if (end < r->base || end > PMM_PHYS_LIMIT)
-        end = PMM_PHYS_LIMIT;
+    if (end < r->base || end > limit)
+        end = limit;
     *s = r->base;
     *e = end;
     return 1;
@@ -233,7 +233,8 @@ typedef void (*piece_fn)(void *ctx, uint64_t start, uint64_t end, uint32_t type)
  * but it needs no scratch memory (there is none before pass 2) and leaves
  * the caller's array untouched. Boot maps hold a few hundred entries.
  */
-static void map_walk(const struct pmm_region *rg, size_t n, piece_fn fn, void *ctx, uint64_t *downgraded)
+static void map_walk(const struct pmm_region *rg, size_t n, uint64_t limit, piece_fn fn, void *ctx,
+                     uint64_t *downgraded)
 {
     uint64_t cur = 0, ps = 0, pe = 0;
     uint32_t pt = 0; /* pending piece type; 0 = none */
@@ -243,7 +244,7 @@ static void map_walk(const struct pmm_region *rg, size_t n, piece_fn fn, void *c
         uint32_t bt = 0;
         for (size_t i = 0; i < n; i++) {
             uint64_t s, e;
-            if (!entry_span(&rg[i], &s, &e))
+            if (!entry_span(&rg[i], limit, &s, &e))
                 continue;
             if (s > cur && s < next)
                 next = s;
@@ -292,16 +293,57 @@ static int piece_frames(uint64_t s, uint64_t e, uint64_t *fs, uint64_t *fe)
     return 1;
 }
 
+/* Could the frame at phys be handed out (or written during init)? Only
+ * if usable entries cover all of it and no other entry touches it. */
+static int frame_usable(const struct pmm_region *rg, size_t n, uint64_t limit, uint64_t phys)
+{
+    uint64_t a = phys, b = phys + PMM_FRAME_SIZE, s, e;
+    if (phys == 0 || b > limit)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (entry_span(&rg[i], limit, &s, &e) && canon_type(rg[i].type) != PMM_USABLE && s < b && e > a)
+            return 0;
+    while (a < b) {
+        uint64_t reach = a;
+        for (size_t i = 0; i < n; i++)
+            if (entry_span(&rg[i], limit, &s, &e) && rg[i].type == PMM_USABLE && s <= a && e > reach)
+                reach = e;
+        if (reach == a)
+            return 0;
+        a = reach;
+    }
+    return 1;
+}
+
+/* Does [virt, virt + len) lie, through the direct map, in usable memory
+ * that pmm_init would overwrite with metadata or free-list links? */
+static int in_usable(const struct pmm_region *rg, size_t n, uint64_t limit, uint64_t dmap, const void *virt,
+                     uint64_t len)
+{
+    uint64_t phys = (uint64_t)(uintptr_t)virt - dmap;
+    if (phys >= limit || len > limit - phys)
+        return 0;
+    for (uint64_t f = phys & ~(PMM_FRAME_SIZE - 1); f < phys + len; f += PMM_FRAME_SIZE)
+        if (frame_usable(rg, n, limit, f))
+            return 1;
+    return 0;
+}
+
 /* Scratch state of pmm_init, on the caller's stack. */
 struct plan {
     struct pmm *p;
     uint64_t holes[PMM_MAX_SECTIONS];   /* hole frames inside each section */
     uint64_t managed[PMM_MAX_SECTIONS]; /* allocatable frames in each section */
-    uint64_t meta_pfn[PMM_MAX_SECTIONS];
-    uint64_t meta_n[PMM_MAX_SECTIONS];  /* 0 until placed */
-    int host;                           /* pass 2: section to search, -1 = any placed */
+    uint64_t meta_at[PMM_MAX_SECTIONS]; /* physical address of each metadata array; 0 = none yet */
+    uint64_t carve_pfn[PMM_MAX_SECTIONS]; /* frames taken for metadata: [pfn, pfn + n) */
+    uint64_t carve_n[PMM_MAX_SECTIONS];
+    uint32_t ncarves;
+    int host;                           /* pass 2: section to search; ANY_SECTION, PLACED_SECTION */
     uint64_t need, best_end;            /* pass 2: search state */
 };
+
+#define ANY_SECTION (-2)
+#define PLACED_SECTION (-1) /* any section whose own metadata is placed */
 
 static void plan_piece(void *ctx, uint64_t s, uint64_t e, uint32_t t)
 {
@@ -368,28 +410,31 @@ static void place_piece(void *ctx, uint64_t s, uint64_t e, uint32_t t)
     int sec = section_of(pl->p, fs);
     if (sec < 0)
         return; /* dropped for lack of a section slot */
-    if (pl->host >= 0 ? sec != pl->host : pl->meta_n[sec] == 0)
+    if (pl->host >= 0 ? sec != pl->host : pl->host == PLACED_SECTION && !pl->meta_at[sec])
         return;
     /* Earlier carves take the top of a run, so the run now ends below
      * the lowest carve inside it. */
-    for (uint32_t j = 0; j < pl->p->nsections; j++)
-        if (pl->meta_n[j] && pl->meta_pfn[j] >= fs && pl->meta_pfn[j] < fe)
-            fe = pl->meta_pfn[j];
+    for (uint32_t j = 0; j < pl->ncarves; j++)
+        if (pl->carve_pfn[j] >= fs && pl->carve_pfn[j] < fe)
+            fe = pl->carve_pfn[j];
     if (fe - fs >= pl->need && fe > pl->best_end)
         pl->best_end = fe;
 }
 
-static int place_meta(struct plan *pl, const struct pmm_region *rg, size_t n, uint32_t i, int host)
+/* Take `bytes` of metadata from the top of the highest usable run that
+ * fits, in the sections `host` allows; its physical address, or 0. */
+static uint64_t carve_meta(struct plan *pl, const struct pmm_region *rg, size_t n, uint64_t bytes, int host)
 {
     pl->host = host;
-    pl->need = frames_up(pl->p->section[i].npfn);
+    pl->need = frames_up(bytes);
     pl->best_end = 0;
-    map_walk(rg, n, place_piece, pl, NULL);
+    map_walk(rg, n, pl->p->limit, place_piece, pl, NULL);
     if (!pl->best_end)
         return 0;
-    pl->meta_pfn[i] = pl->best_end - pl->need;
-    pl->meta_n[i] = pl->need;
-    return 1;
+    uint32_t c = pl->ncarves++;
+    pl->carve_pfn[c] = pl->best_end - pl->need;
+    pl->carve_n[c] = pl->need;
+    return pl->carve_pfn[c] << PMM_FRAME_SHIFT;
 }
 
 /* ---- the buddy core ---- */
@@ -533,13 +578,30 @@ static void log_dropped(struct pmm *p, uint64_t bytes, const char *why)
 int pmm_init(struct pmm *p, const struct pmm_region *rg, size_t n, uint64_t dmap_offset,
              void (*log)(const char *line))
 {
+    return pmm_init_limit(p, rg, n, dmap_offset, PMM_PHYS_LIMIT, log);
+}
+
+int pmm_init_limit(struct pmm *p, const struct pmm_region *rg, size_t n, uint64_t dmap_offset, uint64_t limit,
+                   void (*log)(const char *line))
+{
     if (!p)
         return PMM_EINVAL;
     set_bytes(p, 0, sizeof *p);
     p->dmap_offset = dmap_offset;
+    p->limit = limit < PMM_PHYS_LIMIT ? limit & ~(PMM_FRAME_SIZE - 1) : PMM_PHYS_LIMIT;
     p->log = log;
     if (n && !rg) {
         report(p, "pmm_init", "no memory map", 0);
+        return PMM_EINVAL;
+    }
+    /* Init writes into usable frames, so neither input may live there. */
+    if (n && in_usable(rg, n, p->limit, dmap_offset, rg, n * sizeof *rg)) {
+        report(p, "pmm_init", "memory map lies in usable memory it describes",
+               (uint64_t)(uintptr_t)rg - dmap_offset);
+        return PMM_EINVAL;
+    }
+    if (n && in_usable(rg, n, p->limit, dmap_offset, p, sizeof *p)) {
+        report(p, "pmm_init", "struct pmm lies in usable memory", (uint64_t)(uintptr_t)p - dmap_offset);
         return PMM_EINVAL;
     }
 
@@ -554,7 +616,7 @@ int pmm_init(struct pmm *p, const struct pmm_region *rg, size_t n, uint64_t dmap
         if (i && rg[i].base < prev_base)
             p->dropped.unsorted_entries++;
         prev_base = rg[i].base;
-        if (!entry_span(&rg[i], &s, &e)) {
+        if (!entry_span(&rg[i], p->limit, &s, &e)) {
             p->dropped.limit_bytes += rg[i].length;
             continue;
         }
@@ -567,18 +629,30 @@ int pmm_init(struct pmm *p, const struct pmm_region *rg, size_t n, uint64_t dmap
     struct plan pl;
     set_bytes(&pl, 0, sizeof pl);
     pl.p = p;
-    map_walk(rg, n, plan_piece, &pl, &p->dropped.downgraded_bytes);
+    map_walk(rg, n, p->limit, plan_piece, &pl, &p->dropped.downgraded_bytes);
 
     uint64_t resolved = 0;
     for (int t = 0; t < PMM_NTYPES; t++)
         resolved += p->type_bytes[t];
     p->dropped.overlap_bytes = total - resolved;
 
-    /* Pass 2: metadata in the section itself, else in any placed section. */
+    /* Pass 2: all metadata arrays back to back in one carve, so a frame is
+     * rounded up once, not once per section. If no run holds them all:
+     * each in its own section, else in any section already placed. */
+    uint64_t meta_total = 0, at;
     for (uint32_t i = 0; i < p->nsections; i++)
-        (void)place_meta(&pl, rg, n, i, (int)i);
+        meta_total += p->section[i].npfn;
+    if (meta_total && (at = carve_meta(&pl, rg, n, meta_total, ANY_SECTION)) != 0) {
+        for (uint32_t i = 0; i < p->nsections; i++) {
+            pl.meta_at[i] = at;
+            at += p->section[i].npfn;
+        }
+    } else {
+        for (uint32_t i = 0; i < p->nsections; i++)
+            pl.meta_at[i] = carve_meta(&pl, rg, n, p->section[i].npfn, (int)i);
+    }
     for (uint32_t i = 0; i < p->nsections; i++) {
-        if (pl.meta_n[i] || place_meta(&pl, rg, n, i, -1))
+        if (pl.meta_at[i] || (pl.meta_at[i] = carve_meta(&pl, rg, n, p->section[i].npfn, PLACED_SECTION)))
             continue;
         struct line l;
         l_init(&l);
@@ -588,16 +662,15 @@ int pmm_init(struct pmm *p, const struct pmm_region *rg, size_t n, uint64_t dmap
         l_emit(p, &l);
         p->dropped.section_bytes += pl.managed[i] << PMM_FRAME_SHIFT;
     }
-    /* Keep the placed sections, in order. */
+    /* Keep the placed sections, in order. Carves only ever sit in placed
+     * sections, so every carve stays inside a kept one. */
     uint32_t kept_n = 0;
     for (uint32_t i = 0; i < p->nsections; i++) {
-        if (!pl.meta_n[i])
+        if (!pl.meta_at[i])
             continue;
         p->section[kept_n] = p->section[i];
-        p->section[kept_n].meta =
-            (unsigned char *)(uintptr_t)((pl.meta_pfn[i] << PMM_FRAME_SHIFT) + dmap_offset);
-        pl.meta_pfn[kept_n] = pl.meta_pfn[i];
-        pl.meta_n[kept_n] = pl.meta_n[i];
+        p->section[kept_n].meta = (unsigned char *)(uintptr_t)(pl.meta_at[i] + dmap_offset);
+        p->metadata_bytes += p->section[i].npfn;
         kept_n++;
     }
     p->nsections = kept_n;
@@ -605,13 +678,12 @@ int pmm_init(struct pmm *p, const struct pmm_region *rg, size_t n, uint64_t dmap
     /* Pass 3: holes first, then the map, then the carves, then free runs. */
     for (uint32_t i = 0; i < kept_n; i++)
         set_bytes(p->section[i].meta, M_RESERVED, p->section[i].npfn);
-    map_walk(rg, n, fill_piece, &pl, NULL);
-    for (uint32_t i = 0; i < kept_n; i++) {
-        const struct pmm_section *host = &p->section[section_of(p, pl.meta_pfn[i])];
-        for (uint64_t f = pl.meta_pfn[i]; f < pl.meta_pfn[i] + pl.meta_n[i]; f++)
+    map_walk(rg, n, p->limit, fill_piece, &pl, NULL);
+    for (uint32_t c = 0; c < pl.ncarves; c++) {
+        const struct pmm_section *host = &p->section[section_of(p, pl.carve_pfn[c])];
+        for (uint64_t f = pl.carve_pfn[c]; f < pl.carve_pfn[c] + pl.carve_n[c]; f++)
             *mb(host, f) = M_RESERVED | PMM_METADATA;
-        p->metadata_frames += pl.meta_n[i];
-        p->metadata_bytes += p->section[i].npfn;
+        p->metadata_frames += pl.carve_n[c];
     }
     for (uint32_t i = 0; i < kept_n; i++) {
         const struct pmm_section *s = &p->section[i];
@@ -646,7 +718,7 @@ int pmm_init(struct pmm *p, const struct pmm_region *rg, size_t n, uint64_t dmap
     log_dropped(p, p->dropped.downgraded_bytes, "of usable memory overlapped by reserved entries; not used");
     log_dropped(p, p->dropped.unaligned_bytes, "of usable memory in partial frames; trimmed");
     log_dropped(p, p->dropped.frame0_bytes, "in frame 0; never handed out");
-    log_dropped(p, p->dropped.limit_bytes, "above the physical address limit; dropped");
+    log_dropped(p, p->dropped.limit_bytes, "above the direct map or physical address limit; dropped");
     log_dropped(p, p->dropped.unknown_bytes, "of unknown type; kept reserved");
     log_dropped(p, p->dropped.section_bytes, "of usable memory without a section or metadata room; dropped");
     return PMM_OK;

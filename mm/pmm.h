@@ -83,6 +83,7 @@ struct pmm_region {
     uint32_t type;   /* enum pmm_type; other values count as PMM_RESERVED */
     uint32_t reserved;
 };
+_Static_assert(sizeof(struct pmm_region) == 24, "struct pmm_region must match boot/bootinfo.h");
 
 /* Return codes. 0 is success. */
 enum pmm_err {
@@ -100,7 +101,7 @@ struct pmm_dropped {
     uint64_t downgraded_bytes;/* usable/reclaimable bytes an overlapping entry took over */
     uint64_t unaligned_bytes; /* usable/reclaimable bytes lost trimming to whole frames */
     uint64_t frame0_bytes;    /* frame 0 is never handed out */
-    uint64_t limit_bytes;     /* at or above PMM_PHYS_LIMIT */
+    uint64_t limit_bytes;     /* at or above the limit (PMM_PHYS_LIMIT or pmm_init_limit's) */
     uint64_t unknown_bytes;   /* entries of unknown type (kept as PMM_RESERVED) */
     uint64_t section_bytes;   /* usable memory lost for lack of a section or metadata room */
     uint32_t unsorted_entries;/* entries whose base was below the previous entry's */
@@ -134,35 +135,45 @@ struct pmm_section {
     uint8_t *meta;     /* npfn bytes, one per frame (see pmm.c), via the direct map */
 };
 
-/* Every field is guarded by the caller's lock; base, sections and
- * dmap_offset are immutable after pmm_init. */
+/* One frame allocator. "caller's lock" is whatever serializes calls on
+ * this instance (the kernel's pmm spinlock, interrupts off). */
 struct pmm {
-    uint64_t dmap_offset;
-    void (*log)(const char *line);
-    struct pmm_node *free[PMM_MAX_ORDER + 1]; /* doubly linked, per order */
-    uint64_t nfree[PMM_MAX_ORDER + 1];        /* blocks on each list */
-    struct pmm_section section[PMM_MAX_SECTIONS];
-    uint32_t nsections;
-    uint64_t managed_frames;
-    uint64_t free_frames;
-    uint64_t used_frames;
-    uint64_t reclaimable_frames;
-    uint64_t metadata_frames;
-    uint64_t metadata_bytes;
-    uint64_t type_bytes[PMM_NTYPES];
-    struct pmm_dropped dropped;
+    uint64_t dmap_offset;            /* immutable after init */
+    uint64_t limit;                  /* immutable after init: frames at or above are ignored */
+    void (*log)(const char *line);   /* immutable after init; may be NULL */
+    struct pmm_node *free[PMM_MAX_ORDER + 1]; /* caller's lock: free blocks per order, doubly linked */
+    uint64_t nfree[PMM_MAX_ORDER + 1];        /* caller's lock: blocks on each list */
+    struct pmm_section section[PMM_MAX_SECTIONS]; /* immutable after init (meta[] bytes: caller's lock) */
+    uint32_t nsections;              /* immutable after init */
+    uint64_t managed_frames;         /* immutable after init */
+    uint64_t free_frames;            /* caller's lock */
+    uint64_t used_frames;            /* caller's lock */
+    uint64_t reclaimable_frames;     /* caller's lock */
+    uint64_t metadata_frames;        /* immutable after init */
+    uint64_t metadata_bytes;         /* immutable after init */
+    uint64_t type_bytes[PMM_NTYPES]; /* immutable after init */
+    struct pmm_dropped dropped;      /* immutable after init */
 };
 
 /*
  * Build the allocator from a memory map of n entries. log may be NULL (no
  * messages); it receives one NUL-terminated line per call, without '\n'.
  * dmap_offset: virtual = physical + dmap_offset for every frame in the map.
+ * Neither p nor the regions array may lie in memory the map calls usable
+ * (init writes there); the loader keeps its map in PMM_LOADER memory.
  * Returns PMM_OK (even if the map holds no usable memory: every
- * allocation then fails with PMM_ENOMEM) or PMM_EINVAL (p NULL, or
- * regions NULL with n > 0). The regions array is not kept.
+ * allocation then fails with PMM_ENOMEM) or PMM_EINVAL (p NULL, regions
+ * NULL with n > 0, or either lying in usable memory; logged). The regions
+ * array is not kept. Cost: O(n^2) in map entries, O(frames) in memory.
  */
 int pmm_init(struct pmm *p, const struct pmm_region *regions, size_t n,
              uint64_t dmap_offset, void (*log)(const char *line));
+
+/* pmm_init for a direct map that covers only physical [0, limit): memory
+ * at or above limit is left alone and counted in dropped.limit_bytes.
+ * The kernel passes boot_info's direct_map_size. */
+int pmm_init_limit(struct pmm *p, const struct pmm_region *regions, size_t n,
+                   uint64_t dmap_offset, uint64_t limit, void (*log)(const char *line));
 
 /*
  * Allocate nframes physically contiguous frames whose address is a multiple

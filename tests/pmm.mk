@@ -11,6 +11,7 @@ PMM_OUT := $(BUILD)/pmm
 
 PMM_TEST_SRCS := \
 	tests/host/test_pmm.c \
+	tests/host/pmm_table.c \
 	tests/host/pmm_alloc.c \
 	tests/host/pmm_misuse.c \
 	tests/host/pmm_stress.c \
@@ -68,3 +69,14 @@ TEST_TARGETS += test-pmm
 DEPS_GROUPS += pmm
 
 -include $(PMM_GCC_OBJS:.o=.d) $(PMM_ASAN_OBJS:.o=.d) $(PMM_OUT)/kernel/pmm.d
+
+# Host benchmark (make bench-pmm): ns per pmm_alloc/pmm_free and init time.
+$(PMM_OUT)/pmm_bench: $(PMM_OUT)/gcc/tests/host/pmm_bench.o $(PMM_OUT)/gcc/mm/pmm.o
+	$(Q)$(CC) $^ -o $@
+
+.PHONY: bench-pmm
+bench-pmm: $(PMM_OUT)/pmm_bench
+	$(Q)nice $(PMM_OUT)/pmm_bench
+
+BENCH_TARGETS += bench-pmm
+-include $(PMM_OUT)/gcc/tests/host/pmm_bench.d

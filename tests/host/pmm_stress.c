@@ -16,7 +16,8 @@
 
 #include <stdlib.h>
 
-static const struct pmm_region map[] = {
+/* One section with holes, reserved pieces, unaligned edges and boot data. */
+static const struct pmm_region map1[] = {
     {1 * MiB, 6 * MiB, PMM_USABLE, 0},
     {7 * MiB + 0x321, 5 * MiB, PMM_USABLE, 0},
     {3 * MiB, 64 * KiB, PMM_KERNEL, 0},
@@ -26,8 +27,29 @@ static const struct pmm_region map[] = {
     {5 * MiB, 256 * KiB, PMM_RECLAIMABLE, 0},
     {6 * MiB + 0x800, 0x1000, PMM_ACPI_NVS, 0},
 };
-#define MAP_N (sizeof map / sizeof map[0])
-#define SPAN (20 * MiB)
+/* Two sections; the second starts and ends on odd frames, so blocks at
+ * its edges have buddies outside it. */
+static const struct pmm_region map2[] = {
+    {1 * MiB, 2 * MiB, PMM_USABLE, 0},
+    {1 * MiB + 64 * KiB, 8 * KiB, PMM_KERNEL, 0},
+    {512 * MiB + 3 * FRAME, 3 * MiB + 5 * FRAME, PMM_USABLE, 0},
+    {513 * MiB, 128 * KiB, PMM_RECLAIMABLE, 0},
+};
+
+static const struct {
+    const struct pmm_region *map;
+    size_t n;
+    uint64_t span;
+    uint64_t seed;
+} runs[] = {
+    {map1, sizeof map1 / sizeof map1[0], 20 * MiB, 0x9e3779b97f4a7c15ull},
+    {map1, sizeof map1 / sizeof map1[0], 20 * MiB, 42},
+    {map1, sizeof map1 / sizeof map1[0], 20 * MiB, 0xdeadbeefcafef00dull},
+    {map2, sizeof map2 / sizeof map2[0], 520 * MiB, 7},
+};
+
+static const struct pmm_region *map;
+static size_t map_n;
 
 static uint64_t rng;
 
@@ -89,7 +111,7 @@ static void step_alloc(void)
     ck_assert_int_eq(rc, PMM_OK);
     ck_assert_uint_eq(a % (align * FRAME), 0);
     ck_assert_uint_lt(nlive, sizeof live / sizeof live[0]);
-    shadow_take(&sh, &p, map, MAP_N, a, n, reclaimed);
+    shadow_take(&sh, &p, map, map_n, a, n, reclaimed);
     live[nlive] = (struct live){a, n, ++ids};
     tag(&live[nlive]);
     nlive++;
@@ -137,13 +159,15 @@ static void free_all_and_compare(const struct pmm_stats *start)
     ck_valid(&p);
 }
 
-static void run(uint64_t seed, int steps)
+static void run(int which, int steps)
 {
-    rng = seed;
+    map = runs[which].map;
+    map_n = runs[which].n;
+    rng = runs[which].seed;
     nlive = 0;
     reclaimed = 0;
-    build(&p, map, MAP_N, SPAN);
-    shadow_init(&sh, SPAN);
+    build(&p, map, map_n, runs[which].span);
+    shadow_init(&sh, runs[which].span);
     struct pmm_stats start;
     pmm_stats(&p, &start);
     for (int phase = 0; phase < 2; phase++) {
@@ -170,8 +194,14 @@ static void run(uint64_t seed, int steps)
 
 START_TEST(random_sequence)
 {
-    static const uint64_t seeds[] = {0x9e3779b97f4a7c15ull, 42, 0xdeadbeefcafef00dull};
-    run(seeds[_i], 3000);
+    if (_i == 3) {
+        struct pmm_stats st;
+        build(&p, map2, sizeof map2 / sizeof map2[0], 520 * MiB);
+        pmm_stats(&p, &st);
+        ck_assert_uint_eq(st.sections, 2);
+        arena_unmap();
+    }
+    run(_i, 3000);
 }
 END_TEST
 
@@ -180,7 +210,7 @@ Suite *pmm_stress_suite(void)
     Suite *s = suite_create("pmm stress");
     TCase *tc = tcase_create("random");
     tcase_set_timeout(tc, 300);
-    tcase_add_loop_test(tc, random_sequence, 0, 3);
+    tcase_add_loop_test(tc, random_sequence, 0, (int)(sizeof runs / sizeof runs[0]));
     suite_add_tcase(s, tc);
     return s;
 }

@@ -5,13 +5,15 @@
  * with every dropped byte accounted for. Expected figures are worked out
  * by hand from each map in the comments beside them.
  *
- * The other suites: pmm_alloc.c (allocation, freeing, coalescing,
+ * The other suites: pmm_table.c (exact split and merge behaviour, as a
+ * table), pmm_alloc.c (allocation, freeing, coalescing,
  * reclaim, bookkeeping overhead), pmm_misuse.c (bad frees and corrupted
  * free frames), pmm_stress.c (seeded random sequence against a shadow).
  */
 #include "pmm_harness.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 /* Free blocks per order right after init, compared against a table. */
 static void expect_blocks(const struct pmm *p, const uint64_t want[PMM_MAX_ORDER + 1])
@@ -203,11 +205,68 @@ START_TEST(physical_limit)
     pmm_stats(&p, &st);
     ck_assert_uint_eq(st.dropped.limit_bytes, 16 * KiB);
     ck_assert_uint_eq(st.free_frames, 1);
-    ck_assert(log_has("above the physical address limit"));
+    ck_assert(log_has("16384 bytes above the direct map or physical address limit; dropped"));
     uint64_t a;
     ck_assert_int_eq(pmm_alloc(&p, 1, 1, &a), PMM_OK);
     ck_assert_uint_eq(a, PMM_PHYS_LIMIT - 8 * KiB);
     ck_assert_int_eq(pmm_alloc(&p, 1, 1, &a), PMM_ENOMEM);
+    arena_unmap();
+}
+END_TEST
+
+/* A direct map shorter than memory: nothing at or above its end is
+ * touched or handed out (the limit rounds down to a frame). */
+START_TEST(direct_map_limit)
+{
+    struct pmm p;
+    struct pmm_region rg[] = {{1 * MiB, 63 * MiB, PMM_USABLE, 0}, {40 * MiB, 1 * MiB, PMM_KERNEL, 0}};
+    uint64_t arena = arena_map(64 * MiB);
+    log_reset();
+    ck_assert_int_eq(pmm_init_limit(&p, rg, 2, arena, 32 * MiB + 0x800, cap_log), PMM_OK);
+    ck_valid(&p);
+    struct pmm_stats st;
+    pmm_stats(&p, &st);
+    ck_assert_uint_eq(st.dropped.limit_bytes, 32 * MiB + 1 * MiB);
+    ck_assert_uint_eq(st.managed_frames, 31 * 256);
+    ck_assert_uint_eq(st.type_bytes[PMM_KERNEL], 0);
+    ck_assert_uint_lt((uint64_t)(uintptr_t)p.section[0].meta - arena, 32 * MiB);
+    uint64_t a, n = 0;
+    while (pmm_alloc(&p, 1, 1, &a) == PMM_OK) {
+        ck_assert_uint_lt(a, 32 * MiB);
+        n++;
+    }
+    ck_assert_uint_eq(n, st.free_frames);
+    arena_unmap();
+}
+END_TEST
+
+/* pmm_init writes metadata and free-list links into usable frames, so a
+ * map or struct pmm living there is refused; in loader memory it is fine
+ * even where that memory is declared on top of a usable entry. */
+START_TEST(inputs_in_usable_memory)
+{
+    static const struct pmm_region src[] = {
+        {1 * MiB, 15 * MiB, PMM_USABLE, 0},
+        {8 * MiB, 64 * KiB, PMM_LOADER, 0},
+    };
+    struct pmm p;
+    uint64_t arena = arena_map(16 * MiB);
+    struct pmm_region *in_usable = phys_ptr(2 * MiB + 96);
+    memcpy(in_usable, src, sizeof src);
+    log_reset();
+    ck_assert_int_eq(pmm_init(&p, in_usable, 2, arena, cap_log), PMM_EINVAL);
+    ck_assert(log_has("pmm_init: memory map lies in usable memory it describes: 0x200060"));
+
+    struct pmm *p_in_usable = phys_ptr(3 * MiB);
+    ck_assert_int_eq(pmm_init(p_in_usable, src, 2, arena, cap_log), PMM_EINVAL);
+    ck_assert(log_has("pmm_init: struct pmm lies in usable memory: 0x300000"));
+
+    struct pmm_region *in_loader = phys_ptr(8 * MiB + 4 * KiB - 24); /* straddles two loader frames */
+    memcpy(in_loader, src, sizeof src);
+    struct pmm *p_in_loader = phys_ptr(8 * MiB + 16 * KiB);
+    ck_assert_int_eq(pmm_init(p_in_loader, in_loader, 2, arena, cap_log), PMM_OK);
+    ck_assert_int_eq(pmm_validate(p_in_loader), 0);
+    ck_assert_mem_eq(in_loader, src, sizeof src); /* init did not write over it */
     arena_unmap();
 }
 END_TEST
@@ -236,8 +295,9 @@ START_TEST(empty_map)
 }
 END_TEST
 
-/* 40 islands of 64 KiB, 1 MiB apart: too far apart to share metadata, so
- * each is a section; the 8 beyond PMM_MAX_SECTIONS are dropped. */
+/* 40 islands of 64 KiB, 1 MiB apart: too far apart to share a metadata
+ * array, so each is a section; the 8 beyond PMM_MAX_SECTIONS are dropped.
+ * The 32 arrays of 16 bytes share one frame, taken from the top island. */
 START_TEST(too_many_sections)
 {
     struct pmm p;
@@ -249,42 +309,81 @@ START_TEST(too_many_sections)
     pmm_stats(&p, &st);
     ck_assert_uint_eq(st.sections, PMM_MAX_SECTIONS);
     ck_assert_uint_eq(st.dropped.section_bytes, 8 * 64 * KiB);
-    ck_assert_uint_eq(st.free_frames, PMM_MAX_SECTIONS * 15);
+    ck_assert_uint_eq(st.metadata_frames, 1);
+    ck_assert_uint_eq(st.metadata_bytes, PMM_MAX_SECTIONS * 16);
+    ck_assert_uint_eq(st.free_frames, PMM_MAX_SECTIONS * 16 - 1);
+    ck_assert(is_metadata_frame(&p, 32 * MiB + 15 * FRAME));
     ck_assert(log_has("without a section or metadata room; dropped"));
     uint64_t a;
-    ck_assert_int_eq(pmm_alloc(&p, 16, 1, &a), PMM_ENOMEM);
-    ck_assert_int_eq(pmm_alloc(&p, 8, 8, &a), PMM_OK);
-    ck_assert_uint_lt(a, 33 * MiB);
+    ck_assert_int_eq(pmm_alloc(&p, 17, 1, &a), PMM_ENOMEM); /* islands are 16 frames */
+    ck_assert_int_eq(pmm_alloc(&p, 16, 16, &a), PMM_OK);
+    ck_assert_uint_lt(a, 32 * MiB);
     arena_unmap();
 }
 END_TEST
 
-/* A section with no usable run big enough for its metadata borrows room
- * from another section; with no room anywhere it is dropped, loudly. */
-START_TEST(metadata_elsewhere)
+/* All metadata arrays go back to back in one carve at the top of the
+ * highest usable run, even for a section with no usable room of its own. */
+START_TEST(metadata_shared)
 {
     struct pmm p;
     struct pmm_region rg[] = {
-        {16 * MiB, 32 * MiB, PMM_RECLAIMABLE, 0}, /* with the next: 8193 frames, 3 metadata frames */
-        {48 * MiB, 4 * KiB, PMM_USABLE, 0},       /* the only usable run: too small for them */
-        {1 * GiB, 8 * MiB, PMM_USABLE, 0},
+        {16 * MiB, 32 * MiB, PMM_RECLAIMABLE, 0}, /* with the next: a section of 8193 frames */
+        {48 * MiB, 4 * KiB, PMM_USABLE, 0},       /* its only usable run, one frame */
+        {1 * GiB, 8 * MiB, PMM_USABLE, 0},        /* a section of 2048 frames */
     };
     build(&p, rg, 3, 1 * GiB + 8 * MiB);
     struct pmm_stats st;
     pmm_stats(&p, &st);
     ck_assert_uint_eq(st.sections, 2);
+    ck_assert_uint_eq(st.metadata_frames, 3); /* 8193 + 2048 bytes */
     uint64_t m0 = (uint64_t)(uintptr_t)p.section[0].meta - p.dmap_offset;
     uint64_t m1 = (uint64_t)(uintptr_t)p.section[1].meta - p.dmap_offset;
-    ck_assert_uint_eq(m1, 1 * GiB + 8 * MiB - FRAME);       /* its own top */
-    ck_assert_uint_eq(m0, 1 * GiB + 8 * MiB - 4 * FRAME);   /* just below */
+    ck_assert_uint_eq(m0, 1 * GiB + 8 * MiB - 3 * FRAME);
+    ck_assert_uint_eq(m1, m0 + 8193);
     ck_assert_uint_eq(st.reclaimable_frames, 8192);
-    ck_assert_uint_eq(st.free_frames, 1 + 2048 - 4);
+    ck_assert_uint_eq(st.free_frames, 1 + 2048 - 3);
     ck_assert_uint_eq(pmm_reclaim(&p), 8192);
     ck_valid(&p);
+    /* [16M, 48M) is now free: two 16 MiB blocks. */
     uint64_t a;
-    /* [16M, 48M) is now free: two 16 MiB blocks, reclaimed memory merged. */
     ck_assert_int_eq(pmm_alloc(&p, 4096, 4096, &a), PMM_OK);
     ck_assert(a == 16 * MiB || a == 32 * MiB);
+    arena_unmap();
+}
+END_TEST
+
+/* When no single run holds every array: each section's own run, else a
+ * run in a section already placed, else the section is dropped, loudly.
+ *   A: 16384 reclaimable frames + 1 usable: needs 5 metadata frames
+ *   C: 6 usable frames at 1 GiB: needs 1, and has room for A's 5
+ *   D: 3 usable + 8192 reclaimable at 3 GiB: needs 3, exactly its run
+ * Together they need 7 frames; no run has 7. */
+START_TEST(metadata_fallback)
+{
+    struct pmm p;
+    struct pmm_region rg[] = {
+        {16 * MiB, 64 * MiB, PMM_RECLAIMABLE, 0},
+        {80 * MiB, 4 * KiB, PMM_USABLE, 0},
+        {1 * GiB, 24 * KiB, PMM_USABLE, 0},
+        {3 * GiB, 12 * KiB, PMM_USABLE, 0},
+        {3 * GiB + 12 * KiB, 32 * MiB, PMM_RECLAIMABLE, 0},
+    };
+    build(&p, rg, 5, 3 * GiB + 48 * MiB);
+    struct pmm_stats st;
+    pmm_stats(&p, &st);
+    ck_assert_uint_eq(st.sections, 3);
+    ck_assert_uint_eq(st.metadata_frames, 5 + 1 + 3);
+    ck_assert_uint_eq((uint64_t)(uintptr_t)p.section[0].meta - p.dmap_offset, 1 * GiB);
+    ck_assert_uint_eq((uint64_t)(uintptr_t)p.section[1].meta - p.dmap_offset, 1 * GiB + 5 * FRAME);
+    ck_assert_uint_eq((uint64_t)(uintptr_t)p.section[2].meta - p.dmap_offset, 3 * GiB);
+    ck_assert_uint_eq(st.free_frames, 1);
+    ck_assert_uint_eq(st.reclaimable_frames, 16384 + 8192);
+    ck_assert_uint_eq(pmm_reclaim(&p), 16384 + 8192);
+    ck_valid(&p);
+    uint64_t a;
+    ck_assert_int_eq(pmm_alloc(&p, 4096, 4096, &a), PMM_OK);
+    ck_assert(a % (16 * MiB) == 0 && ((a >= 16 * MiB && a < 80 * MiB) || a >= 3 * GiB));
     arena_unmap();
 
     struct pmm_region only_boot[] = {{16 * MiB, 16 * MiB, PMM_RECLAIMABLE, 0}};
@@ -309,9 +408,12 @@ Suite *pmm_map_suite(void)
     tcase_add_test(tc, holes_and_odd_edges);
     tcase_add_test(tc, unsorted_overlapping);
     tcase_add_test(tc, physical_limit);
+    tcase_add_test(tc, direct_map_limit);
+    tcase_add_test(tc, inputs_in_usable_memory);
     tcase_add_test(tc, empty_map);
     tcase_add_test(tc, too_many_sections);
-    tcase_add_test(tc, metadata_elsewhere);
+    tcase_add_test(tc, metadata_shared);
+    tcase_add_test(tc, metadata_fallback);
     suite_add_tcase(s, tc);
     return s;
 }
@@ -319,6 +421,7 @@ Suite *pmm_map_suite(void)
 int main(void)
 {
     SRunner *sr = srunner_create(pmm_map_suite());
+    srunner_add_suite(sr, pmm_table_suite());
     srunner_add_suite(sr, pmm_alloc_suite());
     srunner_add_suite(sr, pmm_misuse_suite());
     srunner_add_suite(sr, pmm_stress_suite());
