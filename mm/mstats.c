@@ -3,8 +3,9 @@
  * validators and census that tests call (mheap_valid, mm_census). See
  * malloc.c for the overview.
  *
- * Counters live where they are cheapest to keep: per-class allocs and
- * local frees in each CPU's mcache (plain increments on the fast path),
+ * Counters live where they are cheapest to keep: per-class allocs in each
+ * CPU's mcache (a plain increment on the fast path), local frees there
+ * too but counted by the sweep (plus the localFree bits not swept yet),
  * remote frees in the mcentral (one atomic add next to the atomic OR the
  * remote free does anyway), page and large-object counts in the mheap
  * (under its lock). kmalloc_stats sums them; counters of other CPUs are
@@ -28,6 +29,14 @@ void kmalloc_stats(struct kmalloc_stats *st)
 		for (unsigned i = 0; i < _NumSizeClasses; i++) {
 			st->cls[i].allocs += LOAD(c->allocs[i]);
 			st->cls[i].frees += LOAD(c->frees[i]);
+			/* local frees not swept yet (kfree's fast path does not
+			 * count, the sweep does) */
+			struct mspan *s = LOAD(c->alloc[i]);
+			uint64_t *lf = s ? LOAD(s->localFree) : NULL;
+			if (s == &mspan_empty || lf == NULL)
+				continue;
+			for (unsigned w = 0; w < span_nwords(s); w++)
+				st->cls[i].frees += mm_popcount64(LOAD(lf[w]));
 		}
 	}
 	if (!__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE))
@@ -182,6 +191,10 @@ int mheap_valid(void)
 	mm_census(&cs);
 	sys_lock(&mheap_.lock);
 	int ok = pa_valid(&mheap_.pages);
+	for (size_t ci = 0; ci < mheap_.pages.nchunks; ci++)
+		for (unsigned w = 0; w < CHUNK_WORDS; w++)
+			if (mheap_.pages.chunks[ci].alloc[w] & mheap_.pages.chunks[ci].scav[w])
+				ok = 0;
 	uint64_t inuse = mheap_.pages_inuse, fr = mheap_.pages_free,
 	         rel = mheap_.pages_released, sys = mheap_.pages_sys;
 	size_t npages = mheap_.pages.nchunks * CHUNK_PAGES;
@@ -200,7 +213,8 @@ int mheap_valid(void)
 	}
 	sys_unlock(&mheap_.lock);
 	if (!ok)
-		return fail("mheap_valid: page allocator summaries disagree with bitmaps");
+		return fail("mheap_valid: page allocator summaries disagree with bitmaps, "
+		            "or a page is both allocated and scavenged");
 	if (!spans_ok)
 		return fail("mheap_valid: an in-use span is invalid or not mapped on all its pages");
 	if (inuse + fr + rel != sys)
