@@ -47,7 +47,8 @@ KERNEL_CFLAGS := -std=c11 -Wall -Wextra -Werror -ffreestanding -nostdlib \
 # may already have added its library.
 KERNEL_LIBS +=
 # ---- kmem: the heap, unless mm/build.mk already linked it
-KERNEL_LIBS += $(filter-out $(KERNEL_LIBS),$(KMALLOC_KERNEL_LIB))
+KMEM_LIB := $(filter-out $(KERNEL_LIBS),$(KMALLOC_KERNEL_LIB))
+KERNEL_LIBS += $(KMEM_LIB)
 # ---- end kmem
 KERNEL_LDFLAGS := -nostdlib -static -no-pie -Wl,-T,arch/x86_64/kernel.ld \
 	-Wl,-z,max-page-size=0x1000 -Wl,--build-id=none -Wl,-z,noexecstack

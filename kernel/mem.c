@@ -172,10 +172,15 @@ const char *mem_pf_diagnose(uint64_t addr, uint64_t error)
     return pf_buf;
 }
 
+static pf_diag_fn prev_pf_hook; /* written once in mem_init */
+
+/* Our window first; any other address goes to the hook installed before. */
 static const char *kmem_pf_diag(uint64_t addr, uint64_t error, const struct regs *r)
 {
-    (void)r;
-    return mem_pf_diagnose(addr, error);
+    const char *d = mem_pf_diagnose(addr, error);
+    if (!d && prev_pf_hook)
+        d = prev_pf_hook(addr, error, r);
+    return d;
 }
 
 void mem_init(const struct boot_info *bi)
@@ -199,7 +204,7 @@ void mem_init(const struct boot_info *bi)
         kmem_sys_config.arena_size = arena_option;
     if (kmalloc_init() != 0)
         panic("mem_init: kmalloc_init failed (arena %lu bytes)", (uint64_t)sys_config.arena_size);
-    idt_set_pf_hook(kmem_pf_diag);
+    prev_pf_hook = idt_set_pf_hook(kmem_pf_diag);
 
     struct kmem_port_stats ps;
     kmem_port_stats(&ps);

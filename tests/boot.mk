@@ -77,11 +77,11 @@ test-boot-kmem: $(LOADER_EFI) $(KERNEL_ELF)
 	    '^kmalloc_oom: 1 MiB objects: [1-9][0-9]* objects until NULL' \
 	    '^ktest: kmalloc_oom ok' '^ktest: 1 passed, 0 failed'; \
 	kcase double_free_selftest 2 $(MEM) "ktest=double_free_selftest" \
-	    '^PANIC: kmalloc: double free: 0xffffa0[0-9a-f]+' '^Backtrace:' 'kfree\+0x' \
+	    '^PANIC: kmalloc: double free: 0xffffa0[0-9a-f]+' '^Backtrace:' '#[0-9]+ +0xffffffff[0-9a-f]+ kfree[a-z_]*\+0x' \
 	    'ktest_fn_double_free_selftest\+0x' \
 	    '^ktest: double_free_selftest FAILED: panic: kmalloc: double free' '^ktest: 0 passed, 1 failed'; \
 	kcase invalid_free_selftest 2 $(MEM) "ktest=invalid_free_selftest" \
-	    '^PANIC: kmalloc: invalid free: 0xffffa0[0-9a-f]+' '^Backtrace:' 'kfree\+0x' \
+	    '^PANIC: kmalloc: invalid free: 0xffffa0[0-9a-f]+' '^Backtrace:' '#[0-9]+ +0xffffffff[0-9a-f]+ kfree[a-z_]*\+0x' \
 	    'ktest_fn_invalid_free_selftest\+0x' \
 	    '^ktest: invalid_free_selftest FAILED: panic: kmalloc: invalid free' '^ktest: 0 passed, 1 failed'; \
 	kcase released_page_selftest 2 $(MEM) "ktest=released_page_selftest" \
