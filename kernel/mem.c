@@ -24,6 +24,7 @@
 #include "panic.h"
 #include "printk.h"
 #include "spinlock.h"
+#include "../mm/internal.h"
 #include "../mm/kmalloc.h"
 #include "../mm/pmm.h"
 #include "../mm/sys.h"
@@ -41,6 +42,12 @@ static long fail_after = -1;        /* pmm_lock: mem_fail_frames_after */
 
 /* sys.c's writable configuration (sys_config is its const alias). */
 extern struct sys_config kmem_sys_config;
+
+_Static_assert(KMEM_ARENA_MIN == 4 * CHUNK_BYTES, "arena= minimum must follow the core's");
+_Static_assert(KMEM_ARENA_MAX == (uint64_t)CHUNK_BYTES << (3 * (PA_MAX_LEVELS - 1)),
+               "arena= maximum must follow the core's page allocator");
+_Static_assert(KMEM_ARENA_MAX + KMEM_ARENA_MAX / 8 < KMALLOC_ARENA_SIZE,
+               "arena + metadata must fit the window");
 
 static uint64_t arena_option;       /* 0: default; written by the parser */
 
@@ -208,8 +215,10 @@ void mem_init(const struct boot_info *bi)
 
     struct kmem_port_stats ps;
     kmem_port_stats(&ps);
-    printk("mem: kmalloc arena %lu GiB%s, region 0x%lx-0x%lx reserved, %lu frames committed\n",
-           (uint64_t)sys_config.arena_size >> 30, arena_option ? " (arena=)" : " (default)",
+    uint64_t as = sys_config.arena_size;
+    int gib = (as & ((1ULL << 30) - 1)) == 0;
+    printk("mem: kmalloc arena %lu %s%s, region 0x%lx-0x%lx reserved, %lu frames committed\n",
+           gib ? as >> 30 : as >> 20, gib ? "GiB" : "MiB", arena_option ? " (arena=)" : " (default)",
            ps.region_base, ps.region_base + ps.region_size, ps.data_frames);
 }
 

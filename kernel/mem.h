@@ -19,11 +19,12 @@ struct pmm_stats;
 
 /* Default heap arena (address space only; arena= on the command line). */
 #define KMEM_ARENA_DEFAULT ((uint64_t)64 << 30)
-/* Bounds for arena=: the core's minimum is one 4 MiB chunk; the maximum
- * leaves room in the 16 TiB window for the core's metadata (about 1/16 of
- * the arena) and alignment. */
-#define KMEM_ARENA_MIN ((uint64_t)4 << 20)
-#define KMEM_ARENA_MAX ((uint64_t)14 << 40)
+/* Bounds for arena=, both the core's (mm/mheap.c, mm/mpagealloc.c): at
+ * least 4 chunks of 4 MiB; at most what 8 summary levels of fan-out 8
+ * cover, 8^7 chunks = 8 TiB. With the core's metadata (about 1/16 of the
+ * arena) that also fits the 16 TiB window. */
+#define KMEM_ARENA_MIN ((uint64_t)16 << 20)
+#define KMEM_ARENA_MAX ((uint64_t)8 << 40)
 
 /* Frame allocator from the boot map, reclaim of boot-services memory,
  * paging on the live tables, kmalloc_init, the page-fault diagnosis.
