@@ -18,6 +18,7 @@ EFI_LDS     := $(EFI_LIB)/elf_x86_64_efi.lds
 LOADER_SRCS := \
 	boot/loader.c \
 	boot/elf_load.c \
+	boot/elf_check.c \
 	boot/pagetables.c \
 	boot/memmap.c
 LOADER_OBJS := $(LOADER_SRCS:%.c=$(BUILD)/%.o)

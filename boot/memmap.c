@@ -6,7 +6,7 @@
  * sized for at least one entry per UEFI descriptor (converting never adds
  * entries; merging neighbours of the same type only removes them).
  */
-#include "loader.h"
+#include "memmap.h"
 
 uint32_t memmap_boot_type(uint32_t t)
 {

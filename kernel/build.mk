@@ -2,8 +2,8 @@
 #
 #   *.c, *.S --gcc $(KERNEL_CFLAGS)--> build/kernel/obj/**.o
 #   pass 1: objects + empty symbol table          --ld--> kernel.pass1.elf
-#   nm -n kernel.pass1.elf | scripts/mksyms        -->    ksyms.c (text symbols)
-#   pass 2: objects + ksyms.o + $(KERNEL_LIBS)     --ld--> kernel.elf
+#   nm -n kernel.pass1.elf | scripts/mksyms        -->    ksyms_table.c (text symbols)
+#   pass 2: objects + ksyms_table.o + $(KERNEL_LIBS) --ld--> kernel.elf
 # The symbol table sits in .rodata, after .text, so pass 2 moves no
 # function; the rule re-runs mksyms on kernel.elf and fails if the table
 # would differ. boot/build.mk copies kernel.elf onto the ESP.
@@ -33,6 +33,14 @@ KERNEL_SRCS := \
 	kernel/string.c \
 	kernel/selftests.c \
 	kernel/smp_selftests.c
+# ---- kmem (issue 4): frame allocator, paging, the heap's port, self-tests
+KERNEL_SRCS += \
+	mm/pmm.c \
+	arch/x86_64/paging.c \
+	arch/x86_64/sys.c \
+	kernel/mem.c \
+	kernel/kmalloc_selftests.c
+# ---- end kmem
 
 KOBJ := $(BUILD)/kernel/obj
 KERNEL_OBJS := $(patsubst %,$(KOBJ)/%.o,$(basename $(KERNEL_SRCS)))
@@ -43,9 +51,20 @@ KERNEL_CFLAGS := -std=c11 -Wall -Wextra -Werror -ffreestanding -nostdlib \
 	-fno-stack-protector -fno-omit-frame-pointer -O2 -g \
 	-fno-asynchronous-unwind-tables -fno-pie -I. -Ikernel
 # Static libraries linked into both passes (issue 4: build/x86_64/libkmalloc.a).
-KERNEL_LIBS :=
+# Appended, not assigned: mm/build.mk is included before this fragment and
+# may already have added its library.
+KERNEL_LIBS +=
+# ---- kmem: the heap, unless mm/build.mk already linked it
+KMEM_LIB := $(filter-out $(KERNEL_LIBS),$(KMALLOC_KERNEL_LIB))
+KERNEL_LIBS += $(KMEM_LIB)
+# ---- end kmem
 KERNEL_LDFLAGS := -nostdlib -static -no-pie -Wl,-T,arch/x86_64/kernel.ld \
 	-Wl,-z,max-page-size=0x1000 -Wl,--build-id=none -Wl,-z,noexecstack
+
+# ---- kmem: files that include mm/sys.h find the port's <sys_arch.h> here
+KMEM_OBJS := $(patsubst %,$(KOBJ)/%.o,arch/x86_64/sys kernel/mem kernel/kmalloc_selftests)
+$(KMEM_OBJS): KERNEL_CFLAGS += -Iarch/x86_64
+# ---- end kmem
 
 $(KOBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -57,24 +76,32 @@ $(KOBJ)/%.o: %.S
 	@echo "  AS(k)   $<"
 	$(Q)$(CC) $(KERNEL_CFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/kernel/ksyms0.c: scripts/mksyms
+# Explicit rules (no patterns) for the generated tables, so no other
+# fragment's pattern rule can claim them.
+KSYMS_EMPTY := $(BUILD)/kernel/ksyms_empty
+KSYMS_TABLE := $(BUILD)/kernel/ksyms_table
+
+$(KSYMS_EMPTY).c: scripts/mksyms
 	@mkdir -p $(dir $@)
 	$(Q)scripts/mksyms < /dev/null > $@
 
-$(BUILD)/kernel/%.o: $(BUILD)/kernel/%.c
+$(KSYMS_EMPTY).o: $(KSYMS_EMPTY).c kernel/ksyms.h
 	$(Q)$(CC) $(KERNEL_CFLAGS) -c $< -o $@
 
-$(BUILD)/kernel/kernel.pass1.elf: $(KERNEL_OBJS) $(BUILD)/kernel/ksyms0.o $(KERNEL_LIBS) arch/x86_64/kernel.ld
+$(BUILD)/kernel/kernel.pass1.elf: $(KERNEL_OBJS) $(KSYMS_EMPTY).o $(KERNEL_LIBS) arch/x86_64/kernel.ld
 	@echo "  LD(k)   $@"
-	$(Q)$(CC) $(KERNEL_LDFLAGS) $(KERNEL_OBJS) $(BUILD)/kernel/ksyms0.o $(KERNEL_LIBS) -o $@ -lgcc
+	$(Q)$(CC) $(KERNEL_LDFLAGS) $(KERNEL_OBJS) $(KSYMS_EMPTY).o $(KERNEL_LIBS) -o $@ -lgcc
 
-$(BUILD)/kernel/ksyms.c: $(BUILD)/kernel/kernel.pass1.elf scripts/mksyms
+$(KSYMS_TABLE).c: $(BUILD)/kernel/kernel.pass1.elf scripts/mksyms
 	$(Q)nm -n $< | scripts/mksyms > $@
 
-$(KERNEL_ELF): $(KERNEL_OBJS) $(BUILD)/kernel/ksyms.o $(KERNEL_LIBS) arch/x86_64/kernel.ld
+$(KSYMS_TABLE).o: $(KSYMS_TABLE).c kernel/ksyms.h
+	$(Q)$(CC) $(KERNEL_CFLAGS) -c $< -o $@
+
+$(KERNEL_ELF): $(KERNEL_OBJS) $(KSYMS_TABLE).o $(KERNEL_LIBS) arch/x86_64/kernel.ld
 	@echo "  LD(k)   $@ (with symbols)"
-	$(Q)$(CC) $(KERNEL_LDFLAGS) $(KERNEL_OBJS) $(BUILD)/kernel/ksyms.o $(KERNEL_LIBS) -o $@ -lgcc
-	$(Q)nm -n $@ | scripts/mksyms | cmp -s - $(BUILD)/kernel/ksyms.c || \
+	$(Q)$(CC) $(KERNEL_LDFLAGS) $(KERNEL_OBJS) $(KSYMS_TABLE).o $(KERNEL_LIBS) -o $@ -lgcc
+	$(Q)nm -n $@ | scripts/mksyms | cmp -s - $(KSYMS_TABLE).c || \
 		{ echo "kernel: symbol table moved between link passes" >&2; rm -f $@; exit 1; }
 
 ALL_TARGETS += $(KERNEL_ELF)

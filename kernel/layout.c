@@ -38,13 +38,17 @@ const char *boot_mem_type_name(uint32_t type)
     return type <= BOOT_MEM_TYPE_MAX ? names[type] : "?";
 }
 
+/* Size in the largest unit that keeps it a whole number of at least 1. */
 static void range(const char *what, uint64_t lo, uint64_t hi, const char *note)
 {
-    uint64_t kib = (hi - lo) >> 10;
-    if (kib >= 10 * 1024)
-        printk("  %-14s 0x%016lx-0x%016lx %8lu MiB %s\n", what, lo, hi, kib >> 10, note);
-    else
-        printk("  %-14s 0x%016lx-0x%016lx %8lu KiB %s\n", what, lo, hi, kib, note);
+    static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+    uint64_t size = hi - lo;
+    unsigned u = 0;
+    while (u < 4 && size >= 1024 && size % 1024 == 0) {
+        size /= 1024;
+        u++;
+    }
+    printk("  %-14s 0x%016lx-0x%016lx %6lu %-3s %s\n", what, lo, hi, size, unit[u], note);
 }
 
 #define A(x) ((uint64_t)(uintptr_t)(x))
@@ -80,10 +84,16 @@ void layout_print(void)
     printk("kernel: physical memory by type:\n");
     for (uint32_t t = 1; t <= BOOT_MEM_TYPE_MAX; t++)
         printk("  %-12s %9lu KiB %6lu MiB\n", boot_mem_type_name(t), by_type[t] >> 10, by_type[t] >> 20);
-    printk("  %-12s %9lu KiB %6lu MiB\n", "total", total >> 10, total >> 20);
-    uint64_t reserved = by_type[BOOT_MEM_RESERVED] + by_type[BOOT_MEM_ACPI_NVS] + by_type[BOOT_MEM_BAD];
+    printk("  %-12s %9lu KiB %6lu MiB (every region in the map)\n", "total", total >> 10, total >> 20);
+    /*
+     * "reserved" mixes firmware RAM with MMIO windows (PCIe ECAM, flash),
+     * which are not memory, so the RAM figure leaves it out, like Linux's
+     * "Memory: available/total" line counts only RAM pages.
+     */
+    uint64_t ram = total - by_type[BOOT_MEM_RESERVED];
     printk("Memory: %luK/%luK available (%luK kernel, %luK loader, %luK reclaimable, %luK ACPI, %luK reserved)\n",
-           by_type[BOOT_MEM_USABLE] >> 10, total >> 10, by_type[BOOT_MEM_KERNEL] >> 10,
+           by_type[BOOT_MEM_USABLE] >> 10, ram >> 10, by_type[BOOT_MEM_KERNEL] >> 10,
            by_type[BOOT_MEM_LOADER] >> 10, by_type[BOOT_MEM_RECLAIMABLE] >> 10,
-           by_type[BOOT_MEM_ACPI_RECLAIM] >> 10, reserved >> 10);
+           (by_type[BOOT_MEM_ACPI_RECLAIM] + by_type[BOOT_MEM_ACPI_NVS]) >> 10,
+           by_type[BOOT_MEM_RESERVED] >> 10);
 }

@@ -16,6 +16,7 @@
 #include "../arch/x86_64/debugexit.h"
 #include "../arch/x86_64/memlayout.h"
 #include "../arch/x86_64/smp.h"
+#include "../arch/x86_64/vm.h"
 
 #define PANIC_LOCK_SPINS 10000000ul
 #define BACKTRACE_MAX    32
@@ -42,9 +43,11 @@ static int frame_ok(uint64_t fp)
 {
     if (fp & 7)
         return 0;
-    if (fp >= (uint64_t)(uintptr_t)__kernel_start && fp + 16 <= (uint64_t)(uintptr_t)__kernel_end)
-        return 1;
-    return fp >= KSTACK_WINDOW_BASE && fp + 16 <= KSTACK_WINDOW_BASE + KSTACK_WINDOW_SIZE;
+    int in_image = fp >= (uint64_t)(uintptr_t)__kernel_start && fp + 16 <= (uint64_t)(uintptr_t)__kernel_end;
+    int in_stacks = fp >= KSTACK_WINDOW_BASE && fp + 16 <= KSTACK_WINDOW_BASE + KSTACK_WINDOW_SIZE;
+    /* guard pages are inside those ranges but unmapped: a fault here would
+     * turn a clean report into a nested panic */
+    return (in_image || in_stacks) && vm_lookup(fp, 0) && vm_lookup(fp + 8, 0);
 }
 
 static void print_frame(int i, uint64_t pc, int is_return)
@@ -66,17 +69,33 @@ void backtrace_print(uint64_t rip, uint64_t rbp)
     int i = 0;
     if (rip)
         print_frame(i++, rip, 0);
-    uint64_t fp = rbp;
-    while (i < BACKTRACE_MAX && fp && frame_ok(fp)) {
+    uint64_t fp = rbp, last = 0, repeats = 0;
+    /* Walk far (a runaway recursion is deep) but print at most
+     * BACKTRACE_MAX lines, folding runs of the same return address. */
+    for (unsigned walked = 0; walked < 4096 && fp && frame_ok(fp); walked++) {
         const uint64_t *frame = (const uint64_t *)(uintptr_t)fp;
         uint64_t ret = frame[1];
         if (!ret)
             break;
-        print_frame(i++, ret, 1);
+        if (ret == last) {
+            repeats++;
+        } else {
+            if (repeats)
+                printk("      ... the frame above repeated %lu more times\n", repeats);
+            repeats = 0;
+            if (i == BACKTRACE_MAX) {
+                printk("      ... (backtrace cut at %d frames)\n", BACKTRACE_MAX);
+                return;
+            }
+            print_frame(i++, ret, 1);
+            last = ret;
+        }
         if (frame[0] <= fp)  /* stacks grow down: callers' frames are higher */
             break;
         fp = frame[0];
     }
+    if (repeats)
+        printk("      ... the frame above repeated %lu more times\n", repeats);
 }
 
 void panic_finish(const char *reason)

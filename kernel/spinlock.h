@@ -33,8 +33,9 @@ static inline void spin_lock(spinlock_t *l)
 
 static inline void spin_unlock(spinlock_t *l)
 {
-    /* only the holder writes owner, so a plain read of it is safe */
-    __atomic_store_n(&l->owner, l->owner + 1, __ATOMIC_RELEASE);
+    /* only the holder writes owner, so read-then-store is not a race */
+    uint32_t o = __atomic_load_n(&l->owner, __ATOMIC_RELAXED);
+    __atomic_store_n(&l->owner, o + 1, __ATOMIC_RELEASE);
 }
 
 /* Take the lock only if nobody holds or waits for it. Returns 1 if taken. */

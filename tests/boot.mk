@@ -13,8 +13,85 @@ test-boot: $(LOADER_EFI) $(KERNEL_ELF)
 	$(Q)nice tests/boot/run-cases --build $(BUILD)/boot-cases --loader $(LOADER_EFI) \
 		--kernel $(KERNEL_ELF) --timeout $(BOOT_CASE_TIMEOUT) --smp $(SMP) --mem $(MEM)
 
+
+# Host unit tests (Check) of the loader's pure parts: ELF validation on the
+# real kernel image and corrupted copies, and the memory-map conversion.
+LOADER_TEST := $(BUILD)/tests/boot/loader_test
+LOADER_TEST_SRCS := tests/boot/loader_test.c boot/elf_check.c boot/memmap.c
+LOADER_TEST_CFLAGS := $(CSTD) $(WARN) -O1 -g -I. -I$(EFI_INC) -I$(EFI_INC)/x86_64 \
+	$(shell pkg-config --cflags check 2>/dev/null)
+
+$(LOADER_TEST): $(LOADER_TEST_SRCS) boot/elf_check.h boot/elf64.h boot/memmap.h boot/bootinfo.h
+	@mkdir -p $(dir $@)
+	@echo "  CC(host) $@"
+	$(Q)$(CC) $(LOADER_TEST_CFLAGS) $(LOADER_TEST_SRCS) -o $@ $$(pkg-config --libs check)
+
+.PHONY: test-loader
+test-loader: $(LOADER_TEST) $(KERNEL_ELF)
+	@echo "== loader unit tests (host, Check) =="
+	$(Q)KERNEL_ELF=$(KERNEL_ELF) $(LOADER_TEST)
+
+TEST_TARGETS += test-loader
 TEST_TARGETS += test-boot
 
+# ---- kmem (issue 4): the heap's boot cases (`make test-boot-kmem`) ----
+# Each case boots its own ESP under build/boot-cases/kmem/<case>/ and
+# checks qemu-run's status (0 pass, 2 panic) and the console log (grep -E):
+#   kmem_arena     bad arena= values warn and fall back, the largest good
+#                  one (8T) wins;
+#                  the heap table and frame allocator summary are printed
+#   kmem_oom       MEM=128M: allocate until NULL, free, again (no panic)
+#   double_free_selftest, invalid_free_selftest: the kmalloc panic + backtrace
+#   released_page_selftest: the page-fault diagnosis for a released page
+KMEM_CASES := $(BUILD)/boot-cases/kmem
+
+.PHONY: test-boot-kmem
+test-boot-kmem: $(LOADER_EFI) $(KERNEL_ELF)
+	@echo "== kmem boot cases (QEMU, OVMF, SMP=$(SMP)) =="
+	$(Q)passed=0; failed=0; \
+	kcase() { \
+	    name=$$1 want=$$2 cmem=$$3 cmd=$$4; shift 4; \
+	    d=$(KMEM_CASES)/$$name; rm -rf $$d; mkdir -p $$d/esp/EFI/BOOT; \
+	    cp $(LOADER_EFI) $$d/esp/EFI/BOOT/BOOTX64.EFI; cp $(KERNEL_ELF) $$d/esp/kernel.elf; \
+	    printf '%s\n' "$$cmd" > $$d/esp/cmdline.txt; start=$$(date +%s); \
+	    verdict=$$(nice scripts/qemu-run --esp $$d/esp --smp $(SMP) --mem $$cmem \
+	        --timeout $(BOOT_CASE_TIMEOUT) --log $$d/console.log --quiet); got=$$?; \
+	    why=; [ "$$got" = "$$want" ] || why="exit status $$got, expected $$want"; \
+	    for pat in "$$@"; do \
+	        grep -a -q -E -- "$$pat" $$d/console.log || why="$${why:+$$why; }log lacks /$$pat/"; \
+	    done; \
+	    if [ -z "$$why" ]; then passed=$$((passed + 1)); \
+	        echo "boot case $$name: ok ($$(($$(date +%s) - start))s; $${verdict#qemu-run: verdict: })"; \
+	    else failed=$$((failed + 1)); \
+	        echo "boot case $$name: FAILED: $$why ($$(($$(date +%s) - start))s)"; \
+	        tail -n 25 $$d/console.log | tr -d '\r'; fi; \
+	}; \
+	kcase kmem_arena 0 $(MEM) "arena=1K arena=banana arena=8193G arena=8T ktest=kmalloc_classes,kmalloc_frames_agree" \
+	    "^mem: warning: arena=1K is outside 16 MiB..8 TiB; using the default 64 GiB" \
+	    "^mem: warning: arena=banana is not a size" "^mem: warning: arena=8193G is outside" \
+	    '^mem: kmalloc arena 8192 GiB \(arena=\), region 0xffffa00000000000-' \
+	    '^ktest: 2 passed, 0 failed' '^kmalloc: class +size +allocs' '^kmalloc: committed +[0-9]+' \
+	    '^kmem: [0-9]+ data frames' '^pmm: frames: free [0-9]+, used [0-9]+' \
+	    '^kmem: frame allocator bookkeeping [0-9]+ bytes for [0-9]+ MiB managed = 0\.[0-4][0-9]%'; \
+	kcase kmem_oom 0 128M "ktest=kmalloc_oom" \
+	    '^kmalloc_oom: small objects: [1-9][0-9]* objects until NULL' \
+	    '^kmalloc_oom: 1 MiB objects: [1-9][0-9]* objects until NULL' \
+	    '^ktest: kmalloc_oom ok' '^ktest: 1 passed, 0 failed'; \
+	kcase double_free_selftest 2 $(MEM) "ktest=double_free_selftest" \
+	    '^PANIC: kmalloc: double free: 0xffffa0[0-9a-f]+' '^Backtrace:' '#[0-9]+ +0xffffffff[0-9a-f]+ kfree[a-z_]*\+0x' \
+	    'ktest_fn_double_free_selftest\+0x' \
+	    '^ktest: double_free_selftest FAILED: panic: kmalloc: double free' '^ktest: 0 passed, 1 failed'; \
+	kcase invalid_free_selftest 2 $(MEM) "ktest=invalid_free_selftest" \
+	    '^PANIC: kmalloc: invalid free: 0xffffa0[0-9a-f]+' '^Backtrace:' '#[0-9]+ +0xffffffff[0-9a-f]+ kfree[a-z_]*\+0x' \
+	    'ktest_fn_invalid_free_selftest\+0x' \
+	    '^ktest: invalid_free_selftest FAILED: panic: kmalloc: invalid free' '^ktest: 0 passed, 1 failed'; \
+	kcase released_page_selftest 2 $(MEM) "ktest=released_page_selftest" \
+	    '^page fault: kmalloc arena: access to released page 0xffffa0[0-9a-f]+000' \
+	    'ktest_fn_released_page_selftest\+0x' '^ktest: released_page_selftest FAILED: panic'; \
+	echo "kmem boot cases: $$passed passed, $$failed failed"; [ "$$failed" = 0 ]
+
+TEST_TARGETS += test-boot-kmem
+# ---- end kmem
 # ---- SMP matrix (issue 5): tests/boot/smp-cases boots SMP=1, 2 and 4 with
 # every default ktest on all CPUs, plus a CPU that never answers SIPI and a
 # panic on an application processor. QEMU runs all vCPUs on one host

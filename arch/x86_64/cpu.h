@@ -148,13 +148,14 @@ static inline uint64_t read_rbp(void) { uint64_t v; __asm__ volatile("mov %%rbp,
  * the kernel entry with the boot-info physical address in RDI (SysV first
  * argument). Runs from identity-mapped loader code, which the new tables
  * also identity-map, so the instruction after the CR3 write still fetches.
+ * The kernel's entry sets its own stack and clears RBP; nothing here may
+ * touch a register the compiler could have picked for cr3 or entry.
  */
 static inline __attribute__((noreturn)) void cpu_enter_kernel(uint64_t cr3, uint64_t entry, uint64_t arg)
 {
     __asm__ volatile(
         "cli\n\t"
         "mov %0, %%cr3\n\t"
-        "xor %%ebp, %%ebp\n\t"
         "jmp *%1"
         :: "r"(cr3), "r"(entry), "D"(arg) : "memory");
     __builtin_unreachable();

@@ -21,9 +21,14 @@ _start:
     jmp 1b
     .size _start, . - _start
 
-    .section .bss
+    /* kernel.ld puts this first in .bss, page aligned; kmain unmaps the
+     * guard page so an overflow faults (and double-faults onto the IST
+     * stack) instead of silently overwriting .data below it. */
+    .section .bss.boot_stack, "aw", @nobits
     .balign 4096
-    .global boot_stack_bottom, boot_stack_top
+    .global boot_stack_guard, boot_stack_bottom, boot_stack_top
+boot_stack_guard:
+    .skip 4096
 boot_stack_bottom:
     .skip 32768
 boot_stack_top:

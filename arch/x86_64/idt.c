@@ -9,6 +9,7 @@
 #include "percpu.h"
 #include "../../kernel/panic.h"
 #include "../../kernel/printk.h"
+#include "../../kernel/ksyms.h"
 
 struct __attribute__((packed)) idt_gate {
     uint16_t off_lo;
@@ -21,6 +22,7 @@ struct __attribute__((packed)) idt_gate {
 };
 
 extern const uint64_t isr_table[32];
+extern const char boot_stack_guard[];  /* entry.S */
 static struct idt_gate idt[256] __attribute__((aligned(16)));
 static pf_diag_fn pf_hook;  /* written at init by the heap, read on #PF */
 
@@ -71,9 +73,9 @@ void idt_load_cpu(unsigned cpu)
     lidt(&p);
 }
 
-void idt_set_pf_hook(pf_diag_fn fn)
+pf_diag_fn idt_set_pf_hook(pf_diag_fn fn)
 {
-    __atomic_store_n(&pf_hook, fn, __ATOMIC_RELEASE);
+    return __atomic_exchange_n(&pf_hook, fn, __ATOMIC_ACQ_REL);
 }
 
 void regs_dump(const struct regs *r)
@@ -110,7 +112,21 @@ void exception_dispatch(struct regs *r)
         if (diag)
             printk("page fault: %s\n", diag);
     }
+    /* A fault on the guard page cannot push its own frame: it arrives as
+     * a double fault on the IST stack with CR2 still naming the guard. */
+    uint64_t guard = (uint64_t)(uintptr_t)boot_stack_guard;
+    if ((r->vector == 8 || r->vector == 14) && cr2 >= guard && cr2 < guard + 4096)
+        printk("%s: CR2 0x%016lx is in the boot stack guard page: kernel stack overflow\n",
+               r->vector == 8 ? "double fault" : "page fault", cr2);
     regs_dump(r);
     backtrace_print(r->rip, r->rbp);
-    panic_finish(name);
+
+    static char reason[96];  /* only the panicking CPU gets here */
+    uint64_t off = 0;
+    const char *fn = ksym_lookup(r->rip, &off);
+    if (r->vector == 14)
+        snprintk(reason, sizeof(reason), "%s at 0x%lx in %s+0x%lx", name, cr2, fn ? fn : "?", off);
+    else
+        snprintk(reason, sizeof(reason), "%s in %s+0x%lx", name, fn ? fn : "?", off);
+    panic_finish(reason);
 }

@@ -35,7 +35,9 @@ void idt_load_cpu(unsigned cpu);
  * fault: it must not allocate, lock or fault; it may return a static buffer.
  */
 typedef const char *(*pf_diag_fn)(uint64_t addr, uint64_t error, const struct regs *r);
-void idt_set_pf_hook(pf_diag_fn fn);
+/* Install fn; returns the previous hook so a new one can chain to it for
+ * addresses it does not own. */
+pf_diag_fn idt_set_pf_hook(pf_diag_fn fn);
 
 /* Print r as a register dump (used by the exception path). */
 void regs_dump(const struct regs *r);

@@ -39,3 +39,20 @@ uint64_t vm_lookup(uint64_t va, uint64_t *page_size)
     }
     return 0;
 }
+
+int vm_unmap_4k(uint64_t va)
+{
+    uint64_t *t = table_at(read_cr3());
+    for (int shift = 39; shift > 12; shift -= 9) {
+        uint64_t e = t[(va >> shift) & 511];
+        if (!(e & PTE_P) || (e & PTE_PS))
+            return -1;
+        t = table_at(e);
+    }
+    uint64_t *pte = &t[PT_INDEX(va)];
+    if (!(*pte & PTE_P))
+        return -1;
+    *pte = 0;
+    invlpg(va);
+    return 0;
+}

@@ -11,6 +11,10 @@
 /* Clear PML4 slots 0..255 (the loader's identity map) and flush the TLB. */
 void vm_drop_identity(void);
 
+/* Remove the 4 KiB mapping of va (a guard page) and flush it from the
+ * TLB. Returns 0, or -1 if va is not mapped by a 4 KiB page. */
+int vm_unmap_4k(uint64_t va);
+
 /* Make sure CR0.WP (read-only pages bind ring 0) and EFER.NXE are on. */
 void vm_enable_protection(void);
 

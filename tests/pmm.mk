@@ -1,0 +1,82 @@
+# tests/pmm.mk: the physical frame allocator (mm/pmm.c) and its host tests.
+#
+#   make test-pmm   1. compile mm/pmm.c with the kernel's flags and check it
+#                      needs no outside symbol (no memset/memcpy sneaking in);
+#                   2. run the Check suites built with gcc;
+#                   3. run them again built with clang and ASan + UBSan.
+#
+# Set PMM_VERBOSE=1 in the environment to see every line pmm logs.
+
+PMM_OUT := $(BUILD)/pmm
+
+PMM_TEST_SRCS := \
+	tests/host/test_pmm.c \
+	tests/host/pmm_table.c \
+	tests/host/pmm_alloc.c \
+	tests/host/pmm_misuse.c \
+	tests/host/pmm_stress.c \
+	tests/host/pmm_harness.c \
+	mm/pmm.c
+
+# The flags the kernel build uses for mm/ (see the note in mm/pmm.h).
+PMM_KERNEL_CFLAGS := $(CSTD) $(WARN) -ffreestanding -nostdlib -mno-red-zone \
+	-mcmodel=kernel -fno-pic -mgeneral-regs-only -fno-stack-protector \
+	-fno-omit-frame-pointer -O2
+
+# Recursive: pkg-config may only be installed once install-deps has run.
+PMM_CHECK_CFLAGS = $(shell pkg-config --cflags check)
+PMM_CHECK_LIBS = $(shell pkg-config --libs check)
+PMM_HOST_CFLAGS = $(CSTD) $(WARN) -g -Imm -MMD -MP $(PMM_CHECK_CFLAGS)
+PMM_ASAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+
+PMM_GCC_OBJS := $(PMM_TEST_SRCS:%.c=$(PMM_OUT)/gcc/%.o)
+PMM_ASAN_OBJS := $(PMM_TEST_SRCS:%.c=$(PMM_OUT)/asan/%.o)
+
+$(PMM_OUT)/gcc/%.o: %.c
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(PMM_HOST_CFLAGS) -O2 -c $< -o $@
+
+$(PMM_OUT)/asan/%.o: %.c
+	@mkdir -p $(@D)
+	$(Q)$(CLANG) $(PMM_HOST_CFLAGS) -O1 $(PMM_ASAN_FLAGS) -c $< -o $@
+
+$(PMM_OUT)/test_pmm: $(PMM_GCC_OBJS)
+	$(Q)$(CC) $^ -o $@ $(PMM_CHECK_LIBS)
+
+$(PMM_OUT)/test_pmm_asan: $(PMM_ASAN_OBJS)
+	$(Q)$(CLANG) $(PMM_ASAN_FLAGS) $^ -o $@ $(PMM_CHECK_LIBS)
+
+$(PMM_OUT)/kernel/pmm.o: mm/pmm.c
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(PMM_KERNEL_CFLAGS) -MMD -MP -c $< -o $@
+
+# The freestanding object must not call anything: gcc may turn loops into
+# memset/memcpy calls that a kernel without libc cannot resolve.
+$(PMM_OUT)/kernel/pmm.undef-ok: $(PMM_OUT)/kernel/pmm.o
+	$(Q)undef="$$(nm -u $<)"; if [ -n "$$undef" ]; then \
+		echo "mm/pmm.c needs symbols a freestanding kernel lacks:"; echo "$$undef"; exit 1; fi
+	$(Q)touch $@
+
+.PHONY: test-pmm
+test-pmm: $(PMM_OUT)/kernel/pmm.undef-ok $(PMM_OUT)/test_pmm $(PMM_OUT)/test_pmm_asan
+	@echo "test-pmm: gcc build"
+	$(Q)$(PMM_OUT)/test_pmm
+	@echo "test-pmm: clang ASan+UBSan build"
+	$(Q)ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 $(PMM_OUT)/test_pmm_asan
+
+ALL_TARGETS += $(PMM_OUT)/kernel/pmm.o $(PMM_OUT)/test_pmm
+TEST_TARGETS += test-pmm
+DEPS_GROUPS += pmm
+
+-include $(PMM_GCC_OBJS:.o=.d) $(PMM_ASAN_OBJS:.o=.d) $(PMM_OUT)/kernel/pmm.d
+
+# Host benchmark (make bench-pmm): ns per pmm_alloc/pmm_free and init time.
+$(PMM_OUT)/pmm_bench: $(PMM_OUT)/gcc/tests/host/pmm_bench.o $(PMM_OUT)/gcc/mm/pmm.o
+	$(Q)$(CC) $^ -o $@
+
+.PHONY: bench-pmm
+bench-pmm: $(PMM_OUT)/pmm_bench
+	$(Q)nice $(PMM_OUT)/pmm_bench
+
+BENCH_TARGETS += bench-pmm
+-include $(PMM_OUT)/gcc/tests/host/pmm_bench.d
