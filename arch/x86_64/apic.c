@@ -49,6 +49,7 @@ static volatile uint32_t *lapic_base;
 static uint64_t tsc_us;
 static uint32_t timer_per_ms;
 static tick_hook_fn tick_hook;
+static uint32_t timer_hz = LAPIC_TIMER_HZ;  /* atomic; see lapic_timer_set_hz */
 
 static inline uint32_t lapic_read(uint32_t reg) { return lapic_base[reg / 4]; }
 static inline void lapic_write(uint32_t reg, uint32_t v) { lapic_base[reg / 4] = v; }
@@ -123,10 +124,20 @@ void lapic_timer_start(void)
         if (timer_per_ms == 0)
             panic("apic: LAPIC timer did not count during calibration (%u ticks in 10 ms)", elapsed);
     }
-    uint32_t per_tick = timer_per_ms * 1000 / LAPIC_TIMER_HZ;
+    uint32_t per_tick = (uint32_t)((uint64_t)timer_per_ms * 1000 / __atomic_load_n(&timer_hz, __ATOMIC_RELAXED));
     lapic_write(LAPIC_LVT_TIMER, LVT_PERIODIC | VEC_TIMER);
     lapic_write(LAPIC_TIMER_INIT, per_tick ? per_tick : 1);
 }
+
+void lapic_timer_set_hz(uint32_t hz)
+{
+    if (hz < LAPIC_TIMER_HZ)
+        hz = LAPIC_TIMER_HZ;
+    __atomic_store_n(&timer_hz, hz, __ATOMIC_RELAXED);
+    lapic_timer_start();
+}
+
+uint32_t lapic_timer_hz(void) { return __atomic_load_n(&timer_hz, __ATOMIC_RELAXED); }
 
 static void icr_wait(void)
 {

@@ -42,6 +42,12 @@ void lapic_eoi(void);
 
 /* Calibrate (first call only) and start the periodic timer on this CPU. */
 void lapic_timer_start(void);
+/* Change the tick rate (never below LAPIC_TIMER_HZ) and restart the timer
+ * on the running CPU; the other CPUs pick the rate up when they call it
+ * too (smp_run_all). The SMP kmalloc tests run at 10 kHz for more
+ * interrupt-context allocations per test. */
+void lapic_timer_set_hz(uint32_t hz);
+uint32_t lapic_timer_hz(void);
 /* Ticks per millisecond of the LAPIC timer at divide-by-16 (report). */
 uint32_t lapic_timer_per_ms(void);
 
