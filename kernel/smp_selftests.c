@@ -5,9 +5,12 @@
  * id matching its APIC id, the kernel spinlock makes concurrent updates
  * exact, the timer ticks (and calls its hook) on every CPU, and concurrent
  * TLB shootdowns are each acknowledged by every other CPU without
- * deadlock, even with interrupts off. They run with SMP=1 too (trivially
- * on one CPU). smp_panic_selftest (named-only) checks that a panic on an
- * AP stops the others and still ends QEMU with the panic status.
+ * deadlock, even with interrupts off, and every AP runs on a mapped stack
+ * with an unmapped guard below it. They run with SMP=1 too (trivially on
+ * one CPU). Named-only: smp_panic_selftest (a panic on an AP stops the
+ * others and still ends QEMU with the panic status) and
+ * smp_stack_overflow_selftest (an AP overflowing its stack stops on the
+ * guard with a double-fault report).
  */
 #include "ktest.h"
 #include "cmdline.h"
@@ -22,6 +25,8 @@
 #include "../arch/x86_64/percpu.h"
 #include "../arch/x86_64/smp.h"
 #include "../arch/x86_64/tlb.h"
+#include "../arch/x86_64/memlayout.h"
+#include "../arch/x86_64/vm.h"
 
 /* ---- ACPI: the parser accepts the firmware's MADT and rejects bad copies ---- */
 
@@ -239,4 +244,65 @@ KTEST_NAMED(smp_panic_selftest)
     KTEST_ASSERT(t, smp_cpus_online() > 1);
     smp_run_all(panic_on_last, NULL);
     ktest_fail(t, "smp_run_all returned although cpu %u panicked", smp_cpus_online() - 1);
+}
+
+/* ---- AP stacks: mapped, guarded, and in use ---- */
+
+static uint64_t seen_sp[MAX_CPUS];
+
+static void record_sp(unsigned cpu, void *arg)
+{
+    (void)arg;
+    volatile uint64_t here = 0;
+    seen_sp[cpu] = (uint64_t)(uintptr_t)&here;
+}
+
+KTEST(smp_stacks_guarded)
+{
+    unsigned n = smp_cpus_online();
+    smp_run_all(record_sp, NULL);
+    for (unsigned c = 1; c < n; c++) {
+        uint64_t top = smp_stack_top(c), lo = top - smp_stack_size(), ps = 0;
+        KTEST_EXPECT_EQ(t, percpu_area[c].stack_top, top);
+        if (seen_sp[c] < lo || seen_sp[c] >= top)
+            ktest_fail(t, "cpu %u runs on 0x%lx, outside its stack 0x%lx-0x%lx", c, seen_sp[c], lo, top);
+        for (uint64_t va = lo; va < top; va += 4096) {
+            uint64_t e = vm_lookup(va, &ps);
+            if (!(e & PTE_P) || !(e & PTE_W) || !(e & PTE_NX) || ps != 4096)
+                ktest_fail(t, "cpu %u stack page 0x%lx: entry 0x%lx (want present, writable, NX, 4 KiB)", c, va, e);
+        }
+        for (uint64_t va = lo - 4096; va >= lo - 4 * 4096; va -= 4096)
+            if (vm_lookup(va, NULL) != 0)
+                ktest_fail(t, "cpu %u guard page 0x%lx is mapped", c, va);
+    }
+}
+
+/* A CPU that overflows its stack stops on the guard instead of silently
+ * writing its neighbour's memory. Ends in a double fault (the #PF frame
+ * cannot be pushed on the guard either), reported from the IST stack. */
+static unsigned __attribute__((noinline)) recurse(unsigned depth)
+{
+    volatile uint8_t pad[512];
+    pad[depth % 512] = (uint8_t)depth;
+    if (depth > 100000000u)  /* never: 512 B a frame exhausts 16 KiB quickly */
+        return pad[0];
+    return recurse(depth + 1) + pad[depth % 512];
+}
+
+static void overflow_on_last(unsigned cpu, void *arg)
+{
+    (void)arg;
+    if (cpu != smp_cpus_online() - 1 || cpu == 0)
+        return;
+    printk("smp_stack_overflow_selftest: cpu %u recursing; a fault on its guard below 0x%lx must follow\n",
+           cpu, smp_stack_top(cpu) - smp_stack_size());
+    unsigned r = recurse(0);
+    printk("smp_stack_overflow_selftest: recursion returned %u\n", r);
+}
+
+KTEST_NAMED(smp_stack_overflow_selftest)
+{
+    KTEST_ASSERT(t, smp_cpus_online() > 1);
+    smp_run_all(overflow_on_last, NULL);
+    ktest_fail(t, "cpu %u overflowed its stack without faulting", smp_cpus_online() - 1);
 }

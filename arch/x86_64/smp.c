@@ -25,6 +25,7 @@
 #include "memlayout.h"
 #include "percpu.h"
 #include "tlb.h"
+#include "paging.h"
 #include "vm.h"
 #include "../../boot/bootinfo.h"
 #include "../../kernel/cmdline.h"
@@ -33,13 +34,26 @@
 #include "../../kernel/printk.h"
 
 /*
- * AP kernel stacks. These are static (in .bss) with no guard page: a
- * guarded stack needs the paging API (issue 4), so until the kernel can
- * map pages in the KSTACK window an AP stack overflow runs silently into
- * its neighbour. The BSP keeps the boot stack from entry.S.
+ * AP kernel stacks live in the KSTACK window (memlayout.h), one slot per
+ * CPU index: AP_STACK_GUARD bytes never mapped, then AP_STACK_SIZE bytes
+ * of stack (writable, NX). The stack's frames are those of ap_stack_mem in
+ * .bss, mapped a second time in the window, and only that alias is used:
+ * frames from the frame allocator would break the heap tests' exact
+ * comparison of the frame allocator's used frames with the heap port's. An AP that
+ * overflows its stack faults on the guard (and, since the #PF frame cannot
+ * be pushed there either, double-faults onto its IST stack, which prints
+ * the report) instead of running silently into its neighbour. The BSP
+ * keeps the boot stack from entry.S, which has its own guard page.
+ *
+ *   KSTACK_WINDOW_BASE + i * AP_STACK_SLOT
+ *   | guard (unmapped) 16 KiB | stack 16 KiB, grows down from the top |
  */
-#define AP_STACK_SIZE      (16 * 1024)
+#define AP_STACK_SIZE       (16 * 1024)
+#define AP_STACK_GUARD      (16 * 1024)
+#define AP_STACK_SLOT       (AP_STACK_SIZE + AP_STACK_GUARD)
 #define AP_START_TIMEOUT_MS 1000
+static uint8_t ap_stack_mem[MAX_CPUS][AP_STACK_SIZE] __attribute__((aligned(4096)));
+_Static_assert((uint64_t)MAX_CPUS * AP_STACK_SLOT <= KSTACK_WINDOW_SIZE, "AP stacks fit the KSTACK window");
 
 /* Trampoline parameter block at offset 8 (trampoline.S, P_*). */
 struct __attribute__((packed)) tramp_params {
@@ -69,7 +83,6 @@ extern const char irq_stub_0x40[], irq_stub_0x41[], irq_stub_0x50[], irq_stub_0x
 
 int smp_stop_requested;  /* read by irq.S's NMI stub */
 
-static uint8_t ap_stack[MAX_CPUS][AP_STACK_SIZE] __attribute__((aligned(4096)));
 /* Temporary tables for the AP's switch to long mode: identity-map the low
  * 2 MiB (the trampoline runs there) and share the kernel's upper half. */
 static uint64_t tramp_pml4[512] __attribute__((aligned(4096)));
@@ -168,7 +181,7 @@ void smp_ap_main(uint64_t cpu)
     percpu_init_cpu(cpu, lapic_id());
     vm_enable_protection();
     struct percpu *p = this_cpu();
-    p->stack_top = (uint64_t)(uintptr_t)&ap_stack[cpu][AP_STACK_SIZE];
+    p->stack_top = smp_stack_top(cpu);
     lapic_timer_start();
     printk("cpu %lu online (APIC id %u)\n", cpu, p->apic_id);
     __atomic_store_n(&p->online, 1, __ATOMIC_RELEASE);
@@ -237,12 +250,35 @@ static const char *trampoline_setup(uint64_t tramp_phys)
     return NULL;
 }
 
+uint64_t smp_stack_top(unsigned cpu)
+{
+    return KSTACK_WINDOW_BASE + (uint64_t)cpu * AP_STACK_SLOT + AP_STACK_SLOT;
+}
+
+uint64_t smp_stack_size(void) { return AP_STACK_SIZE; }
+
+/* Map CPU idx's stack (not its guard). Returns NULL or why it failed; a
+ * failure leaves the pages mapped so far in place, unused (boot only). */
+static const char *ap_stack_map(unsigned idx)
+{
+    uint64_t top = smp_stack_top(idx);
+    const uint8_t *mem = ap_stack_mem[idx];
+    for (uint64_t off = 0; off < AP_STACK_SIZE; off += PAGE_SIZE_4K) {
+        uint64_t phys = kernel_va_to_phys(mem + off);
+        if (!phys)
+            return "its stack memory in .bss is not mapped";
+        if (paging_map(top - AP_STACK_SIZE + off, phys, PTE_W | PTE_NX) != 0)
+            return "no frame for a page table of its stack";
+    }
+    return NULL;
+}
+
 /* INIT-SIPI-SIPI (Intel SDM vol. 3, 8.4.4.1): 10 ms after INIT, 200 us
  * between the SIPIs, then wait for the AP's online flag. */
 static int start_ap(uint64_t tramp_phys, unsigned idx, uint32_t apic_id)
 {
     struct tramp_params *tp = (struct tramp_params *)((uint8_t *)PHYS_TO_VIRT(tramp_phys) + 8);
-    tp->stack = (uint64_t)(uintptr_t)&ap_stack[idx][AP_STACK_SIZE];
+    tp->stack = smp_stack_top(idx);
     tp->cpu = idx;
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
 
@@ -308,6 +344,12 @@ void smp_init(const struct boot_info *bi)
                 if (id == bsp_apic)
                     continue;
                 n_tried++;
+                const char *serr = ap_stack_map(idx);
+                if (serr) {
+                    n_failed++;
+                    printk("smp: CPU with APIC id %u not started: %s\n", id, serr);
+                    continue;
+                }
                 if (start_ap(bi->smp_trampoline_phys, idx, id)) {
                     __atomic_store_n(&n_online, idx + 1, __ATOMIC_RELEASE);
                     idx++;

@@ -4,9 +4,10 @@
  * smp_init (kmain, after memory init, before the self-tests) reads the
  * MADT (acpi.h), enables the bootstrap CPU's local APIC and timer, then
  * starts each enabled CPU in turn with INIT-SIPI-SIPI through the real-mode
- * trampoline (trampoline.S). Each AP sets up its own GDT/TSS, IDT, GS-based
- * per-CPU area, local APIC and 1 kHz timer, prints "cpu N online" and idles
- * in hlt with interrupts on. The BSP waits for each with a timeout, reports
+ * trampoline (trampoline.S) onto a stack with a guard in the KSTACK window
+ * (mapped through paging.c, so smp_init runs after mem_init). Each AP sets
+ * up its own GDT/TSS, IDT, GS-based per-CPU area, local APIC and 1 kHz
+ * timer, prints "cpu N online" and idles in hlt with interrupts on. The BSP waits for each with a timeout, reports
  * any that did not start, prints "cpus: N online" and turns interrupts on.
  * Broken or missing ACPI tables: a message, and the kernel goes on with
  * one CPU (timer still running).
@@ -34,6 +35,11 @@ unsigned smp_cpus_online(void);
  */
 typedef void (*smp_work_fn)(unsigned cpu, void *arg);
 void smp_run_all(smp_work_fn fn, void *arg);
+
+/* Top of CPU cpu's guarded kernel stack (cpu >= 1; the BSP uses the boot
+ * stack) and the stack's size; the guard lies right below it. */
+uint64_t smp_stack_top(unsigned cpu);
+uint64_t smp_stack_size(void);
 
 /* Panic support: stop every other CPU (NMI); they halt with interrupts off. */
 void smp_stop_others(void);
