@@ -121,6 +121,19 @@ static int parse_fake(const char *v)
 }
 KPARAM(smp_fake_cpu, parse_fake);
 
+/* smp_bad_madt: parse a copy of the MADT with one byte flipped, to test
+ * that broken tables leave the kernel running on one CPU. */
+static int bad_madt;
+static uint8_t madt_copy[4096];
+static int parse_bad_madt(const char *v)
+{
+    if (v)
+        return -1;
+    bad_madt = 1;
+    return 0;
+}
+KPARAM(smp_bad_madt, parse_bad_madt);
+
 unsigned smp_cpus_online(void) { return __atomic_load_n(&n_online, __ATOMIC_ACQUIRE); }
 unsigned smp_cpus_failed(void) { return n_failed; }
 unsigned smp_cpus_tried(void) { return n_tried; }
@@ -312,6 +325,12 @@ void smp_init(const struct boot_info *bi)
     const struct acpi_sdt_header *m = NULL;
     uint64_t mlen = 0;
     const char *err = acpi_find_madt(bi->rsdp_phys, bi->direct_map_size, &m, &mlen);
+    if (!err && bad_madt && mlen <= sizeof(madt_copy)) {
+        printk("smp: smp_bad_madt: parsing a copy of the MADT with its last byte flipped\n");
+        memcpy(madt_copy, m, mlen);
+        madt_copy[mlen - 1] ^= 0xff;
+        m = (const struct acpi_sdt_header *)madt_copy;
+    }
     if (!err)
         err = acpi_parse_madt(m, mlen, &madt);
     if (err) {

@@ -14,6 +14,31 @@
  *
  * CPU indices are dense: 0 is the BSP, 1..smp_cpus_online()-1 the APs that
  * started, so code may loop `for (c = 0; c < smp_cpus_online(); c++)`.
+ *
+ * kmalloc on several CPUs (the port: arch/x86_64/sys_arch.h, sys.c):
+ *   - mcache: each CPU's own, reached with sys_cpu_id() = this_cpu_id()
+ *     (one GS-relative load); every mcache operation runs between
+ *     sys_irq_save (pushf; cli) and sys_irq_restore, takes no lock, and so
+ *     cannot be interrupted by an allocating timer handler on its CPU.
+ *   - mcentral and mheap locks: the ticket spinlock, taken with interrupts
+ *     off and held with them off, so an interrupt handler that allocates
+ *     never spins on a lock its own CPU holds.
+ * Happens-before edges the allocator relies on across CPUs:
+ *   - lock release -> acquire: the holder's critical section, then its
+ *     RELEASE store of owner; the next holder's ACQUIRE load sees owner
+ *     reach its ticket (kernel/spinlock.h);
+ *   - span publication: a span and the mcache pointers are initialised,
+ *     then published (spans map entries with RELEASE, mm_mcaches under
+ *     mheap.lock); readers load them with ACQUIRE (mm/internal.h);
+ *   - remote free -> owner sees it: a CPU freeing an object of a span it
+ *     does not cache sets the object's remoteFree bit (atomic fetch-or,
+ *     SEQ_CST) and pushes the span on its mcentral's sweepq (CAS,
+ *     RELEASE); the drain's XCHG (ACQUIRE) or the caching CPU's own sweep
+ *     then sees the bit before it reuses the slot (mm/mcentral.c,
+ *     mm/malloc.c);
+ *   - release of arena pages -> frame reuse: unmap, then tlb_shootdown's
+ *     acknowledgements (tlb.c), then the frames go back to the frame
+ *     allocator (sys.c).
  */
 #ifndef ARCH_X86_64_SMP_H
 #define ARCH_X86_64_SMP_H
