@@ -190,6 +190,7 @@ KTEST(kmalloc_large)
     if (biggest > ((size_t)384 << 20))
         biggest = (size_t)384 << 20;
     KTEST_ASSERT(t, biggest >= ((size_t)32 << 20));
+    printk("kmalloc_large: objects up to %lu MiB (%lu MiB free)\n", biggest >> 20, free_bytes >> 20);
     const size_t sizes[] = { 32769, 40000, 65536, 1 << 20, (1 << 20) + 1, 5 << 20,
                              16 << 20, 64 << 20, biggest };
     for (unsigned k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {

@@ -37,8 +37,8 @@ TEST_TARGETS += test-boot
 # ---- kmem (issue 4): the heap's boot cases (`make test-boot-kmem`) ----
 # Each case boots its own ESP under build/boot-cases/kmem/<case>/ and
 # checks qemu-run's status (0 pass, 2 panic) and the console log (grep -E):
-#   kmem_arena     bad arena= values warn and fall back, the largest good
-#                  one (8T) wins;
+#   kmem_arena     MEM=1G: bad arena= values warn and fall back, the largest
+#                  good one (8T) wins; a 384 MiB object;
 #                  the heap table and frame allocator summary are printed
 #   kmem_oom       MEM=128M: allocate until NULL, free, again (no panic)
 #   double_free_selftest, invalid_free_selftest: the kmalloc panic + backtrace
@@ -66,11 +66,12 @@ test-boot-kmem: $(LOADER_EFI) $(KERNEL_ELF)
 	        echo "boot case $$name: FAILED: $$why ($$(($$(date +%s) - start))s)"; \
 	        tail -n 25 $$d/console.log | tr -d '\r'; fi; \
 	}; \
-	kcase kmem_arena 0 $(MEM) "arena=1K arena=banana arena=8193G arena=8T ktest=kmalloc_classes,kmalloc_frames_agree" \
+	kcase kmem_arena 0 1G "arena=1K arena=banana arena=8193G arena=8T ktest=kmalloc_classes,kmalloc_frames_agree,kmalloc_large" \
 	    "^mem: warning: arena=1K is outside 16 MiB..8 TiB; using the default 64 GiB" \
 	    "^mem: warning: arena=banana is not a size" "^mem: warning: arena=8193G is outside" \
 	    '^mem: kmalloc arena 8192 GiB \(arena=\), region 0xffffa00000000000-' \
-	    '^ktest: 2 passed, 0 failed' '^kmalloc: class +size +allocs' '^kmalloc: committed +[0-9]+' \
+	    '^kmalloc_large: objects up to 384 MiB' \
+	    '^ktest: 3 passed, 0 failed' '^kmalloc: class +size +allocs' '^kmalloc: committed +[0-9]+' \
 	    '^kmem: [0-9]+ data frames' '^pmm: frames: free [0-9]+, used [0-9]+' \
 	    '^kmem: frame allocator bookkeeping [0-9]+ bytes for [0-9]+ MiB managed = 0\.[0-4][0-9]%'; \
 	kcase kmem_oom 0 128M "ktest=kmalloc_oom" \
