@@ -226,7 +226,9 @@ EFI_STATUS efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *systab)
     Print(L"loader: exiting boot services, jumping to the kernel\r\n");
 
     /* 6. final map and ExitBootServices; a stale key means the map changed
-     * between the two calls, so fetch it again (no allocation allowed now). */
+     * between the two calls, so fetch it again into the same buffer (after
+     * a failed ExitBootServices only the memory services may be called; the
+     * error message below is best effort). */
     for (int attempt = 0;; attempt++) {
         map_size = map_cap;
         st = BS->GetMemoryMap(&map_size, (EFI_MEMORY_DESCRIPTOR *)efi_map, &map_key, &desc_size, &desc_ver);

@@ -2,7 +2,7 @@
  * kmain.c: the kernel's boot sequence, in the order each step needs the
  * previous one:
  *   1. serial console (everything after can report);
- *   2. boot-info check (bad magic/version: message and stop);
+ *   2. boot-info check (bad magic/version/layout: panic, which ends QEMU);
  *   3. GDT/TSS/IDT for CPU 0 (exceptions now print and panic), then the
  *      loader's identity map is dropped and write/NX protection forced on;
  *   4. command line (options registered with KPARAM);
@@ -35,11 +35,9 @@ void kmain(uint64_t boot_info_phys)
 
     const struct boot_info *bi = PHYS_TO_VIRT(boot_info_phys);
     const char *bad = boot_info_check(bi);
-    if (bad) {
-        printk("kernel: FATAL: boot info rejected: %s (magic 0x%lx, version %u; want 0x%llx, %u)\n",
-               bad, bi->magic, bi->version, BOOT_INFO_MAGIC, BOOT_INFO_VERSION);
-        qemu_exit(KEXIT_PANIC);
-    }
+    if (bad)
+        panic("boot info rejected: %s (magic 0x%lx, version %u; this kernel wants 0x%llx, %u)",
+              bad, bi->magic, bi->version, BOOT_INFO_MAGIC, BOOT_INFO_VERSION);
     boot_info = bi;
 
     gdt_init_cpu(0);

@@ -15,9 +15,10 @@ static char selection[CMDLINE_TOKEN_MAX + 1] = "all";
 static struct ktest *current;
 static unsigned passed, failed;
 
+/* ktest=LIST; a bare or empty ktest is rejected (warned) and "all" stays. */
 static int parse_ktest(const char *value)
 {
-    if (!value || strlen(value) > CMDLINE_TOKEN_MAX)
+    if (!value || !*value || strlen(value) > CMDLINE_TOKEN_MAX)
         return -1;
     memcpy(selection, value, strlen(value) + 1);
     return 0;

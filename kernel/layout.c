@@ -27,6 +27,14 @@ const char *boot_info_check(const struct boot_info *bi)
         return "direct map is not at DIRECT_MAP_BASE";
     if (bi->memmap_count == 0)
         return "empty memory map";
+    if (bi->direct_map_size < DIRECT_MAP_MIN_SIZE || bi->direct_map_size > DIRECT_MAP_MAX_SIZE)
+        return "direct map size out of range";
+    /* everything the kernel reads through the direct map must be inside it */
+    if (bi->memmap_count > bi->direct_map_size / sizeof(struct boot_mem_region) ||
+        bi->memmap_phys > bi->direct_map_size - bi->memmap_count * sizeof(struct boot_mem_region))
+        return "memory map outside the direct map";
+    if (bi->cmdline_len >= BOOT_CMDLINE_MAX || bi->cmdline[bi->cmdline_len] != 0)
+        return "command line not NUL-terminated";
     return 0;
 }
 

@@ -27,7 +27,7 @@ void panic_enter(void)
     cpu_cli();
     if (__atomic_fetch_add(&panic_depth, 1, __ATOMIC_ACQ_REL) > 0) {
         console_panic_mode(0);
-        printk("\nPANIC: nested panic (fault while panicking); stopping\n");
+        printk("\nPANIC: panic while panicking (a fault in the panic path, or another CPU); stopping\n");
         qemu_exit(KEXIT_PANIC);
     }
     console_panic_mode(PANIC_LOCK_SPINS);

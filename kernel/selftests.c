@@ -241,6 +241,35 @@ KTEST(bootinfo_memmap)
     KTEST_EXPECT_EQ(t, strlen(bi->cmdline), bi->cmdline_len);
 }
 
+static struct boot_info bi_copy;  /* only this test touches it */
+
+KTEST(bootinfo_check_rejects)
+{
+    /* the real hand-off passes; each single corruption is caught */
+    KTEST_ASSERT(t, boot_info_check(boot_info) == 0);
+    static const char *const what[] = {
+        "magic", "version", "size", "entry size", "offset", "count 0", "map past direct map",
+        "map wraps", "cmdline len", "cmdline unterminated",
+    };
+    for (unsigned i = 0; i < sizeof(what) / sizeof(what[0]); i++) {
+        memcpy(&bi_copy, boot_info, sizeof(bi_copy));
+        switch (i) {
+        case 0: bi_copy.magic ^= 1; break;
+        case 1: bi_copy.version++; break;
+        case 2: bi_copy.size = 16; break;
+        case 3: bi_copy.memmap_entry_size = 16; break;
+        case 4: bi_copy.direct_map_offset = 0; break;
+        case 5: bi_copy.memmap_count = 0; break;
+        case 6: bi_copy.memmap_phys = bi_copy.direct_map_size - 8; break;
+        case 7: bi_copy.memmap_count = UINT64_MAX / 2; break;
+        case 8: bi_copy.cmdline_len = BOOT_CMDLINE_MAX; break;
+        case 9: bi_copy.cmdline[bi_copy.cmdline_len] = 'x'; break;
+        }
+        if (boot_info_check(&bi_copy) == 0)
+            ktest_fail(t, "boot info with bad %s accepted", what[i]);
+    }
+}
+
 /* ---- paging ---- */
 
 static void expect_perm(struct ktest *t, const char *what, uint64_t va, int writable, int exec)
@@ -286,6 +315,10 @@ KTEST(kernel_page_permissions)
     KTEST_EXPECT_EQ(t, vm_lookup(UNMAPPED_PROBE_ADDR, 0), 0);
     KTEST_EXPECT_EQ(t, vm_lookup((uint64_t)(uintptr_t)boot_stack_guard, 0), 0);
     expect_perm(t, "boot stack", (uint64_t)(uintptr_t)boot_stack_guard + 4096, 1, 0);
+    /* vm_unmap_4k refuses what is not a mapped 4 KiB page */
+    KTEST_EXPECT_EQ(t, vm_unmap_4k(DIRECT_MAP_BASE), -1);            /* 2 MiB page */
+    KTEST_EXPECT_EQ(t, vm_unmap_4k(KMALLOC_ARENA_BASE), -1);         /* nothing there */
+    KTEST_EXPECT_EQ(t, vm_unmap_4k((uint64_t)(uintptr_t)boot_stack_guard), -1); /* already gone */
     KTEST_EXPECT(t, read_cr0() & CR0_WP);
     if (cpu_has_nx())
         KTEST_EXPECT(t, rdmsr(MSR_EFER) & EFER_NXE);
