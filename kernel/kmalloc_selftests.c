@@ -15,8 +15,9 @@
  *   kmalloc_commit_atomic    frames running out at every step of a commit
  *                            that needs new page tables: -1, nothing left
  *                            mapped, no frame lost; kmalloc returns NULL
- *   kmalloc_fault_diagnosis  the page-fault diagnosis for released,
- *                            never-committed and foreign addresses
+ *   kmalloc_fault_diagnosis  heap pages are W+NX; the page-fault diagnosis
+ *                            for released, never-committed and foreign
+ *                            addresses
  * Named only (boot cases in tests/boot.mk):
  *   kmalloc_oom              MEM=128M: small and large allocations until
  *                            NULL, free, again; never a panic
@@ -463,6 +464,11 @@ KTEST(kmalloc_fault_diagnosis)
     uint8_t *p = kmalloc(4 << 20, 0);
     KTEST_ASSERT(t, p != NULL);
     p[0] = 1;
+    /* Heap pages are kernel data: present, writable, never executable,
+     * not user-accessible. */
+    uint64_t pte;
+    KTEST_ASSERT(t, paging_probe((uintptr_t)p, &pte) == PAGING_MAPPED);
+    KTEST_EXPECT(t, (pte & (PTE_P | PTE_W | PTE_NX | PTE_U | PTE_PS)) == (PTE_P | PTE_W | PTE_NX));
     const char *d = mem_pf_diagnose((uintptr_t)p + 4096, 0x2);
     KTEST_EXPECT(t, d != NULL && contains(d, "protection fault of committed heap page"));
     kfree(p);
