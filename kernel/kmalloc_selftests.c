@@ -12,6 +12,8 @@
  *                            data + page-table frames
  *   kmalloc_trim_returns     free everything + kmalloc_trim gives the frames
  *                            back to the frame allocator
+ *   kmalloc_random           30000 random kmalloc/krealloc/kmemalign/kfree
+ *                            with patterns checked, trims in between
  *   kmalloc_commit_atomic    frames running out at every step of a commit
  *                            that needs new page tables: -1, nothing left
  *                            mapped, no frame lost; kmalloc returns NULL
@@ -442,6 +444,16 @@ KTEST(kmalloc_commit_atomic)
         uint64_t leaf;
         KTEST_EXPECT(t, paging_probe((uintptr_t)p, &leaf) == PAGING_RELEASED_VA);
         KTEST_EXPECT(t, paging_probe((uintptr_t)p + len - 1, &leaf) == PAGING_RELEASED_VA);
+        /* Released then committed again: zero again, not the old data
+         * (the frames may well be the same ones). */
+        KTEST_ASSERT(t, sys_commit(p, len) == 0);
+        size_t nz = 0;
+        for (size_t i = 0; i < len; i++)
+            nz += p[i] != 0;
+        KTEST_EXPECT_EQ(t, nz, 0);
+        sys_release(p, len);
+        mem_pmm_stats(&st);
+        KTEST_EXPECT_EQ(t, st.used_frames, st0.used_frames);
     }
 
     /* Through kmalloc: no frame to be had means NULL, and it serves again. */
@@ -483,6 +495,82 @@ KTEST(kmalloc_fault_diagnosis)
     d = mem_pf_diagnose(KMALLOC_ARENA_BASE + KMALLOC_ARENA_SIZE - 4096, 0);
     KTEST_EXPECT(t, d != NULL && contains(d, "outside the region the heap reserved"));
     KTEST_EXPECT(t, mem_pf_diagnose(UNMAPPED_PROBE_ADDR, 0) == NULL);
+}
+
+/* Random mix of sizes (small, large, aligned, resized) with every live
+ * object carrying its own pattern; trims now and then so pages go
+ * through release and commit again underneath live objects. */
+static uint64_t rng_state;
+
+static uint64_t rng(void)
+{
+    uint64_t x = rng_state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return rng_state = x;
+}
+
+KTEST(kmalloc_random)
+{
+    enum { SLOTS = 1024, OPS = 30000 };
+    static size_t len[SLOTS];
+    rng_state = 0x9e3779b97f4a7c15ull;
+    for (unsigned i = 0; i < SLOTS; i++)
+        ptrs[i] = NULL;
+    struct frames_snap s0;
+    heap_quiesce();
+    snap(&s0);
+    uint64_t peak = 0;
+    for (unsigned op = 0; op < OPS; op++) {
+        unsigned i = (unsigned)(rng() % SLOTS);
+        if (ptrs[i]) {
+            size_t bad = check_fill(ptrs[i], len[i], i + len[i]);
+            if (bad != len[i]) {
+                ktest_fail(t, "op %u: object 0x%lx (%lu B) corrupted at byte %lu", op,
+                           (uint64_t)(uintptr_t)ptrs[i], len[i], bad);
+                return;
+            }
+            if (rng() % 4 == 0) {
+                size_t n = 1 + rng() % 3000;
+                void *q = krealloc(ptrs[i], n, 0);
+                KTEST_ASSERT(t, q != NULL);
+                size_t keep = n < len[i] ? n : len[i];
+                KTEST_ASSERT(t, check_fill(q, keep, i + len[i]) == keep);
+                ptrs[i] = q;
+                len[i] = n;
+                fill(q, n, i + n);
+            } else {
+                kfree(ptrs[i]);
+                ptrs[i] = NULL;
+            }
+            continue;
+        }
+        uint64_t r = rng();
+        size_t n = r % 16 == 0 ? 32769 + r % (3 << 20)   /* large */
+                 : r % 4 == 0 ? 1 + r % 32768          /* any class */
+                 : 1 + r % 512;                         /* the busy small classes */
+        void *p = r % 8 == 1 ? kmemalign((size_t)1 << (r >> 60 & 15), n, 0) : kmalloc(n, 0);
+        KTEST_ASSERT(t, p != NULL);
+        ptrs[i] = p;
+        len[i] = n;
+        fill(p, n, i + n);
+        if (op % 5000 == 4999) {
+            uint64_t used = s0.pmm_free - pmm_free_frames();
+            peak = used > peak ? used : peak;
+            kmalloc_trim();
+            expect_layers_agree(t, "during random ops, after a trim");
+        }
+    }
+    for (unsigned i = 0; i < SLOTS; i++) {
+        if (ptrs[i]) {
+            KTEST_EXPECT_EQ(t, check_fill(ptrs[i], len[i], i + len[i]), len[i]);
+            kfree(ptrs[i]);
+        }
+    }
+    heap_quiesce();
+    KTEST_EXPECT(t, mheap_valid() == 1);
+    expect_only_meta_stays(t, "random ops", &s0, peak);
 }
 
 /* ---- named: out of memory (boot case with MEM=128M) ---- */
