@@ -26,7 +26,7 @@
 #include "internal.h"
 
 struct mheap mheap_;
-struct mcache *mm_mcaches[MM_MAX_CPUS];
+struct mcache *mm_mcaches[MM_MAX_CPUS + 1];
 static struct sys_lock init_lock;
 
 #ifdef MM_DEBUG
