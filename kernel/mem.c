@@ -215,7 +215,12 @@ void mem_init(const struct boot_info *bi)
 
     struct kmem_port_stats ps;
     kmem_port_stats(&ps);
-    uint64_t as = sys_config.arena_size;
+    /* The core halves the arena when sys_reserve refuses it (mm/sys.h);
+     * with the bounds above it never should, but say so if it did. */
+    uint64_t as = mheap_.arena_end - mheap_.arena_start;
+    if (as != sys_config.arena_size)
+        printk("mem: warning: asked for a %lu MiB arena, the heap reserved %lu MiB\n",
+               (uint64_t)sys_config.arena_size >> 20, as >> 20);
     int gib = (as & ((1ULL << 30) - 1)) == 0;
     printk("mem: kmalloc arena %lu %s%s, region 0x%lx-0x%lx reserved, %lu frames committed\n",
            gib ? as >> 30 : as >> 20, gib ? "GiB" : "MiB", arena_option ? " (arena=)" : " (default)",
