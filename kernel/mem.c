@@ -248,7 +248,7 @@ void mem_report(void)
     pmm_dump(&kpmm);
     spin_unlock_irqrestore(&pmm_lock, f);
     uint64_t managed = st.managed_frames << PMM_FRAME_SHIFT;
-    uint64_t permille100 = managed ? st.overhead_bytes * 10000 / managed : 0;
-    printk("kmem: frame allocator bookkeeping %lu bytes for %lu MiB managed = %lu.%02lu%%\n",
-           st.overhead_bytes, managed >> 20, permille100 / 100, permille100 % 100);
+    uint64_t pct1000 = managed ? st.overhead_bytes * 100000 / managed : 0;
+    printk("kmem: frame allocator bookkeeping %lu bytes for %lu MiB managed = %lu.%03lu%% (limit 0.5%%)\n",
+           st.overhead_bytes, managed >> 20, pct1000 / 1000, pct1000 % 1000);
 }
