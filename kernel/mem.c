@@ -215,7 +215,12 @@ void mem_init(const struct boot_info *bi)
 
     struct kmem_port_stats ps;
     kmem_port_stats(&ps);
-    uint64_t as = sys_config.arena_size;
+    /* The core halves the arena when sys_reserve refuses it (mm/sys.h);
+     * with the bounds above it never should, but say so if it did. */
+    uint64_t as = mheap_.arena_end - mheap_.arena_start;
+    if (as != sys_config.arena_size)
+        printk("mem: warning: asked for a %lu MiB arena, the heap reserved %lu MiB\n",
+               (uint64_t)sys_config.arena_size >> 20, as >> 20);
     int gib = (as & ((1ULL << 30) - 1)) == 0;
     printk("mem: kmalloc arena %lu %s%s, region 0x%lx-0x%lx reserved, %lu frames committed\n",
            gib ? as >> 30 : as >> 20, gib ? "GiB" : "MiB", arena_option ? " (arena=)" : " (default)",
@@ -243,7 +248,7 @@ void mem_report(void)
     pmm_dump(&kpmm);
     spin_unlock_irqrestore(&pmm_lock, f);
     uint64_t managed = st.managed_frames << PMM_FRAME_SHIFT;
-    uint64_t permille100 = managed ? st.overhead_bytes * 10000 / managed : 0;
-    printk("kmem: frame allocator bookkeeping %lu bytes for %lu MiB managed = %lu.%02lu%%\n",
-           st.overhead_bytes, managed >> 20, permille100 / 100, permille100 % 100);
+    uint64_t pct1000 = managed ? st.overhead_bytes * 100000 / managed : 0;
+    printk("kmem: frame allocator bookkeeping %lu bytes for %lu MiB managed = %lu.%03lu%% (limit 0.5%%)\n",
+           st.overhead_bytes, managed >> 20, pct1000 / 1000, pct1000 % 1000);
 }

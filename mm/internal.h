@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "kmalloc.h"
+#include "msize.h"
 #include "sizeclasses.h"
 #include "sys.h"
 
@@ -46,8 +47,14 @@
 #define CHUNK_BYTES ((uintptr_t)1 << CHUNK_SHIFT)
 #define CHUNK_WORDS (CHUNK_PAGES / 64)
 #define SPAN_MAX_WORDS (_MaxObjsPerSpan / 64) /* allocBits words, 8 B class */
-#define CPU_NONE 0xfffffffeu /* cachedBy of an uncached span; never
-                                  equal to SYS_CPU_UNKNOWN */
+/* CPUs are named by their slot, id + 1, in mm_mcaches and in
+ * mspan.cachedBy: slot 0 is what SYS_CPU_UNKNOWN maps to (unsigned wrap)
+ * and holds no mcache, so the fast path needs no bounds test. */
+#define CPU_NONE 0xffffffffu /* cachedBy of an uncached span */
+static inline unsigned cpu_slot(unsigned cpu)
+{
+	return cpu + 1u;
+}
 
 /* ---- checks (style.md: graded) ----
  * MM_CHECK     always on: corruption and misuse; reports through sys_fault.
@@ -67,6 +74,15 @@
 #else
 #define MM_ASSERT(cond) ((void)0)
 #define MM_VALIDATE(expr) ((void)0)
+#endif
+
+/* An out-of-line function the compiler must treat as opaque: GCC would
+ * otherwise see that it never returns and give its caller a stack frame
+ * for the call (noipa is GCC's; clang does not do that analysis). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define MM_OUTLINE __attribute__((noipa))
+#else
+#define MM_OUTLINE __attribute__((noinline))
 #endif
 
 /* Population count without libgcc's __popcountdi2 (the kernel build has
@@ -119,7 +135,8 @@ struct mspan {
 	uint8_t needzero;      /* owner: free slots may hold old data */
 	uint32_t divMul;       /* init: class_to_divmagic */
 	uint32_t state;        /* atomic: enum mspan_state */
-	uint32_t cachedBy;     /* atomic: CPU caching it or CPU_NONE;
+	uint32_t cachedBy;     /* atomic: slot (cpu_slot) of the CPU caching
+	                          it, or CPU_NONE;
 	                          written under mcentral.lock */
 	uint32_t inflight;     /* atomic: remote frees in progress */
 	uint32_t sweepseq;     /* owner writes (seqlock, odd = sweeping);
@@ -173,6 +190,7 @@ static inline void *mspan_nextFreeFast(struct mspan *s)
 unsigned mspan_nextFreeIndex(struct mspan *s);
 void mspan_refillAllocCache(struct mspan *s, unsigned word);
 unsigned mspan_sweep(struct mspan *s);
+void mspan_pending(struct mspan *s, uint64_t *allocs, uint64_t *lfrees);
 void mspan_init_small(struct mspan *s, unsigned sizeclass);
 bool mspan_slot_live(struct mspan *s, unsigned idx, bool *freed_before);
 int mspan_valid(struct mspan *s);
@@ -256,7 +274,11 @@ int meta_ensure(struct metaarr *m, size_t bytes);
 
 /* ---- mcache (mcache.c) ---- */
 
-/* Per CPU; only that CPU touches it, with interrupts off. */
+/* Per CPU; only that CPU touches it, with interrupts off, except that
+ * kmalloc_stats reads the counters (written with STORE, read with LOAD).
+ * The counters are brought up to date by each sweep of a span this CPU
+ * caches (and so by every uncache and flush), not on the fast path: see
+ * mstats.c. */
 struct mcache {
 	struct mspan *alloc[_NumSizeClasses]; /* cached span per class,
 	                                         or &mspan_empty */
@@ -328,12 +350,48 @@ struct mheap {
 
 extern struct mheap mheap_;
 
-/* Per-CPU mcache pointers, published under mheap.lock, read by their CPU.
- * A static array (not metadata) so the fast path works before
- * kmalloc_init: a NULL entry sends it to the slow path, which initialises
- * the heap on the host. sys_config.max_cpus must not exceed it. */
+/* Locks go through these so a debug build (-DMM_DEBUG) can check the lock
+ * order written at the top of this file, like Go's lockrank: taking a
+ * lock while holding one of equal or higher rank is a fault. The check
+ * assumes a CPU does not migrate while it holds an mm lock (true on both
+ * ports: the kernel's sys_lock keeps interrupts off, a host "CPU" is a
+ * thread). */
+enum mm_lockrank { RANK_MCENTRAL = 1, RANK_MHEAP = 2 };
+#ifdef MM_DEBUG
+void mm_lockrank_acquire(enum mm_lockrank r);
+void mm_lockrank_release(enum mm_lockrank r);
+#else
+static inline void mm_lockrank_acquire(enum mm_lockrank r) { (void)r; }
+static inline void mm_lockrank_release(enum mm_lockrank r) { (void)r; }
+#endif
+static inline void lock_heap(void)
+{
+	mm_lockrank_acquire(RANK_MHEAP);
+	sys_lock(&mheap_.lock);
+}
+static inline void unlock_heap(void)
+{
+	sys_unlock(&mheap_.lock);
+	mm_lockrank_release(RANK_MHEAP);
+}
+static inline void lock_central(struct mcentral *c)
+{
+	mm_lockrank_acquire(RANK_MCENTRAL);
+	sys_lock(&c->lock);
+}
+static inline void unlock_central(struct mcentral *c)
+{
+	sys_unlock(&c->lock);
+	mm_lockrank_release(RANK_MCENTRAL);
+}
+
+/* Per-CPU mcache pointers, indexed by cpu_slot (entry 0 stays NULL),
+ * published by their CPU, read by it and by kmalloc_stats. A static
+ * array (not metadata) so the fast path works before kmalloc_init: a NULL
+ * entry sends it to the slow path, which initialises the heap on the
+ * host. sys_config.max_cpus must not exceed MM_MAX_CPUS. */
 #define MM_MAX_CPUS 1024
-extern struct mcache *mm_mcaches[MM_MAX_CPUS];
+extern struct mcache *mm_mcaches[MM_MAX_CPUS + 1];
 
 int mheap_init(void);
 struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass,

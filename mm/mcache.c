@@ -21,19 +21,20 @@
  * pre: interrupts off, cpu == sys_cpu_id(). */
 struct mcache *mcache_get(unsigned cpu)
 {
-	struct mcache *c = __atomic_load_n(&mm_mcaches[cpu], __ATOMIC_ACQUIRE);
+	MM_ASSERT(cpu < sys_config.max_cpus);
+	struct mcache *c = __atomic_load_n(&mm_mcaches[cpu_slot(cpu)], __ATOMIC_ACQUIRE);
 	if (c != NULL)
 		return c;
 	if (mheap_init() != 0)
 		return NULL;
-	sys_lock(&mheap_.lock);
+	lock_heap();
 	c = fixalloc_alloc(&mheap_.cachealloc);
-	sys_unlock(&mheap_.lock);
+	unlock_heap();
 	if (c == NULL)
 		return NULL;
 	for (unsigned i = 0; i < _NumSizeClasses; i++)
 		c->alloc[i] = &mspan_empty;
-	__atomic_store_n(&mm_mcaches[cpu], c, __ATOMIC_RELEASE);
+	__atomic_store_n(&mm_mcaches[cpu_slot(cpu)], c, __ATOMIC_RELEASE);
 	return c;
 }
 
@@ -46,6 +47,8 @@ void *mcache_refill_alloc(struct mcache *c, unsigned sizeclass)
 	for (;;) {
 		struct mspan *s = c->alloc[sizeclass];
 		if (s != &mspan_empty) {
+			MM_ASSERT(s->cachedBy == cpu_slot(sys_cpu_id()) &&
+			          s->spanclass == sizeclass);
 			void *v = mspan_nextFreeFast(s);
 			if (v != NULL)
 				return v;

@@ -22,10 +22,14 @@
  * The allocator writes into free frames (free-list links) and into its
  * metadata frames, never into allocated or reserved frames.
  *
+ * Frame 0 is never handed out, so physical address 0 never names an
+ * allocation.
+ *
  * Locking: none inside. The caller serializes every call on one struct pmm
  * (the kernel takes a spinlock with interrupts off around each call).
  * Functions only read and write the struct pmm, its metadata and the free
- * frames, and they never call out except to the log callback.
+ * frames, and they never call out except to the log callback, which must
+ * not call back into the same struct pmm.
  *
  * Failure: nothing here panics. Running out of frames returns PMM_ENOMEM
  * and leaves the state as it was; bad arguments and bad frees are reported
@@ -116,6 +120,7 @@ struct pmm_stats {
     uint64_t metadata_frames;    /* carved for the per-frame metadata */
     uint64_t metadata_bytes;     /* bytes of those frames actually holding metadata */
     uint64_t overhead_bytes;     /* metadata frames plus sizeof(struct pmm) */
+    uint64_t reserved_bytes;     /* map bytes of every type that is never handed out (3..8) */
     uint64_t free_blocks[PMM_MAX_ORDER + 1]; /* free blocks per order */
     uint64_t type_bytes[PMM_NTYPES]; /* bytes of each type in the resolved map (index = type) */
     uint32_t sections;

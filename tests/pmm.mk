@@ -12,13 +12,14 @@ PMM_OUT := $(BUILD)/pmm
 PMM_TEST_SRCS := \
 	tests/host/test_pmm.c \
 	tests/host/pmm_table.c \
+	tests/host/pmm_randmap.c \
 	tests/host/pmm_alloc.c \
 	tests/host/pmm_misuse.c \
 	tests/host/pmm_stress.c \
 	tests/host/pmm_harness.c \
 	mm/pmm.c
 
-# The flags the kernel build uses for mm/ (see the note in mm/pmm.h).
+# The flags the kernel builds mm/ with (mm/build.mk's MM_KERNEL_CFLAGS).
 PMM_KERNEL_CFLAGS := $(CSTD) $(WARN) -ffreestanding -nostdlib -mno-red-zone \
 	-mcmodel=kernel -fno-pic -mgeneral-regs-only -fno-stack-protector \
 	-fno-omit-frame-pointer -O2
@@ -57,6 +58,8 @@ $(PMM_OUT)/kernel/pmm.undef-ok: $(PMM_OUT)/kernel/pmm.o
 		echo "mm/pmm.c needs symbols a freestanding kernel lacks:"; echo "$$undef"; exit 1; fi
 	$(Q)touch $@
 
+# Leak checking is off in the ASan run: pmm.c never allocates (only the
+# harness does), and LeakSanitizer cannot run where ptrace is restricted.
 .PHONY: test-pmm
 test-pmm: $(PMM_OUT)/kernel/pmm.undef-ok $(PMM_OUT)/test_pmm $(PMM_OUT)/test_pmm_asan
 	@echo "test-pmm: gcc build"

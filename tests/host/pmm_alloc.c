@@ -270,13 +270,13 @@ START_TEST(dump)
     char want[160];
     snprintf(want, sizeof want, "pmm: %llu frames managed (", (unsigned long long)st.managed_frames);
     ck_assert_msg(log_has(want), "missing '%s'", want);
-    snprintf(want, sizeof want, "pmm: frames: free %llu, used 3, reclaimable %llu, metadata %llu",
+    snprintf(want, sizeof want, "pmm: frames: free %llu, used 3, reclaimable %llu, metadata %llu; reserved %llu bytes",
              (unsigned long long)st.free_frames, (unsigned long long)st.reclaimable_frames,
-             (unsigned long long)st.metadata_frames);
+             (unsigned long long)st.metadata_frames, (unsigned long long)(1 * MiB + 12 * KiB + 64 * KiB));
     ck_assert_msg(log_has(want), "missing '%s'", want);
     ck_assert(log_has("pmm:   section 0x100000-0x4000000: 16128 frames, metadata at 0x3ffc000"));
-    ck_assert(log_has("pmm:   kernel: 1060864 bytes (1 MiB)"));
-    ck_assert(log_has("pmm:   loader: 65536 bytes"));
+    ck_assert(log_has("pmm:   map kernel: 1060864 bytes (1 MiB)"));
+    ck_assert(log_has("pmm:   map loader: 65536 bytes"));
     ck_assert(log_has("pmm: free blocks by order:"));
     ck_assert(log_has("% of managed memory"));
     arena_unmap();
@@ -291,9 +291,9 @@ static double overhead_pct(const struct pmm *p, const char *what)
     struct pmm_stats st;
     pmm_stats(p, &st);
     double pct = 100.0 * (double)st.overhead_bytes / (double)(st.managed_frames * FRAME);
-    printf("pmm overhead (%s): %llu bytes for %llu managed bytes = %.4f%% (%u sections)\n", what,
+    printf("pmm overhead (%s): %llu bytes for %llu managed bytes = %.4f%% (%u section%s)\n", what,
            (unsigned long long)st.overhead_bytes, (unsigned long long)(st.managed_frames * FRAME), pct,
-           st.sections);
+           st.sections, st.sections == 1 ? "" : "s");
     return pct;
 }
 

@@ -67,6 +67,7 @@ void shadow_give(struct shadow *sh, uint64_t phys, uint64_t nframes);
 /* Suites, one per file. */
 Suite *pmm_map_suite(void);
 Suite *pmm_table_suite(void);
+Suite *pmm_randmap_suite(void);
 Suite *pmm_alloc_suite(void);
 Suite *pmm_misuse_suite(void);
 Suite *pmm_stress_suite(void);

@@ -6,7 +6,8 @@
  * by hand from each map in the comments beside them.
  *
  * The other suites: pmm_table.c (exact split and merge behaviour, as a
- * table), pmm_alloc.c (allocation, freeing, coalescing,
+ * table), pmm_randmap.c (random maps against an independent oracle),
+ * pmm_alloc.c (allocation, freeing, coalescing,
  * reclaim, bookkeeping overhead), pmm_misuse.c (bad frees and corrupted
  * free frames), pmm_stress.c (seeded random sequence against a shadow).
  */
@@ -104,6 +105,7 @@ START_TEST(holes_and_odd_edges)
     ck_assert_uint_eq(st.dropped.overlap_bytes, 0);
     ck_assert_uint_eq(st.type_bytes[PMM_RESERVED], 0x400 + 0x10000);
     ck_assert_uint_eq(st.type_bytes[PMM_ACPI_RECLAIM], 1 * MiB);
+    ck_assert_uint_eq(st.reserved_bytes, 0x400 + 0x10000 + 1 * MiB);
     ck_assert_uint_eq(st.type_bytes[PMM_USABLE],
                       0x9fc00 + (0x7fffbaa - 0x100123) + 16 * MiB + 8 * MiB + 0x800);
     /* pfn 1..158, 257..32766, 36864..40959, 1048576..1050623 */
@@ -422,6 +424,7 @@ int main(void)
 {
     SRunner *sr = srunner_create(pmm_map_suite());
     srunner_add_suite(sr, pmm_table_suite());
+    srunner_add_suite(sr, pmm_randmap_suite());
     srunner_add_suite(sr, pmm_alloc_suite());
     srunner_add_suite(sr, pmm_misuse_suite());
     srunner_add_suite(sr, pmm_stress_suite());
