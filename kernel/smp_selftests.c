@@ -119,7 +119,7 @@ KTEST(smp_percpu_ids)
  * generic boot cases run QEMU with a thread per vCPU, where a ticket-lock
  * handoff costs a host scheduling delay; the SMP matrix runs 100000.
  */
-static unsigned lock_rounds = 20000;
+static unsigned lock_rounds = 10000;
 static int parse_lock_rounds(const char *v)
 {
     unsigned x = 0;

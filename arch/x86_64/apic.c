@@ -59,7 +59,7 @@ uint64_t tsc_calibrate(void)
     /* PIT channel 2 in mode 0 counts down once; port 0x61 bit 5 goes high at 0. */
     uint32_t count = PIT_HZ / 100;  /* 10 ms */
     uint8_t gate = inb(0x61);
-    outb(0x61, (gate & ~0x03) );     /* gate low, speaker off */
+    outb(0x61, gate & ~0x03);        /* gate low, speaker off */
     outb(0x43, 0xb0);                /* channel 2, lo/hi byte, mode 0, binary */
     outb(0x42, count & 0xff);
     outb(0x42, count >> 8);

@@ -33,7 +33,10 @@ struct percpu {
     struct percpu *self;      /* gs:0; set once by percpu_init_cpu */
     uint32_t cpu;             /* gs:8; dense index, 0 = bootstrap CPU */
     uint32_t apic_id;         /* this CPU's local APIC id */
-    void *mcache;             /* gs:16; the allocator's per-CPU cache, owner only */
+    void *mcache;             /* gs:16; reserved for the allocator's per-CPU
+                                 cache. Unused: mm keeps its own array
+                                 mm_mcaches[] indexed by sys_cpu_id(), which
+                                 is this_cpu_id() (one GS load either way) */
     uint64_t stack_top;       /* this CPU's kernel stack (its own top) */
 
     /* TLB shootdown mailbox (tlb.c) */

@@ -10,8 +10,11 @@
  * serving requests aimed at itself, so two CPUs shooting down at once
  * (each waiting for the other's ack) cannot deadlock. A CPU that does not
  * acknowledge within TLB_ACK_TIMEOUT_MS ends in a panic naming it.
- * Must not be called from an interrupt handler or with a lock held that
- * another CPU could spin on with interrupts off.
+ * The caller must not hold a lock another CPU could spin on with
+ * interrupts off (that CPU would never take the IPI). An interrupt
+ * handler may call it (the heap's scavenger can run inside an allocating
+ * timer tick): the interrupted code held no irq-off lock, or the interrupt
+ * could not have arrived.
  */
 #ifndef ARCH_X86_64_TLB_H
 #define ARCH_X86_64_TLB_H
