@@ -502,12 +502,13 @@ KPARAM(stress, parse_stress);
 
 #define STRESS_SLOTS 256
 #define FAST_PAIRS 20000
+#define FAST_BATCH 200
 struct stress_cpu {
     void *p[STRESS_SLOTS];
     uint32_t size[STRESS_SLOTS];
     uint64_t seed[STRESS_SLOTS];
     uint64_t cycles;        /* TSC cycles of the whole run on this CPU */
-    uint64_t fast_cycles;   /* TSC cycles of FAST_PAIRS kmalloc(64)+kfree */
+    uint64_t fast_cycles;   /* TSC cycles of the cheapest FAST_BATCH kmalloc(64)+kfree */
     uint64_t handed;        /* objects handed to the next CPU */
 } __attribute__((aligned(64)));
 static struct stress_cpu stress[MAX_CPUS];
@@ -580,17 +581,26 @@ static void stress_run(unsigned cpu, void *arg)
     drain_until_all_done(cpu, n);
     s->cycles = rdtsc() - t0;
 
-    /* Fast path cost: a warm mcache, one class, alloc then free. The
-     * interrupts keep running, so a tick now and then is included. */
+    /* Fast path cost: a warm mcache, one class, alloc then free, in
+     * batches; the cheapest batch is reported. Under QEMU the TSC runs on
+     * while this vCPU waits for the host (or, with one TCG thread, for the
+     * other vCPUs), so the whole-run average says more about scheduling;
+     * the minimum approaches the cost of the code itself. */
     void *warm = kmalloc(64, 0);
     kfree(warm);
-    uint64_t f0 = rdtsc();
-    for (unsigned i = 0; i < FAST_PAIRS; i++) {
-        void *p = kmalloc(64, 0);
-        __asm__ volatile("" :: "r"(p) : "memory");  /* keep the pair */
-        kfree(p);
+    uint64_t best = ~0ull;
+    for (unsigned b = 0; b < FAST_PAIRS / FAST_BATCH; b++) {
+        uint64_t f0 = rdtsc();
+        for (unsigned i = 0; i < FAST_BATCH; i++) {
+            void *p = kmalloc(64, 0);
+            __asm__ volatile("" :: "r"(p) : "memory");  /* keep the pair */
+            kfree(p);
+        }
+        uint64_t d = rdtsc() - f0;
+        if (d < best)
+            best = d;
     }
-    s->fast_cycles = rdtsc() - f0;
+    s->fast_cycles = best;
     count_alloc(cn, 64);
     cn->frees++;
     for (unsigned i = 0; i < FAST_PAIRS; i++)
@@ -645,12 +655,13 @@ KTEST(smp_kmalloc_stress)
                    "(%lu before, %lu after; bound 256)", kept, pmm0.free_frames, pmm1.free_frames);
 
     printk("smp_kmalloc_stress: report (TSC cycles under QEMU TCG emulation, not hardware numbers)\n");
-    printk("  cpu        ops  handed-on   interrupts  cycles/op  fast kmalloc+kfree(64) cycles/pair\n");
+    printk("  cpu        ops  handed-on   interrupts  cycles/op  fast path: kmalloc+kfree(64) cycles/pair "
+           "(best batch of %u)\n", FAST_BATCH);
     for (unsigned c = 0; c < n; c++) {
         uint64_t ops = test_counts[c].ops;
         printk("  %3u %10lu %10lu %12lu %10lu %10lu\n", c, ops, stress[c].handed,
                __atomic_load_n(&percpu_area[c].timer_ticks, __ATOMIC_RELAXED) - ticks0[c],
-               ops ? stress[c].cycles / ops : 0, stress[c].fast_cycles / FAST_PAIRS);
+               ops ? stress[c].cycles / ops : 0, stress[c].fast_cycles / FAST_BATCH);
     }
     printk("  allocations in timer interrupts: %lu\n", irq_allocs);
     printk("  locks during the run: mheap %lu acquisitions, %lu spins; mcentral (all classes) "
