@@ -608,12 +608,17 @@ static void stress_run(unsigned cpu, void *arg)
     cn->frees += FAST_PAIRS;
 }
 
+/* Per-class mcentral spins at the start of the stress, for the report's
+ * most contended classes. */
+static uint64_t class_spins0[KMALLOC_NUM_CLASSES];
+
 static void lock_totals(uint64_t *heap_acq, uint64_t *heap_spin, uint64_t *cen_acq, uint64_t *cen_spin)
 {
     *heap_acq = __atomic_load_n(&mheap_.lock.acquisitions, __ATOMIC_RELAXED);
     *heap_spin = __atomic_load_n(&mheap_.lock.spins, __ATOMIC_RELAXED);
     *cen_acq = *cen_spin = 0;
     for (unsigned c = 0; c < KMALLOC_NUM_CLASSES; c++) {
+        class_spins0[c] = __atomic_load_n(&mheap_.central[c].c.lock.spins, __ATOMIC_RELAXED) - class_spins0[c];
         *cen_acq += __atomic_load_n(&mheap_.central[c].c.lock.acquisitions, __ATOMIC_RELAXED);
         *cen_spin += __atomic_load_n(&mheap_.central[c].c.lock.spins, __ATOMIC_RELAXED);
     }
@@ -630,7 +635,8 @@ KTEST(smp_kmalloc_stress)
     begin(&before);
     mem_pmm_stats(&pmm0);
     uint64_t ha0, hs0, ca0, cs0, ha1, hs1, ca1, cs1;
-    lock_totals(&ha0, &hs0, &ca0, &cs0);
+    memset(class_spins0, 0, sizeof(class_spins0));
+    lock_totals(&ha0, &hs0, &ca0, &cs0);  /* class_spins0 = spins now */
     uint64_t ticks0[MAX_CPUS];
     for (unsigned c = 0; c < n; c++)
         ticks0[c] = __atomic_load_n(&percpu_area[c].timer_ticks, __ATOMIC_RELAXED);
@@ -638,7 +644,7 @@ KTEST(smp_kmalloc_stress)
     printk("smp_kmalloc_stress: %lu operations per CPU on %u CPUs, sizes 8 B..1 MiB, "
            "timer interrupts at %u Hz allocating\n", stress_ops, n, lapic_timer_hz());
     smp_run_all(stress_run, NULL);
-    lock_totals(&ha1, &hs1, &ca1, &cs1);
+    lock_totals(&ha1, &hs1, &ca1, &cs1);  /* class_spins0 = spins during the run */
     uint64_t irq_allocs = irq_alloc_stop();
     heap_quiesce_all();
     if (__atomic_load_n(&fail_flag, __ATOMIC_ACQUIRE))
@@ -666,6 +672,23 @@ KTEST(smp_kmalloc_stress)
     printk("  allocations in timer interrupts: %lu\n", irq_allocs);
     printk("  locks during the run: mheap %lu acquisitions, %lu spins; mcentral (all classes) "
            "%lu acquisitions, %lu spins\n", ha1 - ha0, hs1 - hs0, ca1 - ca0, cs1 - cs0);
+    char line[160];
+    size_t len = snprintk(line, sizeof(line), "  most contended mcentral locks (spins):");
+    for (unsigned k = 0; k < 3 && len < sizeof(line); k++) {
+        unsigned top = 0;
+        for (unsigned c = 1; c < KMALLOC_NUM_CLASSES; c++)
+            if (class_spins0[c] > class_spins0[top])
+                top = c;
+        if (!class_spins0[top]) {
+            if (k == 0)
+                len += snprintk(line + len, sizeof(line) - len, " none");
+            break;
+        }
+        len += snprintk(line + len, sizeof(line) - len, " class %u (%lu B) %lu", top, class_size(top),
+                        class_spins0[top]);
+        class_spins0[top] = 0;
+    }
+    printk("%s\n", line);
     printk("  frame allocator: %lu free frames before, %lu after kmalloc_trim\n",
            pmm0.free_frames, pmm1.free_frames);
 }
