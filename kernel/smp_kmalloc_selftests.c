@@ -16,6 +16,9 @@
  *                            allocator has its frames back (within a bound).
  *                            Prints the per-CPU speed report and the lock
  *                            contention counters.
+ *   smp_irq_while_mcentral_locked  a timer interrupt that needs an
+ *                            mcentral lock this CPU holds is deferred to
+ *                            the unlock and then completes (no deadlock);
  *   smp_released_page_selftest (named only) after free + trim, another CPU
  *                            that had the page in its TLB faults on it with
  *                            the released-page diagnosis.
@@ -730,6 +733,62 @@ KTEST_NAMED(smp_released_page_selftest)
     KTEST_ASSERT(t, paging_probe((uintptr_t)released_probe + 8192, &leaf) == PAGING_RELEASED_VA);
     fail_flag = 0;
     smp_run_all(read_released, NULL);
+    if (fail_flag)
+        ktest_fail(t, "%s", fail_msg);
+}
+
+/* ---- an interrupt while this CPU holds an mcentral lock ---- */
+
+/*
+ * The timer hook below flushes this CPU's mcache and allocates from class
+ * LOCKED_CLASS: both need that class's mcentral lock. The test takes the
+ * lock itself and holds it across several timer periods. Because the
+ * heap's locks keep interrupts off while held, the tick waits until the
+ * unlock and then completes; if they did not, the hook would spin forever
+ * on a lock its own CPU holds (the boot would hang and time out).
+ */
+#define LOCKED_CLASS 5
+static int lock_hook_armed;   /* atomic: the test wants one hook run */
+static int lock_hook_done;    /* atomic: the hook ran to the end */
+
+static void lock_hook(unsigned cpu)
+{
+    if (cpu != 0 || !__atomic_load_n(&lock_hook_armed, __ATOMIC_ACQUIRE))
+        return;
+    kmalloc_flush_cpu();  /* uncaches every span: takes the mcentral locks */
+    void *p = kmalloc(class_size(LOCKED_CLASS), 0);
+    if (!p)
+        record_failure("timer interrupt: kmalloc(%lu) returned NULL", class_size(LOCKED_CLASS));
+    kfree(p);
+    __atomic_store_n(&lock_hook_armed, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&lock_hook_done, 1, __ATOMIC_RELEASE);
+}
+
+KTEST(smp_irq_while_mcentral_locked)
+{
+    fail_flag = 0;
+    struct mcentral *c = &mheap_.central[LOCKED_CLASS].c;
+    void *warm = kmalloc(class_size(LOCKED_CLASS), 0);  /* the heap is up and the class has a span */
+    kfree(warm);
+    lock_hook_done = 0;
+    apic_set_tick_hook(lock_hook);
+    /* interrupts are on here: only sys_lock can turn them off */
+    KTEST_ASSERT(t, cpu_read_rflags() & RFLAGS_IF);
+    __atomic_store_n(&lock_hook_armed, 1, __ATOMIC_RELEASE);
+    sys_lock(&c->lock);
+    uint64_t ticks = __atomic_load_n(&this_cpu()->timer_ticks, __ATOMIC_RELAXED);
+    uint64_t rflags = cpu_read_rflags();
+    tsc_delay_us(20000);  /* about 20 timer periods pass while we hold it */
+    uint64_t ticks_held = __atomic_load_n(&this_cpu()->timer_ticks, __ATOMIC_RELAXED) - ticks;
+    sys_unlock(&c->lock);
+    uint64_t end = tsc_deadline_us(rdtsc(), 5000000);
+    while (!__atomic_load_n(&lock_hook_done, __ATOMIC_ACQUIRE) && rdtsc() < end)
+        cpu_pause();
+    apic_set_tick_hook(NULL);
+    KTEST_EXPECT_EQ(t, rflags & RFLAGS_IF, 0);  /* the lock holder runs with interrupts off */
+    KTEST_EXPECT_EQ(t, ticks_held, 0);           /* so no tick was taken while it was held */
+    if (!__atomic_load_n(&lock_hook_done, __ATOMIC_ACQUIRE))
+        ktest_fail(t, "the deferred timer tick did not complete its allocation within 5 s");
     if (fail_flag)
         ktest_fail(t, "%s", fail_msg);
 }
