@@ -23,8 +23,8 @@
  * Named only (boot cases in tests/boot.mk):
  *   kmalloc_oom              MEM=128M: small and large allocations until
  *                            NULL, free, again; never a panic
- *   double_free_selftest, invalid_free_selftest, released_page_selftest
- *                            end in the panic / fault they name
+ *   double_free_selftest, invalid_free_selftest, released_page_selftest,
+ *   heap_nx_selftest         end in the panic / fault they name
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -681,4 +681,15 @@ KTEST_NAMED(released_page_selftest)
            (uint64_t)(uintptr_t)(p + 8192));
     (void)p[8192]; /* must fault: "kmalloc arena: access to released page" */
     ktest_fail(t, "reading released page 0x%lx did not fault", (uint64_t)(uintptr_t)(p + 8192));
+}
+
+KTEST_NAMED(heap_nx_selftest)
+{
+    uint8_t *p = kmalloc(64, 0);
+    KTEST_ASSERT(t, p != NULL);
+    p[0] = 0xc3; /* ret: harmless if the heap were executable */
+    printk("heap_nx_selftest: calling heap address 0x%lx\n", (uint64_t)(uintptr_t)p);
+    void (*fn)(void) = (void (*)(void))(uintptr_t)p;
+    fn(); /* must fault: "instruction fetch of committed heap page" */
+    ktest_fail(t, "executing heap memory at 0x%lx did not fault", (uint64_t)(uintptr_t)p);
 }

@@ -43,6 +43,7 @@ TEST_TARGETS += test-boot
 #   kmem_oom       MEM=128M: allocate until NULL, free, again (no panic)
 #   double_free_selftest, invalid_free_selftest: the kmalloc panic + backtrace
 #   released_page_selftest: the page-fault diagnosis for a released page
+#   heap_nx_selftest: calling into the heap faults (NX) with its diagnosis
 #   kmem_mmdebug   the kmalloc self-tests on a kernel whose core is built
 #                  with -DMM_DEBUG
 KMEM_CASES := $(BUILD)/boot-cases/kmem
@@ -124,6 +125,9 @@ test-boot-kmem: $(LOADER_EFI) $(KERNEL_ELF) $(KMEM_DEBUG_ELF)
 	kcase released_page_selftest 2 $(MEM) $(KERNEL_ELF) "ktest=released_page_selftest" \
 	    '^page fault: kmalloc arena: access to released page 0xffffa0[0-9a-f]+000' \
 	    'ktest_fn_released_page_selftest\+0x' '^ktest: released_page_selftest FAILED: panic'; \
+	kcase heap_nx_selftest 2 $(MEM) $(KERNEL_ELF) "ktest=heap_nx_selftest" \
+	    '^page fault: kmalloc arena: instruction fetch of committed heap page 0xffffa0[0-9a-f]+000' \
+	    '^ktest: heap_nx_selftest FAILED: panic'; \
 	kcase kmem_mmdebug 0 $(MEM) $(KMEM_DEBUG_ELF) \
 	    "ktest=kmalloc_classes,kmalloc_large,kmalloc_api,kmalloc_frames_agree,kmalloc_trim_returns,kmalloc_commit_atomic,kmalloc_random" \
 	    '^ktest: kmalloc_random ok' '^ktest: 7 passed, 0 failed'; \
