@@ -47,6 +47,7 @@ TEST_TARGETS += test-boot
 #   kmem_mmdebug   the kmalloc self-tests on a kernel whose core is built
 #                  with -DMM_DEBUG
 KMEM_CASES := $(BUILD)/boot-cases/kmem
+# Extra QEMU arguments as `make run` uses them (kernel/build.mk, if set).
 
 # The same kernel linked against the core built with -DMM_DEBUG (internal
 # assertions, validation after span operations, lock-order checks), so the
@@ -91,7 +92,7 @@ test-boot-kmem: $(LOADER_EFI) $(KERNEL_ELF) $(KMEM_DEBUG_ELF)
 	    cp $(LOADER_EFI) $$d/esp/EFI/BOOT/BOOTX64.EFI; cp $$kelf $$d/esp/kernel.elf; \
 	    printf '%s\n' "$$cmd" > $$d/esp/cmdline.txt; start=$$(date +%s); \
 	    verdict=$$(nice scripts/qemu-run --esp $$d/esp --smp $(SMP) --mem $$cmem \
-	        --timeout $(BOOT_CASE_TIMEOUT) --log $$d/console.log --quiet); got=$$?; \
+	        --timeout $(BOOT_CASE_TIMEOUT) --log $$d/console.log --quiet -- $(QEMU_ACCEL)); got=$$?; \
 	    why=; [ "$$got" = "$$want" ] || why="exit status $$got, expected $$want"; \
 	    for pat in "$$@"; do \
 	        grep -a -q -E -- "$$pat" $$d/console.log || why="$${why:+$$why; }log lacks /$$pat/"; \
