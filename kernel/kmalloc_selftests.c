@@ -17,6 +17,7 @@
  *   kmalloc_commit_atomic    frames running out at every step of a commit
  *                            that needs new page tables: -1, nothing left
  *                            mapped, no frame lost; kmalloc returns NULL
+ *   arena_size_syntax        what arena= accepts and rejects
  *   kmalloc_fault_diagnosis  heap pages are W+NX; the page-fault diagnosis
  *                            for released, never-committed and foreign
  *                            addresses
@@ -616,6 +617,30 @@ KTEST(kmalloc_random)
     heap_quiesce();
     KTEST_EXPECT(t, mheap_valid() == 1);
     expect_only_meta_stays(t, "random ops", &s0, peak);
+}
+
+KTEST(arena_size_syntax)
+{
+    static const struct { const char *in; int ok; uint64_t want; } rows[] = {
+        { "64G", 1, 64ull << 30 },        { "512M", 1, 512ull << 20 },
+        { "4k", 1, 4096 },                { "1T", 1, 1ull << 40 },
+        { "8t", 1, 8ull << 40 },          { "123", 1, 123 },
+        { "0", 1, 0 },                    { "18446744073709551615", 1, ~0ull },
+        { "", 0, 0 },                     { "G", 0, 0 },
+        { "12X", 0, 0 },                  { "64GB", 0, 0 },
+        { " 64G", 0, 0 },                 { "-1G", 0, 0 },
+        { "18446744073709551616", 0, 0 }, { "16777216T", 0, 0 },
+    };
+    for (unsigned i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        uint64_t v = 0xdead;
+        int r = mem_parse_size(rows[i].in, &v);
+        if (rows[i].ok && (r != 0 || v != rows[i].want))
+            ktest_fail(t, "'%s': got %d, 0x%lx; want 0x%lx", rows[i].in, r, v, rows[i].want);
+        if (!rows[i].ok && r == 0)
+            ktest_fail(t, "'%s' accepted as 0x%lx", rows[i].in, v);
+    }
+    uint64_t v;
+    KTEST_EXPECT(t, mem_parse_size(NULL, &v) != 0);
 }
 
 /* ---- named: out of memory (boot case with MEM=128M) ---- */
