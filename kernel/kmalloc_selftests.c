@@ -18,6 +18,8 @@
  *                            that needs new page tables: -1, nothing left
  *                            mapped, no frame lost; kmalloc returns NULL
  *   arena_size_syntax        what arena= accepts and rejects
+ *   paging_remap_flushes_tlb unmap + map to another frame shows the new
+ *                            frame at once; the tables go back
  *   kmalloc_fault_diagnosis  heap pages are W+NX; the page-fault diagnosis
  *                            for released, never-committed and foreign
  *                            addresses
@@ -481,6 +483,51 @@ KTEST(kmalloc_commit_atomic)
     kfree(q);
     heap_quiesce();
     expect_layers_agree(t, "after refused commits");
+}
+
+/* paging.c straight, at an arena address the heap never reaches: a page
+ * unmapped and mapped again to another frame must show the new frame at
+ * once (invlpg did its job), and the tables it needed go back. */
+KTEST(paging_remap_flushes_tlb)
+{
+    /* Its own GiB (markers are per GiB once tables go): below the GiBs
+     * kmalloc_commit_atomic and kmalloc_fault_diagnosis use. */
+    uintptr_t va = ((mheap_.arena_end - (4 << 20)) & ~((uintptr_t)PAGE_SIZE_1G - 1)) -
+                   4 * PAGE_SIZE_1G + 5 * PAGE_SIZE_4K;
+    KTEST_ASSERT(t, va > __atomic_load_n(&mheap_.arena_used, __ATOMIC_RELAXED));
+    uint64_t tables0 = paging_table_frames(), fa, fb, leaf;
+    KTEST_ASSERT(t, mem_frame_alloc(&fa) == 0);
+    KTEST_ASSERT(t, mem_frame_alloc(&fb) == 0);
+    volatile uint64_t *a = PHYS_TO_VIRT(fa), *b = PHYS_TO_VIRT(fb), *v = (uint64_t *)va;
+    a[0] = 0xaaaaaaaaaaaaaaaaull;
+    b[0] = 0xbbbbbbbbbbbbbbbbull;
+
+    KTEST_ASSERT(t, paging_map(va, fa, PAGING_HEAP_FLAGS) == 0);
+    KTEST_EXPECT(t, paging_table_frames() > tables0);
+    KTEST_EXPECT_EQ(t, v[0], 0xaaaaaaaaaaaaaaaaull); /* now in this CPU's TLB */
+    v[1] = 42;
+    KTEST_EXPECT_EQ(t, a[1], 42);                   /* same frame via the direct map */
+
+    uint64_t data[PAGING_BATCH], tabs[2];
+    unsigned nt;
+    KTEST_EXPECT_EQ(t, paging_unmap_batch(va, 1, 1, data, tabs, &nt), 1);
+    KTEST_EXPECT_EQ(t, data[0], fa);
+    KTEST_EXPECT(t, paging_probe(va, &leaf) == PAGING_RELEASED_VA);
+    for (unsigned i = 0; i < nt; i++)
+        mem_frame_free(tabs[i]);
+    /* PT and PD went back; a PDPT created for this test stays (paging.c) */
+    uint64_t tables1 = paging_table_frames();
+    KTEST_EXPECT(t, tables1 == tables0 || tables1 == tables0 + 1);
+
+    KTEST_ASSERT(t, paging_map(va, fb, PAGING_HEAP_FLAGS) == 0);
+    KTEST_EXPECT_EQ(t, v[0], 0xbbbbbbbbbbbbbbbbull); /* a stale TLB entry would read 0xaa.. */
+    KTEST_EXPECT_EQ(t, paging_unmap_batch(va, 1, 1, data, tabs, &nt), 1);
+    KTEST_EXPECT_EQ(t, data[0], fb);
+    for (unsigned i = 0; i < nt; i++)
+        mem_frame_free(tabs[i]);
+    KTEST_EXPECT_EQ(t, paging_table_frames(), tables1);
+    mem_frame_free(fa);
+    mem_frame_free(fb);
 }
 
 KTEST(kmalloc_fault_diagnosis)
