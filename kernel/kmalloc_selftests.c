@@ -17,14 +17,17 @@
  *   kmalloc_commit_atomic    frames running out at every step of a commit
  *                            that needs new page tables: -1, nothing left
  *                            mapped, no frame lost; kmalloc returns NULL
+ *   arena_size_syntax        what arena= accepts and rejects
+ *   paging_remap_flushes_tlb unmap + map to another frame shows the new
+ *                            frame at once; the tables go back
  *   kmalloc_fault_diagnosis  heap pages are W+NX; the page-fault diagnosis
  *                            for released, never-committed and foreign
  *                            addresses
  * Named only (boot cases in tests/boot.mk):
  *   kmalloc_oom              MEM=128M: small and large allocations until
  *                            NULL, free, again; never a panic
- *   double_free_selftest, invalid_free_selftest, released_page_selftest
- *                            end in the panic / fault they name
+ *   double_free_selftest, invalid_free_selftest, released_page_selftest,
+ *   heap_nx_selftest         end in the panic / fault they name
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -418,8 +421,9 @@ KTEST(kmalloc_commit_atomic)
                        k, st0.used_frames, st.used_frames, ps.table_frames, now.table_frames);
         for (size_t off = 0; off < len; off += 4096) {
             uint64_t leaf;
-            if (paging_probe((uintptr_t)p + off, &leaf) == PAGING_MAPPED)
-                ktest_fail(t, "failed commit with %d frames left +0x%lx mapped", k, off);
+            /* and the diagnosis still says never committed */
+            if (paging_probe((uintptr_t)p + off, &leaf) != PAGING_NEVER)
+                ktest_fail(t, "failed commit with %d frames left +0x%lx mapped or marked", k, off);
         }
     }
     /* Success took 4 data frames plus the tables it had to create; there
@@ -444,6 +448,17 @@ KTEST(kmalloc_commit_atomic)
         uint64_t leaf;
         KTEST_EXPECT(t, paging_probe((uintptr_t)p, &leaf) == PAGING_RELEASED_VA);
         KTEST_EXPECT(t, paging_probe((uintptr_t)p + len - 1, &leaf) == PAGING_RELEASED_VA);
+        /* A recommit that fails half way leaves the pages released. */
+        for (int j = 1; j < k; j++) {
+            mem_fail_frames_after(j);
+            int r = sys_commit(p, len);
+            mem_fail_frames_after(-1);
+            KTEST_EXPECT_EQ(t, r, -1);
+            KTEST_EXPECT(t, paging_probe((uintptr_t)p, &leaf) == PAGING_RELEASED_VA);
+            KTEST_EXPECT(t, paging_probe((uintptr_t)p + len - 1, &leaf) == PAGING_RELEASED_VA);
+        }
+        mem_pmm_stats(&st);
+        KTEST_EXPECT_EQ(t, st.used_frames, st0.used_frames);
         /* Released then committed again: zero again, not the old data
          * (the frames may well be the same ones). */
         KTEST_ASSERT(t, sys_commit(p, len) == 0);
@@ -468,6 +483,51 @@ KTEST(kmalloc_commit_atomic)
     kfree(q);
     heap_quiesce();
     expect_layers_agree(t, "after refused commits");
+}
+
+/* paging.c straight, at an arena address the heap never reaches: a page
+ * unmapped and mapped again to another frame must show the new frame at
+ * once (invlpg did its job), and the tables it needed go back. */
+KTEST(paging_remap_flushes_tlb)
+{
+    /* Its own GiB (markers are per GiB once tables go): below the GiBs
+     * kmalloc_commit_atomic and kmalloc_fault_diagnosis use. */
+    uintptr_t va = ((mheap_.arena_end - (4 << 20)) & ~((uintptr_t)PAGE_SIZE_1G - 1)) -
+                   4 * PAGE_SIZE_1G + 5 * PAGE_SIZE_4K;
+    KTEST_ASSERT(t, va > __atomic_load_n(&mheap_.arena_used, __ATOMIC_RELAXED));
+    uint64_t tables0 = paging_table_frames(), fa, fb, leaf;
+    KTEST_ASSERT(t, mem_frame_alloc(&fa) == 0);
+    KTEST_ASSERT(t, mem_frame_alloc(&fb) == 0);
+    volatile uint64_t *a = PHYS_TO_VIRT(fa), *b = PHYS_TO_VIRT(fb), *v = (uint64_t *)va;
+    a[0] = 0xaaaaaaaaaaaaaaaaull;
+    b[0] = 0xbbbbbbbbbbbbbbbbull;
+
+    KTEST_ASSERT(t, paging_map(va, fa, PAGING_HEAP_FLAGS) == 0);
+    KTEST_EXPECT(t, paging_table_frames() > tables0);
+    KTEST_EXPECT_EQ(t, v[0], 0xaaaaaaaaaaaaaaaaull); /* now in this CPU's TLB */
+    v[1] = 42;
+    KTEST_EXPECT_EQ(t, a[1], 42);                   /* same frame via the direct map */
+
+    uint64_t data[PAGING_BATCH], tabs[2];
+    unsigned nt;
+    KTEST_EXPECT_EQ(t, paging_unmap_batch(va, 1, 1, data, tabs, &nt), 1);
+    KTEST_EXPECT_EQ(t, data[0], fa);
+    KTEST_EXPECT(t, paging_probe(va, &leaf) == PAGING_RELEASED_VA);
+    for (unsigned i = 0; i < nt; i++)
+        mem_frame_free(tabs[i]);
+    /* PT and PD went back; a PDPT created for this test stays (paging.c) */
+    uint64_t tables1 = paging_table_frames();
+    KTEST_EXPECT(t, tables1 == tables0 || tables1 == tables0 + 1);
+
+    KTEST_ASSERT(t, paging_map(va, fb, PAGING_HEAP_FLAGS) == 0);
+    KTEST_EXPECT_EQ(t, v[0], 0xbbbbbbbbbbbbbbbbull); /* a stale TLB entry would read 0xaa.. */
+    KTEST_EXPECT_EQ(t, paging_unmap_batch(va, 1, 1, data, tabs, &nt), 1);
+    KTEST_EXPECT_EQ(t, data[0], fb);
+    for (unsigned i = 0; i < nt; i++)
+        mem_frame_free(tabs[i]);
+    KTEST_EXPECT_EQ(t, paging_table_frames(), tables1);
+    mem_frame_free(fa);
+    mem_frame_free(fb);
 }
 
 KTEST(kmalloc_fault_diagnosis)
@@ -511,6 +571,34 @@ static uint64_t rng(void)
     return rng_state = x;
 }
 
+/* Objects above 64 KiB get their pattern every 61st byte (plus the last
+ * byte): under TCG a full fill of every large object would dominate the
+ * boot; any object of 61 bytes or more lying inside it still collides
+ * with a patterned byte. */
+static size_t stride_for(size_t n)
+{
+    return n > 65536 ? 61 : 1;
+}
+
+static void fill_obj(void *p, size_t n, uintptr_t salt)
+{
+    uint8_t *b = p;
+    size_t st = stride_for(n);
+    for (size_t i = 0; i < n; i += st)
+        b[i] = pattern(i, salt);
+    b[n - 1] = pattern(n - 1, salt);
+}
+
+static size_t check_obj(const void *p, size_t n, uintptr_t salt)
+{
+    const uint8_t *b = p;
+    size_t st = stride_for(n);
+    for (size_t i = 0; i < n; i += st)
+        if (b[i] != pattern(i, salt))
+            return i;
+    return b[n - 1] == pattern(n - 1, salt) ? n : n - 1;
+}
+
 KTEST(kmalloc_random)
 {
     enum { SLOTS = 1024, OPS = 30000 };
@@ -525,7 +613,7 @@ KTEST(kmalloc_random)
     for (unsigned op = 0; op < OPS; op++) {
         unsigned i = (unsigned)(rng() % SLOTS);
         if (ptrs[i]) {
-            size_t bad = check_fill(ptrs[i], len[i], i + len[i]);
+            size_t bad = check_obj(ptrs[i], len[i], i + len[i]);
             if (bad != len[i]) {
                 ktest_fail(t, "op %u: object 0x%lx (%lu B) corrupted at byte %lu", op,
                            (uint64_t)(uintptr_t)ptrs[i], len[i], bad);
@@ -535,11 +623,16 @@ KTEST(kmalloc_random)
                 size_t n = 1 + rng() % 3000;
                 void *q = krealloc(ptrs[i], n, 0);
                 KTEST_ASSERT(t, q != NULL);
-                size_t keep = n < len[i] ? n : len[i];
-                KTEST_ASSERT(t, check_fill(q, keep, i + len[i]) == keep);
+                /* the kept prefix moved intact */
+                size_t keep = n < len[i] ? n : len[i], st = stride_for(len[i]);
+                for (size_t b = 0; b < keep; b += st)
+                    if (((uint8_t *)q)[b] != pattern(b, i + len[i])) {
+                        ktest_fail(t, "op %u: krealloc %lu -> %lu lost byte %lu", op, len[i], n, b);
+                        return;
+                    }
                 ptrs[i] = q;
                 len[i] = n;
-                fill(q, n, i + n);
+                fill_obj(q, n, i + n);
             } else {
                 kfree(ptrs[i]);
                 ptrs[i] = NULL;
@@ -547,14 +640,14 @@ KTEST(kmalloc_random)
             continue;
         }
         uint64_t r = rng();
-        size_t n = r % 16 == 0 ? 32769 + r % (3 << 20)   /* large */
+        size_t n = r % 16 == 0 ? 32769 + r % (1 << 20)   /* large */
                  : r % 4 == 0 ? 1 + r % 32768          /* any class */
                  : 1 + r % 512;                         /* the busy small classes */
         void *p = r % 8 == 1 ? kmemalign((size_t)1 << (r >> 60 & 15), n, 0) : kmalloc(n, 0);
         KTEST_ASSERT(t, p != NULL);
         ptrs[i] = p;
         len[i] = n;
-        fill(p, n, i + n);
+        fill_obj(p, n, i + n);
         if (op % 5000 == 4999) {
             uint64_t used = s0.pmm_free - pmm_free_frames();
             peak = used > peak ? used : peak;
@@ -564,13 +657,37 @@ KTEST(kmalloc_random)
     }
     for (unsigned i = 0; i < SLOTS; i++) {
         if (ptrs[i]) {
-            KTEST_EXPECT_EQ(t, check_fill(ptrs[i], len[i], i + len[i]), len[i]);
+            KTEST_EXPECT_EQ(t, check_obj(ptrs[i], len[i], i + len[i]), len[i]);
             kfree(ptrs[i]);
         }
     }
     heap_quiesce();
     KTEST_EXPECT(t, mheap_valid() == 1);
     expect_only_meta_stays(t, "random ops", &s0, peak);
+}
+
+KTEST(arena_size_syntax)
+{
+    static const struct { const char *in; int ok; uint64_t want; } rows[] = {
+        { "64G", 1, 64ull << 30 },        { "512M", 1, 512ull << 20 },
+        { "4k", 1, 4096 },                { "1T", 1, 1ull << 40 },
+        { "8t", 1, 8ull << 40 },          { "123", 1, 123 },
+        { "0", 1, 0 },                    { "18446744073709551615", 1, ~0ull },
+        { "", 0, 0 },                     { "G", 0, 0 },
+        { "12X", 0, 0 },                  { "64GB", 0, 0 },
+        { " 64G", 0, 0 },                 { "-1G", 0, 0 },
+        { "18446744073709551616", 0, 0 }, { "16777216T", 0, 0 },
+    };
+    for (unsigned i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        uint64_t v = 0xdead;
+        int r = mem_parse_size(rows[i].in, &v);
+        if (rows[i].ok && (r != 0 || v != rows[i].want))
+            ktest_fail(t, "'%s': got %d, 0x%lx; want 0x%lx", rows[i].in, r, v, rows[i].want);
+        if (!rows[i].ok && r == 0)
+            ktest_fail(t, "'%s' accepted as 0x%lx", rows[i].in, v);
+    }
+    uint64_t v;
+    KTEST_EXPECT(t, mem_parse_size(NULL, &v) != 0);
 }
 
 /* ---- named: out of memory (boot case with MEM=128M) ---- */
@@ -669,4 +786,15 @@ KTEST_NAMED(released_page_selftest)
            (uint64_t)(uintptr_t)(p + 8192));
     (void)p[8192]; /* must fault: "kmalloc arena: access to released page" */
     ktest_fail(t, "reading released page 0x%lx did not fault", (uint64_t)(uintptr_t)(p + 8192));
+}
+
+KTEST_NAMED(heap_nx_selftest)
+{
+    uint8_t *p = kmalloc(64, 0);
+    KTEST_ASSERT(t, p != NULL);
+    p[0] = 0xc3; /* ret: harmless if the heap were executable */
+    printk("heap_nx_selftest: calling heap address 0x%lx\n", (uint64_t)(uintptr_t)p);
+    void (*fn)(void) = (void (*)(void))(uintptr_t)p;
+    fn(); /* must fault: "instruction fetch of committed heap page" */
+    ktest_fail(t, "executing heap memory at 0x%lx did not fault", (uint64_t)(uintptr_t)p);
 }

@@ -99,15 +99,16 @@ void mem_fail_frames_after(long n)
 
 /* ---- arena=SIZE: a number with an optional K, M, G or T suffix ---- */
 
-static int parse_size(const char *s, uint64_t *out)
+int mem_parse_size(const char *s, uint64_t *out)
 {
     uint64_t v = 0;
     if (!s || *s < '0' || *s > '9')
         return -1;
     for (; *s >= '0' && *s <= '9'; s++) {
-        if (v > (UINT64_MAX - 9) / 10)
+        uint64_t d = (uint64_t)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10)
             return -1;
-        v = v * 10 + (uint64_t)(*s - '0');
+        v = v * 10 + d;
     }
     unsigned shift = 0;
     switch (*s) {
@@ -128,7 +129,7 @@ static int parse_size(const char *s, uint64_t *out)
 static int arena_param(const char *value)
 {
     uint64_t v;
-    if (parse_size(value, &v) != 0) {
+    if (mem_parse_size(value, &v) != 0) {
         printk("mem: warning: arena=%s is not a size (like 64G or 512M); using the default %lu GiB\n",
                value ? value : "", KMEM_ARENA_DEFAULT >> 30);
         arena_option = 0;

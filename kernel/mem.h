@@ -26,6 +26,11 @@ struct pmm_stats;
 #define KMEM_ARENA_MIN ((uint64_t)16 << 20)
 #define KMEM_ARENA_MAX ((uint64_t)8 << 40)
 
+/* arena= syntax: decimal digits with an optional K, M, G or T suffix (any
+ * case), nothing else. Returns 0 and the byte count, or -1 (also on
+ * overflow). */
+int mem_parse_size(const char *s, uint64_t *out);
+
 /* Frame allocator from the boot map, reclaim of boot-services memory,
  * paging on the live tables, kmalloc_init, the page-fault diagnosis.
  * Panics if the heap cannot be set up. */

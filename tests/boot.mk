@@ -43,9 +43,11 @@ TEST_TARGETS += test-boot
 #   kmem_oom       MEM=128M: allocate until NULL, free, again (no panic)
 #   double_free_selftest, invalid_free_selftest: the kmalloc panic + backtrace
 #   released_page_selftest: the page-fault diagnosis for a released page
+#   heap_nx_selftest: calling into the heap faults (NX) with its diagnosis
 #   kmem_mmdebug   the kmalloc self-tests on a kernel whose core is built
 #                  with -DMM_DEBUG
 KMEM_CASES := $(BUILD)/boot-cases/kmem
+# Extra QEMU arguments as `make run` uses them (kernel/build.mk, if set).
 
 # The same kernel linked against the core built with -DMM_DEBUG (internal
 # assertions, validation after span operations, lock-order checks), so the
@@ -90,7 +92,7 @@ test-boot-kmem: $(LOADER_EFI) $(KERNEL_ELF) $(KMEM_DEBUG_ELF)
 	    cp $(LOADER_EFI) $$d/esp/EFI/BOOT/BOOTX64.EFI; cp $$kelf $$d/esp/kernel.elf; \
 	    printf '%s\n' "$$cmd" > $$d/esp/cmdline.txt; start=$$(date +%s); \
 	    verdict=$$(nice scripts/qemu-run --esp $$d/esp --smp $(SMP) --mem $$cmem \
-	        --timeout $(BOOT_CASE_TIMEOUT) --log $$d/console.log --quiet); got=$$?; \
+	        --timeout $(BOOT_CASE_TIMEOUT) --log $$d/console.log --quiet -- $(QEMU_ACCEL)); got=$$?; \
 	    why=; [ "$$got" = "$$want" ] || why="exit status $$got, expected $$want"; \
 	    for pat in "$$@"; do \
 	        grep -a -q -E -- "$$pat" $$d/console.log || why="$${why:+$$why; }log lacks /$$pat/"; \
@@ -124,6 +126,9 @@ test-boot-kmem: $(LOADER_EFI) $(KERNEL_ELF) $(KMEM_DEBUG_ELF)
 	kcase released_page_selftest 2 $(MEM) $(KERNEL_ELF) "ktest=released_page_selftest" \
 	    '^page fault: kmalloc arena: access to released page 0xffffa0[0-9a-f]+000' \
 	    'ktest_fn_released_page_selftest\+0x' '^ktest: released_page_selftest FAILED: panic'; \
+	kcase heap_nx_selftest 2 $(MEM) $(KERNEL_ELF) "ktest=heap_nx_selftest" \
+	    '^page fault: kmalloc arena: instruction fetch of committed heap page 0xffffa0[0-9a-f]+000' \
+	    '^ktest: heap_nx_selftest FAILED: panic'; \
 	kcase kmem_mmdebug 0 $(MEM) $(KMEM_DEBUG_ELF) \
 	    "ktest=kmalloc_classes,kmalloc_large,kmalloc_api,kmalloc_frames_agree,kmalloc_trim_returns,kmalloc_commit_atomic,kmalloc_random" \
 	    '^ktest: kmalloc_random ok' '^ktest: 7 passed, 0 failed'; \

@@ -88,7 +88,9 @@ int paging_map(uint64_t va, uint64_t phys, uint64_t flags)
     uint64_t *leaf = &t[index_at(va, 3)];
     if (*leaf & PTE_P)
         panic("paging_map: 0x%lx is already mapped (pte 0x%lx)", va, *leaf);
-    *leaf = (phys & PTE_ADDR_MASK) | flags | PTE_P;
+    /* Bit 9 is ignored by the MMU in a present entry too: keep "this page
+     * was released before" so undoing a failed commit can restore it. */
+    *leaf = (phys & PTE_ADDR_MASK) | flags | PTE_P | (*leaf & PAGING_RELEASED);
     spin_unlock_irqrestore(&paging_lock, irq);
     return 0;
 }
@@ -133,7 +135,7 @@ size_t paging_unmap_batch(uint64_t va, size_t n, int mark, uint64_t *data,
         uint64_t *leaf = &t[first + i];
         if (*leaf & PTE_P) {
             data[i] = *leaf & PTE_ADDR_MASK;
-            *leaf = mark ? PAGING_RELEASED : 0;
+            *leaf = mark ? PAGING_RELEASED : (*leaf & PAGING_RELEASED);
             invlpg(va + i * PAGE_SIZE_4K);
         }
     }

@@ -7,19 +7,22 @@
  *   paging_map(va, phys, flags): walk PML4 -> PDPT -> PD -> PT through the
  *     direct map; a missing table is taken from the frame source (zeroed)
  *     and counted in paging_table_frames; the leaf gets phys | flags | P.
- *   paging_unmap_batch(va, n, mark, ...): clear up to one PT's worth of leaves,
- *     invlpg each page on this CPU, give every table that became empty back
- *     (PT, then PD; PDPTs stay, see paging.c), and hand the data frames and freed table
- *     frames to the caller, who returns them to the frame allocator only
- *     after the TLBs are clean (SMP: after the shootdown).
+ *   paging_unmap_batch(va, n, mark, ...): clear up to one PT's worth of
+ *     leaves, invlpg each page on this CPU, take every table that became
+ *     empty out (PT, then PD; PDPTs stay, see paging.c), and hand the data
+ *     frames and freed table frames to the caller, who returns them to the
+ *     frame allocator only after the TLBs are clean (SMP: the shootdown).
  *
  * Released-page markers: a cleared leaf does not become 0 but
- * PAGING_RELEASED (present bit clear, so the MMU ignores the rest). When a
+ * PAGING_RELEASED (present bit clear, so the MMU ignores the rest); a page
+ * mapped again keeps the bit (ignored in present entries too), so undoing
+ * a failed commit (mark == 0) puts back exactly what was there. When a
  * table empties and is freed, the marker moves up to the entry that pointed
  * at it, and a table created under a marked entry starts with every entry
  * marked. paging_probe() reads this back for the page-fault diagnosis:
  * "released" is exact per 4 KiB page while its PT lives, and per 2 MiB /
- * 1 GiB / 512 GiB region once the tables were freed.
+ * 1 GiB region once the PT / PD was freed: a never-committed page next to
+ * released ones may then be reported as released (never the reverse).
  *
  * Locking: one spinlock (interrupts off) around every table edit; frames
  * are taken from the source inside it (its own lock nests inside ours).
@@ -58,8 +61,9 @@ int paging_map(uint64_t va, uint64_t phys, uint64_t flags);
 
 /*
  * Unmap pages starting at va, at most n and never past the end of the PT
- * holding va; mark != 0 leaves PAGING_RELEASED in the cleared entries (0
- * undoes a failed commit: those pages never were Ready). Each data frame
+ * holding va; mark != 0 leaves PAGING_RELEASED in the cleared entries, 0
+ * (undoing a failed commit: those pages never were Ready) puts back what
+ * each entry held before paging_map. Each data frame
  * is stored in data[] and each freed table page in tables[] (room for 2); *ntables receives their count. Pages
  * that were not mapped are skipped (data[i] = 0). Only this CPU's TLB is
  * flushed (marked spot in paging.c for the SMP shootdown). Returns the
