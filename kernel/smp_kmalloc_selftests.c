@@ -515,6 +515,7 @@ struct stress_cpu {
     uint64_t handed;        /* objects handed to the next CPU */
 } __attribute__((aligned(64)));
 static struct stress_cpu stress[MAX_CPUS];
+static void *volatile fast_sink;
 
 /* 8 B .. 1 KiB mostly, then up to 32 KiB, rarely up to 1 MiB. */
 static size_t stress_size(uint64_t r)
@@ -596,7 +597,7 @@ static void stress_run(unsigned cpu, void *arg)
         uint64_t f0 = rdtsc();
         for (unsigned i = 0; i < FAST_BATCH; i++) {
             void *p = kmalloc(64, 0);
-            __asm__ volatile("" :: "r"(p) : "memory");  /* keep the pair */
+            fast_sink = p;  /* keep the pair: the compiler may not drop it */
             kfree(p);
         }
         uint64_t d = rdtsc() - f0;
