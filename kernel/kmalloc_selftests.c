@@ -403,6 +403,15 @@ KTEST(kmalloc_commit_atomic)
     KTEST_ASSERT(t, g - (8 << 10) > __atomic_load_n(&mheap_.arena_used, __ATOMIC_RELAXED));
     uint8_t *p = (uint8_t *)(g - (8 << 10));
     const size_t len = 16 << 10;
+    /* A PDPT, once made, stays (paging.c); make sure the one covering p
+     * exists, through a page in another GiB under the same PML4 entry, so
+     * the counts below see only what a failed commit must give back. */
+    uintptr_t warm = g - 5 * PAGE_SIZE_1G; /* clear of paging_remap_flushes_tlb's GiB */
+    KTEST_ASSERT(t, PML4_INDEX(warm) == PML4_INDEX((uintptr_t)p));
+    KTEST_ASSERT(t, warm > __atomic_load_n(&mheap_.arena_used, __ATOMIC_RELAXED));
+    KTEST_ASSERT(t, sys_commit((void *)warm, PAGE_SIZE_4K) == 0);
+    sys_release((void *)warm, PAGE_SIZE_4K);
+    kmem_port_stats(&ps);
     struct pmm_stats st0, st;
     mem_pmm_stats(&st0);
     int k;

@@ -241,13 +241,17 @@ void mem_report(void)
     printk("kmem: %lu commits (%lu refused), %lu releases (%lu pages given back)\n",
            ps.commit_calls, ps.commit_failures, ps.release_calls, ps.released_pages);
 
-    /* pmm_dump prints under the lock: a report at the end of a run, on
-     * one CPU, where holding it is harmless. */
+    /* Print from a snapshot, not under the lock (printing is slow and
+     * other CPUs may need frames meanwhile). pmm_dump reads only the
+     * counters and section descriptors, never the free lists, so a copy
+     * of the struct is enough. */
+    static struct pmm snapshot; /* only mem_report, which runs once */
     uint64_t f = spin_lock_irqsave(&pmm_lock);
-    struct pmm_stats st;
-    pmm_stats(&kpmm, &st);
-    pmm_dump(&kpmm);
+    snapshot = kpmm;
     spin_unlock_irqrestore(&pmm_lock, f);
+    struct pmm_stats st;
+    pmm_stats(&snapshot, &st);
+    pmm_dump(&snapshot);
     uint64_t managed = st.managed_frames << PMM_FRAME_SHIFT;
     uint64_t pct1000 = managed ? st.overhead_bytes * 100000 / managed : 0;
     printk("kmem: frame allocator bookkeeping %lu bytes for %lu MiB managed = %lu.%03lu%% (limit 0.5%%)\n",

@@ -145,6 +145,9 @@ struct mspan {
 	                          mcentral's sweep stack), Q_PARKED (popped,
 	                          known to need a sweep); see mcentral.c */
 	uint8_t onlist;        /* mcentral.lock: enum mcentral_list */
+	int32_t nremote;       /* atomic: remote frees not merged by a sweep
+	                          yet (off by the frees in flight, briefly);
+	                          tells a remote freer it emptied the span */
 	uintptr_t limit;       /* init: base + nelems*elemsize */
 	size_t npages;         /* init */
 	struct mspan *prev;    /* mcentral.lock: list back link */
@@ -350,8 +353,8 @@ struct mcentral {
 	struct spanlist full;    /* lock: swept uncached spans without */
 	struct spanlist unswept; /* lock: uncached spans with remote frees
 	                            not merged yet */
-	uint32_t unswept_hint;   /* atomic: unswept may be non-empty (for
-	                            lock-free "anything to reclaim?" checks) */
+	uint32_t parked_hint;    /* atomic: some listed span may be PARKED
+	                            (for lock-free "anything to reclaim?") */
 	struct mspan *sweepq;    /* atomic push (remote freers); drained
 	                            with XCHG under lock */
 	uint64_t nspans;         /* lock: spans of this class in use */
@@ -372,7 +375,7 @@ bool mcentral_reclaim_pending(void);
 void mcentral_uncacheSpan(struct mcentral *c, struct mspan *s);
 void mcentral_reclaim(struct mcentral *c);
 void mcentral_reclaim_all(void);
-void mcentral_push_sweep(struct mcentral *c, struct mspan *s);
+void mcentral_note_remote_free(struct mcentral *c, struct mspan *s, int32_t pending);
 
 /* ---- mheap (mheap.c) ---- */
 

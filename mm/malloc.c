@@ -266,7 +266,7 @@ static __attribute__((noinline)) void kfree_slow(struct mspan *s, uintptr_t p)
 	}
 	struct mcentral *c = &mheap_.central[cls].c;
 	__atomic_add_fetch(&c->remote_frees, 1, __ATOMIC_RELAXED);
-	mcentral_push_sweep(c, s);
+	mcentral_note_remote_free(c, s, __atomic_add_fetch(&s->nremote, 1, __ATOMIC_SEQ_CST));
 	__atomic_sub_fetch(&s->inflight, 1, __ATOMIC_RELEASE);
 }
 

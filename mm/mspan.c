@@ -27,11 +27,13 @@
  *
  * Sweep (Go's name: the same moment Go turns mark bits into alloc bits):
  *   allocBits = (allocBits | slots below freeindex) & ~(localFree | XCHG(remoteFree, 0))
- *   freeindex = 0, allocCount = popcount, allocCache reloaded.
+ *   freeindex = 0, allocCount updated, allocCache reloaded; the
+ *   allocations and local frees it merged are counted into the caching
+ *   CPU's mcache (the fast paths count nothing).
  * It runs when the caching CPU finds its span full (so a kmalloc/kfree
  * loop on one CPU reuses its slots without any lock), when a span is
- * uncached, and under mcentral.lock for uncached spans that remote frees
- * pushed on the mcentral's sweep stack. Remote freers read the bitmaps
+ * uncached, and under mcentral.lock when an unswept span (one that remote
+ * frees touched) is handed out or reclaimed. Remote freers read the bitmaps
  * without a lock, so a sweep is bracketed by a sequence counter
  * (sweepseq, odd while sweeping) and they retry if it moved.
  */
@@ -64,6 +66,7 @@ void mspan_init_small(struct mspan *s, unsigned sizeclass)
 	s->sweepnext = NULL;
 	__atomic_store_n(&s->inflight, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->queued, Q_CLEAN, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->nremote, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->state, SPAN_INUSE, __ATOMIC_RELEASE);
 }
 
@@ -114,7 +117,8 @@ unsigned mspan_nextFreeIndex(struct mspan *s)
  * slot that was not allocated means the bitmaps were corrupted. */
 unsigned mspan_sweep(struct mspan *s)
 {
-	unsigned nw = span_nwords(s), fi = s->freeindex, freed = 0, local = 0, taken = 0;
+	unsigned nw = span_nwords(s), fi = s->freeindex, freed = 0, local = 0, taken = 0,
+	         remote = 0;
 	uint32_t seq = s->sweepseq;
 
 	MM_ASSERT(fi <= s->nelems && s->spanclass != 0);
@@ -138,8 +142,10 @@ unsigned mspan_sweep(struct mspan *s)
 		/* XCHG only a word that has bits: a remote free landing after
 		 * the load simply waits in remoteFree for the next sweep. */
 		uint64_t rf = __atomic_load_n(&s->remoteFree[w], __ATOMIC_SEQ_CST);
-		if (rf != 0)
+		if (rf != 0) {
 			rf = __atomic_exchange_n(&s->remoteFree[w], 0, __ATOMIC_SEQ_CST);
+			remote += mm_popcount64(rf);
+		}
 		uint64_t lf = s->localFree[w], fr = lf | rf;
 		if (fr) {
 			MM_CHECK((fr & ~old) == 0, "corrupt span bitmaps", s->base);
@@ -156,7 +162,9 @@ unsigned mspan_sweep(struct mspan *s)
 	__atomic_store_n(&s->sweepseq, seq + 2, __ATOMIC_RELEASE);
 	/* allocCount was exact at the last sweep; allocation only took
 	 * slots, frees only gave them back. */
-	s->allocCount = (uint16_t)(s->allocCount + taken - freed);
+	STORE(s->allocCount, (uint16_t)(s->allocCount + taken - freed));
+	if (remote != 0)
+		__atomic_sub_fetch(&s->nremote, (int32_t)remote, __ATOMIC_RELAXED);
 	if (freed)
 		s->needzero = 1;
 	/* Allocations and local frees are counted here, not on the fast

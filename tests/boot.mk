@@ -125,10 +125,11 @@ test-boot-kmem: $(LOADER_EFI) $(KERNEL_ELF) $(KMEM_DEBUG_ELF)
 	    '^ktest: invalid_free_selftest FAILED: panic: kmalloc: invalid free' '^ktest: 0 passed, 1 failed'; \
 	kcase released_page_selftest 2 $(MEM) $(KERNEL_ELF) "ktest=released_page_selftest" \
 	    '^page fault: kmalloc arena: access to released page 0xffffa0[0-9a-f]+000' \
-	    'ktest_fn_released_page_selftest\+0x' '^ktest: released_page_selftest FAILED: panic'; \
+	    'CR2 ffffa0[0-9a-f]+000' '^Backtrace:' '#0 +0xffffffff[0-9a-f]+ ktest_fn_released_page_selftest\+0x' \
+	    '^ktest: released_page_selftest FAILED: panic'; \
 	kcase heap_nx_selftest 2 $(MEM) $(KERNEL_ELF) "ktest=heap_nx_selftest" \
 	    '^page fault: kmalloc arena: instruction fetch of committed heap page 0xffffa0[0-9a-f]+000' \
-	    '^ktest: heap_nx_selftest FAILED: panic'; \
+	    'error code 0x11' '^Backtrace:' '^ktest: heap_nx_selftest FAILED: panic'; \
 	kcase kmem_mmdebug 0 $(MEM) $(KMEM_DEBUG_ELF) \
 	    "ktest=kmalloc_classes,kmalloc_large,kmalloc_api,kmalloc_frames_agree,kmalloc_trim_returns,kmalloc_commit_atomic,kmalloc_random" \
 	    '^ktest: kmalloc_random ok' '^ktest: 7 passed, 0 failed'; \
