@@ -7,13 +7,16 @@
  *      loader's identity map is dropped and write/NX protection forced on;
  *   4. command line (options registered with KPARAM);
  *   5. layout and memory summary;
- *   6. memory init: the seam for the frame allocator, paging and kmalloc;
- *   7. the self-tests, then QEMU exits with the verdict.
+ *   6. memory init: frame allocator, paging, kmalloc (kernel/mem.c);
+ *   7. SMP: the other CPUs started, the timer running on each, interrupts on;
+ *   8. the self-tests, the heap and frame reports, then QEMU exits with
+ *      the verdict.
  */
 #include <stdint.h>
 #include "bootinfo_check.h"
 #include "cmdline.h"
 #include "ktest.h"
+#include "mem.h"
 #include "panic.h"
 #include "printk.h"
 #include "../arch/x86_64/cpu.h"
@@ -21,6 +24,8 @@
 #include "../arch/x86_64/gdt.h"
 #include "../arch/x86_64/idt.h"
 #include "../arch/x86_64/memlayout.h"
+#include "../arch/x86_64/percpu.h"
+#include "../arch/x86_64/smp.h"
 #include "../arch/x86_64/vm.h"
 
 __attribute__((noreturn)) void kmain(uint64_t boot_info_phys);
@@ -41,6 +46,7 @@ void kmain(uint64_t boot_info_phys)
     gdt_init_cpu(0);
     idt_init();
     idt_load_cpu(0);
+    percpu_init_cpu(0, 0);  /* GS base: this_cpu_id() works from here on */
     vm_drop_identity();
     vm_enable_protection();
     if (vm_unmap_4k((uint64_t)(uintptr_t)boot_stack_guard) != 0)
@@ -51,15 +57,17 @@ void kmain(uint64_t boot_info_phys)
     layout_print();
 
     /*
-     * ---- MEMORY INIT SEAM ----
-     * Issue 3/4 go here, in this order: the frame allocator from the boot
-     * memory map (pmm_init(boot_memmap(), bi->memmap_count)), the paging
-     * API on the loader's tables (bi->pml4_phys), then kmalloc_init() with
-     * the arena at KMALLOC_ARENA_BASE; link the heap through KERNEL_LIBS in
-     * kernel/build.mk. Register its fault diagnosis with idt_set_pf_hook().
+     * ---- MEMORY INIT (issue 4) ----
+     * Frame allocator from the boot memory map, paging on the live tables,
+     * kmalloc with its arena at KMALLOC_ARENA_BASE, the heap's page-fault
+     * diagnosis (kernel/mem.c). From here on kernel code allocates with
+     * kmalloc (mm/kmalloc.h).
      */
-    printk("kernel: memory init: no allocator linked yet (seam in kmain)\n");
+    mem_init(bi);
+
+    smp_init(bi);
 
     unsigned failed = ktest_run();
+    mem_report();  /* kmalloc_dump table and the frame allocator's summary */
     qemu_exit(failed ? KEXIT_FAIL : KEXIT_PASS);
 }

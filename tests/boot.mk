@@ -33,3 +33,120 @@ test-loader: $(LOADER_TEST) $(KERNEL_ELF)
 
 TEST_TARGETS += test-loader
 TEST_TARGETS += test-boot
+
+# ---- kmem (issue 4): the heap's boot cases (`make test-boot-kmem`) ----
+# Each case boots its own ESP under build/boot-cases/kmem/<case>/ and
+# checks qemu-run's status (0 pass, 2 panic) and the console log (grep -E):
+#   kmem_arena     MEM=1G: bad arena= values warn and fall back, the largest
+#                  good one (8T) wins; a 384 MiB object;
+#                  the heap table and frame allocator summary are printed
+#   kmem_oom       MEM=128M: allocate until NULL, free, again (no panic)
+#   double_free_selftest, invalid_free_selftest: the kmalloc panic + backtrace
+#   released_page_selftest: the page-fault diagnosis for a released page
+#   heap_nx_selftest: calling into the heap faults (NX) with its diagnosis
+#   kmem_mmdebug   the kmalloc self-tests on a kernel whose core is built
+#                  with -DMM_DEBUG
+KMEM_CASES := $(BUILD)/boot-cases/kmem
+# Extra QEMU arguments as `make run` uses them (kernel/build.mk, if set).
+
+# The same kernel linked against the core built with -DMM_DEBUG (internal
+# assertions, validation after span operations, lock-order checks), so the
+# kmalloc self-tests also run with the core checking itself on the real
+# port. Two link passes for the symbol table, as in kernel/build.mk.
+KMEM_DEBUG := $(BUILD)/kernel-mmdebug
+KMEM_DEBUG_LIB := $(KMEM_DEBUG)/libkmalloc.a
+KMEM_DEBUG_ELF := $(KMEM_DEBUG)/kernel.elf
+KMEM_DEBUG_MM_OBJS := $(MM_SRCS:%.c=$(KMEM_DEBUG)/%.o)
+
+$(KMEM_DEBUG)/mm/%.o: mm/%.c
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(MM_KERNEL_CFLAGS) -DMM_DEBUG -c $< -o $@
+
+$(KMEM_DEBUG_LIB): $(KMEM_DEBUG_MM_OBJS)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(KMEM_DEBUG)/pass1.elf: $(KERNEL_OBJS) $(KSYMS_EMPTY).o $(KMEM_DEBUG_LIB) arch/x86_64/kernel.ld
+	$(Q)$(CC) $(KERNEL_LDFLAGS) $(KERNEL_OBJS) $(KSYMS_EMPTY).o $(KMEM_DEBUG_LIB) -o $@ -lgcc
+
+$(KMEM_DEBUG)/ksyms_table.c: $(KMEM_DEBUG)/pass1.elf scripts/mksyms
+	$(Q)nm -n $< | scripts/mksyms > $@
+
+$(KMEM_DEBUG)/ksyms_table.o: $(KMEM_DEBUG)/ksyms_table.c kernel/ksyms.h
+	$(Q)$(CC) $(KERNEL_CFLAGS) -c $< -o $@
+
+$(KMEM_DEBUG_ELF): $(KERNEL_OBJS) $(KMEM_DEBUG)/ksyms_table.o $(KMEM_DEBUG_LIB) arch/x86_64/kernel.ld
+	@echo "  LD(k)   $@ (core with -DMM_DEBUG)"
+	$(Q)$(CC) $(KERNEL_LDFLAGS) $(KERNEL_OBJS) $(KMEM_DEBUG)/ksyms_table.o $(KMEM_DEBUG_LIB) -o $@ -lgcc
+	$(Q)nm -n $@ | scripts/mksyms | cmp -s - $(KMEM_DEBUG)/ksyms_table.c || \
+		{ echo "kernel-mmdebug: symbol table moved between link passes" >&2; rm -f $@; exit 1; }
+
+-include $(KMEM_DEBUG_MM_OBJS:.o=.d)
+
+.PHONY: test-boot-kmem
+test-boot-kmem: $(LOADER_EFI) $(KERNEL_ELF) $(KMEM_DEBUG_ELF)
+	@echo "== kmem boot cases (QEMU, OVMF, SMP=$(SMP)) =="
+	$(Q)passed=0; failed=0; \
+	kcase() { \
+	    name=$$1 want=$$2 cmem=$$3 kelf=$$4 cmd=$$5; shift 5; \
+	    d=$(KMEM_CASES)/$$name; rm -rf $$d; mkdir -p $$d/esp/EFI/BOOT; \
+	    cp $(LOADER_EFI) $$d/esp/EFI/BOOT/BOOTX64.EFI; cp $$kelf $$d/esp/kernel.elf; \
+	    printf '%s\n' "$$cmd" > $$d/esp/cmdline.txt; start=$$(date +%s); \
+	    verdict=$$(nice scripts/qemu-run --esp $$d/esp --smp $(SMP) --mem $$cmem \
+	        --timeout $(BOOT_CASE_TIMEOUT) --log $$d/console.log --quiet -- $(QEMU_ACCEL)); got=$$?; \
+	    why=; [ "$$got" = "$$want" ] || why="exit status $$got, expected $$want"; \
+	    for pat in "$$@"; do \
+	        grep -a -q -E -- "$$pat" $$d/console.log || why="$${why:+$$why; }log lacks /$$pat/"; \
+	    done; \
+	    if [ -z "$$why" ]; then passed=$$((passed + 1)); \
+	        echo "boot case $$name: ok ($$(($$(date +%s) - start))s; $${verdict#qemu-run: verdict: })"; \
+	    else failed=$$((failed + 1)); \
+	        echo "boot case $$name: FAILED: $$why ($$(($$(date +%s) - start))s)"; \
+	        tail -n 25 $$d/console.log | tr -d '\r'; fi; \
+	}; \
+	kcase kmem_arena 0 1G $(KERNEL_ELF) "arena=1K arena=banana arena=8193G arena=8T ktest=kmalloc_classes,kmalloc_frames_agree,kmalloc_large" \
+	    "^mem: warning: arena=1K is outside 16 MiB..8 TiB; using the default 64 GiB" \
+	    "^mem: warning: arena=banana is not a size" "^mem: warning: arena=8193G is outside" \
+	    '^mem: kmalloc arena 8192 GiB \(arena=\), region 0xffffa00000000000-0xffffa8[0-9a-f]+ reserved, 0 frames committed' \
+	    '^kmalloc_large: objects up to 384 MiB' \
+	    '^ktest: 3 passed, 0 failed' '^kmalloc: class +size +allocs' '^kmalloc: committed +[0-9]+' \
+	    '^kmem: [0-9]+ data frames' '^pmm: frames: free [0-9]+, used [0-9]+' \
+	    '^kmem: frame allocator bookkeeping [0-9]+ bytes for [0-9]+ MiB managed = 0\.[0-4][0-9][0-9]%'; \
+	kcase kmem_oom 0 128M $(KERNEL_ELF) "ktest=kmalloc_oom" \
+	    '^kmalloc_oom: small objects: [1-9][0-9]* objects until NULL' \
+	    '^kmalloc_oom: 1 MiB objects: [1-9][0-9]* objects until NULL' \
+	    '^ktest: kmalloc_oom ok' '^ktest: 1 passed, 0 failed'; \
+	kcase double_free_selftest 2 $(MEM) $(KERNEL_ELF) "ktest=double_free_selftest" \
+	    '^PANIC: kmalloc: double free: 0xffffa0[0-9a-f]+' '^Backtrace:' '#[0-9]+ +0xffffffff[0-9a-f]+ kfree[a-z_]*\+0x' \
+	    'ktest_fn_double_free_selftest\+0x' \
+	    '^ktest: double_free_selftest FAILED: panic: kmalloc: double free' '^ktest: 0 passed, 1 failed'; \
+	kcase invalid_free_selftest 2 $(MEM) $(KERNEL_ELF) "ktest=invalid_free_selftest" \
+	    '^PANIC: kmalloc: invalid free: 0xffffa0[0-9a-f]+' '^Backtrace:' '#[0-9]+ +0xffffffff[0-9a-f]+ kfree[a-z_]*\+0x' \
+	    'ktest_fn_invalid_free_selftest\+0x' \
+	    '^ktest: invalid_free_selftest FAILED: panic: kmalloc: invalid free' '^ktest: 0 passed, 1 failed'; \
+	kcase released_page_selftest 2 $(MEM) $(KERNEL_ELF) "ktest=released_page_selftest" \
+	    '^page fault: kmalloc arena: access to released page 0xffffa0[0-9a-f]+000' \
+	    'CR2 ffffa0[0-9a-f]+000' '^Backtrace:' '#0 +0xffffffff[0-9a-f]+ ktest_fn_released_page_selftest\+0x' \
+	    '^ktest: released_page_selftest FAILED: panic'; \
+	kcase heap_nx_selftest 2 $(MEM) $(KERNEL_ELF) "ktest=heap_nx_selftest" \
+	    '^page fault: kmalloc arena: instruction fetch of committed heap page 0xffffa0[0-9a-f]+000' \
+	    'error code 0x11' '^Backtrace:' '^ktest: heap_nx_selftest FAILED: panic'; \
+	kcase kmem_mmdebug 0 $(MEM) $(KMEM_DEBUG_ELF) \
+	    "ktest=kmalloc_classes,kmalloc_large,kmalloc_api,kmalloc_frames_agree,kmalloc_trim_returns,kmalloc_commit_atomic,kmalloc_random" \
+	    '^ktest: kmalloc_random ok' '^ktest: 7 passed, 0 failed'; \
+	echo "kmem boot cases: $$passed passed, $$failed failed"; [ "$$failed" = 0 ]
+
+TEST_TARGETS += test-boot-kmem
+# ---- end kmem
+# ---- SMP matrix (issue 5): tests/boot/smp-cases boots SMP=1, 2 and 4 with
+# every default ktest on all CPUs, plus a CPU that never answers SIPI and a
+# panic on an application processor. QEMU runs all vCPUs on one host
+# thread (QEMU_ACCEL in kernel/build.mk says why).
+SMP_CASE_TIMEOUT ?= 120
+
+.PHONY: test-smp
+test-smp: $(LOADER_EFI) $(KERNEL_ELF)
+	@echo "== SMP boot matrix (QEMU, OVMF, SMP=1/2/4, MEM=$(MEM)) =="
+	$(Q)nice tests/boot/smp-cases --build $(BUILD)/smp-cases --loader $(LOADER_EFI) \
+		--kernel $(KERNEL_ELF) --timeout $(SMP_CASE_TIMEOUT) --mem $(MEM) --accel "$(QEMU_ACCEL)"
+
+TEST_TARGETS += test-smp

@@ -1,0 +1,189 @@
+/*
+ * sys.c (x86-64 kernel): mm/sys.h on bare metal. Where Go asks the OS for
+ * memory (mmap, madvise), the kernel's heap asks the frame allocator for
+ * frames and maps them itself. See mm/malloc.c for the allocator overview
+ * and mm/sys.h for the states.
+ *
+ *   sys_reserve  Unreserved -> Reserved: hands out the fixed arena window
+ *                (KMALLOC_ARENA_BASE, memlayout.h); maps nothing, costs no
+ *                frame. Once only.
+ *   sys_commit   Reserved -> Ready: per 4 KiB page, a frame from the frame
+ *                allocator (kernel/mem.c), zeroed through the direct map,
+ *                then mapped writable + NX (paging.c). All or nothing: on
+ *                the first frame that cannot be had (data or page table),
+ *                everything this call mapped is unmapped and given back.
+ *   sys_release  Ready -> Reserved: unmap one PT's worth at a time, flush
+ *                the TLB, then give data frames and emptied page-table
+ *                frames back. Called by the scavenger with no mm lock held.
+ *   sys_lock     the kernel's ticket spinlock with interrupts off
+ *   sys_fault    panic "kmalloc: <msg>: 0x<p>" with a backtrace
+ *   sys_log      printk
+ *
+ * The port counts the frames it holds for heap data (kmem_port_stats), so
+ * self-tests can check the core's committed bytes against them exactly.
+ */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../../mm/sys.h"
+#include "../../kernel/mem.h"
+#include "../../kernel/panic.h"
+#include "../../kernel/printk.h"
+#include "memlayout.h"
+#include "paging.h"
+#include "percpu.h"
+#include "tlb.h"
+
+/*
+ * Where we differ from the host port: the arena size comes from the
+ * command line (arena=), so the configuration must be writable until
+ * kmalloc_init. sys.h declares sys_config const (mm only reads it); the
+ * object itself is this non-const one, and sys_config is its alias.
+ */
+struct sys_config kmem_sys_config = {
+    .page_size = 4096,
+    .commit_zeroed = 1,
+    .max_cpus = MAX_CPUS,
+    .arena_size = KMEM_ARENA_DEFAULT,
+};
+extern const struct sys_config sys_config __attribute__((alias("kmem_sys_config")));
+
+static uintptr_t region_base;   /* written once by sys_reserve */
+static size_t region_size;      /* written once by sys_reserve */
+static uint64_t data_frames;    /* atomic: frames mapped for heap data now */
+static uint64_t commit_calls;   /* atomic */
+static uint64_t commit_failures;/* atomic */
+static uint64_t release_calls;  /* atomic */
+static uint64_t released_pages; /* atomic: pages ever released */
+
+int sys_reserve(size_t size, void **base)
+{
+    if (region_base != 0 || size == 0 || size > KMALLOC_ARENA_SIZE)
+        return -1;
+    region_base = KMALLOC_ARENA_BASE;
+    region_size = (size + PAGE_SIZE_4K - 1) & ~(size_t)(PAGE_SIZE_4K - 1);
+    *base = (void *)region_base;
+    return 0;
+}
+
+/* Contract checks (mm/sys.h preconditions): a violation is a core bug. */
+static void check_range(const char *who, const void *p, size_t n)
+{
+    uintptr_t a = (uintptr_t)p;
+    if (n == 0 || (a | n) & (PAGE_SIZE_4K - 1) || a < region_base ||
+        a - region_base > region_size || n > region_size - (a - region_base))
+        panic("%s: range 0x%lx+0x%lx outside the reserved arena or unaligned", who,
+              (uint64_t)a, (uint64_t)n);
+}
+
+/* Unmap [va, va + n) and give every frame back. mark: leave released
+ * markers for the fault diagnosis (a real release) or not (undoing a
+ * commit that failed: those pages were never Ready). Returns data frames
+ * given back. */
+static uint64_t unmap_range(uintptr_t va, size_t n, int mark)
+{
+    uint64_t data[PAGING_BATCH], tables[2], freed = 0;
+    size_t pages = n / PAGE_SIZE_4K;
+    while (pages > 0) {
+        unsigned nt;
+        size_t done = paging_unmap_batch(va, pages, mark, data, tables, &nt);
+        /* ---- SMP (issue 5): every CPU drops its translations of the range
+         * before the frames below can be handed out again. Not when undoing
+         * a failed commit (mark == 0): those pages were never Ready, no
+         * address in them was handed out, and that path may run under
+         * mheap.lock, where waiting for other CPUs' acks could deadlock. */
+        if (mark)
+            tlb_shootdown(va, done * PAGE_SIZE_4K);
+        for (size_t i = 0; i < done; i++) {
+            if (data[i]) {
+                mem_frame_free(data[i]);
+                freed++;
+            }
+        }
+        for (unsigned i = 0; i < nt; i++)
+            mem_frame_free(tables[i]);
+        va += done * PAGE_SIZE_4K;
+        pages -= done;
+    }
+    __atomic_sub_fetch(&data_frames, freed, __ATOMIC_RELAXED);
+    return freed;
+}
+
+static void zero_frame(uint64_t phys)
+{
+    uint64_t *w = PHYS_TO_VIRT(phys);
+    for (size_t i = 0; i < PAGE_SIZE_4K / sizeof(uint64_t); i++)
+        w[i] = 0;
+}
+
+int sys_commit(void *p, size_t n)
+{
+    check_range("sys_commit", p, n);
+    __atomic_add_fetch(&commit_calls, 1, __ATOMIC_RELAXED);
+    uintptr_t va = (uintptr_t)p, end = va + n;
+    for (; va < end; va += PAGE_SIZE_4K) {
+        uint64_t phys;
+        if (mem_frame_alloc(&phys) != 0)
+            goto fail;
+        zero_frame(phys);
+        if (paging_map(va, phys, PAGING_HEAP_FLAGS) != 0) {
+            mem_frame_free(phys);
+            goto fail;
+        }
+        __atomic_add_fetch(&data_frames, 1, __ATOMIC_RELAXED);
+    }
+    return 0;
+fail:
+    __atomic_add_fetch(&commit_failures, 1, __ATOMIC_RELAXED);
+    if (va > (uintptr_t)p)
+        unmap_range((uintptr_t)p, va - (uintptr_t)p, 0);
+    return -1;
+}
+
+void sys_release(void *p, size_t n)
+{
+    check_range("sys_release", p, n);
+    __atomic_add_fetch(&release_calls, 1, __ATOMIC_RELAXED);
+    uint64_t freed = unmap_range((uintptr_t)p, n, 1);
+    if (freed != n / PAGE_SIZE_4K)
+        panic("sys_release: 0x%lx+0x%lx had %lu unmapped pages (must all be Ready)",
+              (uint64_t)(uintptr_t)p, (uint64_t)n, (uint64_t)(n / PAGE_SIZE_4K - freed));
+    __atomic_add_fetch(&released_pages, freed, __ATOMIC_RELAXED);
+}
+
+void sys_lock(struct sys_lock *l)
+{
+    uint64_t f = irq_save();
+    uint64_t spins = spin_lock_counted(&l->lock);
+    l->irqflags = f;
+    l->acquisitions++;
+    l->spins += spins;
+}
+
+void sys_unlock(struct sys_lock *l)
+{
+    uint64_t f = l->irqflags;
+    spin_unlock_irqrestore(&l->lock, f);
+}
+
+_Noreturn void sys_fault(const char *msg, const void *p)
+{
+    panic("kmalloc: %s: 0x%lx", msg, (uint64_t)(uintptr_t)p);
+}
+
+void sys_log(const char *s)
+{
+    printk("%s\n", s);
+}
+
+void kmem_port_stats(struct kmem_port_stats *st)
+{
+    st->region_base = region_base;
+    st->region_size = region_size;
+    st->data_frames = __atomic_load_n(&data_frames, __ATOMIC_RELAXED);
+    st->table_frames = paging_table_frames();
+    st->commit_calls = __atomic_load_n(&commit_calls, __ATOMIC_RELAXED);
+    st->commit_failures = __atomic_load_n(&commit_failures, __ATOMIC_RELAXED);
+    st->release_calls = __atomic_load_n(&release_calls, __ATOMIC_RELAXED);
+    st->released_pages = __atomic_load_n(&released_pages, __ATOMIC_RELAXED);
+}
