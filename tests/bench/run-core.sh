@@ -58,45 +58,53 @@ field() { # field FILE KEY: values of KEY=... one per line
 }
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
+row() { # row LABEL CMD: one table row, CMD prints the cell for allocator $a
+    label=$1
+    shift
+    printf '| %s |' "$label"
+    for a in $allocs; do printf ' %s |' "$("$@")"; done
+    echo
+}
+ir_cell() { awk -v s="$s" '$1 == s { print $2 }' "$tmp/ir-$a"; }
+ops_cell() { field "$tmp/churn-$a" ops_per_s | median | awk '{ printf "%.2f", $1 / 1e6 }'; }
+runs_cell() { field "$tmp/churn-$a" ops_per_s | awk '{ printf "%s%.1f", (NR > 1 ? " " : ""), $1 / 1e6 }'; }
+ratio_cell() { # ratio_cell KEY: KEY / live from the first churn run
+    k=$(field "$tmp/churn-$a" "$1" | head -1)
+    l=$(field "$tmp/churn-$a" live | head -1)
+    awk -v k="$k" -v l="$l" 'BEGIN { if (k > 0) printf "%.3f", k / l; else printf "n/a" }'
+}
+kib_cell() { field "$tmp/churn-$a" "$1" | head -1 | awk '{ printf "%.0f", $1 / 1024 }'; }
+
 {
     echo "## Core benchmarks ($(date -u +%Y-%m-%d), $(uname -m), $(nproc) CPUs)"
     echo
-    echo "Instructions per malloc+free pair (callgrind Ir, net of the loop; lower is better):"
-    echo
-    printf '| size |'; for a in $allocs; do printf ' %s |' "$a"; done; echo
-    printf '|---:|'; for a in $allocs; do printf -- '---:|'; done; echo
+    printf '| measure |'; for a in $allocs; do printf ' %s |' "$a"; done; echo
+    printf '|---|'; for a in $allocs; do printf -- '---:|'; done; echo
     for s in $sizes; do
-        printf '| %s |' "$s"
-        for a in $allocs; do printf ' %s |' "$(awk -v s="$s" '$1 == s { print $2 }' "$tmp/ir-$a")"; done
-        echo
+        row "instructions per malloc+free, $s B" ir_cell
     done
+    row "churn, Mops/s (median of $runs)" ops_cell
+    row "churn, Mops/s (each run)" runs_cell
+    row "after churn: live KiB" kib_cell live
+    row "after churn: held KiB" kib_cell held
+    row "held / live" ratio_cell held
+    row "in use / live" ratio_cell in_use
+    row "Go bound / live" ratio_cell go_bound
     echo
-    k64=$(awk '$1 == 64 { print $2 }' "$tmp/ir-kmalloc" 2>/dev/null || true)
+    k64=$(a=kmalloc s=64 ir_cell 2>/dev/null || true)
     if [ -n "$k64" ]; then
         if awk -v v="$k64" -v b="$budget64" 'BEGIN { exit !(v <= b) }'; then
-            echo "64-byte pair: $k64 instructions, within the budget of $budget64."
+            echo "kmalloc 64-byte pair: $k64 instructions, within the budget of $budget64."
         else
-            echo "64-byte pair: $k64 instructions, OVER the budget of $budget64."
+            echo "kmalloc 64-byte pair: $k64 instructions, OVER the budget of $budget64."
         fi
         echo
     fi
-    echo "Small-object churn (8..512 B, random replacement in 50000 live objects, 4M ops; median of $runs runs):"
-    echo
-    echo "| allocator | ops/s (median) | runs (Mops/s) | live KiB | held KiB | held / live | Go bound / live |"
-    echo "|---|---:|---|---:|---:|---:|---:|"
-    for a in $allocs; do
-        f=$tmp/churn-$a
-        med=$(field "$f" ops_per_s | median)
-        all=$(field "$f" ops_per_s | awk '{ printf "%s%.1f", (NR > 1 ? " " : ""), $1 / 1e6 }')
-        live=$(field "$f" live | head -1)
-        held=$(field "$f" held | head -1)
-        bound=$(field "$f" go_bound | head -1)
-        awk -v a="$a" -v m="$med" -v all="$all" -v l="$live" -v h="$held" -v b="$bound" 'BEGIN {
-            printf "| %s | %.0f | %s | %.0f | %.0f | %.3f | %.3f |\n", a, m, all, l / 1024, h / 1024, h / l, b / l }'
-    done
-    echo
-    echo "held: kmalloc_stats().committed for kmalloc (heap in use + free pages kept + metadata);"
-    echo "mallinfo2() arena + hblkhd for glibc. Go bound: every live object charged its class's"
-    echo "span bytes / objects per span (size-class round-up + span tail, at most 12.5% + 12.5%)."
+    echo "Instructions: callgrind Ir per pair, net of the loop, call sites included (tests/bench/pair.c)."
+    echo "Churn: 8..512 B objects, random replacement in a working set of 50000, 4M frees+mallocs."
+    echo "held: what the allocator has committed (kmalloc_stats().committed: heap in use + free pages"
+    echo "kept + metadata; glibc: mallinfo2() arena + hblkhd). in use: heap_inuse (spans in use) /"
+    echo "glibc uordblks + hblkhd. Go bound: each live object charged its class's span bytes /"
+    echo "objects per span (round-up + span tail, at most 12.5% + 12.5%): a heap of full spans."
 } >"$md"
 cat "$md"
