@@ -146,10 +146,11 @@ void run_in_child(void (*fn)(void *), void *arg, struct child_result *res)
 	pid_t pid;
 	size_t got = 0;
 	int wst;
+	FILE *out = tmpfile();
 
 	memset(res, 0, sizeof *res);
-	if (pipe(fds) != 0) {
-		perror("pipe");
+	if (pipe(fds) != 0 || !out) {
+		perror("pipe/tmpfile");
 		abort();
 	}
 	fflush(NULL);
@@ -162,6 +163,7 @@ void run_in_child(void (*fn)(void *), void *arg, struct child_result *res)
 		close(fds[0]);
 		dup2(fds[1], STDERR_FILENO);
 		close(fds[1]);
+		dup2(fileno(out), STDOUT_FILENO);
 		/* No core files from the deaths we ask for. */
 		signal(SIGABRT, SIG_DFL);
 		fn(arg);
@@ -194,6 +196,10 @@ void run_in_child(void (*fn)(void *), void *arg, struct child_result *res)
 	} else {
 		res->status = WEXITSTATUS(wst);
 	}
+	rewind(out);
+	got = fread(res->out, 1, sizeof res->out - 1, out);
+	res->out[got] = '\0';
+	fclose(out);
 }
 
 const char *misuse_mismatch(const struct child_result *res, const char *fault,

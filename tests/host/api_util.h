@@ -66,10 +66,11 @@ struct child_result {
 	int sig;      /* the signal, if signaled */
 	int status;   /* exit status, if not */
 	char err[1024]; /* what it wrote to stderr (truncated, NUL-ended) */
+	char out[8192]; /* what it wrote to stdout (truncated, NUL-ended) */
 };
 
-/* Run fn(arg) in a forked child with stderr captured through a pipe. The
- * child exits 0 if fn returns. */
+/* Run fn(arg) in a forked child with stderr captured through a pipe and
+ * stdout through a temporary file. The child exits 0 if fn returns. */
 void run_in_child(void (*fn)(void *), void *arg, struct child_result *res);
 
 /* Returns NULL if `res` is a death by SIGABRT whose stderr is exactly one
