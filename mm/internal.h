@@ -32,6 +32,11 @@
 #include "sizeclasses.h"
 #include "sys.h"
 
+/* Nothing below is part of the library's interface: hidden visibility lets
+ * the fast path reach mheap_ and mm_mcaches without a GOT load when the
+ * objects are built -fPIC (host library, LD_PRELOAD shim). */
+#pragma GCC visibility push(hidden)
+
 /* ---- constants ---- */
 
 #define PAGE_SHIFT _PageShift
@@ -41,7 +46,8 @@
 #define CHUNK_BYTES ((uintptr_t)1 << CHUNK_SHIFT)
 #define CHUNK_WORDS (CHUNK_PAGES / 64)
 #define SPAN_MAX_WORDS (_MaxObjsPerSpan / 64) /* allocBits words, 8 B class */
-#define CPU_NONE 0xffffffffu
+#define CPU_NONE 0xfffffffeu /* cachedBy of an uncached span; never
+                                  equal to SYS_CPU_UNKNOWN */
 
 /* ---- checks (style.md: graded) ----
  * MM_CHECK     always on: corruption and misuse; reports through sys_fault.
@@ -106,7 +112,9 @@ struct mspan {
 	uintptr_t elemsize;    /* init: class size, or npages*8K if large */
 	uint16_t freeindex;    /* owner (STORE; remote freers LOAD it) */
 	uint16_t nelems;       /* init */
-	uint16_t allocCount;   /* owner: allocated slots */
+	uint16_t allocCount;   /* owner: allocated slots as of the last sweep
+	                          (slots above freeindex taken since then are
+	                          not counted; see mspan_nextFreeFast) */
 	uint8_t spanclass;     /* init: size class, 0 = large */
 	uint8_t needzero;      /* owner: free slots may hold old data */
 	uint32_t divMul;       /* init: class_to_divmagic */
@@ -141,7 +149,15 @@ static inline unsigned span_nwords(const struct mspan *s)
 }
 
 /* Owner only. Go's nextFreeFast: the next free slot from allocCache, or
- * NULL if the cache is exhausted or would need a refill. */
+ * NULL when the cache word is used up.
+ * Differences from Go, both to keep the fast path short: allocBits beyond
+ * nelems are set (permanently "allocated"), so the cache never offers a
+ * slot past the end and there is no `idx < nelems` test; and when the last
+ * bit of a cache word is taken the cache is simply left at 0 with
+ * freeindex on the word boundary, and nextFreeIndex refills it lazily,
+ * instead of testing for the boundary on every allocation. allocCount is
+ * not maintained here either: it is recomputed by every sweep, the only
+ * time it is read. */
 static inline void *mspan_nextFreeFast(struct mspan *s)
 {
 	uint64_t cache = s->allocCache;
@@ -149,13 +165,8 @@ static inline void *mspan_nextFreeFast(struct mspan *s)
 		return NULL;
 	unsigned b = (unsigned)__builtin_ctzll(cache);
 	unsigned idx = s->freeindex + b;
-	if (MM_UNLIKELY(idx >= s->nelems))
-		return NULL;
-	if (MM_UNLIKELY(((idx + 1) & 63) == 0 && idx + 1 != s->nelems))
-		return NULL; /* crossing into the next bitmap word: slow path */
 	s->allocCache = (cache >> b) >> 1;
 	STORE(s->freeindex, (uint16_t)(idx + 1));
-	s->allocCount++;
 	return (void *)(s->base + (uintptr_t)idx * s->elemsize);
 }
 
@@ -299,6 +310,7 @@ struct mheap {
 	                              read lock-free; stale on free pages */
 	/* mheap.lock */
 	uintptr_t arena_used;      /* end of grown arena (atomic for readers) */
+	uintptr_t arena_used_bytes; /* arena_used - arena_start (atomic) */
 	struct pagealloc pages;
 	struct metaarr m_spans, m_chunks, m_sum[PA_MAX_LEVELS], m_fix;
 	struct fixalloc spanalloc, cachealloc, bitsalloc[5];
@@ -330,8 +342,7 @@ void mheap_free_span(struct mspan *s);
 static inline struct mspan *spanOf(uintptr_t p)
 {
 	/* unsigned wrap makes p < arena_start fail the same test */
-	if (p - mheap_.arena_start >=
-	    LOAD(mheap_.arena_used) - mheap_.arena_start)
+	if (p - mheap_.arena_start >= LOAD(mheap_.arena_used_bytes))
 		return NULL;
 	return __atomic_load_n(&mheap_.spans[(p - mheap_.arena_start) >> PAGE_SHIFT],
 	                       __ATOMIC_ACQUIRE);
@@ -368,5 +379,7 @@ void *mm_alloc_large(size_t size, size_t align, unsigned flags);
 /* Tiny formatter for sys_log lines: appends to buf, returns new length. */
 size_t mm_fmt_str(char *buf, size_t n, size_t cap, const char *s);
 size_t mm_fmt_u64(char *buf, size_t n, size_t cap, uint64_t v, int width);
+
+#pragma GCC visibility pop
 
 #endif /* MM_INTERNAL_H */

@@ -145,22 +145,38 @@ void *mm_alloc_large(size_t size, size_t align, unsigned flags)
 	return (void *)s->base;
 }
 
+static __attribute__((noinline)) void *zero_object(void *v, unsigned sizeclass)
+{
+	__builtin_memset(v, 0, class_to_size[sizeclass]);
+	return v;
+}
+
+/* The fast path: steps 1-2 of the overview. Written out rather than
+ * calling mspan_nextFreeFast so the compiler needs no NULL test on the
+ * result; about 30 instructions on x86-64 (see the report in README). */
 void *kmalloc(size_t size, unsigned flags)
 {
 	if (MM_UNLIKELY(size > _MaxSmallSize))
 		return mm_alloc_large(size, 0, flags);
 	unsigned cls = size_to_class(size);
 	unsigned long f = sys_irq_save();
-	struct mcache *c = mm_mcaches[sys_cpu_id()];
+	unsigned cpu = SYS_CPU_ID_FAST();
+	struct mcache *c = MM_LIKELY(cpu < MM_MAX_CPUS) ? mm_mcaches[cpu] : NULL;
 	if (MM_LIKELY(c != NULL)) {
 		struct mspan *s = c->alloc[cls];
-		void *v = mspan_nextFreeFast(s);
-		if (MM_LIKELY(v != NULL)) {
+		uint64_t cache = s->allocCache;
+		if (MM_LIKELY(cache != 0)) {
+			unsigned b = (unsigned)__builtin_ctzll(cache);
+			unsigned idx = s->freeindex + b;
+			s->allocCache = (cache >> b) >> 1;
+			STORE(s->freeindex, (uint16_t)(idx + 1));
+			void *v = (void *)(s->base + (uintptr_t)idx * s->elemsize);
 			c->allocs[cls]++;
-			bool zero = (flags & KM_ZERO) && s->needzero;
+			if (MM_UNLIKELY(flags & KM_ZERO) && s->needzero) {
+				sys_irq_restore(f);
+				return zero_object(v, cls);
+			}
 			sys_irq_restore(f);
-			if (MM_UNLIKELY(zero))
-				__builtin_memset(v, 0, class_to_size[cls]);
 			return v;
 		}
 	}
@@ -193,7 +209,7 @@ static _Noreturn void bad_pointer(struct mspan *s, uintptr_t p, const char *what
 
 /* kfree of a large object, or of a small one whose span this CPU does not
  * cache. pre: no mm lock held, interrupts as the caller had them. */
-static void kfree_slow(struct mspan *s, uintptr_t p)
+static __attribute__((noinline)) void kfree_slow(struct mspan *s, uintptr_t p)
 {
 	__atomic_add_fetch(&s->inflight, 1, __ATOMIC_SEQ_CST);
 	uint32_t st = __atomic_load_n(&s->state, __ATOMIC_SEQ_CST);
@@ -232,42 +248,55 @@ static void kfree_slow(struct mspan *s, uintptr_t p)
 	__atomic_sub_fetch(&s->inflight, 1, __ATOMIC_RELEASE);
 }
 
+/* Not declared noreturn, so the fast path reaches them with a tail jump
+ * and needs no stack frame of its own. */
+static __attribute__((noipa)) void kfree_invalid(const void *p)
+{
+	sys_fault("invalid free", p);
+}
+
+static __attribute__((noipa)) void kfree_double(const void *p)
+{
+	sys_fault("double free", p);
+}
+
+/* Steps 1-2 of the overview's kfree path inline; remote and large frees
+ * in kfree_slow. Fault paths do not restore interrupts: sys_fault never
+ * returns. */
 void kfree(const void *ptr)
 {
 	uintptr_t p = (uintptr_t)ptr;
-	struct mspan *s = spanOf(p);
-	if (MM_UNLIKELY(s == NULL)) {
+	uintptr_t rel = p - mheap_.arena_start;
+	if (MM_UNLIKELY(rel >= LOAD(mheap_.arena_used_bytes))) {
 		if (p == 0)
 			return;
-		sys_fault("invalid free", ptr);
+		return kfree_invalid(ptr);
 	}
+	struct mspan *s = __atomic_load_n(&mheap_.spans[rel >> PAGE_SHIFT], __ATOMIC_ACQUIRE);
+	if (MM_UNLIKELY(s == NULL))
+		return kfree_invalid(ptr);
 	unsigned long f = sys_irq_save();
-	unsigned cpu = sys_cpu_id();
-	if (__atomic_load_n(&s->cachedBy, __ATOMIC_RELAXED) == cpu) {
-		/* Our own cached span: nobody else can uncache it while
-		 * interrupts are off, and only we write localFree. */
-		uintptr_t off = p - s->base;
-		unsigned idx = obj_index(s->divMul, off);
-		if (MM_UNLIKELY(off >= s->limit - s->base ||
-		                s->base + (uintptr_t)idx * s->elemsize != p)) {
-			sys_irq_restore(f);
-			sys_fault("invalid free", ptr);
-		}
-		unsigned w = idx / 64;
-		uint64_t bit = (uint64_t)1 << (idx % 64);
-		uint64_t lf = s->localFree[w];
-		if (MM_UNLIKELY(!(idx < s->freeindex || (s->allocBits[w] & bit)) ||
-		                ((lf | LOAD(s->remoteFree[w])) & bit))) {
-			sys_irq_restore(f);
-			sys_fault("double free", ptr);
-		}
-		STORE(s->localFree[w], lf | bit);
-		mm_mcaches[cpu]->frees[s->spanclass]++;
+	if (LOAD(s->cachedBy) != SYS_CPU_ID_FAST()) {
 		sys_irq_restore(f);
+		kfree_slow(s, p);
 		return;
 	}
+	/* Our own cached span: nobody else can uncache it while interrupts
+	 * are off, and only we write localFree. p lies on one of the span's
+	 * pages or (stale map entry, record reused) far from it; either way
+	 * the exact multiply-back test and idx < nelems reject non-slots. */
+	uintptr_t off = p - s->base;
+	unsigned idx = obj_index(s->divMul, off);
+	if (MM_UNLIKELY((uintptr_t)idx * s->elemsize != off || idx >= s->nelems))
+		return kfree_invalid(ptr);
+	unsigned w = idx / 64;
+	uint64_t bit = (uint64_t)1 << (idx % 64);
+	uint64_t lf = s->localFree[w];
+	if (MM_UNLIKELY(!(idx < s->freeindex || (s->allocBits[w] & bit)) ||
+	                ((lf | LOAD(s->remoteFree[w])) & bit)))
+		return kfree_double(ptr);
+	STORE(s->localFree[w], lf | bit);
 	sys_irq_restore(f);
-	kfree_slow(s, p);
 }
 
 /* The span of a live object p, or a fault naming `what`. */

@@ -50,10 +50,8 @@ void *mcache_refill_alloc(struct mcache *c, unsigned sizeclass)
 			if (v != NULL)
 				return v;
 			unsigned idx = mspan_nextFreeIndex(s);
-			if (idx < s->nelems) {
-				s->allocCount++;
+			if (idx < s->nelems)
 				return (void *)(s->base + (uintptr_t)idx * s->elemsize);
-			}
 			/* Full as far as freeindex knows: merge the frees since
 			 * the last sweep and keep the span if that freed slots.
 			 * This is what makes a malloc/free loop on one CPU run

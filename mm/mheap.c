@@ -51,6 +51,38 @@ static unsigned bits_bucket(unsigned nwords)
 	return b;
 }
 
+/* Lay the metadata out for an arena of `arena` bytes (relative offsets
+ * until the region exists); returns the metadata size. */
+static size_t layout(size_t arena, struct metaarr **arrs, unsigned *narrs)
+{
+	size_t ps = sys_config.page_size;
+	size_t npages = arena >> PAGE_SHIFT, nchunks = arena >> CHUNK_SHIFT;
+	struct pagealloc *pa = &mheap_.pages;
+	size_t sizes[2 + PA_MAX_LEVELS + 1];
+	unsigned n = 0;
+
+	pa_init(pa, nchunks);
+	arrs[n] = &mheap_.m_spans;
+	sizes[n++] = npages * sizeof(struct mspan *);
+	arrs[n] = &mheap_.m_chunks;
+	sizes[n++] = nchunks * sizeof(struct pchunk);
+	for (unsigned k = 0; k < pa->nlevels; k++) {
+		arrs[n] = &mheap_.m_sum[k];
+		sizes[n++] = pa->level_len[k] * sizeof(struct psum);
+	}
+	arrs[n] = &mheap_.m_fix;
+	sizes[n++] = arena / 16; /* 512 B of records per 8 KiB span, worst case */
+	size_t off = 0;
+	for (unsigned i = 0; i < n; i++) {
+		arrs[i]->base = off;
+		arrs[i]->size = round_up(sizes[i], ps);
+		arrs[i]->committed = arrs[i]->used = 0;
+		off += arrs[i]->size;
+	}
+	*narrs = n;
+	return off;
+}
+
 int mheap_init(void)
 {
 	if (__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE))
@@ -61,47 +93,33 @@ int mheap_init(void)
 		return 0;
 	}
 	size_t ps = sys_config.page_size;
-	size_t arena = sys_config.arena_size & ~(CHUNK_BYTES - 1);
-	if (arena == 0)
-		arena = CHUNK_BYTES;
 	MM_CHECK(sys_config.max_cpus <= MM_MAX_CPUS, "sys_config.max_cpus too large", 0);
 	MM_CHECK(ps != 0 && (ps & (ps - 1)) == 0 && PAGE_SIZE % ps == 0,
 	         "sys_config.page_size must divide 8192", 0);
-	size_t npages = arena >> PAGE_SHIFT, nchunks = arena >> CHUNK_SHIFT;
-	struct pagealloc *pa = &mheap_.pages;
-	pa_init(pa, nchunks);
 
-	size_t off = 0;
+	/* Reserve the configured arena; if the port cannot (a small address
+	 * space, or valgrind's), halve it down to 16 MiB. */
+	size_t arena = sys_config.arena_size & ~(CHUNK_BYTES - 1);
 	struct metaarr *arrs[2 + PA_MAX_LEVELS + 1];
-	size_t sizes[2 + PA_MAX_LEVELS + 1];
 	unsigned n = 0;
-	arrs[n] = &mheap_.m_spans;
-	sizes[n++] = npages * sizeof(struct mspan *);
-	arrs[n] = &mheap_.m_chunks;
-	sizes[n++] = nchunks * sizeof(struct pchunk);
-	for (unsigned k = 0; k < pa->nlevels; k++) {
-		arrs[n] = &mheap_.m_sum[k];
-		sizes[n++] = pa->level_len[k] * sizeof(struct psum);
+	size_t meta = 0;
+	void *base = NULL;
+	for (;;) {
+		if (arena < 4 * CHUNK_BYTES) {
+			sys_unlock(&init_lock);
+			return -1;
+		}
+		meta = layout(arena, arrs, &n);
+		if (sys_reserve(meta + CHUNK_BYTES + arena, &base) == 0)
+			break;
+		arena /= 2;
 	}
-	arrs[n] = &mheap_.m_fix;
-	sizes[n++] = arena / 16;
-	for (unsigned i = 0; i < n; i++) {
-		arrs[i]->base = off; /* relative until the region exists */
-		arrs[i]->size = round_up(sizes[i], ps);
-		arrs[i]->committed = arrs[i]->used = 0;
-		off += arrs[i]->size;
-	}
-	size_t region = off + CHUNK_BYTES + arena;
-	void *base;
-	if (sys_reserve(region, &base) != 0) {
-		sys_unlock(&init_lock);
-		return -1;
-	}
+	struct pagealloc *pa = &mheap_.pages;
 	mheap_.region = (uintptr_t)base;
-	mheap_.region_size = region;
+	mheap_.region_size = meta + CHUNK_BYTES + arena;
 	for (unsigned i = 0; i < n; i++)
 		arrs[i]->base += (uintptr_t)base;
-	mheap_.arena_start = round_up((uintptr_t)base + off, CHUNK_BYTES);
+	mheap_.arena_start = round_up((uintptr_t)base + meta, CHUNK_BYTES);
 	mheap_.arena_end = mheap_.arena_start + arena;
 	mheap_.spans = (struct mspan **)mheap_.m_spans.base;
 	pa->chunks = (struct pchunk *)mheap_.m_chunks.base;
@@ -147,6 +165,7 @@ static int mheap_grow(size_t npages)
 	mheap_.pages_released += k * CHUNK_PAGES;
 	__atomic_store_n(&mheap_.arena_used, mheap_.arena_start + newn * CHUNK_BYTES,
 	                 __ATOMIC_RELEASE);
+	__atomic_store_n(&mheap_.arena_used_bytes, newn * CHUNK_BYTES, __ATOMIC_RELEASE);
 	return 0;
 }
 

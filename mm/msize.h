@@ -19,7 +19,7 @@
  * the allocator serves from class 1. */
 static inline unsigned size_to_class(size_t size)
 {
-	if (size <= smallSizeMax)
+	if (__builtin_expect(size <= smallSizeMax, 1))
 		return size_to_class8[(size + smallSizeDiv - 1) / smallSizeDiv];
 	return size_to_class128[(size - smallSizeMax + largeSizeDiv - 1) / largeSizeDiv];
 }

@@ -51,7 +51,12 @@ void mspan_init_small(struct mspan *s, unsigned sizeclass)
 	s->nelems = (uint16_t)obj_index(class_to_divmagic[sizeclass], s->npages * PAGE_SIZE);
 	s->divMul = class_to_divmagic[sizeclass];
 	s->limit = s->base + (uintptr_t)s->nelems * s->elemsize;
-	s->allocCache = ~(uint64_t)0;
+	/* Slots past nelems in the last word are "allocated" for good, so
+	 * allocCache never offers them (see mspan_nextFreeFast). */
+	unsigned nw = span_nwords(s), tail = s->nelems % 64;
+	if (tail != 0)
+		STORE(s->allocBits[nw - 1], ~(((uint64_t)1 << tail) - 1));
+	mspan_refillAllocCache(s, 0);
 	STORE(s->freeindex, 0);
 	s->allocCount = 0;
 	s->onlist = LIST_NONE;
@@ -69,35 +74,37 @@ void mspan_refillAllocCache(struct mspan *s, unsigned word)
 }
 
 /* Go's nextFreeIndex: the next free slot at or after freeindex, or nelems
- * if there is none; advances freeindex past it (the caller counts it in
- * allocCount). Owner only. */
+ * if there is none; advances freeindex past it. Owner only.
+ * allocCache covers the slots from freeindex to the end of its 64-slot
+ * word; when the fast path used up a word it leaves the cache at 0 with
+ * freeindex on the next word boundary, so an empty cache on a boundary
+ * means "not loaded yet" and is refilled here before moving on. */
 unsigned mspan_nextFreeIndex(struct mspan *s)
 {
-	unsigned sfreeindex = s->freeindex, snelems = s->nelems;
-	if (sfreeindex >= snelems)
+	unsigned fi = s->freeindex, snelems = s->nelems;
+	if (fi >= snelems)
 		return snelems;
 	uint64_t cache = s->allocCache;
-	unsigned bit = cache ? (unsigned)__builtin_ctzll(cache) : 64;
-	while (bit == 64) {
-		sfreeindex = (sfreeindex + 64) & ~63u;
-		if (sfreeindex >= snelems) {
+	if (cache == 0 && fi % 64 == 0)
+		cache = ~LOAD(s->allocBits[fi / 64]);
+	while (cache == 0) {
+		fi = (fi + 64) & ~63u;
+		if (fi >= snelems) {
+			s->allocCache = 0;
 			STORE(s->freeindex, (uint16_t)snelems);
 			return snelems;
 		}
-		mspan_refillAllocCache(s, sfreeindex / 64);
-		cache = s->allocCache;
-		bit = cache ? (unsigned)__builtin_ctzll(cache) : 64;
+		cache = ~LOAD(s->allocBits[fi / 64]);
 	}
-	unsigned result = sfreeindex + bit;
-	if (result >= snelems) {
+	unsigned bit = (unsigned)__builtin_ctzll(cache);
+	unsigned result = fi + bit;
+	if (result >= snelems) { /* only padding left: cannot happen, padding is set */
+		s->allocCache = 0;
 		STORE(s->freeindex, (uint16_t)snelems);
 		return snelems;
 	}
 	s->allocCache = (cache >> bit) >> 1;
-	sfreeindex = result + 1;
-	if (sfreeindex % 64 == 0 && sfreeindex != snelems)
-		mspan_refillAllocCache(s, sfreeindex / 64);
-	STORE(s->freeindex, (uint16_t)sfreeindex);
+	STORE(s->freeindex, (uint16_t)(result + 1));
 	return result;
 }
 
@@ -107,7 +114,7 @@ unsigned mspan_nextFreeIndex(struct mspan *s)
  * slot that was not allocated means the bitmaps were corrupted. */
 unsigned mspan_sweep(struct mspan *s)
 {
-	unsigned nw = span_nwords(s), fi = s->freeindex, count = 0, freed = 0;
+	unsigned nw = span_nwords(s), fi = s->freeindex, count = 0, freed = 0, local = 0;
 	uint32_t seq = s->sweepseq;
 
 	__atomic_store_n(&s->sweepseq, seq + 1, __ATOMIC_RELAXED);
@@ -128,14 +135,26 @@ unsigned mspan_sweep(struct mspan *s)
 		STORE(s->allocBits[w], now);
 		if (lf)
 			STORE(s->localFree[w], 0);
-		count += mm_popcount64(now);
+		uint64_t valid = ~(uint64_t)0;
+		if ((w + 1) * 64 > s->nelems)
+			valid = ((uint64_t)1 << (s->nelems - w * 64)) - 1;
+		count += mm_popcount64(now & valid);
 		freed += mm_popcount64(old & ~now);
+		local += mm_popcount64(lf);
 	}
 	STORE(s->freeindex, 0);
 	__atomic_store_n(&s->sweepseq, seq + 2, __ATOMIC_RELEASE);
 	s->allocCount = (uint16_t)count;
 	if (freed)
 		s->needzero = 1;
+	/* Local frees are counted here, not in kfree's fast path: only the
+	 * caching CPU sets localFree bits and only it (or its uncache) sweeps
+	 * them, so its mcache is the right place. */
+	if (local != 0) {
+		unsigned cpu = __atomic_load_n(&s->cachedBy, __ATOMIC_RELAXED);
+		MM_CHECK(cpu != CPU_NONE, "local frees on an uncached span", s->base);
+		mm_mcaches[cpu]->frees[s->spanclass] += local;
+	}
 	mspan_refillAllocCache(s, 0);
 	return freed;
 }
@@ -210,13 +229,17 @@ int mspan_valid(struct mspan *s)
 			below = ~(uint64_t)0;
 		else if (s->freeindex > w * 64)
 			below = ((uint64_t)1 << (s->freeindex - w * 64)) - 1;
-		uint64_t ab = s->allocBits[w] | below;
-		uint64_t fr = s->localFree[w] | LOAD(s->remoteFree[w]);
-		if ((s->allocBits[w] | s->localFree[w] | LOAD(s->remoteFree[w])) & ~valid)
+		uint64_t ab = LOAD(s->allocBits[w]);
+		uint64_t fr = LOAD(s->localFree[w]) | LOAD(s->remoteFree[w]);
+		if ((ab & ~valid) != ~valid) /* padding must read allocated */
 			return 0;
-		if (fr & ~ab)
+		if ((fr & ~valid) || (fr & ~(ab | below)))
 			return 0;
-		allocated += mm_popcount64(ab & valid);
+		allocated += mm_popcount64((ab | below) & valid);
 	}
-	return allocated == s->allocCount;
+	/* allocCount is exact (as of the last sweep) for uncached spans */
+	if (__atomic_load_n(&s->cachedBy, __ATOMIC_RELAXED) == CPU_NONE &&
+	    allocated != s->allocCount)
+		return 0;
+	return 1;
 }

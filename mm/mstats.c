@@ -3,8 +3,9 @@
  * validators and census that tests call (mheap_valid, mm_census). See
  * malloc.c for the overview.
  *
- * Counters live where they are cheapest to keep: per-class allocs and
- * local frees in each CPU's mcache (plain increments on the fast path),
+ * Counters live where they are cheapest to keep: per-class allocs in each
+ * CPU's mcache (a plain increment on the fast path), local frees there
+ * too but counted by the sweep (plus the localFree bits not swept yet),
  * remote frees in the mcentral (one atomic add next to the atomic OR the
  * remote free does anyway), page and large-object counts in the mheap
  * (under its lock). kmalloc_stats sums them; counters of other CPUs are
@@ -28,6 +29,14 @@ void kmalloc_stats(struct kmalloc_stats *st)
 		for (unsigned i = 0; i < _NumSizeClasses; i++) {
 			st->cls[i].allocs += LOAD(c->allocs[i]);
 			st->cls[i].frees += LOAD(c->frees[i]);
+			/* local frees not swept yet (kfree's fast path does not
+			 * count, the sweep does) */
+			struct mspan *s = LOAD(c->alloc[i]);
+			uint64_t *lf = s ? LOAD(s->localFree) : NULL;
+			if (s == &mspan_empty || lf == NULL)
+				continue;
+			for (unsigned w = 0; w < span_nwords(s); w++)
+				st->cls[i].frees += mm_popcount64(LOAD(lf[w]));
 		}
 	}
 	if (!__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE))

@@ -101,6 +101,17 @@ unsigned long sys_irq_save(void);
 void sys_irq_restore(unsigned long flags);
 #endif
 
+/* Optional fast form of sys_cpu_id for the fast path: a port may define
+ * SYS_CPU_ID_FAST() in sys_arch.h to return the CPU id, or exactly
+ * SYS_CPU_UNKNOWN when finding it needs real work (the host port: a
+ * thread's first allocation, which assigns it an id). mm then takes its
+ * slow path, which calls sys_cpu_id(). Keeping that work out of line keeps
+ * the fast path free of a call and so of register saves. */
+#define SYS_CPU_UNKNOWN 0xffffffffu
+#ifndef SYS_CPU_ID_FAST
+#define SYS_CPU_ID_FAST() sys_cpu_id()
+#endif
+
 /* 7./8. Spinlock over `struct sys_lock` (from sys_arch.h; all-zero storage
  *    is unlocked). Not recursive. The kernel port keeps interrupts disabled
  *    while a lock is held, so an interrupt handler that allocates cannot
