@@ -159,7 +159,7 @@ static void place(struct slot *s, unsigned char *p, size_t size, size_t align,
 		      s->usable, size);
 	if (size >= 16)
 		MCHECK((uintptr_t)p % 16 == 0,
-			      "op %" PRIu64 ": %zu bytes at %p", op, size, (void *)p);
+			      "op %" PRIu64 ": %zu bytes at %p, not 16-byte aligned", op, size, (void *)p);
 	if (align)
 		MCHECK((uintptr_t)p % align == 0,
 			      "op %" PRIu64 ": kmemalign(%zu) gave %p", op, align,
