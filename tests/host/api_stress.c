@@ -12,6 +12,8 @@
  * still live (the port flushes their mcache at exit), and workers free
  * those too. Workers finish with objects still live in rings and in the
  * orphan list; the main thread frees them after every thread has exited.
+ * Along the way one worker trims the heap, one samples the stats and the
+ * others flush their own mcache, racing with everybody's fast paths.
  * At the end every class must balance (allocs == frees, nothing live, no
  * span in use) and a trim must return every page.
  *
@@ -154,6 +156,21 @@ struct worker {
 	int id;
 };
 
+/* kmalloc_stats while other threads allocate: every per-class snapshot
+ * must still satisfy live == allocs - frees (heap totals may be mid-move,
+ * so only the counters that are defined together are compared). */
+static void stats_sample(void)
+{
+	struct kmalloc_stats st;
+	struct obj none = { NULL, 0, 0 };
+
+	kmalloc_stats(&st);
+	for (int c = 0; c < KMALLOC_NUM_CLASSES; c++)
+		if (st.cls[c].live != st.cls[c].allocs - st.cls[c].frees)
+			stress_fail("concurrent kmalloc_stats: live != allocs - frees",
+				    &none, (size_t)c);
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -179,6 +196,17 @@ static void *worker_main(void *arg)
 				obj_free(&o, "cross-thread free");
 		if ((it & 63) == 0 && orphan_pop(&o))
 			obj_free(&o, "orphan free");
+		/* The maintenance calls race with everyone's fast paths:
+		 * worker 0 trims the heap, worker 1 reads the stats, and
+		 * every worker now and then flushes its own mcache. */
+		if ((it & 4095) == 4095) {
+			if (w->id == 0)
+				kmalloc_trim();
+			else if (w->id == 1)
+				stats_sample();
+			else
+				kmalloc_flush_cpu();
+		}
 	}
 	/* Exit with objects still live: the main thread frees them. */
 	for (int i = 0; i < LOCAL; i++)
