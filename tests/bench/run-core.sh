@@ -100,6 +100,16 @@ kib_cell() { field "$tmp/churn-$a" "$1" | head -1 | awk '{ printf "%.0f", $1 / 1
         fi
         echo
     fi
+    if [ -f "$tmp/churn-kmalloc" ]; then
+        a=kmalloc
+        inuse=$(ratio_cell in_use)
+        held=$(ratio_cell held)
+        bound=$(ratio_cell go_bound)
+        awk -v i="$inuse" -v h="$held" -v b="$bound" 'BEGIN {
+            printf "kmalloc after churn: in use / live %.3f against Go'"'"'s bound %.3f for this live set (%s); ", i, b, i <= b ? "within" : sprintf("%.1f%% over: partly empty spans", (i / b - 1) * 100)
+            printf "held / live %.3f against the design worst case 1.266 (%s).\n", h, h <= 1.266 ? "within" : "OVER" }'
+        echo
+    fi
     echo "Instructions: callgrind Ir per pair, net of the loop, call sites included (tests/bench/pair.c)."
     echo "Churn: 8..512 B objects, random replacement in a working set of 50000, 4M frees+mallocs."
     echo "held: what the allocator has committed (kmalloc_stats().committed: heap in use + free pages"

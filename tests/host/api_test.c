@@ -599,6 +599,81 @@ START_TEST(stats_count_large)
 }
 END_TEST
 
+/* Go's span accounting, class by class, each in a fresh heap (a forked
+ * child): the first object of a class takes one span; the span then holds
+ * span / size objects without taking more memory, and what it cannot use
+ * (its tail) is at most 1/8 of it, the bound Go's size-class generator
+ * guarantees; the next object takes a second span. */
+static void span_child(void *arg)
+{
+	int c = (int)(intptr_t)arg;
+	static void *p[1100];
+	struct kmalloc_stats a, b;
+	size_t obj, span, nelems, n = 0;
+
+	kmalloc_stats(&a);
+	p[n++] = kmalloc(class_size(c), 0);
+	obj = ksize(p[0]);
+	kmalloc_stats(&b);
+	span = (size_t)(b.heap_inuse - a.heap_inuse);
+	/* A class whose objects cannot be 16-byte aligned (24 bytes) may be
+	 * left unused by requests of 16 bytes or more; then it must really
+	 * be unused. */
+	if (obj != class_size(c) && class_size(c) >= 16 && class_size(c) % 16 &&
+	    b.cls[c].allocs == 0)
+		_exit(0);
+	if (obj != class_size(c) || span == 0 || span % HEAP_PAGE) {
+		fprintf(stderr, "class %d: object %zu bytes, first span %zu bytes", c,
+			obj, span);
+		_exit(1);
+	}
+	nelems = span / obj;
+	if ((span - nelems * obj) * 8 > span) {
+		fprintf(stderr, "class %d: span of %zu bytes wastes a tail of %zu", c,
+			span, span - nelems * obj);
+		_exit(1);
+	}
+	while (n < nelems)
+		p[n++] = kmalloc(obj, 0);
+	kmalloc_stats(&b);
+	if (b.heap_inuse - a.heap_inuse != span || b.cls[c].spans != 1) {
+		fprintf(stderr, "class %d: %zu objects of %zu bytes take %llu bytes in %llu spans, not one span of %zu",
+			c, nelems, obj, (unsigned long long)(b.heap_inuse - a.heap_inuse),
+			(unsigned long long)b.cls[c].spans, span);
+		_exit(1);
+	}
+	p[n++] = kmalloc(obj, 0);
+	kmalloc_stats(&b);
+	if (b.heap_inuse - a.heap_inuse != 2 * span || b.cls[c].spans != 2) {
+		fprintf(stderr, "class %d: object %zu did not start a second span", c,
+			nelems + 1);
+		_exit(1);
+	}
+	while (n > 0)
+		kfree(p[--n]);
+	kmalloc_flush_cpu();
+	kmalloc_stats(&b);
+	if (b.heap_inuse != a.heap_inuse || b.cls[c].spans != 0) {
+		fprintf(stderr, "class %d: after freeing everything heap_inuse is %llu, %llu spans",
+			c, (unsigned long long)b.heap_inuse,
+			(unsigned long long)b.cls[c].spans);
+		_exit(1);
+	}
+	_exit(0);
+}
+
+START_TEST(span_accounting_per_class)
+{
+	for (int c = 1; c < KMALLOC_NUM_CLASSES; c++) {
+		struct child_result r;
+		run_in_child(span_child, (void *)(intptr_t)c, &r);
+		ck_assert_msg(!r.signaled && r.status == 0, "class %d (%zu B): %s%s", c,
+			      class_size(c), r.signaled ? "killed by a signal; " : "",
+			      r.err);
+	}
+}
+END_TEST
+
 /* Free everything, flush this CPU's mcache, trim: every span is back in
  * the mheap, every free page back with the port, and what stays committed
  * is metadata. */
@@ -818,6 +893,7 @@ static Suite *api_suite(void)
 				 kmemalign_bad_alignment_is_null } },
 		{ "bad sizes", { huge_sizes_are_null } },
 		{ "stats", { stats_count_small, stats_count_large,
+			     span_accounting_per_class,
 			     flush_and_trim_return_everything,
 			     dump_prints_and_changes_nothing } },
 		{ "oom", { oom_small, oom_large, oom_mixed_recovers } },
