@@ -191,6 +191,10 @@ int mheap_valid(void)
 	mm_census(&cs);
 	sys_lock(&mheap_.lock);
 	int ok = pa_valid(&mheap_.pages);
+	for (size_t ci = 0; ci < mheap_.pages.nchunks; ci++)
+		for (unsigned w = 0; w < CHUNK_WORDS; w++)
+			if (mheap_.pages.chunks[ci].alloc[w] & mheap_.pages.chunks[ci].scav[w])
+				ok = 0;
 	uint64_t inuse = mheap_.pages_inuse, fr = mheap_.pages_free,
 	         rel = mheap_.pages_released, sys = mheap_.pages_sys;
 	size_t npages = mheap_.pages.nchunks * CHUNK_PAGES;
@@ -209,7 +213,8 @@ int mheap_valid(void)
 	}
 	sys_unlock(&mheap_.lock);
 	if (!ok)
-		return fail("mheap_valid: page allocator summaries disagree with bitmaps");
+		return fail("mheap_valid: page allocator summaries disagree with bitmaps, "
+		            "or a page is both allocated and scavenged");
 	if (!spans_ok)
 		return fail("mheap_valid: an in-use span is invalid or not mapped on all its pages");
 	if (inuse + fr + rel != sys)
