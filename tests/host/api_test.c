@@ -421,6 +421,27 @@ START_TEST(krealloc_moves_keep_content)
 }
 END_TEST
 
+/* An object that fills its class exactly keeps every byte when it moves
+ * to the next class or to a large span. */
+START_TEST(krealloc_full_class_moves)
+{
+	for (int c = 1; c < KMALLOC_NUM_CLASSES; c++) {
+		size_t cs = class_size(c);
+		unsigned char *p = kmalloc(cs, 0), *q;
+		size_t full = ksize(p);
+
+		fill_pattern(p, full, (uint32_t)c);
+		q = krealloc(p, full + 1, 0);
+		ck_assert_ptr_nonnull(q);
+		ck_assert_msg(check_pattern(q, full, (uint32_t)c) == (size_t)-1,
+			      "krealloc %zu -> %zu lost byte %zu", full, full + 1,
+			      check_pattern(q, full, (uint32_t)c));
+		kfree(q);
+	}
+	ASSERT_CONSISTENT();
+}
+END_TEST
+
 START_TEST(krealloc_failure_keeps_p)
 {
 	struct kmalloc_stats a, b;
@@ -888,6 +909,7 @@ static Suite *api_suite(void)
 			       kcalloc_overflow_is_null } },
 		{ "krealloc", { krealloc_null_is_kmalloc, krealloc_in_place,
 				krealloc_moves_keep_content,
+				krealloc_full_class_moves,
 				krealloc_failure_keeps_p } },
 		{ "kmemalign", { kmemalign_pow2, kmemalign_zeroed,
 				 kmemalign_bad_alignment_is_null } },
