@@ -69,6 +69,15 @@
 #define MM_VALIDATE(expr) ((void)0)
 #endif
 
+/* An out-of-line function the compiler must treat as opaque: GCC would
+ * otherwise see that it never returns and give its caller a stack frame
+ * for the call (noipa is GCC's; clang does not do that analysis). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define MM_OUTLINE __attribute__((noipa))
+#else
+#define MM_OUTLINE __attribute__((noinline))
+#endif
+
 /* Population count without libgcc's __popcountdi2 (the kernel build has
  * no -mpopcnt and links no libgcc). */
 static inline unsigned mm_popcount64(uint64_t x)
@@ -327,6 +336,41 @@ struct mheap {
 };
 
 extern struct mheap mheap_;
+
+/* Locks go through these so a debug build (-DMM_DEBUG) can check the lock
+ * order written at the top of this file, like Go's lockrank: taking a
+ * lock while holding one of equal or higher rank is a fault. The check
+ * assumes a CPU does not migrate while it holds an mm lock (true on both
+ * ports: the kernel's sys_lock keeps interrupts off, a host "CPU" is a
+ * thread). */
+enum mm_lockrank { RANK_MCENTRAL = 1, RANK_MHEAP = 2 };
+#ifdef MM_DEBUG
+void mm_lockrank_acquire(enum mm_lockrank r);
+void mm_lockrank_release(enum mm_lockrank r);
+#else
+static inline void mm_lockrank_acquire(enum mm_lockrank r) { (void)r; }
+static inline void mm_lockrank_release(enum mm_lockrank r) { (void)r; }
+#endif
+static inline void lock_heap(void)
+{
+	mm_lockrank_acquire(RANK_MHEAP);
+	sys_lock(&mheap_.lock);
+}
+static inline void unlock_heap(void)
+{
+	sys_unlock(&mheap_.lock);
+	mm_lockrank_release(RANK_MHEAP);
+}
+static inline void lock_central(struct mcentral *c)
+{
+	mm_lockrank_acquire(RANK_MCENTRAL);
+	sys_lock(&c->lock);
+}
+static inline void unlock_central(struct mcentral *c)
+{
+	sys_unlock(&c->lock);
+	mm_lockrank_release(RANK_MCENTRAL);
+}
 
 /* Per-CPU mcache pointers, published under mheap.lock, read by their CPU.
  * A static array (not metadata) so the fast path works before

@@ -250,12 +250,12 @@ static __attribute__((noinline)) void kfree_slow(struct mspan *s, uintptr_t p)
 
 /* Not declared noreturn, so the fast path reaches them with a tail jump
  * and needs no stack frame of its own. */
-static __attribute__((noipa)) void kfree_invalid(const void *p)
+static MM_OUTLINE void kfree_invalid(const void *p)
 {
 	sys_fault("invalid free", p);
 }
 
-static __attribute__((noipa)) void kfree_double(const void *p)
+static MM_OUTLINE void kfree_double(const void *p)
 {
 	sys_fault("double free", p);
 }

@@ -29,6 +29,27 @@ struct mheap mheap_;
 struct mcache *mm_mcaches[MM_MAX_CPUS];
 static struct sys_lock init_lock;
 
+#ifdef MM_DEBUG
+/* Ranks of the mm locks each CPU holds (bit r = rank r). */
+static unsigned lock_held[MM_MAX_CPUS];
+
+void mm_lockrank_acquire(enum mm_lockrank r)
+{
+	unsigned long f = sys_irq_save();
+	unsigned cpu = sys_cpu_id();
+	MM_CHECK((lock_held[cpu] >> r) == 0, "lock order violated", (uintptr_t)r);
+	lock_held[cpu] |= 1u << r;
+	sys_irq_restore(f);
+}
+
+void mm_lockrank_release(enum mm_lockrank r)
+{
+	unsigned long f = sys_irq_save();
+	lock_held[sys_cpu_id()] &= ~(1u << r);
+	sys_irq_restore(f);
+}
+#endif
+
 static size_t round_up(size_t x, size_t a)
 {
 	return (x + a - 1) & ~(a - 1);
@@ -187,9 +208,9 @@ static long take_pages(size_t npages, size_t align_pages)
 		return -1;
 	long pg = pa_find(pa, need);
 	if (pg < 0 && any_sweep_pending()) {
-		sys_unlock(&mheap_.lock);
+		unlock_heap();
 		mcentral_reclaim_all();
-		sys_lock(&mheap_.lock);
+		lock_heap();
 		pg = pa_find(pa, need);
 	}
 	if (pg < 0) {
@@ -242,7 +263,7 @@ struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass, size_t align_p
 		return NULL;
 	nwords = bits_words(spanclass, npages);
 
-	sys_lock(&mheap_.lock);
+	lock_heap();
 	struct mspan *s = fixalloc_alloc(&mheap_.spanalloc);
 	uint64_t *bits = NULL;
 	if (s != NULL && nwords != 0) {
@@ -253,7 +274,7 @@ struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass, size_t align_p
 		}
 	}
 	if (s == NULL) {
-		sys_unlock(&mheap_.lock);
+		unlock_heap();
 		return NULL;
 	}
 	long pgl = take_pages(npages, align_pages);
@@ -261,7 +282,7 @@ struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass, size_t align_p
 		if (bits)
 			fixalloc_free(&mheap_.bitsalloc[bits_bucket(nwords)], bits);
 		fixalloc_free(&mheap_.spanalloc, s);
-		sys_unlock(&mheap_.lock);
+		unlock_heap();
 		return NULL;
 	}
 	size_t pg = (size_t)pgl;
@@ -287,7 +308,8 @@ struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass, size_t align_p
 	s->nelems = 0;
 	for (size_t i = 0; i < npages; i++)
 		__atomic_store_n(&mheap_.spans[pg + i], s, __ATOMIC_RELEASE);
-	sys_unlock(&mheap_.lock);
+	MM_VALIDATE(pa_valid(pa));
+	unlock_heap();
 
 	/* Commit the scavenged runs outside the lock (Go's sysUsed after
 	 * unlock), a batch of runs at a time. The pages are ours, so nobody
@@ -296,23 +318,23 @@ struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass, size_t align_p
 	while (scav != 0) {
 		size_t rp[8], rn[8];
 		unsigned nr = 0;
-		sys_lock(&mheap_.lock);
+		lock_heap();
 		while (nr < 8 && cur < end && pa_scav_next_run(pa, cur, end - cur, &rp[nr], &rn[nr])) {
 			pa_set_scav(pa, rp[nr], rn[nr], false);
 			cur = rp[nr] + rn[nr];
 			nr++;
 		}
-		sys_unlock(&mheap_.lock);
+		unlock_heap();
 		if (nr == 0)
 			break;
 		for (unsigned i = 0; i < nr; i++) {
 			uintptr_t a = mheap_.arena_start + rp[i] * PAGE_SIZE;
 			if (sys_commit((void *)a, rn[i] * PAGE_SIZE) != 0) {
-				sys_lock(&mheap_.lock);
+				lock_heap();
 				for (unsigned j = i; j < nr; j++)
 					pa_set_scav(pa, rp[j], rn[j], true);
 				give_back(s, pg);
-				sys_unlock(&mheap_.lock);
+				unlock_heap();
 				return NULL;
 			}
 		}
@@ -326,7 +348,7 @@ struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass, size_t align_p
 void mheap_free_span(struct mspan *s)
 {
 	size_t pg = (s->base - mheap_.arena_start) >> PAGE_SHIFT;
-	sys_lock(&mheap_.lock);
+	lock_heap();
 	pa_set_alloc(&mheap_.pages, pg, s->npages, false);
 	mheap_.pages_inuse -= s->npages;
 	mheap_.pages_free += s->npages;
@@ -344,7 +366,10 @@ void mheap_free_span(struct mspan *s)
 	/* The page->span entries stay: stale entries point at this record,
 	 * now DEAD, which is how kfree tells a freed span from garbage. */
 	fixalloc_free(&mheap_.spanalloc, s);
+	MM_VALIDATE(pa_valid(&mheap_.pages));
+	MM_ASSERT(mheap_.pages_inuse + mheap_.pages_free + mheap_.pages_released ==
+	          mheap_.pages_sys);
 	if (mheap_.pages_free * PAGE_SIZE > mheap_retain_goal())
 		__atomic_store_n(&mheap_.scav_pending, 1, __ATOMIC_RELAXED);
-	sys_unlock(&mheap_.lock);
+	unlock_heap();
 }

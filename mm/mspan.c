@@ -117,6 +117,7 @@ unsigned mspan_sweep(struct mspan *s)
 	unsigned nw = span_nwords(s), fi = s->freeindex, count = 0, freed = 0, local = 0;
 	uint32_t seq = s->sweepseq;
 
+	MM_ASSERT(fi <= s->nelems && s->spanclass != 0);
 	__atomic_store_n(&s->sweepseq, seq + 1, __ATOMIC_RELAXED);
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 	for (unsigned w = 0; w < nw; w++) {

@@ -44,12 +44,12 @@ void kmalloc_stats(struct kmalloc_stats *st)
 	for (unsigned i = 1; i < _NumSizeClasses; i++) {
 		struct mcentral *c = &mheap_.central[i].c;
 		st->cls[i].frees += __atomic_load_n(&c->remote_frees, __ATOMIC_RELAXED);
-		sys_lock(&c->lock);
+		lock_central(c);
 		st->cls[i].spans = c->nspans;
-		sys_unlock(&c->lock);
+		unlock_central(c);
 		st->cls[i].live = st->cls[i].allocs - st->cls[i].frees;
 	}
-	sys_lock(&mheap_.lock);
+	lock_heap();
 	st->large_allocs = mheap_.large_allocs;
 	st->large_frees = mheap_.large_frees;
 	st->large_live = mheap_.large_live;
@@ -60,7 +60,7 @@ void kmalloc_stats(struct kmalloc_stats *st)
 	st->heap_released = mheap_.pages_released * PAGE_SIZE;
 	st->meta_sys = mheap_.meta_sys;
 	st->committed = st->heap_inuse + st->heap_free + st->meta_sys;
-	sys_unlock(&mheap_.lock);
+	unlock_heap();
 }
 
 size_t mm_fmt_str(char *buf, size_t n, size_t cap, const char *s)
@@ -135,7 +135,7 @@ void mm_census(struct mm_census *out)
 	__builtin_memset(out, 0, sizeof(*out));
 	if (!__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE))
 		return;
-	sys_lock(&mheap_.lock);
+	lock_heap();
 	size_t npages = mheap_.pages.nchunks * CHUNK_PAGES;
 	for (size_t pg = 0; pg < npages; pg++) {
 		bool alloc = pa_is_alloc(&mheap_.pages, pg);
@@ -160,15 +160,15 @@ void mm_census(struct mm_census *out)
 				out->spans_cached++;
 		}
 	}
-	sys_unlock(&mheap_.lock);
+	unlock_heap();
 	for (unsigned i = 1; i < _NumSizeClasses; i++) {
 		struct mcentral *c = &mheap_.central[i].c;
-		sys_lock(&c->lock);
+		lock_central(c);
 		for (struct mspan *s = c->partial; s; s = s->next)
 			out->spans_partial++;
 		for (struct mspan *s = c->full; s; s = s->next)
 			out->spans_full++;
-		sys_unlock(&c->lock);
+		unlock_central(c);
 	}
 }
 
@@ -189,7 +189,7 @@ int mheap_valid(void)
 	if (!__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE))
 		return 1;
 	mm_census(&cs);
-	sys_lock(&mheap_.lock);
+	lock_heap();
 	int ok = pa_valid(&mheap_.pages);
 	for (size_t ci = 0; ci < mheap_.pages.nchunks; ci++)
 		for (unsigned w = 0; w < CHUNK_WORDS; w++)
@@ -211,7 +211,7 @@ int mheap_valid(void)
 			if (mheap_.spans[pg + i] != s || !pa_is_alloc(&mheap_.pages, pg + i))
 				spans_ok = 0;
 	}
-	sys_unlock(&mheap_.lock);
+	unlock_heap();
 	if (!ok)
 		return fail("mheap_valid: page allocator summaries disagree with bitmaps, "
 		            "or a page is both allocated and scavenged");
@@ -223,7 +223,7 @@ int mheap_valid(void)
 		return fail("mheap_valid: page counters disagree with the bitmaps");
 	for (unsigned i = 1; i < _NumSizeClasses; i++) {
 		struct mcentral *c = &mheap_.central[i].c;
-		sys_lock(&c->lock);
+		lock_central(c);
 		for (int l = 0; l < 2 && ok; l++) {
 			for (struct mspan *s = l ? c->full : c->partial; s; s = s->next) {
 				if (s->spanclass != i || s->cachedBy != CPU_NONE ||
@@ -236,7 +236,7 @@ int mheap_valid(void)
 				}
 			}
 		}
-		sys_unlock(&c->lock);
+		unlock_central(c);
 		if (!ok)
 			return fail("mheap_valid: an mcentral list holds a wrong span");
 	}
