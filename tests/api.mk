@@ -6,7 +6,7 @@
 #   build/api/api_model    randomized model test against a shadow table
 #   build/api/api_stress   threads as CPUs: cross-thread frees, thread exit
 #   build/api/api_misuse   bad pointers: forked child, SIGABRT, exact message
-#   build/asan/...         MM_SRCS + HOST_SRCS + tests, clang ASan+UBSan
+#   build/asan/...         MM_SRCS + HOST_SRCS (-DMM_DEBUG) + tests, clang ASan+UBSan
 #   build/tsan/...         the same under TSan, for api_stress
 #
 # make test-api runs them all (about a minute on two cores). Knobs:
@@ -58,9 +58,10 @@ $(addprefix $(API_DIR)/,$(API_PROGS)): $(API_DIR)/%: $(API_DIR)/%.o $(API_DIR)/a
 # ---- sanitized (clang; the core's sources rebuilt with the sanitizer) ----
 API_CORE_SRCS = $(MM_SRCS) $(HOST_SRCS)
 
-# The core marks its cold fault paths __attribute__((noipa)), which gcc has
-# and clang 14 does not; clang ignoring it changes no behaviour.
-API_CLANG_CORE_FLAGS := -Wno-unknown-attributes
+# The sanitized core is also the debug core (-DMM_DEBUG: internal
+# assertions, whole-structure validation after span operations, lock-order
+# checks), so a broken invariant stops the API tests where it happens.
+API_CLANG_CORE_FLAGS := -DMM_DEBUG
 
 # $(1): the programs, $(2): their directory, $(3): the sanitizer flags
 define api_san_rules
