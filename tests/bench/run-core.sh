@@ -41,6 +41,22 @@ for a in $allocs; do
                 printf "%s %.1f\n", w[2], (ir[k] - ir["empty"]) / n
             }
         }' "$tmp"/cg-"$a".* | sort -n >"$tmp/ir-$a"
+    # Where the 64-byte pair goes: inclusive Ir of the allocation and the
+    # free entry point, per call. Only entries naming their object file
+    # ("[...]") are functions; the others are code inlined from another
+    # source file, already inside their function's inclusive count. glibc
+    # lists free under two files (malloc.c, arena.c), hence the sum.
+    case $a in kmalloc) fa=kmalloc ff=kfree ;; *) fa=malloc ff=free ;; esac
+    f64=$(grep -l '^desc: Trigger: Client Request: pair 64$' "$tmp"/cg-"$a".*)
+    callgrind_annotate --inclusive=yes --threshold=100 --auto=no "$f64" 2>/dev/null |
+        awk -v fa="$fa" -v ff="$ff" -v n=100000 '
+            /^ *[0-9,]+ .* \[.*\]$/ {
+                ir = $1; gsub(/,/, "", ir)
+                fn = $0; sub(/ \[.*$/, "", fn); sub(/^.*:/, "", fn)
+                if (fn == fa) al += ir
+                if (fn == ff) fr += ir
+            }
+            END { printf "%.1f / %.1f\n", al / n, fr / n }' >"$tmp/split-$a"
 done
 
 # ---- (b), (c) churn ---------------------------------------------------
@@ -66,6 +82,7 @@ row() { # row LABEL CMD: one table row, CMD prints the cell for allocator $a
     echo
 }
 ir_cell() { awk -v s="$s" '$1 == s { print $2 }' "$tmp/ir-$a"; }
+split_cell() { cat "$tmp/split-$a"; }
 ops_cell() { field "$tmp/churn-$a" ops_per_s | median | awk '{ printf "%.2f", $1 / 1e6 }'; }
 runs_cell() { field "$tmp/churn-$a" ops_per_s | awk '{ printf "%s%.1f", (NR > 1 ? " " : ""), $1 / 1e6 }'; }
 ratio_cell() { # ratio_cell KEY: KEY / live from the first churn run
@@ -83,6 +100,7 @@ kib_cell() { field "$tmp/churn-$a" "$1" | head -1 | awk '{ printf "%.0f", $1 / 1
     for s in $sizes; do
         row "instructions per malloc+free, $s B" ir_cell
     done
+    row "64 B pair: in malloc / in free" split_cell
     row "churn, Mops/s (median of $runs)" ops_cell
     row "churn, Mops/s (each run)" runs_cell
     row "after churn: live KiB" kib_cell live
@@ -110,7 +128,8 @@ kib_cell() { field "$tmp/churn-$a" "$1" | head -1 | awk '{ printf "%.0f", $1 / 1
             printf "held / live %.3f against the design worst case 1.266 (%s).\n", h, h <= 1.266 ? "within" : "OVER" }'
         echo
     fi
-    echo "Instructions: callgrind Ir per pair, net of the loop, call sites included (tests/bench/pair.c)."
+    echo "Instructions: callgrind Ir per pair, net of the loop, call sites included (tests/bench/pair.c);"
+    echo "the split is the inclusive count of the malloc and of the free entry point per call."
     echo "Churn: 8..512 B objects, random replacement in a working set of 50000, 4M frees+mallocs."
     echo "held: what the allocator has committed (kmalloc_stats().committed: heap in use + free pages"
     echo "kept + metadata; glibc: mallinfo2() arena + hblkhd). in use: heap_inuse (spans in use) /"
