@@ -182,6 +182,7 @@ static inline void *mspan_nextFreeFast(struct mspan *s)
 unsigned mspan_nextFreeIndex(struct mspan *s);
 void mspan_refillAllocCache(struct mspan *s, unsigned word);
 unsigned mspan_sweep(struct mspan *s);
+void mspan_pending(struct mspan *s, uint64_t *allocs, uint64_t *lfrees);
 void mspan_init_small(struct mspan *s, unsigned sizeclass);
 bool mspan_slot_live(struct mspan *s, unsigned idx, bool *freed_before);
 int mspan_valid(struct mspan *s);
@@ -265,7 +266,11 @@ int meta_ensure(struct metaarr *m, size_t bytes);
 
 /* ---- mcache (mcache.c) ---- */
 
-/* Per CPU; only that CPU touches it, with interrupts off. */
+/* Per CPU; only that CPU touches it, with interrupts off, except that
+ * kmalloc_stats reads the counters (written with STORE, read with LOAD).
+ * The counters are brought up to date by each sweep of a span this CPU
+ * caches (and so by every uncache and flush), not on the fast path: see
+ * mstats.c. */
 struct mcache {
 	struct mspan *alloc[_NumSizeClasses]; /* cached span per class,
 	                                         or &mspan_empty */

@@ -114,7 +114,8 @@ unsigned mspan_nextFreeIndex(struct mspan *s)
  * slot that was not allocated means the bitmaps were corrupted. */
 unsigned mspan_sweep(struct mspan *s)
 {
-	unsigned nw = span_nwords(s), fi = s->freeindex, count = 0, freed = 0, local = 0;
+	unsigned nw = span_nwords(s), fi = s->freeindex, count = 0, freed = 0, local = 0,
+	         taken = 0;
 	uint32_t seq = s->sweepseq;
 
 	MM_ASSERT(fi <= s->nelems && s->spanclass != 0);
@@ -128,6 +129,10 @@ unsigned mspan_sweep(struct mspan *s)
 			below = ((uint64_t)1 << (fi - w * 64)) - 1;
 		else
 			below = 0;
+		uint64_t valid = ~(uint64_t)0;
+		if ((w + 1) * 64 > s->nelems)
+			valid = ((uint64_t)1 << (s->nelems - w * 64)) - 1;
+		taken += mm_popcount64(below & ~s->allocBits[w] & valid);
 		uint64_t old = s->allocBits[w] | below;
 		uint64_t rf = __atomic_exchange_n(&s->remoteFree[w], 0, __ATOMIC_SEQ_CST);
 		uint64_t lf = s->localFree[w];
@@ -136,9 +141,6 @@ unsigned mspan_sweep(struct mspan *s)
 		STORE(s->allocBits[w], now);
 		if (lf)
 			STORE(s->localFree[w], 0);
-		uint64_t valid = ~(uint64_t)0;
-		if ((w + 1) * 64 > s->nelems)
-			valid = ((uint64_t)1 << (s->nelems - w * 64)) - 1;
 		count += mm_popcount64(now & valid);
 		freed += mm_popcount64(old & ~now);
 		local += mm_popcount64(lf);
@@ -148,16 +150,37 @@ unsigned mspan_sweep(struct mspan *s)
 	s->allocCount = (uint16_t)count;
 	if (freed)
 		s->needzero = 1;
-	/* Local frees are counted here, not in kfree's fast path: only the
-	 * caching CPU sets localFree bits and only it (or its uncache) sweeps
-	 * them, so its mcache is the right place. */
-	if (local != 0) {
+	/* Allocations and local frees are counted here, not on the fast
+	 * paths: only the caching CPU allocates from a span and sets its
+	 * localFree bits, and only it (or its uncache) sweeps it, so its
+	 * mcache is the right place. */
+	if (local != 0 || taken != 0) {
 		unsigned cpu = __atomic_load_n(&s->cachedBy, __ATOMIC_RELAXED);
-		MM_CHECK(cpu != CPU_NONE, "local frees on an uncached span", s->base);
-		mm_mcaches[cpu]->frees[s->spanclass] += local;
+		MM_CHECK(cpu != CPU_NONE, "allocations on an uncached span", s->base);
+		struct mcache *c = mm_mcaches[cpu];
+		STORE(c->frees[s->spanclass], c->frees[s->spanclass] + local);
+		STORE(c->allocs[s->spanclass], c->allocs[s->spanclass] + taken);
 	}
 	mspan_refillAllocCache(s, 0);
 	return freed;
+}
+
+/* What the next sweep will count: slots allocated and slots freed
+ * locally since the last one. pre: owner. */
+void mspan_pending(struct mspan *s, uint64_t *allocs, uint64_t *lfrees)
+{
+	unsigned nw = span_nwords(s), fi = s->freeindex;
+	for (unsigned w = 0; w < nw; w++) {
+		uint64_t valid = ~(uint64_t)0, below = 0;
+		if ((w + 1) * 64 > s->nelems)
+			valid = ((uint64_t)1 << (s->nelems - w * 64)) - 1;
+		if (fi >= (w + 1) * 64)
+			below = ~(uint64_t)0;
+		else if (fi > w * 64)
+			below = ((uint64_t)1 << (fi - w * 64)) - 1;
+		*allocs += mm_popcount64(below & ~s->allocBits[w] & valid);
+		*lfrees += mm_popcount64(s->localFree[w]);
+	}
 }
 
 /* Index of the slot starting exactly at p, or -1. pre: s small. */

@@ -3,14 +3,18 @@
  * validators and census that tests call (mheap_valid, mm_census). See
  * malloc.c for the overview.
  *
- * Counters live where they are cheapest to keep: per-class allocs in each
- * CPU's mcache (a plain increment on the fast path), local frees there
- * too but counted by the sweep (plus the localFree bits not swept yet),
- * remote frees in the mcentral (one atomic add next to the atomic OR the
- * remote free does anyway), page and large-object counts in the mheap
- * (under its lock). kmalloc_stats sums them; counters of other CPUs are
- * read while they may move, so a snapshot taken while other CPUs allocate
- * is approximate (exact when they are quiet, which is what tests check).
+ * Counters live where they are cheapest to keep. The fast paths keep
+ * none: a CPU's allocations and local frees are counted into its mcache
+ * when it sweeps a span it caches (every refill, uncache and flush; Go
+ * also counts at refill time, not per object); remote frees in the
+ * mcentral (one atomic add next to the atomic OR the remote free does
+ * anyway); page and large-object counts in the mheap (under its lock).
+ * kmalloc_stats sums them and adds what the calling CPU's own cached
+ * spans have not counted yet. So a snapshot is exact for the calling CPU
+ * and for CPUs that flushed (threads that exited, on the host); the
+ * allocations and local frees of other running CPUs since their last
+ * sweep show up when they next sweep or flush. Reading another CPU's
+ * cached spans instead would race with it.
  *
  * mm has no printf: kmalloc_dump formats with the two tiny helpers below,
  * into a stack buffer, and never allocates.
@@ -29,16 +33,16 @@ void kmalloc_stats(struct kmalloc_stats *st)
 		for (unsigned i = 0; i < _NumSizeClasses; i++) {
 			st->cls[i].allocs += LOAD(c->allocs[i]);
 			st->cls[i].frees += LOAD(c->frees[i]);
-			/* local frees not swept yet (kfree's fast path does not
-			 * count, the sweep does) */
-			struct mspan *s = LOAD(c->alloc[i]);
-			uint64_t *lf = s ? LOAD(s->localFree) : NULL;
-			if (s == &mspan_empty || lf == NULL)
-				continue;
-			for (unsigned w = 0; w < span_nwords(s); w++)
-				st->cls[i].frees += mm_popcount64(LOAD(lf[w]));
 		}
 	}
+	/* This CPU's own cached spans: what their next sweep will count. */
+	unsigned long f = sys_irq_save();
+	unsigned me = SYS_CPU_ID_FAST();
+	struct mcache *mine = me < MM_MAX_CPUS ? mm_mcaches[me] : NULL;
+	for (unsigned i = 1; mine != NULL && i < _NumSizeClasses; i++)
+		if (mine->alloc[i] != &mspan_empty)
+			mspan_pending(mine->alloc[i], &st->cls[i].allocs, &st->cls[i].frees);
+	sys_irq_restore(f);
 	if (!__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE))
 		return;
 	for (unsigned i = 1; i < _NumSizeClasses; i++) {

@@ -30,6 +30,11 @@ test-host: $(HOST_TEST_BINS) $(HOST_DEBUG_TEST_BINS)
 		echo "== $$t"; nice timeout 300 $$t || exit 1; \
 	done
 
-TEST_TARGETS += test-host
+# Real programs on the allocator through the LD_PRELOAD shim.
+.PHONY: test-preload
+test-preload: $(KMALLOC_PRELOAD_SO)
+	$(Q)nice timeout 300 tests/host/preload_smoke.sh $(KMALLOC_PRELOAD_SO)
+
+TEST_TARGETS += test-host test-preload
 
 -include $(HOST_TEST_BINS:=.d) $(HOST_DEBUG_TEST_BINS:=.d)

@@ -49,3 +49,13 @@ $(KMALLOC_HOST_DEBUG_LIB): $(HOST_DEBUG_LIB_OBJS)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
 -include $(HOST_DEBUG_LIB_OBJS:.o=.d)
+
+# The LD_PRELOAD shim (arch/host/preload.c): the malloc family on top of
+# the library, for running unmodified programs on the allocator.
+KMALLOC_PRELOAD_SO := $(BUILD)/host/libkmalloc-preload.so
+
+$(KMALLOC_PRELOAD_SO): $(BUILD)/host/arch/host/preload.o $(HOST_LIB_OBJS)
+	@mkdir -p $(@D)
+	$(Q)$(CC) -shared -o $@ $^ -lpthread
+
+ALL_TARGETS += $(KMALLOC_PRELOAD_SO)
