@@ -1,12 +1,14 @@
-#!/bin/sh
+#!/bin/bash
 # run-core.sh DIR: run the core benchmarks built in DIR (tests/bench.mk),
 # print one table and write it to DIR/core.md.
 #
 #   (a) instructions per malloc+free pair: pair-<alloc> under callgrind;
 #       each "pair SIZE" dump minus the "empty" loop dump, divided by the
 #       pair count (method in pair.c)
-#   (b) small-object churn, ops/s: churn-<alloc> run BENCH_RUNS times
-#       (default 5), alternating allocators, median reported
+#   (b) small-object churn: instructions per operation (callgrind, one
+#       shorter run) and ops/s (churn-<alloc> run BENCH_RUNS times, default
+#       5, alternating allocators; median, and the median of the per-run
+#       ratios to the first allocator)
 #   (c) memory after the churn: held / live and Go's bound / live
 #
 # Allocators are the ALLOCS list (default "kmalloc glibc"); a later issue
@@ -60,6 +62,20 @@ for a in $allocs; do
 done
 
 # ---- (b), (c) churn ---------------------------------------------------
+# Instructions per churn operation (one free + one malloc + the loop's own
+# few), from callgrind on a shorter run: steady where ops/s is not.
+churn_ops=400000
+for a in $allocs; do
+    valgrind --tool=callgrind --callgrind-out-file="$tmp/cgc-$a" \
+        "$dir/churn-$a" 50000 "$churn_ops" >/dev/null 2>"$tmp/cgc-$a.log" || {
+        echo "run-core: callgrind run of churn-$a failed:" >&2
+        cat "$tmp/cgc-$a.log" >&2
+        exit 1
+    }
+    awk -v n="$churn_ops" '/^desc: Trigger: Client Request: churn$/ { hit = 1 }
+        hit && /^summary:/ { printf "%.0f\n", $2 / n; exit }' "$tmp"/cgc-"$a".* >"$tmp/cgc-$a"
+done
+
 for i in $(seq "$runs"); do
     for a in $allocs; do
         nice -n 0 "$dir/churn-$a" >>"$tmp/churn-$a" || {
@@ -83,7 +99,17 @@ row() { # row LABEL CMD: one table row, CMD prints the cell for allocator $a
 }
 ir_cell() { awk -v s="$s" '$1 == s { print $2 }' "$tmp/ir-$a"; }
 split_cell() { cat "$tmp/split-$a"; }
+cgc_cell() { cat "$tmp/cgc-$a"; }
 ops_cell() { field "$tmp/churn-$a" ops_per_s | median | awk '{ printf "%.2f", $1 / 1e6 }'; }
+# Throughput relative to the first allocator, paired run by run: each run
+# of every allocator is back to back, so a load change on a shared machine
+# hits both sides of a pair; the median of the per-run ratios is steadier
+# than the ratio of medians.
+rel_cell() {
+    first=${allocs%% *}
+    paste -d' ' <(field "$tmp/churn-$a" ops_per_s) <(field "$tmp/churn-$first" ops_per_s) |
+        awk '{ print $1 / $2 }' | median | awk '{ printf "%.2f", $1 }'
+}
 runs_cell() { field "$tmp/churn-$a" ops_per_s | awk '{ printf "%s%.1f", (NR > 1 ? " " : ""), $1 / 1e6 }'; }
 ratio_cell() { # ratio_cell KEY: KEY / live from the first churn run
     k=$(field "$tmp/churn-$a" "$1" | head -1)
@@ -101,8 +127,10 @@ kib_cell() { field "$tmp/churn-$a" "$1" | head -1 | awk '{ printf "%.0f", $1 / 1
         row "instructions per malloc+free, $s B" ir_cell
     done
     row "64 B pair: in malloc / in free" split_cell
+    row "churn, instructions per op (callgrind)" cgc_cell
     row "churn, Mops/s (median of $runs)" ops_cell
     row "churn, Mops/s (each run)" runs_cell
+    row "churn, relative to ${allocs%% *} (median of paired runs)" rel_cell
     row "after churn: live KiB" kib_cell live
     row "after churn: held KiB" kib_cell held
     row "held / live" ratio_cell held
