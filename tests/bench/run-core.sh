@@ -78,7 +78,7 @@ done
 
 for i in $(seq "$runs"); do
     for a in $allocs; do
-        nice -n 0 "$dir/churn-$a" >>"$tmp/churn-$a" || {
+        "$dir/churn-$a" >>"$tmp/churn-$a" || {
             echo "run-core: churn-$a failed" >&2
             exit 1
         }
