@@ -75,6 +75,48 @@ static void stats_equal(const struct kmalloc_stats *a,
 		      (unsigned long long)b->committed);
 }
 
+/* ---- set-up ------------------------------------------------------- */
+
+/* The host calls kmalloc_init on first use; calling it first (as a kernel
+ * does) or again is harmless. */
+START_TEST(init_explicit_and_repeated)
+{
+	void *p;
+
+	ck_assert_int_eq(kmalloc_init(), 0);
+	p = kmalloc(100, 0);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_int_eq(kmalloc_init(), 0);
+	ck_assert_uint_ge(ksize(p), 100);
+	kfree(p);
+	ASSERT_CONSISTENT();
+}
+END_TEST
+
+/* Out of memory before the heap ever grew: the first allocations fail
+ * cleanly and the heap serves once memory is there. */
+START_TEST(oom_before_first_use)
+{
+	struct kmalloc_stats st;
+	void *p;
+
+	host_set_commit_limit(4096);
+	ck_assert_ptr_null(kmalloc(64, 0));
+	ck_assert_ptr_null(kmalloc(100000, 0));
+	ck_assert_ptr_null(kzalloc(64, 0));
+	host_set_commit_limit(0);
+	p = kmalloc(64, 0);
+	ck_assert_ptr_nonnull(p);
+	kfree(p);
+	p = kmalloc(100000, 0);
+	ck_assert_ptr_nonnull(p);
+	kfree(p);
+	kmalloc_stats(&st);
+	ck_assert_msg(stats_inconsistency(&st) == NULL, "%s", stats_inconsistency(&st));
+	ck_assert_uint_eq(stats_live_objects(&st), 0);
+}
+END_TEST
+
 /* ---- sizes, ksize, alignment ------------------------------------- */
 
 /* The class table is what the stats report: strictly growing sizes up to
@@ -901,6 +943,7 @@ static Suite *api_suite(void)
 		const char *name;
 		const TTest *tests[8];
 	} groups[] = {
+		{ "set-up", { init_explicit_and_repeated, oom_before_first_use } },
 		{ "sizes", { class_table, small_sizes_all_live,
 			     class_boundaries_and_large, sizes_from_16_are_16_aligned,
 			     pow2_natural_alignment, kmalloc_zero,
