@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "kmalloc.h"
+#include "msize.h"
 #include "sizeclasses.h"
 #include "sys.h"
 

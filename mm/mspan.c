@@ -114,8 +114,7 @@ unsigned mspan_nextFreeIndex(struct mspan *s)
  * slot that was not allocated means the bitmaps were corrupted. */
 unsigned mspan_sweep(struct mspan *s)
 {
-	unsigned nw = span_nwords(s), fi = s->freeindex, count = 0, freed = 0, local = 0,
-	         taken = 0;
+	unsigned nw = span_nwords(s), fi = s->freeindex, freed = 0, local = 0, taken = 0;
 	uint32_t seq = s->sweepseq;
 
 	MM_ASSERT(fi <= s->nelems && s->spanclass != 0);
@@ -129,25 +128,35 @@ unsigned mspan_sweep(struct mspan *s)
 			below = ((uint64_t)1 << (fi - w * 64)) - 1;
 		else
 			below = 0;
-		uint64_t valid = ~(uint64_t)0;
-		if ((w + 1) * 64 > s->nelems)
-			valid = ((uint64_t)1 << (s->nelems - w * 64)) - 1;
-		taken += mm_popcount64(below & ~s->allocBits[w] & valid);
-		uint64_t old = s->allocBits[w] | below;
-		uint64_t rf = __atomic_exchange_n(&s->remoteFree[w], 0, __ATOMIC_SEQ_CST);
-		uint64_t lf = s->localFree[w];
-		MM_CHECK(((lf | rf) & ~old) == 0, "corrupt span bitmaps", s->base);
-		uint64_t now = old & ~(lf | rf);
-		STORE(s->allocBits[w], now);
-		if (lf)
-			STORE(s->localFree[w], 0);
-		count += mm_popcount64(now & valid);
-		freed += mm_popcount64(old & ~now);
-		local += mm_popcount64(lf);
+		uint64_t ab = s->allocBits[w];
+		/* slots taken since the last sweep (padding bits are set in
+		 * allocBits, so they never count) */
+		uint64_t newly = below & ~ab;
+		if (newly)
+			taken += mm_popcount64(newly);
+		uint64_t old = ab | below;
+		/* XCHG only a word that has bits: a remote free landing after
+		 * the load simply waits in remoteFree for the next sweep. */
+		uint64_t rf = __atomic_load_n(&s->remoteFree[w], __ATOMIC_SEQ_CST);
+		if (rf != 0)
+			rf = __atomic_exchange_n(&s->remoteFree[w], 0, __ATOMIC_SEQ_CST);
+		uint64_t lf = s->localFree[w], fr = lf | rf;
+		if (fr) {
+			MM_CHECK((fr & ~old) == 0, "corrupt span bitmaps", s->base);
+			freed += mm_popcount64(fr);
+			if (lf) {
+				local += mm_popcount64(lf);
+				STORE(s->localFree[w], 0);
+			}
+		}
+		if ((old & ~fr) != ab)
+			STORE(s->allocBits[w], old & ~fr);
 	}
 	STORE(s->freeindex, 0);
 	__atomic_store_n(&s->sweepseq, seq + 2, __ATOMIC_RELEASE);
-	s->allocCount = (uint16_t)count;
+	/* allocCount was exact at the last sweep; allocation only took
+	 * slots, frees only gave them back. */
+	s->allocCount = (uint16_t)(s->allocCount + taken - freed);
 	if (freed)
 		s->needzero = 1;
 	/* Allocations and local frees are counted here, not on the fast

@@ -63,8 +63,11 @@ extern const struct sys_config sys_config;
 
 /* 1. Unreserved -> Reserved. Reserve `size` bytes of address space; store
  *    the page-aligned base in *base.
- *    pre: called once, by kmalloc_init, before any other function here
- *         except sys_lock/sys_unlock/sys_log/sys_fault.
+ *    pre: called by kmalloc_init only, before any other function here
+ *         except sys_lock/sys_unlock/sys_log/sys_fault. If it fails,
+ *         kmalloc_init retries with the arena halved (down to 16 MiB), so
+ *         a port with a fixed window simply refuses sizes that do not fit;
+ *         after one success it is never called again.
  *    Returns 0, or -1 (nothing reserved). Costs no memory. */
 int sys_reserve(size_t size, void **base);
 

@@ -11,7 +11,6 @@
 #include <string.h>
 
 #include "internal.h"
-#include "msize.h"
 
 /* Go's table (golang/go src/internal/runtime/gc/sizeclasses.go, same
  * numbers since Go 1.16): class, bytes/obj, bytes/span, objects, tail
