@@ -15,7 +15,9 @@
  * Along the way one worker trims the heap, one samples the stats and the
  * others flush their own mcache, racing with everybody's fast paths.
  * At the end every class must balance (allocs == frees, nothing live, no
- * span in use) and a trim must return every page.
+ * span in use) and a trim must return every page. A second test runs the
+ * threads into the port's commit limit together: NULL, no crash, intact
+ * objects, and an empty heap once the main thread has freed them all.
  *
  *   api_stress [ITERS]      per-worker iterations, default 200000
  *   KMALLOC_STRESS_THREADS  workers, default 4
@@ -124,6 +126,9 @@ static void stress_fail(const char *what, const struct obj *o, size_t at)
 	pthread_mutex_unlock(&fail_lock);
 }
 
+/* Set by the out-of-memory test before its threads start. */
+static int null_expected;
+
 static void obj_make(struct obj *o, uint64_t *r, uint32_t tag)
 {
 	uint64_t k = rng_below(r, 100);
@@ -133,7 +138,8 @@ static void obj_make(struct obj *o, uint64_t *r, uint32_t tag)
 	o->seed = tag;
 	o->p = kmalloc(o->size, 0);
 	if (!o->p) {
-		stress_fail("kmalloc returned NULL", o, 0);
+		if (!null_expected)
+			stress_fail("kmalloc returned NULL", o, 0);
 		return;
 	}
 	fill_pattern(o->p, o->size, o->seed);
@@ -291,6 +297,74 @@ START_TEST(stress)
 }
 END_TEST
 
+/* Out of memory with every thread allocating: each fills its own list
+ * until the port refuses to commit; nobody crashes, every pointer is
+ * distinct and intact, and after another thread frees them all (remote
+ * frees into spans the owners still cache) the heap is empty again. */
+enum { OOM_MAX = 1 << 16 };
+
+struct oom_worker {
+	pthread_t th;
+	uint64_t seed;
+	size_t n;              /* objects it got before NULL */
+	int saw_null;
+	struct obj o[OOM_MAX];
+};
+
+static void *oom_main(void *arg)
+{
+	struct oom_worker *w = arg;
+
+	while (w->n < OOM_MAX) {
+		struct obj *o = &w->o[w->n];
+		obj_make(o, &w->seed, (uint32_t)w->n);
+		if (!o->p) {
+			w->saw_null = 1;
+			break;
+		}
+		w->n++;
+	}
+	return NULL;
+}
+
+START_TEST(stress_oom)
+{
+	static struct oom_worker w[MAX_THREADS];
+	struct kmalloc_stats st;
+	size_t total = 0;
+	void *p;
+
+	kfree(kmalloc(64, 0));
+	kmalloc_stats(&st);
+	host_set_commit_limit((size_t)st.committed + (16u << 20));
+	null_expected = 1; /* NULL is the expected end here */
+	for (int i = 0; i < nthreads; i++) {
+		w[i].seed = (seed0 ^ (uint64_t)(i + 77)) | 1;
+		ck_assert_int_eq(pthread_create(&w[i].th, NULL, oom_main, &w[i]), 0);
+	}
+	for (int i = 0; i < nthreads; i++)
+		ck_assert_int_eq(pthread_join(w[i].th, NULL), 0);
+	for (int i = 0; i < nthreads; i++) {
+		ck_assert_msg(w[i].saw_null, "thread %d never hit the commit limit", i);
+		total += w[i].n;
+		for (size_t k = 0; k < w[i].n; k++)
+			obj_free(&w[i].o[k], "free after out of memory");
+	}
+	ck_assert_msg(total > 0, "no thread got anything under the limit");
+	ck_assert_msg(failures == 0, "%d failures, first: %s", failures, fail_msg);
+	host_set_commit_limit(0);
+	kmalloc_flush_cpu();
+	kmalloc_trim();
+	kmalloc_stats(&st);
+	ck_assert_msg(stats_inconsistency(&st) == NULL, "%s", stats_inconsistency(&st));
+	ck_assert_uint_eq(stats_live_objects(&st), 0);
+	ck_assert_uint_eq(st.heap_inuse, 0);
+	p = kmalloc(1 << 20, 0);
+	ck_assert_ptr_nonnull(p);
+	kfree(p);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
 	Suite *s = suite_create("kmalloc threads");
@@ -314,6 +388,7 @@ int main(int argc, char **argv)
 
 	tcase_set_timeout(tc, 600);
 	tcase_add_test(tc, stress);
+	tcase_add_test(tc, stress_oom);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
