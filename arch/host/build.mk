@@ -1,0 +1,31 @@
+# arch/host/build.mk: the allocator core plus the Linux port, as
+# build/host/libkmalloc.a (link with -lpthread). Position-independent so
+# the LD_PRELOAD shim can reuse the objects.
+#
+# MM_HOST_CFLAGS: what it takes to compile MM_SRCS + HOST_SRCS for the
+# host; other fragments add their own optimisation/sanitizer flags.
+
+HOST_SRCS := \
+	arch/host/sys.c
+
+MM_HOST_CFLAGS := $(CSTD) $(WARN) -Imm -Iarch/host
+HOST_LIB_CFLAGS := $(MM_HOST_CFLAGS) -O2 -g -fPIC -MMD -MP
+
+KMALLOC_HOST_LIB := $(BUILD)/host/libkmalloc.a
+HOST_LIB_OBJS := $(patsubst %.c,$(BUILD)/host/%.o,$(MM_SRCS) $(HOST_SRCS))
+
+$(BUILD)/host/mm/%.o: mm/%.c
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(HOST_LIB_CFLAGS) -c $< -o $@
+
+$(BUILD)/host/arch/host/%.o: arch/host/%.c
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(HOST_LIB_CFLAGS) -c $< -o $@
+
+$(KMALLOC_HOST_LIB): $(HOST_LIB_OBJS)
+	@mkdir -p $(@D)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+ALL_TARGETS += $(KMALLOC_HOST_LIB)
+
+-include $(HOST_LIB_OBJS:.o=.d)

@@ -1,0 +1,372 @@
+/*
+ * internal.h: the allocator's shared types, constants, check macros, lock
+ * order and cross-file prototypes. See malloc.c for the overview. Tests
+ * include this header (and nothing else of mm/ but kmalloc.h and
+ * sizeclasses.h): it is the one deliberate way into the internals, like
+ * Go's export_test.go.
+ *
+ * Words used in one sense only:
+ *   heap page  8 KiB, the unit of the page allocator and of spans
+ *   sys page   sys_config.page_size (4 KiB), the unit of commit/release
+ *   frame      4 KiB of physical memory (kernel port only)
+ *   chunk      512 heap pages (4 MiB), the unit of heap growth and of the
+ *              page allocator's bitmaps
+ *   arena      the part of the reserved region that holds heap pages
+ *
+ * Lock order (take left before right, never the reverse):
+ *
+ *     mcentral[i].lock  ->  mheap.lock
+ *
+ * No code holds two mcentral locks at once. mheap.lock also guards the
+ * fixallocs and the metadata commit watermarks. sys_commit may run under
+ * mheap.lock (metadata growth); sys_release never runs under any lock.
+ */
+#ifndef MM_INTERNAL_H
+#define MM_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kmalloc.h"
+#include "sizeclasses.h"
+#include "sys.h"
+
+/* ---- constants ---- */
+
+#define PAGE_SHIFT _PageShift
+#define PAGE_SIZE ((uintptr_t)1 << PAGE_SHIFT)
+#define CHUNK_PAGES 512
+#define CHUNK_SHIFT (PAGE_SHIFT + 9)
+#define CHUNK_BYTES ((uintptr_t)1 << CHUNK_SHIFT)
+#define CHUNK_WORDS (CHUNK_PAGES / 64)
+#define SPAN_MAX_WORDS (_MaxObjsPerSpan / 64) /* allocBits words, 8 B class */
+#define CPU_NONE 0xffffffffu
+
+/* ---- checks (style.md: graded) ----
+ * MM_CHECK     always on: corruption and misuse; reports through sys_fault.
+ * MM_ASSERT    debug builds (-DMM_DEBUG): internal invariants on hot paths.
+ * MM_VALIDATE  debug builds: whole-structure validators (mheap_valid),
+ *              which tests also call directly after every step. */
+#define MM_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define MM_LIKELY(x) __builtin_expect(!!(x), 1)
+#define MM_CHECK(cond, msg, p)                                   \
+	do {                                                     \
+		if (MM_UNLIKELY(!(cond)))                        \
+			sys_fault((msg), (const void *)(uintptr_t)(p)); \
+	} while (0)
+#ifdef MM_DEBUG
+#define MM_ASSERT(cond) MM_CHECK(cond, "assertion failed: " #cond, 0)
+#define MM_VALIDATE(expr) MM_CHECK(expr, "validation failed: " #expr, 0)
+#else
+#define MM_ASSERT(cond) ((void)0)
+#define MM_VALIDATE(expr) ((void)0)
+#endif
+
+/* Population count without libgcc's __popcountdi2 (the kernel build has
+ * no -mpopcnt and links no libgcc). */
+static inline unsigned mm_popcount64(uint64_t x)
+{
+	x = x - ((x >> 1) & 0x5555555555555555ull);
+	x = (x & 0x3333333333333333ull) + ((x >> 2) & 0x3333333333333333ull);
+	x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0full;
+	return (unsigned)((x * 0x0101010101010101ull) >> 56);
+}
+
+/* Relaxed atomic load/store of plain fields that one side writes while
+ * another reads (plain mov on x86-64; keeps the compiler and TSan honest). */
+#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+
+/* ---- mspan ---- */
+
+enum mspan_state {
+	SPAN_DEAD = 0,    /* record free, or span returned to the mheap */
+	SPAN_INUSE = 1,   /* small span of objects, or a live large object */
+	SPAN_FREEING = 2, /* large object being freed (kfree won the CAS) */
+};
+
+/* A run of heap pages: either a small-object span of one size class
+ * (spanclass = sizeclass, there is no scan/noscan split without a GC) or a
+ * large object (spanclass 0). Records come from a fixalloc and are never
+ * given back to the port, so a stale pointer from the page->span map
+ * always points at some mspan record; readers check state and range.
+ *
+ * Guards: "owner" = the CPU in cachedBy, with interrupts off; when the span
+ * is uncached (cachedBy == CPU_NONE) the owner is whoever holds its
+ * mcentral's lock. "init" = written by mheap_alloc_span before state turns
+ * INUSE, immutable while INUSE. */
+struct mspan {
+	struct mspan *next;    /* mcentral list (mcentral.lock), or fixalloc
+	                          free list (mheap.lock); first word so the
+	                          fixalloc link never overlaps fields stale
+	                          readers look at */
+	uint64_t allocCache;   /* owner: ~allocBits from freeindex on */
+	uintptr_t base;        /* init: first byte */
+	uintptr_t elemsize;    /* init: class size, or npages*8K if large */
+	uint16_t freeindex;    /* owner (STORE; remote freers LOAD it) */
+	uint16_t nelems;       /* init */
+	uint16_t allocCount;   /* owner: allocated slots */
+	uint8_t spanclass;     /* init: size class, 0 = large */
+	uint8_t needzero;      /* owner: free slots may hold old data */
+	uint32_t divMul;       /* init: class_to_divmagic */
+	uint32_t state;        /* atomic: enum mspan_state */
+	uint32_t cachedBy;     /* atomic: CPU caching it or CPU_NONE;
+	                          written under mcentral.lock */
+	uint32_t inflight;     /* atomic: remote frees in progress */
+	uint32_t sweepseq;     /* owner writes (seqlock, odd = sweeping);
+	                          remote freers read */
+	uint32_t needsweep;    /* atomic: on its mcentral's sweep stack */
+	uint8_t onlist;        /* mcentral.lock: enum mcentral_list */
+	uintptr_t limit;       /* init: base + nelems*elemsize */
+	size_t npages;         /* init */
+	struct mspan *prev;    /* mcentral.lock: list back link */
+	struct mspan *sweepnext; /* sweep stack link (see mcentral.c) */
+	/* Out-of-band bitmaps, 1 bit per slot, nwords = ceil(nelems/64) words
+	 * each, from a fixalloc (NULL for large spans). Nothing the allocator
+	 * needs is ever stored in user memory. */
+	uint64_t *allocBits;   /* owner; allocated as of the last sweep,
+	                          together with "index < freeindex" */
+	uint64_t *localFree;   /* owner (STORE): freed by the caching CPU */
+	uint64_t *remoteFree;  /* atomic OR by any CPU; swept with XCHG */
+};
+
+/* The sentinel in every empty mcache slot: allocCache 0, nelems 0, so the
+ * fast path fails without a NULL check. */
+extern struct mspan mspan_empty;
+
+static inline unsigned span_nwords(const struct mspan *s)
+{
+	return ((unsigned)s->nelems + 63) / 64;
+}
+
+/* Owner only. Go's nextFreeFast: the next free slot from allocCache, or
+ * NULL if the cache is exhausted or would need a refill. */
+static inline void *mspan_nextFreeFast(struct mspan *s)
+{
+	uint64_t cache = s->allocCache;
+	if (MM_UNLIKELY(cache == 0))
+		return NULL;
+	unsigned b = (unsigned)__builtin_ctzll(cache);
+	unsigned idx = s->freeindex + b;
+	if (MM_UNLIKELY(idx >= s->nelems))
+		return NULL;
+	if (MM_UNLIKELY(((idx + 1) & 63) == 0 && idx + 1 != s->nelems))
+		return NULL; /* crossing into the next bitmap word: slow path */
+	s->allocCache = (cache >> b) >> 1;
+	STORE(s->freeindex, (uint16_t)(idx + 1));
+	s->allocCount++;
+	return (void *)(s->base + (uintptr_t)idx * s->elemsize);
+}
+
+unsigned mspan_nextFreeIndex(struct mspan *s);
+void mspan_refillAllocCache(struct mspan *s, unsigned word);
+unsigned mspan_sweep(struct mspan *s);
+void mspan_init_small(struct mspan *s, unsigned sizeclass);
+bool mspan_slot_live(struct mspan *s, unsigned idx, bool *freed_before);
+int mspan_valid(struct mspan *s);
+/* Index of the slot starting exactly at p, or -1 if p is not a slot
+ * start of s. pre: s->state == SPAN_INUSE, s small. */
+long mspan_slot_of(const struct mspan *s, uintptr_t p);
+
+/* ---- page allocator (mpagealloc.c) ---- */
+
+/* Free-run summary of a chunk or of a subtree of chunks, in heap pages:
+ * free pages at the start, the longest free run, free pages at the end. */
+struct psum {
+	uint32_t start, max, end;
+};
+
+/* Per chunk: 1 = page allocated (or not grown); scav 1 = page free and
+ * released to the port (Reserved). A page is never both. */
+struct pchunk {
+	uint64_t alloc[CHUNK_WORDS];
+	uint64_t scav[CHUNK_WORDS];
+};
+
+#define PA_MAX_LEVELS 8
+#define PA_FANOUT 8
+
+struct pagealloc {
+	struct pchunk *chunks;               /* [cap_chunks] */
+	struct psum *sum[PA_MAX_LEVELS];     /* sum[0]: one per chunk;
+	                                        sum[k]: one per 8^k chunks */
+	size_t level_len[PA_MAX_LEVELS];
+	unsigned nlevels;                    /* sum[nlevels-1] has 1 entry */
+	size_t cap_chunks;                   /* chunks the arena can hold */
+	size_t nchunks;                      /* chunks grown so far */
+};
+
+size_t pa_level_len(size_t cap_chunks, unsigned level, unsigned *nlevels);
+void pa_init(struct pagealloc *pa, size_t cap_chunks);
+void pa_grow(struct pagealloc *pa, size_t new_nchunks);
+long pa_find(const struct pagealloc *pa, size_t npages);
+void pa_set_alloc(struct pagealloc *pa, size_t pg, size_t n, bool alloc);
+size_t pa_scav_count(const struct pagealloc *pa, size_t pg, size_t n);
+void pa_set_scav(struct pagealloc *pa, size_t pg, size_t n, bool scav);
+bool pa_scav_next_run(const struct pagealloc *pa, size_t pg, size_t n,
+                      size_t *run_pg, size_t *run_n);
+bool pa_highest_unscav_free(const struct pagealloc *pa, size_t *pg,
+                            size_t *n);
+bool pa_is_alloc(const struct pagealloc *pa, size_t pg);
+bool pa_is_scav(const struct pagealloc *pa, size_t pg);
+struct psum pa_chunk_sum(const struct pchunk *c);
+int pa_valid(const struct pagealloc *pa);
+
+/* ---- fixalloc (mfixalloc.c): metadata records, under mheap.lock ---- */
+
+struct fixalloc {
+	size_t size;      /* bytes per record */
+	bool zero;        /* hand out zeroed records */
+	void *list;       /* free records, linked through their first word;
+	                     FIFO so a freed record keeps its old contents as
+	                     long as possible (a repeated kfree of a large
+	                     object then still finds it and says "double free") */
+	void *tail;
+	uintptr_t chunk;  /* bump pointer into the current block */
+	uintptr_t end;
+	size_t inuse;     /* records handed out */
+};
+
+void fixalloc_init(struct fixalloc *f, size_t size, bool zero);
+void *fixalloc_alloc(struct fixalloc *f);
+void fixalloc_free(struct fixalloc *f, void *p);
+
+/* ---- metadata area: bump allocation of reserved space, committed on
+ * demand (mheap.lock) ---- */
+
+struct metaarr {
+	uintptr_t base;
+	size_t size;      /* reserved bytes */
+	size_t committed; /* bytes from base that are Ready */
+	size_t used;      /* bump pointer (fixalloc area only) */
+};
+int meta_ensure(struct metaarr *m, size_t bytes);
+
+/* ---- mcache (mcache.c) ---- */
+
+/* Per CPU; only that CPU touches it, with interrupts off. */
+struct mcache {
+	struct mspan *alloc[_NumSizeClasses]; /* cached span per class,
+	                                         or &mspan_empty */
+	uint64_t allocs[_NumSizeClasses];     /* objects allocated here */
+	uint64_t frees[_NumSizeClasses];      /* local frees done here */
+};
+
+struct mcache *mcache_get(unsigned cpu);
+void *mcache_refill_alloc(struct mcache *c, unsigned sizeclass);
+void mcache_flush(struct mcache *c);
+
+/* ---- mcentral (mcentral.c) ---- */
+
+enum mcentral_list { LIST_NONE = 0, LIST_PARTIAL = 1, LIST_FULL = 2 };
+
+struct mcentral {
+	struct sys_lock lock;
+	unsigned spanclass;      /* immutable */
+	struct mspan *partial;   /* lock: uncached spans with a free slot */
+	struct mspan *full;      /* lock: uncached spans without */
+	struct mspan *sweepq;    /* atomic push (remote freers); drained
+	                            with XCHG under lock */
+	uint64_t nspans;         /* lock: spans of this class in use */
+	uint64_t remote_frees;   /* atomic: frees by non-caching CPUs */
+};
+
+/* Go pads mheap.central entries to a cache line so CPUs working on
+ * different classes do not share lines. */
+struct mcentral_padded {
+	struct mcentral c;
+	char pad[(64 - sizeof(struct mcentral) % 64) % 64];
+} __attribute__((aligned(64)));
+
+struct mspan *mcentral_cacheSpan(struct mcentral *c, unsigned cpu);
+void mcentral_uncacheSpan(struct mcentral *c, struct mspan *s);
+void mcentral_reclaim(struct mcentral *c);
+void mcentral_reclaim_all(void);
+void mcentral_push_sweep(struct mcentral *c, struct mspan *s);
+
+/* ---- mheap (mheap.c) ---- */
+
+struct mheap {
+	struct sys_lock lock;
+	/* immutable after kmalloc_init */
+	uintptr_t region;          /* sys_reserve'd base */
+	size_t region_size;
+	uintptr_t arena_start;     /* CHUNK_BYTES-aligned */
+	uintptr_t arena_end;
+	struct mspan **spans;      /* page -> span map, one per arena page;
+	                              entries written under lock (release),
+	                              read lock-free; stale on free pages */
+	/* mheap.lock */
+	uintptr_t arena_used;      /* end of grown arena (atomic for readers) */
+	struct pagealloc pages;
+	struct metaarr m_spans, m_chunks, m_sum[PA_MAX_LEVELS], m_fix;
+	struct fixalloc spanalloc, cachealloc, bitsalloc[5];
+	uint64_t pages_inuse;      /* in spans */
+	uint64_t pages_free;       /* free, committed */
+	uint64_t pages_released;   /* free, Reserved (includes in-flight
+	                              scavenging) */
+	uint64_t pages_sys;        /* grown */
+	uint64_t meta_sys;         /* committed metadata bytes */
+	uint64_t large_allocs, large_frees, large_live, large_pages;
+	int scav_pending;          /* free pages above the retain goal */
+	int inited;
+	struct mcentral_padded central[_NumSizeClasses];
+};
+
+extern struct mheap mheap_;
+
+/* Per-CPU mcache pointers, published under mheap.lock, read by their CPU.
+ * A static array (not metadata) so the fast path works before
+ * kmalloc_init: a NULL entry sends it to the slow path, which initialises
+ * the heap on the host. sys_config.max_cpus must not exceed it. */
+#define MM_MAX_CPUS 1024
+extern struct mcache *mm_mcaches[MM_MAX_CPUS];
+
+int mheap_init(void);
+struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass,
+                               size_t align_pages);
+void mheap_free_span(struct mspan *s);
+static inline struct mspan *spanOf(uintptr_t p)
+{
+	/* unsigned wrap makes p < arena_start fail the same test */
+	if (p - mheap_.arena_start >=
+	    LOAD(mheap_.arena_used) - mheap_.arena_start)
+		return NULL;
+	return __atomic_load_n(&mheap_.spans[(p - mheap_.arena_start) >> PAGE_SHIFT],
+	                       __ATOMIC_ACQUIRE);
+}
+
+/* ---- scavenger (mscavenge.c) ---- */
+
+/* Release free committed pages until at most keep_bytes stay committed
+ * free. pre: no mm lock held. */
+void mheap_scavenge(uint64_t keep_bytes);
+/* Scavenge down to the retain goal if a free pushed past it. */
+void mheap_scavenge_maybe(void);
+uint64_t mheap_retain_goal(void);
+
+/* ---- validation and census (mstats.c) ---- */
+
+struct mm_census {
+	uint64_t spans_cached;   /* small spans in some mcache */
+	uint64_t spans_partial;  /* on mcentral partial lists */
+	uint64_t spans_full;     /* on mcentral full lists */
+	uint64_t spans_large;    /* live large objects */
+	uint64_t spans_small;    /* every small span in use */
+	uint64_t pages_inuse;    /* pages of in-use spans (page map walk) */
+	uint64_t pages_free;     /* free committed pages (bitmap walk) */
+	uint64_t pages_released; /* free released pages (bitmap walk) */
+};
+void mm_census(struct mm_census *out);
+int mheap_valid(void);
+
+/* ---- malloc.c helpers ---- */
+
+void *mm_alloc_class(unsigned sizeclass, unsigned flags);
+void *mm_alloc_large(size_t size, size_t align, unsigned flags);
+/* Tiny formatter for sys_log lines: appends to buf, returns new length. */
+size_t mm_fmt_str(char *buf, size_t n, size_t cap, const char *s);
+size_t mm_fmt_u64(char *buf, size_t n, size_t cap, uint64_t v, int width);
+
+#endif /* MM_INTERNAL_H */

@@ -1,0 +1,331 @@
+/*
+ * mheap.c: the heap: the reserved region, its growth, the page -> span
+ * map, and span allocation/free on top of the page allocator. See
+ * malloc.c for the overview.
+ *
+ * kmalloc_init reserves one region through the port and lays it out as
+ * (addresses grow to the right; only what is marked * is committed at
+ * first, everything else as the heap grows):
+ *
+ *   | spans map | chunk bitmaps | summaries | fixalloc area | pad | arena |
+ *     8 B/page    128 B/chunk     12 B/chunk   arena/16      to 4 MiB
+ *
+ * The arena is empty at first: mheap grows it by whole chunks (4 MiB, 512
+ * heap pages) when the page allocator finds no fit, committing the
+ * metadata for the new chunks (under the lock: small and rare) but not
+ * the chunks themselves: new pages count as free and scavenged
+ * ("released"), exactly as Go's pageAlloc.grow does. allocSpan commits
+ * the scavenged pages of the span it hands out, outside the lock.
+ *
+ * Accounting, in heap pages (mheap.lock):
+ *   pages_inuse     in spans (small or large)
+ *   pages_free      free and committed (retained; the scavenger's input)
+ *   pages_released  free and Reserved
+ *   pages_sys       = inuse + free + released = grown arena
+ */
+#include "internal.h"
+
+struct mheap mheap_;
+struct mcache *mm_mcaches[MM_MAX_CPUS];
+static struct sys_lock init_lock;
+
+static size_t round_up(size_t x, size_t a)
+{
+	return (x + a - 1) & ~(a - 1);
+}
+
+/* Words per bitmap of a span of spanclass and npages (0 if large). */
+static unsigned bits_words(unsigned spanclass, size_t npages)
+{
+	if (spanclass == 0)
+		return 0;
+	return (unsigned)((npages * PAGE_SIZE / class_to_size[spanclass] + 63) / 64);
+}
+
+/* Bitmap fixalloc index: bitmaps come in 1, 2, 4, 8, 16 words. */
+static unsigned bits_bucket(unsigned nwords)
+{
+	unsigned b = 0;
+	while ((1u << b) < nwords)
+		b++;
+	return b;
+}
+
+int mheap_init(void)
+{
+	if (__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE))
+		return 0;
+	sys_lock(&init_lock);
+	if (mheap_.inited) {
+		sys_unlock(&init_lock);
+		return 0;
+	}
+	size_t ps = sys_config.page_size;
+	size_t arena = sys_config.arena_size & ~(CHUNK_BYTES - 1);
+	if (arena == 0)
+		arena = CHUNK_BYTES;
+	MM_CHECK(sys_config.max_cpus <= MM_MAX_CPUS, "sys_config.max_cpus too large", 0);
+	MM_CHECK(ps != 0 && (ps & (ps - 1)) == 0 && PAGE_SIZE % ps == 0,
+	         "sys_config.page_size must divide 8192", 0);
+	size_t npages = arena >> PAGE_SHIFT, nchunks = arena >> CHUNK_SHIFT;
+	struct pagealloc *pa = &mheap_.pages;
+	pa_init(pa, nchunks);
+
+	size_t off = 0;
+	struct metaarr *arrs[2 + PA_MAX_LEVELS + 1];
+	size_t sizes[2 + PA_MAX_LEVELS + 1];
+	unsigned n = 0;
+	arrs[n] = &mheap_.m_spans;
+	sizes[n++] = npages * sizeof(struct mspan *);
+	arrs[n] = &mheap_.m_chunks;
+	sizes[n++] = nchunks * sizeof(struct pchunk);
+	for (unsigned k = 0; k < pa->nlevels; k++) {
+		arrs[n] = &mheap_.m_sum[k];
+		sizes[n++] = pa->level_len[k] * sizeof(struct psum);
+	}
+	arrs[n] = &mheap_.m_fix;
+	sizes[n++] = arena / 16;
+	for (unsigned i = 0; i < n; i++) {
+		arrs[i]->base = off; /* relative until the region exists */
+		arrs[i]->size = round_up(sizes[i], ps);
+		arrs[i]->committed = arrs[i]->used = 0;
+		off += arrs[i]->size;
+	}
+	size_t region = off + CHUNK_BYTES + arena;
+	void *base;
+	if (sys_reserve(region, &base) != 0) {
+		sys_unlock(&init_lock);
+		return -1;
+	}
+	mheap_.region = (uintptr_t)base;
+	mheap_.region_size = region;
+	for (unsigned i = 0; i < n; i++)
+		arrs[i]->base += (uintptr_t)base;
+	mheap_.arena_start = round_up((uintptr_t)base + off, CHUNK_BYTES);
+	mheap_.arena_end = mheap_.arena_start + arena;
+	mheap_.spans = (struct mspan **)mheap_.m_spans.base;
+	pa->chunks = (struct pchunk *)mheap_.m_chunks.base;
+	for (unsigned k = 0; k < pa->nlevels; k++)
+		pa->sum[k] = (struct psum *)mheap_.m_sum[k].base;
+	fixalloc_init(&mheap_.spanalloc, sizeof(struct mspan), false);
+	fixalloc_init(&mheap_.cachealloc, sizeof(struct mcache), true);
+	for (unsigned b = 0; b < 5; b++)
+		fixalloc_init(&mheap_.bitsalloc[b], 3 * sizeof(uint64_t) << b, true);
+	for (unsigned i = 0; i < _NumSizeClasses; i++)
+		mheap_.central[i].c.spanclass = i;
+	mheap_.arena_used = mheap_.arena_start;
+	__atomic_store_n(&mheap_.inited, 1, __ATOMIC_RELEASE);
+	sys_unlock(&init_lock);
+	return 0;
+}
+
+/* Grow the arena by enough whole chunks for npages. pre: mheap.lock.
+ * Returns 0, or -1 (arena exhausted, or metadata could not be committed;
+ * nothing changes then, apart from metadata that stays committed). */
+static int mheap_grow(size_t npages)
+{
+	struct pagealloc *pa = &mheap_.pages;
+	size_t k = (npages + CHUNK_PAGES - 1) / CHUNK_PAGES;
+	size_t newn = pa->nchunks + k;
+	if (k == 0 || newn > pa->cap_chunks || newn < k)
+		return -1;
+	if (meta_ensure(&mheap_.m_spans, newn * CHUNK_PAGES * sizeof(struct mspan *)) ||
+	    meta_ensure(&mheap_.m_chunks, newn * sizeof(struct pchunk)))
+		return -1;
+	size_t len = newn;
+	for (unsigned l = 0; l < pa->nlevels; l++) {
+		/* whole groups of 8: a parent merge reads all its children */
+		size_t ents = (len + PA_FANOUT - 1) / PA_FANOUT * PA_FANOUT;
+		if (ents > pa->level_len[l])
+			ents = pa->level_len[l];
+		if (meta_ensure(&mheap_.m_sum[l], ents * sizeof(struct psum)))
+			return -1;
+		len = (len + PA_FANOUT - 1) / PA_FANOUT;
+	}
+	pa_grow(pa, newn);
+	mheap_.pages_sys += k * CHUNK_PAGES;
+	mheap_.pages_released += k * CHUNK_PAGES;
+	__atomic_store_n(&mheap_.arena_used, mheap_.arena_start + newn * CHUNK_BYTES,
+	                 __ATOMIC_RELEASE);
+	return 0;
+}
+
+static bool any_sweep_pending(void)
+{
+	for (unsigned i = 1; i < _NumSizeClasses; i++)
+		if (__atomic_load_n(&mheap_.central[i].c.sweepq, __ATOMIC_RELAXED))
+			return true;
+	return false;
+}
+
+/* Find and take npages (aligned to align_pages heap pages). pre: lock.
+ * May drop and retake the lock to reclaim. Returns the page index or -1. */
+static long take_pages(size_t npages, size_t align_pages)
+{
+	struct pagealloc *pa = &mheap_.pages;
+	size_t need = npages + align_pages - 1;
+	if (need < npages)
+		return -1;
+	long pg = pa_find(pa, need);
+	if (pg < 0 && any_sweep_pending()) {
+		sys_unlock(&mheap_.lock);
+		mcentral_reclaim_all();
+		sys_lock(&mheap_.lock);
+		pg = pa_find(pa, need);
+	}
+	if (pg < 0) {
+		if (mheap_grow(need) != 0)
+			return -1;
+		pg = pa_find(pa, need);
+		if (pg < 0)
+			return -1;
+	}
+	if (align_pages > 1) {
+		size_t abs = (mheap_.arena_start >> PAGE_SHIFT) + (size_t)pg;
+		pg += (long)(round_up(abs, align_pages) - abs);
+	}
+	pa_set_alloc(pa, (size_t)pg, npages, true);
+	return pg;
+}
+
+/* Undo a span allocation whose commit failed. pre: lock. The span's
+ * scavenged bits are exact (committed runs clear, the rest set). */
+static void give_back(struct mspan *s, size_t pg)
+{
+	size_t sc = pa_scav_count(&mheap_.pages, pg, s->npages);
+	pa_set_alloc(&mheap_.pages, pg, s->npages, false);
+	mheap_.pages_inuse -= s->npages;
+	mheap_.pages_released += sc;
+	mheap_.pages_free += s->npages - sc;
+	if (s->spanclass == 0) {
+		mheap_.large_allocs--;
+		mheap_.large_live--;
+		mheap_.large_pages -= s->npages;
+	}
+	if (s->allocBits)
+		fixalloc_free(&mheap_.bitsalloc[bits_bucket(bits_words(s->spanclass, s->npages))],
+		              s->allocBits);
+	fixalloc_free(&mheap_.spanalloc, s);
+}
+
+/* Allocate a span of npages heap pages (base aligned to align_pages heap
+ * pages) for spanclass (0 = large object). Returns it with base, npages,
+ * spanclass, needzero, bitmaps (small) set and state still DEAD: the
+ * caller fills the class fields and publishes INUSE. NULL if the arena or
+ * the port's memory is exhausted; nothing changes then.
+ * pre: no mm lock held (may be called with interrupts off). */
+struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass, size_t align_pages)
+{
+	struct pagealloc *pa = &mheap_.pages;
+	unsigned nwords = 0;
+
+	if (npages == 0 || npages > pa->cap_chunks * CHUNK_PAGES)
+		return NULL;
+	nwords = bits_words(spanclass, npages);
+
+	sys_lock(&mheap_.lock);
+	struct mspan *s = fixalloc_alloc(&mheap_.spanalloc);
+	uint64_t *bits = NULL;
+	if (s != NULL && nwords != 0) {
+		bits = fixalloc_alloc(&mheap_.bitsalloc[bits_bucket(nwords)]);
+		if (bits == NULL) {
+			fixalloc_free(&mheap_.spanalloc, s);
+			s = NULL;
+		}
+	}
+	if (s == NULL) {
+		sys_unlock(&mheap_.lock);
+		return NULL;
+	}
+	long pgl = take_pages(npages, align_pages);
+	if (pgl < 0) {
+		if (bits)
+			fixalloc_free(&mheap_.bitsalloc[bits_bucket(nwords)], bits);
+		fixalloc_free(&mheap_.spanalloc, s);
+		sys_unlock(&mheap_.lock);
+		return NULL;
+	}
+	size_t pg = (size_t)pgl;
+	size_t scav = pa_scav_count(pa, pg, npages);
+	mheap_.pages_inuse += npages;
+	mheap_.pages_free -= npages - scav;
+	mheap_.pages_released -= scav;
+	if (spanclass == 0) {
+		mheap_.large_allocs++;
+		mheap_.large_live++;
+		mheap_.large_pages += npages;
+	}
+	__atomic_store_n(&s->state, SPAN_DEAD, __ATOMIC_RELAXED);
+	s->next = s->prev = NULL;
+	s->base = mheap_.arena_start + pg * PAGE_SIZE;
+	s->npages = npages;
+	s->spanclass = (uint8_t)spanclass;
+	s->needzero = !(scav == npages && sys_config.commit_zeroed);
+	__atomic_store_n(&s->cachedBy, CPU_NONE, __ATOMIC_RELAXED);
+	s->allocBits = bits;
+	s->localFree = bits ? bits + (1u << bits_bucket(nwords)) : NULL;
+	s->remoteFree = bits ? bits + 2 * (1u << bits_bucket(nwords)) : NULL;
+	s->nelems = 0;
+	for (size_t i = 0; i < npages; i++)
+		__atomic_store_n(&mheap_.spans[pg + i], s, __ATOMIC_RELEASE);
+	sys_unlock(&mheap_.lock);
+
+	/* Commit the scavenged runs outside the lock (Go's sysUsed after
+	 * unlock), a batch of runs at a time. The pages are ours, so nobody
+	 * else changes their bits meanwhile. */
+	size_t cur = pg, end = pg + npages;
+	while (scav != 0) {
+		size_t rp[8], rn[8];
+		unsigned nr = 0;
+		sys_lock(&mheap_.lock);
+		while (nr < 8 && cur < end && pa_scav_next_run(pa, cur, end - cur, &rp[nr], &rn[nr])) {
+			pa_set_scav(pa, rp[nr], rn[nr], false);
+			cur = rp[nr] + rn[nr];
+			nr++;
+		}
+		sys_unlock(&mheap_.lock);
+		if (nr == 0)
+			break;
+		for (unsigned i = 0; i < nr; i++) {
+			uintptr_t a = mheap_.arena_start + rp[i] * PAGE_SIZE;
+			if (sys_commit((void *)a, rn[i] * PAGE_SIZE) != 0) {
+				sys_lock(&mheap_.lock);
+				for (unsigned j = i; j < nr; j++)
+					pa_set_scav(pa, rp[j], rn[j], true);
+				give_back(s, pg);
+				sys_unlock(&mheap_.lock);
+				return NULL;
+			}
+		}
+	}
+	return s;
+}
+
+/* Return a span's pages to the heap. pre: the span is dead to everyone
+ * (state DEAD or FREEING, uncached, no remote free in flight); no lock or
+ * only its mcentral's lock held. */
+void mheap_free_span(struct mspan *s)
+{
+	size_t pg = (s->base - mheap_.arena_start) >> PAGE_SHIFT;
+	sys_lock(&mheap_.lock);
+	pa_set_alloc(&mheap_.pages, pg, s->npages, false);
+	mheap_.pages_inuse -= s->npages;
+	mheap_.pages_free += s->npages;
+	if (s->spanclass == 0) {
+		mheap_.large_frees++;
+		mheap_.large_live--;
+		mheap_.large_pages -= s->npages;
+	}
+	__atomic_store_n(&s->state, SPAN_DEAD, __ATOMIC_RELEASE);
+	if (s->allocBits) {
+		fixalloc_free(&mheap_.bitsalloc[bits_bucket(bits_words(s->spanclass, s->npages))],
+		              s->allocBits);
+		s->allocBits = s->localFree = s->remoteFree = NULL;
+	}
+	/* The page->span entries stay: stale entries point at this record,
+	 * now DEAD, which is how kfree tells a freed span from garbage. */
+	fixalloc_free(&mheap_.spanalloc, s);
+	if (mheap_.pages_free * PAGE_SIZE > mheap_retain_goal())
+		__atomic_store_n(&mheap_.scav_pending, 1, __ATOMIC_RELAXED);
+	sys_unlock(&mheap_.lock);
+}

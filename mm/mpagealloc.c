@@ -1,0 +1,429 @@
+/*
+ * mpagealloc.c: the page allocator: which 8 KiB heap pages of the arena
+ * are free, and address-ordered first fit over them in O(log n). See
+ * malloc.c for the overview. Everything here runs under mheap.lock.
+ *
+ * Go's design (mpagealloc.go), sized to our one arena:
+ *   - The arena is cut into chunks of 512 heap pages (4 MiB). Each chunk
+ *     has a 512-bit alloc bitmap (1 = page allocated) and a 512-bit
+ *     scavenged bitmap (1 = page free AND released to the port, i.e.
+ *     Reserved: it must be committed before use).
+ *   - A radix tree of summaries sits on top: level 0 has one summary per
+ *     chunk, level k one per 8^k chunks, up to a single root. A summary is
+ *     (start, max, end): free pages at the start, the longest free run,
+ *     free pages at the end. A parent is a merge of its 8 children, so a
+ *     run crossing child boundaries is seen as end(left) + start(right).
+ *   - pa_find walks from the root: at each level it scans the 8 children
+ *     left to right, carrying the free run that reaches the current child;
+ *     a fit that starts in an earlier child is returned at once, otherwise
+ *     it descends into the first child whose max is large enough. The
+ *     result is the lowest address with n free pages (address-ordered
+ *     first fit, which keeps the heap compact and old pages hot), found in
+ *     8 * levels summary reads plus one chunk scan.
+ * Differences from Go: summaries are three uint32 instead of one packed
+ * uint64 (our 64 GiB arena has 2^23 pages, more than Go's 21-bit fields
+ * hold, and the arrays are small: 12 bytes per 4 MiB chunk); there is no
+ * searchAddr hint and no per-P page cache (the tree walk is short, and
+ * mcache already batches small allocations into spans).
+ *
+ * Chunks not grown yet have all-zero summaries ("nothing free"), so
+ * growth is just initialising new chunks as free+scavenged and updating
+ * the summaries above them. The arrays live in reserved metadata that
+ * mheap commits as the heap grows; tests point them at plain memory.
+ */
+#include "internal.h"
+
+static inline uint64_t pa_node_pages(unsigned level)
+{
+	return (uint64_t)CHUNK_PAGES << (3 * level);
+}
+
+/* Entries of summary level `level` for an arena of cap_chunks chunks (0 if
+ * there is no such level); *nlevels gets the number of levels. */
+size_t pa_level_len(size_t cap_chunks, unsigned level, unsigned *nlevels)
+{
+	size_t len = cap_chunks, want = 0;
+	unsigned k = 0;
+	for (;;) {
+		if (k == level)
+			want = len;
+		k++;
+		if (len <= 1)
+			break;
+		len = (len + PA_FANOUT - 1) / PA_FANOUT;
+	}
+	if (nlevels)
+		*nlevels = k;
+	return want;
+}
+
+void pa_init(struct pagealloc *pa, size_t cap_chunks)
+{
+	unsigned n;
+	pa_level_len(cap_chunks, 0, &n);
+	MM_CHECK(n <= PA_MAX_LEVELS, "arena too large for the page allocator", 0);
+	pa->nlevels = n;
+	for (unsigned k = 0; k < n; k++)
+		pa->level_len[k] = pa_level_len(cap_chunks, k, NULL);
+	pa->cap_chunks = cap_chunks;
+	pa->nchunks = 0;
+}
+
+static inline unsigned u32min(uint64_t a, uint64_t b)
+{
+	return (unsigned)(a < b ? a : b);
+}
+
+struct psum pa_chunk_sum(const struct pchunk *c)
+{
+	struct psum s = {0, 0, 0};
+	unsigned w;
+
+	for (w = 0; w < CHUNK_WORDS; w++) {
+		uint64_t a = c->alloc[w];
+		if (a != 0) {
+			s.start += (unsigned)__builtin_ctzll(a);
+			break;
+		}
+		s.start += 64;
+	}
+	if (s.start == CHUNK_PAGES) {
+		s.max = s.end = CHUNK_PAGES;
+		return s;
+	}
+	for (w = CHUNK_WORDS; w-- > 0;) {
+		uint64_t a = c->alloc[w];
+		if (a != 0) {
+			s.end += (unsigned)__builtin_clzll(a);
+			break;
+		}
+		s.end += 64;
+	}
+	unsigned run = 0, max = 0;
+	for (w = 0; w < CHUNK_WORDS; w++) {
+		uint64_t a = c->alloc[w];
+		unsigned i = 0;
+		while (i < 64) {
+			uint64_t rest = a >> i;
+			if (rest == 0) {
+				run += 64 - i;
+				break;
+			}
+			unsigned z = (unsigned)__builtin_ctzll(rest);
+			run += z;
+			if (run > max)
+				max = run;
+			run = 0;
+			i += z;
+			uint64_t fr = ~a >> i;
+			if (fr == 0)
+				break;
+			i += (unsigned)__builtin_ctzll(fr);
+		}
+	}
+	if (run > max)
+		max = run;
+	s.max = max;
+	return s;
+}
+
+static struct psum merge(const struct psum *ch, size_t n, uint64_t csize)
+{
+	struct psum s = {0, 0, 0};
+	uint64_t start = 0, end = 0, max = 0, run = 0;
+	size_t j;
+
+	for (j = 0; j < n; j++) {
+		start += ch[j].start;
+		if (ch[j].start != csize)
+			break;
+	}
+	for (j = n; j-- > 0;) {
+		end += ch[j].end;
+		if (ch[j].end != csize)
+			break;
+	}
+	for (j = 0; j < n; j++) {
+		if (run + ch[j].start > max)
+			max = run + ch[j].start;
+		if (ch[j].max > max)
+			max = ch[j].max;
+		if (ch[j].start == csize)
+			run += csize;
+		else
+			run = ch[j].end;
+	}
+	if (run > max)
+		max = run;
+	s.start = u32min(start, UINT32_MAX);
+	s.end = u32min(end, UINT32_MAX);
+	s.max = u32min(max, UINT32_MAX);
+	return s;
+}
+
+static bool psum_eq(struct psum a, struct psum b)
+{
+	return a.start == b.start && a.max == b.max && a.end == b.end;
+}
+
+/* Recompute the summaries above chunk ci, bottom-up, stopping early when
+ * a level does not change. */
+static void update_chunk(struct pagealloc *pa, size_t ci)
+{
+	pa->sum[0][ci] = pa_chunk_sum(&pa->chunks[ci]);
+	for (unsigned k = 1; k < pa->nlevels; k++) {
+		size_t idx = ci >> (3 * k);
+		size_t first = idx * PA_FANOUT;
+		size_t n = pa->level_len[k - 1] - first;
+		if (n > PA_FANOUT)
+			n = PA_FANOUT;
+		struct psum m = merge(&pa->sum[k - 1][first], n, pa_node_pages(k - 1));
+		if (psum_eq(m, pa->sum[k][idx]))
+			return;
+		pa->sum[k][idx] = m;
+	}
+}
+
+void pa_grow(struct pagealloc *pa, size_t new_nchunks)
+{
+	MM_CHECK(new_nchunks <= pa->cap_chunks, "page allocator grown past its arena", 0);
+	for (size_t ci = pa->nchunks; ci < new_nchunks; ci++) {
+		for (unsigned w = 0; w < CHUNK_WORDS; w++) {
+			pa->chunks[ci].alloc[w] = 0;
+			pa->chunks[ci].scav[w] = ~(uint64_t)0;
+		}
+		update_chunk(pa, ci);
+	}
+	pa->nchunks = new_nchunks;
+}
+
+/* First run of n free pages inside chunk c, or -1. */
+static long chunk_find(const struct pchunk *c, size_t n)
+{
+	size_t run = 0, runstart = 0;
+	for (unsigned w = 0; w < CHUNK_WORDS; w++) {
+		uint64_t a = c->alloc[w];
+		unsigned i = 0;
+		while (i < 64) {
+			uint64_t rest = a >> i;
+			unsigned z = rest == 0 ? 64 - i : (unsigned)__builtin_ctzll(rest);
+			if (run == 0)
+				runstart = w * 64 + i;
+			run += z;
+			if (run >= n)
+				return (long)runstart;
+			if (rest == 0)
+				break;
+			run = 0;
+			i += z;
+			uint64_t fr = ~a >> i;
+			if (fr == 0)
+				break;
+			i += (unsigned)__builtin_ctzll(fr);
+		}
+	}
+	return -1;
+}
+
+long pa_find(const struct pagealloc *pa, size_t npages)
+{
+	unsigned top = pa->nlevels - 1;
+	size_t idx = 0;
+
+	if (npages == 0 || pa->nchunks == 0 || pa->sum[top][0].max < npages)
+		return -1;
+	for (unsigned k = top; k >= 1; k--) {
+		uint64_t csize = pa_node_pages(k - 1);
+		uint64_t run = 0;
+		size_t first = idx * PA_FANOUT;
+		bool found = false;
+		for (size_t j = 0; j < PA_FANOUT && first + j < pa->level_len[k - 1]; j++) {
+			size_t ci = first + j;
+			struct psum c = pa->sum[k - 1][ci];
+			if (run + c.start >= npages)
+				return (long)(ci * csize - run);
+			if (c.max >= npages) {
+				idx = ci;
+				found = true;
+				break;
+			}
+			if (c.start == csize)
+				run += csize;
+			else
+				run = c.end;
+		}
+		MM_CHECK(found, "page allocator summaries corrupt", idx);
+	}
+	long off = chunk_find(&pa->chunks[idx], npages);
+	MM_CHECK(off >= 0, "page allocator chunk summary corrupt", idx);
+	return (long)(idx * CHUNK_PAGES) + off;
+}
+
+/* Apply fn to [pg, pg+n) word by word; update summaries if `sums`. */
+enum range_op { OP_SET_ALLOC, OP_CLEAR_ALLOC, OP_SET_SCAV, OP_CLEAR_SCAV };
+
+static void range_apply(struct pagealloc *pa, size_t pg, size_t n, enum range_op op)
+{
+	size_t last_ci = (size_t)-1;
+	MM_CHECK(pg + n <= pa->nchunks * CHUNK_PAGES && pg + n >= pg,
+	         "page range outside the grown heap", pg);
+	while (n > 0) {
+		size_t ci = pg / CHUNK_PAGES;
+		unsigned bit = pg % CHUNK_PAGES, w = bit / 64, b = bit % 64;
+		size_t k = 64 - b;
+		if (k > n)
+			k = n;
+		uint64_t mask = (k == 64 ? ~(uint64_t)0 : (((uint64_t)1 << k) - 1)) << b;
+		struct pchunk *c = &pa->chunks[ci];
+		switch (op) {
+		case OP_SET_ALLOC:
+			c->alloc[w] |= mask;
+			break;
+		case OP_CLEAR_ALLOC:
+			c->alloc[w] &= ~mask;
+			break;
+		case OP_SET_SCAV:
+			c->scav[w] |= mask;
+			break;
+		case OP_CLEAR_SCAV:
+			c->scav[w] &= ~mask;
+			break;
+		}
+		if ((op == OP_SET_ALLOC || op == OP_CLEAR_ALLOC) && ci != last_ci) {
+			if (last_ci != (size_t)-1)
+				update_chunk(pa, last_ci);
+			last_ci = ci;
+		}
+		pg += k;
+		n -= k;
+	}
+	if (last_ci != (size_t)-1)
+		update_chunk(pa, last_ci);
+}
+
+void pa_set_alloc(struct pagealloc *pa, size_t pg, size_t n, bool alloc)
+{
+	range_apply(pa, pg, n, alloc ? OP_SET_ALLOC : OP_CLEAR_ALLOC);
+}
+
+void pa_set_scav(struct pagealloc *pa, size_t pg, size_t n, bool scav)
+{
+	range_apply(pa, pg, n, scav ? OP_SET_SCAV : OP_CLEAR_SCAV);
+}
+
+bool pa_is_alloc(const struct pagealloc *pa, size_t pg)
+{
+	const struct pchunk *c = &pa->chunks[pg / CHUNK_PAGES];
+	unsigned bit = pg % CHUNK_PAGES;
+	return (c->alloc[bit / 64] >> (bit % 64)) & 1;
+}
+
+bool pa_is_scav(const struct pagealloc *pa, size_t pg)
+{
+	const struct pchunk *c = &pa->chunks[pg / CHUNK_PAGES];
+	unsigned bit = pg % CHUNK_PAGES;
+	return (c->scav[bit / 64] >> (bit % 64)) & 1;
+}
+
+size_t pa_scav_count(const struct pagealloc *pa, size_t pg, size_t n)
+{
+	size_t count = 0;
+	while (n > 0) {
+		unsigned bit = pg % CHUNK_PAGES, b = bit % 64;
+		size_t k = 64 - b;
+		if (k > n)
+			k = n;
+		uint64_t mask = (k == 64 ? ~(uint64_t)0 : (((uint64_t)1 << k) - 1)) << b;
+		count += mm_popcount64(
+			pa->chunks[pg / CHUNK_PAGES].scav[bit / 64] & mask);
+		pg += k;
+		n -= k;
+	}
+	return count;
+}
+
+/* The first run of scavenged pages within [pg, pg+n), clipped to it. */
+bool pa_scav_next_run(const struct pagealloc *pa, size_t pg, size_t n,
+                      size_t *run_pg, size_t *run_n)
+{
+	size_t end = pg + n;
+	while (pg < end && !pa_is_scav(pa, pg)) {
+		if (pg % 64 == 0 && end - pg >= 64 &&
+		    pa->chunks[pg / CHUNK_PAGES].scav[(pg % CHUNK_PAGES) / 64] == 0)
+			pg += 64;
+		else
+			pg++;
+	}
+	if (pg >= end)
+		return false;
+	size_t s = pg;
+	while (pg < end && pa_is_scav(pa, pg)) {
+		if (pg % 64 == 0 && end - pg >= 64 &&
+		    pa->chunks[pg / CHUNK_PAGES].scav[(pg % CHUNK_PAGES) / 64] == ~(uint64_t)0)
+			pg += 64;
+		else
+			pg++;
+	}
+	*run_pg = s;
+	*run_n = pg - s;
+	return true;
+}
+
+/* The highest run of free, committed pages (within one chunk): what the
+ * scavenger releases next. Go scavenges from the top because the page
+ * allocator allocates from the bottom: high pages stay free longest. */
+bool pa_highest_unscav_free(const struct pagealloc *pa, size_t *pg, size_t *n)
+{
+	for (size_t ci = pa->nchunks; ci-- > 0;) {
+		const struct pchunk *c = &pa->chunks[ci];
+		for (unsigned w = CHUNK_WORDS; w-- > 0;) {
+			uint64_t cand = ~(c->alloc[w] | c->scav[w]);
+			if (cand == 0)
+				continue;
+			unsigned top = 63 - (unsigned)__builtin_clzll(cand);
+			size_t hi = ci * CHUNK_PAGES + w * 64 + top; /* inclusive */
+			size_t lo = hi;
+			size_t base = ci * CHUNK_PAGES;
+			while (lo > base && !pa_is_alloc(pa, lo - 1) && !pa_is_scav(pa, lo - 1))
+				lo--;
+			*pg = lo;
+			*n = hi - lo + 1;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Whole-structure check: every grown summary matches its bitmaps and
+ * children, no page is both allocated and scavenged, ungrown chunks
+ * summarise as full. Returns 1 if valid. */
+int pa_valid(const struct pagealloc *pa)
+{
+	size_t len = pa->nchunks;
+	for (unsigned k = 0; k < pa->nlevels; k++) {
+		/* grown entries, plus the rest of their group of 8 (which
+		 * must summarise as "nothing free") */
+		size_t ents = (len + PA_FANOUT - 1) / PA_FANOUT * PA_FANOUT;
+		if (ents > pa->level_len[k])
+			ents = pa->level_len[k];
+		for (size_t idx = 0; idx < ents; idx++) {
+			struct psum want = {0, 0, 0};
+			if (k == 0 && idx < pa->nchunks) {
+				want = pa_chunk_sum(&pa->chunks[idx]);
+				for (unsigned w = 0; w < CHUNK_WORDS; w++)
+					if (pa->chunks[idx].alloc[w] & pa->chunks[idx].scav[w])
+						return 0;
+			} else if (k > 0 && idx < len) {
+				size_t first = idx * PA_FANOUT;
+				size_t n = pa->level_len[k - 1] - first;
+				if (n > PA_FANOUT)
+					n = PA_FANOUT;
+				want = merge(&pa->sum[k - 1][first], n, pa_node_pages(k - 1));
+			}
+			if (!psum_eq(want, pa->sum[k][idx]))
+				return 0;
+		}
+		len = (len + PA_FANOUT - 1) / PA_FANOUT;
+	}
+	return 1;
+}

@@ -1,0 +1,41 @@
+/*
+ * msize.h: size -> size class, and byte offset -> object index. See
+ * malloc.c for the overview. Both are table lookups or a multiply, cheap
+ * enough for the fast path; both are checked exhaustively by
+ * tests/host/test_sizeclasses.c.
+ */
+#ifndef MM_MSIZE_H
+#define MM_MSIZE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sizeclasses.h"
+
+/* Size class for a request of `size` bytes, pre: size <= _MaxSmallSize.
+ * Go uses class8 up to smallSizeMax-8 and lets the 128-byte table absorb
+ * 1017..1023 by unsigned wrap; `size <= smallSizeMax` gives the same
+ * classes and reads plainly. Size 0 maps to class 0 (no objects), which
+ * the allocator serves from class 1. */
+static inline unsigned size_to_class(size_t size)
+{
+	if (size <= smallSizeMax)
+		return size_to_class8[(size + smallSizeDiv - 1) / smallSizeDiv];
+	return size_to_class128[(size - smallSizeMax + largeSizeDiv - 1) / largeSizeDiv];
+}
+
+/* Go's roundupsize for small sizes. */
+static inline size_t class_size(unsigned sizeclass)
+{
+	return class_to_size[sizeclass];
+}
+
+/* Index of the object holding byte offset `off` of a span of class c:
+ * off / size without a divide (Go's divideByElemSize). Exact for
+ * 0 <= off <= span bytes since off * size < 2^32 there. */
+static inline unsigned obj_index(uint32_t divMul, uintptr_t off)
+{
+	return (unsigned)(((uint64_t)(uint32_t)off * divMul) >> 32);
+}
+
+#endif /* MM_MSIZE_H */

@@ -1,0 +1,222 @@
+/*
+ * mspan.c: a span's slot bitmaps: allocation by allocCache, explicit free
+ * bits, and the sweep that merges them. See malloc.c for the overview.
+ *
+ * Go's invariant, kept: slot i is allocated iff i < freeindex or
+ * allocBits[i]. Allocation never writes a bitmap: nextFreeFast takes the
+ * lowest set bit of allocCache (the complement of the 64 allocBits from
+ * freeindex on) and moves freeindex past it.
+ *
+ * Explicit free (Go frees only by GC sweep). We use the facts sheet's
+ * option B, "freed bits merged lazily", because it is the only one that
+ * keeps both the allocation fast path free of atomic read-modify-writes
+ * and every double free detectable:
+ *   - option A (a live bitmap written on every allocation) would add a
+ *     bitmap store to the allocation fast path, and an atomic one as soon
+ *     as other CPUs may clear bits in the same word;
+ *   - option C (an intrusive free list, Go 1.26 freegc) writes allocator
+ *     data into user memory, which a user's overflow can redirect, and it
+ *     cannot see a double free without a bitmap anyway.
+ * So each span has two "freed since the last sweep" bitmaps besides
+ * allocBits:
+ *   localFree   set with a plain store by the CPU that caches the span
+ *               (interrupts off, so nobody else writes it);
+ *   remoteFree  set with an atomic fetch-or by any other CPU; the old
+ *               value of the bit catches a second free deterministically.
+ * A slot is live iff allocated (above) and in neither freed bitmap.
+ *
+ * Sweep (Go's name: the same moment Go turns mark bits into alloc bits):
+ *   allocBits = (allocBits | slots below freeindex) & ~(localFree | XCHG(remoteFree, 0))
+ *   freeindex = 0, allocCount = popcount, allocCache reloaded.
+ * It runs when the caching CPU finds its span full (so a kmalloc/kfree
+ * loop on one CPU reuses its slots without any lock), when a span is
+ * uncached, and under mcentral.lock for uncached spans that remote frees
+ * pushed on the mcentral's sweep stack. Remote freers read the bitmaps
+ * without a lock, so a sweep is bracketed by a sequence counter
+ * (sweepseq, odd while sweeping) and they retry if it moved.
+ */
+#include "internal.h"
+#include "msize.h"
+
+/* Never allocated from: allocCache 0 and nelems 0 fail every fast path. */
+struct mspan mspan_empty = { .cachedBy = CPU_NONE };
+
+/* Fill the fields of a fresh span of `sizeclass` (base, npages and the
+ * bitmaps come from mheap_alloc_span) and publish it as INUSE. The
+ * bitmaps come zeroed from their fixalloc. */
+void mspan_init_small(struct mspan *s, unsigned sizeclass)
+{
+	s->spanclass = (uint8_t)sizeclass;
+	s->elemsize = class_to_size[sizeclass];
+	s->nelems = (uint16_t)obj_index(class_to_divmagic[sizeclass], s->npages * PAGE_SIZE);
+	s->divMul = class_to_divmagic[sizeclass];
+	s->limit = s->base + (uintptr_t)s->nelems * s->elemsize;
+	s->allocCache = ~(uint64_t)0;
+	STORE(s->freeindex, 0);
+	s->allocCount = 0;
+	s->onlist = LIST_NONE;
+	s->prev = NULL;
+	s->sweepnext = NULL;
+	__atomic_store_n(&s->inflight, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->needsweep, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->state, SPAN_INUSE, __ATOMIC_RELEASE);
+}
+
+/* Go's refillAllocCache: the complement of allocBits word `word`. */
+void mspan_refillAllocCache(struct mspan *s, unsigned word)
+{
+	s->allocCache = ~LOAD(s->allocBits[word]);
+}
+
+/* Go's nextFreeIndex: the next free slot at or after freeindex, or nelems
+ * if there is none; advances freeindex past it (the caller counts it in
+ * allocCount). Owner only. */
+unsigned mspan_nextFreeIndex(struct mspan *s)
+{
+	unsigned sfreeindex = s->freeindex, snelems = s->nelems;
+	if (sfreeindex >= snelems)
+		return snelems;
+	uint64_t cache = s->allocCache;
+	unsigned bit = cache ? (unsigned)__builtin_ctzll(cache) : 64;
+	while (bit == 64) {
+		sfreeindex = (sfreeindex + 64) & ~63u;
+		if (sfreeindex >= snelems) {
+			STORE(s->freeindex, (uint16_t)snelems);
+			return snelems;
+		}
+		mspan_refillAllocCache(s, sfreeindex / 64);
+		cache = s->allocCache;
+		bit = cache ? (unsigned)__builtin_ctzll(cache) : 64;
+	}
+	unsigned result = sfreeindex + bit;
+	if (result >= snelems) {
+		STORE(s->freeindex, (uint16_t)snelems);
+		return snelems;
+	}
+	s->allocCache = (cache >> bit) >> 1;
+	sfreeindex = result + 1;
+	if (sfreeindex % 64 == 0 && sfreeindex != snelems)
+		mspan_refillAllocCache(s, sfreeindex / 64);
+	STORE(s->freeindex, (uint16_t)sfreeindex);
+	return result;
+}
+
+/* Merge the freed bits into allocBits (see the top comment). Returns the
+ * number of slots that became free. pre: owner (the caching CPU with
+ * interrupts off, or mcentral.lock for an uncached span). A freed bit on a
+ * slot that was not allocated means the bitmaps were corrupted. */
+unsigned mspan_sweep(struct mspan *s)
+{
+	unsigned nw = span_nwords(s), fi = s->freeindex, count = 0, freed = 0;
+	uint32_t seq = s->sweepseq;
+
+	__atomic_store_n(&s->sweepseq, seq + 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	for (unsigned w = 0; w < nw; w++) {
+		uint64_t below;
+		if (fi >= (w + 1) * 64)
+			below = ~(uint64_t)0;
+		else if (fi > w * 64)
+			below = ((uint64_t)1 << (fi - w * 64)) - 1;
+		else
+			below = 0;
+		uint64_t old = s->allocBits[w] | below;
+		uint64_t rf = __atomic_exchange_n(&s->remoteFree[w], 0, __ATOMIC_SEQ_CST);
+		uint64_t lf = s->localFree[w];
+		MM_CHECK(((lf | rf) & ~old) == 0, "corrupt span bitmaps", s->base);
+		uint64_t now = old & ~(lf | rf);
+		STORE(s->allocBits[w], now);
+		if (lf)
+			STORE(s->localFree[w], 0);
+		count += mm_popcount64(now);
+		freed += mm_popcount64(old & ~now);
+	}
+	STORE(s->freeindex, 0);
+	__atomic_store_n(&s->sweepseq, seq + 2, __ATOMIC_RELEASE);
+	s->allocCount = (uint16_t)count;
+	if (freed)
+		s->needzero = 1;
+	mspan_refillAllocCache(s, 0);
+	return freed;
+}
+
+/* Index of the slot starting exactly at p, or -1. pre: s small. */
+long mspan_slot_of(const struct mspan *s, uintptr_t p)
+{
+	uintptr_t off = p - s->base;
+	if (p < s->base || p >= s->limit)
+		return -1;
+	unsigned idx = obj_index(s->divMul, off);
+	if (s->base + (uintptr_t)idx * s->elemsize != p)
+		return -1;
+	return idx;
+}
+
+/* Is slot idx live (allocated and not freed)? Safe from any CPU: reads the
+ * bitmaps under the sweep sequence counter. *freed_before tells a double
+ * free (slot in a freed bitmap, or free) from a live slot. */
+bool mspan_slot_live(struct mspan *s, unsigned idx, bool *freed_before)
+{
+	unsigned w = idx / 64;
+	uint64_t bit = (uint64_t)1 << (idx % 64);
+	uint32_t s1, s2;
+	unsigned fi;
+	uint64_t ab, lf, rf;
+
+	for (;;) {
+		s1 = __atomic_load_n(&s->sweepseq, __ATOMIC_ACQUIRE);
+		if (s1 & 1)
+			continue; /* a sweep is running: a few hundred cycles */
+		fi = LOAD(s->freeindex);
+		ab = LOAD(s->allocBits[w]);
+		lf = LOAD(s->localFree[w]);
+		rf = LOAD(s->remoteFree[w]);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		s2 = __atomic_load_n(&s->sweepseq, __ATOMIC_RELAXED);
+		if (s1 == s2)
+			break;
+	}
+	bool allocated = idx < fi || (ab & bit);
+	bool freed = ((lf | rf) & bit) != 0;
+	if (freed_before)
+		*freed_before = !allocated || freed;
+	return allocated && !freed;
+}
+
+/* Whole-span check (MM_VALIDATE, tests): fields agree with the size
+ * class, counts agree with the bitmaps, no freed bit on a free slot, no
+ * bit beyond nelems. pre: the caller owns the span or no CPU runs. */
+int mspan_valid(struct mspan *s)
+{
+	if (__atomic_load_n(&s->state, __ATOMIC_ACQUIRE) != SPAN_INUSE)
+		return 0;
+	if (s->spanclass == 0)
+		return s->nelems == 1 && s->elemsize == s->npages * PAGE_SIZE &&
+		       s->limit == s->base + s->elemsize;
+	if (s->spanclass >= _NumSizeClasses ||
+	    s->elemsize != class_to_size[s->spanclass] ||
+	    s->npages != class_to_allocnpages[s->spanclass] ||
+	    s->nelems != s->npages * PAGE_SIZE / s->elemsize ||
+	    s->limit != s->base + (uintptr_t)s->nelems * s->elemsize ||
+	    s->freeindex > s->nelems)
+		return 0;
+	unsigned nw = span_nwords(s), allocated = 0;
+	for (unsigned w = 0; w < nw; w++) {
+		uint64_t valid = ~(uint64_t)0;
+		if ((w + 1) * 64 > s->nelems)
+			valid = ((uint64_t)1 << (s->nelems - w * 64)) - 1;
+		uint64_t below = 0;
+		if (s->freeindex >= (w + 1) * 64)
+			below = ~(uint64_t)0;
+		else if (s->freeindex > w * 64)
+			below = ((uint64_t)1 << (s->freeindex - w * 64)) - 1;
+		uint64_t ab = s->allocBits[w] | below;
+		uint64_t fr = s->localFree[w] | LOAD(s->remoteFree[w]);
+		if ((s->allocBits[w] | s->localFree[w] | LOAD(s->remoteFree[w])) & ~valid)
+			return 0;
+		if (fr & ~ab)
+			return 0;
+		allocated += mm_popcount64(ab & valid);
+	}
+	return allocated == s->allocCount;
+}

@@ -1,0 +1,123 @@
+/*
+ * sys.h: the porting interface. Everything mm/ needs from the world outside
+ * it goes through the ten functions and one constant below; a hobby kernel
+ * that implements them (and provides memset/memcpy, see malloc.c) can link
+ * build/x86_64/libkmalloc.a as its kmalloc. See malloc.c for the overview.
+ *
+ * Data flow: kmalloc_init reserves ONE region of address space
+ * (sys_reserve) holding the allocator's metadata and its heap arena. As the
+ * heap grows, mheap commits pieces of it (sys_commit); the scavenger hands
+ * free pieces back (sys_release). The per-CPU fast path asks for the CPU id
+ * with interrupts off (sys_irq_save, sys_cpu_id, sys_irq_restore); the
+ * shared structures are guarded by spinlocks (sys_lock); misuse ends in
+ * sys_fault; kmalloc_dump prints through sys_log.
+ *
+ * Memory states of the region, as in Go's mem.go (a "sys page" is
+ * sys_config.page_size bytes, 4096 on both ports; every address and length
+ * passed below is a multiple of it):
+ *
+ *   Unreserved --sys_reserve--> Reserved --sys_commit--> Ready
+ *                               Reserved <--sys_release-- Ready
+ *
+ *   Unreserved: not ours.
+ *   Reserved:   ours, but backed by nothing; any access faults (or is
+ *               undefined). Costs no memory.
+ *   Ready:      readable and writable; reads as zero when it became Ready
+ *               (if sys_config.commit_zeroed), holds what was written since.
+ *
+ * mm never frees the region: a kernel allocator lives as long as the kernel.
+ *
+ * Inline fast path: sys_cpu_id, sys_irq_save and sys_irq_restore run on
+ * every kmalloc/kfree, so an out-of-line call would cost more than the whole
+ * fast path. This header therefore includes <sys_arch.h>, found on the
+ * include path of the port (arch/host/sys_arch.h, arch/x86_64/sys_arch.h),
+ * which either defines them `static inline` itself or just declares them.
+ * sys_arch.h must also define `struct sys_lock` (zero-initialised storage
+ * means unlocked). Nothing else in mm/ depends on the port.
+ */
+#ifndef MM_SYS_H
+#define MM_SYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct sys_config {
+	size_t page_size;      /* commit granularity; a power of two dividing
+	                          8192 (mm's heap page). 4096 on both ports. */
+	int commit_zeroed;     /* 1 if memory reads as zero when it turns Ready
+	                          (both ports: yes). 0 makes mm zero what it
+	                          commits before handing it out. */
+	unsigned max_cpus;     /* every sys_cpu_id() is < max_cpus */
+	size_t arena_size;     /* bytes of heap arena to reserve (plus about
+	                          1/16 of that for metadata); 64 GiB on both
+	                          ports */
+};
+
+/* Defined by the port; read-only for mm. */
+extern const struct sys_config sys_config;
+
+/* Port-specific inline parts: struct sys_lock, and possibly inline
+ * definitions of sys_cpu_id / sys_irq_save / sys_irq_restore (the port
+ * then defines SYS_ARCH_INLINE_CPU so the declarations below are skipped). */
+#include <sys_arch.h>
+
+/* 1. Unreserved -> Reserved. Reserve `size` bytes of address space; store
+ *    the page-aligned base in *base.
+ *    pre: called once, by kmalloc_init, before any other function here
+ *         except sys_lock/sys_unlock/sys_log/sys_fault.
+ *    Returns 0, or -1 (nothing reserved). Costs no memory. */
+int sys_reserve(size_t size, void **base);
+
+/* 2. Reserved -> Ready. Back [p, p+n) with memory that reads as zero.
+ *    pre: p, n page-aligned, n > 0; every page of the range is Reserved.
+ *    pre: usually called with no mm lock held; but metadata growth and a
+ *         span made of many separate scavenged runs commit under mheap.lock,
+ *         so (kernel) it must work with interrupts disabled: it only takes
+ *         frames and writes page-table entries, and needs no kmalloc.
+ *    Returns 0, or -1 when memory is exhausted; on -1 the whole range is
+ *    still Reserved (nothing half-committed). */
+int sys_commit(void *p, size_t n);
+
+/* 3. Ready -> Reserved. Give the memory behind [p, p+n) back (Go's
+ *    sysUnused); the contents are lost and accesses fault again.
+ *    pre: p, n page-aligned, n > 0; every page of the range is Ready.
+ *    pre: no mm lock held and interrupts as the caller of kmalloc_trim /
+ *         kfree left them (the kernel port unmaps and shoots down TLBs on
+ *         every CPU here, which needs interrupts on to collect the acks).
+ *    Cannot fail. */
+void sys_release(void *p, size_t n);
+
+#ifndef SYS_ARCH_INLINE_CPU
+/* 4. Id of the running CPU, < sys_config.max_cpus.
+ *    pre: interrupts disabled (sys_irq_save), so the caller cannot migrate.
+ *    The host port treats every thread as a CPU (see arch/host/sys.c). */
+unsigned sys_cpu_id(void);
+
+/* 5. Disable interrupts on this CPU; return the previous state for
+ *    sys_irq_restore. Nests. */
+unsigned long sys_irq_save(void);
+
+/* 6. Restore the interrupt state returned by the matching sys_irq_save. */
+void sys_irq_restore(unsigned long flags);
+#endif
+
+/* 7./8. Spinlock over `struct sys_lock` (from sys_arch.h; all-zero storage
+ *    is unlocked). Not recursive. The kernel port keeps interrupts disabled
+ *    while a lock is held, so an interrupt handler that allocates cannot
+ *    deadlock against the code it interrupted; the host port spins briefly
+ *    and then yields, so it behaves under preemption. The lock order of mm
+ *    is written in mm/internal.h. */
+void sys_lock(struct sys_lock *l);
+void sys_unlock(struct sys_lock *l);
+
+/* 9. Report misuse or corruption and stop: print one line
+ *    "kmalloc: <msg>: <p>" (p as 0x-prefixed hex), then the host aborts and
+ *    the kernel panics with a backtrace. Must not allocate. Never returns.
+ *    May be called with mm locks held and interrupts off. */
+_Noreturn void sys_fault(const char *msg, const void *p);
+
+/* 10. Write one line of text (no newline in s; the port adds it). Used by
+ *    kmalloc_dump. Must not allocate. */
+void sys_log(const char *s);
+
+#endif /* MM_SYS_H */

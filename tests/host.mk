@@ -1,0 +1,28 @@
+# tests/host.mk: the core's internal unit tests (Check), run on the host
+# against build/host/libkmalloc.a: size classes (including "the checked-in
+# mm/sizeclasses.h is what the generator writes"), span bitmaps, page
+# allocator, mcentral lists, mheap, scavenger. One binary per file; each
+# test case runs in its own forked process, so each starts from an empty
+# heap.
+
+HOST_TESTS := $(patsubst tests/host/test_%.c,%,$(wildcard tests/host/test_*.c))
+HOST_TEST_BINS := $(HOST_TESTS:%=$(BUILD)/host/tests/test_%)
+HOST_TEST_CFLAGS := $(MM_HOST_CFLAGS) -O1 -g -Wno-unused-function \
+	$(shell pkg-config --cflags check 2>/dev/null) -MMD -MP
+HOST_TEST_LIBS := $(shell pkg-config --libs check 2>/dev/null) -lpthread
+
+DEPS_GROUPS += host
+
+$(BUILD)/host/tests/test_%: tests/host/test_%.c $(KMALLOC_HOST_LIB)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(HOST_TEST_CFLAGS) $< $(KMALLOC_HOST_LIB) $(HOST_TEST_LIBS) -o $@
+
+.PHONY: test-host
+test-host: $(HOST_TEST_BINS)
+	$(Q)for t in $(HOST_TEST_BINS); do \
+		echo "== $$t"; nice timeout 300 $$t || exit 1; \
+	done
+
+TEST_TARGETS += test-host
+
+-include $(HOST_TEST_BINS:=.d)

@@ -1,0 +1,213 @@
+/*
+ * test_mheap.c: the heap end to end through the internals: spans come
+ * from and go back to the mheap, its counters match a walk of the page
+ * bitmaps (mheap_valid), large objects coalesce back, kmemalign alignment
+ * comes from the page allocator, out-of-memory from the port leaves the
+ * heap consistent and serving again, and cross-thread (remote) frees
+ * return spans once the owner flushes.
+ */
+#include <check.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "host.h"
+#include "internal.h"
+
+static struct mm_census census(void)
+{
+	struct mm_census c;
+	mm_census(&c);
+	return c;
+}
+
+START_TEST(small_alloc_free_returns_every_span)
+{
+	enum { N = 20000 };
+	static void *p[N];
+	for (int i = 0; i < N; i++) {
+		size_t sz = (size_t)(i * 37) % 4000;
+		p[i] = kmalloc(sz, 0);
+		ck_assert_ptr_nonnull(p[i]);
+		memset(p[i], 0xa5, sz);
+		ck_assert_uint_ge(ksize(p[i]), sz);
+	}
+	ck_assert(mheap_valid());
+	struct mm_census c = census();
+	ck_assert_uint_gt(c.spans_small, 0);
+	for (int i = 0; i < N; i++)
+		kfree(p[i]);
+	ck_assert(mheap_valid());
+	kmalloc_flush_cpu();
+	c = census();
+	ck_assert_uint_eq(c.spans_small, 0);
+	ck_assert_uint_eq(c.spans_partial + c.spans_full + c.spans_cached, 0);
+	ck_assert_uint_eq(c.pages_inuse, 0);
+	ck_assert(mheap_valid());
+	struct kmalloc_stats st;
+	kmalloc_stats(&st);
+	ck_assert_uint_eq(st.heap_inuse, 0);
+	for (int i = 1; i < KMALLOC_NUM_CLASSES; i++) {
+		ck_assert_uint_eq(st.cls[i].live, 0);
+		ck_assert_uint_eq(st.cls[i].spans, 0);
+	}
+}
+END_TEST
+
+START_TEST(same_cpu_loop_reuses_one_span)
+{
+	/* A malloc/free loop on one CPU sweeps its own span and never needs
+	 * a second one. */
+	for (int i = 0; i < 100000; i++) {
+		void *p = kmalloc(64, 0);
+		ck_assert_ptr_nonnull(p);
+		kfree(p);
+	}
+	struct mm_census c = census();
+	ck_assert_uint_eq(c.spans_small, 1);
+	ck_assert_uint_eq(c.spans_cached, 1);
+	struct kmalloc_stats st;
+	kmalloc_stats(&st);
+	ck_assert_uint_eq(st.cls[6].allocs, 100000);
+	ck_assert_uint_eq(st.cls[6].frees, 100000);
+}
+END_TEST
+
+START_TEST(large_objects_coalesce)
+{
+	void *a = kmalloc(100000, 0), *b = kmalloc(200000, 0), *c = kmalloc(300000, 0);
+	ck_assert_ptr_nonnull(a);
+	ck_assert_ptr_nonnull(b);
+	ck_assert_ptr_nonnull(c);
+	ck_assert_uint_eq(ksize(a), 13 * 8192);
+	/* first fit by address: consecutive */
+	ck_assert_ptr_eq((char *)a + 13 * 8192, b);
+	ck_assert_ptr_eq((char *)b + 25 * 8192, c);
+	kfree(a);
+	kfree(b);
+	ck_assert(mheap_valid());
+	/* the freed runs coalesced: 38 pages fit where a and b were */
+	void *d = kmalloc(38 * 8192, 0);
+	ck_assert_ptr_eq(d, a);
+	kfree(d);
+	kfree(c);
+	struct mm_census cs = census();
+	ck_assert_uint_eq(cs.spans_large, 0);
+	ck_assert_uint_eq(cs.pages_inuse, 0);
+	ck_assert(mheap_valid());
+	struct kmalloc_stats st;
+	kmalloc_stats(&st);
+	ck_assert_uint_eq(st.large_allocs, 4);
+	ck_assert_uint_eq(st.large_frees, 4);
+	ck_assert_uint_eq(st.large_live, 0);
+}
+END_TEST
+
+START_TEST(kmemalign_large_alignments)
+{
+	for (size_t align = 16; align <= ((size_t)4 << 20); align <<= 1) {
+		void *p = kmemalign(align, 100, 0);
+		ck_assert_ptr_nonnull(p);
+		ck_assert_uint_eq((uintptr_t)p % align, 0);
+		void *q = kmemalign(align, align + 1, 0);
+		ck_assert_ptr_nonnull(q);
+		ck_assert_uint_eq((uintptr_t)q % align, 0);
+		ck_assert_uint_ge(ksize(q), align + 1);
+		kfree(p);
+		kfree(q);
+	}
+	kmalloc_flush_cpu();
+	ck_assert_uint_eq(census().pages_inuse, 0);
+	ck_assert(mheap_valid());
+}
+END_TEST
+
+START_TEST(out_of_memory_then_recovers)
+{
+	void *first = kmalloc(64, 0); /* heap set up, a little committed */
+	ck_assert_ptr_nonnull(first);
+	size_t base = host_committed_bytes();
+	host_set_commit_limit(base + ((size_t)8 << 20));
+	void *p[64];
+	int n = 0;
+	while (n < 64 && (p[n] = kmalloc(1 << 20, 0)) != NULL)
+		n++;
+	ck_assert_int_gt(n, 0);
+	ck_assert_int_lt(n, 64);
+	ck_assert(mheap_valid());
+	struct kmalloc_stats st;
+	kmalloc_stats(&st);
+	ck_assert_uint_eq(st.committed, host_committed_bytes());
+	ck_assert_uint_eq(st.large_live, (uint64_t)n);
+	for (int i = 0; i < n; i++)
+		kfree(p[i]);
+	void *again = kmalloc(1 << 20, 0);
+	ck_assert_ptr_nonnull(again);
+	kfree(again);
+	host_set_commit_limit(0);
+	kfree(first);
+	ck_assert(mheap_valid());
+}
+END_TEST
+
+START_TEST(too_large_is_null)
+{
+	ck_assert_ptr_null(kmalloc(SIZE_MAX, 0));
+	ck_assert_ptr_null(kmalloc(sys_config.arena_size + 1, 0));
+	ck_assert_ptr_null(kmemalign((size_t)1 << 62, 64, 0));
+	struct kmalloc_stats st;
+	kmalloc_stats(&st);
+	ck_assert_uint_eq(st.large_allocs, 0);
+	ck_assert_uint_eq(st.heap_inuse, 0);
+}
+END_TEST
+
+#define PER_THREAD 5000
+static void *shared[PER_THREAD];
+
+static void *freer(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < PER_THREAD; i++)
+		kfree(shared[i]);
+	return NULL;
+}
+
+START_TEST(remote_frees_return_spans)
+{
+	for (int i = 0; i < PER_THREAD; i++)
+		shared[i] = kmalloc((size_t)(i % 512) + 1, 0);
+	pthread_t t;
+	pthread_create(&t, NULL, freer, NULL);
+	pthread_join(t, NULL);
+	struct kmalloc_stats st;
+	kmalloc_stats(&st);
+	for (int i = 1; i < KMALLOC_NUM_CLASSES; i++)
+		ck_assert_uint_eq(st.cls[i].live, 0);
+	kmalloc_flush_cpu();
+	struct mm_census c = census();
+	ck_assert_uint_eq(c.spans_small, 0);
+	ck_assert_uint_eq(c.pages_inuse, 0);
+	ck_assert(mheap_valid());
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("mheap");
+	TCase *tc = tcase_create("mheap");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, small_alloc_free_returns_every_span);
+	tcase_add_test(tc, same_cpu_loop_reuses_one_span);
+	tcase_add_test(tc, large_objects_coalesce);
+	tcase_add_test(tc, kmemalign_large_alignments);
+	tcase_add_test(tc, out_of_memory_then_recovers);
+	tcase_add_test(tc, too_large_is_null);
+	tcase_add_test(tc, remote_frees_return_spans);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
