@@ -1,0 +1,257 @@
+/*
+ * preload.c: the allocator as a drop-in malloc for Linux programs
+ * (build/host/libkmalloc_preload.so, used with LD_PRELOAD). See
+ * mm/malloc.c for the overview of the allocator itself.
+ *
+ * Every C library entry point below is a thin layer over kmalloc.h that
+ * adds only what glibc promises and the core does not:
+ *   - errno = ENOMEM on every NULL caused by exhaustion or overflow;
+ *   - posix_memalign / aligned_alloc / memalign reject alignments the way
+ *     glibc does (EINVAL), valloc / pvalloc align (and round) to the page;
+ *   - realloc(p, 0) frees p and returns NULL (glibc's REALLOC_ZERO_BYTES_FREES),
+ *     where krealloc would keep p;
+ *   - calloc and reallocarray return NULL when n * size overflows.
+ * malloc(0) is kmalloc(0): a unique 8-byte object that free accepts.
+ * Invalid and double frees are detected by the core before it touches
+ * anything, reported as "kmalloc: <fault>: <pointer>" and abort.
+ *
+ * Data flow: program -> these wrappers -> kmalloc/kfree (inlined into
+ * this object by LTO, see arch/host/preload.mk) -> arch/host/sys.c ->
+ * mmap/mprotect/madvise. The core needs no initialisation call: the first
+ * allocation in the process sets the heap up (so calls that glibc or
+ * other libraries make before any constructor runs are served), and the
+ * first allocation in a thread gives it a CPU id whose mcache is flushed
+ * when the thread exits (sys.c). fork() safety is in preload_fork.c.
+ *
+ * KMALLOC_PRELOAD_REPORT=<file>: at exit, append one line to <file>
+ * saying that this process ran on kmalloc and how much it allocated; the
+ * real-program tests use it to prove the shim was really in use without
+ * changing what the program prints.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kmalloc.h"
+#include "preload.h"
+
+#define EXPORT __attribute__((visibility("default")))
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* Alignment every malloc result has; memalign at or below it is malloc.
+ * glibc's is 16 (MALLOC_ALIGNMENT), ours 8 (see glibc_align_size). */
+#define MIN_ALIGNMENT 8
+#define PRELOAD_PAGE 4096
+
+/* glibc gives every object 16-byte alignment; kmalloc gives it to objects
+ * of 16 bytes or more except those in Go's 24-byte class (slots at
+ * base + 24k), the only class size above 8 that is not a multiple of 16.
+ * So 17..24-byte requests take the 32-byte class, as they would in glibc
+ * (whose smallest chunk is 32 bytes). Requests of 8 bytes or less keep
+ * 8-byte alignment: no object that small can need more (jemalloc and
+ * tcmalloc do the same). */
+static inline size_t glibc_align_size(size_t size)
+{
+	return size - 17 < 8 ? 32 : size;
+}
+
+static inline void *enomem_if_null(void *p)
+{
+	if (UNLIKELY(p == NULL))
+		errno = ENOMEM;
+	return p;
+}
+
+EXPORT void *malloc(size_t size)
+{
+	return enomem_if_null(kmalloc(glibc_align_size(size), 0));
+}
+
+EXPORT void free(void *p)
+{
+	kfree(p);
+}
+
+/* glibc's old alias of free; some programs still call it. */
+EXPORT void cfree(void *p)
+{
+	kfree(p);
+}
+
+EXPORT void *calloc(size_t n, size_t size)
+{
+	size_t bytes;
+	if (UNLIKELY(__builtin_mul_overflow(n, size, &bytes))) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return enomem_if_null(kmalloc(glibc_align_size(bytes), KM_ZERO));
+}
+
+EXPORT void *realloc(void *p, size_t size)
+{
+	if (p == NULL)
+		return malloc(size);
+	if (size == 0) {
+		/* glibc frees and returns NULL (and does not set errno). */
+		kfree(p);
+		return NULL;
+	}
+	return enomem_if_null(krealloc(p, glibc_align_size(size), 0));
+}
+
+EXPORT void *reallocarray(void *p, size_t n, size_t size)
+{
+	size_t bytes;
+	if (UNLIKELY(__builtin_mul_overflow(n, size, &bytes))) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return realloc(p, bytes);
+}
+
+static inline int is_pow2(size_t a)
+{
+	return a != 0 && (a & (a - 1)) == 0;
+}
+
+EXPORT int posix_memalign(void **out, size_t align, size_t size)
+{
+	if (!is_pow2(align) || align % sizeof(void *) != 0)
+		return EINVAL;
+	void *p = kmemalign(align, size, 0);
+	if (p == NULL)
+		return ENOMEM; /* *out untouched, as POSIX requires */
+	*out = p;
+	return 0;
+}
+
+/* C11 leaves a bad alignment implementation-defined; glibc 2.38 and later
+ * (and C17's DR 460 reading) reject it with EINVAL, which we follow. */
+EXPORT void *aligned_alloc(size_t align, size_t size)
+{
+	if (!is_pow2(align)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return enomem_if_null(kmemalign(align, size, 0));
+}
+
+/* glibc's _mid_memalign: alignments every malloc result has are plain
+ * malloc, a
+ * non-power-of-two is rounded up to the next power of two, and one too
+ * large to round is EINVAL. */
+EXPORT void *memalign(size_t align, size_t size)
+{
+	if (align <= MIN_ALIGNMENT)
+		return malloc(size);
+	if (align > SIZE_MAX / 2 + 1) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (!is_pow2(align))
+		align = (size_t)1 << (64 - __builtin_clzll((unsigned long long)align));
+	return enomem_if_null(kmemalign(align, size, 0));
+}
+
+EXPORT void *valloc(size_t size)
+{
+	return enomem_if_null(kmemalign(PRELOAD_PAGE, size, 0));
+}
+
+/* Like valloc, but the size is rounded up to whole pages (0 -> 1 page). */
+EXPORT void *pvalloc(size_t size)
+{
+	size_t rounded;
+	if (UNLIKELY(__builtin_add_overflow(size, PRELOAD_PAGE - 1, &rounded))) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	rounded &= ~(size_t)(PRELOAD_PAGE - 1);
+	if (rounded == 0)
+		rounded = PRELOAD_PAGE;
+	return enomem_if_null(kmemalign(PRELOAD_PAGE, rounded, 0));
+}
+
+EXPORT size_t malloc_usable_size(void *p)
+{
+	return ksize(p);
+}
+
+/* glibc's malloc_trim: give free memory back to the OS. Returns 1 ("some
+ * memory may have been released"); kmalloc_trim releases every free heap
+ * page, so `pad` has nothing to keep. */
+EXPORT int malloc_trim(size_t pad)
+{
+	(void)pad;
+	kmalloc_trim();
+	return 1;
+}
+
+/* ---- KMALLOC_PRELOAD_REPORT ---- */
+
+static char report_path[512]; /* written once by the constructor */
+
+static size_t put_str(char *buf, size_t n, size_t cap, const char *s)
+{
+	while (*s != '\0' && n < cap)
+		buf[n++] = *s++;
+	return n;
+}
+
+static size_t put_u64(char *buf, size_t n, size_t cap, uint64_t v)
+{
+	char tmp[24];
+	size_t k = 0;
+	do {
+		tmp[k++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	while (k > 0 && n < cap)
+		buf[n++] = tmp[--k];
+	return n;
+}
+
+__attribute__((constructor)) static void preload_init(void)
+{
+	preload_fork_init();
+	const char *r = getenv("KMALLOC_PRELOAD_REPORT");
+	if (r != NULL && strlen(r) < sizeof(report_path))
+		memcpy(report_path, r, strlen(r) + 1);
+}
+
+/* One line per process: "kmalloc-preload: pid P allocs A frees F live L
+ * committed C". No stdio (it would allocate through us while we report). */
+__attribute__((destructor)) static void preload_report(void)
+{
+	if (report_path[0] == '\0')
+		return;
+	static struct kmalloc_stats st; /* too big for some thread stacks */
+	kmalloc_stats(&st);
+	uint64_t allocs = st.large_allocs, frees = st.large_frees;
+	for (unsigned c = 1; c < KMALLOC_NUM_CLASSES; c++) {
+		allocs += st.cls[c].allocs;
+		frees += st.cls[c].frees;
+	}
+	char line[256];
+	size_t n = 0, cap = sizeof(line) - 1;
+	n = put_str(line, n, cap, "kmalloc-preload: pid ");
+	n = put_u64(line, n, cap, (uint64_t)getpid());
+	n = put_str(line, n, cap, " allocs ");
+	n = put_u64(line, n, cap, allocs);
+	n = put_str(line, n, cap, " frees ");
+	n = put_u64(line, n, cap, frees);
+	n = put_str(line, n, cap, " committed ");
+	n = put_u64(line, n, cap, st.committed);
+	line[n++] = '\n';
+	int fd = open(report_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return;
+	ssize_t w = write(fd, line, n); /* one O_APPEND write: lines never mix */
+	(void)w;
+	close(fd);
+}
