@@ -29,8 +29,14 @@
 #include <stdint.h>
 
 #include "kmalloc.h"
+#include "msize.h"
 #include "sizeclasses.h"
 #include "sys.h"
+
+/* Nothing below is part of the library's interface: hidden visibility lets
+ * the fast path reach mheap_ and mm_mcaches without a GOT load when the
+ * objects are built -fPIC (host library, LD_PRELOAD shim). */
+#pragma GCC visibility push(hidden)
 
 /* ---- constants ---- */
 
@@ -41,7 +47,8 @@
 #define CHUNK_BYTES ((uintptr_t)1 << CHUNK_SHIFT)
 #define CHUNK_WORDS (CHUNK_PAGES / 64)
 #define SPAN_MAX_WORDS (_MaxObjsPerSpan / 64) /* allocBits words, 8 B class */
-#define CPU_NONE 0xffffffffu
+#define CPU_NONE 0xfffffffeu /* cachedBy of an uncached span; never
+                                  equal to SYS_CPU_UNKNOWN */
 
 /* ---- checks (style.md: graded) ----
  * MM_CHECK     always on: corruption and misuse; reports through sys_fault.
@@ -61,6 +68,15 @@
 #else
 #define MM_ASSERT(cond) ((void)0)
 #define MM_VALIDATE(expr) ((void)0)
+#endif
+
+/* An out-of-line function the compiler must treat as opaque: GCC would
+ * otherwise see that it never returns and give its caller a stack frame
+ * for the call (noipa is GCC's; clang does not do that analysis). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define MM_OUTLINE __attribute__((noipa))
+#else
+#define MM_OUTLINE __attribute__((noinline))
 #endif
 
 /* Population count without libgcc's __popcountdi2 (the kernel build has
@@ -106,7 +122,9 @@ struct mspan {
 	uintptr_t elemsize;    /* init: class size, or npages*8K if large */
 	uint16_t freeindex;    /* owner (STORE; remote freers LOAD it) */
 	uint16_t nelems;       /* init */
-	uint16_t allocCount;   /* owner: allocated slots */
+	uint16_t allocCount;   /* owner: allocated slots as of the last sweep
+	                          (slots above freeindex taken since then are
+	                          not counted; see mspan_nextFreeFast) */
 	uint8_t spanclass;     /* init: size class, 0 = large */
 	uint8_t needzero;      /* owner: free slots may hold old data */
 	uint32_t divMul;       /* init: class_to_divmagic */
@@ -141,7 +159,15 @@ static inline unsigned span_nwords(const struct mspan *s)
 }
 
 /* Owner only. Go's nextFreeFast: the next free slot from allocCache, or
- * NULL if the cache is exhausted or would need a refill. */
+ * NULL when the cache word is used up.
+ * Differences from Go, both to keep the fast path short: allocBits beyond
+ * nelems are set (permanently "allocated"), so the cache never offers a
+ * slot past the end and there is no `idx < nelems` test; and when the last
+ * bit of a cache word is taken the cache is simply left at 0 with
+ * freeindex on the word boundary, and nextFreeIndex refills it lazily,
+ * instead of testing for the boundary on every allocation. allocCount is
+ * not maintained here either: it is recomputed by every sweep, the only
+ * time it is read. */
 static inline void *mspan_nextFreeFast(struct mspan *s)
 {
 	uint64_t cache = s->allocCache;
@@ -149,19 +175,15 @@ static inline void *mspan_nextFreeFast(struct mspan *s)
 		return NULL;
 	unsigned b = (unsigned)__builtin_ctzll(cache);
 	unsigned idx = s->freeindex + b;
-	if (MM_UNLIKELY(idx >= s->nelems))
-		return NULL;
-	if (MM_UNLIKELY(((idx + 1) & 63) == 0 && idx + 1 != s->nelems))
-		return NULL; /* crossing into the next bitmap word: slow path */
 	s->allocCache = (cache >> b) >> 1;
 	STORE(s->freeindex, (uint16_t)(idx + 1));
-	s->allocCount++;
 	return (void *)(s->base + (uintptr_t)idx * s->elemsize);
 }
 
 unsigned mspan_nextFreeIndex(struct mspan *s);
 void mspan_refillAllocCache(struct mspan *s, unsigned word);
 unsigned mspan_sweep(struct mspan *s);
+void mspan_pending(struct mspan *s, uint64_t *allocs, uint64_t *lfrees);
 void mspan_init_small(struct mspan *s, unsigned sizeclass);
 bool mspan_slot_live(struct mspan *s, unsigned idx, bool *freed_before);
 int mspan_valid(struct mspan *s);
@@ -245,7 +267,11 @@ int meta_ensure(struct metaarr *m, size_t bytes);
 
 /* ---- mcache (mcache.c) ---- */
 
-/* Per CPU; only that CPU touches it, with interrupts off. */
+/* Per CPU; only that CPU touches it, with interrupts off, except that
+ * kmalloc_stats reads the counters (written with STORE, read with LOAD).
+ * The counters are brought up to date by each sweep of a span this CPU
+ * caches (and so by every uncache and flush), not on the fast path: see
+ * mstats.c. */
 struct mcache {
 	struct mspan *alloc[_NumSizeClasses]; /* cached span per class,
 	                                         or &mspan_empty */
@@ -299,6 +325,7 @@ struct mheap {
 	                              read lock-free; stale on free pages */
 	/* mheap.lock */
 	uintptr_t arena_used;      /* end of grown arena (atomic for readers) */
+	uintptr_t arena_used_bytes; /* arena_used - arena_start (atomic) */
 	struct pagealloc pages;
 	struct metaarr m_spans, m_chunks, m_sum[PA_MAX_LEVELS], m_fix;
 	struct fixalloc spanalloc, cachealloc, bitsalloc[5];
@@ -316,6 +343,41 @@ struct mheap {
 
 extern struct mheap mheap_;
 
+/* Locks go through these so a debug build (-DMM_DEBUG) can check the lock
+ * order written at the top of this file, like Go's lockrank: taking a
+ * lock while holding one of equal or higher rank is a fault. The check
+ * assumes a CPU does not migrate while it holds an mm lock (true on both
+ * ports: the kernel's sys_lock keeps interrupts off, a host "CPU" is a
+ * thread). */
+enum mm_lockrank { RANK_MCENTRAL = 1, RANK_MHEAP = 2 };
+#ifdef MM_DEBUG
+void mm_lockrank_acquire(enum mm_lockrank r);
+void mm_lockrank_release(enum mm_lockrank r);
+#else
+static inline void mm_lockrank_acquire(enum mm_lockrank r) { (void)r; }
+static inline void mm_lockrank_release(enum mm_lockrank r) { (void)r; }
+#endif
+static inline void lock_heap(void)
+{
+	mm_lockrank_acquire(RANK_MHEAP);
+	sys_lock(&mheap_.lock);
+}
+static inline void unlock_heap(void)
+{
+	sys_unlock(&mheap_.lock);
+	mm_lockrank_release(RANK_MHEAP);
+}
+static inline void lock_central(struct mcentral *c)
+{
+	mm_lockrank_acquire(RANK_MCENTRAL);
+	sys_lock(&c->lock);
+}
+static inline void unlock_central(struct mcentral *c)
+{
+	sys_unlock(&c->lock);
+	mm_lockrank_release(RANK_MCENTRAL);
+}
+
 /* Per-CPU mcache pointers, published under mheap.lock, read by their CPU.
  * A static array (not metadata) so the fast path works before
  * kmalloc_init: a NULL entry sends it to the slow path, which initialises
@@ -330,8 +392,7 @@ void mheap_free_span(struct mspan *s);
 static inline struct mspan *spanOf(uintptr_t p)
 {
 	/* unsigned wrap makes p < arena_start fail the same test */
-	if (p - mheap_.arena_start >=
-	    LOAD(mheap_.arena_used) - mheap_.arena_start)
+	if (p - mheap_.arena_start >= LOAD(mheap_.arena_used_bytes))
 		return NULL;
 	return __atomic_load_n(&mheap_.spans[(p - mheap_.arena_start) >> PAGE_SHIFT],
 	                       __ATOMIC_ACQUIRE);
@@ -368,5 +429,7 @@ void *mm_alloc_large(size_t size, size_t align, unsigned flags);
 /* Tiny formatter for sys_log lines: appends to buf, returns new length. */
 size_t mm_fmt_str(char *buf, size_t n, size_t cap, const char *s);
 size_t mm_fmt_u64(char *buf, size_t n, size_t cap, uint64_t v, int width);
+
+#pragma GCC visibility pop
 
 #endif /* MM_INTERNAL_H */

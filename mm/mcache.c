@@ -26,9 +26,9 @@ struct mcache *mcache_get(unsigned cpu)
 		return c;
 	if (mheap_init() != 0)
 		return NULL;
-	sys_lock(&mheap_.lock);
+	lock_heap();
 	c = fixalloc_alloc(&mheap_.cachealloc);
-	sys_unlock(&mheap_.lock);
+	unlock_heap();
 	if (c == NULL)
 		return NULL;
 	for (unsigned i = 0; i < _NumSizeClasses; i++)
@@ -46,14 +46,13 @@ void *mcache_refill_alloc(struct mcache *c, unsigned sizeclass)
 	for (;;) {
 		struct mspan *s = c->alloc[sizeclass];
 		if (s != &mspan_empty) {
+			MM_ASSERT(s->cachedBy == sys_cpu_id() && s->spanclass == sizeclass);
 			void *v = mspan_nextFreeFast(s);
 			if (v != NULL)
 				return v;
 			unsigned idx = mspan_nextFreeIndex(s);
-			if (idx < s->nelems) {
-				s->allocCount++;
+			if (idx < s->nelems)
 				return (void *)(s->base + (uintptr_t)idx * s->elemsize);
-			}
 			/* Full as far as freeindex knows: merge the frees since
 			 * the last sweep and keep the span if that freed slots.
 			 * This is what makes a malloc/free loop on one CPU run

@@ -80,6 +80,7 @@ static bool try_free(struct mcentral *c, struct mspan *s)
 /* File a swept, uncached span. pre: c->lock. */
 static void place(struct mcentral *c, struct mspan *s)
 {
+	MM_VALIDATE(mspan_valid(s));
 	if (s->allocCount == 0 && try_free(c, s))
 		return;
 	enum mcentral_list want = s->allocCount == s->nelems ? LIST_FULL : LIST_PARTIAL;
@@ -124,25 +125,26 @@ void mcentral_push_sweep(struct mcentral *c, struct mspan *s)
  * exhausted. pre: interrupts off, no mm lock held. */
 struct mspan *mcentral_cacheSpan(struct mcentral *c, unsigned cpu)
 {
-	sys_lock(&c->lock);
+	MM_ASSERT(cpu < sys_config.max_cpus);
+	lock_central(c);
 	drain(c);
 	struct mspan *s = c->partial;
 	if (s != NULL) {
 		list_remove(c, s);
 		__atomic_store_n(&s->cachedBy, cpu, __ATOMIC_RELEASE);
-		sys_unlock(&c->lock);
+		unlock_central(c);
 		return s;
 	}
-	sys_unlock(&c->lock);
+	unlock_central(c);
 
 	s = mheap_alloc_span(class_to_allocnpages[c->spanclass], c->spanclass, 1);
 	if (s == NULL)
 		return NULL;
 	__atomic_store_n(&s->cachedBy, cpu, __ATOMIC_RELAXED);
 	mspan_init_small(s, c->spanclass); /* publishes INUSE */
-	sys_lock(&c->lock);
+	lock_central(c);
 	c->nspans++;
-	sys_unlock(&c->lock);
+	unlock_central(c);
 	return s;
 }
 
@@ -150,20 +152,20 @@ struct mspan *mcentral_cacheSpan(struct mcentral *c, unsigned cpu)
  * the caching CPU, no mm lock held. */
 void mcentral_uncacheSpan(struct mcentral *c, struct mspan *s)
 {
-	sys_lock(&c->lock);
+	lock_central(c);
 	mspan_sweep(s);
 	__atomic_store_n(&s->cachedBy, CPU_NONE, __ATOMIC_SEQ_CST);
 	place(c, s);
-	sys_unlock(&c->lock);
+	unlock_central(c);
 }
 
 void mcentral_reclaim(struct mcentral *c)
 {
 	if (__atomic_load_n(&c->sweepq, __ATOMIC_ACQUIRE) == NULL)
 		return;
-	sys_lock(&c->lock);
+	lock_central(c);
 	drain(c);
-	sys_unlock(&c->lock);
+	unlock_central(c);
 }
 
 /* Go's mheap.reclaim: return the empty spans remote frees left behind in

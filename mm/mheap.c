@@ -29,6 +29,27 @@ struct mheap mheap_;
 struct mcache *mm_mcaches[MM_MAX_CPUS];
 static struct sys_lock init_lock;
 
+#ifdef MM_DEBUG
+/* Ranks of the mm locks each CPU holds (bit r = rank r). */
+static unsigned lock_held[MM_MAX_CPUS];
+
+void mm_lockrank_acquire(enum mm_lockrank r)
+{
+	unsigned long f = sys_irq_save();
+	unsigned cpu = sys_cpu_id();
+	MM_CHECK((lock_held[cpu] >> r) == 0, "lock order violated", (uintptr_t)r);
+	lock_held[cpu] |= 1u << r;
+	sys_irq_restore(f);
+}
+
+void mm_lockrank_release(enum mm_lockrank r)
+{
+	unsigned long f = sys_irq_save();
+	lock_held[sys_cpu_id()] &= ~(1u << r);
+	sys_irq_restore(f);
+}
+#endif
+
 static size_t round_up(size_t x, size_t a)
 {
 	return (x + a - 1) & ~(a - 1);
@@ -51,6 +72,38 @@ static unsigned bits_bucket(unsigned nwords)
 	return b;
 }
 
+/* Lay the metadata out for an arena of `arena` bytes (relative offsets
+ * until the region exists); returns the metadata size. */
+static size_t layout(size_t arena, struct metaarr **arrs, unsigned *narrs)
+{
+	size_t ps = sys_config.page_size;
+	size_t npages = arena >> PAGE_SHIFT, nchunks = arena >> CHUNK_SHIFT;
+	struct pagealloc *pa = &mheap_.pages;
+	size_t sizes[2 + PA_MAX_LEVELS + 1];
+	unsigned n = 0;
+
+	pa_init(pa, nchunks);
+	arrs[n] = &mheap_.m_spans;
+	sizes[n++] = npages * sizeof(struct mspan *);
+	arrs[n] = &mheap_.m_chunks;
+	sizes[n++] = nchunks * sizeof(struct pchunk);
+	for (unsigned k = 0; k < pa->nlevels; k++) {
+		arrs[n] = &mheap_.m_sum[k];
+		sizes[n++] = pa->level_len[k] * sizeof(struct psum);
+	}
+	arrs[n] = &mheap_.m_fix;
+	sizes[n++] = arena / 16; /* 512 B of records per 8 KiB span, worst case */
+	size_t off = 0;
+	for (unsigned i = 0; i < n; i++) {
+		arrs[i]->base = off;
+		arrs[i]->size = round_up(sizes[i], ps);
+		arrs[i]->committed = arrs[i]->used = 0;
+		off += arrs[i]->size;
+	}
+	*narrs = n;
+	return off;
+}
+
 int mheap_init(void)
 {
 	if (__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE))
@@ -61,47 +114,33 @@ int mheap_init(void)
 		return 0;
 	}
 	size_t ps = sys_config.page_size;
-	size_t arena = sys_config.arena_size & ~(CHUNK_BYTES - 1);
-	if (arena == 0)
-		arena = CHUNK_BYTES;
 	MM_CHECK(sys_config.max_cpus <= MM_MAX_CPUS, "sys_config.max_cpus too large", 0);
 	MM_CHECK(ps != 0 && (ps & (ps - 1)) == 0 && PAGE_SIZE % ps == 0,
 	         "sys_config.page_size must divide 8192", 0);
-	size_t npages = arena >> PAGE_SHIFT, nchunks = arena >> CHUNK_SHIFT;
-	struct pagealloc *pa = &mheap_.pages;
-	pa_init(pa, nchunks);
 
-	size_t off = 0;
+	/* Reserve the configured arena; if the port cannot (a small address
+	 * space, or valgrind's), halve it down to 16 MiB. */
+	size_t arena = sys_config.arena_size & ~(CHUNK_BYTES - 1);
 	struct metaarr *arrs[2 + PA_MAX_LEVELS + 1];
-	size_t sizes[2 + PA_MAX_LEVELS + 1];
 	unsigned n = 0;
-	arrs[n] = &mheap_.m_spans;
-	sizes[n++] = npages * sizeof(struct mspan *);
-	arrs[n] = &mheap_.m_chunks;
-	sizes[n++] = nchunks * sizeof(struct pchunk);
-	for (unsigned k = 0; k < pa->nlevels; k++) {
-		arrs[n] = &mheap_.m_sum[k];
-		sizes[n++] = pa->level_len[k] * sizeof(struct psum);
+	size_t meta = 0;
+	void *base = NULL;
+	for (;;) {
+		if (arena < 4 * CHUNK_BYTES) {
+			sys_unlock(&init_lock);
+			return -1;
+		}
+		meta = layout(arena, arrs, &n);
+		if (sys_reserve(meta + CHUNK_BYTES + arena, &base) == 0)
+			break;
+		arena /= 2;
 	}
-	arrs[n] = &mheap_.m_fix;
-	sizes[n++] = arena / 16;
-	for (unsigned i = 0; i < n; i++) {
-		arrs[i]->base = off; /* relative until the region exists */
-		arrs[i]->size = round_up(sizes[i], ps);
-		arrs[i]->committed = arrs[i]->used = 0;
-		off += arrs[i]->size;
-	}
-	size_t region = off + CHUNK_BYTES + arena;
-	void *base;
-	if (sys_reserve(region, &base) != 0) {
-		sys_unlock(&init_lock);
-		return -1;
-	}
+	struct pagealloc *pa = &mheap_.pages;
 	mheap_.region = (uintptr_t)base;
-	mheap_.region_size = region;
+	mheap_.region_size = meta + CHUNK_BYTES + arena;
 	for (unsigned i = 0; i < n; i++)
 		arrs[i]->base += (uintptr_t)base;
-	mheap_.arena_start = round_up((uintptr_t)base + off, CHUNK_BYTES);
+	mheap_.arena_start = round_up((uintptr_t)base + meta, CHUNK_BYTES);
 	mheap_.arena_end = mheap_.arena_start + arena;
 	mheap_.spans = (struct mspan **)mheap_.m_spans.base;
 	pa->chunks = (struct pchunk *)mheap_.m_chunks.base;
@@ -147,6 +186,7 @@ static int mheap_grow(size_t npages)
 	mheap_.pages_released += k * CHUNK_PAGES;
 	__atomic_store_n(&mheap_.arena_used, mheap_.arena_start + newn * CHUNK_BYTES,
 	                 __ATOMIC_RELEASE);
+	__atomic_store_n(&mheap_.arena_used_bytes, newn * CHUNK_BYTES, __ATOMIC_RELEASE);
 	return 0;
 }
 
@@ -168,9 +208,9 @@ static long take_pages(size_t npages, size_t align_pages)
 		return -1;
 	long pg = pa_find(pa, need);
 	if (pg < 0 && any_sweep_pending()) {
-		sys_unlock(&mheap_.lock);
+		unlock_heap();
 		mcentral_reclaim_all();
-		sys_lock(&mheap_.lock);
+		lock_heap();
 		pg = pa_find(pa, need);
 	}
 	if (pg < 0) {
@@ -223,7 +263,7 @@ struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass, size_t align_p
 		return NULL;
 	nwords = bits_words(spanclass, npages);
 
-	sys_lock(&mheap_.lock);
+	lock_heap();
 	struct mspan *s = fixalloc_alloc(&mheap_.spanalloc);
 	uint64_t *bits = NULL;
 	if (s != NULL && nwords != 0) {
@@ -234,7 +274,7 @@ struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass, size_t align_p
 		}
 	}
 	if (s == NULL) {
-		sys_unlock(&mheap_.lock);
+		unlock_heap();
 		return NULL;
 	}
 	long pgl = take_pages(npages, align_pages);
@@ -242,7 +282,7 @@ struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass, size_t align_p
 		if (bits)
 			fixalloc_free(&mheap_.bitsalloc[bits_bucket(nwords)], bits);
 		fixalloc_free(&mheap_.spanalloc, s);
-		sys_unlock(&mheap_.lock);
+		unlock_heap();
 		return NULL;
 	}
 	size_t pg = (size_t)pgl;
@@ -268,7 +308,8 @@ struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass, size_t align_p
 	s->nelems = 0;
 	for (size_t i = 0; i < npages; i++)
 		__atomic_store_n(&mheap_.spans[pg + i], s, __ATOMIC_RELEASE);
-	sys_unlock(&mheap_.lock);
+	MM_VALIDATE(pa_valid(pa));
+	unlock_heap();
 
 	/* Commit the scavenged runs outside the lock (Go's sysUsed after
 	 * unlock), a batch of runs at a time. The pages are ours, so nobody
@@ -277,23 +318,23 @@ struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass, size_t align_p
 	while (scav != 0) {
 		size_t rp[8], rn[8];
 		unsigned nr = 0;
-		sys_lock(&mheap_.lock);
+		lock_heap();
 		while (nr < 8 && cur < end && pa_scav_next_run(pa, cur, end - cur, &rp[nr], &rn[nr])) {
 			pa_set_scav(pa, rp[nr], rn[nr], false);
 			cur = rp[nr] + rn[nr];
 			nr++;
 		}
-		sys_unlock(&mheap_.lock);
+		unlock_heap();
 		if (nr == 0)
 			break;
 		for (unsigned i = 0; i < nr; i++) {
 			uintptr_t a = mheap_.arena_start + rp[i] * PAGE_SIZE;
 			if (sys_commit((void *)a, rn[i] * PAGE_SIZE) != 0) {
-				sys_lock(&mheap_.lock);
+				lock_heap();
 				for (unsigned j = i; j < nr; j++)
 					pa_set_scav(pa, rp[j], rn[j], true);
 				give_back(s, pg);
-				sys_unlock(&mheap_.lock);
+				unlock_heap();
 				return NULL;
 			}
 		}
@@ -307,7 +348,7 @@ struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass, size_t align_p
 void mheap_free_span(struct mspan *s)
 {
 	size_t pg = (s->base - mheap_.arena_start) >> PAGE_SHIFT;
-	sys_lock(&mheap_.lock);
+	lock_heap();
 	pa_set_alloc(&mheap_.pages, pg, s->npages, false);
 	mheap_.pages_inuse -= s->npages;
 	mheap_.pages_free += s->npages;
@@ -325,7 +366,10 @@ void mheap_free_span(struct mspan *s)
 	/* The page->span entries stay: stale entries point at this record,
 	 * now DEAD, which is how kfree tells a freed span from garbage. */
 	fixalloc_free(&mheap_.spanalloc, s);
+	MM_VALIDATE(pa_valid(&mheap_.pages));
+	MM_ASSERT(mheap_.pages_inuse + mheap_.pages_free + mheap_.pages_released ==
+	          mheap_.pages_sys);
 	if (mheap_.pages_free * PAGE_SIZE > mheap_retain_goal())
 		__atomic_store_n(&mheap_.scav_pending, 1, __ATOMIC_RELAXED);
-	sys_unlock(&mheap_.lock);
+	unlock_heap();
 }

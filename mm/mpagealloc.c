@@ -395,8 +395,9 @@ bool pa_highest_unscav_free(const struct pagealloc *pa, size_t *pg, size_t *n)
 }
 
 /* Whole-structure check: every grown summary matches its bitmaps and
- * children, no page is both allocated and scavenged, ungrown chunks
- * summarise as full. Returns 1 if valid. */
+ * children, ungrown chunks summarise as full. Returns 1 if valid. (That
+ * no page is both allocated and scavenged holds only between mheap
+ * operations, so mheap_valid checks it.) */
 int pa_valid(const struct pagealloc *pa)
 {
 	size_t len = pa->nchunks;
@@ -410,9 +411,6 @@ int pa_valid(const struct pagealloc *pa)
 			struct psum want = {0, 0, 0};
 			if (k == 0 && idx < pa->nchunks) {
 				want = pa_chunk_sum(&pa->chunks[idx]);
-				for (unsigned w = 0; w < CHUNK_WORDS; w++)
-					if (pa->chunks[idx].alloc[w] & pa->chunks[idx].scav[w])
-						return 0;
 			} else if (k > 0 && idx < len) {
 				size_t first = idx * PA_FANOUT;
 				size_t n = pa->level_len[k - 1] - first;

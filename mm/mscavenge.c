@@ -40,7 +40,7 @@ void mheap_scavenge(uint64_t keep_bytes)
 	for (;;) {
 		size_t rp[16], rn[16];
 		unsigned nr = 0;
-		sys_lock(&mheap_.lock);
+		lock_heap();
 		while (nr < 16 && mheap_.pages_free * PAGE_SIZE > keep_bytes &&
 		       pa_highest_unscav_free(pa, &rp[nr], &rn[nr])) {
 			pa_set_alloc(pa, rp[nr], rn[nr], true);
@@ -50,18 +50,18 @@ void mheap_scavenge(uint64_t keep_bytes)
 		}
 		if (nr == 0)
 			__atomic_store_n(&mheap_.scav_pending, 0, __ATOMIC_RELAXED);
-		sys_unlock(&mheap_.lock);
+		unlock_heap();
 		if (nr == 0)
 			return;
 		for (unsigned i = 0; i < nr; i++)
 			sys_release((void *)(mheap_.arena_start + rp[i] * PAGE_SIZE),
 			            rn[i] * PAGE_SIZE);
-		sys_lock(&mheap_.lock);
+		lock_heap();
 		for (unsigned i = 0; i < nr; i++) {
 			pa_set_alloc(pa, rp[i], rn[i], false);
 			pa_set_scav(pa, rp[i], rn[i], true);
 		}
-		sys_unlock(&mheap_.lock);
+		unlock_heap();
 	}
 }
 
@@ -71,8 +71,8 @@ void mheap_scavenge_maybe(void)
 {
 	if (!__atomic_load_n(&mheap_.scav_pending, __ATOMIC_RELAXED))
 		return;
-	sys_lock(&mheap_.lock);
+	lock_heap();
 	uint64_t goal = mheap_retain_goal();
-	sys_unlock(&mheap_.lock);
+	unlock_heap();
 	mheap_scavenge(goal);
 }

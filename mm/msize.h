@@ -13,13 +13,15 @@
 #include "sizeclasses.h"
 
 /* Size class for a request of `size` bytes, pre: size <= _MaxSmallSize.
+ * The tables skip Go's 24-byte class for 17..24 bytes (see
+ * sizeclasses.h): kmalloc.h promises 16-byte alignment from 16 bytes up.
  * Go uses class8 up to smallSizeMax-8 and lets the 128-byte table absorb
  * 1017..1023 by unsigned wrap; `size <= smallSizeMax` gives the same
  * classes and reads plainly. Size 0 maps to class 0 (no objects), which
  * the allocator serves from class 1. */
 static inline unsigned size_to_class(size_t size)
 {
-	if (size <= smallSizeMax)
+	if (__builtin_expect(size <= smallSizeMax, 1))
 		return size_to_class8[(size + smallSizeDiv - 1) / smallSizeDiv];
 	return size_to_class128[(size - smallSizeMax + largeSizeDiv - 1) / largeSizeDiv];
 }

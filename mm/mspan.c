@@ -51,7 +51,12 @@ void mspan_init_small(struct mspan *s, unsigned sizeclass)
 	s->nelems = (uint16_t)obj_index(class_to_divmagic[sizeclass], s->npages * PAGE_SIZE);
 	s->divMul = class_to_divmagic[sizeclass];
 	s->limit = s->base + (uintptr_t)s->nelems * s->elemsize;
-	s->allocCache = ~(uint64_t)0;
+	/* Slots past nelems in the last word are "allocated" for good, so
+	 * allocCache never offers them (see mspan_nextFreeFast). */
+	unsigned nw = span_nwords(s), tail = s->nelems % 64;
+	if (tail != 0)
+		STORE(s->allocBits[nw - 1], ~(((uint64_t)1 << tail) - 1));
+	mspan_refillAllocCache(s, 0);
 	STORE(s->freeindex, 0);
 	s->allocCount = 0;
 	s->onlist = LIST_NONE;
@@ -69,35 +74,37 @@ void mspan_refillAllocCache(struct mspan *s, unsigned word)
 }
 
 /* Go's nextFreeIndex: the next free slot at or after freeindex, or nelems
- * if there is none; advances freeindex past it (the caller counts it in
- * allocCount). Owner only. */
+ * if there is none; advances freeindex past it. Owner only.
+ * allocCache covers the slots from freeindex to the end of its 64-slot
+ * word; when the fast path used up a word it leaves the cache at 0 with
+ * freeindex on the next word boundary, so an empty cache on a boundary
+ * means "not loaded yet" and is refilled here before moving on. */
 unsigned mspan_nextFreeIndex(struct mspan *s)
 {
-	unsigned sfreeindex = s->freeindex, snelems = s->nelems;
-	if (sfreeindex >= snelems)
+	unsigned fi = s->freeindex, snelems = s->nelems;
+	if (fi >= snelems)
 		return snelems;
 	uint64_t cache = s->allocCache;
-	unsigned bit = cache ? (unsigned)__builtin_ctzll(cache) : 64;
-	while (bit == 64) {
-		sfreeindex = (sfreeindex + 64) & ~63u;
-		if (sfreeindex >= snelems) {
+	if (cache == 0 && fi % 64 == 0)
+		cache = ~LOAD(s->allocBits[fi / 64]);
+	while (cache == 0) {
+		fi = (fi + 64) & ~63u;
+		if (fi >= snelems) {
+			s->allocCache = 0;
 			STORE(s->freeindex, (uint16_t)snelems);
 			return snelems;
 		}
-		mspan_refillAllocCache(s, sfreeindex / 64);
-		cache = s->allocCache;
-		bit = cache ? (unsigned)__builtin_ctzll(cache) : 64;
+		cache = ~LOAD(s->allocBits[fi / 64]);
 	}
-	unsigned result = sfreeindex + bit;
-	if (result >= snelems) {
+	unsigned bit = (unsigned)__builtin_ctzll(cache);
+	unsigned result = fi + bit;
+	if (result >= snelems) { /* only padding left: cannot happen, padding is set */
+		s->allocCache = 0;
 		STORE(s->freeindex, (uint16_t)snelems);
 		return snelems;
 	}
 	s->allocCache = (cache >> bit) >> 1;
-	sfreeindex = result + 1;
-	if (sfreeindex % 64 == 0 && sfreeindex != snelems)
-		mspan_refillAllocCache(s, sfreeindex / 64);
-	STORE(s->freeindex, (uint16_t)sfreeindex);
+	STORE(s->freeindex, (uint16_t)(result + 1));
 	return result;
 }
 
@@ -107,9 +114,10 @@ unsigned mspan_nextFreeIndex(struct mspan *s)
  * slot that was not allocated means the bitmaps were corrupted. */
 unsigned mspan_sweep(struct mspan *s)
 {
-	unsigned nw = span_nwords(s), fi = s->freeindex, count = 0, freed = 0;
+	unsigned nw = span_nwords(s), fi = s->freeindex, freed = 0, local = 0, taken = 0;
 	uint32_t seq = s->sweepseq;
 
+	MM_ASSERT(fi <= s->nelems && s->spanclass != 0);
 	__atomic_store_n(&s->sweepseq, seq + 1, __ATOMIC_RELAXED);
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 	for (unsigned w = 0; w < nw; w++) {
@@ -120,24 +128,68 @@ unsigned mspan_sweep(struct mspan *s)
 			below = ((uint64_t)1 << (fi - w * 64)) - 1;
 		else
 			below = 0;
-		uint64_t old = s->allocBits[w] | below;
-		uint64_t rf = __atomic_exchange_n(&s->remoteFree[w], 0, __ATOMIC_SEQ_CST);
-		uint64_t lf = s->localFree[w];
-		MM_CHECK(((lf | rf) & ~old) == 0, "corrupt span bitmaps", s->base);
-		uint64_t now = old & ~(lf | rf);
-		STORE(s->allocBits[w], now);
-		if (lf)
-			STORE(s->localFree[w], 0);
-		count += mm_popcount64(now);
-		freed += mm_popcount64(old & ~now);
+		uint64_t ab = s->allocBits[w];
+		/* slots taken since the last sweep (padding bits are set in
+		 * allocBits, so they never count) */
+		uint64_t newly = below & ~ab;
+		if (newly)
+			taken += mm_popcount64(newly);
+		uint64_t old = ab | below;
+		/* XCHG only a word that has bits: a remote free landing after
+		 * the load simply waits in remoteFree for the next sweep. */
+		uint64_t rf = __atomic_load_n(&s->remoteFree[w], __ATOMIC_SEQ_CST);
+		if (rf != 0)
+			rf = __atomic_exchange_n(&s->remoteFree[w], 0, __ATOMIC_SEQ_CST);
+		uint64_t lf = s->localFree[w], fr = lf | rf;
+		if (fr) {
+			MM_CHECK((fr & ~old) == 0, "corrupt span bitmaps", s->base);
+			freed += mm_popcount64(fr);
+			if (lf) {
+				local += mm_popcount64(lf);
+				STORE(s->localFree[w], 0);
+			}
+		}
+		if ((old & ~fr) != ab)
+			STORE(s->allocBits[w], old & ~fr);
 	}
 	STORE(s->freeindex, 0);
 	__atomic_store_n(&s->sweepseq, seq + 2, __ATOMIC_RELEASE);
-	s->allocCount = (uint16_t)count;
+	/* allocCount was exact at the last sweep; allocation only took
+	 * slots, frees only gave them back. */
+	s->allocCount = (uint16_t)(s->allocCount + taken - freed);
 	if (freed)
 		s->needzero = 1;
+	/* Allocations and local frees are counted here, not on the fast
+	 * paths: only the caching CPU allocates from a span and sets its
+	 * localFree bits, and only it (or its uncache) sweeps it, so its
+	 * mcache is the right place. */
+	if (local != 0 || taken != 0) {
+		unsigned cpu = __atomic_load_n(&s->cachedBy, __ATOMIC_RELAXED);
+		MM_CHECK(cpu != CPU_NONE, "allocations on an uncached span", s->base);
+		struct mcache *c = mm_mcaches[cpu];
+		STORE(c->frees[s->spanclass], c->frees[s->spanclass] + local);
+		STORE(c->allocs[s->spanclass], c->allocs[s->spanclass] + taken);
+	}
 	mspan_refillAllocCache(s, 0);
 	return freed;
+}
+
+/* What the next sweep will count: slots allocated and slots freed
+ * locally since the last one. pre: owner. */
+void mspan_pending(struct mspan *s, uint64_t *allocs, uint64_t *lfrees)
+{
+	unsigned nw = span_nwords(s), fi = s->freeindex;
+	for (unsigned w = 0; w < nw; w++) {
+		uint64_t valid = ~(uint64_t)0, below = 0;
+		if ((w + 1) * 64 > s->nelems)
+			valid = ((uint64_t)1 << (s->nelems - w * 64)) - 1;
+		if (fi >= (w + 1) * 64)
+			below = ~(uint64_t)0;
+		else if (fi > w * 64)
+			below = ((uint64_t)1 << (fi - w * 64)) - 1;
+		*allocs += mm_popcount64(below & ~s->allocBits[w] & valid);
+		*lfrees += mm_popcount64(s->localFree[w]);
+	}
 }
 
 /* Index of the slot starting exactly at p, or -1. pre: s small. */
@@ -210,13 +262,17 @@ int mspan_valid(struct mspan *s)
 			below = ~(uint64_t)0;
 		else if (s->freeindex > w * 64)
 			below = ((uint64_t)1 << (s->freeindex - w * 64)) - 1;
-		uint64_t ab = s->allocBits[w] | below;
-		uint64_t fr = s->localFree[w] | LOAD(s->remoteFree[w]);
-		if ((s->allocBits[w] | s->localFree[w] | LOAD(s->remoteFree[w])) & ~valid)
+		uint64_t ab = LOAD(s->allocBits[w]);
+		uint64_t fr = LOAD(s->localFree[w]) | LOAD(s->remoteFree[w]);
+		if ((ab & ~valid) != ~valid) /* padding must read allocated */
 			return 0;
-		if (fr & ~ab)
+		if ((fr & ~valid) || (fr & ~(ab | below)))
 			return 0;
-		allocated += mm_popcount64(ab & valid);
+		allocated += mm_popcount64((ab | below) & valid);
 	}
-	return allocated == s->allocCount;
+	/* allocCount is exact (as of the last sweep) for uncached spans */
+	if (__atomic_load_n(&s->cachedBy, __ATOMIC_RELAXED) == CPU_NONE &&
+	    allocated != s->allocCount)
+		return 0;
+	return 1;
 }

@@ -3,13 +3,18 @@
  * validators and census that tests call (mheap_valid, mm_census). See
  * malloc.c for the overview.
  *
- * Counters live where they are cheapest to keep: per-class allocs and
- * local frees in each CPU's mcache (plain increments on the fast path),
- * remote frees in the mcentral (one atomic add next to the atomic OR the
- * remote free does anyway), page and large-object counts in the mheap
- * (under its lock). kmalloc_stats sums them; counters of other CPUs are
- * read while they may move, so a snapshot taken while other CPUs allocate
- * is approximate (exact when they are quiet, which is what tests check).
+ * Counters live where they are cheapest to keep. The fast paths keep
+ * none: a CPU's allocations and local frees are counted into its mcache
+ * when it sweeps a span it caches (every refill, uncache and flush; Go
+ * also counts at refill time, not per object); remote frees in the
+ * mcentral (one atomic add next to the atomic OR the remote free does
+ * anyway); page and large-object counts in the mheap (under its lock).
+ * kmalloc_stats sums them and adds what the calling CPU's own cached
+ * spans have not counted yet. So a snapshot is exact for the calling CPU
+ * and for CPUs that flushed (threads that exited, on the host); the
+ * allocations and local frees of other running CPUs since their last
+ * sweep show up when they next sweep or flush. Reading another CPU's
+ * cached spans instead would race with it.
  *
  * mm has no printf: kmalloc_dump formats with the two tiny helpers below,
  * into a stack buffer, and never allocates.
@@ -30,17 +35,25 @@ void kmalloc_stats(struct kmalloc_stats *st)
 			st->cls[i].frees += LOAD(c->frees[i]);
 		}
 	}
+	/* This CPU's own cached spans: what their next sweep will count. */
+	unsigned long f = sys_irq_save();
+	unsigned me = SYS_CPU_ID_FAST();
+	struct mcache *mine = me < MM_MAX_CPUS ? mm_mcaches[me] : NULL;
+	for (unsigned i = 1; mine != NULL && i < _NumSizeClasses; i++)
+		if (mine->alloc[i] != &mspan_empty)
+			mspan_pending(mine->alloc[i], &st->cls[i].allocs, &st->cls[i].frees);
+	sys_irq_restore(f);
 	if (!__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE))
 		return;
 	for (unsigned i = 1; i < _NumSizeClasses; i++) {
 		struct mcentral *c = &mheap_.central[i].c;
 		st->cls[i].frees += __atomic_load_n(&c->remote_frees, __ATOMIC_RELAXED);
-		sys_lock(&c->lock);
+		lock_central(c);
 		st->cls[i].spans = c->nspans;
-		sys_unlock(&c->lock);
+		unlock_central(c);
 		st->cls[i].live = st->cls[i].allocs - st->cls[i].frees;
 	}
-	sys_lock(&mheap_.lock);
+	lock_heap();
 	st->large_allocs = mheap_.large_allocs;
 	st->large_frees = mheap_.large_frees;
 	st->large_live = mheap_.large_live;
@@ -51,7 +64,7 @@ void kmalloc_stats(struct kmalloc_stats *st)
 	st->heap_released = mheap_.pages_released * PAGE_SIZE;
 	st->meta_sys = mheap_.meta_sys;
 	st->committed = st->heap_inuse + st->heap_free + st->meta_sys;
-	sys_unlock(&mheap_.lock);
+	unlock_heap();
 }
 
 size_t mm_fmt_str(char *buf, size_t n, size_t cap, const char *s)
@@ -126,7 +139,7 @@ void mm_census(struct mm_census *out)
 	__builtin_memset(out, 0, sizeof(*out));
 	if (!__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE))
 		return;
-	sys_lock(&mheap_.lock);
+	lock_heap();
 	size_t npages = mheap_.pages.nchunks * CHUNK_PAGES;
 	for (size_t pg = 0; pg < npages; pg++) {
 		bool alloc = pa_is_alloc(&mheap_.pages, pg);
@@ -151,15 +164,15 @@ void mm_census(struct mm_census *out)
 				out->spans_cached++;
 		}
 	}
-	sys_unlock(&mheap_.lock);
+	unlock_heap();
 	for (unsigned i = 1; i < _NumSizeClasses; i++) {
 		struct mcentral *c = &mheap_.central[i].c;
-		sys_lock(&c->lock);
+		lock_central(c);
 		for (struct mspan *s = c->partial; s; s = s->next)
 			out->spans_partial++;
 		for (struct mspan *s = c->full; s; s = s->next)
 			out->spans_full++;
-		sys_unlock(&c->lock);
+		unlock_central(c);
 	}
 }
 
@@ -180,8 +193,12 @@ int mheap_valid(void)
 	if (!__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE))
 		return 1;
 	mm_census(&cs);
-	sys_lock(&mheap_.lock);
+	lock_heap();
 	int ok = pa_valid(&mheap_.pages);
+	for (size_t ci = 0; ci < mheap_.pages.nchunks; ci++)
+		for (unsigned w = 0; w < CHUNK_WORDS; w++)
+			if (mheap_.pages.chunks[ci].alloc[w] & mheap_.pages.chunks[ci].scav[w])
+				ok = 0;
 	uint64_t inuse = mheap_.pages_inuse, fr = mheap_.pages_free,
 	         rel = mheap_.pages_released, sys = mheap_.pages_sys;
 	size_t npages = mheap_.pages.nchunks * CHUNK_PAGES;
@@ -198,9 +215,10 @@ int mheap_valid(void)
 			if (mheap_.spans[pg + i] != s || !pa_is_alloc(&mheap_.pages, pg + i))
 				spans_ok = 0;
 	}
-	sys_unlock(&mheap_.lock);
+	unlock_heap();
 	if (!ok)
-		return fail("mheap_valid: page allocator summaries disagree with bitmaps");
+		return fail("mheap_valid: page allocator summaries disagree with bitmaps, "
+		            "or a page is both allocated and scavenged");
 	if (!spans_ok)
 		return fail("mheap_valid: an in-use span is invalid or not mapped on all its pages");
 	if (inuse + fr + rel != sys)
@@ -209,7 +227,7 @@ int mheap_valid(void)
 		return fail("mheap_valid: page counters disagree with the bitmaps");
 	for (unsigned i = 1; i < _NumSizeClasses; i++) {
 		struct mcentral *c = &mheap_.central[i].c;
-		sys_lock(&c->lock);
+		lock_central(c);
 		for (int l = 0; l < 2 && ok; l++) {
 			for (struct mspan *s = l ? c->full : c->partial; s; s = s->next) {
 				if (s->spanclass != i || s->cachedBy != CPU_NONE ||
@@ -222,7 +240,7 @@ int mheap_valid(void)
 				}
 			}
 		}
-		sys_unlock(&c->lock);
+		unlock_central(c);
 		if (!ok)
 			return fail("mheap_valid: an mcentral list holds a wrong span");
 	}

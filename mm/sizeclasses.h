@@ -5,7 +5,11 @@
  *
  * A request of n <= 32768 bytes is served from the smallest class whose
  * size is >= n (size_to_class8 for n <= 1024 in 8-byte steps,
- * size_to_class128 above in 128-byte steps); a span of that class is
+ * size_to_class128 above in 128-byte steps) and, for n > 16, a multiple
+ * of 16: kmalloc promises 16-byte alignment from 16 bytes up, so 17..24
+ * bytes take the 32-byte class and Go's 24-byte class serves no request
+ * (it stays in the table so classes and columns remain Go's). A span of
+ * a class is
  * class_to_allocnpages 8 KiB heap pages cut into equal objects, and
  * off * class_to_divmagic >> 32 is the index of the object at byte offset
  * off (exact for every offset of every span: checked by the generator and
@@ -123,7 +127,7 @@ static const uint32_t class_to_divmagic[_NumSizeClasses] = {
 	149797, 131072,
 };
 static const uint8_t size_to_class8[smallSizeMax / smallSizeDiv + 1] = {
-	0, 1, 2, 3, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10,
+	0, 1, 2, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10,
 	10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15, 16, 16, 17, 17, 18,
 	18, 19, 19, 19, 19, 20, 20, 20, 20, 21, 21, 21, 21, 22, 22, 22,
 	22, 23, 23, 23, 23, 24, 24, 24, 24, 25, 25, 25, 25, 26, 26, 26,

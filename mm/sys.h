@@ -63,8 +63,11 @@ extern const struct sys_config sys_config;
 
 /* 1. Unreserved -> Reserved. Reserve `size` bytes of address space; store
  *    the page-aligned base in *base.
- *    pre: called once, by kmalloc_init, before any other function here
- *         except sys_lock/sys_unlock/sys_log/sys_fault.
+ *    pre: called by kmalloc_init only, before any other function here
+ *         except sys_lock/sys_unlock/sys_log/sys_fault. If it fails,
+ *         kmalloc_init retries with the arena halved (down to 16 MiB), so
+ *         a port with a fixed window simply refuses sizes that do not fit;
+ *         after one success it is never called again.
  *    Returns 0, or -1 (nothing reserved). Costs no memory. */
 int sys_reserve(size_t size, void **base);
 
@@ -99,6 +102,17 @@ unsigned long sys_irq_save(void);
 
 /* 6. Restore the interrupt state returned by the matching sys_irq_save. */
 void sys_irq_restore(unsigned long flags);
+#endif
+
+/* Optional fast form of sys_cpu_id for the fast path: a port may define
+ * SYS_CPU_ID_FAST() in sys_arch.h to return the CPU id, or exactly
+ * SYS_CPU_UNKNOWN when finding it needs real work (the host port: a
+ * thread's first allocation, which assigns it an id). mm then takes its
+ * slow path, which calls sys_cpu_id(). Keeping that work out of line keeps
+ * the fast path free of a call and so of register saves. */
+#define SYS_CPU_UNKNOWN 0xffffffffu
+#ifndef SYS_CPU_ID_FAST
+#define SYS_CPU_ID_FAST() sys_cpu_id()
 #endif
 
 /* 7./8. Spinlock over `struct sys_lock` (from sys_arch.h; all-zero storage

@@ -1,13 +1,16 @@
 # tests/host.mk: the core's internal unit tests (Check), run on the host
-# against build/host/libkmalloc.a: size classes (including "the checked-in
-# mm/sizeclasses.h is what the generator writes"), span bitmaps, page
-# allocator, mcentral lists, mheap, scavenger. One binary per file; each
-# test case runs in its own forked process, so each starts from an empty
-# heap.
+# against build/host/libkmalloc.a and again against the debug build
+# (build/host-debug, -DMM_DEBUG: assertions, whole-structure validation
+# after every span operation, lock-order checks): size classes (including
+# "the checked-in mm/sizeclasses.h is what the generator writes"), span
+# bitmaps, page allocator, mcentral lists, mheap, scavenger. One binary
+# per file; each test case runs in its own forked process, so each starts
+# from an empty heap.
 
 HOST_TESTS := $(patsubst tests/host/test_%.c,%,$(wildcard tests/host/test_*.c))
 HOST_TEST_BINS := $(HOST_TESTS:%=$(BUILD)/host/tests/test_%)
-HOST_TEST_CFLAGS := $(MM_HOST_CFLAGS) -O1 -g -Wno-unused-function \
+HOST_DEBUG_TEST_BINS := $(HOST_TESTS:%=$(BUILD)/host-debug/tests/test_%)
+HOST_TEST_CFLAGS := $(MM_HOST_CFLAGS) -O1 -g \
 	$(shell pkg-config --cflags check 2>/dev/null) -MMD -MP
 HOST_TEST_LIBS := $(shell pkg-config --libs check 2>/dev/null) -lpthread
 
@@ -17,12 +20,21 @@ $(BUILD)/host/tests/test_%: tests/host/test_%.c $(KMALLOC_HOST_LIB)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(HOST_TEST_CFLAGS) $< $(KMALLOC_HOST_LIB) $(HOST_TEST_LIBS) -o $@
 
+$(BUILD)/host-debug/tests/test_%: tests/host/test_%.c $(KMALLOC_HOST_DEBUG_LIB)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(HOST_TEST_CFLAGS) -DMM_DEBUG $< $(KMALLOC_HOST_DEBUG_LIB) $(HOST_TEST_LIBS) -o $@
+
 .PHONY: test-host
-test-host: $(HOST_TEST_BINS)
-	$(Q)for t in $(HOST_TEST_BINS); do \
+test-host: $(HOST_TEST_BINS) $(HOST_DEBUG_TEST_BINS)
+	$(Q)for t in $(HOST_TEST_BINS) $(HOST_DEBUG_TEST_BINS); do \
 		echo "== $$t"; nice timeout 300 $$t || exit 1; \
 	done
 
-TEST_TARGETS += test-host
+# Real programs on the allocator through the LD_PRELOAD shim.
+.PHONY: test-preload
+test-preload: $(KMALLOC_PRELOAD_SO)
+	$(Q)nice timeout 300 tests/host/preload_smoke.sh $(KMALLOC_PRELOAD_SO)
 
--include $(HOST_TEST_BINS:=.d)
+TEST_TARGETS += test-host test-preload
+
+-include $(HOST_TEST_BINS:=.d) $(HOST_DEBUG_TEST_BINS:=.d)

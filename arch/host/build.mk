@@ -29,3 +29,33 @@ $(KMALLOC_HOST_LIB): $(HOST_LIB_OBJS)
 ALL_TARGETS += $(KMALLOC_HOST_LIB)
 
 -include $(HOST_LIB_OBJS:.o=.d)
+
+# The same library with the debug checks on (-DMM_DEBUG: MM_ASSERT,
+# MM_VALIDATE, lock-order checking); tests/host.mk runs every internal
+# test against both.
+KMALLOC_HOST_DEBUG_LIB := $(BUILD)/host-debug/libkmalloc.a
+HOST_DEBUG_LIB_OBJS := $(patsubst %.c,$(BUILD)/host-debug/%.o,$(MM_SRCS) $(HOST_SRCS))
+
+$(BUILD)/host-debug/mm/%.o: mm/%.c
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(HOST_LIB_CFLAGS) -DMM_DEBUG -c $< -o $@
+
+$(BUILD)/host-debug/arch/host/%.o: arch/host/%.c
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(HOST_LIB_CFLAGS) -DMM_DEBUG -c $< -o $@
+
+$(KMALLOC_HOST_DEBUG_LIB): $(HOST_DEBUG_LIB_OBJS)
+	@mkdir -p $(@D)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+-include $(HOST_DEBUG_LIB_OBJS:.o=.d)
+
+# The LD_PRELOAD shim (arch/host/preload.c): the malloc family on top of
+# the library, for running unmodified programs on the allocator.
+KMALLOC_PRELOAD_SO := $(BUILD)/host/libkmalloc-preload.so
+
+$(KMALLOC_PRELOAD_SO): $(BUILD)/host/arch/host/preload.o $(HOST_LIB_OBJS)
+	@mkdir -p $(@D)
+	$(Q)$(CC) -shared -o $@ $^ -lpthread
+
+ALL_TARGETS += $(KMALLOC_PRELOAD_SO)

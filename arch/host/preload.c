@@ -11,7 +11,7 @@
  *   - realloc(p, 0) frees p and returns NULL (glibc's REALLOC_ZERO_BYTES_FREES),
  *     where krealloc would keep p;
  *   - calloc and reallocarray return NULL when n * size overflows.
- * malloc(0) is kmalloc(0): a unique 8-byte object that free accepts.
+ * malloc(0) is a unique 16-byte object that free accepts.
  * Invalid and double frees are detected by the core before it touches
  * anything, reported as "kmalloc: <fault>: <pointer>" and abort.
  *
@@ -21,7 +21,7 @@
  * allocation in the process sets the heap up (so calls that glibc or
  * other libraries make before any constructor runs are served), and the
  * first allocation in a thread gives it a CPU id whose mcache is flushed
- * when the thread exits (sys.c). fork() safety is in preload_fork.c.
+ * when the thread exits (sys.c). fork() safety: see "fork" below.
  *
  * KMALLOC_PRELOAD_REPORT=<file>: at exit, append one line to <file>
  * saying that this process ran on kmalloc and how much it allocated; the
@@ -36,27 +36,31 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <pthread.h>
+
+#include "internal.h"
 #include "kmalloc.h"
-#include "preload.h"
 
 #define EXPORT __attribute__((visibility("default")))
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
 
-/* Alignment every malloc result has; memalign at or below it is malloc.
- * glibc's is 16 (MALLOC_ALIGNMENT), ours 8 (see glibc_align_size). */
-#define MIN_ALIGNMENT 8
+/* Alignment every malloc result has (glibc's MALLOC_ALIGNMENT; see
+ * glibc_align_size); memalign at or below it is malloc. */
+#define MIN_ALIGNMENT 16
 #define PRELOAD_PAGE 4096
 
-/* glibc gives every object 16-byte alignment; kmalloc gives it to objects
- * of 16 bytes or more except those in Go's 24-byte class (slots at
- * base + 24k), the only class size above 8 that is not a multiple of 16.
- * So 17..24-byte requests take the 32-byte class, as they would in glibc
- * (whose smallest chunk is 32 bytes). Requests of 8 bytes or less keep
- * 8-byte alignment: no object that small can need more (jemalloc and
- * tcmalloc do the same). */
+/* glibc gives every object 16-byte alignment (MALLOC_ALIGNMENT, what
+ * max_align_t needs), and programs and compilers rely on it. kmalloc gives
+ * it to objects of 16 bytes or more except those in Go's 24-byte class
+ * (slots at base + 24k: the only class size above 8 that is not a multiple
+ * of 16), and to 8-byte objects only by chance. So requests below 32 bytes
+ * are rounded up to a multiple of 16 (0 -> 16): sizes 0..16 take the
+ * 16-byte class and 17..31 the 32-byte one, as in glibc, whose smallest
+ * chunk holds 24 bytes and whose next holds 40. One compare on the fast
+ * path. */
 static inline size_t glibc_align_size(size_t size)
 {
-	return size - 17 < 8 ? 32 : size;
+	return size < 32 ? ((size | 1) + 15) & ~(size_t)15 : size;
 }
 
 static inline void *enomem_if_null(void *p)
@@ -190,6 +194,61 @@ EXPORT int malloc_trim(size_t pad)
 	(void)pad;
 	kmalloc_trim();
 	return 1;
+}
+
+/* ---- fork ----
+ * fork() copies the address space but only the calling thread. A lock that
+ * another thread held at that moment stays locked forever in the child,
+ * and the first allocation that needs it hangs. So, as glibc does for its
+ * own arenas, the prepare handler takes every mm lock in the documented
+ * order (mm/internal.h: mcentral[i].lock -> mheap.lock; taking all the
+ * mcentral locks in index order cannot deadlock because no other code
+ * holds two of them), and the parent and child handlers release them.
+ * Between prepare and release no other thread can be inside a locked
+ * section, so the child's copy of every mm structure is consistent.
+ *
+ * What this does not cover, and why it is still safe:
+ *   - The lock-free paths (the mcache fast path, a remote free's atomic
+ *     OR and sweep-stack push) cannot be stopped by a lock. A thread caught
+ *     in one does not exist in the child; at worst its half-done free
+ *     leaves the span's `inflight` raised or its slot unfreed, so the child
+ *     never reuses that span's memory: a leak, never a corruption.
+ *   - The mcaches of the parent's other threads stay assigned to CPU ids
+ *     nobody in the child holds; their cached spans are leaked the same
+ *     way (objects in them can still be freed from the child: that is a
+ *     remote free).
+ *   - arch/host/sys.c's CPU-id pool mutex is private to that file; a fork
+ *     while another thread is between taking and returning an id (thread
+ *     start or exit) could leave it locked in the child. Closing that needs
+ *     an atfork handler in sys.c (see the shim's report).
+ */
+
+static void fork_prepare(void)
+{
+	for (unsigned i = 1; i < _NumSizeClasses; i++)
+		sys_lock(&mheap_.central[i].c.lock);
+	sys_lock(&mheap_.lock);
+}
+
+/* Parent and child alike: the locks were ours, the same bytes in both. */
+static void fork_release(void)
+{
+	sys_unlock(&mheap_.lock);
+	for (unsigned i = _NumSizeClasses - 1; i >= 1; i--)
+		sys_unlock(&mheap_.central[i].c.lock);
+}
+
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static void fork_register(void)
+{
+	if (pthread_atfork(fork_prepare, fork_release, fork_release) != 0)
+		sys_fault("preload: pthread_atfork failed", NULL);
+}
+
+static void preload_fork_init(void)
+{
+	pthread_once(&fork_once, fork_register);
 }
 
 /* ---- KMALLOC_PRELOAD_REPORT ---- */

@@ -7,7 +7,7 @@
 # shim adds no call layer over the core. Only the C library's allocation
 # functions are exported (the visibility("default") ones in preload.c).
 
-PRELOAD_SRCS := arch/host/preload.c arch/host/preload_fork.c
+PRELOAD_SRCS := arch/host/preload.c
 PRELOAD_ALL_SRCS := $(MM_SRCS) $(HOST_SRCS) $(PRELOAD_SRCS)
 PRELOAD_CFLAGS := $(MM_HOST_CFLAGS) -O2 -g -fPIC -flto -fvisibility=hidden \
 	-fno-semantic-interposition -MMD -MP

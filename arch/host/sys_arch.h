@@ -31,6 +31,10 @@ static inline unsigned sys_cpu_id(void)
 	return c - 1;
 }
 
+/* The id, or SYS_CPU_UNKNOWN (0 - 1) before the thread's first
+ * sys_cpu_id(): see mm/sys.h. */
+#define SYS_CPU_ID_FAST() (host_cpu_plus1 - 1u)
+
 static inline unsigned long sys_irq_save(void)
 {
 	return 0;

@@ -4,7 +4,8 @@
  * bitmaps (mheap_valid), large objects coalesce back, kmemalign alignment
  * comes from the page allocator, out-of-memory from the port leaves the
  * heap consistent and serving again, and cross-thread (remote) frees
- * return spans once the owner flushes.
+ * return spans once the owner flushes, also while they race with the
+ * owner's allocations and sweeps.
  */
 #include <check.h>
 #include <pthread.h>
@@ -192,6 +193,67 @@ START_TEST(remote_frees_return_spans)
 }
 END_TEST
 
+/* The owner allocates 64-byte objects and publishes them in `ring`;
+ * three other threads take them and free them (remote frees) while the
+ * owner keeps allocating, so its sweeps race with their fetch-ors. A
+ * false "double free" would abort; a lost free would leave objects live. */
+#define RING 256
+#define ROUNDS 200000
+static void *ring[RING];
+static int owner_done;
+
+static void *race_owner(void *arg)
+{
+	(void)arg;
+	for (unsigned i = 0; i < ROUNDS; i++) {
+		uint64_t *p = kmalloc(64, 0);
+		ck_assert_ptr_nonnull(p);
+		p[0] = (uintptr_t)p;
+		void *old = __atomic_exchange_n(&ring[i % RING], p, __ATOMIC_ACQ_REL);
+		if (old != NULL)
+			kfree(old); /* a local free, unless its span was uncached */
+	}
+	__atomic_store_n(&owner_done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void *race_freer(void *arg)
+{
+	unsigned i = (unsigned)(uintptr_t)arg;
+	while (!__atomic_load_n(&owner_done, __ATOMIC_ACQUIRE)) {
+		i = i * 1103515245u + 12345u;
+		uint64_t *p = __atomic_exchange_n(&ring[(i >> 8) % RING], NULL, __ATOMIC_ACQ_REL);
+		if (p != NULL) {
+			ck_assert_uint_eq(p[0], (uintptr_t)p);
+			kfree(p);
+		}
+	}
+	return NULL;
+}
+
+START_TEST(remote_frees_race_owner_sweeps)
+{
+	pthread_t o, f[3];
+	pthread_create(&o, NULL, race_owner, NULL);
+	for (uintptr_t k = 0; k < 3; k++)
+		pthread_create(&f[k], NULL, race_freer, (void *)(k + 1));
+	pthread_join(o, NULL);
+	for (int k = 0; k < 3; k++)
+		pthread_join(f[k], NULL);
+	for (int i = 0; i < RING; i++)
+		kfree(ring[i]);
+	kmalloc_flush_cpu();
+	struct kmalloc_stats st;
+	kmalloc_stats(&st);
+	ck_assert_uint_eq(st.cls[6].allocs, ROUNDS);
+	ck_assert_uint_eq(st.cls[6].frees, ROUNDS);
+	ck_assert_uint_eq(st.cls[6].spans, 0);
+	struct mm_census c = census();
+	ck_assert_uint_eq(c.spans_small, 0);
+	ck_assert(mheap_valid());
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("mheap");
@@ -204,6 +266,7 @@ int main(void)
 	tcase_add_test(tc, out_of_memory_then_recovers);
 	tcase_add_test(tc, too_large_is_null);
 	tcase_add_test(tc, remote_frees_return_spans);
+	tcase_add_test(tc, remote_frees_race_owner_sweeps);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
