@@ -294,10 +294,17 @@ static void wait_turn(unsigned me)
  * another thread (hands over, waits for the turn to come back, goes on). */
 static void run_as(unsigned me)
 {
+	static int trace = -1;
+	if (trace < 0)
+		trace = getenv("FUZZ_TRACE") != NULL;
 	while (prog < prog_end) {
 		uint8_t b = *prog++;
 		unsigned next = me;
 		run_op(b & 7, (unsigned)(b >> 3) % SLOTS, &prog, prog_end, &next);
+		if (trace) /* FUZZ_TRACE=1: the decoded program, op by op */
+			fprintf(stderr, "thread %u: op %u slot %u -> %p size %zu\n", me,
+			        b & 7, (unsigned)(b >> 3) % SLOTS,
+			        (void *)slot[(b >> 3) % SLOTS].p, slot[(b >> 3) % SLOTS].size);
 		if (next != me) {
 			give_turn(next);
 			wait_turn(me);
@@ -321,10 +328,16 @@ static void *worker_main(void *arg)
 		pthread_mutex_lock(&turn_lock);
 		int flush = flush_req, done = ended;
 		pthread_mutex_unlock(&turn_lock);
+		if (!flush && !done) {
+			/* returns when the program ends or, if this thread had
+			 * switched away, when it is woken to flush */
+			run_as(me);
+			pthread_mutex_lock(&turn_lock);
+			flush = flush_req;
+			pthread_mutex_unlock(&turn_lock);
+		}
 		if (flush)
 			kmalloc_flush_cpu();
-		else if (!done)
-			run_as(me);
 		pthread_mutex_lock(&turn_lock);
 		flush_req = 0;
 		pthread_mutex_unlock(&turn_lock);
