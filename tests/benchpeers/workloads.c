@@ -8,7 +8,7 @@
  *
  *   ops        operations done (one malloc+free pair, or one replacement)
  *   secs       wall time of the measured part (CLOCK_MONOTONIC)
- *   peak_kb    peak RSS of the process (getrusage)
+ *   peak_kb    peak RSS of the process (VmHWM)
  *   frag only: live_bytes (at the end), final_kb (RSS at the end),
  *              peak_live (live bytes at the peak), base_kb (RSS before
  *              the workload), trim_kb (RSS after freeing everything and
@@ -16,13 +16,16 @@
  *
  * Workloads (sizes are request sizes; random numbers from a fixed-seed
  * xorshift, so every allocator sees the same sequence):
- *   churn     one thread, 50k-object working set, sizes 8..512 B uniform:
+ *   churn     one thread, 50k-object working set, sizes 8..512 B uniform
+ *             (5M replacements):
  *             free a random object, allocate its replacement
- *   fixed     malloc(64) + free back to back: the fast path
- *   loguni    1k-object working set, sizes log-uniform 8 B .. 64 KiB
+ *   fixed     malloc(64) + free back to back: the fast path (30M pairs)
+ *   loguni    1k-object working set, sizes log-uniform 8 B .. 64 KiB (5M)
  *   prodcons  one thread allocates 16..256 B, another frees, through a
- *             single-producer single-consumer ring (the remote-free path)
- *   larson    4 threads churn their own 10k-object sets and every 20k ops
+ *             single-producer single-consumer ring (the remote-free path;
+ *             2M objects)
+ *   larson    4 threads churn their own 10k-object sets (8..1024 B, 1M ops
+ *             each) and every 20k ops
  *             trade the whole set through a shared pool, so objects are
  *             freed by threads that did not allocate them
  *   frag      ~1 GiB of 8..512 B objects, free 90% at random, then
@@ -38,7 +41,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -58,11 +60,20 @@ static double now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* Peak RSS of this process image: VmHWM. (getrusage's ru_maxrss would
+ * carry the RSS of the runner that forked us across exec.) */
 static long peak_kb(void)
 {
-	struct rusage r;
-	getrusage(RUSAGE_SELF, &r);
-	return r.ru_maxrss;
+	char line[256];
+	long kb = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "VmHWM: %ld", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
 }
 
 static long rss_kb(void)
