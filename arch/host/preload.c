@@ -50,17 +50,13 @@
 #define PRELOAD_PAGE 4096
 
 /* glibc gives every object 16-byte alignment (MALLOC_ALIGNMENT, what
- * max_align_t needs), and programs and compilers rely on it. kmalloc gives
- * it to objects of 16 bytes or more except those in Go's 24-byte class
- * (slots at base + 24k: the only class size above 8 that is not a multiple
- * of 16), and to 8-byte objects only by chance. So requests below 32 bytes
- * are rounded up to a multiple of 16 (0 -> 16): sizes 0..16 take the
- * 16-byte class and 17..31 the 32-byte one, as in glibc, whose smallest
- * chunk holds 24 bytes and whose next holds 40. One compare on the fast
- * path. */
+ * max_align_t needs), and programs and compilers rely on it. kmalloc.h
+ * promises it for objects of 16 bytes or more, so smaller requests
+ * (including malloc(0)) take the 16-byte class, as in glibc, whose
+ * smallest chunk holds 24 bytes. A compare and a conditional move. */
 static inline size_t glibc_align_size(size_t size)
 {
-	return size < 32 ? ((size | 1) + 15) & ~(size_t)15 : size;
+	return size < 16 ? 16 : size;
 }
 
 static inline void *enomem_if_null(void *p)
