@@ -182,12 +182,15 @@ EXPORT size_t malloc_usable_size(void *p)
 	return ksize(p);
 }
 
-/* glibc's malloc_trim: give free memory back to the OS. Returns 1 ("some
- * memory may have been released"); kmalloc_trim releases every free heap
- * page, so `pad` has nothing to keep. */
+/* glibc's malloc_trim: give free memory back to the OS. The calling
+ * thread's cached spans go back first (they may be all that keeps some
+ * pages in use), then kmalloc_trim releases every free heap page, so
+ * `pad` has nothing to keep. Returns 1 ("some memory may have been
+ * released"). Other threads' cached spans stay cached. */
 EXPORT int malloc_trim(size_t pad)
 {
 	(void)pad;
+	kmalloc_flush_cpu();
 	kmalloc_trim();
 	return 1;
 }
@@ -279,8 +282,8 @@ __attribute__((constructor)) static void preload_init(void)
 		memcpy(report_path, r, strlen(r) + 1);
 }
 
-/* One line per process: "kmalloc-preload: pid P allocs A frees F live L
- * committed C". No stdio (it would allocate through us while we report). */
+/* One line per process: "kmalloc-preload: pid P allocs A frees F
+ * committed C meta M" (C and M in bytes). No stdio (it would allocate through us while we report). */
 __attribute__((destructor)) static void preload_report(void)
 {
 	if (report_path[0] == '\0')
@@ -302,6 +305,8 @@ __attribute__((destructor)) static void preload_report(void)
 	n = put_u64(line, n, cap, frees);
 	n = put_str(line, n, cap, " committed ");
 	n = put_u64(line, n, cap, st.committed);
+	n = put_str(line, n, cap, " meta ");
+	n = put_u64(line, n, cap, st.meta_sys);
 	line[n++] = '\n';
 	int fd = open(report_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 	if (fd < 0)
