@@ -47,8 +47,14 @@
 #define CHUNK_BYTES ((uintptr_t)1 << CHUNK_SHIFT)
 #define CHUNK_WORDS (CHUNK_PAGES / 64)
 #define SPAN_MAX_WORDS (_MaxObjsPerSpan / 64) /* allocBits words, 8 B class */
-#define CPU_NONE 0xfffffffeu /* cachedBy of an uncached span; never
-                                  equal to SYS_CPU_UNKNOWN */
+/* CPUs are named by their slot, id + 1, in mm_mcaches and in
+ * mspan.cachedBy: slot 0 is what SYS_CPU_UNKNOWN maps to (unsigned wrap)
+ * and holds no mcache, so the fast path needs no bounds test. */
+#define CPU_NONE 0xffffffffu /* cachedBy of an uncached span */
+static inline unsigned cpu_slot(unsigned cpu)
+{
+	return cpu + 1u;
+}
 
 /* ---- checks (style.md: graded) ----
  * MM_CHECK     always on: corruption and misuse; reports through sys_fault.
@@ -129,7 +135,8 @@ struct mspan {
 	uint8_t needzero;      /* owner: free slots may hold old data */
 	uint32_t divMul;       /* init: class_to_divmagic */
 	uint32_t state;        /* atomic: enum mspan_state */
-	uint32_t cachedBy;     /* atomic: CPU caching it or CPU_NONE;
+	uint32_t cachedBy;     /* atomic: slot (cpu_slot) of the CPU caching
+	                          it, or CPU_NONE;
 	                          written under mcentral.lock */
 	uint32_t inflight;     /* atomic: remote frees in progress */
 	uint32_t sweepseq;     /* owner writes (seqlock, odd = sweeping);
@@ -378,12 +385,13 @@ static inline void unlock_central(struct mcentral *c)
 	mm_lockrank_release(RANK_MCENTRAL);
 }
 
-/* Per-CPU mcache pointers, published under mheap.lock, read by their CPU.
- * A static array (not metadata) so the fast path works before
- * kmalloc_init: a NULL entry sends it to the slow path, which initialises
- * the heap on the host. sys_config.max_cpus must not exceed it. */
+/* Per-CPU mcache pointers, indexed by cpu_slot (entry 0 stays NULL),
+ * published by their CPU, read by it and by kmalloc_stats. A static
+ * array (not metadata) so the fast path works before kmalloc_init: a NULL
+ * entry sends it to the slow path, which initialises the heap on the
+ * host. sys_config.max_cpus must not exceed MM_MAX_CPUS. */
 #define MM_MAX_CPUS 1024
-extern struct mcache *mm_mcaches[MM_MAX_CPUS];
+extern struct mcache *mm_mcaches[MM_MAX_CPUS + 1];
 
 int mheap_init(void);
 struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass,

@@ -21,7 +21,8 @@
  * pre: interrupts off, cpu == sys_cpu_id(). */
 struct mcache *mcache_get(unsigned cpu)
 {
-	struct mcache *c = __atomic_load_n(&mm_mcaches[cpu], __ATOMIC_ACQUIRE);
+	MM_ASSERT(cpu < sys_config.max_cpus);
+	struct mcache *c = __atomic_load_n(&mm_mcaches[cpu_slot(cpu)], __ATOMIC_ACQUIRE);
 	if (c != NULL)
 		return c;
 	if (mheap_init() != 0)
@@ -33,7 +34,7 @@ struct mcache *mcache_get(unsigned cpu)
 		return NULL;
 	for (unsigned i = 0; i < _NumSizeClasses; i++)
 		c->alloc[i] = &mspan_empty;
-	__atomic_store_n(&mm_mcaches[cpu], c, __ATOMIC_RELEASE);
+	__atomic_store_n(&mm_mcaches[cpu_slot(cpu)], c, __ATOMIC_RELEASE);
 	return c;
 }
 
@@ -46,7 +47,8 @@ void *mcache_refill_alloc(struct mcache *c, unsigned sizeclass)
 	for (;;) {
 		struct mspan *s = c->alloc[sizeclass];
 		if (s != &mspan_empty) {
-			MM_ASSERT(s->cachedBy == sys_cpu_id() && s->spanclass == sizeclass);
+			MM_ASSERT(s->cachedBy == cpu_slot(sys_cpu_id()) &&
+			          s->spanclass == sizeclass);
 			void *v = mspan_nextFreeFast(s);
 			if (v != NULL)
 				return v;

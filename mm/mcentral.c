@@ -131,7 +131,7 @@ struct mspan *mcentral_cacheSpan(struct mcentral *c, unsigned cpu)
 	struct mspan *s = c->partial;
 	if (s != NULL) {
 		list_remove(c, s);
-		__atomic_store_n(&s->cachedBy, cpu, __ATOMIC_RELEASE);
+		__atomic_store_n(&s->cachedBy, cpu_slot(cpu), __ATOMIC_RELEASE);
 		unlock_central(c);
 		return s;
 	}
@@ -140,7 +140,7 @@ struct mspan *mcentral_cacheSpan(struct mcentral *c, unsigned cpu)
 	s = mheap_alloc_span(class_to_allocnpages[c->spanclass], c->spanclass, 1);
 	if (s == NULL)
 		return NULL;
-	__atomic_store_n(&s->cachedBy, cpu, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->cachedBy, cpu_slot(cpu), __ATOMIC_RELAXED);
 	mspan_init_small(s, c->spanclass); /* publishes INUSE */
 	lock_central(c);
 	c->nspans++;

@@ -3,12 +3,17 @@
  * map, and span allocation/free on top of the page allocator. See
  * malloc.c for the overview.
  *
- * kmalloc_init reserves one region through the port and lays it out as
- * (addresses grow to the right; only what is marked * is committed at
- * first, everything else as the heap grows):
+ * kmalloc_init reserves one region through the port (the configured
+ * arena, halved until the port agrees) and lays it out as follows;
+ * nothing is committed at first, each part as the heap grows into it:
  *
  *   | spans map | chunk bitmaps | summaries | fixalloc area | pad | arena |
  *     8 B/page    128 B/chunk     12 B/chunk   arena/16      to 4 MiB
+ *
+ * kfree/ksize find a pointer's span with one load from the spans map
+ * (Go's heapArena.spans, flat here since there is one arena). Entries are
+ * set for every page of a span when it is allocated and left stale when
+ * it is freed: they then point at a DEAD mspan record, never at garbage.
  *
  * The arena is empty at first: mheap grows it by whole chunks (4 MiB, 512
  * heap pages) when the page allocator finds no fit, committing the
@@ -26,7 +31,7 @@
 #include "internal.h"
 
 struct mheap mheap_;
-struct mcache *mm_mcaches[MM_MAX_CPUS];
+struct mcache *mm_mcaches[MM_MAX_CPUS + 1];
 static struct sys_lock init_lock;
 
 #ifdef MM_DEBUG

@@ -127,37 +127,30 @@ struct psum pa_chunk_sum(const struct pchunk *c)
 	return s;
 }
 
+/* Summary of a node from its n children of csize pages each, in one pass:
+ * `run` is the free run reaching the end of the children seen so far, so
+ * after the last child it is the node's end. */
 static struct psum merge(const struct psum *ch, size_t n, uint64_t csize)
 {
-	struct psum s = {0, 0, 0};
-	uint64_t start = 0, end = 0, max = 0, run = 0;
-	size_t j;
+	uint64_t start = 0, max = 0, run = 0;
+	bool prefix = true;
 
-	for (j = 0; j < n; j++) {
-		start += ch[j].start;
-		if (ch[j].start != csize)
-			break;
-	}
-	for (j = n; j-- > 0;) {
-		end += ch[j].end;
-		if (ch[j].end != csize)
-			break;
-	}
-	for (j = 0; j < n; j++) {
-		if (run + ch[j].start > max)
-			max = run + ch[j].start;
+	for (size_t j = 0; j < n; j++) {
+		uint64_t cs = ch[j].start;
+		if (prefix) {
+			start += cs;
+			prefix = cs == csize;
+		}
+		if (run + cs > max)
+			max = run + cs;
 		if (ch[j].max > max)
 			max = ch[j].max;
-		if (ch[j].start == csize)
-			run += csize;
-		else
-			run = ch[j].end;
+		run = cs == csize ? run + csize : ch[j].end;
 	}
 	if (run > max)
 		max = run;
-	s.start = u32min(start, UINT32_MAX);
-	s.end = u32min(end, UINT32_MAX);
-	s.max = u32min(max, UINT32_MAX);
+	struct psum s = {u32min(start, UINT32_MAX), u32min(max, UINT32_MAX),
+	                 u32min(run, UINT32_MAX)};
 	return s;
 }
 
@@ -170,7 +163,10 @@ static bool psum_eq(struct psum a, struct psum b)
  * a level does not change. */
 static void update_chunk(struct pagealloc *pa, size_t ci)
 {
-	pa->sum[0][ci] = pa_chunk_sum(&pa->chunks[ci]);
+	struct psum leaf = pa_chunk_sum(&pa->chunks[ci]);
+	if (psum_eq(leaf, pa->sum[0][ci]))
+		return;
+	pa->sum[0][ci] = leaf;
 	for (unsigned k = 1; k < pa->nlevels; k++) {
 		size_t idx = ci >> (3 * k);
 		size_t first = idx * PA_FANOUT;

@@ -164,9 +164,10 @@ unsigned mspan_sweep(struct mspan *s)
 	 * localFree bits, and only it (or its uncache) sweeps it, so its
 	 * mcache is the right place. */
 	if (local != 0 || taken != 0) {
-		unsigned cpu = __atomic_load_n(&s->cachedBy, __ATOMIC_RELAXED);
-		MM_CHECK(cpu != CPU_NONE, "allocations on an uncached span", s->base);
-		struct mcache *c = mm_mcaches[cpu];
+		unsigned slot = __atomic_load_n(&s->cachedBy, __ATOMIC_RELAXED);
+		MM_CHECK(slot != CPU_NONE && slot != 0 && slot <= MM_MAX_CPUS,
+		         "allocations on an uncached span", s->base);
+		struct mcache *c = mm_mcaches[slot];
 		STORE(c->frees[s->spanclass], c->frees[s->spanclass] + local);
 		STORE(c->allocs[s->spanclass], c->allocs[s->spanclass] + taken);
 	}

@@ -26,8 +26,8 @@ void kmalloc_stats(struct kmalloc_stats *st)
 	__builtin_memset(st, 0, sizeof(*st));
 	for (unsigned i = 0; i < _NumSizeClasses; i++)
 		st->cls[i].size = class_to_size[i];
-	for (unsigned cpu = 0; cpu < MM_MAX_CPUS; cpu++) {
-		struct mcache *c = __atomic_load_n(&mm_mcaches[cpu], __ATOMIC_ACQUIRE);
+	for (unsigned slot = 1; slot <= MM_MAX_CPUS; slot++) {
+		struct mcache *c = __atomic_load_n(&mm_mcaches[slot], __ATOMIC_ACQUIRE);
 		if (c == NULL)
 			continue;
 		for (unsigned i = 0; i < _NumSizeClasses; i++) {
@@ -37,8 +37,7 @@ void kmalloc_stats(struct kmalloc_stats *st)
 	}
 	/* This CPU's own cached spans: what their next sweep will count. */
 	unsigned long f = sys_irq_save();
-	unsigned me = SYS_CPU_ID_FAST();
-	struct mcache *mine = me < MM_MAX_CPUS ? mm_mcaches[me] : NULL;
+	struct mcache *mine = mm_mcaches[cpu_slot(SYS_CPU_ID_FAST())];
 	for (unsigned i = 1; mine != NULL && i < _NumSizeClasses; i++)
 		if (mine->alloc[i] != &mspan_empty)
 			mspan_pending(mine->alloc[i], &st->cls[i].allocs, &st->cls[i].frees);

@@ -7,12 +7,18 @@
 # per file; each test case runs in its own forked process, so each starts
 # from an empty heap.
 
-HOST_TESTS := $(patsubst tests/host/test_%.c,%,$(wildcard tests/host/test_*.c))
-HOST_TEST_BINS := $(HOST_TESTS:%=$(BUILD)/host/tests/test_%)
-HOST_DEBUG_TEST_BINS := $(HOST_TESTS:%=$(BUILD)/host-debug/tests/test_%)
-HOST_TEST_CFLAGS := $(MM_HOST_CFLAGS) -O1 -g \
-	$(shell pkg-config --cflags check 2>/dev/null) -MMD -MP
-HOST_TEST_LIBS := $(shell pkg-config --libs check 2>/dev/null) -lpthread
+# test_genericport.c brings its own port, so it is built from MM_SRCS
+# against mm/generic/sys_arch.h instead of linking libkmalloc.a.
+HOST_TESTS := $(filter-out genericport,$(patsubst tests/host/test_%.c,%,$(wildcard tests/host/test_*.c)))
+HOST_TEST_BINS := $(HOST_TESTS:%=$(BUILD)/host/tests/test_%) \
+	$(BUILD)/host/tests/genericport/test_genericport
+HOST_DEBUG_TEST_BINS := $(HOST_TESTS:%=$(BUILD)/host-debug/tests/test_%) \
+	$(BUILD)/host-debug/tests/genericport/test_genericport
+# Recursive (=), not :=: the top Makefile installs check and pkg-config
+# after reading the fragments, so ask pkg-config only when a rule runs.
+HOST_TEST_CFLAGS = $(MM_HOST_CFLAGS) -O1 -g \
+	$(shell pkg-config --cflags check) -MMD -MP
+HOST_TEST_LIBS = $(shell pkg-config --libs check) -lpthread
 
 DEPS_GROUPS += host
 
@@ -23,6 +29,21 @@ $(BUILD)/host/tests/test_%: tests/host/test_%.c $(KMALLOC_HOST_LIB)
 $(BUILD)/host-debug/tests/test_%: tests/host/test_%.c $(KMALLOC_HOST_DEBUG_LIB)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(HOST_TEST_CFLAGS) -DMM_DEBUG $< $(KMALLOC_HOST_DEBUG_LIB) $(HOST_TEST_LIBS) -o $@
+
+# One compiler run over several sources: header dependencies are listed
+# instead of generated.
+GENERIC_PORT_CFLAGS = $(CSTD) $(WARN) -Imm -Imm/generic -O1 -g \
+	$(shell pkg-config --cflags check)
+GENERIC_PORT_DEPS := tests/host/test_genericport.c $(MM_SRCS) \
+	$(wildcard mm/*.h) mm/generic/sys_arch.h
+
+$(BUILD)/host/tests/genericport/test_genericport: $(GENERIC_PORT_DEPS)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(GENERIC_PORT_CFLAGS) $(filter %.c,$^) $(HOST_TEST_LIBS) -o $@
+
+$(BUILD)/host-debug/tests/genericport/test_genericport: $(GENERIC_PORT_DEPS)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(GENERIC_PORT_CFLAGS) -DMM_DEBUG $(filter %.c,$^) $(HOST_TEST_LIBS) -o $@
 
 .PHONY: test-host
 test-host: $(HOST_TEST_BINS) $(HOST_DEBUG_TEST_BINS)
@@ -37,4 +58,4 @@ test-preload: $(KMALLOC_PRELOAD_SO)
 
 TEST_TARGETS += test-host test-preload
 
--include $(HOST_TEST_BINS:=.d) $(HOST_DEBUG_TEST_BINS:=.d)
+-include $(filter-out %/test_genericport.d,$(HOST_TEST_BINS:=.d) $(HOST_DEBUG_TEST_BINS:=.d))

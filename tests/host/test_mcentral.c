@@ -67,7 +67,7 @@ START_TEST(grow_partial_full)
 	expect_lists(0, 0, 0);
 	struct mspan *s = mcentral_cacheSpan(central(), cpu);
 	ck_assert_ptr_nonnull(s);
-	ck_assert_uint_eq(s->cachedBy, cpu);
+	ck_assert_uint_eq(s->cachedBy, cpu_slot(cpu));
 	ck_assert_uint_eq(s->nelems, 64);
 	expect_lists(0, 0, 1);
 	for (int i = 0; i < 10; i++)
@@ -128,7 +128,7 @@ START_TEST(local_frees_then_uncache_returns_span)
 	for (int i = 0; i < 5; i++)
 		p[i] = kmalloc(128, 0);
 	struct mspan *s = spanOf((uintptr_t)p[0]);
-	ck_assert_uint_eq(s->cachedBy, cpu);
+	ck_assert_uint_eq(s->cachedBy, cpu_slot(cpu));
 	for (int i = 0; i < 5; i++)
 		kfree(p[i]); /* local: only localFree bits change */
 	ck_assert_uint_ne(s->localFree[0], 0);
@@ -180,7 +180,7 @@ START_TEST(cached_span_is_left_to_its_owner)
 	ck_assert_uint_ne(s->remoteFree[0], 0);
 	mcentral_reclaim_all(); /* pops it, but it is cached: not swept */
 	ck_assert_uint_ne(s->remoteFree[0], 0);
-	ck_assert_uint_eq(s->cachedBy, cpu);
+	ck_assert_uint_eq(s->cachedBy, cpu_slot(cpu));
 	expect_lists(0, 0, 1);
 	kmalloc_flush_cpu(); /* the owner's uncache merges the remote free */
 	expect_lists(0, 0, 0);

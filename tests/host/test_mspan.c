@@ -31,8 +31,8 @@ static void span_setup(unsigned cls)
 	span.localFree = bits + SPAN_MAX_WORDS;
 	span.remoteFree = bits + 2 * SPAN_MAX_WORDS;
 	mspan_init_small(&span, cls);
-	span.cachedBy = 0; /* cached by "CPU 0", whose mcache is mc */
-	mm_mcaches[0] = &mc;
+	span.cachedBy = cpu_slot(0); /* cached by CPU 0, whose mcache is mc */
+	mm_mcaches[cpu_slot(0)] = &mc;
 }
 
 /* One allocation the way mcache does it: fast path, then nextFreeIndex.

@@ -1,0 +1,210 @@
+/*
+ * test_genericport.c: the core built the way a new kernel port first
+ * builds it: against mm/generic/sys_arch.h (no inline fast path, the
+ * default SYS_CPU_ID_FAST) with every sys.h function out of line. The
+ * port here is a minimal one written from sys.h alone (threads as CPUs
+ * with ids that are never reused, a test-and-set lock, mmap/mprotect for
+ * memory, one shared sys_config with a small 256 MiB arena), and the test
+ * checks that the core runs on it: allocation and free of every class and
+ * of large objects, remote frees across threads, trim, and a fault
+ * reported through sys_fault in the required format.
+ *
+ * tests/host.mk compiles MM_SRCS with -Imm/generic and this file, instead
+ * of linking libkmalloc.a (which carries the host port).
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* ---- the port ---- */
+
+const struct sys_config sys_config = {
+	.page_size = 4096,
+	.commit_zeroed = 1,
+	.max_cpus = 64,
+	.arena_size = (size_t)256 << 20,
+};
+
+static unsigned next_cpu;
+static __thread unsigned my_cpu_plus1;
+static size_t committed; /* atomic */
+
+int sys_reserve(size_t size, void **base)
+{
+	void *p = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return -1;
+	*base = p;
+	return 0;
+}
+
+int sys_commit(void *p, size_t n)
+{
+	if (mprotect(p, n, PROT_READ | PROT_WRITE) != 0)
+		return -1;
+	__atomic_add_fetch(&committed, n, __ATOMIC_RELAXED);
+	return 0;
+}
+
+void sys_release(void *p, size_t n)
+{
+	madvise(p, n, MADV_DONTNEED);
+	mprotect(p, n, PROT_NONE);
+	__atomic_sub_fetch(&committed, n, __ATOMIC_RELAXED);
+}
+
+unsigned sys_cpu_id(void)
+{
+	if (my_cpu_plus1 == 0) {
+		unsigned id = __atomic_fetch_add(&next_cpu, 1, __ATOMIC_RELAXED);
+		if (id >= sys_config.max_cpus)
+			sys_fault("out of CPU ids", NULL);
+		my_cpu_plus1 = id + 1;
+	}
+	return my_cpu_plus1 - 1;
+}
+
+unsigned long sys_irq_save(void)
+{
+	return 0;
+}
+
+void sys_irq_restore(unsigned long flags)
+{
+	(void)flags;
+}
+
+void sys_lock(struct sys_lock *l)
+{
+	while (__atomic_exchange_n(&l->word, 1, __ATOMIC_ACQUIRE))
+		sched_yield();
+}
+
+void sys_unlock(struct sys_lock *l)
+{
+	__atomic_store_n(&l->word, 0, __ATOMIC_RELEASE);
+}
+
+_Noreturn void sys_fault(const char *msg, const void *p)
+{
+	fprintf(stderr, "kmalloc: %s: %p\n", msg, p);
+	fflush(stderr);
+	abort();
+}
+
+void sys_log(const char *s)
+{
+	puts(s);
+}
+
+/* ---- the tests ---- */
+
+START_TEST(every_class_and_large)
+{
+	ck_assert_int_eq(kmalloc_init(), 0);
+	ck_assert_uint_eq(mheap_.arena_end - mheap_.arena_start, (size_t)256 << 20);
+	void *p[KMALLOC_NUM_CLASSES][20];
+	for (unsigned c = 1; c < KMALLOC_NUM_CLASSES; c++)
+		for (int i = 0; i < 20; i++) {
+			p[c][i] = kmalloc(class_to_size[c], 0);
+			ck_assert_ptr_nonnull(p[c][i]);
+			memset(p[c][i], (int)c, class_to_size[c]);
+			ck_assert_uint_ge(ksize(p[c][i]), class_to_size[c]);
+		}
+	void *big = kzalloc(3 << 20, 0);
+	ck_assert_ptr_nonnull(big);
+	ck_assert(mheap_valid());
+	for (unsigned c = 1; c < KMALLOC_NUM_CLASSES; c++)
+		for (int i = 0; i < 20; i++)
+			kfree(p[c][i]);
+	kfree(big);
+	kmalloc_flush_cpu();
+	kmalloc_trim();
+	struct kmalloc_stats st;
+	kmalloc_stats(&st);
+	ck_assert_uint_eq(st.heap_inuse, 0);
+	ck_assert_uint_eq(st.heap_free, 0);
+	ck_assert_uint_eq(st.committed, __atomic_load_n(&committed, __ATOMIC_RELAXED));
+	/* 24 bytes take the 32-byte class (16-byte alignment from 16 up) */
+	for (unsigned c = 1; c < KMALLOC_NUM_CLASSES; c++) {
+		uint64_t want = c == 3 ? 0 : c == 4 ? 40 : 20;
+		ck_assert_uint_eq(size_to_class(class_to_size[c]), c == 3 ? 4 : c);
+		ck_assert_uint_eq(st.cls[c].allocs, want);
+		ck_assert_uint_eq(st.cls[c].frees, want);
+	}
+	ck_assert(mheap_valid());
+}
+END_TEST
+
+START_TEST(arena_limit_gives_null)
+{
+	ck_assert_ptr_null(kmalloc((size_t)300 << 20, 0));
+	void *a = kmalloc((size_t)200 << 20, 0);
+	ck_assert_ptr_nonnull(a);
+	ck_assert_ptr_null(kmalloc((size_t)100 << 20, 0)); /* arena exhausted */
+	kfree(a);
+	void *b = kmalloc((size_t)100 << 20, 0);
+	ck_assert_ptr_nonnull(b);
+	kfree(b);
+	ck_assert(mheap_valid());
+}
+END_TEST
+
+static void *objs[4000];
+
+static void *remote(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 4000; i++)
+		kfree(objs[i]);
+	kmalloc_flush_cpu(); /* this port has no thread-exit hook */
+	return NULL;
+}
+
+START_TEST(remote_frees)
+{
+	for (int i = 0; i < 4000; i++)
+		objs[i] = kmalloc((size_t)(i % 700) + 1, 0);
+	pthread_t t;
+	pthread_create(&t, NULL, remote, NULL);
+	pthread_join(t, NULL);
+	kmalloc_flush_cpu();
+	struct mm_census c;
+	mm_census(&c);
+	ck_assert_uint_eq(c.spans_small, 0);
+	ck_assert(mheap_valid());
+}
+END_TEST
+
+START_TEST(fault_goes_through_sys_fault)
+{
+	char *p = kmalloc(100, 0);
+	kfree(p + 16); /* sys_fault: "kmalloc: invalid free: 0x..." and abort */
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("genericport");
+	TCase *tc = tcase_create("genericport");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, every_class_and_large);
+	tcase_add_test(tc, arena_limit_gives_null);
+	tcase_add_test(tc, remote_frees);
+	tcase_add_test_raise_signal(tc, fault_goes_through_sys_fault, SIGABRT);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
