@@ -4,12 +4,13 @@
 # tests/benchpeers/workloads.c, plus callgrind instruction counts per
 # malloc+free pair with each allocator linked directly
 # (tests/benchpeers/pair.c). tests/benchpeers/run-bench runs them in
-# rotating order, BENCH_RUNS times each (default 3), and prints the table;
+# rotating order, BENCH_RUNS times each (default 5), and prints the table;
 # it also lands in build/bench/results.md, with build/bench/throughput.png
-# and build/bench/memory.png.
+# and build/bench/memory.png. `make bench-peers-publish` copies those three
+# into tests/benchpeers/results/, the copy the README shows (commit it).
 
 BENCHPEERS_DIR := $(BUILD)/bench/peers
-BENCH_RUNS ?= 3
+BENCH_RUNS ?= 5
 BENCHPEERS_CFLAGS := $(CSTD) $(WARN) -O2 -g -fno-builtin-malloc -fno-builtin-free \
 	-fno-builtin-realloc -fno-builtin-calloc
 BENCHPEERS_LIBDIR := /usr/lib/x86_64-linux-gnu
@@ -38,6 +39,13 @@ $(BENCHPEERS_DIR)/pair-%: tests/benchpeers/pair.c
 .PHONY: bench-peers
 bench-peers: $(KMALLOC_PRELOAD) $(BENCHPEERS_DIR)/workloads $(BENCHPEERS_PAIRS)
 	tests/benchpeers/run-bench $(KMALLOC_PRELOAD) $(BENCHPEERS_DIR) $(BUILD)/bench $(BENCH_RUNS)
+
+.PHONY: bench-peers-publish
+bench-peers-publish:
+	@test -f $(BUILD)/bench/results.md || { echo "run make bench-peers first"; exit 1; }
+	@mkdir -p tests/benchpeers/results
+	cp $(BUILD)/bench/results.md $(BUILD)/bench/throughput.png $(BUILD)/bench/memory.png \
+		tests/benchpeers/results/
 
 BENCH_TARGETS += bench-peers
 

@@ -59,10 +59,18 @@ static inline size_t glibc_align_size(size_t size)
 	return size < 16 ? 16 : size;
 }
 
+/* Out of line and cold, so the fast path of malloc keeps no register
+ * across the allocation for it and ends in a plain return. */
+__attribute__((noinline, cold)) static void *enomem(void)
+{
+	errno = ENOMEM;
+	return NULL;
+}
+
 static inline void *enomem_if_null(void *p)
 {
 	if (UNLIKELY(p == NULL))
-		errno = ENOMEM;
+		return enomem();
 	return p;
 }
 
