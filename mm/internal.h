@@ -141,7 +141,9 @@ struct mspan {
 	uint32_t inflight;     /* atomic: remote frees in progress */
 	uint32_t sweepseq;     /* owner writes (seqlock, odd = sweeping);
 	                          remote freers read */
-	uint32_t needsweep;    /* atomic: on its mcentral's sweep stack */
+	uint32_t queued;       /* atomic: Q_CLEAN, Q_STACKED (on its
+	                          mcentral's sweep stack), Q_PARKED (popped,
+	                          known to need a sweep); see mcentral.c */
 	uint8_t onlist;        /* mcentral.lock: enum mcentral_list */
 	uintptr_t limit;       /* init: base + nelems*elemsize */
 	size_t npages;         /* init */
@@ -192,11 +194,51 @@ void mspan_refillAllocCache(struct mspan *s, unsigned word);
 unsigned mspan_sweep(struct mspan *s);
 void mspan_pending(struct mspan *s, uint64_t *allocs, uint64_t *lfrees);
 void mspan_init_small(struct mspan *s, unsigned sizeclass);
-bool mspan_slot_live(struct mspan *s, unsigned idx, bool *freed_before);
 int mspan_valid(struct mspan *s);
-/* Index of the slot starting exactly at p, or -1 if p is not a slot
- * start of s. pre: s->state == SPAN_INUSE, s small. */
-long mspan_slot_of(const struct mspan *s, uintptr_t p);
+/* Index of the slot starting exactly at p, or -1. pre: s small. */
+static inline long mspan_slot_of(const struct mspan *s, uintptr_t p)
+{
+	uintptr_t off = p - s->base;
+	if (p < s->base || p >= s->limit)
+		return -1;
+	unsigned idx = obj_index(s->divMul, off);
+	if (s->base + (uintptr_t)idx * s->elemsize != p)
+		return -1;
+	return idx;
+}
+
+/* Is slot idx live (allocated and not freed)? Safe from any CPU: reads the
+ * bitmaps under the sweep sequence counter. *freed_before tells a double
+ * free (slot in a freed bitmap, or free) from a live slot. */
+static inline bool mspan_slot_live(struct mspan *s, unsigned idx, bool *freed_before)
+{
+	unsigned w = idx / 64;
+	uint64_t bit = (uint64_t)1 << (idx % 64);
+	uint32_t s1, s2;
+	unsigned fi;
+	uint64_t ab, lf, rf;
+
+	for (;;) {
+		s1 = __atomic_load_n(&s->sweepseq, __ATOMIC_ACQUIRE);
+		if (s1 & 1)
+			continue; /* a sweep is running: a few hundred cycles */
+		fi = LOAD(s->freeindex);
+		ab = LOAD(s->allocBits[w]);
+		lf = LOAD(s->localFree[w]);
+		rf = LOAD(s->remoteFree[w]);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		s2 = __atomic_load_n(&s->sweepseq, __ATOMIC_RELAXED);
+		if (s1 == s2)
+			break;
+	}
+	bool allocated = idx < fi || (ab & bit);
+	bool freed = ((lf | rf) & bit) != 0;
+	if (freed_before)
+		*freed_before = !allocated || freed;
+	return allocated && !freed;
+}
+
+
 
 /* ---- page allocator (mpagealloc.c) ---- */
 
@@ -292,13 +334,24 @@ void mcache_flush(struct mcache *c);
 
 /* ---- mcentral (mcentral.c) ---- */
 
-enum mcentral_list { LIST_NONE = 0, LIST_PARTIAL = 1, LIST_FULL = 2 };
+enum mcentral_list { LIST_NONE = 0, LIST_PARTIAL = 1, LIST_FULL = 2, LIST_UNSWEPT = 3 };
+enum mspan_queued { Q_CLEAN = 0, Q_STACKED = 1, Q_PARKED = 2 };
+
+/* A FIFO of spans linked through mspan.next/prev. mcentral.lock. */
+struct spanlist {
+	struct mspan *head, *tail;
+	uint64_t len;
+};
 
 struct mcentral {
 	struct sys_lock lock;
 	unsigned spanclass;      /* immutable */
-	struct mspan *partial;   /* lock: uncached spans with a free slot */
-	struct mspan *full;      /* lock: uncached spans without */
+	struct spanlist partial; /* lock: swept uncached spans with a free slot */
+	struct spanlist full;    /* lock: swept uncached spans without */
+	struct spanlist unswept; /* lock: uncached spans with remote frees
+	                            not merged yet */
+	uint32_t unswept_hint;   /* atomic: unswept may be non-empty (for
+	                            lock-free "anything to reclaim?" checks) */
 	struct mspan *sweepq;    /* atomic push (remote freers); drained
 	                            with XCHG under lock */
 	uint64_t nspans;         /* lock: spans of this class in use */
@@ -313,6 +366,9 @@ struct mcentral_padded {
 } __attribute__((aligned(64)));
 
 struct mspan *mcentral_cacheSpan(struct mcentral *c, unsigned cpu);
+struct mspan *mcentral_refill(struct mcentral *c, struct mspan *old, bool old_swept,
+                              unsigned cpu);
+bool mcentral_reclaim_pending(void);
 void mcentral_uncacheSpan(struct mcentral *c, struct mspan *s);
 void mcentral_reclaim(struct mcentral *c);
 void mcentral_reclaim_all(void);
@@ -420,6 +476,7 @@ uint64_t mheap_retain_goal(void);
 struct mm_census {
 	uint64_t spans_cached;   /* small spans in some mcache */
 	uint64_t spans_partial;  /* on mcentral partial lists */
+	uint64_t spans_unswept;  /* on mcentral unswept lists */
 	uint64_t spans_full;     /* on mcentral full lists */
 	uint64_t spans_large;    /* live large objects */
 	uint64_t spans_small;    /* every small span in use */

@@ -15,9 +15,9 @@
  *                slots with out-of-band bitmaps (mspan.c); or one large
  *                object (span class 0)
  *   mcache       per CPU: one cached span per size class (mcache.c)
- *   mcentral     per size class: uncached spans, partial and full, under
- *                a spinlock, plus a lock-free stack of spans that remote
- *                frees touched (mcentral.c)
+ *   mcentral     per size class: uncached spans (partial, full, unswept)
+ *                under a spinlock, plus a lock-free stack on which remote
+ *                frees announce spans (mcentral.c)
  *   mheap        the arena, the page -> span map, span alloc/free, growth
  *                (mheap.c); its page allocator: bitmaps per chunk and a
  *                radix tree of free-run summaries (mpagealloc.c)
@@ -33,9 +33,10 @@
  *      bit of allocCache gives a free slot. No lock, no atomic RMW.
  *   3. The cache word is used up: nextFreeIndex scans allocBits for the
  *      next free slot. The span is full: sweep it (merge the frees since
- *      the last sweep); if that freed slots, keep it.
- *   4. Still full: uncache it into its mcentral (full list) and take a
- *      span with free slots from the mcentral's partial list.
+ *      the last sweep); if that freed an eighth of it, keep it (no lock).
+ *   4. Otherwise trade it in one mcentral lock hold: file it as partial or
+ *      full, and take the oldest span that remote frees touched (sweeping
+ *      it now, once, however many frees it took) or the oldest partial.
  *   5. None: mheap_alloc_span takes pages from the page allocator (first
  *      fit by address); if none fit, reclaim empty spans from every
  *      mcentral; if still none, grow the arena by whole chunks.
@@ -53,9 +54,11 @@
  *   3. Small object, span cached elsewhere or not at all (remote free):
  *      the same checks under the span's sweep sequence counter, then an
  *      atomic fetch-or of its remoteFree bit (a bit already set: "double
- *      free"), then the span is pushed on its mcentral's sweep stack so
- *      it becomes allocatable again, or goes back to the mheap if empty.
- *      The owner's cache is never taken away by a remote free.
+ *      free"); the first such free since the span's last sweep pushes it
+ *      on its mcentral's sweep stack, from where it becomes allocatable
+ *      again at the next refill, or goes back to the mheap when a reclaim
+ *      (heap growth, flush, trim) finds it empty. The owner's cache is
+ *      never taken away by a remote free.
  *   4. Large object: p must be the span base; a CAS InUse -> Freeing
  *      decides between concurrent or repeated frees ("double free"), then
  *      the pages go back to the page allocator, coalescing with their

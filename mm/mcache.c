@@ -56,15 +56,18 @@ void *mcache_refill_alloc(struct mcache *c, unsigned sizeclass)
 			if (idx < s->nelems)
 				return (void *)(s->base + (uintptr_t)idx * s->elemsize);
 			/* Full as far as freeindex knows: merge the frees since
-			 * the last sweep and keep the span if that freed slots.
-			 * This is what makes a malloc/free loop on one CPU run
-			 * without ever taking a lock. */
-			if (mspan_sweep(s) != 0 && s->allocCount < s->nelems)
+			 * the last sweep and keep the span if that freed enough
+			 * slots (an eighth of it, at least one): a malloc/free
+			 * loop on one CPU then runs without ever taking a lock,
+			 * while a span with a stray free slot or two is traded
+			 * for one that had time to collect more. */
+			unsigned freed = mspan_sweep(s);
+			if (freed != 0 && freed >= s->nelems / 8u)
 				continue;
-			mcentral_uncacheSpan(&mheap_.central[sizeclass].c, s);
-			c->alloc[sizeclass] = &mspan_empty;
 		}
-		s = mcentral_cacheSpan(&mheap_.central[sizeclass].c, sys_cpu_id());
+		struct mspan *old = s == &mspan_empty ? NULL : s;
+		c->alloc[sizeclass] = &mspan_empty;
+		s = mcentral_refill(&mheap_.central[sizeclass].c, old, old != NULL, sys_cpu_id());
 		if (s == NULL)
 			return NULL;
 		c->alloc[sizeclass] = s;

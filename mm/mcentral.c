@@ -3,71 +3,120 @@
  * malloc.c for the overview.
  *
  * One mcentral per size class (68, padded to a cache line each, as Go
- * pads mheap.central). Each holds, under its spinlock:
- *   partial  uncached spans with at least one free slot (swept);
- *   full     uncached spans without one;
- * and, lock-free, a "sweep stack" of spans that remote frees touched.
+ * pads mheap.central). Each holds, under its spinlock, three lists of
+ * uncached spans, in the spirit of Go's swept/unswept span sets:
+ *   partial  swept, with at least one free slot;
+ *   full     swept, without one;
+ *   unswept  spans that remote frees touched since their last sweep
+ *            (their remoteFree bits are not merged yet);
+ * and, lock-free, a "sweep stack" on which a remote free announces a span
+ * the mcentral does not know to be unswept.
  *
- * We use Go's pre-1.15 design, a lock and two doubly-linked lists, not
- * Go's current lock-free spanSets: explicit free must move an arbitrary
- * span from full to partial (or to the mheap) when a free lands on it,
- * which a list does in O(1) and a spanSet cannot do at all.
+ * We use Go's pre-1.15 design, a lock and doubly-linked lists, not Go's
+ * current lock-free spanSets: explicit free must move an arbitrary span
+ * from full to unswept (or to the mheap) when a free lands on it, which a
+ * list does in O(1) and a spanSet cannot do at all. Lists are FIFO: a
+ * span handed out is the one that waited longest, so it had the most
+ * time to collect frees.
  *
  * Flow:
- *   cacheSpan (mcache refill): drain the sweep stack, then hand out the
- *     first partial span; else grow: a fresh span from mheap_alloc_span
- *     (taken without holding this lock, as Go's mcentral.grow).
- *   uncacheSpan (mcache full span or flush): sweep, mark uncached, file
- *     under partial/full, or give it back to the mheap when empty.
- *   remote kfree: sets the slot's remoteFree bit, then pushes the span
- *     here once (its needsweep flag guards against pushing twice). A
- *     drain pops the whole stack with one XCHG (single consumer under the
- *     lock, so no ABA), sweeps uncached spans and refiles them; cached
- *     ones are skipped, their owner sweeps them.
+ *   refill (mcache, the cached span is used up): uncache the old span
+ *     (sweep, file it), drain the sweep stack, hand out the head of
+ *     unswept (swept now, by its new owner's lock hold) or of partial,
+ *     all in one lock hold; if both are empty, grow: a fresh span from
+ *     mheap_alloc_span, taken without holding this lock (as Go's
+ *     mcentral.grow).
+ *   remote kfree: sets the slot's remoteFree bit; if the span's `queued`
+ *     state is CLEAN it moves it to STACKED and pushes the span.
+ *   drain (under the lock): pops the whole stack with one XCHG (single
+ *     consumer, so no ABA); marks each span PARKED (known to need a
+ *     sweep, so later remote frees need not push it again) and moves
+ *     uncached ones to unswept. Sweeping waits until the span is handed
+ *     out or reclaimed, so a span that takes many remote frees is swept
+ *     once, not once per free.
+ *   reclaim (before the heap grows, on flush and trim): drain, then sweep
+ *     every unswept span and file it; empty ones go back to the mheap.
+ *
+ * `queued`: CLEAN -> STACKED (the pusher's CAS; the span is on the stack)
+ * -> PARKED (drain) -> CLEAN (a sweeper under the lock, just before it
+ * sweeps, so a remote free landing after the sweep pushes again). Only
+ * drain takes a span off the stack, so it is never on it twice.
  *
  * Span lifetime against remote frees: a remote freer increments the
  * span's `inflight` before it looks at the span and decrements it after
  * it pushed the span. A span goes back to the mheap only from here, under
  * the lock, and only after: uncached, swept empty, state set DEAD, and
- * then inflight == 0 and needsweep == 0 (seq_cst on both sides, so either
+ * then inflight == 0 and queued == CLEAN (seq_cst on both sides, so either
  * the freer sees DEAD and reports its free as invalid -- a free on an
  * empty span cannot be valid -- or we see its inflight and keep the span).
  */
 #include "internal.h"
 
+static struct spanlist *list_of(struct mcentral *c, unsigned l)
+{
+	return l == LIST_PARTIAL ? &c->partial : l == LIST_FULL ? &c->full : &c->unswept;
+}
+
 static void list_remove(struct mcentral *c, struct mspan *s)
 {
-	struct mspan **head = s->onlist == LIST_PARTIAL ? &c->partial : &c->full;
 	if (s->onlist == LIST_NONE)
 		return;
+	struct spanlist *l = list_of(c, s->onlist);
 	if (s->prev)
 		s->prev->next = s->next;
 	else
-		*head = s->next;
+		l->head = s->next;
 	if (s->next)
 		s->next->prev = s->prev;
+	else
+		l->tail = s->prev;
 	s->next = s->prev = NULL;
 	s->onlist = LIST_NONE;
+	l->len--;
 }
 
-static void list_insert(struct mcentral *c, struct mspan *s, enum mcentral_list l)
+/* Append at the tail (FIFO). */
+static void list_append(struct mcentral *c, struct mspan *s, enum mcentral_list which)
 {
-	struct mspan **head = l == LIST_PARTIAL ? &c->partial : &c->full;
-	s->prev = NULL;
-	s->next = *head;
-	if (*head)
-		(*head)->prev = s;
-	*head = s;
-	s->onlist = (uint8_t)l;
+	struct spanlist *l = list_of(c, which);
+	s->next = NULL;
+	s->prev = l->tail;
+	if (l->tail)
+		l->tail->next = s;
+	else
+		l->head = s;
+	l->tail = s;
+	s->onlist = (uint8_t)which;
+	l->len++;
 }
 
-/* Give an empty, uncached span back to the mheap if no remote free is
- * looking at it. pre: c->lock. Returns true if it went. */
+static struct mspan *list_pop(struct mcentral *c, enum mcentral_list which)
+{
+	struct mspan *s = list_of(c, which)->head;
+	if (s != NULL)
+		list_remove(c, s);
+	return s;
+}
+
+/* Sweep an uncached span (or one its owner is uncaching) under the lock. */
+static void sweep_locked(struct mspan *s)
+{
+	uint32_t q = Q_PARKED;
+	/* PARKED -> CLEAN before the sweep: a remote free after the sweep's
+	 * XCHG of its word must push the span again. STACKED stays: the
+	 * span is on the stack and drain will see it. */
+	__atomic_compare_exchange_n(&s->queued, &q, Q_CLEAN, false, __ATOMIC_SEQ_CST,
+	                            __ATOMIC_SEQ_CST);
+	mspan_sweep(s);
+}
+
+/* Give an empty, uncached, swept span back to the mheap if no remote
+ * free is looking at it. pre: c->lock. Returns true if it went. */
 static bool try_free(struct mcentral *c, struct mspan *s)
 {
 	__atomic_store_n(&s->state, SPAN_DEAD, __ATOMIC_SEQ_CST);
 	if (__atomic_load_n(&s->inflight, __ATOMIC_SEQ_CST) != 0 ||
-	    __atomic_load_n(&s->needsweep, __ATOMIC_SEQ_CST) != 0) {
+	    __atomic_load_n(&s->queued, __ATOMIC_SEQ_CST) != Q_CLEAN) {
 		__atomic_store_n(&s->state, SPAN_INUSE, __ATOMIC_SEQ_CST);
 		return false;
 	}
@@ -83,36 +132,36 @@ static void place(struct mcentral *c, struct mspan *s)
 	MM_VALIDATE(mspan_valid(s));
 	if (s->allocCount == 0 && try_free(c, s))
 		return;
-	enum mcentral_list want = s->allocCount == s->nelems ? LIST_FULL : LIST_PARTIAL;
-	if (s->onlist != want) {
-		list_remove(c, s);
-		list_insert(c, s, want);
-	}
+	list_remove(c, s);
+	list_append(c, s, s->allocCount == s->nelems ? LIST_FULL : LIST_PARTIAL);
 }
 
-/* Sweep the spans remote frees pushed. pre: c->lock. */
+/* Take the spans remote frees pushed: they need a sweep. pre: c->lock. */
 static void drain(struct mcentral *c)
 {
 	struct mspan *s = __atomic_exchange_n(&c->sweepq, NULL, __ATOMIC_ACQUIRE);
 	while (s != NULL) {
 		struct mspan *next = s->sweepnext;
-		/* Clear before sweeping: a remote free that lands after our
-		 * XCHG of its word sees needsweep == 0 and pushes again. */
-		__atomic_store_n(&s->needsweep, 0, __ATOMIC_SEQ_CST);
 		MM_CHECK(__atomic_load_n(&s->state, __ATOMIC_ACQUIRE) == SPAN_INUSE,
 		         "dead span on a sweep stack", s->base);
+		__atomic_store_n(&s->queued, Q_PARKED, __ATOMIC_SEQ_CST);
+		/* A cached span is its owner's to sweep; its uncache will. */
 		if (__atomic_load_n(&s->cachedBy, __ATOMIC_ACQUIRE) == CPU_NONE) {
-			mspan_sweep(s);
-			place(c, s);
+			list_remove(c, s);
+			list_append(c, s, LIST_UNSWEPT);
 		}
 		s = next;
 	}
+	__atomic_store_n(&c->unswept_hint, c->unswept.head != NULL, __ATOMIC_RELAXED);
 }
 
 /* Called by a remote freer after setting its bit, with inflight held. */
 void mcentral_push_sweep(struct mcentral *c, struct mspan *s)
 {
-	if (__atomic_exchange_n(&s->needsweep, 1, __ATOMIC_SEQ_CST) != 0)
+	uint32_t q = Q_CLEAN;
+	if (__atomic_load_n(&s->queued, __ATOMIC_RELAXED) != Q_CLEAN ||
+	    !__atomic_compare_exchange_n(&s->queued, &q, Q_STACKED, false, __ATOMIC_SEQ_CST,
+	                                 __ATOMIC_RELAXED))
 		return;
 	struct mspan *old = __atomic_load_n(&c->sweepq, __ATOMIC_RELAXED);
 	do {
@@ -121,16 +170,29 @@ void mcentral_push_sweep(struct mcentral *c, struct mspan *s)
 	                                      __ATOMIC_RELEASE, __ATOMIC_RELAXED));
 }
 
-/* A span with a free slot for CPU `cpu`, or NULL when memory is
- * exhausted. pre: interrupts off, no mm lock held. */
-struct mspan *mcentral_cacheSpan(struct mcentral *c, unsigned cpu)
+/* Uncache `old` (if not NULL) and return a span with a free slot for CPU
+ * `cpu`, or NULL when memory is exhausted. `old_swept`: its owner swept
+ * it just now; it needs another sweep only if it is PARKED (remote frees
+ * since then did not push it). pre: interrupts off, no mm lock held;
+ * `old` is cached by `cpu`. */
+struct mspan *mcentral_refill(struct mcentral *c, struct mspan *old, bool old_swept,
+                              unsigned cpu)
 {
-	MM_ASSERT(cpu < sys_config.max_cpus);
 	lock_central(c);
+	if (old != NULL) {
+		if (!old_swept || __atomic_load_n(&old->queued, __ATOMIC_SEQ_CST) == Q_PARKED)
+			sweep_locked(old);
+		__atomic_store_n(&old->cachedBy, CPU_NONE, __ATOMIC_SEQ_CST);
+		place(c, old);
+	}
 	drain(c);
-	struct mspan *s = c->partial;
+	struct mspan *s = list_pop(c, LIST_UNSWEPT);
+	if (s != NULL)
+		sweep_locked(s); /* at least one remote free to merge */
+	else
+		s = list_pop(c, LIST_PARTIAL);
+	__atomic_store_n(&c->unswept_hint, c->unswept.head != NULL, __ATOMIC_RELAXED);
 	if (s != NULL) {
-		list_remove(c, s);
 		__atomic_store_n(&s->cachedBy, cpu_slot(cpu), __ATOMIC_RELEASE);
 		unlock_central(c);
 		return s;
@@ -148,23 +210,38 @@ struct mspan *mcentral_cacheSpan(struct mcentral *c, unsigned cpu)
 	return s;
 }
 
+struct mspan *mcentral_cacheSpan(struct mcentral *c, unsigned cpu)
+{
+	MM_ASSERT(cpu < sys_config.max_cpus);
+	return mcentral_refill(c, NULL, false, cpu);
+}
+
 /* Give back a span this CPU caches. pre: interrupts off, the caller is
  * the caching CPU, no mm lock held. */
 void mcentral_uncacheSpan(struct mcentral *c, struct mspan *s)
 {
 	lock_central(c);
-	mspan_sweep(s);
+	sweep_locked(s);
 	__atomic_store_n(&s->cachedBy, CPU_NONE, __ATOMIC_SEQ_CST);
 	place(c, s);
 	unlock_central(c);
 }
 
+/* Sweep and file every span remote frees touched; empty ones go back to
+ * the mheap. pre: no mm lock held. */
 void mcentral_reclaim(struct mcentral *c)
 {
-	if (__atomic_load_n(&c->sweepq, __ATOMIC_ACQUIRE) == NULL)
+	if (__atomic_load_n(&c->sweepq, __ATOMIC_ACQUIRE) == NULL &&
+	    !__atomic_load_n(&c->unswept_hint, __ATOMIC_RELAXED))
 		return;
 	lock_central(c);
 	drain(c);
+	struct mspan *s;
+	while ((s = list_pop(c, LIST_UNSWEPT)) != NULL) {
+		sweep_locked(s);
+		place(c, s);
+	}
+	__atomic_store_n(&c->unswept_hint, 0, __ATOMIC_RELAXED);
 	unlock_central(c);
 }
 
@@ -174,4 +251,16 @@ void mcentral_reclaim_all(void)
 {
 	for (unsigned i = 1; i < _NumSizeClasses; i++)
 		mcentral_reclaim(&mheap_.central[i].c);
+}
+
+/* Is there anything a reclaim could return to the mheap? (A hint.) */
+bool mcentral_reclaim_pending(void)
+{
+	for (unsigned i = 1; i < _NumSizeClasses; i++) {
+		struct mcentral *c = &mheap_.central[i].c;
+		if (__atomic_load_n(&c->sweepq, __ATOMIC_RELAXED) ||
+		    __atomic_load_n(&c->unswept_hint, __ATOMIC_RELAXED))
+			return true;
+	}
+	return false;
 }

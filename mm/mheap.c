@@ -195,14 +195,6 @@ static int mheap_grow(size_t npages)
 	return 0;
 }
 
-static bool any_sweep_pending(void)
-{
-	for (unsigned i = 1; i < _NumSizeClasses; i++)
-		if (__atomic_load_n(&mheap_.central[i].c.sweepq, __ATOMIC_RELAXED))
-			return true;
-	return false;
-}
-
 /* Find and take npages (aligned to align_pages heap pages). pre: lock.
  * May drop and retake the lock to reclaim. Returns the page index or -1. */
 static long take_pages(size_t npages, size_t align_pages)
@@ -212,7 +204,7 @@ static long take_pages(size_t npages, size_t align_pages)
 	if (need < npages)
 		return -1;
 	long pg = pa_find(pa, need);
-	if (pg < 0 && any_sweep_pending()) {
+	if (pg < 0 && mcentral_reclaim_pending()) {
 		unlock_heap();
 		mcentral_reclaim_all();
 		lock_heap();

@@ -27,11 +27,13 @@
  *
  * Sweep (Go's name: the same moment Go turns mark bits into alloc bits):
  *   allocBits = (allocBits | slots below freeindex) & ~(localFree | XCHG(remoteFree, 0))
- *   freeindex = 0, allocCount = popcount, allocCache reloaded.
+ *   freeindex = 0, allocCount updated, allocCache reloaded; the
+ *   allocations and local frees it merged are counted into the caching
+ *   CPU's mcache (the fast paths count nothing).
  * It runs when the caching CPU finds its span full (so a kmalloc/kfree
  * loop on one CPU reuses its slots without any lock), when a span is
- * uncached, and under mcentral.lock for uncached spans that remote frees
- * pushed on the mcentral's sweep stack. Remote freers read the bitmaps
+ * uncached, and under mcentral.lock when an unswept span (one that remote
+ * frees touched) is handed out or reclaimed. Remote freers read the bitmaps
  * without a lock, so a sweep is bracketed by a sequence counter
  * (sweepseq, odd while sweeping) and they retry if it moved.
  */
@@ -63,7 +65,7 @@ void mspan_init_small(struct mspan *s, unsigned sizeclass)
 	s->prev = NULL;
 	s->sweepnext = NULL;
 	__atomic_store_n(&s->inflight, 0, __ATOMIC_RELAXED);
-	__atomic_store_n(&s->needsweep, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->queued, Q_CLEAN, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->state, SPAN_INUSE, __ATOMIC_RELEASE);
 }
 
@@ -191,49 +193,6 @@ void mspan_pending(struct mspan *s, uint64_t *allocs, uint64_t *lfrees)
 		*allocs += mm_popcount64(below & ~s->allocBits[w] & valid);
 		*lfrees += mm_popcount64(s->localFree[w]);
 	}
-}
-
-/* Index of the slot starting exactly at p, or -1. pre: s small. */
-long mspan_slot_of(const struct mspan *s, uintptr_t p)
-{
-	uintptr_t off = p - s->base;
-	if (p < s->base || p >= s->limit)
-		return -1;
-	unsigned idx = obj_index(s->divMul, off);
-	if (s->base + (uintptr_t)idx * s->elemsize != p)
-		return -1;
-	return idx;
-}
-
-/* Is slot idx live (allocated and not freed)? Safe from any CPU: reads the
- * bitmaps under the sweep sequence counter. *freed_before tells a double
- * free (slot in a freed bitmap, or free) from a live slot. */
-bool mspan_slot_live(struct mspan *s, unsigned idx, bool *freed_before)
-{
-	unsigned w = idx / 64;
-	uint64_t bit = (uint64_t)1 << (idx % 64);
-	uint32_t s1, s2;
-	unsigned fi;
-	uint64_t ab, lf, rf;
-
-	for (;;) {
-		s1 = __atomic_load_n(&s->sweepseq, __ATOMIC_ACQUIRE);
-		if (s1 & 1)
-			continue; /* a sweep is running: a few hundred cycles */
-		fi = LOAD(s->freeindex);
-		ab = LOAD(s->allocBits[w]);
-		lf = LOAD(s->localFree[w]);
-		rf = LOAD(s->remoteFree[w]);
-		__atomic_thread_fence(__ATOMIC_ACQUIRE);
-		s2 = __atomic_load_n(&s->sweepseq, __ATOMIC_RELAXED);
-		if (s1 == s2)
-			break;
-	}
-	bool allocated = idx < fi || (ab & bit);
-	bool freed = ((lf | rf) & bit) != 0;
-	if (freed_before)
-		*freed_before = !allocated || freed;
-	return allocated && !freed;
 }
 
 /* Whole-span check (MM_VALIDATE, tests): fields agree with the size

@@ -167,10 +167,9 @@ void mm_census(struct mm_census *out)
 	for (unsigned i = 1; i < _NumSizeClasses; i++) {
 		struct mcentral *c = &mheap_.central[i].c;
 		lock_central(c);
-		for (struct mspan *s = c->partial; s; s = s->next)
-			out->spans_partial++;
-		for (struct mspan *s = c->full; s; s = s->next)
-			out->spans_full++;
+		out->spans_partial += c->partial.len;
+		out->spans_full += c->full.len;
+		out->spans_unswept += c->unswept.len;
 		unlock_central(c);
 	}
 }
@@ -227,23 +226,31 @@ int mheap_valid(void)
 	for (unsigned i = 1; i < _NumSizeClasses; i++) {
 		struct mcentral *c = &mheap_.central[i].c;
 		lock_central(c);
-		for (int l = 0; l < 2 && ok; l++) {
-			for (struct mspan *s = l ? c->full : c->partial; s; s = s->next) {
+		for (unsigned l = LIST_PARTIAL; l <= LIST_UNSWEPT && ok; l++) {
+			struct spanlist *list = l == LIST_PARTIAL ? &c->partial :
+			                        l == LIST_FULL ? &c->full : &c->unswept;
+			uint64_t n = 0;
+			struct mspan *prev = NULL;
+			for (struct mspan *s = list->head; s; prev = s, s = s->next, n++) {
+				uint32_t q = __atomic_load_n(&s->queued, __ATOMIC_RELAXED);
 				if (s->spanclass != i || s->cachedBy != CPU_NONE ||
-				    s->onlist != (l ? LIST_FULL : LIST_PARTIAL) ||
+				    s->onlist != l || s->prev != prev ||
 				    s->state != SPAN_INUSE ||
-				    (l == 0 && s->allocCount == s->nelems) ||
-				    (l == 1 && s->allocCount != s->nelems)) {
+				    (l == LIST_PARTIAL && (s->allocCount == s->nelems || q == Q_PARKED)) ||
+				    (l == LIST_FULL && (s->allocCount != s->nelems || q == Q_PARKED)) ||
+				    (l == LIST_UNSWEPT && q != Q_PARKED)) {
 					ok = 0;
 					break;
 				}
 			}
+			if (n != list->len || list->tail != prev)
+				ok = 0;
 		}
 		unlock_central(c);
 		if (!ok)
 			return fail("mheap_valid: an mcentral list holds a wrong span");
 	}
-	if (cs.spans_partial + cs.spans_full + cs.spans_cached > cs.spans_small)
+	if (cs.spans_partial + cs.spans_full + cs.spans_unswept + cs.spans_cached > cs.spans_small)
 		return fail("mheap_valid: more listed spans than small spans in use");
 	return 1;
 }

@@ -3,7 +3,9 @@
  * uncacheSpan, reclaim) on the real heap, with kfree making local and
  * remote frees: a fresh mcentral grows from the mheap; uncached spans are
  * filed as partial or full; a partial span is reused before the heap
- * grows; a remote free moves a full span back to partial once reclaimed;
+ * grows; a remote free moves a full span to unswept and a refill or
+ * reclaim sweeps it back to partial, swept once however many frees it
+ * took;
  * a span whose objects are all free goes back to the mheap, unless a
  * remote free is in flight on it or a CPU still caches it.
  */
@@ -22,20 +24,12 @@ static struct mcentral *central(void)
 	return &mheap_.central[CLS].c;
 }
 
-static unsigned list_len(struct mspan *head)
-{
-	unsigned n = 0;
-	for (; head; head = head->next)
-		n++;
-	return n;
-}
-
+/* List lengths, checked against a walk by mheap_valid. */
 static void expect_lists(unsigned partial, unsigned full, unsigned nspans)
 {
 	struct mcentral *c = central();
 	sys_lock(&c->lock);
-	unsigned p = list_len(c->partial), f = list_len(c->full);
-	uint64_t n = c->nspans;
+	uint64_t p = c->partial.len + c->unswept.len, f = c->full.len, n = c->nspans;
 	sys_unlock(&c->lock);
 	ck_assert_uint_eq(p, partial);
 	ck_assert_uint_eq(f, full);
@@ -105,9 +99,10 @@ START_TEST(remote_frees_refile_and_return)
 	/* uncached, so this CPU's free is a remote free */
 	kfree(obj[7]);
 	ck_assert_ptr_eq(__atomic_load_n(&central()->sweepq, __ATOMIC_ACQUIRE), s);
-	expect_lists(0, 1, 1); /* nothing moves until a reclaim */
+	expect_lists(0, 1, 1); /* nothing moves until the mcentral looks */
 	mcentral_reclaim(central());
 	expect_lists(1, 0, 1);
+	ck_assert_uint_eq(s->onlist, LIST_PARTIAL); /* reclaim swept it */
 	ck_assert_uint_eq(s->allocCount, 63);
 	for (int i = 0; i < 64; i++)
 		if (i != 7)
@@ -136,6 +131,39 @@ START_TEST(local_frees_then_uncache_returns_span)
 	kmalloc_flush_cpu();
 	expect_lists(0, 0, 0);
 	ck_assert_uint_eq(s->state, SPAN_DEAD);
+}
+END_TEST
+
+START_TEST(many_remote_frees_one_sweep)
+{
+	setup();
+	struct mspan *s = mcentral_cacheSpan(central(), cpu);
+	void *obj[64];
+	for (int i = 0; i < 64; i++)
+		obj[i] = take(s);
+	mcentral_uncacheSpan(central(), s);
+	uint32_t seq = s->sweepseq;
+	kfree(obj[1]); /* pushes the span */
+	ck_assert_uint_eq(s->queued, Q_STACKED);
+	/* a refill of another CPU drains: the span moves to unswept and is
+	 * handed out, swept once */
+	struct mspan *t = mcentral_refill(central(), NULL, false, cpu);
+	ck_assert_ptr_eq(t, s);
+	ck_assert_uint_eq(s->sweepseq, seq + 2);
+	ck_assert_uint_eq(s->allocCount, 63);
+	mcentral_uncacheSpan(central(), s);
+	expect_lists(1, 0, 1);
+	/* now 30 remote frees: one push, one drain, one sweep */
+	seq = s->sweepseq;
+	for (int i = 2; i < 32; i++)
+		kfree(obj[i]);
+	lock_central(central());
+	ck_assert_ptr_eq(central()->sweepq, s);
+	unlock_central(central());
+	mcentral_reclaim(central());
+	ck_assert_uint_eq(s->sweepseq, seq + 2);
+	ck_assert_uint_eq(s->allocCount, 33);
+	expect_lists(1, 0, 1);
 }
 END_TEST
 
@@ -204,6 +232,7 @@ int main(void)
 	tcase_add_test(tc, grow_partial_full);
 	tcase_add_test(tc, remote_frees_refile_and_return);
 	tcase_add_test(tc, local_frees_then_uncache_returns_span);
+	tcase_add_test(tc, many_remote_frees_one_sweep);
 	tcase_add_test(tc, inflight_remote_free_keeps_span);
 	tcase_add_test(tc, cached_span_is_left_to_its_owner);
 	tcase_add_test(tc, central_array_is_cache_line_padded);

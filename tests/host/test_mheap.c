@@ -42,7 +42,7 @@ START_TEST(small_alloc_free_returns_every_span)
 	kmalloc_flush_cpu();
 	c = census();
 	ck_assert_uint_eq(c.spans_small, 0);
-	ck_assert_uint_eq(c.spans_partial + c.spans_full + c.spans_cached, 0);
+	ck_assert_uint_eq(c.spans_partial + c.spans_full + c.spans_unswept + c.spans_cached, 0);
 	ck_assert_uint_eq(c.pages_inuse, 0);
 	ck_assert(mheap_valid());
 	struct kmalloc_stats st;
