@@ -95,6 +95,16 @@ static inline unsigned mm_popcount64(uint64_t x)
 	return (unsigned)((x * 0x0101010101010101ull) >> 56);
 }
 
+/* Population count of a word with few bits set (a sweep's freed bits):
+ * one step per bit instead of the full reduction. */
+static inline unsigned mm_popcount_sparse(uint64_t x)
+{
+	unsigned n = 0;
+	for (; x != 0; x &= x - 1)
+		n++;
+	return n;
+}
+
 /* Relaxed atomic load/store of plain fields that one side writes while
  * another reads (plain mov on x86-64; keeps the compiler and TSan honest). */
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
@@ -145,6 +155,9 @@ struct mspan {
 	                          mcentral's sweep stack), Q_PARKED (popped,
 	                          known to need a sweep); see mcentral.c */
 	uint8_t onlist;        /* mcentral.lock: enum mcentral_list */
+	int32_t nremote;       /* atomic: remote frees not merged by a sweep
+	                          yet (off by the frees in flight, briefly);
+	                          tells a remote freer it emptied the span */
 	uintptr_t limit;       /* init: base + nelems*elemsize */
 	size_t npages;         /* init */
 	struct mspan *prev;    /* mcentral.lock: list back link */
@@ -337,7 +350,8 @@ void mcache_flush(struct mcache *c);
 enum mcentral_list { LIST_NONE = 0, LIST_PARTIAL = 1, LIST_FULL = 2, LIST_UNSWEPT = 3 };
 enum mspan_queued { Q_CLEAN = 0, Q_STACKED = 1, Q_PARKED = 2 };
 
-/* A FIFO of spans linked through mspan.next/prev. mcentral.lock. */
+/* A list of spans linked through mspan.next/prev, used as a stack (see
+ * mcentral.c). mcentral.lock. */
 struct spanlist {
 	struct mspan *head, *tail;
 	uint64_t len;
@@ -350,8 +364,8 @@ struct mcentral {
 	struct spanlist full;    /* lock: swept uncached spans without */
 	struct spanlist unswept; /* lock: uncached spans with remote frees
 	                            not merged yet */
-	uint32_t unswept_hint;   /* atomic: unswept may be non-empty (for
-	                            lock-free "anything to reclaim?" checks) */
+	uint32_t parked_hint;    /* atomic: some listed span may be PARKED
+	                            (for lock-free "anything to reclaim?") */
 	struct mspan *sweepq;    /* atomic push (remote freers); drained
 	                            with XCHG under lock */
 	uint64_t nspans;         /* lock: spans of this class in use */
@@ -372,7 +386,7 @@ bool mcentral_reclaim_pending(void);
 void mcentral_uncacheSpan(struct mcentral *c, struct mspan *s);
 void mcentral_reclaim(struct mcentral *c);
 void mcentral_reclaim_all(void);
-void mcentral_push_sweep(struct mcentral *c, struct mspan *s);
+void mcentral_note_remote_free(struct mcentral *c, struct mspan *s, int32_t pending);
 
 /* ---- mheap (mheap.c) ---- */
 

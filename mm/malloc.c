@@ -35,8 +35,9 @@
  *      next free slot. The span is full: sweep it (merge the frees since
  *      the last sweep); if that freed an eighth of it, keep it (no lock).
  *   4. Otherwise trade it in one mcentral lock hold: file it as partial or
- *      full, and take the oldest span that remote frees touched (sweeping
- *      it now, once, however many frees it took) or the oldest partial.
+ *      full, and take the span that most recently stopped being full
+ *      (sweeping it now, once, however many frees it took): allocation
+ *      concentrates on nearly full spans and the rest drain empty.
  *   5. None: mheap_alloc_span takes pages from the page allocator (first
  *      fit by address); if none fit, reclaim empty spans from every
  *      mcentral; if still none, grow the arena by whole chunks.
@@ -266,7 +267,7 @@ static __attribute__((noinline)) void kfree_slow(struct mspan *s, uintptr_t p)
 	}
 	struct mcentral *c = &mheap_.central[cls].c;
 	__atomic_add_fetch(&c->remote_frees, 1, __ATOMIC_RELAXED);
-	mcentral_push_sweep(c, s);
+	mcentral_note_remote_free(c, s, __atomic_add_fetch(&s->nremote, 1, __ATOMIC_SEQ_CST));
 	__atomic_sub_fetch(&s->inflight, 1, __ATOMIC_RELEASE);
 }
 

@@ -5,42 +5,53 @@
  * One mcentral per size class (68, padded to a cache line each, as Go
  * pads mheap.central). Each holds, under its spinlock, three lists of
  * uncached spans, in the spirit of Go's swept/unswept span sets:
- *   partial  swept, with at least one free slot;
+ *   partial  swept, with at least one free slot (or parked, see below);
  *   full     swept, without one;
- *   unswept  spans that remote frees touched since their last sweep
- *            (their remoteFree bits are not merged yet);
+ *   unswept  spans that were full and took remote frees since (their
+ *            remoteFree bits are not merged yet);
  * and, lock-free, a "sweep stack" on which a remote free announces a span
- * the mcentral does not know to be unswept.
+ * the mcentral does not know to need a sweep.
  *
  * We use Go's pre-1.15 design, a lock and doubly-linked lists, not Go's
  * current lock-free spanSets: explicit free must move an arbitrary span
  * from full to unswept (or to the mheap) when a free lands on it, which a
- * list does in O(1) and a spanSet cannot do at all. Lists are FIFO: a
- * span handed out is the one that waited longest, so it had the most
- * time to collect frees.
+ * list does in O(1) and a spanSet cannot do at all.
+ *
+ * Packing policy. Lists are stacks, and a span keeps its place while it
+ * stays on a list: refills take the span that most recently stopped being
+ * full (unswept first, then partial), so allocation concentrates on
+ * nearly full spans while spans deeper down only lose objects, until they
+ * are empty and go back to the mheap, whose pages then serve any class.
+ * Measured on a 50000-object random churn (8..512 B): in-use/live 1.10
+ * this way, 1.13 when refills take the span that waited longest (FIFO),
+ * which costs ~35% fewer instructions per operation because those spans
+ * collected more free slots -- we chose memory.
  *
  * Flow:
  *   refill (mcache, the cached span is used up): uncache the old span
- *     (sweep, file it), drain the sweep stack, hand out the head of
- *     unswept (swept now, by its new owner's lock hold) or of partial,
- *     all in one lock hold; if both are empty, grow: a fresh span from
- *     mheap_alloc_span, taken without holding this lock (as Go's
- *     mcentral.grow).
- *   remote kfree: sets the slot's remoteFree bit; if the span's `queued`
- *     state is CLEAN it moves it to STACKED and pushes the span.
+ *     (file it), drain the sweep stack, hand out the top of unswept or of
+ *     partial (sweeping it first if it is parked), all in one lock hold;
+ *     if both are empty, grow: a fresh span from mheap_alloc_span, taken
+ *     without holding this lock (as Go's mcentral.grow).
+ *   remote kfree: sets the slot's remoteFree bit and counts it in the
+ *     span's nremote; if the span's `queued` state is CLEAN, or it is
+ *     PARKED but this free seems to have emptied it (nremote reached the
+ *     allocCount of its last sweep), it moves it to STACKED and pushes it.
  *   drain (under the lock): pops the whole stack with one XCHG (single
- *     consumer, so no ABA); marks each span PARKED (known to need a
- *     sweep, so later remote frees need not push it again) and moves
- *     uncached ones to unswept. Sweeping waits until the span is handed
- *     out or reclaimed, so a span that takes many remote frees is swept
- *     once, not once per free.
+ *     consumer, so no ABA) and marks each span PARKED (known to need a
+ *     sweep, so later remote frees need not push it again). A span that
+ *     looks empty is swept at once and goes back to the mheap; a full one
+ *     moves to the top of unswept; a partial one stays where it is. Other
+ *     sweeping waits until the span is handed out or reclaimed, so a span
+ *     that takes many remote frees is swept once, not once per free.
  *   reclaim (before the heap grows, on flush and trim): drain, then sweep
- *     every unswept span and file it; empty ones go back to the mheap.
+ *     every parked span and file it; empty ones go back to the mheap.
  *
  * `queued`: CLEAN -> STACKED (the pusher's CAS; the span is on the stack)
  * -> PARKED (drain) -> CLEAN (a sweeper under the lock, just before it
- * sweeps, so a remote free landing after the sweep pushes again). Only
- * drain takes a span off the stack, so it is never on it twice.
+ * sweeps, so a remote free landing after the sweep pushes again); also
+ * PARKED -> STACKED when a free empties a parked span. Only drain takes a
+ * span off the stack, so it is never on it twice.
  *
  * Span lifetime against remote frees: a remote freer increments the
  * span's `inflight` before it looks at the span and decrements it after
@@ -75,17 +86,17 @@ static void list_remove(struct mcentral *c, struct mspan *s)
 	l->len--;
 }
 
-/* Append at the tail (FIFO). */
-static void list_append(struct mcentral *c, struct mspan *s, enum mcentral_list which)
+/* Push at the head: lists are stacks (see the top comment). */
+static void list_push_front(struct mcentral *c, struct mspan *s, enum mcentral_list which)
 {
 	struct spanlist *l = list_of(c, which);
-	s->next = NULL;
-	s->prev = l->tail;
-	if (l->tail)
-		l->tail->next = s;
+	s->prev = NULL;
+	s->next = l->head;
+	if (l->head)
+		l->head->prev = s;
 	else
-		l->head = s;
-	l->tail = s;
+		l->tail = s;
+	l->head = s;
 	s->onlist = (uint8_t)which;
 	l->len++;
 }
@@ -132,8 +143,11 @@ static void place(struct mcentral *c, struct mspan *s)
 	MM_VALIDATE(mspan_valid(s));
 	if (s->allocCount == 0 && try_free(c, s))
 		return;
-	list_remove(c, s);
-	list_append(c, s, s->allocCount == s->nelems ? LIST_FULL : LIST_PARTIAL);
+	enum mcentral_list want = s->allocCount == s->nelems ? LIST_FULL : LIST_PARTIAL;
+	if (s->onlist != want) {
+		list_remove(c, s);
+		list_push_front(c, s, want);
+	}
 }
 
 /* Take the spans remote frees pushed: they need a sweep. pre: c->lock. */
@@ -147,19 +161,38 @@ static void drain(struct mcentral *c)
 		__atomic_store_n(&s->queued, Q_PARKED, __ATOMIC_SEQ_CST);
 		/* A cached span is its owner's to sweep; its uncache will. */
 		if (__atomic_load_n(&s->cachedBy, __ATOMIC_ACQUIRE) == CPU_NONE) {
-			list_remove(c, s);
-			list_append(c, s, LIST_UNSWEPT);
+			if (__atomic_load_n(&s->nremote, __ATOMIC_SEQ_CST) >= (int32_t)s->allocCount) {
+				/* probably empty: sweep now, so it can go back */
+				list_remove(c, s);
+				sweep_locked(s);
+				place(c, s);
+			} else {
+				if (s->onlist == LIST_FULL) {
+					list_remove(c, s);
+					list_push_front(c, s, LIST_UNSWEPT);
+				}
+				__atomic_store_n(&c->parked_hint, 1, __ATOMIC_RELAXED);
+			}
 		}
 		s = next;
 	}
-	__atomic_store_n(&c->unswept_hint, c->unswept.head != NULL, __ATOMIC_RELAXED);
 }
 
-/* Called by a remote freer after setting its bit, with inflight held. */
-void mcentral_push_sweep(struct mcentral *c, struct mspan *s)
+/* Called by a remote freer after setting its bit, with inflight held;
+ * `pending` is the span's nremote after its own increment. The span is
+ * pushed if the mcentral does not know it needs a sweep (CLEAN), or if it
+ * is parked on the unswept list but this free looks like its last live
+ * object (pending >= allocCount of its last sweep): an empty span should
+ * go back to the mheap now, where any size class can use its pages, not
+ * when its turn on the unswept list comes. */
+void mcentral_note_remote_free(struct mcentral *c, struct mspan *s, int32_t pending)
 {
-	uint32_t q = Q_CLEAN;
-	if (__atomic_load_n(&s->queued, __ATOMIC_RELAXED) != Q_CLEAN ||
+	uint32_t q = __atomic_load_n(&s->queued, __ATOMIC_RELAXED);
+	if (q == Q_PARKED &&
+	    (pending < (int32_t)LOAD(s->allocCount) ||
+	     __atomic_load_n(&s->cachedBy, __ATOMIC_RELAXED) != CPU_NONE))
+		return;
+	if (q == Q_STACKED ||
 	    !__atomic_compare_exchange_n(&s->queued, &q, Q_STACKED, false, __ATOMIC_SEQ_CST,
 	                                 __ATOMIC_RELAXED))
 		return;
@@ -187,11 +220,10 @@ struct mspan *mcentral_refill(struct mcentral *c, struct mspan *old, bool old_sw
 	}
 	drain(c);
 	struct mspan *s = list_pop(c, LIST_UNSWEPT);
-	if (s != NULL)
-		sweep_locked(s); /* at least one remote free to merge */
-	else
+	if (s == NULL)
 		s = list_pop(c, LIST_PARTIAL);
-	__atomic_store_n(&c->unswept_hint, c->unswept.head != NULL, __ATOMIC_RELAXED);
+	if (s != NULL && __atomic_load_n(&s->queued, __ATOMIC_RELAXED) == Q_PARKED)
+		sweep_locked(s);
 	if (s != NULL) {
 		__atomic_store_n(&s->cachedBy, cpu_slot(cpu), __ATOMIC_RELEASE);
 		unlock_central(c);
@@ -227,21 +259,28 @@ void mcentral_uncacheSpan(struct mcentral *c, struct mspan *s)
 	unlock_central(c);
 }
 
-/* Sweep and file every span remote frees touched; empty ones go back to
- * the mheap. pre: no mm lock held. */
+/* Sweep and file every span remote frees touched (unswept, and parked
+ * partial spans); empty ones go back to the mheap. pre: no mm lock. */
 void mcentral_reclaim(struct mcentral *c)
 {
 	if (__atomic_load_n(&c->sweepq, __ATOMIC_ACQUIRE) == NULL &&
-	    !__atomic_load_n(&c->unswept_hint, __ATOMIC_RELAXED))
+	    !__atomic_load_n(&c->parked_hint, __ATOMIC_RELAXED))
 		return;
 	lock_central(c);
 	drain(c);
-	struct mspan *s;
+	struct mspan *s, *next;
 	while ((s = list_pop(c, LIST_UNSWEPT)) != NULL) {
 		sweep_locked(s);
 		place(c, s);
 	}
-	__atomic_store_n(&c->unswept_hint, 0, __ATOMIC_RELAXED);
+	for (s = c->partial.head; s != NULL; s = next) {
+		next = s->next; /* place() may free s or keep it in place */
+		if (__atomic_load_n(&s->queued, __ATOMIC_RELAXED) == Q_PARKED) {
+			sweep_locked(s);
+			place(c, s);
+		}
+	}
+	__atomic_store_n(&c->parked_hint, 0, __ATOMIC_RELAXED);
 	unlock_central(c);
 }
 
@@ -259,7 +298,7 @@ bool mcentral_reclaim_pending(void)
 	for (unsigned i = 1; i < _NumSizeClasses; i++) {
 		struct mcentral *c = &mheap_.central[i].c;
 		if (__atomic_load_n(&c->sweepq, __ATOMIC_RELAXED) ||
-		    __atomic_load_n(&c->unswept_hint, __ATOMIC_RELAXED))
+		    __atomic_load_n(&c->parked_hint, __ATOMIC_RELAXED))
 			return true;
 	}
 	return false;

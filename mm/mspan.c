@@ -66,6 +66,7 @@ void mspan_init_small(struct mspan *s, unsigned sizeclass)
 	s->sweepnext = NULL;
 	__atomic_store_n(&s->inflight, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->queued, Q_CLEAN, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->nremote, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->state, SPAN_INUSE, __ATOMIC_RELEASE);
 }
 
@@ -116,7 +117,8 @@ unsigned mspan_nextFreeIndex(struct mspan *s)
  * slot that was not allocated means the bitmaps were corrupted. */
 unsigned mspan_sweep(struct mspan *s)
 {
-	unsigned nw = span_nwords(s), fi = s->freeindex, freed = 0, local = 0, taken = 0;
+	unsigned nw = span_nwords(s), fi = s->freeindex, freed = 0, local = 0, taken = 0,
+	         remote = 0;
 	uint32_t seq = s->sweepseq;
 
 	MM_ASSERT(fi <= s->nelems && s->spanclass != 0);
@@ -140,13 +142,17 @@ unsigned mspan_sweep(struct mspan *s)
 		/* XCHG only a word that has bits: a remote free landing after
 		 * the load simply waits in remoteFree for the next sweep. */
 		uint64_t rf = __atomic_load_n(&s->remoteFree[w], __ATOMIC_SEQ_CST);
-		if (rf != 0)
+		if (rf != 0) {
 			rf = __atomic_exchange_n(&s->remoteFree[w], 0, __ATOMIC_SEQ_CST);
+			remote += mm_popcount_sparse(rf);
+		}
 		uint64_t lf = s->localFree[w], fr = lf | rf;
 		if (fr) {
-			MM_CHECK((fr & ~old) == 0, "corrupt span bitmaps", s->base);
-			freed += mm_popcount64(fr);
+			/* lf and rf are disjoint (each kfree checks the other) */
+			MM_CHECK((fr & ~old) == 0 && (lf & rf) == 0, "corrupt span bitmaps",
+			         s->base);
 			if (lf) {
+				/* local frees come in bulk (a free loop): full count */
 				local += mm_popcount64(lf);
 				STORE(s->localFree[w], 0);
 			}
@@ -158,7 +164,10 @@ unsigned mspan_sweep(struct mspan *s)
 	__atomic_store_n(&s->sweepseq, seq + 2, __ATOMIC_RELEASE);
 	/* allocCount was exact at the last sweep; allocation only took
 	 * slots, frees only gave them back. */
-	s->allocCount = (uint16_t)(s->allocCount + taken - freed);
+	freed = local + remote;
+	STORE(s->allocCount, (uint16_t)(s->allocCount + taken - freed));
+	if (remote != 0)
+		__atomic_sub_fetch(&s->nremote, (int32_t)remote, __ATOMIC_RELAXED);
 	if (freed)
 		s->needzero = 1;
 	/* Allocations and local frees are counted here, not on the fast

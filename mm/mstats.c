@@ -236,9 +236,9 @@ int mheap_valid(void)
 				if (s->spanclass != i || s->cachedBy != CPU_NONE ||
 				    s->onlist != l || s->prev != prev ||
 				    s->state != SPAN_INUSE ||
-				    (l == LIST_PARTIAL && (s->allocCount == s->nelems || q == Q_PARKED)) ||
+				    (l == LIST_PARTIAL && s->allocCount == s->nelems) ||
 				    (l == LIST_FULL && (s->allocCount != s->nelems || q == Q_PARKED)) ||
-				    (l == LIST_UNSWEPT && q != Q_PARKED)) {
+				    (l == LIST_UNSWEPT && q == Q_CLEAN)) {
 					ok = 0;
 					break;
 				}

@@ -167,6 +167,43 @@ START_TEST(many_remote_frees_one_sweep)
 }
 END_TEST
 
+START_TEST(remote_frees_that_empty_a_parked_span_return_it)
+{
+	setup();
+	void *a[64], *b[10];
+	struct mspan *s1 = mcentral_cacheSpan(central(), cpu);
+	for (int i = 0; i < 64; i++)
+		a[i] = take(s1);
+	mcentral_uncacheSpan(central(), s1); /* full */
+	struct mspan *s2 = mcentral_cacheSpan(central(), cpu);
+	ck_assert_ptr_ne(s2, s1);
+	for (int i = 0; i < 10; i++)
+		b[i] = take(s2);
+	mcentral_uncacheSpan(central(), s2); /* partial, 10 live */
+	kfree(b[0]);
+	kfree(a[0]);
+	/* a refill drains both: s1 (was full) moves to unswept and is handed
+	 * out; s2 stays on partial, parked, 9 live */
+	struct mspan *t = mcentral_refill(central(), NULL, false, cpu);
+	ck_assert_ptr_eq(t, s1);
+	ck_assert_uint_eq(s2->queued, Q_PARKED);
+	ck_assert_uint_eq(s2->onlist, LIST_PARTIAL);
+	for (int i = 1; i < 10; i++)
+		kfree(b[i]); /* the last of these empties s2: it is pushed again */
+	ck_assert_uint_eq(s2->queued, Q_STACKED);
+	/* the next refill of the class sweeps it at once and frees it */
+	t = mcentral_refill(central(), t, false, cpu);
+	ck_assert_ptr_eq(t, s1);
+	ck_assert_uint_eq(s2->state, SPAN_DEAD);
+	expect_lists(0, 0, 1);
+	for (int i = 1; i < 64; i++)
+		kfree(a[i]);
+	kmalloc_flush_cpu(); /* this thread's mcache does not hold t: */
+	mcentral_uncacheSpan(central(), t);
+	expect_lists(0, 0, 0);
+}
+END_TEST
+
 START_TEST(inflight_remote_free_keeps_span)
 {
 	setup();
@@ -233,6 +270,7 @@ int main(void)
 	tcase_add_test(tc, remote_frees_refile_and_return);
 	tcase_add_test(tc, local_frees_then_uncache_returns_span);
 	tcase_add_test(tc, many_remote_frees_one_sweep);
+	tcase_add_test(tc, remote_frees_that_empty_a_parked_span_return_it);
 	tcase_add_test(tc, inflight_remote_free_keeps_span);
 	tcase_add_test(tc, cached_span_is_left_to_its_owner);
 	tcase_add_test(tc, central_array_is_cache_line_padded);
