@@ -126,6 +126,7 @@ void *mm_alloc_class(unsigned sizeclass, unsigned flags)
 	void *v = NULL;
 	bool zero = false;
 	if (c != NULL) {
+		mcache_fast_set(c);
 		v = mcache_refill_alloc(c, sizeclass);
 		if (v != NULL)
 			zero = (flags & KM_ZERO) && c->alloc[sizeclass]->needzero;
@@ -185,7 +186,7 @@ void *kmalloc(size_t size, unsigned flags)
 		return mm_alloc_large(size, 0, flags);
 	unsigned cls = size_to_class(size);
 	unsigned long f = sys_irq_save();
-	struct mcache *c = mm_mcaches[cpu_slot(SYS_CPU_ID_FAST())];
+	struct mcache *c = mcache_fast();
 	if (MM_LIKELY(c != NULL)) {
 		struct mspan *s = c->alloc[cls];
 		uint64_t cache = s->allocCache;
