@@ -465,7 +465,16 @@ extern struct mcache *mm_mcaches[MM_MAX_CPUS + 1];
 
 /* This CPU's mcache for kmalloc's fast path, or NULL (then the slow path
  * finds or makes it and calls mcache_fast_set). pre: interrupts off. */
-#ifdef SYS_MCACHE_SLOT
+#if defined(SYS_MCACHE_GET)
+static inline struct mcache *mcache_fast(void)
+{
+	return SYS_MCACHE_GET();
+}
+static inline void mcache_fast_set(struct mcache *c)
+{
+	SYS_MCACHE_SET(c);
+}
+#elif defined(SYS_MCACHE_SLOT)
 static inline struct mcache *mcache_fast(void)
 {
 	return SYS_MCACHE_SLOT();
