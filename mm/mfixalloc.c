@@ -22,11 +22,13 @@
  * or a bump pointer into them.
  *
  * What releasing costs: a stale page->span entry (a kfree of a pointer in
- * a free page, or two racing kfrees of one large object) may read a dead
- * mspan record. Before trim that read found SPAN_DEAD; after it the host
- * reads a zero page (also SPAN_DEAD, same message), while the kernel
- * takes a page fault, which panics naming the address instead of the
- * "invalid free"/"double free" message.
+ * a free page) may lead to a dead mspan record. Trim clears the entries
+ * that lead into blocks it releases, so such a kfree after the trim finds
+ * no span and reports "invalid free" (not "double free": the record that
+ * told the two apart is gone). A bad kfree racing with the trim itself,
+ * or two racing kfrees of one large object, may still read a released
+ * record: the host then reads zeros (SPAN_DEAD, a clean fault), the
+ * kernel takes a page fault and panics naming the address.
  *
  * Everything here runs under mheap.lock, except the sys_release calls.
  */
@@ -195,9 +197,26 @@ void fixalloc_trim(void)
 		f->list = keep;
 		f->tail = tail;
 	}
+	size_t nidle = 0;
 	for (size_t b = 0; b < nblk; b++)
-		if (fix_blk_idle(b))
+		if (fix_blk_idle(b)) {
 			fix_blk(b)->state = FB_RELEASING;
+			nidle++;
+		}
+	/* Stale page->span entries of free pages may point at dead mspan
+	 * records in those blocks; clear them, so a later bad kfree there
+	 * finds no span ("invalid free") instead of reading released memory.
+	 * An idle block holds no live record, so every such entry is stale.
+	 * O(arena pages), on trim only. */
+	if (nidle != 0) {
+		size_t npg = mheap_.arena_used_bytes >> PAGE_SHIFT;
+		uintptr_t lo = mheap_.m_fix.base, hi = lo + mheap_.m_fix.used;
+		for (size_t pg = 0; pg < npg; pg++) {
+			uintptr_t sp = (uintptr_t)mheap_.spans[pg];
+			if (sp >= lo && sp < hi && fix_blk(fix_blkno(sp))->state == FB_RELEASING)
+				__atomic_store_n(&mheap_.spans[pg], NULL, __ATOMIC_RELEASE);
+		}
+	}
 	unlock_heap();
 
 	/* Release in batches: count under the lock, release outside it, then
