@@ -95,6 +95,16 @@ static inline unsigned mm_popcount64(uint64_t x)
 	return (unsigned)((x * 0x0101010101010101ull) >> 56);
 }
 
+/* Population count of a word with few bits set (a sweep's freed bits):
+ * one step per bit instead of the full reduction. */
+static inline unsigned mm_popcount_sparse(uint64_t x)
+{
+	unsigned n = 0;
+	for (; x != 0; x &= x - 1)
+		n++;
+	return n;
+}
+
 /* Relaxed atomic load/store of plain fields that one side writes while
  * another reads (plain mov on x86-64; keeps the compiler and TSan honest). */
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
@@ -340,7 +350,8 @@ void mcache_flush(struct mcache *c);
 enum mcentral_list { LIST_NONE = 0, LIST_PARTIAL = 1, LIST_FULL = 2, LIST_UNSWEPT = 3 };
 enum mspan_queued { Q_CLEAN = 0, Q_STACKED = 1, Q_PARKED = 2 };
 
-/* A FIFO of spans linked through mspan.next/prev. mcentral.lock. */
+/* A list of spans linked through mspan.next/prev, used as a stack (see
+ * mcentral.c). mcentral.lock. */
 struct spanlist {
 	struct mspan *head, *tail;
 	uint64_t len;

@@ -35,8 +35,9 @@
  *      next free slot. The span is full: sweep it (merge the frees since
  *      the last sweep); if that freed an eighth of it, keep it (no lock).
  *   4. Otherwise trade it in one mcentral lock hold: file it as partial or
- *      full, and take the oldest span that remote frees touched (sweeping
- *      it now, once, however many frees it took) or the oldest partial.
+ *      full, and take the span that most recently stopped being full
+ *      (sweeping it now, once, however many frees it took): allocation
+ *      concentrates on nearly full spans and the rest drain empty.
  *   5. None: mheap_alloc_span takes pages from the page allocator (first
  *      fit by address); if none fit, reclaim empty spans from every
  *      mcentral; if still none, grow the arena by whole chunks.

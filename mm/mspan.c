@@ -144,13 +144,15 @@ unsigned mspan_sweep(struct mspan *s)
 		uint64_t rf = __atomic_load_n(&s->remoteFree[w], __ATOMIC_SEQ_CST);
 		if (rf != 0) {
 			rf = __atomic_exchange_n(&s->remoteFree[w], 0, __ATOMIC_SEQ_CST);
-			remote += mm_popcount64(rf);
+			remote += mm_popcount_sparse(rf);
 		}
 		uint64_t lf = s->localFree[w], fr = lf | rf;
 		if (fr) {
-			MM_CHECK((fr & ~old) == 0, "corrupt span bitmaps", s->base);
-			freed += mm_popcount64(fr);
+			/* lf and rf are disjoint (each kfree checks the other) */
+			MM_CHECK((fr & ~old) == 0 && (lf & rf) == 0, "corrupt span bitmaps",
+			         s->base);
 			if (lf) {
+				/* local frees come in bulk (a free loop): full count */
 				local += mm_popcount64(lf);
 				STORE(s->localFree[w], 0);
 			}
@@ -162,6 +164,7 @@ unsigned mspan_sweep(struct mspan *s)
 	__atomic_store_n(&s->sweepseq, seq + 2, __ATOMIC_RELEASE);
 	/* allocCount was exact at the last sweep; allocation only took
 	 * slots, frees only gave them back. */
+	freed = local + remote;
 	STORE(s->allocCount, (uint16_t)(s->allocCount + taken - freed));
 	if (remote != 0)
 		__atomic_sub_fetch(&s->nremote, (int32_t)remote, __ATOMIC_RELAXED);

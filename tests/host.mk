@@ -9,7 +9,8 @@
 
 # test_genericport.c brings its own port, so it is built from MM_SRCS
 # against mm/generic/sys_arch.h instead of linking libkmalloc.a.
-HOST_TESTS := $(filter-out genericport,$(patsubst tests/host/test_%.c,%,$(wildcard tests/host/test_*.c)))
+# test_pmm.c is the frame allocator's runner (tests/pmm.mk builds it).
+HOST_TESTS := $(filter-out genericport pmm,$(patsubst tests/host/test_%.c,%,$(wildcard tests/host/test_*.c)))
 HOST_TEST_BINS := $(HOST_TESTS:%=$(BUILD)/host/tests/test_%) \
 	$(BUILD)/host/tests/genericport/test_genericport
 HOST_DEBUG_TEST_BINS := $(HOST_TESTS:%=$(BUILD)/host-debug/tests/test_%) \
@@ -51,11 +52,6 @@ test-host: $(HOST_TEST_BINS) $(HOST_DEBUG_TEST_BINS)
 		echo "== $$t"; nice timeout 300 $$t || exit 1; \
 	done
 
-# Real programs on the allocator through the LD_PRELOAD shim.
-.PHONY: test-preload
-test-preload: $(KMALLOC_PRELOAD_SO)
-	$(Q)nice timeout 300 tests/host/preload_smoke.sh $(KMALLOC_PRELOAD_SO)
-
-TEST_TARGETS += test-host test-preload
+TEST_TARGETS += test-host
 
 -include $(filter-out %/test_genericport.d,$(HOST_TEST_BINS:=.d) $(HOST_DEBUG_TEST_BINS:=.d))

@@ -50,12 +50,4 @@ $(KMALLOC_HOST_DEBUG_LIB): $(HOST_DEBUG_LIB_OBJS)
 
 -include $(HOST_DEBUG_LIB_OBJS:.o=.d)
 
-# The LD_PRELOAD shim (arch/host/preload.c): the malloc family on top of
-# the library, for running unmodified programs on the allocator.
-KMALLOC_PRELOAD_SO := $(BUILD)/host/libkmalloc-preload.so
-
-$(KMALLOC_PRELOAD_SO): $(BUILD)/host/arch/host/preload.o $(HOST_LIB_OBJS)
-	@mkdir -p $(@D)
-	$(Q)$(CC) -shared -o $@ $^ -lpthread
-
-ALL_TARGETS += $(KMALLOC_PRELOAD_SO)
+# The LD_PRELOAD shim over these sources is built by arch/host/preload.mk.
