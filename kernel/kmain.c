@@ -8,7 +8,8 @@
  *   4. command line (options registered with KPARAM);
  *   5. layout and memory summary;
  *   6. memory init: frame allocator, paging, kmalloc (kernel/mem.c);
- *   7. the self-tests, the heap and frame reports, then QEMU exits with
+ *   7. SMP: the other CPUs started, the timer running on each, interrupts on;
+ *   8. the self-tests, the heap and frame reports, then QEMU exits with
  *      the verdict.
  */
 #include <stdint.h>
@@ -23,6 +24,8 @@
 #include "../arch/x86_64/gdt.h"
 #include "../arch/x86_64/idt.h"
 #include "../arch/x86_64/memlayout.h"
+#include "../arch/x86_64/percpu.h"
+#include "../arch/x86_64/smp.h"
 #include "../arch/x86_64/vm.h"
 
 __attribute__((noreturn)) void kmain(uint64_t boot_info_phys);
@@ -43,6 +46,7 @@ void kmain(uint64_t boot_info_phys)
     gdt_init_cpu(0);
     idt_init();
     idt_load_cpu(0);
+    percpu_init_cpu(0, 0);  /* GS base: this_cpu_id() works from here on */
     vm_drop_identity();
     vm_enable_protection();
     if (vm_unmap_4k((uint64_t)(uintptr_t)boot_stack_guard) != 0)
@@ -60,6 +64,8 @@ void kmain(uint64_t boot_info_phys)
      * kmalloc (mm/kmalloc.h).
      */
     mem_init(bi);
+
+    smp_init(bi);
 
     unsigned failed = ktest_run();
     mem_report();  /* kmalloc_dump table and the frame allocator's summary */

@@ -15,6 +15,7 @@
 #include "../arch/x86_64/cpu.h"
 #include "../arch/x86_64/debugexit.h"
 #include "../arch/x86_64/memlayout.h"
+#include "../arch/x86_64/smp.h"
 #include "../arch/x86_64/vm.h"
 
 #define PANIC_LOCK_SPINS 10000000ul
@@ -30,6 +31,7 @@ void panic_enter(void)
         printk("\nPANIC: panic while panicking (a fault in the panic path, or another CPU); stopping\n");
         qemu_exit(KEXIT_PANIC);
     }
+    smp_stop_others();  /* SMP: the other CPUs halt (NMI) while we report */
     console_panic_mode(PANIC_LOCK_SPINS);
 }
 

@@ -31,6 +31,19 @@ static inline void spin_lock(spinlock_t *l)
         cpu_pause();
 }
 
+/* spin_lock that returns how many pause iterations it waited (SMP
+ * contention counters in the heap's port, arch/x86_64/sys.c). */
+static inline uint64_t spin_lock_counted(spinlock_t *l)
+{
+    uint64_t spins = 0;
+    uint32_t me = __atomic_fetch_add(&l->next, 1, __ATOMIC_RELAXED);
+    while (__atomic_load_n(&l->owner, __ATOMIC_ACQUIRE) != me) {
+        cpu_pause();
+        spins++;
+    }
+    return spins;
+}
+
 static inline void spin_unlock(spinlock_t *l)
 {
     /* only the holder writes owner, so read-then-store is not a race */

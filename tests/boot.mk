@@ -137,3 +137,16 @@ test-boot-kmem: $(LOADER_EFI) $(KERNEL_ELF) $(KMEM_DEBUG_ELF)
 
 TEST_TARGETS += test-boot-kmem
 # ---- end kmem
+# ---- SMP matrix (issue 5): tests/boot/smp-cases boots SMP=1, 2 and 4 with
+# every default ktest on all CPUs, plus a CPU that never answers SIPI and a
+# panic on an application processor. QEMU runs all vCPUs on one host
+# thread (QEMU_ACCEL in kernel/build.mk says why).
+SMP_CASE_TIMEOUT ?= 120
+
+.PHONY: test-smp
+test-smp: $(LOADER_EFI) $(KERNEL_ELF)
+	@echo "== SMP boot matrix (QEMU, OVMF, SMP=1/2/4, MEM=$(MEM)) =="
+	$(Q)nice tests/boot/smp-cases --build $(BUILD)/smp-cases --loader $(LOADER_EFI) \
+		--kernel $(KERNEL_ELF) --timeout $(SMP_CASE_TIMEOUT) --mem $(MEM) --accel "$(QEMU_ACCEL)"
+
+TEST_TARGETS += test-smp

@@ -161,4 +161,38 @@ static inline __attribute__((noreturn)) void cpu_enter_kernel(uint64_t cr3, uint
     __builtin_unreachable();
 }
 
+
+/* ---- SMP (issue 5): per-CPU data through GS, CR4, idling with wake-up ---- */
+#define MSR_APIC_BASE   0x0000001bu
+#define MSR_GS_BASE     0xc0000101u
+#define CR4_PGE         (1ull << 7)
+
+static inline void write_cr4(uint64_t v) { __asm__ volatile("mov %0, %%cr4" :: "r"(v) : "memory"); }
+
+/*
+ * Loads at a fixed offset from the GS base (the running CPU's struct
+ * percpu). Volatile: without it the compiler may hoist the load above the
+ * wrmsr that sets the GS base (the asm has no visible input to order by).
+ */
+static inline uint32_t gs_load32(unsigned long off)
+{
+    uint32_t v;
+    __asm__ volatile("movl %%gs:%c1, %0" : "=r"(v) : "i"(off));
+    return v;
+}
+
+static inline uint64_t gs_load64(unsigned long off)
+{
+    uint64_t v;
+    __asm__ volatile("movq %%gs:%c1, %0" : "=r"(v) : "i"(off));
+    return v;
+}
+
+/*
+ * Enable interrupts and halt in one step: STI's one-instruction interrupt
+ * shadow means an interrupt already pending is taken after HLT starts, so
+ * a wake-up sent between the caller's last check and here is not lost.
+ */
+static inline void cpu_sti_hlt(void) { __asm__ volatile("sti; hlt" ::: "memory"); }
+
 #endif

@@ -52,6 +52,20 @@ void idt_init(void)
     }
 }
 
+/* SMP (issue 5): device/IPI vectors and the NMI stop path; bootstrap CPU,
+ * before any other CPU loads the table. */
+void idt_set_gate(unsigned vector, uint64_t handler, unsigned ist)
+{
+    idt[vector & 255] = (struct idt_gate){
+        .off_lo = handler & 0xffff,
+        .sel = GDT_KERNEL_CS,
+        .ist = ist,
+        .type_attr = 0x8e,
+        .off_mid = (handler >> 16) & 0xffff,
+        .off_hi = handler >> 32,
+    };
+}
+
 void idt_load_cpu(unsigned cpu)
 {
     (void)cpu;  /* one shared table; the index keeps the per-CPU call shape */

@@ -22,6 +22,8 @@ struct regs {
 
 /* Fill the IDT (once, on the bootstrap CPU). */
 void idt_init(void);
+/* Install an interrupt gate (SMP: timer, IPIs, NMI); before APs start. */
+void idt_set_gate(unsigned vector, uint64_t handler, unsigned ist);
 /* Load it on CPU `cpu` (each CPU, after gdt_init_cpu). */
 void idt_load_cpu(unsigned cpu);
 

@@ -1,11 +1,26 @@
 /*
- * percpu.h: how many CPUs the kernel is built for, and the per-CPU
- * descriptor state every CPU gets (GDT, TSS, IST stacks). The bootstrap
- * CPU is index 0; application processors (SMP bring-up) call
- * gdt_init_cpu(i) and idt_load_cpu(i) with their own index.
+ * percpu.h: how many CPUs the kernel is built for, the per-CPU descriptor
+ * state every CPU gets (GDT, TSS, IST stacks), and struct percpu, the
+ * CPU-local data reached through the GS base.
+ *
+ * The bootstrap CPU is index 0; application processors (smp.c) get dense
+ * indices 1..n-1 in the order they came up and call gdt_init_cpu(i),
+ * idt_load_cpu(i) and percpu_init_cpu(i) with their own index. After
+ * percpu_init_cpu, IA32_GS_BASE points at percpu_area[i], whose first
+ * field points at itself: this_cpu() is one GS-relative load and
+ * this_cpu_id() another, with no table lookup and no lock.
+ *
+ * Ownership: a CPU writes only its own struct percpu, except the
+ * tlb_pending bitmask (any CPU sets bits with an atomic OR, the owner
+ * clears them with an atomic exchange) and tlb_acks (targets decrement it
+ * atomically); see tlb.c for that protocol's happens-before edges. Other
+ * CPUs read the counters with relaxed atomic loads (reports only).
  */
 #ifndef ARCH_X86_64_PERCPU_H
 #define ARCH_X86_64_PERCPU_H
+
+#include <stdint.h>
+#include "cpu.h"
 
 #define MAX_CPUS 64
 
@@ -13,5 +28,49 @@
 #define IST_DOUBLE_FAULT 1
 #define IST_NMI          2
 #define IST_STACK_SIZE   (16 * 1024)
+
+struct percpu {
+    struct percpu *self;      /* gs:0; set once by percpu_init_cpu */
+    uint32_t cpu;             /* gs:8; dense index, 0 = bootstrap CPU */
+    uint32_t apic_id;         /* this CPU's local APIC id */
+    void *mcache;             /* gs:16; reserved for the allocator's per-CPU
+                                 cache. Unused: mm keeps its own array
+                                 mm_mcaches[] indexed by sys_cpu_id(), which
+                                 is this_cpu_id() (one GS load either way) */
+    uint64_t stack_top;       /* this CPU's kernel stack (its own top) */
+
+    /* TLB shootdown mailbox (tlb.c) */
+    uint64_t tlb_pending;     /* atomic; bit i: CPU i's request awaits our flush */
+    uint64_t tlb_va;          /* this CPU's outstanding request: written before */
+    uint64_t tlb_len;         /*   any target's pending bit is set (release) */
+    uint32_t tlb_acks;        /* atomic; targets of our request yet to flush */
+    uint32_t online;          /* atomic; 1 once this CPU finished start-up */
+
+    /* counters, written by the owner only (relaxed atomics for readers) */
+    uint64_t timer_ticks;     /* LAPIC timer interrupts taken */
+    uint64_t tlb_requests;    /* shootdowns this CPU started */
+    uint64_t tlb_served;      /* remote requests this CPU flushed for */
+    uint64_t hook_calls;      /* per-tick hook invocations */
+} __attribute__((aligned(64)));
+
+#define PERCPU_OFF_CPU    8
+#define PERCPU_OFF_MCACHE 16
+
+extern struct percpu percpu_area[MAX_CPUS];
+
+/* Point this CPU's GS base at percpu_area[cpu] and fill its identity. */
+void percpu_init_cpu(unsigned cpu, uint32_t apic_id);
+
+/* The running CPU's per-CPU area and index. Before percpu_init_cpu(0)
+ * (in kmain, right after the CPU 0 GDT) they must not be called. */
+static inline struct percpu *this_cpu(void)
+{
+    return (struct percpu *)(uintptr_t)gs_load64(0);
+}
+
+static inline unsigned this_cpu_id(void)
+{
+    return gs_load32(PERCPU_OFF_CPU);
+}
 
 #endif

@@ -32,6 +32,7 @@
 #include "memlayout.h"
 #include "paging.h"
 #include "percpu.h"
+#include "tlb.h"
 
 /*
  * Where we differ from the host port: the arena size comes from the
@@ -86,8 +87,13 @@ static uint64_t unmap_range(uintptr_t va, size_t n, int mark)
     while (pages > 0) {
         unsigned nt;
         size_t done = paging_unmap_batch(va, pages, mark, data, tables, &nt);
-        /* ---- SMP (issue 5): shoot down [va, va + done pages) on the other
-         * CPUs here, before the frames below can be handed out again. ---- */
+        /* ---- SMP (issue 5): every CPU drops its translations of the range
+         * before the frames below can be handed out again. Not when undoing
+         * a failed commit (mark == 0): those pages were never Ready, no
+         * address in them was handed out, and that path may run under
+         * mheap.lock, where waiting for other CPUs' acks could deadlock. */
+        if (mark)
+            tlb_shootdown(va, done * PAGE_SIZE_4K);
         for (size_t i = 0; i < done; i++) {
             if (data[i]) {
                 mem_frame_free(data[i]);
@@ -147,8 +153,11 @@ void sys_release(void *p, size_t n)
 
 void sys_lock(struct sys_lock *l)
 {
-    uint64_t f = spin_lock_irqsave(&l->lock);
+    uint64_t f = irq_save();
+    uint64_t spins = spin_lock_counted(&l->lock);
     l->irqflags = f;
+    l->acquisitions++;
+    l->spins += spins;
 }
 
 void sys_unlock(struct sys_lock *l)

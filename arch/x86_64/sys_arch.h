@@ -11,20 +11,26 @@
 
 #include "../../kernel/spinlock.h"
 #include "cpu.h"
+#include "percpu.h"
 
 /* All-zero storage is unlocked (SPINLOCK_INIT is { 0, 0 }). */
 struct sys_lock {
     spinlock_t lock;
     uint64_t irqflags; /* guarded by lock: the holder's saved RFLAGS */
+    /* SMP (issue 5) contention counters, guarded by lock (read racily
+     * for reports): how often it was taken, and pause-loop iterations
+     * spent waiting for it. */
+    uint64_t acquisitions;
+    uint64_t spins;
 };
 
 #define SYS_ARCH_INLINE_CPU 1
 
-/* ---- SMP (issue 5): single CPU for now. The SMP bring-up replaces this
- * body with a read of the per-CPU block through the GS base. ---- */
+/* ---- SMP (issue 5): the dense CPU index from the per-CPU area at the GS
+ * base (arch/x86_64/percpu.h): one GS-relative load. ---- */
 static inline unsigned sys_cpu_id(void)
 {
-    return 0;
+    return this_cpu_id();
 }
 
 static inline unsigned long sys_irq_save(void)

@@ -1,0 +1,76 @@
+/*
+ * apic.h: the local APIC (xAPIC, memory-mapped through the direct map),
+ * the time base derived from it, and the interrupt vectors SMP uses.
+ *
+ * Time: tsc_calibrate() measures the TSC against PIT channel 2 once, on
+ * the bootstrap CPU; every delay and timeout in smp.c/tlb.c is then a TSC
+ * deadline (tsc_deadline_us / tsc_expired). The LAPIC timer is calibrated
+ * against the TSC (same bus clock on every CPU, so once) and runs periodic
+ * at LAPIC_TIMER_HZ on each CPU; its handler counts ticks in struct percpu
+ * and calls the registered per-tick hook (apic_set_tick_hook), the seam
+ * through which the SMP self-tests allocate in interrupt context.
+ *
+ * Why xAPIC and not x2APIC: QEMU's default qemu64 CPU has no x2APIC under
+ * TCG, and APIC ids stay below 255 for MAX_CPUS = 64; the MADT parser still
+ * accepts x2APIC entries so a later x2APIC port has its ids.
+ */
+#ifndef ARCH_X86_64_APIC_H
+#define ARCH_X86_64_APIC_H
+
+#include <stdint.h>
+
+/* Vectors above the exceptions; the priority class (vector >> 4) orders them. */
+#define VEC_TIMER     0x40
+#define VEC_WAKE      0x41    /* no-op IPI: wakes a CPU idling in hlt */
+#define VEC_TLB       0x50    /* TLB shootdown request (tlb.c) */
+#define VEC_SPURIOUS  0xff
+
+#define LAPIC_TIMER_HZ 1000
+
+/* Measure TSC ticks per microsecond (PIT channel 2, 10 ms). Returns it. */
+uint64_t tsc_calibrate(void);
+uint64_t tsc_per_us(void);
+static inline uint64_t tsc_deadline_us(uint64_t now, uint64_t us);
+void tsc_delay_us(uint64_t us);
+
+/* Map the LAPIC (phys from the MADT) and enable it on the running CPU:
+ * spurious vector, TPR 0, LINT/error LVTs masked. First call: bootstrap CPU. */
+void lapic_init_cpu(uint64_t lapic_phys);
+int lapic_ready(void);
+uint32_t lapic_id(void);
+void lapic_eoi(void);
+
+/* Calibrate (first call only) and start the periodic timer on this CPU. */
+void lapic_timer_start(void);
+/* Change the tick rate (never below LAPIC_TIMER_HZ) and restart the timer
+ * on the running CPU; the other CPUs pick the rate up when they call it
+ * too (smp_run_all). The SMP kmalloc tests run at 10 kHz for more
+ * interrupt-context allocations per test. */
+void lapic_timer_set_hz(uint32_t hz);
+uint32_t lapic_timer_hz(void);
+/* Ticks per millisecond of the LAPIC timer at divide-by-16 (report). */
+uint32_t lapic_timer_per_ms(void);
+
+/* Interprocessor interrupts. dest is a local APIC id. Each waits (bounded)
+ * until the previous IPI left the ICR. */
+void lapic_send_init(uint32_t dest);
+void lapic_send_sipi(uint32_t dest, uint8_t page);
+void lapic_send_ipi(uint32_t dest, uint8_t vector);
+void lapic_send_ipi_others(uint8_t vector);
+void lapic_send_nmi_others(void);
+
+/*
+ * Per-tick hook: called from the timer interrupt on every CPU, interrupts
+ * off, after the tick count is incremented. NULL disables it. The hook may
+ * take irq-off spinlocks and allocate (that is the point); it must not
+ * wait for another CPU.
+ */
+typedef void (*tick_hook_fn)(unsigned cpu);
+void apic_set_tick_hook(tick_hook_fn fn);
+
+static inline uint64_t tsc_deadline_us(uint64_t now, uint64_t us)
+{
+    return now + us * tsc_per_us();
+}
+
+#endif

@@ -1,0 +1,75 @@
+/*
+ * irq.S: entry stubs for the device and IPI vectors (apic.h) and the NMI.
+ *
+ * Same frame as isr.S (a struct regs, idt.h), so the C side can print it:
+ * each stub pushes a zero error code and its vector, irq_common saves the
+ * registers and calls irq_dispatch(regs) (smp.c), which sends the EOI.
+ * Interrupt gates enter with IF = 0 and iretq restores the interrupted
+ * RFLAGS, so a handler never nests with itself.
+ *
+ * The NMI stub: when a panicking CPU has asked the others to stop
+ * (smp_stop_requested != 0), halt here for good; otherwise it is an
+ * ordinary unexpected NMI and goes to the exception path (isr2).
+ */
+    .section .text
+
+.macro IRQ_STUB n
+    .global irq_stub_\n
+irq_stub_\n:
+    pushq $0
+    pushq $\n
+    jmp irq_common
+.endm
+
+IRQ_STUB 0x40
+IRQ_STUB 0x41
+IRQ_STUB 0x50
+IRQ_STUB 0xff
+
+irq_common:
+    pushq %rax
+    pushq %rbx
+    pushq %rcx
+    pushq %rdx
+    pushq %rsi
+    pushq %rdi
+    pushq %rbp
+    pushq %r8
+    pushq %r9
+    pushq %r10
+    pushq %r11
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    cld
+    movq %rsp, %rdi
+    call irq_dispatch
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %r11
+    popq %r10
+    popq %r9
+    popq %r8
+    popq %rbp
+    popq %rdi
+    popq %rsi
+    popq %rdx
+    popq %rcx
+    popq %rbx
+    popq %rax
+    addq $16, %rsp
+    iretq
+
+    .global irq_nmi
+irq_nmi:
+    cmpl $0, smp_stop_requested(%rip)
+    jne 1f
+    jmp isr2
+1:  cli
+    hlt
+    jmp 1b
+
+    .section .note.GNU-stack, "", @progbits

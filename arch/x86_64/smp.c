@@ -1,0 +1,385 @@
+/*
+ * smp.c: AP start-up, the per-CPU idle loop, cross-CPU work dispatch, the
+ * interrupt dispatcher for the APIC vectors and panic-time stop (see
+ * smp.h).
+ *
+ * Happens-before edges:
+ *  - BSP fills the trampoline block, the shared APIC/TSC calibration and
+ *    the IDT, then sends INIT-SIPI (after a full fence): the AP's first
+ *    instruction happens after all of it.
+ *  - AP finishes its setup and prints, then stores percpu.online = 1
+ *    (RELEASE); the BSP's ACQUIRE load of it precedes publishing
+ *    n_online = idx + 1 (RELEASE); smp_cpus_online() loads it ACQUIRE, so
+ *    whoever sees CPU i counted also sees CPU i's per-CPU area filled.
+ *  - smp_run_all: fn/arg stores, then gen++ (RELEASE) -> AP loads gen
+ *    (ACQUIRE) and reads fn/arg; AP's work, then done++ (RELEASE) -> BSP's
+ *    ACQUIRE load of done == n-1: all CPUs' work is visible to the caller.
+ */
+#include <stddef.h>
+#include "smp.h"
+#include "acpi.h"
+#include "apic.h"
+#include "cpu.h"
+#include "gdt.h"
+#include "idt.h"
+#include "memlayout.h"
+#include "percpu.h"
+#include "tlb.h"
+#include "paging.h"
+#include "vm.h"
+#include "../../boot/bootinfo.h"
+#include "../../kernel/cmdline.h"
+#include "../../kernel/kstring.h"
+#include "../../kernel/panic.h"
+#include "../../kernel/printk.h"
+
+/*
+ * AP kernel stacks live in the KSTACK window (memlayout.h), one slot per
+ * CPU index: AP_STACK_GUARD bytes never mapped, then AP_STACK_SIZE bytes
+ * of stack (writable, NX). The stack's frames are those of ap_stack_mem in
+ * .bss, mapped a second time in the window, and only that alias is used:
+ * frames from the frame allocator would break the heap tests' exact
+ * comparison of the frame allocator's used frames with the heap port's. An AP that
+ * overflows its stack faults on the guard (and, since the #PF frame cannot
+ * be pushed there either, double-faults onto its IST stack, which prints
+ * the report) instead of running silently into its neighbour. The BSP
+ * keeps the boot stack from entry.S, which has its own guard page.
+ *
+ *   KSTACK_WINDOW_BASE + i * AP_STACK_SLOT
+ *   | guard (unmapped) 16 KiB | stack 16 KiB, grows down from the top |
+ */
+#define AP_STACK_SIZE       (16 * 1024)
+#define AP_STACK_GUARD      (16 * 1024)
+#define AP_STACK_SLOT       (AP_STACK_SIZE + AP_STACK_GUARD)
+#define AP_START_TIMEOUT_MS 1000
+static uint8_t ap_stack_mem[MAX_CPUS][AP_STACK_SIZE] __attribute__((aligned(4096)));
+_Static_assert((uint64_t)MAX_CPUS * AP_STACK_SLOT <= KSTACK_WINDOW_SIZE, "AP stacks fit the KSTACK window");
+
+/* Trampoline parameter block at offset 8 (trampoline.S, P_*). */
+struct __attribute__((packed)) tramp_params {
+    uint16_t gdt_limit;
+    uint32_t gdt_base;
+    uint16_t pad;
+    uint32_t cr3;
+    uint32_t efer;
+    uint64_t stack;
+    uint64_t entry;
+    uint64_t kcr3;
+    uint64_t cpu;
+    uint32_t cr4;
+    uint32_t pad2;
+    uint64_t gdt[4];
+};
+_Static_assert(offsetof(struct tramp_params, cr3) == 16 - 8, "P_CR3");
+_Static_assert(offsetof(struct tramp_params, stack) == 24 - 8, "P_STACK");
+_Static_assert(offsetof(struct tramp_params, cpu) == 48 - 8, "P_CPU");
+_Static_assert(offsetof(struct tramp_params, cr4) == 56 - 8, "P_CR4");
+_Static_assert(offsetof(struct tramp_params, gdt) == 64 - 8, "P_GDT");
+_Static_assert(sizeof(struct tramp_params) == 96 - 8, "parameter block size");
+
+extern const char smp_trampoline_start[], smp_trampoline_end[];
+extern const char smp_ap_entry64[];
+extern const char irq_stub_0x40[], irq_stub_0x41[], irq_stub_0x50[], irq_stub_0xff[], irq_nmi[];
+
+int smp_stop_requested;  /* read by irq.S's NMI stub */
+
+/* Temporary tables for the AP's switch to long mode: identity-map the low
+ * 2 MiB (the trampoline runs there) and share the kernel's upper half. */
+static uint64_t tramp_pml4[512] __attribute__((aligned(4096)));
+static uint64_t tramp_pdpt[512] __attribute__((aligned(4096)));
+static uint64_t tramp_pd[512] __attribute__((aligned(4096)));
+
+static unsigned n_online = 1;  /* atomic; the BSP counts from the start */
+static unsigned n_failed;
+static unsigned n_tried = 1;
+static struct acpi_madt_info madt;
+
+static struct {
+    smp_work_fn fn;
+    void *arg;
+    uint32_t gen;   /* atomic: bumped to hand out new work */
+    uint32_t done;  /* atomic: CPUs other than the caller that finished */
+} work;
+
+/* smp_fake_cpu=<apic id>: pretend the MADT lists a CPU with this APIC id,
+ * which no CPU answers; tests the "did not start" path. */
+static int fake_apic_id = -1;
+static int parse_fake(const char *v)
+{
+    if (!v || !*v)
+        return -1;
+    unsigned x = 0;
+    for (; *v; v++) {
+        if (*v < '0' || *v > '9' || x > 254)
+            return -1;
+        x = x * 10 + (unsigned)(*v - '0');
+    }
+    if (x > 254)
+        return -1;
+    fake_apic_id = (int)x;
+    return 0;
+}
+KPARAM(smp_fake_cpu, parse_fake);
+
+/* smp_bad_madt: parse a copy of the MADT with one byte flipped, to test
+ * that broken tables leave the kernel running on one CPU. */
+static int bad_madt;
+static uint8_t madt_copy[4096];
+static int parse_bad_madt(const char *v)
+{
+    if (v)
+        return -1;
+    bad_madt = 1;
+    return 0;
+}
+KPARAM(smp_bad_madt, parse_bad_madt);
+
+unsigned smp_cpus_online(void) { return __atomic_load_n(&n_online, __ATOMIC_ACQUIRE); }
+unsigned smp_cpus_failed(void) { return n_failed; }
+unsigned smp_cpus_tried(void) { return n_tried; }
+
+void smp_stop_others(void)
+{
+    __atomic_store_n(&smp_stop_requested, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&n_online, __ATOMIC_RELAXED) > 1 && lapic_ready())
+        lapic_send_nmi_others();
+}
+
+void apic_timer_tick(void);
+void irq_dispatch(struct regs *r);  /* from irq.S only */
+void irq_dispatch(struct regs *r)
+{
+    switch (r->vector) {
+    case VEC_TIMER:
+        apic_timer_tick();
+        break;
+    case VEC_TLB:
+        tlb_service();
+        lapic_eoi();
+        break;
+    case VEC_WAKE:
+        lapic_eoi();
+        break;
+    case VEC_SPURIOUS:
+        break;  /* a spurious interrupt is not in service: no EOI */
+    default:
+        panic("irq: unexpected vector %lu on cpu %u", r->vector, this_cpu_id());
+    }
+}
+
+static void idle_loop(unsigned cpu) __attribute__((noreturn));
+static void idle_loop(unsigned cpu)
+{
+    uint32_t seen = __atomic_load_n(&work.gen, __ATOMIC_ACQUIRE);
+    for (;;) {
+        cpu_cli();
+        uint32_t g = __atomic_load_n(&work.gen, __ATOMIC_ACQUIRE);
+        if (g != seen) {
+            seen = g;
+            cpu_sti();
+            work.fn(cpu, work.arg);
+            __atomic_fetch_add(&work.done, 1, __ATOMIC_RELEASE);
+            continue;
+        }
+        cpu_sti_hlt();  /* VEC_WAKE or the timer brings us back */
+    }
+}
+
+void smp_ap_main(uint64_t cpu);  /* from trampoline.S only */
+void smp_ap_main(uint64_t cpu)
+{
+    gdt_init_cpu(cpu);
+    idt_load_cpu(cpu);
+    lapic_init_cpu(madt.lapic_phys);
+    percpu_init_cpu(cpu, lapic_id());
+    vm_enable_protection();
+    struct percpu *p = this_cpu();
+    p->stack_top = smp_stack_top(cpu);
+    lapic_timer_start();
+    printk("cpu %lu online (APIC id %u)\n", cpu, p->apic_id);
+    __atomic_store_n(&p->online, 1, __ATOMIC_RELEASE);
+    idle_loop(cpu);
+}
+
+void smp_run_all(smp_work_fn fn, void *arg)
+{
+    unsigned n = smp_cpus_online();
+    work.fn = fn;
+    work.arg = arg;
+    __atomic_store_n(&work.done, 0, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&work.gen, 1, __ATOMIC_RELEASE);
+    if (n > 1)
+        lapic_send_ipi_others(VEC_WAKE);
+    fn(this_cpu_id(), arg);
+    while (__atomic_load_n(&work.done, __ATOMIC_ACQUIRE) != n - 1)
+        cpu_pause();
+}
+
+static uint64_t kernel_va_to_phys(const void *va)
+{
+    uint64_t ps = 0, a = (uint64_t)(uintptr_t)va;
+    uint64_t e = vm_lookup(a, &ps);
+    if (!e)
+        return 0;
+    return ((e & PTE_ADDR_MASK) & ~(ps - 1)) | (a & (ps - 1));
+}
+
+/* Prepare the trampoline frame; returns NULL or why SMP is impossible. */
+static const char *trampoline_setup(uint64_t tramp_phys)
+{
+    if (!tramp_phys)
+        return "the loader found no frame below 1 MiB for the trampoline";
+    if (tramp_phys & 0xfff || tramp_phys >= 0x100000)
+        return "trampoline frame not a page below 1 MiB";
+    uint64_t pml4 = kernel_va_to_phys(tramp_pml4), pdpt = kernel_va_to_phys(tramp_pdpt),
+             pd = kernel_va_to_phys(tramp_pd);
+    if (!pml4 || pml4 >= 0x100000000ull || pdpt >= 0x100000000ull || pd >= 0x100000000ull)
+        return "kernel image above 4 GiB: 32-bit CR3 cannot reach the temporary tables";
+
+    const uint64_t *kpml4 = PHYS_TO_VIRT(read_cr3() & PTE_ADDR_MASK);
+    for (int i = 256; i < 512; i++)
+        tramp_pml4[i] = kpml4[i];
+    tramp_pml4[0] = pdpt | PTE_P | PTE_W;
+    tramp_pdpt[0] = pd | PTE_P | PTE_W;
+    tramp_pd[0] = 0 | PTE_P | PTE_W | PTE_PS;
+
+    uint64_t size = (uint64_t)(smp_trampoline_end - smp_trampoline_start);
+    if (size > 3072)
+        return "trampoline code larger than its frame leaves room for";
+    uint8_t *dst = PHYS_TO_VIRT(tramp_phys);
+    memcpy(dst, smp_trampoline_start, size);
+    struct tramp_params *tp = (struct tramp_params *)(dst + 8);
+    tp->gdt[0] = 0;
+    tp->gdt[1] = 0x00cf9a000000ffffull;  /* 32-bit code, flat */
+    tp->gdt[2] = 0x00cf92000000ffffull;  /* data, flat */
+    tp->gdt[3] = 0x00af9a000000ffffull;  /* 64-bit code */
+    tp->gdt_limit = sizeof(tp->gdt) - 1;
+    tp->gdt_base = (uint32_t)(tramp_phys + 8 + offsetof(struct tramp_params, gdt));
+    tp->cr3 = (uint32_t)pml4;
+    tp->cr4 = (1u << 5) | (uint32_t)(read_cr4() & CR4_PGE);  /* PAE (+PGE as on the BSP) */
+    tp->efer = (1u << 8) | (uint32_t)(rdmsr(MSR_EFER) & EFER_NXE);  /* LME (+NXE) */
+    tp->entry = (uint64_t)(uintptr_t)smp_ap_entry64;
+    tp->kcr3 = read_cr3();
+    return NULL;
+}
+
+uint64_t smp_stack_top(unsigned cpu)
+{
+    return KSTACK_WINDOW_BASE + (uint64_t)cpu * AP_STACK_SLOT + AP_STACK_SLOT;
+}
+
+uint64_t smp_stack_size(void) { return AP_STACK_SIZE; }
+
+/* Map CPU idx's stack (not its guard). Returns NULL or why it failed; a
+ * failure leaves the pages mapped so far in place, unused (boot only). */
+static const char *ap_stack_map(unsigned idx)
+{
+    uint64_t top = smp_stack_top(idx);
+    const uint8_t *mem = ap_stack_mem[idx];
+    for (uint64_t off = 0; off < AP_STACK_SIZE; off += PAGE_SIZE_4K) {
+        uint64_t phys = kernel_va_to_phys(mem + off);
+        if (!phys)
+            return "its stack memory in .bss is not mapped";
+        if (paging_map(top - AP_STACK_SIZE + off, phys, PTE_W | PTE_NX) != 0)
+            return "no frame for a page table of its stack";
+    }
+    return NULL;
+}
+
+/* INIT-SIPI-SIPI (Intel SDM vol. 3, 8.4.4.1): 10 ms after INIT, 200 us
+ * between the SIPIs, then wait for the AP's online flag. */
+static int start_ap(uint64_t tramp_phys, unsigned idx, uint32_t apic_id)
+{
+    struct tramp_params *tp = (struct tramp_params *)((uint8_t *)PHYS_TO_VIRT(tramp_phys) + 8);
+    tp->stack = smp_stack_top(idx);
+    tp->cpu = idx;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+
+    struct percpu *p = &percpu_area[idx];
+    lapic_send_init(apic_id);
+    tsc_delay_us(10000);
+    for (int i = 0; i < 2 && !__atomic_load_n(&p->online, __ATOMIC_ACQUIRE); i++) {
+        lapic_send_sipi(apic_id, (uint8_t)(tramp_phys >> 12));
+        tsc_delay_us(200);
+    }
+    uint64_t end = tsc_deadline_us(rdtsc(), AP_START_TIMEOUT_MS * 1000ull);
+    while (!__atomic_load_n(&p->online, __ATOMIC_ACQUIRE)) {
+        if (rdtsc() > end)
+            return 0;
+        cpu_pause();
+    }
+    return 1;
+}
+
+void smp_init(const struct boot_info *bi)
+{
+    idt_set_gate(VEC_TIMER, (uint64_t)(uintptr_t)irq_stub_0x40, 0);
+    idt_set_gate(VEC_WAKE, (uint64_t)(uintptr_t)irq_stub_0x41, 0);
+    idt_set_gate(VEC_TLB, (uint64_t)(uintptr_t)irq_stub_0x50, 0);
+    idt_set_gate(VEC_SPURIOUS, (uint64_t)(uintptr_t)irq_stub_0xff, 0);
+    idt_set_gate(2, (uint64_t)(uintptr_t)irq_nmi, IST_NMI);
+
+    uint64_t mhz = tsc_calibrate();
+    printk("smp: TSC %lu MHz (measured against PIT channel 2)\n", mhz);
+
+    const struct acpi_sdt_header *m = NULL;
+    uint64_t mlen = 0;
+    const char *err = acpi_find_madt(bi->rsdp_phys, bi->direct_map_size, &m, &mlen);
+    if (!err && bad_madt && mlen <= sizeof(madt_copy)) {
+        printk("smp: smp_bad_madt: parsing a copy of the MADT with its last byte flipped\n");
+        memcpy(madt_copy, m, mlen);
+        madt_copy[mlen - 1] ^= 0xff;
+        m = (const struct acpi_sdt_header *)madt_copy;
+    }
+    if (!err)
+        err = acpi_parse_madt(m, mlen, &madt);
+    if (err) {
+        printk("smp: ACPI: %s; continuing on one CPU\n", err);
+        madt.ncpus = 0;
+        madt.lapic_phys = rdmsr(MSR_APIC_BASE) & 0xffffff000ull;
+    }
+    lapic_init_cpu(madt.lapic_phys);
+    uint32_t bsp_apic = lapic_id();
+    percpu_area[0].apic_id = bsp_apic;
+    percpu_area[0].stack_top = 0;
+    __atomic_store_n(&percpu_area[0].online, 1, __ATOMIC_RELEASE);
+    lapic_timer_start();
+    printk("smp: local APIC at phys 0x%lx, BSP APIC id %u; timer %u kHz (%u LAPIC ticks/ms)\n",
+           madt.lapic_phys, bsp_apic, LAPIC_TIMER_HZ / 1000, lapic_timer_per_ms());
+    if (!err) {
+        printk("smp: MADT lists %u enabled CPU(s)%s\n", madt.ncpus,
+               madt.dropped ? " (more than MAX_CPUS; extra ones ignored)" : "");
+        if (fake_apic_id >= 0 && madt.ncpus < MAX_CPUS) {
+            printk("smp: smp_fake_cpu: adding APIC id %d, which no CPU answers\n", fake_apic_id);
+            madt.apic_id[madt.ncpus++] = (uint32_t)fake_apic_id;
+        }
+        const char *terr = madt.ncpus > 1 ? trampoline_setup(bi->smp_trampoline_phys) : NULL;
+        if (terr) {
+            printk("smp: cannot start other CPUs: %s; continuing on one CPU\n", terr);
+        } else {
+            unsigned idx = 1;
+            for (unsigned i = 0; i < madt.ncpus && idx < MAX_CPUS; i++) {
+                uint32_t id = madt.apic_id[i];
+                if (id == bsp_apic)
+                    continue;
+                n_tried++;
+                const char *serr = ap_stack_map(idx);
+                if (serr) {
+                    n_failed++;
+                    printk("smp: CPU with APIC id %u not started: %s\n", id, serr);
+                    continue;
+                }
+                if (start_ap(bi->smp_trampoline_phys, idx, id)) {
+                    __atomic_store_n(&n_online, idx + 1, __ATOMIC_RELEASE);
+                    idx++;
+                } else {
+                    n_failed++;
+                    printk("smp: CPU with APIC id %u did not start (no answer to INIT-SIPI-SIPI "
+                           "within %u ms); continuing without it\n", id, AP_START_TIMEOUT_MS);
+                }
+            }
+        }
+    }
+    printk("cpus: %u online\n", smp_cpus_online());
+    cpu_sti();
+}

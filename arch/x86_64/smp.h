@@ -1,0 +1,77 @@
+/*
+ * smp.h: bringing up the other CPUs and running work on all of them.
+ *
+ * smp_init (kmain, after memory init, before the self-tests) reads the
+ * MADT (acpi.h), enables the bootstrap CPU's local APIC and timer, then
+ * starts each enabled CPU in turn with INIT-SIPI-SIPI through the real-mode
+ * trampoline (trampoline.S) onto a stack with a guard in the KSTACK window
+ * (mapped through paging.c, so smp_init runs after mem_init). Each AP sets
+ * up its own GDT/TSS, IDT, GS-based per-CPU area, local APIC and 1 kHz
+ * timer, prints "cpu N online" and idles in hlt with interrupts on. The BSP waits for each with a timeout, reports
+ * any that did not start, prints "cpus: N online" and turns interrupts on.
+ * Broken or missing ACPI tables: a message, and the kernel goes on with
+ * one CPU (timer still running).
+ *
+ * CPU indices are dense: 0 is the BSP, 1..smp_cpus_online()-1 the APs that
+ * started, so code may loop `for (c = 0; c < smp_cpus_online(); c++)`.
+ *
+ * kmalloc on several CPUs (the port: arch/x86_64/sys_arch.h, sys.c):
+ *   - mcache: each CPU's own, reached with sys_cpu_id() = this_cpu_id()
+ *     (one GS-relative load); every mcache operation runs between
+ *     sys_irq_save (pushf; cli) and sys_irq_restore, takes no lock, and so
+ *     cannot be interrupted by an allocating timer handler on its CPU.
+ *   - mcentral and mheap locks: the ticket spinlock, taken with interrupts
+ *     off and held with them off, so an interrupt handler that allocates
+ *     never spins on a lock its own CPU holds.
+ * Happens-before edges the allocator relies on across CPUs:
+ *   - lock release -> acquire: the holder's critical section, then its
+ *     RELEASE store of owner; the next holder's ACQUIRE load sees owner
+ *     reach its ticket (kernel/spinlock.h);
+ *   - span publication: a span and the mcache pointers are initialised,
+ *     then published (spans map entries with RELEASE, mm_mcaches under
+ *     mheap.lock); readers load them with ACQUIRE (mm/internal.h);
+ *   - remote free -> owner sees it: a CPU freeing an object of a span it
+ *     does not cache sets the object's remoteFree bit (atomic fetch-or,
+ *     SEQ_CST) and pushes the span on its mcentral's sweepq (CAS,
+ *     RELEASE); the drain's XCHG (ACQUIRE) or the caching CPU's own sweep
+ *     then sees the bit before it reuses the slot (mm/mcentral.c,
+ *     mm/malloc.c);
+ *   - release of arena pages -> frame reuse: unmap, then tlb_shootdown's
+ *     acknowledgements (tlb.c), then the frames go back to the frame
+ *     allocator (sys.c).
+ */
+#ifndef ARCH_X86_64_SMP_H
+#define ARCH_X86_64_SMP_H
+
+#include <stdint.h>
+
+struct boot_info;
+
+void smp_init(const struct boot_info *bi);
+
+/* CPUs that finished start-up (acquire: their per-CPU setup is visible). */
+unsigned smp_cpus_online(void);
+
+/*
+ * Run fn(cpu, arg) on every online CPU at once, the caller's CPU included
+ * (the caller runs its share as index this_cpu_id()), and return when all
+ * have finished. Called from the bootstrap CPU (ktests), interrupts on.
+ * Each CPU runs fn with interrupts on. Not reentrant.
+ */
+typedef void (*smp_work_fn)(unsigned cpu, void *arg);
+void smp_run_all(smp_work_fn fn, void *arg);
+
+/* Top of CPU cpu's guarded kernel stack (cpu >= 1; the BSP uses the boot
+ * stack) and the stack's size; the guard lies right below it. */
+uint64_t smp_stack_top(unsigned cpu);
+uint64_t smp_stack_size(void);
+
+/* Panic support: stop every other CPU (NMI); they halt with interrupts off. */
+void smp_stop_others(void);
+
+/* For tests and reports: CPUs that did not answer INIT-SIPI-SIPI, and
+ * CPUs start-up was attempted for (BSP included). */
+unsigned smp_cpus_failed(void);
+unsigned smp_cpus_tried(void);
+
+#endif
