@@ -463,6 +463,28 @@ static inline void unlock_central(struct mcentral *c)
 #define MM_MAX_CPUS 1024
 extern struct mcache *mm_mcaches[MM_MAX_CPUS + 1];
 
+/* This CPU's mcache for kmalloc's fast path, or NULL (then the slow path
+ * finds or makes it and calls mcache_fast_set). pre: interrupts off. */
+#ifdef SYS_MCACHE_SLOT
+static inline struct mcache *mcache_fast(void)
+{
+	return SYS_MCACHE_SLOT();
+}
+static inline void mcache_fast_set(struct mcache *c)
+{
+	SYS_MCACHE_SLOT() = c;
+}
+#else
+static inline struct mcache *mcache_fast(void)
+{
+	return mm_mcaches[cpu_slot(SYS_CPU_ID_FAST())];
+}
+static inline void mcache_fast_set(struct mcache *c)
+{
+	(void)c;
+}
+#endif
+
 int mheap_init(void);
 struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass,
                                size_t align_pages);

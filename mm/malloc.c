@@ -126,6 +126,7 @@ void *mm_alloc_class(unsigned sizeclass, unsigned flags)
 	void *v = NULL;
 	bool zero = false;
 	if (c != NULL) {
+		mcache_fast_set(c);
 		v = mcache_refill_alloc(c, sizeclass);
 		if (v != NULL)
 			zero = (flags & KM_ZERO) && c->alloc[sizeclass]->needzero;
@@ -175,17 +176,19 @@ static __attribute__((noinline)) void *zero_object(void *v, unsigned sizeclass)
 
 /* The fast path: steps 1-2 of the overview. Written out rather than
  * calling mspan_nextFreeFast so the compiler needs no NULL test on the
- * result. Measured with callgrind on the host (gcc 12 -O2): a 64-byte
- * kmalloc+kfree pair averages 82 instructions (kmalloc 33 on its fast
- * path, 37 with the slow path amortised; kfree 45, most of them the
- * validation). The goal is 48; see the report in README. */
+ * result. Measured with callgrind on the host (gcc 12 -O2, make
+ * bench-core): a 64-byte kmalloc+kfree pair costs 84.5 instructions with
+ * the benchmark's loop and calls (inclusive: kmalloc 26.5 with the slow
+ * path amortised, the mcache from the port's SYS_MCACHE_SLOT; kfree 41,
+ * most of them the validation). The goal is 48; see the report in
+ * README. */
 void *kmalloc(size_t size, unsigned flags)
 {
 	if (MM_UNLIKELY(size > _MaxSmallSize))
 		return mm_alloc_large(size, 0, flags);
 	unsigned cls = size_to_class(size);
 	unsigned long f = sys_irq_save();
-	struct mcache *c = mm_mcaches[cpu_slot(SYS_CPU_ID_FAST())];
+	struct mcache *c = mcache_fast();
 	if (MM_LIKELY(c != NULL)) {
 		struct mspan *s = c->alloc[cls];
 		uint64_t cache = s->allocCache;

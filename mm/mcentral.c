@@ -25,7 +25,9 @@
  * Measured on a 50000-object random churn (8..512 B): in-use/live 1.10
  * this way, 1.13 when refills take the span that waited longest (FIFO),
  * which costs ~35% fewer instructions per operation because those spans
- * collected more free slots -- we chose memory.
+ * collected more free slots -- we chose memory. The yield problem is
+ * solved instead by announcing a span only once an eighth of it is free
+ * (see mcentral_note_remote_free): 1.14, with fewer instructions still.
  *
  * Flow:
  *   refill (mcache, the cached span is used up): uncache the old span
@@ -34,7 +36,8 @@
  *     if both are empty, grow: a fresh span from mheap_alloc_span, taken
  *     without holding this lock (as Go's mcentral.grow).
  *   remote kfree: sets the slot's remoteFree bit and counts it in the
- *     span's nremote; if the span's `queued` state is CLEAN, or it is
+ *     span's nremote; if the span's `queued` state is CLEAN and an eighth
+ *     of it (or all it held) is now free, or it is
  *     PARKED but this free seems to have emptied it (nremote reached the
  *     allocCount of its last sweep), it moves it to STACKED and pushes it.
  *   drain (under the lock): pops the whole stack with one XCHG (single
@@ -188,8 +191,17 @@ static void drain(struct mcentral *c)
 void mcentral_note_remote_free(struct mcentral *c, struct mspan *s, int32_t pending)
 {
 	uint32_t q = __atomic_load_n(&s->queued, __ATOMIC_RELAXED);
+	int32_t live = (int32_t)LOAD(s->allocCount);
+	/* A CLEAN span is announced only once an eighth of it is free (the
+	 * owner's keep rule in mcache.c) or it looks empty. Announcing it at
+	 * its first free made refills hand out spans with one free slot, a
+	 * whole lock hold and sweep per object (churn: 643 -> 380
+	 * instructions per op; in-use/live 1.10 -> 1.14). At most
+	 * nelems/8 - 1 freed slots per span wait unseen. */
+	if (q == Q_CLEAN && pending < live && pending < (int32_t)(s->nelems / 8u))
+		return;
 	if (q == Q_PARKED &&
-	    (pending < (int32_t)LOAD(s->allocCount) ||
+	    (pending < live ||
 	     __atomic_load_n(&s->cachedBy, __ATOMIC_RELAXED) != CPU_NONE))
 		return;
 	if (q == Q_STACKED ||

@@ -167,13 +167,25 @@ static void update_chunk(struct pagealloc *pa, size_t ci)
 	if (psum_eq(leaf, pa->sum[0][ci]))
 		return;
 	pa->sum[0][ci] = leaf;
+	/* Chunks up to ci are grown (pa_grow calls us in order before it
+	 * raises nchunks); those above hold all-zero summaries. */
+	size_t grown = pa->nchunks > ci ? pa->nchunks : ci + 1;
 	for (unsigned k = 1; k < pa->nlevels; k++) {
 		size_t idx = ci >> (3 * k);
 		size_t first = idx * PA_FANOUT;
 		size_t n = pa->level_len[k - 1] - first;
 		if (n > PA_FANOUT)
 			n = PA_FANOUT;
-		struct psum m = merge(&pa->sum[k - 1][first], n, pa_node_pages(k - 1));
+		/* Merge only the children that cover grown chunks: the arena
+		 * is reserved far larger than it grows, so most of the tree
+		 * is zero and a full merge per level cost ~650 instructions
+		 * per large kmalloc+kfree. Zero children after them add
+		 * nothing but cut the trailing free run. */
+		size_t grown_here = ((grown - 1) >> (3 * (k - 1))) + 1;
+		size_t nv = grown_here - first < n ? grown_here - first : n;
+		struct psum m = merge(&pa->sum[k - 1][first], nv, pa_node_pages(k - 1));
+		if (nv < n)
+			m.end = 0;
 		if (psum_eq(m, pa->sum[k][idx]))
 			return;
 		pa->sum[k][idx] = m;

@@ -115,6 +115,15 @@ void sys_irq_restore(unsigned long flags);
 #define SYS_CPU_ID_FAST() sys_cpu_id()
 #endif
 
+/* Optional: SYS_MCACHE_SLOT() in sys_arch.h names a per-CPU lvalue of
+ * type `struct mcache *` (a thread-local on the host, %gs-relative in a
+ * kernel), all-zero initially. mm stores the CPU's mcache there from its
+ * slow path and kmalloc's fast path reads it in one load instead of
+ * looking the id up in mm_mcaches. pre: the slot is NULL or holds the
+ * mcache of the CPU that reads it: a port that hands the running
+ * context a different CPU id must clear the slot. Without it, mm uses
+ * mm_mcaches[id + 1]. */
+
 /* 7./8. Spinlock over `struct sys_lock` (from sys_arch.h; all-zero storage
  *    is unlocked). Not recursive. The kernel port keeps interrupts disabled
  *    while a lock is held, so an interrupt handler that allocates cannot

@@ -1,47 +1,82 @@
 /*
- * preload.c: the LD_PRELOAD shim: the C library's malloc family on top of
- * kmalloc, so unmodified Linux programs run on the allocator
- * (LD_PRELOAD=build/host/libkmalloc-preload.so program). Not part of
- * libkmalloc.a. See mm/malloc.c for the allocator itself.
+ * preload.c: the allocator as a drop-in malloc for Linux programs
+ * (build/host/libkmalloc_preload.so, used with LD_PRELOAD). See
+ * mm/malloc.c for the overview of the allocator itself.
  *
- * Mapping: malloc -> kmalloc, free -> kfree, calloc -> kcalloc, realloc ->
- * krealloc, the aligned forms -> kmemalign, malloc_usable_size -> ksize.
- * Differences the C library's contract forces on us:
- *   - glibc's malloc returns 16-byte aligned memory for every size
- *     (max_align_t), and compilers assume it, so requests below 16 bytes
- *     are served as 16;
- *   - realloc(p, 0) frees p and returns NULL (glibc's behaviour), while
- *     krealloc(p, 0) keeps p;
- *   - failures set errno to ENOMEM.
- * A bad free in the program ends it the allocator's way: one line
- * "kmalloc: <fault>: <pointer>" on stderr and abort().
- * Not handled: fork() while another thread is inside the allocator (the
- * child may inherit a held lock; glibc takes its own locks around fork).
+ * Every C library entry point below is a thin layer over kmalloc.h that
+ * adds only what glibc promises and the core does not:
+ *   - errno = ENOMEM on every NULL caused by exhaustion or overflow;
+ *   - posix_memalign / aligned_alloc / memalign reject alignments the way
+ *     glibc does (EINVAL), valloc / pvalloc align (and round) to the page;
+ *   - realloc(p, 0) frees p and returns NULL (glibc's REALLOC_ZERO_BYTES_FREES),
+ *     where krealloc would keep p;
+ *   - calloc and reallocarray return NULL when n * size overflows.
+ * malloc(0) is a unique 16-byte object that free accepts.
+ * Invalid and double frees are detected by the core before it touches
+ * anything, reported as "kmalloc: <fault>: <pointer>" and abort.
+ *
+ * Data flow: program -> these wrappers -> kmalloc/kfree (inlined into
+ * this object by LTO, see arch/host/preload.mk) -> arch/host/sys.c ->
+ * mmap/mprotect/madvise. The core needs no initialisation call: the first
+ * allocation in the process sets the heap up (so calls that glibc or
+ * other libraries make before any constructor runs are served), and the
+ * first allocation in a thread gives it a CPU id whose mcache is flushed
+ * when the thread exits (sys.c). fork() safety: see "fork" below.
+ *
+ * KMALLOC_PRELOAD_REPORT=<file>: at exit, append one line to <file>
+ * saying that this process ran on kmalloc and how much it allocated; the
+ * real-program tests use it to prove the shim was really in use without
+ * changing what the program prints.
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <stddef.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include <pthread.h>
+
+#include "internal.h"
 #include "kmalloc.h"
 
 #define EXPORT __attribute__((visibility("default")))
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
 
-static size_t min16(size_t n)
+/* Alignment every malloc result has (glibc's MALLOC_ALIGNMENT; see
+ * glibc_align_size); memalign at or below it is malloc. */
+#define MIN_ALIGNMENT 16
+#define PRELOAD_PAGE 4096
+
+/* glibc gives every object 16-byte alignment (MALLOC_ALIGNMENT, what
+ * max_align_t needs), and programs and compilers rely on it. kmalloc.h
+ * promises it for objects of 16 bytes or more, so smaller requests
+ * (including malloc(0)) take the 16-byte class, as in glibc, whose
+ * smallest chunk holds 24 bytes. A compare and a conditional move. */
+static inline size_t glibc_align_size(size_t size)
 {
-	return n < 16 ? 16 : n;
+	return size < 16 ? 16 : size;
 }
 
-static void *nomem(void *p)
+/* Out of line and cold, so the fast path of malloc keeps no register
+ * across the allocation for it and ends in a plain return. */
+__attribute__((noinline, cold)) static void *enomem(void)
 {
-	if (p == NULL)
-		errno = ENOMEM;
+	errno = ENOMEM;
+	return NULL;
+}
+
+static inline void *enomem_if_null(void *p)
+{
+	if (UNLIKELY(p == NULL))
+		return enomem();
 	return p;
 }
 
-EXPORT void *malloc(size_t n)
+EXPORT void *malloc(size_t size)
 {
-	return nomem(kmalloc(min16(n), 0));
+	return enomem_if_null(kmalloc(glibc_align_size(size), 0));
 }
 
 EXPORT void free(void *p)
@@ -49,67 +84,242 @@ EXPORT void free(void *p)
 	kfree(p);
 }
 
-EXPORT void *calloc(size_t n, size_t size)
+/* glibc's old alias of free; some programs still call it. */
+EXPORT void cfree(void *p)
 {
-	if (size != 0 && n > (size_t)-1 / size)
-		return nomem(NULL);
-	return nomem(kzalloc(min16(n * size), 0));
+	kfree(p);
 }
 
-EXPORT void *realloc(void *p, size_t n)
+EXPORT void *calloc(size_t n, size_t size)
+{
+	size_t bytes;
+	if (UNLIKELY(__builtin_mul_overflow(n, size, &bytes))) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return enomem_if_null(kmalloc(glibc_align_size(bytes), KM_ZERO));
+}
+
+EXPORT void *realloc(void *p, size_t size)
 {
 	if (p == NULL)
-		return malloc(n);
-	if (n == 0) {
+		return malloc(size);
+	if (size == 0) {
+		/* glibc frees and returns NULL (and does not set errno). */
 		kfree(p);
 		return NULL;
 	}
-	return nomem(krealloc(p, min16(n), 0));
+	return enomem_if_null(krealloc(p, glibc_align_size(size), 0));
 }
 
 EXPORT void *reallocarray(void *p, size_t n, size_t size)
 {
-	if (size != 0 && n > (size_t)-1 / size)
-		return nomem(NULL);
-	return realloc(p, n * size);
+	size_t bytes;
+	if (UNLIKELY(__builtin_mul_overflow(n, size, &bytes))) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return realloc(p, bytes);
 }
 
-EXPORT int posix_memalign(void **out, size_t align, size_t n)
+static inline int is_pow2(size_t a)
 {
-	if (align < sizeof(void *) || (align & (align - 1)) != 0)
+	return a != 0 && (a & (a - 1)) == 0;
+}
+
+EXPORT int posix_memalign(void **out, size_t align, size_t size)
+{
+	if (!is_pow2(align) || align % sizeof(void *) != 0)
 		return EINVAL;
-	void *p = kmemalign(align < 16 ? 16 : align, min16(n), 0);
+	void *p = kmemalign(align, size, 0);
 	if (p == NULL)
-		return ENOMEM;
+		return ENOMEM; /* *out untouched, as POSIX requires */
 	*out = p;
 	return 0;
 }
 
-EXPORT void *aligned_alloc(size_t align, size_t n)
+/* C11 leaves a bad alignment implementation-defined; glibc 2.38 and later
+ * (and C17's DR 460 reading) reject it with EINVAL, which we follow. */
+EXPORT void *aligned_alloc(size_t align, size_t size)
 {
-	if (align == 0 || (align & (align - 1)) != 0) {
+	if (!is_pow2(align)) {
 		errno = EINVAL;
 		return NULL;
 	}
-	return nomem(kmemalign(align < 16 ? 16 : align, min16(n), 0));
+	return enomem_if_null(kmemalign(align, size, 0));
 }
 
-EXPORT void *memalign(size_t align, size_t n)
+/* glibc's _mid_memalign: alignments every malloc result has are plain
+ * malloc, a
+ * non-power-of-two is rounded up to the next power of two, and one too
+ * large to round is EINVAL. */
+EXPORT void *memalign(size_t align, size_t size)
 {
-	return aligned_alloc(align, n);
+	if (align <= MIN_ALIGNMENT)
+		return malloc(size);
+	if (align > SIZE_MAX / 2 + 1) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (!is_pow2(align))
+		align = (size_t)1 << (64 - __builtin_clzll((unsigned long long)align));
+	return enomem_if_null(kmemalign(align, size, 0));
 }
 
-EXPORT void *valloc(size_t n)
+EXPORT void *valloc(size_t size)
 {
-	return nomem(kmemalign(4096, min16(n), 0));
+	return enomem_if_null(kmemalign(PRELOAD_PAGE, size, 0));
 }
 
-EXPORT void *pvalloc(size_t n)
+/* Like valloc, but the size is rounded up to whole pages (0 -> 1 page). */
+EXPORT void *pvalloc(size_t size)
 {
-	return nomem(kmemalign(4096, min16((n + 4095) & ~(size_t)4095), 0));
+	size_t rounded;
+	if (UNLIKELY(__builtin_add_overflow(size, PRELOAD_PAGE - 1, &rounded))) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	rounded &= ~(size_t)(PRELOAD_PAGE - 1);
+	if (rounded == 0)
+		rounded = PRELOAD_PAGE;
+	return enomem_if_null(kmemalign(PRELOAD_PAGE, rounded, 0));
 }
 
 EXPORT size_t malloc_usable_size(void *p)
 {
 	return ksize(p);
+}
+
+/* glibc's malloc_trim: give free memory back to the OS. The calling
+ * thread's cached spans go back first (they may be all that keeps some
+ * pages in use), then kmalloc_trim releases every free heap page, so
+ * `pad` has nothing to keep. Returns 1 ("some memory may have been
+ * released"). Other threads' cached spans stay cached. */
+EXPORT int malloc_trim(size_t pad)
+{
+	(void)pad;
+	kmalloc_flush_cpu();
+	kmalloc_trim();
+	return 1;
+}
+
+/* ---- fork ----
+ * fork() copies the address space but only the calling thread. A lock that
+ * another thread held at that moment stays locked forever in the child,
+ * and the first allocation that needs it hangs. So, as glibc does for its
+ * own arenas, the prepare handler takes every mm lock in the documented
+ * order (mm/internal.h: mcentral[i].lock -> mheap.lock; taking all the
+ * mcentral locks in index order cannot deadlock because no other code
+ * holds two of them), and the parent and child handlers release them.
+ * Between prepare and release no other thread can be inside a locked
+ * section, so the child's copy of every mm structure is consistent.
+ *
+ * What this does not cover, and why it is still safe:
+ *   - The lock-free paths (the mcache fast path, a remote free's atomic
+ *     OR and sweep-stack push) cannot be stopped by a lock. A thread caught
+ *     in one does not exist in the child; at worst its half-done free
+ *     leaves the span's `inflight` raised or its slot unfreed, so the child
+ *     never reuses that span's memory: a leak, never a corruption.
+ *   - The mcaches of the parent's other threads stay assigned to CPU ids
+ *     nobody in the child holds; their cached spans are leaked the same
+ *     way (objects in them can still be freed from the child: that is a
+ *     remote free).
+ *   - arch/host/sys.c's CPU-id pool mutex is private to that file; a fork
+ *     while another thread is between taking and returning an id (thread
+ *     start or exit) could leave it locked in the child. Closing that needs
+ *     an atfork handler in sys.c (see the shim's report).
+ */
+
+static void fork_prepare(void)
+{
+	for (unsigned i = 1; i < _NumSizeClasses; i++)
+		sys_lock(&mheap_.central[i].c.lock);
+	sys_lock(&mheap_.lock);
+}
+
+/* Parent and child alike: the locks were ours, the same bytes in both. */
+static void fork_release(void)
+{
+	sys_unlock(&mheap_.lock);
+	for (unsigned i = _NumSizeClasses - 1; i >= 1; i--)
+		sys_unlock(&mheap_.central[i].c.lock);
+}
+
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static void fork_register(void)
+{
+	if (pthread_atfork(fork_prepare, fork_release, fork_release) != 0)
+		sys_fault("preload: pthread_atfork failed", NULL);
+}
+
+static void preload_fork_init(void)
+{
+	pthread_once(&fork_once, fork_register);
+}
+
+/* ---- KMALLOC_PRELOAD_REPORT ---- */
+
+static char report_path[512]; /* written once by the constructor */
+
+static size_t put_str(char *buf, size_t n, size_t cap, const char *s)
+{
+	while (*s != '\0' && n < cap)
+		buf[n++] = *s++;
+	return n;
+}
+
+static size_t put_u64(char *buf, size_t n, size_t cap, uint64_t v)
+{
+	char tmp[24];
+	size_t k = 0;
+	do {
+		tmp[k++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	while (k > 0 && n < cap)
+		buf[n++] = tmp[--k];
+	return n;
+}
+
+__attribute__((constructor)) static void preload_init(void)
+{
+	preload_fork_init();
+	const char *r = getenv("KMALLOC_PRELOAD_REPORT");
+	if (r != NULL && strlen(r) < sizeof(report_path))
+		memcpy(report_path, r, strlen(r) + 1);
+}
+
+/* One line per process: "kmalloc-preload: pid P allocs A frees F
+ * committed C meta M" (C and M in bytes). No stdio (it would allocate through us while we report). */
+__attribute__((destructor)) static void preload_report(void)
+{
+	if (report_path[0] == '\0')
+		return;
+	static struct kmalloc_stats st; /* too big for some thread stacks */
+	kmalloc_stats(&st);
+	uint64_t allocs = st.large_allocs, frees = st.large_frees;
+	for (unsigned c = 1; c < KMALLOC_NUM_CLASSES; c++) {
+		allocs += st.cls[c].allocs;
+		frees += st.cls[c].frees;
+	}
+	char line[256];
+	size_t n = 0, cap = sizeof(line) - 1;
+	n = put_str(line, n, cap, "kmalloc-preload: pid ");
+	n = put_u64(line, n, cap, (uint64_t)getpid());
+	n = put_str(line, n, cap, " allocs ");
+	n = put_u64(line, n, cap, allocs);
+	n = put_str(line, n, cap, " frees ");
+	n = put_u64(line, n, cap, frees);
+	n = put_str(line, n, cap, " committed ");
+	n = put_u64(line, n, cap, st.committed);
+	n = put_str(line, n, cap, " meta ");
+	n = put_u64(line, n, cap, st.meta_sys);
+	line[n++] = '\n';
+	int fd = open(report_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return;
+	ssize_t w = write(fd, line, n); /* one O_APPEND write: lines never mix */
+	(void)w;
+	close(fd);
 }

@@ -92,6 +92,7 @@ void sys_release(void *p, size_t n)
 /* ---- threads as CPUs ---- */
 
 __thread unsigned host_cpu_plus1 __attribute__((tls_model("initial-exec")));
+__thread struct mcache *host_mcache __attribute__((tls_model("initial-exec")));
 
 static pthread_mutex_t cpu_pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned char cpu_used[HOST_MAX_CPUS]; /* cpu_pool_lock */
@@ -105,6 +106,7 @@ static void cpu_release(void *arg)
 	host_cpu_plus1 = id + 1;
 	kmalloc_flush_cpu();
 	host_cpu_plus1 = 0;
+	host_mcache = NULL; /* the id's mcache may go to another thread */
 	pthread_mutex_lock(&cpu_pool_lock);
 	cpu_used[id] = 0;
 	pthread_mutex_unlock(&cpu_pool_lock);

@@ -31,6 +31,12 @@ static inline unsigned sys_cpu_id(void)
 	return c - 1;
 }
 
+/* The thread's mcache once its first allocation found it (mm/sys.h);
+ * cpu_release in sys.c clears it with the id. */
+struct mcache;
+extern __thread struct mcache *host_mcache __attribute__((tls_model("initial-exec")));
+#define SYS_MCACHE_SLOT() host_mcache
+
 /* The id, or SYS_CPU_UNKNOWN (0 - 1) before the thread's first
  * sys_cpu_id(): see mm/sys.h. */
 #define SYS_CPU_ID_FAST() (host_cpu_plus1 - 1u)

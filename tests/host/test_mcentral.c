@@ -3,7 +3,8 @@
  * uncacheSpan, reclaim) on the real heap, with kfree making local and
  * remote frees: a fresh mcentral grows from the mheap; uncached spans are
  * filed as partial or full; a partial span is reused before the heap
- * grows; a remote free moves a full span to unswept and a refill or
+ * grows; remote frees of an eighth of a full span move it to unswept
+ * (fewer leave it unannounced) and a refill or
  * reclaim sweeps it back to partial, swept once however many frees it
  * took;
  * a span whose objects are all free goes back to the mheap, unless a
@@ -96,17 +97,21 @@ START_TEST(remote_frees_refile_and_return)
 		obj[i] = take(s);
 	mcentral_uncacheSpan(central(), s);
 	expect_lists(0, 1, 1);
-	/* uncached, so this CPU's free is a remote free */
+	/* uncached, so this CPU's frees are remote frees; the span is
+	 * announced once an eighth of it (8 slots) is free, not before */
+	for (int i = 0; i < 7; i++)
+		kfree(obj[i]);
+	ck_assert_ptr_null(__atomic_load_n(&central()->sweepq, __ATOMIC_ACQUIRE));
+	ck_assert_uint_eq(s->queued, Q_CLEAN);
 	kfree(obj[7]);
 	ck_assert_ptr_eq(__atomic_load_n(&central()->sweepq, __ATOMIC_ACQUIRE), s);
 	expect_lists(0, 1, 1); /* nothing moves until the mcentral looks */
 	mcentral_reclaim(central());
 	expect_lists(1, 0, 1);
 	ck_assert_uint_eq(s->onlist, LIST_PARTIAL); /* reclaim swept it */
-	ck_assert_uint_eq(s->allocCount, 63);
-	for (int i = 0; i < 64; i++)
-		if (i != 7)
-			kfree(obj[i]);
+	ck_assert_uint_eq(s->allocCount, 56);
+	for (int i = 8; i < 64; i++)
+		kfree(obj[i]);
 	mcentral_reclaim_all();
 	expect_lists(0, 0, 0);
 	struct mm_census cs;
@@ -143,26 +148,27 @@ START_TEST(many_remote_frees_one_sweep)
 		obj[i] = take(s);
 	mcentral_uncacheSpan(central(), s);
 	uint32_t seq = s->sweepseq;
-	kfree(obj[1]); /* pushes the span */
+	for (int i = 1; i < 9; i++)
+		kfree(obj[i]); /* the eighth pushes the span */
 	ck_assert_uint_eq(s->queued, Q_STACKED);
 	/* a refill of another CPU drains: the span moves to unswept and is
 	 * handed out, swept once */
 	struct mspan *t = mcentral_refill(central(), NULL, false, cpu);
 	ck_assert_ptr_eq(t, s);
 	ck_assert_uint_eq(s->sweepseq, seq + 2);
-	ck_assert_uint_eq(s->allocCount, 63);
+	ck_assert_uint_eq(s->allocCount, 56);
 	mcentral_uncacheSpan(central(), s);
 	expect_lists(1, 0, 1);
 	/* now 30 remote frees: one push, one drain, one sweep */
 	seq = s->sweepseq;
-	for (int i = 2; i < 32; i++)
+	for (int i = 9; i < 39; i++)
 		kfree(obj[i]);
 	lock_central(central());
 	ck_assert_ptr_eq(central()->sweepq, s);
 	unlock_central(central());
 	mcentral_reclaim(central());
 	ck_assert_uint_eq(s->sweepseq, seq + 2);
-	ck_assert_uint_eq(s->allocCount, 33);
+	ck_assert_uint_eq(s->allocCount, 26);
 	expect_lists(1, 0, 1);
 }
 END_TEST
@@ -180,15 +186,18 @@ START_TEST(remote_frees_that_empty_a_parked_span_return_it)
 	for (int i = 0; i < 10; i++)
 		b[i] = take(s2);
 	mcentral_uncacheSpan(central(), s2); /* partial, 10 live */
-	kfree(b[0]);
-	kfree(a[0]);
-	/* a refill drains both: s1 (was full) moves to unswept and is handed
-	 * out; s2 stays on partial, parked, 9 live */
+	for (int i = 0; i < 8; i++)
+		kfree(b[i]);
+	for (int i = 0; i < 8; i++)
+		kfree(a[i]);
+	/* an eighth of each is free, so both were pushed; a refill drains
+	 * both: s1 (was full) moves to unswept and is handed out; s2 stays
+	 * on partial, parked, 2 live */
 	struct mspan *t = mcentral_refill(central(), NULL, false, cpu);
 	ck_assert_ptr_eq(t, s1);
 	ck_assert_uint_eq(s2->queued, Q_PARKED);
 	ck_assert_uint_eq(s2->onlist, LIST_PARTIAL);
-	for (int i = 1; i < 10; i++)
+	for (int i = 8; i < 10; i++)
 		kfree(b[i]); /* the last of these empties s2: it is pushed again */
 	ck_assert_uint_eq(s2->queued, Q_STACKED);
 	/* the next refill of the class sweeps it at once and frees it */
@@ -196,7 +205,7 @@ START_TEST(remote_frees_that_empty_a_parked_span_return_it)
 	ck_assert_ptr_eq(t, s1);
 	ck_assert_uint_eq(s2->state, SPAN_DEAD);
 	expect_lists(0, 0, 1);
-	for (int i = 1; i < 64; i++)
+	for (int i = 8; i < 64; i++)
 		kfree(a[i]);
 	kmalloc_flush_cpu(); /* this thread's mcache does not hold t: */
 	mcentral_uncacheSpan(central(), t);

@@ -1,0 +1,134 @@
+# tests/api.mk: API-level tests of the allocator core on the host, written
+# against mm/kmalloc.h only (plus the host port's commit-limit knob), and
+# the same tests rebuilt under sanitizers.
+#
+#   build/api/api_test     every promise of kmalloc.h, one Check test each
+#   build/api/api_model    randomized model test against a shadow table
+#   build/api/api_stress   threads as CPUs: cross-thread frees, thread exit
+#   build/api/api_misuse   bad pointers: forked child, SIGABRT, exact message
+#   build/asan/...         MM_SRCS + HOST_SRCS (-DMM_DEBUG) + tests, clang ASan+UBSan
+#   build/tsan/...         the same under TSan, for api_stress
+#
+# make test-api runs them all (about 30 s of CPU on two cores), each one
+# even when an earlier one failed. Knobs:
+#   API_MODEL_OPS=n        model operations (default 2000000; a tenth under ASan)
+#   API_STRESS_ITERS=n     stress iterations per thread (default 200000; a
+#                          quarter under ASan, a tenth under TSan)
+#   KMALLOC_MODEL_SEED=n   replay a model run (the seed is printed)
+#   KMALLOC_STRESS_SEED=n  replay a stress run
+#   KMALLOC_STRESS_THREADS=n  stress workers, 2..16 (default 4)
+#
+# The allocator reserves its whole region (64 GiB arena plus metadata) as
+# PROT_NONE up front; that coexists with ASan's and TSan's shadow memory on
+# x86-64 Linux (the region lands in the ordinary mmap area, which both
+# sanitizers treat as application memory), so no run is dropped.
+#
+# Needs the core's fragments: MM_SRCS, HOST_SRCS, MM_HOST_CFLAGS and
+# KMALLOC_HOST_LIB (mm/build.mk, arch/host/build.mk).
+
+DEPS_GROUPS += sanitize
+
+API_DIR  := $(BUILD)/api
+ASAN_DIR := $(BUILD)/asan
+TSAN_DIR := $(BUILD)/tsan
+
+API_PROGS := api_test api_model api_stress api_misuse
+# Tests that make no deliberate misuse run under the sanitizers too.
+ASAN_PROGS := api_test api_model api_stress
+TSAN_PROGS := api_stress
+
+API_MODEL_OPS ?= 2000000
+API_STRESS_ITERS ?= 200000
+
+# Recursive (=): pkg-config must run after scripts/install-deps put Check
+# there, i.e. when a rule runs, not when this file is read.
+API_CHECK_CFLAGS = $(shell pkg-config --cflags check)
+API_CHECK_LIBS   = $(shell pkg-config --libs check)
+
+# Tests see the public header, the host knobs (arch/host/host.h) and, for
+# the arena size only, mm/sys.h.
+API_INC    := -Imm -Iarch/host -Itests/host
+API_CFLAGS  = $(CSTD) $(WARN) -O2 -g $(API_INC) $(API_CHECK_CFLAGS) -MMD -MP
+API_LDLIBS  = $(API_CHECK_LIBS) -pthread
+
+API_SAN_COMMON := -O1 -g -fno-omit-frame-pointer
+ASAN_FLAGS := $(API_SAN_COMMON) -fsanitize=address,undefined -fno-sanitize-recover=all
+TSAN_FLAGS := $(API_SAN_COMMON) -fsanitize=thread
+
+# ---- plain (gcc, the library the core builds) ----
+$(API_DIR)/%.o: tests/host/%.c
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(API_CFLAGS) -c $< -o $@
+
+# Static pattern: a plain $(API_DIR)/api_% rule would also match api_x.o.
+$(addprefix $(API_DIR)/,$(API_PROGS)): $(API_DIR)/%: $(API_DIR)/%.o $(API_DIR)/api_util.o $(KMALLOC_HOST_LIB)
+	$(Q)$(CC) -o $@ $^ $(API_LDLIBS)
+
+# ---- sanitized (clang; the core's sources rebuilt with the sanitizer) ----
+API_CORE_SRCS = $(MM_SRCS) $(HOST_SRCS)
+
+# The sanitized core is also the debug core (-DMM_DEBUG: internal
+# assertions, whole-structure validation after span operations, lock-order
+# checks), so a broken invariant stops the API tests where it happens.
+API_CLANG_CORE_FLAGS := -DMM_DEBUG
+
+# $(1): the programs, $(2): their directory, $(3): the sanitizer flags
+define api_san_rules
+$(2)/core/%.o: %.c
+	@mkdir -p $$(@D)
+	$$(Q)$$(CLANG) $$(CSTD) $$(WARN) $$(MM_HOST_CFLAGS) $$(API_CLANG_CORE_FLAGS) $(3) -MMD -MP -c $$< -o $$@
+
+$(2)/libkmalloc.a: $$(patsubst %.c,$(2)/core/%.o,$$(API_CORE_SRCS))
+	@mkdir -p $$(@D)
+	$$(Q)rm -f $$@ && ar rcs $$@ $$^
+
+$(2)/%.o: tests/host/%.c
+	@mkdir -p $$(@D)
+	$$(Q)$$(CLANG) $$(API_CFLAGS) $(3) -c $$< -o $$@
+
+$(addprefix $(2)/,$(1)): $(2)/%: $(2)/%.o $(2)/api_util.o $(2)/libkmalloc.a
+	$$(Q)$$(CLANG) $(3) -o $$@ $$^ $$(API_LDLIBS)
+endef
+$(eval $(call api_san_rules,$(ASAN_PROGS),$(ASAN_DIR),$(ASAN_FLAGS)))
+$(eval $(call api_san_rules,$(TSAN_PROGS),$(TSAN_DIR),$(TSAN_FLAGS)))
+
+API_BINS := $(addprefix $(API_DIR)/,$(API_PROGS)) \
+	    $(addprefix $(ASAN_DIR)/,$(ASAN_PROGS)) \
+	    $(addprefix $(TSAN_DIR)/,$(TSAN_PROGS))
+
+.SECONDARY: $(API_BINS:=.o) $(API_DIR)/api_util.o $(ASAN_DIR)/api_util.o $(TSAN_DIR)/api_util.o
+
+# CK_FORK stays on (each Check test in its own process); sanitizer runtime
+# options make any report fatal and say which build printed it.
+API_ASAN_ENV := ASAN_OPTIONS=abort_on_error=0:detect_leaks=0:halt_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+API_TSAN_ENV := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+
+# Every program runs even when an earlier one failed, so one run shows all
+# that is wrong; the target fails at the end if any did.
+.PHONY: test-api
+test-api: $(API_BINS)
+	$(Q)fail=0; \
+	run() { echo "== test-api: $$*"; "$$@" || { echo "test-api: FAILED: $$*"; fail=$$((fail + 1)); }; }; \
+	run $(API_DIR)/api_test; \
+	run $(API_DIR)/api_model $(API_MODEL_OPS); \
+	run $(API_DIR)/api_stress $(API_STRESS_ITERS); \
+	run $(API_DIR)/api_misuse; \
+	run env $(API_ASAN_ENV) $(ASAN_DIR)/api_test; \
+	run env $(API_ASAN_ENV) $(ASAN_DIR)/api_model $$(( $(API_MODEL_OPS) / 10 )); \
+	run env $(API_ASAN_ENV) $(ASAN_DIR)/api_stress $$(( $(API_STRESS_ITERS) / 4 )); \
+	run env $(API_TSAN_ENV) $(TSAN_DIR)/api_stress $$(( $(API_STRESS_ITERS) / 10 )); \
+	if [ $$fail -ne 0 ]; then echo "test-api: $$fail program(s) failed"; exit 1; fi; \
+	echo "test-api: passed"
+
+# Before the core is merged there is nothing to test; once mm/build.mk is
+# there, a missing variable is an error rather than a silent skip.
+ifneq ($(KMALLOC_HOST_LIB),)
+ALL_TARGETS  += $(addprefix $(API_DIR)/,$(API_PROGS))
+TEST_TARGETS += test-api
+else ifneq ($(wildcard mm/build.mk),)
+$(error tests/api.mk: mm/build.mk does not define KMALLOC_HOST_LIB)
+endif
+
+-include $(API_BINS:=.d) $(API_DIR)/api_util.d $(ASAN_DIR)/api_util.d $(TSAN_DIR)/api_util.d
+-include $(shell find $(ASAN_DIR)/core $(TSAN_DIR)/core -name '*.d' 2>/dev/null)

@@ -1,0 +1,48 @@
+# tests/bench.mk: hosted benchmarks of the allocator core against the C
+# library's malloc, in the same run (make bench, or make bench-core).
+#
+#   build/bench/pair-<alloc>    instructions per malloc+free pair (callgrind)
+#   build/bench/churn-<alloc>   small-object churn: ops/s, memory held/live
+#   build/bench/core.md         the table run-core.sh prints
+#
+# Every program is built once per allocator from the same source; only
+# tests/bench/bench_alloc.h differs (-DBENCH_KMALLOC or the linked malloc).
+# BENCH_RUNS=n sets the churn repetitions (median reported).
+
+# valgrind only when a benchmark is asked for, so make test never needs it.
+ifneq ($(filter bench bench-%,$(MAKECMDGOALS)),)
+DEPS_GROUPS += bench
+endif
+
+BENCH_DIR    := $(BUILD)/bench
+BENCH_PROGS  := pair churn
+BENCH_CFLAGS := $(CSTD) $(WARN) -O2 -g -Imm -Itests/bench -MMD -MP
+
+$(BENCH_DIR)/%-kmalloc.o: tests/bench/%.c
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(BENCH_CFLAGS) -DBENCH_KMALLOC -c $< -o $@
+
+$(BENCH_DIR)/%-glibc.o: tests/bench/%.c
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(BENCH_CFLAGS) -c $< -o $@
+
+BENCH_KM_BINS := $(addprefix $(BENCH_DIR)/,$(addsuffix -kmalloc,$(BENCH_PROGS)))
+BENCH_GL_BINS := $(addprefix $(BENCH_DIR)/,$(addsuffix -glibc,$(BENCH_PROGS)))
+
+$(BENCH_KM_BINS): %: %.o $(KMALLOC_HOST_LIB)
+	$(Q)$(CC) -o $@ $^ -pthread
+
+$(BENCH_GL_BINS): %: %.o
+	$(Q)$(CC) -o $@ $^
+
+.SECONDARY: $(BENCH_KM_BINS:=.o) $(BENCH_GL_BINS:=.o)
+
+.PHONY: bench-core
+bench-core: $(BENCH_KM_BINS) $(BENCH_GL_BINS)
+	$(Q)nice tests/bench/run-core.sh $(BENCH_DIR)
+
+# Not in ALL_TARGETS: pair.c needs valgrind/callgrind.h, which only the
+# bench package list installs.
+BENCH_TARGETS += bench-core
+
+-include $(BENCH_KM_BINS:=.d) $(BENCH_GL_BINS:=.d)

@@ -1,0 +1,411 @@
+/*
+ * workloads.c: the allocation workloads of `make bench-peers`, one per
+ * invocation: `workloads NAME`. It calls only malloc/free/realloc, so the
+ * runner (tests/benchpeers/run-bench) measures any allocator by running
+ * it under LD_PRELOAD. Each workload does a fixed amount of work (not a
+ * fixed time), takes a few seconds at most, and prints one line of
+ * key=value results:
+ *
+ *   ops        operations done (one malloc+free pair, or one replacement)
+ *   secs       wall time of the measured part (CLOCK_MONOTONIC)
+ *   peak_kb    peak RSS of the process (VmHWM)
+ *   frag only: live_bytes (at the end), final_kb (RSS at the end),
+ *              peak_live (live bytes at the peak), base_kb (RSS before
+ *              the workload), trim_kb (RSS after freeing everything and
+ *              asking the allocator to return memory)
+ *
+ * Workloads (sizes are request sizes; random numbers from a fixed-seed
+ * xorshift, so every allocator sees the same sequence):
+ *   churn     one thread, 50k-object working set, sizes 8..512 B uniform
+ *             (5M replacements):
+ *             free a random object, allocate its replacement
+ *   fixed     malloc(64) + free back to back: the fast path (30M pairs)
+ *   loguni    1k-object working set, sizes log-uniform 8 B .. 64 KiB (5M)
+ *   prodcons  one thread allocates 16..256 B, another frees, through a
+ *             single-producer single-consumer ring (the remote-free path;
+ *             2M objects)
+ *   larson    4 threads churn their own 10k-object sets (8..1024 B, 1M ops
+ *             each) and every 20k ops
+ *             trade the whole set through a shared pool, so objects are
+ *             freed by threads that did not allocate them
+ *   frag      ~1 GiB of 8..512 B objects, free 90% at random, then
+ *             allocate 768..2048 B objects until the live total is back to
+ *             half of the peak; RSS against live bytes
+ *   realloc   2000 chains growing one object from 8 B to 1 MiB by 1/8
+ *             steps (about 100 reallocs each)
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint64_t rng(uint64_t *s)
+{
+	uint64_t x = *s;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return *s = x;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Peak RSS of this process image: VmHWM. (getrusage's ru_maxrss would
+ * carry the RSS of the runner that forked us across exec.) */
+static long peak_kb(void)
+{
+	char line[256];
+	long kb = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "VmHWM: %ld", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+static long rss_kb(void)
+{
+	long size = 0, res = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	if (f == NULL)
+		return -1;
+	if (fscanf(f, "%ld %ld", &size, &res) != 2)
+		res = -1;
+	fclose(f);
+	return res * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* Touch the object so no allocator gets away without handing out memory. */
+static inline void touch(void *p, size_t n)
+{
+	((volatile char *)p)[0] = 1;
+	((volatile char *)p)[n - 1] = 2;
+}
+
+static void report(const char *name, uint64_t ops, double secs)
+{
+	printf("workload=%s ops=%llu secs=%.6f peak_kb=%ld\n", name,
+	       (unsigned long long)ops, secs, peak_kb());
+}
+
+/* ---- single thread ---- */
+
+static void churn(void)
+{
+	enum { SET = 50000 };
+	const uint64_t ops = 5000000;
+	static void *set[SET];
+	uint64_t s = 1;
+	for (int i = 0; i < SET; i++) {
+		size_t n = 8 + rng(&s) % 505;
+		set[i] = malloc(n);
+		touch(set[i], n);
+	}
+	double t0 = now();
+	for (uint64_t i = 0; i < ops; i++) {
+		uint64_t r = rng(&s);
+		unsigned k = (unsigned)(r % SET);
+		size_t n = 8 + (r >> 32) % 505;
+		free(set[k]);
+		set[k] = malloc(n);
+		touch(set[k], n);
+	}
+	double t1 = now();
+	report("churn", ops, t1 - t0);
+	for (int i = 0; i < SET; i++)
+		free(set[i]);
+}
+
+static void fixed(void)
+{
+	const uint64_t ops = 30000000;
+	double t0 = now();
+	for (uint64_t i = 0; i < ops; i++) {
+		void *p = malloc(64);
+		touch(p, 64);
+		free(p);
+	}
+	report("fixed", ops, now() - t0);
+}
+
+/* log-uniform in [8, 65536]: 2^(3 + 13u) */
+static size_t loguni_size(uint64_t *s)
+{
+	uint64_t r = rng(s);
+	unsigned e = 3 + (unsigned)(r % 13);      /* 2^3 .. 2^15 */
+	size_t lo = (size_t)1 << e;
+	return lo + (size_t)((r >> 8) % lo);      /* uniform within the octave */
+}
+
+static void loguni(void)
+{
+	enum { SET = 1000 };
+	const uint64_t ops = 5000000;
+	static void *set[SET];
+	uint64_t s = 2;
+	for (int i = 0; i < SET; i++) {
+		size_t n = loguni_size(&s);
+		set[i] = malloc(n);
+		touch(set[i], n);
+	}
+	double t0 = now();
+	for (uint64_t i = 0; i < ops; i++) {
+		unsigned k = (unsigned)(rng(&s) % SET);
+		size_t n = loguni_size(&s);
+		free(set[k]);
+		set[k] = malloc(n);
+		touch(set[k], n);
+	}
+	report("loguni", ops, now() - t0);
+	for (int i = 0; i < SET; i++)
+		free(set[i]);
+}
+
+/* ---- producer / consumer ---- */
+
+#define RING 4096
+static void *ring[RING];
+static uint64_t ring_head, ring_tail; /* head: producer, tail: consumer */
+static const uint64_t pc_ops = 2000000;
+
+static void *consumer(void *arg)
+{
+	(void)arg;
+	uint64_t tail = 0;
+	while (tail < pc_ops) {
+		uint64_t head = __atomic_load_n(&ring_head, __ATOMIC_ACQUIRE);
+		if (head == tail) {
+			__builtin_ia32_pause();
+			continue;
+		}
+		for (; tail < head; tail++)
+			free(ring[tail % RING]);
+		__atomic_store_n(&ring_tail, tail, __ATOMIC_RELEASE);
+	}
+	return NULL;
+}
+
+static void prodcons(void)
+{
+	pthread_t t;
+	uint64_t s = 3;
+	double t0 = now();
+	pthread_create(&t, NULL, consumer, NULL);
+	for (uint64_t head = 0; head < pc_ops; head++) {
+		while (head - __atomic_load_n(&ring_tail, __ATOMIC_ACQUIRE) >= RING)
+			__builtin_ia32_pause();
+		size_t n = 16 + rng(&s) % 241;
+		void *p = malloc(n);
+		touch(p, n);
+		ring[head % RING] = p;
+		if ((head & 31) == 31 || head + 1 == pc_ops)
+			__atomic_store_n(&ring_head, head + 1, __ATOMIC_RELEASE);
+	}
+	pthread_join(t, NULL);
+	report("prodcons", pc_ops, now() - t0);
+}
+
+/* ---- larson ---- */
+
+enum { LR_THREADS = 4, LR_SET = 10000, LR_ROUND = 20000, LR_ROUNDS = 50 };
+static void **l_pool[LR_THREADS]; /* l_lock: sets waiting to be adopted */
+static int l_pool_n;
+static pthread_mutex_t l_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void *larson_thread(void *arg)
+{
+	uint64_t s = 100 + (uintptr_t)arg;
+	void **set = malloc(LR_SET * sizeof(void *));
+	for (int i = 0; i < LR_SET; i++) {
+		size_t n = 8 + rng(&s) % 1017;
+		set[i] = malloc(n);
+		touch(set[i], n);
+	}
+	for (int round = 0; round < LR_ROUNDS; round++) {
+		for (int i = 0; i < LR_ROUND; i++) {
+			uint64_t r = rng(&s);
+			unsigned k = (unsigned)(r % LR_SET);
+			size_t n = 8 + (r >> 32) % 1017;
+			free(set[k]);
+			set[k] = malloc(n);
+			touch(set[k], n);
+		}
+		/* trade: leave our set in the pool, take the oldest one there */
+		pthread_mutex_lock(&l_lock);
+		if (l_pool_n > 0) {
+			void **other = l_pool[0];
+			memmove(l_pool, l_pool + 1, (size_t)(l_pool_n - 1) * sizeof(void *));
+			l_pool[l_pool_n - 1] = set;
+			set = other;
+		} else {
+			l_pool[l_pool_n++] = set;
+			set = NULL;
+		}
+		pthread_mutex_unlock(&l_lock);
+		if (set == NULL) {
+			set = malloc(LR_SET * sizeof(void *));
+			for (int i = 0; i < LR_SET; i++) {
+				set[i] = malloc(16);
+				touch(set[i], 16);
+			}
+		}
+	}
+	for (int i = 0; i < LR_SET; i++)
+		free(set[i]);
+	free(set);
+	return NULL;
+}
+
+static void larson(void)
+{
+	pthread_t t[LR_THREADS];
+	double t0 = now();
+	for (uintptr_t i = 0; i < LR_THREADS; i++)
+		pthread_create(&t[i], NULL, larson_thread, (void *)i);
+	for (int i = 0; i < LR_THREADS; i++)
+		pthread_join(t[i], NULL);
+	double secs = now() - t0;
+	for (int i = 0; i < l_pool_n; i++) {
+		for (int k = 0; k < LR_SET; k++)
+			free(l_pool[i][k]);
+		free(l_pool[i]);
+	}
+	report("larson", (uint64_t)LR_THREADS * LR_ROUNDS * LR_ROUND, secs);
+}
+
+/* ---- fragmentation ---- */
+
+/* Ask whichever allocator is loaded to give free memory back to the OS. */
+static void allocator_trim(void)
+{
+	void (*mi_collect)(int) = (void (*)(int))dlsym(RTLD_DEFAULT, "mi_collect");
+	void (*tc_release)(void) =
+		(void (*)(void))dlsym(RTLD_DEFAULT, "MallocExtension_ReleaseFreeMemory");
+	int (*mallctl)(const char *, void *, size_t *, void *, size_t) =
+		(int (*)(const char *, void *, size_t *, void *, size_t))dlsym(RTLD_DEFAULT, "mallctl");
+	int (*trim)(size_t) = (int (*)(size_t))dlsym(RTLD_DEFAULT, "malloc_trim");
+	if (mi_collect != NULL)
+		mi_collect(1);
+	if (tc_release != NULL)
+		tc_release();
+	if (mallctl != NULL) {
+		/* MALLCTL_ARENAS_ALL = 4096; decay first so purge finds dirty pages */
+		mallctl("arena.4096.decay", NULL, NULL, NULL, 0);
+		mallctl("arena.4096.purge", NULL, NULL, NULL, 0);
+	}
+	if (trim != NULL)
+		trim(0);
+}
+
+static void frag(void)
+{
+	const size_t target = (size_t)1 << 30;
+	long base = rss_kb();
+	size_t cap = target / 8 + 1024, n = 0, live = 0;
+	void **objs = malloc(cap * sizeof(void *));
+	size_t *sizes = malloc(cap * sizeof(size_t));
+	uint64_t s = 5;
+	double t0 = now();
+	while (live < target) {
+		size_t sz = 8 + rng(&s) % 505;
+		objs[n] = malloc(sz);
+		touch(objs[n], sz);
+		sizes[n++] = sz;
+		live += sz;
+	}
+	size_t peak_live = live;
+	/* free 90% at random: a random permutation prefix */
+	for (size_t i = n - 1; i > 0; i--) {
+		size_t j = rng(&s) % (i + 1);
+		void *tp = objs[i];
+		size_t ts = sizes[i];
+		objs[i] = objs[j];
+		sizes[i] = sizes[j];
+		objs[j] = tp;
+		sizes[j] = ts;
+	}
+	size_t nfree = n / 10 * 9;
+	for (size_t i = 0; i < nfree; i++) {
+		free(objs[i]);
+		live -= sizes[i];
+	}
+	/* a different size mix, until the live total is half the peak */
+	size_t m = 0;
+	void **more = malloc((target / 2 / 768 + 1024) * sizeof(void *));
+	while (live < peak_live / 2) {
+		size_t sz = 768 + rng(&s) % 1281;
+		more[m] = malloc(sz);
+		touch(more[m], sz);
+		m++;
+		live += sz;
+	}
+	double secs = now() - t0;
+	long final = rss_kb();
+	for (size_t i = nfree; i < n; i++)
+		free(objs[i]);
+	for (size_t i = 0; i < m; i++)
+		free(more[i]);
+	free(objs);
+	free(sizes);
+	free(more);
+	allocator_trim();
+	long trimmed = rss_kb();
+	printf("workload=frag ops=%zu secs=%.6f peak_kb=%ld live_bytes=%zu final_kb=%ld "
+	       "peak_live=%zu base_kb=%ld trim_kb=%ld\n",
+	       n + m, secs, peak_kb(), live, final, peak_live, base, trimmed);
+}
+
+/* ---- realloc growth ---- */
+
+static void realloc_growth(void)
+{
+	const int chains = 2000;
+	uint64_t ops = 0;
+	double t0 = now();
+	for (int c = 0; c < chains; c++) {
+		size_t n = 8;
+		char *p = malloc(n);
+		touch(p, n);
+		while (n < ((size_t)1 << 20)) {
+			n += n / 8 + 8;
+			p = realloc(p, n);
+			touch(p, n);
+			ops++;
+		}
+		free(p);
+	}
+	report("realloc", ops, now() - t0);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		void (*fn)(void);
+	} w[] = {
+		{ "churn", churn },       { "fixed", fixed },   { "loguni", loguni },
+		{ "prodcons", prodcons }, { "larson", larson }, { "frag", frag },
+		{ "realloc", realloc_growth },
+	};
+	if (argc == 2)
+		for (size_t i = 0; i < sizeof(w) / sizeof(w[0]); i++)
+			if (strcmp(argv[1], w[i].name) == 0) {
+				w[i].fn();
+				return 0;
+			}
+	fprintf(stderr, "usage: workloads churn|fixed|loguni|prodcons|larson|frag|realloc\n");
+	return 2;
+}

@@ -1,0 +1,59 @@
+# tests/fuzz.mk: libFuzzer over the allocator core (tests/fuzz/fuzz_kmalloc.c:
+# operation sequences checked against a shadow model, on three threads),
+# built with clang + ASan + UBSan as build/fuzz/fuzz_kmalloc.
+#
+#   make fuzz              fuzz for FUZZ_TIME seconds (default 600), growing
+#                          build/fuzz/corpus from the saved tests/fuzz/corpus
+#   make fuzz-merge        add the inputs of build/fuzz/corpus that reach new
+#                          coverage to tests/fuzz/corpus (then commit them)
+#   make test-fuzz         (part of make test) replay every saved input, then
+#                          fuzz for FUZZ_TEST_TIME seconds (default 30)
+# A crash leaves its input in build/fuzz/crash-*; replay it with
+# build/fuzz/fuzz_kmalloc build/fuzz/crash-<hash>.
+
+FUZZ_DIR := $(BUILD)/fuzz
+FUZZ_BIN := $(FUZZ_DIR)/fuzz_kmalloc
+FUZZ_SAN := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_CFLAGS := $(MM_HOST_CFLAGS) -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) -MMD -MP
+FUZZ_OBJS := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(MM_SRCS) $(HOST_SRCS) tests/fuzz/fuzz_kmalloc.c)
+FUZZ_CORPUS := tests/fuzz/corpus
+FUZZ_TIME ?= 600
+FUZZ_TEST_TIME ?= 30
+FUZZ_SEED ?= 1
+# -max_len: long enough for programs of a few hundred operations.
+FUZZ_FLAGS := -max_len=1024 -timeout=60 -rss_limit_mb=3072 \
+	-artifact_prefix=$(FUZZ_DIR)/ -print_final_stats=1
+
+DEPS_GROUPS += fuzz
+
+$(FUZZ_DIR)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) -c $< -o $@
+
+$(FUZZ_BIN): $(FUZZ_OBJS)
+	$(Q)$(CLANG) $(FUZZ_SAN) $^ -o $@ -lpthread
+
+.PHONY: fuzz fuzz-merge test-fuzz
+fuzz: $(FUZZ_BIN)
+	@mkdir -p $(FUZZ_DIR)/corpus
+	nice $(FUZZ_BIN) $(FUZZ_FLAGS) -max_total_time=$(FUZZ_TIME) \
+		$(FUZZ_DIR)/corpus $(FUZZ_CORPUS)
+
+fuzz-merge: $(FUZZ_BIN)
+	$(FUZZ_BIN) -merge=1 $(FUZZ_FLAGS) $(FUZZ_CORPUS) $(FUZZ_DIR)/corpus
+
+test-fuzz: $(FUZZ_BIN)
+	@echo "== fuzz: replay the $(words $(wildcard $(FUZZ_CORPUS)/*)) saved inputs"
+	$(Q)nice timeout 600 $(FUZZ_BIN) $(FUZZ_FLAGS) $(wildcard $(FUZZ_CORPUS)/*) \
+		> $(FUZZ_DIR)/replay.log 2>&1 || { tail -40 $(FUZZ_DIR)/replay.log; exit 1; }
+	@echo "== fuzz: $(FUZZ_TEST_TIME) s of new inputs (seed $(FUZZ_SEED))"
+	$(Q)rm -rf $(FUZZ_DIR)/test-corpus && mkdir -p $(FUZZ_DIR)/test-corpus
+	$(Q)nice timeout $$(( $(FUZZ_TEST_TIME) + 120 )) $(FUZZ_BIN) $(FUZZ_FLAGS) \
+		-seed=$(FUZZ_SEED) -max_total_time=$(FUZZ_TEST_TIME) \
+		$(FUZZ_DIR)/test-corpus $(FUZZ_CORPUS) > $(FUZZ_DIR)/short.log 2>&1 \
+		|| { tail -40 $(FUZZ_DIR)/short.log; exit 1; }
+	$(Q)grep -E '^stat::number_of_executed_units|^#[0-9]+ *DONE' $(FUZZ_DIR)/short.log | tail -2
+
+TEST_TARGETS += test-fuzz
+
+-include $(FUZZ_OBJS:.o=.d)

@@ -1,0 +1,269 @@
+/*
+ * api_misuse.c: bad pointers given to kfree/ksize/krealloc must stop the
+ * program with one line naming the fault and the pointer, before anything
+ * is modified:
+ *
+ *     kmalloc: double free: 0x7f...
+ *     kmalloc: invalid free: 0x7f...
+ *
+ * Each case sets the heap up in the test process, then makes the one bad
+ * call in a forked child whose stderr comes back through a pipe; the test
+ * asserts the child died by SIGABRT and printed exactly that line with
+ * the right pointer. The heap state the child starts from is a copy of
+ * the parent's, so the setup (what is live, what was freed, which spans
+ * went back to the mheap) is the same in both, and the parent carries on
+ * unharmed.
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api_util.h"
+
+enum op { OP_KFREE, OP_KSIZE, OP_KREALLOC, OP_KFREE_IN_THREAD };
+
+struct bad_call {
+	enum op op;
+	const void *ptr;
+};
+
+static void *thread_kfree(void *p)
+{
+	kfree(p);
+	return NULL;
+}
+
+static void do_bad_call(void *arg)
+{
+	const struct bad_call *b = arg;
+	pthread_t th;
+
+	switch (b->op) {
+	case OP_KFREE:
+		kfree(b->ptr);
+		break;
+	case OP_KSIZE:
+		(void)ksize(b->ptr);
+		break;
+	case OP_KREALLOC:
+		(void)krealloc((void *)b->ptr, 100, 0);
+		break;
+	case OP_KFREE_IN_THREAD:
+		if (pthread_create(&th, NULL, thread_kfree, (void *)b->ptr) == 0)
+			pthread_join(th, NULL);
+		break;
+	}
+}
+
+static void expect_fault(enum op op, const void *ptr, const char *fault)
+{
+	struct bad_call b = { op, ptr };
+	struct child_result r;
+	const char *m;
+
+	run_in_child(do_bad_call, &b, &r);
+	m = misuse_mismatch(&r, fault, ptr);
+	ck_assert_msg(m == NULL, "%s", m);
+}
+
+/* A neighbour keeps each span in use, so a fault is about the one object
+ * and not about an empty span. */
+START_TEST(double_free_small)
+{
+	void *keep = kmalloc(64, 0), *p = kmalloc(64, 0);
+
+	kfree(p);
+	expect_fault(OP_KFREE, p, "double free");
+	/* Same after the span left this CPU's mcache for its mcentral. */
+	kmalloc_flush_cpu();
+	expect_fault(OP_KFREE, p, "double free");
+	kfree(keep);
+}
+END_TEST
+
+START_TEST(double_free_every_class)
+{
+	for (int c = 1; c < KMALLOC_NUM_CLASSES; c++) {
+		size_t s = class_size(c);
+		void *keep = kmalloc(s, 0), *p = kmalloc(s, 0);
+		kfree(p);
+		expect_fault(OP_KFREE, p, "double free");
+		kfree(keep);
+	}
+}
+END_TEST
+
+START_TEST(double_free_large)
+{
+	void *keep = kmalloc(100000, 0), *p = kmalloc(100000, 0);
+
+	kfree(p);
+	expect_fault(OP_KFREE, p, "double free");
+	kfree(keep);
+}
+END_TEST
+
+/* Allocated on one thread, freed on another, freed again on the first;
+ * and the other way round. */
+START_TEST(double_free_other_thread)
+{
+	void *keep = kmalloc(64, 0), *p = kmalloc(64, 0);
+	pthread_t th;
+
+	ck_assert_int_eq(pthread_create(&th, NULL, thread_kfree, p), 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	expect_fault(OP_KFREE, p, "double free");
+
+	p = kmalloc(64, 0);
+	kfree(p);
+	expect_fault(OP_KFREE_IN_THREAD, p, "double free");
+	kfree(keep);
+}
+END_TEST
+
+START_TEST(interior_and_misaligned_small)
+{
+	unsigned char *p = kmalloc(64, 0), *q = kmalloc(1000, 0);
+
+	expect_fault(OP_KFREE, p + 16, "invalid free");
+	expect_fault(OP_KFREE, p + 1, "invalid free");
+	expect_fault(OP_KFREE, p + 63, "invalid free");
+	expect_fault(OP_KFREE, q + 512, "invalid free");
+	expect_fault(OP_KFREE, q + 8, "invalid free");
+	kfree(p);
+	kfree(q);
+}
+END_TEST
+
+START_TEST(interior_large)
+{
+	unsigned char *p = kmalloc(100000, 0);
+
+	expect_fault(OP_KFREE, p + 8192, "invalid free");
+	expect_fault(OP_KFREE, p + 64, "invalid free");
+	expect_fault(OP_KFREE, p + 1, "invalid free");
+	kfree(p);
+}
+END_TEST
+
+static int a_global = 1;
+
+START_TEST(outside_the_heap)
+{
+	int on_stack = 2;
+	void *libc = malloc(64);
+
+	expect_fault(OP_KFREE, &on_stack, "invalid free");
+	expect_fault(OP_KFREE, &a_global, "invalid free");
+	expect_fault(OP_KFREE, libc, "invalid free");
+	expect_fault(OP_KFREE, (void *)(uintptr_t)0x1000, "invalid free");
+	expect_fault(OP_KFREE, (void *)(uintptr_t)-16, "invalid free");
+	free(libc);
+	(void)a_global;
+}
+END_TEST
+
+/* A free slot of a span that is still in use, never handed out. Once a
+ * span is swept, a slot that was freed and one that was never allocated
+ * have the same bits, so the core may call this a double free; it must
+ * stop either way, naming the pointer. */
+START_TEST(never_allocated_slot)
+{
+	unsigned char *p = kmalloc(256, 0);
+	struct bad_call b = { OP_KFREE, p + 256 * 3 };
+	struct child_result r;
+	const char *m1, *m2;
+
+	run_in_child(do_bad_call, &b, &r);
+	m1 = misuse_mismatch(&r, "double free", b.ptr);
+	m2 = misuse_mismatch(&r, "invalid free", b.ptr);
+	ck_assert_msg(m1 == NULL || m2 == NULL, "%s", m2);
+	kfree(p);
+}
+END_TEST
+
+/* Objects of a span that went back to the mheap: after every object of
+ * the class is freed and the mcache flushed, their pages hold no span.
+ * Freeing one of them again is a double free the heap can no longer tell
+ * from a pointer it never gave out; it must still stop, as an invalid
+ * free of a page with no span. */
+START_TEST(span_returned_to_mheap)
+{
+	enum { N = 200 };
+	void *p[N];
+
+	for (int i = 0; i < N; i++)
+		p[i] = kmalloc(2048, 0);
+	for (int i = 0; i < N; i++)
+		kfree(p[i]);
+	kmalloc_flush_cpu();
+	kmalloc_trim();
+	expect_fault(OP_KFREE, p[N / 2], "invalid free");
+	expect_fault(OP_KFREE, p[0], "invalid free");
+}
+END_TEST
+
+/* ksize and krealloc accept only the start of a live object too; the
+ * core names that fault "invalid pointer" (mm/malloc.c). */
+START_TEST(ksize_and_krealloc_of_bad_pointers)
+{
+	unsigned char *p = kmalloc(64, 0), *big = kmalloc(100000, 0);
+	int on_stack = 0;
+
+	expect_fault(OP_KSIZE, p + 16, "invalid pointer");
+	expect_fault(OP_KSIZE, &on_stack, "invalid pointer");
+	expect_fault(OP_KSIZE, big + 8192, "invalid pointer");
+	expect_fault(OP_KREALLOC, p + 16, "invalid pointer");
+	expect_fault(OP_KREALLOC, &on_stack, "invalid pointer");
+	kfree(p);
+	expect_fault(OP_KSIZE, p, "invalid pointer");
+	expect_fault(OP_KREALLOC, p, "invalid pointer");
+	kfree(big);
+}
+END_TEST
+
+/* The parent's heap is untouched by all of this. */
+START_TEST(parent_keeps_working)
+{
+	void *p = kmalloc(64, 0);
+	struct kmalloc_stats st;
+
+	kfree(p);
+	expect_fault(OP_KFREE, p, "double free");
+	p = kmalloc(64, 0);
+	ck_assert_ptr_nonnull(p);
+	kfree(p);
+	kmalloc_stats(&st);
+	ck_assert_msg(stats_inconsistency(&st) == NULL, "%s", stats_inconsistency(&st));
+	ck_assert_uint_eq(stats_live_objects(&st), 0);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("kmalloc misuse");
+	TCase *tc = tcase_create("misuse");
+	SRunner *sr;
+	int failed;
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, double_free_small);
+	tcase_add_test(tc, double_free_every_class);
+	tcase_add_test(tc, double_free_large);
+	tcase_add_test(tc, double_free_other_thread);
+	tcase_add_test(tc, interior_and_misaligned_small);
+	tcase_add_test(tc, interior_large);
+	tcase_add_test(tc, outside_the_heap);
+	tcase_add_test(tc, never_allocated_slot);
+	tcase_add_test(tc, span_returned_to_mheap);
+	tcase_add_test(tc, ksize_and_krealloc_of_bad_pointers);
+	tcase_add_test(tc, parent_keeps_working);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

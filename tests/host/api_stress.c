@@ -1,0 +1,398 @@
+/*
+ * api_stress.c: multi-threaded stress of the host port, where each thread
+ * is a CPU with its own mcache. Not a benchmark.
+ *
+ * NT worker threads (2..16, default 4) allocate objects of random sizes,
+ * fill them with a pattern, and either keep them or pass them to another
+ * worker through a ring (one ring per ordered pair of workers, so objects
+ * flow in both directions between any two). Each worker drains its
+ * incoming rings, checks the pattern and frees what it received: frees of
+ * objects whose span sits in another CPU's mcache. Meanwhile short-lived
+ * threads allocate a batch, hand it over and exit with their objects
+ * still live (the port flushes their mcache at exit), and workers free
+ * those too. Workers finish with objects still live in rings and in the
+ * orphan list; the main thread frees them after every thread has exited.
+ * Along the way one worker trims the heap, one samples the stats and the
+ * others flush their own mcache, racing with everybody's fast paths.
+ * At the end every class must balance (allocs == frees, nothing live, no
+ * span in use) and a trim must return every page. A second test runs the
+ * threads into the port's commit limit together: NULL, no crash, intact
+ * objects, and an empty heap once the main thread has freed them all.
+ *
+ *   api_stress [ITERS]      per-worker iterations, default 200000
+ *   KMALLOC_STRESS_THREADS  workers, default 4
+ *   KMALLOC_STRESS_SEED     seed (printed first)
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api_util.h"
+
+enum { MAX_THREADS = 16, RING = 512, LOCAL = 256, EPHEMERAL_BATCH = 300 };
+
+struct obj {
+	void *p;
+	size_t size;
+	uint32_t seed;
+};
+
+/* A bounded queue from one worker to another; the lock is held only to
+ * move entries, never across a call into the allocator. */
+struct ring {
+	pthread_mutex_t lock;
+	unsigned head, tail; /* guarded by lock; tail - head entries */
+	struct obj e[RING];
+};
+
+static struct ring rings[MAX_THREADS][MAX_THREADS]; /* [from][to] */
+static int nthreads = 4;
+static uint64_t iters = 200000;
+static uint64_t seed0;
+
+/* Objects whose owner thread has exited. */
+static pthread_mutex_t orphan_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct obj *orphans;      /* guarded by orphan_lock */
+static size_t norphans, orphan_cap; /* guarded by orphan_lock */
+
+static void orphan_push(const struct obj *o)
+{
+	pthread_mutex_lock(&orphan_lock);
+	if (norphans == orphan_cap) {
+		orphan_cap = orphan_cap ? orphan_cap * 2 : 1024;
+		orphans = realloc(orphans, orphan_cap * sizeof *orphans);
+		if (!orphans)
+			abort();
+	}
+	orphans[norphans++] = *o;
+	pthread_mutex_unlock(&orphan_lock);
+}
+
+static int orphan_pop(struct obj *o)
+{
+	int got = 0;
+	pthread_mutex_lock(&orphan_lock);
+	if (norphans) {
+		*o = orphans[--norphans];
+		got = 1;
+	}
+	pthread_mutex_unlock(&orphan_lock);
+	return got;
+}
+
+static int ring_push(struct ring *r, const struct obj *o)
+{
+	int ok = 0;
+	pthread_mutex_lock(&r->lock);
+	if (r->tail - r->head < RING) {
+		r->e[r->tail++ % RING] = *o;
+		ok = 1;
+	}
+	pthread_mutex_unlock(&r->lock);
+	return ok;
+}
+
+static int ring_pop(struct ring *r, struct obj *o)
+{
+	int ok = 0;
+	pthread_mutex_lock(&r->lock);
+	if (r->tail != r->head) {
+		*o = r->e[r->head++ % RING];
+		ok = 1;
+	}
+	pthread_mutex_unlock(&r->lock);
+	return ok;
+}
+
+/* Failures in threads are counted, reported once, and asserted by the
+ * main thread (Check's asserts must run on the test's own thread). */
+static pthread_mutex_t fail_lock = PTHREAD_MUTEX_INITIALIZER;
+static char fail_msg[512]; /* guarded by fail_lock */
+static int failures;        /* guarded by fail_lock */
+
+static void stress_fail(const char *what, const struct obj *o, size_t at)
+{
+	pthread_mutex_lock(&fail_lock);
+	if (!failures++)
+		snprintf(fail_msg, sizeof fail_msg,
+			 "%s: object %p (%zu bytes, seed %u) bad at offset %zu (run seed %" PRIu64 ")",
+			 what, o->p, o->size, o->seed, at, seed0);
+	pthread_mutex_unlock(&fail_lock);
+}
+
+/* Set by the out-of-memory test before its threads start. */
+static int null_expected;
+
+static void obj_make(struct obj *o, uint64_t *r, uint32_t tag)
+{
+	uint64_t k = rng_below(r, 100);
+	o->size = k < 90 ? 1 + rng_below(r, 1024)
+		: k < 99 ? 1 + rng_below(r, KMALLOC_MAX_SMALL)
+			 : KMALLOC_MAX_SMALL + rng_below(r, 96 << 10);
+	o->seed = tag;
+	o->p = kmalloc(o->size, 0);
+	if (!o->p) {
+		if (!null_expected)
+			stress_fail("kmalloc returned NULL", o, 0);
+		return;
+	}
+	fill_pattern(o->p, o->size, o->seed);
+}
+
+static void obj_free(const struct obj *o, const char *who)
+{
+	size_t bad;
+
+	if (!o->p)
+		return;
+	bad = check_pattern(o->p, o->size, o->seed);
+	if (bad != (size_t)-1)
+		stress_fail(who, o, bad);
+	kfree(o->p);
+}
+
+struct worker {
+	pthread_t th;
+	int id;
+};
+
+/* kmalloc_stats while other threads allocate: every per-class snapshot
+ * must still satisfy live == allocs - frees (heap totals may be mid-move,
+ * so only the counters that are defined together are compared). */
+static void stats_sample(void)
+{
+	struct kmalloc_stats st;
+	struct obj none = { NULL, 0, 0 };
+
+	kmalloc_stats(&st);
+	for (int c = 0; c < KMALLOC_NUM_CLASSES; c++)
+		if (st.cls[c].live != st.cls[c].allocs - st.cls[c].frees)
+			stress_fail("concurrent kmalloc_stats: live != allocs - frees",
+				    &none, (size_t)c);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct obj local[LOCAL];
+	uint64_t r = (seed0 ^ ((uint64_t)(w->id + 1) * 0x9E3779B97F4A7C15ULL)) | 1;
+	uint32_t tag = (uint32_t)w->id << 24;
+	struct obj o;
+
+	memset(local, 0, sizeof local);
+	for (uint64_t it = 0; it < iters; it++) {
+		int slot = (int)rng_below(&r, LOCAL);
+		int to = (int)rng_below(&r, (uint64_t)nthreads);
+
+		obj_free(&local[slot], "local free");
+		obj_make(&local[slot], &r, ++tag);
+		/* Hand some objects to another worker. */
+		if (to != w->id && rng_below(&r, 2) &&
+		    ring_push(&rings[w->id][to], &local[slot]))
+			local[slot].p = NULL;
+		/* Free what others sent us. */
+		for (int from = 0; from < nthreads; from++)
+			if (from != w->id && ring_pop(&rings[from][w->id], &o))
+				obj_free(&o, "cross-thread free");
+		if ((it & 63) == 0 && orphan_pop(&o))
+			obj_free(&o, "orphan free");
+		/* The maintenance calls race with everyone's fast paths:
+		 * worker 0 trims the heap, worker 1 reads the stats, and
+		 * every worker now and then flushes its own mcache. */
+		if ((it & 4095) == 4095) {
+			if (w->id == 0)
+				kmalloc_trim();
+			else if (w->id == 1)
+				stats_sample();
+			else
+				kmalloc_flush_cpu();
+		}
+	}
+	/* Exit with objects still live: the main thread frees them. */
+	for (int i = 0; i < LOCAL; i++)
+		if (local[i].p)
+			orphan_push(&local[i]);
+	return NULL;
+}
+
+/* A thread that lives just long enough to allocate a batch. */
+static void *ephemeral_main(void *arg)
+{
+	uint64_t r = (seed0 ^ ((uint64_t)(uintptr_t)arg << 32)) | 1;
+	struct obj o;
+
+	for (int i = 0; i < EPHEMERAL_BATCH; i++) {
+		obj_make(&o, &r, (uint32_t)(uintptr_t)arg * 1000u + (uint32_t)i);
+		if (o.p)
+			orphan_push(&o);
+	}
+	return NULL;
+}
+
+START_TEST(stress)
+{
+	struct worker w[MAX_THREADS];
+	struct obj o;
+	struct kmalloc_stats st;
+	uint64_t allocs = 0, frees = 0;
+
+	for (int i = 0; i < nthreads; i++)
+		for (int j = 0; j < nthreads; j++)
+			pthread_mutex_init(&rings[i][j].lock, NULL);
+	for (int i = 0; i < nthreads; i++) {
+		w[i].id = i;
+		ck_assert_int_eq(pthread_create(&w[i].th, NULL, worker_main, &w[i]), 0);
+	}
+	/* Short-lived threads come and go while the workers run. */
+	for (uintptr_t e = 1; e <= 32; e++) {
+		pthread_t th;
+		ck_assert_int_eq(pthread_create(&th, NULL, ephemeral_main, (void *)e), 0);
+		ck_assert_int_eq(pthread_join(th, NULL), 0);
+	}
+	for (int i = 0; i < nthreads; i++)
+		ck_assert_int_eq(pthread_join(w[i].th, NULL), 0);
+
+	/* Every thread that allocated is gone; free what they left. */
+	for (int i = 0; i < nthreads; i++)
+		for (int j = 0; j < nthreads; j++)
+			while (ring_pop(&rings[i][j], &o))
+				obj_free(&o, "free after owner exit");
+	while (orphan_pop(&o))
+		obj_free(&o, "free after owner exit");
+	ck_assert_msg(failures == 0, "%d failures, first: %s", failures, fail_msg);
+
+	kmalloc_flush_cpu();
+	kmalloc_trim();
+	kmalloc_stats(&st);
+	ck_assert_msg(stats_inconsistency(&st) == NULL, "%s", stats_inconsistency(&st));
+	for (int c = 0; c < KMALLOC_NUM_CLASSES; c++) {
+		ck_assert_msg(st.cls[c].allocs == st.cls[c].frees,
+			      "class %d: %llu allocs, %llu frees", c,
+			      (unsigned long long)st.cls[c].allocs,
+			      (unsigned long long)st.cls[c].frees);
+		ck_assert_msg(st.cls[c].spans == 0,
+			      "class %d keeps %llu spans after every thread exited", c,
+			      (unsigned long long)st.cls[c].spans);
+		allocs += st.cls[c].allocs;
+		frees += st.cls[c].frees;
+	}
+	ck_assert_uint_eq(st.large_allocs, st.large_frees);
+	allocs += st.large_allocs;
+	frees += st.large_frees;
+	/* Each worker iteration allocates one object; ephemerals a batch. */
+	ck_assert_uint_eq(allocs, (uint64_t)nthreads * iters + 32u * EPHEMERAL_BATCH);
+	ck_assert_uint_eq(frees, allocs);
+	ck_assert_uint_eq(st.heap_inuse, 0);
+	ck_assert_uint_eq(st.heap_released, st.heap_sys);
+	ck_assert_uint_eq(st.committed, st.meta_sys);
+	printf("api_stress: %d workers x %" PRIu64 " iterations + 32 short-lived threads: %" PRIu64
+	       " objects, all freed; heap grew to %llu KiB\n",
+	       nthreads, iters, allocs, (unsigned long long)st.heap_sys >> 10);
+}
+END_TEST
+
+/* Out of memory with every thread allocating: each fills its own list
+ * until the port refuses to commit; nobody crashes, every pointer is
+ * distinct and intact, and after another thread frees them all (remote
+ * frees into spans the owners still cache) the heap is empty again. */
+enum { OOM_MAX = 1 << 16 };
+
+struct oom_worker {
+	pthread_t th;
+	uint64_t seed;
+	size_t n;              /* objects it got before NULL */
+	int saw_null;
+	struct obj o[OOM_MAX];
+};
+
+static void *oom_main(void *arg)
+{
+	struct oom_worker *w = arg;
+
+	while (w->n < OOM_MAX) {
+		struct obj *o = &w->o[w->n];
+		obj_make(o, &w->seed, (uint32_t)w->n);
+		if (!o->p) {
+			w->saw_null = 1;
+			break;
+		}
+		w->n++;
+	}
+	return NULL;
+}
+
+START_TEST(stress_oom)
+{
+	static struct oom_worker w[MAX_THREADS];
+	struct kmalloc_stats st;
+	size_t total = 0;
+	void *p;
+
+	kfree(kmalloc(64, 0));
+	kmalloc_stats(&st);
+	host_set_commit_limit((size_t)st.committed + (16u << 20));
+	null_expected = 1; /* NULL is the expected end here */
+	for (int i = 0; i < nthreads; i++) {
+		w[i].seed = (seed0 ^ (uint64_t)(i + 77)) | 1;
+		ck_assert_int_eq(pthread_create(&w[i].th, NULL, oom_main, &w[i]), 0);
+	}
+	for (int i = 0; i < nthreads; i++)
+		ck_assert_int_eq(pthread_join(w[i].th, NULL), 0);
+	for (int i = 0; i < nthreads; i++) {
+		ck_assert_msg(w[i].saw_null, "thread %d never hit the commit limit", i);
+		total += w[i].n;
+		for (size_t k = 0; k < w[i].n; k++)
+			obj_free(&w[i].o[k], "free after out of memory");
+	}
+	ck_assert_msg(total > 0, "no thread got anything under the limit");
+	ck_assert_msg(failures == 0, "%d failures, first: %s", failures, fail_msg);
+	host_set_commit_limit(0);
+	kmalloc_flush_cpu();
+	kmalloc_trim();
+	kmalloc_stats(&st);
+	ck_assert_msg(stats_inconsistency(&st) == NULL, "%s", stats_inconsistency(&st));
+	ck_assert_uint_eq(stats_live_objects(&st), 0);
+	ck_assert_uint_eq(st.heap_inuse, 0);
+	p = kmalloc(1 << 20, 0);
+	ck_assert_ptr_nonnull(p);
+	kfree(p);
+}
+END_TEST
+
+int main(int argc, char **argv)
+{
+	Suite *s = suite_create("kmalloc threads");
+	TCase *tc = tcase_create("stress");
+	SRunner *sr;
+	int failed;
+
+	iters = env_u64("KMALLOC_STRESS_ITERS", iters);
+	if (argc > 1)
+		iters = strtoull(argv[1], NULL, 0);
+	nthreads = (int)env_u64("KMALLOC_STRESS_THREADS", 4);
+	if (nthreads < 2 || nthreads > MAX_THREADS) {
+		fprintf(stderr, "KMALLOC_STRESS_THREADS must be 2..%d\n", MAX_THREADS);
+		return 2;
+	}
+	seed0 = env_u64("KMALLOC_STRESS_SEED",
+			(uint64_t)time(NULL) * 2654435761u ^ (uint64_t)getpid());
+	printf("api_stress: %d threads, %" PRIu64 " iterations, KMALLOC_STRESS_SEED=%" PRIu64 "\n",
+	       nthreads, iters, seed0);
+	fflush(stdout);
+
+	tcase_set_timeout(tc, 600);
+	tcase_add_test(tc, stress);
+	tcase_add_test(tc, stress_oom);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,85 @@
+/*
+ * api_util.h: helpers shared by the API-level tests (tests/host/api_*.c).
+ *
+ * The API tests see the allocator only through mm/kmalloc.h, the way a
+ * kernel does, plus the host port's commit-limit knob for out-of-memory
+ * cases. What they share lives here: checking the stats identities that
+ * kmalloc.h promises, fill patterns that catch overlapping objects, the
+ * size -> class lookup built from the stats' own class table, and running
+ * a piece of code in a forked child to assert how it died and what it
+ * printed (misuse must abort with one exact line on stderr).
+ */
+#ifndef API_UTIL_H
+#define API_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "host.h"    /* host_set_commit_limit, host_committed_bytes */
+#include "kmalloc.h"
+
+/* Stats identities every snapshot must satisfy, whatever is live:
+ * per class live == allocs - frees, large_live == large_allocs -
+ * large_frees, heap_sys == inuse + free + released, committed == inuse +
+ * free + meta_sys, and committed == what the port counts as committed
+ * (host_committed_bytes). Call it only while no other thread allocates.
+ * Returns NULL when they hold, else a static message
+ * naming the first broken one. */
+const char *stats_inconsistency(const struct kmalloc_stats *st);
+
+/* Objects live in the whole heap (small and large). */
+uint64_t stats_live_objects(const struct kmalloc_stats *st);
+
+/* Size class (1..KMALLOC_NUM_CLASSES-1) serving a request of `size`
+ * bytes (size >= 1), from the class table kmalloc_stats reports: the
+ * smallest class whose objects hold `size`; 0 for a large request. */
+int class_of_size(size_t size);
+/* Object size of class c, from the same table. */
+size_t class_size(int c);
+
+/* Fill / verify n bytes with a pattern derived from `seed`: a byte
+ * stream, so two objects with different seeds differ almost everywhere. */
+void fill_pattern(void *p, size_t n, uint32_t seed);
+/* Returns the offset of the first wrong byte, or (size_t)-1 if all match. */
+size_t check_pattern(const void *p, size_t n, uint32_t seed);
+
+/* xorshift64*: small, seedable, the same everywhere. */
+static inline uint64_t rng_next(uint64_t *s)
+{
+	uint64_t x = *s;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*s = x;
+	return x * 0x2545F4914F6CDD1DULL;
+}
+/* Uniform-ish in [0, n). */
+static inline uint64_t rng_below(uint64_t *s, uint64_t n)
+{
+	return n ? rng_next(s) % n : 0;
+}
+
+/* How a forked child ended. */
+struct child_result {
+	int signaled; /* 1 if killed by a signal */
+	int sig;      /* the signal, if signaled */
+	int status;   /* exit status, if not */
+	char err[1024]; /* what it wrote to stderr (truncated, NUL-ended) */
+	char out[8192]; /* what it wrote to stdout (truncated, NUL-ended) */
+};
+
+/* Run fn(arg) in a forked child with stderr captured through a pipe and
+ * stdout through a temporary file. The child exits 0 if fn returns. */
+void run_in_child(void (*fn)(void *), void *arg, struct child_result *res);
+
+/* Returns NULL if `res` is a death by SIGABRT whose stderr is exactly one
+ * line "kmalloc: <fault>: 0x<hex>" naming `ptr`, else a static message
+ * saying what differed (written with the child's stderr). */
+const char *misuse_mismatch(const struct child_result *res, const char *fault,
+			    const void *ptr);
+
+/* Env var as an unsigned number, or `dflt` if unset or empty. */
+uint64_t env_u64(const char *name, uint64_t dflt);
+
+#endif /* API_UTIL_H */

@@ -1,0 +1,43 @@
+# tests/preload.mk: the LD_PRELOAD shim (build/host/libkmalloc_preload.so)
+# under test, `make test-preload`:
+#   1. semantics     glibc's malloc contract through the shim (errno,
+#                    alignment rules, realloc(p, 0), overflow, misuse aborts)
+#   2. threads_fork  3000 short-lived threads and 100 forks under churn
+#   3. early         allocations from a constructor that runs before the
+#                    shim's own (LD_PRELOAD="shim early")
+#   4. run-programs  python3, gcc, sqlite3 and git, each compared with a
+#                    run on glibc's malloc (tests/preload/run-programs)
+
+PRELOAD_TEST_DIR := $(BUILD)/host/preload/tests
+# The tests call malloc with sizes gcc knows are absurd and free what gcc
+# knows is not heap memory: that is the point, so those warnings are off,
+# and -fno-builtin keeps gcc from folding malloc/free pairs away.
+PRELOAD_TEST_CFLAGS := $(CSTD) $(WARN) -O1 -g -fno-builtin \
+	-Wno-alloc-size-larger-than -Wno-use-after-free -Wno-free-nonheap-object \
+	-Wno-format-truncation -MMD -MP
+PRELOAD_TEST_BINS := $(PRELOAD_TEST_DIR)/semantics $(PRELOAD_TEST_DIR)/threads_fork
+PRELOAD_EARLY := $(PRELOAD_TEST_DIR)/libearly.so
+
+$(PRELOAD_TEST_DIR)/%: tests/preload/%.c
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(PRELOAD_TEST_CFLAGS) $< -o $@ -ldl -lpthread
+
+$(PRELOAD_EARLY): tests/preload/early.c
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(PRELOAD_TEST_CFLAGS) -fPIC -shared $< -o $@
+
+.PHONY: test-preload
+test-preload: $(KMALLOC_PRELOAD) $(PRELOAD_TEST_BINS) $(PRELOAD_EARLY)
+	@echo "== preload: glibc semantics through the shim"
+	$(Q)LD_PRELOAD=$(abspath $(KMALLOC_PRELOAD)) nice timeout 120 $(PRELOAD_TEST_DIR)/semantics
+	@echo "== preload: threads and fork"
+	$(Q)LD_PRELOAD=$(abspath $(KMALLOC_PRELOAD)) nice timeout 120 $(PRELOAD_TEST_DIR)/threads_fork
+	@echo "== preload: allocation before the shim's constructor"
+	$(Q)LD_PRELOAD="$(abspath $(KMALLOC_PRELOAD)) $(abspath $(PRELOAD_EARLY))" \
+		nice timeout 60 $(PRELOAD_TEST_DIR)/semantics > /dev/null
+	@echo "== preload: real programs, with and without the shim"
+	$(Q)nice timeout 600 tests/preload/run-programs $(KMALLOC_PRELOAD) $(BUILD)/host/preload/programs
+
+TEST_TARGETS += test-preload
+
+-include $(PRELOAD_TEST_BINS:=.d)
