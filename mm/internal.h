@@ -120,9 +120,10 @@ enum mspan_state {
 
 /* A run of heap pages: either a small-object span of one size class
  * (spanclass = sizeclass, there is no scan/noscan split without a GC) or a
- * large object (spanclass 0). Records come from a fixalloc and are never
- * given back to the port, so a stale pointer from the page->span map
- * always points at some mspan record; readers check state and range.
+ * large object (spanclass 0). Records come from a fixalloc, so a stale
+ * pointer from the page->span map points at some mspan record (readers
+ * check state and range) unless kmalloc_trim released its block: see
+ * mfixalloc.c for what such a reader then sees.
  *
  * Guards: "owner" = the CPU in cachedBy, with interrupts off; when the span
  * is uncached (cachedBy == CPU_NONE) the owner is whoever holds its
@@ -315,6 +316,21 @@ struct fixalloc {
 void fixalloc_init(struct fixalloc *f, size_t size, bool zero);
 void *fixalloc_alloc(struct fixalloc *f);
 void fixalloc_free(struct fixalloc *f, void *p);
+void fixalloc_trim(void);
+
+/* The fixalloc area is carved in FIX_BLOCK blocks, one fixalloc each.
+ * Per block (in mheap.m_fixblk, mheap.lock): how many of its records are
+ * handed out, and whether its memory is there (see mfixalloc.c). */
+#define FIX_BLOCK ((size_t)16 << 10)
+/* READY -> RELEASING (idle, off every list) -> INFLIGHT (one trim is
+ * releasing it, outside the lock) -> RELEASED (on mheap.fix_released)
+ * -> READY (a refill committed it again). */
+enum fixblk_state { FB_READY = 0, FB_RELEASING = 1, FB_INFLIGHT = 2, FB_RELEASED = 3 };
+struct fixblk {
+	uint16_t live;      /* records of this block handed out */
+	uint16_t state;     /* enum fixblk_state */
+	uint32_t next;      /* FB_RELEASED: next released block + 1, 0 = end */
+};
 
 /* ---- metadata area: bump allocation of reserved space, committed on
  * demand (mheap.lock) ---- */
@@ -404,8 +420,10 @@ struct mheap {
 	uintptr_t arena_used;      /* end of grown arena (atomic for readers) */
 	uintptr_t arena_used_bytes; /* arena_used - arena_start (atomic) */
 	struct pagealloc pages;
-	struct metaarr m_spans, m_chunks, m_sum[PA_MAX_LEVELS], m_fix;
+	struct metaarr m_spans, m_chunks, m_sum[PA_MAX_LEVELS], m_fix, m_fixblk;
 	struct fixalloc spanalloc, cachealloc, bitsalloc[5];
+	uint32_t fix_released;     /* released fixalloc blocks: index + 1 of
+	                              the first (struct fixblk.next), 0 = none */
 	uint64_t pages_inuse;      /* in spans */
 	uint64_t pages_free;       /* free, committed */
 	uint64_t pages_released;   /* free, Reserved (includes in-flight
@@ -465,7 +483,16 @@ extern struct mcache *mm_mcaches[MM_MAX_CPUS + 1];
 
 /* This CPU's mcache for kmalloc's fast path, or NULL (then the slow path
  * finds or makes it and calls mcache_fast_set). pre: interrupts off. */
-#ifdef SYS_MCACHE_SLOT
+#if defined(SYS_MCACHE_GET)
+static inline struct mcache *mcache_fast(void)
+{
+	return SYS_MCACHE_GET();
+}
+static inline void mcache_fast_set(struct mcache *c)
+{
+	SYS_MCACHE_SET(c);
+}
+#elif defined(SYS_MCACHE_SLOT)
 static inline struct mcache *mcache_fast(void)
 {
 	return SYS_MCACHE_SLOT();

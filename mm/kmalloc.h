@@ -64,7 +64,9 @@ void *kmemalign(size_t align, size_t size, unsigned flags);
  * went back to the mheap. */
 void kmalloc_flush_cpu(void);
 /* Return every free heap page to the port (sys_release): Go's
- * debug.FreeOSMemory. Cached spans of other CPUs stay where they are. */
+ * debug.FreeOSMemory; and the metadata blocks (span records, bitmaps)
+ * that hold no live record. Cached spans of other CPUs stay where they
+ * are. */
 void kmalloc_trim(void);
 
 struct kmalloc_class_stats {

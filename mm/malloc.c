@@ -402,4 +402,5 @@ void kmalloc_trim(void)
 		return;
 	mcentral_reclaim_all();
 	mheap_scavenge(0);
+	fixalloc_trim();
 }

@@ -84,7 +84,7 @@ static size_t layout(size_t arena, struct metaarr **arrs, unsigned *narrs)
 	size_t ps = sys_config.page_size;
 	size_t npages = arena >> PAGE_SHIFT, nchunks = arena >> CHUNK_SHIFT;
 	struct pagealloc *pa = &mheap_.pages;
-	size_t sizes[2 + PA_MAX_LEVELS + 1];
+	size_t sizes[2 + PA_MAX_LEVELS + 2];
 	unsigned n = 0;
 
 	pa_init(pa, nchunks);
@@ -98,6 +98,8 @@ static size_t layout(size_t arena, struct metaarr **arrs, unsigned *narrs)
 	}
 	arrs[n] = &mheap_.m_fix;
 	sizes[n++] = arena / 16; /* 512 B of records per 8 KiB span, worst case */
+	arrs[n] = &mheap_.m_fixblk;
+	sizes[n++] = arena / 16 / FIX_BLOCK * sizeof(struct fixblk);
 	size_t off = 0;
 	for (unsigned i = 0; i < n; i++) {
 		arrs[i]->base = off;
@@ -126,7 +128,7 @@ int mheap_init(void)
 	/* Reserve the configured arena; if the port cannot (a small address
 	 * space, or valgrind's), halve it down to 16 MiB. */
 	size_t arena = sys_config.arena_size & ~(CHUNK_BYTES - 1);
-	struct metaarr *arrs[2 + PA_MAX_LEVELS + 1];
+	struct metaarr *arrs[2 + PA_MAX_LEVELS + 2];
 	unsigned n = 0;
 	size_t meta = 0;
 	void *base = NULL;

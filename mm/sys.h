@@ -122,7 +122,10 @@ void sys_irq_restore(unsigned long flags);
  * looking the id up in mm_mcaches. pre: the slot is NULL or holds the
  * mcache of the CPU that reads it: a port that hands the running
  * context a different CPU id must clear the slot. Without it, mm uses
- * mm_mcaches[id + 1]. */
+ * mm_mcaches[id + 1].
+ * A port whose slot is no C lvalue (a %gs-relative field reached by
+ * inline asm) defines SYS_MCACHE_GET() and SYS_MCACHE_SET(c) instead,
+ * with the same contract. */
 
 /* 7./8. Spinlock over `struct sys_lock` (from sys_arch.h; all-zero storage
  *    is unlocked). Not recursive. The kernel port keeps interrupts disabled

@@ -188,6 +188,13 @@ static inline uint64_t gs_load64(unsigned long off)
     return v;
 }
 
+/* Store at a fixed offset from the GS base; "memory" orders it against
+ * the caller's other accesses the same way a plain store would be. */
+static inline void gs_store64(unsigned long off, uint64_t v)
+{
+    __asm__ volatile("movq %0, %%gs:%c1" :: "r"(v), "i"(off) : "memory");
+}
+
 /*
  * Enable interrupts and halt in one step: STI's one-instruction interrupt
  * shadow means an interrupt already pending is taken after HLT starts, so

@@ -33,10 +33,9 @@ struct percpu {
     struct percpu *self;      /* gs:0; set once by percpu_init_cpu */
     uint32_t cpu;             /* gs:8; dense index, 0 = bootstrap CPU */
     uint32_t apic_id;         /* this CPU's local APIC id */
-    void *mcache;             /* gs:16; reserved for the allocator's per-CPU
-                                 cache. Unused: mm keeps its own array
-                                 mm_mcaches[] indexed by sys_cpu_id(), which
-                                 is this_cpu_id() (one GS load either way) */
+    void *mcache;             /* gs:16; this CPU's struct mcache, NULL until
+                                 its first kmalloc slow path stores it
+                                 (SYS_MCACHE_GET/SET in sys_arch.h) */
     uint64_t stack_top;       /* this CPU's kernel stack (its own top) */
 
     /* TLB shootdown mailbox (tlb.c) */

@@ -33,6 +33,16 @@ static inline unsigned sys_cpu_id(void)
     return this_cpu_id();
 }
 
+/* This CPU's mcache in its struct percpu (mm/sys.h, SYS_MCACHE_GET/SET):
+ * kmalloc's fast path finds it in one GS-relative load. The slot starts
+ * NULL (percpu_area is zeroed BSS) and only mm's slow path on the owning
+ * CPU fills it, with interrupts off; kernel CPUs never go offline or
+ * change index, so nothing ever clears it (the host clears it when a
+ * thread gives its id back). */
+struct mcache;
+#define SYS_MCACHE_GET() ((struct mcache *)(uintptr_t)gs_load64(PERCPU_OFF_MCACHE))
+#define SYS_MCACHE_SET(c) gs_store64(PERCPU_OFF_MCACHE, (uint64_t)(uintptr_t)(c))
+
 static inline unsigned long sys_irq_save(void)
 {
     return irq_save();

@@ -105,6 +105,30 @@ START_TEST(double_free_large)
 }
 END_TEST
 
+/* After kmalloc_trim has given back the block of span records that
+ * described a freed large object, freeing it again still stops with a
+ * named fault: the record that told "double free" apart is gone, so it
+ * is "invalid free". 300 records fill more than two 16 KiB blocks of
+ * span records, so the first one's block is released. */
+START_TEST(double_free_large_after_trim)
+{
+	enum { N = 300 };
+	static void *p[N];
+
+	for (int i = 0; i < N; i++) {
+		p[i] = kmalloc(100000, 0);
+		ck_assert_ptr_nonnull(p[i]);
+	}
+	for (int i = 0; i < N; i++)
+		kfree(p[i]);
+	kmalloc_trim();
+	expect_fault(OP_KFREE, p[0], "invalid free");
+	void *q = kmalloc(100000, 0); /* the heap still serves */
+	ck_assert_ptr_nonnull(q);
+	kfree(q);
+}
+END_TEST
+
 /* Allocated on one thread, freed on another, freed again on the first;
  * and the other way round. */
 START_TEST(double_free_other_thread)
@@ -252,6 +276,7 @@ int main(void)
 	tcase_add_test(tc, double_free_small);
 	tcase_add_test(tc, double_free_every_class);
 	tcase_add_test(tc, double_free_large);
+	tcase_add_test(tc, double_free_large_after_trim);
 	tcase_add_test(tc, double_free_other_thread);
 	tcase_add_test(tc, interior_and_misaligned_small);
 	tcase_add_test(tc, interior_large);

@@ -5,7 +5,8 @@
  * comes from the page allocator, out-of-memory from the port leaves the
  * heap consistent and serving again, and cross-thread (remote) frees
  * return spans once the owner flushes, also while they race with the
- * owner's allocations and sweeps.
+ * owner's allocations and sweeps; kmalloc_trim gives back the metadata
+ * of freed spans and its blocks serve again (or fail cleanly) afterwards.
  */
 #include <check.h>
 #include <pthread.h>
@@ -254,6 +255,113 @@ START_TEST(remote_frees_race_owner_sweeps)
 }
 END_TEST
 
+/* Metadata committed outside the fixalloc area (span map, page bitmaps):
+ * it grows with the arena and trim does not give it back. */
+static uint64_t meta_outside_fix(void)
+{
+	uint64_t n = mheap_.m_spans.committed + mheap_.m_chunks.committed +
+	             mheap_.m_fixblk.committed;
+	for (unsigned k = 0; k < PA_MAX_LEVELS; k++)
+		n += mheap_.m_sum[k].committed;
+	return n;
+}
+
+/* Records the trim must keep: the live ones, and the current bump block
+ * of each of the 7 fixallocs. */
+#define TRIM_SLACK (7 * FIX_BLOCK)
+
+START_TEST(trim_releases_metadata_of_freed_spans)
+{
+	enum { N = 40000 };
+	static void *p[N];
+	void *first = kmalloc(64, 0);
+	ck_assert_ptr_nonnull(first);
+	struct kmalloc_stats st;
+	kmalloc_stats(&st);
+	uint64_t fix_floor = st.meta_sys - meta_outside_fix();
+
+	/* 1 KiB objects: 8 per span, so ~5000 spans, each an mspan record and
+	 * a bitmap record; plus large objects, which take an mspan record
+	 * each. */
+	for (int i = 0; i < N; i++) {
+		p[i] = kmalloc(i % 8 == 7 ? 40000 : 1024, 0);
+		ck_assert_ptr_nonnull(p[i]);
+	}
+	kmalloc_stats(&st);
+	uint64_t fix_full = st.meta_sys - meta_outside_fix();
+	ck_assert_uint_gt(fix_full, fix_floor + ((uint64_t)512 << 10));
+	for (int i = 0; i < N; i++)
+		kfree(p[i]);
+	kmalloc_trim();
+	ck_assert(mheap_valid());
+	kmalloc_stats(&st);
+	ck_assert_uint_eq(st.committed, host_committed_bytes());
+	uint64_t fix_trimmed = st.meta_sys - meta_outside_fix();
+	ck_assert_uint_le(fix_trimmed, fix_floor + TRIM_SLACK);
+
+	/* The released blocks serve again: the same load works, its records
+	 * come from committed memory (the kfrees below read them), and the
+	 * accounting stays exact. */
+	for (int i = 0; i < N; i++) {
+		p[i] = kmalloc(i % 8 == 7 ? 40000 : 1024, 0);
+		ck_assert_ptr_nonnull(p[i]);
+		memset(p[i], 0x5a, 64);
+	}
+	ck_assert(mheap_valid());
+	kmalloc_stats(&st);
+	ck_assert_uint_eq(st.committed, host_committed_bytes());
+	ck_assert_uint_ge(st.meta_sys - meta_outside_fix(), fix_full - TRIM_SLACK);
+	for (int i = 0; i < N; i++)
+		kfree(p[i]);
+	kmalloc_trim();
+	kmalloc_stats(&st);
+	ck_assert_uint_eq(st.committed, host_committed_bytes());
+	ck_assert_uint_le(st.meta_sys - meta_outside_fix(), fix_floor + TRIM_SLACK);
+	kfree(first);
+	ck_assert(mheap_valid());
+}
+END_TEST
+
+/* Re-committing a released metadata block can fail: the allocation that
+ * needed a record then returns NULL, and the heap serves again once
+ * memory is back. */
+START_TEST(trim_recommit_failure_is_null)
+{
+	enum { N = 8000 };
+	static void *p[N];
+	void *first = kmalloc(64, 0);
+	ck_assert_ptr_nonnull(first);
+	for (int i = 0; i < N; i++) {
+		p[i] = kmalloc(40000, 0); /* one mspan record each */
+		ck_assert_ptr_nonnull(p[i]);
+	}
+	for (int i = 0; i < N; i++)
+		kfree(p[i]);
+	kmalloc_trim();
+	ck_assert_uint_ne(mheap_.fix_released, 0);
+	/* no room for even one more block of records */
+	host_set_commit_limit(host_committed_bytes() + FIX_BLOCK - 1);
+	int n = 0;
+	void *q;
+	while ((q = kmalloc(40000, 0)) != NULL) {
+		ck_assert_int_lt(n, N);
+		p[n++] = q;
+	}
+	ck_assert(mheap_valid());
+	struct kmalloc_stats st;
+	kmalloc_stats(&st);
+	ck_assert_uint_eq(st.committed, host_committed_bytes());
+	host_set_commit_limit(0);
+	q = kmalloc(40000, 0);
+	ck_assert_ptr_nonnull(q);
+	kfree(q);
+	for (int i = 0; i < n; i++)
+		kfree(p[i]);
+	kfree(first);
+	ck_assert(mheap_valid());
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("mheap");
@@ -267,6 +375,8 @@ int main(void)
 	tcase_add_test(tc, too_large_is_null);
 	tcase_add_test(tc, remote_frees_return_spans);
 	tcase_add_test(tc, remote_frees_race_owner_sweeps);
+	tcase_add_test(tc, trim_releases_metadata_of_freed_spans);
+	tcase_add_test(tc, trim_recommit_failure_is_null);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
