@@ -224,10 +224,8 @@ EXPORT int malloc_trim(size_t pad)
  *     nobody in the child holds; their cached spans are leaked the same
  *     way (objects in them can still be freed from the child: that is a
  *     remote free).
- *   - arch/host/sys.c's CPU-id pool mutex is private to that file; a fork
- *     while another thread is between taking and returning an id (thread
- *     start or exit) could leave it locked in the child. Closing that needs
- *     an atfork handler in sys.c (see the shim's report).
+ *   - arch/host/sys.c's CPU-id pool mutex is private to that file; sys.c
+ *     holds it across fork with its own atfork handlers.
  */
 
 static void fork_prepare(void)

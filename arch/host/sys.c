@@ -112,10 +112,27 @@ static void cpu_release(void *arg)
 	pthread_mutex_unlock(&cpu_pool_lock);
 }
 
+/* fork() copies only the calling thread: had another thread held the pool
+ * lock (starting or exiting), the child's copy would stay locked and its
+ * first new thread would hang. Hold it across fork, as the shim does with
+ * the mm locks; it never nests with them (cpu_release flushes first). */
+static void cpu_pool_fork_lock(void)
+{
+	pthread_mutex_lock(&cpu_pool_lock);
+}
+
+static void cpu_pool_fork_unlock(void)
+{
+	pthread_mutex_unlock(&cpu_pool_lock);
+}
+
 static void cpu_key_init(void)
 {
 	if (pthread_key_create(&cpu_key, cpu_release) != 0)
 		sys_fault("pthread_key_create failed", NULL);
+	if (pthread_atfork(cpu_pool_fork_lock, cpu_pool_fork_unlock,
+	                   cpu_pool_fork_unlock) != 0)
+		sys_fault("pthread_atfork failed", NULL);
 }
 
 unsigned host_cpu_assign(void)
