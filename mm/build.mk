@@ -24,6 +24,9 @@ MM_KERNEL_CFLAGS := $(CSTD) $(WARN) -ffreestanding -nostdlib -mno-red-zone \
 
 KMALLOC_KERNEL_LIB := $(BUILD)/x86_64/libkmalloc.a
 MM_KERNEL_OBJS := $(MM_SRCS:%.c=$(BUILD)/x86_64/%.o)
+# Objects built before the kernel port's sys_arch.h existed used another
+# one; its appearance must rebuild them (the .d files cannot know).
+$(MM_KERNEL_OBJS): $(wildcard arch/x86_64/sys_arch.h)
 
 $(BUILD)/x86_64/mm/%.o: mm/%.c
 	@mkdir -p $(@D)
