@@ -11,6 +11,8 @@
  * (smp_stop_requested != 0), halt here for good; otherwise it is an
  * ordinary unexpected NMI and goes to the exception path (isr2).
  */
+#include "frame.h"
+
     .section .text
 
 .macro IRQ_STUB n
@@ -27,41 +29,8 @@ IRQ_STUB 0x50
 IRQ_STUB 0xff
 
 irq_common:
-    pushq %rax
-    pushq %rbx
-    pushq %rcx
-    pushq %rdx
-    pushq %rsi
-    pushq %rdi
-    pushq %rbp
-    pushq %r8
-    pushq %r9
-    pushq %r10
-    pushq %r11
-    pushq %r12
-    pushq %r13
-    pushq %r14
-    pushq %r15
-    cld
-    movq %rsp, %rdi
-    call irq_dispatch
-    popq %r15
-    popq %r14
-    popq %r13
-    popq %r12
-    popq %r11
-    popq %r10
-    popq %r9
-    popq %r8
-    popq %rbp
-    popq %rdi
-    popq %rsi
-    popq %rdx
-    popq %rcx
-    popq %rbx
-    popq %rax
-    addq $16, %rsp
-    iretq
+    SAVE_REGS_AND_CALL irq_dispatch
+    RESTORE_REGS_AND_IRET
 
     .global irq_nmi
 irq_nmi:

@@ -7,6 +7,8 @@
  * exception_dispatch(regs). The stack is 16-byte aligned at that call:
  * CPU frame 40 + error 8 + vector 8 + 15 registers 120 = 176 bytes.
  */
+#include "frame.h"
+
     .section .text
 
 .macro ISR_NOERR n
@@ -58,41 +60,8 @@ ISR_ERR   30
 ISR_NOERR 31
 
 isr_common:
-    pushq %rax
-    pushq %rbx
-    pushq %rcx
-    pushq %rdx
-    pushq %rsi
-    pushq %rdi
-    pushq %rbp
-    pushq %r8
-    pushq %r9
-    pushq %r10
-    pushq %r11
-    pushq %r12
-    pushq %r13
-    pushq %r14
-    pushq %r15
-    cld
-    movq %rsp, %rdi
-    call exception_dispatch
-    popq %r15
-    popq %r14
-    popq %r13
-    popq %r12
-    popq %r11
-    popq %r10
-    popq %r9
-    popq %r8
-    popq %rbp
-    popq %rdi
-    popq %rsi
-    popq %rdx
-    popq %rcx
-    popq %rbx
-    popq %rax
-    addq $16, %rsp
-    iretq
+    SAVE_REGS_AND_CALL exception_dispatch
+    RESTORE_REGS_AND_IRET
 
     .section .rodata
     .balign 8
