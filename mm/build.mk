@@ -10,9 +10,11 @@ MM_SRCS := \
 	mm/mheap.c \
 	mm/mpagealloc.c \
 	mm/mfixalloc.c \
+	mm/mlarge.c \
 	mm/mscavenge.c \
 	mm/mspan.c \
-	mm/mstats.c
+	mm/mstats.c \
+	mm/mtransfer.c
 
 # The port's sys_arch.h (inline CPU id / interrupt save): the x86-64
 # kernel's once it exists, else the generic out-of-line one.

@@ -15,11 +15,13 @@
  *
  * Lock order (take left before right, never the reverse):
  *
- *     mcentral[i].lock  ->  mheap.lock
+ *     mcentral[i].lock  ->  mheap.lock  ->  transfer[j].lock
  *
- * No code holds two mcentral locks at once. mheap.lock also guards the
- * fixallocs and the metadata commit watermarks. sys_commit may run under
- * mheap.lock (metadata growth); sys_release never runs under any lock.
+ * No code holds two mcentral or two transfer locks at once; in practice
+ * nothing is taken while a transfer lock is held (a leaf). mheap.lock also
+ * guards the fixallocs and the metadata commit watermarks. sys_commit may
+ * run under mheap.lock (metadata growth); sys_release never runs under
+ * any lock.
  */
 #ifndef MM_INTERNAL_H
 #define MM_INTERNAL_H
@@ -112,11 +114,16 @@ static inline unsigned mm_popcount_sparse(uint64_t x)
 
 /* ---- mspan ---- */
 
+/* Low two bits of mspan.state; the bits above count the record's
+ * incarnations (see span_publish). */
 enum mspan_state {
 	SPAN_DEAD = 0,    /* record free, or span returned to the mheap */
 	SPAN_INUSE = 1,   /* small span of objects, or a live large object */
 	SPAN_FREEING = 2, /* large object being freed (kfree won the CAS) */
+	SPAN_CACHED = 3,  /* large span freed into a CPU's large cache */
 };
+#define SPAN_STATE_MASK 3u
+#define SPAN_GEN_ONE 4u
 
 /* A run of heap pages: either a small-object span of one size class
  * (spanclass = sizeclass, there is no scan/noscan split without a GC) or a
@@ -128,7 +135,10 @@ enum mspan_state {
  * Guards: "owner" = the CPU in cachedBy, with interrupts off; when the span
  * is uncached (cachedBy == CPU_NONE) the owner is whoever holds its
  * mcentral's lock. "init" = written by mheap_alloc_span before state turns
- * INUSE, immutable while INUSE. */
+ * INUSE, immutable while INUSE (a large object's npages, elemsize and
+ * limit also change in krealloc's in-place growth, by the object's owner).
+ * The fields kfree and kmalloc's fast paths read come first: one cache
+ * line. */
 struct mspan {
 	struct mspan *next;    /* mcentral list (mcentral.lock), or fixalloc
 	                          free list (mheap.lock); first word so the
@@ -137,39 +147,35 @@ struct mspan {
 	uint64_t allocCache;   /* owner: ~allocBits from freeindex on */
 	uintptr_t base;        /* init: first byte */
 	uintptr_t elemsize;    /* init: class size, or npages*8K if large */
-	uint16_t freeindex;    /* owner (STORE; remote freers LOAD it) */
+	uint8_t *live;         /* init: one byte per slot, 1 = the user's
+	                          (live), 0 = free in the span or held by a
+	                          cache; written with plain stores by whoever
+	                          frees or hands out that slot (see malloc.c) */
+	uint16_t freeindex;    /* owner */
 	uint16_t nelems;       /* init */
-	uint16_t allocCount;   /* owner: allocated slots as of the last sweep
-	                          (slots above freeindex taken since then are
-	                          not counted; see mspan_nextFreeFast) */
+	uint16_t allocCount;   /* owner: slots out of the span (live or in
+	                          a cache) as of the last sweep; slots above
+	                          freeindex taken since then are not counted
+	                          (see mspan_nextFreeFast) */
 	uint8_t spanclass;     /* init: size class, 0 = large */
 	uint8_t needzero;      /* owner: free slots may hold old data */
 	uint32_t divMul;       /* init: class_to_divmagic */
-	uint32_t state;        /* atomic: enum mspan_state */
+	uint32_t state;        /* atomic: generation << 2 | mspan_state */
+	/* ---- end of the fast paths' line ---- */
 	uint32_t cachedBy;     /* atomic: slot (cpu_slot) of the CPU caching
-	                          it, or CPU_NONE;
-	                          written under mcentral.lock */
-	uint32_t inflight;     /* atomic: remote frees in progress */
-	uint32_t sweepseq;     /* owner writes (seqlock, odd = sweeping);
-	                          remote freers read */
-	uint32_t queued;       /* atomic: Q_CLEAN, Q_STACKED (on its
-	                          mcentral's sweep stack), Q_PARKED (popped,
-	                          known to need a sweep); see mcentral.c */
+	                          it, or CPU_NONE; written under mcentral.lock */
 	uint8_t onlist;        /* mcentral.lock: enum mcentral_list */
-	int32_t nremote;       /* atomic: remote frees not merged by a sweep
-	                          yet (off by the frees in flight, briefly);
-	                          tells a remote freer it emptied the span */
+	uint16_t vcount;       /* scratch of mheap_valid (no CPU running) */
 	uintptr_t limit;       /* init: base + nelems*elemsize */
 	size_t npages;         /* init */
 	struct mspan *prev;    /* mcentral.lock: list back link */
-	struct mspan *sweepnext; /* sweep stack link (see mcentral.c) */
 	/* Out-of-band bitmaps, 1 bit per slot, nwords = ceil(nelems/64) words
-	 * each, from a fixalloc (NULL for large spans). Nothing the allocator
-	 * needs is ever stored in user memory. */
-	uint64_t *allocBits;   /* owner; allocated as of the last sweep,
-	                          together with "index < freeindex" */
-	uint64_t *localFree;   /* owner (STORE): freed by the caching CPU */
-	uint64_t *remoteFree;  /* atomic OR by any CPU; swept with XCHG */
+	 * each, and the live bytes, from one fixalloc record (NULL for large
+	 * spans). Nothing the allocator needs is ever stored in user memory. */
+	uint64_t *allocBits;   /* owner; out of the span as of the last
+	                          sweep, together with "index < freeindex" */
+	uint64_t *freeBits;    /* atomic OR by mcentral_return (under the
+	                          mcentral lock); swept with XCHG by the owner */
 };
 
 /* The sentinel in every empty mcache slot: allocCache 0, nelems 0, so the
@@ -181,8 +187,32 @@ static inline unsigned span_nwords(const struct mspan *s)
 	return ((unsigned)s->nelems + 63) / 64;
 }
 
+/* The state word, and a new incarnation of it: every time a record turns
+ * INUSE its generation moves on, so a lock-free reader that loads the
+ * word before and after reading other fields knows whether they all
+ * belong to one incarnation (kfree's fast path, see malloc.c). */
+static inline uint32_t span_state_word(const struct mspan *s)
+{
+	return __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
+}
+static inline unsigned span_state(const struct mspan *s)
+{
+	return span_state_word(s) & SPAN_STATE_MASK;
+}
+static inline void span_set_state(struct mspan *s, enum mspan_state st)
+{
+	uint32_t w = __atomic_load_n(&s->state, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->state, (w & ~SPAN_STATE_MASK) | st, __ATOMIC_RELEASE);
+}
+static inline void span_publish(struct mspan *s)
+{
+	uint32_t w = __atomic_load_n(&s->state, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->state, ((w & ~SPAN_STATE_MASK) + SPAN_GEN_ONE) | SPAN_INUSE,
+	                 __ATOMIC_RELEASE);
+}
+
 /* Owner only. Go's nextFreeFast: the next free slot from allocCache, or
- * NULL when the cache word is used up.
+ * -1 when the cache word is used up.
  * Differences from Go, both to keep the fast path short: allocBits beyond
  * nelems are set (permanently "allocated"), so the cache never offers a
  * slot past the end and there is no `idx < nelems` test; and when the last
@@ -191,24 +221,29 @@ static inline unsigned span_nwords(const struct mspan *s)
  * instead of testing for the boundary on every allocation. allocCount is
  * not maintained here either: it is recomputed by every sweep, the only
  * time it is read. */
-static inline void *mspan_nextFreeFast(struct mspan *s)
+static inline long mspan_nextFreeFast(struct mspan *s)
 {
 	uint64_t cache = s->allocCache;
 	if (MM_UNLIKELY(cache == 0))
-		return NULL;
+		return -1;
 	unsigned b = (unsigned)__builtin_ctzll(cache);
 	unsigned idx = s->freeindex + b;
 	s->allocCache = (cache >> b) >> 1;
-	STORE(s->freeindex, (uint16_t)(idx + 1));
+	s->freeindex = (uint16_t)(idx + 1);
+	return idx;
+}
+
+static inline void *mspan_slot_addr(const struct mspan *s, unsigned idx)
+{
 	return (void *)(s->base + (uintptr_t)idx * s->elemsize);
 }
 
 unsigned mspan_nextFreeIndex(struct mspan *s);
 void mspan_refillAllocCache(struct mspan *s, unsigned word);
 unsigned mspan_sweep(struct mspan *s);
-void mspan_pending(struct mspan *s, uint64_t *allocs, uint64_t *lfrees);
 void mspan_init_small(struct mspan *s, unsigned sizeclass);
-int mspan_valid(struct mspan *s);
+unsigned mspan_out_count(const struct mspan *s);
+int mspan_valid(const struct mspan *s);
 /* Index of the slot starting exactly at p, or -1. pre: s small. */
 static inline long mspan_slot_of(const struct mspan *s, uintptr_t p)
 {
@@ -220,39 +255,6 @@ static inline long mspan_slot_of(const struct mspan *s, uintptr_t p)
 		return -1;
 	return idx;
 }
-
-/* Is slot idx live (allocated and not freed)? Safe from any CPU: reads the
- * bitmaps under the sweep sequence counter. *freed_before tells a double
- * free (slot in a freed bitmap, or free) from a live slot. */
-static inline bool mspan_slot_live(struct mspan *s, unsigned idx, bool *freed_before)
-{
-	unsigned w = idx / 64;
-	uint64_t bit = (uint64_t)1 << (idx % 64);
-	uint32_t s1, s2;
-	unsigned fi;
-	uint64_t ab, lf, rf;
-
-	for (;;) {
-		s1 = __atomic_load_n(&s->sweepseq, __ATOMIC_ACQUIRE);
-		if (s1 & 1)
-			continue; /* a sweep is running: a few hundred cycles */
-		fi = LOAD(s->freeindex);
-		ab = LOAD(s->allocBits[w]);
-		lf = LOAD(s->localFree[w]);
-		rf = LOAD(s->remoteFree[w]);
-		__atomic_thread_fence(__ATOMIC_ACQUIRE);
-		s2 = __atomic_load_n(&s->sweepseq, __ATOMIC_RELAXED);
-		if (s1 == s2)
-			break;
-	}
-	bool allocated = idx < fi || (ab & bit);
-	bool freed = ((lf | rf) & bit) != 0;
-	if (freed_before)
-		*freed_before = !allocated || freed;
-	return allocated && !freed;
-}
-
-
 
 /* ---- page allocator (mpagealloc.c) ---- */
 
@@ -294,6 +296,7 @@ bool pa_scav_next_run(const struct pagealloc *pa, size_t pg, size_t n,
 bool pa_highest_unscav_free(const struct pagealloc *pa, size_t *pg,
                             size_t *n);
 bool pa_is_alloc(const struct pagealloc *pa, size_t pg);
+bool pa_range_free(const struct pagealloc *pa, size_t pg, size_t n);
 bool pa_is_scav(const struct pagealloc *pa, size_t pg);
 struct psum pa_chunk_sum(const struct pchunk *c);
 int pa_valid(const struct pagealloc *pa);
@@ -339,32 +342,101 @@ struct metaarr {
 	uintptr_t base;
 	size_t size;      /* reserved bytes */
 	size_t committed; /* bytes from base that are Ready */
-	size_t used;      /* bump pointer (fixalloc area only) */
+	size_t used;      /* bump pointer (fixalloc area, m_caches) */
 };
 int meta_ensure(struct metaarr *m, size_t bytes);
+void *meta_alloc(struct metaarr *m, size_t bytes);
 
-/* ---- mcache (mcache.c) ---- */
+/* ---- per-CPU object caches (mcache.c) and transfer caches ----
+ *
+ * A magazine (Bonwick's word) is a bounded stack of free objects of one
+ * class, per CPU; the transfer cache is a bounded array of free objects of
+ * one class shared by all CPUs, which moves them between CPUs in batches
+ * (tcmalloc's transfer cache, Bonwick's depot). An entry carries the
+ * object and its live byte, so popping it marks it live without finding
+ * its span. Bounds are in bytes (see mm_cache_init): */
+#define MAG_BYTES ((size_t)16 << 10)  /* per CPU and class */
+#define MAG_MIN 2
+#define MAG_MAX 128
+#define TC_BYTES ((size_t)64 << 10)   /* per class, shared */
+#define TC_MAX 1024
 
-/* Per CPU; only that CPU touches it, with interrupts off, except that
- * kmalloc_stats reads the counters (written with STORE, read with LOAD).
- * The counters are brought up to date by each sweep of a span this CPU
- * caches (and so by every uncache and flush), not on the fast path: see
- * mstats.c. */
+struct magentry {
+	void *p;        /* a free object, held by this cache */
+	uint8_t *live;  /* its live byte (0 while cached) */
+};
+
+/* One class of one CPU's mcache: only that CPU touches it, with
+ * interrupts off, except that kmalloc_stats reads the counters (written
+ * with STORE, read with LOAD). 32 bytes: two classes per cache line. */
+struct magazine {
+	uint32_t n;           /* entries held */
+	uint32_t cap;         /* immutable: mm_cache.mag_cap[class] */
+	struct magentry *e;   /* immutable: [cap] */
+	uint64_t allocs;      /* objects handed out on this CPU */
+	uint64_t frees;       /* objects freed on this CPU */
+};
+
+/* Freed large spans kept per CPU for reuse without mheap.lock (see
+ * mlarge.c). At most LARGE_CACHE_N spans and LARGE_CACHE_BYTES. */
+#define LARGE_CACHE_N 16
+#define LARGE_CACHE_BYTES ((size_t)2 << 20)
+#define LARGE_CACHE_MAXPAGES 32 /* spans up to 256 KiB are cached */
+
+/* Per CPU; only that CPU touches it, with interrupts off, except the
+ * counters kmalloc_stats reads (LOAD/STORE) and drain_seen (atomic). */
 struct mcache {
+	struct magazine mag[_NumSizeClasses];
 	struct mspan *alloc[_NumSizeClasses]; /* cached span per class,
 	                                         or &mspan_empty */
-	uint64_t allocs[_NumSizeClasses];     /* objects allocated here */
-	uint64_t frees[_NumSizeClasses];      /* local frees done here */
+	struct mspan *large[LARGE_CACHE_N];   /* cached large spans, oldest
+	                                         first */
+	uint32_t nlarge;
+	uint64_t large_cached_bytes;
+	uint64_t large_allocs, large_frees;   /* large objects, this CPU */
+	uint64_t large_alloc_bytes, large_free_bytes;
+	uint64_t drain_seen;                  /* atomic: the mheap.drain_gen
+	                                         this CPU last drained at */
+	uint32_t polls;                       /* atomic: the port calls
+	                                         kmalloc_safepoint here */
+	uint32_t cpu;                         /* immutable: its CPU id */
+};
+
+/* The transfer cache of one class. */
+struct transfer {
+	struct sys_lock lock;
+	uint32_t n;            /* lock: entries held */
+	uint32_t cap;          /* immutable: mm_cache.tc_cap[class] */
+	struct magentry *e;    /* lock: [cap], set on first use */
+};
+struct transfer_padded {
+	struct transfer t;
+	char pad[(64 - sizeof(struct transfer) % 64) % 64];
+} __attribute__((aligned(64)));
+
+/* Immutable after mheap_init: per-class cache sizes. */
+struct mm_cache_sizes {
+	uint16_t mag_cap[_NumSizeClasses];  /* magazine capacity */
+	uint16_t batch[_NumSizeClasses];    /* objects moved at once */
+	uint16_t tc_cap[_NumSizeClasses];   /* transfer cache capacity */
+	size_t mcache_bytes;                /* an mcache with its entries */
 };
 
 struct mcache *mcache_get(unsigned cpu);
-void *mcache_refill_alloc(struct mcache *c, unsigned sizeclass);
-void mcache_flush(struct mcache *c);
+void *mcache_refill_alloc(struct mcache *c, unsigned sizeclass, bool *needzero);
+void *mcache_alloc_slow(struct mcache *c, unsigned sizeclass, bool *needzero);
+void mcache_spill(struct mcache *c, unsigned sizeclass);
+void mcache_drain(struct mcache *c, bool keep_spans);
+void mcache_poll(struct mcache *c);
+void mm_cache_init(void);
+size_t mm_transfer_take(unsigned sizeclass, struct magentry *out, size_t want);
+size_t mm_transfer_put(unsigned sizeclass, const struct magentry *in, size_t n);
+void mm_transfer_drain_all(void);
+bool mm_drain_all(bool wait);
 
 /* ---- mcentral (mcentral.c) ---- */
 
-enum mcentral_list { LIST_NONE = 0, LIST_PARTIAL = 1, LIST_FULL = 2, LIST_UNSWEPT = 3 };
-enum mspan_queued { Q_CLEAN = 0, Q_STACKED = 1, Q_PARKED = 2 };
+enum mcentral_list { LIST_NONE = 0, LIST_PARTIAL = 1, LIST_FULL = 2 };
 
 /* A list of spans linked through mspan.next/prev, used as a stack (see
  * mcentral.c). mcentral.lock. */
@@ -378,14 +450,8 @@ struct mcentral {
 	unsigned spanclass;      /* immutable */
 	struct spanlist partial; /* lock: swept uncached spans with a free slot */
 	struct spanlist full;    /* lock: swept uncached spans without */
-	struct spanlist unswept; /* lock: uncached spans with remote frees
-	                            not merged yet */
-	uint32_t parked_hint;    /* atomic: some listed span may be PARKED
-	                            (for lock-free "anything to reclaim?") */
-	struct mspan *sweepq;    /* atomic push (remote freers); drained
-	                            with XCHG under lock */
 	uint64_t nspans;         /* lock: spans of this class in use */
-	uint64_t remote_frees;   /* atomic: frees by non-caching CPUs */
+	uint64_t returned;       /* lock: objects given back to spans */
 };
 
 /* Go pads mheap.central entries to a cache line so CPUs working on
@@ -396,13 +462,9 @@ struct mcentral_padded {
 } __attribute__((aligned(64)));
 
 struct mspan *mcentral_cacheSpan(struct mcentral *c, unsigned cpu);
-struct mspan *mcentral_refill(struct mcentral *c, struct mspan *old, bool old_swept,
-                              unsigned cpu);
-bool mcentral_reclaim_pending(void);
+struct mspan *mcentral_refill(struct mcentral *c, struct mspan *old, unsigned cpu);
 void mcentral_uncacheSpan(struct mcentral *c, struct mspan *s);
-void mcentral_reclaim(struct mcentral *c);
-void mcentral_reclaim_all(void);
-void mcentral_note_remote_free(struct mcentral *c, struct mspan *s, int32_t pending);
+void mcentral_return(struct mcentral *c, struct magentry *e, size_t n);
 
 /* ---- mheap (mheap.c) ---- */
 
@@ -416,24 +478,32 @@ struct mheap {
 	struct mspan **spans;      /* page -> span map, one per arena page;
 	                              entries written under lock (release),
 	                              read lock-free; stale on free pages */
+	struct mm_cache_sizes cs;
 	/* mheap.lock */
 	uintptr_t arena_used;      /* end of grown arena (atomic for readers) */
 	uintptr_t arena_used_bytes; /* arena_used - arena_start (atomic) */
 	struct pagealloc pages;
-	struct metaarr m_spans, m_chunks, m_sum[PA_MAX_LEVELS], m_fix, m_fixblk;
-	struct fixalloc spanalloc, cachealloc, bitsalloc[5];
+	struct metaarr m_spans, m_chunks, m_sum[PA_MAX_LEVELS], m_fix, m_fixblk, m_caches;
+	struct fixalloc spanalloc, bitsalloc[5];
 	uint32_t fix_released;     /* released fixalloc blocks: index + 1 of
 	                              the first (struct fixblk.next), 0 = none */
-	uint64_t pages_inuse;      /* in spans */
+	uint64_t pages_inuse;      /* in spans (including large spans held
+	                              by CPUs' large caches) */
 	uint64_t pages_free;       /* free, committed */
 	uint64_t pages_released;   /* free, Reserved (includes in-flight
 	                              scavenging) */
 	uint64_t pages_sys;        /* grown */
 	uint64_t meta_sys;         /* committed metadata bytes */
-	uint64_t large_allocs, large_frees, large_live, large_pages;
-	int scav_pending;          /* free pages above the retain goal */
+	uint64_t large_pages;      /* pages of large spans (live or cached) */
+	/* scavenger pacing (mscavenge.c), mheap.lock */
+	uint64_t scav_peak;        /* highest pages_inuse this epoch */
+	uint64_t scav_peak_prev;   /* ... and in the epoch before */
+	uint64_t scav_epoch_alloc; /* pages allocated this epoch */
+	int scav_pending;          /* atomic: free pages above the goal */
 	int inited;
+	uint64_t drain_gen;        /* atomic: drain requests (mm_drain_all) */
 	struct mcentral_padded central[_NumSizeClasses];
+	struct transfer_padded transfer[_NumSizeClasses];
 };
 
 extern struct mheap mheap_;
@@ -444,7 +514,7 @@ extern struct mheap mheap_;
  * assumes a CPU does not migrate while it holds an mm lock (true on both
  * ports: the kernel's sys_lock keeps interrupts off, a host "CPU" is a
  * thread). */
-enum mm_lockrank { RANK_MCENTRAL = 1, RANK_MHEAP = 2 };
+enum mm_lockrank { RANK_MCENTRAL = 1, RANK_MHEAP = 2, RANK_TRANSFER = 3 };
 #ifdef MM_DEBUG
 void mm_lockrank_acquire(enum mm_lockrank r);
 void mm_lockrank_release(enum mm_lockrank r);
@@ -471,6 +541,16 @@ static inline void unlock_central(struct mcentral *c)
 {
 	sys_unlock(&c->lock);
 	mm_lockrank_release(RANK_MCENTRAL);
+}
+static inline void lock_transfer(struct transfer *t)
+{
+	mm_lockrank_acquire(RANK_TRANSFER);
+	sys_lock(&t->lock);
+}
+static inline void unlock_transfer(struct transfer *t)
+{
+	sys_unlock(&t->lock);
+	mm_lockrank_release(RANK_TRANSFER);
 }
 
 /* Per-CPU mcache pointers, indexed by cpu_slot (entry 0 stays NULL),
@@ -515,7 +595,8 @@ static inline void mcache_fast_set(struct mcache *c)
 int mheap_init(void);
 struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass,
                                size_t align_pages);
-void mheap_free_span(struct mspan *s);
+void mheap_free_span(struct mspan *s, bool released);
+bool mheap_extend_span(struct mspan *s, size_t npages);
 static inline struct mspan *spanOf(uintptr_t p)
 {
 	/* unsigned wrap makes p < arena_start fail the same test */
@@ -525,27 +606,37 @@ static inline struct mspan *spanOf(uintptr_t p)
 	                       __ATOMIC_ACQUIRE);
 }
 
+/* ---- large objects (mlarge.c) ---- */
+
+void *mm_alloc_large(size_t size, size_t align, unsigned flags);
+void mm_free_large(struct mspan *s, uintptr_t p);
+void *mm_realloc_large(struct mspan *s, void *p, size_t size, unsigned flags);
+void mlarge_drain(struct mcache *c);
+
 /* ---- scavenger (mscavenge.c) ---- */
 
 /* Release free committed pages until at most keep_bytes stay committed
  * free. pre: no mm lock held. */
 void mheap_scavenge(uint64_t keep_bytes);
-/* Scavenge down to the retain goal if a free pushed past it. */
-void mheap_scavenge_maybe(void);
+/* A bounded step toward the retain goal, if the free pages exceed it.
+ * pre: no mm lock held. */
+void mheap_scavenge_paced(void);
 uint64_t mheap_retain_goal(void);
+/* Account npages just taken from the page allocator. pre: mheap.lock. */
+void mheap_scav_note_alloc(size_t npages);
 
 /* ---- validation and census (mstats.c) ---- */
 
 struct mm_census {
 	uint64_t spans_cached;   /* small spans in some mcache */
 	uint64_t spans_partial;  /* on mcentral partial lists */
-	uint64_t spans_unswept;  /* on mcentral unswept lists */
 	uint64_t spans_full;     /* on mcentral full lists */
-	uint64_t spans_large;    /* live large objects */
+	uint64_t spans_large;    /* large spans (live or in a large cache) */
 	uint64_t spans_small;    /* every small span in use */
 	uint64_t pages_inuse;    /* pages of in-use spans (page map walk) */
 	uint64_t pages_free;     /* free committed pages (bitmap walk) */
 	uint64_t pages_released; /* free released pages (bitmap walk) */
+	uint64_t objs_cached;    /* objects in magazines and transfer caches */
 };
 void mm_census(struct mm_census *out);
 int mheap_valid(void);
@@ -553,7 +644,6 @@ int mheap_valid(void);
 /* ---- malloc.c helpers ---- */
 
 void *mm_alloc_class(unsigned sizeclass, unsigned flags);
-void *mm_alloc_large(size_t size, size_t align, unsigned flags);
 /* Tiny formatter for sys_log lines: appends to buf, returns new length. */
 size_t mm_fmt_str(char *buf, size_t n, size_t cap, const char *s);
 size_t mm_fmt_u64(char *buf, size_t n, size_t cap, uint64_t v, int width);

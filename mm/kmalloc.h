@@ -4,8 +4,9 @@
  *
  * The allocator is Go's runtime allocator without the garbage collector:
  * requests up to 32 KiB are rounded to one of 67 size classes and served
- * from the calling CPU's mcache without a lock; larger requests get spans
- * of 8 KiB heap pages of their own. Freeing is explicit, from any CPU.
+ * from the calling CPU's caches without a lock; larger requests get spans
+ * of 8 KiB heap pages of their own. Freeing is explicit, from any CPU,
+ * into the freeing CPU's caches.
  * See mm/malloc.c for the overview of the data structures and paths, and
  * mm/sys.h for what a port must provide.
  *
@@ -45,10 +46,13 @@ void *kmalloc(size_t size, unsigned flags);
 void *kzalloc(size_t size, unsigned flags);
 /* n * size bytes, zeroed; NULL when n * size overflows. */
 void *kcalloc(size_t n, size_t size, unsigned flags);
-/* Resize in place when the new size still fits the object's size class (or
- * large span); otherwise allocate, copy, free. p == NULL acts as kmalloc.
- * size == 0 keeps p (it fits any class) and returns it; kfree it as usual.
- * On failure returns NULL and p is untouched. */
+/* Resize. Stays in place when the new size still fits the object's size
+ * class (or large span) and is more than half of it, or when a large
+ * object can grow into the free pages after it; otherwise allocates,
+ * moves the contents (by page-table moves for big objects where the port
+ * can, else by copying) and frees p. p == NULL acts as kmalloc. size == 0
+ * keeps p (it fits any class) and returns it; kfree it as usual. On
+ * failure returns NULL and p is untouched. */
 void *krealloc(void *p, size_t size, unsigned flags);
 /* NULL is a no-op. */
 void kfree(const void *p);
@@ -58,16 +62,26 @@ size_t ksize(const void *p);
 /* align must be a power of two; returns NULL for anything else. */
 void *kmemalign(size_t align, size_t size, unsigned flags);
 
-/* Flush the calling CPU's mcache: its cached spans go back to their
- * mcentrals. The host port calls it when a thread exits; a kernel calls it
- * before taking a CPU offline, and tests before checking that every span
- * went back to the mheap. */
+/* Flush the calling CPU's caches: the free objects it holds go back to
+ * their spans, its cached spans to their mcentrals, its cached large
+ * spans to the heap. The host port calls it when a thread exits; a kernel
+ * calls it before taking a CPU offline, and tests before checking that
+ * every span went back to the heap. */
 void kmalloc_flush_cpu(void);
 /* Return every free heap page to the port (sys_release): Go's
- * debug.FreeOSMemory; and the metadata blocks (span records, bitmaps)
- * that hold no live record. Cached spans of other CPUs stay where they
- * are. */
+ * debug.FreeOSMemory. First the caches are emptied: the calling CPU's
+ * (as kmalloc_flush_cpu), the shared transfer caches, and every other
+ * CPU's at its next kmalloc_safepoint (waited for, boundedly, on CPUs that
+ * call it; the others empty theirs at their next slow path). Then the
+ * free pages, then the metadata blocks (span records, bitmaps) that hold
+ * no live record. */
 void kmalloc_trim(void);
+/* A safe point for this CPU's caches: if kmalloc_trim or an allocation
+ * that ran out of memory asked every CPU to empty its caches, do it now.
+ * Cheap when nothing was asked (one load and compare). A kernel calls it
+ * on every CPU regularly, e.g. from the timer interrupt, with no
+ * allocator call in progress on that CPU; the host port does not. */
+void kmalloc_safepoint(void);
 
 struct kmalloc_class_stats {
 	uint64_t size;   /* bytes per object (0 for class 0) */

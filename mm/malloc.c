@@ -1,71 +1,86 @@
 /*
  * malloc.c: the overview of the allocator, and its public entry points
  * (kmalloc.h). Go's runtime allocator (malloc.go) without the garbage
- * collector, in freestanding C; every other mm/ file covers one part of
+ * collector, in freestanding C, with per-CPU object caches in front of
+ * Go's spans for explicit free; every other mm/ file covers one part of
  * what this comment maps.
  *
  * Words: a heap page is 8 KiB (the unit of spans); a sys page is the
  * port's commit unit (4 KiB); a frame is 4 KiB of physical memory (kernel
  * port only); a chunk is 512 heap pages (4 MiB); the arena is the part of
- * the reserved region that holds heap pages.
+ * the reserved region that holds heap pages. A slot is "out" of its span
+ * when the span handed it to a user or to a cache, "live" when a user
+ * holds it (its live byte is 1).
  *
  * Data structures, one line each:
  *   size class   one of 67 object sizes, 8 B .. 32 KiB (sizeclasses.h)
  *   mspan        a run of heap pages; for a size class, cut into equal
- *                slots with out-of-band bitmaps (mspan.c); or one large
- *                object (span class 0)
- *   mcache       per CPU: one cached span per size class (mcache.c)
- *   mcentral     per size class: uncached spans (partial, full, unswept)
- *                under a spinlock, plus a lock-free stack on which remote
- *                frees announce spans (mcentral.c)
+ *                slots with out-of-band bitmaps and one live byte per
+ *                slot (mspan.c); or one large object (span class 0)
+ *   magazine     per CPU and class: a bounded stack of free objects,
+ *                each with its live byte's address (mcache.c)
+ *   mcache       per CPU: a magazine and one cached span per size class,
+ *                a cache of freed large spans, counters (mcache.c,
+ *                mlarge.c)
+ *   transfer     per size class: a bounded array of free objects shared
+ *                by all CPUs, moved in batches (mtransfer.c)
+ *   mcentral     per size class: uncached spans (partial, full) under a
+ *                spinlock; where objects come back to spans (mcentral.c)
  *   mheap        the arena, the page -> span map, span alloc/free, growth
  *                (mheap.c); its page allocator: bitmaps per chunk and a
  *                radix tree of free-run summaries (mpagealloc.c)
- *   fixalloc     fixed-size records for mspans, bitmaps, mcaches, never
- *                returned to the port (mfixalloc.c)
- *   scavenger    returns free pages to the port (mscavenge.c)
- *   sys          the porting layer: 10 functions (sys.h)
+ *   fixalloc     fixed-size records for mspans and bitmaps; the mcaches
+ *                and transfer entries are bump-allocated (mfixalloc.c)
+ *   scavenger    returns free pages to the port, paced (mscavenge.c)
+ *   sys          the porting layer: 10 functions and an optional hook
+ *                (sys.h)
  *
  * kmalloc(size) climbs the hierarchy until one level can serve it:
- *   1. size > 32 KiB: a large span of its own from the mheap (step 5).
+ *   1. size > 32 KiB: a large span (step 7).
  *   2. size -> size class (two small tables); interrupts off; this CPU's
- *      mcache; its cached span for the class; nextFreeFast: the lowest set
- *      bit of allocCache gives a free slot. No lock, no atomic RMW.
- *   3. The cache word is used up: nextFreeIndex scans allocBits for the
- *      next free slot. The span is full: sweep it (merge the frees since
- *      the last sweep); if that freed an eighth of it, keep it (no lock).
- *   4. Otherwise trade it in one mcentral lock hold: file it as partial or
- *      full, and take the span that most recently stopped being full
- *      (sweeping it now, once, however many frees it took): allocation
- *      concentrates on nearly full spans and the rest drain empty.
- *   5. None: mheap_alloc_span takes pages from the page allocator (first
- *      fit by address); if none fit, reclaim empty spans from every
- *      mcentral; if still none, grow the arena by whole chunks.
- *   6. Pages that were never committed, or were scavenged, are committed
- *      through sys_commit (outside the lock). A refusal returns NULL with
- *      everything as before.
+ *      mcache; pop its magazine for the class; store 1 in the object's
+ *      live byte (its address is in the entry). No lock, no atomic RMW.
+ *   3. Magazine empty: nextFreeFast on the cached span: the lowest set
+ *      bit of allocCache gives a free slot; store its live byte 1.
+ *   4. Cache word used up (mcache_alloc_slow): take a batch from the
+ *      class's transfer cache into the magazine (one lock hold) and pop.
+ *   5. None: nextFreeIndex scans allocBits; the span is full: sweep it
+ *      (merge freeBits: objects that came back); if that freed an eighth
+ *      of it, keep it (no lock).
+ *   6. Otherwise trade it in one mcentral lock hold: file it as partial or
+ *      full, take the top of partial; none: mheap_alloc_span takes pages
+ *      from the page allocator (first fit by address), growing the arena
+ *      by whole chunks if none fit; Reserved pages are committed through
+ *      sys_commit, outside the lock.
+ *   7. Large: a cached large span of about the size from this CPU's large
+ *      cache (no lock), else mheap_alloc_span.
+ *   8. Out of memory: empty every cache (this CPU's now, the transfer
+ *      caches, the other CPUs' at their safe points) and try once more;
+ *      then NULL, with everything as before.
+ *   9. On the way out of a slow path, a bounded step of the scavenger if
+ *      free pages exceed its goal (mscavenge.c).
  *
- * kfree(p) validates before it touches anything:
+ * kfree(p) validates before it touches anything, and touches nothing the
+ * validation did not prove is p's:
  *   1. p -> page -> span through the page -> span map (O(1)); outside the
  *      grown arena, or no span: "invalid free".
- *   2. Small object, span cached by this CPU: p must be a slot start
- *      (divMul) that is allocated and not yet freed; then one plain store
- *      sets its localFree bit. A freed slot: "double free"; anything
- *      else: "invalid free".
- *   3. Small object, span cached elsewhere or not at all (remote free):
- *      the same checks under the span's sweep sequence counter, then an
- *      atomic fetch-or of its remoteFree bit (a bit already set: "double
- *      free"); the first such free since the span's last sweep pushes it
- *      on its mcentral's sweep stack, from where it becomes allocatable
- *      again at the next refill, or goes back to the mheap when a reclaim
- *      (heap growth, flush, trim) finds it empty. The owner's cache is
- *      never taken away by a remote free.
- *   4. Large object: p must be the span base; a CAS InUse -> Freeing
+ *   2. Small object: load the span's state word; p must be a slot start
+ *      (divMul) below nelems; read its live byte; load the state word
+ *      again: if it changed, the record was recycled while we read and
+ *      the slow path decides. Byte 0 (a free slot, or an object in some
+ *      cache): "double free"; not a slot: "invalid free".
+ *   3. Interrupts off; store 0 in the live byte and push (p, byte) on
+ *      this CPU's magazine for the class, whichever CPU allocated p. No
+ *      lock, no atomic RMW.
+ *   4. Magazine full (mcache_spill): its oldest batch goes to the transfer
+ *      cache; if that is full, back to the spans (mcentral_return: sorted
+ *      by address, one atomic OR per bitmap word, under the mcentral
+ *      lock; an uncached span is swept and filed there, and an empty one
+ *      goes back to the mheap).
+ *   5. Large object: p must be the span base; a CAS InUse -> Freeing
  *      decides between concurrent or repeated frees ("double free"), then
- *      the pages go back to the page allocator, coalescing with their
- *      free neighbours in the bitmaps.
- *   5. If free committed pages now exceed the retain goal, the scavenger
- *      releases the highest ones (outside every lock).
+ *      the span goes to this CPU's large cache, or (too big, cache full)
+ *      back to the page allocator, coalescing with its free neighbours.
  * A span on a free list, a dead span, or memory that was never allocated
  * never receives a write from kfree; misuse ends in sys_fault with one
  * line "kmalloc: <fault>: <pointer>". A pointer into a span that went
@@ -74,10 +89,20 @@
  * ksize and krealloc validate the same way without writing anything and
  * report "invalid pointer".
  *
- * Why explicit free looks like this (Go frees only by GC sweep): per-slot
- * "freed" bitmaps merged into allocBits by a lazy sweep, so allocation
- * stays Go's nextFreeFast and every double free is seen; mspan.c gives
- * the reasoning and mcentral.c the span lifetime rules.
+ * Why a live byte per slot. Caching freed objects per CPU is what makes
+ * frees cheap (a free whose span another CPU caches used to cost five
+ * locked read-modify-writes), but then a second free of an object sitting
+ * in some cache must still be caught at once. That takes one state change
+ * per free, out of band. A byte per slot is written with a plain store:
+ * stores to different bytes never lose each other's updates, where a
+ * read-modify-write of a shared bitmap word would need a locked
+ * instruction on every kmalloc and kfree (lock btr + lock bts cost
+ * ~2 x 20 cycles per pair against ~1 for two byte stores; measured by
+ * tests/bench/statecost.c). The price is memory: one byte per slot, 6%
+ * of a span of 16-byte objects, under 1% from 128 bytes up. Two frees of
+ * one pointer racing on two CPUs can both read 1; the second copy is then
+ * caught when the objects come back to their span (mcentral.c), before
+ * the slot is reused from the span.
  *
  * Alignment: slots are base + index * size with 8 KiB-aligned span bases,
  * so every object is aligned to the largest power of two dividing its
@@ -87,24 +112,25 @@
  * kmemalign picks a class whose size is a multiple of the alignment, or
  * asks the page allocator for an aligned large span.
  *
- * Statistics cost the fast paths nothing: allocations and local frees
- * are counted when a span is swept (mstats.c).
+ * Statistics: each CPU counts its own allocations and frees per class
+ * in its magazines (plain stores, summed by kmalloc_stats); nothing on
+ * the fast paths is a shared atomic.
  *
  * Zeroing: memory from sys_commit reads as zero (sys_config), so a span
  * made only of freshly committed pages has needzero == 0; a span made of
- * reused pages, or whose slots were freed and swept, has needzero == 1.
- * kzalloc / KM_ZERO clears the object only when its span has needzero.
- * kmalloc without KM_ZERO never clears (like Linux).
+ * reused pages, or whose slots came back and were swept, has needzero == 1,
+ * and an object from a cache was used before. kzalloc / KM_ZERO clears
+ * what may hold old data; kmalloc without KM_ZERO never clears (like
+ * Linux).
  *
  * Layout: one region from sys_reserve holds metadata (page -> span map,
- * page-allocator bitmaps and summaries, fixalloc area) followed by the
- * arena, 4 MiB aligned; see mheap.c. The kernel port maps the region at a
- * fixed window (arch/x86_64/memlayout.h); the host port anywhere.
+ * page-allocator bitmaps and summaries, fixalloc area, mcaches) followed
+ * by the arena; see mheap.c. The kernel port maps the region at a fixed
+ * window (arch/x86_64/memlayout.h); the host port anywhere.
  *
- * Library needs: gcc may emit calls to memset and memcpy for struct
- * copies and the explicit clears here; a kernel linking libkmalloc.a must
- * provide memset, memcpy, memmove and memcmp, as GCC requires of every
- * freestanding environment. Nothing else outside sys.h is referenced.
+ * Library needs: gcc may emit calls to memset, memcpy and memmove for the
+ * explicit clears and moves here; a kernel linking libkmalloc.a must
+ * provide them. Nothing else outside sys.h is referenced.
  */
 #include "internal.h"
 #include "msize.h"
@@ -114,58 +140,29 @@ int kmalloc_init(void)
 	return mheap_init();
 }
 
-/* The slow half of small allocation: the mcache, then the mcentral and
- * the mheap. Also the entry for kmemalign's class choice. */
+/* The slow half of small allocation (steps 4-6, 8, 9), also the entry for
+ * kmemalign's class choice. */
 void *mm_alloc_class(unsigned sizeclass, unsigned flags)
 {
 	if (sizeclass == 0)
 		sizeclass = 1; /* kmalloc(0): a real, freeable 8-byte object */
-	unsigned long f = sys_irq_save();
-	unsigned cpu = sys_cpu_id();
-	struct mcache *c = mcache_get(cpu);
 	void *v = NULL;
-	bool zero = false;
-	if (c != NULL) {
-		mcache_fast_set(c);
-		v = mcache_refill_alloc(c, sizeclass);
-		if (v != NULL)
-			zero = (flags & KM_ZERO) && c->alloc[sizeclass]->needzero;
+	bool needzero = false;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		unsigned long f = sys_irq_save();
+		struct mcache *c = mcache_get(sys_cpu_id());
+		if (c != NULL) {
+			mcache_fast_set(c);
+			v = mcache_alloc_slow(c, sizeclass, &needzero);
+		}
+		sys_irq_restore(f);
+		if (v != NULL || c == NULL || attempt == 1 || !mm_drain_all(true))
+			break;
 	}
-	sys_irq_restore(f);
-	if (zero)
+	if (v != NULL && (flags & KM_ZERO) && needzero)
 		__builtin_memset(v, 0, class_to_size[sizeclass]);
-	mheap_scavenge_maybe();
+	mheap_scavenge_paced();
 	return v;
-}
-
-/* A large object of `size` bytes at an `align`-aligned address (align is
- * a power of two; <= 8192 needs nothing extra). */
-void *mm_alloc_large(size_t size, size_t align, unsigned flags)
-{
-	if (mheap_init() != 0)
-		return NULL;
-	size_t arena = mheap_.arena_end - mheap_.arena_start;
-	if (size > arena || align > arena)
-		return NULL;
-	size_t npages = (size + PAGE_SIZE - 1) >> PAGE_SHIFT;
-	if (npages == 0)
-		npages = 1;
-	size_t align_pages = align > PAGE_SIZE ? align >> PAGE_SHIFT : 1;
-	struct mspan *s = mheap_alloc_span(npages, 0, align_pages);
-	if (s == NULL)
-		return NULL;
-	s->elemsize = npages * PAGE_SIZE;
-	s->nelems = 1;
-	s->allocCount = 1;
-	s->freeindex = 1;
-	s->divMul = 0;
-	s->allocCache = 0;
-	s->limit = s->base + s->elemsize;
-	bool zero = (flags & KM_ZERO) && s->needzero;
-	__atomic_store_n(&s->state, SPAN_INUSE, __ATOMIC_RELEASE);
-	if (zero)
-		__builtin_memset((void *)s->base, 0, s->elemsize);
-	return (void *)s->base;
 }
 
 static __attribute__((noinline)) void *zero_object(void *v, unsigned sizeclass)
@@ -174,14 +171,8 @@ static __attribute__((noinline)) void *zero_object(void *v, unsigned sizeclass)
 	return v;
 }
 
-/* The fast path: steps 1-2 of the overview. Written out rather than
- * calling mspan_nextFreeFast so the compiler needs no NULL test on the
- * result. Measured with callgrind on the host (gcc 12 -O2, make
- * bench-core): a 64-byte kmalloc+kfree pair costs 84.5 instructions with
- * the benchmark's loop and calls (inclusive: kmalloc 26.5 with the slow
- * path amortised, the mcache from the port's SYS_MCACHE_SLOT; kfree 41,
- * most of them the validation). The goal is 48; see the report in
- * README. */
+/* The fast path: steps 1-3 of the overview. Measured with callgrind on
+ * the host (make bench-core); see the README for the figures. */
 void *kmalloc(size_t size, unsigned flags)
 {
 	if (MM_UNLIKELY(size > _MaxSmallSize))
@@ -190,19 +181,33 @@ void *kmalloc(size_t size, unsigned flags)
 	unsigned long f = sys_irq_save();
 	struct mcache *c = mcache_fast();
 	if (MM_LIKELY(c != NULL)) {
+		struct magazine *m = &c->mag[cls];
+		uint32_t n = m->n;
+		if (MM_LIKELY(n != 0)) {
+			struct magentry *e = &m->e[n - 1];
+			void *v = e->p;
+			m->n = n - 1;
+			STORE(*e->live, 1);
+			STORE(m->allocs, m->allocs + 1);
+			sys_irq_restore(f);
+			if (MM_UNLIKELY(flags & KM_ZERO))
+				return zero_object(v, cls);
+			return v;
+		}
 		struct mspan *s = c->alloc[cls];
 		uint64_t cache = s->allocCache;
 		if (MM_LIKELY(cache != 0)) {
 			unsigned b = (unsigned)__builtin_ctzll(cache);
 			unsigned idx = s->freeindex + b;
 			s->allocCache = (cache >> b) >> 1;
-			STORE(s->freeindex, (uint16_t)(idx + 1));
-			void *v = (void *)(s->base + (uintptr_t)idx * s->elemsize);
-			if (MM_UNLIKELY(flags & KM_ZERO) && s->needzero) {
-				sys_irq_restore(f);
-				return zero_object(v, cls);
-			}
+			s->freeindex = (uint16_t)(idx + 1);
+			STORE(s->live[idx], 1);
+			STORE(m->allocs, m->allocs + 1);
+			void *v = mspan_slot_addr(s, idx);
+			bool dirty = s->needzero;
 			sys_irq_restore(f);
+			if (MM_UNLIKELY(flags & KM_ZERO) && dirty)
+				return zero_object(v, cls);
 			return v;
 		}
 	}
@@ -227,51 +232,67 @@ void *kcalloc(size_t n, size_t size, unsigned flags)
  * else is an invalid pointer for `what`. */
 static _Noreturn void bad_pointer(struct mspan *s, uintptr_t p, const char *what)
 {
-	if (s != NULL && s->spanclass == 0 && p == s->base &&
-	    __atomic_load_n(&s->state, __ATOMIC_ACQUIRE) != SPAN_INUSE)
+	if (s != NULL && s->spanclass == 0 && p == s->base && span_state(s) != SPAN_INUSE)
 		sys_fault("double free", (void *)p);
 	sys_fault(what, (void *)p);
 }
 
-/* kfree of a large object, or of a small one whose span this CPU does not
- * cache. pre: no mm lock held, interrupts as the caller had them. */
+/* Step 2 done carefully: the live byte of the small object p of span s,
+ * read while the span's state word stayed INUSE and unchanged, or a
+ * fault. Returns the byte's address. */
+static uint8_t *live_byte(struct mspan *s, uintptr_t p, const char *what, const char *dead)
+{
+	for (;;) {
+		uint32_t w = span_state_word(s);
+		if ((w & SPAN_STATE_MASK) != SPAN_INUSE || s->spanclass == 0)
+			bad_pointer(s, p, what);
+		long idx = mspan_slot_of(s, p);
+		uint8_t *lb = idx >= 0 ? &s->live[idx] : NULL;
+		uint8_t v = lb != NULL ? LOAD(*lb) : 0;
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&s->state, __ATOMIC_RELAXED) != w)
+			continue; /* recycled while we read: look again */
+		if (lb == NULL)
+			sys_fault(what, (void *)p);
+		if (v != 1)
+			sys_fault(dead, (void *)p);
+		return lb;
+	}
+}
+
+/* kfree off the fast path: a large object; a span that is not a small
+ * INUSE one or changed under the fast path's reads; no mcache yet; a
+ * full magazine. pre: no mm lock held, interrupts as the caller had
+ * them. */
 static __attribute__((noinline)) void kfree_slow(struct mspan *s, uintptr_t p)
 {
-	__atomic_add_fetch(&s->inflight, 1, __ATOMIC_SEQ_CST);
-	uint32_t st = __atomic_load_n(&s->state, __ATOMIC_SEQ_CST);
-	unsigned cls = s->spanclass;
-	if (cls == 0 || st != SPAN_INUSE) {
-		__atomic_sub_fetch(&s->inflight, 1, __ATOMIC_RELEASE);
-		if (cls != 0 || p != s->base)
-			bad_pointer(s, p, "invalid free");
-		uint32_t expect = SPAN_INUSE;
-		if (!__atomic_compare_exchange_n(&s->state, &expect, SPAN_FREEING, false,
-		                                 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-			sys_fault("double free", (void *)p);
-		mheap_free_span(s);
-		mheap_scavenge_maybe();
+	if (s->spanclass == 0 && span_state(s) != SPAN_DEAD) {
+		mm_free_large(s, p);
 		return;
 	}
-	long idx = mspan_slot_of(s, p);
-	if (idx < 0) {
-		__atomic_sub_fetch(&s->inflight, 1, __ATOMIC_RELEASE);
-		sys_fault("invalid free", (void *)p);
+	uint8_t *lb = live_byte(s, p, "invalid free", "double free");
+	unsigned cls = s->spanclass;
+	unsigned long f = sys_irq_save();
+	struct mcache *c = mcache_get(sys_cpu_id());
+	if (c == NULL) {
+		/* No mcache can be made (the heap failed to set up, which
+		 * cannot happen once p was allocated): free to the span. */
+		sys_irq_restore(f);
+		STORE(*lb, 0);
+		struct magentry e = { (void *)p, lb };
+		mcentral_return(&mheap_.central[cls].c, &e, 1);
+		return;
 	}
-	bool freed;
-	if (!mspan_slot_live(s, (unsigned)idx, &freed)) {
-		__atomic_sub_fetch(&s->inflight, 1, __ATOMIC_RELEASE);
-		sys_fault("double free", (void *)p);
-	}
-	uint64_t bit = (uint64_t)1 << (idx % 64);
-	uint64_t old = __atomic_fetch_or(&s->remoteFree[idx / 64], bit, __ATOMIC_SEQ_CST);
-	if (old & bit) {
-		__atomic_sub_fetch(&s->inflight, 1, __ATOMIC_RELEASE);
-		sys_fault("double free", (void *)p);
-	}
-	struct mcentral *c = &mheap_.central[cls].c;
-	__atomic_add_fetch(&c->remote_frees, 1, __ATOMIC_RELAXED);
-	mcentral_note_remote_free(c, s, __atomic_add_fetch(&s->nremote, 1, __ATOMIC_SEQ_CST));
-	__atomic_sub_fetch(&s->inflight, 1, __ATOMIC_RELEASE);
+	mcache_fast_set(c);
+	struct magazine *m = &c->mag[cls];
+	if (m->n == m->cap)
+		mcache_spill(c, cls);
+	STORE(*lb, 0);
+	m->e[m->n].p = (void *)p;
+	m->e[m->n].live = lb;
+	m->n++;
+	STORE(m->frees, m->frees + 1);
+	sys_irq_restore(f);
 }
 
 /* Not declared noreturn, so the fast path reaches them with a tail jump
@@ -286,9 +307,8 @@ static MM_OUTLINE void kfree_double(const void *p)
 	sys_fault("double free", p);
 }
 
-/* Steps 1-2 of the overview's kfree path inline; remote and large frees
- * in kfree_slow. Fault paths do not restore interrupts: sys_fault never
- * returns. */
+/* Steps 1-3 of the overview's kfree path inline; the rest in kfree_slow.
+ * Fault paths do not restore interrupts: sys_fault never returns. */
 void kfree(const void *ptr)
 {
 	uintptr_t p = (uintptr_t)ptr;
@@ -301,27 +321,41 @@ void kfree(const void *ptr)
 	struct mspan *s = __atomic_load_n(&mheap_.spans[rel >> PAGE_SHIFT], __ATOMIC_ACQUIRE);
 	if (MM_UNLIKELY(s == NULL))
 		return kfree_invalid(ptr);
-	unsigned long f = sys_irq_save();
-	if (LOAD(s->cachedBy) != cpu_slot(SYS_CPU_ID_FAST())) {
-		sys_irq_restore(f);
-		kfree_slow(s, p);
-		return;
-	}
-	/* Our own cached span: nobody else can uncache it while interrupts
-	 * are off, and only we write localFree. p lies on one of the span's
-	 * pages or (stale map entry, record reused) far from it; either way
-	 * the exact multiply-back test and idx < nelems reject non-slots. */
+	uint32_t w = span_state_word(s);
+	unsigned cls = s->spanclass;
+	if (MM_UNLIKELY((w & SPAN_STATE_MASK) != SPAN_INUSE || cls == 0))
+		return kfree_slow(s, p);
+	/* p lies on one of the span's pages or (stale map entry, record
+	 * reused) far from it; either way the exact multiply-back test and
+	 * idx < nelems reject non-slots. */
 	uintptr_t off = p - s->base;
 	unsigned idx = obj_index(s->divMul, off);
 	if (MM_UNLIKELY((uintptr_t)idx * s->elemsize != off || idx >= s->nelems))
-		return kfree_invalid(ptr);
-	unsigned w = idx / 64;
-	uint64_t bit = (uint64_t)1 << (idx % 64);
-	uint64_t lf = s->localFree[w];
-	if (MM_UNLIKELY(!(idx < s->freeindex || (s->allocBits[w] & bit)) ||
-	                ((lf | LOAD(s->remoteFree[w])) & bit)))
+		return kfree_slow(s, p);
+	uint8_t *lb = &s->live[idx];
+	uint8_t live = LOAD(*lb);
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	if (MM_UNLIKELY(__atomic_load_n(&s->state, __ATOMIC_RELAXED) != w))
+		return kfree_slow(s, p);
+	if (MM_UNLIKELY(live != 1))
 		return kfree_double(ptr);
-	STORE(s->localFree[w], lf | bit);
+	unsigned long f = sys_irq_save();
+	struct mcache *c = mcache_fast();
+	if (MM_UNLIKELY(c == NULL)) {
+		sys_irq_restore(f);
+		return kfree_slow(s, p);
+	}
+	struct magazine *m = &c->mag[cls];
+	uint32_t n = m->n;
+	if (MM_UNLIKELY(n == m->cap)) {
+		sys_irq_restore(f);
+		return kfree_slow(s, p);
+	}
+	STORE(*lb, 0);
+	m->e[n].p = (void *)p;
+	m->e[n].live = lb;
+	m->n = n + 1;
+	STORE(m->frees, m->frees + 1);
 	sys_irq_restore(f);
 }
 
@@ -329,19 +363,14 @@ void kfree(const void *ptr)
 static struct mspan *live_span(uintptr_t p, const char *what)
 {
 	struct mspan *s = spanOf(p);
-	if (s == NULL || __atomic_load_n(&s->state, __ATOMIC_ACQUIRE) != SPAN_INUSE)
-		bad_pointer(s, p, what);
+	if (s == NULL)
+		sys_fault(what, (void *)p);
 	if (s->spanclass == 0) {
-		if (p != s->base)
-			sys_fault(what, (void *)p);
+		if (span_state(s) != SPAN_INUSE || p != s->base)
+			bad_pointer(s, p, what);
 		return s;
 	}
-	long idx = mspan_slot_of(s, p);
-	bool freed;
-	if (idx < 0)
-		sys_fault(what, (void *)p);
-	if (!mspan_slot_live(s, (unsigned)idx, &freed))
-		sys_fault(what, (void *)p);
+	live_byte(s, p, what, what);
 	return s;
 }
 
@@ -356,13 +385,18 @@ void *krealloc(void *p, size_t size, unsigned flags)
 {
 	if (p == NULL)
 		return kmalloc(size, flags);
-	size_t old = live_span((uintptr_t)p, "invalid pointer")->elemsize;
-	if (size <= old)
+	struct mspan *s = live_span((uintptr_t)p, "invalid pointer");
+	size_t old = s->elemsize;
+	if (size == 0 || (size <= old && size > old / 2))
 		return p;
+	if (s->spanclass == 0 && size > old)
+		return mm_realloc_large(s, p, size, flags);
+	if (s->spanclass != 0 && size <= old && size_to_class(size) == s->spanclass)
+		return p; /* shrinking, but no smaller class fits */
 	void *n = kmalloc(size, flags);
 	if (n == NULL)
 		return NULL;
-	__builtin_memcpy(n, p, old);
+	__builtin_memcpy(n, p, old < size ? old : size);
 	kfree(p);
 	return n;
 }
@@ -388,19 +422,20 @@ void kmalloc_flush_cpu(void)
 	unsigned long f = sys_irq_save();
 	struct mcache *c = mm_mcaches[cpu_slot(sys_cpu_id())];
 	if (c != NULL)
-		mcache_flush(c);
+		mcache_drain(c, false);
 	sys_irq_restore(f);
-	if (__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE)) {
-		mcentral_reclaim_all();
-		mheap_scavenge_maybe();
-	}
+	/* The shared transfer caches too: a CPU that goes away must not
+	 * leave the heap holding spans that nothing will empty. */
+	if (__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE))
+		mm_transfer_drain_all();
+	mheap_scavenge_paced();
 }
 
 void kmalloc_trim(void)
 {
 	if (!__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE))
 		return;
-	mcentral_reclaim_all();
+	mm_drain_all(true);
 	mheap_scavenge(0);
 	fixalloc_trim();
 }

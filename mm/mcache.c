@@ -1,13 +1,36 @@
 /*
- * mcache.c: the per-CPU span cache: the slow half of kmalloc. See malloc.c
- * for the overview; the fast half (nextFreeFast on the cached span) is
- * inlined into kmalloc itself.
+ * mcache.c: the per-CPU caches: magazines of free objects per size class
+ * in front of one cached span per class, and the slow half of kmalloc
+ * and kfree around them. See malloc.c for the overview; the fast halves
+ * (a magazine pop or push, nextFreeFast on the cached span) are inlined
+ * into kmalloc and kfree.
  *
- * Each CPU has one mcache, created on its first allocation from a
- * fixalloc, holding one cached span per size class (alloc[]; empty
- * classes point at mspan_empty so the fast path needs no NULL test) and
- * per-class counters. Only its CPU touches it, always with interrupts off,
- * so nothing here takes a lock except when it goes to the mcentral.
+ * Each CPU has one mcache, created on its first allocation in the
+ * metadata area (mheap.m_caches, never freed: a host thread's CPU id and
+ * its mcache are reused by the next thread), holding per class a magazine
+ * (struct magazine: entries, bound, counters) and a cached span. Only its
+ * CPU touches it, always with interrupts off, so nothing here takes a lock
+ * except when it goes to a transfer cache, an mcentral or the mheap.
+ *
+ * Objects flow:
+ *   kfree -> magazine; full: its oldest batch -> transfer cache; that
+ *     full too: the batch -> its spans (mcentral_return).
+ *   kmalloc <- magazine; empty: <- the cached span's allocCache (inline);
+ *     used up: <- a batch from the transfer cache; empty: <- the span the
+ *     slow way (nextFreeIndex, sweep, mcentral).
+ * Spilling the oldest objects keeps the most recently freed, cache-warm
+ * ones on the CPU that freed them.
+ *
+ * Draining (mcache_drain) empties a CPU's magazines into their spans,
+ * gives its cached spans back and empties its large cache: on
+ * kmalloc_flush_cpu (thread exit, CPU offline), kmalloc_trim, and when
+ * the heap is out of memory. Another CPU's caches are drained by that CPU
+ * itself at its next safe point: mm_drain_all raises mheap.drain_gen, and
+ * every CPU compares it with its own drain_seen in its slow paths and in
+ * kmalloc_safepoint (Go's forEachP, which flushes each P's mcache at a
+ * safe point). A port that calls kmalloc_safepoint regularly on every CPU
+ * (the kernel: each timer tick) is waited for; others drain when they next
+ * take a slow path.
  *
  * There is no tiny allocator: Go packs several sub-16-byte objects into
  * one 16-byte block and frees the block only when the GC finds all of
@@ -15,6 +38,30 @@
  * are still in use, so every object has its own slot.
  */
 #include "internal.h"
+
+static size_t clamp(size_t v, size_t lo, size_t hi)
+{
+	return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* Per-class cache sizes from the byte bounds in internal.h. pre: called
+ * once by mheap_init. */
+void mm_cache_init(void)
+{
+	struct mm_cache_sizes *cs = &mheap_.cs;
+	size_t entries = 0;
+	for (unsigned i = 1; i < _NumSizeClasses; i++) {
+		size_t sz = class_to_size[i];
+		size_t mag = clamp(MAG_BYTES / sz, MAG_MIN, MAG_MAX);
+		cs->mag_cap[i] = (uint16_t)mag;
+		cs->batch[i] = (uint16_t)(mag / 2);
+		cs->tc_cap[i] = (uint16_t)clamp(TC_BYTES / sz, mag, TC_MAX);
+		mheap_.transfer[i].t.cap = cs->tc_cap[i];
+		entries += mag;
+	}
+	cs->mcache_bytes = (sizeof(struct mcache) + entries * sizeof(struct magentry) + 63) &
+	                   ~(size_t)63;
+}
 
 /* This CPU's mcache, creating it (and the heap, on the host's first
  * allocation) if needed. NULL if the heap cannot be set up.
@@ -28,61 +75,179 @@ struct mcache *mcache_get(unsigned cpu)
 	if (mheap_init() != 0)
 		return NULL;
 	lock_heap();
-	c = fixalloc_alloc(&mheap_.cachealloc);
+	c = meta_alloc(&mheap_.m_caches, mheap_.cs.mcache_bytes);
 	unlock_heap();
 	if (c == NULL)
 		return NULL;
-	for (unsigned i = 0; i < _NumSizeClasses; i++)
+	struct magentry *e = (struct magentry *)(c + 1);
+	for (unsigned i = 0; i < _NumSizeClasses; i++) {
 		c->alloc[i] = &mspan_empty;
+		c->mag[i].cap = mheap_.cs.mag_cap[i];
+		c->mag[i].e = e;
+		e += c->mag[i].cap;
+	}
+	c->cpu = cpu;
+	c->drain_seen = __atomic_load_n(&mheap_.drain_gen, __ATOMIC_ACQUIRE);
 	__atomic_store_n(&mm_mcaches[cpu_slot(cpu)], c, __ATOMIC_RELEASE);
 	return c;
 }
 
-/* The fast path failed for sizeclass: find a slot in the cached span the
- * slow way, or sweep it, or trade it for another span from the mcentral.
- * Returns the object, or NULL when memory is exhausted.
+/* The magazine and the span's allocCache are empty for sizeclass: take
+ * from the cached span the slow way, or sweep it, or trade it for another
+ * span from the mcentral. Returns the object, marked live, or NULL when
+ * memory is exhausted; *needzero tells whether it may hold old data.
  * pre: interrupts off; c is this CPU's mcache; sizeclass >= 1. */
-void *mcache_refill_alloc(struct mcache *c, unsigned sizeclass)
+void *mcache_refill_alloc(struct mcache *c, unsigned sizeclass, bool *needzero)
 {
 	for (;;) {
 		struct mspan *s = c->alloc[sizeclass];
 		if (s != &mspan_empty) {
-			MM_ASSERT(s->cachedBy == cpu_slot(sys_cpu_id()) &&
-			          s->spanclass == sizeclass);
-			void *v = mspan_nextFreeFast(s);
-			if (v != NULL)
-				return v;
-			unsigned idx = mspan_nextFreeIndex(s);
-			if (idx < s->nelems)
-				return (void *)(s->base + (uintptr_t)idx * s->elemsize);
-			/* Full as far as freeindex knows: merge the frees since
-			 * the last sweep and keep the span if that freed enough
-			 * slots (an eighth of it, at least one): a malloc/free
-			 * loop on one CPU then runs without ever taking a lock,
-			 * while a span with a stray free slot or two is traded
-			 * for one that had time to collect more. */
+			MM_ASSERT(s->cachedBy == cpu_slot(c->cpu) && s->spanclass == sizeclass);
+			long idx = mspan_nextFreeFast(s);
+			if (idx < 0) {
+				idx = mspan_nextFreeIndex(s);
+				if (idx >= s->nelems)
+					idx = -1;
+			}
+			if (idx >= 0) {
+				STORE(s->live[idx], 1);
+				*needzero = s->needzero;
+				return mspan_slot_addr(s, (unsigned)idx);
+			}
+			/* Full as far as freeindex knows: merge what came back
+			 * since the last sweep and keep the span if that freed
+			 * enough slots (an eighth of it, at least one), so a span
+			 * with a stray free slot or two is traded for one that had
+			 * time to collect more. */
 			unsigned freed = mspan_sweep(s);
 			if (freed != 0 && freed >= s->nelems / 8u)
 				continue;
 		}
 		struct mspan *old = s == &mspan_empty ? NULL : s;
 		c->alloc[sizeclass] = &mspan_empty;
-		s = mcentral_refill(&mheap_.central[sizeclass].c, old, old != NULL, sys_cpu_id());
+		s = mcentral_refill(&mheap_.central[sizeclass].c, old, c->cpu);
 		if (s == NULL)
 			return NULL;
 		c->alloc[sizeclass] = s;
 	}
 }
 
-/* Give every cached span back to its mcentral (Go's releaseAll).
+/* kmalloc's slow half for a small class: a batch from the transfer cache
+ * into the empty magazine, or else the span path. Returns the object,
+ * marked live and counted, or NULL; *needzero as above.
  * pre: interrupts off; c is this CPU's mcache. */
-void mcache_flush(struct mcache *c)
+void *mcache_alloc_slow(struct mcache *c, unsigned sizeclass, bool *needzero)
+{
+	struct magazine *m = &c->mag[sizeclass];
+	mcache_poll(c);
+	if (m->n == 0)
+		m->n = (uint32_t)mm_transfer_take(sizeclass, m->e, mheap_.cs.batch[sizeclass]);
+	void *v;
+	if (m->n != 0) {
+		struct magentry *e = &m->e[--m->n];
+		STORE(*e->live, 1);
+		*needzero = true;
+		v = e->p;
+	} else {
+		v = mcache_refill_alloc(c, sizeclass, needzero);
+		if (v == NULL)
+			return NULL;
+	}
+	STORE(m->allocs, m->allocs + 1);
+	return v;
+}
+
+/* The magazine of sizeclass is full: move its oldest batch to the
+ * transfer cache, or to the spans if that is full too.
+ * pre: interrupts off; c is this CPU's mcache. */
+void mcache_spill(struct mcache *c, unsigned sizeclass)
+{
+	struct magazine *m = &c->mag[sizeclass];
+	size_t b = mheap_.cs.batch[sizeclass];
+	if (b == 0 || b > m->n)
+		b = m->n;
+	size_t put = mm_transfer_put(sizeclass, m->e, b);
+	if (put < b)
+		mcentral_return(&mheap_.central[sizeclass].c, m->e + put, b - put);
+	__builtin_memmove(m->e, m->e + b, (m->n - b) * sizeof(struct magentry));
+	m->n -= (uint32_t)b;
+}
+
+/* Empty every magazine into its spans, give the cached spans back (unless
+ * keep_spans) and empty the large cache. pre: interrupts off; c is this
+ * CPU's mcache; no mm lock held. */
+void mcache_drain(struct mcache *c, bool keep_spans)
 {
 	for (unsigned i = 1; i < _NumSizeClasses; i++) {
+		struct magazine *m = &c->mag[i];
+		if (m->n != 0) {
+			mcentral_return(&mheap_.central[i].c, m->e, m->n);
+			m->n = 0;
+		}
 		struct mspan *s = c->alloc[i];
-		if (s == &mspan_empty)
+		if (keep_spans || s == &mspan_empty)
 			continue;
 		c->alloc[i] = &mspan_empty;
 		mcentral_uncacheSpan(&mheap_.central[i].c, s);
 	}
+	mlarge_drain(c);
+}
+
+/* Drain this CPU if mm_drain_all asked since it last did.
+ * pre: interrupts off; c is this CPU's mcache; no mm lock held. */
+void mcache_poll(struct mcache *c)
+{
+	uint64_t gen = __atomic_load_n(&mheap_.drain_gen, __ATOMIC_ACQUIRE);
+	if (MM_LIKELY(gen == c->drain_seen))
+		return;
+	mcache_drain(c, false);
+	__atomic_store_n(&c->drain_seen, gen, __ATOMIC_RELEASE);
+}
+
+void kmalloc_safepoint(void)
+{
+	if (!__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE))
+		return;
+	unsigned long f = sys_irq_save();
+	struct mcache *c = mm_mcaches[cpu_slot(sys_cpu_id())];
+	if (c != NULL) {
+		if (!c->polls)
+			__atomic_store_n(&c->polls, 1, __ATOMIC_RELEASE);
+		mcache_poll(c);
+	}
+	sys_irq_restore(f);
+}
+
+/* How long mm_drain_all waits for one CPU to reach its safe point, in
+ * loads of its drain_seen: seconds, far more than a timer period. */
+#define DRAIN_SPINS (1ul << 28)
+
+/* Give back everything the caches hold: this CPU's at once, the transfer
+ * caches, and every other CPU's at its next safe point; if `wait`, wait
+ * (boundedly) for the CPUs that poll. Returns true. Used by kmalloc_trim
+ * and before an allocation reports out of memory.
+ * pre: no mm lock held; interrupts as the caller of kmalloc left them. */
+bool mm_drain_all(bool wait)
+{
+	uint64_t gen = __atomic_add_fetch(&mheap_.drain_gen, 1, __ATOMIC_ACQ_REL);
+	unsigned long f = sys_irq_save();
+	unsigned me = cpu_slot(sys_cpu_id());
+	struct mcache *mine = mm_mcaches[me];
+	if (mine != NULL)
+		mcache_poll(mine);
+	sys_irq_restore(f);
+	mm_transfer_drain_all();
+	if (!wait)
+		return true;
+	for (unsigned slot = 1; slot <= MM_MAX_CPUS; slot++) {
+		struct mcache *c = __atomic_load_n(&mm_mcaches[slot], __ATOMIC_ACQUIRE);
+		if (c == NULL || slot == me || !__atomic_load_n(&c->polls, __ATOMIC_ACQUIRE))
+			continue;
+		for (unsigned long i = 0;
+		     i < DRAIN_SPINS && __atomic_load_n(&c->drain_seen, __ATOMIC_ACQUIRE) < gen; i++)
+			;
+	}
+	/* What the others spilled into transfer caches meanwhile. */
+	mm_transfer_drain_all();
+	return true;
 }

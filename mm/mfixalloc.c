@@ -1,8 +1,8 @@
 /*
  * mfixalloc.c: the allocator's allocator. See malloc.c for the overview.
  *
- * mspan records, their bitmaps and mcache records cannot come from
- * kmalloc itself; like Go's fixalloc they are fixed-size records carved
+ * mspan records and their bitmap records cannot come from kmalloc
+ * itself; like Go's fixalloc they are fixed-size records carved
  * from a metadata area by a bump pointer and recycled through a free list.
  *
  * The metadata area (struct metaarr m_fix) is reserved address space,
@@ -54,6 +54,19 @@ int meta_ensure(struct metaarr *m, size_t bytes)
 	mheap_.meta_sys += want - m->committed;
 	m->committed = want;
 	return 0;
+}
+
+/* `bytes` of zeroed metadata from m by bump allocation, never freed
+ * (mcaches and transfer-cache entries), or NULL when m is exhausted or
+ * cannot be committed. pre: mheap.lock. */
+void *meta_alloc(struct metaarr *m, size_t bytes)
+{
+	bytes = (bytes + 63) & ~(size_t)63;
+	if (bytes > m->size - m->used || meta_ensure(m, m->used + bytes) != 0)
+		return NULL;
+	void *p = (void *)(m->base + m->used);
+	m->used += bytes;
+	return p;
 }
 
 void fixalloc_init(struct fixalloc *f, size_t size, bool zero)
@@ -150,11 +163,9 @@ static struct fixalloc *fix_all(unsigned i)
 {
 	if (i == 0)
 		return &mheap_.spanalloc;
-	if (i == 1)
-		return &mheap_.cachealloc;
-	return &mheap_.bitsalloc[i - 2];
+	return &mheap_.bitsalloc[i - 1];
 }
-#define FIX_NALLOCS 7
+#define FIX_NALLOCS 6
 
 /* True if block b holds no live record and no fixalloc carves from it. */
 static bool fix_blk_idle(size_t b)

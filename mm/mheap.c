@@ -68,7 +68,9 @@ static unsigned bits_words(unsigned spanclass, size_t npages)
 	return (unsigned)((npages * PAGE_SIZE / class_to_size[spanclass] + 63) / 64);
 }
 
-/* Bitmap fixalloc index: bitmaps come in 1, 2, 4, 8, 16 words. */
+/* Bitmap fixalloc index: records for 1, 2, 4, 8, 16 bitmap words. A
+ * record of bucket b holds allocBits and freeBits (b words each) and the
+ * live bytes (64 per word), 80 << b bytes in all. */
 static unsigned bits_bucket(unsigned nwords)
 {
 	unsigned b = 0;
@@ -84,7 +86,7 @@ static size_t layout(size_t arena, struct metaarr **arrs, unsigned *narrs)
 	size_t ps = sys_config.page_size;
 	size_t npages = arena >> PAGE_SHIFT, nchunks = arena >> CHUNK_SHIFT;
 	struct pagealloc *pa = &mheap_.pages;
-	size_t sizes[2 + PA_MAX_LEVELS + 2];
+	size_t sizes[2 + PA_MAX_LEVELS + 3];
 	unsigned n = 0;
 
 	pa_init(pa, nchunks);
@@ -97,9 +99,15 @@ static size_t layout(size_t arena, struct metaarr **arrs, unsigned *narrs)
 		sizes[n++] = pa->level_len[k] * sizeof(struct psum);
 	}
 	arrs[n] = &mheap_.m_fix;
-	sizes[n++] = arena / 16; /* 512 B of records per 8 KiB span, worst case */
+	/* worst case: a span record and a 1280-byte bitmap record per 8 KiB
+	 * span of 8-byte objects, 17% of the arena */
+	sizes[n++] = arena / 5;
 	arrs[n] = &mheap_.m_fixblk;
-	sizes[n++] = arena / 16 / FIX_BLOCK * sizeof(struct fixblk);
+	sizes[n++] = arena / 5 / FIX_BLOCK * sizeof(struct fixblk);
+	/* mcaches with their magazines, and the transfer caches' entries */
+	arrs[n] = &mheap_.m_caches;
+	sizes[n++] = (size_t)sys_config.max_cpus * mheap_.cs.mcache_bytes +
+	             (size_t)(_NumSizeClasses - 1) * TC_MAX * sizeof(struct magentry);
 	size_t off = 0;
 	for (unsigned i = 0; i < n; i++) {
 		arrs[i]->base = off;
@@ -125,10 +133,11 @@ int mheap_init(void)
 	MM_CHECK(ps != 0 && (ps & (ps - 1)) == 0 && PAGE_SIZE % ps == 0,
 	         "sys_config.page_size must divide 8192", 0);
 
+	mm_cache_init();
 	/* Reserve the configured arena; if the port cannot (a small address
 	 * space, or valgrind's), halve it down to 16 MiB. */
 	size_t arena = sys_config.arena_size & ~(CHUNK_BYTES - 1);
-	struct metaarr *arrs[2 + PA_MAX_LEVELS + 2];
+	struct metaarr *arrs[2 + PA_MAX_LEVELS + 3];
 	unsigned n = 0;
 	size_t meta = 0;
 	void *base = NULL;
@@ -154,9 +163,8 @@ int mheap_init(void)
 	for (unsigned k = 0; k < pa->nlevels; k++)
 		pa->sum[k] = (struct psum *)mheap_.m_sum[k].base;
 	fixalloc_init(&mheap_.spanalloc, sizeof(struct mspan), false);
-	fixalloc_init(&mheap_.cachealloc, sizeof(struct mcache), true);
 	for (unsigned b = 0; b < 5; b++)
-		fixalloc_init(&mheap_.bitsalloc[b], 3 * sizeof(uint64_t) << b, true);
+		fixalloc_init(&mheap_.bitsalloc[b], (2 * sizeof(uint64_t) + 64) << b, true);
 	for (unsigned i = 0; i < _NumSizeClasses; i++)
 		mheap_.central[i].c.spanclass = i;
 	mheap_.arena_used = mheap_.arena_start;
@@ -197,8 +205,8 @@ static int mheap_grow(size_t npages)
 	return 0;
 }
 
-/* Find and take npages (aligned to align_pages heap pages). pre: lock.
- * May drop and retake the lock to reclaim. Returns the page index or -1. */
+/* Find and take npages (aligned to align_pages heap pages), growing the
+ * arena if nothing fits. pre: lock. Returns the page index or -1. */
 static long take_pages(size_t npages, size_t align_pages)
 {
 	struct pagealloc *pa = &mheap_.pages;
@@ -206,12 +214,6 @@ static long take_pages(size_t npages, size_t align_pages)
 	if (need < npages)
 		return -1;
 	long pg = pa_find(pa, need);
-	if (pg < 0 && mcentral_reclaim_pending()) {
-		unlock_heap();
-		mcentral_reclaim_all();
-		lock_heap();
-		pg = pa_find(pa, need);
-	}
 	if (pg < 0) {
 		if (mheap_grow(need) != 0)
 			return -1;
@@ -227,40 +229,93 @@ static long take_pages(size_t npages, size_t align_pages)
 	return pg;
 }
 
-/* Undo a span allocation whose commit failed. pre: lock. The span's
- * scavenged bits are exact (committed runs clear, the rest set). */
-static void give_back(struct mspan *s, size_t pg)
+/* Take pages [pg, pg+n) out of the free pool into spans: counters and
+ * the scavenger's pacing. Returns how many of them were scavenged (must
+ * be committed). pre: lock, the pages just marked allocated. */
+static size_t account_take(size_t pg, size_t n, bool large)
 {
-	size_t sc = pa_scav_count(&mheap_.pages, pg, s->npages);
-	pa_set_alloc(&mheap_.pages, pg, s->npages, false);
-	mheap_.pages_inuse -= s->npages;
+	size_t scav = pa_scav_count(&mheap_.pages, pg, n);
+	mheap_.pages_inuse += n;
+	mheap_.pages_free -= n - scav;
+	mheap_.pages_released -= scav;
+	if (large)
+		mheap_.large_pages += n;
+	mheap_scav_note_alloc(n);
+	return scav;
+}
+
+/* Give pages [pg, pg+n) back to the free pool (their scavenged bits are
+ * exact: committed runs clear, released runs set). pre: lock. */
+static void account_give(size_t pg, size_t n, bool large)
+{
+	size_t sc = pa_scav_count(&mheap_.pages, pg, n);
+	pa_set_alloc(&mheap_.pages, pg, n, false);
+	mheap_.pages_inuse -= n;
 	mheap_.pages_released += sc;
-	mheap_.pages_free += s->npages - sc;
-	if (s->spanclass == 0) {
-		mheap_.large_allocs--;
-		mheap_.large_live--;
-		mheap_.large_pages -= s->npages;
+	mheap_.pages_free += n - sc;
+	if (large)
+		mheap_.large_pages -= n;
+	if (mheap_.pages_free * PAGE_SIZE > mheap_retain_goal())
+		__atomic_store_n(&mheap_.scav_pending, 1, __ATOMIC_RELAXED);
+}
+
+/* Commit the scavenged runs of [pg, pg+n), which the caller has just
+ * taken (so nobody else changes their bits), outside the lock (Go's
+ * sysUsed after unlock), a batch of runs at a time. Returns 0; or -1 when
+ * the port refused, with the runs not committed marked scavenged again.
+ * pre: no mm lock held. */
+static int commit_runs(size_t pg, size_t n)
+{
+	struct pagealloc *pa = &mheap_.pages;
+	size_t cur = pg, end = pg + n;
+	for (;;) {
+		size_t rp[8], rn[8];
+		unsigned nr = 0;
+		lock_heap();
+		while (nr < 8 && cur < end && pa_scav_next_run(pa, cur, end - cur, &rp[nr], &rn[nr])) {
+			pa_set_scav(pa, rp[nr], rn[nr], false);
+			cur = rp[nr] + rn[nr];
+			nr++;
+		}
+		unlock_heap();
+		if (nr == 0)
+			return 0;
+		for (unsigned i = 0; i < nr; i++) {
+			uintptr_t a = mheap_.arena_start + rp[i] * PAGE_SIZE;
+			if (sys_commit((void *)a, rn[i] * PAGE_SIZE) != 0) {
+				lock_heap();
+				for (unsigned j = i; j < nr; j++)
+					pa_set_scav(pa, rp[j], rn[j], true);
+				unlock_heap();
+				return -1;
+			}
+		}
 	}
-	if (s->allocBits)
+}
+
+static void free_records(struct mspan *s)
+{
+	if (s->allocBits) {
 		fixalloc_free(&mheap_.bitsalloc[bits_bucket(bits_words(s->spanclass, s->npages))],
 		              s->allocBits);
+		s->allocBits = s->freeBits = NULL;
+		s->live = NULL;
+	}
 	fixalloc_free(&mheap_.spanalloc, s);
 }
 
 /* Allocate a span of npages heap pages (base aligned to align_pages heap
  * pages) for spanclass (0 = large object). Returns it with base, npages,
- * spanclass, needzero, bitmaps (small) set and state still DEAD: the
- * caller fills the class fields and publishes INUSE. NULL if the arena or
- * the port's memory is exhausted; nothing changes then.
+ * spanclass, needzero, bitmaps and live bytes (small) set and state still
+ * DEAD: the caller fills the class fields and publishes INUSE. NULL if
+ * the arena or the port's memory is exhausted; nothing changes then.
  * pre: no mm lock held (may be called with interrupts off). */
 struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass, size_t align_pages)
 {
 	struct pagealloc *pa = &mheap_.pages;
-	unsigned nwords = 0;
-
 	if (npages == 0 || npages > pa->cap_chunks * CHUNK_PAGES)
 		return NULL;
-	nwords = bits_words(spanclass, npages);
+	unsigned nwords = bits_words(spanclass, npages);
 
 	lock_heap();
 	struct mspan *s = fixalloc_alloc(&mheap_.spanalloc);
@@ -272,103 +327,93 @@ struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass, size_t align_p
 			s = NULL;
 		}
 	}
-	if (s == NULL) {
-		unlock_heap();
-		return NULL;
-	}
-	long pgl = take_pages(npages, align_pages);
+	long pgl = s != NULL ? take_pages(npages, align_pages) : -1;
 	if (pgl < 0) {
 		if (bits)
 			fixalloc_free(&mheap_.bitsalloc[bits_bucket(nwords)], bits);
-		fixalloc_free(&mheap_.spanalloc, s);
+		if (s)
+			fixalloc_free(&mheap_.spanalloc, s);
 		unlock_heap();
 		return NULL;
 	}
 	size_t pg = (size_t)pgl;
-	size_t scav = pa_scav_count(pa, pg, npages);
-	mheap_.pages_inuse += npages;
-	mheap_.pages_free -= npages - scav;
-	mheap_.pages_released -= scav;
-	if (spanclass == 0) {
-		mheap_.large_allocs++;
-		mheap_.large_live++;
-		mheap_.large_pages += npages;
-	}
-	__atomic_store_n(&s->state, SPAN_DEAD, __ATOMIC_RELAXED);
+	size_t scav = account_take(pg, npages, spanclass == 0);
+	span_set_state(s, SPAN_DEAD);
 	s->next = s->prev = NULL;
 	s->base = mheap_.arena_start + pg * PAGE_SIZE;
 	s->npages = npages;
 	s->spanclass = (uint8_t)spanclass;
 	s->needzero = !(scav == npages && sys_config.commit_zeroed);
 	__atomic_store_n(&s->cachedBy, CPU_NONE, __ATOMIC_RELAXED);
+	size_t bw = bits ? (size_t)1 << bits_bucket(nwords) : 0;
 	s->allocBits = bits;
-	s->localFree = bits ? bits + (1u << bits_bucket(nwords)) : NULL;
-	s->remoteFree = bits ? bits + 2 * (1u << bits_bucket(nwords)) : NULL;
+	s->freeBits = bits ? bits + bw : NULL;
+	s->live = bits ? (uint8_t *)(bits + 2 * bw) : NULL;
 	s->nelems = 0;
 	for (size_t i = 0; i < npages; i++)
 		__atomic_store_n(&mheap_.spans[pg + i], s, __ATOMIC_RELEASE);
 	MM_VALIDATE(pa_valid(pa));
 	unlock_heap();
 
-	/* Commit the scavenged runs outside the lock (Go's sysUsed after
-	 * unlock), a batch of runs at a time. The pages are ours, so nobody
-	 * else changes their bits meanwhile. */
-	size_t cur = pg, end = pg + npages;
-	while (scav != 0) {
-		size_t rp[8], rn[8];
-		unsigned nr = 0;
+	if (scav != 0 && commit_runs(pg, npages) != 0) {
 		lock_heap();
-		while (nr < 8 && cur < end && pa_scav_next_run(pa, cur, end - cur, &rp[nr], &rn[nr])) {
-			pa_set_scav(pa, rp[nr], rn[nr], false);
-			cur = rp[nr] + rn[nr];
-			nr++;
-		}
+		account_give(pg, npages, spanclass == 0);
+		free_records(s);
 		unlock_heap();
-		if (nr == 0)
-			break;
-		for (unsigned i = 0; i < nr; i++) {
-			uintptr_t a = mheap_.arena_start + rp[i] * PAGE_SIZE;
-			if (sys_commit((void *)a, rn[i] * PAGE_SIZE) != 0) {
-				lock_heap();
-				for (unsigned j = i; j < nr; j++)
-					pa_set_scav(pa, rp[j], rn[j], true);
-				give_back(s, pg);
-				unlock_heap();
-				return NULL;
-			}
-		}
+		return NULL;
 	}
 	return s;
 }
 
-/* Return a span's pages to the heap. pre: the span is dead to everyone
- * (state DEAD or FREEING, uncached, no remote free in flight); no lock or
- * only its mcentral's lock held. */
-void mheap_free_span(struct mspan *s)
+/* Grow the large span s in place to npages, if the pages after it are
+ * free. Returns true if it did (s's npages, elemsize and limit are then
+ * the new ones); false changes nothing. pre: the caller owns s (a live
+ * large object); no mm lock held. */
+bool mheap_extend_span(struct mspan *s, size_t npages)
+{
+	struct pagealloc *pa = &mheap_.pages;
+	size_t pg = (s->base - mheap_.arena_start) >> PAGE_SHIFT, old = s->npages;
+	size_t add = npages - old;
+	lock_heap();
+	if (npages <= old || pg + npages > pa->nchunks * CHUNK_PAGES ||
+	    !pa_range_free(pa, pg + old, add)) {
+		unlock_heap();
+		return false;
+	}
+	pa_set_alloc(pa, pg + old, add, true);
+	size_t scav = account_take(pg + old, add, true);
+	for (size_t i = old; i < npages; i++)
+		__atomic_store_n(&mheap_.spans[pg + i], s, __ATOMIC_RELEASE);
+	unlock_heap();
+	if (scav != 0 && commit_runs(pg + old, add) != 0) {
+		lock_heap();
+		account_give(pg + old, add, true);
+		unlock_heap();
+		return false;
+	}
+	s->npages = npages;
+	s->elemsize = npages * PAGE_SIZE;
+	s->limit = s->base + s->elemsize;
+	return true;
+}
+
+/* Return a span's pages to the heap. `released`: its pages are already
+ * Reserved (sys_move took them away), so they come back scavenged.
+ * pre: the span is dead to everyone (state DEAD, FREEING or CACHED,
+ * uncached); no lock or only its mcentral's lock held. */
+void mheap_free_span(struct mspan *s, bool released)
 {
 	size_t pg = (s->base - mheap_.arena_start) >> PAGE_SHIFT;
 	lock_heap();
-	pa_set_alloc(&mheap_.pages, pg, s->npages, false);
-	mheap_.pages_inuse -= s->npages;
-	mheap_.pages_free += s->npages;
-	if (s->spanclass == 0) {
-		mheap_.large_frees++;
-		mheap_.large_live--;
-		mheap_.large_pages -= s->npages;
-	}
-	__atomic_store_n(&s->state, SPAN_DEAD, __ATOMIC_RELEASE);
-	if (s->allocBits) {
-		fixalloc_free(&mheap_.bitsalloc[bits_bucket(bits_words(s->spanclass, s->npages))],
-		              s->allocBits);
-		s->allocBits = s->localFree = s->remoteFree = NULL;
-	}
+	if (released)
+		pa_set_scav(&mheap_.pages, pg, s->npages, true);
+	account_give(pg, s->npages, s->spanclass == 0);
+	span_set_state(s, SPAN_DEAD);
 	/* The page->span entries stay: stale entries point at this record,
 	 * now DEAD, which is how kfree tells a freed span from garbage. */
-	fixalloc_free(&mheap_.spanalloc, s);
+	free_records(s);
 	MM_VALIDATE(pa_valid(&mheap_.pages));
 	MM_ASSERT(mheap_.pages_inuse + mheap_.pages_free + mheap_.pages_released ==
 	          mheap_.pages_sys);
-	if (mheap_.pages_free * PAGE_SIZE > mheap_retain_goal())
-		__atomic_store_n(&mheap_.scav_pending, 1, __ATOMIC_RELAXED);
 	unlock_heap();
 }

@@ -333,6 +333,23 @@ bool pa_is_scav(const struct pagealloc *pa, size_t pg)
 	return (c->scav[bit / 64] >> (bit % 64)) & 1;
 }
 
+/* Are pages [pg, pg+n) all free? pre: within the grown arena. */
+bool pa_range_free(const struct pagealloc *pa, size_t pg, size_t n)
+{
+	while (n > 0) {
+		unsigned bit = pg % CHUNK_PAGES, b = bit % 64;
+		size_t k = 64 - b;
+		if (k > n)
+			k = n;
+		uint64_t mask = (k == 64 ? ~(uint64_t)0 : (((uint64_t)1 << k) - 1)) << b;
+		if (pa->chunks[pg / CHUNK_PAGES].alloc[bit / 64] & mask)
+			return false;
+		pg += k;
+		n -= k;
+	}
+	return true;
+}
+
 size_t pa_scav_count(const struct pagealloc *pa, size_t pg, size_t n)
 {
 	size_t count = 0;

@@ -3,49 +3,99 @@
  * (sys_release, Go's sysUnused) so an idle heap does not keep its peak
  * memory. See malloc.c for the overview.
  *
- * Policy. Go keeps about 10% more than the heap goal and scavenges the
- * rest in the background. We have no background thread in a kernel
- * allocator, so the work happens synchronously, at the end of the kfree
- * (or flush) that pushed the free committed pages past the retain goal
+ * Goal. Go keeps about 10% more than the heap goal, which follows the
+ * live heap of the last GC cycle. We have no GC cycle and no clock, so
+ * the "recent peak" is measured in allocation volume: an epoch ends once
+ * the heap has taken twice its peak (at least RETAIN_MIN) in pages from
+ * the page allocator, and the goal follows the highest pages_inuse of
+ * this epoch and the last one:
  *
- *     retain goal = max(4 MiB, 10% of the bytes in use)
+ *     committed goal = max(1.1 * recent peak, inuse + max(4 MiB, inuse/10))
  *
- * and it releases whole free runs, highest addresses first (the page
- * allocator is first fit from the bottom, so high pages stay free
- * longest), until the free committed bytes are back under the goal.
- * kmalloc_trim releases everything (goal 0), like debug.FreeOSMemory.
+ * So a program that allocates and frees 25 MiB blocks in a loop keeps
+ * them committed (releasing them on every free and faulting them in on
+ * every allocation cost 10x its time in the kernel), and a heap that
+ * shrank for good gives the memory back two epochs later.
+ *
+ * Pace. Nothing is released on the free path: a free that pushes the free
+ * committed pages over the goal only sets scav_pending. The allocation
+ * slow paths (mm_alloc_class, mm_alloc_large) then release at most
+ * SCAV_STEP pages per call, highest addresses first (the page allocator
+ * is first fit from the bottom, so high pages are the ones that stayed
+ * free longest: Go's order, standing in for "oldest first"), until the
+ * goal is met. kmalloc_trim releases everything (goal 0), like
+ * debug.FreeOSMemory.
  *
  * sys_release is slow in the kernel (unmap, TLB shootdown by IPI), so it
  * never runs under a lock: under mheap.lock a batch of runs is marked
  * allocated (nobody else can take them) and counted as released; the lock
  * is dropped; the runs are released; under the lock again they are freed
- * and marked scavenged. A later allocSpan commits them again.
+ * and marked scavenged. A later allocation commits them again.
  */
 #include "internal.h"
 
 #define RETAIN_MIN ((uint64_t)4 << 20)
+#define SCAV_STEP 64 /* heap pages (512 KiB) per paced step */
 
-/* pre: mheap.lock (or a racy read for a hint). */
+/* Bytes of free committed pages the heap may keep. pre: mheap.lock (or a
+ * racy read for a hint). */
 uint64_t mheap_retain_goal(void)
 {
-	uint64_t tenth = mheap_.pages_inuse * PAGE_SIZE / 10;
-	return tenth > RETAIN_MIN ? tenth : RETAIN_MIN;
+	uint64_t inuse = mheap_.pages_inuse * PAGE_SIZE;
+	uint64_t peak = mheap_.scav_peak > mheap_.scav_peak_prev ? mheap_.scav_peak
+	                                                         : mheap_.scav_peak_prev;
+	uint64_t slack = inuse / 10 > RETAIN_MIN ? inuse / 10 : RETAIN_MIN;
+	uint64_t want = peak * PAGE_SIZE + peak * PAGE_SIZE / 10;
+	if (want < inuse + slack)
+		want = inuse + slack;
+	return want - inuse;
 }
 
-void mheap_scavenge(uint64_t keep_bytes)
+void mheap_scav_note_alloc(size_t npages)
+{
+	if (mheap_.pages_inuse > mheap_.scav_peak)
+		mheap_.scav_peak = mheap_.pages_inuse;
+	mheap_.scav_epoch_alloc += npages;
+	uint64_t len = 2 * (mheap_.scav_peak > mheap_.scav_peak_prev ? mheap_.scav_peak
+	                                                             : mheap_.scav_peak_prev);
+	if (len < RETAIN_MIN / PAGE_SIZE)
+		len = RETAIN_MIN / PAGE_SIZE;
+	if (mheap_.scav_epoch_alloc >= len) {
+		mheap_.scav_peak_prev = mheap_.scav_peak;
+		mheap_.scav_peak = mheap_.pages_inuse;
+		mheap_.scav_epoch_alloc = 0;
+		if (mheap_.pages_free * PAGE_SIZE > mheap_retain_goal())
+			__atomic_store_n(&mheap_.scav_pending, 1, __ATOMIC_RELAXED);
+	}
+}
+
+/* Release free committed pages, highest first, until at most keep_bytes
+ * (or the goal, if keep_goal) stay committed free, or max_pages went.
+ * pre: no mm lock held. */
+static void scavenge(uint64_t keep_bytes, bool keep_goal, size_t max_pages)
 {
 	struct pagealloc *pa = &mheap_.pages;
-	if (!__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE))
-		return;
-	for (;;) {
+	size_t done = 0;
+	while (done < max_pages) {
 		size_t rp[16], rn[16];
 		unsigned nr = 0;
 		lock_heap();
-		while (nr < 16 && mheap_.pages_free * PAGE_SIZE > keep_bytes &&
+		uint64_t keep = keep_goal ? mheap_retain_goal() : keep_bytes;
+		while (nr < 16 && done < max_pages && mheap_.pages_free * PAGE_SIZE > keep &&
 		       pa_highest_unscav_free(pa, &rp[nr], &rn[nr])) {
+			uint64_t over = (mheap_.pages_free * PAGE_SIZE - keep + PAGE_SIZE - 1) / PAGE_SIZE;
+			if (rn[nr] > over) { /* release only the top of the run */
+				rp[nr] += rn[nr] - over;
+				rn[nr] = over;
+			}
+			if (rn[nr] > max_pages - done) {
+				rp[nr] += rn[nr] - (max_pages - done);
+				rn[nr] = max_pages - done;
+			}
 			pa_set_alloc(pa, rp[nr], rn[nr], true);
 			mheap_.pages_free -= rn[nr];
 			mheap_.pages_released += rn[nr];
+			done += rn[nr];
 			nr++;
 		}
 		if (nr == 0)
@@ -65,14 +115,18 @@ void mheap_scavenge(uint64_t keep_bytes)
 	}
 }
 
-/* pre: no mm lock held, interrupts as the caller of kmalloc/kfree left
- * them. Cheap when nothing is pending (one load). */
-void mheap_scavenge_maybe(void)
+void mheap_scavenge(uint64_t keep_bytes)
+{
+	if (!__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE))
+		return;
+	scavenge(keep_bytes, false, SIZE_MAX);
+}
+
+/* pre: no mm lock held, interrupts as the caller of kmalloc left them.
+ * Cheap when nothing is pending (one load). */
+void mheap_scavenge_paced(void)
 {
 	if (!__atomic_load_n(&mheap_.scav_pending, __ATOMIC_RELAXED))
 		return;
-	lock_heap();
-	uint64_t goal = mheap_retain_goal();
-	unlock_heap();
-	mheap_scavenge(goal);
+	scavenge(0, true, SCAV_STEP);
 }

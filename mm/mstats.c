@@ -3,18 +3,12 @@
  * validators and census that tests call (mheap_valid, mm_census). See
  * malloc.c for the overview.
  *
- * Counters live where they are cheapest to keep. The fast paths keep
- * none: a CPU's allocations and local frees are counted into its mcache
- * when it sweeps a span it caches (every refill, uncache and flush; Go
- * also counts at refill time, not per object); remote frees in the
- * mcentral (one atomic add next to the atomic OR the remote free does
- * anyway); page and large-object counts in the mheap (under its lock).
- * kmalloc_stats sums them and adds what the calling CPU's own cached
- * spans have not counted yet. So a snapshot is exact for the calling CPU
- * and for CPUs that flushed (threads that exited, on the host); the
- * allocations and local frees of other running CPUs since their last
- * sweep show up when they next sweep or flush. Reading another CPU's
- * cached spans instead would race with it.
+ * Counters live where they are cheapest to keep: each CPU counts its own
+ * allocations and frees per class in its magazines, and its large objects
+ * in its mcache, with plain stores (the fast paths' cost: one add each);
+ * pages and spans are counted in the mheap and the mcentrals under their
+ * locks. kmalloc_stats sums them; each CPU's counters are exact at every
+ * instant, so a snapshot is exact whenever no other CPU is allocating.
  *
  * mm has no printf: kmalloc_dump formats with the two tiny helpers below,
  * into a stack buffer, and never allocates.
@@ -26,40 +20,39 @@ void kmalloc_stats(struct kmalloc_stats *st)
 	__builtin_memset(st, 0, sizeof(*st));
 	for (unsigned i = 0; i < _NumSizeClasses; i++)
 		st->cls[i].size = class_to_size[i];
+	uint64_t large_bytes_in = 0, large_bytes_out = 0, large_cached = 0;
 	for (unsigned slot = 1; slot <= MM_MAX_CPUS; slot++) {
 		struct mcache *c = __atomic_load_n(&mm_mcaches[slot], __ATOMIC_ACQUIRE);
 		if (c == NULL)
 			continue;
 		for (unsigned i = 0; i < _NumSizeClasses; i++) {
-			st->cls[i].allocs += LOAD(c->allocs[i]);
-			st->cls[i].frees += LOAD(c->frees[i]);
+			st->cls[i].allocs += LOAD(c->mag[i].allocs);
+			st->cls[i].frees += LOAD(c->mag[i].frees);
 		}
+		st->large_allocs += LOAD(c->large_allocs);
+		st->large_frees += LOAD(c->large_frees);
+		large_bytes_in += LOAD(c->large_alloc_bytes);
+		large_bytes_out += LOAD(c->large_free_bytes);
+		large_cached += LOAD(c->large_cached_bytes);
 	}
-	/* This CPU's own cached spans: what their next sweep will count. */
-	unsigned long f = sys_irq_save();
-	struct mcache *mine = mm_mcaches[cpu_slot(SYS_CPU_ID_FAST())];
-	for (unsigned i = 1; mine != NULL && i < _NumSizeClasses; i++)
-		if (mine->alloc[i] != &mspan_empty)
-			mspan_pending(mine->alloc[i], &st->cls[i].allocs, &st->cls[i].frees);
-	sys_irq_restore(f);
+	st->large_live = st->large_allocs - st->large_frees;
+	st->large_bytes = large_bytes_in - large_bytes_out;
+	for (unsigned i = 0; i < _NumSizeClasses; i++)
+		st->cls[i].live = st->cls[i].allocs - st->cls[i].frees;
 	if (!__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE))
 		return;
 	for (unsigned i = 1; i < _NumSizeClasses; i++) {
 		struct mcentral *c = &mheap_.central[i].c;
-		st->cls[i].frees += __atomic_load_n(&c->remote_frees, __ATOMIC_RELAXED);
 		lock_central(c);
 		st->cls[i].spans = c->nspans;
 		unlock_central(c);
-		st->cls[i].live = st->cls[i].allocs - st->cls[i].frees;
 	}
 	lock_heap();
-	st->large_allocs = mheap_.large_allocs;
-	st->large_frees = mheap_.large_frees;
-	st->large_live = mheap_.large_live;
-	st->large_bytes = mheap_.large_pages * PAGE_SIZE;
 	st->heap_sys = mheap_.pages_sys * PAGE_SIZE;
-	st->heap_inuse = mheap_.pages_inuse * PAGE_SIZE;
-	st->heap_free = mheap_.pages_free * PAGE_SIZE;
+	/* Freed large spans that CPUs keep for reuse count as free:
+	 * committed, holding no object. */
+	st->heap_inuse = mheap_.pages_inuse * PAGE_SIZE - large_cached;
+	st->heap_free = mheap_.pages_free * PAGE_SIZE + large_cached;
 	st->heap_released = mheap_.pages_released * PAGE_SIZE;
 	st->meta_sys = mheap_.meta_sys;
 	st->committed = st->heap_inuse + st->heap_free + st->meta_sys;
@@ -131,13 +124,47 @@ void kmalloc_dump(void)
 	log_kv("kmalloc: committed     ", st.committed);
 }
 
-/* Walk the page -> span map of the grown arena and the mcentral lists.
- * pre: no other CPU allocates or frees meanwhile (tests). */
-void mm_census(struct mm_census *out)
+/* Count an object a cache holds against its span (mspan.vcount), or
+ * note that it cannot be there. pre: no CPU runs. */
+static bool census_entry(const struct magentry *e, unsigned cls)
 {
+	struct mspan *s = spanOf((uintptr_t)e->p);
+	if (s == NULL || span_state(s) != SPAN_INUSE || s->spanclass != cls)
+		return false;
+	long idx = mspan_slot_of(s, (uintptr_t)e->p);
+	if (idx < 0 || e->live != &s->live[idx] || LOAD(s->live[idx]) != 0)
+		return false;
+	s->vcount++;
+	return true;
+}
+
+/* Walk the caches (counting their objects against their spans, in
+ * mspan.vcount, when count_spans), the page -> span map of the grown
+ * arena and the mcentral lists. Returns false if a cache holds something
+ * that cannot be a cached object. pre: no other CPU allocates or frees
+ * meanwhile (tests). */
+static bool census(struct mm_census *out, bool count_spans)
+{
+	bool ok = true;
 	__builtin_memset(out, 0, sizeof(*out));
 	if (!__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE))
-		return;
+		return true;
+	for (unsigned slot = 1; slot <= MM_MAX_CPUS; slot++) {
+		struct mcache *c = __atomic_load_n(&mm_mcaches[slot], __ATOMIC_ACQUIRE);
+		for (unsigned i = 1; c != NULL && i < _NumSizeClasses; i++) {
+			out->objs_cached += c->mag[i].n;
+			for (uint32_t k = 0; count_spans && k < c->mag[i].n; k++)
+				ok &= census_entry(&c->mag[i].e[k], i);
+		}
+	}
+	for (unsigned i = 1; i < _NumSizeClasses; i++) {
+		struct transfer *t = &mheap_.transfer[i].t;
+		lock_transfer(t);
+		out->objs_cached += t->n;
+		for (uint32_t k = 0; count_spans && k < t->n; k++)
+			ok &= census_entry(&t->e[k], i);
+		unlock_transfer(t);
+	}
 	lock_heap();
 	size_t npages = mheap_.pages.nchunks * CHUNK_PAGES;
 	for (size_t pg = 0; pg < npages; pg++) {
@@ -150,7 +177,7 @@ void mm_census(struct mm_census *out)
 			continue;
 		}
 		struct mspan *s = mheap_.spans[pg];
-		if (s == NULL || s->state == SPAN_DEAD)
+		if (s == NULL || span_state(s) == SPAN_DEAD)
 			continue;
 		out->pages_inuse++;
 		if (s->base != mheap_.arena_start + pg * PAGE_SIZE)
@@ -169,9 +196,14 @@ void mm_census(struct mm_census *out)
 		lock_central(c);
 		out->spans_partial += c->partial.len;
 		out->spans_full += c->full.len;
-		out->spans_unswept += c->unswept.len;
 		unlock_central(c);
 	}
+	return ok;
+}
+
+void mm_census(struct mm_census *out)
+{
+	census(out, false);
 }
 
 static int fail(const char *why)
@@ -180,18 +212,42 @@ static int fail(const char *why)
 	return 0;
 }
 
+/* Every small span's slots out of it are live or in a cache, each once:
+ * out == live bytes + objects counted by census (vcount), which is reset.
+ * pre: mheap.lock, census(.., true) just ran, no CPU runs. */
+static bool spans_account_for_caches(void)
+{
+	bool ok = true;
+	size_t npages = mheap_.pages.nchunks * CHUNK_PAGES;
+	for (size_t pg = 0; pg < npages; pg++) {
+		struct mspan *s = mheap_.spans[pg];
+		if (!pa_is_alloc(&mheap_.pages, pg) || s == NULL || span_state(s) == SPAN_DEAD ||
+		    s->base != mheap_.arena_start + pg * PAGE_SIZE || s->spanclass == 0)
+			continue;
+		unsigned live = 0;
+		for (unsigned i = 0; i < s->nelems; i++)
+			live += LOAD(s->live[i]);
+		if (mspan_out_count(s) != live + s->vcount)
+			ok = false;
+		s->vcount = 0;
+	}
+	return ok;
+}
+
 /* Whole-heap check: page allocator consistent, counters match a walk of
  * the bitmaps and the page map, every in-use span valid and mapped on all
- * its pages, mcentral lists hold uncached spans of their class with the
- * right fullness. Logs the first failure and returns 0; 1 if valid.
+ * its pages, every cached object a free slot of its class counted once,
+ * mcentral lists hold uncached spans of their class with the right
+ * fullness. Logs the first failure and returns 0; 1 if valid.
  * pre: no other CPU allocates or frees meanwhile. */
 int mheap_valid(void)
 {
 	struct mm_census cs;
 	if (!__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE))
 		return 1;
-	mm_census(&cs);
+	bool caches_ok = census(&cs, true);
 	lock_heap();
+	bool counts_ok = spans_account_for_caches();
 	int ok = pa_valid(&mheap_.pages);
 	for (size_t ci = 0; ci < mheap_.pages.nchunks; ci++)
 		for (unsigned w = 0; w < CHUNK_WORDS; w++)
@@ -203,17 +259,23 @@ int mheap_valid(void)
 	int spans_ok = 1;
 	for (size_t pg = 0; pg < npages && spans_ok; pg++) {
 		struct mspan *s = mheap_.spans[pg];
-		if (!pa_is_alloc(&mheap_.pages, pg) || s == NULL || s->state == SPAN_DEAD)
+		if (!pa_is_alloc(&mheap_.pages, pg) || s == NULL || span_state(s) == SPAN_DEAD)
 			continue;
 		if (s->base != mheap_.arena_start + pg * PAGE_SIZE)
 			continue;
-		if (!mspan_valid(s))
+		if (span_state(s) == SPAN_INUSE && !mspan_valid(s))
 			spans_ok = 0;
 		for (size_t i = 0; i < s->npages; i++)
 			if (mheap_.spans[pg + i] != s || !pa_is_alloc(&mheap_.pages, pg + i))
 				spans_ok = 0;
 	}
 	unlock_heap();
+	if (!caches_ok)
+		return fail("mheap_valid: a cache holds something that is not a free slot "
+		            "of its class");
+	if (!counts_ok)
+		return fail("mheap_valid: a span's slots out are not its live objects plus "
+		            "its cached ones, each once");
 	if (!ok)
 		return fail("mheap_valid: page allocator summaries disagree with bitmaps, "
 		            "or a page is both allocated and scavenged");
@@ -226,19 +288,18 @@ int mheap_valid(void)
 	for (unsigned i = 1; i < _NumSizeClasses; i++) {
 		struct mcentral *c = &mheap_.central[i].c;
 		lock_central(c);
-		for (unsigned l = LIST_PARTIAL; l <= LIST_UNSWEPT && ok; l++) {
-			struct spanlist *list = l == LIST_PARTIAL ? &c->partial :
-			                        l == LIST_FULL ? &c->full : &c->unswept;
+		for (unsigned l = LIST_PARTIAL; l <= LIST_FULL && ok; l++) {
+			struct spanlist *list = l == LIST_PARTIAL ? &c->partial : &c->full;
 			uint64_t n = 0;
 			struct mspan *prev = NULL;
 			for (struct mspan *s = list->head; s; prev = s, s = s->next, n++) {
-				uint32_t q = __atomic_load_n(&s->queued, __ATOMIC_RELAXED);
+				unsigned freeslots = s->nelems - s->allocCount;
+				unsigned min = s->nelems / 8u ? s->nelems / 8u : 1;
 				if (s->spanclass != i || s->cachedBy != CPU_NONE ||
 				    s->onlist != l || s->prev != prev ||
-				    s->state != SPAN_INUSE ||
-				    (l == LIST_PARTIAL && s->allocCount == s->nelems) ||
-				    (l == LIST_FULL && (s->allocCount != s->nelems || q == Q_PARKED)) ||
-				    (l == LIST_UNSWEPT && q == Q_CLEAN)) {
+				    span_state(s) != SPAN_INUSE || s->allocCount == 0 ||
+				    (l == LIST_PARTIAL && freeslots < min) ||
+				    (l == LIST_FULL && freeslots >= min)) {
 					ok = 0;
 					break;
 				}
@@ -250,7 +311,7 @@ int mheap_valid(void)
 		if (!ok)
 			return fail("mheap_valid: an mcentral list holds a wrong span");
 	}
-	if (cs.spans_partial + cs.spans_full + cs.spans_unswept + cs.spans_cached > cs.spans_small)
+	if (cs.spans_partial + cs.spans_full + cs.spans_cached > cs.spans_small)
 		return fail("mheap_valid: more listed spans than small spans in use");
 	return 1;
 }

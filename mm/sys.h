@@ -26,6 +26,8 @@
  *               (if sys_config.commit_zeroed), holds what was written since.
  *
  * mm never frees the region: a kernel allocator lives as long as the kernel.
+ * (The host port's released pages stay mapped and read as zero: Linux's
+ * MADV_DONTNEED; mm never touches Reserved memory either way.)
  *
  * Inline fast path: sys_cpu_id, sys_irq_save and sys_irq_restore run on
  * every kmalloc/kfree, so an out-of-line call would cost more than the whole
@@ -49,8 +51,19 @@ struct sys_config {
 	                          commits before handing it out. */
 	unsigned max_cpus;     /* every sys_cpu_id() is < max_cpus */
 	size_t arena_size;     /* bytes of heap arena to reserve (plus about
-	                          1/16 of that for metadata); 64 GiB on both
-	                          ports */
+	                          1/4 of that for metadata, reserved only);
+	                          64 GiB on both ports */
+	/* Optional hook, NULL if the port has none (then big objects that
+	 * krealloc cannot grow in place are copied).
+	 * Ready -> Ready + Ready -> Reserved: give dst the memory of
+	 * [src, src+n) without copying (page-table moves: mremap on Linux,
+	 * moving PTEs plus one TLB shootdown in a kernel); what dst held is
+	 * dropped, src becomes Reserved.
+	 *    pre: src, dst, n page-aligned, n > 0; both ranges Ready and
+	 *         disjoint; no mm lock held; interrupts as the caller of
+	 *         krealloc left them.
+	 *    Returns 0, or -1 with nothing changed (the caller copies). */
+	int (*move)(void *dst, void *src, size_t n);
 };
 
 /* Defined by the port; read-only for mm. */

@@ -1,0 +1,221 @@
+/*
+ * mlarge.c: large objects (more than 32 KiB): one span each, from a
+ * per-CPU cache of freed large spans or from the mheap; their free, and
+ * their growth in place. See malloc.c for the overview.
+ *
+ * The large cache. Every large object used to take mheap.lock twice
+ * (allocation and free), and each time the page allocator recomputed the
+ * summary of a 512-page chunk. Go avoids this for small page counts with
+ * a per-P page cache (mpagecache.go: a 64-page window claimed at once).
+ * We cache whole freed spans instead, per CPU: up to LARGE_CACHE_N spans
+ * of at most LARGE_CACHE_MAXPAGES pages and LARGE_CACHE_BYTES in all. A
+ * free pushes the span (its pages stay committed, its record and its
+ * page->span entries stay); an allocation takes a cached span of the
+ * same size or up to a quarter larger. Why not Go's page cache: it only
+ * speeds up allocation (frees still take the lock), and a freed span
+ * already is the right run of pages. The cache is drained with the rest
+ * of the CPU's caches (mcache_drain).
+ *
+ * Double frees: a large object's span state goes INUSE -> FREEING by CAS
+ * (one winner among racing frees), then to CACHED or back to the mheap
+ * (DEAD). A later kfree of its base finds a state other than INUSE and
+ * reports "double free" (malloc.c: bad_pointer), wherever the span is.
+ *
+ * Growth (krealloc): the span takes the free pages right after it
+ * (mheap_extend_span); otherwise a big object moves to a new span by
+ * page-table moves when the port has sys_move, or by copying.
+ */
+#include "internal.h"
+
+/* Objects at least this big move by sys_move rather than by copying when
+ * they cannot grow in place: below it, copying costs less than the
+ * port's page-table work. */
+#define MOVE_MIN ((size_t)256 << 10)
+
+/* A cached span of npages..npages+npages/4 pages, or NULL. pre:
+ * interrupts off; c is this CPU's mcache. */
+static struct mspan *cache_take(struct mcache *c, size_t npages)
+{
+	for (unsigned i = c->nlarge; i-- > 0;) {
+		struct mspan *s = c->large[i];
+		if (s->npages < npages || s->npages > npages + npages / 4)
+			continue;
+		for (unsigned j = i; j + 1 < c->nlarge; j++)
+			c->large[j] = c->large[j + 1];
+		c->nlarge--;
+		STORE(c->large_cached_bytes, c->large_cached_bytes - s->npages * PAGE_SIZE);
+		return s;
+	}
+	return NULL;
+}
+
+/* Cache s if it fits; returns the span that must go to the mheap instead
+ * (s itself, or the oldest cached one it displaced), or NULL. pre:
+ * interrupts off; c is this CPU's mcache; s is FREEING. */
+static struct mspan *cache_put(struct mcache *c, struct mspan *s)
+{
+	size_t bytes = s->npages * PAGE_SIZE;
+	if (s->npages > LARGE_CACHE_MAXPAGES || bytes > LARGE_CACHE_BYTES)
+		return s;
+	struct mspan *out = NULL;
+	if (c->nlarge == LARGE_CACHE_N || c->large_cached_bytes + bytes > LARGE_CACHE_BYTES) {
+		out = c->large[0];
+		for (unsigned j = 0; j + 1 < c->nlarge; j++)
+			c->large[j] = c->large[j + 1];
+		c->nlarge--;
+		if (c->large_cached_bytes - out->npages * PAGE_SIZE + bytes > LARGE_CACHE_BYTES) {
+			/* still no room: keep the old one, give this one back */
+			c->large[c->nlarge++] = out;
+			return s;
+		}
+		STORE(c->large_cached_bytes, c->large_cached_bytes - out->npages * PAGE_SIZE);
+	}
+	span_set_state(s, SPAN_CACHED);
+	c->large[c->nlarge++] = s;
+	STORE(c->large_cached_bytes, c->large_cached_bytes + bytes);
+	return out;
+}
+
+void mlarge_drain(struct mcache *c)
+{
+	while (c->nlarge != 0) {
+		struct mspan *s = c->large[--c->nlarge];
+		STORE(c->large_cached_bytes, c->large_cached_bytes - s->npages * PAGE_SIZE);
+		mheap_free_span(s, false);
+	}
+}
+
+/* Count on this CPU (in its mcache, if it has one): objects allocated
+ * and freed, and bytes allocated and freed (a krealloc in place changes
+ * only the bytes). pre: interrupts on or off. */
+static void count_large_n(unsigned allocs, size_t abytes, unsigned frees, size_t fbytes)
+{
+	unsigned long f = sys_irq_save();
+	struct mcache *c = mm_mcaches[cpu_slot(sys_cpu_id())];
+	if (c != NULL) {
+		STORE(c->large_allocs, c->large_allocs + allocs);
+		STORE(c->large_alloc_bytes, c->large_alloc_bytes + abytes);
+		STORE(c->large_frees, c->large_frees + frees);
+		STORE(c->large_free_bytes, c->large_free_bytes + fbytes);
+	}
+	sys_irq_restore(f);
+}
+
+static void count_large(size_t bytes, bool alloc)
+{
+	if (alloc)
+		count_large_n(1, bytes, 0, 0);
+	else
+		count_large_n(0, 0, 1, bytes);
+}
+
+/* A large object of `size` bytes at an `align`-aligned address (align is
+ * a power of two; <= 8192 needs nothing extra), or NULL. */
+void *mm_alloc_large(size_t size, size_t align, unsigned flags)
+{
+	if (mheap_init() != 0)
+		return NULL;
+	size_t arena = mheap_.arena_end - mheap_.arena_start;
+	if (size > arena || align > arena)
+		return NULL;
+	size_t npages = (size + PAGE_SIZE - 1) >> PAGE_SHIFT;
+	if (npages == 0)
+		npages = 1;
+	size_t align_pages = align > PAGE_SIZE ? align >> PAGE_SHIFT : 1;
+
+	unsigned long f = sys_irq_save();
+	struct mcache *c = mcache_get(sys_cpu_id());
+	struct mspan *s = NULL;
+	if (c != NULL && align_pages == 1)
+		s = cache_take(c, npages);
+	sys_irq_restore(f);
+	if (s != NULL) {
+		s->needzero = 1;
+	} else {
+		s = mheap_alloc_span(npages, 0, align_pages);
+		if (s == NULL && mm_drain_all(true))
+			s = mheap_alloc_span(npages, 0, align_pages);
+		if (s == NULL)
+			return NULL;
+		s->elemsize = npages * PAGE_SIZE;
+		s->nelems = 1;
+		s->allocCount = 1;
+		s->freeindex = 1;
+		s->divMul = 0;
+		s->allocCache = 0;
+		s->limit = s->base + s->elemsize;
+	}
+	bool zero = (flags & KM_ZERO) && s->needzero;
+	span_publish(s);
+	count_large(s->elemsize, true);
+	if (zero)
+		__builtin_memset((void *)s->base, 0, s->elemsize);
+	mheap_scavenge_paced();
+	return (void *)s->base;
+}
+
+/* kfree of the large object p of span s. pre: s->spanclass == 0. */
+void mm_free_large(struct mspan *s, uintptr_t p)
+{
+	uint32_t w = span_state_word(s);
+	if (p != s->base || (w & SPAN_STATE_MASK) != SPAN_INUSE)
+		sys_fault((w & SPAN_STATE_MASK) != SPAN_INUSE && p == s->base ? "double free"
+		                                                              : "invalid free",
+		          (void *)p);
+	uint32_t want = (w & ~SPAN_STATE_MASK) | SPAN_FREEING;
+	if (!__atomic_compare_exchange_n(&s->state, &w, want, false, __ATOMIC_ACQ_REL,
+	                                 __ATOMIC_ACQUIRE))
+		sys_fault("double free", (void *)p);
+	count_large(s->elemsize, false);
+	unsigned long f = sys_irq_save();
+	struct mcache *c = mcache_get(sys_cpu_id());
+	struct mspan *out = c != NULL ? cache_put(c, s) : s;
+	sys_irq_restore(f);
+	if (out != NULL)
+		mheap_free_span(out, false);
+}
+
+/* krealloc of the large object p (span s) to size bytes: in place if it
+ * fits or the following pages are free; else moved (by pages or bytes).
+ * Returns the object, or NULL with p untouched. */
+void *mm_realloc_large(struct mspan *s, void *p, size_t size, unsigned flags)
+{
+	size_t npages = (size + PAGE_SIZE - 1) >> PAGE_SHIFT;
+	if (npages <= s->npages)
+		return p;
+	size_t old = s->elemsize;
+	if (npages <= (mheap_.arena_end - mheap_.arena_start) >> PAGE_SHIFT &&
+	    mheap_extend_span(s, npages)) {
+		count_large_n(0, s->elemsize - old, 0, 0);
+		return p;
+	}
+	if (sys_config.move != NULL && old >= MOVE_MIN) {
+		struct mspan *n = mheap_alloc_span(npages, 0, 1);
+		if (n != NULL && sys_config.move((void *)n->base, p, old) == 0) {
+			n->elemsize = npages * PAGE_SIZE;
+			n->nelems = 1;
+			n->allocCount = 1;
+			n->freeindex = 1;
+			n->divMul = 0;
+			n->allocCache = 0;
+			n->limit = n->base + n->elemsize;
+			n->needzero = 1;
+			span_publish(n);
+			/* p's pages are Reserved now: they go back scavenged. */
+			uint32_t w = span_state_word(s);
+			__atomic_store_n(&s->state, (w & ~SPAN_STATE_MASK) | SPAN_FREEING,
+			                 __ATOMIC_RELEASE);
+			count_large_n(0, n->elemsize, 0, old);
+			mheap_free_span(s, true);
+			return (void *)n->base;
+		}
+		if (n != NULL)
+			mheap_free_span(n, false);
+	}
+	void *q = kmalloc(size, flags);
+	if (q == NULL)
+		return NULL;
+	__builtin_memcpy(q, p, old);
+	kfree(p);
+	return q;
+}

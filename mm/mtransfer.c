@@ -1,0 +1,71 @@
+/*
+ * mtransfer.c: the transfer caches, one per size class: a bounded array
+ * of free objects (struct magentry) under a spinlock, through which
+ * magazines hand batches to each other (tcmalloc's transfer cache,
+ * Bonwick's depot). See malloc.c for the overview, mcache.c for the
+ * magazines on either side.
+ *
+ * A CPU whose magazine overflows puts its oldest batch here; a CPU whose
+ * magazine runs dry takes the newest batch (LIFO: the objects freed last
+ * are the likeliest to be in some cache). So objects freed on one CPU
+ * and allocated on another (producer/consumer) move in batches, one lock
+ * hold per batch, without ever going back to their spans. What does not
+ * fit goes to the spans (mcentral_return); trim and out-of-memory drain
+ * everything held here the same way.
+ *
+ * The entry array of a class is carved from the metadata area on the
+ * first put (under mheap.lock, before the transfer lock: that lock is a
+ * leaf), so classes that never overflow a magazine cost nothing.
+ */
+#include "internal.h"
+
+/* Take up to `want` objects of sizeclass into out. Returns how many. */
+size_t mm_transfer_take(unsigned sizeclass, struct magentry *out, size_t want)
+{
+	struct transfer *t = &mheap_.transfer[sizeclass].t;
+	if (LOAD(t->n) == 0)
+		return 0;
+	lock_transfer(t);
+	size_t k = t->n < want ? t->n : want;
+	__builtin_memcpy(out, t->e + t->n - k, k * sizeof(*out));
+	STORE(t->n, t->n - (uint32_t)k);
+	unlock_transfer(t);
+	return k;
+}
+
+/* Put up to n objects of sizeclass; returns how many fit (the caller
+ * returns the rest to their spans). */
+size_t mm_transfer_put(unsigned sizeclass, const struct magentry *in, size_t n)
+{
+	struct transfer *t = &mheap_.transfer[sizeclass].t;
+	if (t->cap == 0 || LOAD(t->n) >= t->cap)
+		return 0;
+	if (__atomic_load_n(&t->e, __ATOMIC_ACQUIRE) == NULL) {
+		lock_heap();
+		if (t->e == NULL)
+			__atomic_store_n(&t->e,
+			                 meta_alloc(&mheap_.m_caches, t->cap * sizeof(struct magentry)),
+			                 __ATOMIC_RELEASE);
+		unlock_heap();
+		if (t->e == NULL)
+			return 0;
+	}
+	lock_transfer(t);
+	size_t room = t->cap - t->n, k = n < room ? n : room;
+	__builtin_memcpy(t->e + t->n, in, k * sizeof(*in));
+	STORE(t->n, t->n + (uint32_t)k);
+	unlock_transfer(t);
+	return k;
+}
+
+/* Return everything the transfer caches hold to the spans.
+ * pre: no mm lock held. */
+void mm_transfer_drain_all(void)
+{
+	struct magentry buf[64];
+	for (unsigned i = 1; i < _NumSizeClasses; i++) {
+		size_t k;
+		while ((k = mm_transfer_take(i, buf, 64)) != 0)
+			mcentral_return(&mheap_.central[i].c, buf, k);
+	}
+}
