@@ -111,19 +111,33 @@ static inline unsigned mm_popcount_sparse(uint64_t x)
  * another reads (plain mov on x86-64; keeps the compiler and TSan honest). */
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 #define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+/* A statistics counter only its CPU writes and others read racily: a plain
+ * increment (one add to memory on the fast paths), a relaxed store under
+ * ThreadSanitizer so the racy reads stay reported as benign. */
+#if defined(__SANITIZE_THREAD__)
+#define COUNT(x) STORE(x, (x) + 1)
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define COUNT(x) STORE(x, (x) + 1)
+#endif
+#endif
+#ifndef COUNT
+#define COUNT(x) ((x)++)
+#endif
 
 /* ---- mspan ---- */
 
-/* Low two bits of mspan.state; the bits above count the record's
- * incarnations (see span_publish). */
+/* Low three bits of mspan.state; the bits above count the record's
+ * incarnations (see span_publish). INUSE is the only odd state, so the
+ * fast path tests one bit. */
 enum mspan_state {
 	SPAN_DEAD = 0,    /* record free, or span returned to the mheap */
 	SPAN_INUSE = 1,   /* small span of objects, or a live large object */
 	SPAN_FREEING = 2, /* large object being freed (kfree won the CAS) */
-	SPAN_CACHED = 3,  /* large span freed into a CPU's large cache */
+	SPAN_CACHED = 4,  /* large span freed into a CPU's large cache */
 };
-#define SPAN_STATE_MASK 3u
-#define SPAN_GEN_ONE 4u
+#define SPAN_STATE_MASK 7u
+#define SPAN_GEN_ONE 8u
 
 /* A run of heap pages: either a small-object span of one size class
  * (spanclass = sizeclass, there is no scan/noscan split without a GC) or a
@@ -140,28 +154,30 @@ enum mspan_state {
  * The fields kfree and kmalloc's fast paths read come first: one cache
  * line. */
 struct mspan {
-	struct mspan *next;    /* mcentral list (mcentral.lock), or fixalloc
-	                          free list (mheap.lock); first word so the
-	                          fixalloc link never overlaps fields stale
-	                          readers look at */
-	uint64_t allocCache;   /* owner: ~allocBits from freeindex on */
+	uint64_t allocCache;   /* owner: ~allocBits from freeindex on; first
+	                          word, which a fixalloc free list overwrites,
+	                          because no stale reader looks at it */
 	uintptr_t base;        /* init: first byte */
 	uintptr_t elemsize;    /* init: class size, or npages*8K if large */
+	uint64_t divExact;     /* init: slot_magic(elemsize), 0 if large */
 	uint8_t *live;         /* init: one byte per slot, 1 = the user's
 	                          (live), 0 = free in the span or held by a
 	                          cache; written with plain stores by whoever
 	                          frees or hands out that slot (see malloc.c) */
+	uint32_t divMul;       /* init: Go's class_to_divmagic, 0 if large */
+	uint32_t nbytes;       /* init: nelems * elemsize, 0 if large (so
+	                          kfree's fast slot test fails for large) */
 	uint16_t freeindex;    /* owner */
 	uint16_t nelems;       /* init */
+	uint32_t state;        /* atomic: generation << 3 | mspan_state */
+	uint8_t spanclass;     /* init: size class, 0 = large */
+	uint8_t needzero;      /* owner: free slots may hold old data */
 	uint16_t allocCount;   /* owner: slots out of the span (live or in
 	                          a cache) as of the last sweep; slots above
 	                          freeindex taken since then are not counted
 	                          (see mspan_nextFreeFast) */
-	uint8_t spanclass;     /* init: size class, 0 = large */
-	uint8_t needzero;      /* owner: free slots may hold old data */
-	uint32_t divMul;       /* init: class_to_divmagic */
-	uint32_t state;        /* atomic: generation << 2 | mspan_state */
-	/* ---- end of the fast paths' line ---- */
+	/* ---- end of the fast paths' cache line ---- */
+	struct mspan *next;    /* mcentral list (mcentral.lock) */
 	uint32_t cachedBy;     /* atomic: slot (cpu_slot) of the CPU caching
 	                          it, or CPU_NONE; written under mcentral.lock */
 	uint8_t onlist;        /* mcentral.lock: enum mcentral_list */
@@ -244,16 +260,13 @@ unsigned mspan_sweep(struct mspan *s);
 void mspan_init_small(struct mspan *s, unsigned sizeclass);
 unsigned mspan_out_count(const struct mspan *s);
 int mspan_valid(const struct mspan *s);
-/* Index of the slot starting exactly at p, or -1. pre: s small. */
+/* Index of the slot starting exactly at p, or -1. */
 static inline long mspan_slot_of(const struct mspan *s, uintptr_t p)
 {
 	uintptr_t off = p - s->base;
-	if (p < s->base || p >= s->limit)
+	if (!slot_exact(s->divExact, off) || off >= s->nbytes)
 		return -1;
-	unsigned idx = obj_index(s->divMul, off);
-	if (s->base + (uintptr_t)idx * s->elemsize != p)
-		return -1;
-	return idx;
+	return obj_index(s->divMul, off);
 }
 
 /* ---- page allocator (mpagealloc.c) ---- */
@@ -368,14 +381,21 @@ struct magentry {
 
 /* One class of one CPU's mcache: only that CPU touches it, with
  * interrupts off, except that kmalloc_stats reads the counters (written
- * with STORE, read with LOAD). 32 bytes: two classes per cache line. */
+ * with COUNT, read with LOAD). [base, top) are the entries held. One
+ * cache line. */
 struct magazine {
-	uint32_t n;           /* entries held */
-	uint32_t cap;         /* immutable: mm_cache.mag_cap[class] */
-	struct magentry *e;   /* immutable: [cap] */
-	uint64_t allocs;      /* objects handed out on this CPU */
-	uint64_t frees;       /* objects freed on this CPU */
+	struct magentry *top;   /* next free entry */
+	struct magentry *base;  /* immutable: [mm_cache.mag_cap[class]] */
+	struct magentry *limit; /* immutable: base + capacity */
+	uint64_t allocs;        /* objects handed out on this CPU */
+	uint64_t frees;         /* objects freed on this CPU */
+	uint64_t pad[3];
 };
+
+static inline uint32_t mag_count(const struct magazine *m)
+{
+	return (uint32_t)(m->top - m->base);
+}
 
 /* Freed large spans kept per CPU for reuse without mheap.lock (see
  * mlarge.c). At most LARGE_CACHE_N spans and LARGE_CACHE_BYTES. */

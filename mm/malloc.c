@@ -182,13 +182,13 @@ void *kmalloc(size_t size, unsigned flags)
 	struct mcache *c = mcache_fast();
 	if (MM_LIKELY(c != NULL)) {
 		struct magazine *m = &c->mag[cls];
-		uint32_t n = m->n;
-		if (MM_LIKELY(n != 0)) {
-			struct magentry *e = &m->e[n - 1];
+		struct magentry *e = m->top;
+		if (MM_LIKELY(e != m->base)) {
+			e--;
+			m->top = e;
 			void *v = e->p;
-			m->n = n - 1;
 			STORE(*e->live, 1);
-			STORE(m->allocs, m->allocs + 1);
+			COUNT(m->allocs);
 			sys_irq_restore(f);
 			if (MM_UNLIKELY(flags & KM_ZERO))
 				return zero_object(v, cls);
@@ -202,7 +202,7 @@ void *kmalloc(size_t size, unsigned flags)
 			s->allocCache = (cache >> b) >> 1;
 			s->freeindex = (uint16_t)(idx + 1);
 			STORE(s->live[idx], 1);
-			STORE(m->allocs, m->allocs + 1);
+			COUNT(m->allocs);
 			void *v = mspan_slot_addr(s, idx);
 			bool dirty = s->needzero;
 			sys_irq_restore(f);
@@ -285,13 +285,13 @@ static __attribute__((noinline)) void kfree_slow(struct mspan *s, uintptr_t p)
 	}
 	mcache_fast_set(c);
 	struct magazine *m = &c->mag[cls];
-	if (m->n == m->cap)
+	if (m->top == m->limit)
 		mcache_spill(c, cls);
 	STORE(*lb, 0);
-	m->e[m->n].p = (void *)p;
-	m->e[m->n].live = lb;
-	m->n++;
-	STORE(m->frees, m->frees + 1);
+	m->top->p = (void *)p;
+	m->top->live = lb;
+	m->top++;
+	COUNT(m->frees);
 	sys_irq_restore(f);
 }
 
@@ -321,16 +321,17 @@ void kfree(const void *ptr)
 	struct mspan *s = __atomic_load_n(&mheap_.spans[rel >> PAGE_SHIFT], __ATOMIC_ACQUIRE);
 	if (MM_UNLIKELY(s == NULL))
 		return kfree_invalid(ptr);
+	/* Small INUSE spans only: the state's INUSE bit, and a large span's
+	 * nbytes of 0 fails the slot test below. p lies on one of the span's
+	 * pages or (stale map entry, record reused) far from it; either way
+	 * the exact-slot test and the bound reject non-slots. */
 	uint32_t w = span_state_word(s);
-	unsigned cls = s->spanclass;
-	if (MM_UNLIKELY((w & SPAN_STATE_MASK) != SPAN_INUSE || cls == 0))
+	if (MM_UNLIKELY(!(w & SPAN_INUSE)))
 		return kfree_slow(s, p);
-	/* p lies on one of the span's pages or (stale map entry, record
-	 * reused) far from it; either way the exact multiply-back test and
-	 * idx < nelems reject non-slots. */
+	unsigned cls = s->spanclass;
 	uintptr_t off = p - s->base;
 	unsigned idx = obj_index(s->divMul, off);
-	if (MM_UNLIKELY((uintptr_t)idx * s->elemsize != off || idx >= s->nelems))
+	if (MM_UNLIKELY(!slot_exact(s->divExact, off) || off >= s->nbytes))
 		return kfree_slow(s, p);
 	uint8_t *lb = &s->live[idx];
 	uint8_t live = LOAD(*lb);
@@ -346,16 +347,16 @@ void kfree(const void *ptr)
 		return kfree_slow(s, p);
 	}
 	struct magazine *m = &c->mag[cls];
-	uint32_t n = m->n;
-	if (MM_UNLIKELY(n == m->cap)) {
+	struct magentry *e = m->top;
+	if (MM_UNLIKELY(e == m->limit)) {
 		sys_irq_restore(f);
 		return kfree_slow(s, p);
 	}
 	STORE(*lb, 0);
-	m->e[n].p = (void *)p;
-	m->e[n].live = lb;
-	m->n = n + 1;
-	STORE(m->frees, m->frees + 1);
+	e->p = (void *)p;
+	e->live = lb;
+	m->top = e + 1;
+	COUNT(m->frees);
 	sys_irq_restore(f);
 }
 

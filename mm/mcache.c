@@ -82,9 +82,9 @@ struct mcache *mcache_get(unsigned cpu)
 	struct magentry *e = (struct magentry *)(c + 1);
 	for (unsigned i = 0; i < _NumSizeClasses; i++) {
 		c->alloc[i] = &mspan_empty;
-		c->mag[i].cap = mheap_.cs.mag_cap[i];
-		c->mag[i].e = e;
-		e += c->mag[i].cap;
+		c->mag[i].base = c->mag[i].top = e;
+		e += mheap_.cs.mag_cap[i];
+		c->mag[i].limit = e;
 	}
 	c->cpu = cpu;
 	c->drain_seen = __atomic_load_n(&mheap_.drain_gen, __ATOMIC_ACQUIRE);
@@ -140,11 +140,11 @@ void *mcache_alloc_slow(struct mcache *c, unsigned sizeclass, bool *needzero)
 {
 	struct magazine *m = &c->mag[sizeclass];
 	mcache_poll(c);
-	if (m->n == 0)
-		m->n = (uint32_t)mm_transfer_take(sizeclass, m->e, mheap_.cs.batch[sizeclass]);
+	if (m->top == m->base)
+		m->top += mm_transfer_take(sizeclass, m->base, mheap_.cs.batch[sizeclass]);
 	void *v;
-	if (m->n != 0) {
-		struct magentry *e = &m->e[--m->n];
+	if (m->top != m->base) {
+		struct magentry *e = --m->top;
 		STORE(*e->live, 1);
 		*needzero = true;
 		v = e->p;
@@ -153,7 +153,7 @@ void *mcache_alloc_slow(struct mcache *c, unsigned sizeclass, bool *needzero)
 		if (v == NULL)
 			return NULL;
 	}
-	STORE(m->allocs, m->allocs + 1);
+	COUNT(m->allocs);
 	return v;
 }
 
@@ -163,14 +163,14 @@ void *mcache_alloc_slow(struct mcache *c, unsigned sizeclass, bool *needzero)
 void mcache_spill(struct mcache *c, unsigned sizeclass)
 {
 	struct magazine *m = &c->mag[sizeclass];
-	size_t b = mheap_.cs.batch[sizeclass];
-	if (b == 0 || b > m->n)
-		b = m->n;
-	size_t put = mm_transfer_put(sizeclass, m->e, b);
+	size_t n = mag_count(m), b = mheap_.cs.batch[sizeclass];
+	if (b == 0 || b > n)
+		b = n;
+	size_t put = mm_transfer_put(sizeclass, m->base, b);
 	if (put < b)
-		mcentral_return(&mheap_.central[sizeclass].c, m->e + put, b - put);
-	__builtin_memmove(m->e, m->e + b, (m->n - b) * sizeof(struct magentry));
-	m->n -= (uint32_t)b;
+		mcentral_return(&mheap_.central[sizeclass].c, m->base + put, b - put);
+	__builtin_memmove(m->base, m->base + b, (n - b) * sizeof(struct magentry));
+	m->top -= b;
 }
 
 /* Empty every magazine into its spans, give the cached spans back (unless
@@ -180,9 +180,9 @@ void mcache_drain(struct mcache *c, bool keep_spans)
 {
 	for (unsigned i = 1; i < _NumSizeClasses; i++) {
 		struct magazine *m = &c->mag[i];
-		if (m->n != 0) {
-			mcentral_return(&mheap_.central[i].c, m->e, m->n);
-			m->n = 0;
+		if (m->top != m->base) {
+			mcentral_return(&mheap_.central[i].c, m->base, mag_count(m));
+			m->top = m->base;
 		}
 		struct mspan *s = c->alloc[i];
 		if (keep_spans || s == &mspan_empty)

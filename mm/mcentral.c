@@ -189,12 +189,10 @@ static void sort_by_address(struct magentry *e, size_t n)
  * not live. Anything else means the metadata was corrupted. */
 static unsigned entry_slot(const struct mspan *s, const struct magentry *e)
 {
-	uintptr_t off = (uintptr_t)e->p - s->base;
-	unsigned idx = obj_index(s->divMul, off);
-	MM_CHECK((uintptr_t)idx * s->elemsize == off && idx < s->nelems &&
-	         e->live == &s->live[idx] && LOAD(s->live[idx]) == 0,
+	long idx = mspan_slot_of(s, (uintptr_t)e->p);
+	MM_CHECK(idx >= 0 && e->live == &s->live[idx] && LOAD(s->live[idx]) == 0,
 	         "corrupt cache entry", e->p);
-	return idx;
+	return (unsigned)idx;
 }
 
 /* OR bits into word w of s->freeBits. A bit already set means an object

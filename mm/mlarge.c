@@ -109,6 +109,21 @@ static void count_large(size_t bytes, bool alloc)
 		count_large_n(0, 0, 1, bytes);
 }
 
+/* The class fields of a fresh large span: one object of all its pages.
+ * nbytes and divMul 0 make kfree's fast slot test fail (malloc.c). */
+static void large_init(struct mspan *s)
+{
+	s->elemsize = s->npages * PAGE_SIZE;
+	s->nelems = 1;
+	s->allocCount = 1;
+	s->freeindex = 1;
+	s->divMul = 0;
+	s->divExact = 0;
+	s->nbytes = 0;
+	s->allocCache = 0;
+	s->limit = s->base + s->elemsize;
+}
+
 /* A large object of `size` bytes at an `align`-aligned address (align is
  * a power of two; <= 8192 needs nothing extra), or NULL. */
 void *mm_alloc_large(size_t size, size_t align, unsigned flags)
@@ -137,13 +152,7 @@ void *mm_alloc_large(size_t size, size_t align, unsigned flags)
 			s = mheap_alloc_span(npages, 0, align_pages);
 		if (s == NULL)
 			return NULL;
-		s->elemsize = npages * PAGE_SIZE;
-		s->nelems = 1;
-		s->allocCount = 1;
-		s->freeindex = 1;
-		s->divMul = 0;
-		s->allocCache = 0;
-		s->limit = s->base + s->elemsize;
+		large_init(s);
 	}
 	bool zero = (flags & KM_ZERO) && s->needzero;
 	span_publish(s);
@@ -192,13 +201,7 @@ void *mm_realloc_large(struct mspan *s, void *p, size_t size, unsigned flags)
 	if (sys_config.move != NULL && old >= MOVE_MIN) {
 		struct mspan *n = mheap_alloc_span(npages, 0, 1);
 		if (n != NULL && sys_config.move((void *)n->base, p, old) == 0) {
-			n->elemsize = npages * PAGE_SIZE;
-			n->nelems = 1;
-			n->allocCount = 1;
-			n->freeindex = 1;
-			n->divMul = 0;
-			n->allocCache = 0;
-			n->limit = n->base + n->elemsize;
+			large_init(n);
 			n->needzero = 1;
 			span_publish(n);
 			/* p's pages are Reserved now: they go back scavenged. */

@@ -7,6 +7,7 @@
 #ifndef MM_MSIZE_H
 #define MM_MSIZE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,6 +39,24 @@ static inline size_t class_size(unsigned sizeclass)
 static inline unsigned obj_index(uint32_t divMul, uintptr_t off)
 {
 	return (unsigned)(((uint64_t)(uint32_t)off * divMul) >> 32);
+}
+
+/* Whether a byte offset is a slot start, with one multiply: with
+ * M = ceil(2^64 / size) (slot_magic), for every 32-bit off,
+ * off % size == 0 iff (off * M) mod 2^64 < M (Lemire, Kaser and Kurz,
+ * "Faster remainder by direct computation", 2019). Callers bound off by
+ * the span's bytes (< 2^32) before they trust it. kfree's fast path uses
+ * it next to obj_index (Go's 32-bit divMul for the index: a widening
+ * multiply would give both at once but ties up rax:rdx). Checked
+ * exhaustively by tests/host/test_sizeclasses.c. */
+static inline uint64_t slot_magic(size_t size)
+{
+	return UINT64_MAX / size + 1;
+}
+
+static inline bool slot_exact(uint64_t M, uintptr_t off)
+{
+	return off * M < M;
 }
 
 #endif /* MM_MSIZE_H */

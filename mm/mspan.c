@@ -44,7 +44,9 @@ void mspan_init_small(struct mspan *s, unsigned sizeclass)
 	s->elemsize = class_to_size[sizeclass];
 	s->nelems = (uint16_t)obj_index(class_to_divmagic[sizeclass], s->npages * PAGE_SIZE);
 	s->divMul = class_to_divmagic[sizeclass];
-	s->limit = s->base + (uintptr_t)s->nelems * s->elemsize;
+	s->divExact = slot_magic(s->elemsize);
+	s->nbytes = (uint32_t)(s->nelems * s->elemsize);
+	s->limit = s->base + s->nbytes;
 	/* Slots past nelems in the last word are "allocated" for good, so
 	 * allocCache never offers them (see mspan_nextFreeFast). */
 	unsigned nw = span_nwords(s), tail = s->nelems % 64;

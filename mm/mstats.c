@@ -152,9 +152,9 @@ static bool census(struct mm_census *out, bool count_spans)
 	for (unsigned slot = 1; slot <= MM_MAX_CPUS; slot++) {
 		struct mcache *c = __atomic_load_n(&mm_mcaches[slot], __ATOMIC_ACQUIRE);
 		for (unsigned i = 1; c != NULL && i < _NumSizeClasses; i++) {
-			out->objs_cached += c->mag[i].n;
-			for (uint32_t k = 0; count_spans && k < c->mag[i].n; k++)
-				ok &= census_entry(&c->mag[i].e[k], i);
+			out->objs_cached += mag_count(&c->mag[i]);
+			for (uint32_t k = 0; count_spans && k < mag_count(&c->mag[i]); k++)
+				ok &= census_entry(&c->mag[i].base[k], i);
 		}
 	}
 	for (unsigned i = 1; i < _NumSizeClasses; i++) {
