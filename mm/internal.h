@@ -160,13 +160,15 @@ struct mspan {
 	uintptr_t base;        /* init: first byte */
 	uintptr_t elemsize;    /* init: class size, or npages*8K if large */
 	uint64_t divExact;     /* init: slot_magic(elemsize), 0 if large */
-	uint8_t *live;         /* init: one byte per slot, 1 = the user's
-	                          (live), 0 = free in the span or held by a
-	                          cache; written with plain stores by whoever
-	                          frees or hands out that slot (see malloc.c) */
-	uint32_t divMul;       /* init: Go's class_to_divmagic, 0 if large */
-	uint32_t nbytes;       /* init: nelems * elemsize, 0 if large (so
-	                          kfree's fast slot test fails for large) */
+	uint8_t *live;         /* init: live bytes: the slot at byte offset off
+	                          has byte live[off >> liveshift], 1 = the
+	                          user's (live), 0 = free in the span or held
+	                          by a cache; written with plain stores by
+	                          whoever frees or hands out that slot (see
+	                          malloc.c) */
+	uint32_t nbytes;       /* init: nelems * elemsize, set last (release)
+	                          and cleared first when the span dies; 0 if
+	                          large: kfree's fast slot test fails then */
 	uint16_t freeindex;    /* owner */
 	uint16_t nelems;       /* init */
 	uint32_t state;        /* atomic: generation << 3 | mspan_state */
@@ -176,7 +178,12 @@ struct mspan {
 	                          a cache) as of the last sweep; slots above
 	                          freeindex taken since then are not counted
 	                          (see mspan_nextFreeFast) */
+	uint8_t liveshift;     /* init: log2 of the largest power of two <=
+	                          elemsize: slot starts are at least that far
+	                          apart, so off >> liveshift names one slot
+	                          without a division */
 	/* ---- end of the fast paths' cache line ---- */
+	uint32_t divMul;       /* init: Go's class_to_divmagic, 0 if large */
 	struct mspan *next;    /* mcentral list (mcentral.lock) */
 	uint32_t cachedBy;     /* atomic: slot (cpu_slot) of the CPU caching
 	                          it, or CPU_NONE; written under mcentral.lock */
@@ -252,6 +259,19 @@ static inline long mspan_nextFreeFast(struct mspan *s)
 static inline void *mspan_slot_addr(const struct mspan *s, unsigned idx)
 {
 	return (void *)(s->base + (uintptr_t)idx * s->elemsize);
+}
+
+/* The live byte of slot idx. */
+static inline uint8_t *mspan_live(const struct mspan *s, unsigned idx)
+{
+	return &s->live[((uintptr_t)idx * s->elemsize) >> s->liveshift];
+}
+
+/* Live bytes a span of class c needs (one per 2^liveshift bytes). */
+static inline size_t live_bytes_of(unsigned sizeclass, size_t npages)
+{
+	unsigned shift = 63 - (unsigned)__builtin_clzll(class_to_size[sizeclass]);
+	return (npages * PAGE_SIZE) >> shift;
 }
 
 unsigned mspan_nextFreeIndex(struct mspan *s);
@@ -662,6 +682,15 @@ void mm_census(struct mm_census *out);
 int mheap_valid(void);
 
 /* ---- malloc.c helpers ---- */
+
+/* NULL for "out of memory or impossible size", told to the port first
+ * (sys_config.nomem). pre: no mm lock held. */
+static inline void *mm_nomem(void)
+{
+	if (sys_config.nomem != NULL)
+		sys_config.nomem();
+	return NULL;
+}
 
 void *mm_alloc_class(unsigned sizeclass, unsigned flags);
 /* Tiny formatter for sys_log lines: appends to buf, returns new length. */

@@ -159,7 +159,9 @@ void *mm_alloc_class(unsigned sizeclass, unsigned flags)
 		if (v != NULL || c == NULL || attempt == 1 || !mm_drain_all(true))
 			break;
 	}
-	if (v != NULL && (flags & KM_ZERO) && needzero)
+	if (v == NULL)
+		return mm_nomem();
+	if ((flags & KM_ZERO) && needzero)
 		__builtin_memset(v, 0, class_to_size[sizeclass]);
 	mheap_scavenge_paced();
 	return v;
@@ -201,9 +203,10 @@ void *kmalloc(size_t size, unsigned flags)
 			unsigned idx = s->freeindex + b;
 			s->allocCache = (cache >> b) >> 1;
 			s->freeindex = (uint16_t)(idx + 1);
-			STORE(s->live[idx], 1);
+			uintptr_t off = (uintptr_t)idx * s->elemsize;
+			STORE(s->live[off >> s->liveshift], 1);
 			COUNT(m->allocs);
-			void *v = mspan_slot_addr(s, idx);
+			void *v = (void *)(s->base + off);
 			bool dirty = s->needzero;
 			sys_irq_restore(f);
 			if (MM_UNLIKELY(flags & KM_ZERO) && dirty)
@@ -223,7 +226,7 @@ void *kzalloc(size_t size, unsigned flags)
 void *kcalloc(size_t n, size_t size, unsigned flags)
 {
 	if (size != 0 && n > SIZE_MAX / size)
-		return NULL;
+		return mm_nomem();
 	return kmalloc(n * size, flags | KM_ZERO);
 }
 
@@ -247,7 +250,7 @@ static uint8_t *live_byte(struct mspan *s, uintptr_t p, const char *what, const 
 		if ((w & SPAN_STATE_MASK) != SPAN_INUSE || s->spanclass == 0)
 			bad_pointer(s, p, what);
 		long idx = mspan_slot_of(s, p);
-		uint8_t *lb = idx >= 0 ? &s->live[idx] : NULL;
+		uint8_t *lb = idx >= 0 ? mspan_live(s, (unsigned)idx) : NULL;
 		uint8_t v = lb != NULL ? LOAD(*lb) : 0;
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
 		if (__atomic_load_n(&s->state, __ATOMIC_RELAXED) != w)
@@ -318,22 +321,23 @@ void kfree(const void *ptr)
 			return;
 		return kfree_invalid(ptr);
 	}
+	/* Never NULL: pages outside every span map to mspan_empty (DEAD). */
 	struct mspan *s = __atomic_load_n(&mheap_.spans[rel >> PAGE_SHIFT], __ATOMIC_ACQUIRE);
-	if (MM_UNLIKELY(s == NULL))
-		return kfree_invalid(ptr);
-	/* Small INUSE spans only: the state's INUSE bit, and a large span's
-	 * nbytes of 0 fails the slot test below. p lies on one of the span's
-	 * pages or (stale map entry, record reused) far from it; either way
-	 * the exact-slot test and the bound reject non-slots. */
+	/* Small INUSE spans only. The state word, then the slot test: a
+	 * large span has nbytes 0, and so does a dead one (cleared before its
+	 * state changes; the acquire load below sees a reused record's
+	 * nbytes only with the rest of its fields); p lies on one of the
+	 * span's pages or (stale map entry, record reused) far from it;
+	 * either way the exact-slot test and the bound reject non-slots.
+	 * Then the live byte, and the state word again: equal means every
+	 * field read belongs to one incarnation of the record. */
 	uint32_t w = span_state_word(s);
-	if (MM_UNLIKELY(!(w & SPAN_INUSE)))
+	uintptr_t off = p - s->base;
+	if (MM_UNLIKELY(!slot_exact(s->divExact, off) ||
+	                off >= __atomic_load_n(&s->nbytes, __ATOMIC_ACQUIRE)))
 		return kfree_slow(s, p);
 	unsigned cls = s->spanclass;
-	uintptr_t off = p - s->base;
-	unsigned idx = obj_index(s->divMul, off);
-	if (MM_UNLIKELY(!slot_exact(s->divExact, off) || off >= s->nbytes))
-		return kfree_slow(s, p);
-	uint8_t *lb = &s->live[idx];
+	uint8_t *lb = &s->live[off >> s->liveshift];
 	uint8_t live = LOAD(*lb);
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);
 	if (MM_UNLIKELY(__atomic_load_n(&s->state, __ATOMIC_RELAXED) != w))
@@ -394,7 +398,14 @@ void *krealloc(void *p, size_t size, unsigned flags)
 		return mm_realloc_large(s, p, size, flags);
 	if (s->spanclass != 0 && size <= old && size_to_class(size) == s->spanclass)
 		return p; /* shrinking, but no smaller class fits */
-	void *n = kmalloc(size, flags);
+	/* A small object that grows gets half its size again as headroom:
+	 * an object grown step by step (a string being built) then moves
+	 * every few steps instead of at every class boundary, and once it is
+	 * large it grows in place. */
+	size_t want = size;
+	if (size > old && old + old / 2 > size)
+		want = old + old / 2;
+	void *n = kmalloc(want, flags);
 	if (n == NULL)
 		return NULL;
 	__builtin_memcpy(n, p, old < size ? old : size);

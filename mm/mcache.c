@@ -110,7 +110,7 @@ void *mcache_refill_alloc(struct mcache *c, unsigned sizeclass, bool *needzero)
 					idx = -1;
 			}
 			if (idx >= 0) {
-				STORE(s->live[idx], 1);
+				STORE(*mspan_live(s, (unsigned)idx), 1);
 				*needzero = s->needzero;
 				return mspan_slot_addr(s, (unsigned)idx);
 			}

@@ -96,6 +96,8 @@ static void place(struct mcentral *c, struct mspan *s)
 	if (s->allocCount == 0) {
 		list_remove(c, s);
 		c->nspans--;
+		/* nbytes before the state: kfree's fast path (malloc.c) */
+		__atomic_store_n(&s->nbytes, 0, __ATOMIC_RELAXED);
 		span_set_state(s, SPAN_DEAD);
 		mheap_free_span(s, false); /* takes mheap.lock: allowed after mcentral.lock */
 		return;
@@ -190,7 +192,7 @@ static void sort_by_address(struct magentry *e, size_t n)
 static unsigned entry_slot(const struct mspan *s, const struct magentry *e)
 {
 	long idx = mspan_slot_of(s, (uintptr_t)e->p);
-	MM_CHECK(idx >= 0 && e->live == &s->live[idx] && LOAD(s->live[idx]) == 0,
+	MM_CHECK(idx >= 0 && e->live == mspan_live(s, (unsigned)idx) && LOAD(*e->live) == 0,
 	         "corrupt cache entry", e->p);
 	return (unsigned)idx;
 }

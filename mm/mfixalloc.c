@@ -215,8 +215,9 @@ void fixalloc_trim(void)
 			nidle++;
 		}
 	/* Stale page->span entries of free pages may point at dead mspan
-	 * records in those blocks; clear them, so a later bad kfree there
-	 * finds no span ("invalid free") instead of reading released memory.
+	 * records in those blocks; point them at the dead sentinel, so a
+	 * later bad kfree there finds no span ("invalid free") instead of
+	 * reading released memory.
 	 * An idle block holds no live record, so every such entry is stale.
 	 * O(arena pages), on trim only. */
 	if (nidle != 0) {
@@ -225,7 +226,7 @@ void fixalloc_trim(void)
 		for (size_t pg = 0; pg < npg; pg++) {
 			uintptr_t sp = (uintptr_t)mheap_.spans[pg];
 			if (sp >= lo && sp < hi && fix_blk(fix_blkno(sp))->state == FB_RELEASING)
-				__atomic_store_n(&mheap_.spans[pg], NULL, __ATOMIC_RELEASE);
+				__atomic_store_n(&mheap_.spans[pg], &mspan_empty, __ATOMIC_RELEASE);
 		}
 	}
 	unlock_heap();

@@ -13,7 +13,8 @@
  * kfree/ksize find a pointer's span with one load from the spans map
  * (Go's heapArena.spans, flat here since there is one arena). Entries are
  * set for every page of a span when it is allocated and left stale when
- * it is freed: they then point at a DEAD mspan record, never at garbage.
+ * it is freed: they then point at a DEAD mspan record, never at garbage;
+ * pages never in a span point at mspan_empty, which is DEAD too.
  *
  * The arena is empty at first: mheap grows it by whole chunks (4 MiB, 512
  * heap pages) when the page allocator finds no fit, committing the
@@ -60,17 +61,21 @@ static size_t round_up(size_t x, size_t a)
 	return (x + a - 1) & ~(a - 1);
 }
 
-/* Words per bitmap of a span of spanclass and npages (0 if large). */
+/* Words per bitmap of a span of spanclass and npages (0 if large): one
+ * bit per slot, or one live byte per 64 bits' worth of slots, whichever
+ * needs more (the live bytes sit at 64 per word, see below). */
 static unsigned bits_words(unsigned spanclass, size_t npages)
 {
 	if (spanclass == 0)
 		return 0;
-	return (unsigned)((npages * PAGE_SIZE / class_to_size[spanclass] + 63) / 64);
+	unsigned bw = (unsigned)((npages * PAGE_SIZE / class_to_size[spanclass] + 63) / 64);
+	unsigned lw = (unsigned)((live_bytes_of(spanclass, npages) + 63) / 64);
+	return bw > lw ? bw : lw;
 }
 
 /* Bitmap fixalloc index: records for 1, 2, 4, 8, 16 bitmap words. A
- * record of bucket b holds allocBits and freeBits (b words each) and the
- * live bytes (64 per word), 80 << b bytes in all. */
+ * record of bucket b holds allocBits and freeBits (1 << b words each) and
+ * the live bytes (64 per word), 80 << b bytes in all. */
 static unsigned bits_bucket(unsigned nwords)
 {
 	unsigned b = 0;
@@ -197,6 +202,10 @@ static int mheap_grow(size_t npages)
 		len = (len + PA_FANOUT - 1) / PA_FANOUT;
 	}
 	pa_grow(pa, newn);
+	/* New pages map to the dead sentinel, not NULL: kfree then needs no
+	 * NULL test (a dead span already sends it to its slow path). */
+	for (size_t pg = (newn - k) * CHUNK_PAGES; pg < newn * CHUNK_PAGES; pg++)
+		mheap_.spans[pg] = &mspan_empty;
 	mheap_.pages_sys += k * CHUNK_PAGES;
 	mheap_.pages_released += k * CHUNK_PAGES;
 	__atomic_store_n(&mheap_.arena_used, mheap_.arena_start + newn * CHUNK_BYTES,
@@ -405,6 +414,7 @@ void mheap_free_span(struct mspan *s, bool released)
 {
 	size_t pg = (s->base - mheap_.arena_start) >> PAGE_SHIFT;
 	lock_heap();
+	__atomic_store_n(&s->nbytes, 0, __ATOMIC_RELAXED); /* before DEAD: malloc.c */
 	if (released)
 		pa_set_scav(&mheap_.pages, pg, s->npages, true);
 	account_give(pg, s->npages, s->spanclass == 0);

@@ -129,10 +129,10 @@ static void large_init(struct mspan *s)
 void *mm_alloc_large(size_t size, size_t align, unsigned flags)
 {
 	if (mheap_init() != 0)
-		return NULL;
+		return mm_nomem();
 	size_t arena = mheap_.arena_end - mheap_.arena_start;
 	if (size > arena || align > arena)
-		return NULL;
+		return mm_nomem();
 	size_t npages = (size + PAGE_SIZE - 1) >> PAGE_SHIFT;
 	if (npages == 0)
 		npages = 1;
@@ -151,7 +151,7 @@ void *mm_alloc_large(size_t size, size_t align, unsigned flags)
 		if (s == NULL && mm_drain_all(true))
 			s = mheap_alloc_span(npages, 0, align_pages);
 		if (s == NULL)
-			return NULL;
+			return mm_nomem();
 		large_init(s);
 	}
 	bool zero = (flags & KM_ZERO) && s->needzero;

@@ -13,6 +13,16 @@
 
 #include "sizeclasses.h"
 
+/* A build for a C library's malloc (the LD_PRELOAD shim) defines
+ * KMALLOC_MIN16: every request then takes at least the 16-byte class,
+ * because malloc promises 16-byte alignment even for 1 byte, and the
+ * shim's malloc stays a jump to kmalloc. */
+#ifdef KMALLOC_MIN16
+#define MM_SIZE_TO_CLASS8 size_to_class8_min16
+#else
+#define MM_SIZE_TO_CLASS8 size_to_class8
+#endif
+
 /* Size class for a request of `size` bytes, pre: size <= _MaxSmallSize.
  * The tables skip Go's 24-byte class for 17..24 bytes (see
  * sizeclasses.h): kmalloc.h promises 16-byte alignment from 16 bytes up.
@@ -23,7 +33,7 @@
 static inline unsigned size_to_class(size_t size)
 {
 	if (__builtin_expect(size <= smallSizeMax, 1))
-		return size_to_class8[(size + smallSizeDiv - 1) / smallSizeDiv];
+		return MM_SIZE_TO_CLASS8[(size + smallSizeDiv - 1) / smallSizeDiv];
 	return size_to_class128[(size - smallSizeMax + largeSizeDiv - 1) / largeSizeDiv];
 }
 

@@ -32,7 +32,9 @@
 #include "internal.h"
 #include "msize.h"
 
-/* Never allocated from: allocCache 0 and nelems 0 fail every fast path. */
+/* Never allocated from or freed to: allocCache 0 and nelems 0 fail
+ * kmalloc's fast path (the empty mcache slot), state DEAD and nbytes 0
+ * kfree's (what the page map holds for pages outside every span). */
 struct mspan mspan_empty = { .cachedBy = CPU_NONE };
 
 /* Fill the fields of a fresh span of `sizeclass` (base, npages and the
@@ -45,8 +47,8 @@ void mspan_init_small(struct mspan *s, unsigned sizeclass)
 	s->nelems = (uint16_t)obj_index(class_to_divmagic[sizeclass], s->npages * PAGE_SIZE);
 	s->divMul = class_to_divmagic[sizeclass];
 	s->divExact = slot_magic(s->elemsize);
-	s->nbytes = (uint32_t)(s->nelems * s->elemsize);
-	s->limit = s->base + s->nbytes;
+	s->liveshift = (uint8_t)(63 - __builtin_clzll(s->elemsize));
+	s->limit = s->base + (uintptr_t)s->nelems * s->elemsize;
 	/* Slots past nelems in the last word are "allocated" for good, so
 	 * allocCache never offers them (see mspan_nextFreeFast). */
 	unsigned nw = span_nwords(s), tail = s->nelems % 64;
@@ -57,6 +59,8 @@ void mspan_init_small(struct mspan *s, unsigned sizeclass)
 	s->allocCount = 0;
 	s->onlist = LIST_NONE;
 	s->prev = NULL;
+	/* last, after live and the rest: see kfree's fast path */
+	__atomic_store_n(&s->nbytes, (uint32_t)(s->nelems * s->elemsize), __ATOMIC_RELEASE);
 	span_publish(s);
 }
 
@@ -200,7 +204,7 @@ int mspan_valid(const struct mspan *s)
 			return 0;
 		uint64_t out = (ab | below) & ~fr & valid;
 		for (unsigned b = 0; b < 64 && w * 64 + b < s->nelems; b++) {
-			uint8_t lv = LOAD(s->live[w * 64 + b]);
+			uint8_t lv = LOAD(*mspan_live(s, w * 64 + b));
 			if (lv > 1 || (lv == 1 && !((out >> b) & 1)))
 				return 0;
 		}

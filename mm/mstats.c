@@ -132,7 +132,7 @@ static bool census_entry(const struct magentry *e, unsigned cls)
 	if (s == NULL || span_state(s) != SPAN_INUSE || s->spanclass != cls)
 		return false;
 	long idx = mspan_slot_of(s, (uintptr_t)e->p);
-	if (idx < 0 || e->live != &s->live[idx] || LOAD(s->live[idx]) != 0)
+	if (idx < 0 || e->live != mspan_live(s, (unsigned)idx) || LOAD(*e->live) != 0)
 		return false;
 	s->vcount++;
 	return true;
@@ -226,7 +226,7 @@ static bool spans_account_for_caches(void)
 			continue;
 		unsigned live = 0;
 		for (unsigned i = 0; i < s->nelems; i++)
-			live += LOAD(s->live[i]);
+			live += LOAD(*mspan_live(s, i));
 		if (mspan_out_count(s) != live + s->vcount)
 			ok = false;
 		s->vcount = 0;

@@ -5,6 +5,7 @@
  *
  * A request of n <= 32768 bytes is served from the smallest class whose
  * size is >= n (size_to_class8 for n <= 1024 in 8-byte steps,
+ * or size_to_class8_min16, which treats n < 16 as 16,
  * size_to_class128 above in 128-byte steps) and, for n > 16, a multiple
  * of 16: kmalloc promises 16-byte alignment from 16 bytes up, so 17..24
  * bytes take the 32-byte class and Go's 24-byte class serves no request
@@ -128,6 +129,17 @@ static const uint32_t class_to_divmagic[_NumSizeClasses] = {
 };
 static const uint8_t size_to_class8[smallSizeMax / smallSizeDiv + 1] = {
 	0, 1, 2, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10,
+	10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15, 16, 16, 17, 17, 18,
+	18, 19, 19, 19, 19, 20, 20, 20, 20, 21, 21, 21, 21, 22, 22, 22,
+	22, 23, 23, 23, 23, 24, 24, 24, 24, 25, 25, 25, 25, 26, 26, 26,
+	26, 27, 27, 27, 27, 27, 27, 27, 27, 28, 28, 28, 28, 28, 28, 28,
+	28, 29, 29, 29, 29, 29, 29, 29, 29, 30, 30, 30, 30, 30, 30, 30,
+	30, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31,
+	31, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32, 32,
+	32,
+};
+static const uint8_t size_to_class8_min16[smallSizeMax / smallSizeDiv + 1] = {
+	2, 2, 2, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10,
 	10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15, 16, 16, 17, 17, 18,
 	18, 19, 19, 19, 19, 20, 20, 20, 20, 21, 21, 21, 21, 22, 22, 22,
 	22, 23, 23, 23, 23, 24, 24, 24, 24, 25, 25, 25, 25, 26, 26, 26,

@@ -64,6 +64,12 @@ struct sys_config {
 	 *         krealloc left them.
 	 *    Returns 0, or -1 with nothing changed (the caller copies). */
 	int (*move)(void *dst, void *src, size_t n);
+	/* Optional hook, NULL if the port has none: called just before a
+	 * kmalloc-family function returns NULL because memory is exhausted or
+	 * the size is impossible (a C library port sets errno = ENOMEM here,
+	 * so its malloc needs no test of its own).
+	 *    pre: no mm lock held. */
+	void (*nomem)(void);
 };
 
 /* Defined by the port; read-only for mm. */

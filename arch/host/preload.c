@@ -5,7 +5,8 @@
  *
  * Every C library entry point below is a thin layer over kmalloc.h that
  * adds only what glibc promises and the core does not:
- *   - errno = ENOMEM on every NULL caused by exhaustion or overflow;
+ *   - errno = ENOMEM on every NULL caused by exhaustion or overflow (the
+ *     core reports those through the port's nomem hook);
  *   - posix_memalign / aligned_alloc / memalign reject alignments the way
  *     glibc does (EINVAL), valloc / pvalloc align (and round) to the page;
  *   - realloc(p, 0) frees p and returns NULL (glibc's REALLOC_ZERO_BYTES_FREES),
@@ -17,7 +18,7 @@
  *
  * Data flow: program -> these wrappers -> kmalloc/kfree (inlined into
  * this object by LTO, see arch/host/preload.mk) -> arch/host/sys.c ->
- * mmap/mprotect/madvise. The core needs no initialisation call: the first
+ * mmap/mprotect/madvise/mremap. The core needs no initialisation call: the first
  * allocation in the process sets the heap up (so calls that glibc or
  * other libraries make before any constructor runs are served), and the
  * first allocation in a thread gives it a CPU id whose mcache is flushed
@@ -44,39 +45,27 @@
 #define EXPORT __attribute__((visibility("default")))
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
 
-/* Alignment every malloc result has (glibc's MALLOC_ALIGNMENT; see
- * glibc_align_size); memalign at or below it is malloc. */
+/* Alignment every malloc result has (glibc's MALLOC_ALIGNMENT): the core
+ * is built with KMALLOC_MIN16 (arch/host/preload.mk), so every object,
+ * even of 0 or 1 byte, takes at least the 16-byte class. memalign at or
+ * below it is malloc. */
 #define MIN_ALIGNMENT 16
 #define PRELOAD_PAGE 4096
-
-/* glibc gives every object 16-byte alignment (MALLOC_ALIGNMENT, what
- * max_align_t needs), and programs and compilers rely on it. kmalloc.h
- * promises it for objects of 16 bytes or more, so smaller requests
- * (including malloc(0)) take the 16-byte class, as in glibc, whose
- * smallest chunk holds 24 bytes. A compare and a conditional move. */
-static inline size_t glibc_align_size(size_t size)
-{
-	return size < 16 ? 16 : size;
-}
-
-/* Out of line and cold, so the fast path of malloc keeps no register
- * across the allocation for it and ends in a plain return. */
-__attribute__((noinline, cold)) static void *enomem(void)
-{
-	errno = ENOMEM;
-	return NULL;
-}
 
 static inline void *enomem_if_null(void *p)
 {
 	if (UNLIKELY(p == NULL))
-		return enomem();
+		errno = ENOMEM;
 	return p;
 }
 
+/* malloc, free and calloc are the core's functions with the flags the C
+ * library means: the core's port sets errno on every NULL that is "out of
+ * memory" (sys_config.nomem, arch/host/sys.c), and its size classes start
+ * at 16 bytes here, so nothing is left to add. */
 EXPORT void *malloc(size_t size)
 {
-	return enomem_if_null(kmalloc(glibc_align_size(size), 0));
+	return kmalloc(size, 0);
 }
 
 EXPORT void free(void *p)
@@ -92,12 +81,7 @@ EXPORT void cfree(void *p)
 
 EXPORT void *calloc(size_t n, size_t size)
 {
-	size_t bytes;
-	if (UNLIKELY(__builtin_mul_overflow(n, size, &bytes))) {
-		errno = ENOMEM;
-		return NULL;
-	}
-	return enomem_if_null(kmalloc(glibc_align_size(bytes), KM_ZERO));
+	return kcalloc(n, size, 0);
 }
 
 EXPORT void *realloc(void *p, size_t size)
@@ -109,7 +93,7 @@ EXPORT void *realloc(void *p, size_t size)
 		kfree(p);
 		return NULL;
 	}
-	return enomem_if_null(krealloc(p, glibc_align_size(size), 0));
+	return krealloc(p, size, 0);
 }
 
 EXPORT void *reallocarray(void *p, size_t n, size_t size)
@@ -190,15 +174,15 @@ EXPORT size_t malloc_usable_size(void *p)
 	return ksize(p);
 }
 
-/* glibc's malloc_trim: give free memory back to the OS. The calling
- * thread's cached spans go back first (they may be all that keeps some
- * pages in use), then kmalloc_trim releases every free heap page, so
- * `pad` has nothing to keep. Returns 1 ("some memory may have been
- * released"). Other threads' cached spans stay cached. */
+/* glibc's malloc_trim: give free memory back to the OS. kmalloc_trim
+ * empties the calling thread's caches and the shared transfer caches
+ * (they may be all that keeps some pages in use), then releases every
+ * free heap page, so `pad` has nothing to keep. Returns 1 ("some memory
+ * may have been released"). Other threads empty their caches at their
+ * next slow path (threads do not call kmalloc_safepoint). */
 EXPORT int malloc_trim(size_t pad)
 {
 	(void)pad;
-	kmalloc_flush_cpu();
 	kmalloc_trim();
 	return 1;
 }
@@ -208,22 +192,23 @@ EXPORT int malloc_trim(size_t pad)
  * another thread held at that moment stays locked forever in the child,
  * and the first allocation that needs it hangs. So, as glibc does for its
  * own arenas, the prepare handler takes every mm lock in the documented
- * order (mm/internal.h: mcentral[i].lock -> mheap.lock; taking all the
- * mcentral locks in index order cannot deadlock because no other code
- * holds two of them), and the parent and child handlers release them.
- * Between prepare and release no other thread can be inside a locked
- * section, so the child's copy of every mm structure is consistent.
+ * order (mm/internal.h: mcentral[i].lock -> mheap.lock -> transfer[j].lock;
+ * taking all the mcentral locks, then all the transfer locks, in index
+ * order cannot deadlock because no other code holds two of a kind), and
+ * the parent and child handlers release them. Between prepare and release
+ * no other thread can be inside a locked section, so the child's copy of
+ * every mm structure is consistent.
  *
  * What this does not cover, and why it is still safe:
- *   - The lock-free paths (the mcache fast path, a remote free's atomic
- *     OR and sweep-stack push) cannot be stopped by a lock. A thread caught
- *     in one does not exist in the child; at worst its half-done free
- *     leaves the span's `inflight` raised or its slot unfreed, so the child
- *     never reuses that span's memory: a leak, never a corruption.
+ *   - The lock-free fast paths (a magazine push or pop) cannot be stopped
+ *     by a lock. A thread caught in one does not exist in the child; at
+ *     worst its half-done free leaves an object out of every cache with
+ *     its live byte 0, so the child never reuses that slot: a leak, never
+ *     a corruption.
  *   - The mcaches of the parent's other threads stay assigned to CPU ids
- *     nobody in the child holds; their cached spans are leaked the same
- *     way (objects in them can still be freed from the child: that is a
- *     remote free).
+ *     nobody in the child holds; the objects in their magazines are
+ *     leaked the same way (objects they allocated can still be freed from
+ *     the child, into the child's own magazines).
  *   - arch/host/sys.c's CPU-id pool mutex is private to that file; sys.c
  *     holds it across fork with its own atfork handlers.
  */
@@ -233,11 +218,15 @@ static void fork_prepare(void)
 	for (unsigned i = 1; i < _NumSizeClasses; i++)
 		sys_lock(&mheap_.central[i].c.lock);
 	sys_lock(&mheap_.lock);
+	for (unsigned i = 1; i < _NumSizeClasses; i++)
+		sys_lock(&mheap_.transfer[i].t.lock);
 }
 
 /* Parent and child alike: the locks were ours, the same bytes in both. */
 static void fork_release(void)
 {
+	for (unsigned i = _NumSizeClasses - 1; i >= 1; i--)
+		sys_unlock(&mheap_.transfer[i].t.lock);
 	sys_unlock(&mheap_.lock);
 	for (unsigned i = _NumSizeClasses - 1; i >= 1; i--)
 		sys_unlock(&mheap_.central[i].c.lock);

@@ -10,8 +10,9 @@
 
 PRELOAD_SRCS := arch/host/preload.c
 PRELOAD_ALL_SRCS := $(MM_SRCS) $(HOST_SRCS) $(PRELOAD_SRCS)
+# KMALLOC_MIN16: size classes start at 16 bytes, malloc's alignment.
 PRELOAD_CFLAGS := $(MM_HOST_CFLAGS) -O3 -g -fPIC -flto -fvisibility=hidden \
-	-fno-semantic-interposition -MMD -MP
+	-fno-semantic-interposition -DKMALLOC_MIN16 -MMD -MP
 PRELOAD_OBJS := $(PRELOAD_ALL_SRCS:%.c=$(BUILD)/host/preload/%.o)
 KMALLOC_PRELOAD := $(BUILD)/host/libkmalloc_preload.so
 

@@ -5,8 +5,15 @@
  *   sys_reserve  mmap(PROT_NONE, MAP_NORESERVE): address space, no memory
  *   sys_commit   mprotect(PROT_READ|PROT_WRITE): the kernel backs pages with
  *                zeroed memory on first touch
- *   sys_release  madvise(MADV_DONTNEED) then mprotect(PROT_NONE): memory
- *                goes back to Linux and a stray access faults, like Reserved
+ *   sys_release  madvise(MADV_DONTNEED) alone: memory goes back to Linux,
+ *                the pages stay mapped and read as zero if touched. One
+ *                system call, and no split of the mapping (an mprotect to
+ *                PROT_NONE as well doubled the cost of every release and
+ *                cut the region into ever more mappings)
+ *   move         mremap(MREMAP_FIXED | MREMAP_DONTUNMAP): a big krealloc
+ *                moves page-table entries, not bytes; the source stays
+ *                mapped and empty, which is Reserved here
+ *   nomem        errno = ENOMEM, so the shim's malloc is kmalloc
  *   sys_cpu_id   one id per thread from a pool of HOST_MAX_CPUS; a
  *                pthread key destructor flushes the thread's mcache
  *                (kmalloc_flush_cpu) and returns the id when the thread exits
@@ -33,11 +40,16 @@
 
 #define HOST_MAX_CPUS 1024
 
+static int host_move(void *dst, void *src, size_t n);
+static void host_nomem(void);
+
 const struct sys_config sys_config = {
 	.page_size = 4096,
 	.commit_zeroed = 1,
 	.max_cpus = HOST_MAX_CPUS,
 	.arena_size = (size_t)64 << 30,
+	.move = host_move,
+	.nomem = host_nomem,
 };
 
 static size_t committed;    /* bytes Ready; atomic */
@@ -83,10 +95,31 @@ int sys_commit(void *p, size_t n)
 
 void sys_release(void *p, size_t n)
 {
-	if (madvise(p, n, MADV_DONTNEED) != 0 ||
-	    mprotect(p, n, PROT_NONE) != 0)
+	if (madvise(p, n, MADV_DONTNEED) != 0)
 		sys_fault("sys_release failed", p);
 	__atomic_sub_fetch(&committed, n, __ATOMIC_RELAXED);
+}
+
+#ifndef MREMAP_DONTUNMAP
+#define MREMAP_DONTUNMAP 4 /* Linux 5.7; older C libraries lack the name */
+#endif
+
+/* sys_config.move: dst gets src's pages; src stays mapped, empty. Linux
+ * before 5.7 (no MREMAP_DONTUNMAP) says EINVAL: then krealloc copies.
+ * Whatever dst held is unmapped by MREMAP_FIXED, so dst's committed bytes
+ * go and src's now count for dst. */
+static int host_move(void *dst, void *src, size_t n)
+{
+	void *r = mremap(src, n, n, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, dst);
+	if (r == MAP_FAILED)
+		return -1;
+	__atomic_sub_fetch(&committed, n, __ATOMIC_RELAXED);
+	return 0;
+}
+
+static void host_nomem(void)
+{
+	errno = ENOMEM;
 }
 
 /* ---- threads as CPUs ---- */
