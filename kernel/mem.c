@@ -46,7 +46,7 @@ extern struct sys_config kmem_sys_config;
 _Static_assert(KMEM_ARENA_MIN == 4 * CHUNK_BYTES, "arena= minimum must follow the core's");
 _Static_assert(KMEM_ARENA_MAX == (uint64_t)CHUNK_BYTES << (3 * (PA_MAX_LEVELS - 1)),
                "arena= maximum must follow the core's page allocator");
-_Static_assert(KMEM_ARENA_MAX + KMEM_ARENA_MAX / 8 < KMALLOC_ARENA_SIZE,
+_Static_assert(KMEM_ARENA_MAX + KMEM_ARENA_MAX / 4 < KMALLOC_ARENA_SIZE,
                "arena + metadata must fit the window");
 
 static uint64_t arena_option;       /* 0: default; written by the parser */

@@ -14,6 +14,7 @@
 #include "memlayout.h"
 #include "percpu.h"
 #include "../../kernel/panic.h"
+#include "../../mm/kmalloc.h"
 
 /* xAPIC register offsets (Intel SDM vol. 3, table 11-1) */
 #define LAPIC_ID        0x020
@@ -189,6 +190,11 @@ void apic_timer_tick(void)
 {
     struct percpu *p = this_cpu();
     __atomic_store_n(&p->timer_ticks, p->timer_ticks + 1, __ATOMIC_RELAXED);
+    /* The heap's safe point: if a trim or an allocation that ran out of
+     * memory asked every CPU to empty its object caches, this one does
+     * it now (one load when nothing was asked). The allocator runs with
+     * interrupts off, so a tick never lands inside it. */
+    kmalloc_safepoint();
     tick_hook_fn fn = __atomic_load_n(&tick_hook, __ATOMIC_ACQUIRE);
     if (fn) {
         __atomic_store_n(&p->hook_calls, p->hook_calls + 1, __ATOMIC_RELAXED);
