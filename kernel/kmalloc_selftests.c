@@ -26,8 +26,9 @@
  * Named only (boot cases in tests/boot.mk):
  *   kmalloc_oom              MEM=128M: small and large allocations until
  *                            NULL, free, again; never a panic
- *   double_free_selftest, invalid_free_selftest, released_page_selftest,
- *   heap_nx_selftest         end in the panic / fault they name
+ *   released_page_selftest, heap_nx_selftest
+ *                            end in the fault they name (kfree misuse:
+ *                            kmalloc_misuse_selftests.c)
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -765,24 +766,8 @@ KTEST_NAMED(kmalloc_oom)
     expect_layers_agree(t, "after the OOM rounds");
 }
 
-/* ---- named: misuse that must stop the kernel ---- */
-
-KTEST_NAMED(double_free_selftest)
-{
-    void *p = kmalloc(64, 0);
-    KTEST_ASSERT(t, p != NULL);
-    kfree(p);
-    kfree(p); /* must panic: "kmalloc: double free: 0x..." */
-    ktest_fail(t, "the second kfree of 0x%lx returned", (uint64_t)(uintptr_t)p);
-}
-
-KTEST_NAMED(invalid_free_selftest)
-{
-    uint8_t *p = kmalloc(64, 0);
-    KTEST_ASSERT(t, p != NULL);
-    kfree(p + 16); /* must panic: "kmalloc: invalid free: 0x..." */
-    ktest_fail(t, "kfree of an interior pointer 0x%lx returned", (uint64_t)(uintptr_t)(p + 16));
-}
+/* ---- named: faults that must stop the kernel (kfree misuse: see
+ * kmalloc_misuse_selftests.c) ---- */
 
 KTEST_NAMED(released_page_selftest)
 {

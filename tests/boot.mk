@@ -41,7 +41,9 @@ TEST_TARGETS += test-boot
 #                  good one (8T) wins; a 384 MiB object;
 #                  the heap table and frame allocator summary are printed
 #   kmem_oom       MEM=128M: allocate until NULL, free, again (no panic)
-#   double_free_selftest, invalid_free_selftest: the kmalloc panic + backtrace
+#   double_free_*, invalid/misaligned/foreign_free_selftest: the kmalloc
+#                  panic + backtrace for a bad kfree wherever the object
+#                  sits (kernel/kmalloc_misuse_selftests.c)
 #   released_page_selftest: the page-fault diagnosis for a released page
 #   heap_nx_selftest: calling into the heap faults (NX) with its diagnosis
 #   kmem_mmdebug   the kmalloc self-tests on a kernel whose core is built
@@ -115,14 +117,20 @@ test-boot-kmem: $(LOADER_EFI) $(KERNEL_ELF) $(KMEM_DEBUG_ELF)
 	    '^kmalloc_oom: small objects: [1-9][0-9]* objects until NULL' \
 	    '^kmalloc_oom: 1 MiB objects: [1-9][0-9]* objects until NULL' \
 	    '^ktest: kmalloc_oom ok' '^ktest: 1 passed, 0 failed'; \
-	kcase double_free_selftest 2 $(MEM) $(KERNEL_ELF) "ktest=double_free_selftest" \
-	    '^PANIC: kmalloc: double free: 0xffffa0[0-9a-f]+' '^Backtrace:' '#[0-9]+ +0xffffffff[0-9a-f]+ kfree[a-z_]*\+0x' \
-	    'ktest_fn_double_free_selftest\+0x' \
-	    '^ktest: double_free_selftest FAILED: panic: kmalloc: double free' '^ktest: 0 passed, 1 failed'; \
-	kcase invalid_free_selftest 2 $(MEM) $(KERNEL_ELF) "ktest=invalid_free_selftest" \
-	    '^PANIC: kmalloc: invalid free: 0xffffa0[0-9a-f]+' '^Backtrace:' '#[0-9]+ +0xffffffff[0-9a-f]+ kfree[a-z_]*\+0x' \
-	    'ktest_fn_invalid_free_selftest\+0x' \
-	    '^ktest: invalid_free_selftest FAILED: panic: kmalloc: invalid free' '^ktest: 0 passed, 1 failed'; \
+	misuse() { kcase $$1 2 $(MEM) $(KERNEL_ELF) "ktest=$$1" \
+	    "^PANIC: kmalloc: $$2: $$3" '^Backtrace:' '#[0-9]+ +0xffffffff[0-9a-f]+ kfree[a-z_]*\+0x' \
+	    "ktest_fn_$$1\\+0x" \
+	    "^ktest: $$1 FAILED: panic: kmalloc: $$2" '^ktest: 0 passed, 1 failed'; }; \
+	heap='0xffffa0[0-9a-f]+'; \
+	misuse double_free_selftest "double free" "$$heap"; \
+	misuse double_free_other_cpu_selftest "double free" "$$heap"; \
+	misuse double_free_transfer_selftest "double free" "$$heap"; \
+	misuse double_free_flushed_selftest "double free" "$$heap"; \
+	misuse double_free_trimmed_selftest "double free" "$$heap"; \
+	misuse double_free_large_selftest "double free" "$$heap"; \
+	misuse invalid_free_selftest "invalid free" "$$heap"; \
+	misuse misaligned_free_selftest "invalid free" "$$heap"; \
+	misuse foreign_free_selftest "invalid free" '0xffffffff80[0-9a-f]+'; \
 	kcase released_page_selftest 2 $(MEM) $(KERNEL_ELF) "ktest=released_page_selftest" \
 	    '^page fault: kmalloc arena: access to released page 0xffffa0[0-9a-f]+000' \
 	    'CR2 ffffa0[0-9a-f]+000' '^Backtrace:' '#0 +0xffffffff[0-9a-f]+ ktest_fn_released_page_selftest\+0x' \

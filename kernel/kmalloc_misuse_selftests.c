@@ -1,0 +1,143 @@
+/*
+ * kmalloc_misuse_selftests.c: bad frees that must stop the kernel with one
+ * line "kmalloc: <fault>: <pointer>", wherever the freed object sits.
+ * Each is a named test, run by its own boot case (tests/boot.mk), which
+ * checks the panic line, the backtrace through kfree and the test's own
+ * frame. Since a freed object goes into the freeing CPU's magazine and
+ * from there to a shared transfer cache, its span, or (large objects) a
+ * CPU's cache of freed spans, each place gets a case:
+ *
+ *   double_free_selftest          in this CPU's magazine
+ *   double_free_other_cpu_selftest  in another CPU's magazine (CPU 1 freed
+ *                                 it; the BSP frees it again)
+ *   double_free_transfer_selftest in the class's transfer cache (pushed
+ *                                 there by the frees after it)
+ *   double_free_flushed_selftest  back in its span after kmalloc_flush_cpu
+ *   double_free_trimmed_selftest  after kmalloc_trim emptied every cache
+ *   double_free_large_selftest    a large object in this CPU's large cache
+ *   invalid_free_selftest         an interior pointer
+ *   misaligned_free_selftest      a pointer one byte into an object
+ *   foreign_free_selftest         kernel data, not the heap
+ * A neighbour keeps each span in use, so the fault is about the object
+ * and not about a span that went back to the heap.
+ */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ktest.h"
+#include "printk.h"
+#include "../mm/kmalloc.h"
+#include "../arch/x86_64/smp.h"
+
+static void *victim; /* the object the test frees twice */
+
+static void must_not_return(struct ktest *t, const char *what)
+{
+    ktest_fail(t, "kfree of 0x%lx (%s) returned", (uint64_t)(uintptr_t)victim, what);
+}
+
+KTEST_NAMED(double_free_selftest)
+{
+    void *keep = kmalloc(64, 0);
+    victim = kmalloc(64, 0);
+    KTEST_ASSERT(t, keep != NULL && victim != NULL);
+    kfree(victim);
+    kfree(victim); /* must panic: "kmalloc: double free: 0x..." */
+    must_not_return(t, "in this CPU's magazine");
+}
+
+static void free_on_cpu1(unsigned cpu, void *arg)
+{
+    if (cpu == 1)
+        kfree(arg);
+}
+
+KTEST_NAMED(double_free_other_cpu_selftest)
+{
+    KTEST_ASSERT(t, smp_cpus_online() >= 2);
+    void *keep = kmalloc(64, 0);
+    victim = kmalloc(64, 0);
+    KTEST_ASSERT(t, keep != NULL && victim != NULL);
+    smp_run_all(free_on_cpu1, victim); /* now in CPU 1's magazine */
+    kfree(victim);
+    must_not_return(t, "in CPU 1's magazine");
+}
+
+/* 64-byte objects: magazines hold 128 and spill their oldest 64 to the
+ * transfer cache (mm/internal.h: MAG_BYTES, MAG_MAX); freeing 200 more
+ * after the victim pushes it out of this CPU's magazine. */
+KTEST_NAMED(double_free_transfer_selftest)
+{
+    static void *more[200];
+    void *keep = kmalloc(64, 0);
+    victim = kmalloc(64, 0);
+    KTEST_ASSERT(t, keep != NULL && victim != NULL);
+    for (int i = 0; i < 200; i++) {
+        more[i] = kmalloc(64, 0);
+        KTEST_ASSERT(t, more[i] != NULL);
+    }
+    kfree(victim);
+    for (int i = 0; i < 200; i++)
+        kfree(more[i]);
+    kfree(victim);
+    must_not_return(t, "in the transfer cache");
+}
+
+KTEST_NAMED(double_free_flushed_selftest)
+{
+    void *keep = kmalloc(64, 0);
+    victim = kmalloc(64, 0);
+    KTEST_ASSERT(t, keep != NULL && victim != NULL);
+    kfree(victim);
+    kmalloc_flush_cpu(); /* back to its span */
+    kfree(victim);
+    must_not_return(t, "back in its span after a flush");
+}
+
+KTEST_NAMED(double_free_trimmed_selftest)
+{
+    void *keep = kmalloc(64, 0);
+    victim = kmalloc(64, 0);
+    KTEST_ASSERT(t, keep != NULL && victim != NULL);
+    kfree(victim);
+    kmalloc_trim();
+    kfree(victim);
+    must_not_return(t, "after kmalloc_trim");
+}
+
+KTEST_NAMED(double_free_large_selftest)
+{
+    void *keep = kmalloc(100000, 0);
+    victim = kmalloc(100000, 0);
+    KTEST_ASSERT(t, keep != NULL && victim != NULL);
+    kfree(victim); /* into this CPU's large cache */
+    kfree(victim);
+    must_not_return(t, "a large object in this CPU's large cache");
+}
+
+KTEST_NAMED(invalid_free_selftest)
+{
+    uint8_t *p = kmalloc(64, 0);
+    KTEST_ASSERT(t, p != NULL);
+    victim = p + 16;
+    kfree(victim); /* must panic: "kmalloc: invalid free: 0x..." */
+    must_not_return(t, "an interior pointer");
+}
+
+KTEST_NAMED(misaligned_free_selftest)
+{
+    uint8_t *p = kmalloc(1000, 0);
+    KTEST_ASSERT(t, p != NULL);
+    victim = p + 1;
+    kfree(victim);
+    must_not_return(t, "a misaligned pointer");
+}
+
+static uint64_t not_the_heap[4];
+
+KTEST_NAMED(foreign_free_selftest)
+{
+    victim = &not_the_heap[1];
+    kfree(victim);
+    must_not_return(t, "kernel data");
+}
