@@ -560,6 +560,42 @@ START_TEST(extend_span_in_place)
 }
 END_TEST
 
+/* Growing into released pages commits them; when the port refuses,
+ * nothing changes: the span, the pages after it, the accounting; and
+ * krealloc then fails with the object untouched. */
+START_TEST(extend_span_commit_failure_changes_nothing)
+{
+	char *a = kmalloc(5 * 8192, 0);
+	memset(a, 0x77, 5 * 8192);
+	struct mspan *s = spanOf((uintptr_t)a);
+	size_t pg = ((uintptr_t)a - mheap_.arena_start) >> PAGE_SHIFT;
+	ck_assert_uint_eq(pa_scav_count(&mheap_.pages, pg + 5, 10), 10);
+	struct kmalloc_stats before = stats();
+	host_set_commit_limit(host_committed_bytes() + 4 * 8192);
+	ck_assert(!mheap_extend_span(s, 15));
+	ck_assert_uint_eq(s->npages, 5);
+	ck_assert_uint_eq(s->elemsize, 5 * 8192);
+	ck_assert(pa_range_free(&mheap_.pages, pg + 5, 10));
+	ck_assert_uint_eq(pa_scav_count(&mheap_.pages, pg + 5, 10), 10);
+	struct kmalloc_stats st = stats();
+	ck_assert_uint_eq(st.heap_inuse, before.heap_inuse);
+	ck_assert_uint_eq(st.heap_released, before.heap_released);
+	ck_assert(mheap_valid());
+	ck_assert_ptr_null(krealloc(a, 15 * 8192, 0));
+	ck_assert_uint_eq(ksize(a), 5 * 8192);
+	ck_assert_uint_eq((unsigned char)a[5 * 8192 - 1], 0x77);
+	st = stats();
+	ck_assert_uint_eq(st.large_live, 1);
+	ck_assert_uint_eq(st.large_bytes, 5 * 8192);
+	ck_assert(mheap_valid());
+	host_set_commit_limit(0);
+	ck_assert_ptr_eq(krealloc(a, 15 * 8192, 0), a);
+	ck_assert_uint_eq(ksize(a), 15 * 8192);
+	kfree(a);
+	ck_assert(mheap_valid());
+}
+END_TEST
+
 START_TEST(krealloc_grows_large_object_in_place)
 {
 	char *a = kmalloc(40 * KiB, 0);
@@ -775,6 +811,7 @@ int main(void)
 	tcase_add_test(tc, flush_returns_cached_large_spans);
 	tcase_add_test(tc, free_span_released_or_committed);
 	tcase_add_test(tc, extend_span_in_place);
+	tcase_add_test(tc, extend_span_commit_failure_changes_nothing);
 	tcase_add_test(tc, krealloc_grows_large_object_in_place);
 	tcase_add_test(tc, out_of_memory_drains_large_cache);
 	tcase_add_test(tc, out_of_memory_drains_magazines);
