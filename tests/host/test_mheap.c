@@ -426,6 +426,37 @@ START_TEST(large_cache_is_bounded)
 }
 END_TEST
 
+/* mcache.large is "oldest first" (internal.h), which is what makes
+ * cache_put evict the coldest span. A free that cannot get room even
+ * after taking the oldest span out (an old small span, then big ones)
+ * goes back to the heap itself; the cache must stay as it was. Fails on
+ * c35067e: cache_put (mlarge.c) puts the oldest span back at the end,
+ * as the newest, so the next eviction takes a younger span and the
+ * coldest one stays for good. */
+START_TEST(refused_large_free_keeps_cache_oldest_first)
+{
+	void *x = kmalloc(5 * 8192, 0), *y[8];
+	for (int i = 0; i < 8; i++)
+		y[i] = kmalloc(30 * 8192, 0);
+	void *z = kmalloc(32 * 8192, 0);
+	struct mspan *xs = spanOf((uintptr_t)x), *zs = spanOf((uintptr_t)z);
+	kfree(x);
+	for (int i = 0; i < 8; i++)
+		kfree(y[i]);
+	ck_assert_uint_eq(mine()->nlarge, 9);
+	ck_assert_uint_eq(mine()->large_cached_bytes, (5 + 8 * 30) * 8192);
+	ck_assert_ptr_eq(mine()->large[0], xs);
+	/* 245 - 5 + 32 pages > 256: no room even without x */
+	kfree(z);
+	ck_assert_uint_eq(span_state(zs), SPAN_DEAD);
+	ck_assert_uint_eq(mine()->nlarge, 9);
+	ck_assert_uint_eq(mine()->large_cached_bytes, (5 + 8 * 30) * 8192);
+	ck_assert_ptr_eq(mine()->large[0], xs);
+	ck_assert_ptr_eq(mine()->large[8], spanOf((uintptr_t)y[7]));
+	ck_assert(mheap_valid());
+}
+END_TEST
+
 static void do_kfree(void *p)
 {
 	kfree(p);
@@ -807,6 +838,7 @@ int main(void)
 	tcase_add_test(tc, large_cache_serves_next_allocation);
 	tcase_add_test(tc, large_cache_takes_only_about_the_size);
 	tcase_add_test(tc, large_cache_is_bounded);
+	tcase_add_test(tc, refused_large_free_keeps_cache_oldest_first);
 	tcase_add_test(tc, double_free_of_cached_large_object);
 	tcase_add_test(tc, flush_returns_cached_large_spans);
 	tcase_add_test(tc, free_span_released_or_committed);
