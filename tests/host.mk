@@ -3,9 +3,12 @@
 # (build/host-debug, -DMM_DEBUG: assertions, whole-structure validation
 # after every span operation, lock-order checks): size classes (including
 # "the checked-in mm/sizeclasses.h is what the generator writes"), span
-# bitmaps, page allocator, mcentral lists, mheap, scavenger. One binary
-# per file; each test case runs in its own forked process, so each starts
-# from an empty heap.
+# bitmaps, page allocator, magazines and transfer caches, mcentral lists,
+# mheap and large objects, scavenger. One binary per file; each test case
+# runs in its own forked process, so each starts from an empty heap.
+# Every binary links api_util.o (built per core flavour) for
+# run_in_child/misuse_mismatch: a fault case forks a child and asserts the
+# exact "kmalloc: <fault>: 0x..." line, which Check's raise_signal cannot.
 
 # test_genericport.c brings its own port, so it is built from MM_SRCS
 # against mm/generic/sys_arch.h instead of linking libkmalloc.a.
@@ -23,13 +26,24 @@ HOST_TEST_LIBS = $(shell pkg-config --libs check) -lpthread
 
 DEPS_GROUPS += host
 
-$(BUILD)/host/tests/test_%: tests/host/test_%.c $(KMALLOC_HOST_LIB)
+$(BUILD)/host/tests/api_util.o: tests/host/api_util.c
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(HOST_TEST_CFLAGS) $< $(KMALLOC_HOST_LIB) $(HOST_TEST_LIBS) -o $@
+	$(Q)$(CC) $(HOST_TEST_CFLAGS) -c $< -o $@
 
-$(BUILD)/host-debug/tests/test_%: tests/host/test_%.c $(KMALLOC_HOST_DEBUG_LIB)
+$(BUILD)/host-debug/tests/api_util.o: tests/host/api_util.c
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(HOST_TEST_CFLAGS) -DMM_DEBUG $< $(KMALLOC_HOST_DEBUG_LIB) $(HOST_TEST_LIBS) -o $@
+	$(Q)$(CC) $(HOST_TEST_CFLAGS) -DMM_DEBUG -c $< -o $@
+
+$(BUILD)/host/tests/test_%: tests/host/test_%.c $(BUILD)/host/tests/api_util.o $(KMALLOC_HOST_LIB)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(HOST_TEST_CFLAGS) $< $(BUILD)/host/tests/api_util.o $(KMALLOC_HOST_LIB) \
+		$(HOST_TEST_LIBS) -o $@
+
+$(BUILD)/host-debug/tests/test_%: tests/host/test_%.c $(BUILD)/host-debug/tests/api_util.o \
+		$(KMALLOC_HOST_DEBUG_LIB)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(HOST_TEST_CFLAGS) -DMM_DEBUG $< $(BUILD)/host-debug/tests/api_util.o \
+		$(KMALLOC_HOST_DEBUG_LIB) $(HOST_TEST_LIBS) -o $@
 
 # One compiler run over several sources: header dependencies are listed
 # instead of generated.
@@ -54,4 +68,5 @@ test-host: $(HOST_TEST_BINS) $(HOST_DEBUG_TEST_BINS)
 
 TEST_TARGETS += test-host
 
--include $(filter-out %/test_genericport.d,$(HOST_TEST_BINS:=.d) $(HOST_DEBUG_TEST_BINS:=.d))
+-include $(filter-out %/test_genericport.d,$(HOST_TEST_BINS:=.d) $(HOST_DEBUG_TEST_BINS:=.d)) \
+	$(BUILD)/host/tests/api_util.d $(BUILD)/host-debug/tests/api_util.d

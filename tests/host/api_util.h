@@ -16,7 +16,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "host.h"    /* host_set_commit_limit, host_committed_bytes */
+#include "child_util.h" /* run_in_child, misuse_mismatch */
+#include "host.h"       /* host_set_commit_limit, host_committed_bytes */
 #include "kmalloc.h"
 
 /* Stats identities every snapshot must satisfy, whatever is live:
@@ -59,25 +60,6 @@ static inline uint64_t rng_below(uint64_t *s, uint64_t n)
 {
 	return n ? rng_next(s) % n : 0;
 }
-
-/* How a forked child ended. */
-struct child_result {
-	int signaled; /* 1 if killed by a signal */
-	int sig;      /* the signal, if signaled */
-	int status;   /* exit status, if not */
-	char err[1024]; /* what it wrote to stderr (truncated, NUL-ended) */
-	char out[8192]; /* what it wrote to stdout (truncated, NUL-ended) */
-};
-
-/* Run fn(arg) in a forked child with stderr captured through a pipe and
- * stdout through a temporary file. The child exits 0 if fn returns. */
-void run_in_child(void (*fn)(void *), void *arg, struct child_result *res);
-
-/* Returns NULL if `res` is a death by SIGABRT whose stderr is exactly one
- * line "kmalloc: <fault>: 0x<hex>" naming `ptr`, else a static message
- * saying what differed (written with the child's stderr). */
-const char *misuse_mismatch(const struct child_result *res, const char *fault,
-			    const void *ptr);
 
 /* Env var as an unsigned number, or `dflt` if unset or empty. */
 uint64_t env_u64(const char *name, uint64_t dflt);

@@ -6,7 +6,9 @@
  * with ids that are never reused, a test-and-set lock, mmap/mprotect for
  * memory, one shared sys_config with a small 256 MiB arena), and the test
  * checks that the core runs on it: allocation and free of every class and
- * of large objects, remote frees across threads, trim, and a fault
+ * of large objects, the per-CPU magazines and large cache found through
+ * the default mcache_fast (mm_mcaches indexed by sys_cpu_id), frees across
+ * threads coming back when the freeing thread flushes, trim, and a fault
  * reported through sys_fault in the required format.
  *
  * tests/host.mk compiles MM_SRCS with -Imm/generic and this file, instead
@@ -159,6 +161,35 @@ START_TEST(arena_limit_gives_null)
 }
 END_TEST
 
+/* Without SYS_MCACHE_SLOT the fast paths find this CPU's mcache in
+ * mm_mcaches: a free lands in its magazine and the next allocation of the
+ * class pops it; a freed large object waits in its large cache. */
+START_TEST(caches_through_default_fast_path)
+{
+	void *p = kmalloc(64, 0);
+	ck_assert_ptr_nonnull(p);
+	struct mcache *c = mm_mcaches[cpu_slot(sys_cpu_id())];
+	ck_assert_ptr_nonnull(c);
+	kfree(p);
+	ck_assert_uint_eq(mag_count(&c->mag[6]), 1);
+	ck_assert_ptr_eq(kmalloc(64, 0), p);
+	ck_assert_uint_eq(mag_count(&c->mag[6]), 0);
+	void *l = kmalloc(100 << 10, 0);
+	kfree(l);
+	ck_assert_uint_eq(c->nlarge, 1);
+	ck_assert_ptr_eq(kmalloc(100 << 10, 0), l);
+	ck_assert_uint_eq(c->nlarge, 0);
+	kfree(l);
+	kfree(p);
+	ck_assert(mheap_valid());
+	kmalloc_flush_cpu();
+	struct mm_census cs;
+	mm_census(&cs);
+	ck_assert_uint_eq(cs.objs_cached, 0);
+	ck_assert_uint_eq(cs.pages_inuse, 0);
+}
+END_TEST
+
 static void *objs[4000];
 
 static void *remote(void *arg)
@@ -177,8 +208,13 @@ START_TEST(remote_frees)
 	pthread_t t;
 	pthread_create(&t, NULL, remote, NULL);
 	pthread_join(t, NULL);
-	kmalloc_flush_cpu();
+	/* the freeing thread's flush brought every object back to its span;
+	 * only this thread's cached spans keep them in use */
 	struct mm_census c;
+	mm_census(&c);
+	ck_assert_uint_eq(c.objs_cached, 0);
+	ck_assert_uint_eq(c.spans_small, c.spans_cached);
+	kmalloc_flush_cpu();
 	mm_census(&c);
 	ck_assert_uint_eq(c.spans_small, 0);
 	ck_assert(mheap_valid());
@@ -199,6 +235,7 @@ int main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, every_class_and_large);
 	tcase_add_test(tc, arena_limit_gives_null);
+	tcase_add_test(tc, caches_through_default_fast_path);
 	tcase_add_test(tc, remote_frees);
 	tcase_add_test_raise_signal(tc, fault_goes_through_sys_fault, SIGABRT);
 	suite_add_tcase(s, tc);

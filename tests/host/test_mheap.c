@@ -1,20 +1,30 @@
 /*
  * test_mheap.c: the heap end to end through the internals: spans come
  * from and go back to the mheap, its counters match a walk of the page
- * bitmaps (mheap_valid), large objects coalesce back, kmemalign alignment
- * comes from the page allocator, out-of-memory from the port leaves the
- * heap consistent and serving again, and cross-thread (remote) frees
- * return spans once the owner flushes, also while they race with the
- * owner's allocations and sweeps; kmalloc_trim gives back the metadata
- * of freed spans and its blocks serve again (or fail cleanly) afterwards.
+ * bitmaps and every span's slots out are its live objects plus its cached
+ * ones (mheap_valid); large objects coalesce back once no cache holds
+ * them; freed large spans wait in a per-CPU cache that serves the next
+ * allocation of about their size without the page allocator, is bounded
+ * in spans and bytes, reports a second free as "double free" and empties
+ * on kmalloc_flush_cpu; a large span grows in place when the pages after
+ * it are free (mheap_extend_span, krealloc); kmemalign alignment comes
+ * from the page allocator; out-of-memory from the port first empties the
+ * caches, then leaves the heap consistent and serving again; frees on
+ * other threads return spans once the caches drain, also while they race
+ * with the owner's allocations and sweeps; kmalloc_trim gives back the
+ * metadata of freed spans and its blocks serve again (or fail cleanly).
  */
 #include <check.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "child_util.h"
 #include "host.h"
 #include "internal.h"
+
+#define KiB ((size_t)1 << 10)
+#define MiB ((size_t)1 << 20)
 
 static struct mm_census census(void)
 {
@@ -39,11 +49,14 @@ START_TEST(small_alloc_free_returns_every_span)
 	ck_assert_uint_gt(c.spans_small, 0);
 	for (int i = 0; i < N; i++)
 		kfree(p[i]);
+	/* the freed objects sit in caches, each counted once against its span */
+	ck_assert_uint_gt(census().objs_cached, 0);
 	ck_assert(mheap_valid());
 	kmalloc_flush_cpu();
 	c = census();
+	ck_assert_uint_eq(c.objs_cached, 0);
 	ck_assert_uint_eq(c.spans_small, 0);
-	ck_assert_uint_eq(c.spans_partial + c.spans_full + c.spans_unswept + c.spans_cached, 0);
+	ck_assert_uint_eq(c.spans_partial + c.spans_full + c.spans_cached, 0);
 	ck_assert_uint_eq(c.pages_inuse, 0);
 	ck_assert(mheap_valid());
 	struct kmalloc_stats st;
@@ -58,16 +71,21 @@ END_TEST
 
 START_TEST(same_cpu_loop_reuses_one_span)
 {
-	/* A malloc/free loop on one CPU sweeps its own span and never needs
-	 * a second one. */
-	for (int i = 0; i < 100000; i++) {
+	/* A malloc/free loop on one CPU pops what it just pushed on its
+	 * magazine: one object, one span, nothing goes back to the span. */
+	void *first = kmalloc(64, 0);
+	ck_assert_ptr_nonnull(first);
+	kfree(first);
+	for (int i = 1; i < 100000; i++) {
 		void *p = kmalloc(64, 0);
-		ck_assert_ptr_nonnull(p);
+		ck_assert_ptr_eq(p, first);
 		kfree(p);
 	}
 	struct mm_census c = census();
 	ck_assert_uint_eq(c.spans_small, 1);
 	ck_assert_uint_eq(c.spans_cached, 1);
+	ck_assert_uint_eq(c.objs_cached, 1);
+	ck_assert_uint_eq(mheap_.central[6].c.returned, 0);
 	struct kmalloc_stats st;
 	kmalloc_stats(&st);
 	ck_assert_uint_eq(st.cls[6].allocs, 100000);
@@ -88,6 +106,12 @@ START_TEST(large_objects_coalesce)
 	kfree(a);
 	kfree(b);
 	ck_assert(mheap_valid());
+	/* both wait in this CPU's large cache: their pages are not free yet,
+	 * so 38 pages do not fit where they were */
+	void *e = kmalloc(38 * 8192, 0);
+	ck_assert_ptr_eq(e, (char *)c + 37 * 8192);
+	kfree(e);
+	kmalloc_flush_cpu();
 	/* the freed runs coalesced: 38 pages fit where a and b were */
 	void *d = kmalloc(38 * 8192, 0);
 	ck_assert_ptr_eq(d, a);
@@ -99,9 +123,10 @@ START_TEST(large_objects_coalesce)
 	ck_assert(mheap_valid());
 	struct kmalloc_stats st;
 	kmalloc_stats(&st);
-	ck_assert_uint_eq(st.large_allocs, 4);
-	ck_assert_uint_eq(st.large_frees, 4);
+	ck_assert_uint_eq(st.large_allocs, 5);
+	ck_assert_uint_eq(st.large_frees, 5);
 	ck_assert_uint_eq(st.large_live, 0);
+	ck_assert_uint_eq(st.large_bytes, 0);
 }
 END_TEST
 
@@ -195,8 +220,10 @@ START_TEST(remote_frees_return_spans)
 END_TEST
 
 /* The owner allocates 64-byte objects and publishes them in `ring`;
- * three other threads take them and free them (remote frees) while the
- * owner keeps allocating, so its sweeps race with their fetch-ors. A
+ * three other threads take them and free them into their own magazines,
+ * whose spills go through the transfer cache (where the owner picks some
+ * up again) and back to the spans, the owner's cached one included, while
+ * the owner keeps allocating: its sweeps race with their freeBits ORs. A
  * false "double free" would abort; a lost free would leave objects live. */
 #define RING 256
 #define ROUNDS 200000
@@ -212,7 +239,7 @@ static void *race_owner(void *arg)
 		p[0] = (uintptr_t)p;
 		void *old = __atomic_exchange_n(&ring[i % RING], p, __ATOMIC_ACQ_REL);
 		if (old != NULL)
-			kfree(old); /* a local free, unless its span was uncached */
+			kfree(old); /* into the owner's own magazine */
 	}
 	__atomic_store_n(&owner_done, 1, __ATOMIC_RELEASE);
 	return NULL;
@@ -255,20 +282,453 @@ START_TEST(remote_frees_race_owner_sweeps)
 }
 END_TEST
 
-/* Metadata committed outside the fixalloc area (span map, page bitmaps):
- * it grows with the arena and trim does not give it back. */
+/* ---- the large cache (mlarge.c) ---- */
+
+static struct mcache *mine(void)
+{
+	return mm_mcaches[cpu_slot(sys_cpu_id())];
+}
+
+static struct kmalloc_stats stats(void)
+{
+	struct kmalloc_stats st;
+	kmalloc_stats(&st);
+	ck_assert_uint_eq(st.committed, host_committed_bytes());
+	ck_assert_uint_eq(st.heap_inuse + st.heap_free + st.heap_released, st.heap_sys);
+	return st;
+}
+
+/* A freed 100 KiB object waits in this CPU's large cache, its pages still
+ * committed and still its span's; the next allocation of that size takes
+ * the span back without the page allocator and without new pages. */
+START_TEST(large_cache_serves_next_allocation)
+{
+	unsigned char *p = kmalloc(100 * KiB, 0);
+	ck_assert_ptr_nonnull(p);
+	struct mspan *s = spanOf((uintptr_t)p);
+	ck_assert_uint_eq(s->npages, 13);
+	memset(p, 0xa5, 100 * KiB);
+	struct kmalloc_stats before = stats();
+	uint64_t inuse_pages = mheap_.pages_inuse, sys = mheap_.pages_sys;
+	kfree(p);
+	ck_assert_uint_eq(span_state(s), SPAN_CACHED);
+	ck_assert_uint_eq(mine()->nlarge, 1);
+	ck_assert_ptr_eq(mine()->large[0], s);
+	ck_assert_uint_eq(mine()->large_cached_bytes, 13 * 8192);
+	/* counted as free (committed, no object) but still the span's pages */
+	struct kmalloc_stats st = stats();
+	ck_assert_uint_eq(st.heap_inuse, before.heap_inuse - 13 * 8192);
+	ck_assert_uint_eq(st.heap_free, before.heap_free + 13 * 8192);
+	ck_assert_uint_eq(st.committed, before.committed);
+	ck_assert_uint_eq(st.large_live, 0);
+	ck_assert_uint_eq(mheap_.pages_inuse, inuse_pages);
+	ck_assert(mheap_valid());
+
+	unsigned char *q = kmalloc(100 * KiB, 0);
+	ck_assert_ptr_eq(q, p);
+	ck_assert_ptr_eq(spanOf((uintptr_t)q), s);
+	ck_assert_uint_eq(span_state(s), SPAN_INUSE);
+	ck_assert_uint_eq(mine()->nlarge, 0);
+	ck_assert_uint_eq(mheap_.pages_inuse, inuse_pages);
+	ck_assert_uint_eq(mheap_.pages_sys, sys);
+	st = stats();
+	ck_assert_uint_eq(st.committed, before.committed);
+	ck_assert_uint_eq(st.heap_inuse, before.heap_inuse);
+	ck_assert_uint_eq(st.large_allocs, 2);
+	ck_assert_uint_eq(st.large_frees, 1);
+	ck_assert_uint_eq(st.large_bytes, 13 * 8192);
+	/* reused memory holds old data; kzalloc clears all of it */
+	ck_assert_uint_eq(q[100], 0xa5);
+	kfree(q);
+	unsigned char *z = kzalloc(100 * KiB, 0);
+	ck_assert_ptr_eq(z, p);
+	for (size_t i = 0; i < 13 * 8192; i += 512)
+		ck_assert_uint_eq(z[i], 0);
+	kfree(z);
+	ck_assert(mheap_valid());
+}
+END_TEST
+
+/* A cached span of n pages serves requests of n*4/5 .. n pages (the span
+ * may be up to a quarter larger than asked), nothing smaller or bigger. */
+START_TEST(large_cache_takes_only_about_the_size)
+{
+	void *p = kmalloc(13 * 8192, 0);
+	kfree(p);
+	void *small = kmalloc(10 * 8192, 0); /* 10 + 10/4 < 13 */
+	ck_assert_ptr_ne(small, p);
+	void *big = kmalloc(14 * 8192, 0);
+	ck_assert_ptr_ne(big, p);
+	ck_assert_uint_eq(mine()->nlarge, 1);
+	void *fit = kmalloc(11 * 8192, 0); /* 11 + 11/4 >= 13 */
+	ck_assert_ptr_eq(fit, p);
+	ck_assert_uint_eq(ksize(fit), 13 * 8192); /* the whole span */
+	ck_assert_uint_eq(mine()->nlarge, 0);
+	/* aligned requests never come from the cache */
+	kfree(fit);
+	void *al = kmemalign(64 * KiB, 13 * 8192, 0);
+	ck_assert_ptr_ne(al, p);
+	ck_assert_uint_eq(mine()->nlarge, 1);
+	kfree(al);
+	kfree(small);
+	kfree(big);
+	ck_assert(mheap_valid());
+}
+END_TEST
+
+/* At most LARGE_CACHE_N spans and LARGE_CACHE_BYTES: a free beyond that
+ * sends the oldest cached span back to the heap; a span above
+ * LARGE_CACHE_MAXPAGES is never cached. */
+START_TEST(large_cache_is_bounded)
+{
+	enum { N = LARGE_CACHE_N + 1 };
+	void *p[N];
+	struct mspan *s[N];
+	for (int i = 0; i < N; i++) {
+		p[i] = kmalloc(13 * 8192, 0);
+		s[i] = spanOf((uintptr_t)p[i]);
+	}
+	for (int i = 0; i < N; i++)
+		kfree(p[i]);
+	ck_assert_uint_eq(mine()->nlarge, LARGE_CACHE_N);
+	ck_assert_uint_eq(span_state(s[0]), SPAN_DEAD); /* displaced */
+	for (int i = 1; i < N; i++) {
+		ck_assert_uint_eq(span_state(s[i]), SPAN_CACHED);
+		ck_assert_ptr_eq(mine()->large[i - 1], s[i]);
+	}
+	kmalloc_flush_cpu();
+	ck_assert_uint_eq(mine()->nlarge, 0);
+
+	/* bytes: 8 spans of 32 pages are 2 MiB; the ninth displaces one */
+	enum { K = LARGE_CACHE_BYTES / (LARGE_CACHE_MAXPAGES * 8192) + 1 };
+	ck_assert_int_eq(K, 9);
+	void *q[K];
+	struct mspan *t[K];
+	for (int i = 0; i < K; i++) {
+		q[i] = kmalloc(LARGE_CACHE_MAXPAGES * 8192, 0);
+		t[i] = spanOf((uintptr_t)q[i]);
+	}
+	for (int i = 0; i < K; i++)
+		kfree(q[i]);
+	ck_assert_uint_eq(mine()->nlarge, K - 1);
+	ck_assert_uint_eq(mine()->large_cached_bytes, LARGE_CACHE_BYTES);
+	ck_assert_uint_eq(span_state(t[0]), SPAN_DEAD);
+	ck_assert_uint_eq(span_state(t[K - 1]), SPAN_CACHED);
+	kmalloc_flush_cpu();
+
+	void *r = kmalloc((LARGE_CACHE_MAXPAGES + 1) * 8192, 0);
+	struct mspan *u = spanOf((uintptr_t)r);
+	kfree(r);
+	ck_assert_uint_eq(span_state(u), SPAN_DEAD);
+	ck_assert_uint_eq(mine()->nlarge, 0);
+	ck_assert_uint_eq(census().pages_inuse, 0);
+	ck_assert(mheap_valid());
+}
+END_TEST
+
+/* mcache.large is "oldest first" (internal.h), which is what makes
+ * cache_put evict the coldest span. A free that cannot get room even
+ * after taking the oldest span out (an old small span, then big ones)
+ * goes back to the heap itself; the cache must stay as it was. Fails on
+ * c35067e: cache_put (mlarge.c) puts the oldest span back at the end,
+ * as the newest, so the next eviction takes a younger span and the
+ * coldest one stays for good. */
+START_TEST(refused_large_free_keeps_cache_oldest_first)
+{
+	void *x = kmalloc(5 * 8192, 0), *y[8];
+	for (int i = 0; i < 8; i++)
+		y[i] = kmalloc(30 * 8192, 0);
+	void *z = kmalloc(32 * 8192, 0);
+	struct mspan *xs = spanOf((uintptr_t)x), *zs = spanOf((uintptr_t)z);
+	kfree(x);
+	for (int i = 0; i < 8; i++)
+		kfree(y[i]);
+	ck_assert_uint_eq(mine()->nlarge, 9);
+	ck_assert_uint_eq(mine()->large_cached_bytes, (5 + 8 * 30) * 8192);
+	ck_assert_ptr_eq(mine()->large[0], xs);
+	/* 245 - 5 + 32 pages > 256: no room even without x */
+	kfree(z);
+	ck_assert_uint_eq(span_state(zs), SPAN_DEAD);
+	ck_assert_uint_eq(mine()->nlarge, 9);
+	ck_assert_uint_eq(mine()->large_cached_bytes, (5 + 8 * 30) * 8192);
+	ck_assert_ptr_eq(mine()->large[0], xs);
+	ck_assert_ptr_eq(mine()->large[8], spanOf((uintptr_t)y[7]));
+	ck_assert(mheap_valid());
+}
+END_TEST
+
+static void do_kfree(void *p)
+{
+	kfree(p);
+}
+
+static void expect_fault(void (*fn)(void *), void *arg, const char *fault, const void *p)
+{
+	struct child_result r;
+	run_in_child(fn, arg, &r);
+	const char *m = misuse_mismatch(&r, fault, p);
+	ck_assert_msg(m == NULL, "%s", m);
+}
+
+START_TEST(double_free_of_cached_large_object)
+{
+	void *p = kmalloc(100 * KiB, 0);
+	kfree(p);
+	ck_assert_uint_eq(span_state(spanOf((uintptr_t)p)), SPAN_CACHED);
+	expect_fault(do_kfree, p, "double free", p);
+	expect_fault(do_kfree, (char *)p + 8192, "invalid free", (char *)p + 8192);
+	/* the same once the span went back to the heap */
+	kmalloc_flush_cpu();
+	ck_assert_uint_eq(span_state(spanOf((uintptr_t)p)), SPAN_DEAD);
+	expect_fault(do_kfree, p, "double free", p);
+	ck_assert(mheap_valid());
+}
+END_TEST
+
+START_TEST(flush_returns_cached_large_spans)
+{
+	void *p[4];
+	for (int i = 0; i < 4; i++)
+		p[i] = kmalloc((size_t)(i + 5) * 8192, 0);
+	struct kmalloc_stats before = stats();
+	for (int i = 0; i < 4; i++)
+		kfree(p[i]);
+	ck_assert_uint_eq(mine()->nlarge, 4);
+	ck_assert_uint_eq(census().spans_large, 4);
+	kmalloc_flush_cpu();
+	ck_assert_uint_eq(mine()->nlarge, 0);
+	ck_assert_uint_eq(mine()->large_cached_bytes, 0);
+	struct mm_census c = census();
+	ck_assert_uint_eq(c.spans_large, 0);
+	ck_assert_uint_eq(c.pages_inuse, 0);
+	ck_assert_uint_eq(mheap_.large_pages, 0);
+	/* back to the page allocator, still committed */
+	struct kmalloc_stats st = stats();
+	ck_assert_uint_eq(st.heap_inuse, 0);
+	ck_assert_uint_eq(st.committed, before.committed);
+	ck_assert_uint_eq(st.heap_free, before.heap_free + (5 + 6 + 7 + 8) * 8192);
+	ck_assert(mheap_valid());
+}
+END_TEST
+
+/* mheap_free_span(s, released): pages the port already took back (what
+ * krealloc's sys_move leaves behind) come back scavenged, the others
+ * committed, and the accounting matches the port either way. */
+START_TEST(free_span_released_or_committed)
+{
+	ck_assert_int_eq(kmalloc_init(), 0);
+	struct mspan *s = mheap_alloc_span(4, 0, 1), *t = mheap_alloc_span(3, 0, 1);
+	ck_assert_ptr_nonnull(s);
+	ck_assert_ptr_nonnull(t);
+	ck_assert_uint_eq(s->npages, 4);
+	ck_assert_uint_eq(span_state(s), SPAN_DEAD); /* the caller publishes */
+	struct kmalloc_stats before = stats();
+	sys_release((void *)s->base, 4 * 8192); /* as sys_move leaves src */
+	mheap_free_span(s, true);
+	struct kmalloc_stats st = stats();
+	ck_assert_uint_eq(st.heap_released, before.heap_released + 4 * 8192);
+	ck_assert_uint_eq(st.heap_free, before.heap_free);
+	mheap_free_span(t, false);
+	st = stats();
+	ck_assert_uint_eq(st.heap_free, before.heap_free + 3 * 8192);
+	ck_assert_uint_eq(st.heap_inuse, 0);
+	ck_assert_uint_eq(mheap_.large_pages, 0);
+	ck_assert(mheap_valid());
+}
+END_TEST
+
+/* ---- growth in place (mheap_extend_span, krealloc) ---- */
+
+START_TEST(extend_span_in_place)
+{
+	char *a = kmalloc(5 * 8192, 0), *b = kmalloc(5 * 8192, 0);
+	ck_assert_ptr_eq(b, a + 5 * 8192);
+	memset(a, 0x3c, 5 * 8192);
+	struct mspan *s = spanOf((uintptr_t)a);
+	size_t pg = ((uintptr_t)a - mheap_.arena_start) >> PAGE_SHIFT;
+	/* b's pages follow: no growth, nothing changes */
+	ck_assert(!mheap_extend_span(s, 8));
+	ck_assert_uint_eq(s->npages, 5);
+	/* b freed into the large cache still holds its pages */
+	kfree(b);
+	ck_assert(!mheap_extend_span(s, 8));
+	ck_assert_uint_eq(s->npages, 5);
+	/* nor can a span shrink or stay, or grow past the grown arena */
+	ck_assert(!mheap_extend_span(s, 5));
+	ck_assert(!mheap_extend_span(s, 4));
+	ck_assert(!mheap_extend_span(s, mheap_.pages.nchunks * CHUNK_PAGES - pg + 1));
+	ck_assert(mheap_valid());
+
+	kmalloc_flush_cpu(); /* b's pages free, still committed */
+	struct kmalloc_stats before = stats();
+	uint64_t inuse = mheap_.pages_inuse;
+	ck_assert(mheap_extend_span(s, 8));
+	ck_assert_uint_eq(s->npages, 8);
+	ck_assert_uint_eq(s->elemsize, 8 * 8192);
+	ck_assert_uint_eq(s->limit, s->base + 8 * 8192);
+	for (size_t i = 0; i < 8; i++)
+		ck_assert_ptr_eq(mheap_.spans[pg + i], s);
+	ck_assert_uint_eq(mheap_.pages_inuse, inuse + 3);
+	ck_assert_uint_eq(ksize(a), 8 * 8192);
+	struct kmalloc_stats st = stats();
+	ck_assert_uint_eq(st.committed, before.committed); /* reused pages */
+	ck_assert(mheap_valid());
+
+	/* into never-used pages: exactly those get committed */
+	size_t scav = pa_scav_count(&mheap_.pages, pg + 8, 12);
+	ck_assert_uint_eq(scav, 10); /* b's other two pages stayed committed */
+	ck_assert(mheap_extend_span(s, 20));
+	st = stats();
+	ck_assert_uint_eq(st.committed, before.committed + scav * 8192);
+	ck_assert_uint_eq(ksize(a), 20 * 8192);
+	memset(a + 5 * 8192, 0x4d, 15 * 8192); /* the new pages are ours */
+	for (size_t i = 0; i < 5 * 8192; i += 1024)
+		ck_assert_uint_eq((unsigned char)a[i], 0x3c);
+	kfree(a);
+	kmalloc_flush_cpu();
+	ck_assert_uint_eq(census().pages_inuse, 0);
+	ck_assert(mheap_valid());
+}
+END_TEST
+
+/* Growing into released pages commits them; when the port refuses,
+ * nothing changes: the span, the pages after it, the accounting; and
+ * krealloc then fails with the object untouched. */
+START_TEST(extend_span_commit_failure_changes_nothing)
+{
+	char *a = kmalloc(5 * 8192, 0);
+	memset(a, 0x77, 5 * 8192);
+	struct mspan *s = spanOf((uintptr_t)a);
+	size_t pg = ((uintptr_t)a - mheap_.arena_start) >> PAGE_SHIFT;
+	ck_assert_uint_eq(pa_scav_count(&mheap_.pages, pg + 5, 10), 10);
+	struct kmalloc_stats before = stats();
+	host_set_commit_limit(host_committed_bytes() + 4 * 8192);
+	ck_assert(!mheap_extend_span(s, 15));
+	ck_assert_uint_eq(s->npages, 5);
+	ck_assert_uint_eq(s->elemsize, 5 * 8192);
+	ck_assert(pa_range_free(&mheap_.pages, pg + 5, 10));
+	ck_assert_uint_eq(pa_scav_count(&mheap_.pages, pg + 5, 10), 10);
+	struct kmalloc_stats st = stats();
+	ck_assert_uint_eq(st.heap_inuse, before.heap_inuse);
+	ck_assert_uint_eq(st.heap_released, before.heap_released);
+	ck_assert(mheap_valid());
+	ck_assert_ptr_null(krealloc(a, 15 * 8192, 0));
+	ck_assert_uint_eq(ksize(a), 5 * 8192);
+	ck_assert_uint_eq((unsigned char)a[5 * 8192 - 1], 0x77);
+	st = stats();
+	ck_assert_uint_eq(st.large_live, 1);
+	ck_assert_uint_eq(st.large_bytes, 5 * 8192);
+	ck_assert(mheap_valid());
+	host_set_commit_limit(0);
+	ck_assert_ptr_eq(krealloc(a, 15 * 8192, 0), a);
+	ck_assert_uint_eq(ksize(a), 15 * 8192);
+	kfree(a);
+	ck_assert(mheap_valid());
+}
+END_TEST
+
+START_TEST(krealloc_grows_large_object_in_place)
+{
+	char *a = kmalloc(40 * KiB, 0);
+	memset(a, 0x11, 40 * KiB);
+	/* the pages after a are free: same pointer, bigger object */
+	char *g = krealloc(a, 200 * KiB, 0);
+	ck_assert_ptr_eq(g, a);
+	ck_assert_uint_eq(ksize(g), 25 * 8192);
+	struct kmalloc_stats st = stats();
+	ck_assert_uint_eq(st.large_live, 1);
+	ck_assert_uint_eq(st.large_bytes, 25 * 8192);
+	/* with a neighbour in the way it moves, contents and all */
+	char *n = kmalloc(40 * KiB, 0);
+	ck_assert_ptr_eq(n, a + 25 * 8192);
+	char *m = krealloc(g, 300 * KiB, 0);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_ptr_ne(m, g);
+	for (size_t i = 0; i < 40 * KiB; i += 256)
+		ck_assert_uint_eq((unsigned char)m[i], 0x11);
+	st = stats();
+	ck_assert_uint_eq(st.large_live, 2);
+	ck_assert_uint_eq(st.large_bytes, (5 + 38) * 8192); /* 300 KiB: 38 pages */
+	kfree(m);
+	kfree(n);
+	kmalloc_flush_cpu();
+	ck_assert_uint_eq(census().pages_inuse, 0);
+	ck_assert(mheap_valid());
+}
+END_TEST
+
+/* Out of memory: before it gives up, an allocation empties the caches;
+ * pages they held can serve it. */
+START_TEST(out_of_memory_drains_large_cache)
+{
+	enum { N = 16 };
+	void *p[N];
+	for (int i = 0; i < N; i++)
+		p[i] = kmalloc(13 * 8192, 0); /* 208 consecutive pages */
+	for (int i = 0; i < N; i++)
+		kfree(p[i]);
+	ck_assert_uint_eq(mine()->nlarge, N);
+	size_t committed = host_committed_bytes();
+	host_set_commit_limit(committed); /* no new pages */
+	/* 128 pages: not from the large cache (wrong size), not from fresh
+	 * pages (no commit): from the cached spans' pages once drained */
+	void *big = kmalloc(MiB, 0);
+	ck_assert_ptr_eq(big, p[0]);
+	ck_assert_uint_eq(mine()->nlarge, 0);
+	ck_assert_uint_eq(host_committed_bytes(), committed);
+	ck_assert(mheap_valid());
+	host_set_commit_limit(0);
+	kfree(big);
+}
+END_TEST
+
+START_TEST(out_of_memory_drains_magazines)
+{
+	void *o[64];
+	for (int i = 0; i < 64; i++)
+		o[i] = kmalloc(128, 0); /* one page, one span */
+	for (int i = 0; i < 64; i++)
+		kfree(o[i]); /* all in this CPU's magazine: the span stays */
+	ck_assert_uint_eq(census().spans_small, 1);
+	size_t committed = host_committed_bytes();
+	host_set_commit_limit(committed);
+	/* a new class needs a new span: no page but the one the magazine's
+	 * objects keep, until the drain gives it back */
+	void *q = kmalloc(256, 0);
+	ck_assert_ptr_eq(q, o[0]);
+	ck_assert_uint_eq(host_committed_bytes(), committed);
+	struct mm_census c = census();
+	ck_assert_uint_eq(c.objs_cached, 0);
+	ck_assert_uint_eq(c.spans_small, 1);
+	ck_assert_uint_eq(spanOf((uintptr_t)q)->spanclass, 18);
+	ck_assert(mheap_valid());
+	/* nothing left to drain: NULL, and the heap serves again later */
+	void *r = kmalloc(MiB, 0);
+	ck_assert_ptr_null(r);
+	ck_assert(mheap_valid());
+	host_set_commit_limit(0);
+	r = kmalloc(MiB, 0);
+	ck_assert_ptr_nonnull(r);
+	kfree(r);
+	kfree(q);
+}
+END_TEST
+
+/* Metadata committed outside the fixalloc area (span map, page bitmaps,
+ * mcaches and transfer-cache entries): it grows with the arena and the
+ * CPUs, and trim does not give it back. */
 static uint64_t meta_outside_fix(void)
 {
 	uint64_t n = mheap_.m_spans.committed + mheap_.m_chunks.committed +
-	             mheap_.m_fixblk.committed;
+	             mheap_.m_fixblk.committed + mheap_.m_caches.committed;
 	for (unsigned k = 0; k < PA_MAX_LEVELS; k++)
 		n += mheap_.m_sum[k].committed;
 	return n;
 }
 
 /* Records the trim must keep: the live ones, and the current bump block
- * of each of the 7 fixallocs. */
-#define TRIM_SLACK (7 * FIX_BLOCK)
+ * of each of the 6 fixallocs (span records, 5 bitmap sizes). */
+#define TRIM_SLACK (6 * FIX_BLOCK)
 
 START_TEST(trim_releases_metadata_of_freed_spans)
 {
@@ -375,6 +835,18 @@ int main(void)
 	tcase_add_test(tc, too_large_is_null);
 	tcase_add_test(tc, remote_frees_return_spans);
 	tcase_add_test(tc, remote_frees_race_owner_sweeps);
+	tcase_add_test(tc, large_cache_serves_next_allocation);
+	tcase_add_test(tc, large_cache_takes_only_about_the_size);
+	tcase_add_test(tc, large_cache_is_bounded);
+	tcase_add_test(tc, refused_large_free_keeps_cache_oldest_first);
+	tcase_add_test(tc, double_free_of_cached_large_object);
+	tcase_add_test(tc, flush_returns_cached_large_spans);
+	tcase_add_test(tc, free_span_released_or_committed);
+	tcase_add_test(tc, extend_span_in_place);
+	tcase_add_test(tc, extend_span_commit_failure_changes_nothing);
+	tcase_add_test(tc, krealloc_grows_large_object_in_place);
+	tcase_add_test(tc, out_of_memory_drains_large_cache);
+	tcase_add_test(tc, out_of_memory_drains_magazines);
 	tcase_add_test(tc, trim_releases_metadata_of_freed_spans);
 	tcase_add_test(tc, trim_recommit_failure_is_null);
 	suite_add_tcase(s, tc);

@@ -2,10 +2,14 @@
  * test_scavenger.c: returning free pages to the port, and the accounting
  * around it. After every step: heap_inuse + heap_free + heap_released ==
  * heap_sys, committed == inuse + free + meta == what the port itself
- * counts, and mheap_valid. Frees below the retain goal keep pages
- * committed; frees above it release the excess, highest pages first;
- * kmalloc_trim releases every free page; released pages are committed
- * again (and read as zero) when reused.
+ * counts, and mheap_valid. The retain goal follows the recent peak of
+ * pages in use (epochs measured in pages allocated), so frees below it
+ * keep their pages committed and an alloc/free loop of big blocks neither
+ * releases nor commits after its first round; a free that leaves the heap
+ * above its goal releases nothing by itself, the allocation slow paths
+ * after it release at most 64 pages each, highest first, until the goal
+ * is met; kmalloc_trim releases every free page; released pages are
+ * committed again (and read as zero) when reused.
  */
 #include <check.h>
 #include <stdlib.h>
@@ -14,7 +18,9 @@
 #include "host.h"
 #include "internal.h"
 
+#define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
+#define STEP_PAGES 64 /* mscavenge.c: SCAV_STEP */
 
 static struct kmalloc_stats stats(void)
 {
@@ -25,6 +31,11 @@ static struct kmalloc_stats stats(void)
 	ck_assert_uint_eq(st.committed, host_committed_bytes());
 	ck_assert(mheap_valid());
 	return st;
+}
+
+static int pending(void)
+{
+	return __atomic_load_n(&mheap_.scav_pending, __ATOMIC_RELAXED);
 }
 
 START_TEST(fresh_growth_is_released_until_used)
@@ -38,7 +49,7 @@ START_TEST(fresh_growth_is_released_until_used)
 	ck_assert_uint_eq(st.heap_sys % (4 * MiB), 0);
 	kfree(p);
 	st = stats();
-	ck_assert_uint_eq(st.heap_free, MiB); /* below the 4 MiB retain goal */
+	ck_assert_uint_eq(st.heap_free, MiB); /* below the 4 MiB minimum goal */
 }
 END_TEST
 
@@ -53,11 +64,15 @@ START_TEST(frees_below_goal_are_retained)
 	struct kmalloc_stats st = stats();
 	ck_assert_uint_eq(st.heap_free, 3 * MiB);
 	ck_assert_uint_eq(st.heap_released, before.heap_released);
+	/* 1.1 * 3 MiB peak is less than the 4 MiB minimum */
 	ck_assert_uint_eq(mheap_retain_goal(), 4 * MiB);
+	ck_assert_int_eq(pending(), 0);
 }
 END_TEST
 
-START_TEST(frees_above_goal_release_highest_first)
+/* What the heap held a moment ago it may need again: after a 12 MiB peak
+ * the goal is 1.1 times that, and all 12 MiB stay committed. */
+START_TEST(goal_follows_recent_peak)
 {
 	enum { N = 12 };
 	void *p[N];
@@ -65,19 +80,151 @@ START_TEST(frees_above_goal_release_highest_first)
 		p[i] = kmalloc(MiB, 0);
 		memset(p[i], 1, MiB);
 	}
-	struct kmalloc_stats st = stats();
-	ck_assert_uint_eq(st.heap_inuse, N * MiB);
+	struct kmalloc_stats before = stats();
+	ck_assert_uint_eq(mheap_.scav_peak, N * MiB / PAGE_SIZE);
 	for (int i = 0; i < N; i++)
 		kfree(p[i]);
+	struct kmalloc_stats st = stats();
+	ck_assert_uint_eq(st.heap_free, N * MiB);
+	ck_assert_uint_eq(st.heap_released, before.heap_released);
+	ck_assert_uint_eq(mheap_retain_goal(), N * MiB + N * MiB / 10);
+	ck_assert_int_eq(pending(), 0);
+	/* allocation slow paths find nothing to do */
+	void *q = kmalloc(3000, 0);
 	st = stats();
-	/* 12 MiB free, goal 4 MiB: at most the goal stays committed */
-	ck_assert_uint_le(st.heap_free, 4 * MiB);
-	ck_assert_uint_ge(st.heap_released, 8 * MiB);
-	/* what stayed committed is the lowest pages (first fit reuses them) */
-	size_t first = ((uintptr_t)p[0] - mheap_.arena_start) >> PAGE_SHIFT;
-	size_t last = ((uintptr_t)p[N - 1] - mheap_.arena_start) >> PAGE_SHIFT;
-	ck_assert(!pa_is_scav(&mheap_.pages, first));
-	ck_assert(pa_is_scav(&mheap_.pages, last));
+	ck_assert_uint_eq(st.heap_released, before.heap_released);
+	kfree(q);
+}
+END_TEST
+
+/* A loop that allocates and frees blocks of several MiB keeps their pages
+ * committed: after the first round, no page is released or committed
+ * again (each would cost a trip to the port and a page fault). */
+START_TEST(big_block_loop_keeps_pages_committed)
+{
+	const size_t sizes[3] = { 3 * MiB, 5 * MiB, 8 * MiB };
+	struct kmalloc_stats base = { 0 };
+	for (int round = 0; round < 40; round++) {
+		void *p[3];
+		for (int k = 0; k < 3; k++) {
+			p[k] = kmalloc(sizes[(round + k) % 3], 0);
+			ck_assert_ptr_nonnull(p[k]);
+			memset(p[k], round, 4096);
+			if (round >= 1) {
+				struct kmalloc_stats st = stats();
+				ck_assert_uint_eq(st.committed, base.committed);
+				ck_assert_uint_eq(st.heap_released, base.heap_released);
+				ck_assert_int_eq(pending(), 0);
+			}
+		}
+		for (int k = 0; k < 3; k++) {
+			kfree(p[k]);
+			if (round >= 1) {
+				struct kmalloc_stats st = stats();
+				ck_assert_uint_eq(st.committed, base.committed);
+				ck_assert_uint_eq(st.heap_released, base.heap_released);
+				ck_assert_int_eq(pending(), 0);
+			}
+		}
+		if (round == 0) {
+			base = stats();
+			ck_assert_uint_eq(base.heap_free, 16 * MiB);
+		}
+	}
+	/* the loop ran through many epochs of the pacer */
+	ck_assert_uint_gt(mheap_.scav_peak_prev, 0);
+}
+END_TEST
+
+/* Drive the heap to "above its goal by a free": A (10 MiB) and B (4 MiB)
+ * live, B freed, then enough allocation with only A live that the 14 MiB
+ * peak ages out of both epochs; freeing A then leaves 14 MiB free against
+ * a goal of 1.1 times about 10 MiB. */
+static void *A;
+
+static void age_peak_with_a_live(void)
+{
+	A = kmalloc(10 * MiB, 0);
+	void *b = kmalloc(4 * MiB, 0);
+	ck_assert_ptr_nonnull(A);
+	ck_assert_ptr_nonnull(b);
+	uint64_t peak = mheap_.scav_peak;
+	kfree(b);
+	struct kmalloc_stats before = stats();
+	int i = 0;
+	/* 264 KiB: too big for the large cache, so every allocation takes
+	 * pages and counts toward the epoch */
+	while (mheap_.scav_peak >= peak || mheap_.scav_peak_prev >= peak) {
+		ck_assert_int_lt(i++, 10000);
+		void *x = kmalloc(264 * KiB, 0);
+		ck_assert_ptr_nonnull(x);
+		kfree(x);
+	}
+	struct kmalloc_stats st = stats();
+	ck_assert_uint_eq(st.heap_released, before.heap_released);
+	ck_assert_uint_eq(st.committed, before.committed);
+}
+
+START_TEST(free_above_goal_is_released_in_paced_steps)
+{
+	age_peak_with_a_live();
+	struct kmalloc_stats st = stats();
+	ck_assert_int_eq(pending(), 0);
+	kfree(A);
+	/* the free itself releases nothing: it only notes the excess */
+	struct kmalloc_stats after = stats();
+	ck_assert_uint_eq(after.heap_released, st.heap_released);
+	ck_assert_uint_eq(after.committed, st.committed);
+	ck_assert_int_eq(pending(), 1);
+	uint64_t goal = mheap_retain_goal();
+	ck_assert_uint_gt(after.heap_free, goal + STEP_PAGES * PAGE_SIZE);
+
+	/* each allocation slow path releases one step: a small class's first
+	 * object, a large object (from the large cache after the first), and
+	 * kmalloc_flush_cpu */
+	int steps = 0;
+	void *small = kmalloc(4096, 0);
+	st = stats();
+	ck_assert_uint_eq(st.heap_released - after.heap_released, STEP_PAGES * PAGE_SIZE);
+	steps++;
+	while (pending()) {
+		ck_assert_int_lt(steps, 100);
+		struct kmalloc_stats prev = st;
+		if (steps % 3 == 2) {
+			kmalloc_flush_cpu();
+		} else {
+			void *l = kmalloc(100 * KiB, 0);
+			ck_assert_ptr_nonnull(l);
+			kfree(l);
+		}
+		st = stats();
+		uint64_t released = st.heap_released - prev.heap_released;
+		ck_assert_uint_le(released, STEP_PAGES * PAGE_SIZE);
+		if (prev.heap_free > mheap_retain_goal() + STEP_PAGES * PAGE_SIZE)
+			ck_assert_uint_eq(released, STEP_PAGES * PAGE_SIZE);
+		steps++;
+	}
+	/* down to the goal, not below it (a page of rounding) */
+	goal = mheap_retain_goal();
+	ck_assert_uint_le(mheap_.pages_free * PAGE_SIZE, goal);
+	ck_assert_uint_gt(mheap_.pages_free * PAGE_SIZE + PAGE_SIZE, goal);
+	ck_assert_int_ge(steps, 5);
+	/* highest pages first: the top of what A and B had is released, the
+	 * bottom (first fit reuses it) stays committed */
+	size_t lo = ((uintptr_t)A - mheap_.arena_start) >> PAGE_SHIFT;
+	size_t hi = lo + (14 * MiB >> PAGE_SHIFT) - 1;
+	ck_assert(pa_is_scav(&mheap_.pages, hi));
+	ck_assert(!pa_is_alloc(&mheap_.pages, lo + 100));
+	ck_assert(!pa_is_scav(&mheap_.pages, lo + 100));
+	/* the goal is met: later slow paths release nothing */
+	struct kmalloc_stats done = stats();
+	for (int i = 0; i < 5; i++)
+		kfree(kmalloc(100 * KiB, 0));
+	kfree(small);
+	kmalloc_flush_cpu();
+	st = stats();
+	ck_assert_uint_eq(st.heap_released, done.heap_released);
+	ck_assert_int_eq(pending(), 0);
 }
 END_TEST
 
@@ -87,13 +234,20 @@ START_TEST(trim_releases_everything_free)
 	void *big = kmalloc(3 * MiB, 0);
 	memset(big, 7, 3 * MiB);
 	kfree(big);
+	/* from big's pages, freed into the large cache: free, committed */
+	void *cached = kmalloc(100 * KiB, 0);
+	ck_assert_ptr_eq(cached, big);
+	kfree(cached);
+	ck_assert_uint_eq(span_state(spanOf((uintptr_t)cached)), SPAN_CACHED);
 	struct kmalloc_stats st = stats();
-	ck_assert_uint_gt(st.heap_free, 0);
+	ck_assert_uint_eq(st.heap_free, 3 * MiB);
 	kmalloc_trim();
 	st = stats();
 	ck_assert_uint_eq(st.heap_free, 0);
 	ck_assert_uint_eq(st.heap_inuse, 8192); /* keep's span */
 	ck_assert_uint_eq(host_committed_bytes(), st.meta_sys + 8192);
+	ck_assert_uint_eq(span_state(spanOf((uintptr_t)cached)), SPAN_DEAD);
+	ck_assert_int_eq(pending(), 0);
 	/* released pages come back committed and zeroed */
 	unsigned char *again = kzalloc(3 * MiB, 0);
 	ck_assert_ptr_nonnull(again);
@@ -103,7 +257,6 @@ START_TEST(trim_releases_everything_free)
 	ck_assert_uint_eq(st.heap_inuse, 8192 + 3 * MiB);
 	kfree(again);
 	kfree(keep);
-	kmalloc_flush_cpu();
 	kmalloc_trim();
 	st = stats();
 	ck_assert_uint_eq(st.heap_inuse, 0);
@@ -112,7 +265,9 @@ START_TEST(trim_releases_everything_free)
 }
 END_TEST
 
-START_TEST(small_spans_scavenged_after_flush)
+/* Small spans return to the heap when the caches drain; their pages stay
+ * committed (a recent peak) until a trim. */
+START_TEST(small_spans_retained_until_trim)
 {
 	enum { N = 40000 };
 	static void *p[N];
@@ -120,15 +275,18 @@ START_TEST(small_spans_scavenged_after_flush)
 		p[i] = kmalloc(256, 0);
 	struct kmalloc_stats st = stats();
 	ck_assert_uint_ge(st.heap_inuse, (uint64_t)N * 256);
+	uint64_t inuse = st.heap_inuse, released = st.heap_released;
 	for (int i = 0; i < N; i++)
 		kfree(p[i]);
 	kmalloc_flush_cpu();
 	st = stats();
 	ck_assert_uint_eq(st.heap_inuse, 0);
-	ck_assert_uint_le(st.heap_free, 4 * MiB);
+	ck_assert_uint_eq(st.heap_free, inuse);
+	ck_assert_uint_eq(st.heap_released, released);
 	kmalloc_trim();
 	st = stats();
 	ck_assert_uint_eq(st.heap_free, 0);
+	ck_assert_uint_eq(st.heap_released, released + inuse);
 }
 END_TEST
 
@@ -162,9 +320,11 @@ int main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, fresh_growth_is_released_until_used);
 	tcase_add_test(tc, frees_below_goal_are_retained);
-	tcase_add_test(tc, frees_above_goal_release_highest_first);
+	tcase_add_test(tc, goal_follows_recent_peak);
+	tcase_add_test(tc, big_block_loop_keeps_pages_committed);
+	tcase_add_test(tc, free_above_goal_is_released_in_paced_steps);
 	tcase_add_test(tc, trim_releases_everything_free);
-	tcase_add_test(tc, small_spans_scavenged_after_flush);
+	tcase_add_test(tc, small_spans_retained_until_trim);
 	tcase_add_test(tc, commit_failure_leaves_accounting_exact);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);

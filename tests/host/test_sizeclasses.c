@@ -2,8 +2,11 @@
  * test_sizeclasses.c: the size-class table is Go's, every column; size ->
  * class lookups are right for every size 0..32768 (smallest class that
  * fits and keeps kmalloc's 16-byte alignment from 16 bytes up); the divMul object index
- * is exact for every byte offset of every span; the generator's output is
- * the checked-in header and its --print table is Go's.
+ * is exact for every byte offset of every span; the one-multiply slot
+ * test kfree relies on (slot_exact with slot_magic) accepts exactly the
+ * multiples of the class size at every offset of every span; the
+ * generator's output is the checked-in header and its --print table is
+ * Go's.
  */
 #include <check.h>
 #include <stdio.h>
@@ -145,6 +148,46 @@ START_TEST(divmul_every_slot)
 }
 END_TEST
 
+/* kfree decides "slot start or invalid free" with slot_exact alone (plus
+ * the bound off < nbytes), so a false positive would accept an interior
+ * pointer and a false negative would reject a real object: check every
+ * offset a span can produce, one past its end included. */
+START_TEST(slot_exact_every_offset)
+{
+	for (unsigned c = 1; c < _NumSizeClasses; c++) {
+		size_t size = class_to_size[c];
+		uint64_t M = slot_magic(size);
+		uintptr_t span = (uintptr_t)class_to_allocnpages[c] * 8192;
+		unsigned starts = 0;
+		for (uintptr_t off = 0; off <= span; off++) {
+			bool want = off % size == 0;
+			if (slot_exact(M, off) != want)
+				ck_abort_msg("class %u (size %zu) off %lu: slot_exact says %d",
+				             c, size, (unsigned long)off, !want);
+			starts += want;
+		}
+		/* every slot start, and the span end when it is one */
+		ck_assert_uint_eq(starts, span / size + 1);
+	}
+}
+END_TEST
+
+/* The magic is ceil(2^64 / size): for powers of two exactly 2^64 / size,
+ * so an offset is exact iff its low bits are clear. */
+START_TEST(slot_magic_values)
+{
+	for (unsigned c = 1; c < _NumSizeClasses; c++) {
+		uint64_t size = class_to_size[c], M = slot_magic(size);
+		/* M * size wraps to a value below size: M is the ceiling */
+		ck_assert_uint_lt(M * size, size);
+		ck_assert((unsigned __int128)M * size >= ((unsigned __int128)1 << 64));
+		ck_assert((unsigned __int128)(M - 1) * size < ((unsigned __int128)1 << 64));
+	}
+	ck_assert_uint_eq(slot_magic(8), (uint64_t)1 << 61);
+	ck_assert_uint_eq(slot_magic(32768), (uint64_t)1 << 49);
+}
+END_TEST
+
 static char *slurp(FILE *f, size_t *len)
 {
 	size_t cap = 1 << 16, n = 0;
@@ -205,6 +248,8 @@ int main(void)
 	tcase_add_test(tc, table_equals_go);
 	tcase_add_test(tc, lookup_every_size);
 	tcase_add_test(tc, divmul_every_slot);
+	tcase_add_test(tc, slot_exact_every_offset);
+	tcase_add_test(tc, slot_magic_values);
 	tcase_add_test(tc, generator_matches_header);
 	tcase_add_test(tc, generator_print_is_go_table);
 	suite_add_tcase(s, tc);

@@ -1,0 +1,528 @@
+/*
+ * test_mcache.c: the per-CPU magazines, the shared transfer caches and the
+ * live bytes, through kmalloc/kfree and the slow-path entry points.
+ * Magazine and transfer sizes follow the byte bounds of internal.h; kmalloc
+ * stores 1 in an object's live byte and kfree 0; frees go to the freeing
+ * CPU's magazine, a stack (the last freed is the next allocated); a full
+ * magazine sends its oldest batch to the transfer cache, and when that is
+ * full, to the spans; an empty magazine whose span is used up takes the
+ * newest batch from the transfer cache; kmalloc_flush_cpu, kmalloc_trim
+ * and the other CPUs' safe points empty it all back into the spans. A
+ * second kfree of an object is "double free" wherever the first one left
+ * it: in this CPU's magazine, in the transfer cache, back in its span; an
+ * object freed twice by racing CPUs is caught when both copies come back.
+ */
+#include <check.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "child_util.h"
+#include "internal.h"
+
+#define CLS 10 /* 128-byte objects, 64 per span */
+/* Its cache sizes (MAG_BYTES / 128, half of that, TC_BYTES / 128), which
+ * the tests below count with; check_sizes makes a change of the bounds
+ * fail here first, by name. */
+#define M 128 /* magazine capacity */
+#define B 64  /* batch */
+#define T 512 /* transfer cache capacity */
+
+static void check_sizes(void)
+{
+	ck_assert_uint_eq(mheap_.cs.mag_cap[CLS], M);
+	ck_assert_uint_eq(mheap_.cs.batch[CLS], B);
+	ck_assert_uint_eq(mheap_.cs.tc_cap[CLS], T);
+}
+
+static struct mcache *mine(void)
+{
+	return mm_mcaches[cpu_slot(sys_cpu_id())];
+}
+
+static struct magazine *mag(void)
+{
+	return &mine()->mag[CLS];
+}
+
+static struct transfer *tcache(void)
+{
+	return &mheap_.transfer[CLS].t;
+}
+
+static uint8_t *live_of(const void *p)
+{
+	struct mspan *s = spanOf((uintptr_t)p);
+	long idx = mspan_slot_of(s, (uintptr_t)p);
+	ck_assert_int_ge(idx, 0);
+	return &s->live[idx];
+}
+
+/* Is p among the n entries e, with its own live byte? */
+static bool holds(const struct magentry *e, size_t n, const void *p)
+{
+	for (size_t i = 0; i < n; i++)
+		if (e[i].p == p) {
+			ck_assert_ptr_eq(e[i].live, live_of(p));
+			return true;
+		}
+	return false;
+}
+
+static uint64_t objs_cached(void)
+{
+	struct mm_census cs;
+	mm_census(&cs);
+	return cs.objs_cached;
+}
+
+/* Run fn in a forked child and expect it to stop with exactly
+ * "kmalloc: <fault>: <p>". */
+static void expect_fault(void (*fn)(void *), void *arg, const char *fault, const void *p)
+{
+	struct child_result r;
+	run_in_child(fn, arg, &r);
+	const char *m = misuse_mismatch(&r, fault, p);
+	ck_assert_msg(m == NULL, "%s", m);
+}
+
+static void do_kfree(void *p)
+{
+	kfree(p);
+}
+
+static size_t clampz(size_t v, size_t lo, size_t hi)
+{
+	return v < lo ? lo : v > hi ? hi : v;
+}
+
+START_TEST(cache_sizes_follow_byte_bounds)
+{
+	void *p = kmalloc(1, 0); /* sets up the heap and this CPU's mcache */
+	struct mcache *c = mine();
+	ck_assert_ptr_nonnull(c);
+	for (unsigned i = 1; i < _NumSizeClasses; i++) {
+		size_t sz = class_to_size[i];
+		size_t m = clampz(MAG_BYTES / sz, MAG_MIN, MAG_MAX);
+		ck_assert_uint_eq(mheap_.cs.mag_cap[i], m);
+		ck_assert_uint_eq(mheap_.cs.batch[i], m / 2);
+		ck_assert_uint_eq(mheap_.cs.tc_cap[i], clampz(TC_BYTES / sz, m, TC_MAX));
+		ck_assert_uint_eq(mheap_.transfer[i].t.cap, mheap_.cs.tc_cap[i]);
+		ck_assert_uint_eq(c->mag[i].limit - c->mag[i].base, m);
+		/* magazines of one mcache are disjoint, in class order */
+		if (i > 1)
+			ck_assert_ptr_eq(c->mag[i].base, c->mag[i - 1].limit);
+	}
+	check_sizes();
+	ck_assert_uint_eq(sizeof(struct magazine), 64);
+	kfree(p);
+}
+END_TEST
+
+START_TEST(live_byte_follows_kmalloc_and_kfree)
+{
+	void *keep = kmalloc(128, 0);
+	void *p = kmalloc(128, 0);
+	uint8_t *lb = live_of(p);
+	ck_assert_uint_eq(*lb, 1);
+	ck_assert_uint_eq(mag_count(mag()), 0);
+	kfree(p);
+	ck_assert_uint_eq(*lb, 0);
+	ck_assert_uint_eq(mag_count(mag()), 1);
+	ck_assert_ptr_eq(mag()->base[0].p, p);
+	ck_assert_ptr_eq(mag()->base[0].live, lb);
+	ck_assert(mheap_valid()); /* out == live + cached */
+	/* the magazine serves the next allocation: the live byte again */
+	ck_assert_ptr_eq(kmalloc(128, 0), p);
+	ck_assert_uint_eq(*lb, 1);
+	ck_assert_uint_eq(mag_count(mag()), 0);
+	/* and the span's own fast path sets it too */
+	void *q = kmalloc(128, 0);
+	ck_assert_uint_eq(*live_of(q), 1);
+	struct kmalloc_stats st;
+	kmalloc_stats(&st);
+	ck_assert_uint_eq(st.cls[CLS].allocs, 4);
+	ck_assert_uint_eq(st.cls[CLS].frees, 1);
+	ck_assert_uint_eq(mag()->allocs, 4);
+	ck_assert_uint_eq(mag()->frees, 1);
+	kfree(q);
+	kfree(p);
+	kfree(keep);
+	ck_assert(mheap_valid());
+}
+END_TEST
+
+START_TEST(magazine_is_a_stack)
+{
+	void *o[5];
+	for (int i = 0; i < 5; i++)
+		o[i] = kmalloc(128, 0);
+	for (int i = 0; i < 5; i++)
+		kfree(o[i]);
+	ck_assert_uint_eq(mag_count(mag()), 5);
+	for (int i = 0; i < 5; i++)
+		ck_assert_ptr_eq(mag()->base[i].p, o[i]);
+	for (int i = 4; i >= 0; i--)
+		ck_assert_ptr_eq(kmalloc(128, 0), o[i]);
+	ck_assert_uint_eq(mag_count(mag()), 0);
+	for (int i = 0; i < 5; i++)
+		kfree(o[i]);
+}
+END_TEST
+
+#define NOBJ 1024
+static void *o[NOBJ];
+
+/* n objects of the class, in o[]: on a fresh heap o[64k .. 64k+64)
+ * share a span. */
+static void alloc_n(int n)
+{
+	for (int i = 0; i < n; i++) {
+		o[i] = kmalloc(128, 0);
+		ck_assert_ptr_nonnull(o[i]);
+	}
+	check_sizes();
+}
+
+/* The free that finds the magazine full moves its oldest batch to the
+ * transfer cache, then pushes: the newest objects stay on this CPU. */
+START_TEST(full_magazine_spills_oldest_batch)
+{
+	alloc_n(M + 1);
+	uint64_t returned = mheap_.central[CLS].c.returned;
+	for (int i = 0; i < M; i++)
+		kfree(o[i]);
+	ck_assert_uint_eq(mag_count(mag()), M);
+	ck_assert_ptr_eq(mag()->top, mag()->limit);
+	ck_assert_uint_eq(tcache()->n, 0);
+	kfree(o[M]);
+	ck_assert_uint_eq(tcache()->n, B);
+	for (int i = 0; i < B; i++) {
+		ck_assert_ptr_eq(tcache()->e[i].p, o[i]);
+		ck_assert_ptr_eq(tcache()->e[i].live, live_of(o[i]));
+	}
+	ck_assert_uint_eq(mag_count(mag()), M - B + 1);
+	for (int i = 0; i <= M - B; i++)
+		ck_assert_ptr_eq(mag()->base[i].p, o[B + i]);
+	/* nothing went back to a span */
+	ck_assert_uint_eq(mheap_.central[CLS].c.returned, returned);
+	ck_assert_uint_eq(objs_cached(), (uint64_t)M + 1);
+	for (int i = 0; i <= M; i++)
+		ck_assert_uint_eq(*live_of(o[i]), 0);
+	ck_assert(mheap_valid());
+}
+END_TEST
+
+/* With the transfer cache full too, the spilled batch goes back to its
+ * spans (mcentral_return): the transfer cache keeps what it has. */
+START_TEST(full_transfer_cache_returns_to_spans)
+{
+	alloc_n(M + T + 1);
+	uint64_t returned = mheap_.central[CLS].c.returned;
+	for (int i = 0; i < M + T; i++)
+		kfree(o[i]);
+	ck_assert_uint_eq(tcache()->n, T);
+	ck_assert_uint_eq(mag_count(mag()), M);
+	ck_assert_uint_eq(mheap_.central[CLS].c.returned, returned);
+	struct mspan *s = spanOf((uintptr_t)o[T]);
+	unsigned out = mspan_out_count(s);
+	kfree(o[M + T]); /* spill: o[T .. T+B) go to their spans */
+	ck_assert_uint_eq(tcache()->n, T);
+	ck_assert_uint_eq(mheap_.central[CLS].c.returned, returned + B);
+	ck_assert_uint_eq(mag_count(mag()), M - B + 1);
+	ck_assert_ptr_eq(mag()->base[0].p, o[T + B]);
+	ck_assert(!holds(tcache()->e, tcache()->n, o[T]));
+	ck_assert(!holds(mag()->base, mag_count(mag()), o[T]));
+	/* o[T .. T+B) is all of one uncached span: it came back at once,
+	 * was swept empty, and went back to the heap */
+	ck_assert_uint_eq(out, 64);
+	ck_assert_uint_eq(span_state(s), SPAN_DEAD);
+	ck_assert_uint_eq(objs_cached(), (uint64_t)T + M - B + 1);
+	ck_assert(mheap_valid());
+}
+END_TEST
+
+/* kmalloc's order: the magazine, then the cached span's allocCache, and
+ * only when that word is used up the newest batch of the transfer cache
+ * (without touching any span). */
+START_TEST(empty_magazine_takes_newest_transfer_batch)
+{
+	const int N = 4 * 64;
+	alloc_n(N); /* four spans, the last one cached and used up */
+	struct mspan *cached = mine()->alloc[CLS];
+	ck_assert_ptr_eq(cached, spanOf((uintptr_t)o[N - 1]));
+	ck_assert_uint_eq(cached->allocCache, 0);
+	for (int i = 0; i < N; i++)
+		kfree(o[i]);
+	/* frees 129 and 193 spilled o[0..64) then o[64..128) */
+	ck_assert_uint_eq(tcache()->n, 2 * B);
+	ck_assert_uint_eq(mag_count(mag()), M);
+	uint64_t returned = mheap_.central[CLS].c.returned;
+	for (int i = N - 1; i >= 2 * B; i--)
+		ck_assert_ptr_eq(kmalloc(128, 0), o[i]);
+	ck_assert_uint_eq(mag_count(mag()), 0);
+	/* the newest batch, o[64..128), comes over in one piece */
+	ck_assert_ptr_eq(kmalloc(128, 0), o[2 * B - 1]);
+	ck_assert_uint_eq(tcache()->n, B);
+	ck_assert_uint_eq(mag_count(mag()), B - 1);
+	for (int i = 2 * B - 2; i >= B; i--)
+		ck_assert_ptr_eq(kmalloc(128, 0), o[i]);
+	ck_assert_ptr_eq(kmalloc(128, 0), o[B - 1]);
+	ck_assert_uint_eq(tcache()->n, 0);
+	ck_assert_uint_eq(mheap_.central[CLS].c.returned, returned);
+	ck_assert_ptr_eq(mine()->alloc[CLS], cached);
+	for (int i = 0; i < N; i++)
+		ck_assert_uint_eq(*live_of(o[i]), i >= B - 1); /* o[0..63) cached */
+	ck_assert_uint_eq(mag_count(mag()), B - 1);
+	ck_assert(mheap_valid());
+}
+END_TEST
+
+/* The same through mcache_alloc_slow directly: a batch into the empty
+ * magazine, the object it hands out live and possibly dirty. */
+START_TEST(alloc_slow_refills_magazine_from_transfer)
+{
+	alloc_n(M + 2 * B + 1);
+	for (int i = 0; i < M + 2 * B + 1; i++)
+		kfree(o[i]);
+	ck_assert_uint_eq(tcache()->n, 3 * B);
+	while (mag_count(mag()) != 0)
+		ck_assert_ptr_nonnull(kmalloc(128, 0));
+	bool needzero = false;
+	void *v = mcache_alloc_slow(mine(), CLS, &needzero);
+	ck_assert_ptr_eq(v, o[3 * B - 1]);
+	ck_assert(needzero); /* it was used before */
+	ck_assert_uint_eq(*live_of(v), 1);
+	ck_assert_uint_eq(mag_count(mag()), B - 1);
+	ck_assert_uint_eq(tcache()->n, 2 * B);
+	for (int i = 0; i < B - 1; i++)
+		ck_assert_ptr_eq(mag()->base[i].p, o[2 * B + i]);
+}
+END_TEST
+
+/* kmalloc_flush_cpu empties this CPU's magazines and the transfer caches
+ * into the spans and gives its spans back: nothing stays cached. */
+START_TEST(flush_empties_magazines_and_transfer)
+{
+	alloc_n(700);
+	for (int i = 0; i < 700; i++)
+		kfree(o[i]);
+	ck_assert_uint_gt(tcache()->n, 0);
+	ck_assert_uint_gt(mag_count(mag()), 0);
+	kmalloc_flush_cpu();
+	ck_assert_uint_eq(tcache()->n, 0);
+	ck_assert_uint_eq(mag_count(mag()), 0);
+	ck_assert_ptr_eq(mine()->alloc[CLS], &mspan_empty);
+	struct mm_census cs;
+	mm_census(&cs);
+	ck_assert_uint_eq(cs.objs_cached, 0);
+	ck_assert_uint_eq(cs.spans_small, 0);
+	ck_assert_uint_eq(cs.pages_inuse, 0);
+	ck_assert(mheap_valid());
+	struct kmalloc_stats st;
+	kmalloc_stats(&st);
+	ck_assert_uint_eq(st.cls[CLS].allocs, 700);
+	ck_assert_uint_eq(st.cls[CLS].frees, 700);
+	ck_assert_uint_eq(st.cls[CLS].spans, 0);
+}
+END_TEST
+
+/* A free goes to the freeing CPU's magazine whichever CPU allocated the
+ * object, and serves that CPU's next allocation of the class. */
+static void *handed, *reused, *in_mag;
+static unsigned mag_n;
+
+static void *free_then_alloc(void *arg)
+{
+	(void)arg;
+	kfree(handed);
+	struct magazine *m = &mine()->mag[CLS];
+	mag_n = mag_count(m);
+	in_mag = m->base[0].p;
+	reused = kmalloc(128, 0);
+	kfree(reused);
+	return NULL; /* exit: kmalloc_flush_cpu */
+}
+
+START_TEST(free_goes_to_freeing_cpu)
+{
+	void *keep = kmalloc(128, 0);
+	handed = kmalloc(128, 0);
+	pthread_t t;
+	pthread_create(&t, NULL, free_then_alloc, NULL);
+	pthread_join(t, NULL);
+	ck_assert_uint_eq(mag_n, 1);
+	ck_assert_ptr_eq(in_mag, handed);
+	ck_assert_ptr_eq(reused, handed);
+	ck_assert_uint_eq(mag_count(mag()), 0);
+	ck_assert_uint_eq(objs_cached(), 0); /* the thread's exit flushed */
+	struct kmalloc_stats st;
+	kmalloc_stats(&st);
+	ck_assert_uint_eq(st.cls[CLS].allocs, 3);
+	ck_assert_uint_eq(st.cls[CLS].frees, 2);
+	ck_assert_uint_eq(st.cls[CLS].live, 1);
+	ck_assert(mheap_valid());
+	kfree(keep);
+}
+END_TEST
+
+/* kmalloc_trim asks every CPU to drain at its next safe point and waits
+ * for those that call kmalloc_safepoint: a live thread's magazine is
+ * empty once trim returns. */
+static int stop, polling;
+
+static void *safepoint_loop(void *arg)
+{
+	(void)arg;
+	void *v[10];
+	for (int i = 0; i < 10; i++)
+		v[i] = kmalloc(128, 0);
+	for (int i = 0; i < 10; i++)
+		kfree(v[i]);
+	kmalloc_safepoint(); /* from now on this CPU is waited for */
+	__atomic_store_n(&polling, 1, __ATOMIC_RELEASE);
+	while (!__atomic_load_n(&stop, __ATOMIC_ACQUIRE))
+		kmalloc_safepoint();
+	return NULL;
+}
+
+START_TEST(trim_drains_other_cpus_at_safe_points)
+{
+	void *keep = kmalloc(128, 0);
+	pthread_t t;
+	pthread_create(&t, NULL, safepoint_loop, NULL);
+	while (!__atomic_load_n(&polling, __ATOMIC_ACQUIRE))
+		sched_yield();
+	ck_assert_uint_eq(objs_cached(), 10);
+	kmalloc_trim();
+	ck_assert_uint_eq(objs_cached(), 0);
+	struct mm_census cs;
+	mm_census(&cs);
+	ck_assert_uint_eq(cs.spans_small, 1); /* keep's */
+	__atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
+	pthread_join(t, NULL);
+	kfree(keep);
+}
+END_TEST
+
+/* ---- double frees: the second kfree, in a forked child ---- */
+
+START_TEST(double_free_in_magazine)
+{
+	void *keep = kmalloc(128, 0), *p = kmalloc(128, 0);
+	kfree(p);
+	ck_assert(holds(mag()->base, mag_count(mag()), p));
+	expect_fault(do_kfree, p, "double free", p);
+	/* the child's attempt changed nothing here */
+	ck_assert_uint_eq(mag_count(mag()), 1);
+	ck_assert_ptr_eq(kmalloc(128, 0), p);
+	kfree(keep);
+}
+END_TEST
+
+START_TEST(double_free_in_transfer_cache)
+{
+	void *keep = kmalloc(128, 0);
+	alloc_n(129);
+	for (int i = 0; i < 129; i++)
+		kfree(o[i]);
+	ck_assert(holds(tcache()->e, tcache()->n, o[0]));
+	ck_assert(!holds(mag()->base, mag_count(mag()), o[0]));
+	expect_fault(do_kfree, o[0], "double free", o[0]);
+	kfree(keep);
+}
+END_TEST
+
+START_TEST(double_free_after_flush)
+{
+	void *keep = kmalloc(128, 0), *p = kmalloc(128, 0);
+	kfree(p);
+	kmalloc_flush_cpu(); /* p back in its span, which keep keeps in use */
+	ck_assert_uint_eq(objs_cached(), 0);
+	struct mspan *s = spanOf((uintptr_t)p);
+	ck_assert_uint_eq(span_state(s), SPAN_INUSE);
+	ck_assert_uint_eq(s->allocCount, 1);
+	expect_fault(do_kfree, p, "double free", p);
+	kfree(keep);
+}
+END_TEST
+
+/* Once the span itself went back to the heap its slots no longer exist:
+ * a pointer into it is an invalid free (malloc.c's overview). */
+START_TEST(free_into_returned_span_is_invalid)
+{
+	void *p = kmalloc(128, 0);
+	kfree(p);
+	kmalloc_flush_cpu();
+	ck_assert_uint_eq(span_state(spanOf((uintptr_t)p)), SPAN_DEAD);
+	expect_fault(do_kfree, p, "invalid free", p);
+}
+END_TEST
+
+static void do_flush(void *arg)
+{
+	(void)arg;
+	kmalloc_flush_cpu();
+}
+
+/* Two CPUs freeing one object at once can both read its live byte as 1
+ * and both cache it. Simulated here on one CPU by putting the byte back
+ * to 1 between the frees; when the copies come back to the span together
+ * the span says "double free". */
+START_TEST(racing_double_free_caught_on_return)
+{
+	void *keep = kmalloc(128, 0), *p = kmalloc(128, 0);
+	kfree(p);
+	STORE(*live_of(p), 1); /* what the other CPU's kfree read */
+	kfree(p);
+	ck_assert_uint_eq(mag_count(mag()), 2);
+	ck_assert_ptr_eq(mag()->base[0].p, p);
+	ck_assert_ptr_eq(mag()->base[1].p, p);
+	expect_fault(do_flush, NULL, "double free", p);
+	kfree(keep);
+}
+END_TEST
+
+static void do_ksize(void *p)
+{
+	(void)ksize(p);
+}
+
+START_TEST(ksize_of_cached_object_is_invalid)
+{
+	void *keep = kmalloc(128, 0), *p = kmalloc(128, 0);
+	kfree(p);
+	expect_fault(do_ksize, p, "invalid pointer", p);
+	kfree(keep);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("mcache");
+	TCase *tc = tcase_create("mcache");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, cache_sizes_follow_byte_bounds);
+	tcase_add_test(tc, live_byte_follows_kmalloc_and_kfree);
+	tcase_add_test(tc, magazine_is_a_stack);
+	tcase_add_test(tc, full_magazine_spills_oldest_batch);
+	tcase_add_test(tc, full_transfer_cache_returns_to_spans);
+	tcase_add_test(tc, empty_magazine_takes_newest_transfer_batch);
+	tcase_add_test(tc, alloc_slow_refills_magazine_from_transfer);
+	tcase_add_test(tc, flush_empties_magazines_and_transfer);
+	tcase_add_test(tc, free_goes_to_freeing_cpu);
+	tcase_add_test(tc, trim_drains_other_cpus_at_safe_points);
+	tcase_add_test(tc, double_free_in_magazine);
+	tcase_add_test(tc, double_free_in_transfer_cache);
+	tcase_add_test(tc, double_free_after_flush);
+	tcase_add_test(tc, free_into_returned_span_is_invalid);
+	tcase_add_test(tc, racing_double_free_caught_on_return);
+	tcase_add_test(tc, ksize_of_cached_object_is_invalid);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
