@@ -649,7 +649,7 @@ static inline struct mspan *spanOf(uintptr_t p)
 /* ---- large objects (mlarge.c) ---- */
 
 void *mm_alloc_large(size_t size, size_t align, unsigned flags);
-void mm_free_large(struct mspan *s, uintptr_t p);
+void kfree_large(struct mspan *s, uintptr_t p);
 void *mm_realloc_large(struct mspan *s, void *p, size_t size, unsigned flags);
 void mlarge_drain(struct mcache *c);
 

@@ -270,7 +270,7 @@ static uint8_t *live_byte(struct mspan *s, uintptr_t p, const char *what, const 
 static __attribute__((noinline)) void kfree_slow(struct mspan *s, uintptr_t p)
 {
 	if (s->spanclass == 0 && span_state(s) != SPAN_DEAD) {
-		mm_free_large(s, p);
+		kfree_large(s, p);
 		return;
 	}
 	uint8_t *lb = live_byte(s, p, "invalid free", "double free");

@@ -60,15 +60,13 @@ static struct mspan *cache_put(struct mcache *c, struct mspan *s)
 	struct mspan *out = NULL;
 	if (c->nlarge == LARGE_CACHE_N || c->large_cached_bytes + bytes > LARGE_CACHE_BYTES) {
 		out = c->large[0];
+		size_t outbytes = out->npages * PAGE_SIZE;
+		if (c->large_cached_bytes - outbytes + bytes > LARGE_CACHE_BYTES)
+			return s; /* no room even without the oldest: keep the cache */
 		for (unsigned j = 0; j + 1 < c->nlarge; j++)
 			c->large[j] = c->large[j + 1];
 		c->nlarge--;
-		if (c->large_cached_bytes - out->npages * PAGE_SIZE + bytes > LARGE_CACHE_BYTES) {
-			/* still no room: keep the old one, give this one back */
-			c->large[c->nlarge++] = out;
-			return s;
-		}
-		STORE(c->large_cached_bytes, c->large_cached_bytes - out->npages * PAGE_SIZE);
+		STORE(c->large_cached_bytes, c->large_cached_bytes - outbytes);
 	}
 	span_set_state(s, SPAN_CACHED);
 	c->large[c->nlarge++] = s;
@@ -164,7 +162,7 @@ void *mm_alloc_large(size_t size, size_t align, unsigned flags)
 }
 
 /* kfree of the large object p of span s. pre: s->spanclass == 0. */
-void mm_free_large(struct mspan *s, uintptr_t p)
+void kfree_large(struct mspan *s, uintptr_t p)
 {
 	uint32_t w = span_state_word(s);
 	if (p != s->base || (w & SPAN_STATE_MASK) != SPAN_INUSE)

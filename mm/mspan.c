@@ -22,8 +22,9 @@
  *
  * It runs when the caching CPU finds its span full, when a span is
  * uncached, and under mcentral.lock when a batch comes back to an
- * uncached span. A freed bit on a slot that is not out of the span means
- * the metadata was corrupted, and stops the kernel.
+ * uncached span. A freed bit on a slot that is not out of the span is a
+ * second copy of an object freed twice at once on two CPUs: "double
+ * free".
  *
  * The live bytes are not the sweep's business: a slot is live iff its
  * byte is 1 (kmalloc wrote it), whatever the bitmaps say; a slot out of
@@ -145,7 +146,14 @@ unsigned mspan_sweep(struct mspan *s)
 		uint64_t fr = __atomic_load_n(&s->freeBits[w], __ATOMIC_ACQUIRE);
 		if (fr != 0) {
 			fr = __atomic_exchange_n(&s->freeBits[w], 0, __ATOMIC_ACQ_REL);
-			MM_CHECK((fr & ~old) == 0, "corrupt span bitmaps", s->base);
+			/* Only cache returns set freeBits, so a slot coming back
+			 * that is not out of the span is the second copy of an
+			 * object two CPUs freed at the same instant (the one
+			 * double free the live bytes can miss, malloc.c). */
+			if (MM_UNLIKELY(fr & ~old))
+				sys_fault("double free",
+				          mspan_slot_addr(s, w * 64 +
+				                             (unsigned)__builtin_ctzll(fr & ~old)));
 			freed += mm_popcount64(fr);
 		}
 		if ((old & ~fr) != ab)

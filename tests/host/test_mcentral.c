@@ -507,8 +507,8 @@ END_TEST
  * into the span before the second arrives; the second must still be
  * reported as what it is, "double free" of the object (kmalloc.h: misuse
  * is one line naming the fault and the pointer), not as corrupt metadata
- * of the span. Fails on c35067e: return_to_span only sees a freeBit
- * already set, and the sweep reports "corrupt span bitmaps: <span base>".
+ * of the span. (On c35067e the sweep reported "corrupt span bitmaps:
+ * <span base>".)
  *
  * An uncached span: mcentral_return sweeps it at once, under the lock. */
 START_TEST(racing_double_free_across_batches_uncached)
