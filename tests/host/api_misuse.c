@@ -147,6 +147,90 @@ START_TEST(double_free_other_thread)
 }
 END_TEST
 
+/* Wherever a freed object sits, a second free of it is "double free":
+ * in another thread's magazine (that thread still running, so nothing
+ * flushed it), in the transfer cache (pushed there by later frees), back
+ * in its span after kmalloc_trim emptied every cache, and a large object
+ * in this thread's cache of freed large spans. */
+static pthread_mutex_t hold_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hold_cond = PTHREAD_COND_INITIALIZER;
+static int hold_state; /* 0 start, 1 freed, 2 may exit */
+
+static void *free_and_hold(void *p)
+{
+	kfree(p);
+	pthread_mutex_lock(&hold_lock);
+	hold_state = 1;
+	pthread_cond_broadcast(&hold_cond);
+	while (hold_state != 2)
+		pthread_cond_wait(&hold_cond, &hold_lock);
+	pthread_mutex_unlock(&hold_lock);
+	return NULL;
+}
+
+START_TEST(double_free_in_live_thread_cache)
+{
+	void *keep = kmalloc(64, 0), *p = kmalloc(64, 0);
+	pthread_t th;
+
+	hold_state = 0;
+	ck_assert_int_eq(pthread_create(&th, NULL, free_and_hold, p), 0);
+	pthread_mutex_lock(&hold_lock);
+	while (hold_state != 1)
+		pthread_cond_wait(&hold_cond, &hold_lock);
+	pthread_mutex_unlock(&hold_lock);
+	expect_fault(OP_KFREE, p, "double free"); /* p is in th's magazine */
+	pthread_mutex_lock(&hold_lock);
+	hold_state = 2;
+	pthread_cond_broadcast(&hold_cond);
+	pthread_mutex_unlock(&hold_lock);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	kfree(keep);
+}
+END_TEST
+
+START_TEST(double_free_in_transfer_cache)
+{
+	/* 64-byte objects: a magazine holds 128 and spills its oldest 64
+	 * (mm/internal.h), so 200 frees after p push p out of it. */
+	enum { N = 200 };
+	static void *more[N];
+	void *keep = kmalloc(64, 0), *p = kmalloc(64, 0);
+
+	for (int i = 0; i < N; i++)
+		more[i] = kmalloc(64, 0);
+	kfree(p);
+	for (int i = 0; i < N; i++)
+		kfree(more[i]);
+	expect_fault(OP_KFREE, p, "double free");
+	kfree(keep);
+}
+END_TEST
+
+START_TEST(double_free_after_trim)
+{
+	void *keep = kmalloc(64, 0), *p = kmalloc(64, 0);
+
+	kfree(p);
+	kmalloc_trim();
+	expect_fault(OP_KFREE, p, "double free");
+	kfree(keep);
+}
+END_TEST
+
+START_TEST(double_free_in_large_cache)
+{
+	void *keep = kmalloc(100000, 0), *p = kmalloc(100000, 0);
+
+	kfree(p); /* kept in this thread's large cache */
+	expect_fault(OP_KFREE, p, "double free");
+	void *q = kmalloc(100000, 0); /* the cached span serves again */
+	ck_assert_ptr_eq(q, p);
+	kfree(q);
+	kfree(keep);
+}
+END_TEST
+
 START_TEST(interior_and_misaligned_small)
 {
 	unsigned char *p = kmalloc(64, 0), *q = kmalloc(1000, 0);
@@ -278,6 +362,10 @@ int main(void)
 	tcase_add_test(tc, double_free_large);
 	tcase_add_test(tc, double_free_large_after_trim);
 	tcase_add_test(tc, double_free_other_thread);
+	tcase_add_test(tc, double_free_in_live_thread_cache);
+	tcase_add_test(tc, double_free_in_transfer_cache);
+	tcase_add_test(tc, double_free_after_trim);
+	tcase_add_test(tc, double_free_in_large_cache);
 	tcase_add_test(tc, interior_and_misaligned_small);
 	tcase_add_test(tc, interior_large);
 	tcase_add_test(tc, outside_the_heap);
