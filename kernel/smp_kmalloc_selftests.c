@@ -7,6 +7,10 @@
  *                            pattern (no two CPUs were given one object);
  *   smp_kmalloc_handoff      objects allocated on one CPU are freed on
  *                            another, in both directions, small and large;
+ *   smp_kmalloc_magazines    CPUs that only free overflow their magazines
+ *                            into the transfer cache; CPUs that only
+ *                            allocate take the batches back out; every
+ *                            object keeps its pattern, accounting exact;
  *   smp_kmalloc_stress       stress=<ops per CPU>: random sizes 8 B..1 MiB,
  *                            patterns verified, cross-CPU handoffs; then,
  *                            all caches flushed: per class the allocations
@@ -483,6 +487,67 @@ KTEST(smp_kmalloc_handoff)
     for (unsigned c = 0; c < smp_cpus_online(); c++)
         freed += test_counts[c].frees;
     KTEST_EXPECT_EQ(t, freed, (uint64_t)HANDOFFS_PER_CPU * smp_cpus_online());
+}
+
+/* ---- magazines and transfer caches across CPUs ----
+ * Even CPUs only allocate 64-byte objects, odd CPUs only free what the
+ * CPU before them allocated: the freeing CPUs' magazines overflow into
+ * the transfer cache, and the allocating CPUs, whose magazines stay
+ * empty, take those batches back out (mm/mcache.c). */
+#define MAG_OBJS 4000
+#define MAG_SIZE 64
+
+static void magazines(unsigned cpu, void *arg)
+{
+    (void)arg;
+    unsigned n = smp_cpus_online();
+    struct ring *out = &rings[cpu], *in = &rings[(cpu + n - 1) % n];
+    uint64_t seed = 0x9e3779b9ull * (cpu + 1);
+    struct handoff h;
+    for (unsigned i = 0; cpu % 2 == 0 && i < MAG_OBJS; i++) {
+        void *p = kmalloc(MAG_SIZE, 0);
+        if (!p) {
+            record_failure("cpu %u: kmalloc(%u) returned NULL", cpu, MAG_SIZE);
+            break;
+        }
+        count_alloc(&test_counts[cpu], MAG_SIZE);
+        uint64_t s = rng(&seed);
+        fill(p, MAG_SIZE, s);
+        while (!ring_put(out, p, MAG_SIZE, s)) {
+            while (ring_take(in, &h))
+                free_received(cpu, &h);
+            cpu_pause();
+        }
+    }
+    __atomic_fetch_add(&producers_done, 1, __ATOMIC_RELEASE);
+    drain_until_all_done(cpu, n);
+}
+
+KTEST(smp_kmalloc_magazines)
+{
+    struct kmalloc_stats before;
+    struct transfer *tc = &mheap_.transfer[size_to_class(MAG_SIZE)].t;
+    uint64_t puts = __atomic_load_n(&tc->puts, __ATOMIC_RELAXED);
+    uint64_t takes = __atomic_load_n(&tc->takes, __ATOMIC_RELAXED);
+    memset(rings, 0, sizeof(rings));
+    producers_done = 0;
+    begin(&before);
+    smp_run_all(magazines, NULL);
+    puts = __atomic_load_n(&tc->puts, __ATOMIC_RELAXED) - puts;
+    takes = __atomic_load_n(&tc->takes, __ATOMIC_RELAXED) - takes;
+    end(t);
+    check_accounting(t, &before);
+    unsigned n = smp_cpus_online();
+    uint64_t freed = 0;
+    for (unsigned c = 0; c < n; c++)
+        freed += test_counts[c].frees;
+    KTEST_EXPECT_EQ(t, freed, (uint64_t)MAG_OBJS * ((n + 1) / 2));
+    printk("smp_kmalloc_magazines: %lu objects freed across CPUs; transfer cache: %lu batches in, "
+           "%lu out\n", freed, puts, takes);
+    if (n >= 2) {
+        KTEST_EXPECT(t, puts > 0);   /* freeing CPUs' magazines overflowed */
+        KTEST_EXPECT(t, takes > 0);  /* allocating CPUs took batches back */
+    }
 }
 
 /* ---- random stress ---- */

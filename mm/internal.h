@@ -448,6 +448,8 @@ struct transfer {
 	uint32_t n;            /* lock: entries held */
 	uint32_t cap;          /* immutable: mm_cache.tc_cap[class] */
 	struct magentry *e;    /* lock: [cap], set on first use */
+	uint64_t puts, takes;  /* lock (read racily): batches moved, for
+	                          tests and reports */
 };
 struct transfer_padded {
 	struct transfer t;

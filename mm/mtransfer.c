@@ -29,6 +29,7 @@ size_t mm_transfer_take(unsigned sizeclass, struct magentry *out, size_t want)
 	size_t k = t->n < want ? t->n : want;
 	__builtin_memcpy(out, t->e + t->n - k, k * sizeof(*out));
 	STORE(t->n, t->n - (uint32_t)k);
+	STORE(t->takes, t->takes + (k != 0));
 	unlock_transfer(t);
 	return k;
 }
@@ -54,6 +55,7 @@ size_t mm_transfer_put(unsigned sizeclass, const struct magentry *in, size_t n)
 	size_t room = t->cap - t->n, k = n < room ? n : room;
 	__builtin_memcpy(t->e + t->n, in, k * sizeof(*in));
 	STORE(t->n, t->n + (uint32_t)k);
+	STORE(t->puts, t->puts + (k != 0));
 	unlock_transfer(t);
 	return k;
 }
