@@ -160,12 +160,6 @@ struct mspan {
 	uintptr_t base;        /* init: first byte */
 	uintptr_t elemsize;    /* init: class size, or npages*8K if large */
 	uint64_t divExact;     /* init: slot_magic(elemsize), 0 if large */
-	uint8_t *live;         /* init: live bytes: the slot at byte offset off
-	                          has byte live[off >> liveshift], 1 = the
-	                          user's (live), 0 = free in the span or held
-	                          by a cache; written with plain stores by
-	                          whoever frees or hands out that slot (see
-	                          malloc.c) */
 	uint32_t nbytes;       /* init: nelems * elemsize, set last (release)
 	                          and cleared first when the span dies; 0 if
 	                          large: kfree's fast slot test fails then */
@@ -180,8 +174,8 @@ struct mspan {
 	                          (see mspan_nextFreeFast) */
 	uint8_t liveshift;     /* init: log2 of the largest power of two <=
 	                          elemsize: slot starts are at least that far
-	                          apart, so off >> liveshift names one slot
-	                          without a division */
+	                          apart, so off >> liveshift names one slot's
+	                          live byte without a division */
 	/* ---- end of the fast paths' cache line ---- */
 	uint32_t divMul;       /* init: Go's class_to_divmagic, 0 if large */
 	struct mspan *next;    /* mcentral list (mcentral.lock) */
@@ -193,13 +187,24 @@ struct mspan {
 	size_t npages;         /* init */
 	struct mspan *prev;    /* mcentral.lock: list back link */
 	/* Out-of-band bitmaps, 1 bit per slot, nwords = ceil(nelems/64) words
-	 * each, and the live bytes, from one fixalloc record (NULL for large
+	 * each, in the span's own record after the live bytes (NULL for large
 	 * spans). Nothing the allocator needs is ever stored in user memory. */
 	uint64_t *allocBits;   /* owner; out of the span as of the last
 	                          sweep, together with "index < freeindex" */
 	uint64_t *freeBits;    /* atomic OR by mcentral_return (under the
 	                          mcentral lock); swept with XCHG by the owner */
 };
+/* A small span's record goes on past the struct: its live bytes (the
+ * slot at byte offset off has byte mspan_livebytes(s)[off >> liveshift]:
+ * 1 = the user's (live), 0 = free in the span or held by a cache, written
+ * with plain stores by whoever frees or hands out that slot, malloc.c),
+ * then allocBits and freeBits. Right behind the record, so kfree can load
+ * the span's fields and the live byte at once, both from s, instead of
+ * one after the other (a cache miss less on a random free). */
+static inline uint8_t *mspan_livebytes(const struct mspan *s)
+{
+	return (uint8_t *)(uintptr_t)(s + 1);
+}
 
 /* The sentinel in every empty mcache slot: allocCache 0, nelems 0, so the
  * fast path fails without a NULL check. */
@@ -264,7 +269,7 @@ static inline void *mspan_slot_addr(const struct mspan *s, unsigned idx)
 /* The live byte of slot idx. */
 static inline uint8_t *mspan_live(const struct mspan *s, unsigned idx)
 {
-	return &s->live[((uintptr_t)idx * s->elemsize) >> s->liveshift];
+	return &mspan_livebytes(s)[((uintptr_t)idx * s->elemsize) >> s->liveshift];
 }
 
 /* Live bytes a span of class c needs (one per 2^liveshift bytes). */
@@ -389,7 +394,7 @@ void *meta_alloc(struct metaarr *m, size_t bytes);
  * object and its live byte, so popping it marks it live without finding
  * its span. Bounds are in bytes (see mm_cache_init): */
 #define MAG_BYTES ((size_t)16 << 10)  /* per CPU and class */
-#define MAG_MIN 2
+#define MAG_MIN 4
 #define MAG_MAX 128
 #define TC_BYTES ((size_t)64 << 10)   /* per class, shared */
 #define TC_MAX 1024
@@ -419,7 +424,7 @@ static inline uint32_t mag_count(const struct magazine *m)
 
 /* Freed large spans kept per CPU for reuse without mheap.lock (see
  * mlarge.c). At most LARGE_CACHE_N spans and LARGE_CACHE_BYTES. */
-#define LARGE_CACHE_N 16
+#define LARGE_CACHE_N 32
 #define LARGE_CACHE_BYTES ((size_t)2 << 20)
 #define LARGE_CACHE_MAXPAGES 32 /* spans up to 256 KiB are cached */
 
@@ -494,7 +499,10 @@ struct mcentral {
 	struct spanlist full;    /* lock: swept uncached spans without */
 	uint64_t nspans;         /* lock: spans of this class in use */
 	uint64_t returned;       /* lock: objects given back to spans */
+	uint32_t nempty;         /* lock (read racily as a hint): spare
+	                            empty spans at the tail of partial */
 };
+#define MCENTRAL_SPARE 1         /* empty spans a class keeps */
 
 /* Go pads mheap.central entries to a cache line so CPUs working on
  * different classes do not share lines. */
@@ -507,6 +515,7 @@ struct mspan *mcentral_cacheSpan(struct mcentral *c, unsigned cpu);
 struct mspan *mcentral_refill(struct mcentral *c, struct mspan *old, unsigned cpu);
 void mcentral_uncacheSpan(struct mcentral *c, struct mspan *s);
 void mcentral_return(struct mcentral *c, struct magentry *e, size_t n);
+void mcentral_free_spares(void);
 
 /* ---- mheap (mheap.c) ---- */
 
@@ -526,7 +535,8 @@ struct mheap {
 	uintptr_t arena_used_bytes; /* arena_used - arena_start (atomic) */
 	struct pagealloc pages;
 	struct metaarr m_spans, m_chunks, m_sum[PA_MAX_LEVELS], m_fix, m_fixblk, m_caches;
-	struct fixalloc spanalloc, bitsalloc[5];
+	struct fixalloc spanalloc[6]; /* span records: [0] large, [1 + b]
+	                                 small with bitmap bucket b */
 	uint32_t fix_released;     /* released fixalloc blocks: index + 1 of
 	                              the first (struct fixblk.next), 0 = none */
 	uint64_t pages_inuse;      /* in spans (including large spans held

@@ -204,7 +204,7 @@ void *kmalloc(size_t size, unsigned flags)
 			s->allocCache = (cache >> b) >> 1;
 			s->freeindex = (uint16_t)(idx + 1);
 			uintptr_t off = (uintptr_t)idx * s->elemsize;
-			STORE(s->live[off >> s->liveshift], 1);
+			STORE(mspan_livebytes(s)[off >> s->liveshift], 1);
 			COUNT(m->allocs);
 			void *v = (void *)(s->base + off);
 			bool dirty = s->needzero;
@@ -337,7 +337,7 @@ void kfree(const void *ptr)
 	                off >= __atomic_load_n(&s->nbytes, __ATOMIC_ACQUIRE)))
 		return kfree_slow(s, p);
 	unsigned cls = s->spanclass;
-	uint8_t *lb = &s->live[off >> s->liveshift];
+	uint8_t *lb = &mspan_livebytes(s)[off >> s->liveshift];
 	uint8_t live = LOAD(*lb);
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);
 	if (MM_UNLIKELY(__atomic_load_n(&s->state, __ATOMIC_RELAXED) != w))
@@ -436,10 +436,12 @@ void kmalloc_flush_cpu(void)
 	if (c != NULL)
 		mcache_drain(c, false);
 	sys_irq_restore(f);
-	/* The shared transfer caches too: a CPU that goes away must not
-	 * leave the heap holding spans that nothing will empty. */
-	if (__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE))
+	/* The shared transfer caches and spare spans too: a CPU that goes
+	 * away must not leave the heap holding spans nothing will empty. */
+	if (__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE)) {
 		mm_transfer_drain_all();
+		mcentral_free_spares();
+	}
 	mheap_scavenge_paced();
 }
 

@@ -237,6 +237,7 @@ bool mm_drain_all(bool wait)
 		mcache_poll(mine);
 	sys_irq_restore(f);
 	mm_transfer_drain_all();
+	mcentral_free_spares();
 	if (!wait)
 		return true;
 	for (unsigned slot = 1; slot <= MM_MAX_CPUS; slot++) {
@@ -249,5 +250,6 @@ bool mm_drain_all(bool wait)
 	}
 	/* What the others spilled into transfer caches meanwhile. */
 	mm_transfer_drain_all();
+	mcentral_free_spares();
 	return true;
 }

@@ -5,7 +5,8 @@
  * One mcentral per size class (68, padded to a cache line each, as Go
  * pads mheap.central). Each holds, under its spinlock, two lists of
  * uncached, swept spans:
- *   partial  at least an eighth of the slots free (at least one);
+ *   partial  at least an eighth of the slots free (at least one), and at
+ *            its tail at most MCENTRAL_SPARE empty spans kept for reuse;
  *   full     fewer free slots than that.
  * We use Go's pre-1.15 design, a lock and doubly-linked lists, not Go's
  * current lock-free spanSets: a batch of returned objects must move an
@@ -37,7 +38,8 @@
  *     mheap); a cached one waits for its owner's next sweep.
  *
  * Span lifetime: a span goes back to the mheap only from here, under the
- * lock, when it is uncached and swept empty. Nothing else holds a
+ * lock, when it is uncached and swept empty and the class has its spare
+ * already, or when trim, flush or an out-of-memory drain frees spares. Nothing else holds a
  * reference that outlives a lock hold: kfree's lock-free read of a span
  * checks the span's state word before and after (malloc.c).
  */
@@ -66,6 +68,22 @@ static void list_remove(struct mcentral *c, struct mspan *s)
 	l->len--;
 }
 
+/* At the tail: a spare empty span is used only when no partial one is
+ * left (see place). */
+static void list_push_back(struct mcentral *c, struct mspan *s, enum mcentral_list which)
+{
+	struct spanlist *l = list_of(c, which);
+	s->next = NULL;
+	s->prev = l->tail;
+	if (l->tail)
+		l->tail->next = s;
+	else
+		l->head = s;
+	l->tail = s;
+	s->onlist = (uint8_t)which;
+	l->len++;
+}
+
 /* Push at the head: lists are stacks (see the top comment). */
 static void list_push_front(struct mcentral *c, struct mspan *s, enum mcentral_list which)
 {
@@ -88,18 +106,33 @@ static unsigned partial_min(const struct mspan *s)
 	return m != 0 ? m : 1;
 }
 
-/* File a swept, uncached span; an empty one goes back to the mheap.
- * pre: c->lock. */
+/* Give an empty, uncached span back to the mheap. pre: c->lock. */
+static void free_span(struct mcentral *c, struct mspan *s)
+{
+	list_remove(c, s);
+	c->nspans--;
+	/* nbytes before the state: kfree's fast path (malloc.c) */
+	__atomic_store_n(&s->nbytes, 0, __ATOMIC_RELAXED);
+	span_set_state(s, SPAN_DEAD);
+	mheap_free_span(s, false); /* takes mheap.lock: allowed after mcentral.lock */
+}
+
+/* File a swept, uncached span. An empty one is kept as the class's spare
+ * (at the tail of partial) if it has none, else it goes back to the
+ * mheap: a class whose spans hold one or two objects would otherwise take
+ * a span from the page allocator and give it back on nearly every
+ * allocation and free. pre: c->lock. */
 static void place(struct mcentral *c, struct mspan *s)
 {
 	MM_VALIDATE(mspan_valid(s));
 	if (s->allocCount == 0) {
+		if (c->nempty >= MCENTRAL_SPARE) {
+			free_span(c, s);
+			return;
+		}
 		list_remove(c, s);
-		c->nspans--;
-		/* nbytes before the state: kfree's fast path (malloc.c) */
-		__atomic_store_n(&s->nbytes, 0, __ATOMIC_RELAXED);
-		span_set_state(s, SPAN_DEAD);
-		mheap_free_span(s, false); /* takes mheap.lock: allowed after mcentral.lock */
+		list_push_back(c, s, LIST_PARTIAL);
+		STORE(c->nempty, c->nempty + 1);
 		return;
 	}
 	enum mcentral_list want =
@@ -107,6 +140,37 @@ static void place(struct mcentral *c, struct mspan *s)
 	if (s->onlist != want) {
 		list_remove(c, s);
 		list_push_front(c, s, want);
+	}
+}
+
+/* Take s off partial for a CPU to cache. pre: c->lock. */
+static void take(struct mcentral *c, struct mspan *s, unsigned cpu)
+{
+	if (s->allocCount == 0)
+		STORE(c->nempty, c->nempty - 1);
+	list_remove(c, s);
+	__atomic_store_n(&s->cachedBy, cpu_slot(cpu), __ATOMIC_RELAXED);
+}
+
+/* Give the spare empty spans of every class back to the mheap (trim,
+ * flush, out of memory). pre: no mm lock held. */
+void mcentral_free_spares(void)
+{
+	for (unsigned i = 1; i < _NumSizeClasses; i++) {
+		struct mcentral *c = &mheap_.central[i].c;
+		if (__atomic_load_n(&c->nempty, __ATOMIC_RELAXED) == 0)
+			continue;
+		lock_central(c);
+		struct mspan *s = c->partial.tail;
+		while (s != NULL && c->nempty != 0) {
+			struct mspan *prev = s->prev;
+			if (s->allocCount == 0) {
+				STORE(c->nempty, c->nempty - 1);
+				free_span(c, s);
+			}
+			s = prev;
+		}
+		unlock_central(c);
 	}
 }
 
@@ -133,8 +197,7 @@ struct mspan *mcentral_refill(struct mcentral *c, struct mspan *old, unsigned cp
 	}
 	struct mspan *s = c->partial.head;
 	if (s != NULL) {
-		list_remove(c, s);
-		__atomic_store_n(&s->cachedBy, cpu_slot(cpu), __ATOMIC_RELAXED);
+		take(c, s, cpu);
 		unlock_central(c);
 		return s;
 	}
@@ -144,10 +207,8 @@ struct mspan *mcentral_refill(struct mcentral *c, struct mspan *old, unsigned cp
 	lock_central(c);
 	if (s == NULL) {
 		s = any_free_slot(c);
-		if (s != NULL) {
-			list_remove(c, s);
-			__atomic_store_n(&s->cachedBy, cpu_slot(cpu), __ATOMIC_RELAXED);
-		}
+		if (s != NULL)
+			take(c, s, cpu);
 		unlock_central(c);
 		return s;
 	}

@@ -1,8 +1,8 @@
 /*
  * mfixalloc.c: the allocator's allocator. See malloc.c for the overview.
  *
- * mspan records and their bitmap records cannot come from kmalloc
- * itself; like Go's fixalloc they are fixed-size records carved
+ * mspan records (with their live bytes and bitmaps) cannot come from
+ * kmalloc itself; like Go's fixalloc they are fixed-size records carved
  * from a metadata area by a bump pointer and recycled through a free list.
  *
  * The metadata area (struct metaarr m_fix) is reserved address space,
@@ -161,9 +161,7 @@ void fixalloc_free(struct fixalloc *f, void *p)
 
 static struct fixalloc *fix_all(unsigned i)
 {
-	if (i == 0)
-		return &mheap_.spanalloc;
-	return &mheap_.bitsalloc[i - 1];
+	return &mheap_.spanalloc[i];
 }
 #define FIX_NALLOCS 6
 

@@ -73,15 +73,22 @@ static unsigned bits_words(unsigned spanclass, size_t npages)
 	return bw > lw ? bw : lw;
 }
 
-/* Bitmap fixalloc index: records for 1, 2, 4, 8, 16 bitmap words. A
- * record of bucket b holds allocBits and freeBits (1 << b words each) and
- * the live bytes (64 per word), 80 << b bytes in all. */
+/* Bitmap bucket: records for 1, 2, 4, 8, 16 bitmap words. A small span
+ * record of bucket b holds, after the struct, the live bytes (64 per
+ * word) then allocBits and freeBits (1 << b words each): 80 << b bytes. */
 static unsigned bits_bucket(unsigned nwords)
 {
 	unsigned b = 0;
 	while ((1u << b) < nwords)
 		b++;
 	return b;
+}
+
+/* The fixalloc of span records for spanclass and npages. */
+static struct fixalloc *record_alloc(unsigned spanclass, size_t npages)
+{
+	unsigned nwords = bits_words(spanclass, npages);
+	return &mheap_.spanalloc[nwords == 0 ? 0 : 1 + bits_bucket(nwords)];
 }
 
 /* Lay the metadata out for an arena of `arena` bytes (relative offsets
@@ -167,9 +174,13 @@ int mheap_init(void)
 	pa->chunks = (struct pchunk *)mheap_.m_chunks.base;
 	for (unsigned k = 0; k < pa->nlevels; k++)
 		pa->sum[k] = (struct psum *)mheap_.m_sum[k].base;
-	fixalloc_init(&mheap_.spanalloc, sizeof(struct mspan), false);
+	/* Not zeroed on reuse: a record's state generation must outlive
+	 * its incarnations (see span_publish); mheap_alloc_span clears the
+	 * live bytes and bitmaps itself. */
+	fixalloc_init(&mheap_.spanalloc[0], sizeof(struct mspan), false);
 	for (unsigned b = 0; b < 5; b++)
-		fixalloc_init(&mheap_.bitsalloc[b], (2 * sizeof(uint64_t) + 64) << b, true);
+		fixalloc_init(&mheap_.spanalloc[1 + b],
+		              sizeof(struct mspan) + ((2 * sizeof(uint64_t) + 64) << b), false);
 	for (unsigned i = 0; i < _NumSizeClasses; i++)
 		mheap_.central[i].c.spanclass = i;
 	mheap_.arena_used = mheap_.arena_start;
@@ -304,44 +315,31 @@ static int commit_runs(size_t pg, size_t n)
 
 static void free_records(struct mspan *s)
 {
-	if (s->allocBits) {
-		fixalloc_free(&mheap_.bitsalloc[bits_bucket(bits_words(s->spanclass, s->npages))],
-		              s->allocBits);
-		s->allocBits = s->freeBits = NULL;
-		s->live = NULL;
-	}
-	fixalloc_free(&mheap_.spanalloc, s);
+	struct fixalloc *f = record_alloc(s->spanclass, s->npages);
+	s->allocBits = s->freeBits = NULL;
+	fixalloc_free(f, s);
 }
 
 /* Allocate a span of npages heap pages (base aligned to align_pages heap
  * pages) for spanclass (0 = large object). Returns it with base, npages,
- * spanclass, needzero, bitmaps and live bytes (small) set and state still
- * DEAD: the caller fills the class fields and publishes INUSE. NULL if
- * the arena or the port's memory is exhausted; nothing changes then.
- * pre: no mm lock held (may be called with interrupts off). */
+ * spanclass, needzero, bitmaps and live bytes (small, all clear) set and
+ * state still DEAD: the caller fills the class fields and publishes
+ * INUSE. NULL if the arena or the port's memory is exhausted; nothing
+ * changes then. pre: no mm lock held (may be called with interrupts off). */
 struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass, size_t align_pages)
 {
 	struct pagealloc *pa = &mheap_.pages;
 	if (npages == 0 || npages > pa->cap_chunks * CHUNK_PAGES)
 		return NULL;
 	unsigned nwords = bits_words(spanclass, npages);
+	struct fixalloc *f = record_alloc(spanclass, npages);
 
 	lock_heap();
-	struct mspan *s = fixalloc_alloc(&mheap_.spanalloc);
-	uint64_t *bits = NULL;
-	if (s != NULL && nwords != 0) {
-		bits = fixalloc_alloc(&mheap_.bitsalloc[bits_bucket(nwords)]);
-		if (bits == NULL) {
-			fixalloc_free(&mheap_.spanalloc, s);
-			s = NULL;
-		}
-	}
+	struct mspan *s = fixalloc_alloc(f);
 	long pgl = s != NULL ? take_pages(npages, align_pages) : -1;
 	if (pgl < 0) {
-		if (bits)
-			fixalloc_free(&mheap_.bitsalloc[bits_bucket(nwords)], bits);
 		if (s)
-			fixalloc_free(&mheap_.spanalloc, s);
+			fixalloc_free(f, s);
 		unlock_heap();
 		return NULL;
 	}
@@ -354,10 +352,14 @@ struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass, size_t align_p
 	s->spanclass = (uint8_t)spanclass;
 	s->needzero = !(scav == npages && sys_config.commit_zeroed);
 	__atomic_store_n(&s->cachedBy, CPU_NONE, __ATOMIC_RELAXED);
-	size_t bw = bits ? (size_t)1 << bits_bucket(nwords) : 0;
-	s->allocBits = bits;
-	s->freeBits = bits ? bits + bw : NULL;
-	s->live = bits ? (uint8_t *)(bits + 2 * bw) : NULL;
+	if (nwords != 0) {
+		size_t bw = (size_t)1 << bits_bucket(nwords);
+		__builtin_memset(mspan_livebytes(s), 0, (2 * sizeof(uint64_t) + 64) * bw);
+		s->allocBits = (uint64_t *)(uintptr_t)(mspan_livebytes(s) + 64 * bw);
+		s->freeBits = s->allocBits + bw;
+	} else {
+		s->allocBits = s->freeBits = NULL;
+	}
 	s->nelems = 0;
 	for (size_t i = 0; i < npages; i++)
 		__atomic_store_n(&mheap_.spans[pg + i], s, __ATOMIC_RELEASE);

@@ -83,9 +83,22 @@ void mlarge_drain(struct mcache *c)
 	}
 }
 
-/* Count on this CPU (in its mcache, if it has one): objects allocated
- * and freed, and bytes allocated and freed (a krealloc in place changes
- * only the bytes). pre: interrupts on or off. */
+/* Count a large allocation or free on this CPU. pre: interrupts off; c
+ * is this CPU's mcache. */
+static void count_alloc(struct mcache *c, size_t bytes)
+{
+	COUNT(c->large_allocs);
+	STORE(c->large_alloc_bytes, c->large_alloc_bytes + bytes);
+}
+
+static void count_free(struct mcache *c, size_t bytes)
+{
+	COUNT(c->large_frees);
+	STORE(c->large_free_bytes, c->large_free_bytes + bytes);
+}
+
+/* The same from anywhere, and counts of bytes alone (a krealloc in place
+ * changes only the bytes). */
 static void count_large_n(unsigned allocs, size_t abytes, unsigned frees, size_t fbytes)
 {
 	unsigned long f = sys_irq_save();
@@ -97,14 +110,6 @@ static void count_large_n(unsigned allocs, size_t abytes, unsigned frees, size_t
 		STORE(c->large_free_bytes, c->large_free_bytes + fbytes);
 	}
 	sys_irq_restore(f);
-}
-
-static void count_large(size_t bytes, bool alloc)
-{
-	if (alloc)
-		count_large_n(1, bytes, 0, 0);
-	else
-		count_large_n(0, 0, 1, bytes);
 }
 
 /* The class fields of a fresh large span: one object of all its pages.
@@ -139,8 +144,10 @@ void *mm_alloc_large(size_t size, size_t align, unsigned flags)
 	unsigned long f = sys_irq_save();
 	struct mcache *c = mcache_get(sys_cpu_id());
 	struct mspan *s = NULL;
-	if (c != NULL && align_pages == 1)
-		s = cache_take(c, npages);
+	if (c != NULL && align_pages == 1 && (s = cache_take(c, npages)) != NULL) {
+		count_alloc(c, s->elemsize);
+		span_publish(s);
+	}
 	sys_irq_restore(f);
 	if (s != NULL) {
 		s->needzero = 1;
@@ -151,11 +158,10 @@ void *mm_alloc_large(size_t size, size_t align, unsigned flags)
 		if (s == NULL)
 			return mm_nomem();
 		large_init(s);
+		span_publish(s);
+		count_large_n(1, s->elemsize, 0, 0);
 	}
-	bool zero = (flags & KM_ZERO) && s->needzero;
-	span_publish(s);
-	count_large(s->elemsize, true);
-	if (zero)
+	if ((flags & KM_ZERO) && s->needzero)
 		__builtin_memset((void *)s->base, 0, s->elemsize);
 	mheap_scavenge_paced();
 	return (void *)s->base;
@@ -173,10 +179,13 @@ void kfree_large(struct mspan *s, uintptr_t p)
 	if (!__atomic_compare_exchange_n(&s->state, &w, want, false, __ATOMIC_ACQ_REL,
 	                                 __ATOMIC_ACQUIRE))
 		sys_fault("double free", (void *)p);
-	count_large(s->elemsize, false);
 	unsigned long f = sys_irq_save();
 	struct mcache *c = mcache_get(sys_cpu_id());
-	struct mspan *out = c != NULL ? cache_put(c, s) : s;
+	struct mspan *out = s;
+	if (c != NULL) {
+		count_free(c, s->elemsize);
+		out = cache_put(c, s);
+	}
 	sys_irq_restore(f);
 	if (out != NULL)
 		mheap_free_span(out, false);

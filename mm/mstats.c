@@ -288,6 +288,7 @@ int mheap_valid(void)
 	for (unsigned i = 1; i < _NumSizeClasses; i++) {
 		struct mcentral *c = &mheap_.central[i].c;
 		lock_central(c);
+		uint32_t empty = 0;
 		for (unsigned l = LIST_PARTIAL; l <= LIST_FULL && ok; l++) {
 			struct spanlist *list = l == LIST_PARTIAL ? &c->partial : &c->full;
 			uint64_t n = 0;
@@ -295,9 +296,14 @@ int mheap_valid(void)
 			for (struct mspan *s = list->head; s; prev = s, s = s->next, n++) {
 				unsigned freeslots = s->nelems - s->allocCount;
 				unsigned min = s->nelems / 8u ? s->nelems / 8u : 1;
+				/* empty spans: the spares, at the tail of partial */
+				bool spare_ok = s->allocCount != 0 ||
+				                (l == LIST_PARTIAL && (s->next == NULL ||
+				                                       s->next->allocCount == 0));
+				empty += s->allocCount == 0;
 				if (s->spanclass != i || s->cachedBy != CPU_NONE ||
 				    s->onlist != l || s->prev != prev ||
-				    span_state(s) != SPAN_INUSE || s->allocCount == 0 ||
+				    span_state(s) != SPAN_INUSE || !spare_ok ||
 				    (l == LIST_PARTIAL && freeslots < min) ||
 				    (l == LIST_FULL && freeslots >= min)) {
 					ok = 0;
@@ -307,6 +313,8 @@ int mheap_valid(void)
 			if (n != list->len || list->tail != prev)
 				ok = 0;
 		}
+		if (empty != c->nempty || empty > MCENTRAL_SPARE)
+			ok = 0;
 		unlock_central(c);
 		if (!ok)
 			return fail("mheap_valid: an mcentral list holds a wrong span");

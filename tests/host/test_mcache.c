@@ -56,7 +56,7 @@ static uint8_t *live_of(const void *p)
 	struct mspan *s = spanOf((uintptr_t)p);
 	long idx = mspan_slot_of(s, (uintptr_t)p);
 	ck_assert_int_ge(idx, 0);
-	return &s->live[idx];
+	return mspan_live(s, (unsigned)(idx));
 }
 
 /* Is p among the n entries e, with its own live byte? */
@@ -235,9 +235,18 @@ START_TEST(full_transfer_cache_returns_to_spans)
 	ck_assert(!holds(tcache()->e, tcache()->n, o[T]));
 	ck_assert(!holds(mag()->base, mag_count(mag()), o[T]));
 	/* o[T .. T+B) is all of one uncached span: it came back at once,
-	 * was swept empty, and went back to the heap */
+	 * was swept empty, and stays as the class's one spare empty span
+	 * (at the tail of partial) until trim, flush or out-of-memory */
 	ck_assert_uint_eq(out, 64);
+	ck_assert_uint_eq(span_state(s), SPAN_INUSE);
+	ck_assert_uint_eq(s->allocCount, 0);
+	ck_assert_uint_eq(s->onlist, LIST_PARTIAL);
+	ck_assert_ptr_eq(mheap_.central[CLS].c.partial.tail, s);
+	ck_assert_uint_eq(mheap_.central[CLS].c.nempty, 1);
+	ck_assert(mheap_valid());
+	mcentral_free_spares();
 	ck_assert_uint_eq(span_state(s), SPAN_DEAD);
+	ck_assert_uint_eq(mheap_.central[CLS].c.nempty, 0);
 	ck_assert_uint_eq(objs_cached(), (uint64_t)T + M - B + 1);
 	ck_assert(mheap_valid());
 }

@@ -56,7 +56,7 @@ static void *take(struct mspan *s)
 	if (idx < 0)
 		idx = mspan_nextFreeIndex(s);
 	ck_assert_int_lt(idx, s->nelems);
-	STORE(s->live[idx], 1);
+	STORE(*mspan_live(s, (unsigned)(idx)), 1);
 	return mspan_slot_addr(s, (unsigned)idx);
 }
 
@@ -66,9 +66,9 @@ static struct magentry entry(void *p)
 	struct mspan *s = spanOf((uintptr_t)p);
 	long idx = mspan_slot_of(s, (uintptr_t)p);
 	ck_assert_int_ge(idx, 0);
-	ck_assert_uint_eq(s->live[idx], 1);
-	STORE(s->live[idx], 0);
-	return (struct magentry){ p, &s->live[idx] };
+	ck_assert_uint_eq(*mspan_live(s, (unsigned)(idx)), 1);
+	STORE(*mspan_live(s, (unsigned)(idx)), 0);
+	return (struct magentry){ p, mspan_live(s, (unsigned)(idx)) };
 }
 
 /* A span of class cls with `out` objects handed out, uncached and filed;
@@ -126,7 +126,23 @@ START_TEST(grow_partial_full)
 	ck_assert_ptr_ne(t, s);
 	expect_lists(central(), 0, 1, 2);
 	size_t inuse = mheap_.pages_inuse;
-	mcentral_uncacheSpan(central(), t); /* empty: straight back to the heap */
+	/* empty: kept as the class's spare, at the tail of partial */
+	mcentral_uncacheSpan(central(), t);
+	ck_assert_uint_eq(span_state(t), SPAN_INUSE);
+	ck_assert_ptr_eq(central()->partial.tail, t);
+	ck_assert_uint_eq(central()->nempty, 1);
+	expect_lists(central(), 1, 1, 2);
+	/* a second empty span goes straight back to the heap */
+	struct mspan *u = mcentral_cacheSpan(central(), cpu); /* the spare */
+	ck_assert_ptr_eq(u, t);
+	struct mspan *v = mcentral_cacheSpan(central(), cpu); /* fresh */
+	mcentral_uncacheSpan(central(), u);
+	mcentral_uncacheSpan(central(), v);
+	ck_assert_uint_eq(span_state(v), SPAN_DEAD);
+	ck_assert_uint_eq(central()->nempty, 1);
+	expect_lists(central(), 1, 1, 2);
+	/* trim, flush and out of memory give the spare back too */
+	mcentral_free_spares();
 	ck_assert_uint_eq(span_state(t), SPAN_DEAD);
 	ck_assert_uint_eq(mheap_.pages_inuse, inuse - 1);
 	expect_lists(central(), 0, 1, 1);
@@ -191,8 +207,9 @@ START_TEST(refill_files_old)
 {
 	setup();
 	void *obj[64];
-	/* an old span with nothing out goes back to the heap, and a waiting
-	 * partial span is handed out without growing */
+	/* an old span with nothing out becomes the class's spare (behind
+	 * every partial span), and a waiting partial span is handed out
+	 * without growing */
 	struct mspan *e = mcentral_cacheSpan(central(), cpu);
 	struct mspan *p = filed_span(central(), 30, obj);
 	ck_assert_uint_eq(p->onlist, LIST_PARTIAL);
@@ -200,9 +217,13 @@ START_TEST(refill_files_old)
 	size_t inuse = mheap_.pages_inuse;
 	struct mspan *w = mcentral_refill(central(), e, cpu);
 	ck_assert_ptr_eq(w, p);
+	ck_assert_uint_eq(span_state(e), SPAN_INUSE);
+	ck_assert_uint_eq(e->onlist, LIST_PARTIAL);
+	ck_assert_uint_eq(p->cachedBy, cpu_slot(cpu));
+	expect_lists(central(), 1, 0, 2);
+	mcentral_free_spares();
 	ck_assert_uint_eq(span_state(e), SPAN_DEAD);
 	ck_assert_uint_eq(mheap_.pages_inuse, inuse - 1);
-	ck_assert_uint_eq(p->cachedBy, cpu_slot(cpu));
 	expect_lists(central(), 0, 0, 1);
 	/* a used-up span is filed full; none partial: a fresh one */
 	for (int i = 30; i < 64; i++)
@@ -251,8 +272,8 @@ START_TEST(full_span_with_free_slot_when_heap_cannot_grow)
 	t = mcentral_cacheSpan(central(), cpu);
 	ck_assert_ptr_nonnull(t);
 	ck_assert_ptr_ne(t, s);
-	mcentral_uncacheSpan(central(), t);
-	expect_lists(central(), 0, 1, 1);
+	mcentral_uncacheSpan(central(), t); /* empty: the spare */
+	expect_lists(central(), 1, 1, 2);
 }
 END_TEST
 
@@ -328,6 +349,8 @@ START_TEST(return_below_an_eighth_stays_full)
 }
 END_TEST
 
+/* An uncached span swept empty by a return is the class's spare until
+ * trim, flush or out of memory; then it goes back to the heap. */
 START_TEST(empty_uncached_span_goes_back_to_the_heap)
 {
 	setup();
@@ -339,6 +362,10 @@ START_TEST(empty_uncached_span_goes_back_to_the_heap)
 	for (int i = 0; i < 5; i++)
 		batch[i] = entry(a[4 - i]);
 	mcentral_return(central(), batch, 5);
+	ck_assert_uint_eq(span_state(s), SPAN_INUSE);
+	ck_assert_uint_eq(s->allocCount, 0);
+	expect_lists(central(), 1, 0, 1);
+	mcentral_free_spares();
 	ck_assert_uint_eq(span_state(s), SPAN_DEAD);
 	expect_lists(central(), 0, 0, 0);
 	struct mm_census after;
@@ -390,8 +417,12 @@ START_TEST(cached_span_is_left_to_its_owner)
 	ck_assert_uint_eq(span_state(s), SPAN_INUSE);
 	ck_assert_uint_eq(mspan_out_count(s), 0);
 	expect_lists(c, 0, 0, 1);
-	/* uncached by its owner: swept empty, back to the heap */
+	/* uncached by its owner: swept empty, the class's spare, then back
+	 * to the heap with the spares */
 	mcentral_uncacheSpan(c, s);
+	ck_assert_uint_eq(span_state(s), SPAN_INUSE);
+	expect_lists(c, 1, 0, 1);
+	mcentral_free_spares();
 	ck_assert_uint_eq(span_state(s), SPAN_DEAD);
 	expect_lists(c, 0, 0, 0);
 }
@@ -420,7 +451,7 @@ START_TEST(remote_free_reaches_cached_span_at_flush)
 	pthread_join(t, NULL);
 	unsigned idx = slot(s, other);
 	ck_assert_uint_eq(s->freeBits[0], (uint64_t)1 << idx);
-	ck_assert_uint_eq(s->live[idx], 0);
+	ck_assert_uint_eq(*mspan_live(s, (unsigned)(idx)), 0);
 	ck_assert_uint_eq(s->cachedBy, cpu_slot(cpu));
 	expect_lists(central(), 0, 0, 1);
 	kfree(keep);
@@ -561,13 +592,13 @@ START_TEST(live_entry_is_corrupt)
 	filed_span(central(), 64, a);
 	struct mspan *s = spanOf((uintptr_t)a[3]);
 	struct magentry e = entry(a[3]);
-	STORE(s->live[3], 1);
+	STORE(*mspan_live(s, (unsigned)(3)), 1);
 	expect_return_fault(central(), &e, 1, "corrupt cache entry", a[3]);
 	/* nor is an entry of another class, or whose live pointer is wrong */
-	e.live = &s->live[4];
-	STORE(s->live[3], 0);
+	e.live = mspan_live(s, (unsigned)(4));
+	STORE(*mspan_live(s, (unsigned)(3)), 0);
 	expect_return_fault(central(), &e, 1, "corrupt cache entry", a[3]);
-	struct magentry x = { a[3], &s->live[3] };
+	struct magentry x = { a[3], mspan_live(s, (unsigned)(3)) };
 	expect_return_fault(&mheap_.central[CLS + 1].c, &x, 1, "corrupt cache entry", a[3]);
 }
 END_TEST

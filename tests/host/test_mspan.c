@@ -20,23 +20,26 @@
 
 #define FAKE_BASE ((uintptr_t)1 << 40) /* addresses only computed, never used */
 
-static struct mspan span;
+/* A span record as the mheap lays it out: the live bytes right behind
+ * the struct (mspan_livebytes); the bitmaps may be anywhere. */
+static struct {
+	struct mspan s;
+	uint8_t live[_MaxObjsPerSpan];
+} rec;
+#define span (rec.s)
 static uint64_t bits[2 * SPAN_MAX_WORDS];
-static uint8_t live[_MaxObjsPerSpan];
 
 /* A fresh span of class cls, cached by CPU 0 (allocation only ever
  * happens from a cached span, whose allocCount is not exact between
  * sweeps). */
 static void span_setup(unsigned cls)
 {
-	memset(&span, 0, sizeof span);
+	memset(&rec, 0, sizeof rec);
 	memset(bits, 0, sizeof bits);
-	memset(live, 0, sizeof live);
 	span.base = FAKE_BASE;
 	span.npages = class_to_allocnpages[cls];
 	span.allocBits = bits;
 	span.freeBits = bits + SPAN_MAX_WORDS;
-	span.live = live;
 	mspan_init_small(&span, cls);
 	span.cachedBy = cpu_slot(0);
 }
@@ -50,7 +53,7 @@ static unsigned take(void)
 	if (idx < 0)
 		idx = mspan_nextFreeIndex(&span);
 	if ((unsigned)idx < span.nelems)
-		span.live[idx] = 1;
+		*mspan_live(&span, (unsigned)idx) = 1;
 	return (unsigned)idx;
 }
 
@@ -58,7 +61,7 @@ static unsigned take(void)
  * live byte went 0 at kfree, its freeBit is set with an atomic OR. */
 static void give_back(unsigned idx)
 {
-	span.live[idx] = 0;
+	*mspan_live(&span, idx) = 0;
 	__atomic_fetch_or(&span.freeBits[idx / 64], (uint64_t)1 << (idx % 64), __ATOMIC_SEQ_CST);
 }
 
@@ -252,19 +255,19 @@ START_TEST(validator_checks_live_bytes)
 	for (unsigned i = 0; i < 10; i++)
 		take();
 	ck_assert(mspan_valid(&span));
-	span.live[4] = 0; /* out, byte 0: held by a cache */
+	*mspan_live(&span, 4) = 0; /* out, byte 0: held by a cache */
 	ck_assert(mspan_valid(&span));
 	ck_assert_uint_eq(mspan_out_count(&span), 10);
-	span.live[50] = 1; /* never handed out, yet live */
+	*mspan_live(&span, 50) = 1; /* never handed out, yet live */
 	ck_assert(!mspan_valid(&span));
-	span.live[50] = 0;
-	span.live[3] = 2; /* not a live byte value */
+	*mspan_live(&span, 50) = 0;
+	*mspan_live(&span, 3) = 2; /* not a live byte value */
 	ck_assert(!mspan_valid(&span));
-	span.live[3] = 1;
+	*mspan_live(&span, 3) = 1;
 	ck_assert(mspan_valid(&span));
 	/* a live byte left at 1 after its slot came back to the span */
 	give_back(7);
-	span.live[7] = 1;
+	*mspan_live(&span, 7) = 1;
 	ck_assert(!mspan_valid(&span));
 }
 END_TEST
