@@ -434,9 +434,10 @@ struct mcache {
 	struct magazine mag[_NumSizeClasses];
 	struct mspan *alloc[_NumSizeClasses]; /* cached span per class,
 	                                         or &mspan_empty */
-	struct mspan *large[LARGE_CACHE_N];   /* cached large spans, oldest
-	                                         first */
-	uint32_t nlarge;
+	struct mspan *lbin[LARGE_CACHE_MAXPAGES + 1]; /* cached large spans
+	                                         by page count, linked through
+	                                         mspan.next */
+	uint32_t nlarge;                      /* spans in lbin */
 	uint64_t large_cached_bytes;
 	uint64_t large_allocs, large_frees;   /* large objects, this CPU */
 	uint64_t large_alloc_bytes, large_free_bytes;

@@ -7,14 +7,17 @@
  * (allocation and free), and each time the page allocator recomputed the
  * summary of a 512-page chunk. Go avoids this for small page counts with
  * a per-P page cache (mpagecache.go: a 64-page window claimed at once).
- * We cache whole freed spans instead, per CPU: up to LARGE_CACHE_N spans
- * of at most LARGE_CACHE_MAXPAGES pages and LARGE_CACHE_BYTES in all. A
- * free pushes the span (its pages stay committed, its record and its
- * page->span entries stay); an allocation takes a cached span of the
- * same size or up to a quarter larger. Why not Go's page cache: it only
- * speeds up allocation (frees still take the lock), and a freed span
- * already is the right run of pages. The cache is drained with the rest
- * of the CPU's caches (mcache_drain).
+ * We cache whole freed spans instead, per CPU, in one LIFO bin per page
+ * count: up to LARGE_CACHE_N spans of at most LARGE_CACHE_MAXPAGES pages
+ * and LARGE_CACHE_BYTES in all. A free pushes the span on its bin (its
+ * pages stay committed, its record and its page->span entries stay); a
+ * free that does not fit goes to the mheap. An allocation takes a cached
+ * span of the same size or up to a quarter larger, the smallest first.
+ * Why not Go's page cache: it only speeds up allocation (frees still take
+ * the lock), and a freed span already is the right run of pages. Sizes a
+ * program stopped asking for stay cached (within the bounds) until the
+ * cache is drained with the rest of the CPU's caches (mcache_drain: trim,
+ * flush, out of memory).
  *
  * Double frees: a large object's span state goes INUSE -> FREEING by CAS
  * (one winner among racing frees), then to CACHED or back to the mheap
@@ -32,54 +35,55 @@
  * port's page-table work. */
 #define MOVE_MIN ((size_t)256 << 10)
 
-/* A cached span of npages..npages+npages/4 pages, or NULL. pre:
- * interrupts off; c is this CPU's mcache. */
+/* A cached span of npages..npages+npages/4 pages (the smallest there
+ * is), or NULL. pre: interrupts off; c is this CPU's mcache. */
 static struct mspan *cache_take(struct mcache *c, size_t npages)
 {
-	for (unsigned i = c->nlarge; i-- > 0;) {
-		struct mspan *s = c->large[i];
-		if (s->npages < npages || s->npages > npages + npages / 4)
+	if (npages > LARGE_CACHE_MAXPAGES || c->nlarge == 0)
+		return NULL;
+	size_t hi = npages + npages / 4;
+	if (hi > LARGE_CACHE_MAXPAGES)
+		hi = LARGE_CACHE_MAXPAGES;
+	for (size_t n = npages; n <= hi; n++) {
+		struct mspan *s = c->lbin[n];
+		if (s == NULL)
 			continue;
-		for (unsigned j = i; j + 1 < c->nlarge; j++)
-			c->large[j] = c->large[j + 1];
+		c->lbin[n] = s->next;
+		s->next = NULL;
 		c->nlarge--;
-		STORE(c->large_cached_bytes, c->large_cached_bytes - s->npages * PAGE_SIZE);
+		STORE(c->large_cached_bytes, c->large_cached_bytes - n * PAGE_SIZE);
 		return s;
 	}
 	return NULL;
 }
 
-/* Cache s if it fits; returns the span that must go to the mheap instead
- * (s itself, or the oldest cached one it displaced), or NULL. pre:
- * interrupts off; c is this CPU's mcache; s is FREEING. */
-static struct mspan *cache_put(struct mcache *c, struct mspan *s)
+/* Cache s if there is room: returns true, or false when s must go to the
+ * mheap. pre: interrupts off; c is this CPU's mcache; s is FREEING. */
+static bool cache_put(struct mcache *c, struct mspan *s)
 {
 	size_t bytes = s->npages * PAGE_SIZE;
-	if (s->npages > LARGE_CACHE_MAXPAGES || bytes > LARGE_CACHE_BYTES)
-		return s;
-	struct mspan *out = NULL;
-	if (c->nlarge == LARGE_CACHE_N || c->large_cached_bytes + bytes > LARGE_CACHE_BYTES) {
-		out = c->large[0];
-		size_t outbytes = out->npages * PAGE_SIZE;
-		if (c->large_cached_bytes - outbytes + bytes > LARGE_CACHE_BYTES)
-			return s; /* no room even without the oldest: keep the cache */
-		for (unsigned j = 0; j + 1 < c->nlarge; j++)
-			c->large[j] = c->large[j + 1];
-		c->nlarge--;
-		STORE(c->large_cached_bytes, c->large_cached_bytes - outbytes);
-	}
+	if (s->npages > LARGE_CACHE_MAXPAGES || c->nlarge == LARGE_CACHE_N ||
+	    c->large_cached_bytes + bytes > LARGE_CACHE_BYTES)
+		return false;
 	span_set_state(s, SPAN_CACHED);
-	c->large[c->nlarge++] = s;
+	s->next = c->lbin[s->npages];
+	c->lbin[s->npages] = s;
+	c->nlarge++;
 	STORE(c->large_cached_bytes, c->large_cached_bytes + bytes);
-	return out;
+	return true;
 }
 
 void mlarge_drain(struct mcache *c)
 {
-	while (c->nlarge != 0) {
-		struct mspan *s = c->large[--c->nlarge];
-		STORE(c->large_cached_bytes, c->large_cached_bytes - s->npages * PAGE_SIZE);
-		mheap_free_span(s, false);
+	for (size_t n = 1; c->nlarge != 0 && n <= LARGE_CACHE_MAXPAGES; n++) {
+		struct mspan *s;
+		while ((s = c->lbin[n]) != NULL) {
+			c->lbin[n] = s->next;
+			s->next = NULL;
+			c->nlarge--;
+			STORE(c->large_cached_bytes, c->large_cached_bytes - n * PAGE_SIZE);
+			mheap_free_span(s, false);
+		}
 	}
 }
 
@@ -181,14 +185,14 @@ void kfree_large(struct mspan *s, uintptr_t p)
 		sys_fault("double free", (void *)p);
 	unsigned long f = sys_irq_save();
 	struct mcache *c = mcache_get(sys_cpu_id());
-	struct mspan *out = s;
+	bool cached = false;
 	if (c != NULL) {
 		count_free(c, s->elemsize);
-		out = cache_put(c, s);
+		cached = cache_put(c, s);
 	}
 	sys_irq_restore(f);
-	if (out != NULL)
-		mheap_free_span(out, false);
+	if (!cached)
+		mheap_free_span(s, false);
 }
 
 /* krealloc of the large object p (span s) to size bytes: in place if it

@@ -313,7 +313,7 @@ START_TEST(large_cache_serves_next_allocation)
 	kfree(p);
 	ck_assert_uint_eq(span_state(s), SPAN_CACHED);
 	ck_assert_uint_eq(mine()->nlarge, 1);
-	ck_assert_ptr_eq(mine()->large[0], s);
+	ck_assert_ptr_eq(mine()->lbin[13], s);
 	ck_assert_uint_eq(mine()->large_cached_bytes, 13 * 8192);
 	/* counted as free (committed, no object) but still the span's pages */
 	struct kmalloc_stats st = stats();
@@ -377,7 +377,7 @@ START_TEST(large_cache_takes_only_about_the_size)
 END_TEST
 
 /* At most LARGE_CACHE_N spans and LARGE_CACHE_BYTES: a free beyond that
- * sends the oldest cached span back to the heap; a span above
+ * goes back to the heap and the cache keeps what it has; a span above
  * LARGE_CACHE_MAXPAGES is never cached. */
 START_TEST(large_cache_is_bounded)
 {
@@ -392,15 +392,15 @@ START_TEST(large_cache_is_bounded)
 	for (int i = 0; i < N; i++)
 		kfree(p[i]);
 	ck_assert_uint_eq(mine()->nlarge, LARGE_CACHE_N);
-	ck_assert_uint_eq(span_state(s[0]), SPAN_DEAD); /* displaced */
-	for (int i = 1; i < N; i++) {
+	for (int i = 0; i < N - 1; i++)
 		ck_assert_uint_eq(span_state(s[i]), SPAN_CACHED);
-		ck_assert_ptr_eq(mine()->large[i - 1], s[i]);
-	}
+	ck_assert_uint_eq(span_state(s[N - 1]), SPAN_DEAD); /* no room */
+	/* the bin is LIFO: the last one cached is the first taken */
+	ck_assert_ptr_eq(mine()->lbin[5], s[N - 2]);
 	kmalloc_flush_cpu();
 	ck_assert_uint_eq(mine()->nlarge, 0);
 
-	/* bytes: 8 spans of 32 pages are 2 MiB; the ninth displaces one */
+	/* bytes: 8 spans of 32 pages are 2 MiB; the ninth goes to the heap */
 	enum { K = LARGE_CACHE_BYTES / (LARGE_CACHE_MAXPAGES * 8192) + 1 };
 	ck_assert_int_eq(K, 9);
 	void *q[K];
@@ -413,8 +413,8 @@ START_TEST(large_cache_is_bounded)
 		kfree(q[i]);
 	ck_assert_uint_eq(mine()->nlarge, K - 1);
 	ck_assert_uint_eq(mine()->large_cached_bytes, LARGE_CACHE_BYTES);
-	ck_assert_uint_eq(span_state(t[0]), SPAN_DEAD);
-	ck_assert_uint_eq(span_state(t[K - 1]), SPAN_CACHED);
+	ck_assert_uint_eq(span_state(t[0]), SPAN_CACHED);
+	ck_assert_uint_eq(span_state(t[K - 1]), SPAN_DEAD);
 	kmalloc_flush_cpu();
 
 	void *r = kmalloc((LARGE_CACHE_MAXPAGES + 1) * 8192, 0);
@@ -427,14 +427,10 @@ START_TEST(large_cache_is_bounded)
 }
 END_TEST
 
-/* mcache.large is "oldest first" (internal.h), which is what makes
- * cache_put evict the coldest span. A free that cannot get room even
- * after taking the oldest span out (an old small span, then big ones)
- * goes back to the heap itself; the cache must stay as it was. Fails on
- * c35067e: cache_put (mlarge.c) puts the oldest span back at the end,
- * as the newest, so the next eviction takes a younger span and the
- * coldest one stays for good. */
-START_TEST(refused_large_free_keeps_cache_oldest_first)
+/* A free that does not fit goes back to the heap itself; the cache stays
+ * exactly as it was, and a request takes the smallest cached span that
+ * fits (n .. n + n/4 pages). */
+START_TEST(refused_large_free_keeps_cache)
 {
 	void *x = kmalloc(5 * 8192, 0), *y[8];
 	for (int i = 0; i < 8; i++)
@@ -446,14 +442,22 @@ START_TEST(refused_large_free_keeps_cache_oldest_first)
 		kfree(y[i]);
 	ck_assert_uint_eq(mine()->nlarge, 9);
 	ck_assert_uint_eq(mine()->large_cached_bytes, (5 + 8 * 30) * 8192);
-	ck_assert_ptr_eq(mine()->large[0], xs);
-	/* 245 - 5 + 32 pages > 256: no room even without x */
+	/* 245 + 32 pages > 256: z goes to the heap, nothing else moves */
 	kfree(z);
 	ck_assert_uint_eq(span_state(zs), SPAN_DEAD);
 	ck_assert_uint_eq(mine()->nlarge, 9);
 	ck_assert_uint_eq(mine()->large_cached_bytes, (5 + 8 * 30) * 8192);
-	ck_assert_ptr_eq(mine()->large[0], xs);
-	ck_assert_ptr_eq(mine()->large[8], spanOf((uintptr_t)y[7]));
+	ck_assert_ptr_eq(mine()->lbin[5], xs);
+	ck_assert_ptr_eq(mine()->lbin[30], spanOf((uintptr_t)y[7]));
+	/* 23 pages: 30 is more than 23 + 23/4, so not from the cache */
+	void *w = kmalloc(23 * 8192, 0);
+	ck_assert_uint_eq(mine()->nlarge, 9);
+	/* 25 pages: up to 31 fit, the 30-page span (the newest of its bin) */
+	void *v = kmalloc(24 * 8192 + 1, 0);
+	ck_assert_ptr_eq(v, y[7]);
+	ck_assert_uint_eq(mine()->nlarge, 8);
+	kfree(w);
+	kfree(v);
 	ck_assert(mheap_valid());
 }
 END_TEST
@@ -839,7 +843,7 @@ int main(void)
 	tcase_add_test(tc, large_cache_serves_next_allocation);
 	tcase_add_test(tc, large_cache_takes_only_about_the_size);
 	tcase_add_test(tc, large_cache_is_bounded);
-	tcase_add_test(tc, refused_large_free_keeps_cache_oldest_first);
+	tcase_add_test(tc, refused_large_free_keeps_cache);
 	tcase_add_test(tc, double_free_of_cached_large_object);
 	tcase_add_test(tc, flush_returns_cached_large_spans);
 	tcase_add_test(tc, free_span_released_or_committed);
