@@ -14,9 +14,10 @@ MM_SRCS := \
 	mm/mspan.c \
 	mm/mstats.c
 
-# The port's sys_arch.h (inline CPU id / interrupt save): the x86-64
-# kernel's once it exists, else the generic out-of-line one.
-MM_KERNEL_ARCH_INC := $(if $(wildcard arch/x86_64/sys_arch.h),-Iarch/x86_64,-Imm/generic)
+# The port's sys_arch.h (inline CPU id / interrupt save): our x86-64
+# kernel's. (mm/generic/sys_arch.h is the template for other kernels: one
+# CPU, no %gs; it would be wrong for this SMP kernel.)
+MM_KERNEL_ARCH_INC := -Iarch/x86_64
 
 MM_KERNEL_CFLAGS := $(CSTD) $(WARN) -ffreestanding -nostdlib -mno-red-zone \
 	-mcmodel=kernel -fno-pic -mgeneral-regs-only -fno-stack-protector \
