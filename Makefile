@@ -61,6 +61,7 @@ FRAGMENTS := \
 	boot/build.mk \
 	kernel/build.mk \
 	tests/boot.mk \
+	tests/portkit.mk \
 	tests/preload.mk \
 	tests/fuzz.mk \
 	tests/bench.mk \
