@@ -69,30 +69,37 @@ static size_t frames_in_use_by_heap(void)
 	return frames_total - frames_free - pt_frames;
 }
 
-/* Every size up to 32 KiB (one size per class or closer), 8 objects each,
- * all live at once: sizes, alignment, no overlap, ksize. */
+/* Every size class up to 32 KiB, walked through the public API (the
+ * next size asked for is one more than ksize gave), 8 objects each, all
+ * live at once: sizes, alignment, no overlap. */
 static void t_sizes(void)
 {
-	static void *p[80][8];
-	size_t sizes[80];
+	static void *p[KMALLOC_NUM_CLASSES][8];
+	size_t sizes[KMALLOC_NUM_CLASSES];
 	unsigned n = 0;
-	for (size_t s = 1; s <= KMALLOC_MAX_SMALL && n < 80; s += s / 8 + 1)
-		sizes[n++] = s;
-	for (unsigned i = 0; i < n; i++)
+	size_t c = 0;
+	for (size_t s = 1; s <= KMALLOC_MAX_SMALL; n++) {
+		CHECK(n < KMALLOC_NUM_CLASSES);
+		sizes[n] = s;
 		for (unsigned j = 0; j < 8; j++) {
-			size_t s = sizes[i];
-			p[i][j] = gok_kmalloc(s, 0);
-			CHECK(p[i][j] != NULL);
-			CHECK(gok_ksize(p[i][j]) >= s);
-			CHECK(s < 16 || (uintptr_t)p[i][j] % 16 == 0);
-			CHECK((s & (s - 1)) != 0 || s > 8192 || (uintptr_t)p[i][j] % s == 0);
-			fill(p[i][j], s, (uint8_t)(i * 8 + j));
+			p[n][j] = gok_kmalloc(s, 0);
+			CHECK(p[n][j] != NULL);
+			CHECK(gok_ksize(p[n][j]) == gok_ksize(p[n][0]));
+			CHECK(s < 16 || (uintptr_t)p[n][j] % 16 == 0);
+			CHECK((s & (s - 1)) != 0 || s > 8192 || (uintptr_t)p[n][j] % s == 0);
+			fill(p[n][j], s, (uint8_t)(n * 8 + j));
 		}
+		c = gok_ksize(p[n][0]);
+		CHECK(c >= s && c <= KMALLOC_MAX_SMALL);
+		s = c + 1;
+	}
+	CHECK(n >= 32);
 	for (unsigned i = 0; i < n; i++)
 		for (unsigned j = 0; j < 8; j++) {
 			CHECK(intact(p[i][j], sizes[i], (uint8_t)(i * 8 + j)));
 			gok_kfree(p[i][j]);
 		}
+	kprintf("kit: sizes: %u size classes, the largest %zu B\n", n, c);
 }
 
 /* kmalloc(0), krealloc, kmemalign, kcalloc, the NULL cases. */
