@@ -10,6 +10,7 @@
 #   make run        build, boot QEMU, run the self-tests, print the heap report
 #   make test       host unit tests (Check, sanitizers) then the QEMU boot cases
 #   make bench      hosted benchmarks side by side with other allocators
+#   make lib PORT=dir  the library for your kernel (docs/porting.md)
 #   make debug      boot with QEMU's gdb stub waiting; prints the gdb command
 #   make clean      remove build/
 #
@@ -60,6 +61,7 @@ FRAGMENTS := \
 	boot/build.mk \
 	kernel/build.mk \
 	tests/boot.mk \
+	tests/portkit.mk \
 	tests/preload.mk \
 	tests/fuzz.mk \
 	tests/bench.mk \
@@ -71,12 +73,19 @@ DEPS_GROUPS += bench
 endif
 
 # Install what is missing before any rule runs (Debian package names, see
-# scripts/install-deps). SKIP_DEPS=1 skips the check.
+# scripts/install-deps). SKIP_DEPS=1 skips the check. `make lib` never
+# installs anything: a kernel's own build runs it, on a machine that needs
+# only a compiler, binutils and make for it. INSTALL_DEPS lets the porting
+# kit's test check that (tests/portkit.mk).
+INSTALL_DEPS ?= scripts/install-deps
+NEED_DEPS := $(if $(MAKECMDGOALS),$(filter-out clean help lib,$(MAKECMDGOALS)),all)
 ifeq ($(filter clean help,$(MAKECMDGOALS)),)
 ifneq ($(SKIP_DEPS),1)
-DEPS_STATUS := $(shell scripts/install-deps $(sort $(DEPS_GROUPS)) >&2; echo $$?)
+ifneq ($(NEED_DEPS),)
+DEPS_STATUS := $(shell $(INSTALL_DEPS) $(sort $(DEPS_GROUPS)) >&2; echo $$?)
 ifneq ($(DEPS_STATUS),0)
 $(error scripts/install-deps failed; install the packages it names and retry)
+endif
 endif
 endif
 endif

@@ -1,8 +1,9 @@
 /*
  * sys.h: the porting interface. Everything mm/ needs from the world outside
  * it goes through the ten functions and one constant below; a hobby kernel
- * that implements them (and provides memset/memcpy, see malloc.c) can link
- * build/x86_64/libkmalloc.a as its kmalloc. See malloc.c for the overview.
+ * that implements them (and provides memset/memcpy) links the library
+ * `make lib PORT=<dir of its sys_arch.h>` builds as its kmalloc: see
+ * docs/porting.md, and malloc.c for the overview.
  *
  * Data flow: kmalloc_init reserves ONE region of address space
  * (sys_reserve) holding the allocator's metadata and its heap arena. As the
@@ -32,8 +33,11 @@
  * Inline fast path: sys_cpu_id, sys_irq_save and sys_irq_restore run on
  * every kmalloc/kfree, so an out-of-line call would cost more than the whole
  * fast path. This header therefore includes <sys_arch.h>, found on the
- * include path of the port (arch/host/sys_arch.h, arch/x86_64/sys_arch.h),
- * which either defines them `static inline` itself or just declares them.
+ * include path of the port (arch/host/sys_arch.h, arch/x86_64/sys_arch.h,
+ * the template mm/generic/sys_arch.h), which either defines them `static
+ * inline` itself or just declares them. It may define sys_lock/sys_unlock
+ * `static inline` too (the template does): their declarations below then
+ * keep that internal linkage.
  * sys_arch.h must also define `struct sys_lock` (zero-initialised storage
  * means unlocked). Nothing else in mm/ depends on the port.
  */

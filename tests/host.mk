@@ -11,7 +11,8 @@
 # exact "kmalloc: <fault>: 0x..." line, which Check's raise_signal cannot.
 
 # test_genericport.c brings its own port, so it is built from MM_SRCS
-# against mm/generic/sys_arch.h instead of linking libkmalloc.a.
+# against its own all-out-of-line tests/host/genericport/sys_arch.h instead
+# of linking libkmalloc.a.
 # test_pmm.c is the frame allocator's runner (tests/pmm.mk builds it).
 HOST_TESTS := $(filter-out genericport pmm,$(patsubst tests/host/test_%.c,%,$(wildcard tests/host/test_*.c)))
 HOST_TEST_BINS := $(HOST_TESTS:%=$(BUILD)/host/tests/test_%) \
@@ -47,10 +48,10 @@ $(BUILD)/host-debug/tests/test_%: tests/host/test_%.c $(BUILD)/host-debug/tests/
 
 # One compiler run over several sources: header dependencies are listed
 # instead of generated.
-GENERIC_PORT_CFLAGS = $(CSTD) $(WARN) -Imm -Imm/generic -O1 -g \
+GENERIC_PORT_CFLAGS = $(CSTD) $(WARN) -Imm -Itests/host/genericport -O1 -g \
 	$(shell pkg-config --cflags check)
 GENERIC_PORT_DEPS := tests/host/test_genericport.c $(MM_SRCS) \
-	$(wildcard mm/*.h) mm/generic/sys_arch.h
+	$(wildcard mm/*.h) tests/host/genericport/sys_arch.h
 
 $(BUILD)/host/tests/genericport/test_genericport: $(GENERIC_PORT_DEPS)
 	@mkdir -p $(@D)

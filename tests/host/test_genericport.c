@@ -1,8 +1,8 @@
 /*
- * test_genericport.c: the core built the way a new kernel port first
- * builds it: against mm/generic/sys_arch.h (no inline fast path, the
- * default SYS_CPU_ID_FAST) with every sys.h function out of line. The
- * port here is a minimal one written from sys.h alone (threads as CPUs
+ * test_genericport.c: the core built against a port with nothing inline:
+ * tests/host/genericport/sys_arch.h (no inline fast path, the default
+ * SYS_CPU_ID_FAST), every sys.h function out of line. The port here is a
+ * minimal one written from sys.h alone (threads as CPUs
  * with ids that are never reused, a test-and-set lock, mmap/mprotect for
  * memory, one shared sys_config with a small 256 MiB arena), and the test
  * checks that the core runs on it: allocation and free of every class and
@@ -11,8 +11,8 @@
  * threads coming back when the freeing thread flushes, trim, and a fault
  * reported through sys_fault in the required format.
  *
- * tests/host.mk compiles MM_SRCS with -Imm/generic and this file, instead
- * of linking libkmalloc.a (which carries the host port).
+ * tests/host.mk compiles MM_SRCS with -Itests/host/genericport and this
+ * file, instead of linking libkmalloc.a (which carries the host port).
  */
 #define _GNU_SOURCE
 #include <check.h>

@@ -1,0 +1,82 @@
+# tests/portkit.mk: the porting kit's test stage (`make test-portkit`, part
+# of `make test`): `make lib` as a kernel developer uses it, and a second,
+# minimal kernel that links only the library it makes.
+#
+#   tests/portkit/check-lib   make lib's errors, outputs, symbols, flags and
+#                             install-deps use, on a copy of the tree
+#   the kit kernel            tests/portkit/kernel: multiboot2, one CPU, no
+#                             %gs, its own frames and page tables; the port
+#                             is mm/generic/sys_arch.h (the template, as is)
+#                             + kernel/port.c. It sees only
+#                             build/portkit/lib/{libkmalloc.a,include/}:
+#
+#   make lib PORT=mm/generic LIB_MCMODEL=small KMALLOC_PREFIX=gok_
+#       --> build/portkit/lib/libkmalloc.a + include/
+#   kernel/*.c *.S --gcc -I lib/include -I mm/generic--> kernel.elf (at 1 MiB)
+#   grub-mkrescue (grub.cfg + kernel.elf) --> build/portkit/kit.iso
+#   tests/portkit/boot-case: QEMU (BIOS, GRUB) boots it; self-tests, then
+#       the double free must end it with "kmalloc: double free: 0x..."
+
+DEPS_GROUPS += portkit
+
+KIT := $(BUILD)/portkit
+KIT_LIB := $(KIT)/lib/libkmalloc.a
+KIT_ELF := $(KIT)/kernel.elf
+KIT_ISO := $(KIT)/kit.iso
+KIT_BOOT_TIMEOUT ?= 60
+KIT_SRCS := $(wildcard tests/portkit/kernel/*.c tests/portkit/kernel/*.S)
+KIT_OBJS := $(patsubst tests/portkit/kernel/%,$(KIT)/obj/%.o,$(basename $(KIT_SRCS)))
+
+# Linked below 2 GiB (identity map), hence the small code model for the
+# library too. No -Imm: the kernel sees the library's public headers and
+# its port's sys_arch.h, nothing else of this project.
+KIT_CFLAGS := $(CSTD) $(WARN) -ffreestanding -nostdlib -mno-red-zone -mcmodel=small \
+	-fno-pic -fno-pie -mgeneral-regs-only -fno-stack-protector -O2 -g \
+	-fno-asynchronous-unwind-tables -I$(KIT)/lib/include -Imm/generic -MMD -MP
+KIT_LDFLAGS := -nostdlib -static -no-pie -Wl,-T,tests/portkit/kernel/kernel.ld \
+	-Wl,-z,max-page-size=0x1000 -Wl,--build-id=none -Wl,-z,noexecstack
+
+# Through make lib itself, as a kernel's build would call it; the sub-make
+# is incremental, and the library's time stamp changes only when it is
+# rebuilt, so the kernel relinks only then. (In that sub-make, mm/build.mk's
+# own rule makes the file: this one must not exist there.)
+ifeq ($(filter lib,$(MAKECMDGOALS)),)
+$(KIT_LIB): kit-lib-force
+	$(Q)$(MAKE) --no-print-directory lib PORT=mm/generic LIBDIR=$(KIT)/lib \
+		LIB_MCMODEL=small KMALLOC_PREFIX=gok_ >/dev/null
+endif
+
+.PHONY: kit-lib-force
+kit-lib-force:
+
+# Objects need the installed headers, which the library's build writes.
+$(KIT)/obj/%.o: tests/portkit/kernel/%.c $(KIT_LIB)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(KIT_CFLAGS) -c $< -o $@
+
+$(KIT)/obj/%.o: tests/portkit/kernel/%.S
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(KIT_CFLAGS) -c $< -o $@
+
+$(KIT_ELF): $(KIT_OBJS) $(KIT_LIB) tests/portkit/kernel/kernel.ld
+	@echo "  LD(kit) $@"
+	$(Q)$(CC) $(KIT_LDFLAGS) $(KIT_OBJS) $(KIT_LIB) -o $@
+
+$(KIT_ISO): $(KIT_ELF) tests/portkit/kernel/grub.cfg
+	$(Q)rm -rf $(KIT)/iso && mkdir -p $(KIT)/iso/boot/grub
+	$(Q)cp $(KIT_ELF) $(KIT)/iso/boot/kernel.elf
+	$(Q)cp tests/portkit/kernel/grub.cfg $(KIT)/iso/boot/grub/grub.cfg
+	$(Q)grub-mkrescue -o $@ $(KIT)/iso > $(KIT)/grub-mkrescue.log 2>&1 || \
+		{ cat $(KIT)/grub-mkrescue.log; exit 1; }
+
+.PHONY: test-portkit
+test-portkit: $(KIT_ISO)
+	@echo "== porting kit: make lib, then the kit kernel (GRUB, multiboot2, QEMU) =="
+	$(Q)fail=0; \
+	tests/portkit/check-lib $(KIT)/check-lib || fail=1; \
+	nice tests/portkit/boot-case $(KIT_ISO) $(KIT)/console.log $(KIT_BOOT_TIMEOUT) || fail=1; \
+	[ $$fail = 0 ]
+
+TEST_TARGETS += test-portkit
+
+-include $(KIT_OBJS:.o=.d)
