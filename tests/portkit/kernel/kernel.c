@@ -105,8 +105,8 @@ void kernel_exit(enum kexit code)
 	halt_forever();
 }
 
-/* The library calls these two (nm -u libkmalloc.a); the compiler may too.
- * Plain C loops here could be turned back into calls to themselves. */
+/* The library calls these three (nm -u libkmalloc.a); the compiler may
+ * too. Plain C loops here could be turned back into calls to themselves. */
 void *memset(void *d, int c, size_t n)
 {
 	rep_stosb(d, (uint8_t)c, n);
@@ -116,6 +116,15 @@ void *memset(void *d, int c, size_t n)
 void *memcpy(void *d, const void *s, size_t n)
 {
 	rep_movsb(d, s, n);
+	return d;
+}
+
+void *memmove(void *d, const void *s, size_t n)
+{
+	if ((uintptr_t)d - (uintptr_t)s >= n)
+		rep_movsb(d, s, n); /* d below s, or no overlap */
+	else
+		rep_movsb_down(d, s, n);
 	return d;
 }
 

@@ -80,6 +80,17 @@ static inline void rep_movsb(void *d, const void *s, size_t n)
 	__asm__ volatile("rep movsb" : "+D"(d), "+S"(s), "+c"(n) : : "memory");
 }
 
+/* The same from the last byte down (direction flag set for the copy
+ * only), for an overlapping move to a higher address. */
+static inline void rep_movsb_down(void *d, const void *s, size_t n)
+{
+	if (n == 0)
+		return;
+	d = (char *)d + n - 1;
+	s = (const char *)s + n - 1;
+	__asm__ volatile("std; rep movsb; cld" : "+D"(d), "+S"(s), "+c"(n) : : "memory");
+}
+
 struct idt_ptr {
 	uint16_t limit;
 	uint64_t base;
