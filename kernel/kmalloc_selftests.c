@@ -10,6 +10,9 @@
  *   kmalloc_frames_agree     the core's committed bytes == the port's data
  *                            frames; the frame allocator's used frames ==
  *                            data + page-table frames
+ *   kmalloc_realloc_moves_pages  a big krealloc that cannot grow in place
+ *                            moves page-table entries; contents intact,
+ *                            frames accounted
  *   kmalloc_trim_returns     free everything + kmalloc_trim gives the frames
  *                            back to the frame allocator
  *   kmalloc_random           30000 random kmalloc/krealloc/kmemalign/kfree
@@ -362,6 +365,43 @@ KTEST(kmalloc_frames_agree)
     expect_layers_agree(t, "after freeing half");
     for (size_t i = 1; i < n; i += 2)
         kfree(ptrs[i]);
+    heap_quiesce();
+    expect_layers_agree(t, "after trim");
+}
+
+/* krealloc of a big object that cannot grow in place (its neighbour is
+ * live) moves page-table entries, not bytes: the contents arrive, the
+ * port counts the moved pages, the old pages are released, and the
+ * layers still agree frame for frame. */
+KTEST(kmalloc_realloc_moves_pages)
+{
+    heap_quiesce();
+    enum { OLD = 512 << 10, NEW = 2 << 20 };
+    uint8_t *a = kmalloc(OLD, 0), *b = kmalloc(64 << 10, 0);
+    KTEST_ASSERT(t, a != NULL && b != NULL);
+    for (size_t i = 0; i < OLD; i += 64)
+        a[i] = pattern(i, 7);
+    struct kmem_port_stats p0, p1;
+    kmem_port_stats(&p0);
+    uint8_t *c = krealloc(a, NEW, 0);
+    KTEST_ASSERT(t, c != NULL);
+    kmem_port_stats(&p1);
+    printk("kmalloc_realloc_moves_pages: %s, %lu pages moved by page tables\n",
+           b == a + OLD ? "neighbour right behind" : "neighbour elsewhere",
+           p1.moved_pages - p0.moved_pages);
+    if (b == a + OLD) { /* first fit put b right after a: a had to move */
+        KTEST_EXPECT(t, c != a);
+        KTEST_EXPECT_EQ(t, p1.moved_pages - p0.moved_pages, (uint64_t)OLD / PAGE_SIZE_4K);
+    }
+    for (size_t i = 0; i < OLD; i += 64)
+        if (c[i] != pattern(i, 7)) {
+            ktest_fail(t, "byte %lu lost in the move", (uint64_t)i);
+            break;
+        }
+    c[NEW - 1] = 1; /* the grown part is mapped */
+    expect_layers_agree(t, "after a moving krealloc");
+    kfree(b);
+    kfree(c);
     heap_quiesce();
     expect_layers_agree(t, "after trim");
 }

@@ -63,6 +63,7 @@ struct kmem_port_stats {
     uint64_t table_frames;    /* page-table frames paging.c holds now */
     uint64_t commit_calls, commit_failures;
     uint64_t release_calls, released_pages;
+    uint64_t moved_pages;     /* pages krealloc moved by page tables */
 };
 void kmem_port_stats(struct kmem_port_stats *st);
 

@@ -95,6 +95,40 @@ int paging_map(uint64_t va, uint64_t phys, uint64_t flags)
     return 0;
 }
 
+/* The leaf entry of a mapped 4 KiB page, or NULL. pre: paging_lock. */
+static uint64_t *leaf_of(uint64_t va)
+{
+    uint64_t *t = pml4;
+    for (int level = 0; level < 3; level++) {
+        uint64_t e = t[index_at(va, level)];
+        if (!(e & PTE_P) || (e & PTE_PS))
+            return NULL;
+        t = table_at(e);
+    }
+    uint64_t *leaf = &t[index_at(va, 3)];
+    return (*leaf & PTE_P) ? leaf : NULL;
+}
+
+int paging_move(uint64_t dst, uint64_t src, size_t n, uint64_t *old)
+{
+    uint64_t irq = spin_lock_irqsave(&paging_lock);
+    for (size_t i = 0; i < n; i++)
+        if (!leaf_of(dst + i * PAGE_SIZE_4K) || !leaf_of(src + i * PAGE_SIZE_4K)) {
+            spin_unlock_irqrestore(&paging_lock, irq);
+            return -1;
+        }
+    for (size_t i = 0; i < n; i++) {
+        uint64_t *d = leaf_of(dst + i * PAGE_SIZE_4K), *s = leaf_of(src + i * PAGE_SIZE_4K);
+        old[i] = *d & PTE_ADDR_MASK;
+        *d = (*s & ~PAGING_RELEASED) | (*d & PAGING_RELEASED);
+        *s = PAGING_RELEASED;
+        invlpg(dst + i * PAGE_SIZE_4K);
+        invlpg(src + i * PAGE_SIZE_4K);
+    }
+    spin_unlock_irqrestore(&paging_lock, irq);
+    return 0;
+}
+
 static int table_empty(const uint64_t *t, int *marked)
 {
     *marked = 0;

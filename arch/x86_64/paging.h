@@ -72,6 +72,14 @@ int paging_map(uint64_t va, uint64_t phys, uint64_t flags);
 size_t paging_unmap_batch(uint64_t va, size_t n, int mark, uint64_t *data,
                           uint64_t *tables, unsigned *ntables);
 
+/* Give the n pages at dst the frames mapped at src (leaf entries move,
+ * flags included), leave src's leaves released, and store the frames dst
+ * held in old[]: no table is created or freed, so it cannot fail for
+ * memory. Only this CPU's TLB is flushed; the caller shoots down both
+ * ranges before it frees old[]. Returns 0, or -1 (nothing changed) if a
+ * page of either range is not mapped. */
+int paging_move(uint64_t dst, uint64_t src, size_t n, uint64_t *old);
+
 enum paging_state {
     PAGING_MAPPED,      /* leaf present */
     PAGING_RELEASED_VA, /* not present, marked released (here or above) */

@@ -15,6 +15,9 @@
  *   sys_release  Ready -> Reserved: unmap one PT's worth at a time, flush
  *                the TLB, then give data frames and emptied page-table
  *                frames back. Called by the scavenger with no mm lock held.
+ *   move         krealloc's page moves: dst's leaf entries take src's
+ *                frames (paging_move), one shootdown of both ranges, then
+ *                dst's old frames go back to the frame allocator
  *   sys_lock     the kernel's ticket spinlock with interrupts off
  *   sys_fault    panic "kmalloc: <msg>: 0x<p>" with a backtrace
  *   sys_log      printk
@@ -40,11 +43,14 @@
  * kmalloc_init. sys.h declares sys_config const (mm only reads it); the
  * object itself is this non-const one, and sys_config is its alias.
  */
+static int kmem_move(void *dst, void *src, size_t n);
+
 struct sys_config kmem_sys_config = {
     .page_size = 4096,
     .commit_zeroed = 1,
     .max_cpus = MAX_CPUS,
     .arena_size = KMEM_ARENA_DEFAULT,
+    .move = kmem_move,
 };
 extern const struct sys_config sys_config __attribute__((alias("kmem_sys_config")));
 
@@ -55,6 +61,7 @@ static uint64_t commit_calls;   /* atomic */
 static uint64_t commit_failures;/* atomic */
 static uint64_t release_calls;  /* atomic */
 static uint64_t released_pages; /* atomic: pages ever released */
+static uint64_t moved_pages;    /* atomic: pages ever moved (kmem_move) */
 
 int sys_reserve(size_t size, void **base)
 {
@@ -151,6 +158,32 @@ void sys_release(void *p, size_t n)
     __atomic_add_fetch(&released_pages, freed, __ATOMIC_RELAXED);
 }
 
+/* sys_config.move, a PT's worth at a time: leaves move, then every CPU
+ * drops its translations of both ranges, then dst's old frames are free. */
+static int kmem_move(void *dst, void *src, size_t n)
+{
+    check_range("sys_config.move", dst, n);
+    check_range("sys_config.move", src, n);
+    uint64_t old[PAGING_BATCH];
+    uintptr_t d = (uintptr_t)dst, s = (uintptr_t)src;
+    for (size_t pages = n / PAGE_SIZE_4K; pages > 0;) {
+        size_t k = pages < PAGING_BATCH ? pages : PAGING_BATCH;
+        if (paging_move(d, s, k, old) != 0)
+            panic("sys_config.move: 0x%lx <- 0x%lx: a page is not mapped (must be Ready)",
+                  (uint64_t)d, (uint64_t)s);
+        tlb_shootdown(s, k * PAGE_SIZE_4K);
+        tlb_shootdown(d, k * PAGE_SIZE_4K);
+        for (size_t i = 0; i < k; i++)
+            mem_frame_free(old[i]);
+        __atomic_sub_fetch(&data_frames, k, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&moved_pages, k, __ATOMIC_RELAXED);
+        d += k * PAGE_SIZE_4K;
+        s += k * PAGE_SIZE_4K;
+        pages -= k;
+    }
+    return 0;
+}
+
 void sys_lock(struct sys_lock *l)
 {
     uint64_t f = irq_save();
@@ -186,4 +219,5 @@ void kmem_port_stats(struct kmem_port_stats *st)
     st->commit_failures = __atomic_load_n(&commit_failures, __ATOMIC_RELAXED);
     st->release_calls = __atomic_load_n(&release_calls, __ATOMIC_RELAXED);
     st->released_pages = __atomic_load_n(&released_pages, __ATOMIC_RELAXED);
+    st->moved_pages = __atomic_load_n(&moved_pages, __ATOMIC_RELAXED);
 }
