@@ -2,7 +2,8 @@
 # `make test`): our allocator as a drop-in malloc against glibc, jemalloc,
 # tcmalloc and mimalloc (Debian's builds) on the workloads of
 # tests/benchpeers/workloads.c, plus callgrind instruction counts per
-# malloc+free pair with each allocator linked directly
+# malloc+free pair and per iteration of a 64-object FIFO, including and
+# net of the benchmark loop, with each allocator linked directly
 # (tests/benchpeers/pair.c). tests/benchpeers/run-bench runs them in
 # rotating order, BENCH_RUNS times each (default 5), and prints the table;
 # it also lands in build/bench/results.md, with build/bench/throughput.png

@@ -11,7 +11,10 @@
  * runner (run-core.sh) subtracts the empty loop's count from each pair
  * loop's and divides by N: what is left is the allocator's instructions
  * plus the call sites (argument moves, call, ret) that any caller pays;
- * the loop counter and the store of the pointer are netted out.
+ * the loop counter and the store of the pointer are netted out. It also
+ * reports the 64 B dump alone divided by N, "including the loop" (about
+ * four more instructions: counter, store, compare, branch), because that
+ * is how issue 10 states the budget for calling the core directly (48).
  * Callgrind counts instructions executed (Ir), not time: the numbers are
  * exact and repeatable, and say nothing about cache misses.
  *

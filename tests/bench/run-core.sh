@@ -4,7 +4,9 @@
 #
 #   (a) instructions per malloc+free pair: pair-<alloc> under callgrind;
 #       each "pair SIZE" dump minus the "empty" loop dump, divided by the
-#       pair count (method in pair.c)
+#       pair count (net of the loop; method in pair.c), and for 64 B also
+#       the "pair 64" dump alone divided by the count (including the loop,
+#       as the issue states the budget)
 #   (b) small-object churn: instructions per operation (callgrind, one
 #       shorter run) and ops/s (churn-<alloc> run BENCH_RUNS times, default
 #       5, alternating allocators; median, and the median of the per-run
@@ -18,7 +20,9 @@ dir=$1
 runs=${BENCH_RUNS:-5}
 allocs=${ALLOCS:-kmalloc glibc}
 sizes="16 64 256 1024 8192 65536"
-budget64=48 # fast-path budget for a 64-byte pair (the issue's target)
+# fast-path budget for a 64-byte pair calling the core directly, including
+# the benchmark loop (issue 10's target; the shim's, 60, is run-bench's)
+budget64=48
 md=$dir/core.md
 tmp=$dir/tmp
 rm -rf "$tmp"
@@ -33,15 +37,17 @@ for a in $allocs; do
         exit 1
     }
     # One dump file per client request: "desc: Trigger: Client Request:
-    # <name>" and "summary: <Ir>".
+    # <name>" and "summary: <Ir>". ir-<alloc> lines: SIZE NET INCLUDING,
+    # and "empty" with the empty loop's own count per iteration.
     awk -v n=100000 '
         /^desc: Trigger: Client Request:/ { sub(/^desc: Trigger: Client Request: /, ""); name = $0 }
         /^summary:/ { ir[name] = $2 }
         END {
             for (k in ir) if (k ~ /^pair /) {
                 split(k, w, " ")
-                printf "%s %.1f\n", w[2], (ir[k] - ir["empty"]) / n
+                printf "%s %.1f %.1f\n", w[2], (ir[k] - ir["empty"]) / n, ir[k] / n
             }
+            printf "empty %.1f\n", ir["empty"] / n
         }' "$tmp"/cg-"$a".* | sort -n >"$tmp/ir-$a"
     # Where the 64-byte pair goes: inclusive Ir of the allocation and the
     # free entry point, per call. Only entries naming their object file
@@ -98,6 +104,8 @@ row() { # row LABEL CMD: one table row, CMD prints the cell for allocator $a
     echo
 }
 ir_cell() { awk -v s="$s" '$1 == s { print $2 }' "$tmp/ir-$a"; }
+incl_cell() { awk -v s="$s" '$1 == s { print $3 }' "$tmp/ir-$a"; }
+loop_cell() { awk '$1 == "empty" { print $2 }' "$tmp/ir-$a"; }
 split_cell() { cat "$tmp/split-$a"; }
 cgc_cell() { cat "$tmp/cgc-$a"; }
 ops_cell() { field "$tmp/churn-$a" ops_per_s | median | awk '{ printf "%.2f", $1 / 1e6 }'; }
@@ -126,6 +134,8 @@ kib_cell() { field "$tmp/churn-$a" "$1" | head -1 | awk '{ printf "%.0f", $1 / 1
     for s in $sizes; do
         row "instructions per malloc+free, $s B" ir_cell
     done
+    s=64 row "64 B pair, including the loop" incl_cell
+    row "empty loop, instructions per iteration" loop_cell
     row "64 B pair: in malloc / in free" split_cell
     row "churn, instructions per op (callgrind)" cgc_cell
     row "churn, Mops/s (median of $runs)" ops_cell
@@ -137,13 +147,16 @@ kib_cell() { field "$tmp/churn-$a" "$1" | head -1 | awk '{ printf "%.0f", $1 / 1
     row "in use / live" ratio_cell in_use
     row "Go bound / live" ratio_cell go_bound
     echo
-    k64=$(a=kmalloc s=64 ir_cell 2>/dev/null || true)
+    k64=$(a=kmalloc s=64 incl_cell 2>/dev/null || true)
+    n64=$(a=kmalloc s=64 ir_cell 2>/dev/null || true)
     if [ -n "$k64" ]; then
         if awk -v v="$k64" -v b="$budget64" 'BEGIN { exit !(v <= b) }'; then
-            echo "kmalloc 64-byte pair: $k64 instructions, within the budget of $budget64."
+            verdict="within"
         else
-            echo "kmalloc 64-byte pair: $k64 instructions, OVER the budget of $budget64."
+            verdict="OVER"
         fi
+        echo "kmalloc 64-byte pair calling the core directly: $k64 instructions including the loop" \
+            "($n64 net of it), $verdict the budget of $budget64 including the loop."
         echo
     fi
     if [ -f "$tmp/churn-kmalloc" ]; then
@@ -157,6 +170,8 @@ kib_cell() { field "$tmp/churn-$a" "$1" | head -1 | awk '{ printf "%.0f", $1 / 1
         echo
     fi
     echo "Instructions: callgrind Ir per pair, net of the loop, call sites included (tests/bench/pair.c);"
+    echo "including the loop: the pair loop's whole count per iteration (its counter, the store of the"
+    echo "pointer, the calls), which is how the issue states the budget; the empty loop is what \"net\" subtracts;"
     echo "the split is the inclusive count of the malloc and of the free entry point per call."
     echo "Churn: 8..512 B objects, random replacement in a working set of 50000, 4M frees+mallocs."
     echo "held: what the allocator has committed (kmalloc_stats().committed: heap in use + free pages"

@@ -1,14 +1,18 @@
 /*
  * workloads.c: the allocation workloads of `make bench-peers`, one per
- * invocation: `workloads NAME`. It calls only malloc/free/realloc, so the
- * runner (tests/benchpeers/run-bench) measures any allocator by running
- * it under LD_PRELOAD. Each workload does a fixed amount of work (not a
- * fixed time), takes a few seconds at most, and prints one line of
- * key=value results:
+ * invocation: `workloads NAME`. It calls only malloc, free, realloc and
+ * posix_memalign, so the runner (tests/benchpeers/run-bench) measures any
+ * allocator by running it under LD_PRELOAD. Each workload does a fixed
+ * amount of work (not a fixed time), takes a few seconds at most (bigblocks
+ * up to ~15 s under an allocator that faults every page back in), and
+ * prints one line of key=value results:
  *
  *   ops        operations done (one malloc+free pair, or one replacement)
  *   secs       wall time of the measured part (CLOCK_MONOTONIC)
  *   peak_kb    peak RSS of the process (VmHWM)
+ *   bigblocks only: stime (system CPU seconds) and minflt (minor page
+ *              faults) of the process during the measured part
+ *              (getrusage(RUSAGE_SELF), so an allocator's own threads count)
  *   frag only: live_bytes (at the end), final_kb (RSS at the end),
  *              peak_live (live bytes at the peak), base_kb (RSS before
  *              the workload), trim_kb (RSS after freeing everything and
@@ -33,6 +37,17 @@
  *             half of the peak; RSS against live bytes
  *   realloc   2000 chains growing one object from 8 B to 1 MiB by 1/8
  *             steps (about 100 reallocs each)
+ *   aligned   4k-object working set of posix_memalign objects, alignment
+ *             16..4096 B (a random power of two), size 8..8192 B uniform
+ *             (1M replacements); a misaligned result ends the run with
+ *             exit status 1 (Debian's mimalloc 2.0.9 returns some, for
+ *             alignments 256..1024: microsoft/mimalloc issue 700)
+ *   bigblocks blocks of 5..25 MiB, at most 2 live: free the older, malloc
+ *             a new one and write one byte in each of its 4 KiB pages (300
+ *             replacements). An allocator that gives the pages of every
+ *             freed block back to the OS pays a system call and then a page
+ *             fault per page when the next block reuses them, so this one
+ *             also reports stime and minflt (above)
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -41,6 +56,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -390,6 +406,82 @@ static void realloc_growth(void)
 	report("realloc", ops, now() - t0);
 }
 
+/* ---- aligned ---- */
+
+/* One posix_memalign of a random alignment and size, touched. A result
+ * that is not aligned ends the run: a wrong answer must not be reported
+ * as a fast one (this is a guard, not a test; tests/ checks alignment). */
+static void *aligned_one(uint64_t *s)
+{
+	uint64_t r = rng(s);
+	size_t align = (size_t)16 << (r % 9);  /* 16 .. 4096 */
+	size_t n = 8 + (size_t)((r >> 8) % 8185); /* 8 .. 8192 */
+	void *p = NULL;
+	int err = posix_memalign(&p, align, n);
+	if (err != 0 || ((uintptr_t)p & (align - 1)) != 0) {
+		fprintf(stderr, "workloads: posix_memalign(%zu, %zu): %s %p\n", align, n,
+			err != 0 ? strerror(err) : "misaligned", p);
+		exit(1);
+	}
+	touch(p, n);
+	return p;
+}
+
+static void aligned(void)
+{
+	enum { SET = 4000 };
+	const uint64_t ops = 1000000;
+	static void *set[SET];
+	uint64_t s = 6;
+	for (int i = 0; i < SET; i++)
+		set[i] = aligned_one(&s);
+	double t0 = now();
+	for (uint64_t i = 0; i < ops; i++) {
+		unsigned k = (unsigned)(rng(&s) % SET);
+		free(set[k]);
+		set[k] = aligned_one(&s);
+	}
+	report("aligned", ops, now() - t0);
+	for (int i = 0; i < SET; i++)
+		free(set[i]);
+}
+
+/* ---- big blocks ---- */
+
+static void bigblocks(void)
+{
+	const int iters = 300;
+	const size_t mib = (size_t)1 << 20;
+	char *blk[2] = { NULL, NULL };
+	uint64_t s = 7;
+	struct rusage r0, r1;
+	getrusage(RUSAGE_SELF, &r0);
+	double t0 = now();
+	for (int i = 0; i < iters; i++) {
+		size_t n = 5 * mib + (size_t)(rng(&s) % (20 * mib + 1)); /* 5..25 MiB */
+		free(blk[i & 1]); /* the older of the two */
+		char *p = malloc(n);
+		if (p == NULL) {
+			fprintf(stderr, "workloads: malloc(%zu) failed\n", n);
+			exit(1);
+		}
+		/* one write per 4 KiB page, whatever the allocator's page size:
+		 * each page that was released since its last use faults here */
+		for (size_t off = 0; off < n; off += 4096)
+			((volatile char *)p)[off] = 1;
+		((volatile char *)p)[n - 1] = 2;
+		blk[i & 1] = p;
+	}
+	double secs = now() - t0;
+	getrusage(RUSAGE_SELF, &r1);
+	free(blk[0]);
+	free(blk[1]);
+	double stime = (double)(r1.ru_stime.tv_sec - r0.ru_stime.tv_sec) +
+		       (double)(r1.ru_stime.tv_usec - r0.ru_stime.tv_usec) * 1e-6;
+	printf("workload=bigblocks ops=%d secs=%.6f peak_kb=%ld stime=%.6f minflt=%ld\n", iters,
+	       secs, peak_kb(), stime, r1.ru_minflt - r0.ru_minflt);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
@@ -398,7 +490,8 @@ int main(int argc, char **argv)
 	} w[] = {
 		{ "churn", churn },       { "fixed", fixed },   { "loguni", loguni },
 		{ "prodcons", prodcons }, { "larson", larson }, { "frag", frag },
-		{ "realloc", realloc_growth },
+		{ "realloc", realloc_growth }, { "aligned", aligned },
+		{ "bigblocks", bigblocks },
 	};
 	if (argc == 2)
 		for (size_t i = 0; i < sizeof(w) / sizeof(w[0]); i++)
@@ -406,6 +499,6 @@ int main(int argc, char **argv)
 				w[i].fn();
 				return 0;
 			}
-	fprintf(stderr, "usage: workloads churn|fixed|loguni|prodcons|larson|frag|realloc\n");
+	fprintf(stderr, "usage: workloads churn|fixed|loguni|prodcons|larson|frag|realloc|aligned|bigblocks\n");
 	return 2;
 }
