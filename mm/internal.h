@@ -646,6 +646,25 @@ static inline void mcache_fast_set(struct mcache *c)
 #endif
 
 int mheap_init(void);
+/* mheap_init, inline when it already ran. */
+static inline int mheap_ready(void)
+{
+	if (MM_LIKELY(__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE)))
+		return 0;
+	return mheap_init();
+}
+/* This CPU's mcache: the port's fast slot, else mcache_get (which may
+ * create it). pre: interrupts off. */
+static inline struct mcache *mcache_this(void)
+{
+	struct mcache *c = mcache_fast();
+	if (MM_LIKELY(c != NULL))
+		return c;
+	c = mcache_get(sys_cpu_id());
+	if (c != NULL)
+		mcache_fast_set(c);
+	return c;
+}
 struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass,
                                size_t align_pages);
 void mheap_free_span(struct mspan *s, bool released);

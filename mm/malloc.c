@@ -150,11 +150,9 @@ void *mm_alloc_class(unsigned sizeclass, unsigned flags)
 	bool needzero = false;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		unsigned long f = sys_irq_save();
-		struct mcache *c = mcache_get(sys_cpu_id());
-		if (c != NULL) {
-			mcache_fast_set(c);
+		struct mcache *c = mcache_this();
+		if (c != NULL)
 			v = mcache_alloc_slow(c, sizeclass, &needzero);
-		}
 		sys_irq_restore(f);
 		if (v != NULL || c == NULL || attempt == 1 || !mm_drain_all(true))
 			break;
@@ -276,7 +274,7 @@ static __attribute__((noinline)) void kfree_slow(struct mspan *s, uintptr_t p)
 	uint8_t *lb = live_byte(s, p, "invalid free", "double free");
 	unsigned cls = s->spanclass;
 	unsigned long f = sys_irq_save();
-	struct mcache *c = mcache_get(sys_cpu_id());
+	struct mcache *c = mcache_this();
 	if (c == NULL) {
 		/* No mcache can be made (the heap failed to set up, which
 		 * cannot happen once p was allocated): free to the span. */
@@ -286,7 +284,6 @@ static __attribute__((noinline)) void kfree_slow(struct mspan *s, uintptr_t p)
 		mcentral_return(&mheap_.central[cls].c, &e, 1);
 		return;
 	}
-	mcache_fast_set(c);
 	struct magazine *m = &c->mag[cls];
 	if (m->top == m->limit)
 		mcache_spill(c, cls);

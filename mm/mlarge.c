@@ -135,7 +135,7 @@ static void large_init(struct mspan *s)
  * a power of two; <= 8192 needs nothing extra), or NULL. */
 void *mm_alloc_large(size_t size, size_t align, unsigned flags)
 {
-	if (mheap_init() != 0)
+	if (mheap_ready() != 0)
 		return mm_nomem();
 	size_t arena = mheap_.arena_end - mheap_.arena_start;
 	if (size > arena || align > arena)
@@ -146,7 +146,7 @@ void *mm_alloc_large(size_t size, size_t align, unsigned flags)
 	size_t align_pages = align > PAGE_SIZE ? align >> PAGE_SHIFT : 1;
 
 	unsigned long f = sys_irq_save();
-	struct mcache *c = mcache_get(sys_cpu_id());
+	struct mcache *c = mcache_this();
 	struct mspan *s = NULL;
 	if (c != NULL && align_pages == 1 && (s = cache_take(c, npages)) != NULL) {
 		count_alloc(c, s->elemsize);
@@ -184,7 +184,7 @@ void kfree_large(struct mspan *s, uintptr_t p)
 	                                 __ATOMIC_ACQUIRE))
 		sys_fault("double free", (void *)p);
 	unsigned long f = sys_irq_save();
-	struct mcache *c = mcache_get(sys_cpu_id());
+	struct mcache *c = mcache_this();
 	bool cached = false;
 	if (c != NULL) {
 		count_free(c, s->elemsize);
