@@ -307,6 +307,8 @@ struct psum {
 struct pchunk {
 	uint64_t alloc[CHUNK_WORDS];
 	uint64_t scav[CHUNK_WORDS];
+	uint32_t touched;  /* pagealloc.epoch of its last allocation or free
+	                      (the scavenger releases cold chunks first) */
 };
 
 #define PA_MAX_LEVELS 8
@@ -320,6 +322,7 @@ struct pagealloc {
 	unsigned nlevels;                    /* sum[nlevels-1] has 1 entry */
 	size_t cap_chunks;                   /* chunks the arena can hold */
 	size_t nchunks;                      /* chunks grown so far */
+	uint32_t epoch;                      /* the scavenger's epoch count */
 };
 
 size_t pa_level_len(size_t cap_chunks, unsigned level, unsigned *nlevels);
@@ -327,11 +330,12 @@ void pa_init(struct pagealloc *pa, size_t cap_chunks);
 void pa_grow(struct pagealloc *pa, size_t new_nchunks);
 long pa_find(const struct pagealloc *pa, size_t npages);
 void pa_set_alloc(struct pagealloc *pa, size_t pg, size_t n, bool alloc);
+void pa_set_alloc_quiet(struct pagealloc *pa, size_t pg, size_t n, bool alloc);
 size_t pa_scav_count(const struct pagealloc *pa, size_t pg, size_t n);
 void pa_set_scav(struct pagealloc *pa, size_t pg, size_t n, bool scav);
 bool pa_scav_next_run(const struct pagealloc *pa, size_t pg, size_t n,
                       size_t *run_pg, size_t *run_n);
-bool pa_highest_unscav_free(const struct pagealloc *pa, size_t *pg,
+bool pa_highest_unscav_free(const struct pagealloc *pa, uint32_t min_age, size_t *pg,
                             size_t *n);
 bool pa_is_alloc(const struct pagealloc *pa, size_t pg);
 bool pa_range_free(const struct pagealloc *pa, size_t pg, size_t n);
@@ -520,6 +524,10 @@ void mcentral_free_spares(void);
 
 /* ---- mheap (mheap.c) ---- */
 
+#define SCAV_EPOCHS 4 /* epochs the scavenger's recent peak spans */
+#define SCAV_COLD 2   /* epochs a chunk stays untouched before the paced
+                         scavenger releases from it */
+
 struct mheap {
 	struct sys_lock lock;
 	/* immutable after kmalloc_init */
@@ -549,8 +557,8 @@ struct mheap {
 	uint64_t meta_sys;         /* committed metadata bytes */
 	uint64_t large_pages;      /* pages of large spans (live or cached) */
 	/* scavenger pacing (mscavenge.c), mheap.lock */
-	uint64_t scav_peak;        /* highest pages_inuse this epoch */
-	uint64_t scav_peak_prev;   /* ... and in the epoch before */
+	uint64_t scav_peaks[SCAV_EPOCHS]; /* highest pages_inuse in this
+	                              epoch ([0]) and the ones before */
 	uint64_t scav_epoch_alloc; /* pages allocated this epoch */
 	int scav_pending;          /* atomic: free pages above the goal */
 	int inited;
@@ -694,6 +702,7 @@ void mheap_scavenge(uint64_t keep_bytes);
  * pre: no mm lock held. */
 void mheap_scavenge_paced(void);
 uint64_t mheap_retain_goal(void);
+uint64_t mheap_recent_peak(void);
 /* Account npages just taken from the page allocator. pre: mheap.lock. */
 void mheap_scav_note_alloc(size_t npages);
 

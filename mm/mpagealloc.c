@@ -270,7 +270,8 @@ long pa_find(const struct pagealloc *pa, size_t npages)
 /* Apply fn to [pg, pg+n) word by word; update summaries if `sums`. */
 enum range_op { OP_SET_ALLOC, OP_CLEAR_ALLOC, OP_SET_SCAV, OP_CLEAR_SCAV };
 
-static void range_apply(struct pagealloc *pa, size_t pg, size_t n, enum range_op op)
+static void range_apply(struct pagealloc *pa, size_t pg, size_t n, enum range_op op,
+                        bool touch)
 {
 	size_t last_ci = (size_t)-1;
 	MM_CHECK(pg + n <= pa->nchunks * CHUNK_PAGES && pg + n >= pg,
@@ -283,6 +284,8 @@ static void range_apply(struct pagealloc *pa, size_t pg, size_t n, enum range_op
 			k = n;
 		uint64_t mask = (k == 64 ? ~(uint64_t)0 : (((uint64_t)1 << k) - 1)) << b;
 		struct pchunk *c = &pa->chunks[ci];
+		if (touch)
+			c->touched = pa->epoch;
 		switch (op) {
 		case OP_SET_ALLOC:
 			c->alloc[w] |= mask;
@@ -311,12 +314,19 @@ static void range_apply(struct pagealloc *pa, size_t pg, size_t n, enum range_op
 
 void pa_set_alloc(struct pagealloc *pa, size_t pg, size_t n, bool alloc)
 {
-	range_apply(pa, pg, n, alloc ? OP_SET_ALLOC : OP_CLEAR_ALLOC);
+	range_apply(pa, pg, n, alloc ? OP_SET_ALLOC : OP_CLEAR_ALLOC, true);
+}
+
+/* The same without making the chunk look used: the scavenger's own
+ * marks while it releases a run. */
+void pa_set_alloc_quiet(struct pagealloc *pa, size_t pg, size_t n, bool alloc)
+{
+	range_apply(pa, pg, n, alloc ? OP_SET_ALLOC : OP_CLEAR_ALLOC, false);
 }
 
 void pa_set_scav(struct pagealloc *pa, size_t pg, size_t n, bool scav)
 {
-	range_apply(pa, pg, n, scav ? OP_SET_SCAV : OP_CLEAR_SCAV);
+	range_apply(pa, pg, n, scav ? OP_SET_SCAV : OP_CLEAR_SCAV, false);
 }
 
 bool pa_is_alloc(const struct pagealloc *pa, size_t pg)
@@ -394,13 +404,17 @@ bool pa_scav_next_run(const struct pagealloc *pa, size_t pg, size_t n,
 	return true;
 }
 
-/* The highest run of free, committed pages (within one chunk): what the
+/* The highest run of free, committed pages (within one chunk) in a chunk
+ * nobody allocated from or freed to for min_age epochs: what the
  * scavenger releases next. Go scavenges from the top because the page
  * allocator allocates from the bottom: high pages stay free longest. */
-bool pa_highest_unscav_free(const struct pagealloc *pa, size_t *pg, size_t *n)
+bool pa_highest_unscav_free(const struct pagealloc *pa, uint32_t min_age, size_t *pg,
+                            size_t *n)
 {
 	for (size_t ci = pa->nchunks; ci-- > 0;) {
 		const struct pchunk *c = &pa->chunks[ci];
+		if (pa->epoch - c->touched < min_age)
+			continue;
 		for (unsigned w = CHUNK_WORDS; w-- > 0;) {
 			uint64_t cand = ~(c->alloc[w] | c->scav[w]);
 			if (cand == 0)

@@ -6,24 +6,29 @@
  * Goal. Go keeps about 10% more than the heap goal, which follows the
  * live heap of the last GC cycle. We have no GC cycle and no clock, so
  * the "recent peak" is measured in allocation volume: an epoch ends once
- * the heap has taken twice its peak (at least RETAIN_MIN) in pages from
- * the page allocator, and the goal follows the highest pages_inuse of
- * this epoch and the last one:
+ * the heap has taken twice its recent peak (at least RETAIN_MIN) in pages
+ * from the page allocator, and the goal follows the highest pages_inuse
+ * of this epoch and the SCAV_EPOCHS - 1 before it:
  *
  *     committed goal = max(1.1 * recent peak, inuse + max(4 MiB, inuse/10))
  *
  * So a program that allocates and frees 25 MiB blocks in a loop keeps
  * them committed (releasing them on every free and faulting them in on
  * every allocation cost 10x its time in the kernel), and a heap that
- * shrank for good gives the memory back two epochs later.
+ * shrank for good gives the memory back SCAV_EPOCHS epochs later. (Go's
+ * goal is 10% over a heap goal that is itself about twice the live heap;
+ * ours keeps 10% over what was live at the recent peak.)
  *
  * Pace. Nothing is released on the free path: a free that pushes the free
  * committed pages over the goal only sets scav_pending. The allocation
  * slow paths (mm_alloc_class, mm_alloc_large) then release at most
- * SCAV_STEP pages per call, highest addresses first (the page allocator
- * is first fit from the bottom, so high pages are the ones that stayed
- * free longest: Go's order, standing in for "oldest first"), until the
- * goal is met. kmalloc_trim releases everything (goal 0), like
+ * SCAV_STEP pages per call until the goal is met, oldest first: only
+ * from 4 MiB chunks nobody allocated from or freed to for SCAV_COLD
+ * epochs (pchunk.touched), and among those the highest addresses first
+ * (the page allocator is first fit from the bottom: Go's order). Without
+ * the age test, a heap whose free pages are fragmented beyond 10% of its
+ * peak released pages in every round that the next round faulted back
+ * in. kmalloc_trim releases everything (goal 0), like
  * debug.FreeOSMemory.
  *
  * sys_release is slow in the kernel (unmap, TLB shootdown by IPI), so it
@@ -37,15 +42,25 @@
 #define RETAIN_MIN ((uint64_t)4 << 20)
 #define SCAV_STEP 64 /* heap pages (512 KiB) per paced step */
 
+/* The highest pages_inuse of the recent epochs. pre: mheap.lock (or a
+ * racy read for a hint). */
+uint64_t mheap_recent_peak(void)
+{
+	uint64_t peak = 0;
+	for (unsigned i = 0; i < SCAV_EPOCHS; i++)
+		if (mheap_.scav_peaks[i] > peak)
+			peak = mheap_.scav_peaks[i];
+	return peak;
+}
+
 /* Bytes of free committed pages the heap may keep. pre: mheap.lock (or a
  * racy read for a hint). */
 uint64_t mheap_retain_goal(void)
 {
 	uint64_t inuse = mheap_.pages_inuse * PAGE_SIZE;
-	uint64_t peak = mheap_.scav_peak > mheap_.scav_peak_prev ? mheap_.scav_peak
-	                                                         : mheap_.scav_peak_prev;
+	uint64_t peak = mheap_recent_peak() * PAGE_SIZE;
 	uint64_t slack = inuse / 10 > RETAIN_MIN ? inuse / 10 : RETAIN_MIN;
-	uint64_t want = peak * PAGE_SIZE + peak * PAGE_SIZE / 10;
+	uint64_t want = peak + peak / 10;
 	if (want < inuse + slack)
 		want = inuse + slack;
 	return want - inuse;
@@ -53,26 +68,27 @@ uint64_t mheap_retain_goal(void)
 
 void mheap_scav_note_alloc(size_t npages)
 {
-	if (mheap_.pages_inuse > mheap_.scav_peak)
-		mheap_.scav_peak = mheap_.pages_inuse;
+	if (mheap_.pages_inuse > mheap_.scav_peaks[0])
+		mheap_.scav_peaks[0] = mheap_.pages_inuse;
 	mheap_.scav_epoch_alloc += npages;
-	uint64_t len = 2 * (mheap_.scav_peak > mheap_.scav_peak_prev ? mheap_.scav_peak
-	                                                             : mheap_.scav_peak_prev);
+	uint64_t len = 2 * mheap_recent_peak();
 	if (len < RETAIN_MIN / PAGE_SIZE)
 		len = RETAIN_MIN / PAGE_SIZE;
 	if (mheap_.scav_epoch_alloc >= len) {
-		mheap_.scav_peak_prev = mheap_.scav_peak;
-		mheap_.scav_peak = mheap_.pages_inuse;
+		for (unsigned i = SCAV_EPOCHS - 1; i > 0; i--)
+			mheap_.scav_peaks[i] = mheap_.scav_peaks[i - 1];
+		mheap_.scav_peaks[0] = mheap_.pages_inuse;
 		mheap_.scav_epoch_alloc = 0;
+		mheap_.pages.epoch++;
 		if (mheap_.pages_free * PAGE_SIZE > mheap_retain_goal())
 			__atomic_store_n(&mheap_.scav_pending, 1, __ATOMIC_RELAXED);
 	}
 }
 
 /* Release free committed pages, highest first, until at most keep_bytes
- * (or the goal, if keep_goal) stay committed free, or max_pages went.
- * pre: no mm lock held. */
-static void scavenge(uint64_t keep_bytes, bool keep_goal, size_t max_pages)
+ * (or the goal, if keep_goal) stay committed free, or max_pages went;
+ * only from chunks untouched for min_age epochs. pre: no mm lock held. */
+static void scavenge(uint64_t keep_bytes, bool keep_goal, size_t max_pages, uint32_t min_age)
 {
 	struct pagealloc *pa = &mheap_.pages;
 	size_t done = 0;
@@ -82,7 +98,7 @@ static void scavenge(uint64_t keep_bytes, bool keep_goal, size_t max_pages)
 		lock_heap();
 		uint64_t keep = keep_goal ? mheap_retain_goal() : keep_bytes;
 		while (nr < 16 && done < max_pages && mheap_.pages_free * PAGE_SIZE > keep &&
-		       pa_highest_unscav_free(pa, &rp[nr], &rn[nr])) {
+		       pa_highest_unscav_free(pa, min_age, &rp[nr], &rn[nr])) {
 			uint64_t over = (mheap_.pages_free * PAGE_SIZE - keep + PAGE_SIZE - 1) / PAGE_SIZE;
 			if (rn[nr] > over) { /* release only the top of the run */
 				rp[nr] += rn[nr] - over;
@@ -92,7 +108,7 @@ static void scavenge(uint64_t keep_bytes, bool keep_goal, size_t max_pages)
 				rp[nr] += rn[nr] - (max_pages - done);
 				rn[nr] = max_pages - done;
 			}
-			pa_set_alloc(pa, rp[nr], rn[nr], true);
+			pa_set_alloc_quiet(pa, rp[nr], rn[nr], true);
 			mheap_.pages_free -= rn[nr];
 			mheap_.pages_released += rn[nr];
 			done += rn[nr];
@@ -108,7 +124,7 @@ static void scavenge(uint64_t keep_bytes, bool keep_goal, size_t max_pages)
 			            rn[i] * PAGE_SIZE);
 		lock_heap();
 		for (unsigned i = 0; i < nr; i++) {
-			pa_set_alloc(pa, rp[i], rn[i], false);
+			pa_set_alloc_quiet(pa, rp[i], rn[i], false);
 			pa_set_scav(pa, rp[i], rn[i], true);
 		}
 		unlock_heap();
@@ -119,7 +135,7 @@ void mheap_scavenge(uint64_t keep_bytes)
 {
 	if (!__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE))
 		return;
-	scavenge(keep_bytes, false, SIZE_MAX);
+	scavenge(keep_bytes, false, SIZE_MAX, 0);
 }
 
 /* pre: no mm lock held, interrupts as the caller of kmalloc left them.
@@ -128,5 +144,5 @@ void mheap_scavenge_paced(void)
 {
 	if (!__atomic_load_n(&mheap_.scav_pending, __ATOMIC_RELAXED))
 		return;
-	scavenge(0, true, SCAV_STEP);
+	scavenge(0, true, SCAV_STEP, SCAV_COLD);
 }

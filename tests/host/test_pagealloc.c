@@ -185,16 +185,16 @@ START_TEST(scavenged_runs)
 	ck_assert_uint_eq(rn, 90);
 	ck_assert(!pa_scav_next_run(&pa, 600, 100, &rp, &rn));
 	/* highest free committed run first: [600, 700), then [10, 20) */
-	ck_assert(pa_highest_unscav_free(&pa, &rp, &rn));
+	ck_assert(pa_highest_unscav_free(&pa, 0, &rp, &rn));
 	ck_assert_uint_eq(rp, 600);
 	ck_assert_uint_eq(rn, 100);
 	pa_set_scav(&pa, 600, 100, true);
-	ck_assert(pa_highest_unscav_free(&pa, &rp, &rn));
+	ck_assert(pa_highest_unscav_free(&pa, 0, &rp, &rn));
 	ck_assert_uint_eq(rp, 10);
 	ck_assert_uint_eq(rn, 10);
 	/* allocated pages are not candidates */
 	pa_set_alloc(&pa, 10, 10, true);
-	ck_assert(!pa_highest_unscav_free(&pa, &rp, &rn));
+	ck_assert(!pa_highest_unscav_free(&pa, 0, &rp, &rn));
 	ck_assert(pa_valid(&pa));
 	pa_teardown();
 }
