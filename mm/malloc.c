@@ -15,24 +15,28 @@
  * Data structures, one line each:
  *   size class   one of 67 object sizes, 8 B .. 32 KiB (sizeclasses.h)
  *   mspan        a run of heap pages; for a size class, cut into equal
- *                slots with out-of-band bitmaps and one live byte per
- *                slot (mspan.c); or one large object (span class 0)
+ *                slots, with one live byte per slot and two bitmaps in
+ *                its own record, out of band (mspan.c); or one large
+ *                object (span class 0)
  *   magazine     per CPU and class: a bounded stack of free objects,
  *                each with its live byte's address (mcache.c)
  *   mcache       per CPU: a magazine and one cached span per size class,
- *                a cache of freed large spans, counters (mcache.c,
- *                mlarge.c)
+ *                bins of freed large spans by page count, counters
+ *                (mcache.c, mlarge.c)
  *   transfer     per size class: a bounded array of free objects shared
  *                by all CPUs, moved in batches (mtransfer.c)
- *   mcentral     per size class: uncached spans (partial, full) under a
- *                spinlock; where objects come back to spans (mcentral.c)
+ *   mcentral     per size class: uncached spans (partial, full, one
+ *                spare empty span) under a spinlock; where objects come
+ *                back to spans (mcentral.c)
  *   mheap        the arena, the page -> span map, span alloc/free, growth
  *                (mheap.c); its page allocator: bitmaps per chunk and a
  *                radix tree of free-run summaries (mpagealloc.c)
  *   fixalloc     fixed-size records for mspans and bitmaps; the mcaches
  *                and transfer entries are bump-allocated (mfixalloc.c)
- *   scavenger    returns free pages to the port, paced (mscavenge.c)
- *   sys          the porting layer: 10 functions and an optional hook
+ *   scavenger    returns free pages of cold chunks to the port, paced
+ *                (mscavenge.c)
+ *   sys          the porting layer: 10 functions, two optional hooks in
+ *                sys_config, and kmalloc_safepoint for the port to call
  *                (sys.h)
  *
  * kmalloc(size) climbs the hierarchy until one level can serve it:
@@ -48,12 +52,13 @@
  *      (merge freeBits: objects that came back); if that freed an eighth
  *      of it, keep it (no lock).
  *   6. Otherwise trade it in one mcentral lock hold: file it as partial or
- *      full, take the top of partial; none: mheap_alloc_span takes pages
- *      from the page allocator (first fit by address), growing the arena
- *      by whole chunks if none fit; Reserved pages are committed through
- *      sys_commit, outside the lock.
- *   7. Large: a cached large span of about the size from this CPU's large
- *      cache (no lock), else mheap_alloc_span.
+ *      full, take the top of partial (the spare empty span sits at its
+ *      tail); none: mheap_alloc_span takes pages from the page allocator
+ *      (first fit by address), growing the arena by whole chunks if none
+ *      fit; Reserved pages are committed through sys_commit, outside the
+ *      lock.
+ *   7. Large: a cached span of n .. n + n/4 pages from this CPU's bins
+ *      (no lock), else mheap_alloc_span.
  *   8. Out of memory: empty every cache (this CPU's now, the transfer
  *      caches, the other CPUs' at their safe points) and try once more;
  *      then NULL, with everything as before.
@@ -62,13 +67,16 @@
  *
  * kfree(p) validates before it touches anything, and touches nothing the
  * validation did not prove is p's:
- *   1. p -> page -> span through the page -> span map (O(1)); outside the
- *      grown arena, or no span: "invalid free".
+ *   1. p -> page -> span through the page -> span map (O(1); pages in no
+ *      span map to the dead sentinel mspan_empty); outside the grown
+ *      arena: "invalid free".
  *   2. Small object: load the span's state word; p must be a slot start
- *      (divMul) below nelems; read its live byte; load the state word
- *      again: if it changed, the record was recycled while we read and
- *      the slow path decides. Byte 0 (a free slot, or an object in some
- *      cache): "double free"; not a slot: "invalid free".
+ *      (one multiply, msize.h) within nbytes (0 for large and dead
+ *      spans); read its live byte (right behind the span's record, at
+ *      offset >> liveshift); load the state word again: if it changed,
+ *      the record was recycled while we read and the slow path decides.
+ *      Byte 0 (a free slot, or an object in some cache): "double free";
+ *      not a slot: "invalid free".
  *   3. Interrupts off; store 0 in the live byte and push (p, byte) on
  *      this CPU's magazine for the class, whichever CPU allocated p. No
  *      lock, no atomic RMW.
@@ -76,11 +84,12 @@
  *      cache; if that is full, back to the spans (mcentral_return: sorted
  *      by address, one atomic OR per bitmap word, under the mcentral
  *      lock; an uncached span is swept and filed there, and an empty one
- *      goes back to the mheap).
+ *      becomes the class's spare, or goes back to the mheap if it has
+ *      one).
  *   5. Large object: p must be the span base; a CAS InUse -> Freeing
  *      decides between concurrent or repeated frees ("double free"), then
- *      the span goes to this CPU's large cache, or (too big, cache full)
- *      back to the page allocator, coalescing with its free neighbours.
+ *      the span goes to this CPU's large bins, or (over 32 pages, bins
+ *      full) back to the page allocator, coalescing with its neighbours.
  * A span on a free list, a dead span, or memory that was never allocated
  * never receives a write from kfree; misuse ends in sys_fault with one
  * line "kmalloc: <fault>: <pointer>". A pointer into a span that went
@@ -96,13 +105,17 @@
  * per free, out of band. A byte per slot is written with a plain store:
  * stores to different bytes never lose each other's updates, where a
  * read-modify-write of a shared bitmap word would need a locked
- * instruction on every kmalloc and kfree (lock btr + lock bts cost
- * ~2 x 20 cycles per pair against ~1 for two byte stores; measured by
- * tests/bench/statecost.c). The price is memory: one byte per slot, 6%
- * of a span of 16-byte objects, under 1% from 128 bytes up. Two frees of
- * one pointer racing on two CPUs can both read 1; the second copy is then
- * caught when the objects come back to their span (mcentral.c), before
- * the slot is reused from the span.
+ * instruction on every kmalloc and kfree (measured by make bench-core,
+ * tests/bench/statecost.c, on this project's 2-CPU EPYC: two byte stores
+ * ~1 cycle per kmalloc+kfree, lock bts + lock btr ~8-10, two cmpxchg
+ * ~19, all uncontended, before any cache line moves between CPUs). The
+ * price is memory: one byte per 2^liveshift bytes of span (liveshift =
+ * log2 of the largest power of two <= the object size, so the byte is
+ * found by a shift): 12.5% for 8-byte objects, 6.25% for 16, 3.1% for 32
+ * and 48, under 1% from 128 bytes up. Two frees of one pointer racing on
+ * two CPUs can both read 1; the second copy is then caught when the
+ * objects come back to their span (mcentral.c, mspan.c), before the slot
+ * is reused from the span.
  *
  * Alignment: slots are base + index * size with 8 KiB-aligned span bases,
  * so every object is aligned to the largest power of two dividing its

@@ -3,6 +3,8 @@
 #
 #   build/bench/pair-<alloc>    instructions per malloc+free pair (callgrind)
 #   build/bench/churn-<alloc>   small-object churn: ops/s, memory held/live
+#   build/bench/statecost       cycles of a byte store vs a locked bit op
+#                               per object state change (mm/malloc.c)
 #   build/bench/core.md         the table run-core.sh prints
 #
 # Every program is built once per allocator from the same source; only
@@ -37,8 +39,13 @@ $(BENCH_GL_BINS): %: %.o
 
 .SECONDARY: $(BENCH_KM_BINS:=.o) $(BENCH_GL_BINS:=.o)
 
+# The cost of one state change per object (the choice in mm/malloc.c).
+$(BENCH_DIR)/statecost: tests/bench/statecost.c
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CSTD) $(WARN) -O2 -g $< -o $@
+
 .PHONY: bench-core
-bench-core: $(BENCH_KM_BINS) $(BENCH_GL_BINS)
+bench-core: $(BENCH_KM_BINS) $(BENCH_GL_BINS) $(BENCH_DIR)/statecost
 	$(Q)nice tests/bench/run-core.sh $(BENCH_DIR)
 
 # Not in ALL_TARGETS: pair.c needs valgrind/callgrind.h, which only the

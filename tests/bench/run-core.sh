@@ -169,6 +169,10 @@ kib_cell() { field "$tmp/churn-$a" "$1" | head -1 | awk '{ printf "%.0f", $1 / 1
             printf "held / live %.3f against the design worst case 1.266 (%s).\n", h, h <= 1.266 ? "within" : "OVER" }'
         echo
     fi
+    if [ -x "$dir/statecost" ]; then
+        "$dir/statecost" | awk '{ printf "Per-object state change, TSC cycles per kmalloc+kfree (tests/bench/statecost.c): two byte stores %s, lock bts + lock btr %s, two cmpxchg %s.\n", $3, $5, $7 }'
+        echo
+    fi
     echo "Instructions: callgrind Ir per pair, net of the loop, call sites included (tests/bench/pair.c);"
     echo "including the loop: the pair loop's whole count per iteration (its counter, the store of the"
     echo "pointer, the calls), which is how the issue states the budget; the empty loop is what \"net\" subtracts;"
