@@ -125,6 +125,26 @@ static inline unsigned mm_popcount_sparse(uint64_t x)
 #define COUNT(x) ((x)++)
 #endif
 
+/* ---- span classes ----
+ * Go's spanClass: sizeclass << 1 | noscan. Objects that hold no pointers
+ * (kmalloc's KM_NOSCAN) live in spans of their own, which the leak
+ * detector marks but never reads (mgcmark.c). Span classes 0 and 1 are
+ * large objects (scan, noscan); every per-class array of the mcache, the
+ * mcentrals and the transfer caches is indexed by span class. */
+#define NUM_SPANCLASSES (2 * _NumSizeClasses)
+static inline unsigned spanclass_make(unsigned sizeclass, unsigned noscan)
+{
+	return sizeclass << 1 | noscan;
+}
+static inline unsigned spanclass_size(unsigned spc)
+{
+	return spc >> 1;
+}
+static inline unsigned spanclass_noscan(unsigned spc)
+{
+	return spc & 1;
+}
+
 /* ---- mspan ---- */
 
 /* Low three bits of mspan.state; the bits above count the record's
@@ -140,8 +160,8 @@ enum mspan_state {
 #define SPAN_GEN_ONE 8u
 
 /* A run of heap pages: either a small-object span of one size class
- * (spanclass = sizeclass, there is no scan/noscan split without a GC) or a
- * large object (spanclass 0). Records come from a fixalloc, so a stale
+ * (spanclass = sizeclass << 1 | noscan) or a large object (spanclass 0,
+ * or 1 if noscan). Records come from a fixalloc, so a stale
  * pointer from the page->span map points at some mspan record (readers
  * check state and range) unless kmalloc_trim released its block: see
  * mfixalloc.c for what such a reader then sees.
@@ -166,7 +186,7 @@ struct mspan {
 	uint16_t freeindex;    /* owner */
 	uint16_t nelems;       /* init */
 	uint32_t state;        /* atomic: generation << 3 | mspan_state */
-	uint8_t spanclass;     /* init: size class, 0 = large */
+	uint8_t spanclass;     /* init: span class; < 2 = large */
 	uint8_t needzero;      /* owner: free slots may hold old data */
 	uint16_t allocCount;   /* owner: slots out of the span (live or in
 	                          a cache) as of the last sweep; slots above
@@ -209,6 +229,11 @@ static inline uint8_t *mspan_livebytes(const struct mspan *s)
 /* The sentinel in every empty mcache slot: allocCache 0, nelems 0, so the
  * fast path fails without a NULL check. */
 extern struct mspan mspan_empty;
+
+static inline bool span_is_large(const struct mspan *s)
+{
+	return s->spanclass < 2;
+}
 
 static inline unsigned span_nwords(const struct mspan *s)
 {
@@ -272,7 +297,7 @@ static inline uint8_t *mspan_live(const struct mspan *s, unsigned idx)
 	return &mspan_livebytes(s)[((uintptr_t)idx * s->elemsize) >> s->liveshift];
 }
 
-/* Live bytes a span of class c needs (one per 2^liveshift bytes). */
+/* Live bytes a span of size class c needs (one per 2^liveshift bytes). */
 static inline size_t live_bytes_of(unsigned sizeclass, size_t npages)
 {
 	unsigned shift = 63 - (unsigned)__builtin_clzll(class_to_size[sizeclass]);
@@ -282,7 +307,7 @@ static inline size_t live_bytes_of(unsigned sizeclass, size_t npages)
 unsigned mspan_nextFreeIndex(struct mspan *s);
 void mspan_refillAllocCache(struct mspan *s, unsigned word);
 unsigned mspan_sweep(struct mspan *s);
-void mspan_init_small(struct mspan *s, unsigned sizeclass);
+void mspan_init_small(struct mspan *s, unsigned spanclass);
 unsigned mspan_out_count(const struct mspan *s);
 int mspan_valid(const struct mspan *s);
 /* Index of the slot starting exactly at p, or -1. */
@@ -411,11 +436,13 @@ struct magentry {
 /* One class of one CPU's mcache: only that CPU touches it, with
  * interrupts off, except that kmalloc_stats reads the counters (written
  * with COUNT, read with LOAD). [base, top) are the entries held. One
- * cache line. */
+ * cache line. The entries are carved on the class's first slow path
+ * (mcache_mag_ready): until then all three pointers are NULL, which
+ * fails both fast paths, so a CPU pays only for the classes it uses. */
 struct magazine {
 	struct magentry *top;   /* next free entry */
-	struct magentry *base;  /* immutable: [mm_cache.mag_cap[class]] */
-	struct magentry *limit; /* immutable: base + capacity */
+	struct magentry *base;  /* [mm_cache.mag_cap[class]], once set */
+	struct magentry *limit; /* base + capacity */
 	uint64_t allocs;        /* objects handed out on this CPU */
 	uint64_t frees;         /* objects freed on this CPU */
 	uint64_t pad[3];
@@ -435,8 +462,8 @@ static inline uint32_t mag_count(const struct magazine *m)
 /* Per CPU; only that CPU touches it, with interrupts off, except the
  * counters kmalloc_stats reads (LOAD/STORE) and drain_seen (atomic). */
 struct mcache {
-	struct magazine mag[_NumSizeClasses];
-	struct mspan *alloc[_NumSizeClasses]; /* cached span per class,
+	struct magazine mag[NUM_SPANCLASSES];
+	struct mspan *alloc[NUM_SPANCLASSES]; /* cached span per class,
 	                                         or &mspan_empty */
 	struct mspan *lbin[LARGE_CACHE_MAXPAGES + 1]; /* cached large spans
 	                                         by page count, linked through
@@ -468,21 +495,24 @@ struct transfer_padded {
 
 /* Immutable after mheap_init: per-class cache sizes. */
 struct mm_cache_sizes {
-	uint16_t mag_cap[_NumSizeClasses];  /* magazine capacity */
-	uint16_t batch[_NumSizeClasses];    /* objects moved at once */
-	uint16_t tc_cap[_NumSizeClasses];   /* transfer cache capacity */
-	size_t mcache_bytes;                /* an mcache with its entries */
+	uint16_t mag_cap[NUM_SPANCLASSES];  /* magazine capacity */
+	uint16_t batch[NUM_SPANCLASSES];    /* objects moved at once */
+	uint16_t tc_cap[NUM_SPANCLASSES];   /* transfer cache capacity */
+	size_t mcache_bytes;                /* an mcache without entries */
+	size_t mcache_max_bytes;            /* ... with every magazine's */
+	size_t tc_bytes;                    /* every transfer cache's entries */
 };
 
 struct mcache *mcache_get(unsigned cpu);
-void *mcache_refill_alloc(struct mcache *c, unsigned sizeclass, bool *needzero);
-void *mcache_alloc_slow(struct mcache *c, unsigned sizeclass, bool *needzero);
-void mcache_spill(struct mcache *c, unsigned sizeclass);
+void *mcache_refill_alloc(struct mcache *c, unsigned spanclass, bool *needzero);
+void *mcache_alloc_slow(struct mcache *c, unsigned spanclass, bool *needzero);
+void mcache_spill(struct mcache *c, unsigned spanclass);
+bool mcache_mag_ready(struct mcache *c, unsigned spanclass);
 void mcache_drain(struct mcache *c, bool keep_spans);
 void mcache_poll(struct mcache *c);
 void mm_cache_init(void);
-size_t mm_transfer_take(unsigned sizeclass, struct magentry *out, size_t want);
-size_t mm_transfer_put(unsigned sizeclass, const struct magentry *in, size_t n);
+size_t mm_transfer_take(unsigned spanclass, struct magentry *out, size_t want);
+size_t mm_transfer_put(unsigned spanclass, const struct magentry *in, size_t n);
 void mm_transfer_drain_all(void);
 bool mm_drain_all(bool wait);
 
@@ -563,8 +593,8 @@ struct mheap {
 	int scav_pending;          /* atomic: free pages above the goal */
 	int inited;
 	uint64_t drain_gen;        /* atomic: drain requests (mm_drain_all) */
-	struct mcentral_padded central[_NumSizeClasses];
-	struct transfer_padded transfer[_NumSizeClasses];
+	struct mcentral_padded central[NUM_SPANCLASSES];
+	struct transfer_padded transfer[NUM_SPANCLASSES];
 };
 
 extern struct mheap mheap_;
@@ -733,7 +763,7 @@ static inline void *mm_nomem(void)
 	return NULL;
 }
 
-void *mm_alloc_class(unsigned sizeclass, unsigned flags);
+void *mm_alloc_class(unsigned spanclass, unsigned flags);
 /* Tiny formatter for sys_log lines: appends to buf, returns new length. */
 size_t mm_fmt_str(char *buf, size_t n, size_t cap, const char *s);
 size_t mm_fmt_u64(char *buf, size_t n, size_t cap, uint64_t v, int width);

@@ -30,7 +30,11 @@
 #include <stdint.h>
 
 /* Flags for the `flags` argument; 0 means default. */
-#define KM_ZERO 0x1u /* return zeroed memory (what kzalloc passes) */
+#define KM_ZERO 0x1u   /* return zeroed memory (what kzalloc passes) */
+#define KM_NOSCAN 0x2u /* the object holds no pointers (a string, a
+                          buffer, page data): the leak detector does not
+                          look inside it, so a pointer stored only in it
+                          keeps nothing alive (kmalloc_leak_scan) */
 
 /* Number of size classes including the unused class 0 (Go's _NumSizeClasses). */
 #define KMALLOC_NUM_CLASSES 68
@@ -83,12 +87,16 @@ void kmalloc_trim(void);
  * allocator call in progress on that CPU; the host port does not. */
 void kmalloc_safepoint(void);
 
+/* Per size class, both halves (scanned and KM_NOSCAN objects) together;
+ * the noscan_ fields are the KM_NOSCAN half alone. */
 struct kmalloc_class_stats {
 	uint64_t size;   /* bytes per object (0 for class 0) */
 	uint64_t allocs; /* objects ever allocated */
 	uint64_t frees;  /* objects ever freed */
 	uint64_t live;   /* allocs - frees */
 	uint64_t spans;  /* spans of this class currently in use */
+	uint64_t noscan_live;  /* live objects allocated with KM_NOSCAN */
+	uint64_t noscan_spans; /* spans of those */
 };
 
 /* Like Go's runtime.MemStats. All byte counts are bytes, not pages. */

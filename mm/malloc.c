@@ -155,17 +155,18 @@ int kmalloc_init(void)
 
 /* The slow half of small allocation (steps 4-6, 8, 9), also the entry for
  * kmemalign's class choice. */
-void *mm_alloc_class(unsigned sizeclass, unsigned flags)
+void *mm_alloc_class(unsigned spanclass, unsigned flags)
 {
-	if (sizeclass == 0)
-		sizeclass = 1; /* kmalloc(0): a real, freeable 8-byte object */
+	if (spanclass_size(spanclass) == 0) /* kmalloc(0): a real, freeable */
+		spanclass = spanclass_make(1, spanclass_noscan(spanclass)); /* 8-byte object */
+	unsigned sizeclass = spanclass_size(spanclass);
 	void *v = NULL;
 	bool needzero = false;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		unsigned long f = sys_irq_save();
 		struct mcache *c = mcache_this();
 		if (c != NULL)
-			v = mcache_alloc_slow(c, sizeclass, &needzero);
+			v = mcache_alloc_slow(c, spanclass, &needzero);
 		sys_irq_restore(f);
 		if (v != NULL || c == NULL || attempt == 1 || !mm_drain_all(true))
 			break;
@@ -178,9 +179,9 @@ void *mm_alloc_class(unsigned sizeclass, unsigned flags)
 	return v;
 }
 
-static __attribute__((noinline)) void *zero_object(void *v, unsigned sizeclass)
+static __attribute__((noinline)) void *zero_object(void *v, unsigned spanclass)
 {
-	__builtin_memset(v, 0, class_to_size[sizeclass]);
+	__builtin_memset(v, 0, class_to_size[spanclass_size(spanclass)]);
 	return v;
 }
 
@@ -190,7 +191,7 @@ void *kmalloc(size_t size, unsigned flags)
 {
 	if (MM_UNLIKELY(size > _MaxSmallSize))
 		return mm_alloc_large(size, 0, flags);
-	unsigned cls = size_to_class(size);
+	unsigned cls = spanclass_make(size_to_class(size), (flags / KM_NOSCAN) & 1);
 	unsigned long f = sys_irq_save();
 	struct mcache *c = mcache_fast();
 	if (MM_LIKELY(c != NULL)) {
@@ -246,7 +247,7 @@ void *kcalloc(size_t n, size_t size, unsigned flags)
  * else is an invalid pointer for `what`. */
 static _Noreturn void bad_pointer(struct mspan *s, uintptr_t p, const char *what)
 {
-	if (s != NULL && s->spanclass == 0 && p == s->base && span_state(s) != SPAN_INUSE)
+	if (s != NULL && span_is_large(s) && p == s->base && span_state(s) != SPAN_INUSE)
 		sys_fault("double free", (void *)p);
 	sys_fault(what, (void *)p);
 }
@@ -258,7 +259,7 @@ static uint8_t *live_byte(struct mspan *s, uintptr_t p, const char *what, const 
 {
 	for (;;) {
 		uint32_t w = span_state_word(s);
-		if ((w & SPAN_STATE_MASK) != SPAN_INUSE || s->spanclass == 0)
+		if ((w & SPAN_STATE_MASK) != SPAN_INUSE || span_is_large(s))
 			bad_pointer(s, p, what);
 		long idx = mspan_slot_of(s, p);
 		uint8_t *lb = idx >= 0 ? mspan_live(s, (unsigned)idx) : NULL;
@@ -280,7 +281,7 @@ static uint8_t *live_byte(struct mspan *s, uintptr_t p, const char *what, const 
  * them. */
 static __attribute__((noinline)) void kfree_slow(struct mspan *s, uintptr_t p)
 {
-	if (s->spanclass == 0 && span_state(s) != SPAN_DEAD) {
+	if (span_is_large(s) && span_state(s) != SPAN_DEAD) {
 		kfree_large(s, p);
 		return;
 	}
@@ -288,9 +289,11 @@ static __attribute__((noinline)) void kfree_slow(struct mspan *s, uintptr_t p)
 	unsigned cls = s->spanclass;
 	unsigned long f = sys_irq_save();
 	struct mcache *c = mcache_this();
-	if (c == NULL) {
-		/* No mcache can be made (the heap failed to set up, which
-		 * cannot happen once p was allocated): free to the span. */
+	if (c == NULL || !mcache_mag_ready(c, cls)) {
+		/* No mcache or magazine can be made (the metadata area is
+		 * out): free to the span. */
+		if (c != NULL)
+			COUNT(c->mag[cls].frees);
 		sys_irq_restore(f);
 		STORE(*lb, 0);
 		struct magentry e = { (void *)p, lb };
@@ -380,7 +383,7 @@ static struct mspan *live_span(uintptr_t p, const char *what)
 	struct mspan *s = spanOf(p);
 	if (s == NULL)
 		sys_fault(what, (void *)p);
-	if (s->spanclass == 0) {
+	if (span_is_large(s)) {
 		if (span_state(s) != SPAN_INUSE || p != s->base)
 			bad_pointer(s, p, what);
 		return s;
@@ -404,9 +407,10 @@ void *krealloc(void *p, size_t size, unsigned flags)
 	size_t old = s->elemsize;
 	if (size == 0 || (size <= old && size > old / 2))
 		return p;
-	if (s->spanclass == 0 && size > old)
+	if (span_is_large(s) && size > old)
 		return mm_realloc_large(s, p, size, flags);
-	if (s->spanclass != 0 && size <= old && size_to_class(size) == s->spanclass)
+	if (!span_is_large(s) && size <= old &&
+	    size_to_class(size) == spanclass_size(s->spanclass))
 		return p; /* shrinking, but no smaller class fits */
 	/* A small object that grows gets half its size again as headroom:
 	 * an object grown step by step (a string being built) then moves
@@ -434,7 +438,7 @@ void *kmemalign(size_t align, size_t size, unsigned flags)
 		 * multiple of align aligns every slot. */
 		for (unsigned c = size_to_class(size ? size : 1); c < _NumSizeClasses; c++)
 			if (class_to_size[c] % align == 0)
-				return mm_alloc_class(c, flags);
+				return mm_alloc_class(spanclass_make(c, (flags / KM_NOSCAN) & 1), flags);
 	}
 	return mm_alloc_large(size, align, flags);
 }

@@ -49,18 +49,20 @@ static size_t clamp(size_t v, size_t lo, size_t hi)
 void mm_cache_init(void)
 {
 	struct mm_cache_sizes *cs = &mheap_.cs;
-	size_t entries = 0;
-	for (unsigned i = 1; i < _NumSizeClasses; i++) {
-		size_t sz = class_to_size[i];
+	cs->mcache_bytes = (sizeof(struct mcache) + 63) & ~(size_t)63;
+	cs->mcache_max_bytes = cs->mcache_bytes;
+	cs->tc_bytes = 0;
+	for (unsigned i = 2; i < NUM_SPANCLASSES; i++) {
+		size_t sz = class_to_size[spanclass_size(i)];
 		size_t mag = clamp(MAG_BYTES / sz, MAG_MIN, MAG_MAX);
 		cs->mag_cap[i] = (uint16_t)mag;
 		cs->batch[i] = (uint16_t)(mag / 2);
 		cs->tc_cap[i] = (uint16_t)clamp(TC_BYTES / sz, mag, TC_MAX);
 		mheap_.transfer[i].t.cap = cs->tc_cap[i];
-		entries += mag;
+		/* meta_alloc rounds every piece to 64 bytes */
+		cs->mcache_max_bytes += (mag * sizeof(struct magentry) + 63) & ~(size_t)63;
+		cs->tc_bytes += (cs->tc_cap[i] * sizeof(struct magentry) + 63) & ~(size_t)63;
 	}
-	cs->mcache_bytes = (sizeof(struct mcache) + entries * sizeof(struct magentry) + 63) &
-	                   ~(size_t)63;
 }
 
 /* This CPU's mcache, creating it (and the heap, on the host's first
@@ -79,30 +81,25 @@ struct mcache *mcache_get(unsigned cpu)
 	unlock_heap();
 	if (c == NULL)
 		return NULL;
-	struct magentry *e = (struct magentry *)(c + 1);
-	for (unsigned i = 0; i < _NumSizeClasses; i++) {
-		c->alloc[i] = &mspan_empty;
-		c->mag[i].base = c->mag[i].top = e;
-		e += mheap_.cs.mag_cap[i];
-		c->mag[i].limit = e;
-	}
+	for (unsigned i = 0; i < NUM_SPANCLASSES; i++)
+		c->alloc[i] = &mspan_empty; /* magazines: NULL until used */
 	c->cpu = cpu;
 	c->drain_seen = __atomic_load_n(&mheap_.drain_gen, __ATOMIC_ACQUIRE);
 	__atomic_store_n(&mm_mcaches[cpu_slot(cpu)], c, __ATOMIC_RELEASE);
 	return c;
 }
 
-/* The magazine and the span's allocCache are empty for sizeclass: take
+/* The magazine and the span's allocCache are empty for spanclass: take
  * from the cached span the slow way, or sweep it, or trade it for another
  * span from the mcentral. Returns the object, marked live, or NULL when
  * memory is exhausted; *needzero tells whether it may hold old data.
- * pre: interrupts off; c is this CPU's mcache; sizeclass >= 1. */
-void *mcache_refill_alloc(struct mcache *c, unsigned sizeclass, bool *needzero)
+ * pre: interrupts off; c is this CPU's mcache; spanclass >= 2. */
+void *mcache_refill_alloc(struct mcache *c, unsigned spanclass, bool *needzero)
 {
 	for (;;) {
-		struct mspan *s = c->alloc[sizeclass];
+		struct mspan *s = c->alloc[spanclass];
 		if (s != &mspan_empty) {
-			MM_ASSERT(s->cachedBy == cpu_slot(c->cpu) && s->spanclass == sizeclass);
+			MM_ASSERT(s->cachedBy == cpu_slot(c->cpu) && s->spanclass == spanclass);
 			long idx = mspan_nextFreeFast(s);
 			if (idx < 0) {
 				idx = mspan_nextFreeIndex(s);
@@ -124,24 +121,43 @@ void *mcache_refill_alloc(struct mcache *c, unsigned sizeclass, bool *needzero)
 				continue;
 		}
 		struct mspan *old = s == &mspan_empty ? NULL : s;
-		c->alloc[sizeclass] = &mspan_empty;
-		s = mcentral_refill(&mheap_.central[sizeclass].c, old, c->cpu);
+		c->alloc[spanclass] = &mspan_empty;
+		s = mcentral_refill(&mheap_.central[spanclass].c, old, c->cpu);
 		if (s == NULL)
 			return NULL;
-		c->alloc[sizeclass] = s;
+		c->alloc[spanclass] = s;
 	}
+}
+
+/* Carve the magazine's entries of spanclass on its first use. Returns
+ * false (the magazine stays unusable, NULL) if the metadata area is out.
+ * pre: interrupts off; c is this CPU's mcache. */
+bool mcache_mag_ready(struct mcache *c, unsigned spanclass)
+{
+	struct magazine *m = &c->mag[spanclass];
+	if (MM_LIKELY(m->base != NULL))
+		return true;
+	size_t cap = mheap_.cs.mag_cap[spanclass];
+	lock_heap();
+	struct magentry *e = meta_alloc(&mheap_.m_caches, cap * sizeof(struct magentry));
+	unlock_heap();
+	if (e == NULL)
+		return false;
+	m->base = m->top = e;
+	m->limit = e + cap;
+	return true;
 }
 
 /* kmalloc's slow half for a small class: a batch from the transfer cache
  * into the empty magazine, or else the span path. Returns the object,
  * marked live and counted, or NULL; *needzero as above.
  * pre: interrupts off; c is this CPU's mcache. */
-void *mcache_alloc_slow(struct mcache *c, unsigned sizeclass, bool *needzero)
+void *mcache_alloc_slow(struct mcache *c, unsigned spanclass, bool *needzero)
 {
-	struct magazine *m = &c->mag[sizeclass];
+	struct magazine *m = &c->mag[spanclass];
 	mcache_poll(c);
-	if (m->top == m->base)
-		m->top += mm_transfer_take(sizeclass, m->base, mheap_.cs.batch[sizeclass]);
+	if (m->top == m->base && mcache_mag_ready(c, spanclass))
+		m->top += mm_transfer_take(spanclass, m->base, mheap_.cs.batch[spanclass]);
 	void *v;
 	if (m->top != m->base) {
 		struct magentry *e = --m->top;
@@ -149,7 +165,7 @@ void *mcache_alloc_slow(struct mcache *c, unsigned sizeclass, bool *needzero)
 		*needzero = true;
 		v = e->p;
 	} else {
-		v = mcache_refill_alloc(c, sizeclass, needzero);
+		v = mcache_refill_alloc(c, spanclass, needzero);
 		if (v == NULL)
 			return NULL;
 	}
@@ -157,18 +173,18 @@ void *mcache_alloc_slow(struct mcache *c, unsigned sizeclass, bool *needzero)
 	return v;
 }
 
-/* The magazine of sizeclass is full: move its oldest batch to the
+/* The magazine of spanclass is full: move its oldest batch to the
  * transfer cache, or to the spans if that is full too.
  * pre: interrupts off; c is this CPU's mcache. */
-void mcache_spill(struct mcache *c, unsigned sizeclass)
+void mcache_spill(struct mcache *c, unsigned spanclass)
 {
-	struct magazine *m = &c->mag[sizeclass];
-	size_t n = mag_count(m), b = mheap_.cs.batch[sizeclass];
+	struct magazine *m = &c->mag[spanclass];
+	size_t n = mag_count(m), b = mheap_.cs.batch[spanclass];
 	if (b == 0 || b > n)
 		b = n;
-	size_t put = mm_transfer_put(sizeclass, m->base, b);
+	size_t put = mm_transfer_put(spanclass, m->base, b);
 	if (put < b)
-		mcentral_return(&mheap_.central[sizeclass].c, m->base + put, b - put);
+		mcentral_return(&mheap_.central[spanclass].c, m->base + put, b - put);
 	__builtin_memmove(m->base, m->base + b, (n - b) * sizeof(struct magentry));
 	m->top -= b;
 }
@@ -178,7 +194,7 @@ void mcache_spill(struct mcache *c, unsigned sizeclass)
  * CPU's mcache; no mm lock held. */
 void mcache_drain(struct mcache *c, bool keep_spans)
 {
-	for (unsigned i = 1; i < _NumSizeClasses; i++) {
+	for (unsigned i = 2; i < NUM_SPANCLASSES; i++) {
 		struct magazine *m = &c->mag[i];
 		if (m->top != m->base) {
 			mcentral_return(&mheap_.central[i].c, m->base, mag_count(m));

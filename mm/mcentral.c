@@ -156,7 +156,7 @@ static void take(struct mcentral *c, struct mspan *s, unsigned cpu)
  * flush, out of memory). pre: no mm lock held. */
 void mcentral_free_spares(void)
 {
-	for (unsigned i = 1; i < _NumSizeClasses; i++) {
+	for (unsigned i = 2; i < NUM_SPANCLASSES; i++) {
 		struct mcentral *c = &mheap_.central[i].c;
 		if (__atomic_load_n(&c->nempty, __ATOMIC_RELAXED) == 0)
 			continue;
@@ -203,7 +203,7 @@ struct mspan *mcentral_refill(struct mcentral *c, struct mspan *old, unsigned cp
 	}
 	unlock_central(c);
 
-	s = mheap_alloc_span(class_to_allocnpages[c->spanclass], c->spanclass, 1);
+	s = mheap_alloc_span(class_to_allocnpages[spanclass_size(c->spanclass)], c->spanclass, 1);
 	lock_central(c);
 	if (s == NULL) {
 		s = any_free_slot(c);

@@ -66,10 +66,11 @@ static size_t round_up(size_t x, size_t a)
  * needs more (the live bytes sit at 64 per word, see below). */
 static unsigned bits_words(unsigned spanclass, size_t npages)
 {
-	if (spanclass == 0)
+	unsigned sc = spanclass_size(spanclass);
+	if (sc == 0)
 		return 0;
-	unsigned bw = (unsigned)((npages * PAGE_SIZE / class_to_size[spanclass] + 63) / 64);
-	unsigned lw = (unsigned)((live_bytes_of(spanclass, npages) + 63) / 64);
+	unsigned bw = (unsigned)((npages * PAGE_SIZE / class_to_size[sc] + 63) / 64);
+	unsigned lw = (unsigned)((live_bytes_of(sc, npages) + 63) / 64);
 	return bw > lw ? bw : lw;
 }
 
@@ -118,8 +119,7 @@ static size_t layout(size_t arena, struct metaarr **arrs, unsigned *narrs)
 	sizes[n++] = arena / 5 / FIX_BLOCK * sizeof(struct fixblk);
 	/* mcaches with their magazines, and the transfer caches' entries */
 	arrs[n] = &mheap_.m_caches;
-	sizes[n++] = (size_t)sys_config.max_cpus * mheap_.cs.mcache_bytes +
-	             (size_t)(_NumSizeClasses - 1) * TC_MAX * sizeof(struct magentry);
+	sizes[n++] = (size_t)sys_config.max_cpus * mheap_.cs.mcache_max_bytes + mheap_.cs.tc_bytes;
 	size_t off = 0;
 	for (unsigned i = 0; i < n; i++) {
 		arrs[i]->base = off;
@@ -181,7 +181,7 @@ int mheap_init(void)
 	for (unsigned b = 0; b < 5; b++)
 		fixalloc_init(&mheap_.spanalloc[1 + b],
 		              sizeof(struct mspan) + ((2 * sizeof(uint64_t) + 64) << b), false);
-	for (unsigned i = 0; i < _NumSizeClasses; i++)
+	for (unsigned i = 0; i < NUM_SPANCLASSES; i++)
 		mheap_.central[i].c.spanclass = i;
 	mheap_.arena_used = mheap_.arena_start;
 	__atomic_store_n(&mheap_.inited, 1, __ATOMIC_RELEASE);
@@ -321,7 +321,7 @@ static void free_records(struct mspan *s)
 }
 
 /* Allocate a span of npages heap pages (base aligned to align_pages heap
- * pages) for spanclass (0 = large object). Returns it with base, npages,
+ * pages) for spanclass (0 or 1 = large object). Returns it with base, npages,
  * spanclass, needzero, bitmaps and live bytes (small, all clear) set and
  * state still DEAD: the caller fills the class fields and publishes
  * INUSE. NULL if the arena or the port's memory is exhausted; nothing
@@ -344,7 +344,7 @@ struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass, size_t align_p
 		return NULL;
 	}
 	size_t pg = (size_t)pgl;
-	size_t scav = account_take(pg, npages, spanclass == 0);
+	size_t scav = account_take(pg, npages, spanclass < 2);
 	span_set_state(s, SPAN_DEAD);
 	s->next = s->prev = NULL;
 	s->base = mheap_.arena_start + pg * PAGE_SIZE;
@@ -368,7 +368,7 @@ struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass, size_t align_p
 
 	if (scav != 0 && commit_runs(pg, npages) != 0) {
 		lock_heap();
-		account_give(pg, npages, spanclass == 0);
+		account_give(pg, npages, spanclass < 2);
 		free_records(s);
 		unlock_heap();
 		return NULL;
@@ -419,7 +419,7 @@ void mheap_free_span(struct mspan *s, bool released)
 	__atomic_store_n(&s->nbytes, 0, __ATOMIC_RELAXED); /* before DEAD: malloc.c */
 	if (released)
 		pa_set_scav(&mheap_.pages, pg, s->npages, true);
-	account_give(pg, s->npages, s->spanclass == 0);
+	account_give(pg, s->npages, span_is_large(s));
 	span_set_state(s, SPAN_DEAD);
 	/* The page->span entries stay: stale entries point at this record,
 	 * now DEAD, which is how kfree tells a freed span from garbage. */

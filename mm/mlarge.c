@@ -148,7 +148,9 @@ void *mm_alloc_large(size_t size, size_t align, unsigned flags)
 	unsigned long f = sys_irq_save();
 	struct mcache *c = mcache_this();
 	struct mspan *s = NULL;
+	unsigned spc = spanclass_make(0, (flags / KM_NOSCAN) & 1);
 	if (c != NULL && align_pages == 1 && (s = cache_take(c, npages)) != NULL) {
+		s->spanclass = (uint8_t)spc; /* a cached span is ours to relabel */
 		count_alloc(c, s->elemsize);
 		span_publish(s);
 	}
@@ -156,9 +158,9 @@ void *mm_alloc_large(size_t size, size_t align, unsigned flags)
 	if (s != NULL) {
 		s->needzero = 1;
 	} else {
-		s = mheap_alloc_span(npages, 0, align_pages);
+		s = mheap_alloc_span(npages, spc, align_pages);
 		if (s == NULL && mm_drain_all(true))
-			s = mheap_alloc_span(npages, 0, align_pages);
+			s = mheap_alloc_span(npages, spc, align_pages);
 		if (s == NULL)
 			return mm_nomem();
 		large_init(s);
@@ -171,7 +173,7 @@ void *mm_alloc_large(size_t size, size_t align, unsigned flags)
 	return (void *)s->base;
 }
 
-/* kfree of the large object p of span s. pre: s->spanclass == 0. */
+/* kfree of the large object p of span s. pre: span_is_large(s). */
 void kfree_large(struct mspan *s, uintptr_t p)
 {
 	uint32_t w = span_state_word(s);
@@ -210,7 +212,7 @@ void *mm_realloc_large(struct mspan *s, void *p, size_t size, unsigned flags)
 		return p;
 	}
 	if (sys_config.move != NULL && old >= MOVE_MIN) {
-		struct mspan *n = mheap_alloc_span(npages, 0, 1);
+		struct mspan *n = mheap_alloc_span(npages, spanclass_make(0, (flags / KM_NOSCAN) & 1), 1);
 		if (n != NULL && sys_config.move((void *)n->base, p, old) == 0) {
 			large_init(n);
 			n->needzero = 1;

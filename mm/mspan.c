@@ -38,12 +38,13 @@
  * kfree's (what the page map holds for pages outside every span). */
 struct mspan mspan_empty = { .cachedBy = CPU_NONE };
 
-/* Fill the fields of a fresh span of `sizeclass` (base, npages and the
+/* Fill the fields of a fresh span of `spanclass` (base, npages and the
  * bitmaps come from mheap_alloc_span) and publish it as INUSE. The
- * bitmaps and live bytes come zeroed from their fixalloc. */
-void mspan_init_small(struct mspan *s, unsigned sizeclass)
+ * bitmaps and live bytes come zeroed from mheap_alloc_span. */
+void mspan_init_small(struct mspan *s, unsigned spanclass)
 {
-	s->spanclass = (uint8_t)sizeclass;
+	unsigned sizeclass = spanclass_size(spanclass);
+	s->spanclass = (uint8_t)spanclass;
 	s->elemsize = class_to_size[sizeclass];
 	s->nelems = (uint16_t)obj_index(class_to_divmagic[sizeclass], s->npages * PAGE_SIZE);
 	s->divMul = class_to_divmagic[sizeclass];
@@ -131,7 +132,7 @@ unsigned mspan_sweep(struct mspan *s)
 {
 	unsigned nw = span_nwords(s), fi = s->freeindex, freed = 0, taken = 0;
 
-	MM_ASSERT(fi <= s->nelems && s->spanclass != 0);
+	MM_ASSERT(fi <= s->nelems && !span_is_large(s));
 	for (unsigned w = 0; w < nw; w++) {
 		uint64_t below = below_mask(fi, w);
 		uint64_t ab = s->allocBits[w];
@@ -190,12 +191,13 @@ int mspan_valid(const struct mspan *s)
 {
 	if (span_state(s) != SPAN_INUSE)
 		return 0;
-	if (s->spanclass == 0)
+	if (span_is_large(s))
 		return s->nelems == 1 && s->elemsize == s->npages * PAGE_SIZE &&
 		       s->limit == s->base + s->elemsize;
-	if (s->spanclass >= _NumSizeClasses ||
-	    s->elemsize != class_to_size[s->spanclass] ||
-	    s->npages != class_to_allocnpages[s->spanclass] ||
+	unsigned sc = spanclass_size(s->spanclass);
+	if (sc >= _NumSizeClasses ||
+	    s->elemsize != class_to_size[sc] ||
+	    s->npages != class_to_allocnpages[sc] ||
 	    s->nelems != s->npages * PAGE_SIZE / s->elemsize ||
 	    s->limit != s->base + (uintptr_t)s->nelems * s->elemsize ||
 	    s->freeindex > s->nelems)

@@ -25,9 +25,13 @@ void kmalloc_stats(struct kmalloc_stats *st)
 		struct mcache *c = __atomic_load_n(&mm_mcaches[slot], __ATOMIC_ACQUIRE);
 		if (c == NULL)
 			continue;
-		for (unsigned i = 0; i < _NumSizeClasses; i++) {
-			st->cls[i].allocs += LOAD(c->mag[i].allocs);
-			st->cls[i].frees += LOAD(c->mag[i].frees);
+		for (unsigned i = 2; i < NUM_SPANCLASSES; i++) {
+			struct kmalloc_class_stats *k = &st->cls[spanclass_size(i)];
+			uint64_t a = LOAD(c->mag[i].allocs), f = LOAD(c->mag[i].frees);
+			k->allocs += a;
+			k->frees += f;
+			if (spanclass_noscan(i))
+				k->noscan_live += a - f;
 		}
 		st->large_allocs += LOAD(c->large_allocs);
 		st->large_frees += LOAD(c->large_frees);
@@ -41,10 +45,12 @@ void kmalloc_stats(struct kmalloc_stats *st)
 		st->cls[i].live = st->cls[i].allocs - st->cls[i].frees;
 	if (!__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE))
 		return;
-	for (unsigned i = 1; i < _NumSizeClasses; i++) {
+	for (unsigned i = 2; i < NUM_SPANCLASSES; i++) {
 		struct mcentral *c = &mheap_.central[i].c;
 		lock_central(c);
-		st->cls[i].spans = c->nspans;
+		st->cls[spanclass_size(i)].spans += c->nspans;
+		if (spanclass_noscan(i))
+			st->cls[spanclass_size(i)].noscan_spans += c->nspans;
 		unlock_central(c);
 	}
 	lock_heap();
@@ -99,7 +105,7 @@ void kmalloc_dump(void)
 	size_t n;
 
 	kmalloc_stats(&st);
-	sys_log("kmalloc: class   size     allocs      frees       live  spans");
+	sys_log("kmalloc: class   size     allocs      frees       live  spans  noscan");
 	for (unsigned i = 1; i < _NumSizeClasses; i++) {
 		if (st.cls[i].allocs == 0 && st.cls[i].spans == 0)
 			continue;
@@ -110,6 +116,7 @@ void kmalloc_dump(void)
 		n = mm_fmt_u64(line, n, sizeof line, st.cls[i].frees, 11);
 		n = mm_fmt_u64(line, n, sizeof line, st.cls[i].live, 11);
 		n = mm_fmt_u64(line, n, sizeof line, st.cls[i].spans, 7);
+		n = mm_fmt_u64(line, n, sizeof line, st.cls[i].noscan_live, 8);
 		sys_log(line);
 	}
 	log_kv("kmalloc: large allocs  ", st.large_allocs);
@@ -151,13 +158,13 @@ static bool census(struct mm_census *out, bool count_spans)
 		return true;
 	for (unsigned slot = 1; slot <= MM_MAX_CPUS; slot++) {
 		struct mcache *c = __atomic_load_n(&mm_mcaches[slot], __ATOMIC_ACQUIRE);
-		for (unsigned i = 1; c != NULL && i < _NumSizeClasses; i++) {
+		for (unsigned i = 2; c != NULL && i < NUM_SPANCLASSES; i++) {
 			out->objs_cached += mag_count(&c->mag[i]);
 			for (uint32_t k = 0; count_spans && k < mag_count(&c->mag[i]); k++)
 				ok &= census_entry(&c->mag[i].base[k], i);
 		}
 	}
-	for (unsigned i = 1; i < _NumSizeClasses; i++) {
+	for (unsigned i = 2; i < NUM_SPANCLASSES; i++) {
 		struct transfer *t = &mheap_.transfer[i].t;
 		lock_transfer(t);
 		out->objs_cached += t->n;
@@ -182,7 +189,7 @@ static bool census(struct mm_census *out, bool count_spans)
 		out->pages_inuse++;
 		if (s->base != mheap_.arena_start + pg * PAGE_SIZE)
 			continue;
-		if (s->spanclass == 0)
+		if (span_is_large(s))
 			out->spans_large++;
 		else {
 			out->spans_small++;
@@ -191,7 +198,7 @@ static bool census(struct mm_census *out, bool count_spans)
 		}
 	}
 	unlock_heap();
-	for (unsigned i = 1; i < _NumSizeClasses; i++) {
+	for (unsigned i = 2; i < NUM_SPANCLASSES; i++) {
 		struct mcentral *c = &mheap_.central[i].c;
 		lock_central(c);
 		out->spans_partial += c->partial.len;
@@ -222,7 +229,7 @@ static bool spans_account_for_caches(void)
 	for (size_t pg = 0; pg < npages; pg++) {
 		struct mspan *s = mheap_.spans[pg];
 		if (!pa_is_alloc(&mheap_.pages, pg) || s == NULL || span_state(s) == SPAN_DEAD ||
-		    s->base != mheap_.arena_start + pg * PAGE_SIZE || s->spanclass == 0)
+		    s->base != mheap_.arena_start + pg * PAGE_SIZE || span_is_large(s))
 			continue;
 		unsigned live = 0;
 		for (unsigned i = 0; i < s->nelems; i++)
@@ -285,7 +292,7 @@ int mheap_valid(void)
 		return fail("mheap_valid: inuse + free + released != sys");
 	if (cs.pages_inuse != inuse || cs.pages_free != fr || cs.pages_released != rel)
 		return fail("mheap_valid: page counters disagree with the bitmaps");
-	for (unsigned i = 1; i < _NumSizeClasses; i++) {
+	for (unsigned i = 2; i < NUM_SPANCLASSES; i++) {
 		struct mcentral *c = &mheap_.central[i].c;
 		lock_central(c);
 		uint32_t empty = 0;

@@ -19,10 +19,10 @@
  */
 #include "internal.h"
 
-/* Take up to `want` objects of sizeclass into out. Returns how many. */
-size_t mm_transfer_take(unsigned sizeclass, struct magentry *out, size_t want)
+/* Take up to `want` objects of spanclass into out. Returns how many. */
+size_t mm_transfer_take(unsigned spanclass, struct magentry *out, size_t want)
 {
-	struct transfer *t = &mheap_.transfer[sizeclass].t;
+	struct transfer *t = &mheap_.transfer[spanclass].t;
 	if (LOAD(t->n) == 0)
 		return 0;
 	lock_transfer(t);
@@ -34,11 +34,11 @@ size_t mm_transfer_take(unsigned sizeclass, struct magentry *out, size_t want)
 	return k;
 }
 
-/* Put up to n objects of sizeclass; returns how many fit (the caller
+/* Put up to n objects of spanclass; returns how many fit (the caller
  * returns the rest to their spans). */
-size_t mm_transfer_put(unsigned sizeclass, const struct magentry *in, size_t n)
+size_t mm_transfer_put(unsigned spanclass, const struct magentry *in, size_t n)
 {
-	struct transfer *t = &mheap_.transfer[sizeclass].t;
+	struct transfer *t = &mheap_.transfer[spanclass].t;
 	if (t->cap == 0 || LOAD(t->n) >= t->cap)
 		return 0;
 	if (__atomic_load_n(&t->e, __ATOMIC_ACQUIRE) == NULL) {
@@ -65,7 +65,7 @@ size_t mm_transfer_put(unsigned sizeclass, const struct magentry *in, size_t n)
 void mm_transfer_drain_all(void)
 {
 	struct magentry buf[64];
-	for (unsigned i = 1; i < _NumSizeClasses; i++) {
+	for (unsigned i = 2; i < NUM_SPANCLASSES; i++) {
 		size_t k;
 		while ((k = mm_transfer_take(i, buf, 64)) != 0)
 			mcentral_return(&mheap_.central[i].c, buf, k);

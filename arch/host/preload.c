@@ -215,20 +215,20 @@ EXPORT int malloc_trim(size_t pad)
 
 static void fork_prepare(void)
 {
-	for (unsigned i = 1; i < _NumSizeClasses; i++)
+	for (unsigned i = 2; i < NUM_SPANCLASSES; i++)
 		sys_lock(&mheap_.central[i].c.lock);
 	sys_lock(&mheap_.lock);
-	for (unsigned i = 1; i < _NumSizeClasses; i++)
+	for (unsigned i = 2; i < NUM_SPANCLASSES; i++)
 		sys_lock(&mheap_.transfer[i].t.lock);
 }
 
 /* Parent and child alike: the locks were ours, the same bytes in both. */
 static void fork_release(void)
 {
-	for (unsigned i = _NumSizeClasses - 1; i >= 1; i--)
+	for (unsigned i = NUM_SPANCLASSES - 1; i >= 2; i--)
 		sys_unlock(&mheap_.transfer[i].t.lock);
 	sys_unlock(&mheap_.lock);
-	for (unsigned i = _NumSizeClasses - 1; i >= 1; i--)
+	for (unsigned i = NUM_SPANCLASSES - 1; i >= 2; i--)
 		sys_unlock(&mheap_.central[i].c.lock);
 }
 

@@ -632,6 +632,47 @@ START_TEST(stats_count_small)
 }
 END_TEST
 
+/* KM_NOSCAN objects (no pointers inside, for the leak detector) are
+ * Go's noscan half of each size class: the same sizes and alignment,
+ * spans of their own, counted in the class's totals and on their own. */
+START_TEST(noscan_half_of_every_class)
+{
+	for (int c = 1; c < KMALLOC_NUM_CLASSES; c++) {
+		size_t sz = class_size(c);
+		struct kmalloc_stats a, b;
+		kmalloc_stats(&a);
+		unsigned char *p = kmalloc(sz, KM_NOSCAN), *q = kmalloc(sz, 0);
+		ck_assert_ptr_nonnull(p);
+		ck_assert_ptr_nonnull(q);
+		if (ksize(p) != sz) /* 24 B: its requests take the 32-byte class */
+			continue;
+		ck_assert_uint_eq(ksize(q), sz);
+		kmalloc_stats(&b);
+		ck_assert_uint_eq(b.cls[c].live, a.cls[c].live + 2);
+		ck_assert_uint_eq(b.cls[c].noscan_live, a.cls[c].noscan_live + 1);
+		/* a noscan object never shares a span with a scanned one */
+		ck_assert_uint_ge(b.cls[c].noscan_spans, 1);
+		ck_assert_uint_gt(b.cls[c].spans, b.cls[c].noscan_spans);
+		memset(p, 0xee, sz);
+		unsigned char *z = kzalloc(sz, KM_NOSCAN);
+		for (size_t i = 0; i < sz; i += 8)
+			ck_assert_uint_eq(z[i], 0);
+		kfree(p);
+		kfree(q);
+		kfree(z);
+		kmalloc_stats(&b);
+		ck_assert_uint_eq(b.cls[c].noscan_live, a.cls[c].noscan_live);
+	}
+	/* large objects too, and a class reached through kmemalign */
+	void *big = kmalloc(100000, KM_NOSCAN), *al = kmemalign(256, 300, KM_NOSCAN);
+	ck_assert_ptr_nonnull(big);
+	ck_assert_uint_eq((uintptr_t)al % 256, 0);
+	kfree(big);
+	kfree(al);
+	ASSERT_CONSISTENT();
+}
+END_TEST
+
 START_TEST(stats_count_large)
 {
 	struct kmalloc_stats a, b, c;
@@ -960,7 +1001,7 @@ static Suite *api_suite(void)
 		{ "kmemalign", { kmemalign_pow2, kmemalign_zeroed,
 				 kmemalign_bad_alignment_is_null } },
 		{ "bad sizes", { huge_sizes_are_null } },
-		{ "stats", { stats_count_small, stats_count_large,
+		{ "stats", { stats_count_small, noscan_half_of_every_class, stats_count_large,
 			     span_accounting_per_class,
 			     flush_and_trim_return_everything,
 			     dump_prints_and_changes_nothing } },

@@ -171,9 +171,9 @@ START_TEST(caches_through_default_fast_path)
 	struct mcache *c = mm_mcaches[cpu_slot(sys_cpu_id())];
 	ck_assert_ptr_nonnull(c);
 	kfree(p);
-	ck_assert_uint_eq(mag_count(&c->mag[6]), 1);
+	ck_assert_uint_eq(mag_count(&c->mag[spanclass_make(6, 0)]), 1);
 	ck_assert_ptr_eq(kmalloc(64, 0), p);
-	ck_assert_uint_eq(mag_count(&c->mag[6]), 0);
+	ck_assert_uint_eq(mag_count(&c->mag[spanclass_make(6, 0)]), 0);
 	void *l = kmalloc(100 << 10, 0);
 	kfree(l);
 	ck_assert_uint_eq(c->nlarge, 1);

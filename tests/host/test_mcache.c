@@ -21,7 +21,8 @@
 #include "child_util.h"
 #include "internal.h"
 
-#define CLS 10 /* 128-byte objects, 64 per span */
+#define CLS 10 /* 128-byte objects, 64 per span: the size class (stats) */
+#define SPC (CLS << 1) /* its span class (scanned half): per-class arrays */
 /* Its cache sizes (MAG_BYTES / 128, half of that, TC_BYTES / 128), which
  * the tests below count with; check_sizes makes a change of the bounds
  * fail here first, by name. */
@@ -31,9 +32,9 @@
 
 static void check_sizes(void)
 {
-	ck_assert_uint_eq(mheap_.cs.mag_cap[CLS], M);
-	ck_assert_uint_eq(mheap_.cs.batch[CLS], B);
-	ck_assert_uint_eq(mheap_.cs.tc_cap[CLS], T);
+	ck_assert_uint_eq(mheap_.cs.mag_cap[SPC], M);
+	ck_assert_uint_eq(mheap_.cs.batch[SPC], B);
+	ck_assert_uint_eq(mheap_.cs.tc_cap[SPC], T);
 }
 
 static struct mcache *mine(void)
@@ -43,12 +44,12 @@ static struct mcache *mine(void)
 
 static struct magazine *mag(void)
 {
-	return &mine()->mag[CLS];
+	return &mine()->mag[SPC];
 }
 
 static struct transfer *tcache(void)
 {
-	return &mheap_.transfer[CLS].t;
+	return &mheap_.transfer[SPC].t;
 }
 
 static uint8_t *live_of(const void *p)
@@ -102,17 +103,19 @@ START_TEST(cache_sizes_follow_byte_bounds)
 	void *p = kmalloc(1, 0); /* sets up the heap and this CPU's mcache */
 	struct mcache *c = mine();
 	ck_assert_ptr_nonnull(c);
-	for (unsigned i = 1; i < _NumSizeClasses; i++) {
-		size_t sz = class_to_size[i];
+	for (unsigned i = 2; i < NUM_SPANCLASSES; i++) {
+		size_t sz = class_to_size[spanclass_size(i)];
 		size_t m = clampz(MAG_BYTES / sz, MAG_MIN, MAG_MAX);
 		ck_assert_uint_eq(mheap_.cs.mag_cap[i], m);
 		ck_assert_uint_eq(mheap_.cs.batch[i], m / 2);
 		ck_assert_uint_eq(mheap_.cs.tc_cap[i], clampz(TC_BYTES / sz, m, TC_MAX));
 		ck_assert_uint_eq(mheap_.transfer[i].t.cap, mheap_.cs.tc_cap[i]);
-		ck_assert_uint_eq(c->mag[i].limit - c->mag[i].base, m);
-		/* magazines of one mcache are disjoint, in class order */
-		if (i > 1)
-			ck_assert_ptr_eq(c->mag[i].base, c->mag[i - 1].limit);
+		/* a magazine's entries exist once its class was used here */
+		unsigned used = spanclass_make(size_to_class(1), 0);
+		if (i == used)
+			ck_assert_uint_eq(c->mag[i].limit - c->mag[i].base, m);
+		else if (i != used)
+			ck_assert_ptr_null(c->mag[i].base);
 	}
 	check_sizes();
 	ck_assert_uint_eq(sizeof(struct magazine), 64);
@@ -190,7 +193,7 @@ static void alloc_n(int n)
 START_TEST(full_magazine_spills_oldest_batch)
 {
 	alloc_n(M + 1);
-	uint64_t returned = mheap_.central[CLS].c.returned;
+	uint64_t returned = mheap_.central[SPC].c.returned;
 	for (int i = 0; i < M; i++)
 		kfree(o[i]);
 	ck_assert_uint_eq(mag_count(mag()), M);
@@ -206,7 +209,7 @@ START_TEST(full_magazine_spills_oldest_batch)
 	for (int i = 0; i <= M - B; i++)
 		ck_assert_ptr_eq(mag()->base[i].p, o[B + i]);
 	/* nothing went back to a span */
-	ck_assert_uint_eq(mheap_.central[CLS].c.returned, returned);
+	ck_assert_uint_eq(mheap_.central[SPC].c.returned, returned);
 	ck_assert_uint_eq(objs_cached(), (uint64_t)M + 1);
 	for (int i = 0; i <= M; i++)
 		ck_assert_uint_eq(*live_of(o[i]), 0);
@@ -219,17 +222,17 @@ END_TEST
 START_TEST(full_transfer_cache_returns_to_spans)
 {
 	alloc_n(M + T + 1);
-	uint64_t returned = mheap_.central[CLS].c.returned;
+	uint64_t returned = mheap_.central[SPC].c.returned;
 	for (int i = 0; i < M + T; i++)
 		kfree(o[i]);
 	ck_assert_uint_eq(tcache()->n, T);
 	ck_assert_uint_eq(mag_count(mag()), M);
-	ck_assert_uint_eq(mheap_.central[CLS].c.returned, returned);
+	ck_assert_uint_eq(mheap_.central[SPC].c.returned, returned);
 	struct mspan *s = spanOf((uintptr_t)o[T]);
 	unsigned out = mspan_out_count(s);
 	kfree(o[M + T]); /* spill: o[T .. T+B) go to their spans */
 	ck_assert_uint_eq(tcache()->n, T);
-	ck_assert_uint_eq(mheap_.central[CLS].c.returned, returned + B);
+	ck_assert_uint_eq(mheap_.central[SPC].c.returned, returned + B);
 	ck_assert_uint_eq(mag_count(mag()), M - B + 1);
 	ck_assert_ptr_eq(mag()->base[0].p, o[T + B]);
 	ck_assert(!holds(tcache()->e, tcache()->n, o[T]));
@@ -241,12 +244,12 @@ START_TEST(full_transfer_cache_returns_to_spans)
 	ck_assert_uint_eq(span_state(s), SPAN_INUSE);
 	ck_assert_uint_eq(s->allocCount, 0);
 	ck_assert_uint_eq(s->onlist, LIST_PARTIAL);
-	ck_assert_ptr_eq(mheap_.central[CLS].c.partial.tail, s);
-	ck_assert_uint_eq(mheap_.central[CLS].c.nempty, 1);
+	ck_assert_ptr_eq(mheap_.central[SPC].c.partial.tail, s);
+	ck_assert_uint_eq(mheap_.central[SPC].c.nempty, 1);
 	ck_assert(mheap_valid());
 	mcentral_free_spares();
 	ck_assert_uint_eq(span_state(s), SPAN_DEAD);
-	ck_assert_uint_eq(mheap_.central[CLS].c.nempty, 0);
+	ck_assert_uint_eq(mheap_.central[SPC].c.nempty, 0);
 	ck_assert_uint_eq(objs_cached(), (uint64_t)T + M - B + 1);
 	ck_assert(mheap_valid());
 }
@@ -259,7 +262,7 @@ START_TEST(empty_magazine_takes_newest_transfer_batch)
 {
 	const int N = 4 * 64;
 	alloc_n(N); /* four spans, the last one cached and used up */
-	struct mspan *cached = mine()->alloc[CLS];
+	struct mspan *cached = mine()->alloc[SPC];
 	ck_assert_ptr_eq(cached, spanOf((uintptr_t)o[N - 1]));
 	ck_assert_uint_eq(cached->allocCache, 0);
 	for (int i = 0; i < N; i++)
@@ -267,7 +270,7 @@ START_TEST(empty_magazine_takes_newest_transfer_batch)
 	/* frees 129 and 193 spilled o[0..64) then o[64..128) */
 	ck_assert_uint_eq(tcache()->n, 2 * B);
 	ck_assert_uint_eq(mag_count(mag()), M);
-	uint64_t returned = mheap_.central[CLS].c.returned;
+	uint64_t returned = mheap_.central[SPC].c.returned;
 	for (int i = N - 1; i >= 2 * B; i--)
 		ck_assert_ptr_eq(kmalloc(128, 0), o[i]);
 	ck_assert_uint_eq(mag_count(mag()), 0);
@@ -279,8 +282,8 @@ START_TEST(empty_magazine_takes_newest_transfer_batch)
 		ck_assert_ptr_eq(kmalloc(128, 0), o[i]);
 	ck_assert_ptr_eq(kmalloc(128, 0), o[B - 1]);
 	ck_assert_uint_eq(tcache()->n, 0);
-	ck_assert_uint_eq(mheap_.central[CLS].c.returned, returned);
-	ck_assert_ptr_eq(mine()->alloc[CLS], cached);
+	ck_assert_uint_eq(mheap_.central[SPC].c.returned, returned);
+	ck_assert_ptr_eq(mine()->alloc[SPC], cached);
 	for (int i = 0; i < N; i++)
 		ck_assert_uint_eq(*live_of(o[i]), i >= B - 1); /* o[0..63) cached */
 	ck_assert_uint_eq(mag_count(mag()), B - 1);
@@ -299,7 +302,7 @@ START_TEST(alloc_slow_refills_magazine_from_transfer)
 	while (mag_count(mag()) != 0)
 		ck_assert_ptr_nonnull(kmalloc(128, 0));
 	bool needzero = false;
-	void *v = mcache_alloc_slow(mine(), CLS, &needzero);
+	void *v = mcache_alloc_slow(mine(), SPC, &needzero);
 	ck_assert_ptr_eq(v, o[3 * B - 1]);
 	ck_assert(needzero); /* it was used before */
 	ck_assert_uint_eq(*live_of(v), 1);
@@ -322,7 +325,7 @@ START_TEST(flush_empties_magazines_and_transfer)
 	kmalloc_flush_cpu();
 	ck_assert_uint_eq(tcache()->n, 0);
 	ck_assert_uint_eq(mag_count(mag()), 0);
-	ck_assert_ptr_eq(mine()->alloc[CLS], &mspan_empty);
+	ck_assert_ptr_eq(mine()->alloc[SPC], &mspan_empty);
 	struct mm_census cs;
 	mm_census(&cs);
 	ck_assert_uint_eq(cs.objs_cached, 0);
@@ -346,7 +349,7 @@ static void *free_then_alloc(void *arg)
 {
 	(void)arg;
 	kfree(handed);
-	struct magazine *m = &mine()->mag[CLS];
+	struct magazine *m = &mine()->mag[SPC];
 	mag_n = mag_count(m);
 	in_mag = m->base[0].p;
 	reused = kmalloc(128, 0);

@@ -21,12 +21,13 @@
 #include "internal.h"
 
 #define CLS 10 /* 128-byte objects, 64 per one-page span, partial from 8 free */
+#define SPC (CLS << 1) /* its span class (scanned half) */
 
 static unsigned cpu;
 
 static struct mcentral *central(void)
 {
-	return &mheap_.central[CLS].c;
+	return &mheap_.central[SPC].c;
 }
 
 /* List lengths and the spans of the class, then the whole heap. */
@@ -163,7 +164,7 @@ START_TEST(partial_from_an_eighth_free)
 	ck_assert_uint_eq(t->onlist, LIST_PARTIAL);
 	expect_lists(central(), 1, 1, 2);
 
-	struct mcentral *big = &mheap_.central[44].c; /* 4096 B, 2 per span */
+	struct mcentral *big = &mheap_.central[spanclass_make(44, 0)].c; /* 4096 B, 2 per span */
 	void *b[2];
 	struct mspan *v = filed_span(big, 2, b);
 	ck_assert_uint_eq(v->nelems, 2);
@@ -385,7 +386,7 @@ END_TEST
 START_TEST(cached_span_is_left_to_its_owner)
 {
 	setup();
-	struct mcentral *c = &mheap_.central[6].c; /* 64 B: two bitmap words */
+	struct mcentral *c = &mheap_.central[spanclass_make(6, 0)].c; /* 64 B: two bitmap words */
 	struct mspan *s = mcentral_cacheSpan(c, cpu);
 	void *o[100];
 	for (int i = 0; i < 100; i++)
@@ -599,7 +600,7 @@ START_TEST(live_entry_is_corrupt)
 	STORE(*mspan_live(s, (unsigned)(3)), 0);
 	expect_return_fault(central(), &e, 1, "corrupt cache entry", a[3]);
 	struct magentry x = { a[3], mspan_live(s, (unsigned)(3)) };
-	expect_return_fault(&mheap_.central[CLS + 1].c, &x, 1, "corrupt cache entry", a[3]);
+	expect_return_fault(&mheap_.central[spanclass_make(CLS + 1, 0)].c, &x, 1, "corrupt cache entry", a[3]);
 }
 END_TEST
 

@@ -85,7 +85,7 @@ START_TEST(same_cpu_loop_reuses_one_span)
 	ck_assert_uint_eq(c.spans_small, 1);
 	ck_assert_uint_eq(c.spans_cached, 1);
 	ck_assert_uint_eq(c.objs_cached, 1);
-	ck_assert_uint_eq(mheap_.central[6].c.returned, 0);
+	ck_assert_uint_eq(mheap_.central[spanclass_make(6, 0)].c.returned, 0);
 	struct kmalloc_stats st;
 	kmalloc_stats(&st);
 	ck_assert_uint_eq(st.cls[6].allocs, 100000);
@@ -705,7 +705,7 @@ START_TEST(out_of_memory_drains_magazines)
 	struct mm_census c = census();
 	ck_assert_uint_eq(c.objs_cached, 0);
 	ck_assert_uint_eq(c.spans_small, 1);
-	ck_assert_uint_eq(spanOf((uintptr_t)q)->spanclass, 18);
+	ck_assert_uint_eq(spanOf((uintptr_t)q)->spanclass, spanclass_make(18, 0));
 	ck_assert(mheap_valid());
 	/* nothing left to drain: NULL, and the heap serves again later */
 	void *r = kmalloc(MiB, 0);

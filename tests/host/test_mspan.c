@@ -40,7 +40,7 @@ static void span_setup(unsigned cls)
 	span.npages = class_to_allocnpages[cls];
 	span.allocBits = bits;
 	span.freeBits = bits + SPAN_MAX_WORDS;
-	mspan_init_small(&span, cls);
+	mspan_init_small(&span, spanclass_make(cls, 0));
 	span.cachedBy = cpu_slot(0);
 }
 
@@ -81,7 +81,7 @@ START_TEST(init_fields)
 	for (unsigned cls = 1; cls < _NumSizeClasses; cls++) {
 		span_setup(cls);
 		ck_assert_uint_eq(span_state(&span), SPAN_INUSE);
-		ck_assert_uint_eq(span.spanclass, cls);
+		ck_assert_uint_eq(span.spanclass, spanclass_make(cls, 0));
 		ck_assert_uint_eq(span.elemsize, class_to_size[cls]);
 		ck_assert_uint_eq(span.nelems, span.npages * 8192 / class_to_size[cls]);
 		ck_assert_uint_eq(span.nbytes, (uint32_t)(span.nelems * span.elemsize));
