@@ -526,7 +526,7 @@ static void magazines(unsigned cpu, void *arg)
 KTEST(smp_kmalloc_magazines)
 {
     struct kmalloc_stats before;
-    struct transfer *tc = &mheap_.transfer[size_to_class(MAG_SIZE)].t;
+    struct transfer *tc = &mheap_.transfer[spanclass_make(size_to_class(MAG_SIZE), 0)].t;
     uint64_t puts = __atomic_load_n(&tc->puts, __ATOMIC_RELAXED);
     uint64_t takes = __atomic_load_n(&tc->takes, __ATOMIC_RELAXED);
     memset(rings, 0, sizeof(rings));
@@ -686,11 +686,15 @@ static void lock_totals(uint64_t *heap_acq, uint64_t *heap_spin, uint64_t *cen_a
     *heap_acq = __atomic_load_n(&mheap_.lock.acquisitions, __ATOMIC_RELAXED);
     *heap_spin = __atomic_load_n(&mheap_.lock.spins, __ATOMIC_RELAXED);
     *cen_acq = *cen_spin = 0;
-    for (unsigned c = 0; c < KMALLOC_NUM_CLASSES; c++) {
-        class_spins0[c] = __atomic_load_n(&mheap_.central[c].c.lock.spins, __ATOMIC_RELAXED) - class_spins0[c];
-        *cen_acq += __atomic_load_n(&mheap_.central[c].c.lock.acquisitions, __ATOMIC_RELAXED);
-        *cen_spin += __atomic_load_n(&mheap_.central[c].c.lock.spins, __ATOMIC_RELAXED);
+    uint64_t now[KMALLOC_NUM_CLASSES] = { 0 };
+    for (unsigned sc = 0; sc < NUM_SPANCLASSES; sc++) {  /* both halves of a class */
+        uint64_t spins = __atomic_load_n(&mheap_.central[sc].c.lock.spins, __ATOMIC_RELAXED);
+        now[spanclass_size(sc)] += spins;
+        *cen_acq += __atomic_load_n(&mheap_.central[sc].c.lock.acquisitions, __ATOMIC_RELAXED);
+        *cen_spin += spins;
     }
+    for (unsigned c = 0; c < KMALLOC_NUM_CLASSES; c++)
+        class_spins0[c] = now[c] - class_spins0[c];
 }
 
 KTEST(smp_kmalloc_stress)
@@ -833,7 +837,7 @@ static void lock_hook(unsigned cpu)
 KTEST(smp_irq_while_mcentral_locked)
 {
     fail_flag = 0;
-    struct mcentral *c = &mheap_.central[LOCKED_CLASS].c;
+    struct mcentral *c = &mheap_.central[spanclass_make(LOCKED_CLASS, 0)].c;
     void *warm = kmalloc(class_size(LOCKED_CLASS), 0);  /* the heap is up and the class has a span */
     kfree(warm);
     lock_hook_done = 0;
