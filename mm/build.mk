@@ -11,6 +11,7 @@ MM_SRCS := \
 	mm/mheap.c \
 	mm/mpagealloc.c \
 	mm/mfixalloc.c \
+	mm/mgcmark.c \
 	mm/mlarge.c \
 	mm/mscavenge.c \
 	mm/mspan.c \

@@ -213,6 +213,14 @@ struct mspan {
 	                          sweep, together with "index < freeindex" */
 	uint64_t *freeBits;    /* atomic OR by mcentral_return (under the
 	                          mcentral lock); swept with XCHG by the owner */
+	/* The leak detector (mgcmark.c), with the world stopped: */
+	uint64_t *gcmarkBits;  /* reached in this scan; large: &gcmark1 */
+	uintptr_t *sites;      /* allocation site per slot when tracked, set
+	                          by the allocating CPU; large: &site1 */
+	uint64_t gcmark1;      /* a large span's mark bit */
+	uintptr_t site1;       /* a large object's allocation site */
+	uint8_t gcrescan;      /* marked objects left unscanned (grey stack
+	                          overflow) */
 };
 /* A small span's record goes on past the struct: its live bytes (the
  * slot at byte offset off has byte mspan_livebytes(s)[off >> liveshift]:
@@ -574,6 +582,7 @@ struct mheap {
 	uintptr_t arena_used_bytes; /* arena_used - arena_start (atomic) */
 	struct pagealloc pages;
 	struct metaarr m_spans, m_chunks, m_sum[PA_MAX_LEVELS], m_fix, m_fixblk, m_caches;
+	struct fixalloc greyalloc;    /* the leak detector's grey blocks */
 	struct fixalloc spanalloc[6]; /* span records: [0] large, [1 + b]
 	                                 small with bitmap bucket b */
 	uint32_t fix_released;     /* released fixalloc blocks: index + 1 of
@@ -592,6 +601,8 @@ struct mheap {
 	uint64_t scav_epoch_alloc; /* pages allocated this epoch */
 	int scav_pending;          /* atomic: free pages above the goal */
 	int inited;
+	bool track_sites;          /* immutable after init: record where each
+	                              object was allocated (sys_config) */
 	uint64_t drain_gen;        /* atomic: drain requests (mm_drain_all) */
 	struct mcentral_padded central[NUM_SPANCLASSES];
 	struct transfer_padded transfer[NUM_SPANCLASSES];
@@ -673,13 +684,16 @@ static inline void mcache_fast_set(struct mcache *c)
 	SYS_MCACHE_SLOT() = c;
 }
 #else
+/* The port has no slot of its own: a second table, filled only through
+ * mcache_fast_set, so that it can stay empty (site tracking). */
+extern struct mcache *mm_fast_mcaches[MM_MAX_CPUS + 1];
 static inline struct mcache *mcache_fast(void)
 {
-	return mm_mcaches[cpu_slot(SYS_CPU_ID_FAST())];
+	return mm_fast_mcaches[cpu_slot(SYS_CPU_ID_FAST())];
 }
 static inline void mcache_fast_set(struct mcache *c)
 {
-	(void)c;
+	mm_fast_mcaches[cpu_slot(sys_cpu_id())] = c;
 }
 #endif
 
@@ -699,7 +713,9 @@ static inline struct mcache *mcache_this(void)
 	if (MM_LIKELY(c != NULL))
 		return c;
 	c = mcache_get(sys_cpu_id());
-	if (c != NULL)
+	/* With allocation sites tracked the fast slot stays empty, so every
+	 * kmalloc and kfree takes the slow path, which records them. */
+	if (c != NULL && !mheap_.track_sites)
 		mcache_fast_set(c);
 	return c;
 }
@@ -718,9 +734,9 @@ static inline struct mspan *spanOf(uintptr_t p)
 
 /* ---- large objects (mlarge.c) ---- */
 
-void *mm_alloc_large(size_t size, size_t align, unsigned flags);
+void *mm_alloc_large(size_t size, size_t align, unsigned flags, uintptr_t site);
 void kfree_large(struct mspan *s, uintptr_t p);
-void *mm_realloc_large(struct mspan *s, void *p, size_t size, unsigned flags);
+void *mm_realloc_large(struct mspan *s, void *p, size_t size, unsigned flags, uintptr_t site);
 void mlarge_drain(struct mcache *c);
 
 /* ---- scavenger (mscavenge.c) ---- */
@@ -763,10 +779,26 @@ static inline void *mm_nomem(void)
 	return NULL;
 }
 
-void *mm_alloc_class(unsigned spanclass, unsigned flags);
+void *mm_alloc_class(unsigned spanclass, unsigned flags, uintptr_t site);
 /* Tiny formatter for sys_log lines: appends to buf, returns new length. */
 size_t mm_fmt_str(char *buf, size_t n, size_t cap, const char *s);
 size_t mm_fmt_u64(char *buf, size_t n, size_t cap, uint64_t v, int width);
+size_t mm_fmt_hex(char *buf, size_t n, size_t cap, uint64_t v);
+
+/* ---- leak detector (mgcmark.c) ---- */
+
+/* A grey block: fixed size, from mheap.greyalloc (one per fixalloc
+ * block), chained. */
+#define GREY_BLOCK FIX_BLOCK
+#define GREY_N ((GREY_BLOCK - 2 * sizeof(void *)) / sizeof(uintptr_t))
+#define GREY_MAX_BLOCKS 64 /* then marked objects wait for a rescan */
+struct greyblk {
+	struct greyblk *next;
+	size_t n;
+	uintptr_t obj[GREY_N];
+};
+#define MAX_ROOTS 64 /* kmalloc_add_root ranges */
+void mm_record_site(void *v, uintptr_t site);
 
 #pragma GCC visibility pop
 

@@ -117,6 +117,40 @@ struct kmalloc_stats {
 };
 
 void kmalloc_stats(struct kmalloc_stats *st);
+
+/* ---- leak detector: Go's mark phase, never freeing anything ----
+ * kmalloc_leak_scan marks every live object reachable from the roots
+ * (registered ranges, and what the port names: data, bss, stacks),
+ * conservatively: any aligned word that points into a live object, its
+ * start or its inside, keeps it, and its words are scanned in turn unless
+ * it was allocated KM_NOSCAN. Live objects left unmarked are leaks. Free
+ * objects, objects waiting in per-CPU caches and the allocator's own
+ * metadata are never marked or reported.
+ *
+ * The heap must hold still while it runs: the kernel port stops every
+ * other CPU for the scan; a port without that (the host: threads) needs
+ * the caller to make sure no other thread allocates or frees meanwhile,
+ * and counts only the calling thread's stack: an object reachable only
+ * from another thread's stack or registers is reported. */
+struct kmalloc_leaks {
+	uint64_t leaks;         /* live objects nothing points to */
+	uint64_t leak_bytes;    /* their sizes (object sizes, not requests) */
+	uint64_t marked;        /* live objects reached */
+	uint64_t scanned_bytes; /* roots and objects read */
+	uint64_t rescans;       /* overflow passes (grey stack full) */
+};
+/* Called for every leak with its object, its usable size and the code
+ * address that allocated it (0 unless the port tracks sites). */
+typedef void (*kmalloc_leak_fn)(const void *obj, size_t size, uintptr_t site, void *arg);
+/* Run a scan; report each leak to fn, or (fn NULL) print it through the
+ * port's log as "kmemleak: 0x<obj> size <n> [allocated at <site>]"; then
+ * print "kmemleak: <n> leaks, <bytes> bytes (<marked> live objects
+ * reached, <KiB> KiB scanned)". Fills *out if not NULL. Returns leaks. */
+uint64_t kmalloc_leak_scan(struct kmalloc_leaks *out, kmalloc_leak_fn fn, void *arg);
+/* Treat [start, start+len) as a root until kmalloc_del_root(start).
+ * Returns 0, or -1 if the table (64 ranges) is full. */
+int kmalloc_add_root(const void *start, size_t len);
+void kmalloc_del_root(const void *start);
 /* Print a per-class table (like /proc/slabinfo) and the heap totals
  * through the port's log function. Never allocates. */
 void kmalloc_dump(void);

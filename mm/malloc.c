@@ -155,7 +155,7 @@ int kmalloc_init(void)
 
 /* The slow half of small allocation (steps 4-6, 8, 9), also the entry for
  * kmemalign's class choice. */
-void *mm_alloc_class(unsigned spanclass, unsigned flags)
+void *mm_alloc_class(unsigned spanclass, unsigned flags, uintptr_t site)
 {
 	if (spanclass_size(spanclass) == 0) /* kmalloc(0): a real, freeable */
 		spanclass = spanclass_make(1, spanclass_noscan(spanclass)); /* 8-byte object */
@@ -175,6 +175,8 @@ void *mm_alloc_class(unsigned spanclass, unsigned flags)
 		return mm_nomem();
 	if ((flags & KM_ZERO) && needzero)
 		__builtin_memset(v, 0, class_to_size[sizeclass]);
+	if (MM_UNLIKELY(mheap_.track_sites))
+		mm_record_site(v, site);
 	mheap_scavenge_paced();
 	return v;
 }
@@ -187,10 +189,11 @@ static __attribute__((noinline)) void *zero_object(void *v, unsigned spanclass)
 
 /* The fast path: steps 1-3 of the overview. Measured with callgrind on
  * the host (make bench-core); see the README for the figures. */
-void *kmalloc(size_t size, unsigned flags)
+static inline __attribute__((always_inline)) void *kmalloc_at(size_t size, unsigned flags,
+                                                              uintptr_t site)
 {
 	if (MM_UNLIKELY(size > _MaxSmallSize))
-		return mm_alloc_large(size, 0, flags);
+		return mm_alloc_large(size, 0, flags, site);
 	unsigned cls = spanclass_make(size_to_class(size), (flags / KM_NOSCAN) & 1);
 	unsigned long f = sys_irq_save();
 	struct mcache *c = mcache_fast();
@@ -227,19 +230,28 @@ void *kmalloc(size_t size, unsigned flags)
 		}
 	}
 	sys_irq_restore(f);
-	return mm_alloc_class(cls, flags);
+	return mm_alloc_class(cls, flags, site);
+}
+
+/* The caller's address, for allocation sites (recorded only when the
+ * port tracks them; the slow paths are the only paths then). */
+#define CALLER() ((uintptr_t)__builtin_return_address(0))
+
+void *kmalloc(size_t size, unsigned flags)
+{
+	return kmalloc_at(size, flags, CALLER());
 }
 
 void *kzalloc(size_t size, unsigned flags)
 {
-	return kmalloc(size, flags | KM_ZERO);
+	return kmalloc_at(size, flags | KM_ZERO, CALLER());
 }
 
 void *kcalloc(size_t n, size_t size, unsigned flags)
 {
 	if (size != 0 && n > SIZE_MAX / size)
 		return mm_nomem();
-	return kmalloc(n * size, flags | KM_ZERO);
+	return kmalloc_at(n * size, flags | KM_ZERO, CALLER());
 }
 
 /* Classify a pointer kfree or ksize cannot accept and stop. Dead large
@@ -402,13 +414,13 @@ size_t ksize(const void *p)
 void *krealloc(void *p, size_t size, unsigned flags)
 {
 	if (p == NULL)
-		return kmalloc(size, flags);
+		return kmalloc_at(size, flags, CALLER());
 	struct mspan *s = live_span((uintptr_t)p, "invalid pointer");
 	size_t old = s->elemsize;
 	if (size == 0 || (size <= old && size > old / 2))
 		return p;
 	if (span_is_large(s) && size > old)
-		return mm_realloc_large(s, p, size, flags);
+		return mm_realloc_large(s, p, size, flags, CALLER());
 	if (!span_is_large(s) && size <= old &&
 	    size_to_class(size) == spanclass_size(s->spanclass))
 		return p; /* shrinking, but no smaller class fits */
@@ -419,7 +431,7 @@ void *krealloc(void *p, size_t size, unsigned flags)
 	size_t want = size;
 	if (size > old && old + old / 2 > size)
 		want = old + old / 2;
-	void *n = kmalloc(want, flags);
+	void *n = kmalloc_at(want, flags, CALLER());
 	if (n == NULL)
 		return NULL;
 	__builtin_memcpy(n, p, old < size ? old : size);
@@ -432,15 +444,16 @@ void *kmemalign(size_t align, size_t size, unsigned flags)
 	if (align == 0 || (align & (align - 1)) != 0)
 		return NULL;
 	if (align <= 8)
-		return kmalloc(size, flags);
+		return kmalloc_at(size, flags, CALLER());
 	if (size <= _MaxSmallSize && align <= PAGE_SIZE) {
 		/* Span bases are 8 KiB aligned, so a class whose size is a
 		 * multiple of align aligns every slot. */
 		for (unsigned c = size_to_class(size ? size : 1); c < _NumSizeClasses; c++)
 			if (class_to_size[c] % align == 0)
-				return mm_alloc_class(spanclass_make(c, (flags / KM_NOSCAN) & 1), flags);
+				return mm_alloc_class(spanclass_make(c, (flags / KM_NOSCAN) & 1), flags,
+				                      CALLER());
 	}
-	return mm_alloc_large(size, align, flags);
+	return mm_alloc_large(size, align, flags, CALLER());
 }
 
 void kmalloc_flush_cpu(void)

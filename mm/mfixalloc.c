@@ -161,9 +161,9 @@ void fixalloc_free(struct fixalloc *f, void *p)
 
 static struct fixalloc *fix_all(unsigned i)
 {
-	return &mheap_.spanalloc[i];
+	return i < 6 ? &mheap_.spanalloc[i] : &mheap_.greyalloc;
 }
-#define FIX_NALLOCS 6
+#define FIX_NALLOCS 7
 
 /* True if block b holds no live record and no fixalloc carves from it. */
 static bool fix_blk_idle(size_t b)

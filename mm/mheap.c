@@ -33,6 +33,9 @@
 
 struct mheap mheap_;
 struct mcache *mm_mcaches[MM_MAX_CPUS + 1];
+#if !defined(SYS_MCACHE_GET) && !defined(SYS_MCACHE_SLOT)
+struct mcache *mm_fast_mcaches[MM_MAX_CPUS + 1];
+#endif
 static struct sys_lock init_lock;
 
 #ifdef MM_DEBUG
@@ -76,7 +79,11 @@ static unsigned bits_words(unsigned spanclass, size_t npages)
 
 /* Bitmap bucket: records for 1, 2, 4, 8, 16 bitmap words. A small span
  * record of bucket b holds, after the struct, the live bytes (64 per
- * word) then allocBits and freeBits (1 << b words each): 80 << b bytes. */
+ * word) then allocBits, freeBits and gcmarkBits (1 << b words each):
+ * REC_BYTES(b) bytes; with allocation sites tracked (mgcmark.c), one
+ * site word per slot after that. */
+#define REC_WORDS(b) ((size_t)(3 * sizeof(uint64_t) + 64) << (b))
+#define REC_SITES(b) ((size_t)(64 * sizeof(uintptr_t)) << (b))
 static unsigned bits_bucket(unsigned nwords)
 {
 	unsigned b = 0;
@@ -112,11 +119,13 @@ static size_t layout(size_t arena, struct metaarr **arrs, unsigned *narrs)
 		sizes[n++] = pa->level_len[k] * sizeof(struct psum);
 	}
 	arrs[n] = &mheap_.m_fix;
-	/* worst case: a span record and a 1280-byte bitmap record per 8 KiB
-	 * span of 8-byte objects, 17% of the arena */
-	sizes[n++] = arena / 5;
+	/* worst case: a 1,520-byte record (struct, live bytes, three
+	 * bitmaps) per 8 KiB span of 8-byte objects, 19% of the arena; with
+	 * allocation sites, 8 KiB more per such span */
+	size_t fix = mheap_.track_sites ? arena + arena / 4 : arena / 5;
+	sizes[n++] = fix;
 	arrs[n] = &mheap_.m_fixblk;
-	sizes[n++] = arena / 5 / FIX_BLOCK * sizeof(struct fixblk);
+	sizes[n++] = fix / FIX_BLOCK * sizeof(struct fixblk);
 	/* mcaches with their magazines, and the transfer caches' entries */
 	arrs[n] = &mheap_.m_caches;
 	sizes[n++] = (size_t)sys_config.max_cpus * mheap_.cs.mcache_max_bytes + mheap_.cs.tc_bytes;
@@ -146,6 +155,7 @@ int mheap_init(void)
 	         "sys_config.page_size must divide 8192", 0);
 
 	mm_cache_init();
+	mheap_.track_sites = sys_config.track_sites != NULL && sys_config.track_sites();
 	/* Reserve the configured arena; if the port cannot (a small address
 	 * space, or valgrind's), halve it down to 16 MiB. */
 	size_t arena = sys_config.arena_size & ~(CHUNK_BYTES - 1);
@@ -178,9 +188,11 @@ int mheap_init(void)
 	 * its incarnations (see span_publish); mheap_alloc_span clears the
 	 * live bytes and bitmaps itself. */
 	fixalloc_init(&mheap_.spanalloc[0], sizeof(struct mspan), false);
+	fixalloc_init(&mheap_.greyalloc, sizeof(struct greyblk), false);
 	for (unsigned b = 0; b < 5; b++)
 		fixalloc_init(&mheap_.spanalloc[1 + b],
-		              sizeof(struct mspan) + ((2 * sizeof(uint64_t) + 64) << b), false);
+		              sizeof(struct mspan) + REC_WORDS(b) +
+		              (mheap_.track_sites ? REC_SITES(b) : 0), false);
 	for (unsigned i = 0; i < NUM_SPANCLASSES; i++)
 		mheap_.central[i].c.spanclass = i;
 	mheap_.arena_used = mheap_.arena_start;
@@ -316,7 +328,8 @@ static int commit_runs(size_t pg, size_t n)
 static void free_records(struct mspan *s)
 {
 	struct fixalloc *f = record_alloc(s->spanclass, s->npages);
-	s->allocBits = s->freeBits = NULL;
+	s->allocBits = s->freeBits = s->gcmarkBits = NULL;
+	s->sites = NULL;
 	fixalloc_free(f, s);
 }
 
@@ -353,13 +366,21 @@ struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass, size_t align_p
 	s->needzero = !(scav == npages && sys_config.commit_zeroed);
 	__atomic_store_n(&s->cachedBy, CPU_NONE, __ATOMIC_RELAXED);
 	if (nwords != 0) {
-		size_t bw = (size_t)1 << bits_bucket(nwords);
-		__builtin_memset(mspan_livebytes(s), 0, (2 * sizeof(uint64_t) + 64) * bw);
+		unsigned b = bits_bucket(nwords);
+		size_t bw = (size_t)1 << b;
+		__builtin_memset(mspan_livebytes(s), 0, REC_WORDS(b));
 		s->allocBits = (uint64_t *)(uintptr_t)(mspan_livebytes(s) + 64 * bw);
 		s->freeBits = s->allocBits + bw;
+		s->gcmarkBits = s->freeBits + bw;
+		s->sites = mheap_.track_sites ? (uintptr_t *)(s->gcmarkBits + bw) : NULL;
 	} else {
 		s->allocBits = s->freeBits = NULL;
+		s->gcmark1 = 0;
+		s->gcmarkBits = &s->gcmark1; /* a large span's one mark bit */
+		s->site1 = 0;
+		s->sites = &s->site1;
 	}
+	s->gcrescan = 0;
 	s->nelems = 0;
 	for (size_t i = 0; i < npages; i++)
 		__atomic_store_n(&mheap_.spans[pg + i], s, __ATOMIC_RELEASE);

@@ -133,7 +133,7 @@ static void large_init(struct mspan *s)
 
 /* A large object of `size` bytes at an `align`-aligned address (align is
  * a power of two; <= 8192 needs nothing extra), or NULL. */
-void *mm_alloc_large(size_t size, size_t align, unsigned flags)
+void *mm_alloc_large(size_t size, size_t align, unsigned flags, uintptr_t site)
 {
 	if (mheap_ready() != 0)
 		return mm_nomem();
@@ -169,6 +169,7 @@ void *mm_alloc_large(size_t size, size_t align, unsigned flags)
 	}
 	if ((flags & KM_ZERO) && s->needzero)
 		__builtin_memset((void *)s->base, 0, s->elemsize);
+	s->site1 = site; /* kept only where the port tracks sites */
 	mheap_scavenge_paced();
 	return (void *)s->base;
 }
@@ -200,7 +201,7 @@ void kfree_large(struct mspan *s, uintptr_t p)
 /* krealloc of the large object p (span s) to size bytes: in place if it
  * fits or the following pages are free; else moved (by pages or bytes).
  * Returns the object, or NULL with p untouched. */
-void *mm_realloc_large(struct mspan *s, void *p, size_t size, unsigned flags)
+void *mm_realloc_large(struct mspan *s, void *p, size_t size, unsigned flags, uintptr_t site)
 {
 	size_t npages = (size + PAGE_SIZE - 1) >> PAGE_SHIFT;
 	if (npages <= s->npages)
@@ -216,6 +217,7 @@ void *mm_realloc_large(struct mspan *s, void *p, size_t size, unsigned flags)
 		if (n != NULL && sys_config.move((void *)n->base, p, old) == 0) {
 			large_init(n);
 			n->needzero = 1;
+			n->site1 = site;
 			span_publish(n);
 			/* p's pages are Reserved now: they go back scavenged. */
 			uint32_t w = span_state_word(s);
@@ -228,7 +230,7 @@ void *mm_realloc_large(struct mspan *s, void *p, size_t size, unsigned flags)
 		if (n != NULL)
 			mheap_free_span(n, false);
 	}
-	void *q = kmalloc(size, flags);
+	void *q = mm_alloc_large(size, 0, flags, site);
 	if (q == NULL)
 		return NULL;
 	__builtin_memcpy(q, p, old);

@@ -90,6 +90,21 @@ size_t mm_fmt_u64(char *buf, size_t n, size_t cap, uint64_t v, int width)
 	return n;
 }
 
+size_t mm_fmt_hex(char *buf, size_t n, size_t cap, uint64_t v)
+{
+	char tmp[16];
+	int k = 0;
+	do {
+		tmp[k++] = "0123456789abcdef"[v & 15];
+		v >>= 4;
+	} while (v != 0);
+	n = mm_fmt_str(buf, n, cap, "0x");
+	while (k > 0 && n + 1 < cap)
+		buf[n++] = tmp[--k];
+	buf[n] = 0;
+	return n;
+}
+
 static void log_kv(const char *key, uint64_t v)
 {
 	char line[96];

@@ -74,6 +74,30 @@ struct sys_config {
 	 * so its malloc needs no test of its own).
 	 *    pre: no mm lock held. */
 	void (*nomem)(void);
+	/* Optional hooks of the leak detector (kmalloc_leak_scan), each NULL
+	 * if the port has none:
+	 *  track_sites  called once by kmalloc_init: nonzero makes every
+	 *               allocation record its caller (a word per object, and
+	 *               the per-CPU fast paths off), for the report's
+	 *               "allocated at"; the kernel's kmemleak=on, the host's
+	 *               KMALLOC_LEAK_CHECK=1.
+	 *  roots        call scan(start, len, arg) for every range of memory
+	 *               that may hold pointers to live objects and is not
+	 *               itself allocated by kmalloc: data/bss, stacks,
+	 *               per-CPU areas. Without it only the ranges given to
+	 *               kmalloc_add_root are roots.
+	 *  stop_world   stop every other CPU (interrupts off, parked) and
+	 *               return 0, or -1 if it cannot; start_world lets them
+	 *               go. Without them the caller must make sure that no
+	 *               other CPU allocates or frees during the scan.
+	 *  symbolize    write "func+0xoff" for a code address into buf (at
+	 *               most cap bytes, no newline); return its length, 0 if
+	 *               unknown. Without it sites print as hex. */
+	int (*track_sites)(void);
+	void (*roots)(void (*scan)(const void *start, size_t len, void *arg), void *arg);
+	int (*stop_world)(void);
+	void (*start_world)(void);
+	size_t (*symbolize)(uintptr_t pc, char *buf, size_t cap);
 };
 
 /* Defined by the port; read-only for mm. */

@@ -6,6 +6,7 @@
 #   build/api/api_model    randomized model test against a shadow table
 #   build/api/api_stress   threads as CPUs: cross-thread frees, thread exit
 #   build/api/api_misuse   bad pointers: forked child, SIGABRT, exact message
+#   build/api/api_leak     the leak detector: what nothing points to, exactly
 #   build/asan/...         MM_SRCS + HOST_SRCS (-DMM_DEBUG) + tests, clang ASan+UBSan
 #   build/tsan/...         the same under TSan, for api_stress
 #
@@ -32,7 +33,7 @@ API_DIR  := $(BUILD)/api
 ASAN_DIR := $(BUILD)/asan
 TSAN_DIR := $(BUILD)/tsan
 
-API_PROGS := api_test api_model api_stress api_misuse
+API_PROGS := api_test api_model api_stress api_misuse api_leak
 # Tests that make no deliberate misuse run under the sanitizers too.
 ASAN_PROGS := api_test api_model api_stress
 TSAN_PROGS := api_stress
@@ -114,6 +115,7 @@ test-api: $(API_BINS)
 	run $(API_DIR)/api_model $(API_MODEL_OPS); \
 	run $(API_DIR)/api_stress $(API_STRESS_ITERS); \
 	run $(API_DIR)/api_misuse; \
+	run $(API_DIR)/api_leak; \
 	run env $(API_ASAN_ENV) $(ASAN_DIR)/api_test; \
 	run env $(API_ASAN_ENV) $(ASAN_DIR)/api_model $$(( $(API_MODEL_OPS) / 10 )); \
 	run env $(API_ASAN_ENV) $(ASAN_DIR)/api_stress $$(( $(API_STRESS_ITERS) / 4 )); \

@@ -14,6 +14,12 @@
  *                moves page-table entries, not bytes; the source stays
  *                mapped and empty, which is Reserved here
  *   nomem        errno = ENOMEM, so the shim's malloc is kmalloc
+ *   leak detector  track_sites: KMALLOC_LEAK_CHECK=1 in the environment;
+ *                roots: every loaded object's writable segments
+ *                (dl_iterate_phdr) and the calling thread's stack above
+ *                the caller; symbolize: dladdr. No stop_world: threads
+ *                cannot be stopped from here (kmalloc.h says what the
+ *                caller must then make sure of).
  *   sys_cpu_id   one id per thread from a pool of HOST_MAX_CPUS; a
  *                pthread key destructor flushes the thread's mcache
  *                (kmalloc_flush_cpu) and returns the id when the thread exits
@@ -26,8 +32,12 @@
  * kmalloc_stats and simulate out-of-memory (host.h).
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
+#include <elf.h>
 #include <errno.h>
+#include <link.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +52,9 @@
 
 static int host_move(void *dst, void *src, size_t n);
 static void host_nomem(void);
+static int host_track_sites(void);
+static void host_roots(void (*scan)(const void *, size_t, void *), void *arg);
+static size_t host_symbolize(uintptr_t pc, char *buf, size_t cap);
 
 const struct sys_config sys_config = {
 	.page_size = 4096,
@@ -50,6 +63,9 @@ const struct sys_config sys_config = {
 	.arena_size = (size_t)64 << 30,
 	.move = host_move,
 	.nomem = host_nomem,
+	.track_sites = host_track_sites,
+	.roots = host_roots,
+	.symbolize = host_symbolize,
 };
 
 static size_t committed;    /* bytes Ready; atomic */
@@ -120,6 +136,81 @@ static int host_move(void *dst, void *src, size_t n)
 static void host_nomem(void)
 {
 	errno = ENOMEM;
+}
+
+/* ---- the leak detector's hooks ---- */
+
+static int host_track_sites(void)
+{
+	const char *v = getenv("KMALLOC_LEAK_CHECK");
+	return v != NULL && v[0] == '1';
+}
+
+struct roots_arg {
+	void (*scan)(const void *, size_t, void *);
+	void *arg;
+};
+
+static int writable_segments(struct dl_phdr_info *info, size_t size, void *data)
+{
+	struct roots_arg *ra = data;
+	(void)size;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_W) && ph->p_memsz != 0)
+			ra->scan((const void *)(info->dlpi_addr + ph->p_vaddr), ph->p_memsz, ra->arg);
+	}
+	return 0;
+}
+
+extern void *__libc_stack_end; /* the main thread's stack top (glibc) */
+
+/* The calling thread's stack, from here up. The main thread's top is
+ * __libc_stack_end (pthread_getattr_np would read /proc through malloc);
+ * another thread's comes from its attributes. */
+static void scan_my_stack(struct roots_arg *ra)
+{
+	uintptr_t here = (uintptr_t)__builtin_frame_address(0), top = 0;
+	uintptr_t main_top = (uintptr_t)__libc_stack_end;
+	if (here < main_top && main_top - here < ((uintptr_t)1 << 30)) {
+		top = main_top;
+	} else {
+		pthread_attr_t a;
+		void *addr;
+		size_t len;
+		if (pthread_getattr_np(pthread_self(), &a) == 0) {
+			if (pthread_attr_getstack(&a, &addr, &len) == 0)
+				top = (uintptr_t)addr + len;
+			pthread_attr_destroy(&a);
+		}
+	}
+	if (top > here)
+		ra->scan((const void *)here, top - here, ra->arg);
+}
+
+static void host_roots(void (*scan)(const void *, size_t, void *), void *arg)
+{
+	struct roots_arg ra = { scan, arg };
+	dl_iterate_phdr(writable_segments, &ra);
+	scan_my_stack(&ra);
+}
+
+static size_t host_symbolize(uintptr_t pc, char *buf, size_t cap)
+{
+	Dl_info di;
+	if (cap < 32 || dladdr((void *)pc, &di) == 0)
+		return 0;
+	const char *name = di.dli_sname;
+	uintptr_t base = (uintptr_t)di.dli_saddr;
+	if (name == NULL) { /* not exported: file+offset */
+		name = di.dli_fname != NULL ? strrchr(di.dli_fname, '/') : NULL;
+		name = name != NULL ? name + 1 : di.dli_fname;
+		base = (uintptr_t)di.dli_fbase;
+	}
+	if (name == NULL)
+		return 0;
+	int n = snprintf(buf, cap, "%s+0x%lx", name, (unsigned long)(pc - base));
+	return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 
 /* ---- threads as CPUs ---- */

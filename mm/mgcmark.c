@@ -1,0 +1,352 @@
+/*
+ * mgcmark.c: Go's mark phase as a leak detector (kmalloc_leak_scan). See
+ * malloc.c for the overview; kmalloc.h says what a caller may expect.
+ *
+ * Go's allocator exists for its garbage collector: every span carries
+ * gcmarkBits beside its allocBits, span classes split objects with and
+ * without pointers (noscan), and the mark phase colours the heap from the
+ * roots. We keep the machinery and drop the sweep: nothing is freed, the
+ * objects the mark did not reach are reported.
+ *
+ *   1. Stop the world (sys_config.stop_world, if the port has it).
+ *   2. Clear gcmarkBits of every in-use span.
+ *   3. Roots: the ranges given to kmalloc_add_root, the port's ranges
+ *      (sys_config.roots: data, bss, stacks, per-CPU areas), and the
+ *      caller's own stack frames (its callee-saved registers are spilled
+ *      there first). Scanned word by word, conservatively: a word whose
+ *      value falls inside a live small object (live byte 1) or a live
+ *      large object, at its start or inside it, marks it (Go's
+ *      findObject + greyobject); a newly marked object that is not noscan
+ *      goes on the grey stack.
+ *   4. Drain: pop an object, scan its words the same way. No recursion,
+ *      so a linked list of a million nodes costs one stack slot at a time.
+ *      The grey stack is a chain of fixed-size blocks from a fixalloc (Go:
+ *      workbufs); at GREY_MAX_BLOCKS it stops growing and a newly marked
+ *      object only sets its span's gcrescan; when the stack is empty,
+ *      spans with gcrescan have all their marked objects scanned again
+ *      (marks only grow, so this ends).
+ *   5. Report every live object left unmarked; restart the world.
+ *
+ * What is never marked or reported: free slots and objects in per-CPU or
+ * transfer caches (live byte 0), dead spans, and the allocator's own
+ * metadata (it is not in the arena and not a root). Allocation sites are
+ * recorded only when the port asks for them at init (track_sites): one
+ * word per slot after the span's bitmaps, written by the allocation slow
+ * paths, which are then the only paths (mcache_this does not publish the
+ * fast slot), so tracking off costs the fast paths nothing.
+ */
+#include "internal.h"
+
+/* kmalloc_add_root's table. root_lock. */
+static struct sys_lock root_lock;
+static struct {
+	uintptr_t start;
+	size_t len;
+} roots[MAX_ROOTS];
+
+int kmalloc_add_root(const void *start, size_t len)
+{
+	int r = -1;
+	sys_lock(&root_lock);
+	for (unsigned i = 0; i < MAX_ROOTS; i++)
+		if (roots[i].len == 0) {
+			roots[i].start = (uintptr_t)start;
+			roots[i].len = len;
+			r = 0;
+			break;
+		}
+	sys_unlock(&root_lock);
+	return r;
+}
+
+void kmalloc_del_root(const void *start)
+{
+	sys_lock(&root_lock);
+	for (unsigned i = 0; i < MAX_ROOTS; i++)
+		if (roots[i].len != 0 && roots[i].start == (uintptr_t)start)
+			roots[i].len = 0;
+	sys_unlock(&root_lock);
+}
+
+/* Record that the object v was allocated at site (tracking on only).
+ * pre: v was just handed out by this CPU. */
+void mm_record_site(void *v, uintptr_t site)
+{
+	struct mspan *s = spanOf((uintptr_t)v);
+	if (span_is_large(s))
+		s->site1 = site;
+	else
+		s->sites[obj_index(s->divMul, (uintptr_t)v - s->base)] = site;
+}
+
+/* ---- one scan (the world stopped; only the scanning CPU runs) ---- */
+
+struct gcwork {
+	struct greyblk *top;   /* the block being pushed to / popped from */
+	unsigned nblocks;
+	bool overflowed;       /* some span has gcrescan set */
+	struct kmalloc_leaks st;
+};
+
+static bool grey_push(struct gcwork *w, uintptr_t obj)
+{
+	if (w->top == NULL || w->top->n == GREY_N) {
+		if (w->nblocks == GREY_MAX_BLOCKS)
+			return false;
+		lock_heap();
+		struct greyblk *b = fixalloc_alloc(&mheap_.greyalloc);
+		unlock_heap();
+		if (b == NULL)
+			return false;
+		b->next = w->top;
+		b->n = 0;
+		w->top = b;
+		w->nblocks++;
+	}
+	w->top->obj[w->top->n++] = obj;
+	return true;
+}
+
+static bool grey_pop(struct gcwork *w, uintptr_t *obj)
+{
+	while (w->top != NULL && w->top->n == 0) {
+		struct greyblk *b = w->top;
+		w->top = b->next;
+		w->nblocks--;
+		lock_heap();
+		fixalloc_free(&mheap_.greyalloc, b);
+		unlock_heap();
+	}
+	if (w->top == NULL)
+		return false;
+	*obj = w->top->obj[--w->top->n];
+	return true;
+}
+
+/* Go's greyobject for the word v: mark the live object v points into, and
+ * grey it if it is new and may hold pointers. */
+static inline void mark_word(struct gcwork *w, uintptr_t v)
+{
+	uintptr_t rel = v - mheap_.arena_start;
+	if (rel >= mheap_.arena_used_bytes)
+		return;
+	struct mspan *s = mheap_.spans[rel >> PAGE_SHIFT];
+	if (span_state(s) != SPAN_INUSE)
+		return;
+	uintptr_t obj;
+	uint64_t *word, bit;
+	if (span_is_large(s)) {
+		if (v - s->base >= s->elemsize)
+			return;
+		obj = s->base;
+		word = &s->gcmark1;
+		bit = 1;
+	} else {
+		uintptr_t off = v - s->base;
+		if (off >= s->nbytes)
+			return; /* the span's unused tail */
+		unsigned idx = obj_index(s->divMul, off);
+		if (*mspan_live(s, idx) != 1)
+			return; /* free, or waiting in a cache */
+		obj = s->base + (uintptr_t)idx * s->elemsize;
+		word = &s->gcmarkBits[idx / 64];
+		bit = (uint64_t)1 << (idx % 64);
+	}
+	if (*word & bit)
+		return;
+	*word |= bit;
+	w->st.marked++;
+	if (spanclass_noscan(s->spanclass))
+		return;
+	if (!grey_push(w, obj)) {
+		s->gcrescan = 1;
+		w->overflowed = true;
+	}
+}
+
+static void scan_range(struct gcwork *w, uintptr_t start, size_t len)
+{
+	uintptr_t p = (start + sizeof(uintptr_t) - 1) & ~(uintptr_t)(sizeof(uintptr_t) - 1);
+	uintptr_t end = start + len;
+	if (end < start)
+		return;
+	for (; p + sizeof(uintptr_t) <= end; p += sizeof(uintptr_t))
+		mark_word(w, *(const uintptr_t *)p);
+	w->st.scanned_bytes += len;
+}
+
+/* A root range, less the allocator's own state (mheap_ holds arena_start
+ * and friends, which look like pointers to the first objects): data and
+ * bss ranges of a port contain it. */
+static void scan_root(const void *start, size_t len, void *arg)
+{
+	uintptr_t s = (uintptr_t)start, e = s + len;
+	uintptr_t hs = (uintptr_t)&mheap_, he = hs + sizeof(mheap_);
+	if (e <= hs || s >= he) {
+		scan_range(arg, s, len);
+		return;
+	}
+	if (s < hs)
+		scan_range(arg, s, hs - s);
+	if (e > he)
+		scan_range(arg, he, e - he);
+}
+
+/* Scan one marked object's words (they are the user's: the span is in
+ * use and the slot live, so its memory is committed). */
+static void scan_object(struct gcwork *w, uintptr_t obj)
+{
+	struct mspan *s = mheap_.spans[(obj - mheap_.arena_start) >> PAGE_SHIFT];
+	scan_range(w, obj, s->elemsize);
+}
+
+static void drain(struct gcwork *w)
+{
+	uintptr_t obj;
+	while (grey_pop(w, &obj))
+		scan_object(w, obj);
+}
+
+/* Call fn(s) for every span in use (the world stopped). */
+static void for_each_span(void (*fn)(struct mspan *s, void *arg), void *arg)
+{
+	size_t npages = mheap_.arena_used_bytes >> PAGE_SHIFT;
+	for (size_t pg = 0; pg < npages; pg++) {
+		struct mspan *s = mheap_.spans[pg];
+		if (span_state(s) == SPAN_INUSE && s->base == mheap_.arena_start + pg * PAGE_SIZE)
+			fn(s, arg);
+	}
+}
+
+static void clear_marks(struct mspan *s, void *arg)
+{
+	(void)arg;
+	if (span_is_large(s))
+		s->gcmark1 = 0;
+	else
+		__builtin_memset(s->gcmarkBits, 0, span_nwords(s) * sizeof(uint64_t));
+	s->gcrescan = 0;
+}
+
+/* The overflow pass: scan every marked object of the spans that could
+ * not grey one (their other marked objects again too: harmless). */
+static void rescan_span(struct mspan *s, void *arg)
+{
+	struct gcwork *w = arg;
+	if (!s->gcrescan)
+		return;
+	s->gcrescan = 0;
+	if (span_is_large(s)) {
+		if (s->gcmark1)
+			scan_object(w, s->base);
+	} else {
+		for (unsigned i = 0; i < s->nelems; i++)
+			if ((s->gcmarkBits[i / 64] >> (i % 64)) & 1)
+				scan_object(w, s->base + (uintptr_t)i * s->elemsize);
+	}
+	drain(w);
+}
+
+struct report {
+	struct gcwork *w;
+	kmalloc_leak_fn fn;
+	void *arg;
+};
+
+static void print_leak(const void *obj, size_t size, uintptr_t site, void *arg)
+{
+	(void)arg;
+	char line[160];
+	size_t n = mm_fmt_str(line, 0, sizeof line, "kmemleak: ");
+	n = mm_fmt_hex(line, n, sizeof line, (uintptr_t)obj);
+	n = mm_fmt_str(line, n, sizeof line, " size ");
+	n = mm_fmt_u64(line, n, sizeof line, size, 0);
+	if (site != 0) {
+		n = mm_fmt_str(line, n, sizeof line, " [allocated at ");
+		size_t k = sys_config.symbolize != NULL
+		                   ? sys_config.symbolize(site, line + n, sizeof line - n - 2)
+		                   : 0;
+		if (k == 0)
+			n = mm_fmt_hex(line, n, sizeof line, site);
+		else
+			n += k;
+		n = mm_fmt_str(line, n, sizeof line, "]");
+	}
+	sys_log(line);
+}
+
+static void report_leak(struct report *r, uintptr_t obj, size_t size, uintptr_t site)
+{
+	r->w->st.leaks++;
+	r->w->st.leak_bytes += size;
+	r->fn((const void *)obj, size, site, r->arg);
+}
+
+static void report_span(struct mspan *s, void *arg)
+{
+	struct report *r = arg;
+	if (span_is_large(s)) {
+		if (!s->gcmark1)
+			report_leak(r, s->base, s->elemsize, s->site1);
+		return;
+	}
+	for (unsigned i = 0; i < s->nelems; i++)
+		if (*mspan_live(s, i) == 1 && !((s->gcmarkBits[i / 64] >> (i % 64)) & 1))
+			report_leak(r, s->base + (uintptr_t)i * s->elemsize, s->elemsize,
+			            s->sites != NULL ? s->sites[i] : 0);
+}
+
+/* The caller's frames are roots too: everything below the port's view of
+ * the stack. Kept out of line so its frame sits below the caller's. */
+static __attribute__((noinline)) void scan_own_stack(struct gcwork *w, uintptr_t top)
+{
+	__builtin_unwind_init(); /* callee-saved registers onto the stack */
+	uintptr_t here = (uintptr_t)__builtin_frame_address(0);
+	if (top > here)
+		scan_range(w, here, top - here);
+}
+
+uint64_t kmalloc_leak_scan(struct kmalloc_leaks *out, kmalloc_leak_fn fn, void *arg)
+{
+	struct gcwork w = { 0 };
+	if (!__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE)) {
+		if (out != NULL)
+			*out = w.st;
+		return 0;
+	}
+	bool stopped = sys_config.stop_world != NULL && sys_config.stop_world() == 0;
+	for_each_span(clear_marks, NULL);
+	sys_lock(&root_lock);
+	for (unsigned i = 0; i < MAX_ROOTS; i++)
+		if (roots[i].len != 0)
+			scan_root((const void *)roots[i].start, roots[i].len, &w);
+	sys_unlock(&root_lock);
+	if (sys_config.roots != NULL)
+		sys_config.roots(scan_root, &w);
+	scan_own_stack(&w, (uintptr_t)__builtin_frame_address(0));
+	drain(&w);
+	while (w.overflowed) {
+		w.overflowed = false;
+		w.st.rescans++;
+		for_each_span(rescan_span, &w);
+	}
+	struct report r = { &w, fn != NULL ? fn : print_leak, arg };
+	for_each_span(report_span, &r);
+	if (stopped && sys_config.start_world != NULL)
+		sys_config.start_world();
+	char line[160];
+	size_t n = mm_fmt_str(line, 0, sizeof line, "kmemleak: ");
+	n = mm_fmt_u64(line, n, sizeof line, w.st.leaks, 0);
+	n = mm_fmt_str(line, n, sizeof line, w.st.leaks == 1 ? " leak, " : " leaks, ");
+	n = mm_fmt_u64(line, n, sizeof line, w.st.leak_bytes, 0);
+	n = mm_fmt_str(line, n, sizeof line, " bytes (");
+	n = mm_fmt_u64(line, n, sizeof line, w.st.marked, 0);
+	n = mm_fmt_str(line, n, sizeof line, " live objects reached, ");
+	n = mm_fmt_u64(line, n, sizeof line, w.st.scanned_bytes >> 10, 0);
+	n = mm_fmt_str(line, n, sizeof line, " KiB scanned)");
+	if (fn == NULL)
+		sys_log(line);
+	if (out != NULL)
+		*out = w.st;
+	return w.st.leaks;
+}
