@@ -10,10 +10,10 @@
  *
  *   1. Stop the world (sys_config.stop_world, if the port has it).
  *   2. Clear gcmarkBits of every in-use span.
- *   3. Roots: the ranges given to kmalloc_add_root, the port's ranges
- *      (sys_config.roots: data, bss, stacks, per-CPU areas), and the
- *      caller's own stack frames (its callee-saved registers are spilled
- *      there first). Scanned word by word, conservatively: a word whose
+ *   3. Roots: the ranges given to kmalloc_add_root and the port's ranges
+ *      (sys_config.roots: data, bss, stacks, per-CPU areas; the calling
+ *      CPU's stack from the hook's frame up, which holds the callers'
+ *      callee-saved registers: kmalloc_leak_scan spills them first). Scanned word by word, conservatively: a word whose
  *      value falls inside a live small object (live byte 1) or a live
  *      large object, at its start or inside it, marks it (Go's
  *      findObject + greyobject); a newly marked object that is not noscan
@@ -296,16 +296,6 @@ static void report_span(struct mspan *s, void *arg)
 			            s->sites != NULL ? s->sites[i] : 0);
 }
 
-/* The caller's frames are roots too: everything below the port's view of
- * the stack. Kept out of line so its frame sits below the caller's. */
-static __attribute__((noinline)) void scan_own_stack(struct gcwork *w, uintptr_t top)
-{
-	__builtin_unwind_init(); /* callee-saved registers onto the stack */
-	uintptr_t here = (uintptr_t)__builtin_frame_address(0);
-	if (top > here)
-		scan_range(w, here, top - here);
-}
-
 uint64_t kmalloc_leak_scan(struct kmalloc_leaks *out, kmalloc_leak_fn fn, void *arg)
 {
 	struct gcwork w = { 0 };
@@ -314,6 +304,9 @@ uint64_t kmalloc_leak_scan(struct kmalloc_leaks *out, kmalloc_leak_fn fn, void *
 			*out = w.st;
 		return 0;
 	}
+	/* The callers' callee-saved registers go into this frame, which the
+	 * port's stack range (from its hook's frame up) covers. */
+	__builtin_unwind_init();
 	bool stopped = sys_config.stop_world != NULL && sys_config.stop_world() == 0;
 	for_each_span(clear_marks, NULL);
 	sys_lock(&root_lock);
@@ -323,7 +316,6 @@ uint64_t kmalloc_leak_scan(struct kmalloc_leaks *out, kmalloc_leak_fn fn, void *
 	sys_unlock(&root_lock);
 	if (sys_config.roots != NULL)
 		sys_config.roots(scan_root, &w);
-	scan_own_stack(&w, (uintptr_t)__builtin_frame_address(0));
 	drain(&w);
 	while (w.overflowed) {
 		w.overflowed = false;

@@ -5,7 +5,10 @@
 #   2. threads_fork  3000 short-lived threads and 100 forks under churn
 #   3. early         allocations from a constructor that runs before the
 #                    shim's own (LD_PRELOAD="shim early")
-#   4. run-programs  python3, gcc, sqlite3 and git, each compared with a
+#   4. leak check    KMALLOC_LEAK_CHECK=1 on tests/preload/leaky.c: exactly
+#                    the one planted leak, named by its function; none
+#                    when the program frees it
+#   5. run-programs  python3, gcc, sqlite3 and git, each compared with a
 #                    run on glibc's malloc (tests/preload/run-programs)
 
 PRELOAD_TEST_DIR := $(BUILD)/host/preload/tests
@@ -15,12 +18,18 @@ PRELOAD_TEST_DIR := $(BUILD)/host/preload/tests
 PRELOAD_TEST_CFLAGS := $(CSTD) $(WARN) -O1 -g -fno-builtin \
 	-Wno-alloc-size-larger-than -Wno-use-after-free -Wno-free-nonheap-object \
 	-Wno-format-truncation -MMD -MP
-PRELOAD_TEST_BINS := $(PRELOAD_TEST_DIR)/semantics $(PRELOAD_TEST_DIR)/threads_fork
+PRELOAD_TEST_BINS := $(PRELOAD_TEST_DIR)/semantics $(PRELOAD_TEST_DIR)/threads_fork \
+	$(PRELOAD_TEST_DIR)/leaky
 PRELOAD_EARLY := $(PRELOAD_TEST_DIR)/libearly.so
 
 $(PRELOAD_TEST_DIR)/%: tests/preload/%.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(PRELOAD_TEST_CFLAGS) $< -o $@ -ldl -lpthread
+
+# -rdynamic: the leak report names the program's functions (dladdr).
+$(PRELOAD_TEST_DIR)/leaky: tests/preload/leaky.c
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(PRELOAD_TEST_CFLAGS) -rdynamic $< -o $@
 
 $(PRELOAD_EARLY): tests/preload/early.c
 	@mkdir -p $(@D)
@@ -35,6 +44,8 @@ test-preload: $(KMALLOC_PRELOAD) $(PRELOAD_TEST_BINS) $(PRELOAD_EARLY)
 	@echo "== preload: allocation before the shim's constructor"
 	$(Q)LD_PRELOAD="$(abspath $(KMALLOC_PRELOAD)) $(abspath $(PRELOAD_EARLY))" \
 		nice timeout 60 $(PRELOAD_TEST_DIR)/semantics > /dev/null
+	@echo "== preload: leak check at exit (KMALLOC_LEAK_CHECK=1)"
+	$(Q)nice timeout 60 tests/preload/check-leaks $(abspath $(KMALLOC_PRELOAD)) $(PRELOAD_TEST_DIR)/leaky
 	@echo "== preload: real programs, with and without the shim"
 	$(Q)nice timeout 600 tests/preload/run-programs $(KMALLOC_PRELOAD) $(BUILD)/host/preload/programs
 

@@ -16,4 +16,9 @@ void host_set_commit_limit(size_t bytes);
  * port sees; kmalloc_stats().committed must equal it. */
 size_t host_committed_bytes(void);
 
+/* Whether the leak detector's roots include the calling thread's stack
+ * (default 1). The shim's check at exit turns it off: main has returned,
+ * and the exit path's frames only hold stale copies of its locals. */
+void host_set_leak_scan_stack(int on);
+
 #endif /* ARCH_HOST_HOST_H */

@@ -16,8 +16,9 @@
  *   nomem        errno = ENOMEM, so the shim's malloc is kmalloc
  *   leak detector  track_sites: KMALLOC_LEAK_CHECK=1 in the environment;
  *                roots: every loaded object's writable segments
- *                (dl_iterate_phdr) and the calling thread's stack above
- *                the caller; symbolize: dladdr. No stop_world: threads
+ *                (dl_iterate_phdr) and the calling thread's stack from
+ *                the hook's frame up (unless host_set_leak_scan_stack(0));
+ *                symbolize: dladdr. No stop_world: threads
  *                cannot be stopped from here (kmalloc.h says what the
  *                caller must then make sure of).
  *   sys_cpu_id   one id per thread from a pool of HOST_MAX_CPUS; a
@@ -188,11 +189,19 @@ static void scan_my_stack(struct roots_arg *ra)
 		ra->scan((const void *)here, top - here, ra->arg);
 }
 
+static int leak_scan_stack = 1; /* atomic */
+
+void host_set_leak_scan_stack(int on)
+{
+	__atomic_store_n(&leak_scan_stack, on, __ATOMIC_RELAXED);
+}
+
 static void host_roots(void (*scan)(const void *, size_t, void *), void *arg)
 {
 	struct roots_arg ra = { scan, arg };
 	dl_iterate_phdr(writable_segments, &ra);
-	scan_my_stack(&ra);
+	if (__atomic_load_n(&leak_scan_stack, __ATOMIC_RELAXED))
+		scan_my_stack(&ra);
 }
 
 static size_t host_symbolize(uintptr_t pc, char *buf, size_t cap)
