@@ -169,6 +169,10 @@ kib_cell() { field "$tmp/churn-$a" "$1" | head -1 | awk '{ printf "%.0f", $1 / 1
             printf "held / live %.3f against the design worst case 1.266 (%s).\n", h, h <= 1.266 ? "within" : "OVER" }'
         echo
     fi
+    if [ -x "$dir/markbench" ]; then
+        "$dir/markbench" | awk '/^markbench:/ { printf "Leak scan (tests/bench/markbench.c): %s heap, %s MB scanned, %s objects in %s ms: %s MB/s (goal 1000).\n", $2, $4, $6, $8, $10 }'
+        echo
+    fi
     if [ -x "$dir/statecost" ]; then
         "$dir/statecost" | awk '{ printf "Per-object state change, TSC cycles per kmalloc+kfree (tests/bench/statecost.c): two byte stores %s, lock bts + lock btr %s, two cmpxchg %s.\n", $3, $5, $7 }'
         echo
