@@ -245,6 +245,21 @@ START_TEST(interior_and_misaligned_small)
 }
 END_TEST
 
+/* A span's unused tail: 48-byte objects fill 170 slots of 8192 bytes,
+ * and base + 8160 is where a 171st would start. It is no object: freeing
+ * it, or anything else past the last slot, is an invalid free. */
+START_TEST(span_tail_is_not_an_object)
+{
+	unsigned char *p = kmalloc(48, 0);
+	uintptr_t base = (uintptr_t)p & ~(uintptr_t)8191;
+	ck_assert_uint_eq(ksize(p), 48);
+	expect_fault(OP_KFREE, (void *)(base + 170 * 48), "invalid free");
+	expect_fault(OP_KFREE, (void *)(base + 8192 - 16), "invalid free");
+	expect_fault(OP_KSIZE, (void *)(base + 170 * 48), "invalid pointer");
+	kfree(p);
+}
+END_TEST
+
 START_TEST(interior_large)
 {
 	unsigned char *p = kmalloc(100000, 0);
@@ -367,6 +382,7 @@ int main(void)
 	tcase_add_test(tc, double_free_after_trim);
 	tcase_add_test(tc, double_free_in_large_cache);
 	tcase_add_test(tc, interior_and_misaligned_small);
+	tcase_add_test(tc, span_tail_is_not_an_object);
 	tcase_add_test(tc, interior_large);
 	tcase_add_test(tc, outside_the_heap);
 	tcase_add_test(tc, never_allocated_slot);

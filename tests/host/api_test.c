@@ -240,11 +240,19 @@ START_TEST(kmalloc_zero)
 	struct kmalloc_stats a, b;
 	void *p;
 
+	/* kmalloc(0) is a real object (kmalloc.h): distinct, sized, freeable */
 	p = kmalloc(0, 0);
+	void *q = kmalloc(0, 0);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_ptr_nonnull(q);
+	ck_assert_ptr_ne(p, q);
+	ck_assert_uint_ge(ksize(p), 1);
 	kfree(p);
+	kfree(q);
 	kmalloc_stats(&a);
 	for (int i = 0; i < 10000; i++) {
 		p = kmalloc(0, 0);
+		ck_assert_ptr_nonnull(p);
 		kfree(p);
 	}
 	kmalloc_stats(&b);
