@@ -52,6 +52,7 @@ static struct spanlist *list_of(struct mcentral *c, unsigned l)
 
 static void list_remove(struct mcentral *c, struct mspan *s)
 {
+	MM_HELD_CENTRAL(c);
 	if (s->onlist == LIST_NONE)
 		return;
 	struct spanlist *l = list_of(c, s->onlist);
@@ -72,6 +73,7 @@ static void list_remove(struct mcentral *c, struct mspan *s)
  * left (see place). */
 static void list_push_back(struct mcentral *c, struct mspan *s, enum mcentral_list which)
 {
+	MM_HELD_CENTRAL(c);
 	struct spanlist *l = list_of(c, which);
 	s->next = NULL;
 	s->prev = l->tail;
@@ -87,6 +89,7 @@ static void list_push_back(struct mcentral *c, struct mspan *s, enum mcentral_li
 /* Push at the head: lists are stacks (see the top comment). */
 static void list_push_front(struct mcentral *c, struct mspan *s, enum mcentral_list which)
 {
+	MM_HELD_CENTRAL(c);
 	struct spanlist *l = list_of(c, which);
 	s->prev = NULL;
 	s->next = l->head;
@@ -109,6 +112,7 @@ static unsigned partial_min(const struct mspan *s)
 /* Give an empty, uncached span back to the mheap. pre: c->lock. */
 static void free_span(struct mcentral *c, struct mspan *s)
 {
+	MM_HELD_CENTRAL(c);
 	list_remove(c, s);
 	c->nspans--;
 	/* nbytes before the state: kfree's fast path (malloc.c) */
@@ -124,6 +128,7 @@ static void free_span(struct mcentral *c, struct mspan *s)
  * allocation and free. pre: c->lock. */
 static void place(struct mcentral *c, struct mspan *s)
 {
+	MM_HELD_CENTRAL(c);
 	MM_VALIDATE(mspan_valid(s));
 	if (s->allocCount == 0) {
 		if (c->nempty >= MCENTRAL_SPARE) {
@@ -146,6 +151,7 @@ static void place(struct mcentral *c, struct mspan *s)
 /* Take s off partial for a CPU to cache. pre: c->lock. */
 static void take(struct mcentral *c, struct mspan *s, unsigned cpu)
 {
+	MM_HELD_CENTRAL(c);
 	if (s->allocCount == 0)
 		STORE(c->nempty, c->nempty - 1);
 	list_remove(c, s);
@@ -156,6 +162,7 @@ static void take(struct mcentral *c, struct mspan *s, unsigned cpu)
  * flush, out of memory). pre: no mm lock held. */
 void mcentral_free_spares(void)
 {
+	MM_UNLOCKED();
 	for (unsigned i = 2; i < NUM_SPANCLASSES; i++) {
 		struct mcentral *c = &mheap_.central[i].c;
 		if (__atomic_load_n(&c->nempty, __ATOMIC_RELAXED) == 0)
@@ -178,6 +185,7 @@ void mcentral_free_spares(void)
  * cannot grow. pre: c->lock. */
 static struct mspan *any_free_slot(struct mcentral *c)
 {
+	MM_HELD_CENTRAL(c);
 	for (struct mspan *s = c->full.head; s != NULL; s = s->next)
 		if (s->allocCount < s->nelems)
 			return s;
@@ -189,6 +197,7 @@ static struct mspan *any_free_slot(struct mcentral *c)
  * lock held; `old` is cached by `cpu`. */
 struct mspan *mcentral_refill(struct mcentral *c, struct mspan *old, unsigned cpu)
 {
+	MM_UNLOCKED();
 	lock_central(c);
 	if (old != NULL) {
 		mspan_sweep(old);
@@ -229,6 +238,7 @@ struct mspan *mcentral_cacheSpan(struct mcentral *c, unsigned cpu)
  * the caching CPU, no mm lock held. */
 void mcentral_uncacheSpan(struct mcentral *c, struct mspan *s)
 {
+	MM_UNLOCKED();
 	lock_central(c);
 	mspan_sweep(s);
 	__atomic_store_n(&s->cachedBy, CPU_NONE, __ATOMIC_RELAXED);
@@ -295,6 +305,7 @@ static void return_to_span(struct mspan *s, const struct magentry *e, size_t n)
  * pre: no mm lock held; interrupts may be off. */
 void mcentral_return(struct mcentral *c, struct magentry *e, size_t n)
 {
+	MM_UNLOCKED();
 	sort_by_address(e, n);
 	lock_central(c);
 	for (size_t i = 0; i < n;) {

@@ -39,6 +39,7 @@
  * Returns 0, or -1 if the port refused (nothing changes then). */
 int meta_ensure(struct metaarr *m, size_t bytes)
 {
+	MM_HELD_HEAP();
 	size_t ps = sys_config.page_size;
 	if (bytes <= m->committed)
 		return 0;
@@ -125,6 +126,7 @@ static int fixalloc_refill(struct fixalloc *f)
  * area is exhausted or cannot be committed. pre: mheap.lock. */
 void *fixalloc_alloc(struct fixalloc *f)
 {
+	MM_HELD_HEAP();
 	void *p;
 	if (f->list != NULL) {
 		p = f->list;
@@ -147,6 +149,7 @@ void *fixalloc_alloc(struct fixalloc *f)
 /* pre: mheap.lock; p came from fixalloc_alloc(f). */
 void fixalloc_free(struct fixalloc *f, void *p)
 {
+	MM_HELD_HEAP();
 	struct fixblk *fb = fix_blk(fix_blkno((uintptr_t)p));
 	MM_CHECK(fb->state == FB_READY && fb->live > 0, "fixalloc: free of a record not handed out", p);
 	fb->live--;
@@ -181,6 +184,7 @@ static bool fix_blk_idle(size_t b)
 /* Release every idle block of the fixalloc area. pre: no mm lock held. */
 void fixalloc_trim(void)
 {
+	MM_UNLOCKED();
 	if (!__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE))
 		return;
 	lock_heap();

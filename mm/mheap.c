@@ -39,23 +39,43 @@ struct mcache *mm_fast_mcaches[MM_MAX_CPUS + 1];
 static struct sys_lock init_lock;
 
 #ifdef MM_DEBUG
-/* Ranks of the mm locks each CPU holds (bit r = rank r). */
-static unsigned lock_held[MM_MAX_CPUS];
+/* The mm lock of each rank each CPU holds (NULL: none of that rank). */
+static const struct sys_lock *lock_held[MM_MAX_CPUS][RANK_N];
 
-void mm_lockrank_acquire(enum mm_lockrank r)
+void mm_lockrank_acquire(enum mm_lockrank r, const struct sys_lock *l)
 {
 	unsigned long f = sys_irq_save();
-	unsigned cpu = sys_cpu_id();
-	MM_CHECK((lock_held[cpu] >> r) == 0, "lock order violated", (uintptr_t)r);
-	lock_held[cpu] |= 1u << r;
+	const struct sys_lock **held = lock_held[sys_cpu_id()];
+	for (unsigned i = r; i < RANK_N; i++)
+		MM_CHECK(held[i] == NULL, "lock order violated", (uintptr_t)r);
+	held[r] = l;
 	sys_irq_restore(f);
 }
 
 void mm_lockrank_release(enum mm_lockrank r)
 {
 	unsigned long f = sys_irq_save();
-	lock_held[sys_cpu_id()] &= ~(1u << r);
+	lock_held[sys_cpu_id()][r] = NULL;
 	sys_irq_restore(f);
+}
+
+bool mm_lock_held(enum mm_lockrank r, const struct sys_lock *l)
+{
+	unsigned long f = sys_irq_save();
+	bool held = lock_held[sys_cpu_id()][r] == l;
+	sys_irq_restore(f);
+	return held;
+}
+
+bool mm_no_lock_held(void)
+{
+	unsigned long f = sys_irq_save();
+	const struct sys_lock **held = lock_held[sys_cpu_id()];
+	bool none = true;
+	for (unsigned i = 0; i < RANK_N; i++)
+		none = none && held[i] == NULL;
+	sys_irq_restore(f);
+	return none;
 }
 #endif
 
@@ -206,6 +226,7 @@ int mheap_init(void)
  * nothing changes then, apart from metadata that stays committed). */
 static int mheap_grow(size_t npages)
 {
+	MM_HELD_HEAP();
 	struct pagealloc *pa = &mheap_.pages;
 	size_t k = (npages + CHUNK_PAGES - 1) / CHUNK_PAGES;
 	size_t newn = pa->nchunks + k;
@@ -241,6 +262,7 @@ static int mheap_grow(size_t npages)
  * arena if nothing fits. pre: lock. Returns the page index or -1. */
 static long take_pages(size_t npages, size_t align_pages)
 {
+	MM_HELD_HEAP();
 	struct pagealloc *pa = &mheap_.pages;
 	size_t need = npages + align_pages - 1;
 	if (need < npages)
@@ -266,6 +288,7 @@ static long take_pages(size_t npages, size_t align_pages)
  * be committed). pre: lock, the pages just marked allocated. */
 static size_t account_take(size_t pg, size_t n, bool large)
 {
+	MM_HELD_HEAP();
 	size_t scav = pa_scav_count(&mheap_.pages, pg, n);
 	mheap_.pages_inuse += n;
 	mheap_.pages_free -= n - scav;
@@ -280,6 +303,7 @@ static size_t account_take(size_t pg, size_t n, bool large)
  * exact: committed runs clear, released runs set). pre: lock. */
 static void account_give(size_t pg, size_t n, bool large)
 {
+	MM_HELD_HEAP();
 	size_t sc = pa_scav_count(&mheap_.pages, pg, n);
 	pa_set_alloc(&mheap_.pages, pg, n, false);
 	mheap_.pages_inuse -= n;
@@ -341,6 +365,7 @@ static void free_records(struct mspan *s)
  * changes then. pre: no mm lock held (may be called with interrupts off). */
 struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass, size_t align_pages)
 {
+	MM_UNLOCKED();
 	struct pagealloc *pa = &mheap_.pages;
 	if (npages == 0 || npages > pa->cap_chunks * CHUNK_PAGES)
 		return NULL;
@@ -403,6 +428,7 @@ struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass, size_t align_p
  * large object); no mm lock held. */
 bool mheap_extend_span(struct mspan *s, size_t npages)
 {
+	MM_UNLOCKED();
 	struct pagealloc *pa = &mheap_.pages;
 	size_t pg = (s->base - mheap_.arena_start) >> PAGE_SHIFT, old = s->npages;
 	size_t add = npages - old;
@@ -435,6 +461,7 @@ bool mheap_extend_span(struct mspan *s, size_t npages)
  * uncached); no lock or only its mcentral's lock held. */
 void mheap_free_span(struct mspan *s, bool released)
 {
+	MM_ASSERT(!mm_lock_held(RANK_MHEAP, &mheap_.lock));
 	size_t pg = (s->base - mheap_.arena_start) >> PAGE_SHIFT;
 	lock_heap();
 	__atomic_store_n(&s->nbytes, 0, __ATOMIC_RELAXED); /* before DEAD: malloc.c */

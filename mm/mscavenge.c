@@ -90,6 +90,7 @@ void mheap_scav_note_alloc(size_t npages)
  * only from chunks untouched for min_age epochs. pre: no mm lock held. */
 static void scavenge(uint64_t keep_bytes, bool keep_goal, size_t max_pages, uint32_t min_age)
 {
+	MM_UNLOCKED();
 	struct pagealloc *pa = &mheap_.pages;
 	size_t done = 0;
 	while (done < max_pages) {
@@ -142,6 +143,7 @@ void mheap_scavenge(uint64_t keep_bytes)
  * Cheap when nothing is pending (one load). */
 void mheap_scavenge_paced(void)
 {
+	MM_UNLOCKED();
 	if (!__atomic_load_n(&mheap_.scav_pending, __ATOMIC_RELAXED))
 		return;
 	scavenge(0, true, SCAV_STEP, SCAV_COLD);

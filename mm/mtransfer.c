@@ -64,6 +64,7 @@ size_t mm_transfer_put(unsigned spanclass, const struct magentry *in, size_t n)
  * pre: no mm lock held. */
 void mm_transfer_drain_all(void)
 {
+	MM_UNLOCKED();
 	struct magentry buf[64];
 	for (unsigned i = 2; i < NUM_SPANCLASSES; i++) {
 		size_t k;

@@ -7,7 +7,7 @@
 #   build/api/api_stress   threads as CPUs: cross-thread frees, thread exit
 #   build/api/api_misuse   bad pointers: forked child, SIGABRT, exact message
 #   build/api/api_leak     the leak detector: what nothing points to, exactly
-#   build/asan/...         MM_SRCS + HOST_SRCS (-DMM_DEBUG) + tests, clang ASan+UBSan
+#   build/asan/...         MM_SRCS + HOST_SRCS (-DMM_DEBUG=2) + tests, clang ASan+UBSan
 #   build/tsan/...         the same under TSan, for api_stress
 #
 # make test-api runs them all (about 30 s of CPU on two cores), each one
@@ -68,10 +68,10 @@ $(addprefix $(API_DIR)/,$(API_PROGS)): $(API_DIR)/%: $(API_DIR)/%.o $(API_DIR)/a
 # ---- sanitized (clang; the core's sources rebuilt with the sanitizer) ----
 API_CORE_SRCS = $(MM_SRCS) $(HOST_SRCS)
 
-# The sanitized core is also the debug core (-DMM_DEBUG: internal
+# The sanitized core is also the debug core (-DMM_DEBUG=2: internal
 # assertions, whole-structure validation after span operations, lock-order
 # checks), so a broken invariant stops the API tests where it happens.
-API_CLANG_CORE_FLAGS := -DMM_DEBUG
+API_CLANG_CORE_FLAGS := -DMM_DEBUG=2
 
 # $(1): the programs, $(2): their directory, $(3): the sanitizer flags
 define api_san_rules

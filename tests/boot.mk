@@ -47,11 +47,11 @@ TEST_TARGETS += test-boot
 #   released_page_selftest: the page-fault diagnosis for a released page
 #   heap_nx_selftest: calling into the heap faults (NX) with its diagnosis
 #   kmem_mmdebug   the kmalloc self-tests on a kernel whose core is built
-#                  with -DMM_DEBUG
+#                  with -DMM_DEBUG=2
 KMEM_CASES := $(BUILD)/boot-cases/kmem
 # Extra QEMU arguments as `make run` uses them (kernel/build.mk, if set).
 
-# The same kernel linked against the core built with -DMM_DEBUG (internal
+# The same kernel linked against the core built with -DMM_DEBUG=2 (internal
 # assertions, validation after span operations, lock-order checks), so the
 # kmalloc self-tests also run with the core checking itself on the real
 # port. Two link passes for the symbol table, as in kernel/build.mk.
@@ -62,7 +62,7 @@ KMEM_DEBUG_MM_OBJS := $(MM_SRCS:%.c=$(KMEM_DEBUG)/%.o)
 
 $(KMEM_DEBUG)/mm/%.o: mm/%.c
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(MM_KERNEL_CFLAGS) -DMM_DEBUG -c $< -o $@
+	$(Q)$(CC) $(MM_KERNEL_CFLAGS) -DMM_DEBUG=2 -c $< -o $@
 
 $(KMEM_DEBUG_LIB): $(KMEM_DEBUG_MM_OBJS)
 	$(Q)rm -f $@ && ar rcs $@ $^
@@ -77,7 +77,7 @@ $(KMEM_DEBUG)/ksyms_table.o: $(KMEM_DEBUG)/ksyms_table.c kernel/ksyms.h
 	$(Q)$(CC) $(KERNEL_CFLAGS) -c $< -o $@
 
 $(KMEM_DEBUG_ELF): $(KERNEL_OBJS) $(KMEM_DEBUG)/ksyms_table.o $(KMEM_DEBUG_LIB) arch/x86_64/kernel.ld
-	@echo "  LD(k)   $@ (core with -DMM_DEBUG)"
+	@echo "  LD(k)   $@ (core with -DMM_DEBUG=2)"
 	$(Q)$(CC) $(KERNEL_LDFLAGS) $(KERNEL_OBJS) $(KMEM_DEBUG)/ksyms_table.o $(KMEM_DEBUG_LIB) -o $@ -lgcc
 	$(Q)nm -n $@ | scripts/mksyms | cmp -s - $(KMEM_DEBUG)/ksyms_table.c || \
 		{ echo "kernel-mmdebug: symbol table moved between link passes" >&2; rm -f $@; exit 1; }

@@ -1,6 +1,6 @@
 # tests/host.mk: the core's internal unit tests (Check), run on the host
 # against build/host/libkmalloc.a and again against the debug build
-# (build/host-debug, -DMM_DEBUG: assertions, whole-structure validation
+# (build/host-debug, -DMM_DEBUG=2: assertions, whole-structure validation
 # after every span operation, lock-order checks): size classes (including
 # "the checked-in mm/sizeclasses.h is what the generator writes"), span
 # bitmaps, page allocator, magazines and transfer caches, mcentral lists,
@@ -33,7 +33,7 @@ $(BUILD)/host/tests/api_util.o: tests/host/api_util.c
 
 $(BUILD)/host-debug/tests/api_util.o: tests/host/api_util.c
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(HOST_TEST_CFLAGS) -DMM_DEBUG -c $< -o $@
+	$(Q)$(CC) $(HOST_TEST_CFLAGS) -DMM_DEBUG=2 -c $< -o $@
 
 $(BUILD)/host/tests/test_%: tests/host/test_%.c $(BUILD)/host/tests/api_util.o $(KMALLOC_HOST_LIB)
 	@mkdir -p $(@D)
@@ -43,7 +43,7 @@ $(BUILD)/host/tests/test_%: tests/host/test_%.c $(BUILD)/host/tests/api_util.o $
 $(BUILD)/host-debug/tests/test_%: tests/host/test_%.c $(BUILD)/host-debug/tests/api_util.o \
 		$(KMALLOC_HOST_DEBUG_LIB)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(HOST_TEST_CFLAGS) -DMM_DEBUG $< $(BUILD)/host-debug/tests/api_util.o \
+	$(Q)$(CC) $(HOST_TEST_CFLAGS) -DMM_DEBUG=2 $< $(BUILD)/host-debug/tests/api_util.o \
 		$(KMALLOC_HOST_DEBUG_LIB) $(HOST_TEST_LIBS) -o $@
 
 # One compiler run over several sources: header dependencies are listed
@@ -59,7 +59,7 @@ $(BUILD)/host/tests/genericport/test_genericport: $(GENERIC_PORT_DEPS)
 
 $(BUILD)/host-debug/tests/genericport/test_genericport: $(GENERIC_PORT_DEPS)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(GENERIC_PORT_CFLAGS) -DMM_DEBUG $(filter %.c,$^) $(HOST_TEST_LIBS) -o $@
+	$(Q)$(CC) $(GENERIC_PORT_CFLAGS) -DMM_DEBUG=2 $(filter %.c,$^) $(HOST_TEST_LIBS) -o $@
 
 .PHONY: test-host
 test-host: $(HOST_TEST_BINS) $(HOST_DEBUG_TEST_BINS)

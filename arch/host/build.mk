@@ -30,7 +30,7 @@ ALL_TARGETS += $(KMALLOC_HOST_LIB)
 
 -include $(HOST_LIB_OBJS:.o=.d)
 
-# The same library with the debug checks on (-DMM_DEBUG: MM_ASSERT,
+# The same library with the debug checks on (-DMM_DEBUG=2: MM_ASSERT,
 # MM_VALIDATE, lock-order checking); tests/host.mk runs every internal
 # test against both.
 KMALLOC_HOST_DEBUG_LIB := $(BUILD)/host-debug/libkmalloc.a
@@ -38,11 +38,11 @@ HOST_DEBUG_LIB_OBJS := $(patsubst %.c,$(BUILD)/host-debug/%.o,$(MM_SRCS) $(HOST_
 
 $(BUILD)/host-debug/mm/%.o: mm/%.c
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(HOST_LIB_CFLAGS) -DMM_DEBUG -c $< -o $@
+	$(Q)$(CC) $(HOST_LIB_CFLAGS) -DMM_DEBUG=2 -c $< -o $@
 
 $(BUILD)/host-debug/arch/host/%.o: arch/host/%.c
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(HOST_LIB_CFLAGS) -DMM_DEBUG -c $< -o $@
+	$(Q)$(CC) $(HOST_LIB_CFLAGS) -DMM_DEBUG=2 -c $< -o $@
 
 $(KMALLOC_HOST_DEBUG_LIB): $(HOST_DEBUG_LIB_OBJS)
 	@mkdir -p $(@D)

@@ -13,6 +13,7 @@
  */
 #include <check.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -615,6 +616,42 @@ START_TEST(central_array_is_cache_line_padded)
 }
 END_TEST
 
+#ifdef MM_DEBUG
+/* A function that needs a lock asserts it holds it, and one that may take
+ * locks or commit asserts it holds none: without them a missing lock is
+ * found only by a race detector. Each case runs in a child, which must
+ * abort naming the file of the function and the assertion. */
+static void alloc_record_unlocked(void *arg)
+{
+	(void)arg;
+	fixalloc_alloc(&mheap_.greyalloc); /* needs mheap.lock */
+}
+
+static void refill_under_heap_lock(void *arg)
+{
+	(void)arg;
+	lock_heap();
+	mcentral_uncacheSpan(central(), NULL); /* takes mcentral.lock itself */
+}
+
+static void expect_assert(void (*fn)(void *), const char *where, const char *what)
+{
+	struct child_result r;
+	run_in_child(fn, NULL, &r);
+	ck_assert_msg(r.signaled && r.sig == SIGABRT, "child did not abort: %s", r.err);
+	ck_assert_msg(strstr(r.err, "kmalloc: assertion failed at ") == r.err &&
+	                      strstr(r.err, where) != NULL && strstr(r.err, what) != NULL,
+	              "wrong fault: %s", r.err);
+}
+
+START_TEST(missing_or_extra_lock_is_caught)
+{
+	expect_assert(alloc_record_unlocked, "mm/mfixalloc.c:", "mm_lock_held");
+	expect_assert(refill_under_heap_lock, "mm/mcentral.c:", "mm_no_lock_held");
+}
+END_TEST
+#endif
+
 int main(void)
 {
 	Suite *s = suite_create("mcentral");
@@ -636,6 +673,9 @@ int main(void)
 	tcase_add_test(tc, racing_double_free_across_batches_cached);
 	tcase_add_test(tc, live_entry_is_corrupt);
 	tcase_add_test(tc, central_array_is_cache_line_padded);
+#ifdef MM_DEBUG
+	tcase_add_test(tc, missing_or_extra_lock_is_caught);
+#endif
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
