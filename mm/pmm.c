@@ -76,6 +76,7 @@
  * check the tests run after every step.
  */
 #include "pmm.h"
+#include "fmt.h"
 
 #define M_TAIL     0x00u
 #define M_FREE     0x20u
@@ -110,53 +111,17 @@ static unsigned ceil_log2(uint64_t v)
     return k;
 }
 
-/* One log line, built on the stack: reporting never allocates. */
+/* One log line, built on the stack with mm/fmt.h: reporting never
+ * allocates. */
 struct line {
     char buf[160];
-    unsigned n;
+    size_t n;
 };
 
 static void l_init(struct line *l) { l->n = 0; l->buf[0] = '\0'; }
-
-static void l_str(struct line *l, const char *s)
-{
-    while (*s && l->n < sizeof l->buf - 1)
-        l->buf[l->n++] = *s++;
-    l->buf[l->n] = '\0';
-}
-
-static void l_dec(struct line *l, uint64_t v)
-{
-    char tmp[21];
-    int i = 0;
-    do {
-        tmp[i++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    char out[22];
-    int j = 0;
-    while (i)
-        out[j++] = tmp[--i];
-    out[j] = '\0';
-    l_str(l, out);
-}
-
-static void l_hex(struct line *l, uint64_t v)
-{
-    char out[19];
-    int j = 0, started = 0;
-    out[j++] = '0';
-    out[j++] = 'x';
-    for (int sh = 60; sh >= 0; sh -= 4) {
-        unsigned d = (unsigned)(v >> sh) & 0xf;
-        if (d || started || sh == 0) {
-            out[j++] = "0123456789abcdef"[d];
-            started = 1;
-        }
-    }
-    out[j] = '\0';
-    l_str(l, out);
-}
+static void l_str(struct line *l, const char *s) { l->n = mm_fmt_str(l->buf, l->n, sizeof l->buf, s); }
+static void l_dec(struct line *l, uint64_t v) { l->n = mm_fmt_u64(l->buf, l->n, sizeof l->buf, v, 0); }
+static void l_hex(struct line *l, uint64_t v) { l->n = mm_fmt_hex(l->buf, l->n, sizeof l->buf, v); }
 
 /* Bytes as "N bytes" below 1 MiB, "N MiB" (rounded down) above. */
 static void l_size(struct line *l, uint64_t bytes)
