@@ -35,7 +35,7 @@ KERNEL_SRCS := \
 	kernel/smp_selftests.c
 # ---- kmem (issue 4): frame allocator, paging, the heap's port, self-tests
 KERNEL_SRCS += \
-	mm/pmm.c \
+	$(PMM_SRCS) \
 	arch/x86_64/paging.c \
 	arch/x86_64/sys.c \
 	kernel/mem.c \

@@ -30,6 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fmt.h" /* mm_fmt_*: sys_log lines */
 #include "kmalloc.h"
 #include "msize.h"
 #include "sizeclasses.h"
@@ -807,10 +808,6 @@ static inline void *mm_nomem(void)
 }
 
 void *mm_alloc_class(unsigned spanclass, unsigned flags, uintptr_t site);
-/* Tiny formatter for sys_log lines: appends to buf, returns new length. */
-size_t mm_fmt_str(char *buf, size_t n, size_t cap, const char *s);
-size_t mm_fmt_u64(char *buf, size_t n, size_t cap, uint64_t v, int width);
-size_t mm_fmt_hex(char *buf, size_t n, size_t cap, uint64_t v);
 
 /* ---- leak detector (mgcmark.c) ---- */
 

@@ -10,8 +10,8 @@
  * locks. kmalloc_stats sums them; each CPU's counters are exact at every
  * instant, so a snapshot is exact whenever no other CPU is allocating.
  *
- * mm has no printf: kmalloc_dump formats with the two tiny helpers below,
- * into a stack buffer, and never allocates.
+ * mm has no printf: kmalloc_dump formats with mm/fmt.h's helpers, into a
+ * stack buffer, and never allocates.
  */
 #include "internal.h"
 
@@ -63,46 +63,6 @@ void kmalloc_stats(struct kmalloc_stats *st)
 	st->meta_sys = mheap_.meta_sys;
 	st->committed = st->heap_inuse + st->heap_free + st->meta_sys;
 	unlock_heap();
-}
-
-size_t mm_fmt_str(char *buf, size_t n, size_t cap, const char *s)
-{
-	while (*s && n + 1 < cap)
-		buf[n++] = *s++;
-	buf[n] = 0;
-	return n;
-}
-
-/* Decimal, right-aligned to `width` columns. */
-size_t mm_fmt_u64(char *buf, size_t n, size_t cap, uint64_t v, int width)
-{
-	char tmp[24];
-	int k = 0;
-	do {
-		tmp[k++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v != 0);
-	while (width-- > k && n + 1 < cap)
-		buf[n++] = ' ';
-	while (k > 0 && n + 1 < cap)
-		buf[n++] = tmp[--k];
-	buf[n] = 0;
-	return n;
-}
-
-size_t mm_fmt_hex(char *buf, size_t n, size_t cap, uint64_t v)
-{
-	char tmp[16];
-	int k = 0;
-	do {
-		tmp[k++] = "0123456789abcdef"[v & 15];
-		v >>= 4;
-	} while (v != 0);
-	n = mm_fmt_str(buf, n, cap, "0x");
-	while (k > 0 && n + 1 < cap)
-		buf[n++] = tmp[--k];
-	buf[n] = 0;
-	return n;
 }
 
 static void log_kv(const char *key, uint64_t v)

@@ -1,7 +1,9 @@
-# tests/pmm.mk: the physical frame allocator (mm/pmm.c) and its host tests.
+# tests/pmm.mk: the physical frame allocator (mm/pmm/, PMM_SRCS from
+# mm/build.mk) and its host tests.
 #
-#   make test-pmm   1. compile mm/pmm.c with the kernel's flags and check it
-#                      needs no outside symbol (no memset/memcpy sneaking in);
+#   make test-pmm   1. compile PMM_SRCS with the kernel's flags, link them
+#                      into one object and check it needs no outside symbol
+#                      (no memset/memcpy sneaking in);
 #                   2. run the Check suites built with gcc;
 #                   3. run them again built with clang and ASan + UBSan.
 #
@@ -17,7 +19,7 @@ PMM_TEST_SRCS := \
 	tests/host/pmm_misuse.c \
 	tests/host/pmm_stress.c \
 	tests/host/pmm_harness.c \
-	mm/pmm.c
+	$(PMM_SRCS)
 
 # The flags the kernel builds mm/ with (mm/build.mk's MM_KERNEL_CFLAGS).
 PMM_KERNEL_CFLAGS := $(CSTD) $(WARN) -ffreestanding -nostdlib -mno-red-zone \
@@ -47,18 +49,25 @@ $(PMM_OUT)/test_pmm: $(PMM_GCC_OBJS)
 $(PMM_OUT)/test_pmm_asan: $(PMM_ASAN_OBJS)
 	$(Q)$(CLANG) $(PMM_ASAN_FLAGS) $^ -o $@ $(PMM_CHECK_LIBS)
 
-$(PMM_OUT)/kernel/pmm.o: mm/pmm.c
+PMM_KERNEL_OBJS := $(PMM_SRCS:%.c=$(PMM_OUT)/kernel/%.o)
+
+$(PMM_OUT)/kernel/%.o: %.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(PMM_KERNEL_CFLAGS) -MMD -MP -c $< -o $@
+
+# One relocatable object, so the files' calls into each other resolve and
+# only calls to outside the frame allocator stay undefined.
+$(PMM_OUT)/kernel/pmm.o: $(PMM_KERNEL_OBJS)
+	$(Q)$(LD) -r $^ -o $@
 
 # The freestanding object must not call anything: gcc may turn loops into
 # memset/memcpy calls that a kernel without libc cannot resolve.
 $(PMM_OUT)/kernel/pmm.undef-ok: $(PMM_OUT)/kernel/pmm.o
 	$(Q)undef="$$(nm -u $<)"; if [ -n "$$undef" ]; then \
-		echo "mm/pmm.c needs symbols a freestanding kernel lacks:"; echo "$$undef"; exit 1; fi
+		echo "mm/pmm/ needs symbols a freestanding kernel lacks:"; echo "$$undef"; exit 1; fi
 	$(Q)touch $@
 
-# Leak checking is off in the ASan run: pmm.c never allocates (only the
+# Leak checking is off in the ASan run: mm/pmm/ never allocates (only the
 # harness does), and LeakSanitizer cannot run where ptrace is restricted.
 .PHONY: test-pmm
 test-pmm: $(PMM_OUT)/kernel/pmm.undef-ok $(PMM_OUT)/test_pmm $(PMM_OUT)/test_pmm_asan
@@ -71,10 +80,10 @@ ALL_TARGETS += $(PMM_OUT)/kernel/pmm.o $(PMM_OUT)/test_pmm
 TEST_TARGETS += test-pmm
 DEPS_GROUPS += pmm
 
--include $(PMM_GCC_OBJS:.o=.d) $(PMM_ASAN_OBJS:.o=.d) $(PMM_OUT)/kernel/pmm.d
+-include $(PMM_GCC_OBJS:.o=.d) $(PMM_ASAN_OBJS:.o=.d) $(PMM_KERNEL_OBJS:.o=.d)
 
 # Host benchmark (make bench-pmm): ns per pmm_alloc/pmm_free and init time.
-$(PMM_OUT)/pmm_bench: $(PMM_OUT)/gcc/tests/host/pmm_bench.o $(PMM_OUT)/gcc/mm/pmm.o
+$(PMM_OUT)/pmm_bench: $(PMM_OUT)/gcc/tests/host/pmm_bench.o $(PMM_SRCS:%.c=$(PMM_OUT)/gcc/%.o)
 	$(Q)$(CC) $^ -o $@
 
 .PHONY: bench-pmm

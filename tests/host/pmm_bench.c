@@ -3,7 +3,7 @@
  * bench-pmm). Each line is one workload on a freshly built allocator,
  * in nanoseconds per operation (one pmm_alloc or one pmm_free), best of
  * five runs so that noise from the other jobs on the machine counts less.
- * The numbers are for comparing versions of pmm.c on one machine; the
+ * The numbers are for comparing versions of mm/pmm/ on one machine; the
  * correctness suites never look at time.
  */
 #define _DEFAULT_SOURCE
@@ -13,7 +13,7 @@
 #include <sys/mman.h>
 #include <time.h>
 
-#include "pmm.h"
+#include "pmm/pmm.h"
 
 #define MiB ((uint64_t)1 << 20)
 #define GiB ((uint64_t)1 << 30)

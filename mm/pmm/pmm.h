@@ -1,7 +1,9 @@
 /*
  * pmm.h: the physical frame allocator (a binary buddy allocator over 4 KiB
  * frames), built from the boot memory map. The kernel uses it underneath
- * paging and mm/sys.h; the host tests build it on synthetic maps.
+ * paging and mm/sys.h; the host tests build it on synthetic maps. It is
+ * not part of the kmalloc library: the rest of mm/pmm/ implements it, and
+ * pmm_internal.h says which file does what.
  *
  * Data flow:
  *   boot memory map (any order, overlaps, odd edges)
@@ -60,7 +62,7 @@
 /*
  * Region types. The numeric values are shared with boot/bootinfo.h
  * (enum boot_mem_type) and must not change. On overlap the type with the
- * higher precedence wins (see pmm.c, type_rank): anything that is not free
+ * higher precedence wins (see map.c, type_rank): anything that is not free
  * memory beats PMM_USABLE and PMM_RECLAIMABLE.
  */
 enum pmm_type {
@@ -137,7 +139,7 @@ struct pmm_node {
 struct pmm_section {
     uint64_t base_pfn; /* first frame covered */
     uint64_t npfn;     /* frames covered, holes included */
-    uint8_t *meta;     /* npfn bytes, one per frame (see pmm.c), via the direct map */
+    uint8_t *meta;     /* npfn bytes, one per frame (see pmm_internal.h), via the direct map */
 };
 
 /* One frame allocator. "caller's lock" is whatever serializes calls on
