@@ -66,11 +66,22 @@ void smp_run_all(smp_work_fn fn, void *arg);
 uint64_t smp_stack_top(unsigned cpu);
 uint64_t smp_stack_size(void);
 
-/* Panic support: stop every other CPU (NMI); they halt with interrupts off. */
+/* Panic support: stop every other online CPU (one NMI each); they halt
+ * with interrupts off. CPUs that are not online get nothing. */
 void smp_stop_others(void);
 
-/* For tests and reports: CPUs that did not answer INIT-SIPI-SIPI, and
- * CPUs start-up was attempted for (BSP included). */
+/* Post request bits (NMI_REQ_*, percpu.h) to online CPU `cpu` and send it
+ * an NMI; its handler answers and returns. smp_ping_others pings every
+ * other online CPU through the same path the panic stop uses (tests). */
+void smp_nmi_request(unsigned cpu, uint32_t req);
+void smp_ping_others(void);
+
+/* Index of the CPU parked by smp_park_last (started, never online), or -1. */
+int smp_parked_cpu(void);
+
+/* For tests and reports: CPUs that did not answer INIT-SIPI-SIPI (or
+ * could not be addressed), and CPUs start-up was attempted for (BSP and
+ * a parked CPU included). */
 unsigned smp_cpus_failed(void);
 unsigned smp_cpus_tried(void);
 
