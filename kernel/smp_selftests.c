@@ -157,32 +157,33 @@ KTEST(smp_spinlock_exact_count)
 
 /* ---- the LAPIC timer ticks and calls its hook on every CPU ---- */
 
-static uint64_t hook_seen[MAX_CPUS];
+/* Every CPU that has work: idle APs stop their timer (smp.c), so each
+ * CPU waits for its ticks inside smp_run_all, interrupts on. */
+static uint64_t hook_seen[MAX_CPUS], tick_start[MAX_CPUS];
 static void count_hook(unsigned cpu) { __atomic_fetch_add(&hook_seen[cpu], 1, __ATOMIC_RELAXED); }
+
+static void wait_ticks(unsigned cpu, void *arg)
+{
+    (void)arg;
+    /* Liveness, not speed: 20 ticks each, with a generous 5 s bound. */
+    uint64_t end = tsc_deadline_us(rdtsc(), 5000000);
+    while ((__atomic_load_n(&percpu_area[cpu].timer_ticks, __ATOMIC_RELAXED) - tick_start[cpu] < 20 ||
+            __atomic_load_n(&hook_seen[cpu], __ATOMIC_RELAXED) < 20) && rdtsc() < end)
+        cpu_pause();
+}
 
 KTEST(lapic_timer_every_cpu)
 {
     unsigned n = smp_cpus_online();
-    static uint64_t start[MAX_CPUS];
     for (unsigned c = 0; c < n; c++) {
-        start[c] = __atomic_load_n(&percpu_area[c].timer_ticks, __ATOMIC_RELAXED);
+        tick_start[c] = __atomic_load_n(&percpu_area[c].timer_ticks, __ATOMIC_RELAXED);
         hook_seen[c] = 0;
     }
     apic_set_tick_hook(count_hook);
-    /* Liveness, not speed: 20 ticks each, with a generous 5 s bound. */
-    uint64_t end = tsc_deadline_us(rdtsc(), 5000000);
-    unsigned slow;
-    do {
-        slow = n;
-        for (unsigned c = 0; c < n; c++)
-            if (__atomic_load_n(&hook_seen[c], __ATOMIC_RELAXED) >= 20 &&
-                __atomic_load_n(&percpu_area[c].timer_ticks, __ATOMIC_RELAXED) - start[c] >= 20)
-                slow--;
-        cpu_pause();
-    } while (slow && rdtsc() < end);
+    smp_run_all(wait_ticks, NULL);
     apic_set_tick_hook(NULL);
     for (unsigned c = 0; c < n; c++) {
-        uint64_t ticks = __atomic_load_n(&percpu_area[c].timer_ticks, __ATOMIC_RELAXED) - start[c];
+        uint64_t ticks = __atomic_load_n(&percpu_area[c].timer_ticks, __ATOMIC_RELAXED) - tick_start[c];
         if (ticks < 20 || hook_seen[c] < 20)
             ktest_fail(t, "cpu %u: %lu timer ticks, %lu hook calls within 5 s (want >= 20 each)",
                        c, ticks, hook_seen[c]);

@@ -183,6 +183,11 @@ void lapic_timer_start(void)
     lapic_write(LAPIC_TIMER_INIT, per_tick ? per_tick : 1);
 }
 
+void lapic_timer_stop(void)
+{
+    lapic_write(LAPIC_TIMER_INIT, 0);  /* a zero initial count stops it */
+}
+
 void lapic_timer_set_hz(uint32_t hz)
 {
     if (hz < LAPIC_TIMER_HZ)

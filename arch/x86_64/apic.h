@@ -55,6 +55,8 @@ void lapic_eoi(void);
 
 /* Calibrate (first call only) and start the periodic timer on this CPU. */
 void lapic_timer_start(void);
+/* Stop it (an idle AP: smp.c's idle loop restarts it for work). */
+void lapic_timer_stop(void);
 /* Change the tick rate (never below LAPIC_TIMER_HZ) and restart the timer
  * on the running CPU; the other CPUs pick the rate up when they call it
  * too (smp_run_all). The SMP kmalloc tests run at 10 kHz for more

@@ -7,7 +7,9 @@
  * trampoline (trampoline.S) onto a stack with a guard in the KSTACK window
  * (mapped through paging.c, so smp_init runs after mem_init). Each AP sets
  * up its own GDT/TSS, IDT, GS-based per-CPU area, local APIC and 1 kHz
- * timer, prints "cpu N online" and idles in hlt with interrupts on. The BSP waits for each with a timeout, reports
+ * timer, prints "cpu N online" and idles in hlt with interrupts on and its
+ * timer stopped (it ticks only while it runs work). The BSP waits for
+ * each with a timeout, reports
  * any that did not start, prints "cpus: N online" and turns interrupts on.
  * Broken or missing ACPI tables: a message, and the kernel goes on with
  * one CPU (timer still running).

@@ -20,7 +20,8 @@
  *                caller), it leaves them gathered instead: no interrupt
  *                handler waits for other CPUs' acknowledgements. Called by
  *                the scavenger with no mm lock held.
- *   sys_lock     the kernel's ticket spinlock with interrupts off
+ *   sys_lock     the kernel's ticket spinlock with interrupts off, serving
+ *                TLB shootdown requests while it spins
  *   sys_fault    panic "kmalloc: <msg>: 0x<p>" with a backtrace
  *   sys_log      printk
  *
@@ -147,9 +148,11 @@ int sys_commit(void *p, size_t n)
     check_range("sys_commit", p, n);
     __atomic_add_fetch(&commit_calls, 1, __ATOMIC_RELAXED);
     uintptr_t va = (uintptr_t)p, end = va + n;
-    /* Frames this CPU still holds for a shootdown are memory we can use. */
+    /* Frames this CPU still holds for a shootdown are memory we can use;
+     * and no CPU may keep a stale translation of the range (tlb.h). */
     if ((cpu_read_rflags() & RFLAGS_IF) && tlb_gather_count())
         tlb_gather_flush();
+    tlb_gather_sync(va, end);
     for (; va < end; va += PAGE_SIZE_4K) {
         uint64_t phys;
         if (mem_frame_alloc(&phys) != 0)
@@ -181,10 +184,19 @@ void sys_release(void *p, size_t n)
     __atomic_add_fetch(&released_pages, freed, __ATOMIC_RELAXED);
 }
 
+/* The ticket lock, serving TLB shootdown requests while it waits: a CPU
+ * spinning here has interrupts off and would otherwise never acknowledge,
+ * and the holder may be a sys_commit waiting for exactly that (tlb.h). */
 void sys_lock(struct sys_lock *l)
 {
     uint64_t f = irq_save();
-    uint64_t spins = spin_lock_counted(&l->lock);
+    uint64_t spins = 0;
+    uint32_t me = __atomic_fetch_add(&l->lock.next, 1, __ATOMIC_RELAXED);
+    while (__atomic_load_n(&l->lock.owner, __ATOMIC_ACQUIRE) != me) {
+        tlb_service();
+        cpu_pause();
+        spins++;
+    }
     l->irqflags = f;
     l->acquisitions++;
     l->spins += spins;

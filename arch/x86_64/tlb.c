@@ -224,11 +224,34 @@ void tlb_gather_add(uint64_t phys, uint64_t start, uint64_t end)
     w[1] = g->head ^ GATHER_MAGIC;
     g->head = phys;
     if (g->count == 0 || start < g->start)
-        g->start = start;
+        __atomic_store_n(&g->start, start, __ATOMIC_RELAXED);
     if (g->count == 0 || end > g->end)
-        g->end = end;
-    __atomic_store_n(&g->count, g->count + 1, __ATOMIC_RELAXED);
+        __atomic_store_n(&g->end, end, __ATOMIC_RELAXED);
+    __atomic_store_n(&g->count, g->count + 1, __ATOMIC_RELEASE);
     irq_restore(f);
+}
+
+/*
+ * Before [start, end) is mapped again: if any CPU still holds a gather
+ * whose range overlaps it, other CPUs may still hold translations of the
+ * old frames there, and a write through one would land in a gathered
+ * frame instead of the new one. Shoot the range down now (the gathered
+ * frames stay where they are). The release that gathered happened before
+ * the heap handed the range out again (the core's lock orders them), so
+ * its range is visible here.
+ */
+void tlb_gather_sync(uint64_t start, uint64_t end)
+{
+    for (unsigned c = 0; c < MAX_CPUS; c++) {
+        struct gather *g = &gathers[c];
+        if (!__atomic_load_n(&g->count, __ATOMIC_ACQUIRE))
+            continue;
+        if (__atomic_load_n(&g->start, __ATOMIC_RELAXED) < end &&
+            start < __atomic_load_n(&g->end, __ATOMIC_RELAXED)) {
+            tlb_shootdown_range(start, end);
+            return;
+        }
+    }
 }
 
 uint64_t tlb_gather_count(void)

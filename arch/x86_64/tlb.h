@@ -33,6 +33,16 @@
  * loop). So no interrupt handler waits for 254 other CPUs. Gathered
  * frames are chained through their own memory (direct map), each link
  * stored twice so a stray write by a stale translation is caught.
+ *
+ * What makes the lazy case safe: until its shootdown, other CPUs may
+ * still translate the released range to the gathered frames. Nobody may
+ * use released memory, but the heap may commit the same range again, and
+ * then a write through a stale translation would go to the old frame: so
+ * sys_commit calls tlb_gather_sync first, which shoots the range down if
+ * any CPU's gather still covers it. That can happen under the heap's
+ * lock with interrupts off; it cannot deadlock because the port's
+ * sys_lock serves TLB requests while it spins (a CPU waiting for the
+ * lock still acknowledges).
  */
 #ifndef ARCH_X86_64_TLB_H
 #define ARCH_X86_64_TLB_H
@@ -65,6 +75,8 @@ void tlb_flush_local(uint64_t va, uint64_t len);
  * mem_frame_free through sys.c). */
 void tlb_gather_add(uint64_t phys, uint64_t start, uint64_t end);
 uint64_t tlb_gather_flush(void);
+/* Shoot [start, end) down if any CPU's gather overlaps it (sys_commit). */
+void tlb_gather_sync(uint64_t start, uint64_t end);
 uint64_t tlb_gather_count(void);        /* this CPU's gathered frames */
 uint64_t tlb_gathered_frames(void);     /* all CPUs' (reports) */
 void tlb_gather_init(void (*free_fn)(uint64_t phys));
