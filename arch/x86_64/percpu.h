@@ -13,7 +13,7 @@
  * Ownership: a CPU writes only its own struct percpu, except the
  * tlb_pending bitmask (any CPU sets bits with an atomic OR, the owner
  * clears them with an atomic exchange), tlb_acks (targets decrement it
- * atomically) and nmi_request (a requester sets bits with an atomic OR,
+ * atomically), tlb_lazy_skips (initiators add to it) and nmi_request (a requester sets bits with an atomic OR,
  * the owner's NMI handler clears them); see tlb.c and smp.c for those
  * protocols' happens-before edges. Other CPUs read the counters with
  * relaxed atomic loads (progress checks and reports only).
@@ -53,6 +53,11 @@ struct percpu {
     uint64_t tlb_end;         /*   written before any target's pending bit is
                                    set (release) */
     uint32_t tlb_acks;        /* atomic; targets of our request yet to flush */
+    uint32_t tlb_lazy;        /* atomic (SEQ_CST); 1 while this AP idles in
+                                 hlt: initiators skip it, and it flushes its
+                                 whole TLB before touching memory again */
+    uint64_t tlb_lazy_skips;  /* atomic add by initiators: requests that
+                                 skipped this CPU because it was lazy */
     uint32_t online;          /* atomic; 1 once this CPU finished start-up */
     uint32_t parked;          /* atomic; 1: started but parked on purpose
                                  (smp_park_last): never online, no timer */

@@ -233,6 +233,7 @@ void irq_dispatch(struct regs *r)
 {
     struct percpu *p = this_cpu();
     __atomic_store_n(&p->irq_count, p->irq_count + 1, __ATOMIC_RELAXED);
+    tlb_leave_lazy();  /* an idle AP may hold stale translations (tlb.c) */
     if (__atomic_load_n(&p->parked, __ATOMIC_RELAXED)) {
         /* A parked CPU only counts what reached it (smp_park_last). */
         __atomic_store_n(&p->parked_irqs, p->parked_irqs + 1, __ATOMIC_RELAXED);
@@ -318,7 +319,13 @@ static void idle_loop(unsigned cpu)
             __atomic_fetch_add(&work.done, 1, __ATOMIC_RELEASE);
             continue;
         }
-        cpu_sti_hlt();  /* VEC_WAKE, a shootdown or the last tick bring us back */
+        tlb_enter_lazy();  /* shootdowns skip us until our next interrupt */
+        cpu_sti_hlt();     /* VEC_WAKE or the last tick bring us back */
+        /* An interrupt left lazy mode already; an NMI (which returns
+         * here after hlt) did not. */
+        cpu_cli();
+        tlb_leave_lazy();
+        cpu_sti();
     }
 }
 

@@ -17,6 +17,17 @@
  * decrement I.tlb_acks (RELEASE; pairs with 4, so I knows t's flush
  * happened before I frees).
  *
+ * Lazy idle CPUs (Linux's lazy TLB mode, for a kernel-only address
+ * space): an AP about to hlt with nothing to do sets its tlb_lazy; I
+ * skips such targets, and the AP, on its first interrupt, clears the flag
+ * and flushes its whole TLB before anything else (tlb_leave_lazy). Both
+ * sides are SEQ_CST (a Dekker pair): I writes the page tables, fences,
+ * then reads tlb_lazy; the AP stores 0, then flushes. If I read 1, the
+ * AP's store and flush come after I's page-table write, so its next walk
+ * sees the new entries; if I read 0, the AP gets the IPI as usual. On a
+ * machine with 254 idle CPUs a shootdown then interrupts only the busy
+ * ones.
+ *
  * Happens-before edges: page-table write (caller) -> invlpg on I -> OR
  * (release) -> exchange (acquire) on t -> t's invlpg -> decrement (release)
  * -> I's acquire load of 0 -> caller frees the frames. I's request fields
@@ -72,6 +83,20 @@ void tlb_flush_local(uint64_t va, uint64_t len)
 }
 
 /* ---- the target side ---- */
+
+void tlb_enter_lazy(void)
+{
+    __atomic_store_n(&this_cpu()->tlb_lazy, 1, __ATOMIC_SEQ_CST);
+}
+
+void tlb_leave_lazy(void)
+{
+    struct percpu *me = this_cpu();
+    if (__atomic_load_n(&me->tlb_lazy, __ATOMIC_RELAXED)) {
+        __atomic_store_n(&me->tlb_lazy, 0, __ATOMIC_SEQ_CST);
+        flush_all_local();
+    }
+}
 
 void tlb_service(void)
 {
@@ -173,15 +198,27 @@ void tlb_shootdown_range(uint64_t start, uint64_t end)
     if (n > 1) {
         me->tlb_start = start;
         me->tlb_end = end;
+        /* More acks than targets until the loop has counted the lazy ones
+         * out: no target can bring it to 0 early. */
         __atomic_store_n(&me->tlb_acks, n - 1, __ATOMIC_RELAXED);
         __atomic_store_n(&me->tlb_requests, me->tlb_requests + 1, __ATOMIC_RELAXED);
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);  /* page tables before tlb_lazy */
         uint64_t bit = 1ull << (me->cpu % 64);
+        unsigned skipped = 0;
         for (unsigned c = 0; c < n; c++) {
             if (c == me->cpu)
                 continue;
-            __atomic_fetch_or(&percpu_area[c].tlb_pending[me->cpu / 64], bit, __ATOMIC_RELEASE);
-            lapic_send_ipi(percpu_area[c].apic_id, VEC_TLB);
+            struct percpu *t = &percpu_area[c];
+            if (__atomic_load_n(&t->tlb_lazy, __ATOMIC_SEQ_CST)) {
+                __atomic_fetch_add(&t->tlb_lazy_skips, 1, __ATOMIC_RELAXED);
+                skipped++;
+                continue;
+            }
+            __atomic_fetch_or(&t->tlb_pending[me->cpu / 64], bit, __ATOMIC_RELEASE);
+            lapic_send_ipi(t->apic_id, VEC_TLB);
         }
+        if (skipped)
+            __atomic_fetch_sub(&me->tlb_acks, skipped, __ATOMIC_RELAXED);
         wait_acks(me, n);
     }
     irq_restore(flags);

@@ -66,6 +66,12 @@ void tlb_shootdown_range(uint64_t start, uint64_t end);
  * from waiting initiators. Interrupts must be off. */
 void tlb_service(void);
 
+/* Lazy idle (tlb.c): an AP about to hlt with nothing to do enters; every
+ * interrupt leaves first (irq_dispatch), flushing this CPU's whole TLB.
+ * Interrupts off for both. */
+void tlb_enter_lazy(void);
+void tlb_leave_lazy(void);
+
 /* Flush [va, va+len) on this CPU only. */
 void tlb_flush_local(uint64_t va, uint64_t len);
 
