@@ -10,9 +10,9 @@
  *
  * IPIs are always sent to one destination APIC id: there is no broadcast
  * here. An all-but-self shorthand also reaches CPUs the kernel never
- * started (still in the firmware's parking loop, whose memory the kernel
- * has since reclaimed) or parked on purpose; an NMI there runs the
- * firmware's stale handler and resets the machine. Callers loop over the
+ * started (still in the firmware's parking loop, in memory the kernel
+ * has reclaimed and may have reused) or parked on purpose; an NMI there
+ * runs whatever the firmware's IDT now points at. Callers loop over the
  * online CPUs instead (smp.c).
  *
  * Shared state is written once on the bootstrap CPU before any AP starts

@@ -18,13 +18,12 @@
  *    (SEQ_CST) before the NMI; the handler exchanges it with 0, answers,
  *    and publishes with a RELEASE store (nmi_pings or nmi_state_seq).
  *
- * Every IPI and NMI goes to one online CPU at a time (smp_for_online):
- * CPUs the MADT lists but the kernel did not start, or parked, never
- * receive one. They sit in the firmware's parking loop, whose memory the
- * kernel reclaimed; an all-but-self NMI (the old panic path) ran the
- * firmware's stale NMI handler there and reset the machine, turning
- * every panic on a machine with more CPUs than MAX_CPUS into a triple
- * fault.
+ * Every IPI and NMI goes to one online CPU at a time: CPUs the MADT
+ * lists but the kernel did not start, or parked, never receive one. They
+ * sit in the firmware's parking loop, in memory the kernel reclaimed and
+ * may reuse; the old all-but-self wake-ups and panic NMIs reached them
+ * too, and an NMI there runs whatever the firmware's IDT points at by
+ * then (a reset suspected in issue 13; not reproduced in our runs).
  */
 #include <stddef.h>
 #include "smp.h"
