@@ -67,6 +67,7 @@ static uint64_t tsc_us;
 static uint32_t timer_per_ms;
 static tick_hook_fn tick_hook;
 static uint32_t timer_hz = LAPIC_TIMER_HZ;  /* atomic; see lapic_timer_set_hz */
+static uint32_t base_hz = LAPIC_TIMER_HZ;   /* atomic; the normal rate */
 
 static inline uint32_t lapic_read(uint32_t reg)
 {
@@ -190,8 +191,25 @@ void lapic_timer_stop(void)
 
 void lapic_timer_set_hz(uint32_t hz)
 {
-    if (hz < LAPIC_TIMER_HZ)
-        hz = LAPIC_TIMER_HZ;
+    uint32_t base = __atomic_load_n(&base_hz, __ATOMIC_RELAXED);
+    if (hz < base)
+        hz = base;
+    __atomic_store_n(&timer_hz, hz, __ATOMIC_RELAXED);
+    lapic_timer_start();
+}
+
+uint32_t lapic_timer_base_hz(void) { return __atomic_load_n(&base_hz, __ATOMIC_RELAXED); }
+
+uint32_t lapic_timer_rate_for(unsigned ncpus)
+{
+    uint64_t n = ncpus ? ncpus : 1;
+    uint64_t hz = LAPIC_TIMER_BUDGET / (n * n);
+    return hz > LAPIC_TIMER_HZ ? LAPIC_TIMER_HZ : hz < LAPIC_TIMER_MIN_HZ ? LAPIC_TIMER_MIN_HZ : (uint32_t)hz;
+}
+
+void lapic_timer_set_base_hz(uint32_t hz)
+{
+    __atomic_store_n(&base_hz, hz, __ATOMIC_RELAXED);
     __atomic_store_n(&timer_hz, hz, __ATOMIC_RELAXED);
     lapic_timer_start();
 }

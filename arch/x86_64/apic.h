@@ -31,6 +31,18 @@
 #define VEC_SPURIOUS  0xff
 
 #define LAPIC_TIMER_HZ 1000
+/*
+ * On many CPUs the normal rate comes down (lapic_timer_rate_for): at most
+ * LAPIC_TIMER_BUDGET / n^2 Hz per CPU, never below LAPIC_TIMER_MIN_HZ.
+ * Why n^2: under QEMU every vCPU's timer is an event on the one main-loop
+ * thread, and each event's cost grows with the vCPU count (it kicks the
+ * round-robin vCPU thread); 255 busy vCPUs at 1 kHz kept that thread
+ * firing timers with the vCPU thread starved for the big lock (gdb: main
+ * thread in qemu_clock_run_all_timers / rr_kick_vcpu_thread). 16e6 keeps
+ * 1 kHz up to 126 CPUs and gives 246 Hz at 255; a kernel needs no more.
+ */
+#define LAPIC_TIMER_BUDGET 16000000ull
+#define LAPIC_TIMER_MIN_HZ 100
 
 /* Measure TSC ticks per microsecond (PIT channel 2, 10 ms). Returns it. */
 uint64_t tsc_calibrate(void);
@@ -57,7 +69,13 @@ void lapic_eoi(void);
 void lapic_timer_start(void);
 /* Stop it (an idle AP: smp.c's idle loop restarts it for work). */
 void lapic_timer_stop(void);
-/* Change the tick rate (never below LAPIC_TIMER_HZ) and restart the timer
+/* The normal rate for a machine with ncpus CPUs (above), and setting it
+ * (smp_init, once every CPU is up; restarts this CPU's timer, the others
+ * take it at their next lapic_timer_start). */
+uint32_t lapic_timer_rate_for(unsigned ncpus);
+void lapic_timer_set_base_hz(uint32_t hz);
+uint32_t lapic_timer_base_hz(void);
+/* Change the tick rate (never below the normal rate) and restart the timer
  * on the running CPU; the other CPUs pick the rate up when they call it
  * too (smp_run_all). The SMP kmalloc tests run at 10 kHz for more
  * interrupt-context allocations per test. */

@@ -566,6 +566,12 @@ void smp_init(const struct boot_info *bi)
     if (left)
         printk("smp: maxcpus=%u: %u CPU(s) left in the firmware, never started\n", max_cpus_opt, left);
     printk("cpus: %u online\n", smp_cpus_online());
+    uint32_t hz = lapic_timer_rate_for(smp_cpus_online());
+    if (hz != LAPIC_TIMER_HZ) {
+        lapic_timer_set_base_hz(hz);
+        printk("smp: timer at %u Hz per CPU on %u CPUs (emulators pay for every tick of every CPU)\n",
+               hz, smp_cpus_online());
+    }
     if (parked_idx >= 0)
         printk("smp: cpu %d (APIC id %u) is parked, not online (smp_park_last)\n", parked_idx,
                percpu_area[parked_idx].apic_id);

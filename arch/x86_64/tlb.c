@@ -10,7 +10,7 @@
  *   3. IPI VEC_TLB to t;
  *   4. I spins until tlb_acks == 0 (ACQUIRE), serving its own pending bits
  *      meanwhile, and every TLB_CHECK_MS looks at the targets whose bit is
- *      still set: one whose irq_count moved is alive (re-send its IPI);
+ *      still set: one whose irq_count moved is alive (its IPI is queued);
  *      one whose irq_count stood still for TLB_STALL_MS is reported.
  * A target t in tlb_service: exchange each tlb_pending word with 0
  * (ACQUIRE; pairs with 2, so t sees I's request), flush it, then
@@ -180,10 +180,17 @@ static void wait_acks(struct percpu *me, unsigned n)
             if (now != seen[c]) {
                 seen[c] = now;
                 quiet_ms[c] = 0;
-            } else if ((quiet_ms[c] += TLB_CHECK_MS) >= TLB_STALL_MS) {
-                stall_report(me, c, n);
+                continue;  /* it takes interrupts: ours is queued behind */
             }
-            lapic_send_ipi(percpu_area[c].apic_id, VEC_TLB);  /* in case one was lost */
+            if ((quiet_ms[c] += TLB_CHECK_MS) >= TLB_STALL_MS)
+                stall_report(me, c, n);
+            /* Quiet for a whole second: send the IPI again in case it was
+             * lost (it merges with a pending one, so this is only a
+             * guard). Not more often: with 255 CPUs all shooting down at
+             * once under emulation, re-sends every 100 ms were most of
+             * the interrupts. */
+            if (quiet_ms[c] % TLB_RESEND_MS == 0)
+                lapic_send_ipi(percpu_area[c].apic_id, VEC_TLB);
         }
         check = tsc_deadline_us(rdtsc(), TLB_CHECK_MS * 1000ull);
     }

@@ -8,8 +8,8 @@
  *
  * Waiting is progress-based, not a fixed deadline: a target that keeps
  * taking interrupts (its percpu.irq_count moves) is waited for however
- * long emulation makes it; the IPI is re-sent every TLB_CHECK_MS in case
- * one was lost. Only a target that has neither acknowledged nor taken a
+ * long emulation makes it; the IPI is re-sent after every TLB_RESEND_MS
+ * without progress, in case one was lost. Only a target that has neither acknowledged nor taken a
  * single interrupt for TLB_STALL_MS (interrupts off that long: a deadlock)
  * is reported: an NMI asks it where it is, and the panic names it with
  * its RIP, RFLAGS and backtrace.
@@ -51,8 +51,10 @@
 
 /* A target with no interrupt and no acknowledgement for this long is stuck. */
 #define TLB_STALL_MS 10000
-/* How often the initiator checks its targets and re-sends their IPIs. */
+/* How often the initiator checks its targets' progress, and after how
+ * long without any it sends a target's IPI again. */
 #define TLB_CHECK_MS 100
+#define TLB_RESEND_MS 1000
 /* Above this many pages, flush everything rather than page by page. */
 #define TLB_FULL_FLUSH_PAGES 64
 /* A CPU with interrupts off flushes its gather anyway beyond this many
