@@ -41,7 +41,8 @@ KERNEL_SRCS += \
 	kernel/mem.c \
 	kernel/kmalloc_selftests.c \
 	kernel/kmalloc_misuse_selftests.c \
-	kernel/smp_kmalloc_selftests.c
+	kernel/smp_kmalloc_selftests.c \
+	kernel/scale_selftests.c
 # ---- end kmem
 
 KOBJ := $(BUILD)/kernel/obj
@@ -65,7 +66,7 @@ KERNEL_LDFLAGS := -nostdlib -static -no-pie -Wl,-T,arch/x86_64/kernel.ld \
 
 # ---- kmem: files that include mm/sys.h find the port's <sys_arch.h> here
 KMEM_OBJS := $(patsubst %,$(KOBJ)/%.o,arch/x86_64/sys kernel/mem kernel/kmalloc_selftests \
-	kernel/kmalloc_misuse_selftests kernel/smp_kmalloc_selftests)
+	kernel/kmalloc_misuse_selftests kernel/smp_kmalloc_selftests kernel/scale_selftests)
 $(KMEM_OBJS): KERNEL_CFLAGS += -Iarch/x86_64
 # ---- end kmem
 

@@ -208,6 +208,7 @@ void mem_init(const struct boot_info *bi)
     static const struct paging_frame_source src = { mem_frame_alloc, mem_frame_free };
     paging_init(read_cr3() & PTE_ADDR_MASK, &src);
 
+    kmem_port_init();
     if (arena_option)
         kmem_sys_config.arena_size = arena_option;
     if (kmalloc_init() != 0)
@@ -238,8 +239,9 @@ void mem_report(void)
     kmalloc_stats(&ks);
     printk("kmem: %lu data frames (%lu KiB) mapped in the arena, kmalloc committed %lu KiB; %lu page-table frames\n",
            ps.data_frames, ps.data_frames * 4, ks.committed >> 10, ps.table_frames);
-    printk("kmem: %lu commits (%lu refused), %lu releases (%lu pages given back)\n",
-           ps.commit_calls, ps.commit_failures, ps.release_calls, ps.released_pages);
+    printk("kmem: %lu commits (%lu refused), %lu releases (%lu pages given back); %lu frames still "
+           "gathered for a TLB shootdown\n", ps.commit_calls, ps.commit_failures, ps.release_calls,
+           ps.released_pages, ps.gathered_frames);
 
     /* Print from a snapshot, not under the lock (printing is slow and
      * other CPUs may need frames meanwhile). pmm_dump reads only the

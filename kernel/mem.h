@@ -61,10 +61,14 @@ struct kmem_port_stats {
     uint64_t region_base, region_size; /* what sys_reserve handed out */
     uint64_t data_frames;     /* frames mapped for heap data + metadata now */
     uint64_t table_frames;    /* page-table frames paging.c holds now */
+    uint64_t gathered_frames; /* unmapped data and table frames the CPUs
+                                 hold until their next shootdown (tlb.h) */
     uint64_t commit_calls, commit_failures;
     uint64_t release_calls, released_pages;
     uint64_t moved_pages;     /* pages krealloc moved by page tables */
 };
 void kmem_port_stats(struct kmem_port_stats *st);
+/* Before kmalloc_init: connect the port's TLB gather to the frame allocator. */
+void kmem_port_init(void);
 
 #endif

@@ -158,3 +158,13 @@ test-smp: $(LOADER_EFI) $(KERNEL_ELF)
 		--kernel $(KERNEL_ELF) --timeout $(SMP_CASE_TIMEOUT) --mem $(MEM) --accel "$(QEMU_ACCEL)"
 
 TEST_TARGETS += test-smp
+
+# ---- scale (issue 13): `make test-scale`, not part of make test: SMP=64,
+# 128 and 255 with every default test and a reduced stress, and a 64 GiB
+# guest (tests/boot/smp-cases --set scale). About 15 minutes on a 2-core
+# host under TCG; README.md gives the measured times.
+.PHONY: test-scale
+test-scale: $(LOADER_EFI) $(KERNEL_ELF)
+	@echo "== scale boot cases (QEMU, OVMF, SMP=64/128/255, MEM=64G) =="
+	$(Q)nice tests/boot/smp-cases --set scale --build $(BUILD)/scale-cases --loader $(LOADER_EFI) \
+		--kernel $(KERNEL_ELF) --accel "$(QEMU_ACCEL)"

@@ -135,7 +135,8 @@ const char *acpi_parse_madt(const void *t, uint64_t avail, struct acpi_madt_info
 
     out->lapic_phys = m->lapic_phys;
     out->flags = m->flags;
-    out->ncpus = out->dropped = 0;
+    out->listed = out->ncpus = out->dropped = out->n_lapic = out->n_x2apic = 0;
+    out->max_id = 0;
     const uint8_t *base = t;
     for (uint64_t off = sizeof(*m); off < m->h.length;) {
         if (m->h.length - off < 2)
@@ -172,6 +173,13 @@ const char *acpi_parse_madt(const void *t, uint64_t avail, struct acpi_madt_info
             for (unsigned i = 0; i < out->ncpus; i++)
                 if (out->apic_id[i] == id)
                     return "MADT lists one APIC id twice";
+            out->listed++;
+            if (type == MADT_X2APIC)
+                out->n_x2apic++;
+            else
+                out->n_lapic++;
+            if (id > out->max_id)
+                out->max_id = id;
             if (out->ncpus < MAX_CPUS)
                 out->apic_id[out->ncpus++] = id;
             else
@@ -179,7 +187,7 @@ const char *acpi_parse_madt(const void *t, uint64_t avail, struct acpi_madt_info
         }
         off += len;
     }
-    if (out->ncpus == 0)
+    if (out->listed == 0)
         return "MADT lists no enabled CPU";
     if (!out->lapic_phys || (out->lapic_phys & 0xfff))
         return "MADT local APIC address invalid";

@@ -33,8 +33,12 @@ struct __attribute__((packed)) acpi_sdt_header {
 struct acpi_madt_info {
     uint64_t lapic_phys;      /* local APIC MMIO base (override applied) */
     uint32_t flags;           /* MADT flags; bit 0: dual 8259 PICs present */
-    unsigned ncpus;           /* enabled CPUs recorded in apic_id[] */
-    unsigned dropped;         /* enabled CPUs beyond MAX_CPUS, not recorded */
+    unsigned listed;          /* enabled CPUs the MADT lists (all of them) */
+    unsigned ncpus;           /* of those, recorded in apic_id[] (<= MAX_CPUS) */
+    unsigned dropped;         /* listed - ncpus: beyond MAX_CPUS, not recorded */
+    unsigned n_lapic;         /* enabled CPUs from Processor Local APIC entries */
+    unsigned n_x2apic;        /* enabled CPUs from Processor Local x2APIC entries */
+    uint32_t max_id;          /* highest APIC id listed */
     uint32_t apic_id[MAX_CPUS];
 };
 
@@ -48,7 +52,10 @@ const char *acpi_find_madt(uint64_t rsdp_phys, uint64_t phys_limit,
 /*
  * Parse a MADT copy of `avail` readable bytes at t: header length within
  * avail, checksum, every entry's length >= 2 and inside the table.
- * Duplicate APIC ids are rejected (two CPUs cannot share one).
+ * Duplicate APIC ids are rejected (two CPUs cannot share one). Type 0
+ * (8-bit ids) and type 9 (x2APIC, 32-bit ids; firmware uses it for ids
+ * of 255 and up) entries are both CPUs; entries without the Enabled flag
+ * (absent or hot-pluggable CPUs) are skipped.
  */
 const char *acpi_parse_madt(const void *t, uint64_t avail, struct acpi_madt_info *out);
 

@@ -10,9 +10,14 @@
  * and calls the registered per-tick hook (apic_set_tick_hook), the seam
  * through which the SMP self-tests allocate in interrupt context.
  *
- * Why xAPIC and not x2APIC: QEMU's default qemu64 CPU has no x2APIC under
- * TCG, and APIC ids stay below 255 for MAX_CPUS = 64; the MADT parser still
- * accepts x2APIC entries so a later x2APIC port has its ids.
+ * xAPIC or x2APIC: x2APIC (MSR interface, 32-bit ids) when the CPU has
+ * it, unless x2apic=off; it is required for APIC ids above 254. QEMU 7.2's
+ * TCG has no x2APIC (and refuses -smp above 255), so under emulation the
+ * xAPIC path is the one that runs; KVM guests and real machines with
+ * x2APIC take the MSR path.
+ *
+ * IPIs name one destination APIC id; there is deliberately no broadcast
+ * (apic.c says why).
  */
 #ifndef ARCH_X86_64_APIC_H
 #define ARCH_X86_64_APIC_H
@@ -26,12 +31,32 @@
 #define VEC_SPURIOUS  0xff
 
 #define LAPIC_TIMER_HZ 1000
+/*
+ * On many CPUs the normal rate comes down (lapic_timer_rate_for): at most
+ * LAPIC_TIMER_BUDGET / n^2 Hz per CPU, never below LAPIC_TIMER_MIN_HZ.
+ * Why n^2: under QEMU every vCPU's timer is an event on the one main-loop
+ * thread, and each event's cost grows with the vCPU count (it kicks the
+ * round-robin vCPU thread); 255 busy vCPUs at 1 kHz kept that thread
+ * firing timers with the vCPU thread starved for the big lock (gdb: main
+ * thread in qemu_clock_run_all_timers / rr_kick_vcpu_thread). 16e6 keeps
+ * 1 kHz up to 126 CPUs and gives 246 Hz at 255; a kernel needs no more.
+ */
+#define LAPIC_TIMER_BUDGET 16000000ull
+#define LAPIC_TIMER_MIN_HZ 100
 
 /* Measure TSC ticks per microsecond (PIT channel 2, 10 ms). Returns it. */
 uint64_t tsc_calibrate(void);
 uint64_t tsc_per_us(void);
 static inline uint64_t tsc_deadline_us(uint64_t now, uint64_t us);
 void tsc_delay_us(uint64_t us);
+
+/* Bootstrap CPU, before lapic_init_cpu: use x2APIC if want and the CPU
+ * has it (or if the firmware already switched to it). Returns NULL, or
+ * why the choice could not be honoured (the other mode is then used). */
+const char *apic_use_x2apic(int want);
+int lapic_x2apic(void);
+/* Largest APIC id the chosen interface can send an IPI to. */
+uint32_t lapic_max_id(void);
 
 /* Map the LAPIC (phys from the MADT) and enable it on the running CPU:
  * spurious vector, TPR 0, LINT/error LVTs masked. First call: bootstrap CPU. */
@@ -42,7 +67,15 @@ void lapic_eoi(void);
 
 /* Calibrate (first call only) and start the periodic timer on this CPU. */
 void lapic_timer_start(void);
-/* Change the tick rate (never below LAPIC_TIMER_HZ) and restart the timer
+/* Stop it (an idle AP: smp.c's idle loop restarts it for work). */
+void lapic_timer_stop(void);
+/* The normal rate for a machine with ncpus CPUs (above), and setting it
+ * (smp_init, once every CPU is up; restarts this CPU's timer, the others
+ * take it at their next lapic_timer_start). */
+uint32_t lapic_timer_rate_for(unsigned ncpus);
+void lapic_timer_set_base_hz(uint32_t hz);
+uint32_t lapic_timer_base_hz(void);
+/* Change the tick rate (never below the normal rate) and restart the timer
  * on the running CPU; the other CPUs pick the rate up when they call it
  * too (smp_run_all). The SMP kmalloc tests run at 10 kHz for more
  * interrupt-context allocations per test. */
@@ -51,13 +84,14 @@ uint32_t lapic_timer_hz(void);
 /* Ticks per millisecond of the LAPIC timer at divide-by-16 (report). */
 uint32_t lapic_timer_per_ms(void);
 
-/* Interprocessor interrupts. dest is a local APIC id. Each waits (bounded)
- * until the previous IPI left the ICR. */
+/* Interprocessor interrupts to one local APIC id. Each waits (bounded)
+ * until the previous IPI left the ICR (xAPIC). */
 void lapic_send_init(uint32_t dest);
 void lapic_send_sipi(uint32_t dest, uint8_t page);
 void lapic_send_ipi(uint32_t dest, uint8_t vector);
-void lapic_send_ipi_others(uint8_t vector);
-void lapic_send_nmi_others(void);
+void lapic_send_nmi(uint32_t dest);
+/* Panic path: never panics itself, gives up on a stuck ICR. */
+void lapic_send_nmi_panic(uint32_t dest);
 
 /*
  * Per-tick hook: called from the timer interrupt on every CPU, interrupts

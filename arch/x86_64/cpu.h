@@ -89,6 +89,21 @@ static inline int cpu_has_nx(void)
     return (d >> 20) & 1;
 }
 
+/* CPUID 01H ECX bit 21: the local APIC has the x2APIC mode (MSR access,
+ * 32-bit APIC ids). */
+static inline int cpu_has_x2apic(void)
+{
+    uint32_t a, b, c, d;
+    cpuid(1, 0, &a, &b, &c, &d);
+    return (c >> 21) & 1;
+}
+
+/* Writes to x2APIC MSRs are not serializing: an IPI could overtake the
+ * stores that announce its request. MFENCE orders earlier stores before
+ * the WRMSR, LFENCE keeps the WRMSR from starting before that (Intel SDM
+ * vol. 3, 11.12.3; the sequence Linux uses for x2APIC ICR writes). */
+static inline void cpu_fence_before_wrmsr(void) { __asm__ volatile("mfence; lfence" ::: "memory"); }
+
 static inline uint64_t rdtsc(void)
 {
     uint32_t lo, hi;

@@ -8,8 +8,11 @@
  * RFLAGS, so a handler never nests with itself.
  *
  * The NMI stub: when a panicking CPU has asked the others to stop
- * (smp_stop_requested != 0), halt here for good; otherwise it is an
- * ordinary unexpected NMI and goes to the exception path (isr2).
+ * (smp_stop_requested != 0), halt here for good, touching nothing;
+ * otherwise save a struct regs and call nmi_dispatch (smp.c), which
+ * answers a request another CPU posted in this CPU's percpu.nmi_request
+ * (a ping, or "where are you" for a stall report) and returns here, or
+ * treats an unexpected NMI as an exception (it does not return).
  */
 #include "frame.h"
 
@@ -36,7 +39,10 @@ irq_common:
 irq_nmi:
     cmpl $0, smp_stop_requested(%rip)
     jne 1f
-    jmp isr2
+    pushq $0
+    pushq $2
+    SAVE_REGS_AND_CALL nmi_dispatch
+    RESTORE_REGS_AND_IRET
 1:  cli
     hlt
     jmp 1b

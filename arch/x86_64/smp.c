@@ -14,6 +14,16 @@
  *  - smp_run_all: fn/arg stores, then gen++ (RELEASE) -> AP loads gen
  *    (ACQUIRE) and reads fn/arg; AP's work, then done++ (RELEASE) -> BSP's
  *    ACQUIRE load of done == n-1: all CPUs' work is visible to the caller.
+ *  - NMI requests: the requester ORs a bit into the target's nmi_request
+ *    (SEQ_CST) before the NMI; the handler exchanges it with 0, answers,
+ *    and publishes with a RELEASE store (nmi_pings or nmi_state_seq).
+ *
+ * Every IPI and NMI goes to one online CPU at a time: CPUs the MADT
+ * lists but the kernel did not start, or parked, never receive one. They
+ * sit in the firmware's parking loop, in memory the kernel reclaimed and
+ * may reuse; the old all-but-self wake-ups and panic NMIs reached them
+ * too, and an NMI there runs whatever the firmware's IDT points at by
+ * then (a reset suspected in issue 13; not reproduced in our runs).
  */
 #include <stddef.h>
 #include "smp.h"
@@ -92,6 +102,7 @@ static uint64_t tramp_pd[512] __attribute__((aligned(4096)));
 static unsigned n_online = 1;  /* atomic; the BSP counts from the start */
 static unsigned n_failed;
 static unsigned n_tried = 1;
+static int parked_idx = -1;    /* written by the BSP before the AP starts */
 static struct acpi_madt_info madt;
 
 static struct {
@@ -134,21 +145,102 @@ static int parse_bad_madt(const char *v)
 }
 KPARAM(smp_bad_madt, parse_bad_madt);
 
+/* smp_park_last: start the last CPU the MADT lists but park it: it never
+ * counts as online, takes no timer, and counts every interrupt and NMI
+ * that reaches it (tests: no IPI may reach a CPU that is not online). */
+static int park_last;
+static int parse_park_last(const char *v)
+{
+    if (v)
+        return -1;
+    park_last = 1;
+    return 0;
+}
+KPARAM(smp_park_last, parse_park_last);
+
+/* maxcpus=N: bring up at most N CPUs (the BSP included, parked one not);
+ * the rest stay in the firmware's parking loop, as CPUs beyond MAX_CPUS
+ * do. Tests use it to check that nothing is ever sent to them. */
+static unsigned max_cpus_opt = MAX_CPUS;
+static int parse_maxcpus(const char *v)
+{
+    unsigned x = 0;
+    if (!v || !*v)
+        return -1;
+    for (; *v; v++) {
+        if (*v < '0' || *v > '9' || x > MAX_CPUS)
+            return -1;
+        x = x * 10 + (unsigned)(*v - '0');
+    }
+    if (x == 0 || x > MAX_CPUS)
+        return -1;
+    max_cpus_opt = x;
+    return 0;
+}
+KPARAM(maxcpus, parse_maxcpus);
+
+/* x2apic=on|off: use the x2APIC MSR interface when the CPU has it (on,
+ * the default) or stay with xAPIC. */
+static int want_x2apic = 1;
+static int parse_x2apic(const char *v)
+{
+    if (v && strcmp(v, "on") == 0)
+        want_x2apic = 1;
+    else if (v && strcmp(v, "off") == 0)
+        want_x2apic = 0;
+    else
+        return -1;
+    return 0;
+}
+KPARAM(x2apic, parse_x2apic);
+
 unsigned smp_cpus_online(void) { return __atomic_load_n(&n_online, __ATOMIC_ACQUIRE); }
 unsigned smp_cpus_failed(void) { return n_failed; }
 unsigned smp_cpus_tried(void) { return n_tried; }
+int smp_parked_cpu(void) { return parked_idx; }
 
 void smp_stop_others(void)
 {
     __atomic_store_n(&smp_stop_requested, 1, __ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&n_online, __ATOMIC_RELAXED) > 1 && lapic_ready())
-        lapic_send_nmi_others();
+    unsigned n = __atomic_load_n(&n_online, __ATOMIC_ACQUIRE);
+    if (n <= 1 || !lapic_ready())
+        return;
+    unsigned me = this_cpu_id();
+    for (unsigned c = 0; c < n; c++)
+        if (c != me)
+            lapic_send_nmi_panic(percpu_area[c].apic_id);
+}
+
+void smp_nmi_request(unsigned cpu, uint32_t req)
+{
+    struct percpu *p = &percpu_area[cpu];
+    __atomic_fetch_or(&p->nmi_request, req, __ATOMIC_SEQ_CST);
+    lapic_send_nmi(p->apic_id);
+}
+
+void smp_ping_others(void)
+{
+    unsigned n = smp_cpus_online(), me = this_cpu_id();
+    for (unsigned c = 0; c < n; c++)
+        if (c != me)
+            smp_nmi_request(c, NMI_REQ_PING);
 }
 
 void apic_timer_tick(void);
 void irq_dispatch(struct regs *r);  /* from irq.S only */
 void irq_dispatch(struct regs *r)
 {
+    struct percpu *p = this_cpu();
+    __atomic_store_n(&p->irq_count, p->irq_count + 1, __ATOMIC_RELAXED);
+    tlb_leave_lazy();  /* an idle AP may hold stale translations (tlb.c) */
+    if (__atomic_load_n(&p->parked, __ATOMIC_RELAXED)) {
+        /* A parked CPU only counts what reached it (smp_park_last). */
+        __atomic_store_n(&p->parked_irqs, p->parked_irqs + 1, __ATOMIC_RELAXED);
+        __atomic_store_n(&p->parked_vector, (uint32_t)r->vector, __ATOMIC_RELAXED);
+        if (r->vector != VEC_SPURIOUS)
+            lapic_eoi();
+        return;
+    }
     switch (r->vector) {
     case VEC_TIMER:
         apic_timer_tick();
@@ -167,21 +259,72 @@ void irq_dispatch(struct regs *r)
     }
 }
 
+/* NMIs that are not a stop (irq.S). Runs on the NMI IST stack with
+ * interrupts off; touches only this CPU's percpu. */
+void exception_dispatch(struct regs *r);
+void nmi_dispatch(struct regs *r);  /* from irq.S only */
+void nmi_dispatch(struct regs *r)
+{
+    struct percpu *p = this_cpu();
+    if (__atomic_load_n(&p->parked, __ATOMIC_RELAXED)) {
+        __atomic_store_n(&p->parked_nmis, p->parked_nmis + 1, __ATOMIC_RELAXED);
+        __atomic_store_n(&p->parked_vector, 2, __ATOMIC_RELAXED);
+        return;
+    }
+    uint32_t req = __atomic_exchange_n(&p->nmi_request, 0, __ATOMIC_ACQUIRE);
+    if (req & NMI_REQ_STATE) {
+        p->nmi_rip = r->rip;
+        p->nmi_rsp = r->rsp;
+        p->nmi_rbp = r->rbp;
+        p->nmi_rflags = r->rflags;
+        __atomic_store_n(&p->nmi_state_seq, p->nmi_state_seq + 1, __ATOMIC_RELEASE);
+    }
+    if (req & NMI_REQ_PING)
+        __atomic_store_n(&p->nmi_pings, p->nmi_pings + 1, __ATOMIC_RELEASE);
+    if (!req)
+        exception_dispatch(r);  /* an NMI nobody asked for: report it */
+}
+
+/*
+ * An AP idles tickless: its timer runs only while it has work. Under
+ * QEMU every tick of every idle vCPU is a wake-up the one emulation
+ * thread pays for: with 128 vCPUs idling at 1 kHz the bootstrap CPU's
+ * single-CPU tests ran 20-40 times slower than with 4. An idle CPU still
+ * takes every IPI at once (interrupts on in hlt), so shootdowns and
+ * wake-ups are answered as before.
+ */
 static void idle_loop(unsigned cpu) __attribute__((noreturn));
 static void idle_loop(unsigned cpu)
 {
     uint32_t seen = __atomic_load_n(&work.gen, __ATOMIC_ACQUIRE);
+    lapic_timer_stop();
     for (;;) {
+        /* Frames a timer-interrupt kfree left for a shootdown (tlb.h):
+         * give them back now that interrupts are on. */
+        if (tlb_gather_count())
+            tlb_gather_flush();
         cpu_cli();
         uint32_t g = __atomic_load_n(&work.gen, __ATOMIC_ACQUIRE);
         if (g != seen) {
             seen = g;
+            lapic_timer_start();
             cpu_sti();
             work.fn(cpu, work.arg);
+            if (tlb_gather_count())
+                tlb_gather_flush();
+            cpu_cli();
+            lapic_timer_stop();
+            cpu_sti();
             __atomic_fetch_add(&work.done, 1, __ATOMIC_RELEASE);
             continue;
         }
-        cpu_sti_hlt();  /* VEC_WAKE or the timer brings us back */
+        tlb_enter_lazy();  /* shootdowns skip us until our next interrupt */
+        cpu_sti_hlt();     /* VEC_WAKE or the last tick bring us back */
+        /* An interrupt left lazy mode already; an NMI (which returns
+         * here after hlt) did not. */
+        cpu_cli();
+        tlb_leave_lazy();
+        cpu_sti();
     }
 }
 
@@ -195,6 +338,15 @@ void smp_ap_main(uint64_t cpu)
     vm_enable_protection();
     struct percpu *p = this_cpu();
     p->stack_top = smp_stack_top(cpu);
+    if ((int)cpu == parked_idx) {
+        /* APIC enabled (so an IPI aimed here would arrive and be counted),
+         * no timer, interrupts on, never online. */
+        printk("cpu %lu parked (APIC id %u): not online; it counts any interrupt that reaches it\n",
+               cpu, p->apic_id);
+        __atomic_store_n(&p->parked, 1, __ATOMIC_RELEASE);
+        for (;;)
+            cpu_sti_hlt();
+    }
     lapic_timer_start();
     printk("cpu %lu online (APIC id %u)\n", cpu, p->apic_id);
     __atomic_store_n(&p->online, 1, __ATOMIC_RELEASE);
@@ -208,9 +360,13 @@ void smp_run_all(smp_work_fn fn, void *arg)
     work.arg = arg;
     __atomic_store_n(&work.done, 0, __ATOMIC_RELAXED);
     __atomic_fetch_add(&work.gen, 1, __ATOMIC_RELEASE);
-    if (n > 1)
-        lapic_send_ipi_others(VEC_WAKE);
-    fn(this_cpu_id(), arg);
+    unsigned me = this_cpu_id();
+    for (unsigned c = 0; c < n; c++)
+        if (c != me)
+            lapic_send_ipi(percpu_area[c].apic_id, VEC_WAKE);
+    fn(me, arg);
+    if (tlb_gather_count())
+        tlb_gather_flush();
     while (__atomic_load_n(&work.done, __ATOMIC_ACQUIRE) != n - 1)
         cpu_pause();
 }
@@ -296,14 +452,15 @@ static int start_ap(uint64_t tramp_phys, unsigned idx, uint32_t apic_id)
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
 
     struct percpu *p = &percpu_area[idx];
+    uint32_t *up = (int)idx == parked_idx ? &p->parked : &p->online;
     lapic_send_init(apic_id);
     tsc_delay_us(10000);
-    for (int i = 0; i < 2 && !__atomic_load_n(&p->online, __ATOMIC_ACQUIRE); i++) {
+    for (int i = 0; i < 2 && !__atomic_load_n(up, __ATOMIC_ACQUIRE); i++) {
         lapic_send_sipi(apic_id, (uint8_t)(tramp_phys >> 12));
         tsc_delay_us(200);
     }
     uint64_t end = tsc_deadline_us(rdtsc(), AP_START_TIMEOUT_MS * 1000ull);
-    while (!__atomic_load_n(&p->online, __ATOMIC_ACQUIRE)) {
+    while (!__atomic_load_n(up, __ATOMIC_ACQUIRE)) {
         if (rdtsc() > end)
             return 0;
         cpu_pause();
@@ -338,17 +495,25 @@ void smp_init(const struct boot_info *bi)
         madt.ncpus = 0;
         madt.lapic_phys = rdmsr(MSR_APIC_BASE) & 0xffffff000ull;
     }
+    unsigned left = 0;  /* CPUs maxcpus= leaves in the firmware */
+    const char *xerr = apic_use_x2apic(want_x2apic);
     lapic_init_cpu(madt.lapic_phys);
     uint32_t bsp_apic = lapic_id();
     percpu_area[0].apic_id = bsp_apic;
     percpu_area[0].stack_top = 0;
     __atomic_store_n(&percpu_area[0].online, 1, __ATOMIC_RELEASE);
     lapic_timer_start();
-    printk("smp: local APIC at phys 0x%lx, BSP APIC id %u; timer %u kHz (%u LAPIC ticks/ms)\n",
-           madt.lapic_phys, bsp_apic, LAPIC_TIMER_HZ / 1000, lapic_timer_per_ms());
+    printk("smp: local APIC at phys 0x%lx (%s), BSP APIC id %u; timer %u kHz (%u LAPIC ticks/ms)\n",
+           madt.lapic_phys, lapic_x2apic() ? "x2APIC, MSR interface" : "xAPIC, MMIO", bsp_apic,
+           LAPIC_TIMER_HZ / 1000, lapic_timer_per_ms());
+    if (xerr)
+        printk("smp: %s x2APIC: %s\n", lapic_x2apic() ? "using" : "not using", xerr);
     if (!err) {
-        printk("smp: MADT lists %u enabled CPU(s)%s\n", madt.ncpus,
-               madt.dropped ? " (more than MAX_CPUS; extra ones ignored)" : "");
+        printk("smp: MADT lists %u enabled CPU(s) (%u local APIC, %u x2APIC entries, highest APIC id %u)\n",
+               madt.listed, madt.n_lapic, madt.n_x2apic, madt.max_id);
+        if (madt.dropped)
+            printk("smp: this kernel starts at most %u CPUs (MAX_CPUS); %u listed CPU(s) ignored\n",
+                   MAX_CPUS, madt.dropped);
         if (fake_apic_id >= 0 && madt.ncpus < MAX_CPUS) {
             printk("smp: smp_fake_cpu: adding APIC id %d, which no CPU answers\n", fake_apic_id);
             madt.apic_id[madt.ncpus++] = (uint32_t)fake_apic_id;
@@ -357,12 +522,27 @@ void smp_init(const struct boot_info *bi)
         if (terr) {
             printk("smp: cannot start other CPUs: %s; continuing on one CPU\n", terr);
         } else {
-            unsigned idx = 1;
+            unsigned idx = 1, last = 0;
+            for (unsigned i = 0; i < madt.ncpus; i++)
+                if (madt.apic_id[i] != bsp_apic)
+                    last = i;
             for (unsigned i = 0; i < madt.ncpus && idx < MAX_CPUS; i++) {
                 uint32_t id = madt.apic_id[i];
                 if (id == bsp_apic)
                     continue;
+                if (smp_cpus_online() >= max_cpus_opt && !(park_last && i == last)) {
+                    left++;
+                    continue;
+                }
                 n_tried++;
+                if (id > lapic_max_id()) {
+                    n_failed++;
+                    printk("smp: CPU with APIC id %u not started: ids above %u need x2APIC (%s)\n",
+                           id, lapic_max_id(), xerr ? xerr : "x2apic=off");
+                    continue;
+                }
+                if (park_last && i == last)
+                    parked_idx = (int)idx;
                 const char *serr = ap_stack_map(idx);
                 if (serr) {
                     n_failed++;
@@ -370,9 +550,12 @@ void smp_init(const struct boot_info *bi)
                     continue;
                 }
                 if (start_ap(bi->smp_trampoline_phys, idx, id)) {
-                    __atomic_store_n(&n_online, idx + 1, __ATOMIC_RELEASE);
+                    if ((int)idx != parked_idx)
+                        __atomic_store_n(&n_online, idx + 1, __ATOMIC_RELEASE);
                     idx++;
                 } else {
+                    if ((int)idx == parked_idx)
+                        parked_idx = -1;
                     n_failed++;
                     printk("smp: CPU with APIC id %u did not start (no answer to INIT-SIPI-SIPI "
                            "within %u ms); continuing without it\n", id, AP_START_TIMEOUT_MS);
@@ -380,6 +563,17 @@ void smp_init(const struct boot_info *bi)
             }
         }
     }
+    if (left)
+        printk("smp: maxcpus=%u: %u CPU(s) left in the firmware, never started\n", max_cpus_opt, left);
     printk("cpus: %u online\n", smp_cpus_online());
+    uint32_t hz = lapic_timer_rate_for(smp_cpus_online());
+    if (hz != LAPIC_TIMER_HZ) {
+        lapic_timer_set_base_hz(hz);
+        printk("smp: timer at %u Hz per CPU on %u CPUs (emulators pay for every tick of every CPU)\n",
+               hz, smp_cpus_online());
+    }
+    if (parked_idx >= 0)
+        printk("smp: cpu %d (APIC id %u) is parked, not online (smp_park_last)\n", parked_idx,
+               percpu_area[parked_idx].apic_id);
     cpu_sti();
 }

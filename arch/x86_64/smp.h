@@ -7,7 +7,9 @@
  * trampoline (trampoline.S) onto a stack with a guard in the KSTACK window
  * (mapped through paging.c, so smp_init runs after mem_init). Each AP sets
  * up its own GDT/TSS, IDT, GS-based per-CPU area, local APIC and 1 kHz
- * timer, prints "cpu N online" and idles in hlt with interrupts on. The BSP waits for each with a timeout, reports
+ * timer, prints "cpu N online" and idles in hlt with interrupts on and its
+ * timer stopped (it ticks only while it runs work). The BSP waits for
+ * each with a timeout, reports
  * any that did not start, prints "cpus: N online" and turns interrupts on.
  * Broken or missing ACPI tables: a message, and the kernel goes on with
  * one CPU (timer still running).
@@ -66,11 +68,22 @@ void smp_run_all(smp_work_fn fn, void *arg);
 uint64_t smp_stack_top(unsigned cpu);
 uint64_t smp_stack_size(void);
 
-/* Panic support: stop every other CPU (NMI); they halt with interrupts off. */
+/* Panic support: stop every other online CPU (one NMI each); they halt
+ * with interrupts off. CPUs that are not online get nothing. */
 void smp_stop_others(void);
 
-/* For tests and reports: CPUs that did not answer INIT-SIPI-SIPI, and
- * CPUs start-up was attempted for (BSP included). */
+/* Post request bits (NMI_REQ_*, percpu.h) to online CPU `cpu` and send it
+ * an NMI; its handler answers and returns. smp_ping_others pings every
+ * other online CPU through the same path the panic stop uses (tests). */
+void smp_nmi_request(unsigned cpu, uint32_t req);
+void smp_ping_others(void);
+
+/* Index of the CPU parked by smp_park_last (started, never online), or -1. */
+int smp_parked_cpu(void);
+
+/* For tests and reports: CPUs that did not answer INIT-SIPI-SIPI (or
+ * could not be addressed), and CPUs start-up was attempted for (BSP and
+ * a parked CPU included). */
 unsigned smp_cpus_failed(void);
 unsigned smp_cpus_tried(void);
 

@@ -12,13 +12,19 @@
  *                then mapped writable + NX (paging.c). All or nothing: on
  *                the first frame that cannot be had (data or page table),
  *                everything this call mapped is unmapped and given back.
- *   sys_release  Ready -> Reserved: unmap one PT's worth at a time, flush
- *                the TLB, then give data frames and emptied page-table
- *                frames back. Called by the scavenger with no mm lock held.
+ *   sys_release  Ready -> Reserved: unmap the range one PT's worth at a
+ *                time, handing data frames and emptied page-table frames
+ *                to this CPU's TLB gather (tlb.h); then one shootdown
+ *                round for the whole range gives them back. Called with
+ *                interrupts off (the timer interrupt's kfree, an irq-off
+ *                caller), it leaves them gathered instead: no interrupt
+ *                handler waits for other CPUs' acknowledgements. Called by
+ *                the scavenger with no mm lock held.
  *   move         krealloc's page moves: dst's leaf entries take src's
  *                frames (paging_move), one shootdown of both ranges, then
  *                dst's old frames go back to the frame allocator
- *   sys_lock     the kernel's ticket spinlock with interrupts off
+ *   sys_lock     the kernel's ticket spinlock with interrupts off, serving
+ *                TLB shootdown requests while it spins
  *   sys_fault    panic "kmalloc: <msg>: 0x<p>" with a backtrace
  *   sys_log      printk
  *
@@ -63,6 +69,11 @@ static uint64_t release_calls;  /* atomic */
 static uint64_t released_pages; /* atomic: pages ever released */
 static uint64_t moved_pages;    /* atomic: pages ever moved (kmem_move) */
 
+void kmem_port_init(void)
+{
+    tlb_gather_init(mem_frame_free);
+}
+
 int sys_reserve(size_t size, void **base)
 {
     if (region_base != 0 || size == 0 || size > KMALLOC_ARENA_SIZE)
@@ -83,37 +94,53 @@ static void check_range(const char *who, const void *p, size_t n)
               (uint64_t)a, (uint64_t)n);
 }
 
-/* Unmap [va, va + n) and give every frame back. mark: leave released
- * markers for the fault diagnosis (a real release) or not (undoing a
- * commit that failed: those pages were never Ready). Returns data frames
- * given back. */
+/* Unmap [va, va + n). mark: a real release: leave released markers for
+ * the fault diagnosis and hand the frames to the TLB gather, since other
+ * CPUs may still hold translations; the caller flushes it. !mark: undoing
+ * a commit that failed: those pages were never Ready, no address in them
+ * was handed out, and this may run under mheap.lock, where waiting for
+ * other CPUs' acks could deadlock; the frames go straight back. Returns
+ * data frames unmapped. */
 static uint64_t unmap_range(uintptr_t va, size_t n, int mark)
 {
-    uint64_t data[PAGING_BATCH], tables[2], freed = 0;
+    uint64_t d[PAGING_BATCH], tables[2], freed = 0;
     size_t pages = n / PAGE_SIZE_4K;
+    uintptr_t start = va;
     while (pages > 0) {
         unsigned nt;
-        size_t done = paging_unmap_batch(va, pages, mark, data, tables, &nt);
-        /* ---- SMP (issue 5): every CPU drops its translations of the range
-         * before the frames below can be handed out again. Not when undoing
-         * a failed commit (mark == 0): those pages were never Ready, no
-         * address in them was handed out, and that path may run under
-         * mheap.lock, where waiting for other CPUs' acks could deadlock. */
-        if (mark)
-            tlb_shootdown(va, done * PAGE_SIZE_4K);
+        size_t done = paging_unmap_batch(va, pages, mark, d, tables, &nt);
         for (size_t i = 0; i < done; i++) {
-            if (data[i]) {
-                mem_frame_free(data[i]);
+            if (d[i]) {
+                if (mark)
+                    tlb_gather_add(d[i], start, start + n);
+                else
+                    mem_frame_free(d[i]);
                 freed++;
             }
         }
-        for (unsigned i = 0; i < nt; i++)
-            mem_frame_free(tables[i]);
+        for (unsigned i = 0; i < nt; i++) {
+            if (mark)
+                tlb_gather_add(tables[i], start, start + n);
+            else
+                mem_frame_free(tables[i]);
+        }
         va += done * PAGE_SIZE_4K;
         pages -= done;
     }
     __atomic_sub_fetch(&data_frames, freed, __ATOMIC_RELAXED);
     return freed;
+}
+
+/* With interrupts on, give this CPU's gathered frames back now (one
+ * shootdown round); with them off, only once the gather grew past
+ * TLB_GATHER_MAX. An interrupt handler (interrupts off) only gets here
+ * when the code it interrupted ran with interrupts on and so held no
+ * irq-off lock another CPU could be spinning on: the wait cannot
+ * deadlock, it is only slow, which is why it is the exception. */
+static void gather_flush_if_allowed(void)
+{
+    if ((cpu_read_rflags() & RFLAGS_IF) || tlb_gather_count() > TLB_GATHER_MAX)
+        tlb_gather_flush();
 }
 
 static void zero_frame(uint64_t phys)
@@ -128,6 +155,11 @@ int sys_commit(void *p, size_t n)
     check_range("sys_commit", p, n);
     __atomic_add_fetch(&commit_calls, 1, __ATOMIC_RELAXED);
     uintptr_t va = (uintptr_t)p, end = va + n;
+    /* Frames this CPU still holds for a shootdown are memory we can use;
+     * and no CPU may keep a stale translation of the range (tlb.h). */
+    if ((cpu_read_rflags() & RFLAGS_IF) && tlb_gather_count())
+        tlb_gather_flush();
+    tlb_gather_sync(va, end);
     for (; va < end; va += PAGE_SIZE_4K) {
         uint64_t phys;
         if (mem_frame_alloc(&phys) != 0)
@@ -152,6 +184,7 @@ void sys_release(void *p, size_t n)
     check_range("sys_release", p, n);
     __atomic_add_fetch(&release_calls, 1, __ATOMIC_RELAXED);
     uint64_t freed = unmap_range((uintptr_t)p, n, 1);
+    gather_flush_if_allowed();
     if (freed != n / PAGE_SIZE_4K)
         panic("sys_release: 0x%lx+0x%lx had %lu unmapped pages (must all be Ready)",
               (uint64_t)(uintptr_t)p, (uint64_t)n, (uint64_t)(n / PAGE_SIZE_4K - freed));
@@ -184,10 +217,20 @@ static int kmem_move(void *dst, void *src, size_t n)
     return 0;
 }
 
+
+/* The ticket lock, serving TLB shootdown requests while it waits: a CPU
+ * spinning here has interrupts off and would otherwise never acknowledge,
+ * and the holder may be a sys_commit waiting for exactly that (tlb.h). */
 void sys_lock(struct sys_lock *l)
 {
     uint64_t f = irq_save();
-    uint64_t spins = spin_lock_counted(&l->lock);
+    uint64_t spins = 0;
+    uint32_t me = __atomic_fetch_add(&l->lock.next, 1, __ATOMIC_RELAXED);
+    while (__atomic_load_n(&l->lock.owner, __ATOMIC_ACQUIRE) != me) {
+        tlb_service();
+        cpu_pause();
+        spins++;
+    }
     l->irqflags = f;
     l->acquisitions++;
     l->spins += spins;
@@ -215,6 +258,7 @@ void kmem_port_stats(struct kmem_port_stats *st)
     st->region_size = region_size;
     st->data_frames = __atomic_load_n(&data_frames, __ATOMIC_RELAXED);
     st->table_frames = paging_table_frames();
+    st->gathered_frames = tlb_gathered_frames();
     st->commit_calls = __atomic_load_n(&commit_calls, __ATOMIC_RELAXED);
     st->commit_failures = __atomic_load_n(&commit_failures, __ATOMIC_RELAXED);
     st->release_calls = __atomic_load_n(&release_calls, __ATOMIC_RELAXED);
