@@ -29,7 +29,7 @@ BUILD   := build
 SMP     ?= 4
 MEM     ?= 256M
 CMDLINE ?=
-TIMEOUT ?= 90
+TIMEOUT ?= 150
 
 CC      ?= gcc
 ifeq ($(origin CC),default)

@@ -522,7 +522,7 @@ KTEST(smp_kmalloc_handoff)
  * CPU before them allocated: the freeing CPUs' magazines overflow into
  * the transfer cache, and the allocating CPUs, whose magazines stay
  * empty, take those batches back out (mm/mcache.c). */
-#define MAG_OBJS 4000
+#define MAG_OBJS 1200
 #define MAG_SIZE 64
 
 static void magazines(unsigned cpu, void *arg)

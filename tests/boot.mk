@@ -5,7 +5,7 @@
 # truncated and non-x86-64 kernel.elf, a bad command line and a machine
 # with memory above 4 GiB. Each boot is bounded by BOOT_CASE_TIMEOUT.
 
-BOOT_CASE_TIMEOUT ?= 60
+BOOT_CASE_TIMEOUT ?= 120
 
 .PHONY: test-boot
 test-boot: $(LOADER_EFI) $(KERNEL_ELF)
