@@ -30,6 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "atomic.h" /* mm_load_acquire, ..., LOAD/STORE */
 #include "fmt.h" /* mm_fmt_*: sys_log lines */
 #include "kmalloc.h"
 #include "msize.h"
@@ -120,10 +121,6 @@ static inline unsigned mm_popcount_sparse(uint64_t x)
 	return n;
 }
 
-/* Relaxed atomic load/store of plain fields that one side writes while
- * another reads (plain mov on x86-64; keeps the compiler and TSan honest). */
-#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
-#define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
 /* A statistics counter only its CPU writes and others read racily: a plain
  * increment (one add to memory on the fast paths), a relaxed store under
  * ThreadSanitizer so the racy reads stay reported as benign. */
@@ -267,7 +264,7 @@ static inline unsigned span_nwords(const struct mspan *s)
  * belong to one incarnation (kfree's fast path, see malloc.c). */
 static inline uint32_t span_state_word(const struct mspan *s)
 {
-	return __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
+	return mm_load_acquire(&s->state); /* pairs: span_set_state, span_publish */
 }
 static inline unsigned span_state(const struct mspan *s)
 {
@@ -275,14 +272,14 @@ static inline unsigned span_state(const struct mspan *s)
 }
 static inline void span_set_state(struct mspan *s, enum mspan_state st)
 {
-	uint32_t w = __atomic_load_n(&s->state, __ATOMIC_RELAXED);
-	__atomic_store_n(&s->state, (w & ~SPAN_STATE_MASK) | st, __ATOMIC_RELEASE);
+	uint32_t w = mm_load_relaxed(&s->state);
+	mm_store_release(&s->state, (w & ~SPAN_STATE_MASK) | st); /* the record first */
 }
 static inline void span_publish(struct mspan *s)
 {
-	uint32_t w = __atomic_load_n(&s->state, __ATOMIC_RELAXED);
-	__atomic_store_n(&s->state, ((w & ~SPAN_STATE_MASK) + SPAN_GEN_ONE) | SPAN_INUSE,
-	                 __ATOMIC_RELEASE);
+	uint32_t w = mm_load_relaxed(&s->state);
+	/* release: every field of the new incarnation before its state */
+	mm_store_release(&s->state, ((w & ~SPAN_STATE_MASK) + SPAN_GEN_ONE) | SPAN_INUSE);
 }
 
 /* Owner only. Go's nextFreeFast: the next free slot from allocCache, or
@@ -690,6 +687,12 @@ static inline void unlock_transfer(struct transfer *t)
  * host. sys_config.max_cpus must not exceed MM_MAX_CPUS. */
 #define MM_MAX_CPUS 1024
 extern struct mcache *mm_mcaches[MM_MAX_CPUS + 1];
+/* The mcache published at slot, or NULL. Acquire: pairs with mcache_get's
+ * release store, so the mcache's fields are initialised when seen. */
+static inline struct mcache *mcache_at(unsigned slot)
+{
+	return mm_load_acquire(&mm_mcaches[slot]);
+}
 
 /* This CPU's mcache for kmalloc's fast path, or NULL (then the slow path
  * finds or makes it and calls mcache_fast_set). pre: interrupts off. */
@@ -726,10 +729,16 @@ static inline void mcache_fast_set(struct mcache *c)
 #endif
 
 int mheap_init(void);
+/* Whether mheap_init has run. Acquire: pairs with the release store that
+ * ends mheap_init, so every field it set is visible. */
+static inline bool mheap_inited(void)
+{
+	return mm_load_acquire(&mheap_.inited);
+}
 /* mheap_init, inline when it already ran. */
 static inline int mheap_ready(void)
 {
-	if (MM_LIKELY(__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE)))
+	if (MM_LIKELY(mheap_inited()))
 		return 0;
 	return mheap_init();
 }
@@ -756,8 +765,8 @@ static inline struct mspan *spanOf(uintptr_t p)
 	/* unsigned wrap makes p < arena_start fail the same test */
 	if (p - mheap_.arena_start >= LOAD(mheap_.arena_used_bytes))
 		return NULL;
-	return __atomic_load_n(&mheap_.spans[(p - mheap_.arena_start) >> PAGE_SHIFT],
-	                       __ATOMIC_ACQUIRE);
+	/* acquire: pairs with mheap_alloc_span's store of the entry */
+	return mm_load_acquire(&mheap_.spans[(p - mheap_.arena_start) >> PAGE_SHIFT]);
 }
 
 /* ---- large objects (mlarge.c) ---- */

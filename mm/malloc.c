@@ -276,8 +276,8 @@ static uint8_t *live_byte(struct mspan *s, uintptr_t p, const char *what, const 
 		long idx = mspan_slot_of(s, p);
 		uint8_t *lb = idx >= 0 ? mspan_live(s, (unsigned)idx) : NULL;
 		uint8_t v = lb != NULL ? LOAD(*lb) : 0;
-		__atomic_thread_fence(__ATOMIC_ACQUIRE);
-		if (__atomic_load_n(&s->state, __ATOMIC_RELAXED) != w)
+		mm_fence_acquire(); /* seqlock read side: the byte before the recheck */
+		if (mm_load_relaxed(&s->state) != w)
 			continue; /* recycled while we read: look again */
 		if (lb == NULL)
 			sys_fault(what, (void *)p);
@@ -347,7 +347,8 @@ void kfree(const void *ptr)
 		return kfree_invalid(ptr);
 	}
 	/* Never NULL: pages outside every span map to mspan_empty (DEAD). */
-	struct mspan *s = __atomic_load_n(&mheap_.spans[rel >> PAGE_SHIFT], __ATOMIC_ACQUIRE);
+	/* acquire: pairs with mheap_alloc_span's release store of the entry */
+	struct mspan *s = mm_load_acquire(&mheap_.spans[rel >> PAGE_SHIFT]);
 	/* Small INUSE spans only. The state word, then the slot test: a
 	 * large span has nbytes 0, and so does a dead one (cleared before its
 	 * state changes; the acquire load below sees a reused record's
@@ -359,13 +360,13 @@ void kfree(const void *ptr)
 	uint32_t w = span_state_word(s);
 	uintptr_t off = p - s->base;
 	if (MM_UNLIKELY(!slot_exact(s->divExact, off) ||
-	                off >= __atomic_load_n(&s->nbytes, __ATOMIC_ACQUIRE)))
+	                off >= mm_load_acquire(&s->nbytes))) /* pairs: mspan_init_small */
 		return kfree_slow(s, p);
 	unsigned cls = s->spanclass;
 	uint8_t *lb = &mspan_livebytes(s)[off >> s->liveshift];
 	uint8_t live = LOAD(*lb);
-	__atomic_thread_fence(__ATOMIC_ACQUIRE);
-	if (MM_UNLIKELY(__atomic_load_n(&s->state, __ATOMIC_RELAXED) != w))
+	mm_fence_acquire(); /* seqlock read side: the byte before the recheck */
+	if (MM_UNLIKELY(mm_load_relaxed(&s->state) != w))
 		return kfree_slow(s, p);
 	if (MM_UNLIKELY(live != 1))
 		return kfree_double(ptr);
@@ -465,7 +466,7 @@ void kmalloc_flush_cpu(void)
 	sys_irq_restore(f);
 	/* The shared transfer caches and spare spans too: a CPU that goes
 	 * away must not leave the heap holding spans nothing will empty. */
-	if (__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE)) {
+	if (mheap_inited()) {
 		mm_transfer_drain_all();
 		mcentral_free_spares();
 	}
@@ -474,7 +475,7 @@ void kmalloc_flush_cpu(void)
 
 void kmalloc_trim(void)
 {
-	if (!__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE))
+	if (!mheap_inited())
 		return;
 	mm_drain_all(true);
 	mheap_scavenge(0);

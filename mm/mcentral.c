@@ -116,7 +116,7 @@ static void free_span(struct mcentral *c, struct mspan *s)
 	list_remove(c, s);
 	c->nspans--;
 	/* nbytes before the state: kfree's fast path (malloc.c) */
-	__atomic_store_n(&s->nbytes, 0, __ATOMIC_RELAXED);
+	mm_store_relaxed(&s->nbytes, 0);
 	span_set_state(s, SPAN_DEAD);
 	mheap_free_span(s, false); /* takes mheap.lock: allowed after mcentral.lock */
 }
@@ -155,7 +155,7 @@ static void take(struct mcentral *c, struct mspan *s, unsigned cpu)
 	if (s->allocCount == 0)
 		STORE(c->nempty, c->nempty - 1);
 	list_remove(c, s);
-	__atomic_store_n(&s->cachedBy, cpu_slot(cpu), __ATOMIC_RELAXED);
+	mm_store_relaxed(&s->cachedBy, cpu_slot(cpu));
 }
 
 /* Give the spare empty spans of every class back to the mheap (trim,
@@ -165,7 +165,7 @@ void mcentral_free_spares(void)
 	MM_UNLOCKED();
 	for (unsigned i = 2; i < NUM_SPANCLASSES; i++) {
 		struct mcentral *c = &mheap_.central[i].c;
-		if (__atomic_load_n(&c->nempty, __ATOMIC_RELAXED) == 0)
+		if (mm_load_relaxed(&c->nempty) == 0)
 			continue;
 		lock_central(c);
 		struct mspan *s = c->partial.tail;
@@ -201,7 +201,7 @@ struct mspan *mcentral_refill(struct mcentral *c, struct mspan *old, unsigned cp
 	lock_central(c);
 	if (old != NULL) {
 		mspan_sweep(old);
-		__atomic_store_n(&old->cachedBy, CPU_NONE, __ATOMIC_RELAXED);
+		mm_store_relaxed(&old->cachedBy, CPU_NONE);
 		place(c, old);
 	}
 	struct mspan *s = c->partial.head;
@@ -222,7 +222,7 @@ struct mspan *mcentral_refill(struct mcentral *c, struct mspan *old, unsigned cp
 		return s;
 	}
 	c->nspans++;
-	__atomic_store_n(&s->cachedBy, cpu_slot(cpu), __ATOMIC_RELAXED);
+	mm_store_relaxed(&s->cachedBy, cpu_slot(cpu));
 	mspan_init_small(s, c->spanclass); /* publishes INUSE */
 	unlock_central(c);
 	return s;
@@ -241,7 +241,7 @@ void mcentral_uncacheSpan(struct mcentral *c, struct mspan *s)
 	MM_UNLOCKED();
 	lock_central(c);
 	mspan_sweep(s);
-	__atomic_store_n(&s->cachedBy, CPU_NONE, __ATOMIC_RELAXED);
+	mm_store_relaxed(&s->cachedBy, CPU_NONE);
 	place(c, s);
 	unlock_central(c);
 }
@@ -273,7 +273,8 @@ static unsigned entry_slot(const struct mspan *s, const struct magentry *e)
  * the live bytes can miss, caught here before the slot is reused. */
 static void free_bits(struct mspan *s, unsigned w, uint64_t bits)
 {
-	uint64_t old = __atomic_fetch_or(&s->freeBits[w], bits, __ATOMIC_RELEASE);
+	/* release: our last writes to the objects precede the owner's reuse */
+	uint64_t old = mm_fetch_or_release(&s->freeBits[w], bits);
 	if (MM_UNLIKELY(old & bits))
 		sys_fault("double free",
 		          mspan_slot_addr(s, w * 64 + (unsigned)__builtin_ctzll(old & bits)));
@@ -317,7 +318,7 @@ void mcentral_return(struct mcentral *c, struct magentry *e, size_t n)
 			j++;
 		return_to_span(s, e + i, j - i);
 		c->returned += j - i;
-		if (__atomic_load_n(&s->cachedBy, __ATOMIC_RELAXED) == CPU_NONE) {
+		if (mm_load_relaxed(&s->cachedBy) == CPU_NONE) {
 			mspan_sweep(s);
 			place(c, s);
 		}

@@ -162,7 +162,7 @@ static size_t layout(size_t arena, struct metaarr **arrs, unsigned *narrs)
 
 int mheap_init(void)
 {
-	if (__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE))
+	if (mheap_inited())
 		return 0;
 	sys_lock(&init_lock);
 	if (mheap_.inited) {
@@ -216,7 +216,7 @@ int mheap_init(void)
 	for (unsigned i = 0; i < NUM_SPANCLASSES; i++)
 		mheap_.central[i].c.spanclass = i;
 	mheap_.arena_used = mheap_.arena_start;
-	__atomic_store_n(&mheap_.inited, 1, __ATOMIC_RELEASE);
+	mm_store_release(&mheap_.inited, 1); /* publishes everything above (mheap_inited) */
 	sys_unlock(&init_lock);
 	return 0;
 }
@@ -252,9 +252,9 @@ static int mheap_grow(size_t npages)
 		mheap_.spans[pg] = &mspan_empty;
 	mheap_.pages_sys += k * CHUNK_PAGES;
 	mheap_.pages_released += k * CHUNK_PAGES;
-	__atomic_store_n(&mheap_.arena_used, mheap_.arena_start + newn * CHUNK_BYTES,
-	                 __ATOMIC_RELEASE);
-	__atomic_store_n(&mheap_.arena_used_bytes, newn * CHUNK_BYTES, __ATOMIC_RELEASE);
+	/* release: the page-map entries above exist before kfree may index them */
+	mm_store_release(&mheap_.arena_used, mheap_.arena_start + newn * CHUNK_BYTES);
+	mm_store_release(&mheap_.arena_used_bytes, newn * CHUNK_BYTES);
 	return 0;
 }
 
@@ -312,7 +312,7 @@ static void account_give(size_t pg, size_t n, bool large)
 	if (large)
 		mheap_.large_pages -= n;
 	if (mheap_.pages_free * PAGE_SIZE > mheap_retain_goal())
-		__atomic_store_n(&mheap_.scav_pending, 1, __ATOMIC_RELAXED);
+		mm_store_relaxed(&mheap_.scav_pending, 1);
 }
 
 /* Commit the scavenged runs of [pg, pg+n), which the caller has just
@@ -389,7 +389,7 @@ struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass, size_t align_p
 	s->npages = npages;
 	s->spanclass = (uint8_t)spanclass;
 	s->needzero = !(scav == npages && sys_config.commit_zeroed);
-	__atomic_store_n(&s->cachedBy, CPU_NONE, __ATOMIC_RELAXED);
+	mm_store_relaxed(&s->cachedBy, CPU_NONE);
 	if (nwords != 0) {
 		unsigned b = bits_bucket(nwords);
 		size_t bw = (size_t)1 << b;
@@ -408,7 +408,7 @@ struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass, size_t align_p
 	s->gcrescan = 0;
 	s->nelems = 0;
 	for (size_t i = 0; i < npages; i++)
-		__atomic_store_n(&mheap_.spans[pg + i], s, __ATOMIC_RELEASE);
+		mm_store_release(&mheap_.spans[pg + i], s); /* s's fields before the entry (kfree) */
 	MM_VALIDATE(pa_valid(pa));
 	unlock_heap();
 
@@ -441,7 +441,7 @@ bool mheap_extend_span(struct mspan *s, size_t npages)
 	pa_set_alloc(pa, pg + old, add, true);
 	size_t scav = account_take(pg + old, add, true);
 	for (size_t i = old; i < npages; i++)
-		__atomic_store_n(&mheap_.spans[pg + i], s, __ATOMIC_RELEASE);
+		mm_store_release(&mheap_.spans[pg + i], s); /* as in mheap_alloc_span */
 	unlock_heap();
 	if (scav != 0 && commit_runs(pg + old, add) != 0) {
 		lock_heap();
@@ -464,7 +464,7 @@ void mheap_free_span(struct mspan *s, bool released)
 	MM_ASSERT(!mm_lock_held(RANK_MHEAP, &mheap_.lock));
 	size_t pg = (s->base - mheap_.arena_start) >> PAGE_SHIFT;
 	lock_heap();
-	__atomic_store_n(&s->nbytes, 0, __ATOMIC_RELAXED); /* before DEAD: malloc.c */
+	mm_store_relaxed(&s->nbytes, 0); /* before DEAD: malloc.c */
 	if (released)
 		pa_set_scav(&mheap_.pages, pg, s->npages, true);
 	account_give(pg, s->npages, span_is_large(s));

@@ -62,7 +62,7 @@ void mspan_init_small(struct mspan *s, unsigned spanclass)
 	s->onlist = LIST_NONE;
 	s->prev = NULL;
 	/* last, after live and the rest: see kfree's fast path */
-	__atomic_store_n(&s->nbytes, (uint32_t)(s->nelems * s->elemsize), __ATOMIC_RELEASE);
+	mm_store_release(&s->nbytes, (uint32_t)(s->nelems * s->elemsize)); /* pairs: kfree */
 	span_publish(s);
 }
 
@@ -144,9 +144,9 @@ unsigned mspan_sweep(struct mspan *s)
 		uint64_t old = ab | below;
 		/* XCHG only a word that has bits: a return landing after the
 		 * load simply waits in freeBits for the next sweep. */
-		uint64_t fr = __atomic_load_n(&s->freeBits[w], __ATOMIC_ACQUIRE);
+		uint64_t fr = mm_load_acquire(&s->freeBits[w]); /* pairs: free_bits */
 		if (fr != 0) {
-			fr = __atomic_exchange_n(&s->freeBits[w], 0, __ATOMIC_ACQ_REL);
+			fr = mm_exchange_acq_rel(&s->freeBits[w], 0); /* takes them, as above */
 			/* Only cache returns set freeBits, so a slot coming back
 			 * that is not out of the span is the second copy of an
 			 * object two CPUs freed at the same instant (the one
@@ -177,7 +177,7 @@ unsigned mspan_out_count(const struct mspan *s)
 	unsigned nw = span_nwords(s), n = 0;
 	for (unsigned w = 0; w < nw; w++) {
 		uint64_t out = (s->allocBits[w] | below_mask(s->freeindex, w)) &
-		               ~__atomic_load_n(&s->freeBits[w], __ATOMIC_RELAXED);
+		               ~mm_load_relaxed(&s->freeBits[w]);
 		n += mm_popcount64(out & valid_mask(s, w));
 	}
 	return n;
@@ -207,7 +207,7 @@ int mspan_valid(const struct mspan *s)
 		uint64_t valid = valid_mask(s, w);
 		uint64_t below = below_mask(s->freeindex, w);
 		uint64_t ab = s->allocBits[w];
-		uint64_t fr = __atomic_load_n(&s->freeBits[w], __ATOMIC_RELAXED);
+		uint64_t fr = mm_load_relaxed(&s->freeBits[w]);
 		if ((ab & ~valid) != ~valid) /* padding must read allocated */
 			return 0;
 		if ((fr & ~valid) || (fr & ~(ab | below)))
@@ -221,7 +221,7 @@ int mspan_valid(const struct mspan *s)
 		allocated += mm_popcount64((ab | below) & valid);
 	}
 	/* allocCount is exact (as of the last sweep) for uncached spans */
-	if (__atomic_load_n(&s->cachedBy, __ATOMIC_RELAXED) == CPU_NONE &&
+	if (mm_load_relaxed(&s->cachedBy) == CPU_NONE &&
 	    allocated != s->allocCount)
 		return 0;
 	return 1;

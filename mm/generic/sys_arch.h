@@ -67,6 +67,8 @@ static inline unsigned sys_cpu_id(void)
 static inline void sys_lock(struct sys_lock *l)
 {
 	unsigned long flags = sys_irq_save();
+	/* GCC builtins, not mm/atomic.h: this file is copied out of the tree
+	 * into the porter's kernel, which only has the library's headers. */
 	while (__atomic_exchange_n(&l->locked, 1u, __ATOMIC_ACQUIRE))
 		while (__atomic_load_n(&l->locked, __ATOMIC_RELAXED))
 			__asm__ volatile("pause");
