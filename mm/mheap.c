@@ -357,6 +357,40 @@ static void free_records(struct mspan *s)
 	fixalloc_free(f, s);
 }
 
+/* Fill a fresh span record for pages [pg, pg+npages): fields, bitmaps
+ * and live bytes (small: all clear), mark bits and sites (large: the
+ * record's own words). State stays DEAD until the caller publishes it.
+ * pre: mheap.lock. */
+static void span_record_init(struct mspan *s, size_t pg, size_t npages, unsigned spanclass,
+                             unsigned nwords, size_t scav)
+{
+	MM_HELD_HEAP();
+	span_set_state(s, SPAN_DEAD);
+	s->next = s->prev = NULL;
+	s->base = mheap_.arena_start + pg * PAGE_SIZE;
+	s->npages = npages;
+	s->spanclass = (uint8_t)spanclass;
+	s->needzero = !(scav == npages && sys_config.commit_zeroed);
+	mm_store_relaxed(&s->cachedBy, CPU_NONE);
+	if (nwords != 0) {
+		unsigned b = bits_bucket(nwords);
+		size_t bw = (size_t)1 << b;
+		__builtin_memset(mspan_livebytes(s), 0, REC_WORDS(b));
+		s->allocBits = (uint64_t *)(uintptr_t)(mspan_livebytes(s) + 64 * bw);
+		s->freeBits = s->allocBits + bw;
+		s->gcmarkBits = s->freeBits + bw;
+		s->sites = mheap_.track_sites ? (uintptr_t *)(s->gcmarkBits + bw) : NULL;
+	} else {
+		s->allocBits = s->freeBits = NULL;
+		s->gcmark1 = 0;
+		s->gcmarkBits = &s->gcmark1; /* a large span's one mark bit */
+		s->site1 = 0;
+		s->sites = &s->site1;
+	}
+	s->gcrescan = 0;
+	s->nelems = 0;
+}
+
 /* Allocate a span of npages heap pages (base aligned to align_pages heap
  * pages) for spanclass (0 or 1 = large object). Returns it with base, npages,
  * spanclass, needzero, bitmaps and live bytes (small, all clear) set and
@@ -383,30 +417,7 @@ struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass, size_t align_p
 	}
 	size_t pg = (size_t)pgl;
 	size_t scav = account_take(pg, npages, spanclass < 2);
-	span_set_state(s, SPAN_DEAD);
-	s->next = s->prev = NULL;
-	s->base = mheap_.arena_start + pg * PAGE_SIZE;
-	s->npages = npages;
-	s->spanclass = (uint8_t)spanclass;
-	s->needzero = !(scav == npages && sys_config.commit_zeroed);
-	mm_store_relaxed(&s->cachedBy, CPU_NONE);
-	if (nwords != 0) {
-		unsigned b = bits_bucket(nwords);
-		size_t bw = (size_t)1 << b;
-		__builtin_memset(mspan_livebytes(s), 0, REC_WORDS(b));
-		s->allocBits = (uint64_t *)(uintptr_t)(mspan_livebytes(s) + 64 * bw);
-		s->freeBits = s->allocBits + bw;
-		s->gcmarkBits = s->freeBits + bw;
-		s->sites = mheap_.track_sites ? (uintptr_t *)(s->gcmarkBits + bw) : NULL;
-	} else {
-		s->allocBits = s->freeBits = NULL;
-		s->gcmark1 = 0;
-		s->gcmarkBits = &s->gcmark1; /* a large span's one mark bit */
-		s->site1 = 0;
-		s->sites = &s->site1;
-	}
-	s->gcrescan = 0;
-	s->nelems = 0;
+	span_record_init(s, pg, npages, spanclass, nwords, scav);
 	for (size_t i = 0; i < npages; i++)
 		mm_store_release(&mheap_.spans[pg + i], s); /* s's fields before the entry (kfree) */
 	MM_VALIDATE(pa_valid(pa));
