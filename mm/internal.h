@@ -52,8 +52,8 @@
 #define CHUNK_WORDS (CHUNK_PAGES / 64)
 #define SPAN_MAX_WORDS (_MaxObjsPerSpan / 64) /* allocBits words, 8 B class */
 /* CPUs are named by their slot, id + 1, in mm_mcaches and in
- * mspan.cachedBy: slot 0 is what SYS_CPU_UNKNOWN maps to (unsigned wrap)
- * and holds no mcache, so the fast path needs no bounds test. */
+ * mspan.cachedBy: slot 0 holds no mcache (an id of 0 - 1 would land
+ * there), so code that indexes by slot needs no bounds test. */
 #define CPU_NONE 0xffffffffu /* cachedBy of an uncached span */
 static inline unsigned cpu_slot(unsigned cpu)
 {
@@ -705,22 +705,13 @@ static inline void mcache_fast_set(struct mcache *c)
 {
 	SYS_MCACHE_SET(c);
 }
-#elif defined(SYS_MCACHE_SLOT)
-static inline struct mcache *mcache_fast(void)
-{
-	return SYS_MCACHE_SLOT();
-}
-static inline void mcache_fast_set(struct mcache *c)
-{
-	SYS_MCACHE_SLOT() = c;
-}
 #else
 /* The port has no slot of its own: a second table, filled only through
  * mcache_fast_set, so that it can stay empty (site tracking). */
 extern struct mcache *mm_fast_mcaches[MM_MAX_CPUS + 1];
 static inline struct mcache *mcache_fast(void)
 {
-	return mm_fast_mcaches[cpu_slot(SYS_CPU_ID_FAST())];
+	return mm_fast_mcaches[cpu_slot(sys_cpu_id())];
 }
 static inline void mcache_fast_set(struct mcache *c)
 {

@@ -33,7 +33,7 @@
 
 struct mheap mheap_;
 struct mcache *mm_mcaches[MM_MAX_CPUS + 1];
-#if !defined(SYS_MCACHE_GET) && !defined(SYS_MCACHE_SLOT)
+#if !defined(SYS_MCACHE_GET)
 struct mcache *mm_fast_mcaches[MM_MAX_CPUS + 1];
 #endif
 static struct sys_lock init_lock;
@@ -78,6 +78,10 @@ bool mm_no_lock_held(void)
 	return none;
 }
 #endif
+
+_Static_assert(SYS_ARENA_MIN == 4 * CHUNK_BYTES, "sys.h's minimum arena is 4 chunks");
+_Static_assert(SYS_ARENA_MAX == (size_t)CHUNK_BYTES << (3 * (PA_MAX_LEVELS - 1)),
+               "sys.h's maximum arena is what the page allocator's summary covers");
 
 static size_t round_up(size_t x, size_t a)
 {
@@ -184,7 +188,7 @@ int mheap_init(void)
 	size_t meta = 0;
 	void *base = NULL;
 	for (;;) {
-		if (arena < 4 * CHUNK_BYTES) {
+		if (arena < SYS_ARENA_MIN) {
 			sys_unlock(&init_lock);
 			return -1;
 		}

@@ -1,7 +1,7 @@
 /*
  * test_genericport.c: the core built against a port with nothing inline:
- * tests/host/genericport/sys_arch.h (no inline fast path, the default
- * SYS_CPU_ID_FAST), every sys.h function out of line. The port here is a
+ * tests/host/genericport/sys_arch.h (no inline fast path, no
+ * SYS_MCACHE_GET/SET), every sys.h function out of line. The port here is a
  * minimal one written from sys.h alone (threads as CPUs
  * with ids that are never reused, a test-and-set lock, mmap/mprotect for
  * memory, one shared sys_config with a small 256 MiB arena), and the test
@@ -30,7 +30,7 @@
 
 /* ---- the port ---- */
 
-const struct sys_config sys_config = {
+struct sys_config sys_config = {
 	.page_size = 4096,
 	.commit_zeroed = 1,
 	.max_cpus = 64,
@@ -173,7 +173,7 @@ START_TEST(arena_limit_gives_null)
 }
 END_TEST
 
-/* Without SYS_MCACHE_SLOT the fast paths find this CPU's mcache in
+/* Without SYS_MCACHE_GET/SET the fast paths find this CPU's mcache in
  * mm_mcaches: a free lands in its magazine and the next allocation of the
  * class pops it; a freed large object waits in its large cache. */
 START_TEST(caches_through_default_fast_path)
