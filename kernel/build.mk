@@ -120,8 +120,9 @@ QEMU_RUN := scripts/qemu-run --esp $(ESP) --smp $(SMP) --mem $(MEM) --timeout $(
 QEMU_ACCEL ?= -accel tcg,thread=single
 DEBUG_TIMEOUT ?= 3600
 
-.PHONY: run debug
-run: $(ESP_FILES)
+# `make run` (Makefile) checks the packages, then makes run-only.
+.PHONY: run-only debug
+run-only: $(ESP_FILES)
 	$(Q)$(QEMU_RUN) --log $(BUILD)/run.log -- $(QEMU_ACCEL)
 
 debug: $(ESP_FILES)
