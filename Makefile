@@ -39,6 +39,12 @@ endif
 CLANG   ?= clang
 CSTD    := -std=c11
 WARN    := -Wall -Wextra -Werror
+# Freestanding x86-64 code (the kernel, mm/ as the kernel and `make lib`
+# build it, the porting kit's kernel): no libc, no red zone (interrupts
+# push onto the stack), no SSE (the kernel saves no vector state), frame
+# pointers for backtraces. Each user adds its code model and extras.
+FREESTANDING_CFLAGS := $(CSTD) $(WARN) -ffreestanding -nostdlib -mno-red-zone -fno-pic \
+	-mgeneral-regs-only -fno-stack-protector -fno-omit-frame-pointer -O2
 
 ifeq ($(V),1)
 Q :=

@@ -22,9 +22,7 @@ PMM_TEST_SRCS := \
 	$(PMM_SRCS)
 
 # The flags the kernel builds mm/ with (mm/build.mk's MM_KERNEL_CFLAGS).
-PMM_KERNEL_CFLAGS := $(CSTD) $(WARN) -ffreestanding -nostdlib -mno-red-zone \
-	-mcmodel=kernel -fno-pic -mgeneral-regs-only -fno-stack-protector \
-	-fno-omit-frame-pointer -O2
+PMM_KERNEL_CFLAGS := $(FREESTANDING_CFLAGS) -mcmodel=kernel
 
 # Recursive: pkg-config may only be installed once install-deps has run.
 PMM_CHECK_CFLAGS = $(shell pkg-config --cflags check)
