@@ -16,6 +16,7 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
+#include "../check_runner.h"
 #include <setjmp.h>
 #include <pthread.h>
 #include <sched.h>
@@ -250,20 +251,9 @@ START_TEST(fault_goes_through_sys_fault)
 }
 END_TEST
 
-int main(void)
-{
-	Suite *s = suite_create("genericport");
-	TCase *tc = tcase_create("genericport");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, every_class_and_large);
-	tcase_add_test(tc, arena_limit_gives_null);
-	tcase_add_test(tc, caches_through_default_fast_path);
-	tcase_add_test(tc, remote_frees);
-	tcase_add_test(tc, fault_goes_through_sys_fault);
-	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+CHECK_MAIN("genericport", 60,
+	   CHECK_TEST(every_class_and_large),
+	   CHECK_TEST(arena_limit_gives_null),
+	   CHECK_TEST(caches_through_default_fast_path),
+	   CHECK_TEST(remote_frees),
+	   CHECK_TEST(fault_goes_through_sys_fault))

@@ -12,6 +12,7 @@
  * that is not a free slot with "corrupt cache entry".
  */
 #include <check.h>
+#include "../check_runner.h"
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -652,34 +653,26 @@ START_TEST(missing_or_extra_lock_is_caught)
 END_TEST
 #endif
 
-int main(void)
-{
-	Suite *s = suite_create("mcentral");
-	TCase *tc = tcase_create("mcentral");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, grow_partial_full);
-	tcase_add_test(tc, partial_from_an_eighth_free);
-	tcase_add_test(tc, refill_takes_latest_partial);
-	tcase_add_test(tc, refill_files_old);
-	tcase_add_test(tc, full_span_with_free_slot_when_heap_cannot_grow);
-	tcase_add_test(tc, return_groups_by_span);
-	tcase_add_test(tc, return_below_an_eighth_stays_full);
-	tcase_add_test(tc, empty_uncached_span_goes_back_to_the_heap);
-	tcase_add_test(tc, cached_span_is_left_to_its_owner);
-	tcase_add_test(tc, remote_free_reaches_cached_span_at_flush);
-	tcase_add_test(tc, duplicate_in_batch_is_double_free);
-	tcase_add_test(tc, duplicate_pending_in_free_bits_is_double_free);
-	tcase_add_test(tc, racing_double_free_across_batches_uncached);
-	tcase_add_test(tc, racing_double_free_across_batches_cached);
-	tcase_add_test(tc, live_entry_is_corrupt);
-	tcase_add_test(tc, central_array_is_cache_line_padded);
 #ifdef MM_DEBUG
-	tcase_add_test(tc, missing_or_extra_lock_is_caught);
+#define DEBUG_TESTS CHECK_TEST(missing_or_extra_lock_is_caught),
+#else
+#define DEBUG_TESTS
 #endif
-	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+CHECK_MAIN("mcentral", 60,
+	   CHECK_TEST(grow_partial_full),
+	   CHECK_TEST(partial_from_an_eighth_free),
+	   CHECK_TEST(refill_takes_latest_partial),
+	   CHECK_TEST(refill_files_old),
+	   CHECK_TEST(full_span_with_free_slot_when_heap_cannot_grow),
+	   CHECK_TEST(return_groups_by_span),
+	   CHECK_TEST(return_below_an_eighth_stays_full),
+	   CHECK_TEST(empty_uncached_span_goes_back_to_the_heap),
+	   CHECK_TEST(cached_span_is_left_to_its_owner),
+	   CHECK_TEST(remote_free_reaches_cached_span_at_flush),
+	   CHECK_TEST(duplicate_in_batch_is_double_free),
+	   CHECK_TEST(duplicate_pending_in_free_bits_is_double_free),
+	   CHECK_TEST(racing_double_free_across_batches_uncached),
+	   CHECK_TEST(racing_double_free_across_batches_cached),
+	   CHECK_TEST(live_entry_is_corrupt),
+	   CHECK_TEST(central_array_is_cache_line_padded),
+	   DEBUG_TESTS)

@@ -12,6 +12,7 @@
  * copy of an object freed twice at once) stops with "double free".
  */
 #include <check.h>
+#include "../check_runner.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -319,26 +320,15 @@ START_TEST(sweep_refuses_corrupt_bitmaps)
 }
 END_TEST
 
-int main(void)
-{
-	Suite *s = suite_create("mspan");
-	TCase *tc = tcase_create("mspan");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, init_fields);
-	tcase_add_test(tc, every_class_every_slot_once);
-	tcase_add_test(tc, fast_path_minus_one_at_word_end);
-	tcase_add_test(tc, sweep_merges_free_bits);
-	tcase_add_test(tc, frees_before_freeindex_and_after);
-	tcase_add_test(tc, taken_and_returned_between_sweeps);
-	tcase_add_test(tc, padding_never_handed_out);
-	tcase_add_test(tc, slot_of_accepts_only_slot_starts);
-	tcase_add_test(tc, validator_checks_live_bytes);
-	tcase_add_test(tc, validator_notices_corruption);
-	tcase_add_test(tc, sweep_refuses_corrupt_bitmaps);
-	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+CHECK_MAIN("mspan", 60,
+	   CHECK_TEST(init_fields),
+	   CHECK_TEST(every_class_every_slot_once),
+	   CHECK_TEST(fast_path_minus_one_at_word_end),
+	   CHECK_TEST(sweep_merges_free_bits),
+	   CHECK_TEST(frees_before_freeindex_and_after),
+	   CHECK_TEST(taken_and_returned_between_sweeps),
+	   CHECK_TEST(padding_never_handed_out),
+	   CHECK_TEST(slot_of_accepts_only_slot_starts),
+	   CHECK_TEST(validator_checks_live_bytes),
+	   CHECK_TEST(validator_notices_corruption),
+	   CHECK_TEST(sweep_refuses_corrupt_bitmaps))
