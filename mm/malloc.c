@@ -420,7 +420,10 @@ void *krealloc(void *p, size_t size, unsigned flags)
 	size_t old = s->elemsize;
 	if (size == 0 || (size <= old && size > old / 2))
 		return p;
-	if (span_is_large(s) && size > old)
+	/* A large object grows by pages; one that grows to a small size (a
+	 * kmemalign object on a large span) becomes a small object below,
+	 * so a krealloc result is small exactly when its size is. */
+	if (span_is_large(s) && size > old && size > _MaxSmallSize)
 		return mm_realloc_large(s, p, size, flags, CALLER());
 	if (!span_is_large(s) && size <= old &&
 	    size_to_class(size) == spanclass_size(s->spanclass))
