@@ -52,9 +52,9 @@
 #define CHUNK_WORDS (CHUNK_PAGES / 64)
 #define SPAN_MAX_WORDS (_MaxObjsPerSpan / 64) /* allocBits words, 8 B class */
 /* CPUs are named by their slot, id + 1, in mm_mcaches and in
- * mspan.cachedBy: slot 0 holds no mcache (an id of 0 - 1 would land
+ * mspan.cached_by: slot 0 holds no mcache (an id of 0 - 1 would land
  * there), so code that indexes by slot needs no bounds test. */
-#define CPU_NONE 0xffffffffu /* cachedBy of an uncached span */
+#define CPU_NONE 0xffffffffu /* cached_by of an uncached span */
 static inline unsigned cpu_slot(unsigned cpu)
 {
 	return cpu + 1u;
@@ -176,8 +176,8 @@ enum mspan_state {
  * check state and range) unless kmalloc_trim released its block: see
  * mfixalloc.c for what such a reader then sees.
  *
- * Guards: "owner" = the CPU in cachedBy, with interrupts off; when the span
- * is uncached (cachedBy == CPU_NONE) the owner is whoever holds its
+ * Guards: "owner" = the CPU in cached_by, with interrupts off; when the span
+ * is uncached (cached_by == CPU_NONE) the owner is whoever holds its
  * mcentral's lock. "init" = written by mheap_alloc_span before state turns
  * INUSE, immutable while INUSE (a large object's npages, elemsize and
  * limit also change in krealloc's in-place growth, by the object's owner).
@@ -189,7 +189,7 @@ struct mspan {
 	                          because no stale reader looks at it */
 	uintptr_t base;        /* init: first byte */
 	uintptr_t elemsize;    /* init: class size, or npages*8K if large */
-	uint64_t divExact;     /* init: slot_magic(elemsize), 0 if large */
+	uint64_t div_exact;     /* init: slot_magic(elemsize), 0 if large */
 	uint32_t nbytes;       /* init: nelems * elemsize, set last (release)
 	                          and cleared first when the span dies; 0 if
 	                          large: kfree's fast slot test fails then */
@@ -209,7 +209,7 @@ struct mspan {
 	/* ---- end of the fast paths' cache line ---- */
 	uint32_t divMul;       /* init: Go's class_to_divmagic, 0 if large */
 	struct mspan *next;    /* mcentral list (mcentral.lock) */
-	uint32_t cachedBy;     /* atomic: slot (cpu_slot) of the CPU caching
+	uint32_t cached_by;     /* atomic: slot (cpu_slot) of the CPU caching
 	                          it, or CPU_NONE; written under mcentral.lock */
 	uint8_t onlist;        /* mcentral.lock: enum mcentral_list */
 	uint16_t vcount;       /* scratch of mheap_valid (no CPU running) */
@@ -221,7 +221,7 @@ struct mspan {
 	 * spans). Nothing the allocator needs is ever stored in user memory. */
 	uint64_t *allocBits;   /* owner; out of the span as of the last
 	                          sweep, together with "index < freeindex" */
-	uint64_t *freeBits;    /* atomic OR by mcentral_return (under the
+	uint64_t *free_bits;    /* atomic OR by mcentral_return (under the
 	                          mcentral lock); swept with XCHG by the owner */
 	/* The leak detector (mgcmark.c), with the world stopped: */
 	uint64_t *gcmarkBits;  /* reached in this scan; large: &gcmark1 */
@@ -236,7 +236,7 @@ struct mspan {
  * slot at byte offset off has byte mspan_livebytes(s)[off >> liveshift]:
  * 1 = the user's (live), 0 = free in the span or held by a cache, written
  * with plain stores by whoever frees or hands out that slot, malloc.c),
- * then allocBits and freeBits. Right behind the record, so kfree can load
+ * then allocBits and free_bits. Right behind the record, so kfree can load
  * the span's fields and the live byte at once, both from s, instead of
  * one after the other (a cache miss less on a random free). */
 static inline uint8_t *mspan_livebytes(const struct mspan *s)
@@ -332,7 +332,7 @@ int mspan_valid(const struct mspan *s);
 static inline long mspan_slot_of(const struct mspan *s, uintptr_t p)
 {
 	uintptr_t off = p - s->base;
-	if (!slot_exact(s->divExact, off) || off >= s->nbytes)
+	if (!slot_exact(s->div_exact, off) || off >= s->nbytes)
 		return -1;
 	return obj_index(s->divMul, off);
 }

@@ -10,22 +10,41 @@
  * port only); a chunk is 512 heap pages (4 MiB); the arena is the part of
  * the reserved region that holds heap pages. A slot is "out" of its span
  * when the span handed it to a user or to a cache, "live" when a user
- * holds it (its live byte is 1).
+ * holds it (its live byte is 1). allocBits has a bit set for every slot
+ * out as of the span's last sweep; allocCache is the owner's inverted copy
+ * of 64 of those bits, from freeindex on, so the next free slot is one
+ * count-trailing-zeros away. free_bits collects the slots other CPUs gave
+ * back; a sweep merges them into allocBits (Go sweeps gcmarkBits; we have
+ * explicit frees instead of a collector).
+ *
+ * Names: Go's names stay for Go's ideas (mheap, mcentral, mcache, mspan,
+ * spanclass, allocBits, allocCache, freeindex, nextFreeFast, gcmarkBits,
+ * cacheSpan, uncacheSpan, the scavenger), with our layer prefix where
+ * they are functions (mspan_nextFreeFast, mcentral_cacheSpan). Everything
+ * of our own is snake_case with its layer's prefix (mheap_, mcentral_,
+ * mspan_, mcache_, pa_ for the page allocator, fixalloc_/meta_ for
+ * metadata, mm_ for what crosses layers, pmm_ for the frame allocator,
+ * sys_ for the port), fields too (cached_by, free_bits, div_exact), so a
+ * reader can tell a Go idea from ours by its name.
  *
  * Data structures, one line each:
  *   size class   one of 67 object sizes, 8 B .. 32 KiB (sizeclasses.h)
+ *   span class   size class << 1 | noscan (Go's spanClass): objects
+ *                allocated with KM_NOSCAN hold no pointers and get spans
+ *                of their own, which the leak scan does not read; span
+ *                classes 0 and 1 are large objects
  *   mspan        a run of heap pages; for a size class, cut into equal
- *                slots, with one live byte per slot and two bitmaps in
- *                its own record, out of band (mspan.c); or one large
- *                object (span class 0)
- *   magazine     per CPU and class: a bounded stack of free objects,
+ *                slots, with one live byte per slot and three bitmaps
+ *                (allocBits, free_bits, gcmarkBits) in its own record, out
+ *                of band (mspan.c); or one large object
+ *   magazine     per CPU and span class: a bounded stack of free objects,
  *                each with its live byte's address (mcache.c)
- *   mcache       per CPU: a magazine and one cached span per size class,
+ *   mcache       per CPU: a magazine and one cached span per span class,
  *                bins of freed large spans by page count, counters
  *                (mcache.c, mlarge.c)
- *   transfer     per size class: a bounded array of free objects shared
+ *   transfer     per span class: a bounded array of free objects shared
  *                by all CPUs, moved in batches (mtransfer.c)
- *   mcentral     per size class: uncached spans (partial, full, one
+ *   mcentral     per span class: uncached spans (partial, full, one
  *                spare empty span) under a spinlock; where objects come
  *                back to spans (mcentral.c)
  *   mheap        the arena, the page -> span map, span alloc/free, growth
@@ -35,9 +54,12 @@
  *                and transfer entries are bump-allocated (mfixalloc.c)
  *   scavenger    returns free pages of cold chunks to the port, paced
  *                (mscavenge.c)
- *   sys          the porting layer: 10 functions, two optional hooks in
- *                sys_config, and kmalloc_safepoint for the port to call
- *                (sys.h)
+ *   mark         the leak detector: Go's mark phase without the sweep
+ *                (mgcmark.c)
+ *   sys          the porting layer: 10 functions and sys_config, optional
+ *                hooks (sys_config.move and .nomem, the leak detector's,
+ *                SYS_MCACHE_GET/SET) and kmalloc_safepoint for the port
+ *                to call; sys.h lists each with what its absence costs
  *
  * kmalloc(size) climbs the hierarchy until one level can serve it:
  *   1. size > 32 KiB: a large span (step 7).
@@ -49,7 +71,7 @@
  *   4. Cache word used up (mcache_alloc_slow): take a batch from the
  *      class's transfer cache into the magazine (one lock hold) and pop.
  *   5. None: nextFreeIndex scans allocBits; the span is full: sweep it
- *      (merge freeBits: objects that came back); if that freed an eighth
+ *      (merge free_bits: objects that came back); if that freed an eighth
  *      of it, keep it (no lock).
  *   6. Otherwise trade it in one mcentral lock hold: file it as partial or
  *      full, take the top of partial (the spare empty span sits at its
@@ -97,6 +119,22 @@
  * except the base of a freed large object, which is a "double free".
  * ksize and krealloc validate the same way without writing anything and
  * report "invalid pointer".
+ *
+ * krealloc(p, size) validates p like kfree (without writing), then:
+ *   1. size 0, or a shrink that keeps more than half: p itself.
+ *   2. A large object growing to a large size (mlarge.c): in place if the
+ *      pages after it are free (mheap_extend_span); else, from 256 KiB up
+ *      and if the port has sys_config.move, its pages move to a new span
+ *      by page tables, no bytes copied; else a copy.
+ *   3. Otherwise a new object (a small one growing gets half its size
+ *      again as headroom, so a string built step by step moves every few
+ *      steps), a copy, and kfree(p). A result is small exactly when its
+ *      size is.
+ *
+ * kmalloc_leak_scan() (mgcmark.c): stop the other CPUs (port hook), clear
+ * gcmarkBits, mark conservatively from the roots (kmalloc_add_root, the
+ * port's ranges, the caller's stack), drain a grey stack, report every
+ * live object left unmarked with its allocation site, restart the CPUs.
  *
  * Why a live byte per slot. Caching freed objects per CPU is what makes
  * frees cheap (a free whose span another CPU caches used to cost five
@@ -359,7 +397,7 @@ void kfree(const void *ptr)
 	 * field read belongs to one incarnation of the record. */
 	uint32_t w = span_state_word(s);
 	uintptr_t off = p - s->base;
-	if (MM_UNLIKELY(!slot_exact(s->divExact, off) ||
+	if (MM_UNLIKELY(!slot_exact(s->div_exact, off) ||
 	                off >= mm_load_acquire(&s->nbytes))) /* pairs: mspan_init_small */
 		return kfree_slow(s, p);
 	unsigned cls = s->spanclass;

@@ -100,7 +100,7 @@ void *mcache_refill_alloc(struct mcache *c, unsigned spanclass, bool *needzero)
 	for (;;) {
 		struct mspan *s = c->alloc[spanclass];
 		if (s != &mspan_empty) {
-			MM_ASSERT(s->cachedBy == cpu_slot(c->cpu) && s->spanclass == spanclass);
+			MM_ASSERT(s->cached_by == cpu_slot(c->cpu) && s->spanclass == spanclass);
 			long idx = mspan_nextFreeFast(s);
 			if (idx < 0) {
 				idx = mspan_nextFreeIndex(s);

@@ -33,7 +33,7 @@
  *     (as Go's mcentral.grow).
  *   return (a batch of free objects from a cache: mcache_spill, drains):
  *     sorted by address so the objects of one span are adjacent; under
- *     the lock, each span's freeBits get one atomic OR per word; an
+ *     the lock, each span's free_bits get one atomic OR per word; an
  *     uncached span is swept at once and filed (empty: back to the
  *     mheap); a cached one waits for its owner's next sweep.
  *
@@ -155,7 +155,7 @@ static void take(struct mcentral *c, struct mspan *s, unsigned cpu)
 	if (s->allocCount == 0)
 		STORE(c->nempty, c->nempty - 1);
 	list_remove(c, s);
-	mm_store_relaxed(&s->cachedBy, cpu_slot(cpu));
+	mm_store_relaxed(&s->cached_by, cpu_slot(cpu));
 }
 
 /* Give the spare empty spans of every class back to the mheap (trim,
@@ -201,7 +201,7 @@ struct mspan *mcentral_refill(struct mcentral *c, struct mspan *old, unsigned cp
 	lock_central(c);
 	if (old != NULL) {
 		mspan_sweep(old);
-		mm_store_relaxed(&old->cachedBy, CPU_NONE);
+		mm_store_relaxed(&old->cached_by, CPU_NONE);
 		place(c, old);
 	}
 	struct mspan *s = c->partial.head;
@@ -222,7 +222,7 @@ struct mspan *mcentral_refill(struct mcentral *c, struct mspan *old, unsigned cp
 		return s;
 	}
 	c->nspans++;
-	mm_store_relaxed(&s->cachedBy, cpu_slot(cpu));
+	mm_store_relaxed(&s->cached_by, cpu_slot(cpu));
 	mspan_init_small(s, c->spanclass); /* publishes INUSE */
 	unlock_central(c);
 	return s;
@@ -241,7 +241,7 @@ void mcentral_uncacheSpan(struct mcentral *c, struct mspan *s)
 	MM_UNLOCKED();
 	lock_central(c);
 	mspan_sweep(s);
-	mm_store_relaxed(&s->cachedBy, CPU_NONE);
+	mm_store_relaxed(&s->cached_by, CPU_NONE);
 	place(c, s);
 	unlock_central(c);
 }
@@ -268,19 +268,19 @@ static unsigned entry_slot(const struct mspan *s, const struct magentry *e)
 	return (unsigned)idx;
 }
 
-/* OR bits into word w of s->freeBits. A bit already set means an object
+/* OR bits into word w of s->free_bits. A bit already set means an object
  * came back twice: two frees that raced on two CPUs, the one double free
  * the live bytes can miss, caught here before the slot is reused. */
-static void free_bits(struct mspan *s, unsigned w, uint64_t bits)
+static void mark_returned(struct mspan *s, unsigned w, uint64_t bits)
 {
 	/* release: our last writes to the objects precede the owner's reuse */
-	uint64_t old = mm_fetch_or_release(&s->freeBits[w], bits);
+	uint64_t old = mm_fetch_or_release(&s->free_bits[w], bits);
 	if (MM_UNLIKELY(old & bits))
 		sys_fault("double free",
 		          mspan_slot_addr(s, w * 64 + (unsigned)__builtin_ctzll(old & bits)));
 }
 
-/* Set the freeBits of the n objects of span s in e (sorted, all in s):
+/* Set the free_bits of the n objects of span s in e (sorted, all in s):
  * one atomic OR per bitmap word. */
 static void return_to_span(struct mspan *s, const struct magentry *e, size_t n)
 {
@@ -290,7 +290,7 @@ static void return_to_span(struct mspan *s, const struct magentry *e, size_t n)
 		unsigned idx = entry_slot(s, &e[k]);
 		uint64_t bit = (uint64_t)1 << (idx % 64);
 		if (idx / 64 != w) {
-			free_bits(s, w, bits);
+			mark_returned(s, w, bits);
 			w = idx / 64;
 			bits = 0;
 		}
@@ -298,7 +298,7 @@ static void return_to_span(struct mspan *s, const struct magentry *e, size_t n)
 			sys_fault("double free", e[k].p);
 		bits |= bit;
 	}
-	free_bits(s, w, bits);
+	mark_returned(s, w, bits);
 }
 
 /* Give n free objects of this class (from a magazine or a transfer cache)
@@ -318,7 +318,7 @@ void mcentral_return(struct mcentral *c, struct magentry *e, size_t n)
 			j++;
 		return_to_span(s, e + i, j - i);
 		c->returned += j - i;
-		if (mm_load_relaxed(&s->cachedBy) == CPU_NONE) {
+		if (mm_load_relaxed(&s->cached_by) == CPU_NONE) {
 			mspan_sweep(s);
 			place(c, s);
 		}

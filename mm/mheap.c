@@ -20,7 +20,7 @@
  * heap pages) when the page allocator finds no fit, committing the
  * metadata for the new chunks (under the lock: small and rare) but not
  * the chunks themselves: new pages count as free and scavenged
- * ("released"), exactly as Go's pageAlloc.grow does. allocSpan commits
+ * ("released"), exactly as Go's pageAlloc.grow does. mheap_alloc_span commits
  * the scavenged pages of the span it hands out, outside the lock.
  *
  * Accounting, in heap pages (mheap.lock):
@@ -103,7 +103,7 @@ static unsigned bits_words(unsigned spanclass, size_t npages)
 
 /* Bitmap bucket: records for 1, 2, 4, 8, 16 bitmap words. A small span
  * record of bucket b holds, after the struct, the live bytes (64 per
- * word) then allocBits, freeBits and gcmarkBits (1 << b words each):
+ * word) then allocBits, free_bits and gcmarkBits (1 << b words each):
  * REC_BYTES(b) bytes; with allocation sites tracked (mgcmark.c), one
  * site word per slot after that. */
 #define REC_WORDS(b) ((size_t)(3 * sizeof(uint64_t) + 64) << (b))
@@ -356,7 +356,7 @@ static int commit_runs(size_t pg, size_t n)
 static void free_records(struct mspan *s)
 {
 	struct fixalloc *f = record_alloc(s->spanclass, s->npages);
-	s->allocBits = s->freeBits = s->gcmarkBits = NULL;
+	s->allocBits = s->free_bits = s->gcmarkBits = NULL;
 	s->sites = NULL;
 	fixalloc_free(f, s);
 }
@@ -375,17 +375,17 @@ static void span_record_init(struct mspan *s, size_t pg, size_t npages, unsigned
 	s->npages = npages;
 	s->spanclass = (uint8_t)spanclass;
 	s->needzero = !(scav == npages && sys_config.commit_zeroed);
-	mm_store_relaxed(&s->cachedBy, CPU_NONE);
+	mm_store_relaxed(&s->cached_by, CPU_NONE);
 	if (nwords != 0) {
 		unsigned b = bits_bucket(nwords);
 		size_t bw = (size_t)1 << b;
 		__builtin_memset(mspan_livebytes(s), 0, REC_WORDS(b));
 		s->allocBits = (uint64_t *)(uintptr_t)(mspan_livebytes(s) + 64 * bw);
-		s->freeBits = s->allocBits + bw;
-		s->gcmarkBits = s->freeBits + bw;
+		s->free_bits = s->allocBits + bw;
+		s->gcmarkBits = s->free_bits + bw;
 		s->sites = mheap_.track_sites ? (uintptr_t *)(s->gcmarkBits + bw) : NULL;
 	} else {
-		s->allocBits = s->freeBits = NULL;
+		s->allocBits = s->free_bits = NULL;
 		s->gcmark1 = 0;
 		s->gcmarkBits = &s->gcmark1; /* a large span's one mark bit */
 		s->site1 = 0;

@@ -125,7 +125,7 @@ static void large_init(struct mspan *s)
 	s->allocCount = 1;
 	s->freeindex = 1;
 	s->divMul = 0;
-	s->divExact = 0;
+	s->div_exact = 0;
 	s->nbytes = 0;
 	s->allocCache = 0;
 	s->limit = s->base + s->elemsize;

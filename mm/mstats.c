@@ -168,7 +168,7 @@ static bool census(struct mm_census *out, bool count_spans)
 			out->spans_large++;
 		else {
 			out->spans_small++;
-			if (s->cachedBy != CPU_NONE)
+			if (s->cached_by != CPU_NONE)
 				out->spans_cached++;
 		}
 	}
@@ -283,7 +283,7 @@ int mheap_valid(void)
 				                (l == LIST_PARTIAL && (s->next == NULL ||
 				                                       s->next->allocCount == 0));
 				empty += s->allocCount == 0;
-				if (s->spanclass != i || s->cachedBy != CPU_NONE ||
+				if (s->spanclass != i || s->cached_by != CPU_NONE ||
 				    s->onlist != l || s->prev != prev ||
 				    span_state(s) != SPAN_INUSE || !spare_ok ||
 				    (l == LIST_PARTIAL && freeslots < min) ||

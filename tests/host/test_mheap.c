@@ -224,7 +224,7 @@ END_TEST
  * three other threads take them and free them into their own magazines,
  * whose spills go through the transfer cache (where the owner picks some
  * up again) and back to the spans, the owner's cached one included, while
- * the owner keeps allocating: its sweeps race with their freeBits ORs. A
+ * the owner keeps allocating: its sweeps race with their free_bits ORs. A
  * false "double free" would abort; a lost free would leave objects live. */
 #define RING 256
 #define ROUNDS 200000
