@@ -202,7 +202,6 @@ void mem_init(const struct boot_info *bi)
     static const struct paging_frame_source src = { mem_frame_alloc, mem_frame_free };
     paging_init(read_cr3() & PTE_ADDR_MASK, &src);
 
-    kmem_port_init();
     if (arena_option)
         sys_config.arena_size = arena_option;
     if (kmalloc_init() != 0)

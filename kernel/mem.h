@@ -65,7 +65,5 @@ struct kmem_port_stats {
     uint64_t moved_pages;     /* pages krealloc moved by page tables */
 };
 void kmem_port_stats(struct kmem_port_stats *st);
-/* Before kmalloc_init: connect the port's TLB gather to the frame allocator. */
-void kmem_port_init(void);
 
 #endif

@@ -64,13 +64,11 @@ static uint64_t release_calls;  /* atomic */
 static uint64_t released_pages; /* atomic: pages ever released */
 static uint64_t moved_pages;    /* atomic: pages ever moved (kmem_move) */
 
-void kmem_port_init(void)
-{
-    tlb_gather_init(mem_frame_free);
-}
-
 int sys_reserve(size_t size, void **base)
 {
+    /* kmalloc_init's first call to the port: from here on sys_release
+     * hands frames to the TLB gather, which gives them to kernel/mem.c. */
+    tlb_gather_init(mem_frame_free);
     if (region_base != 0 || size == 0 || size > KMALLOC_ARENA_SIZE)
         return -1;
     region_base = KMALLOC_ARENA_BASE;
