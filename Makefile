@@ -63,7 +63,7 @@ FRAGMENTS := \
 	mm/build.mk \
 	arch/host/build.mk \
 	arch/host/preload.mk \
-	tests/host.mk \
+	tests/core.mk \
 	tests/api.mk \
 	tests/pmm.mk \
 	boot/build.mk \

@@ -51,7 +51,7 @@ ALL_TARGETS += $(KMALLOC_KERNEL_LIB)
 
 -include $(MM_KERNEL_OBJS:.o=.d)
 
-# Regenerate the size-class table (checked in; tests/host.mk checks it is
+# Regenerate the size-class table (checked in; tests/core.mk checks it is
 # not stale).
 .PHONY: sizeclasses
 sizeclasses:

@@ -1,6 +1,6 @@
 /*
  * test_genericport.c: the core built against a port with nothing inline:
- * tests/host/genericport/sys_arch.h (no inline fast path, no
+ * tests/core/genericport/sys_arch.h (no inline fast path, no
  * SYS_MCACHE_GET/SET), every sys.h function out of line. The port here is a
  * minimal one written from sys.h alone (threads as CPUs
  * with ids that are never reused, a test-and-set lock, mmap/mprotect for
@@ -11,7 +11,7 @@
  * threads coming back when the freeing thread flushes, trim, and a fault
  * reported through sys_fault in the required format.
  *
- * tests/host.mk compiles MM_SRCS with -Itests/host/genericport and this
+ * tests/core.mk compiles MM_SRCS with -Itests/core/genericport and this
  * file, instead of linking libkmalloc.a (which carries the host port).
  */
 #define _GNU_SOURCE
