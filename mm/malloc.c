@@ -225,14 +225,23 @@ static __attribute__((noinline)) void *zero_object(void *v, unsigned spanclass)
 	return v;
 }
 
+/* The caller's address, for allocation sites (recorded only when the
+ * port tracks them; the slow paths are the only paths then). In
+ * kmalloc_fast, which is always inlined, it is the address the public
+ * entry point (kmalloc, kzalloc, krealloc, ...) returns to, as GCC
+ * documents for __builtin_return_address in inlined code; it is taken
+ * only on the slow paths, so the fast path does not load it. */
+#define CALLER() ((uintptr_t)__builtin_return_address(0))
+
 /* The fast path: steps 1-3 of the overview. Measured with callgrind on
  * the host (make bench-core); see the README for the figures. */
-static inline __attribute__((always_inline)) void *kmalloc_at(size_t size, unsigned flags,
-                                                              uintptr_t site)
+static inline __attribute__((always_inline)) void *kmalloc_fast(size_t size, unsigned flags)
 {
 	if (MM_UNLIKELY(size > _MaxSmallSize))
-		return mm_alloc_large(size, 0, flags, site);
-	unsigned cls = spanclass_make(size_to_class(size), (flags / KM_NOSCAN) & 1);
+		return mm_alloc_large(size, 0, flags, CALLER());
+	/* spanclass_make spelled in uintptr_t: cls indexes arrays, and an
+	 * unsigned index costs a zero-extending move on the fast path */
+	uintptr_t cls = (uintptr_t)size_to_class(size) << 1 | (uintptr_t)((flags / KM_NOSCAN) & 1);
 	unsigned long f = sys_irq_save();
 	struct mcache *c = mcache_fast();
 	if (MM_LIKELY(c != NULL)) {
@@ -246,7 +255,7 @@ static inline __attribute__((always_inline)) void *kmalloc_at(size_t size, unsig
 			COUNT(m->allocs);
 			sys_irq_restore(f);
 			if (MM_UNLIKELY(flags & KM_ZERO))
-				return zero_object(v, cls);
+				return zero_object(v, (unsigned)cls);
 			return v;
 		}
 		struct mspan *s = c->alloc[cls];
@@ -263,33 +272,29 @@ static inline __attribute__((always_inline)) void *kmalloc_at(size_t size, unsig
 			bool dirty = s->needzero;
 			sys_irq_restore(f);
 			if (MM_UNLIKELY(flags & KM_ZERO) && dirty)
-				return zero_object(v, cls);
+				return zero_object(v, (unsigned)cls);
 			return v;
 		}
 	}
 	sys_irq_restore(f);
-	return mm_alloc_class(cls, flags, site);
+	return mm_alloc_class((unsigned)cls, flags, CALLER());
 }
-
-/* The caller's address, for allocation sites (recorded only when the
- * port tracks them; the slow paths are the only paths then). */
-#define CALLER() ((uintptr_t)__builtin_return_address(0))
 
 void *kmalloc(size_t size, unsigned flags)
 {
-	return kmalloc_at(size, flags, CALLER());
+	return kmalloc_fast(size, flags);
 }
 
 void *kzalloc(size_t size, unsigned flags)
 {
-	return kmalloc_at(size, flags | KM_ZERO, CALLER());
+	return kmalloc_fast(size, flags | KM_ZERO);
 }
 
 void *kcalloc(size_t n, size_t size, unsigned flags)
 {
 	if (size != 0 && n > SIZE_MAX / size)
 		return mm_nomem();
-	return kmalloc_at(n * size, flags | KM_ZERO, CALLER());
+	return kmalloc_fast(n * size, flags | KM_ZERO);
 }
 
 /* Classify a pointer kfree or ksize cannot accept and stop. Dead large
@@ -453,7 +458,7 @@ size_t ksize(const void *p)
 void *krealloc(void *p, size_t size, unsigned flags)
 {
 	if (p == NULL)
-		return kmalloc_at(size, flags, CALLER());
+		return kmalloc_fast(size, flags);
 	struct mspan *s = live_span((uintptr_t)p, "invalid pointer");
 	size_t old = s->elemsize;
 	if (size == 0 || (size <= old && size > old / 2))
@@ -473,7 +478,7 @@ void *krealloc(void *p, size_t size, unsigned flags)
 	size_t want = size;
 	if (size > old && old + old / 2 > size)
 		want = old + old / 2;
-	void *n = kmalloc_at(want, flags, CALLER());
+	void *n = kmalloc_fast(want, flags);
 	if (n == NULL)
 		return NULL;
 	__builtin_memcpy(n, p, old < size ? old : size);
@@ -486,7 +491,7 @@ void *kmemalign(size_t align, size_t size, unsigned flags)
 	if (align == 0 || (align & (align - 1)) != 0)
 		return NULL;
 	if (align <= 8)
-		return kmalloc_at(size, flags, CALLER());
+		return kmalloc_fast(size, flags);
 	if (size <= _MaxSmallSize && align <= PAGE_SIZE) {
 		/* Span bases are 8 KiB aligned, so a class whose size is a
 		 * multiple of align aligns every slot. */
