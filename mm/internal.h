@@ -649,36 +649,22 @@ static inline void mm_lockrank_release(enum mm_lockrank r) { (void)r; }
 #endif
 #define MM_HELD_HEAP() MM_HELD(RANK_MHEAP, &mheap_.lock)
 #define MM_HELD_CENTRAL(c) MM_HELD(RANK_MCENTRAL, &(c)->lock)
-static inline void lock_heap(void)
+static inline void mm_lock(enum mm_lockrank r, struct sys_lock *l)
 {
-	mm_lockrank_acquire(RANK_MHEAP, &mheap_.lock);
-	sys_lock(&mheap_.lock);
+	mm_lockrank_acquire(r, l);
+	sys_lock(l);
 }
-static inline void unlock_heap(void)
+static inline void mm_unlock(enum mm_lockrank r, struct sys_lock *l)
 {
-	sys_unlock(&mheap_.lock);
-	mm_lockrank_release(RANK_MHEAP);
+	sys_unlock(l);
+	mm_lockrank_release(r);
 }
-static inline void lock_central(struct mcentral *c)
-{
-	mm_lockrank_acquire(RANK_MCENTRAL, &c->lock);
-	sys_lock(&c->lock);
-}
-static inline void unlock_central(struct mcentral *c)
-{
-	sys_unlock(&c->lock);
-	mm_lockrank_release(RANK_MCENTRAL);
-}
-static inline void lock_transfer(struct transfer *t)
-{
-	mm_lockrank_acquire(RANK_TRANSFER, &t->lock);
-	sys_lock(&t->lock);
-}
-static inline void unlock_transfer(struct transfer *t)
-{
-	sys_unlock(&t->lock);
-	mm_lockrank_release(RANK_TRANSFER);
-}
+#define lock_heap() mm_lock(RANK_MHEAP, &mheap_.lock)
+#define unlock_heap() mm_unlock(RANK_MHEAP, &mheap_.lock)
+#define lock_central(c) mm_lock(RANK_MCENTRAL, &(c)->lock)
+#define unlock_central(c) mm_unlock(RANK_MCENTRAL, &(c)->lock)
+#define lock_transfer(t) mm_lock(RANK_TRANSFER, &(t)->lock)
+#define unlock_transfer(t) mm_unlock(RANK_TRANSFER, &(t)->lock)
 
 /* Per-CPU mcache pointers, indexed by cpu_slot (entry 0 stays NULL),
  * published by their CPU, read by it and by kmalloc_stats. A static

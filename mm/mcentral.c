@@ -69,35 +69,25 @@ static void list_remove(struct mcentral *c, struct mspan *s)
 	l->len--;
 }
 
-/* At the tail: a spare empty span is used only when no partial one is
- * left (see place). */
-static void list_push_back(struct mcentral *c, struct mspan *s, enum mcentral_list which)
+/* Push at the head: lists are stacks (see the top comment); or at the
+ * tail, where a spare empty span waits until no partial one is left (see
+ * place). */
+static void list_push(struct mcentral *c, struct mspan *s, enum mcentral_list which, bool tail)
 {
 	MM_HELD_CENTRAL(c);
 	struct spanlist *l = list_of(c, which);
-	s->next = NULL;
-	s->prev = l->tail;
-	if (l->tail)
-		l->tail->next = s;
-	else
-		l->head = s;
-	l->tail = s;
-	s->onlist = (uint8_t)which;
-	l->len++;
-}
-
-/* Push at the head: lists are stacks (see the top comment). */
-static void list_push_front(struct mcentral *c, struct mspan *s, enum mcentral_list which)
-{
-	MM_HELD_CENTRAL(c);
-	struct spanlist *l = list_of(c, which);
-	s->prev = NULL;
-	s->next = l->head;
-	if (l->head)
-		l->head->prev = s;
-	else
-		l->tail = s;
-	l->head = s;
+	struct mspan **end = tail ? &l->tail : &l->head, **other = tail ? &l->head : &l->tail;
+	s->next = tail ? NULL : l->head;
+	s->prev = tail ? l->tail : NULL;
+	if (*end != NULL) {
+		if (tail)
+			(*end)->next = s;
+		else
+			(*end)->prev = s;
+	} else {
+		*other = s;
+	}
+	*end = s;
 	s->onlist = (uint8_t)which;
 	l->len++;
 }
@@ -136,7 +126,7 @@ static void place(struct mcentral *c, struct mspan *s)
 			return;
 		}
 		list_remove(c, s);
-		list_push_back(c, s, LIST_PARTIAL);
+		list_push(c, s, LIST_PARTIAL, true);
 		STORE(c->nempty, c->nempty + 1);
 		return;
 	}
@@ -144,7 +134,7 @@ static void place(struct mcentral *c, struct mspan *s)
 		(unsigned)(s->nelems - s->allocCount) >= partial_min(s) ? LIST_PARTIAL : LIST_FULL;
 	if (s->onlist != want) {
 		list_remove(c, s);
-		list_push_front(c, s, want);
+		list_push(c, s, want, false);
 	}
 }
 

@@ -254,6 +254,15 @@ long pa_find(const struct pagealloc *pa, size_t npages)
 	return (long)(idx * CHUNK_PAGES) + off;
 }
 
+/* The bits of pages [pg, pg+n) in the bitmap word holding pg: the mask,
+ * and in *k how many pages that is (up to the word's end). */
+static inline uint64_t word_mask(size_t pg, size_t n, size_t *k)
+{
+	unsigned b = pg % 64;
+	*k = 64 - b < n ? 64 - b : n;
+	return (*k == 64 ? ~(uint64_t)0 : (((uint64_t)1 << *k) - 1)) << b;
+}
+
 /* Apply fn to [pg, pg+n) word by word; update summaries if `sums`. */
 enum range_op { OP_SET_ALLOC, OP_CLEAR_ALLOC, OP_SET_SCAV, OP_CLEAR_SCAV };
 
@@ -265,29 +274,19 @@ static void range_apply(struct pagealloc *pa, size_t pg, size_t n, enum range_op
 	         "page range outside the grown heap", pg);
 	while (n > 0) {
 		size_t ci = pg / CHUNK_PAGES;
-		unsigned bit = pg % CHUNK_PAGES, w = bit / 64, b = bit % 64;
-		size_t k = 64 - b;
-		if (k > n)
-			k = n;
-		uint64_t mask = (k == 64 ? ~(uint64_t)0 : (((uint64_t)1 << k) - 1)) << b;
+		unsigned w = (pg % CHUNK_PAGES) / 64;
+		size_t k;
+		uint64_t mask = word_mask(pg, n, &k);
 		struct pchunk *c = &pa->chunks[ci];
 		if (touch)
 			c->touched = pa->epoch;
-		switch (op) {
-		case OP_SET_ALLOC:
-			c->alloc[w] |= mask;
-			break;
-		case OP_CLEAR_ALLOC:
-			c->alloc[w] &= ~mask;
-			break;
-		case OP_SET_SCAV:
-			c->scav[w] |= mask;
-			break;
-		case OP_CLEAR_SCAV:
-			c->scav[w] &= ~mask;
-			break;
-		}
-		if ((op == OP_SET_ALLOC || op == OP_CLEAR_ALLOC) && ci != last_ci) {
+		bool alloc = op == OP_SET_ALLOC || op == OP_CLEAR_ALLOC;
+		uint64_t *word = alloc ? &c->alloc[w] : &c->scav[w];
+		if (op == OP_SET_ALLOC || op == OP_SET_SCAV)
+			*word |= mask;
+		else
+			*word &= ~mask;
+		if (alloc && ci != last_ci) {
 			if (last_ci != (size_t)-1)
 				update_chunk(pa, last_ci);
 			last_ci = ci;
@@ -334,11 +333,9 @@ bool pa_is_scav(const struct pagealloc *pa, size_t pg)
 bool pa_range_free(const struct pagealloc *pa, size_t pg, size_t n)
 {
 	while (n > 0) {
-		unsigned bit = pg % CHUNK_PAGES, b = bit % 64;
-		size_t k = 64 - b;
-		if (k > n)
-			k = n;
-		uint64_t mask = (k == 64 ? ~(uint64_t)0 : (((uint64_t)1 << k) - 1)) << b;
+		unsigned bit = pg % CHUNK_PAGES;
+		size_t k;
+		uint64_t mask = word_mask(pg, n, &k);
 		if (pa->chunks[pg / CHUNK_PAGES].alloc[bit / 64] & mask)
 			return false;
 		pg += k;
@@ -351,11 +348,9 @@ size_t pa_scav_count(const struct pagealloc *pa, size_t pg, size_t n)
 {
 	size_t count = 0;
 	while (n > 0) {
-		unsigned bit = pg % CHUNK_PAGES, b = bit % 64;
-		size_t k = 64 - b;
-		if (k > n)
-			k = n;
-		uint64_t mask = (k == 64 ? ~(uint64_t)0 : (((uint64_t)1 << k) - 1)) << b;
+		unsigned bit = pg % CHUNK_PAGES;
+		size_t k;
+		uint64_t mask = word_mask(pg, n, &k);
 		count += mm_popcount64(
 			pa->chunks[pg / CHUNK_PAGES].scav[bit / 64] & mask);
 		pg += k;
