@@ -4,7 +4,8 @@
 # a fragment appends its outputs to ALL_TARGETS, its test targets to
 # TEST_TARGETS (run in include order: fast host tests first, QEMU boot cases
 # last), its benchmarks to BENCH_TARGETS and the Debian package lists it
-# needs (scripts/packages/<group>.list) to DEPS_GROUPS.
+# needs (scripts/packages/<group>.list) to DEPS_GROUPS (BENCH_DEPS_GROUPS
+# for benchmarks only).
 #
 #   make            build everything (host library, kernel, UEFI loader, ESP)
 #   make run        build, boot QEMU, run the self-tests, print the heap report
@@ -38,6 +39,12 @@ endif
 CLANG   ?= clang
 CSTD    := -std=c11
 WARN    := -Wall -Wextra -Werror
+# Freestanding x86-64 code (the kernel, mm/ as the kernel and `make lib`
+# build it, the porting kit's kernel): no libc, no red zone (interrupts
+# push onto the stack), no SSE (the kernel saves no vector state), frame
+# pointers for backtraces. Each user adds its code model and extras.
+FREESTANDING_CFLAGS := $(CSTD) $(WARN) -ffreestanding -nostdlib -mno-red-zone -fno-pic \
+	-mgeneral-regs-only -fno-stack-protector -fno-omit-frame-pointer -O2
 
 ifeq ($(V),1)
 Q :=
@@ -49,13 +56,14 @@ ALL_TARGETS   :=
 TEST_TARGETS  :=
 BENCH_TARGETS :=
 DEPS_GROUPS   := base
+BENCH_DEPS_GROUPS :=
 
 # Fragments, in the order their tests run.
 FRAGMENTS := \
 	mm/build.mk \
 	arch/host/build.mk \
 	arch/host/preload.mk \
-	tests/host.mk \
+	tests/core.mk \
 	tests/api.mk \
 	tests/pmm.mk \
 	boot/build.mk \
@@ -68,35 +76,43 @@ FRAGMENTS := \
 	tests/benchpeers.mk
 include $(wildcard $(FRAGMENTS))
 
-ifneq ($(filter bench,$(MAKECMDGOALS)),)
-DEPS_GROUPS += bench
-endif
-
-# Install what is missing before any rule runs (Debian package names, see
-# scripts/install-deps). SKIP_DEPS=1 skips the check. `make lib` never
-# installs anything: a kernel's own build runs it, on a machine that needs
-# only a compiler, binutils and make for it. INSTALL_DEPS lets the porting
-# kit's test check that (tests/portkit.mk).
+# Packages (Debian names, scripts/packages/<group>.list, installed by
+# scripts/install-deps when missing): `make deps` for what the tests and
+# `make run` need, `make deps-bench` adds valgrind and the peer
+# allocators. `make test`, `make run` and `make bench` run them first and
+# then build in a second make, so nothing is built before the tools are
+# there even under -j; every other target (a plain `make`, one test
+# stage) does no package work. SKIP_DEPS=1 makes both a no-op. `make lib`
+# never installs anything: a kernel's own build runs it, on a machine
+# that needs only a compiler, binutils and make for it. INSTALL_DEPS lets
+# the porting kit's test check that (tests/portkit.mk).
 INSTALL_DEPS ?= scripts/install-deps
-NEED_DEPS := $(if $(MAKECMDGOALS),$(filter-out clean help lib,$(MAKECMDGOALS)),all)
-ifeq ($(filter clean help,$(MAKECMDGOALS)),)
+.PHONY: all deps deps-bench test test-stages bench bench-stages run clean help
+deps:
 ifneq ($(SKIP_DEPS),1)
-ifneq ($(NEED_DEPS),)
-DEPS_STATUS := $(shell $(INSTALL_DEPS) $(sort $(DEPS_GROUPS)) >&2; echo $$?)
-ifneq ($(DEPS_STATUS),0)
-$(error scripts/install-deps failed; install the packages it names and retry)
-endif
-endif
-endif
+	$(Q)$(INSTALL_DEPS) $(sort $(DEPS_GROUPS))
 endif
 
-.PHONY: all test bench clean help
+deps-bench:
+ifneq ($(SKIP_DEPS),1)
+	$(Q)$(INSTALL_DEPS) $(sort $(DEPS_GROUPS) $(BENCH_DEPS_GROUPS))
+endif
+
 all: $(ALL_TARGETS)
 
-test: $(TEST_TARGETS)
+test: deps
+	$(Q)$(MAKE) --no-print-directory test-stages
+
+test-stages: $(TEST_TARGETS)
 	@echo "make test: all test stages passed ($(TEST_TARGETS))"
 
-bench: $(BENCH_TARGETS)
+bench: deps-bench
+	$(Q)$(MAKE) --no-print-directory bench-stages
+
+bench-stages: $(BENCH_TARGETS)
+
+run: deps
+	$(Q)$(MAKE) --no-print-directory run-only
 
 clean:
 	rm -rf $(BUILD)

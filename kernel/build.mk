@@ -1,8 +1,8 @@
 # kernel/build.mk: the kernel ELF (kernel/ + arch/x86_64/), and `make run` / `make debug`.
 #
 #   *.c, *.S --gcc $(KERNEL_CFLAGS)--> build/kernel/obj/**.o
-#   pass 1: objects + empty symbol table          --ld--> kernel.pass1.elf
-#   nm -n kernel.pass1.elf | scripts/mksyms        -->    ksyms_table.c (text symbols)
+#   pass 1: objects + empty symbol table          --ld--> pass1.elf
+#   nm -n pass1.elf | scripts/mksyms               -->    ksyms_table.c (text symbols)
 #   pass 2: objects + ksyms_table.o + $(KERNEL_LIBS) --ld--> kernel.elf
 # The symbol table sits in .rodata, after .text, so pass 2 moves no
 # function; the rule re-runs mksyms on kernel.elf and fails if the table
@@ -48,11 +48,10 @@ KERNEL_SRCS += \
 KOBJ := $(BUILD)/kernel/obj
 KERNEL_OBJS := $(patsubst %,$(KOBJ)/%.o,$(basename $(KERNEL_SRCS)))
 
-# One place for the kernel's C flags; the heap (issue 4) builds with these too.
-KERNEL_CFLAGS := -std=c11 -Wall -Wextra -Werror -ffreestanding -nostdlib \
-	-mno-red-zone -mcmodel=kernel -fno-pic -mgeneral-regs-only \
-	-fno-stack-protector -fno-omit-frame-pointer -O2 -g \
-	-fno-asynchronous-unwind-tables -fno-pie -I. -Ikernel
+# The kernel's C flags: the freestanding set (Makefile) in the kernel code
+# model, as mm/ is built for it (mm/build.mk).
+KERNEL_CFLAGS := $(FREESTANDING_CFLAGS) -mcmodel=kernel -g -fno-asynchronous-unwind-tables \
+	-fno-pie -I. -Ikernel
 # Static libraries linked into both passes (issue 4: build/x86_64/libkmalloc.a).
 # Appended, not assigned: mm/build.mk is included before this fragment and
 # may already have added its library.
@@ -83,7 +82,6 @@ $(KOBJ)/%.o: %.S
 # Explicit rules (no patterns) for the generated tables, so no other
 # fragment's pattern rule can claim them.
 KSYMS_EMPTY := $(BUILD)/kernel/ksyms_empty
-KSYMS_TABLE := $(BUILD)/kernel/ksyms_table
 
 $(KSYMS_EMPTY).c: scripts/mksyms
 	@mkdir -p $(dir $@)
@@ -92,21 +90,27 @@ $(KSYMS_EMPTY).c: scripts/mksyms
 $(KSYMS_EMPTY).o: $(KSYMS_EMPTY).c kernel/ksyms.h
 	$(Q)$(CC) $(KERNEL_CFLAGS) -c $< -o $@
 
-$(BUILD)/kernel/kernel.pass1.elf: $(KERNEL_OBJS) $(KSYMS_EMPTY).o $(KERNEL_LIBS) arch/x86_64/kernel.ld
-	@echo "  LD(k)   $@"
-	$(Q)$(CC) $(KERNEL_LDFLAGS) $(KERNEL_OBJS) $(KSYMS_EMPTY).o $(KERNEL_LIBS) -o $@ -lgcc
+# $(call kernel_link,ELF,DIR,LIBS,NOTE): link ELF from the kernel's objects
+# and LIBS in two passes (above), the intermediate files in DIR. Used for
+# this kernel and for the one with the debug core (tests/boot.mk).
+define kernel_link
+$(2)/pass1.elf: $$(KERNEL_OBJS) $$(KSYMS_EMPTY).o $(3) arch/x86_64/kernel.ld
+	@mkdir -p $$(@D)
+	$$(Q)$$(CC) $$(KERNEL_LDFLAGS) $$(KERNEL_OBJS) $$(KSYMS_EMPTY).o $(3) -o $$@ -lgcc
 
-$(KSYMS_TABLE).c: $(BUILD)/kernel/kernel.pass1.elf scripts/mksyms
-	$(Q)nm -n $< | scripts/mksyms > $@
+$(2)/ksyms_table.c: $(2)/pass1.elf scripts/mksyms
+	$$(Q)nm -n $$< | scripts/mksyms > $$@
 
-$(KSYMS_TABLE).o: $(KSYMS_TABLE).c kernel/ksyms.h
-	$(Q)$(CC) $(KERNEL_CFLAGS) -c $< -o $@
+$(2)/ksyms_table.o: $(2)/ksyms_table.c kernel/ksyms.h
+	$$(Q)$$(CC) $$(KERNEL_CFLAGS) -c $$< -o $$@
 
-$(KERNEL_ELF): $(KERNEL_OBJS) $(KSYMS_TABLE).o $(KERNEL_LIBS) arch/x86_64/kernel.ld
-	@echo "  LD(k)   $@ (with symbols)"
-	$(Q)$(CC) $(KERNEL_LDFLAGS) $(KERNEL_OBJS) $(KSYMS_TABLE).o $(KERNEL_LIBS) -o $@ -lgcc
-	$(Q)nm -n $@ | scripts/mksyms | cmp -s - $(KSYMS_TABLE).c || \
-		{ echo "kernel: symbol table moved between link passes" >&2; rm -f $@; exit 1; }
+$(1): $$(KERNEL_OBJS) $(2)/ksyms_table.o $(3) arch/x86_64/kernel.ld
+	@echo "  LD(k)   $$@ $(4)"
+	$$(Q)$$(CC) $$(KERNEL_LDFLAGS) $$(KERNEL_OBJS) $(2)/ksyms_table.o $(3) -o $$@ -lgcc
+	$$(Q)nm -n $$@ | scripts/mksyms | cmp -s - $(2)/ksyms_table.c || \
+		{ echo "$$@: symbol table moved between link passes" >&2; rm -f $$@; exit 1; }
+endef
+$(eval $(call kernel_link,$(KERNEL_ELF),$(BUILD)/kernel,$(KERNEL_LIBS),(with symbols)))
 
 ALL_TARGETS += $(KERNEL_ELF)
 
@@ -120,8 +124,9 @@ QEMU_RUN := scripts/qemu-run --esp $(ESP) --smp $(SMP) --mem $(MEM) --timeout $(
 QEMU_ACCEL ?= -accel tcg,thread=single
 DEBUG_TIMEOUT ?= 3600
 
-.PHONY: run debug
-run: $(ESP_FILES)
+# `make run` (Makefile) checks the packages, then makes run-only.
+.PHONY: run-only debug
+run-only: $(ESP_FILES)
 	$(Q)$(QEMU_RUN) --log $(BUILD)/run.log -- $(QEMU_ACCEL)
 
 debug: $(ESP_FILES)

@@ -40,13 +40,7 @@ static spinlock_t pmm_lock = SPINLOCK_INIT;
 static struct pmm kpmm;             /* pmm_lock */
 static long fail_after = -1;        /* pmm_lock: mem_fail_frames_after */
 
-/* sys.c's writable configuration (sys_config is its const alias). */
-extern struct sys_config kmem_sys_config;
-
-_Static_assert(KMEM_ARENA_MIN == 4 * CHUNK_BYTES, "arena= minimum must follow the core's");
-_Static_assert(KMEM_ARENA_MAX == (uint64_t)CHUNK_BYTES << (3 * (PA_MAX_LEVELS - 1)),
-               "arena= maximum must follow the core's page allocator");
-_Static_assert(KMEM_ARENA_MAX + KMEM_ARENA_MAX / 4 < KMALLOC_ARENA_SIZE,
+_Static_assert(SYS_ARENA_MAX + SYS_ARENA_MAX / 4 < KMALLOC_ARENA_SIZE,
                "arena + metadata must fit the window");
 
 static uint64_t arena_option;       /* 0: default; written by the parser */
@@ -135,9 +129,9 @@ static int arena_param(const char *value)
         arena_option = 0;
         return 0;
     }
-    if (v < KMEM_ARENA_MIN || v > KMEM_ARENA_MAX) {
+    if (v < SYS_ARENA_MIN || v > SYS_ARENA_MAX) {
         printk("mem: warning: arena=%s is outside %lu MiB..%lu TiB; using the default %lu GiB\n",
-               value, KMEM_ARENA_MIN >> 20, KMEM_ARENA_MAX >> 40, KMEM_ARENA_DEFAULT >> 30);
+               value, SYS_ARENA_MIN >> 20, SYS_ARENA_MAX >> 40, KMEM_ARENA_DEFAULT >> 30);
         arena_option = 0;
         return 0;
     }
@@ -208,9 +202,8 @@ void mem_init(const struct boot_info *bi)
     static const struct paging_frame_source src = { mem_frame_alloc, mem_frame_free };
     paging_init(read_cr3() & PTE_ADDR_MASK, &src);
 
-    kmem_port_init();
     if (arena_option)
-        kmem_sys_config.arena_size = arena_option;
+        sys_config.arena_size = arena_option;
     if (kmalloc_init() != 0)
         panic("mem_init: kmalloc_init failed (arena %lu bytes)", (uint64_t)sys_config.arena_size);
     prev_pf_hook = idt_set_pf_hook(kmem_pf_diag);

@@ -19,12 +19,9 @@ struct pmm_stats;
 
 /* Default heap arena (address space only; arena= on the command line). */
 #define KMEM_ARENA_DEFAULT ((uint64_t)64 << 30)
-/* Bounds for arena=, both the core's (mm/mheap.c, mm/mpagealloc.c): at
- * least 4 chunks of 4 MiB; at most what 8 summary levels of fan-out 8
- * cover, 8^7 chunks = 8 TiB. With the core's metadata (about 1/16 of the
- * arena) that also fits the 16 TiB window. */
-#define KMEM_ARENA_MIN ((uint64_t)16 << 20)
-#define KMEM_ARENA_MAX ((uint64_t)8 << 40)
+/* Bounds for arena= are the core's (SYS_ARENA_MIN/MAX in mm/sys.h). With
+ * the core's metadata (about 1/16 of the arena) the largest also fits the
+ * 16 TiB window. */
 
 /* arena= syntax: decimal digits with an optional K, M, G or T suffix (any
  * case), nothing else. Returns 0 and the byte count, or -1 (also on
@@ -68,7 +65,5 @@ struct kmem_port_stats {
     uint64_t moved_pages;     /* pages krealloc moved by page tables */
 };
 void kmem_port_stats(struct kmem_port_stats *st);
-/* Before kmalloc_init: connect the port's TLB gather to the frame allocator. */
-void kmem_port_init(void);
 
 #endif

@@ -31,9 +31,7 @@ PMM_SRCS := \
 # CPU, no %gs; it would be wrong for this SMP kernel.)
 MM_KERNEL_ARCH_INC := -Iarch/x86_64
 
-MM_KERNEL_CFLAGS := $(CSTD) $(WARN) -ffreestanding -nostdlib -mno-red-zone \
-	-mcmodel=kernel -fno-pic -mgeneral-regs-only -fno-stack-protector \
-	-fno-omit-frame-pointer -O2 -g -Imm $(MM_KERNEL_ARCH_INC) -MMD -MP
+MM_KERNEL_CFLAGS := $(FREESTANDING_CFLAGS) -mcmodel=kernel -g -Imm $(MM_KERNEL_ARCH_INC) -MMD -MP
 
 KMALLOC_KERNEL_LIB := $(BUILD)/x86_64/libkmalloc.a
 MM_KERNEL_OBJS := $(MM_SRCS:%.c=$(BUILD)/x86_64/%.o)
@@ -53,7 +51,7 @@ ALL_TARGETS += $(KMALLOC_KERNEL_LIB)
 
 -include $(MM_KERNEL_OBJS:.o=.d)
 
-# Regenerate the size-class table (checked in; tests/host.mk checks it is
+# Regenerate the size-class table (checked in; tests/core.mk checks it is
 # not stale).
 .PHONY: sizeclasses
 sizeclasses:
@@ -84,9 +82,7 @@ LIBDIR ?= $(BUILD)/lib
 KMALLOC_PREFIX ?=
 LIB_MCMODEL ?= kernel
 LIB_EXTRA_CFLAGS ?=
-LIB_CFLAGS ?= $(CSTD) $(WARN) -ffreestanding -nostdlib -mno-red-zone \
-	-mcmodel=$(LIB_MCMODEL) -fno-pic -mgeneral-regs-only -fno-stack-protector \
-	-fno-omit-frame-pointer -O2 -g $(LIB_EXTRA_CFLAGS)
+LIB_CFLAGS ?= $(FREESTANDING_CFLAGS) -mcmodel=$(LIB_MCMODEL) -g $(LIB_EXTRA_CFLAGS)
 
 ifneq ($(filter lib,$(MAKECMDGOALS)),)
 ifeq ($(strip $(PORT)),)

@@ -30,6 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "atomic.h" /* mm_load_acquire, ..., LOAD/STORE */
 #include "fmt.h" /* mm_fmt_*: sys_log lines */
 #include "kmalloc.h"
 #include "msize.h"
@@ -51,9 +52,9 @@
 #define CHUNK_WORDS (CHUNK_PAGES / 64)
 #define SPAN_MAX_WORDS (_MaxObjsPerSpan / 64) /* allocBits words, 8 B class */
 /* CPUs are named by their slot, id + 1, in mm_mcaches and in
- * mspan.cachedBy: slot 0 is what SYS_CPU_UNKNOWN maps to (unsigned wrap)
- * and holds no mcache, so the fast path needs no bounds test. */
-#define CPU_NONE 0xffffffffu /* cachedBy of an uncached span */
+ * mspan.cached_by: slot 0 holds no mcache (an id of 0 - 1 would land
+ * there), so code that indexes by slot needs no bounds test. */
+#define CPU_NONE 0xffffffffu /* cached_by of an uncached span */
 static inline unsigned cpu_slot(unsigned cpu)
 {
 	return cpu + 1u;
@@ -120,10 +121,6 @@ static inline unsigned mm_popcount_sparse(uint64_t x)
 	return n;
 }
 
-/* Relaxed atomic load/store of plain fields that one side writes while
- * another reads (plain mov on x86-64; keeps the compiler and TSan honest). */
-#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
-#define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
 /* A statistics counter only its CPU writes and others read racily: a plain
  * increment (one add to memory on the fast paths), a relaxed store under
  * ThreadSanitizer so the racy reads stay reported as benign. */
@@ -179,8 +176,8 @@ enum mspan_state {
  * check state and range) unless kmalloc_trim released its block: see
  * mfixalloc.c for what such a reader then sees.
  *
- * Guards: "owner" = the CPU in cachedBy, with interrupts off; when the span
- * is uncached (cachedBy == CPU_NONE) the owner is whoever holds its
+ * Guards: "owner" = the CPU in cached_by, with interrupts off; when the span
+ * is uncached (cached_by == CPU_NONE) the owner is whoever holds its
  * mcentral's lock. "init" = written by mheap_alloc_span before state turns
  * INUSE, immutable while INUSE (a large object's npages, elemsize and
  * limit also change in krealloc's in-place growth, by the object's owner).
@@ -192,7 +189,7 @@ struct mspan {
 	                          because no stale reader looks at it */
 	uintptr_t base;        /* init: first byte */
 	uintptr_t elemsize;    /* init: class size, or npages*8K if large */
-	uint64_t divExact;     /* init: slot_magic(elemsize), 0 if large */
+	uint64_t div_exact;     /* init: slot_magic(elemsize), 0 if large */
 	uint32_t nbytes;       /* init: nelems * elemsize, set last (release)
 	                          and cleared first when the span dies; 0 if
 	                          large: kfree's fast slot test fails then */
@@ -212,7 +209,7 @@ struct mspan {
 	/* ---- end of the fast paths' cache line ---- */
 	uint32_t divMul;       /* init: Go's class_to_divmagic, 0 if large */
 	struct mspan *next;    /* mcentral list (mcentral.lock) */
-	uint32_t cachedBy;     /* atomic: slot (cpu_slot) of the CPU caching
+	uint32_t cached_by;     /* atomic: slot (cpu_slot) of the CPU caching
 	                          it, or CPU_NONE; written under mcentral.lock */
 	uint8_t onlist;        /* mcentral.lock: enum mcentral_list */
 	uint16_t vcount;       /* scratch of mheap_valid (no CPU running) */
@@ -224,7 +221,7 @@ struct mspan {
 	 * spans). Nothing the allocator needs is ever stored in user memory. */
 	uint64_t *allocBits;   /* owner; out of the span as of the last
 	                          sweep, together with "index < freeindex" */
-	uint64_t *freeBits;    /* atomic OR by mcentral_return (under the
+	uint64_t *free_bits;    /* atomic OR by mcentral_return (under the
 	                          mcentral lock); swept with XCHG by the owner */
 	/* The leak detector (mgcmark.c), with the world stopped: */
 	uint64_t *gcmarkBits;  /* reached in this scan; large: &gcmark1 */
@@ -239,7 +236,7 @@ struct mspan {
  * slot at byte offset off has byte mspan_livebytes(s)[off >> liveshift]:
  * 1 = the user's (live), 0 = free in the span or held by a cache, written
  * with plain stores by whoever frees or hands out that slot, malloc.c),
- * then allocBits and freeBits. Right behind the record, so kfree can load
+ * then allocBits and free_bits. Right behind the record, so kfree can load
  * the span's fields and the live byte at once, both from s, instead of
  * one after the other (a cache miss less on a random free). */
 static inline uint8_t *mspan_livebytes(const struct mspan *s)
@@ -267,7 +264,7 @@ static inline unsigned span_nwords(const struct mspan *s)
  * belong to one incarnation (kfree's fast path, see malloc.c). */
 static inline uint32_t span_state_word(const struct mspan *s)
 {
-	return __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
+	return mm_load_acquire(&s->state); /* pairs: span_set_state, span_publish */
 }
 static inline unsigned span_state(const struct mspan *s)
 {
@@ -275,14 +272,14 @@ static inline unsigned span_state(const struct mspan *s)
 }
 static inline void span_set_state(struct mspan *s, enum mspan_state st)
 {
-	uint32_t w = __atomic_load_n(&s->state, __ATOMIC_RELAXED);
-	__atomic_store_n(&s->state, (w & ~SPAN_STATE_MASK) | st, __ATOMIC_RELEASE);
+	uint32_t w = mm_load_relaxed(&s->state);
+	mm_store_release(&s->state, (w & ~SPAN_STATE_MASK) | st); /* the record first */
 }
 static inline void span_publish(struct mspan *s)
 {
-	uint32_t w = __atomic_load_n(&s->state, __ATOMIC_RELAXED);
-	__atomic_store_n(&s->state, ((w & ~SPAN_STATE_MASK) + SPAN_GEN_ONE) | SPAN_INUSE,
-	                 __ATOMIC_RELEASE);
+	uint32_t w = mm_load_relaxed(&s->state);
+	/* release: every field of the new incarnation before its state */
+	mm_store_release(&s->state, ((w & ~SPAN_STATE_MASK) + SPAN_GEN_ONE) | SPAN_INUSE);
 }
 
 /* Owner only. Go's nextFreeFast: the next free slot from allocCache, or
@@ -335,7 +332,7 @@ int mspan_valid(const struct mspan *s);
 static inline long mspan_slot_of(const struct mspan *s, uintptr_t p)
 {
 	uintptr_t off = p - s->base;
-	if (!slot_exact(s->divExact, off) || off >= s->nbytes)
+	if (!slot_exact(s->div_exact, off) || off >= s->nbytes)
 		return -1;
 	return obj_index(s->divMul, off);
 }
@@ -652,36 +649,22 @@ static inline void mm_lockrank_release(enum mm_lockrank r) { (void)r; }
 #endif
 #define MM_HELD_HEAP() MM_HELD(RANK_MHEAP, &mheap_.lock)
 #define MM_HELD_CENTRAL(c) MM_HELD(RANK_MCENTRAL, &(c)->lock)
-static inline void lock_heap(void)
+static inline void mm_lock(enum mm_lockrank r, struct sys_lock *l)
 {
-	mm_lockrank_acquire(RANK_MHEAP, &mheap_.lock);
-	sys_lock(&mheap_.lock);
+	mm_lockrank_acquire(r, l);
+	sys_lock(l);
 }
-static inline void unlock_heap(void)
+static inline void mm_unlock(enum mm_lockrank r, struct sys_lock *l)
 {
-	sys_unlock(&mheap_.lock);
-	mm_lockrank_release(RANK_MHEAP);
+	sys_unlock(l);
+	mm_lockrank_release(r);
 }
-static inline void lock_central(struct mcentral *c)
-{
-	mm_lockrank_acquire(RANK_MCENTRAL, &c->lock);
-	sys_lock(&c->lock);
-}
-static inline void unlock_central(struct mcentral *c)
-{
-	sys_unlock(&c->lock);
-	mm_lockrank_release(RANK_MCENTRAL);
-}
-static inline void lock_transfer(struct transfer *t)
-{
-	mm_lockrank_acquire(RANK_TRANSFER, &t->lock);
-	sys_lock(&t->lock);
-}
-static inline void unlock_transfer(struct transfer *t)
-{
-	sys_unlock(&t->lock);
-	mm_lockrank_release(RANK_TRANSFER);
-}
+#define lock_heap() mm_lock(RANK_MHEAP, &mheap_.lock)
+#define unlock_heap() mm_unlock(RANK_MHEAP, &mheap_.lock)
+#define lock_central(c) mm_lock(RANK_MCENTRAL, &(c)->lock)
+#define unlock_central(c) mm_unlock(RANK_MCENTRAL, &(c)->lock)
+#define lock_transfer(t) mm_lock(RANK_TRANSFER, &(t)->lock)
+#define unlock_transfer(t) mm_unlock(RANK_TRANSFER, &(t)->lock)
 
 /* Per-CPU mcache pointers, indexed by cpu_slot (entry 0 stays NULL),
  * published by their CPU, read by it and by kmalloc_stats. A static
@@ -690,6 +673,12 @@ static inline void unlock_transfer(struct transfer *t)
  * host. sys_config.max_cpus must not exceed MM_MAX_CPUS. */
 #define MM_MAX_CPUS 1024
 extern struct mcache *mm_mcaches[MM_MAX_CPUS + 1];
+/* The mcache published at slot, or NULL. Acquire: pairs with mcache_get's
+ * release store, so the mcache's fields are initialised when seen. */
+static inline struct mcache *mcache_at(unsigned slot)
+{
+	return mm_load_acquire(&mm_mcaches[slot]);
+}
 
 /* This CPU's mcache for kmalloc's fast path, or NULL (then the slow path
  * finds or makes it and calls mcache_fast_set). pre: interrupts off. */
@@ -702,22 +691,13 @@ static inline void mcache_fast_set(struct mcache *c)
 {
 	SYS_MCACHE_SET(c);
 }
-#elif defined(SYS_MCACHE_SLOT)
-static inline struct mcache *mcache_fast(void)
-{
-	return SYS_MCACHE_SLOT();
-}
-static inline void mcache_fast_set(struct mcache *c)
-{
-	SYS_MCACHE_SLOT() = c;
-}
 #else
 /* The port has no slot of its own: a second table, filled only through
  * mcache_fast_set, so that it can stay empty (site tracking). */
 extern struct mcache *mm_fast_mcaches[MM_MAX_CPUS + 1];
 static inline struct mcache *mcache_fast(void)
 {
-	return mm_fast_mcaches[cpu_slot(SYS_CPU_ID_FAST())];
+	return mm_fast_mcaches[cpu_slot(sys_cpu_id())];
 }
 static inline void mcache_fast_set(struct mcache *c)
 {
@@ -726,10 +706,16 @@ static inline void mcache_fast_set(struct mcache *c)
 #endif
 
 int mheap_init(void);
+/* Whether mheap_init has run. Acquire: pairs with the release store that
+ * ends mheap_init, so every field it set is visible. */
+static inline bool mheap_inited(void)
+{
+	return mm_load_acquire(&mheap_.inited);
+}
 /* mheap_init, inline when it already ran. */
 static inline int mheap_ready(void)
 {
-	if (MM_LIKELY(__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE)))
+	if (MM_LIKELY(mheap_inited()))
 		return 0;
 	return mheap_init();
 }
@@ -756,8 +742,8 @@ static inline struct mspan *spanOf(uintptr_t p)
 	/* unsigned wrap makes p < arena_start fail the same test */
 	if (p - mheap_.arena_start >= LOAD(mheap_.arena_used_bytes))
 		return NULL;
-	return __atomic_load_n(&mheap_.spans[(p - mheap_.arena_start) >> PAGE_SHIFT],
-	                       __ATOMIC_ACQUIRE);
+	/* acquire: pairs with mheap_alloc_span's store of the entry */
+	return mm_load_acquire(&mheap_.spans[(p - mheap_.arena_start) >> PAGE_SHIFT]);
 }
 
 /* ---- large objects (mlarge.c) ---- */

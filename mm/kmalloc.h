@@ -30,8 +30,8 @@
 #include <stdint.h>
 
 /* Flags for the `flags` argument; 0 means default. */
-#define KM_ZERO 0x1u   /* return zeroed memory (what kzalloc passes) */
-#define KM_NOSCAN 0x2u /* the object holds no pointers (a string, a
+#define KM_ZERO 0x2u   /* return zeroed memory (what kzalloc passes) */
+#define KM_NOSCAN 0x1u /* the object holds no pointers (a string, a
                           buffer, page data): the leak detector does not
                           look inside it, so a pointer stored only in it
                           keeps nothing alive (kmalloc_leak_scan) */

@@ -10,22 +10,41 @@
  * port only); a chunk is 512 heap pages (4 MiB); the arena is the part of
  * the reserved region that holds heap pages. A slot is "out" of its span
  * when the span handed it to a user or to a cache, "live" when a user
- * holds it (its live byte is 1).
+ * holds it (its live byte is 1). allocBits has a bit set for every slot
+ * out as of the span's last sweep; allocCache is the owner's inverted copy
+ * of 64 of those bits, from freeindex on, so the next free slot is one
+ * count-trailing-zeros away. free_bits collects the slots other CPUs gave
+ * back; a sweep merges them into allocBits (Go sweeps gcmarkBits; we have
+ * explicit frees instead of a collector).
+ *
+ * Names: Go's names stay for Go's ideas (mheap, mcentral, mcache, mspan,
+ * spanclass, allocBits, allocCache, freeindex, nextFreeFast, gcmarkBits,
+ * cacheSpan, uncacheSpan, the scavenger), with our layer prefix where
+ * they are functions (mspan_nextFreeFast, mcentral_cacheSpan). Everything
+ * of our own is snake_case with its layer's prefix (mheap_, mcentral_,
+ * mspan_, mcache_, pa_ for the page allocator, fixalloc_/meta_ for
+ * metadata, mm_ for what crosses layers, pmm_ for the frame allocator,
+ * sys_ for the port), fields too (cached_by, free_bits, div_exact), so a
+ * reader can tell a Go idea from ours by its name.
  *
  * Data structures, one line each:
  *   size class   one of 67 object sizes, 8 B .. 32 KiB (sizeclasses.h)
+ *   span class   size class << 1 | noscan (Go's spanClass): objects
+ *                allocated with KM_NOSCAN hold no pointers and get spans
+ *                of their own, which the leak scan does not read; span
+ *                classes 0 and 1 are large objects
  *   mspan        a run of heap pages; for a size class, cut into equal
- *                slots, with one live byte per slot and two bitmaps in
- *                its own record, out of band (mspan.c); or one large
- *                object (span class 0)
- *   magazine     per CPU and class: a bounded stack of free objects,
+ *                slots, with one live byte per slot and three bitmaps
+ *                (allocBits, free_bits, gcmarkBits) in its own record, out
+ *                of band (mspan.c); or one large object
+ *   magazine     per CPU and span class: a bounded stack of free objects,
  *                each with its live byte's address (mcache.c)
- *   mcache       per CPU: a magazine and one cached span per size class,
+ *   mcache       per CPU: a magazine and one cached span per span class,
  *                bins of freed large spans by page count, counters
  *                (mcache.c, mlarge.c)
- *   transfer     per size class: a bounded array of free objects shared
+ *   transfer     per span class: a bounded array of free objects shared
  *                by all CPUs, moved in batches (mtransfer.c)
- *   mcentral     per size class: uncached spans (partial, full, one
+ *   mcentral     per span class: uncached spans (partial, full, one
  *                spare empty span) under a spinlock; where objects come
  *                back to spans (mcentral.c)
  *   mheap        the arena, the page -> span map, span alloc/free, growth
@@ -35,9 +54,12 @@
  *                and transfer entries are bump-allocated (mfixalloc.c)
  *   scavenger    returns free pages of cold chunks to the port, paced
  *                (mscavenge.c)
- *   sys          the porting layer: 10 functions, two optional hooks in
- *                sys_config, and kmalloc_safepoint for the port to call
- *                (sys.h)
+ *   mark         the leak detector: Go's mark phase without the sweep
+ *                (mgcmark.c)
+ *   sys          the porting layer: 10 functions and sys_config, optional
+ *                hooks (sys_config.move and .nomem, the leak detector's,
+ *                SYS_MCACHE_GET/SET) and kmalloc_safepoint for the port
+ *                to call; sys.h lists each with what its absence costs
  *
  * kmalloc(size) climbs the hierarchy until one level can serve it:
  *   1. size > 32 KiB: a large span (step 7).
@@ -49,7 +71,7 @@
  *   4. Cache word used up (mcache_alloc_slow): take a batch from the
  *      class's transfer cache into the magazine (one lock hold) and pop.
  *   5. None: nextFreeIndex scans allocBits; the span is full: sweep it
- *      (merge freeBits: objects that came back); if that freed an eighth
+ *      (merge free_bits: objects that came back); if that freed an eighth
  *      of it, keep it (no lock).
  *   6. Otherwise trade it in one mcentral lock hold: file it as partial or
  *      full, take the top of partial (the spare empty span sits at its
@@ -97,6 +119,22 @@
  * except the base of a freed large object, which is a "double free".
  * ksize and krealloc validate the same way without writing anything and
  * report "invalid pointer".
+ *
+ * krealloc(p, size) validates p like kfree (without writing), then:
+ *   1. size 0, or a shrink that keeps more than half: p itself.
+ *   2. A large object growing to a large size (mlarge.c): in place if the
+ *      pages after it are free (mheap_extend_span); else, from 256 KiB up
+ *      and if the port has sys_config.move, its pages move to a new span
+ *      by page tables, no bytes copied; else a copy.
+ *   3. Otherwise a new object (a small one growing gets half its size
+ *      again as headroom, so a string built step by step moves every few
+ *      steps), a copy, and kfree(p). A result is small exactly when its
+ *      size is.
+ *
+ * kmalloc_leak_scan() (mgcmark.c): stop the other CPUs (port hook), clear
+ * gcmarkBits, mark conservatively from the roots (kmalloc_add_root, the
+ * port's ranges, the caller's stack), drain a grey stack, report every
+ * live object left unmarked with its allocation site, restart the CPUs.
  *
  * Why a live byte per slot. Caching freed objects per CPU is what makes
  * frees cheap (a free whose span another CPU caches used to cost five
@@ -187,14 +225,23 @@ static __attribute__((noinline)) void *zero_object(void *v, unsigned spanclass)
 	return v;
 }
 
+/* The caller's address, for allocation sites (recorded only when the
+ * port tracks them; the slow paths are the only paths then). In
+ * kmalloc_fast, which is always inlined, it is the address the public
+ * entry point (kmalloc, kzalloc, krealloc, ...) returns to, as GCC
+ * documents for __builtin_return_address in inlined code; it is taken
+ * only on the slow paths, so the fast path does not load it. */
+#define CALLER() ((uintptr_t)__builtin_return_address(0))
+
 /* The fast path: steps 1-3 of the overview. Measured with callgrind on
  * the host (make bench-core); see the README for the figures. */
-static inline __attribute__((always_inline)) void *kmalloc_at(size_t size, unsigned flags,
-                                                              uintptr_t site)
+static inline __attribute__((always_inline)) void *kmalloc_fast(size_t size, unsigned flags)
 {
 	if (MM_UNLIKELY(size > _MaxSmallSize))
-		return mm_alloc_large(size, 0, flags, site);
-	unsigned cls = spanclass_make(size_to_class(size), (flags / KM_NOSCAN) & 1);
+		return mm_alloc_large(size, 0, flags, CALLER());
+	/* spanclass_make spelled in uintptr_t: cls indexes arrays, and an
+	 * unsigned index costs a zero-extending move on the fast path */
+	uintptr_t cls = (uintptr_t)size_to_class(size) << 1 | (uintptr_t)((flags / KM_NOSCAN) & 1);
 	unsigned long f = sys_irq_save();
 	struct mcache *c = mcache_fast();
 	if (MM_LIKELY(c != NULL)) {
@@ -208,7 +255,7 @@ static inline __attribute__((always_inline)) void *kmalloc_at(size_t size, unsig
 			COUNT(m->allocs);
 			sys_irq_restore(f);
 			if (MM_UNLIKELY(flags & KM_ZERO))
-				return zero_object(v, cls);
+				return zero_object(v, (unsigned)cls);
 			return v;
 		}
 		struct mspan *s = c->alloc[cls];
@@ -225,33 +272,29 @@ static inline __attribute__((always_inline)) void *kmalloc_at(size_t size, unsig
 			bool dirty = s->needzero;
 			sys_irq_restore(f);
 			if (MM_UNLIKELY(flags & KM_ZERO) && dirty)
-				return zero_object(v, cls);
+				return zero_object(v, (unsigned)cls);
 			return v;
 		}
 	}
 	sys_irq_restore(f);
-	return mm_alloc_class(cls, flags, site);
+	return mm_alloc_class((unsigned)cls, flags, CALLER());
 }
-
-/* The caller's address, for allocation sites (recorded only when the
- * port tracks them; the slow paths are the only paths then). */
-#define CALLER() ((uintptr_t)__builtin_return_address(0))
 
 void *kmalloc(size_t size, unsigned flags)
 {
-	return kmalloc_at(size, flags, CALLER());
+	return kmalloc_fast(size, flags);
 }
 
 void *kzalloc(size_t size, unsigned flags)
 {
-	return kmalloc_at(size, flags | KM_ZERO, CALLER());
+	return kmalloc_fast(size, flags | KM_ZERO);
 }
 
 void *kcalloc(size_t n, size_t size, unsigned flags)
 {
 	if (size != 0 && n > SIZE_MAX / size)
 		return mm_nomem();
-	return kmalloc_at(n * size, flags | KM_ZERO, CALLER());
+	return kmalloc_fast(n * size, flags | KM_ZERO);
 }
 
 /* Classify a pointer kfree or ksize cannot accept and stop. Dead large
@@ -276,8 +319,8 @@ static uint8_t *live_byte(struct mspan *s, uintptr_t p, const char *what, const 
 		long idx = mspan_slot_of(s, p);
 		uint8_t *lb = idx >= 0 ? mspan_live(s, (unsigned)idx) : NULL;
 		uint8_t v = lb != NULL ? LOAD(*lb) : 0;
-		__atomic_thread_fence(__ATOMIC_ACQUIRE);
-		if (__atomic_load_n(&s->state, __ATOMIC_RELAXED) != w)
+		mm_fence_acquire(); /* seqlock read side: the byte before the recheck */
+		if (mm_load_relaxed(&s->state) != w)
 			continue; /* recycled while we read: look again */
 		if (lb == NULL)
 			sys_fault(what, (void *)p);
@@ -347,7 +390,8 @@ void kfree(const void *ptr)
 		return kfree_invalid(ptr);
 	}
 	/* Never NULL: pages outside every span map to mspan_empty (DEAD). */
-	struct mspan *s = __atomic_load_n(&mheap_.spans[rel >> PAGE_SHIFT], __ATOMIC_ACQUIRE);
+	/* acquire: pairs with mheap_alloc_span's release store of the entry */
+	struct mspan *s = mm_load_acquire(&mheap_.spans[rel >> PAGE_SHIFT]);
 	/* Small INUSE spans only. The state word, then the slot test: a
 	 * large span has nbytes 0, and so does a dead one (cleared before its
 	 * state changes; the acquire load below sees a reused record's
@@ -358,14 +402,14 @@ void kfree(const void *ptr)
 	 * field read belongs to one incarnation of the record. */
 	uint32_t w = span_state_word(s);
 	uintptr_t off = p - s->base;
-	if (MM_UNLIKELY(!slot_exact(s->divExact, off) ||
-	                off >= __atomic_load_n(&s->nbytes, __ATOMIC_ACQUIRE)))
+	if (MM_UNLIKELY(!slot_exact(s->div_exact, off) ||
+	                off >= mm_load_acquire(&s->nbytes))) /* pairs: mspan_init_small */
 		return kfree_slow(s, p);
 	unsigned cls = s->spanclass;
 	uint8_t *lb = &mspan_livebytes(s)[off >> s->liveshift];
 	uint8_t live = LOAD(*lb);
-	__atomic_thread_fence(__ATOMIC_ACQUIRE);
-	if (MM_UNLIKELY(__atomic_load_n(&s->state, __ATOMIC_RELAXED) != w))
+	mm_fence_acquire(); /* seqlock read side: the byte before the recheck */
+	if (MM_UNLIKELY(mm_load_relaxed(&s->state) != w))
 		return kfree_slow(s, p);
 	if (MM_UNLIKELY(live != 1))
 		return kfree_double(ptr);
@@ -414,12 +458,15 @@ size_t ksize(const void *p)
 void *krealloc(void *p, size_t size, unsigned flags)
 {
 	if (p == NULL)
-		return kmalloc_at(size, flags, CALLER());
+		return kmalloc_fast(size, flags);
 	struct mspan *s = live_span((uintptr_t)p, "invalid pointer");
 	size_t old = s->elemsize;
 	if (size == 0 || (size <= old && size > old / 2))
 		return p;
-	if (span_is_large(s) && size > old)
+	/* A large object grows by pages; one that grows to a small size (a
+	 * kmemalign object on a large span) becomes a small object below,
+	 * so a krealloc result is small exactly when its size is. */
+	if (span_is_large(s) && size > old && size > _MaxSmallSize)
 		return mm_realloc_large(s, p, size, flags, CALLER());
 	if (!span_is_large(s) && size <= old &&
 	    size_to_class(size) == spanclass_size(s->spanclass))
@@ -431,7 +478,7 @@ void *krealloc(void *p, size_t size, unsigned flags)
 	size_t want = size;
 	if (size > old && old + old / 2 > size)
 		want = old + old / 2;
-	void *n = kmalloc_at(want, flags, CALLER());
+	void *n = kmalloc_fast(want, flags);
 	if (n == NULL)
 		return NULL;
 	__builtin_memcpy(n, p, old < size ? old : size);
@@ -444,7 +491,7 @@ void *kmemalign(size_t align, size_t size, unsigned flags)
 	if (align == 0 || (align & (align - 1)) != 0)
 		return NULL;
 	if (align <= 8)
-		return kmalloc_at(size, flags, CALLER());
+		return kmalloc_fast(size, flags);
 	if (size <= _MaxSmallSize && align <= PAGE_SIZE) {
 		/* Span bases are 8 KiB aligned, so a class whose size is a
 		 * multiple of align aligns every slot. */
@@ -465,7 +512,7 @@ void kmalloc_flush_cpu(void)
 	sys_irq_restore(f);
 	/* The shared transfer caches and spare spans too: a CPU that goes
 	 * away must not leave the heap holding spans nothing will empty. */
-	if (__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE)) {
+	if (mheap_inited()) {
 		mm_transfer_drain_all();
 		mcentral_free_spares();
 	}
@@ -474,7 +521,7 @@ void kmalloc_flush_cpu(void)
 
 void kmalloc_trim(void)
 {
-	if (!__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE))
+	if (!mheap_inited())
 		return;
 	mm_drain_all(true);
 	mheap_scavenge(0);

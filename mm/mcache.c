@@ -71,7 +71,7 @@ void mm_cache_init(void)
 struct mcache *mcache_get(unsigned cpu)
 {
 	MM_ASSERT(cpu < sys_config.max_cpus);
-	struct mcache *c = __atomic_load_n(&mm_mcaches[cpu_slot(cpu)], __ATOMIC_ACQUIRE);
+	struct mcache *c = mcache_at(cpu_slot(cpu));
 	if (c != NULL)
 		return c;
 	if (mheap_init() != 0)
@@ -84,8 +84,9 @@ struct mcache *mcache_get(unsigned cpu)
 	for (unsigned i = 0; i < NUM_SPANCLASSES; i++)
 		c->alloc[i] = &mspan_empty; /* magazines: NULL until used */
 	c->cpu = cpu;
-	c->drain_seen = __atomic_load_n(&mheap_.drain_gen, __ATOMIC_ACQUIRE);
-	__atomic_store_n(&mm_mcaches[cpu_slot(cpu)], c, __ATOMIC_RELEASE);
+	/* acquire: pairs with mm_drain_all's increment (what it drained) */
+	c->drain_seen = mm_load_acquire(&mheap_.drain_gen);
+	mm_store_release(&mm_mcaches[cpu_slot(cpu)], c); /* publishes c's fields (mcache_at) */
 	return c;
 }
 
@@ -99,7 +100,7 @@ void *mcache_refill_alloc(struct mcache *c, unsigned spanclass, bool *needzero)
 	for (;;) {
 		struct mspan *s = c->alloc[spanclass];
 		if (s != &mspan_empty) {
-			MM_ASSERT(s->cachedBy == cpu_slot(c->cpu) && s->spanclass == spanclass);
+			MM_ASSERT(s->cached_by == cpu_slot(c->cpu) && s->spanclass == spanclass);
 			long idx = mspan_nextFreeFast(s);
 			if (idx < 0) {
 				idx = mspan_nextFreeIndex(s);
@@ -213,22 +214,22 @@ void mcache_drain(struct mcache *c, bool keep_spans)
  * pre: interrupts off; c is this CPU's mcache; no mm lock held. */
 void mcache_poll(struct mcache *c)
 {
-	uint64_t gen = __atomic_load_n(&mheap_.drain_gen, __ATOMIC_ACQUIRE);
+	uint64_t gen = mm_load_acquire(&mheap_.drain_gen); /* pairs: mm_drain_all */
 	if (MM_LIKELY(gen == c->drain_seen))
 		return;
 	mcache_drain(c, false);
-	__atomic_store_n(&c->drain_seen, gen, __ATOMIC_RELEASE);
+	mm_store_release(&c->drain_seen, gen); /* the drain is done: a waiter may go on */
 }
 
 void kmalloc_safepoint(void)
 {
-	if (!__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE))
+	if (!mheap_inited())
 		return;
 	unsigned long f = sys_irq_save();
 	struct mcache *c = mm_mcaches[cpu_slot(sys_cpu_id())];
 	if (c != NULL) {
 		if (!c->polls)
-			__atomic_store_n(&c->polls, 1, __ATOMIC_RELEASE);
+			mm_store_release(&c->polls, 1); /* this CPU answers drains from now on */
 		mcache_poll(c);
 	}
 	sys_irq_restore(f);
@@ -245,7 +246,8 @@ void kmalloc_safepoint(void)
  * pre: no mm lock held; interrupts as the caller of kmalloc left them. */
 bool mm_drain_all(bool wait)
 {
-	uint64_t gen = __atomic_add_fetch(&mheap_.drain_gen, 1, __ATOMIC_ACQ_REL);
+	/* acq_rel: our caches' state before the request, theirs after */
+	uint64_t gen = mm_add_fetch_acq_rel(&mheap_.drain_gen, 1);
 	unsigned long f = sys_irq_save();
 	unsigned me = cpu_slot(sys_cpu_id());
 	struct mcache *mine = mm_mcaches[me];
@@ -257,11 +259,12 @@ bool mm_drain_all(bool wait)
 	if (!wait)
 		return true;
 	for (unsigned slot = 1; slot <= MM_MAX_CPUS; slot++) {
-		struct mcache *c = __atomic_load_n(&mm_mcaches[slot], __ATOMIC_ACQUIRE);
-		if (c == NULL || slot == me || !__atomic_load_n(&c->polls, __ATOMIC_ACQUIRE))
+		struct mcache *c = mcache_at(slot);
+		if (c == NULL || slot == me || !mm_load_acquire(&c->polls)) /* pairs: kmalloc_safepoint */
 			continue;
 		for (unsigned long i = 0;
-		     i < DRAIN_SPINS && __atomic_load_n(&c->drain_seen, __ATOMIC_ACQUIRE) < gen; i++)
+		     /* acquire: pairs with mcache_poll's release (its drain is visible) */
+		     i < DRAIN_SPINS && mm_load_acquire(&c->drain_seen) < gen; i++)
 			;
 	}
 	/* What the others spilled into transfer caches meanwhile. */

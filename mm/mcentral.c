@@ -33,7 +33,7 @@
  *     (as Go's mcentral.grow).
  *   return (a batch of free objects from a cache: mcache_spill, drains):
  *     sorted by address so the objects of one span are adjacent; under
- *     the lock, each span's freeBits get one atomic OR per word; an
+ *     the lock, each span's free_bits get one atomic OR per word; an
  *     uncached span is swept at once and filed (empty: back to the
  *     mheap); a cached one waits for its owner's next sweep.
  *
@@ -69,35 +69,25 @@ static void list_remove(struct mcentral *c, struct mspan *s)
 	l->len--;
 }
 
-/* At the tail: a spare empty span is used only when no partial one is
- * left (see place). */
-static void list_push_back(struct mcentral *c, struct mspan *s, enum mcentral_list which)
+/* Push at the head: lists are stacks (see the top comment); or at the
+ * tail, where a spare empty span waits until no partial one is left (see
+ * place). */
+static void list_push(struct mcentral *c, struct mspan *s, enum mcentral_list which, bool tail)
 {
 	MM_HELD_CENTRAL(c);
 	struct spanlist *l = list_of(c, which);
-	s->next = NULL;
-	s->prev = l->tail;
-	if (l->tail)
-		l->tail->next = s;
-	else
-		l->head = s;
-	l->tail = s;
-	s->onlist = (uint8_t)which;
-	l->len++;
-}
-
-/* Push at the head: lists are stacks (see the top comment). */
-static void list_push_front(struct mcentral *c, struct mspan *s, enum mcentral_list which)
-{
-	MM_HELD_CENTRAL(c);
-	struct spanlist *l = list_of(c, which);
-	s->prev = NULL;
-	s->next = l->head;
-	if (l->head)
-		l->head->prev = s;
-	else
-		l->tail = s;
-	l->head = s;
+	struct mspan **end = tail ? &l->tail : &l->head, **other = tail ? &l->head : &l->tail;
+	s->next = tail ? NULL : l->head;
+	s->prev = tail ? l->tail : NULL;
+	if (*end != NULL) {
+		if (tail)
+			(*end)->next = s;
+		else
+			(*end)->prev = s;
+	} else {
+		*other = s;
+	}
+	*end = s;
 	s->onlist = (uint8_t)which;
 	l->len++;
 }
@@ -116,7 +106,7 @@ static void free_span(struct mcentral *c, struct mspan *s)
 	list_remove(c, s);
 	c->nspans--;
 	/* nbytes before the state: kfree's fast path (malloc.c) */
-	__atomic_store_n(&s->nbytes, 0, __ATOMIC_RELAXED);
+	mm_store_relaxed(&s->nbytes, 0);
 	span_set_state(s, SPAN_DEAD);
 	mheap_free_span(s, false); /* takes mheap.lock: allowed after mcentral.lock */
 }
@@ -136,7 +126,7 @@ static void place(struct mcentral *c, struct mspan *s)
 			return;
 		}
 		list_remove(c, s);
-		list_push_back(c, s, LIST_PARTIAL);
+		list_push(c, s, LIST_PARTIAL, true);
 		STORE(c->nempty, c->nempty + 1);
 		return;
 	}
@@ -144,7 +134,7 @@ static void place(struct mcentral *c, struct mspan *s)
 		(unsigned)(s->nelems - s->allocCount) >= partial_min(s) ? LIST_PARTIAL : LIST_FULL;
 	if (s->onlist != want) {
 		list_remove(c, s);
-		list_push_front(c, s, want);
+		list_push(c, s, want, false);
 	}
 }
 
@@ -155,7 +145,7 @@ static void take(struct mcentral *c, struct mspan *s, unsigned cpu)
 	if (s->allocCount == 0)
 		STORE(c->nempty, c->nempty - 1);
 	list_remove(c, s);
-	__atomic_store_n(&s->cachedBy, cpu_slot(cpu), __ATOMIC_RELAXED);
+	mm_store_relaxed(&s->cached_by, cpu_slot(cpu));
 }
 
 /* Give the spare empty spans of every class back to the mheap (trim,
@@ -165,7 +155,7 @@ void mcentral_free_spares(void)
 	MM_UNLOCKED();
 	for (unsigned i = 2; i < NUM_SPANCLASSES; i++) {
 		struct mcentral *c = &mheap_.central[i].c;
-		if (__atomic_load_n(&c->nempty, __ATOMIC_RELAXED) == 0)
+		if (mm_load_relaxed(&c->nempty) == 0)
 			continue;
 		lock_central(c);
 		struct mspan *s = c->partial.tail;
@@ -201,7 +191,7 @@ struct mspan *mcentral_refill(struct mcentral *c, struct mspan *old, unsigned cp
 	lock_central(c);
 	if (old != NULL) {
 		mspan_sweep(old);
-		__atomic_store_n(&old->cachedBy, CPU_NONE, __ATOMIC_RELAXED);
+		mm_store_relaxed(&old->cached_by, CPU_NONE);
 		place(c, old);
 	}
 	struct mspan *s = c->partial.head;
@@ -222,7 +212,7 @@ struct mspan *mcentral_refill(struct mcentral *c, struct mspan *old, unsigned cp
 		return s;
 	}
 	c->nspans++;
-	__atomic_store_n(&s->cachedBy, cpu_slot(cpu), __ATOMIC_RELAXED);
+	mm_store_relaxed(&s->cached_by, cpu_slot(cpu));
 	mspan_init_small(s, c->spanclass); /* publishes INUSE */
 	unlock_central(c);
 	return s;
@@ -241,7 +231,7 @@ void mcentral_uncacheSpan(struct mcentral *c, struct mspan *s)
 	MM_UNLOCKED();
 	lock_central(c);
 	mspan_sweep(s);
-	__atomic_store_n(&s->cachedBy, CPU_NONE, __ATOMIC_RELAXED);
+	mm_store_relaxed(&s->cached_by, CPU_NONE);
 	place(c, s);
 	unlock_central(c);
 }
@@ -268,18 +258,19 @@ static unsigned entry_slot(const struct mspan *s, const struct magentry *e)
 	return (unsigned)idx;
 }
 
-/* OR bits into word w of s->freeBits. A bit already set means an object
+/* OR bits into word w of s->free_bits. A bit already set means an object
  * came back twice: two frees that raced on two CPUs, the one double free
  * the live bytes can miss, caught here before the slot is reused. */
-static void free_bits(struct mspan *s, unsigned w, uint64_t bits)
+static void mark_returned(struct mspan *s, unsigned w, uint64_t bits)
 {
-	uint64_t old = __atomic_fetch_or(&s->freeBits[w], bits, __ATOMIC_RELEASE);
+	/* release: our last writes to the objects precede the owner's reuse */
+	uint64_t old = mm_fetch_or_release(&s->free_bits[w], bits);
 	if (MM_UNLIKELY(old & bits))
 		sys_fault("double free",
 		          mspan_slot_addr(s, w * 64 + (unsigned)__builtin_ctzll(old & bits)));
 }
 
-/* Set the freeBits of the n objects of span s in e (sorted, all in s):
+/* Set the free_bits of the n objects of span s in e (sorted, all in s):
  * one atomic OR per bitmap word. */
 static void return_to_span(struct mspan *s, const struct magentry *e, size_t n)
 {
@@ -289,7 +280,7 @@ static void return_to_span(struct mspan *s, const struct magentry *e, size_t n)
 		unsigned idx = entry_slot(s, &e[k]);
 		uint64_t bit = (uint64_t)1 << (idx % 64);
 		if (idx / 64 != w) {
-			free_bits(s, w, bits);
+			mark_returned(s, w, bits);
 			w = idx / 64;
 			bits = 0;
 		}
@@ -297,7 +288,7 @@ static void return_to_span(struct mspan *s, const struct magentry *e, size_t n)
 			sys_fault("double free", e[k].p);
 		bits |= bit;
 	}
-	free_bits(s, w, bits);
+	mark_returned(s, w, bits);
 }
 
 /* Give n free objects of this class (from a magazine or a transfer cache)
@@ -317,7 +308,7 @@ void mcentral_return(struct mcentral *c, struct magentry *e, size_t n)
 			j++;
 		return_to_span(s, e + i, j - i);
 		c->returned += j - i;
-		if (__atomic_load_n(&s->cachedBy, __ATOMIC_RELAXED) == CPU_NONE) {
+		if (mm_load_relaxed(&s->cached_by) == CPU_NONE) {
 			mspan_sweep(s);
 			place(c, s);
 		}

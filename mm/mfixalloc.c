@@ -185,7 +185,7 @@ static bool fix_blk_idle(size_t b)
 void fixalloc_trim(void)
 {
 	MM_UNLOCKED();
-	if (!__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE))
+	if (!mheap_inited())
 		return;
 	lock_heap();
 	size_t nblk = mheap_.m_fix.used / FIX_BLOCK;
@@ -228,7 +228,7 @@ void fixalloc_trim(void)
 		for (size_t pg = 0; pg < npg; pg++) {
 			uintptr_t sp = (uintptr_t)mheap_.spans[pg];
 			if (sp >= lo && sp < hi && fix_blk(fix_blkno(sp))->state == FB_RELEASING)
-				__atomic_store_n(&mheap_.spans[pg], &mspan_empty, __ATOMIC_RELEASE);
+				mm_store_release(&mheap_.spans[pg], &mspan_empty); /* as every entry store */
 		}
 	}
 	unlock_heap();

@@ -299,7 +299,7 @@ static void report_span(struct mspan *s, void *arg)
 uint64_t kmalloc_leak_scan(struct kmalloc_leaks *out, kmalloc_leak_fn fn, void *arg)
 {
 	struct gcwork w = { 0 };
-	if (!__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE)) {
+	if (!mheap_inited()) {
 		if (out != NULL)
 			*out = w.st;
 		return 0;

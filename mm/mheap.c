@@ -20,7 +20,7 @@
  * heap pages) when the page allocator finds no fit, committing the
  * metadata for the new chunks (under the lock: small and rare) but not
  * the chunks themselves: new pages count as free and scavenged
- * ("released"), exactly as Go's pageAlloc.grow does. allocSpan commits
+ * ("released"), exactly as Go's pageAlloc.grow does. mheap_alloc_span commits
  * the scavenged pages of the span it hands out, outside the lock.
  *
  * Accounting, in heap pages (mheap.lock):
@@ -33,7 +33,7 @@
 
 struct mheap mheap_;
 struct mcache *mm_mcaches[MM_MAX_CPUS + 1];
-#if !defined(SYS_MCACHE_GET) && !defined(SYS_MCACHE_SLOT)
+#if !defined(SYS_MCACHE_GET)
 struct mcache *mm_fast_mcaches[MM_MAX_CPUS + 1];
 #endif
 static struct sys_lock init_lock;
@@ -79,6 +79,10 @@ bool mm_no_lock_held(void)
 }
 #endif
 
+_Static_assert(SYS_ARENA_MIN == 4 * CHUNK_BYTES, "sys.h's minimum arena is 4 chunks");
+_Static_assert(SYS_ARENA_MAX == (size_t)CHUNK_BYTES << (3 * (PA_MAX_LEVELS - 1)),
+               "sys.h's maximum arena is what the page allocator's summary covers");
+
 static size_t round_up(size_t x, size_t a)
 {
 	return (x + a - 1) & ~(a - 1);
@@ -99,7 +103,7 @@ static unsigned bits_words(unsigned spanclass, size_t npages)
 
 /* Bitmap bucket: records for 1, 2, 4, 8, 16 bitmap words. A small span
  * record of bucket b holds, after the struct, the live bytes (64 per
- * word) then allocBits, freeBits and gcmarkBits (1 << b words each):
+ * word) then allocBits, free_bits and gcmarkBits (1 << b words each):
  * REC_BYTES(b) bytes; with allocation sites tracked (mgcmark.c), one
  * site word per slot after that. */
 #define REC_WORDS(b) ((size_t)(3 * sizeof(uint64_t) + 64) << (b))
@@ -162,7 +166,7 @@ static size_t layout(size_t arena, struct metaarr **arrs, unsigned *narrs)
 
 int mheap_init(void)
 {
-	if (__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE))
+	if (mheap_inited())
 		return 0;
 	sys_lock(&init_lock);
 	if (mheap_.inited) {
@@ -184,7 +188,7 @@ int mheap_init(void)
 	size_t meta = 0;
 	void *base = NULL;
 	for (;;) {
-		if (arena < 4 * CHUNK_BYTES) {
+		if (arena < SYS_ARENA_MIN) {
 			sys_unlock(&init_lock);
 			return -1;
 		}
@@ -216,7 +220,7 @@ int mheap_init(void)
 	for (unsigned i = 0; i < NUM_SPANCLASSES; i++)
 		mheap_.central[i].c.spanclass = i;
 	mheap_.arena_used = mheap_.arena_start;
-	__atomic_store_n(&mheap_.inited, 1, __ATOMIC_RELEASE);
+	mm_store_release(&mheap_.inited, 1); /* publishes everything above (mheap_inited) */
 	sys_unlock(&init_lock);
 	return 0;
 }
@@ -252,9 +256,9 @@ static int mheap_grow(size_t npages)
 		mheap_.spans[pg] = &mspan_empty;
 	mheap_.pages_sys += k * CHUNK_PAGES;
 	mheap_.pages_released += k * CHUNK_PAGES;
-	__atomic_store_n(&mheap_.arena_used, mheap_.arena_start + newn * CHUNK_BYTES,
-	                 __ATOMIC_RELEASE);
-	__atomic_store_n(&mheap_.arena_used_bytes, newn * CHUNK_BYTES, __ATOMIC_RELEASE);
+	/* release: the page-map entries above exist before kfree may index them */
+	mm_store_release(&mheap_.arena_used, mheap_.arena_start + newn * CHUNK_BYTES);
+	mm_store_release(&mheap_.arena_used_bytes, newn * CHUNK_BYTES);
 	return 0;
 }
 
@@ -312,7 +316,7 @@ static void account_give(size_t pg, size_t n, bool large)
 	if (large)
 		mheap_.large_pages -= n;
 	if (mheap_.pages_free * PAGE_SIZE > mheap_retain_goal())
-		__atomic_store_n(&mheap_.scav_pending, 1, __ATOMIC_RELAXED);
+		mm_store_relaxed(&mheap_.scav_pending, 1);
 }
 
 /* Commit the scavenged runs of [pg, pg+n), which the caller has just
@@ -352,9 +356,43 @@ static int commit_runs(size_t pg, size_t n)
 static void free_records(struct mspan *s)
 {
 	struct fixalloc *f = record_alloc(s->spanclass, s->npages);
-	s->allocBits = s->freeBits = s->gcmarkBits = NULL;
+	s->allocBits = s->free_bits = s->gcmarkBits = NULL;
 	s->sites = NULL;
 	fixalloc_free(f, s);
+}
+
+/* Fill a fresh span record for pages [pg, pg+npages): fields, bitmaps
+ * and live bytes (small: all clear), mark bits and sites (large: the
+ * record's own words). State stays DEAD until the caller publishes it.
+ * pre: mheap.lock. */
+static void span_record_init(struct mspan *s, size_t pg, size_t npages, unsigned spanclass,
+                             unsigned nwords, size_t scav)
+{
+	MM_HELD_HEAP();
+	span_set_state(s, SPAN_DEAD);
+	s->next = s->prev = NULL;
+	s->base = mheap_.arena_start + pg * PAGE_SIZE;
+	s->npages = npages;
+	s->spanclass = (uint8_t)spanclass;
+	s->needzero = !(scav == npages && sys_config.commit_zeroed);
+	mm_store_relaxed(&s->cached_by, CPU_NONE);
+	if (nwords != 0) {
+		unsigned b = bits_bucket(nwords);
+		size_t bw = (size_t)1 << b;
+		__builtin_memset(mspan_livebytes(s), 0, REC_WORDS(b));
+		s->allocBits = (uint64_t *)(uintptr_t)(mspan_livebytes(s) + 64 * bw);
+		s->free_bits = s->allocBits + bw;
+		s->gcmarkBits = s->free_bits + bw;
+		s->sites = mheap_.track_sites ? (uintptr_t *)(s->gcmarkBits + bw) : NULL;
+	} else {
+		s->allocBits = s->free_bits = NULL;
+		s->gcmark1 = 0;
+		s->gcmarkBits = &s->gcmark1; /* a large span's one mark bit */
+		s->site1 = 0;
+		s->sites = &s->site1;
+	}
+	s->gcrescan = 0;
+	s->nelems = 0;
 }
 
 /* Allocate a span of npages heap pages (base aligned to align_pages heap
@@ -383,32 +421,9 @@ struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass, size_t align_p
 	}
 	size_t pg = (size_t)pgl;
 	size_t scav = account_take(pg, npages, spanclass < 2);
-	span_set_state(s, SPAN_DEAD);
-	s->next = s->prev = NULL;
-	s->base = mheap_.arena_start + pg * PAGE_SIZE;
-	s->npages = npages;
-	s->spanclass = (uint8_t)spanclass;
-	s->needzero = !(scav == npages && sys_config.commit_zeroed);
-	__atomic_store_n(&s->cachedBy, CPU_NONE, __ATOMIC_RELAXED);
-	if (nwords != 0) {
-		unsigned b = bits_bucket(nwords);
-		size_t bw = (size_t)1 << b;
-		__builtin_memset(mspan_livebytes(s), 0, REC_WORDS(b));
-		s->allocBits = (uint64_t *)(uintptr_t)(mspan_livebytes(s) + 64 * bw);
-		s->freeBits = s->allocBits + bw;
-		s->gcmarkBits = s->freeBits + bw;
-		s->sites = mheap_.track_sites ? (uintptr_t *)(s->gcmarkBits + bw) : NULL;
-	} else {
-		s->allocBits = s->freeBits = NULL;
-		s->gcmark1 = 0;
-		s->gcmarkBits = &s->gcmark1; /* a large span's one mark bit */
-		s->site1 = 0;
-		s->sites = &s->site1;
-	}
-	s->gcrescan = 0;
-	s->nelems = 0;
+	span_record_init(s, pg, npages, spanclass, nwords, scav);
 	for (size_t i = 0; i < npages; i++)
-		__atomic_store_n(&mheap_.spans[pg + i], s, __ATOMIC_RELEASE);
+		mm_store_release(&mheap_.spans[pg + i], s); /* s's fields before the entry (kfree) */
 	MM_VALIDATE(pa_valid(pa));
 	unlock_heap();
 
@@ -441,7 +456,7 @@ bool mheap_extend_span(struct mspan *s, size_t npages)
 	pa_set_alloc(pa, pg + old, add, true);
 	size_t scav = account_take(pg + old, add, true);
 	for (size_t i = old; i < npages; i++)
-		__atomic_store_n(&mheap_.spans[pg + i], s, __ATOMIC_RELEASE);
+		mm_store_release(&mheap_.spans[pg + i], s); /* as in mheap_alloc_span */
 	unlock_heap();
 	if (scav != 0 && commit_runs(pg + old, add) != 0) {
 		lock_heap();
@@ -464,7 +479,7 @@ void mheap_free_span(struct mspan *s, bool released)
 	MM_ASSERT(!mm_lock_held(RANK_MHEAP, &mheap_.lock));
 	size_t pg = (s->base - mheap_.arena_start) >> PAGE_SHIFT;
 	lock_heap();
-	__atomic_store_n(&s->nbytes, 0, __ATOMIC_RELAXED); /* before DEAD: malloc.c */
+	mm_store_relaxed(&s->nbytes, 0); /* before DEAD: malloc.c */
 	if (released)
 		pa_set_scav(&mheap_.pages, pg, s->npages, true);
 	account_give(pg, s->npages, span_is_large(s));

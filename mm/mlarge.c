@@ -125,7 +125,7 @@ static void large_init(struct mspan *s)
 	s->allocCount = 1;
 	s->freeindex = 1;
 	s->divMul = 0;
-	s->divExact = 0;
+	s->div_exact = 0;
 	s->nbytes = 0;
 	s->allocCache = 0;
 	s->limit = s->base + s->elemsize;
@@ -183,8 +183,8 @@ void kfree_large(struct mspan *s, uintptr_t p)
 		                                                              : "invalid free",
 		          (void *)p);
 	uint32_t want = (w & ~SPAN_STATE_MASK) | SPAN_FREEING;
-	if (!__atomic_compare_exchange_n(&s->state, &w, want, false, __ATOMIC_ACQ_REL,
-	                                 __ATOMIC_ACQUIRE))
+	/* acq_rel: of two racing kfrees exactly one wins, and sees the span whole */
+	if (!mm_cas_acq_rel(&s->state, &w, want))
 		sys_fault("double free", (void *)p);
 	unsigned long f = sys_irq_save();
 	struct mcache *c = mcache_this();
@@ -221,8 +221,8 @@ void *mm_realloc_large(struct mspan *s, void *p, size_t size, unsigned flags, ui
 			span_publish(n);
 			/* p's pages are Reserved now: they go back scavenged. */
 			uint32_t w = span_state_word(s);
-			__atomic_store_n(&s->state, (w & ~SPAN_STATE_MASK) | SPAN_FREEING,
-			                 __ATOMIC_RELEASE);
+			/* release: as span_set_state (the record's fields first) */
+			mm_store_release(&s->state, (w & ~SPAN_STATE_MASK) | SPAN_FREEING);
 			count_large_n(0, n->elemsize, 0, old);
 			mheap_free_span(s, true);
 			return (void *)n->base;

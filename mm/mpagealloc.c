@@ -74,6 +74,31 @@ static inline unsigned u32min(uint64_t a, uint64_t b)
 	return (unsigned)(a < b ? a : b);
 }
 
+/* The first run of free pages at or after page `from` of chunk c: its
+ * first page in *at and its length, or 0 if none is left. A run may
+ * cross bitmap words; each word is looked at once per run end. */
+static unsigned chunk_next_run(const struct pchunk *c, unsigned from, unsigned *at)
+{
+	unsigned pg = from;
+	for (;;) {
+		if (pg >= CHUNK_PAGES)
+			return 0;
+		uint64_t fr = ~c->alloc[pg / 64] >> (pg % 64);
+		if (fr != 0) {
+			pg += (unsigned)__builtin_ctzll(fr);
+			break;
+		}
+		pg = (pg | 63) + 1;
+	}
+	*at = pg;
+	for (unsigned end = pg; end < CHUNK_PAGES; end = (end | 63) + 1) {
+		uint64_t a = c->alloc[end / 64] >> (end % 64);
+		if (a != 0)
+			return end + (unsigned)__builtin_ctzll(a) - pg;
+	}
+	return CHUNK_PAGES - pg;
+}
+
 struct psum pa_chunk_sum(const struct pchunk *c)
 {
 	struct psum s = {0, 0, 0};
@@ -99,30 +124,10 @@ struct psum pa_chunk_sum(const struct pchunk *c)
 		}
 		s.end += 64;
 	}
-	unsigned run = 0, max = 0;
-	for (w = 0; w < CHUNK_WORDS; w++) {
-		uint64_t a = c->alloc[w];
-		unsigned i = 0;
-		while (i < 64) {
-			uint64_t rest = a >> i;
-			if (rest == 0) {
-				run += 64 - i;
-				break;
-			}
-			unsigned z = (unsigned)__builtin_ctzll(rest);
-			run += z;
-			if (run > max)
-				max = run;
-			run = 0;
-			i += z;
-			uint64_t fr = ~a >> i;
-			if (fr == 0)
-				break;
-			i += (unsigned)__builtin_ctzll(fr);
-		}
-	}
-	if (run > max)
-		max = run;
+	unsigned max = 0, len, at;
+	for (unsigned pg = 0; (len = chunk_next_run(c, pg, &at)) != 0; pg = at + len)
+		if (len > max)
+			max = len;
 	s.max = max;
 	return s;
 }
@@ -208,28 +213,10 @@ void pa_grow(struct pagealloc *pa, size_t new_nchunks)
 /* First run of n free pages inside chunk c, or -1. */
 static long chunk_find(const struct pchunk *c, size_t n)
 {
-	size_t run = 0, runstart = 0;
-	for (unsigned w = 0; w < CHUNK_WORDS; w++) {
-		uint64_t a = c->alloc[w];
-		unsigned i = 0;
-		while (i < 64) {
-			uint64_t rest = a >> i;
-			unsigned z = rest == 0 ? 64 - i : (unsigned)__builtin_ctzll(rest);
-			if (run == 0)
-				runstart = w * 64 + i;
-			run += z;
-			if (run >= n)
-				return (long)runstart;
-			if (rest == 0)
-				break;
-			run = 0;
-			i += z;
-			uint64_t fr = ~a >> i;
-			if (fr == 0)
-				break;
-			i += (unsigned)__builtin_ctzll(fr);
-		}
-	}
+	unsigned len, at;
+	for (unsigned pg = 0; (len = chunk_next_run(c, pg, &at)) != 0; pg = at + len)
+		if (len >= n)
+			return (long)at;
 	return -1;
 }
 
@@ -267,6 +254,15 @@ long pa_find(const struct pagealloc *pa, size_t npages)
 	return (long)(idx * CHUNK_PAGES) + off;
 }
 
+/* The bits of pages [pg, pg+n) in the bitmap word holding pg: the mask,
+ * and in *k how many pages that is (up to the word's end). */
+static inline uint64_t word_mask(size_t pg, size_t n, size_t *k)
+{
+	unsigned b = pg % 64;
+	*k = 64 - b < n ? 64 - b : n;
+	return (*k == 64 ? ~(uint64_t)0 : (((uint64_t)1 << *k) - 1)) << b;
+}
+
 /* Apply fn to [pg, pg+n) word by word; update summaries if `sums`. */
 enum range_op { OP_SET_ALLOC, OP_CLEAR_ALLOC, OP_SET_SCAV, OP_CLEAR_SCAV };
 
@@ -278,29 +274,19 @@ static void range_apply(struct pagealloc *pa, size_t pg, size_t n, enum range_op
 	         "page range outside the grown heap", pg);
 	while (n > 0) {
 		size_t ci = pg / CHUNK_PAGES;
-		unsigned bit = pg % CHUNK_PAGES, w = bit / 64, b = bit % 64;
-		size_t k = 64 - b;
-		if (k > n)
-			k = n;
-		uint64_t mask = (k == 64 ? ~(uint64_t)0 : (((uint64_t)1 << k) - 1)) << b;
+		unsigned w = (pg % CHUNK_PAGES) / 64;
+		size_t k;
+		uint64_t mask = word_mask(pg, n, &k);
 		struct pchunk *c = &pa->chunks[ci];
 		if (touch)
 			c->touched = pa->epoch;
-		switch (op) {
-		case OP_SET_ALLOC:
-			c->alloc[w] |= mask;
-			break;
-		case OP_CLEAR_ALLOC:
-			c->alloc[w] &= ~mask;
-			break;
-		case OP_SET_SCAV:
-			c->scav[w] |= mask;
-			break;
-		case OP_CLEAR_SCAV:
-			c->scav[w] &= ~mask;
-			break;
-		}
-		if ((op == OP_SET_ALLOC || op == OP_CLEAR_ALLOC) && ci != last_ci) {
+		bool alloc = op == OP_SET_ALLOC || op == OP_CLEAR_ALLOC;
+		uint64_t *word = alloc ? &c->alloc[w] : &c->scav[w];
+		if (op == OP_SET_ALLOC || op == OP_SET_SCAV)
+			*word |= mask;
+		else
+			*word &= ~mask;
+		if (alloc && ci != last_ci) {
 			if (last_ci != (size_t)-1)
 				update_chunk(pa, last_ci);
 			last_ci = ci;
@@ -347,11 +333,9 @@ bool pa_is_scav(const struct pagealloc *pa, size_t pg)
 bool pa_range_free(const struct pagealloc *pa, size_t pg, size_t n)
 {
 	while (n > 0) {
-		unsigned bit = pg % CHUNK_PAGES, b = bit % 64;
-		size_t k = 64 - b;
-		if (k > n)
-			k = n;
-		uint64_t mask = (k == 64 ? ~(uint64_t)0 : (((uint64_t)1 << k) - 1)) << b;
+		unsigned bit = pg % CHUNK_PAGES;
+		size_t k;
+		uint64_t mask = word_mask(pg, n, &k);
 		if (pa->chunks[pg / CHUNK_PAGES].alloc[bit / 64] & mask)
 			return false;
 		pg += k;
@@ -364,11 +348,9 @@ size_t pa_scav_count(const struct pagealloc *pa, size_t pg, size_t n)
 {
 	size_t count = 0;
 	while (n > 0) {
-		unsigned bit = pg % CHUNK_PAGES, b = bit % 64;
-		size_t k = 64 - b;
-		if (k > n)
-			k = n;
-		uint64_t mask = (k == 64 ? ~(uint64_t)0 : (((uint64_t)1 << k) - 1)) << b;
+		unsigned bit = pg % CHUNK_PAGES;
+		size_t k;
+		uint64_t mask = word_mask(pg, n, &k);
 		count += mm_popcount64(
 			pa->chunks[pg / CHUNK_PAGES].scav[bit / 64] & mask);
 		pg += k;

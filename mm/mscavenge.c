@@ -81,7 +81,7 @@ void mheap_scav_note_alloc(size_t npages)
 		mheap_.scav_epoch_alloc = 0;
 		mheap_.pages.epoch++;
 		if (mheap_.pages_free * PAGE_SIZE > mheap_retain_goal())
-			__atomic_store_n(&mheap_.scav_pending, 1, __ATOMIC_RELAXED);
+			mm_store_relaxed(&mheap_.scav_pending, 1);
 	}
 }
 
@@ -116,7 +116,7 @@ static void scavenge(uint64_t keep_bytes, bool keep_goal, size_t max_pages, uint
 			nr++;
 		}
 		if (nr == 0)
-			__atomic_store_n(&mheap_.scav_pending, 0, __ATOMIC_RELAXED);
+			mm_store_relaxed(&mheap_.scav_pending, 0);
 		unlock_heap();
 		if (nr == 0)
 			return;
@@ -134,7 +134,7 @@ static void scavenge(uint64_t keep_bytes, bool keep_goal, size_t max_pages, uint
 
 void mheap_scavenge(uint64_t keep_bytes)
 {
-	if (!__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE))
+	if (!mheap_inited())
 		return;
 	scavenge(keep_bytes, false, SIZE_MAX, 0);
 }
@@ -144,7 +144,7 @@ void mheap_scavenge(uint64_t keep_bytes)
 void mheap_scavenge_paced(void)
 {
 	MM_UNLOCKED();
-	if (!__atomic_load_n(&mheap_.scav_pending, __ATOMIC_RELAXED))
+	if (!mm_load_relaxed(&mheap_.scav_pending))
 		return;
 	scavenge(0, true, SCAV_STEP, SCAV_COLD);
 }

@@ -2,7 +2,7 @@
  * msize.h: size -> size class, and byte offset -> object index. See
  * malloc.c for the overview. Both are table lookups or a multiply, cheap
  * enough for the fast path; both are checked exhaustively by
- * tests/host/test_sizeclasses.c.
+ * tests/core/test_sizeclasses.c.
  */
 #ifndef MM_MSIZE_H
 #define MM_MSIZE_H
@@ -58,7 +58,7 @@ static inline unsigned obj_index(uint32_t divMul, uintptr_t off)
  * the span's bytes (< 2^32) before they trust it. kfree's fast path uses
  * it next to obj_index (Go's 32-bit divMul for the index: a widening
  * multiply would give both at once but ties up rax:rdx). Checked
- * exhaustively by tests/host/test_sizeclasses.c. */
+ * exhaustively by tests/core/test_sizeclasses.c. */
 static inline uint64_t slot_magic(size_t size)
 {
 	return UINT64_MAX / size + 1;

@@ -1,5 +1,5 @@
 /*
- * mspan.c: a span's slot bitmaps: allocation by allocCache, the freeBits
+ * mspan.c: a span's slot bitmaps: allocation by allocCache, the free_bits
  * through which objects come back to the span, and the sweep that merges
  * them. See malloc.c for the overview.
  *
@@ -13,11 +13,11 @@
  * marks the slot's live byte 0 and puts the object in a per-CPU magazine
  * (malloc.c, mcache.c). Objects come back to their span only in batches,
  * when caches overflow or drain (mcentral_return), which sets their
- * freeBits with one atomic OR per word; the span's owner, which may be
+ * free_bits with one atomic OR per word; the span's owner, which may be
  * allocating from it at that moment without a lock, merges them when it
  * sweeps:
  *
- *   allocBits = (allocBits | slots below freeindex) & ~XCHG(freeBits, 0)
+ *   allocBits = (allocBits | slots below freeindex) & ~XCHG(free_bits, 0)
  *   freeindex = 0, allocCount updated, allocCache reloaded.
  *
  * It runs when the caching CPU finds its span full, when a span is
@@ -36,7 +36,7 @@
 /* Never allocated from or freed to: allocCache 0 and nelems 0 fail
  * kmalloc's fast path (the empty mcache slot), state DEAD and nbytes 0
  * kfree's (what the page map holds for pages outside every span). */
-struct mspan mspan_empty = { .cachedBy = CPU_NONE };
+struct mspan mspan_empty = { .cached_by = CPU_NONE };
 
 /* Fill the fields of a fresh span of `spanclass` (base, npages and the
  * bitmaps come from mheap_alloc_span) and publish it as INUSE. The
@@ -48,7 +48,7 @@ void mspan_init_small(struct mspan *s, unsigned spanclass)
 	s->elemsize = class_to_size[sizeclass];
 	s->nelems = (uint16_t)obj_index(class_to_divmagic[sizeclass], s->npages * PAGE_SIZE);
 	s->divMul = class_to_divmagic[sizeclass];
-	s->divExact = slot_magic(s->elemsize);
+	s->div_exact = slot_magic(s->elemsize);
 	s->liveshift = (uint8_t)(63 - __builtin_clzll(s->elemsize));
 	s->limit = s->base + (uintptr_t)s->nelems * s->elemsize;
 	/* Slots past nelems in the last word are "allocated" for good, so
@@ -62,7 +62,7 @@ void mspan_init_small(struct mspan *s, unsigned spanclass)
 	s->onlist = LIST_NONE;
 	s->prev = NULL;
 	/* last, after live and the rest: see kfree's fast path */
-	__atomic_store_n(&s->nbytes, (uint32_t)(s->nelems * s->elemsize), __ATOMIC_RELEASE);
+	mm_store_release(&s->nbytes, (uint32_t)(s->nelems * s->elemsize)); /* pairs: kfree */
 	span_publish(s);
 }
 
@@ -143,11 +143,11 @@ unsigned mspan_sweep(struct mspan *s)
 			taken += mm_popcount64(newly);
 		uint64_t old = ab | below;
 		/* XCHG only a word that has bits: a return landing after the
-		 * load simply waits in freeBits for the next sweep. */
-		uint64_t fr = __atomic_load_n(&s->freeBits[w], __ATOMIC_ACQUIRE);
+		 * load simply waits in free_bits for the next sweep. */
+		uint64_t fr = mm_load_acquire(&s->free_bits[w]); /* pairs: mark_returned */
 		if (fr != 0) {
-			fr = __atomic_exchange_n(&s->freeBits[w], 0, __ATOMIC_ACQ_REL);
-			/* Only cache returns set freeBits, so a slot coming back
+			fr = mm_exchange_acq_rel(&s->free_bits[w], 0); /* takes them, as above */
+			/* Only cache returns set free_bits, so a slot coming back
 			 * that is not out of the span is the second copy of an
 			 * object two CPUs freed at the same instant (the one
 			 * double free the live bytes can miss, malloc.c). */
@@ -177,7 +177,7 @@ unsigned mspan_out_count(const struct mspan *s)
 	unsigned nw = span_nwords(s), n = 0;
 	for (unsigned w = 0; w < nw; w++) {
 		uint64_t out = (s->allocBits[w] | below_mask(s->freeindex, w)) &
-		               ~__atomic_load_n(&s->freeBits[w], __ATOMIC_RELAXED);
+		               ~mm_load_relaxed(&s->free_bits[w]);
 		n += mm_popcount64(out & valid_mask(s, w));
 	}
 	return n;
@@ -207,7 +207,7 @@ int mspan_valid(const struct mspan *s)
 		uint64_t valid = valid_mask(s, w);
 		uint64_t below = below_mask(s->freeindex, w);
 		uint64_t ab = s->allocBits[w];
-		uint64_t fr = __atomic_load_n(&s->freeBits[w], __ATOMIC_RELAXED);
+		uint64_t fr = mm_load_relaxed(&s->free_bits[w]);
 		if ((ab & ~valid) != ~valid) /* padding must read allocated */
 			return 0;
 		if ((fr & ~valid) || (fr & ~(ab | below)))
@@ -221,7 +221,7 @@ int mspan_valid(const struct mspan *s)
 		allocated += mm_popcount64((ab | below) & valid);
 	}
 	/* allocCount is exact (as of the last sweep) for uncached spans */
-	if (__atomic_load_n(&s->cachedBy, __ATOMIC_RELAXED) == CPU_NONE &&
+	if (mm_load_relaxed(&s->cached_by) == CPU_NONE &&
 	    allocated != s->allocCount)
 		return 0;
 	return 1;

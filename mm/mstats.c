@@ -22,7 +22,7 @@ void kmalloc_stats(struct kmalloc_stats *st)
 		st->cls[i].size = class_to_size[i];
 	uint64_t large_bytes_in = 0, large_bytes_out = 0, large_cached = 0;
 	for (unsigned slot = 1; slot <= MM_MAX_CPUS; slot++) {
-		struct mcache *c = __atomic_load_n(&mm_mcaches[slot], __ATOMIC_ACQUIRE);
+		struct mcache *c = mcache_at(slot);
 		if (c == NULL)
 			continue;
 		for (unsigned i = 2; i < NUM_SPANCLASSES; i++) {
@@ -43,7 +43,7 @@ void kmalloc_stats(struct kmalloc_stats *st)
 	st->large_bytes = large_bytes_in - large_bytes_out;
 	for (unsigned i = 0; i < _NumSizeClasses; i++)
 		st->cls[i].live = st->cls[i].allocs - st->cls[i].frees;
-	if (!__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE))
+	if (!mheap_inited())
 		return;
 	for (unsigned i = 2; i < NUM_SPANCLASSES; i++) {
 		struct mcentral *c = &mheap_.central[i].c;
@@ -129,10 +129,10 @@ static bool census(struct mm_census *out, bool count_spans)
 {
 	bool ok = true;
 	__builtin_memset(out, 0, sizeof(*out));
-	if (!__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE))
+	if (!mheap_inited())
 		return true;
 	for (unsigned slot = 1; slot <= MM_MAX_CPUS; slot++) {
-		struct mcache *c = __atomic_load_n(&mm_mcaches[slot], __ATOMIC_ACQUIRE);
+		struct mcache *c = mcache_at(slot);
 		for (unsigned i = 2; c != NULL && i < NUM_SPANCLASSES; i++) {
 			out->objs_cached += mag_count(&c->mag[i]);
 			for (uint32_t k = 0; count_spans && k < mag_count(&c->mag[i]); k++)
@@ -168,7 +168,7 @@ static bool census(struct mm_census *out, bool count_spans)
 			out->spans_large++;
 		else {
 			out->spans_small++;
-			if (s->cachedBy != CPU_NONE)
+			if (s->cached_by != CPU_NONE)
 				out->spans_cached++;
 		}
 	}
@@ -225,7 +225,7 @@ static bool spans_account_for_caches(void)
 int mheap_valid(void)
 {
 	struct mm_census cs;
-	if (!__atomic_load_n(&mheap_.inited, __ATOMIC_ACQUIRE))
+	if (!mheap_inited())
 		return 1;
 	bool caches_ok = census(&cs, true);
 	lock_heap();
@@ -283,7 +283,7 @@ int mheap_valid(void)
 				                (l == LIST_PARTIAL && (s->next == NULL ||
 				                                       s->next->allocCount == 0));
 				empty += s->allocCount == 0;
-				if (s->spanclass != i || s->cachedBy != CPU_NONE ||
+				if (s->spanclass != i || s->cached_by != CPU_NONE ||
 				    s->onlist != l || s->prev != prev ||
 				    span_state(s) != SPAN_INUSE || !spare_ok ||
 				    (l == LIST_PARTIAL && freeslots < min) ||

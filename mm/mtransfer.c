@@ -41,12 +41,11 @@ size_t mm_transfer_put(unsigned spanclass, const struct magentry *in, size_t n)
 	struct transfer *t = &mheap_.transfer[spanclass].t;
 	if (t->cap == 0 || LOAD(t->n) >= t->cap)
 		return 0;
-	if (__atomic_load_n(&t->e, __ATOMIC_ACQUIRE) == NULL) {
+	if (mm_load_acquire(&t->e) == NULL) { /* pairs with the store below */
 		lock_heap();
 		if (t->e == NULL)
-			__atomic_store_n(&t->e,
-			                 meta_alloc(&mheap_.m_caches, t->cap * sizeof(struct magentry)),
-			                 __ATOMIC_RELEASE);
+			mm_store_release(&t->e,
+			                 meta_alloc(&mheap_.m_caches, t->cap * sizeof(struct magentry)));
 		unlock_heap();
 		if (t->e == NULL)
 			return 0;

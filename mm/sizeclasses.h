@@ -14,7 +14,7 @@
  * class_to_allocnpages 8 KiB heap pages cut into equal objects, and
  * off * class_to_divmagic >> 32 is the index of the object at byte offset
  * off (exact for every offset of every span: checked by the generator and
- * by tests/host/test_sizeclasses.c).
+ * by tests/core/test_sizeclasses.c).
  *
  * class  bytes/obj  bytes/span  objects  tail waste  max waste
  *     1          8        8192     1024           0     87.50%

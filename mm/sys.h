@@ -1,6 +1,6 @@
 /*
  * sys.h: the porting interface. Everything mm/ needs from the world outside
- * it goes through the ten functions and one constant below; a hobby kernel
+ * it goes through the ten functions and one configuration below; a hobby kernel
  * that implements them (and provides memset/memcpy) links the library
  * `make lib PORT=<dir of its sys_arch.h>` builds as its kmalloc: see
  * docs/porting.md, and malloc.c for the overview.
@@ -38,6 +38,30 @@
  * inline` itself or just declares them. It may define sys_lock/sys_unlock
  * `static inline` too (the template does): their declarations below then
  * keep that internal linkage.
+ *
+ * Checklist (what the core reads of the port, and nothing else):
+ *   required  sys_reserve, sys_commit, sys_release       (memory, 1-3)
+ *             sys_cpu_id, sys_irq_save, sys_irq_restore  (this CPU, 4-6)
+ *             sys_lock, sys_unlock, struct sys_lock      (locks, 7-8)
+ *             sys_fault, sys_log                         (reports, 9-10)
+ *             sys_config's page_size, commit_zeroed, max_cpus, arena_size
+ *             memset, memcpy, memmove (the compiler may emit calls)
+ *   optional  what it costs if absent:
+ *             sys_config.move         krealloc of a big object copies its
+ *                                     bytes instead of moving its pages
+ *             sys_config.nomem        no errno-style report of failures
+ *             sys_config.track_sites, roots, stop_world, start_world,
+ *             symbolize               the leak detector reports no
+ *                                     allocation sites / sees only roots
+ *                                     given by kmalloc_add_root / scans
+ *                                     with other CPUs running / prints raw
+ *                                     addresses
+ *             SYS_MCACHE_GET/SET      one more load (a table indexed by
+ *                                     sys_cpu_id) per kmalloc and kfree
+ *             kmalloc_safepoint()     (the port calls it, from each CPU's
+ *                                     timer tick) other CPUs' caches are
+ *                                     emptied for kmalloc_trim only when
+ *                                     those CPUs next take a slow path
  * sys_arch.h must also define `struct sys_lock` (zero-initialised storage
  * means unlocked). Nothing else in mm/ depends on the port.
  */
@@ -100,12 +124,22 @@ struct sys_config {
 	size_t (*symbolize)(uintptr_t pc, char *buf, size_t cap);
 };
 
-/* Defined by the port; read-only for mm. */
-extern const struct sys_config sys_config;
+/* Defined by the port. The port may set fields until kmalloc_init runs
+ * (the kernel takes arena_size from its command line); from then on mm
+ * reads it and nobody writes it. */
+extern struct sys_config sys_config;
 
-/* Port-specific inline parts: struct sys_lock, and possibly inline
- * definitions of sys_cpu_id / sys_irq_save / sys_irq_restore (the port
- * then defines SYS_ARCH_INLINE_CPU so the declarations below are skipped). */
+/* Arena sizes kmalloc_init accepts (arena_size is rounded down to 4 MiB;
+ * a failing sys_reserve is retried with half as much down to the
+ * minimum): at least 4 chunks of 4 MiB, at most what the page
+ * allocator's 8 summary levels of fan-out 8 cover (8^7 chunks). */
+#define SYS_ARENA_MIN ((size_t)16 << 20)
+#define SYS_ARENA_MAX ((size_t)8 << 40)
+
+/* Port-specific inline parts: struct sys_lock, and possibly `static
+ * inline` definitions of sys_cpu_id / sys_irq_save / sys_irq_restore /
+ * sys_lock / sys_unlock (the declarations below then keep that internal
+ * linkage), and the optional SYS_MCACHE_GET/SET. */
 #include <sys_arch.h>
 
 /* 1. Unreserved -> Reserved. Reserve `size` bytes of address space; store
@@ -137,7 +171,6 @@ int sys_commit(void *p, size_t n);
  *    Cannot fail. */
 void sys_release(void *p, size_t n);
 
-#ifndef SYS_ARCH_INLINE_CPU
 /* 4. Id of the running CPU, < sys_config.max_cpus.
  *    pre: interrupts disabled (sys_irq_save), so the caller cannot migrate.
  *    The host port treats every thread as a CPU (see arch/host/sys.c). */
@@ -149,30 +182,15 @@ unsigned long sys_irq_save(void);
 
 /* 6. Restore the interrupt state returned by the matching sys_irq_save. */
 void sys_irq_restore(unsigned long flags);
-#endif
 
-/* Optional fast form of sys_cpu_id for the fast path: a port may define
- * SYS_CPU_ID_FAST() in sys_arch.h to return the CPU id, or exactly
- * SYS_CPU_UNKNOWN when finding it needs real work (the host port: a
- * thread's first allocation, which assigns it an id). mm then takes its
- * slow path, which calls sys_cpu_id(). Keeping that work out of line keeps
- * the fast path free of a call and so of register saves. */
-#define SYS_CPU_UNKNOWN 0xffffffffu
-#ifndef SYS_CPU_ID_FAST
-#define SYS_CPU_ID_FAST() sys_cpu_id()
-#endif
-
-/* Optional: SYS_MCACHE_SLOT() in sys_arch.h names a per-CPU lvalue of
- * type `struct mcache *` (a thread-local on the host, %gs-relative in a
- * kernel), all-zero initially. mm stores the CPU's mcache there from its
- * slow path and kmalloc's fast path reads it in one load instead of
- * looking the id up in mm_mcaches. pre: the slot is NULL or holds the
- * mcache of the CPU that reads it: a port that hands the running
- * context a different CPU id must clear the slot. Without it, mm uses
- * mm_mcaches[id + 1].
- * A port whose slot is no C lvalue (a %gs-relative field reached by
- * inline asm) defines SYS_MCACHE_GET() and SYS_MCACHE_SET(c) instead,
- * with the same contract. */
+/* Optional: SYS_MCACHE_GET() and SYS_MCACHE_SET(c) in sys_arch.h read and
+ * write a per-CPU slot holding this CPU's `struct mcache *`, NULL until
+ * mm sets it (a thread-local on the host, a %gs-relative field in our
+ * kernel). mm sets it from its slow path; kmalloc's and kfree's fast
+ * paths read it in one load instead of indexing a table by sys_cpu_id().
+ * pre: interrupts off; the slot is NULL or holds the mcache of the CPU
+ * that reads it (a port that hands the running context a different CPU
+ * id must clear it). */
 
 /* 7./8. Spinlock over `struct sys_lock` (from sys_arch.h; all-zero storage
  *    is unlocked). Not recursive. The kernel port keeps interrupts disabled

@@ -48,7 +48,7 @@ API_CHECK_LIBS   = $(shell pkg-config --libs check)
 
 # Tests see the public header, the host knobs (arch/host/host.h) and, for
 # the arena size only, mm/sys.h.
-API_INC    := -Imm -Iarch/host -Itests/host
+API_INC    := -Imm -Iarch/host -Itests/api
 API_CFLAGS  = $(CSTD) $(WARN) -O2 -g $(API_INC) $(API_CHECK_CFLAGS) -MMD -MP
 API_LDLIBS  = $(API_CHECK_LIBS) -pthread
 
@@ -57,7 +57,7 @@ ASAN_FLAGS := $(API_SAN_COMMON) -fsanitize=address,undefined -fno-sanitize-recov
 TSAN_FLAGS := $(API_SAN_COMMON) -fsanitize=thread
 
 # ---- plain (gcc, the library the core builds) ----
-$(API_DIR)/%.o: tests/host/%.c
+$(API_DIR)/%.o: tests/api/%.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(API_CFLAGS) -c $< -o $@
 
@@ -83,7 +83,7 @@ $(2)/libkmalloc.a: $$(patsubst %.c,$(2)/core/%.o,$$(API_CORE_SRCS))
 	@mkdir -p $$(@D)
 	$$(Q)rm -f $$@ && ar rcs $$@ $$^
 
-$(2)/%.o: tests/host/%.c
+$(2)/%.o: tests/api/%.c
 	@mkdir -p $$(@D)
 	$$(Q)$$(CLANG) $$(API_CFLAGS) $(3) -c $$< -o $$@
 

@@ -13,9 +13,7 @@
 # BENCH_RUNS=n sets the churn repetitions (median reported).
 
 # valgrind only when a benchmark is asked for, so make test never needs it.
-ifneq ($(filter bench bench-%,$(MAKECMDGOALS)),)
-DEPS_GROUPS += bench
-endif
+BENCH_DEPS_GROUPS += bench
 
 BENCH_DIR    := $(BUILD)/bench
 BENCH_PROGS  := pair churn

@@ -24,9 +24,7 @@ BENCHPEERS_LINK_tcmalloc := $(BENCHPEERS_LIBDIR)/libtcmalloc_minimal.so.4
 BENCHPEERS_LINK_mimalloc := $(BENCHPEERS_LIBDIR)/libmimalloc.so.2
 BENCHPEERS_PAIRS := $(foreach a,kmalloc glibc jemalloc tcmalloc mimalloc,$(BENCHPEERS_DIR)/pair-$(a))
 
-ifneq ($(filter bench bench-%,$(MAKECMDGOALS)),)
-DEPS_GROUPS += benchpeers
-endif
+BENCH_DEPS_GROUPS += benchpeers
 
 $(BENCHPEERS_DIR)/workloads: tests/benchpeers/workloads.c
 	@mkdir -p $(@D)

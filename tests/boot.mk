@@ -54,7 +54,7 @@ KMEM_CASES := $(BUILD)/boot-cases/kmem
 # The same kernel linked against the core built with -DMM_DEBUG=2 (internal
 # assertions, validation after span operations, lock-order checks), so the
 # kmalloc self-tests also run with the core checking itself on the real
-# port. Two link passes for the symbol table, as in kernel/build.mk.
+# port. Linked like the kernel (kernel_link, kernel/build.mk).
 KMEM_DEBUG := $(BUILD)/kernel-mmdebug
 KMEM_DEBUG_LIB := $(KMEM_DEBUG)/libkmalloc.a
 KMEM_DEBUG_ELF := $(KMEM_DEBUG)/kernel.elf
@@ -67,20 +67,7 @@ $(KMEM_DEBUG)/mm/%.o: mm/%.c
 $(KMEM_DEBUG_LIB): $(KMEM_DEBUG_MM_OBJS)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(KMEM_DEBUG)/pass1.elf: $(KERNEL_OBJS) $(KSYMS_EMPTY).o $(KMEM_DEBUG_LIB) arch/x86_64/kernel.ld
-	$(Q)$(CC) $(KERNEL_LDFLAGS) $(KERNEL_OBJS) $(KSYMS_EMPTY).o $(KMEM_DEBUG_LIB) -o $@ -lgcc
-
-$(KMEM_DEBUG)/ksyms_table.c: $(KMEM_DEBUG)/pass1.elf scripts/mksyms
-	$(Q)nm -n $< | scripts/mksyms > $@
-
-$(KMEM_DEBUG)/ksyms_table.o: $(KMEM_DEBUG)/ksyms_table.c kernel/ksyms.h
-	$(Q)$(CC) $(KERNEL_CFLAGS) -c $< -o $@
-
-$(KMEM_DEBUG_ELF): $(KERNEL_OBJS) $(KMEM_DEBUG)/ksyms_table.o $(KMEM_DEBUG_LIB) arch/x86_64/kernel.ld
-	@echo "  LD(k)   $@ (core with -DMM_DEBUG=2)"
-	$(Q)$(CC) $(KERNEL_LDFLAGS) $(KERNEL_OBJS) $(KMEM_DEBUG)/ksyms_table.o $(KMEM_DEBUG_LIB) -o $@ -lgcc
-	$(Q)nm -n $@ | scripts/mksyms | cmp -s - $(KMEM_DEBUG)/ksyms_table.c || \
-		{ echo "kernel-mmdebug: symbol table moved between link passes" >&2; rm -f $@; exit 1; }
+$(eval $(call kernel_link,$(KMEM_DEBUG_ELF),$(KMEM_DEBUG),$(KMEM_DEBUG_LIB),(core with -DMM_DEBUG=2)))
 
 -include $(KMEM_DEBUG_MM_OBJS:.o=.d)
 

@@ -12,19 +12,17 @@
 PMM_OUT := $(BUILD)/pmm
 
 PMM_TEST_SRCS := \
-	tests/host/test_pmm.c \
-	tests/host/pmm_table.c \
-	tests/host/pmm_randmap.c \
-	tests/host/pmm_alloc.c \
-	tests/host/pmm_misuse.c \
-	tests/host/pmm_stress.c \
-	tests/host/pmm_harness.c \
+	tests/pmm/test_pmm.c \
+	tests/pmm/pmm_table.c \
+	tests/pmm/pmm_randmap.c \
+	tests/pmm/pmm_alloc.c \
+	tests/pmm/pmm_misuse.c \
+	tests/pmm/pmm_stress.c \
+	tests/pmm/pmm_harness.c \
 	$(PMM_SRCS)
 
 # The flags the kernel builds mm/ with (mm/build.mk's MM_KERNEL_CFLAGS).
-PMM_KERNEL_CFLAGS := $(CSTD) $(WARN) -ffreestanding -nostdlib -mno-red-zone \
-	-mcmodel=kernel -fno-pic -mgeneral-regs-only -fno-stack-protector \
-	-fno-omit-frame-pointer -O2
+PMM_KERNEL_CFLAGS := $(FREESTANDING_CFLAGS) -mcmodel=kernel
 
 # Recursive: pkg-config may only be installed once install-deps has run.
 PMM_CHECK_CFLAGS = $(shell pkg-config --cflags check)
@@ -83,7 +81,7 @@ DEPS_GROUPS += pmm
 -include $(PMM_GCC_OBJS:.o=.d) $(PMM_ASAN_OBJS:.o=.d) $(PMM_KERNEL_OBJS:.o=.d)
 
 # Host benchmark (make bench-pmm): ns per pmm_alloc/pmm_free and init time.
-$(PMM_OUT)/pmm_bench: $(PMM_OUT)/gcc/tests/host/pmm_bench.o $(PMM_SRCS:%.c=$(PMM_OUT)/gcc/%.o)
+$(PMM_OUT)/pmm_bench: $(PMM_OUT)/gcc/tests/pmm/pmm_bench.o $(PMM_SRCS:%.c=$(PMM_OUT)/gcc/%.o)
 	$(Q)$(CC) $^ -o $@
 
 .PHONY: bench-pmm
@@ -91,4 +89,4 @@ bench-pmm: $(PMM_OUT)/pmm_bench
 	$(Q)nice $(PMM_OUT)/pmm_bench
 
 BENCH_TARGETS += bench-pmm
--include $(PMM_OUT)/gcc/tests/host/pmm_bench.d
+-include $(PMM_OUT)/gcc/tests/pmm/pmm_bench.d

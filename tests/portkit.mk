@@ -30,8 +30,7 @@ KIT_OBJS := $(patsubst tests/portkit/kernel/%,$(KIT)/obj/%.o,$(basename $(KIT_SR
 # Linked below 2 GiB (identity map), hence the small code model for the
 # library too. No -Imm: the kernel sees the library's public headers and
 # its port's sys_arch.h, nothing else of this project.
-KIT_CFLAGS := $(CSTD) $(WARN) -ffreestanding -nostdlib -mno-red-zone -mcmodel=small \
-	-fno-pic -fno-pie -mgeneral-regs-only -fno-stack-protector -O2 -g \
+KIT_CFLAGS := $(FREESTANDING_CFLAGS) -mcmodel=small -fno-pie -g \
 	-fno-asynchronous-unwind-tables -I$(KIT)/lib/include -Imm/generic -MMD -MP
 KIT_LDFLAGS := -nostdlib -static -no-pie -Wl,-T,tests/portkit/kernel/kernel.ld \
 	-Wl,-z,max-page-size=0x1000 -Wl,--build-id=none -Wl,-z,noexecstack

@@ -31,7 +31,7 @@ ALL_TARGETS += $(KMALLOC_HOST_LIB)
 -include $(HOST_LIB_OBJS:.o=.d)
 
 # The same library with the debug checks on (-DMM_DEBUG=2: MM_ASSERT,
-# MM_VALIDATE, lock-order checking); tests/host.mk runs every internal
+# MM_VALIDATE, lock-order checking); tests/core.mk runs every internal
 # test against both.
 KMALLOC_HOST_DEBUG_LIB := $(BUILD)/host-debug/libkmalloc.a
 HOST_DEBUG_LIB_OBJS := $(patsubst %.c,$(BUILD)/host-debug/%.o,$(MM_SRCS) $(HOST_SRCS))

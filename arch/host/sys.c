@@ -57,7 +57,7 @@ static int host_track_sites(void);
 static void host_roots(void (*scan)(const void *, size_t, void *), void *arg);
 static size_t host_symbolize(uintptr_t pc, char *buf, size_t cap);
 
-const struct sys_config sys_config = {
+struct sys_config sys_config = {
 	.page_size = 4096,
 	.commit_zeroed = 1,
 	.max_cpus = HOST_MAX_CPUS,

@@ -15,8 +15,6 @@ struct sys_lock {
 	int locked;
 };
 
-#define SYS_ARCH_INLINE_CPU 1
-
 /* The calling thread's CPU id + 1; 0 until the thread first allocates.
  * initial-exec keeps access a single %fs-relative load even when the
  * library is built into the LD_PRELOAD shared object. */
@@ -31,15 +29,14 @@ static inline unsigned sys_cpu_id(void)
 	return c - 1;
 }
 
-/* The thread's mcache once its first allocation found it (mm/sys.h);
- * cpu_release in sys.c clears it with the id. */
+/* The thread's mcache once its first allocation found it (mm/sys.h's
+ * SYS_MCACHE_GET/SET); cpu_release in sys.c clears it with the id. A new
+ * thread's slot is NULL, so its first kmalloc takes the slow path, which
+ * assigns the id: the fast path needs no id at all. */
 struct mcache;
 extern __thread struct mcache *host_mcache __attribute__((tls_model("initial-exec")));
-#define SYS_MCACHE_SLOT() host_mcache
-
-/* The id, or SYS_CPU_UNKNOWN (0 - 1) before the thread's first
- * sys_cpu_id(): see mm/sys.h. */
-#define SYS_CPU_ID_FAST() (host_cpu_plus1 - 1u)
+#define SYS_MCACHE_GET() host_mcache
+#define SYS_MCACHE_SET(c) (host_mcache = (c))
 
 static inline unsigned long sys_irq_save(void)
 {

@@ -43,22 +43,17 @@
 #include "percpu.h"
 #include "tlb.h"
 
-/*
- * Where we differ from the host port: the arena size comes from the
- * command line (arena=), so the configuration must be writable until
- * kmalloc_init. sys.h declares sys_config const (mm only reads it); the
- * object itself is this non-const one, and sys_config is its alias.
- */
+/* arena_size is the default; kernel/mem.c sets arena= from the command
+ * line before kmalloc_init (mm/sys.h lets a port write it until then). */
 static int kmem_move(void *dst, void *src, size_t n);
 
-struct sys_config kmem_sys_config = {
+struct sys_config sys_config = {
     .page_size = 4096,
     .commit_zeroed = 1,
     .max_cpus = MAX_CPUS,
     .arena_size = KMEM_ARENA_DEFAULT,
     .move = kmem_move,
 };
-extern const struct sys_config sys_config __attribute__((alias("kmem_sys_config")));
 
 static uintptr_t region_base;   /* written once by sys_reserve */
 static size_t region_size;      /* written once by sys_reserve */
@@ -69,13 +64,11 @@ static uint64_t release_calls;  /* atomic */
 static uint64_t released_pages; /* atomic: pages ever released */
 static uint64_t moved_pages;    /* atomic: pages ever moved (kmem_move) */
 
-void kmem_port_init(void)
-{
-    tlb_gather_init(mem_frame_free);
-}
-
 int sys_reserve(size_t size, void **base)
 {
+    /* kmalloc_init's first call to the port: from here on sys_release
+     * hands frames to the TLB gather, which gives them to kernel/mem.c. */
+    tlb_gather_init(mem_frame_free);
     if (region_base != 0 || size == 0 || size > KMALLOC_ARENA_SIZE)
         return -1;
     region_base = KMALLOC_ARENA_BASE;

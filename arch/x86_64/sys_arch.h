@@ -24,7 +24,6 @@ struct sys_lock {
     uint64_t spins;
 };
 
-#define SYS_ARCH_INLINE_CPU 1
 
 /* ---- SMP (issue 5): the dense CPU index from the per-CPU area at the GS
  * base (arch/x86_64/percpu.h): one GS-relative load. ---- */

@@ -25,8 +25,8 @@
  *
  * For SMP, only sys_cpu_id changes (a dense id < sys_config.max_cpus,
  * read with interrupts off, e.g. from your per-CPU area); the lock is
- * already safe across CPUs. If you define SYS_MCACHE_GET/SET or
- * SYS_MCACHE_SLOT (mm/sys.h), you save one table lookup per kmalloc.
+ * already safe across CPUs. If you define SYS_MCACHE_GET/SET (mm/sys.h)
+ * on a per-CPU slot, you save one table lookup per kmalloc and kfree.
  *
  * sys_lock/sys_unlock are declared again (without `static`) in sys.h after
  * this file; C keeps the internal linkage of the first declaration, so the
@@ -44,8 +44,6 @@ struct sys_lock {
 	volatile unsigned locked;
 	unsigned long flags; /* the holder's RFLAGS from before sys_lock */
 };
-
-#define SYS_ARCH_INLINE_CPU 1
 
 static inline unsigned long sys_irq_save(void)
 {
@@ -67,6 +65,8 @@ static inline unsigned sys_cpu_id(void)
 static inline void sys_lock(struct sys_lock *l)
 {
 	unsigned long flags = sys_irq_save();
+	/* GCC builtins, not mm/atomic.h: this file is copied out of the tree
+	 * into the porter's kernel, which only has the library's headers. */
 	while (__atomic_exchange_n(&l->locked, 1u, __ATOMIC_ACQUIRE))
 		while (__atomic_load_n(&l->locked, __ATOMIC_RELAXED))
 			__asm__ volatile("pause");

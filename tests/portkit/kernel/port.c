@@ -15,7 +15,7 @@
 #include "kernel.h"
 #include "sys.h"
 
-const struct sys_config sys_config = {
+struct sys_config sys_config = {
 	.page_size = PAGE,       /* divides the heap's 8 KiB pages */
 	.commit_zeroed = 1,      /* sys_commit zeroes */
 	.max_cpus = 1,           /* sys_cpu_id() is always 0 */

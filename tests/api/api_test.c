@@ -13,6 +13,7 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
+#include "../check_runner.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -488,6 +489,29 @@ START_TEST(krealloc_full_class_moves)
 			      check_pattern(q, full, (uint32_t)c));
 		kfree(q);
 	}
+	ASSERT_CONSISTENT();
+}
+END_TEST
+
+/* A kmemalign object may sit on a large span with a small ksize; grown
+ * to a size that is still small, it becomes an object of that size's
+ * class (a krealloc result is small exactly when its size is). */
+START_TEST(krealloc_aligned_large_grows_into_a_class)
+{
+	struct kmalloc_stats a, b;
+	unsigned char *p = kmemalign(65536, 100, 0), *q;
+
+	ck_assert_ptr_nonnull(p);
+	ck_assert_uint_eq((uintptr_t)p % 65536, 0);
+	fill_pattern(p, 100, 3);
+	kmalloc_stats(&a);
+	q = krealloc(p, ksize(p) + 1000, 0);
+	ck_assert_ptr_nonnull(q);
+	ck_assert_msg(check_pattern(q, 100, 3) == (size_t)-1, "contents lost");
+	kmalloc_stats(&b);
+	ck_assert_uint_le(ksize(q), KMALLOC_MAX_SMALL);
+	ck_assert_uint_eq(a.large_live - b.large_live, 1); /* p's span went, q is small */
+	kfree(q);
 	ASSERT_CONSISTENT();
 }
 END_TEST
@@ -1005,6 +1029,7 @@ static Suite *api_suite(void)
 		{ "krealloc", { krealloc_null_is_kmalloc, krealloc_in_place,
 				krealloc_moves_keep_content,
 				krealloc_full_class_moves,
+				krealloc_aligned_large_grows_into_a_class,
 				krealloc_failure_keeps_p } },
 		{ "kmemalign", { kmemalign_pow2, kmemalign_zeroed,
 				 kmemalign_bad_alignment_is_null } },
@@ -1028,11 +1053,6 @@ static Suite *api_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(api_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	Suite *s = api_suite();
+	return check_run_suites(&s, 1);
 }

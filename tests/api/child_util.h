@@ -2,7 +2,7 @@
  * child_util.h: run a piece of code in a forked child and check how it
  * died and what it printed (misuse must abort with one exact line on
  * stderr). Implemented in api_util.c; a header of its own so the internal
- * tests (tests/host/test_*.c), which see mm/internal.h and with it names
+ * tests (tests/core/test_*.c), which see mm/internal.h and with it names
  * that clash with the rest of api_util.h (class_size), can use it too.
  */
 #ifndef CHILD_UTIL_H

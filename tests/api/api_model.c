@@ -22,6 +22,7 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
+#include "../check_runner.h"
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -326,11 +327,6 @@ END_TEST
 
 int main(int argc, char **argv)
 {
-	Suite *s = suite_create("kmalloc model");
-	TCase *tc = tcase_create("model");
-	SRunner *sr;
-	int failed;
-
 	model_ops = env_u64("KMALLOC_MODEL_OPS", model_ops);
 	if (argc > 1)
 		model_ops = strtoull(argv[1], NULL, 0);
@@ -342,12 +338,8 @@ int main(int argc, char **argv)
 	       model_ops, model_seed);
 	fflush(stdout);
 
-	tcase_set_timeout(tc, 600);
-	tcase_add_test(tc, model);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	const struct check_test tests[] = {
+		CHECK_TEST(model),
+	};
+	return check_run("kmalloc model", 600, tests, sizeof(tests) / sizeof(tests[0]));
 }

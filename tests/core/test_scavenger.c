@@ -12,6 +12,7 @@
  * committed again (and read as zero) when reused.
  */
 #include <check.h>
+#include "../check_runner.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -317,23 +318,12 @@ START_TEST(commit_failure_leaves_accounting_exact)
 }
 END_TEST
 
-int main(void)
-{
-	Suite *s = suite_create("scavenger");
-	TCase *tc = tcase_create("scavenger");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, fresh_growth_is_released_until_used);
-	tcase_add_test(tc, frees_below_goal_are_retained);
-	tcase_add_test(tc, goal_follows_recent_peak);
-	tcase_add_test(tc, big_block_loop_keeps_pages_committed);
-	tcase_add_test(tc, free_above_goal_is_released_in_paced_steps);
-	tcase_add_test(tc, trim_releases_everything_free);
-	tcase_add_test(tc, small_spans_retained_until_trim);
-	tcase_add_test(tc, commit_failure_leaves_accounting_exact);
-	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+CHECK_MAIN("scavenger", 60,
+	   CHECK_TEST(fresh_growth_is_released_until_used),
+	   CHECK_TEST(frees_below_goal_are_retained),
+	   CHECK_TEST(goal_follows_recent_peak),
+	   CHECK_TEST(big_block_loop_keeps_pages_committed),
+	   CHECK_TEST(free_above_goal_is_released_in_paced_steps),
+	   CHECK_TEST(trim_releases_everything_free),
+	   CHECK_TEST(small_spans_retained_until_trim),
+	   CHECK_TEST(commit_failure_leaves_accounting_exact))

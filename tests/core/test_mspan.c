@@ -4,7 +4,7 @@
  * is never touched): allocation hands out every slot of every class once,
  * in address order, and never a padding slot; nextFreeFast gives slot
  * indexes and -1 when its cache word is used up; a sweep merges the
- * freeBits (what mcentral_return sets) into allocBits, recounts
+ * free_bits (what mcentral_return sets) into allocBits, recounts
  * allocCount and the freed slots come back lowest first; slot lookup
  * accepts exactly the slot starts; the out count and the validator agree
  * with the live bytes (1 only on slots out of the span) and notice
@@ -12,6 +12,7 @@
  * copy of an object freed twice at once) stops with "double free".
  */
 #include <check.h>
+#include "../check_runner.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,9 +40,9 @@ static void span_setup(unsigned cls)
 	span.base = FAKE_BASE;
 	span.npages = class_to_allocnpages[cls];
 	span.allocBits = bits;
-	span.freeBits = bits + SPAN_MAX_WORDS;
+	span.free_bits = bits + SPAN_MAX_WORDS;
 	mspan_init_small(&span, spanclass_make(cls, 0));
-	span.cachedBy = cpu_slot(0);
+	span.cached_by = cpu_slot(0);
 }
 
 /* One allocation the way mcache_refill_alloc does it: fast path, then
@@ -62,17 +63,17 @@ static unsigned take(void)
 static void give_back(unsigned idx)
 {
 	*mspan_live(&span, idx) = 0;
-	__atomic_fetch_or(&span.freeBits[idx / 64], (uint64_t)1 << (idx % 64), __ATOMIC_SEQ_CST);
+	__atomic_fetch_or(&span.free_bits[idx / 64], (uint64_t)1 << (idx % 64), __ATOMIC_SEQ_CST);
 }
 
 /* Right after a sweep allocCount is exact, so the span must also pass
  * the validator's stricter check for uncached spans. */
 static int valid_as_uncached(void)
 {
-	uint32_t by = span.cachedBy;
-	span.cachedBy = CPU_NONE;
+	uint32_t by = span.cached_by;
+	span.cached_by = CPU_NONE;
 	int ok = mspan_valid(&span);
-	span.cachedBy = by;
+	span.cached_by = by;
 	return ok;
 }
 
@@ -86,7 +87,7 @@ START_TEST(init_fields)
 		ck_assert_uint_eq(span.nelems, span.npages * 8192 / class_to_size[cls]);
 		ck_assert_uint_eq(span.nbytes, (uint32_t)(span.nelems * span.elemsize));
 		ck_assert_uint_eq(span.limit, span.base + span.nbytes);
-		ck_assert_uint_eq(span.divExact, slot_magic(class_to_size[cls]));
+		ck_assert_uint_eq(span.div_exact, slot_magic(class_to_size[cls]));
 		ck_assert_uint_eq(span.divMul, class_to_divmagic[cls]);
 		ck_assert_uint_eq(span.allocCount, 0);
 		ck_assert_uint_eq(span.freeindex, 0);
@@ -118,7 +119,7 @@ START_TEST(every_class_every_slot_once)
 		ck_assert_uint_eq(span.allocCount, n);
 		ck_assert_uint_eq(span.needzero, 0);
 		ck_assert_uint_eq(take(), n);
-		span.cachedBy = CPU_NONE; /* uncached: allocCount checked */
+		span.cached_by = CPU_NONE; /* uncached: allocCount checked */
 		ck_assert(mspan_valid(&span));
 	}
 }
@@ -139,7 +140,7 @@ START_TEST(fast_path_minus_one_at_word_end)
 	/* the sentinel of empty mcache slots never hands anything out */
 	ck_assert_int_eq(mspan_nextFreeFast(&mspan_empty), -1);
 	ck_assert_uint_eq(mspan_empty.nelems, 0);
-	ck_assert_uint_eq(mspan_empty.cachedBy, CPU_NONE);
+	ck_assert_uint_eq(mspan_empty.cached_by, CPU_NONE);
 }
 END_TEST
 
@@ -157,7 +158,7 @@ START_TEST(sweep_merges_free_bits)
 	ck_assert_uint_eq(mspan_out_count(&span), 123);
 	ck_assert_uint_eq(mspan_sweep(&span), 5);
 	ck_assert_uint_eq(span.allocCount, 123);
-	ck_assert_uint_eq(span.freeBits[0] | span.freeBits[1], 0);
+	ck_assert_uint_eq(span.free_bits[0] | span.free_bits[1], 0);
 	ck_assert_uint_eq(span.allocBits[0], ~(uint64_t)((1u << 0) | (1u << 3)));
 	ck_assert_uint_eq(span.allocBits[1], ~((uint64_t)3 | (uint64_t)1 << 63));
 	ck_assert_uint_eq(span.needzero, 1); /* reused slots hold old data */
@@ -278,12 +279,12 @@ START_TEST(validator_notices_corruption)
 	for (unsigned i = 0; i < 10; i++)
 		take();
 	ck_assert(mspan_valid(&span));
-	span.freeBits[0] |= (uint64_t)1 << 50; /* returned, never handed out */
+	span.free_bits[0] |= (uint64_t)1 << 50; /* returned, never handed out */
 	ck_assert(!mspan_valid(&span));
-	span.freeBits[0] = 0;
+	span.free_bits[0] = 0;
 	ck_assert(mspan_valid(&span));
 	/* uncached spans have an exact allocCount: 10 out, 0 counted */
-	span.cachedBy = CPU_NONE;
+	span.cached_by = CPU_NONE;
 	ck_assert(!mspan_valid(&span));
 	ck_assert_uint_eq(mspan_sweep(&span), 0);
 	ck_assert_uint_eq(span.allocCount, 10);
@@ -292,7 +293,7 @@ START_TEST(validator_notices_corruption)
 	span.allocBits[5] = 0; /* padding lost */
 	ck_assert(!mspan_valid(&span));
 	span_setup(3);
-	span.freeBits[5] = (uint64_t)1 << 40; /* a freed padding slot */
+	span.free_bits[5] = (uint64_t)1 << 40; /* a freed padding slot */
 	ck_assert(!mspan_valid(&span));
 }
 END_TEST
@@ -309,36 +310,25 @@ START_TEST(sweep_refuses_corrupt_bitmaps)
 	take();
 	/* never handed out: merging it would hand slot 40 out twice; only a
 	 * second copy of a freed object comes back like that */
-	__atomic_fetch_or(&span.freeBits[0], (uint64_t)1 << 40, __ATOMIC_SEQ_CST);
+	__atomic_fetch_or(&span.free_bits[0], (uint64_t)1 << 40, __ATOMIC_SEQ_CST);
 	struct child_result r;
 	run_in_child(sweep_corrupt, NULL, &r);
 	const char *m = misuse_mismatch(&r, "double free", mspan_slot_addr(&span, 40));
 	ck_assert_msg(m == NULL, "%s", m);
 	/* the parent's span is untouched by the child's death */
-	ck_assert_uint_eq(span.freeBits[0], (uint64_t)1 << 40);
+	ck_assert_uint_eq(span.free_bits[0], (uint64_t)1 << 40);
 }
 END_TEST
 
-int main(void)
-{
-	Suite *s = suite_create("mspan");
-	TCase *tc = tcase_create("mspan");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, init_fields);
-	tcase_add_test(tc, every_class_every_slot_once);
-	tcase_add_test(tc, fast_path_minus_one_at_word_end);
-	tcase_add_test(tc, sweep_merges_free_bits);
-	tcase_add_test(tc, frees_before_freeindex_and_after);
-	tcase_add_test(tc, taken_and_returned_between_sweeps);
-	tcase_add_test(tc, padding_never_handed_out);
-	tcase_add_test(tc, slot_of_accepts_only_slot_starts);
-	tcase_add_test(tc, validator_checks_live_bytes);
-	tcase_add_test(tc, validator_notices_corruption);
-	tcase_add_test(tc, sweep_refuses_corrupt_bitmaps);
-	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+CHECK_MAIN("mspan", 60,
+	   CHECK_TEST(init_fields),
+	   CHECK_TEST(every_class_every_slot_once),
+	   CHECK_TEST(fast_path_minus_one_at_word_end),
+	   CHECK_TEST(sweep_merges_free_bits),
+	   CHECK_TEST(frees_before_freeindex_and_after),
+	   CHECK_TEST(taken_and_returned_between_sweeps),
+	   CHECK_TEST(padding_never_handed_out),
+	   CHECK_TEST(slot_of_accepts_only_slot_starts),
+	   CHECK_TEST(validator_checks_live_bytes),
+	   CHECK_TEST(validator_notices_corruption),
+	   CHECK_TEST(sweep_refuses_corrupt_bitmaps))

@@ -5,13 +5,14 @@
  * are filed as partial (at least max(1, nelems/8) free slots) or full; a
  * partial span is reused before the heap grows, the most recently filed
  * first; when the heap cannot grow a full span with a free slot is still
- * handed out. mcentral_return groups a batch by span, sets the freeBits of
+ * handed out. mcentral_return groups a batch by span, sets the free_bits of
  * its objects, sweeps and files an uncached span at once (an empty one
  * goes back to the mheap) and leaves a cached span for its owner to sweep;
  * an object twice in what comes back stops with "double free", an entry
  * that is not a free slot with "corrupt cache entry".
  */
 #include <check.h>
+#include "../check_runner.h"
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -82,7 +83,7 @@ static struct mspan *filed_span(struct mcentral *c, unsigned out, void **obj)
 	for (unsigned i = 0; i < out; i++)
 		obj[i] = take(s);
 	mcentral_uncacheSpan(c, s);
-	ck_assert_uint_eq(s->cachedBy, CPU_NONE);
+	ck_assert_uint_eq(s->cached_by, CPU_NONE);
 	ck_assert_uint_eq(s->allocCount, out);
 	return s;
 }
@@ -103,14 +104,14 @@ START_TEST(grow_partial_full)
 	expect_lists(central(), 0, 0, 0);
 	struct mspan *s = mcentral_cacheSpan(central(), cpu);
 	ck_assert_ptr_nonnull(s);
-	ck_assert_uint_eq(s->cachedBy, cpu_slot(cpu));
+	ck_assert_uint_eq(s->cached_by, cpu_slot(cpu));
 	ck_assert_uint_eq(s->nelems, 64);
 	ck_assert_uint_eq(s->onlist, LIST_NONE);
 	expect_lists(central(), 0, 0, 1);
 	for (int i = 0; i < 10; i++)
 		take(s);
 	mcentral_uncacheSpan(central(), s);
-	ck_assert_uint_eq(s->cachedBy, CPU_NONE);
+	ck_assert_uint_eq(s->cached_by, CPU_NONE);
 	ck_assert_uint_eq(s->allocCount, 10);
 	ck_assert_uint_eq(s->onlist, LIST_PARTIAL);
 	expect_lists(central(), 1, 0, 1);
@@ -195,7 +196,7 @@ START_TEST(refill_takes_latest_partial)
 	expect_lists(central(), 2, 0, 2);
 	struct mspan *t = mcentral_cacheSpan(central(), cpu);
 	ck_assert_ptr_eq(t, b);
-	ck_assert_uint_eq(t->cachedBy, cpu_slot(cpu));
+	ck_assert_uint_eq(t->cached_by, cpu_slot(cpu));
 	expect_lists(central(), 1, 0, 2);
 	mcentral_uncacheSpan(central(), t);
 	expect_lists(central(), 2, 0, 2);
@@ -221,7 +222,7 @@ START_TEST(refill_files_old)
 	ck_assert_ptr_eq(w, p);
 	ck_assert_uint_eq(span_state(e), SPAN_INUSE);
 	ck_assert_uint_eq(e->onlist, LIST_PARTIAL);
-	ck_assert_uint_eq(p->cachedBy, cpu_slot(cpu));
+	ck_assert_uint_eq(p->cached_by, cpu_slot(cpu));
 	expect_lists(central(), 1, 0, 2);
 	mcentral_free_spares();
 	ck_assert_uint_eq(span_state(e), SPAN_DEAD);
@@ -232,10 +233,10 @@ START_TEST(refill_files_old)
 		take(p);
 	struct mspan *t = mcentral_refill(central(), p, cpu);
 	ck_assert_ptr_nonnull(t);
-	ck_assert_uint_eq(p->cachedBy, CPU_NONE);
+	ck_assert_uint_eq(p->cached_by, CPU_NONE);
 	ck_assert_uint_eq(p->onlist, LIST_FULL);
 	ck_assert_uint_eq(p->allocCount, 64);
-	ck_assert_uint_eq(t->cachedBy, cpu_slot(cpu));
+	ck_assert_uint_eq(t->cached_by, cpu_slot(cpu));
 	ck_assert_uint_eq(t->allocCount, 0);
 	expect_lists(central(), 0, 1, 2);
 	/* with a partial span waiting, the next refill takes it */
@@ -263,7 +264,7 @@ START_TEST(full_span_with_free_slot_when_heap_cannot_grow)
 	host_set_commit_limit(host_committed_bytes()); /* nothing more commits */
 	struct mspan *t = mcentral_cacheSpan(central(), cpu);
 	ck_assert_ptr_eq(t, s);
-	ck_assert_uint_eq(t->cachedBy, cpu_slot(cpu));
+	ck_assert_uint_eq(t->cached_by, cpu_slot(cpu));
 	for (int i = 60; i < 64; i++)
 		obj[i] = take(t);
 	mcentral_uncacheSpan(central(), t);
@@ -304,8 +305,8 @@ START_TEST(return_groups_by_span)
 	ck_assert_uint_eq(central()->returned, returned + 17);
 	ck_assert_uint_eq(sa->allocCount, 55);
 	ck_assert_uint_eq(sb->allocCount, 56);
-	/* swept at once: nothing waits in freeBits, the slots are free */
-	ck_assert_uint_eq(sa->freeBits[0] | sb->freeBits[0], 0);
+	/* swept at once: nothing waits in free_bits, the slots are free */
+	ck_assert_uint_eq(sa->free_bits[0] | sb->free_bits[0], 0);
 	for (unsigned k = 0; k < 9; k++)
 		ck_assert(!in_alloc_bits(sa, ia[k]));
 	for (unsigned k = 0; k < 8; k++)
@@ -341,7 +342,7 @@ START_TEST(return_below_an_eighth_stays_full)
 	mcentral_return(central(), batch, 7);
 	ck_assert_uint_eq(s->allocCount, 57);
 	ck_assert_uint_eq(s->onlist, LIST_FULL);
-	ck_assert_uint_eq(s->freeBits[0], 0);
+	ck_assert_uint_eq(s->free_bits[0], 0);
 	expect_lists(central(), 0, 1, 1);
 	batch[0] = entry(a[1]);
 	mcentral_return(central(), batch, 1);
@@ -382,7 +383,7 @@ START_TEST(empty_uncached_span_goes_back_to_the_heap)
 END_TEST
 
 /* A span some CPU caches may be allocated from at this moment without a
- * lock: a return only sets its freeBits, and the owner merges them at its
+ * lock: a return only sets its free_bits, and the owner merges them at its
  * next sweep; even all of its objects back do not free it. */
 START_TEST(cached_span_is_left_to_its_owner)
 {
@@ -396,12 +397,12 @@ START_TEST(cached_span_is_left_to_its_owner)
 	unsigned fi = s->freeindex;
 	struct magentry batch[3] = { entry(o[99]), entry(o[3]), entry(o[70]) };
 	mcentral_return(c, batch, 3);
-	ck_assert_uint_eq(s->freeBits[0], (uint64_t)1 << 3);
-	ck_assert_uint_eq(s->freeBits[1], ((uint64_t)1 << 6) | ((uint64_t)1 << 35));
+	ck_assert_uint_eq(s->free_bits[0], (uint64_t)1 << 3);
+	ck_assert_uint_eq(s->free_bits[1], ((uint64_t)1 << 6) | ((uint64_t)1 << 35));
 	ck_assert_uint_eq(s->allocBits[0], ab0);
 	ck_assert_uint_eq(s->allocBits[1], ab1);
 	ck_assert_uint_eq(s->freeindex, fi);
-	ck_assert_uint_eq(s->cachedBy, cpu_slot(cpu));
+	ck_assert_uint_eq(s->cached_by, cpu_slot(cpu));
 	ck_assert_uint_eq(s->onlist, LIST_NONE);
 	ck_assert_uint_eq(mspan_out_count(s), 97);
 	expect_lists(c, 0, 0, 1);
@@ -431,7 +432,7 @@ START_TEST(cached_span_is_left_to_its_owner)
 END_TEST
 
 /* The same through kfree: another thread frees an object of a span this
- * thread caches; at its exit its magazine comes back, as freeBits. */
+ * thread caches; at its exit its magazine comes back, as free_bits. */
 static void *other;
 
 static void *remote_freer(void *arg)
@@ -447,14 +448,14 @@ START_TEST(remote_free_reaches_cached_span_at_flush)
 	other = kmalloc(128, 0);
 	void *keep = kmalloc(128, 0);
 	struct mspan *s = spanOf((uintptr_t)other);
-	ck_assert_uint_eq(s->cachedBy, cpu_slot(cpu));
+	ck_assert_uint_eq(s->cached_by, cpu_slot(cpu));
 	pthread_t t;
 	pthread_create(&t, NULL, remote_freer, NULL);
 	pthread_join(t, NULL);
 	unsigned idx = slot(s, other);
-	ck_assert_uint_eq(s->freeBits[0], (uint64_t)1 << idx);
+	ck_assert_uint_eq(s->free_bits[0], (uint64_t)1 << idx);
 	ck_assert_uint_eq(*mspan_live(s, (unsigned)(idx)), 0);
-	ck_assert_uint_eq(s->cachedBy, cpu_slot(cpu));
+	ck_assert_uint_eq(s->cached_by, cpu_slot(cpu));
 	expect_lists(central(), 0, 0, 1);
 	kfree(keep);
 	kmalloc_flush_cpu(); /* the owner's uncache merges the remote free */
@@ -508,14 +509,14 @@ START_TEST(duplicate_in_batch_is_double_free)
 	expect_return_fault(central(), batch, 4, "double free", a[9]);
 	/* nothing of it reached the parent's heap */
 	ck_assert_uint_eq(s->allocCount, 64);
-	ck_assert_uint_eq(s->freeBits[0], 0);
+	ck_assert_uint_eq(s->free_bits[0], 0);
 	relive(batch, 3);
 	ck_assert(mheap_valid());
 }
 END_TEST
 
 /* The second copy comes back in a later batch while the first still waits
- * in the freeBits of a cached span. */
+ * in the free_bits of a cached span. */
 START_TEST(duplicate_pending_in_free_bits_is_double_free)
 {
 	setup();
@@ -526,7 +527,7 @@ START_TEST(duplicate_pending_in_free_bits_is_double_free)
 	struct magentry first[2] = { entry(o[2]), entry(o[7]) };
 	struct magentry again[2] = { first[1], entry(o[8]) };
 	mcentral_return(central(), first, 2);
-	ck_assert_uint_eq(s->freeBits[0], (uint64_t)(1u << 2 | 1u << 7));
+	ck_assert_uint_eq(s->free_bits[0], (uint64_t)(1u << 2 | 1u << 7));
 	expect_return_fault(central(), again, 2, "double free", o[7]);
 	relive(&again[1], 1);
 	ck_assert(mheap_valid());
@@ -652,34 +653,26 @@ START_TEST(missing_or_extra_lock_is_caught)
 END_TEST
 #endif
 
-int main(void)
-{
-	Suite *s = suite_create("mcentral");
-	TCase *tc = tcase_create("mcentral");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, grow_partial_full);
-	tcase_add_test(tc, partial_from_an_eighth_free);
-	tcase_add_test(tc, refill_takes_latest_partial);
-	tcase_add_test(tc, refill_files_old);
-	tcase_add_test(tc, full_span_with_free_slot_when_heap_cannot_grow);
-	tcase_add_test(tc, return_groups_by_span);
-	tcase_add_test(tc, return_below_an_eighth_stays_full);
-	tcase_add_test(tc, empty_uncached_span_goes_back_to_the_heap);
-	tcase_add_test(tc, cached_span_is_left_to_its_owner);
-	tcase_add_test(tc, remote_free_reaches_cached_span_at_flush);
-	tcase_add_test(tc, duplicate_in_batch_is_double_free);
-	tcase_add_test(tc, duplicate_pending_in_free_bits_is_double_free);
-	tcase_add_test(tc, racing_double_free_across_batches_uncached);
-	tcase_add_test(tc, racing_double_free_across_batches_cached);
-	tcase_add_test(tc, live_entry_is_corrupt);
-	tcase_add_test(tc, central_array_is_cache_line_padded);
 #ifdef MM_DEBUG
-	tcase_add_test(tc, missing_or_extra_lock_is_caught);
+#define DEBUG_TESTS CHECK_TEST(missing_or_extra_lock_is_caught),
+#else
+#define DEBUG_TESTS
 #endif
-	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+CHECK_MAIN("mcentral", 60,
+	   CHECK_TEST(grow_partial_full),
+	   CHECK_TEST(partial_from_an_eighth_free),
+	   CHECK_TEST(refill_takes_latest_partial),
+	   CHECK_TEST(refill_files_old),
+	   CHECK_TEST(full_span_with_free_slot_when_heap_cannot_grow),
+	   CHECK_TEST(return_groups_by_span),
+	   CHECK_TEST(return_below_an_eighth_stays_full),
+	   CHECK_TEST(empty_uncached_span_goes_back_to_the_heap),
+	   CHECK_TEST(cached_span_is_left_to_its_owner),
+	   CHECK_TEST(remote_free_reaches_cached_span_at_flush),
+	   CHECK_TEST(duplicate_in_batch_is_double_free),
+	   CHECK_TEST(duplicate_pending_in_free_bits_is_double_free),
+	   CHECK_TEST(racing_double_free_across_batches_uncached),
+	   CHECK_TEST(racing_double_free_across_batches_cached),
+	   CHECK_TEST(live_entry_is_corrupt),
+	   CHECK_TEST(central_array_is_cache_line_padded),
+	   DEBUG_TESTS)

@@ -13,6 +13,7 @@
  * object freed twice by racing CPUs is caught when both copies come back.
  */
 #include <check.h>
+#include "../check_runner.h"
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -510,31 +511,20 @@ START_TEST(ksize_of_cached_object_is_invalid)
 }
 END_TEST
 
-int main(void)
-{
-	Suite *s = suite_create("mcache");
-	TCase *tc = tcase_create("mcache");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, cache_sizes_follow_byte_bounds);
-	tcase_add_test(tc, live_byte_follows_kmalloc_and_kfree);
-	tcase_add_test(tc, magazine_is_a_stack);
-	tcase_add_test(tc, full_magazine_spills_oldest_batch);
-	tcase_add_test(tc, full_transfer_cache_returns_to_spans);
-	tcase_add_test(tc, empty_magazine_takes_newest_transfer_batch);
-	tcase_add_test(tc, alloc_slow_refills_magazine_from_transfer);
-	tcase_add_test(tc, flush_empties_magazines_and_transfer);
-	tcase_add_test(tc, free_goes_to_freeing_cpu);
-	tcase_add_test(tc, trim_drains_other_cpus_at_safe_points);
-	tcase_add_test(tc, double_free_in_magazine);
-	tcase_add_test(tc, double_free_in_transfer_cache);
-	tcase_add_test(tc, double_free_after_flush);
-	tcase_add_test(tc, free_into_returned_span_is_invalid);
-	tcase_add_test(tc, racing_double_free_caught_on_return);
-	tcase_add_test(tc, ksize_of_cached_object_is_invalid);
-	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+CHECK_MAIN("mcache", 60,
+	   CHECK_TEST(cache_sizes_follow_byte_bounds),
+	   CHECK_TEST(live_byte_follows_kmalloc_and_kfree),
+	   CHECK_TEST(magazine_is_a_stack),
+	   CHECK_TEST(full_magazine_spills_oldest_batch),
+	   CHECK_TEST(full_transfer_cache_returns_to_spans),
+	   CHECK_TEST(empty_magazine_takes_newest_transfer_batch),
+	   CHECK_TEST(alloc_slow_refills_magazine_from_transfer),
+	   CHECK_TEST(flush_empties_magazines_and_transfer),
+	   CHECK_TEST(free_goes_to_freeing_cpu),
+	   CHECK_TEST(trim_drains_other_cpus_at_safe_points),
+	   CHECK_TEST(double_free_in_magazine),
+	   CHECK_TEST(double_free_in_transfer_cache),
+	   CHECK_TEST(double_free_after_flush),
+	   CHECK_TEST(free_into_returned_span_is_invalid),
+	   CHECK_TEST(racing_double_free_caught_on_return),
+	   CHECK_TEST(ksize_of_cached_object_is_invalid))

@@ -15,6 +15,7 @@
  * metadata of freed spans and its blocks serve again (or fail cleanly).
  */
 #include <check.h>
+#include "../check_runner.h"
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -223,7 +224,7 @@ END_TEST
  * three other threads take them and free them into their own magazines,
  * whose spills go through the transfer cache (where the owner picks some
  * up again) and back to the spans, the owner's cached one included, while
- * the owner keeps allocating: its sweeps race with their freeBits ORs. A
+ * the owner keeps allocating: its sweeps race with their free_bits ORs. A
  * false "double free" would abort; a lost free would leave objects live. */
 #define RING 256
 #define ROUNDS 200000
@@ -827,37 +828,26 @@ START_TEST(trim_recommit_failure_is_null)
 }
 END_TEST
 
-int main(void)
-{
-	Suite *s = suite_create("mheap");
-	TCase *tc = tcase_create("mheap");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, small_alloc_free_returns_every_span);
-	tcase_add_test(tc, same_cpu_loop_reuses_one_span);
-	tcase_add_test(tc, large_objects_coalesce);
-	tcase_add_test(tc, kmemalign_large_alignments);
-	tcase_add_test(tc, out_of_memory_then_recovers);
-	tcase_add_test(tc, too_large_is_null);
-	tcase_add_test(tc, remote_frees_return_spans);
-	tcase_add_test(tc, remote_frees_race_owner_sweeps);
-	tcase_add_test(tc, large_cache_serves_next_allocation);
-	tcase_add_test(tc, large_cache_takes_only_about_the_size);
-	tcase_add_test(tc, large_cache_is_bounded);
-	tcase_add_test(tc, refused_large_free_keeps_cache);
-	tcase_add_test(tc, double_free_of_cached_large_object);
-	tcase_add_test(tc, flush_returns_cached_large_spans);
-	tcase_add_test(tc, free_span_released_or_committed);
-	tcase_add_test(tc, extend_span_in_place);
-	tcase_add_test(tc, extend_span_commit_failure_changes_nothing);
-	tcase_add_test(tc, krealloc_grows_large_object_in_place);
-	tcase_add_test(tc, out_of_memory_drains_large_cache);
-	tcase_add_test(tc, out_of_memory_drains_magazines);
-	tcase_add_test(tc, trim_releases_metadata_of_freed_spans);
-	tcase_add_test(tc, trim_recommit_failure_is_null);
-	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+CHECK_MAIN("mheap", 60,
+	   CHECK_TEST(small_alloc_free_returns_every_span),
+	   CHECK_TEST(same_cpu_loop_reuses_one_span),
+	   CHECK_TEST(large_objects_coalesce),
+	   CHECK_TEST(kmemalign_large_alignments),
+	   CHECK_TEST(out_of_memory_then_recovers),
+	   CHECK_TEST(too_large_is_null),
+	   CHECK_TEST(remote_frees_return_spans),
+	   CHECK_TEST(remote_frees_race_owner_sweeps),
+	   CHECK_TEST(large_cache_serves_next_allocation),
+	   CHECK_TEST(large_cache_takes_only_about_the_size),
+	   CHECK_TEST(large_cache_is_bounded),
+	   CHECK_TEST(refused_large_free_keeps_cache),
+	   CHECK_TEST(double_free_of_cached_large_object),
+	   CHECK_TEST(flush_returns_cached_large_spans),
+	   CHECK_TEST(free_span_released_or_committed),
+	   CHECK_TEST(extend_span_in_place),
+	   CHECK_TEST(extend_span_commit_failure_changes_nothing),
+	   CHECK_TEST(krealloc_grows_large_object_in_place),
+	   CHECK_TEST(out_of_memory_drains_large_cache),
+	   CHECK_TEST(out_of_memory_drains_magazines),
+	   CHECK_TEST(trim_releases_metadata_of_freed_spans),
+	   CHECK_TEST(trim_recommit_failure_is_null))

@@ -1,5 +1,5 @@
 /*
- * api_util.h: helpers shared by the API-level tests (tests/host/api_*.c).
+ * api_util.h: helpers shared by the API-level tests (tests/api/api_*.c).
  *
  * The API tests see the allocator only through mm/kmalloc.h, the way a
  * kernel does, plus the host port's commit-limit knob for out-of-memory

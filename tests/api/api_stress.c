@@ -25,6 +25,7 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
+#include "../check_runner.h"
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -367,11 +368,6 @@ END_TEST
 
 int main(int argc, char **argv)
 {
-	Suite *s = suite_create("kmalloc threads");
-	TCase *tc = tcase_create("stress");
-	SRunner *sr;
-	int failed;
-
 	iters = env_u64("KMALLOC_STRESS_ITERS", iters);
 	if (argc > 1)
 		iters = strtoull(argv[1], NULL, 0);
@@ -386,13 +382,9 @@ int main(int argc, char **argv)
 	       nthreads, iters, seed0);
 	fflush(stdout);
 
-	tcase_set_timeout(tc, 600);
-	tcase_add_test(tc, stress);
-	tcase_add_test(tc, stress_oom);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	const struct check_test tests[] = {
+		CHECK_TEST(stress),
+		CHECK_TEST(stress_oom),
+	};
+	return check_run("kmalloc threads", 600, tests, sizeof(tests) / sizeof(tests[0]));
 }

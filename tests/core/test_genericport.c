@@ -1,7 +1,7 @@
 /*
  * test_genericport.c: the core built against a port with nothing inline:
- * tests/host/genericport/sys_arch.h (no inline fast path, the default
- * SYS_CPU_ID_FAST), every sys.h function out of line. The port here is a
+ * tests/core/genericport/sys_arch.h (no inline fast path, no
+ * SYS_MCACHE_GET/SET), every sys.h function out of line. The port here is a
  * minimal one written from sys.h alone (threads as CPUs
  * with ids that are never reused, a test-and-set lock, mmap/mprotect for
  * memory, one shared sys_config with a small 256 MiB arena), and the test
@@ -11,11 +11,12 @@
  * threads coming back when the freeing thread flushes, trim, and a fault
  * reported through sys_fault in the required format.
  *
- * tests/host.mk compiles MM_SRCS with -Itests/host/genericport and this
+ * tests/core.mk compiles MM_SRCS with -Itests/core/genericport and this
  * file, instead of linking libkmalloc.a (which carries the host port).
  */
 #define _GNU_SOURCE
 #include <check.h>
+#include "../check_runner.h"
 #include <setjmp.h>
 #include <pthread.h>
 #include <sched.h>
@@ -30,7 +31,7 @@
 
 /* ---- the port ---- */
 
-const struct sys_config sys_config = {
+struct sys_config sys_config = {
 	.page_size = 4096,
 	.commit_zeroed = 1,
 	.max_cpus = 64,
@@ -173,7 +174,7 @@ START_TEST(arena_limit_gives_null)
 }
 END_TEST
 
-/* Without SYS_MCACHE_SLOT the fast paths find this CPU's mcache in
+/* Without SYS_MCACHE_GET/SET the fast paths find this CPU's mcache in
  * mm_mcaches: a free lands in its magazine and the next allocation of the
  * class pops it; a freed large object waits in its large cache. */
 START_TEST(caches_through_default_fast_path)
@@ -250,20 +251,9 @@ START_TEST(fault_goes_through_sys_fault)
 }
 END_TEST
 
-int main(void)
-{
-	Suite *s = suite_create("genericport");
-	TCase *tc = tcase_create("genericport");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, every_class_and_large);
-	tcase_add_test(tc, arena_limit_gives_null);
-	tcase_add_test(tc, caches_through_default_fast_path);
-	tcase_add_test(tc, remote_frees);
-	tcase_add_test(tc, fault_goes_through_sys_fault);
-	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+CHECK_MAIN("genericport", 60,
+	   CHECK_TEST(every_class_and_large),
+	   CHECK_TEST(arena_limit_gives_null),
+	   CHECK_TEST(caches_through_default_fast_path),
+	   CHECK_TEST(remote_frees),
+	   CHECK_TEST(fault_goes_through_sys_fault))

@@ -1,5 +1,5 @@
 /*
- * sys_arch.h for tests/host/test_genericport.c: the port-specific part of
+ * sys_arch.h for tests/core/test_genericport.c: the port-specific part of
  * mm/sys.h with no inline fast path at all. The CPU and interrupt
  * functions are ordinary out-of-line functions of that test's port and the
  * lock is one word, so the core is exercised on the host exactly as a port

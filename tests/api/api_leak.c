@@ -14,6 +14,7 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
+#include "../check_runner.h"
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -299,24 +300,13 @@ START_TEST(threads_rule)
 }
 END_TEST
 
-int main(void)
-{
-	Suite *s = suite_create("kmalloc leak detector");
-	TCase *tc = tcase_create("leaks");
-	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, unreachable_single_objects);
-	tcase_add_test(tc, unreachable_cycle);
-	tcase_add_test(tc, million_node_chain);
-	tcase_add_test(tc, wide_structure_overflows_grey_stack);
-	tcase_add_test(tc, interior_pointers_keep_objects);
-	tcase_add_test(tc, noscan_objects_are_not_read);
-	tcase_add_test(tc, freed_and_cached_objects_never_reported);
-	tcase_add_test(tc, sites_name_the_allocating_function);
-	tcase_add_test(tc, threads_rule);
-	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+CHECK_MAIN("kmalloc leak detector", 120,
+	   CHECK_TEST(unreachable_single_objects),
+	   CHECK_TEST(unreachable_cycle),
+	   CHECK_TEST(million_node_chain),
+	   CHECK_TEST(wide_structure_overflows_grey_stack),
+	   CHECK_TEST(interior_pointers_keep_objects),
+	   CHECK_TEST(noscan_objects_are_not_read),
+	   CHECK_TEST(freed_and_cached_objects_never_reported),
+	   CHECK_TEST(sites_name_the_allocating_function),
+	   CHECK_TEST(threads_rule))

@@ -16,6 +16,7 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
+#include "../check_runner.h"
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -364,35 +365,21 @@ START_TEST(parent_keeps_working)
 }
 END_TEST
 
-int main(void)
-{
-	Suite *s = suite_create("kmalloc misuse");
-	TCase *tc = tcase_create("misuse");
-	SRunner *sr;
-	int failed;
-
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, double_free_small);
-	tcase_add_test(tc, double_free_every_class);
-	tcase_add_test(tc, double_free_large);
-	tcase_add_test(tc, double_free_large_after_trim);
-	tcase_add_test(tc, double_free_other_thread);
-	tcase_add_test(tc, double_free_in_live_thread_cache);
-	tcase_add_test(tc, double_free_in_transfer_cache);
-	tcase_add_test(tc, double_free_after_trim);
-	tcase_add_test(tc, double_free_in_large_cache);
-	tcase_add_test(tc, interior_and_misaligned_small);
-	tcase_add_test(tc, span_tail_is_not_an_object);
-	tcase_add_test(tc, interior_large);
-	tcase_add_test(tc, outside_the_heap);
-	tcase_add_test(tc, never_allocated_slot);
-	tcase_add_test(tc, span_returned_to_mheap);
-	tcase_add_test(tc, ksize_and_krealloc_of_bad_pointers);
-	tcase_add_test(tc, parent_keeps_working);
-	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+CHECK_MAIN("kmalloc misuse", 60,
+	   CHECK_TEST(double_free_small),
+	   CHECK_TEST(double_free_every_class),
+	   CHECK_TEST(double_free_large),
+	   CHECK_TEST(double_free_large_after_trim),
+	   CHECK_TEST(double_free_other_thread),
+	   CHECK_TEST(double_free_in_live_thread_cache),
+	   CHECK_TEST(double_free_in_transfer_cache),
+	   CHECK_TEST(double_free_after_trim),
+	   CHECK_TEST(double_free_in_large_cache),
+	   CHECK_TEST(interior_and_misaligned_small),
+	   CHECK_TEST(span_tail_is_not_an_object),
+	   CHECK_TEST(interior_large),
+	   CHECK_TEST(outside_the_heap),
+	   CHECK_TEST(never_allocated_slot),
+	   CHECK_TEST(span_returned_to_mheap),
+	   CHECK_TEST(ksize_and_krealloc_of_bad_pointers),
+	   CHECK_TEST(parent_keeps_working))

@@ -9,6 +9,7 @@
  * Go's.
  */
 #include <check.h>
+#include "../check_runner.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -240,22 +241,11 @@ START_TEST(generator_print_is_go_table)
 }
 END_TEST
 
-int main(void)
-{
-	Suite *s = suite_create("sizeclasses");
-	TCase *tc = tcase_create("table");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, table_equals_go);
-	tcase_add_test(tc, lookup_every_size);
-	tcase_add_test(tc, divmul_every_slot);
-	tcase_add_test(tc, slot_exact_every_offset);
-	tcase_add_test(tc, slot_magic_values);
-	tcase_add_test(tc, generator_matches_header);
-	tcase_add_test(tc, generator_print_is_go_table);
-	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+CHECK_MAIN("sizeclasses", 60,
+	   CHECK_TEST(table_equals_go),
+	   CHECK_TEST(lookup_every_size),
+	   CHECK_TEST(divmul_every_slot),
+	   CHECK_TEST(slot_exact_every_offset),
+	   CHECK_TEST(slot_magic_values),
+	   CHECK_TEST(generator_matches_header),
+	   CHECK_TEST(generator_print_is_go_table))

@@ -8,6 +8,7 @@
  * linear scan. Every step checks the summary tree (pa_valid).
  */
 #include <check.h>
+#include "../check_runner.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -258,21 +259,10 @@ START_TEST(level_sizes)
 }
 END_TEST
 
-int main(void)
-{
-	Suite *s = suite_create("pagealloc");
-	TCase *tc = tcase_create("pagealloc");
-	tcase_set_timeout(tc, 60);
-	tcase_add_loop_test(tc, alloc_table, 0, (int)(sizeof cases / sizeof cases[0]));
-	tcase_add_test(tc, free_coalesces);
-	tcase_add_test(tc, growth_is_free_and_scavenged);
-	tcase_add_test(tc, scavenged_runs);
-	tcase_add_test(tc, random_against_naive);
-	tcase_add_test(tc, level_sizes);
-	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+CHECK_MAIN("pagealloc", 60,
+	   CHECK_TEST_LOOP(alloc_table, sizeof cases / sizeof cases[0]),
+	   CHECK_TEST(free_coalesces),
+	   CHECK_TEST(growth_is_free_and_scavenged),
+	   CHECK_TEST(scavenged_runs),
+	   CHECK_TEST(random_against_naive),
+	   CHECK_TEST(level_sizes))

@@ -1,4 +1,4 @@
-# tests/host.mk: the core's internal unit tests (Check), run on the host
+# tests/core.mk: the core's internal unit tests (Check, tests/core/), run on the host
 # against build/host/libkmalloc.a and again against the debug build
 # (build/host-debug, -DMM_DEBUG=2: assertions, whole-structure validation
 # after every span operation, lock-order checks): size classes (including
@@ -11,36 +11,35 @@
 # exact "kmalloc: <fault>: 0x..." line, which Check's raise_signal cannot.
 
 # test_genericport.c brings its own port, so it is built from MM_SRCS
-# against its own all-out-of-line tests/host/genericport/sys_arch.h instead
+# against its own all-out-of-line tests/core/genericport/sys_arch.h instead
 # of linking libkmalloc.a.
-# test_pmm.c is the frame allocator's runner (tests/pmm.mk builds it).
-HOST_TESTS := $(filter-out genericport pmm,$(patsubst tests/host/test_%.c,%,$(wildcard tests/host/test_*.c)))
+HOST_TESTS := $(filter-out genericport,$(patsubst tests/core/test_%.c,%,$(wildcard tests/core/test_*.c)))
 HOST_TEST_BINS := $(HOST_TESTS:%=$(BUILD)/host/tests/test_%) \
 	$(BUILD)/host/tests/genericport/test_genericport
 HOST_DEBUG_TEST_BINS := $(HOST_TESTS:%=$(BUILD)/host-debug/tests/test_%) \
 	$(BUILD)/host-debug/tests/genericport/test_genericport
 # Recursive (=), not :=: the top Makefile installs check and pkg-config
 # after reading the fragments, so ask pkg-config only when a rule runs.
-HOST_TEST_CFLAGS = $(MM_HOST_CFLAGS) -O1 -g \
+HOST_TEST_CFLAGS = $(MM_HOST_CFLAGS) -Itests/api -O1 -g \
 	$(shell pkg-config --cflags check) -MMD -MP
 HOST_TEST_LIBS = $(shell pkg-config --libs check) -lpthread
 
 DEPS_GROUPS += host
 
-$(BUILD)/host/tests/api_util.o: tests/host/api_util.c
+$(BUILD)/host/tests/api_util.o: tests/api/api_util.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(HOST_TEST_CFLAGS) -c $< -o $@
 
-$(BUILD)/host-debug/tests/api_util.o: tests/host/api_util.c
+$(BUILD)/host-debug/tests/api_util.o: tests/api/api_util.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(HOST_TEST_CFLAGS) -DMM_DEBUG=2 -c $< -o $@
 
-$(BUILD)/host/tests/test_%: tests/host/test_%.c $(BUILD)/host/tests/api_util.o $(KMALLOC_HOST_LIB)
+$(BUILD)/host/tests/test_%: tests/core/test_%.c $(BUILD)/host/tests/api_util.o $(KMALLOC_HOST_LIB)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(HOST_TEST_CFLAGS) $< $(BUILD)/host/tests/api_util.o $(KMALLOC_HOST_LIB) \
 		$(HOST_TEST_LIBS) -o $@
 
-$(BUILD)/host-debug/tests/test_%: tests/host/test_%.c $(BUILD)/host-debug/tests/api_util.o \
+$(BUILD)/host-debug/tests/test_%: tests/core/test_%.c $(BUILD)/host-debug/tests/api_util.o \
 		$(KMALLOC_HOST_DEBUG_LIB)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(HOST_TEST_CFLAGS) -DMM_DEBUG=2 $< $(BUILD)/host-debug/tests/api_util.o \
@@ -48,10 +47,10 @@ $(BUILD)/host-debug/tests/test_%: tests/host/test_%.c $(BUILD)/host-debug/tests/
 
 # One compiler run over several sources: header dependencies are listed
 # instead of generated.
-GENERIC_PORT_CFLAGS = $(CSTD) $(WARN) -Imm -Itests/host/genericport -O1 -g \
+GENERIC_PORT_CFLAGS = $(CSTD) $(WARN) -Imm -Itests/core/genericport -Itests/api -O1 -g \
 	$(shell pkg-config --cflags check)
-GENERIC_PORT_DEPS := tests/host/test_genericport.c $(MM_SRCS) \
-	$(wildcard mm/*.h) tests/host/genericport/sys_arch.h
+GENERIC_PORT_DEPS := tests/core/test_genericport.c $(MM_SRCS) \
+	$(wildcard mm/*.h) tests/core/genericport/sys_arch.h
 
 $(BUILD)/host/tests/genericport/test_genericport: $(GENERIC_PORT_DEPS)
 	@mkdir -p $(@D)
@@ -61,13 +60,13 @@ $(BUILD)/host-debug/tests/genericport/test_genericport: $(GENERIC_PORT_DEPS)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(GENERIC_PORT_CFLAGS) -DMM_DEBUG=2 $(filter %.c,$^) $(HOST_TEST_LIBS) -o $@
 
-.PHONY: test-host
-test-host: $(HOST_TEST_BINS) $(HOST_DEBUG_TEST_BINS)
+.PHONY: test-core
+test-core: $(HOST_TEST_BINS) $(HOST_DEBUG_TEST_BINS)
 	$(Q)for t in $(HOST_TEST_BINS) $(HOST_DEBUG_TEST_BINS); do \
 		echo "== $$t"; nice timeout 300 $$t || exit 1; \
 	done
 
-TEST_TARGETS += test-host
+TEST_TARGETS += test-core
 
 -include $(filter-out %/test_genericport.d,$(HOST_TEST_BINS:=.d) $(HOST_DEBUG_TEST_BINS:=.d)) \
 	$(BUILD)/host/tests/api_util.d $(BUILD)/host-debug/tests/api_util.d

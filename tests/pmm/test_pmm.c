@@ -12,6 +12,7 @@
  * free frames), pmm_stress.c (seeded random sequence against a shadow).
  */
 #include "pmm_harness.h"
+#include "../check_runner.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -422,14 +423,9 @@ Suite *pmm_map_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(pmm_map_suite());
-    srunner_add_suite(sr, pmm_table_suite());
-    srunner_add_suite(sr, pmm_randmap_suite());
-    srunner_add_suite(sr, pmm_alloc_suite());
-    srunner_add_suite(sr, pmm_misuse_suite());
-    srunner_add_suite(sr, pmm_stress_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    Suite *suites[] = {
+        pmm_map_suite(), pmm_table_suite(), pmm_randmap_suite(),
+        pmm_alloc_suite(), pmm_misuse_suite(), pmm_stress_suite(),
+    };
+    return check_run_suites(suites, sizeof(suites) / sizeof(suites[0]));
 }
