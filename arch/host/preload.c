@@ -39,6 +39,7 @@
 
 #include <pthread.h>
 
+#include "host_port.h"
 #include "internal.h"
 #include "kmalloc.h"
 
@@ -215,16 +216,21 @@ EXPORT int malloc_trim(size_t pad)
 
 static void fork_prepare(void)
 {
+	pthread_mutex_lock(&host_move_lock); /* never held with an mm lock */
 	for (unsigned i = 1; i < _NumSizeClasses; i++)
 		sys_lock(&mheap_.central[i].c.lock);
 	sys_lock(&mheap_.lock);
 	for (unsigned i = 1; i < _NumSizeClasses; i++)
 		sys_lock(&mheap_.transfer[i].t.lock);
+	/* sys_commit takes it, sometimes under mheap.lock: after that. */
+	pthread_mutex_lock(&host_commit_lock);
 }
 
 /* Parent and child alike: the locks were ours, the same bytes in both. */
 static void fork_release(void)
 {
+	pthread_mutex_unlock(&host_commit_lock);
+	pthread_mutex_unlock(&host_move_lock);
 	for (unsigned i = _NumSizeClasses - 1; i >= 1; i--)
 		sys_unlock(&mheap_.transfer[i].t.lock);
 	sys_unlock(&mheap_.lock);
