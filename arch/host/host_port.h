@@ -16,7 +16,7 @@
 
 /* The pool: one bit per id, 1 = taken by a live thread. HOST_MAX_CPUS
  * equals mm's MM_MAX_CPUS, so sys_config.max_cpus may use all of it. */
-#define HOST_MAX_CPUS 1024u
+#define HOST_MAX_CPUS 32768u
 
 /* Guards the pool. Leaf: nothing else is taken while it is held. */
 extern pthread_mutex_t host_pool_lock;

@@ -470,10 +470,33 @@ static void host_nomem(void)
 __thread unsigned host_cpu_plus1 __attribute__((tls_model("initial-exec")));
 __thread struct mcache *host_mcache __attribute__((tls_model("initial-exec")));
 
-static pthread_mutex_t cpu_pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static unsigned char cpu_used[HOST_MAX_CPUS]; /* cpu_pool_lock */
+/* The pool: bit id of cpu_used is 1 while a live thread holds id. The
+ * lowest free id is handed out, so the mcaches in use (one per id ever
+ * held, mcache.c) stay as few as the most threads ever alive at once. */
+pthread_mutex_t host_pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t cpu_used[HOST_MAX_CPUS / 64]; /* host_pool_lock */
+static unsigned cpu_free_word;  /* host_pool_lock: no free id below
+                                   64 * cpu_free_word */
+static unsigned cpu_high;       /* host_pool_lock: highest id taken + 1 */
 static pthread_key_t cpu_key;
 static pthread_once_t cpu_key_once = PTHREAD_ONCE_INIT;
+
+int host_cpu_taken(unsigned id)
+{
+	return (cpu_used[id / 64] >> (id % 64)) & 1;
+}
+
+void host_cpu_reclaim(unsigned id)
+{
+	cpu_used[id / 64] &= ~((uint64_t)1 << (id % 64));
+	if (id / 64 < cpu_free_word)
+		cpu_free_word = id / 64;
+}
+
+unsigned host_cpu_high(void)
+{
+	return cpu_high;
+}
 
 static void cpu_release(void *arg)
 {
@@ -483,48 +506,36 @@ static void cpu_release(void *arg)
 	kmalloc_flush_cpu();
 	host_cpu_plus1 = 0;
 	host_mcache = NULL; /* the id's mcache may go to another thread */
-	pthread_mutex_lock(&cpu_pool_lock);
-	cpu_used[id] = 0;
-	pthread_mutex_unlock(&cpu_pool_lock);
-}
-
-/* fork() copies only the calling thread: had another thread held the pool
- * lock (starting or exiting), the child's copy would stay locked and its
- * first new thread would hang. Hold it across fork, as the shim does with
- * the mm locks; it never nests with them (cpu_release flushes first). */
-static void cpu_pool_fork_lock(void)
-{
-	pthread_mutex_lock(&cpu_pool_lock);
-}
-
-static void cpu_pool_fork_unlock(void)
-{
-	pthread_mutex_unlock(&cpu_pool_lock);
+	pthread_mutex_lock(&host_pool_lock);
+	host_cpu_reclaim(id);
+	pthread_mutex_unlock(&host_pool_lock);
 }
 
 static void cpu_key_init(void)
 {
 	if (pthread_key_create(&cpu_key, cpu_release) != 0)
 		sys_fault("pthread_key_create failed", NULL);
-	if (pthread_atfork(cpu_pool_fork_lock, cpu_pool_fork_unlock,
-	                   cpu_pool_fork_unlock) != 0)
-		sys_fault("pthread_atfork failed", NULL);
+	host_fork_init();
 }
 
 unsigned host_cpu_assign(void)
 {
-	unsigned id;
+	unsigned w, id;
 
 	pthread_once(&cpu_key_once, cpu_key_init);
-	pthread_mutex_lock(&cpu_pool_lock);
-	for (id = 0; id < HOST_MAX_CPUS && cpu_used[id]; id++)
+	pthread_mutex_lock(&host_pool_lock);
+	for (w = cpu_free_word; w < HOST_MAX_CPUS / 64 && cpu_used[w] == ~(uint64_t)0; w++)
 		;
-	if (id == HOST_MAX_CPUS) {
-		pthread_mutex_unlock(&cpu_pool_lock);
+	if (w == HOST_MAX_CPUS / 64) {
+		pthread_mutex_unlock(&host_pool_lock);
 		sys_fault("more live threads than CPU ids", NULL);
 	}
-	cpu_used[id] = 1;
-	pthread_mutex_unlock(&cpu_pool_lock);
+	cpu_free_word = w;
+	id = w * 64 + (unsigned)__builtin_ctzll(~cpu_used[w]);
+	cpu_used[w] |= (uint64_t)1 << (id % 64);
+	if (id + 1 > cpu_high)
+		cpu_high = id + 1;
+	pthread_mutex_unlock(&host_pool_lock);
 	host_cpu_plus1 = id + 1;
 	/* The destructor runs only for a non-NULL value, hence id + 1. */
 	pthread_setspecific(cpu_key, (void *)(uintptr_t)(id + 1));
