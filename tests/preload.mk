@@ -5,7 +5,13 @@
 #   2. threads_fork  3000 short-lived threads and 100 forks under churn
 #   3. early         allocations from a constructor that runs before the
 #                    shim's own (LD_PRELOAD="shim early")
-#   4. run-programs  python3, gcc, sqlite3 and git, each compared with a
+#   4. limits        a process's limits (tests/preload/run-limits, each
+#                    case its own process): vm.max_map_count, 10,000 live
+#                    threads, 100,000 thread lifetimes, fork children of a
+#                    1,000-thread parent, ENOMEM for impossible and
+#                    larger-than-RAM+swap sizes, ulimit -v 1000000 and
+#                    50000 against glibc (about 20 s)
+#   5. run-programs  python3, gcc, sqlite3 and git, each compared with a
 #                    run on glibc's malloc (tests/preload/run-programs)
 
 PRELOAD_TEST_DIR := $(BUILD)/host/preload/tests
@@ -15,7 +21,8 @@ PRELOAD_TEST_DIR := $(BUILD)/host/preload/tests
 PRELOAD_TEST_CFLAGS := $(CSTD) $(WARN) -O1 -g -fno-builtin \
 	-Wno-alloc-size-larger-than -Wno-use-after-free -Wno-free-nonheap-object \
 	-Wno-format-truncation -MMD -MP
-PRELOAD_TEST_BINS := $(PRELOAD_TEST_DIR)/semantics $(PRELOAD_TEST_DIR)/threads_fork
+PRELOAD_TEST_BINS := $(PRELOAD_TEST_DIR)/semantics $(PRELOAD_TEST_DIR)/threads_fork \
+	$(PRELOAD_TEST_DIR)/limits
 PRELOAD_EARLY := $(PRELOAD_TEST_DIR)/libearly.so
 
 $(PRELOAD_TEST_DIR)/%: tests/preload/%.c
@@ -35,6 +42,8 @@ test-preload: $(KMALLOC_PRELOAD) $(PRELOAD_TEST_BINS) $(PRELOAD_EARLY)
 	@echo "== preload: allocation before the shim's constructor"
 	$(Q)LD_PRELOAD="$(abspath $(KMALLOC_PRELOAD)) $(abspath $(PRELOAD_EARLY))" \
 		nice timeout 60 $(PRELOAD_TEST_DIR)/semantics > /dev/null
+	@echo "== preload: the limits of a process"
+	$(Q)nice tests/preload/run-limits $(KMALLOC_PRELOAD) $(PRELOAD_TEST_DIR)/limits
 	@echo "== preload: real programs, with and without the shim"
 	$(Q)nice timeout 600 tests/preload/run-programs $(KMALLOC_PRELOAD) $(BUILD)/host/preload/programs
 

@@ -44,8 +44,8 @@
  * still counts as Reserved are untouched and cost no memory, only
  * overcommit charge. A soft region uses 64 KiB granules and no bridging
  * (address space is what is short there; its size bounds the islands).
- * The moves of big reallocs add mappings of their own, within a budget
- * (see host_move).
+ * The moves of big reallocs add mappings of their own, until the process
+ * has an eighth of vm.max_map_count (see host_move).
  *
  * The port counts committed bytes (what mm asked for, not the granules) so
  * tests can compare them with kmalloc_stats and simulate out-of-memory
@@ -356,15 +356,18 @@ void sys_release(void *p, size_t n)
  * A move leaves dst as a mapping of its own: Linux cannot merge it with
  * its neighbours (its pages keep the offsets of src), so every move may
  * add up to three mappings (dst, and the two pieces of what dst cut),
- * until a later move or free covers them again. Moves are an
- * optimisation, so they stop before they could bring the process near
- * vm.max_map_count: a move spends one credit; when credits run out,
- * /proc/self/maps is counted and the heap may have a third of what
- * separates that count from half the limit, if that is worth a count
- * (MOVE_MIN_CREDIT); otherwise big reallocs copy, and the count is tried
- * again MOVE_RETRY copies later. Counting costs O(mappings), once per
- * hundreds of moves at least. */
+ * until a later move or free covers them again (glibc's own mmap'ed
+ * blocks merge with their neighbours, so the same pattern costs glibc no
+ * mappings). Moves are an optimisation, so they stop long before they
+ * could bring the process near vm.max_map_count, which its thread stacks
+ * (two mappings each) and files need: a move spends one credit; when
+ * credits run out, /proc/self/maps is counted and the heap may have a
+ * third of what separates that count from an eighth of the limit
+ * (MOVE_SHARE), if that is worth a count (MOVE_MIN_CREDIT); otherwise big
+ * reallocs copy, and the count is tried again MOVE_RETRY copies later.
+ * Counting costs O(mappings), once per hundreds of moves at least. */
 
+#define MOVE_SHARE 8
 #define MOVE_MIN_CREDIT 64
 #define MOVE_RETRY 1024
 
@@ -421,7 +424,7 @@ static int move_allowed(void)
 		if (map_limit < 0)
 			map_limit = read_long("/proc/sys/vm/max_map_count", 65530);
 		long n = count_lines("/proc/self/maps");
-		long room = n < 0 ? 0 : (map_limit / 2 - n) / 3;
+		long room = n < 0 ? 0 : (map_limit / MOVE_SHARE - n) / 3;
 		move_credit = room >= MOVE_MIN_CREDIT ? room : 0;
 		move_refused = 0;
 	}
