@@ -16,9 +16,4 @@ void host_set_commit_limit(size_t bytes);
  * port sees; kmalloc_stats().committed must equal it. */
 size_t host_committed_bytes(void);
 
-/* Big-realloc moves (mremap) the port will still make before it counts
- * the process's mappings again (see host_move in sys.c): tests check that
- * moves stop short of vm.max_map_count. */
-long host_move_credit(void);
-
 #endif /* ARCH_HOST_HOST_H */

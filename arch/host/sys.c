@@ -376,8 +376,8 @@ static long move_credit;      /* host_move_lock */
 static long move_refused;     /* host_move_lock: copies since the last count */
 static long map_limit = -1;   /* host_move_lock: vm.max_map_count, once */
 
-/* Lines of a /proc file (its mappings, for maps), read without stdio or
- * malloc; -1 if it cannot be read. */
+/* Lines of a /proc file (for /proc/self/maps: the process's mappings),
+ * read without stdio or malloc; -1 if it cannot be read. */
 static long count_lines(const char *path)
 {
 	char buf[4096];
@@ -436,14 +436,6 @@ static int move_allowed(void)
 	}
 	pthread_mutex_unlock(&host_move_lock);
 	return ok;
-}
-
-long host_move_credit(void)
-{
-	pthread_mutex_lock(&host_move_lock);
-	long c = move_credit;
-	pthread_mutex_unlock(&host_move_lock);
-	return c;
 }
 
 /* sys_config.move: dst gets src's pages; src stays mapped, empty. Linux
