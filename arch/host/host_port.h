@@ -26,8 +26,9 @@ extern pthread_mutex_t host_commit_lock;
 /* Guards the mremap budget (host_move); taken with no mm lock held. */
 extern pthread_mutex_t host_move_lock;
 
-/* Called by fork.c in the child, pool lock held: is id taken? Give it
- * back (its thread does not exist here). */
+/* Called by fork.c in the child (the only thread): is id taken? Give it
+ * back (its thread does not exist here), marked so that the next thread
+ * to take it calls host_fork_adopt(id) first. */
 int host_cpu_taken(unsigned id);
 void host_cpu_reclaim(unsigned id);
 /* Highest id ever taken + 1 (ids below it may have an mcache). */
@@ -36,5 +37,8 @@ unsigned host_cpu_high(void);
 /* fork.c: register the fork handlers once (pthread_once); sys.c calls it
  * when the first thread takes a CPU id, the shim from its constructor. */
 void host_fork_init(void);
+/* fork.c: check the cached spans and large bins of an mcache a fork
+ * child's thread is about to adopt with id. No lock held. */
+void host_fork_adopt(unsigned id);
 
 #endif /* ARCH_HOST_HOST_PORT_H */

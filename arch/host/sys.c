@@ -470,6 +470,9 @@ __thread struct mcache *host_mcache __attribute__((tls_model("initial-exec")));
  * held, mcache.c) stay as few as the most threads ever alive at once. */
 pthread_mutex_t host_pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t cpu_used[HOST_MAX_CPUS / 64]; /* host_pool_lock */
+/* Bit id: id came back from a thread a fork child does not have; its
+ * next thread checks the mcache first (host_fork_adopt, fork.c). */
+static uint64_t cpu_adopt[HOST_MAX_CPUS / 64]; /* host_pool_lock */
 static unsigned cpu_free_word;  /* host_pool_lock: no free id below
                                    64 * cpu_free_word */
 static unsigned cpu_high;       /* host_pool_lock: highest id taken + 1 */
@@ -481,11 +484,17 @@ int host_cpu_taken(unsigned id)
 	return (cpu_used[id / 64] >> (id % 64)) & 1;
 }
 
-void host_cpu_reclaim(unsigned id)
+static void cpu_free(unsigned id)
 {
 	cpu_used[id / 64] &= ~((uint64_t)1 << (id % 64));
 	if (id / 64 < cpu_free_word)
 		cpu_free_word = id / 64;
+}
+
+void host_cpu_reclaim(unsigned id)
+{
+	cpu_free(id);
+	cpu_adopt[id / 64] |= (uint64_t)1 << (id % 64);
 }
 
 unsigned host_cpu_high(void)
@@ -502,7 +511,7 @@ static void cpu_release(void *arg)
 	host_cpu_plus1 = 0;
 	host_mcache = NULL; /* the id's mcache may go to another thread */
 	pthread_mutex_lock(&host_pool_lock);
-	host_cpu_reclaim(id);
+	cpu_free(id);
 	pthread_mutex_unlock(&host_pool_lock);
 }
 
@@ -530,7 +539,11 @@ unsigned host_cpu_assign(void)
 	cpu_used[w] |= (uint64_t)1 << (id % 64);
 	if (id + 1 > cpu_high)
 		cpu_high = id + 1;
+	int adopt = (cpu_adopt[w] >> (id % 64)) & 1;
+	cpu_adopt[w] &= ~((uint64_t)1 << (id % 64));
 	pthread_mutex_unlock(&host_pool_lock);
+	if (adopt)
+		host_fork_adopt(id);
 	host_cpu_plus1 = id + 1;
 	/* The destructor runs only for a non-NULL value, hence id + 1. */
 	pthread_setspecific(cpu_key, (void *)(uintptr_t)(id + 1));

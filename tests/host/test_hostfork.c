@@ -4,8 +4,9 @@
  * child's next threads take those ids and use each id's mcache as its
  * owner left it (magazine objects, cached span, large bins). Before that,
  * the child drops what a lock-free step caught half-way by fork could
- * have left wrong in such an mcache, each case made here by hand in the
- * parent, then checked in a forked child:
+ * have left wrong in such an mcache (magazines at fork, cached spans and
+ * large bins when a thread takes the id), each case made here by hand in
+ * the parent, then checked in a forked child:
  *   - a magazine entry whose object a cut-short spill already put in the
  *     transfer cache (it would be handed out twice);
  *   - one a cut-short drain already gave back to its span;
@@ -276,12 +277,35 @@ START_TEST(entry_in_two_orphans_dropped)
 }
 END_TEST
 
+/* The checks of cached spans and large bins run when a thread takes the
+ * id: this one takes it with its first allocation, a magazine pop that
+ * touches neither. */
+static void span_dropped(void)
+{
+	FAIL_IF(pk1.c->alloc[CLS] != &mspan_empty, "the half-swept span left the mcache");
+	FAIL_IF(mag_count(&pk1.c->mag[CLS]) != NFREE, "the magazine is kept");
+}
+
+static void bins_recounted(void);
+
+/* arg: 0 looks at the span, 1 at the large bins */
+static void *adopt_and_look(void *arg)
+{
+	kfree(kmalloc(SZ, 0));
+	FAIL_IF(cpu_slot(sys_cpu_id()) != pk1.slot, "the orphan's id is taken");
+	if (arg == NULL)
+		span_dropped();
+	else
+		bins_recounted();
+	alloc_distinct(500);
+	return NULL;
+}
+
 static void child_span_dropped(void *arg)
 {
 	(void)arg;
-	FAIL_IF(pk1.c->alloc[CLS] != &mspan_empty, "the half-swept span left the mcache");
-	FAIL_IF(mag_count(&pk1.c->mag[CLS]) != NFREE, "the magazine is kept");
-	in_thread(churn_thread, NULL);
+	FAIL_IF(pk1.c->alloc[CLS] == &mspan_empty, "nothing is dropped before a thread adopts");
+	in_thread(adopt_and_look, NULL);
 }
 
 START_TEST(half_swept_span_dropped)
@@ -298,12 +322,18 @@ START_TEST(half_swept_span_dropped)
 }
 END_TEST
 
-static void child_bins_recounted(void *arg)
+static void bins_recounted(void)
 {
-	(void)arg;
 	FAIL_IF(pk1.c->nlarge != 1, "the large bins are recounted");
 	FAIL_IF(pk1.c->large_cached_bytes != 5 * PAGE_SIZE, "with their bytes");
 	FAIL_IF(pk1.c->lbin[5] == NULL, "and their span kept");
+}
+
+static void child_bins_recounted(void *arg)
+{
+	(void)arg;
+	static int bins = 1;
+	in_thread(adopt_and_look, &bins);
 }
 
 START_TEST(large_bins_recounted)
