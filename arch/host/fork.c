@@ -30,7 +30,8 @@
  * threads of the child take them and find the mcache of the id as its
  * previous owner left it, magazines, cached spans and large bins included,
  * and use it as their own. Nothing is drained eagerly: a child that only
- * calls exec pays a read-only pass, no copy-on-write of heap metadata.
+ * calls exec pays one pass that reads the caches (and writes only its own
+ * scratch array), no copy-on-write of heap metadata.
  *
  * That is sound only for a cache no thread was changing when fork took
  * its snapshot. The lock-free parts of the core (magazine pushes and pops,
