@@ -670,8 +670,11 @@ static inline void mm_unlock(enum mm_lockrank r, struct sys_lock *l)
  * published by their CPU, read by it and by kmalloc_stats. A static
  * array (not metadata) so the fast path works before kmalloc_init: a NULL
  * entry sends it to the slow path, which initialises the heap on the
- * host. sys_config.max_cpus must not exceed MM_MAX_CPUS. */
-#define MM_MAX_CPUS 1024
+ * host. sys_config.max_cpus must not exceed MM_MAX_CPUS: 32768, what a
+ * Linux process reaches with its default limits (vm.max_map_count allows
+ * about 32,000 thread stacks; the host port's CPUs are threads). The
+ * array costs 256 KiB of zero pages, touched as CPUs appear. */
+#define MM_MAX_CPUS 32768
 extern struct mcache *mm_mcaches[MM_MAX_CPUS + 1];
 /* The mcache published at slot, or NULL. Acquire: pairs with mcache_get's
  * release store, so the mcache's fields are initialised when seen. */

@@ -8,7 +8,13 @@
 #   4. leak check    KMALLOC_LEAK_CHECK=1 on tests/preload/leaky.c: exactly
 #                    the one planted leak, named by its function; none
 #                    when the program frees it
-#   5. run-programs  python3, gcc, sqlite3 and git, each compared with a
+#   5. limits        a process's limits (tests/preload/run-limits, each
+#                    case its own process): vm.max_map_count, 10,000 live
+#                    threads, 100,000 thread lifetimes, fork children of a
+#                    1,000-thread parent, ENOMEM for impossible and
+#                    larger-than-RAM+swap sizes, ulimit -v 1000000 and
+#                    50000 against glibc (about 20 s)
+#   6. run-programs  python3, gcc, sqlite3 and git, each compared with a
 #                    run on glibc's malloc (tests/preload/run-programs)
 
 PRELOAD_TEST_DIR := $(BUILD)/host/preload/tests
@@ -19,7 +25,7 @@ PRELOAD_TEST_CFLAGS := $(CSTD) $(WARN) -O1 -g -fno-builtin \
 	-Wno-alloc-size-larger-than -Wno-use-after-free -Wno-free-nonheap-object \
 	-Wno-format-truncation -MMD -MP
 PRELOAD_TEST_BINS := $(PRELOAD_TEST_DIR)/semantics $(PRELOAD_TEST_DIR)/threads_fork \
-	$(PRELOAD_TEST_DIR)/leaky
+	$(PRELOAD_TEST_DIR)/leaky $(PRELOAD_TEST_DIR)/limits
 PRELOAD_EARLY := $(PRELOAD_TEST_DIR)/libearly.so
 
 $(PRELOAD_TEST_DIR)/%: tests/preload/%.c
@@ -46,6 +52,8 @@ test-preload: $(KMALLOC_PRELOAD) $(PRELOAD_TEST_BINS) $(PRELOAD_EARLY)
 		nice timeout 60 $(PRELOAD_TEST_DIR)/semantics > /dev/null
 	@echo "== preload: leak check at exit (KMALLOC_LEAK_CHECK=1)"
 	$(Q)nice timeout 60 tests/preload/check-leaks $(abspath $(KMALLOC_PRELOAD)) $(PRELOAD_TEST_DIR)/leaky
+	@echo "== preload: the limits of a process"
+	$(Q)nice tests/preload/run-limits $(KMALLOC_PRELOAD) $(PRELOAD_TEST_DIR)/limits
 	@echo "== preload: real programs, with and without the shim"
 	$(Q)nice timeout 600 tests/preload/run-programs $(KMALLOC_PRELOAD) $(BUILD)/host/preload/programs
 

@@ -6,7 +6,8 @@
 # host; other fragments add their own optimisation/sanitizer flags.
 
 HOST_SRCS := \
-	arch/host/sys.c
+	arch/host/sys.c \
+	arch/host/fork.c
 
 MM_HOST_CFLAGS := $(CSTD) $(WARN) -Imm -Iarch/host
 HOST_LIB_CFLAGS := $(MM_HOST_CFLAGS) -O2 -g -fPIC -MMD -MP

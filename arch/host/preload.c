@@ -22,7 +22,7 @@
  * allocation in the process sets the heap up (so calls that glibc or
  * other libraries make before any constructor runs are served), and the
  * first allocation in a thread gives it a CPU id whose mcache is flushed
- * when the thread exits (sys.c). fork() safety: see "fork" below.
+ * when the thread exits (sys.c). fork() safety: arch/host/fork.c.
  *
  * KMALLOC_PRELOAD_REPORT=<file>: at exit, append one line to <file>
  * saying that this process ran on kmalloc and how much it allocated; the
@@ -47,9 +47,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <pthread.h>
-
 #include "host.h"
+#include "host_port.h"
 #include "internal.h"
 #include "kmalloc.h"
 
@@ -198,63 +197,10 @@ EXPORT int malloc_trim(size_t pad)
 	return 1;
 }
 
-/* ---- fork ----
- * fork() copies the address space but only the calling thread. A lock that
- * another thread held at that moment stays locked forever in the child,
- * and the first allocation that needs it hangs. So, as glibc does for its
- * own arenas, the prepare handler takes every mm lock in the documented
- * order (mm/internal.h: mcentral[i].lock -> mheap.lock -> transfer[j].lock;
- * taking all the mcentral locks, then all the transfer locks, in index
- * order cannot deadlock because no other code holds two of a kind), and
- * the parent and child handlers release them. Between prepare and release
- * no other thread can be inside a locked section, so the child's copy of
- * every mm structure is consistent.
- *
- * What this does not cover, and why it is still safe:
- *   - The lock-free fast paths (a magazine push or pop) cannot be stopped
- *     by a lock. A thread caught in one does not exist in the child; at
- *     worst its half-done free leaves an object out of every cache with
- *     its live byte 0, so the child never reuses that slot: a leak, never
- *     a corruption.
- *   - The mcaches of the parent's other threads stay assigned to CPU ids
- *     nobody in the child holds; the objects in their magazines are
- *     leaked the same way (objects they allocated can still be freed from
- *     the child, into the child's own magazines).
- *   - arch/host/sys.c's CPU-id pool mutex is private to that file; sys.c
- *     holds it across fork with its own atfork handlers.
- */
-
-static void fork_prepare(void)
-{
-	for (unsigned i = 2; i < NUM_SPANCLASSES; i++)
-		sys_lock(&mheap_.central[i].c.lock);
-	sys_lock(&mheap_.lock);
-	for (unsigned i = 2; i < NUM_SPANCLASSES; i++)
-		sys_lock(&mheap_.transfer[i].t.lock);
-}
-
-/* Parent and child alike: the locks were ours, the same bytes in both. */
-static void fork_release(void)
-{
-	for (unsigned i = NUM_SPANCLASSES - 1; i >= 2; i--)
-		sys_unlock(&mheap_.transfer[i].t.lock);
-	sys_unlock(&mheap_.lock);
-	for (unsigned i = NUM_SPANCLASSES - 1; i >= 2; i--)
-		sys_unlock(&mheap_.central[i].c.lock);
-}
-
-static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
-
-static void fork_register(void)
-{
-	if (pthread_atfork(fork_prepare, fork_release, fork_release) != 0)
-		sys_fault("preload: pthread_atfork failed", NULL);
-}
-
-static void preload_fork_init(void)
-{
-	pthread_once(&fork_once, fork_register);
-}
+/* fork(): arch/host/fork.c holds every lock of the core and the port
+ * across fork and, in the child, gives the parent's other threads' CPU
+ * ids and caches back. Registered here as well as at the first thread's
+ * first allocation, so it is in place before any fork. */
 
 /* ---- KMALLOC_PRELOAD_REPORT ---- */
 
@@ -282,7 +228,7 @@ static size_t put_u64(char *buf, size_t n, size_t cap, uint64_t v)
 
 __attribute__((constructor)) static void preload_init(void)
 {
-	preload_fork_init();
+	host_fork_init();
 	const char *r = getenv("KMALLOC_PRELOAD_REPORT");
 	if (r != NULL && strlen(r) < sizeof(report_path))
 		memcpy(report_path, r, strlen(r) + 1);

@@ -2,9 +2,18 @@
  * sys.c (host): mm/sys.h on Linux, for unit tests, fuzzing, benchmarks and
  * the LD_PRELOAD shim. See mm/malloc.c for the overview.
  *
- *   sys_reserve  mmap(PROT_NONE, MAP_NORESERVE): address space, no memory
- *   sys_commit   mprotect(PROT_READ|PROT_WRITE): the kernel backs pages with
- *                zeroed memory on first touch
+ *   sys_reserve  mmap(PROT_NONE), private, without MAP_NORESERVE: address
+ *                space, no memory, and nothing charged yet (Linux charges a
+ *                private mapping to its overcommit account only once it is
+ *                writable). Under an address-space limit (RLIMIT_AS,
+ *                ulimit -v) only a free place is chosen ("soft" region) and
+ *                nothing is mapped until committed
+ *   sys_commit   mprotect(PROT_READ|PROT_WRITE) of the whole granules
+ *                around the range (a soft region: mmap of them), once per
+ *                granule; making them writable is where Linux applies its
+ *                overcommit check, so a commit bigger than RAM + swap fails
+ *                with ENOMEM as a glibc mmap would. The kernel backs pages
+ *                with zeroed memory on first touch
  *   sys_release  madvise(MADV_DONTNEED) alone: memory goes back to Linux,
  *                the pages stay mapped and read as zero if touched. One
  *                system call, and no split of the mapping (an mprotect to
@@ -29,13 +38,31 @@
  *   sys_fault    "kmalloc: <msg>: 0x<p>" on stderr with write(2), then abort
  *   sys_log      one line on stdout with write(2)
  *
- * The port counts committed bytes so tests can compare them with
- * kmalloc_stats and simulate out-of-memory (host.h).
+ * Mappings. Linux allows a process vm.max_map_count (65,530) mappings, and
+ * every run of the region with other protections than its neighbours is
+ * one. Only commits change protections here (releases do not), and the
+ * writable part only grows, so the region is a few writable islands in
+ * PROT_NONE. A commit makes its whole 4 MiB granules writable, and also
+ * the PROT_NONE gap down to (or up to) a writable granule at most
+ * GRAN_BRIDGE granules away: islands are then more than 64 MiB apart, so
+ * the region is at most 2 * (region size / 64 MiB) + 1 mappings (about
+ * 2,500 for the default 80 GiB region) whatever the allocation pattern,
+ * e.g. aligned allocations that leave gaps. Pages made writable that mm
+ * still counts as Reserved are untouched and cost no memory, only
+ * overcommit charge. A soft region uses 64 KiB granules and no bridging
+ * (address space is what is short there; its size bounds the islands).
+ * The moves of big reallocs add mappings of their own, until the process
+ * has an eighth of vm.max_map_count (see host_move).
+ *
+ * The port counts committed bytes (what mm asked for, not the granules) so
+ * tests can compare them with kmalloc_stats and simulate out-of-memory
+ * (host.h).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <link.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -43,13 +70,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "host.h"
+#include "host_port.h"
 #include "kmalloc.h"
 #include "sys.h"
-
-#define HOST_MAX_CPUS 1024
 
 static int host_move(void *dst, void *src, size_t n);
 static void host_nomem(void);
@@ -82,14 +110,231 @@ size_t host_committed_bytes(void)
 	return __atomic_load_n(&committed, __ATOMIC_RELAXED);
 }
 
+/* ---- the region and its writable granules ---- */
+
+#define GRAN_HARD 22            /* 4 MiB granules (mm's chunk) */
+#define GRAN_SOFT 16            /* 64 KiB: address space is what is short */
+#define GRAN_BRIDGE 16          /* hard: gaps up to 64 MiB become writable */
+#define GRAN_MAX (1u << 21)     /* granules tracked: 128 GiB of region at
+                                   64 KiB, 8 TiB at 4 MiB */
+/* Where a soft region goes: far below the top-down mmap area and above
+ * ASan's shadow, 1 GiB-aligned at a random place (ASLR). */
+#define SOFT_LO ((uintptr_t)0x200000000000) /* 32 TiB */
+#define SOFT_HI ((uintptr_t)0x600000000000) /* 96 TiB */
+#define SOFT_ALIGN ((uintptr_t)1 << 30)
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000 /* Linux 4.17 */
+#endif
+
+/* Written once by sys_reserve. */
+static uintptr_t region_lo, region_hi;
+static int region_soft;       /* nothing mapped until committed */
+static unsigned gran_shift;
+/* Bit g: granule g (counted from region_lo rounded down) is writable
+ * (hard) or mapped writable (soft). Set under host_commit_lock, read
+ * without it (a set bit never clears). */
+static uint64_t gran_rw[GRAN_MAX / 64];
+pthread_mutex_t host_commit_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static uintptr_t gran_base(void)
+{
+	return region_lo & ~(((uintptr_t)1 << gran_shift) - 1);
+}
+
+static int gran_is_rw(size_t g)
+{
+	return (__atomic_load_n(&gran_rw[g / 64], __ATOMIC_ACQUIRE) >> (g % 64)) & 1;
+}
+
+static void gran_set_rw(size_t g0, size_t g1)
+{
+	for (size_t g = g0; g < g1; g++)
+		__atomic_fetch_or(&gran_rw[g / 64], (uint64_t)1 << (g % 64), __ATOMIC_RELEASE);
+}
+
+static int hexval(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : 0;
+}
+
+/* 1 if no line of /proc/self/maps overlaps [lo, hi), or if the file cannot
+ * be read (then MAP_FIXED_NOREPLACE at commit time is the only check).
+ * No stdio, no malloc: this runs inside the first malloc. */
+static int range_free(uintptr_t lo, uintptr_t hi)
+{
+	char buf[4096];
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 1;
+	uintptr_t a = 0, b = 0;
+	int field = 0, ok = 1; /* fields: start, end, the rest of the line */
+	for (;;) {
+		ssize_t r = read(fd, buf, sizeof(buf));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		for (ssize_t i = 0; i < r; i++) {
+			char c = buf[i];
+			if (c == '\n') {
+				if (field != 0 && a < hi && b > lo)
+					ok = 0;
+				a = b = 0;
+				field = 0;
+			} else if (field == 0) {
+				if (c == '-')
+					field = 1;
+				else
+					a = a * 16 + (uintptr_t)hexval(c);
+			} else if (field == 1) {
+				if (c == ' ')
+					field = 2;
+				else
+					b = b * 16 + (uintptr_t)hexval(c);
+			}
+		}
+	}
+	close(fd);
+	return ok;
+}
+
+/* A free place for a soft region of `size` bytes, or 0. */
+static uintptr_t soft_place(size_t size)
+{
+	if (size > SOFT_HI - SOFT_LO - SOFT_ALIGN)
+		return 0;
+	uint64_t slots = (SOFT_HI - SOFT_LO - size) / SOFT_ALIGN, r = 0;
+	if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
+		r = __builtin_ia32_rdtsc() ^ (uintptr_t)&r;
+	for (int i = 0; i < 32; i++) {
+		uintptr_t base = SOFT_LO + (uintptr_t)((r + (uint64_t)i * 0x9e3779b97f4a7c15ull) % slots) *
+		                               SOFT_ALIGN;
+		if (range_free(base, base + size))
+			return base;
+	}
+	return 0;
+}
+
 int sys_reserve(size_t size, void **base)
 {
-	void *p = mmap(NULL, size, PROT_NONE,
-	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	/* Under an address-space limit (ulimit -v, RLIMIT_AS), a reservation
+	 * is charged like memory: reserving the region up front would leave
+	 * the program no room for thread stacks, libraries or its own
+	 * mappings, and would cap the heap at what is left after mm's
+	 * metadata. So the region is only a place then ("soft"): an address
+	 * range checked free now, mapped granule by granule as mm commits
+	 * (MAP_FIXED_NOREPLACE, so a mapping someone else put there meanwhile
+	 * makes that commit fail, never clobbers it). Address space is then
+	 * used as glibc uses it, as the heap grows. */
+	struct rlimit rl;
+	uintptr_t soft = 0;
+	if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		soft = soft_place(size);
+	if (soft != 0) {
+		region_soft = 1;
+		gran_shift = GRAN_SOFT;
+		region_lo = soft;
+		region_hi = soft + size;
+		*base = (void *)soft;
+		return 0;
+	}
+	/* No MAP_NORESERVE: with it, making pages writable later would not
+	 * be charged, and a malloc larger than RAM + swap would succeed now
+	 * and meet the OOM killer later. A PROT_NONE private mapping is not
+	 * charged until it becomes writable, so reserving stays free. */
+	void *p = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
 		return -1;
+	gran_shift = GRAN_HARD;
+	region_lo = (uintptr_t)p;
+	region_hi = region_lo + size;
 	*base = p;
 	return 0;
+}
+
+/* Soft region: map granules [g0, g1) where not mapped yet, run by run.
+ * pre: host_commit_lock. Returns 0 or -1 (runs mapped before the failure
+ * stay mapped and recorded). */
+static int map_granules(size_t g0, size_t g1)
+{
+	uintptr_t gb = gran_base();
+	for (size_t g = g0; g < g1;) {
+		if (gran_is_rw(g)) {
+			g++;
+			continue;
+		}
+		size_t e = g + 1;
+		while (e < g1 && !gran_is_rw(e))
+			e++;
+		uintptr_t a = gb + ((uintptr_t)g << gran_shift), z = gb + ((uintptr_t)e << gran_shift);
+		if (a < region_lo)
+			a = region_lo;
+		if (z > region_hi)
+			z = region_hi;
+		void *r = mmap((void *)a, z - a, PROT_READ | PROT_WRITE,
+		               MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+		if (r != (void *)a) {
+			/* Taken by someone else (EEXIST), or a kernel before 4.17
+			 * that read the flag as a mere hint and put it elsewhere. */
+			if (r != MAP_FAILED)
+				munmap(r, z - a);
+			return -1;
+		}
+		gran_set_rw(g, e);
+		g = e;
+	}
+	return 0;
+}
+
+/* Make the granules around [p, p+n) writable. Hard region: also a short
+ * PROT_NONE gap to a writable neighbour (see the top comment). Returns
+ * 0, or -1 if Linux refused (overcommit, RLIMIT_AS, vm.max_map_count, a
+ * foreign mapping in a soft region). */
+static int make_writable(uintptr_t p, size_t n)
+{
+	uintptr_t gb = gran_base(), gsz = (uintptr_t)1 << gran_shift;
+	size_t ng = (region_hi - gb + gsz - 1) >> gran_shift;
+	if (ng > GRAN_MAX)
+		/* A region too big to track (a build with a bigger arena):
+		 * commit exactly, as the port always did. */
+		return mprotect((void *)p, n, PROT_READ | PROT_WRITE);
+	size_t g0 = (p - gb) >> gran_shift, g1 = ((p + n - 1 - gb) >> gran_shift) + 1;
+	size_t g;
+	for (g = g0; g < g1 && gran_is_rw(g); g++)
+		;
+	if (g == g1)
+		return 0; /* the common case: no system call */
+	pthread_mutex_lock(&host_commit_lock);
+	int r;
+	if (region_soft) {
+		r = map_granules(g0, g1);
+	} else {
+		size_t lo = g0, hi = g1;
+		for (size_t k = 1; k <= GRAN_BRIDGE && k <= g0; k++)
+			if (gran_is_rw(g0 - k)) {
+				lo = g0 - k + 1;
+				break;
+			}
+		for (size_t k = 0; k < GRAN_BRIDGE && g1 + k < ng; k++)
+			if (gran_is_rw(g1 + k)) {
+				hi = g1 + k;
+				break;
+			}
+		uintptr_t a = gb + ((uintptr_t)lo << gran_shift), e = gb + ((uintptr_t)hi << gran_shift);
+		if (a < region_lo)
+			a = region_lo;
+		if (e > region_hi)
+			e = region_hi;
+		/* One call for the whole range: Linux charges each PROT_NONE
+		 * piece it makes writable against the overcommit limit as a
+		 * whole, as it would a mmap of that size. */
+		r = mprotect((void *)a, e - a, PROT_READ | PROT_WRITE);
+		if (r == 0)
+			gran_set_rw(lo, hi);
+	}
+	pthread_mutex_unlock(&host_commit_lock);
+	return r;
 }
 
 int sys_commit(void *p, size_t n)
@@ -100,10 +345,9 @@ int sys_commit(void *p, size_t n)
 		__atomic_sub_fetch(&committed, n, __ATOMIC_RELAXED);
 		return -1;
 	}
-	if (mprotect(p, n, PROT_READ | PROT_WRITE) != 0) {
-		/* mprotect fails as a whole only for bad arguments or when the
-		 * kernel cannot split the mapping (ENOMEM); either way nothing
-		 * we can use was committed. */
+	if (make_writable((uintptr_t)p, n) != 0) {
+		/* ENOMEM: the overcommit check refused, or the kernel could
+		 * not split a mapping; nothing mm would count as Ready. */
 		__atomic_sub_fetch(&committed, n, __ATOMIC_RELAXED);
 		return -1;
 	}
@@ -112,8 +356,12 @@ int sys_commit(void *p, size_t n)
 
 void sys_release(void *p, size_t n)
 {
+	/* MADV_DONTNEED fails only where it cannot drop pages (mlock'ed
+	 * memory, EINVAL). Then the pages stay, but must read as zero when
+	 * mm commits them again (sys_config.commit_zeroed), so clear them:
+	 * a free() must not abort. */
 	if (madvise(p, n, MADV_DONTNEED) != 0)
-		sys_fault("sys_release failed", p);
+		memset(p, 0, n);
 	__atomic_sub_fetch(&committed, n, __ATOMIC_RELAXED);
 }
 
@@ -121,12 +369,102 @@ void sys_release(void *p, size_t n)
 #define MREMAP_DONTUNMAP 4 /* Linux 5.7; older C libraries lack the name */
 #endif
 
+/* ---- the mremap budget ----
+ * A move leaves dst as a mapping of its own: Linux cannot merge it with
+ * its neighbours (its pages keep the offsets of src), so every move may
+ * add up to three mappings (dst, and the two pieces of what dst cut),
+ * until a later move or free covers them again (glibc's own mmap'ed
+ * blocks merge with their neighbours, so the same pattern costs glibc no
+ * mappings). Moves are an optimisation, so they stop long before they
+ * could bring the process near vm.max_map_count, which its thread stacks
+ * (two mappings each) and files need: a move spends one credit; when
+ * credits run out, /proc/self/maps is counted and the heap may have a
+ * third of what separates that count from an eighth of the limit
+ * (MOVE_SHARE), if that is worth a count (MOVE_MIN_CREDIT); otherwise big
+ * reallocs copy, and the count is tried again MOVE_RETRY copies later.
+ * Counting costs O(mappings), once per hundreds of moves at least. */
+
+#define MOVE_SHARE 8
+#define MOVE_MIN_CREDIT 64
+#define MOVE_RETRY 1024
+
+pthread_mutex_t host_move_lock = PTHREAD_MUTEX_INITIALIZER;
+static long move_credit;      /* host_move_lock */
+static long move_refused;     /* host_move_lock: copies since the last count */
+static long map_limit = -1;   /* host_move_lock: vm.max_map_count, once */
+
+/* Lines of a /proc file (for /proc/self/maps: the process's mappings),
+ * read without stdio or malloc; -1 if it cannot be read. */
+static long count_lines(const char *path)
+{
+	char buf[4096];
+	long lines = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	for (;;) {
+		ssize_t r = read(fd, buf, sizeof(buf));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			close(fd);
+			return r < 0 ? -1 : lines;
+		}
+		for (ssize_t i = 0; i < r; i++)
+			lines += buf[i] == '\n';
+	}
+}
+
+/* A decimal number from a /proc file, or dflt. */
+static long read_long(const char *path, long dflt)
+{
+	char buf[32];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return dflt;
+	ssize_t r = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (r <= 0)
+		return dflt;
+	long v = 0;
+	for (ssize_t i = 0; i < r && buf[i] >= '0' && buf[i] <= '9'; i++)
+		v = v * 10 + (buf[i] - '0');
+	return v > 0 ? v : dflt;
+}
+
+/* Take one move credit; 0 if the move must not happen. */
+static int move_allowed(void)
+{
+	int ok = 0;
+	pthread_mutex_lock(&host_move_lock);
+	if (move_credit == 0 && move_refused % MOVE_RETRY == 0) {
+		if (map_limit < 0)
+			map_limit = read_long("/proc/sys/vm/max_map_count", 65530);
+		long n = count_lines("/proc/self/maps");
+		long room = n < 0 ? 0 : (map_limit / MOVE_SHARE - n) / 3;
+		move_credit = room >= MOVE_MIN_CREDIT ? room : 0;
+		move_refused = 0;
+	}
+	if (move_credit > 0) {
+		move_credit--;
+		ok = 1;
+	} else {
+		move_refused++;
+	}
+	pthread_mutex_unlock(&host_move_lock);
+	return ok;
+}
+
 /* sys_config.move: dst gets src's pages; src stays mapped, empty. Linux
- * before 5.7 (no MREMAP_DONTUNMAP) says EINVAL: then krealloc copies.
+ * before 5.7 (no MREMAP_DONTUNMAP) says EINVAL: then krealloc copies, as
+ * it does when the mapping budget above is spent.
  * Whatever dst held is unmapped by MREMAP_FIXED, so dst's committed bytes
- * go and src's now count for dst. */
+ * go and src's now count for dst. dst stays writable (its granules'
+ * bits stay set) and src too (DONTUNMAP keeps its protection). */
 static int host_move(void *dst, void *src, size_t n)
 {
+	if (!move_allowed())
+		return -1;
 	void *r = mremap(src, n, n, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, dst);
 	if (r == MAP_FAILED)
 		return -1;
@@ -227,10 +565,42 @@ static size_t host_symbolize(uintptr_t pc, char *buf, size_t cap)
 __thread unsigned host_cpu_plus1 __attribute__((tls_model("initial-exec")));
 __thread struct mcache *host_mcache __attribute__((tls_model("initial-exec")));
 
-static pthread_mutex_t cpu_pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static unsigned char cpu_used[HOST_MAX_CPUS]; /* cpu_pool_lock */
+/* The pool: bit id of cpu_used is 1 while a live thread holds id. The
+ * lowest free id is handed out, so the mcaches in use (one per id ever
+ * held, mcache.c) stay as few as the most threads ever alive at once. */
+pthread_mutex_t host_pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t cpu_used[HOST_MAX_CPUS / 64]; /* host_pool_lock */
+/* Bit id: id came back from a thread a fork child does not have; its
+ * next thread checks the mcache first (host_fork_adopt, fork.c). */
+static uint64_t cpu_adopt[HOST_MAX_CPUS / 64]; /* host_pool_lock */
+static unsigned cpu_free_word;  /* host_pool_lock: no free id below
+                                   64 * cpu_free_word */
+static unsigned cpu_high;       /* host_pool_lock: highest id taken + 1 */
 static pthread_key_t cpu_key;
 static pthread_once_t cpu_key_once = PTHREAD_ONCE_INIT;
+
+int host_cpu_taken(unsigned id)
+{
+	return (cpu_used[id / 64] >> (id % 64)) & 1;
+}
+
+static void cpu_free(unsigned id)
+{
+	cpu_used[id / 64] &= ~((uint64_t)1 << (id % 64));
+	if (id / 64 < cpu_free_word)
+		cpu_free_word = id / 64;
+}
+
+void host_cpu_reclaim(unsigned id)
+{
+	cpu_free(id);
+	cpu_adopt[id / 64] |= (uint64_t)1 << (id % 64);
+}
+
+unsigned host_cpu_high(void)
+{
+	return cpu_high;
+}
 
 static void cpu_release(void *arg)
 {
@@ -240,48 +610,40 @@ static void cpu_release(void *arg)
 	kmalloc_flush_cpu();
 	host_cpu_plus1 = 0;
 	host_mcache = NULL; /* the id's mcache may go to another thread */
-	pthread_mutex_lock(&cpu_pool_lock);
-	cpu_used[id] = 0;
-	pthread_mutex_unlock(&cpu_pool_lock);
-}
-
-/* fork() copies only the calling thread: had another thread held the pool
- * lock (starting or exiting), the child's copy would stay locked and its
- * first new thread would hang. Hold it across fork, as the shim does with
- * the mm locks; it never nests with them (cpu_release flushes first). */
-static void cpu_pool_fork_lock(void)
-{
-	pthread_mutex_lock(&cpu_pool_lock);
-}
-
-static void cpu_pool_fork_unlock(void)
-{
-	pthread_mutex_unlock(&cpu_pool_lock);
+	pthread_mutex_lock(&host_pool_lock);
+	cpu_free(id);
+	pthread_mutex_unlock(&host_pool_lock);
 }
 
 static void cpu_key_init(void)
 {
 	if (pthread_key_create(&cpu_key, cpu_release) != 0)
 		sys_fault("pthread_key_create failed", NULL);
-	if (pthread_atfork(cpu_pool_fork_lock, cpu_pool_fork_unlock,
-	                   cpu_pool_fork_unlock) != 0)
-		sys_fault("pthread_atfork failed", NULL);
+	host_fork_init();
 }
 
 unsigned host_cpu_assign(void)
 {
-	unsigned id;
+	unsigned w, id;
 
 	pthread_once(&cpu_key_once, cpu_key_init);
-	pthread_mutex_lock(&cpu_pool_lock);
-	for (id = 0; id < HOST_MAX_CPUS && cpu_used[id]; id++)
+	pthread_mutex_lock(&host_pool_lock);
+	for (w = cpu_free_word; w < HOST_MAX_CPUS / 64 && cpu_used[w] == ~(uint64_t)0; w++)
 		;
-	if (id == HOST_MAX_CPUS) {
-		pthread_mutex_unlock(&cpu_pool_lock);
+	if (w == HOST_MAX_CPUS / 64) {
+		pthread_mutex_unlock(&host_pool_lock);
 		sys_fault("more live threads than CPU ids", NULL);
 	}
-	cpu_used[id] = 1;
-	pthread_mutex_unlock(&cpu_pool_lock);
+	cpu_free_word = w;
+	id = w * 64 + (unsigned)__builtin_ctzll(~cpu_used[w]);
+	cpu_used[w] |= (uint64_t)1 << (id % 64);
+	if (id + 1 > cpu_high)
+		cpu_high = id + 1;
+	int adopt = (cpu_adopt[w] >> (id % 64)) & 1;
+	cpu_adopt[w] &= ~((uint64_t)1 << (id % 64));
+	pthread_mutex_unlock(&host_pool_lock);
+	if (adopt)
+		host_fork_adopt(id);
 	host_cpu_plus1 = id + 1;
 	/* The destructor runs only for a non-NULL value, hence id + 1. */
 	pthread_setspecific(cpu_key, (void *)(uintptr_t)(id + 1));

@@ -42,6 +42,13 @@
  *             (1M replacements); a misaligned result ends the run with
  *             exit status 1 (Debian's mimalloc 2.0.9 returns some, for
  *             alignments 256..1024: microsoft/mimalloc issue 700)
+ *   idle      IDLE_THREADS threads each allocate and free a mix (rounds of
+ *             500 objects, 8..2048 B and one in 32 of 32..256 KiB, all
+ *             freed), then wait: the RSS each idle thread leaves behind.
+ *             Also prints empty_kb, the RSS per thread of as many threads
+ *             that never allocate (stacks, kernel), measured first in the
+ *             same process, and thread_kb, what an idle thread costs
+ *             (idle - empty, per thread): what the allocator keeps for it
  *   bigblocks blocks of 5..25 MiB, at most 2 live: free the older, malloc
  *             a new one and write one byte in each of its 4 KiB pages (300
  *             replacements). An allocator that gives the pages of every
@@ -446,6 +453,72 @@ static void aligned(void)
 		free(set[i]);
 }
 
+/* ---- idle threads ---- */
+
+#define IDLE_THREADS 200
+static pthread_barrier_t idle_ready, idle_go;
+
+static void *idle_empty(void *arg)
+{
+	(void)arg;
+	pthread_barrier_wait(&idle_ready);
+	pthread_barrier_wait(&idle_go);
+	return NULL;
+}
+
+static void *idle_worker(void *arg)
+{
+	uint64_t s = (uintptr_t)arg * 7919 + 1;
+	enum { N = 500 };
+	static __thread void *p[N];
+	for (int round = 0; round < 4; round++) {
+		for (int i = 0; i < N; i++) {
+			uint64_t r = rng(&s);
+			size_t n = r % 32 == 0 ? 32768 + r % (224 << 10) : 8 + r % 2041;
+			p[i] = malloc(n);
+			touch(p[i], n);
+		}
+		for (int i = 0; i < N; i++)
+			free(p[i]);
+	}
+	pthread_barrier_wait(&idle_ready);
+	pthread_barrier_wait(&idle_go);
+	return NULL;
+}
+
+/* RSS per thread of IDLE_THREADS threads running fn, all waiting. */
+static double idle_round(void *(*fn)(void *))
+{
+	static pthread_t t[IDLE_THREADS];
+	pthread_barrier_init(&idle_ready, NULL, IDLE_THREADS + 1);
+	pthread_barrier_init(&idle_go, NULL, IDLE_THREADS + 1);
+	long before = rss_kb();
+	for (int i = 0; i < IDLE_THREADS; i++)
+		if (pthread_create(&t[i], NULL, fn, (void *)(uintptr_t)(i + 1)) != 0) {
+			fprintf(stderr, "workloads: pthread_create failed\n");
+			exit(1);
+		}
+	pthread_barrier_wait(&idle_ready);
+	long idle = rss_kb();
+	pthread_barrier_wait(&idle_go);
+	for (int i = 0; i < IDLE_THREADS; i++)
+		pthread_join(t[i], NULL);
+	pthread_barrier_destroy(&idle_ready);
+	pthread_barrier_destroy(&idle_go);
+	return (double)(idle - before) / IDLE_THREADS;
+}
+
+static void idle_threads(void)
+{
+	double empty = idle_round(idle_empty);
+	double t0 = now();
+	double busy = idle_round(idle_worker);
+	double secs = now() - t0;
+	printf("workload=idle ops=%d secs=%.6f peak_kb=%ld idle_kb=%.1f empty_kb=%.1f "
+	       "thread_kb=%.1f\n",
+	       IDLE_THREADS * 4 * 500, secs, peak_kb(), busy, empty, busy - empty);
+}
+
 /* ---- big blocks ---- */
 
 static void bigblocks(void)
@@ -491,7 +564,7 @@ int main(int argc, char **argv)
 		{ "churn", churn },       { "fixed", fixed },   { "loguni", loguni },
 		{ "prodcons", prodcons }, { "larson", larson }, { "frag", frag },
 		{ "realloc", realloc_growth }, { "aligned", aligned },
-		{ "bigblocks", bigblocks },
+		{ "bigblocks", bigblocks }, { "idle", idle_threads },
 	};
 	if (argc == 2)
 		for (size_t i = 0; i < sizeof(w) / sizeof(w[0]); i++)
@@ -499,6 +572,6 @@ int main(int argc, char **argv)
 				w[i].fn();
 				return 0;
 			}
-	fprintf(stderr, "usage: workloads churn|fixed|loguni|prodcons|larson|frag|realloc|aligned|bigblocks\n");
+	fprintf(stderr, "usage: workloads churn|fixed|loguni|prodcons|larson|frag|realloc|aligned|bigblocks|idle\n");
 	return 2;
 }

@@ -2,8 +2,9 @@
  * threads_fork.c: the shim across thread creation and exit and across
  * fork(), run under LD_PRELOAD by tests/preload.mk.
  *
- *   threads   3000 short-lived threads (more than the port's 1024 CPU ids,
- *             so ids must be recycled when threads exit), 8 at a time;
+ *   threads   3000 short-lived threads, 8 at a time, whose CPU ids are
+ *             recycled when they exit (limits.c's lifetimes case runs
+ *             100,000, more than the port's 32768 ids);
  *             each allocates with fill patterns, hands half its objects to
  *             the main thread (freed there: cross-thread frees) and frees
  *             one more object from a pthread key destructor, i.e. after

@@ -1,0 +1,44 @@
+/*
+ * host_port.h: what the host port's own files share and nothing else
+ * sees: arch/host/sys.c (memory, CPU ids, locks) and arch/host/fork.c
+ * (fork() handling: locks across fork, CPU ids and caches of the threads
+ * the child does not have). mm/ never includes it.
+ *
+ * Data flow: sys.c owns the CPU-id pool and the port's two mutexes;
+ * fork.c takes them (after mm's locks, see the order there) before fork
+ * and, in the child, hands the ids of the parent's other threads back to
+ * the pool through host_cpu_reclaim.
+ */
+#ifndef ARCH_HOST_HOST_PORT_H
+#define ARCH_HOST_HOST_PORT_H
+
+#include <pthread.h>
+
+/* The pool: one bit per id, 1 = taken by a live thread. HOST_MAX_CPUS
+ * equals mm's MM_MAX_CPUS, so sys_config.max_cpus may use all of it. */
+#define HOST_MAX_CPUS 32768u
+
+/* Guards the pool. Leaf: nothing else is taken while it is held. */
+extern pthread_mutex_t host_pool_lock;
+/* Guards the commit bookkeeping (which granules are mapped writable);
+ * taken inside sys_commit, which may run under mheap.lock. */
+extern pthread_mutex_t host_commit_lock;
+/* Guards the mremap budget (host_move); taken with no mm lock held. */
+extern pthread_mutex_t host_move_lock;
+
+/* Called by fork.c in the child (the only thread): is id taken? Give it
+ * back (its thread does not exist here), marked so that the next thread
+ * to take it calls host_fork_adopt(id) first. */
+int host_cpu_taken(unsigned id);
+void host_cpu_reclaim(unsigned id);
+/* Highest id ever taken + 1 (ids below it may have an mcache). */
+unsigned host_cpu_high(void);
+
+/* fork.c: register the fork handlers once (pthread_once); sys.c calls it
+ * when the first thread takes a CPU id, the shim from its constructor. */
+void host_fork_init(void);
+/* fork.c: check the cached spans and large bins of an mcache a fork
+ * child's thread is about to adopt with id. No lock held. */
+void host_fork_adopt(unsigned id);
+
+#endif /* ARCH_HOST_HOST_PORT_H */
