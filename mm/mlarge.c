@@ -203,6 +203,10 @@ void kfree_large(struct mspan *s, uintptr_t p)
  * Returns the object, or NULL with p untouched. */
 void *mm_realloc_large(struct mspan *s, void *p, size_t size, unsigned flags, uintptr_t site)
 {
+	/* larger than the arena: refused before the page count, which would
+	 * wrap to 0 within a page of SIZE_MAX (and then "fit") */
+	if (size > mheap_.arena_end - mheap_.arena_start)
+		return mm_nomem();
 	size_t npages = (size + PAGE_SIZE - 1) >> PAGE_SHIFT;
 	if (npages <= s->npages)
 		return p;

@@ -623,6 +623,26 @@ START_TEST(huge_sizes_are_null)
 	}
 	kmalloc_stats(&b);
 	stats_equal(&a, &b, "a failed huge request");
+	/* krealloc of a live object, small and large, to each bad size: NULL,
+	 * and the object stays as it was (the page count of a size within a
+	 * page of SIZE_MAX wraps to 0; the fuzzer found that one) */
+	for (size_t k = 0; k < 2; k++) {
+		size_t live = k == 0 ? 100 : 100000;
+		unsigned char *q = kmalloc(live, 0);
+		ck_assert_ptr_nonnull(q);
+		fill_pattern(q, live, 5);
+		kmalloc_stats(&a);
+		for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+			ck_assert_msg(krealloc(q, bad[i], 0) == NULL, "krealloc(%zu B object, %zu)",
+			              live, bad[i]);
+		for (size_t i = 0; i < sizeof above / sizeof above[0]; i++)
+			ck_assert_msg(krealloc(q, above[i], 0) == NULL, "krealloc(%zu B object, %zu)",
+			              live, above[i]);
+		kmalloc_stats(&b);
+		stats_equal(&a, &b, "a failed huge krealloc");
+		ck_assert_msg(check_pattern(q, live, 5) == (size_t)-1, "object changed");
+		kfree(q);
+	}
 	p = kmalloc(64, 0);
 	ck_assert_ptr_nonnull(p);
 	kfree(p);
