@@ -467,7 +467,16 @@ static void drain_until_all_done(unsigned cpu, unsigned n)
 }
 
 static const size_t handoff_sizes[] = { 8, 16, 48, 128, 512, 1024, 4096, 8192, 32768, 65536, 262144 };
+/* 600 objects per CPU, fewer above 16 CPUs (9600 in all, at least 100
+ * each): under emulation every hand-off waits for the next vCPU's turn. */
 #define HANDOFFS_PER_CPU 600
+#define HANDOFFS_TOTAL 9600
+#define HANDOFFS_PER_CPU_MIN 100
+static unsigned handoffs_per_cpu(void)
+{
+    unsigned k = HANDOFFS_TOTAL / smp_cpus_online();
+    return k > HANDOFFS_PER_CPU ? HANDOFFS_PER_CPU : k < HANDOFFS_PER_CPU_MIN ? HANDOFFS_PER_CPU_MIN : k;
+}
 
 static void handoff(unsigned cpu, void *arg)
 {
@@ -476,7 +485,8 @@ static void handoff(unsigned cpu, void *arg)
     struct ring *out = &rings[cpu], *in = &rings[(cpu + n - 1) % n];
     uint64_t seed = 0x1234567ull * (cpu + 1);
     struct handoff h;
-    for (unsigned i = 0; i < HANDOFFS_PER_CPU; i++) {
+    unsigned k = handoffs_per_cpu();
+    for (unsigned i = 0; i < k; i++) {
         size_t size = handoff_sizes[i % (sizeof(handoff_sizes) / sizeof(handoff_sizes[0]))];
         void *p = kmalloc(size, 0);
         if (!p) {
@@ -510,7 +520,7 @@ KTEST(smp_kmalloc_handoff)
     uint64_t freed = 0;
     for (unsigned c = 0; c < smp_cpus_online(); c++)
         freed += test_counts[c].frees;
-    KTEST_EXPECT_EQ(t, freed, (uint64_t)HANDOFFS_PER_CPU * smp_cpus_online());
+    KTEST_EXPECT_EQ(t, freed, (uint64_t)handoffs_per_cpu() * smp_cpus_online());
 }
 
 /* ---- random stress ---- */
