@@ -25,8 +25,8 @@
  * the parent checks both and goes on with its heap untouched.
  *
  * Cost per input (the CI run must reach >= 1000 inputs a second): live
- * bytes are bounded to LIVE_LIMIT_FAST (4 MiB) with objects up to 1 MiB
- * and a rare 2-4 MiB one (kcalloc, which zeroes all of it, up to 1 MiB); the whole-heap validator (mheap_valid) runs every
+ * bytes are bounded to LIVE_LIMIT_FAST (4 MiB) with objects up to 256 KiB
+ * and a rare 1-3 MiB one (kcalloc, which zeroes all of it, up to 1 MiB); the whole-heap validator (mheap_valid) runs every
  * VALIDATE_EVERY inputs and at exit, and at most one misuse child forks
  * per MISUSE_EVERY inputs. FUZZ_THOROUGH=1 in the environment
  * (make fuzz FUZZ_THOROUGH=1, for nightly runs) restores the slow checks:
@@ -53,7 +53,7 @@
  *     byte(1) % 32; else kmalloc_flush_cpu
  *   7 switch to thread (slot % 3)
  * size(2): a 16-bit value v mapped to small (< 1 KiB), medium (< 32 KiB),
- * large (< 1 MiB; 1 in 256 of them 2-4 MiB) or absurd (> the arena) sizes
+ * large (< 256 KiB; 1 in 256 of them 1-3 MiB) or absurd (> the arena) sizes
  * by its top 2 bits.
  */
 #include <pthread.h>
@@ -111,10 +111,10 @@ static size_t decode_size(const uint8_t **d, const uint8_t *end)
 	switch (v >> 14) {
 	case 0: return v & 1023;                       /* 0 .. 1023 */
 	case 1: return (v & 16383) * 2;                /* .. 32 KiB */
-	case 2:                                        /* .. 1 MiB, rarely 2-4 MiB */
+	case 2:                                        /* .. 256 KiB, rarely 1-3 MiB */
 		if ((v & 255) == 255)
-			return ((size_t)2 << 20) + (size_t)(v >> 8 & 63) * 32768;
-		return (size_t)(v & 16383) * 64;
+			return ((size_t)1 << 20) + (size_t)(v >> 8 & 63) * 32768;
+		return (size_t)(v & 16383) * 16;
 	default:                                       /* no arena holds it */
 		return SIZE_MAX - (v & 16383) * 4096;
 	}
