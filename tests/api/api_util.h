@@ -19,6 +19,7 @@
 #include "child_util.h" /* run_in_child, misuse_mismatch */
 #include "host.h"       /* host_set_commit_limit, host_committed_bytes */
 #include "kmalloc.h"
+#include "../xorshift.h" /* xorshift64star: the API tests' generator */
 
 /* Stats identities every snapshot must satisfy, whatever is live:
  * per class live == allocs - frees, large_live == large_allocs -
@@ -45,20 +46,10 @@ void fill_pattern(void *p, size_t n, uint32_t seed);
 /* Returns the offset of the first wrong byte, or (size_t)-1 if all match. */
 size_t check_pattern(const void *p, size_t n, uint32_t seed);
 
-/* xorshift64*: small, seedable, the same everywhere. */
-static inline uint64_t rng_next(uint64_t *s)
-{
-	uint64_t x = *s;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return x * 0x2545F4914F6CDD1DULL;
-}
-/* Uniform-ish in [0, n). */
+/* Uniform-ish in [0, n), from xorshift64* (a recorded seed replays). */
 static inline uint64_t rng_below(uint64_t *s, uint64_t n)
 {
-	return n ? rng_next(s) % n : 0;
+	return n ? xorshift64star(s) % n : 0;
 }
 
 /* Env var as an unsigned number, or `dflt` if unset or empty. */

@@ -14,6 +14,7 @@
  * sweep, trim and section logic of mm/pmm/map.c and init.c.
  */
 #include "pmm_harness.h"
+#include "../xorshift.h"
 
 #define SPAN (16 * MiB)
 
@@ -21,10 +22,7 @@ static uint64_t rng;
 
 static uint64_t next(void)
 {
-    rng ^= rng >> 12;
-    rng ^= rng << 25;
-    rng ^= rng >> 27;
-    return rng * 0x2545f4914f6cdd1dull;
+    return xorshift64star(&rng);
 }
 
 static uint32_t random_type(void)

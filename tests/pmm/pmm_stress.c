@@ -13,6 +13,7 @@
  * the start: coalescing is complete.
  */
 #include "pmm_harness.h"
+#include "../xorshift.h"
 
 #include <stdlib.h>
 
@@ -55,10 +56,7 @@ static uint64_t rng;
 
 static uint64_t next(void)
 {
-    rng ^= rng >> 12;
-    rng ^= rng << 25;
-    rng ^= rng >> 27;
-    return rng * 0x2545f4914f6cdd1dull;
+    return xorshift64star(&rng);
 }
 
 struct live {
