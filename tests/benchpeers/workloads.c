@@ -105,30 +105,57 @@ static void report(const char *name, uint64_t ops, double secs)
 
 /* ---- single thread ---- */
 
+/* An object of a working-set workload: its size, and its alignment
+ * (0: plain malloc). */
+struct ws_obj {
+	size_t size, align;
+};
+
+/* Allocate and touch one. A posix_memalign result that is not aligned
+ * ends the run: a wrong answer must not be reported as a fast one (this
+ * is a guard, not a test; tests/ checks alignment). */
+static inline void *ws_new(struct ws_obj o)
+{
+	void *p = NULL;
+	if (o.align == 0) {
+		p = malloc(o.size);
+	} else {
+		int err = posix_memalign(&p, o.align, o.size);
+		if (err != 0 || ((uintptr_t)p & (o.align - 1)) != 0) {
+			fprintf(stderr, "workloads: posix_memalign(%zu, %zu): %s %p\n", o.align,
+				o.size, err != 0 ? strerror(err) : "misaligned", p);
+			exit(1);
+		}
+	}
+	touch(p, o.size);
+	return p;
+}
+
 /* The working-set workloads (churn, loguni, aligned): fill `nset` slots,
  * then `ops` times free a random slot and put a new object there; only
- * the replacement loop is timed. new_obj makes one touched object from
- * one random number: at fill time a whole draw, in the loop the high half
- * of the draw whose low bits chose the slot. Always inlined, so each
- * workload's loop calls its new_obj directly, as a hand-written loop
- * would: an indirect call per operation would be timed too. The slots
- * are static, not malloc'ed: the allocator under test sees only the
- * workload's objects. */
+ * the replacement loop is timed. draw gives an object's size and
+ * alignment from one random number: at fill time a whole draw, in the
+ * loop the high half of the draw whose low bits chose the slot. Always
+ * inlined, so each workload's loop has its draw (and the malloc or
+ * posix_memalign branch) folded in, as a hand-written loop would: an
+ * indirect call per operation would be timed too. The slots are static,
+ * not malloc'ed: the allocator under test sees only the workload's
+ * objects. */
 static void *ws_slot[50000];
 
 static inline __attribute__((always_inline)) void
 working_set(const char *name, unsigned nset, uint64_t ops, uint64_t seed,
-	    void *(*new_obj)(uint64_t r))
+	    struct ws_obj (*draw)(uint64_t r))
 {
 	uint64_t s = seed;
 	for (unsigned i = 0; i < nset; i++)
-		ws_slot[i] = new_obj(xorshift64(&s));
+		ws_slot[i] = ws_new(draw(xorshift64(&s)));
 	double t0 = mono_seconds();
 	for (uint64_t i = 0; i < ops; i++) {
 		uint64_t r = xorshift64(&s);
 		unsigned k = (unsigned)(r % nset);
 		free(ws_slot[k]);
-		ws_slot[k] = new_obj(r >> 32);
+		ws_slot[k] = ws_new(draw(r >> 32));
 	}
 	report(name, ops, mono_seconds() - t0);
 	for (unsigned i = 0; i < nset; i++)
@@ -136,12 +163,9 @@ working_set(const char *name, unsigned nset, uint64_t ops, uint64_t seed,
 }
 
 /* 8..512 B, uniform */
-static void *churn_obj(uint64_t r)
+static struct ws_obj churn_obj(uint64_t r)
 {
-	size_t n = 8 + r % 505;
-	void *p = malloc(n);
-	touch(p, n);
-	return p;
+	return (struct ws_obj){ 8 + r % 505, 0 };
 }
 
 static void churn(void)
@@ -162,14 +186,11 @@ static void fixed(void)
 }
 
 /* log-uniform in [8, 65536]: 2^(3 + 13u) */
-static void *loguni_obj(uint64_t r)
+static struct ws_obj loguni_obj(uint64_t r)
 {
 	unsigned e = 3 + (unsigned)(r % 13);      /* 2^3 .. 2^15 */
 	size_t lo = (size_t)1 << e;
-	size_t n = lo + (size_t)((r >> 8) % lo);  /* uniform within the octave */
-	void *p = malloc(n);
-	touch(p, n);
-	return p;
+	return (struct ws_obj){ lo + (size_t)((r >> 8) % lo), 0 }; /* uniform within the octave */
 }
 
 static void loguni(void)
@@ -395,22 +416,13 @@ static void realloc_growth(void)
 
 /* ---- aligned ---- */
 
-/* One posix_memalign of a random alignment and size, touched. A result
- * that is not aligned ends the run: a wrong answer must not be reported
- * as a fast one (this is a guard, not a test; tests/ checks alignment). */
-static void *aligned_obj(uint64_t r)
+/* posix_memalign of a random power-of-two alignment (ws_new checks the
+ * result) */
+static struct ws_obj aligned_obj(uint64_t r)
 {
 	size_t align = (size_t)16 << (r % 9);  /* 16 .. 4096 */
 	size_t n = 8 + (size_t)((r >> 8) % 8185); /* 8 .. 8192 */
-	void *p = NULL;
-	int err = posix_memalign(&p, align, n);
-	if (err != 0 || ((uintptr_t)p & (align - 1)) != 0) {
-		fprintf(stderr, "workloads: posix_memalign(%zu, %zu): %s %p\n", align, n,
-			err != 0 ? strerror(err) : "misaligned", p);
-		exit(1);
-	}
-	touch(p, n);
-	return p;
+	return (struct ws_obj){ n, align };
 }
 
 static void aligned(void)
