@@ -1,18 +1,14 @@
 /*
  * api_util.c: the helpers declared in api_util.h (stats identities, class
- * lookup, fill patterns, forked-child death checks). Plain hosted C; it
- * uses glibc's malloc for nothing, so the allocator's stats only count
- * what a test asked for.
+ * lookup, fill patterns, environment knobs; the forked-child checks are
+ * in child_util.c). Plain hosted C; it uses glibc's malloc for nothing,
+ * so the allocator's stats only count what a test asked for.
  */
 #define _GNU_SOURCE
 #include "api_util.h"
 
-#include <errno.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 const char *stats_inconsistency(const struct kmalloc_stats *st)
 {
@@ -138,98 +134,6 @@ size_t check_pattern(const void *p, size_t n, uint32_t seed)
 		if (b[i] != pattern_byte(seed, i))
 			return i;
 	return (size_t)-1;
-}
-
-void run_in_child(void (*fn)(void *), void *arg, struct child_result *res)
-{
-	int fds[2];
-	pid_t pid;
-	size_t got = 0;
-	int wst;
-	FILE *out = tmpfile();
-
-	memset(res, 0, sizeof *res);
-	if (pipe(fds) != 0 || !out) {
-		perror("pipe/tmpfile");
-		abort();
-	}
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0) {
-		perror("fork");
-		abort();
-	}
-	if (pid == 0) {
-		close(fds[0]);
-		dup2(fds[1], STDERR_FILENO);
-		close(fds[1]);
-		dup2(fileno(out), STDOUT_FILENO);
-		/* No core files from the deaths we ask for. */
-		signal(SIGABRT, SIG_DFL);
-		fn(arg);
-		_exit(0);
-	}
-	close(fds[1]);
-	for (;;) {
-		ssize_t r = read(fds[0], res->err + got,
-				 sizeof res->err - 1 - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		got += (size_t)r;
-		if (got == sizeof res->err - 1) {
-			/* Drain the rest so the child never blocks. */
-			char sink[256];
-			while (read(fds[0], sink, sizeof sink) > 0)
-				;
-			break;
-		}
-	}
-	res->err[got] = '\0';
-	close(fds[0]);
-	while (waitpid(pid, &wst, 0) < 0 && errno == EINTR)
-		;
-	if (WIFSIGNALED(wst)) {
-		res->signaled = 1;
-		res->sig = WTERMSIG(wst);
-	} else {
-		res->status = WEXITSTATUS(wst);
-	}
-	rewind(out);
-	got = fread(res->out, 1, sizeof res->out - 1, out);
-	res->out[got] = '\0';
-	fclose(out);
-}
-
-const char *misuse_mismatch(const struct child_result *res, const char *fault,
-			    const void *ptr)
-{
-	static char msg[1600];
-	char prefix[64];
-	const char *hex;
-	char *end;
-	unsigned long long v;
-	size_t plen;
-
-	if (!res->signaled || res->sig != SIGABRT) {
-		snprintf(msg, sizeof msg,
-			 "expected death by SIGABRT for %s %p, got %s %d; stderr: \"%s\"",
-			 fault, ptr, res->signaled ? "signal" : "exit status",
-			 res->signaled ? res->sig : res->status, res->err);
-		return msg;
-	}
-	plen = (size_t)snprintf(prefix, sizeof prefix, "kmalloc: %s: 0x", fault);
-	hex = res->err + plen;
-	v = strncmp(res->err, prefix, plen) ? 0 : strtoull(hex, &end, 16);
-	if (strncmp(res->err, prefix, plen) != 0 || end == hex ||
-	    strcmp(end, "\n") != 0 || v != (unsigned long long)(uintptr_t)ptr) {
-		snprintf(msg, sizeof msg,
-			 "expected stderr exactly \"kmalloc: %s: %p\\n\", got \"%s\"",
-			 fault, ptr, res->err);
-		return msg;
-	}
-	return NULL;
 }
 
 uint64_t env_u64(const char *name, uint64_t dflt)
