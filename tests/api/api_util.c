@@ -10,6 +10,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The two identities that split the heap's bytes differ only in their
+ * third term: total == heap_inuse + heap_free + extra. Writes the message
+ * naming all four figures and returns 1 when it does not hold. */
+static int heap_split_broken(char *msg, size_t cap, const struct kmalloc_stats *st,
+			     const char *total_name, uint64_t total,
+			     const char *extra_name, uint64_t extra)
+{
+	if (total == st->heap_inuse + st->heap_free + extra)
+		return 0;
+	snprintf(msg, cap, "%s %llu != inuse %llu + free %llu + %s %llu", total_name,
+		 (unsigned long long)total, (unsigned long long)st->heap_inuse,
+		 (unsigned long long)st->heap_free, extra_name, (unsigned long long)extra);
+	return 1;
+}
+
 const char *stats_inconsistency(const struct kmalloc_stats *st)
 {
 	static char msg[256];
@@ -41,24 +56,11 @@ const char *stats_inconsistency(const struct kmalloc_stats *st)
 			 (unsigned long long)st->large_live);
 		return msg;
 	}
-	if (st->heap_sys != st->heap_inuse + st->heap_free + st->heap_released) {
-		snprintf(msg, sizeof msg,
-			 "heap_sys %llu != inuse %llu + free %llu + released %llu",
-			 (unsigned long long)st->heap_sys,
-			 (unsigned long long)st->heap_inuse,
-			 (unsigned long long)st->heap_free,
-			 (unsigned long long)st->heap_released);
+	if (heap_split_broken(msg, sizeof msg, st, "heap_sys", st->heap_sys, "released",
+			      st->heap_released) ||
+	    heap_split_broken(msg, sizeof msg, st, "committed", st->committed, "meta",
+			      st->meta_sys))
 		return msg;
-	}
-	if (st->committed != st->heap_inuse + st->heap_free + st->meta_sys) {
-		snprintf(msg, sizeof msg,
-			 "committed %llu != inuse %llu + free %llu + meta %llu",
-			 (unsigned long long)st->committed,
-			 (unsigned long long)st->heap_inuse,
-			 (unsigned long long)st->heap_free,
-			 (unsigned long long)st->meta_sys);
-		return msg;
-	}
 	if (st->committed != host_committed_bytes()) {
 		snprintf(msg, sizeof msg,
 			 "stats say %llu bytes committed, the port counts %zu",

@@ -33,6 +33,24 @@ const char *stats_inconsistency(const struct kmalloc_stats *st);
 /* Objects live in the whole heap (small and large). */
 uint64_t stats_live_objects(const struct kmalloc_stats *st);
 
+/* Take a snapshot into *st and fail the test unless stats_inconsistency
+ * finds nothing; the snapshot stays for the test's own checks. Macros, so
+ * Check names the caller's line; the caller includes <check.h>. */
+#define ASSERT_STATS_CONSISTENT(st)                                           \
+	do {                                                                  \
+		struct kmalloc_stats *st_ = (st);                             \
+		const char *m_;                                               \
+		kmalloc_stats(st_);                                           \
+		m_ = stats_inconsistency(st_);                                \
+		ck_assert_msg(m_ == NULL, "stats inconsistent: %s", m_);      \
+	} while (0)
+/* The same, and no object live: what a test that freed all it made leaves. */
+#define ASSERT_HEAP_EMPTY(st)                                                 \
+	do {                                                                  \
+		ASSERT_STATS_CONSISTENT(st);                                  \
+		ck_assert_uint_eq(stats_live_objects(st), 0);                 \
+	} while (0)
+
 /* Size class (1..KMALLOC_NUM_CLASSES-1) serving a request of `size`
  * bytes (size >= 1), from the class table kmalloc_stats reports: the
  * smallest class whose objects hold `size`; 0 for a large request. */
