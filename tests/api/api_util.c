@@ -1,8 +1,9 @@
 /*
  * api_util.c: the helpers declared in api_util.h (stats identities, class
- * lookup, fill patterns, environment knobs; the forked-child checks are
- * in child_util.c). Plain hosted C; it uses glibc's malloc for nothing,
- * so the allocator's stats only count what a test asked for.
+ * lookup, fill patterns, a thread handshake, environment knobs; the
+ * forked-child checks are in child_util.c). Plain hosted C; it uses
+ * glibc's malloc for nothing, so the allocator's stats only count what a
+ * test asked for.
  */
 #define _GNU_SOURCE
 #include "api_util.h"
@@ -136,6 +137,22 @@ size_t check_pattern(const void *p, size_t n, uint32_t seed)
 		if (b[i] != pattern_byte(seed, i))
 			return i;
 	return (size_t)-1;
+}
+
+void handshake_set(struct handshake *h, int step)
+{
+	pthread_mutex_lock(&h->lock);
+	h->step = step;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+}
+
+void handshake_wait(struct handshake *h, int step)
+{
+	pthread_mutex_lock(&h->lock);
+	while (h->step != step)
+		pthread_cond_wait(&h->cond, &h->lock);
+	pthread_mutex_unlock(&h->lock);
 }
 
 uint64_t env_u64(const char *name, uint64_t dflt)

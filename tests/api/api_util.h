@@ -5,13 +5,15 @@
  * kernel does, plus the host port's commit-limit knob for out-of-memory
  * cases. What they share lives here: checking the stats identities that
  * kmalloc.h promises, fill patterns that catch overlapping objects, the
- * size -> class lookup built from the stats' own class table, and running
- * a piece of code in a forked child to assert how it died and what it
- * printed (misuse must abort with one exact line on stderr).
+ * size -> class lookup built from the stats' own class table, a handshake
+ * with a thread the test holds at a known point, and (child_util.h)
+ * running a piece of code in a forked child to assert how it died and
+ * what it printed (misuse must abort with one exact line on stderr).
  */
 #ifndef API_UTIL_H
 #define API_UTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -69,6 +71,17 @@ static inline uint64_t rng_below(uint64_t *s, uint64_t n)
 {
 	return n ? xorshift64star(s) % n : 0;
 }
+
+/* A step number that a test and a thread it keeps waiting hand over: one
+ * sets a step, the other blocks until the number is that step. */
+struct handshake {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int step;
+};
+#define HANDSHAKE_INIT { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 }
+void handshake_set(struct handshake *h, int step);
+void handshake_wait(struct handshake *h, int step);
 
 /* Env var as an unsigned number, or `dflt` if unset or empty. */
 uint64_t env_u64(const char *name, uint64_t dflt);
