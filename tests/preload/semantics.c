@@ -299,57 +299,56 @@ static void say_ptr(void *p)
 	fflush(stdout);
 }
 
-static void do_double_free(void *arg)
-{
-	(void)arg;
-	void *p = malloc(48);
-	free(p);
-	say_ptr(p);
-	free(p);
-}
+/* The misuse cases: what the child does, and the fault it must die of. */
+enum misuse { DOUBLE_FREE, INTERIOR_FREE, STACK_FREE, USABLE_SIZE_OF_FREED };
+static const struct misuse_case {
+	const char *name;
+	enum misuse how;
+	size_t size; /* of the object misused (none for STACK_FREE) */
+	const char *fault;
+} misuse_cases[] = {
+	{ "double free aborts", DOUBLE_FREE, 48, "double free" },
+	{ "double free of large object aborts", DOUBLE_FREE, 100000, "double free" },
+	{ "interior free aborts", INTERIOR_FREE, 64, "invalid free" },
+	{ "free of stack memory aborts", STACK_FREE, 0, "invalid free" },
+	{ "malloc_usable_size of freed memory aborts", USABLE_SIZE_OF_FREED, 200, "invalid pointer" },
+};
 
-static void do_double_free_large(void *arg)
+static void misuse_child(void *arg)
 {
-	(void)arg;
-	void *p = malloc(100000);
-	free(p);
-	say_ptr(p);
-	free(p);
-}
-
-static void do_interior_free(void *arg)
-{
-	(void)arg;
-	char *p = malloc(64);
-	say_ptr(p + 8);
-	free(p + 8);
-}
-
-static void do_stack_free(void *arg)
-{
+	const struct misuse_case *c = arg;
 	char local[16];
-	(void)arg;
-	say_ptr(local);
-	free(local);
+	char *p = c->how == STACK_FREE ? local : malloc(c->size);
+	switch (c->how) {
+	case DOUBLE_FREE:
+		free(p);
+		say_ptr(p);
+		free(p);
+		break;
+	case INTERIOR_FREE:
+		say_ptr(p + 8);
+		free(p + 8);
+		break;
+	case STACK_FREE:
+		say_ptr(p);
+		free(p);
+		break;
+	case USABLE_SIZE_OF_FREED:
+		free(p);
+		say_ptr(p);
+		(void)malloc_usable_size(p);
+		break;
+	}
 }
 
-static void do_usable_size_freed(void *arg)
-{
-	(void)arg;
-	void *p = malloc(200);
-	free(p);
-	say_ptr(p);
-	(void)malloc_usable_size(p);
-}
-
-/* Run fn in a child; 1 if it died of SIGABRT having written exactly the
- * line "kmalloc: <fault>: 0x<p>" on stderr, p the pointer it named. */
-static int child_aborts_with(void (*fn)(void *), const char *fault)
+/* Run case c in a child; 1 if it died of SIGABRT having written exactly
+ * the line "kmalloc: <fault>: 0x<p>" on stderr, p the pointer it named. */
+static int child_aborts_with(const struct misuse_case *c)
 {
 	static struct child_result r; /* 9 KiB */
 	void *ptr;
-	run_in_child(fn, NULL, &r);
-	const char *m = sscanf(r.out, "%p", &ptr) == 1 ? misuse_mismatch(&r, fault, ptr)
+	run_in_child(misuse_child, (void *)c, &r);
+	const char *m = sscanf(r.out, "%p", &ptr) == 1 ? misuse_mismatch(&r, c->fault, ptr)
 	                                                : "the child named no pointer";
 	if (m != NULL)
 		fprintf(stderr, "%s (child's stdout: %s)\n", m, r.out);
@@ -358,13 +357,8 @@ static int child_aborts_with(void (*fn)(void *), const char *fault)
 
 __attribute__((unused)) static void test_misuse(void)
 {
-	CHECK("double free aborts", child_aborts_with(do_double_free, "double free"));
-	CHECK("double free of large object aborts",
-	      child_aborts_with(do_double_free_large, "double free"));
-	CHECK("interior free aborts", child_aborts_with(do_interior_free, "invalid free"));
-	CHECK("free of stack memory aborts", child_aborts_with(do_stack_free, "invalid free"));
-	CHECK("malloc_usable_size of freed memory aborts",
-	      child_aborts_with(do_usable_size_freed, "invalid pointer"));
+	for (size_t i = 0; i < sizeof(misuse_cases) / sizeof(misuse_cases[0]); i++)
+		CHECK(misuse_cases[i].name, child_aborts_with(&misuse_cases[i]));
 }
 
 int main(void)
