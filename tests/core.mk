@@ -48,7 +48,7 @@ $(BUILD)/host-debug/tests/test_%: tests/core/test_%.c $(HOST_CHILD_UTIL) $(KMALL
 GENERIC_PORT_CFLAGS = $(CSTD) $(WARN) -Imm -Itests/core/genericport -Itests/api -O1 -g \
 	$(shell pkg-config --cflags check)
 GENERIC_PORT_DEPS := tests/core/test_genericport.c $(MM_SRCS) \
-	$(wildcard mm/*.h) tests/core/genericport/sys_arch.h
+	$(wildcard mm/*.h) tests/core/genericport/sys_arch.h tests/core/remote_free.h
 
 $(BUILD)/host/tests/genericport/test_genericport: $(GENERIC_PORT_DEPS)
 	@mkdir -p $(@D)

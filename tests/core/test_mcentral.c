@@ -21,6 +21,7 @@
 #include "child_util.h"
 #include "host.h"
 #include "internal.h"
+#include "remote_free.h"
 
 #define CLS 10 /* 128-byte objects, 64 per one-page span, partial from 8 free */
 #define SPC (CLS << 1) /* its span class (scanned half) */
@@ -433,25 +434,14 @@ END_TEST
 
 /* The same through kfree: another thread frees an object of a span this
  * thread caches; at its exit its magazine comes back, as free_bits. */
-static void *other;
-
-static void *remote_freer(void *arg)
-{
-	(void)arg;
-	kfree(other);
-	return NULL; /* thread exit: kmalloc_flush_cpu returns the magazine */
-}
-
 START_TEST(remote_free_reaches_cached_span_at_flush)
 {
 	setup();
-	other = kmalloc(128, 0);
+	void *other = kmalloc(128, 0);
 	void *keep = kmalloc(128, 0);
 	struct mspan *s = spanOf((uintptr_t)other);
 	ck_assert_uint_eq(s->cached_by, cpu_slot(cpu));
-	pthread_t t;
-	pthread_create(&t, NULL, remote_freer, NULL);
-	pthread_join(t, NULL);
+	remote_kfree(&other, 1, 0); /* its exit: kmalloc_flush_cpu returns the magazine */
 	unsigned idx = slot(s, other);
 	ck_assert_uint_eq(s->free_bits[0], (uint64_t)1 << idx);
 	ck_assert_uint_eq(*mspan_live(s, (unsigned)(idx)), 0);
