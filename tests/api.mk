@@ -61,8 +61,11 @@ $(API_DIR)/%.o: tests/api/%.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(API_CFLAGS) -c $< -o $@
 
+# Every program links the shared helpers: api_util.o and child_util.o.
+API_UTIL_OBJS = $(addprefix $(1)/,api_util.o child_util.o)
+
 # Static pattern: a plain $(API_DIR)/api_% rule would also match api_x.o.
-$(addprefix $(API_DIR)/,$(API_PROGS)): $(API_DIR)/%: $(API_DIR)/%.o $(API_DIR)/api_util.o $(KMALLOC_HOST_LIB)
+$(addprefix $(API_DIR)/,$(API_PROGS)): $(API_DIR)/%: $(API_DIR)/%.o $(call API_UTIL_OBJS,$(API_DIR)) $(KMALLOC_HOST_LIB)
 	$(Q)$(CC) -o $@ $^ $(API_LDLIBS)
 
 # ---- sanitized (clang; the core's sources rebuilt with the sanitizer) ----
@@ -87,7 +90,7 @@ $(2)/%.o: tests/api/%.c
 	@mkdir -p $$(@D)
 	$$(Q)$$(CLANG) $$(API_CFLAGS) $(3) -c $$< -o $$@
 
-$(addprefix $(2)/,$(1)): $(2)/%: $(2)/%.o $(2)/api_util.o $(2)/libkmalloc.a
+$(addprefix $(2)/,$(1)): $(2)/%: $(2)/%.o $(call API_UTIL_OBJS,$(2)) $(2)/libkmalloc.a
 	$$(Q)$$(CLANG) $(3) -o $$@ $$^ $$(API_LDLIBS)
 endef
 $(eval $(call api_san_rules,$(ASAN_PROGS),$(ASAN_DIR),$(ASAN_FLAGS)))
@@ -97,7 +100,9 @@ API_BINS := $(addprefix $(API_DIR)/,$(API_PROGS)) \
 	    $(addprefix $(ASAN_DIR)/,$(ASAN_PROGS)) \
 	    $(addprefix $(TSAN_DIR)/,$(TSAN_PROGS))
 
-.SECONDARY: $(API_BINS:=.o) $(API_DIR)/api_util.o $(ASAN_DIR)/api_util.o $(TSAN_DIR)/api_util.o
+API_UTIL_ALL := $(foreach d,$(API_DIR) $(ASAN_DIR) $(TSAN_DIR),$(call API_UTIL_OBJS,$(d)))
+
+.SECONDARY: $(API_BINS:=.o) $(API_UTIL_ALL)
 
 # CK_FORK stays on (each Check test in its own process); sanitizer runtime
 # options make any report fatal and say which build printed it.
@@ -132,5 +137,5 @@ else ifneq ($(wildcard mm/build.mk),)
 $(error tests/api.mk: mm/build.mk does not define KMALLOC_HOST_LIB)
 endif
 
--include $(API_BINS:=.d) $(API_DIR)/api_util.d $(ASAN_DIR)/api_util.d $(TSAN_DIR)/api_util.d
+-include $(API_BINS:=.d) $(API_UTIL_ALL:.o=.d)
 -include $(shell find $(ASAN_DIR)/core $(TSAN_DIR)/core -name '*.d' 2>/dev/null)

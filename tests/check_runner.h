@@ -8,8 +8,9 @@
  *
  * which runs them as one suite of one test case with that timeout (in
  * seconds) and exits non-zero if any failed. A binary that reads options
- * first calls check_run from its own main; one with several suites or
- * test cases builds them and calls check_run_suites.
+ * first calls check_run from its own main; one with several suites
+ * defines each with CHECK_SUITE (or builds it, for fixtures or several
+ * test cases) and calls check_run_suites.
  */
 #ifndef TESTS_CHECK_RUNNER_H
 #define TESTS_CHECK_RUNNER_H
@@ -64,8 +65,18 @@ static inline int check_run(const char *name, unsigned timeout,
 	return check_run_suites(&s, 1);
 }
 
-/* The table is built inside main: START_TEST's names are pointers, not
- * constants, so they cannot initialise a static array. */
+/* The table is built inside the function: START_TEST's names are
+ * pointers, not constants, so they cannot initialise a static array.
+ * CHECK_SUITE defines `Suite *fn(void)` for a binary with several suites
+ * (one a file), CHECK_MAIN a main that runs its one suite. */
+#define CHECK_SUITE(fn, name, timeout, ...)                                    \
+	Suite *fn(void)                                                        \
+	{                                                                      \
+		const struct check_test tests_[] = { __VA_ARGS__ };            \
+		return check_suite((name), (timeout), tests_,                  \
+		                   sizeof(tests_) / sizeof(tests_[0]));        \
+	}
+
 #define CHECK_MAIN(name, timeout, ...)                                         \
 	int main(void)                                                         \
 	{                                                                      \

@@ -6,9 +6,10 @@
 # bitmaps, page allocator, magazines and transfer caches, mcentral lists,
 # mheap and large objects, scavenger. One binary per file; each test case
 # runs in its own forked process, so each starts from an empty heap.
-# Every binary links api_util.o (built per core flavour) for
-# run_in_child/misuse_mismatch: a fault case forks a child and asserts the
-# exact "kmalloc: <fault>: 0x..." line, which Check's raise_signal cannot.
+# Every binary links tests/api/child_util.o for run_in_child and
+# misuse_mismatch: a fault case forks a child and asserts the exact
+# "kmalloc: <fault>: 0x..." line, which Check's raise_signal cannot. It
+# needs only libc, so one object serves both core flavours.
 
 # test_genericport.c brings its own port, so it is built from MM_SRCS
 # against its own all-out-of-line tests/core/genericport/sys_arch.h instead
@@ -26,23 +27,20 @@ HOST_TEST_LIBS = $(shell pkg-config --libs check) -lpthread
 
 DEPS_GROUPS += host
 
-$(BUILD)/host/tests/api_util.o: tests/api/api_util.c
+HOST_CHILD_UTIL := $(BUILD)/host/tests/child_util.o
+
+$(HOST_CHILD_UTIL): tests/api/child_util.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(HOST_TEST_CFLAGS) -c $< -o $@
 
-$(BUILD)/host-debug/tests/api_util.o: tests/api/api_util.c
+$(BUILD)/host/tests/test_%: tests/core/test_%.c $(HOST_CHILD_UTIL) $(KMALLOC_HOST_LIB)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(HOST_TEST_CFLAGS) -DMM_DEBUG=2 -c $< -o $@
-
-$(BUILD)/host/tests/test_%: tests/core/test_%.c $(BUILD)/host/tests/api_util.o $(KMALLOC_HOST_LIB)
-	@mkdir -p $(@D)
-	$(Q)$(CC) $(HOST_TEST_CFLAGS) $< $(BUILD)/host/tests/api_util.o $(KMALLOC_HOST_LIB) \
+	$(Q)$(CC) $(HOST_TEST_CFLAGS) $< $(HOST_CHILD_UTIL) $(KMALLOC_HOST_LIB) \
 		$(HOST_TEST_LIBS) -o $@
 
-$(BUILD)/host-debug/tests/test_%: tests/core/test_%.c $(BUILD)/host-debug/tests/api_util.o \
-		$(KMALLOC_HOST_DEBUG_LIB)
+$(BUILD)/host-debug/tests/test_%: tests/core/test_%.c $(HOST_CHILD_UTIL) $(KMALLOC_HOST_DEBUG_LIB)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(HOST_TEST_CFLAGS) -DMM_DEBUG=2 $< $(BUILD)/host-debug/tests/api_util.o \
+	$(Q)$(CC) $(HOST_TEST_CFLAGS) -DMM_DEBUG=2 $< $(HOST_CHILD_UTIL) \
 		$(KMALLOC_HOST_DEBUG_LIB) $(HOST_TEST_LIBS) -o $@
 
 # One compiler run over several sources: header dependencies are listed
@@ -50,7 +48,7 @@ $(BUILD)/host-debug/tests/test_%: tests/core/test_%.c $(BUILD)/host-debug/tests/
 GENERIC_PORT_CFLAGS = $(CSTD) $(WARN) -Imm -Itests/core/genericport -Itests/api -O1 -g \
 	$(shell pkg-config --cflags check)
 GENERIC_PORT_DEPS := tests/core/test_genericport.c $(MM_SRCS) \
-	$(wildcard mm/*.h) tests/core/genericport/sys_arch.h
+	$(wildcard mm/*.h) tests/core/genericport/sys_arch.h tests/core/remote_free.h
 
 $(BUILD)/host/tests/genericport/test_genericport: $(GENERIC_PORT_DEPS)
 	@mkdir -p $(@D)
@@ -69,4 +67,4 @@ test-core: $(HOST_TEST_BINS) $(HOST_DEBUG_TEST_BINS)
 TEST_TARGETS += test-core
 
 -include $(filter-out %/test_genericport.d,$(HOST_TEST_BINS:=.d) $(HOST_DEBUG_TEST_BINS:=.d)) \
-	$(BUILD)/host/tests/api_util.d $(BUILD)/host-debug/tests/api_util.d
+	$(HOST_CHILD_UTIL:.o=.d)

@@ -24,7 +24,10 @@ FUZZ_DIR := $(BUILD)/fuzz
 FUZZ_BIN := $(FUZZ_DIR)/fuzz_kmalloc
 FUZZ_SAN := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_CFLAGS := $(MM_HOST_CFLAGS) -DMM_DEBUG -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) -MMD -MP
-FUZZ_OBJS := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(MM_SRCS) $(HOST_SRCS) tests/fuzz/fuzz_kmalloc.c)
+# child_util.c: the forked misuse child and its exact-line check, shared
+# with the API and core tests.
+FUZZ_OBJS := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(MM_SRCS) $(HOST_SRCS) tests/fuzz/fuzz_kmalloc.c \
+	tests/api/child_util.c)
 FUZZ_CORPUS := tests/fuzz/corpus
 FUZZ_TIME ?= 600
 FUZZ_TEST_TIME ?= 30

@@ -32,6 +32,20 @@ $(PRELOAD_TEST_DIR)/%: tests/preload/%.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(PRELOAD_TEST_CFLAGS) $< -o $@ -ldl -lpthread
 
+# semantics forks its misuse children with run_in_child and checks their
+# fault line with misuse_mismatch (tests/api/child_util.c), as the API
+# tests do. The helper is an object of its own: a compiler run with one
+# source names its -MMD file after the output (semantics.d, included below).
+PRELOAD_CHILD_UTIL := $(PRELOAD_TEST_DIR)/child_util.o
+
+$(PRELOAD_CHILD_UTIL): tests/api/child_util.c
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(PRELOAD_TEST_CFLAGS) -c $< -o $@
+
+$(PRELOAD_TEST_DIR)/semantics: tests/preload/semantics.c $(PRELOAD_CHILD_UTIL)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(PRELOAD_TEST_CFLAGS) $^ -o $@ -ldl -lpthread
+
 # -rdynamic: the leak report names the program's functions (dladdr).
 $(PRELOAD_TEST_DIR)/leaky: tests/preload/leaky.c
 	@mkdir -p $(@D)
@@ -59,4 +73,4 @@ test-preload: $(KMALLOC_PRELOAD) $(PRELOAD_TEST_BINS) $(PRELOAD_EARLY)
 
 TEST_TARGETS += test-preload
 
--include $(PRELOAD_TEST_BINS:=.d)
+-include $(PRELOAD_TEST_BINS:=.d) $(PRELOAD_CHILD_UTIL:.o=.d)

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api_util.h" /* handshake */
 #include "kmalloc.h"
 
 /* What a scan reported, through its callback. */
@@ -257,9 +258,7 @@ END_TEST
 /* The rule for threads: an object held only by another thread's stack
  * is reported (other stacks are not roots here); held by a global, it is
  * not. The other thread is blocked, so it does not allocate or free. */
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-static int phase;
+static struct handshake phase = HANDSHAKE_INIT; /* 1 holding, 2 may exit */
 static uintptr_t thread_obj;
 
 static void *holder(void *arg)
@@ -267,12 +266,8 @@ static void *holder(void *arg)
 	(void)arg;
 	void *volatile mine = kmalloc(128, 0); /* only on this stack */
 	thread_obj = (uintptr_t)mine ^ KEY;
-	pthread_mutex_lock(&mu);
-	phase = 1;
-	pthread_cond_broadcast(&cv);
-	while (phase != 2)
-		pthread_cond_wait(&cv, &mu);
-	pthread_mutex_unlock(&mu);
+	handshake_set(&phase, 1);
+	handshake_wait(&phase, 2);
 	kfree(mine);
 	return NULL;
 }
@@ -281,10 +276,7 @@ START_TEST(threads_rule)
 {
 	pthread_t t;
 	ck_assert_int_eq(pthread_create(&t, NULL, holder, NULL), 0);
-	pthread_mutex_lock(&mu);
-	while (phase != 1)
-		pthread_cond_wait(&cv, &mu);
-	pthread_mutex_unlock(&mu);
+	handshake_wait(&phase, 1);
 	scan();
 	ck_assert_uint_eq(rep.n, 1);
 	ck_assert(reported((void *)(thread_obj ^ KEY)));
@@ -292,10 +284,7 @@ START_TEST(threads_rule)
 	scan();
 	ck_assert_uint_eq(rep.n, 0);
 	keep[6] = NULL;
-	pthread_mutex_lock(&mu);
-	phase = 2;
-	pthread_cond_broadcast(&cv);
-	pthread_mutex_unlock(&mu);
+	handshake_set(&phase, 2);
 	ck_assert_int_eq(pthread_join(t, NULL), 0);
 }
 END_TEST

@@ -69,40 +69,39 @@ static void expect_fault(enum op op, const void *ptr, const char *fault)
 	ck_assert_msg(m == NULL, "%s", m);
 }
 
-/* A neighbour keeps each span in use, so a fault is about the one object
+/* Free an object of `size` bytes, let `then` move it on (NULL: it stays
+ * where kfree put it) and expect a second kfree of it to be "double free".
+ * A neighbour keeps its span in use, so the fault is about the one object
  * and not about an empty span. */
-START_TEST(double_free_small)
+static void double_free_after(size_t size, void (*then)(void))
 {
-	void *keep = kmalloc(64, 0), *p = kmalloc(64, 0);
+	void *keep = kmalloc(size, 0), *p = kmalloc(size, 0);
 
 	kfree(p);
-	expect_fault(OP_KFREE, p, "double free");
-	/* Same after the span left this CPU's mcache for its mcentral. */
-	kmalloc_flush_cpu();
+	if (then != NULL)
+		then();
 	expect_fault(OP_KFREE, p, "double free");
 	kfree(keep);
+}
+
+START_TEST(double_free_small)
+{
+	double_free_after(64, NULL);
+	/* Same after the span left this CPU's mcache for its mcentral. */
+	double_free_after(64, kmalloc_flush_cpu);
 }
 END_TEST
 
 START_TEST(double_free_every_class)
 {
-	for (int c = 1; c < KMALLOC_NUM_CLASSES; c++) {
-		size_t s = class_size(c);
-		void *keep = kmalloc(s, 0), *p = kmalloc(s, 0);
-		kfree(p);
-		expect_fault(OP_KFREE, p, "double free");
-		kfree(keep);
-	}
+	for (int c = 1; c < KMALLOC_NUM_CLASSES; c++)
+		double_free_after(class_size(c), NULL);
 }
 END_TEST
 
 START_TEST(double_free_large)
 {
-	void *keep = kmalloc(100000, 0), *p = kmalloc(100000, 0);
-
-	kfree(p);
-	expect_fault(OP_KFREE, p, "double free");
-	kfree(keep);
+	double_free_after(100000, NULL);
 }
 END_TEST
 
@@ -153,19 +152,13 @@ END_TEST
  * flushed it), in the transfer cache (pushed there by later frees), back
  * in its span after kmalloc_trim emptied every cache, and a large object
  * in this thread's cache of freed large spans. */
-static pthread_mutex_t hold_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t hold_cond = PTHREAD_COND_INITIALIZER;
-static int hold_state; /* 0 start, 1 freed, 2 may exit */
+static struct handshake hold = HANDSHAKE_INIT; /* 0 start, 1 freed, 2 may exit */
 
 static void *free_and_hold(void *p)
 {
 	kfree(p);
-	pthread_mutex_lock(&hold_lock);
-	hold_state = 1;
-	pthread_cond_broadcast(&hold_cond);
-	while (hold_state != 2)
-		pthread_cond_wait(&hold_cond, &hold_lock);
-	pthread_mutex_unlock(&hold_lock);
+	handshake_set(&hold, 1);
+	handshake_wait(&hold, 2);
 	return NULL;
 }
 
@@ -174,17 +167,11 @@ START_TEST(double_free_in_live_thread_cache)
 	void *keep = kmalloc(64, 0), *p = kmalloc(64, 0);
 	pthread_t th;
 
-	hold_state = 0;
+	handshake_set(&hold, 0);
 	ck_assert_int_eq(pthread_create(&th, NULL, free_and_hold, p), 0);
-	pthread_mutex_lock(&hold_lock);
-	while (hold_state != 1)
-		pthread_cond_wait(&hold_cond, &hold_lock);
-	pthread_mutex_unlock(&hold_lock);
+	handshake_wait(&hold, 1);
 	expect_fault(OP_KFREE, p, "double free"); /* p is in th's magazine */
-	pthread_mutex_lock(&hold_lock);
-	hold_state = 2;
-	pthread_cond_broadcast(&hold_cond);
-	pthread_mutex_unlock(&hold_lock);
+	handshake_set(&hold, 2);
 	ck_assert_int_eq(pthread_join(th, NULL), 0);
 	kfree(keep);
 }
@@ -210,12 +197,7 @@ END_TEST
 
 START_TEST(double_free_after_trim)
 {
-	void *keep = kmalloc(64, 0), *p = kmalloc(64, 0);
-
-	kfree(p);
-	kmalloc_trim();
-	expect_fault(OP_KFREE, p, "double free");
-	kfree(keep);
+	double_free_after(64, kmalloc_trim);
 }
 END_TEST
 
@@ -359,9 +341,7 @@ START_TEST(parent_keeps_working)
 	p = kmalloc(64, 0);
 	ck_assert_ptr_nonnull(p);
 	kfree(p);
-	kmalloc_stats(&st);
-	ck_assert_msg(stats_inconsistency(&st) == NULL, "%s", stats_inconsistency(&st));
-	ck_assert_uint_eq(stats_live_objects(&st), 0);
+	ASSERT_HEAP_EMPTY(&st);
 }
 END_TEST
 

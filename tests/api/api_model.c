@@ -302,9 +302,7 @@ START_TEST(model)
 	kmalloc_trim();
 	{
 		struct kmalloc_stats st;
-		kmalloc_stats(&st);
-		ck_assert_msg(stats_inconsistency(&st) == NULL, "%s",
-			      stats_inconsistency(&st));
+		ASSERT_STATS_CONSISTENT(&st);
 		for (int c = 0; c < KMALLOC_NUM_CLASSES; c++) {
 			ck_assert_uint_eq(st.cls[c].allocs, st.cls[c].frees);
 			ck_assert_uint_eq(st.cls[c].live, 0);

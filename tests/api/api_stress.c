@@ -270,8 +270,7 @@ START_TEST(stress)
 
 	kmalloc_flush_cpu();
 	kmalloc_trim();
-	kmalloc_stats(&st);
-	ck_assert_msg(stats_inconsistency(&st) == NULL, "%s", stats_inconsistency(&st));
+	ASSERT_STATS_CONSISTENT(&st);
 	for (int c = 0; c < KMALLOC_NUM_CLASSES; c++) {
 		ck_assert_msg(st.cls[c].allocs == st.cls[c].frees,
 			      "class %d: %llu allocs, %llu frees", c,
@@ -356,9 +355,7 @@ START_TEST(stress_oom)
 	host_set_commit_limit(0);
 	kmalloc_flush_cpu();
 	kmalloc_trim();
-	kmalloc_stats(&st);
-	ck_assert_msg(stats_inconsistency(&st) == NULL, "%s", stats_inconsistency(&st));
-	ck_assert_uint_eq(stats_live_objects(&st), 0);
+	ASSERT_HEAP_EMPTY(&st);
 	ck_assert_uint_eq(st.heap_inuse, 0);
 	p = kmalloc(1 << 20, 0);
 	ck_assert_ptr_nonnull(p);

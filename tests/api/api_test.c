@@ -26,11 +26,8 @@
 
 #define ASSERT_CONSISTENT()                                            \
 	do {                                                           \
-		struct kmalloc_stats st_;                              \
-		const char *m_;                                        \
-		kmalloc_stats(&st_);                                   \
-		m_ = stats_inconsistency(&st_);                        \
-		ck_assert_msg(m_ == NULL, "stats inconsistent: %s", m_); \
+		struct kmalloc_stats snap_;                            \
+		ASSERT_STATS_CONSISTENT(&snap_);                       \
 	} while (0)
 
 static size_t round_up(size_t n, size_t a)
@@ -112,9 +109,7 @@ START_TEST(oom_before_first_use)
 	p = kmalloc(100000, 0);
 	ck_assert_ptr_nonnull(p);
 	kfree(p);
-	kmalloc_stats(&st);
-	ck_assert_msg(stats_inconsistency(&st) == NULL, "%s", stats_inconsistency(&st));
-	ck_assert_uint_eq(stats_live_objects(&st), 0);
+	ASSERT_HEAP_EMPTY(&st);
 }
 END_TEST
 
@@ -852,9 +847,7 @@ START_TEST(flush_and_trim_return_everything)
 		kfree(p[i]);
 	kmalloc_flush_cpu();
 	kmalloc_trim();
-	kmalloc_stats(&b);
-	ck_assert_msg(stats_inconsistency(&b) == NULL, "%s", stats_inconsistency(&b));
-	ck_assert_uint_eq(stats_live_objects(&b), 0);
+	ASSERT_HEAP_EMPTY(&b);
 	for (int k = 0; k < KMALLOC_NUM_CLASSES; k++)
 		ck_assert_msg(b.cls[k].spans == 0, "class %d keeps %llu spans", k,
 			      (unsigned long long)b.cls[k].spans);
@@ -959,8 +952,7 @@ static void oom_cycle(size_t size, size_t headroom)
 		ck_assert_ptr_null(q);
 		ck_assert_uint_eq(((unsigned char *)p[0])[size - 1], 0x77);
 	}
-	kmalloc_stats(&st);
-	ck_assert_msg(stats_inconsistency(&st) == NULL, "%s", stats_inconsistency(&st));
+	ASSERT_STATS_CONSISTENT(&st);
 	ck_assert_uint_ge(stats_live_objects(&st), n);
 	ck_assert_uint_le(st.committed, limit);
 	for (size_t i = 0; i < n; i++)
@@ -978,8 +970,7 @@ static void oom_cycle(size_t size, size_t headroom)
 	p[0] = kmalloc(size * 8, 0);
 	ck_assert_ptr_nonnull(p[0]);
 	kfree(p[0]);
-	kmalloc_stats(&st);
-	ck_assert_msg(stats_inconsistency(&st) == NULL, "%s", stats_inconsistency(&st));
+	ASSERT_STATS_CONSISTENT(&st);
 	free(p);
 }
 
@@ -1025,9 +1016,7 @@ START_TEST(oom_mixed_recovers)
 	for (size_t i = 0; i < n; i++)
 		kfree(p[i]);
 	host_set_commit_limit(0);
-	kmalloc_stats(&st);
-	ck_assert_msg(stats_inconsistency(&st) == NULL, "%s", stats_inconsistency(&st));
-	ck_assert_uint_eq(stats_live_objects(&st), 0);
+	ASSERT_HEAP_EMPTY(&st);
 	free(p);
 }
 END_TEST

@@ -1,18 +1,30 @@
 /*
  * api_util.c: the helpers declared in api_util.h (stats identities, class
- * lookup, fill patterns, forked-child death checks). Plain hosted C; it
- * uses glibc's malloc for nothing, so the allocator's stats only count
- * what a test asked for.
+ * lookup, fill patterns, a thread handshake, environment knobs; the
+ * forked-child checks are in child_util.c). Plain hosted C; it uses
+ * glibc's malloc for nothing, so the allocator's stats only count what a
+ * test asked for.
  */
 #define _GNU_SOURCE
 #include "api_util.h"
 
-#include <errno.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
+
+/* The two identities that split the heap's bytes differ only in their
+ * third term: total == heap_inuse + heap_free + extra. Writes the message
+ * naming all four figures and returns 1 when it does not hold. */
+static int heap_split_broken(char *msg, size_t cap, const struct kmalloc_stats *st,
+			     const char *total_name, uint64_t total,
+			     const char *extra_name, uint64_t extra)
+{
+	if (total == st->heap_inuse + st->heap_free + extra)
+		return 0;
+	snprintf(msg, cap, "%s %llu != inuse %llu + free %llu + %s %llu", total_name,
+		 (unsigned long long)total, (unsigned long long)st->heap_inuse,
+		 (unsigned long long)st->heap_free, extra_name, (unsigned long long)extra);
+	return 1;
+}
 
 const char *stats_inconsistency(const struct kmalloc_stats *st)
 {
@@ -45,24 +57,11 @@ const char *stats_inconsistency(const struct kmalloc_stats *st)
 			 (unsigned long long)st->large_live);
 		return msg;
 	}
-	if (st->heap_sys != st->heap_inuse + st->heap_free + st->heap_released) {
-		snprintf(msg, sizeof msg,
-			 "heap_sys %llu != inuse %llu + free %llu + released %llu",
-			 (unsigned long long)st->heap_sys,
-			 (unsigned long long)st->heap_inuse,
-			 (unsigned long long)st->heap_free,
-			 (unsigned long long)st->heap_released);
+	if (heap_split_broken(msg, sizeof msg, st, "heap_sys", st->heap_sys, "released",
+			      st->heap_released) ||
+	    heap_split_broken(msg, sizeof msg, st, "committed", st->committed, "meta",
+			      st->meta_sys))
 		return msg;
-	}
-	if (st->committed != st->heap_inuse + st->heap_free + st->meta_sys) {
-		snprintf(msg, sizeof msg,
-			 "committed %llu != inuse %llu + free %llu + meta %llu",
-			 (unsigned long long)st->committed,
-			 (unsigned long long)st->heap_inuse,
-			 (unsigned long long)st->heap_free,
-			 (unsigned long long)st->meta_sys);
-		return msg;
-	}
 	if (st->committed != host_committed_bytes()) {
 		snprintf(msg, sizeof msg,
 			 "stats say %llu bytes committed, the port counts %zu",
@@ -140,96 +139,20 @@ size_t check_pattern(const void *p, size_t n, uint32_t seed)
 	return (size_t)-1;
 }
 
-void run_in_child(void (*fn)(void *), void *arg, struct child_result *res)
+void handshake_set(struct handshake *h, int step)
 {
-	int fds[2];
-	pid_t pid;
-	size_t got = 0;
-	int wst;
-	FILE *out = tmpfile();
-
-	memset(res, 0, sizeof *res);
-	if (pipe(fds) != 0 || !out) {
-		perror("pipe/tmpfile");
-		abort();
-	}
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0) {
-		perror("fork");
-		abort();
-	}
-	if (pid == 0) {
-		close(fds[0]);
-		dup2(fds[1], STDERR_FILENO);
-		close(fds[1]);
-		dup2(fileno(out), STDOUT_FILENO);
-		/* No core files from the deaths we ask for. */
-		signal(SIGABRT, SIG_DFL);
-		fn(arg);
-		_exit(0);
-	}
-	close(fds[1]);
-	for (;;) {
-		ssize_t r = read(fds[0], res->err + got,
-				 sizeof res->err - 1 - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		got += (size_t)r;
-		if (got == sizeof res->err - 1) {
-			/* Drain the rest so the child never blocks. */
-			char sink[256];
-			while (read(fds[0], sink, sizeof sink) > 0)
-				;
-			break;
-		}
-	}
-	res->err[got] = '\0';
-	close(fds[0]);
-	while (waitpid(pid, &wst, 0) < 0 && errno == EINTR)
-		;
-	if (WIFSIGNALED(wst)) {
-		res->signaled = 1;
-		res->sig = WTERMSIG(wst);
-	} else {
-		res->status = WEXITSTATUS(wst);
-	}
-	rewind(out);
-	got = fread(res->out, 1, sizeof res->out - 1, out);
-	res->out[got] = '\0';
-	fclose(out);
+	pthread_mutex_lock(&h->lock);
+	h->step = step;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->lock);
 }
 
-const char *misuse_mismatch(const struct child_result *res, const char *fault,
-			    const void *ptr)
+void handshake_wait(struct handshake *h, int step)
 {
-	static char msg[1600];
-	char prefix[64];
-	const char *hex;
-	char *end;
-	unsigned long long v;
-	size_t plen;
-
-	if (!res->signaled || res->sig != SIGABRT) {
-		snprintf(msg, sizeof msg,
-			 "expected death by SIGABRT for %s %p, got %s %d; stderr: \"%s\"",
-			 fault, ptr, res->signaled ? "signal" : "exit status",
-			 res->signaled ? res->sig : res->status, res->err);
-		return msg;
-	}
-	plen = (size_t)snprintf(prefix, sizeof prefix, "kmalloc: %s: 0x", fault);
-	hex = res->err + plen;
-	v = strncmp(res->err, prefix, plen) ? 0 : strtoull(hex, &end, 16);
-	if (strncmp(res->err, prefix, plen) != 0 || end == hex ||
-	    strcmp(end, "\n") != 0 || v != (unsigned long long)(uintptr_t)ptr) {
-		snprintf(msg, sizeof msg,
-			 "expected stderr exactly \"kmalloc: %s: %p\\n\", got \"%s\"",
-			 fault, ptr, res->err);
-		return msg;
-	}
-	return NULL;
+	pthread_mutex_lock(&h->lock);
+	while (h->step != step)
+		pthread_cond_wait(&h->cond, &h->lock);
+	pthread_mutex_unlock(&h->lock);
 }
 
 uint64_t env_u64(const char *name, uint64_t dflt)

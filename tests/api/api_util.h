@@ -5,13 +5,15 @@
  * kernel does, plus the host port's commit-limit knob for out-of-memory
  * cases. What they share lives here: checking the stats identities that
  * kmalloc.h promises, fill patterns that catch overlapping objects, the
- * size -> class lookup built from the stats' own class table, and running
- * a piece of code in a forked child to assert how it died and what it
- * printed (misuse must abort with one exact line on stderr).
+ * size -> class lookup built from the stats' own class table, a handshake
+ * with a thread the test holds at a known point, and (child_util.h)
+ * running a piece of code in a forked child to assert how it died and
+ * what it printed (misuse must abort with one exact line on stderr).
  */
 #ifndef API_UTIL_H
 #define API_UTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,6 +21,7 @@
 #include "child_util.h" /* run_in_child, misuse_mismatch */
 #include "host.h"       /* host_set_commit_limit, host_committed_bytes */
 #include "kmalloc.h"
+#include "../xorshift.h" /* xorshift64star: the API tests' generator */
 
 /* Stats identities every snapshot must satisfy, whatever is live:
  * per class live == allocs - frees, large_live == large_allocs -
@@ -31,6 +34,24 @@ const char *stats_inconsistency(const struct kmalloc_stats *st);
 
 /* Objects live in the whole heap (small and large). */
 uint64_t stats_live_objects(const struct kmalloc_stats *st);
+
+/* Take a snapshot into *st and fail the test unless stats_inconsistency
+ * finds nothing; the snapshot stays for the test's own checks. Macros, so
+ * Check names the caller's line; the caller includes <check.h>. */
+#define ASSERT_STATS_CONSISTENT(st)                                           \
+	do {                                                                  \
+		struct kmalloc_stats *st_ = (st);                             \
+		const char *m_;                                               \
+		kmalloc_stats(st_);                                           \
+		m_ = stats_inconsistency(st_);                                \
+		ck_assert_msg(m_ == NULL, "stats inconsistent: %s", m_);      \
+	} while (0)
+/* The same, and no object live: what a test that freed all it made leaves. */
+#define ASSERT_HEAP_EMPTY(st)                                                 \
+	do {                                                                  \
+		ASSERT_STATS_CONSISTENT(st);                                  \
+		ck_assert_uint_eq(stats_live_objects(st), 0);                 \
+	} while (0)
 
 /* Size class (1..KMALLOC_NUM_CLASSES-1) serving a request of `size`
  * bytes (size >= 1), from the class table kmalloc_stats reports: the
@@ -45,21 +66,22 @@ void fill_pattern(void *p, size_t n, uint32_t seed);
 /* Returns the offset of the first wrong byte, or (size_t)-1 if all match. */
 size_t check_pattern(const void *p, size_t n, uint32_t seed);
 
-/* xorshift64*: small, seedable, the same everywhere. */
-static inline uint64_t rng_next(uint64_t *s)
-{
-	uint64_t x = *s;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return x * 0x2545F4914F6CDD1DULL;
-}
-/* Uniform-ish in [0, n). */
+/* Uniform-ish in [0, n), from xorshift64* (a recorded seed replays). */
 static inline uint64_t rng_below(uint64_t *s, uint64_t n)
 {
-	return n ? rng_next(s) % n : 0;
+	return n ? xorshift64star(s) % n : 0;
 }
+
+/* A step number that a test and a thread it keeps waiting hand over: one
+ * sets a step, the other blocks until the number is that step. */
+struct handshake {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int step;
+};
+#define HANDSHAKE_INIT { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 }
+void handshake_set(struct handshake *h, int step);
+void handshake_wait(struct handshake *h, int step);
 
 /* Env var as an unsigned number, or `dflt` if unset or empty. */
 uint64_t env_u64(const char *name, uint64_t dflt);

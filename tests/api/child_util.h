@@ -1,9 +1,10 @@
 /*
  * child_util.h: run a piece of code in a forked child and check how it
  * died and what it printed (misuse must abort with one exact line on
- * stderr). Implemented in api_util.c; a header of its own so the internal
- * tests (tests/core/test_*.c), which see mm/internal.h and with it names
- * that clash with the rest of api_util.h (class_size), can use it too.
+ * stderr). Implemented in child_util.c, which needs only libc: the API
+ * tests, the core's internal tests (which see mm/internal.h and with it
+ * names that clash with api_util.h's class_size), the fuzzer and the
+ * LD_PRELOAD semantics test all link it.
  */
 #ifndef CHILD_UTIL_H
 #define CHILD_UTIL_H
@@ -21,9 +22,10 @@ struct child_result {
  * stdout through a temporary file. The child exits 0 if fn returns. */
 void run_in_child(void (*fn)(void *), void *arg, struct child_result *res);
 
-/* Returns NULL if `res` is a death by SIGABRT whose stderr is exactly one
- * line "kmalloc: <fault>: 0x<hex>" naming `ptr`, else a static message
- * saying what differed (written with the child's stderr). */
+/* Returns NULL if `res` is a death by SIGABRT whose stderr is exactly the
+ * one line "kmalloc: <fault>: 0x<hex>\n" naming `ptr` (hex as %lx writes
+ * it), else a static message saying what differed (with the child's
+ * stderr). */
 const char *misuse_mismatch(const struct child_result *res, const char *fault,
 			    const void *ptr);
 

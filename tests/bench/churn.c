@@ -30,22 +30,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <valgrind/callgrind.h>
 
 #include "bench_alloc.h"
 #include "sizeclasses.h"
-
-static uint64_t rng(uint64_t *s)
-{
-	uint64_t x = *s;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return x * 0x2545F4914F6CDD1DULL;
-}
+#include "../mono_time.h"
+#include "../xorshift.h"
 
 /* Go's per-object bound for a request of n <= 32768 bytes. */
 static double go_bound(size_t n)
@@ -60,7 +51,7 @@ static double go_bound(size_t n)
 
 static size_t draw_size(uint64_t *r)
 {
-	return 8 + rng(r) % 505; /* 8..512 */
+	return 8 + xorshift64star(r) % 505; /* 8..512 */
 }
 
 int main(int argc, char **argv)
@@ -70,10 +61,9 @@ int main(int argc, char **argv)
 	uint64_t r = argc > 3 ? strtoull(argv[3], NULL, 0) : 0x5eed;
 	unsigned char **obj = calloc(ws, sizeof *obj);
 	size_t *sz = calloc(ws, sizeof *sz);
-	struct timespec t0, t1;
 	struct ba_footprint f;
 	uint64_t live = 0;
-	double bound = 0, secs;
+	double bound = 0, t0, secs;
 
 	if (!obj || !sz || ws == 0) {
 		fprintf(stderr, "churn: bad working set\n");
@@ -88,9 +78,9 @@ int main(int argc, char **argv)
 		obj[i][0] = obj[i][sz[i] - 1] = (unsigned char)i;
 	}
 	CALLGRIND_ZERO_STATS;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = mono_seconds();
 	for (uint64_t k = 0; k < ops; k++) {
-		size_t i = rng(&r) % ws;
+		size_t i = xorshift64star(&r) % ws;
 		ba_free(obj[i]);
 		sz[i] = draw_size(&r);
 		obj[i] = ba_malloc(sz[i]);
@@ -98,9 +88,8 @@ int main(int argc, char **argv)
 			return 1;
 		obj[i][0] = obj[i][sz[i] - 1] = (unsigned char)k;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &t1);
+	secs = mono_seconds() - t0;
 	CALLGRIND_DUMP_STATS_AT("churn");
-	secs = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
 
 	for (size_t i = 0; i < ws; i++) {
 		live += sz[i];

@@ -17,39 +17,24 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "kmalloc.h"
+#include "../mono_time.h"
+#include "../xorshift.h"
 
 enum { RUNS = 3 };
 #define HEAP_BYTES ((size_t)256 << 20)
 
 static void *root;
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static uint64_t rng(uint64_t *s)
-{
-	uint64_t x = *s;
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return *s = x;
-}
-
 static int measure(const char *name, uint64_t nobj)
 {
 	double best = 1e9;
 	struct kmalloc_leaks l = { 0 };
 	for (int r = 0; r < RUNS; r++) {
-		double t0 = now();
+		double t0 = mono_seconds();
 		kmalloc_leak_scan(&l, NULL, NULL);
-		double t = now() - t0;
+		double t = mono_seconds() - t0;
 		if (t < best)
 			best = t;
 		if (l.leaks != 0 || l.marked != nobj) {
@@ -102,8 +87,8 @@ int main(void)
 	void **objs = malloc(cap * sizeof(void *));
 	n = 0;
 	while (bytes < HEAP_BYTES && n < cap) {
-		size_t sz = (size_t)16 << (rng(&s) % 9);
-		sz += rng(&s) % sz;
+		size_t sz = (size_t)16 << (xorshift64(&s) % 9);
+		sz += xorshift64(&s) % sz;
 		if (sz > 4096)
 			sz = 4096;
 		void **o = kmalloc(sz, 0);
@@ -115,7 +100,7 @@ int main(void)
 		bytes += sz;
 	}
 	for (uint64_t i = n - 1; i > 0; i--) { /* shuffle, then link */
-		uint64_t j = rng(&s) % (i + 1);
+		uint64_t j = xorshift64(&s) % (i + 1);
 		void **t = objs[i];
 		objs[i] = objs[j];
 		objs[j] = t;

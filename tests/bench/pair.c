@@ -24,10 +24,10 @@
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 #include <valgrind/callgrind.h>
 
 #include "bench_alloc.h"
+#include "../mono_time.h"
 
 enum { WARM = 10000, N = 100000 };
 
@@ -49,13 +49,6 @@ __attribute__((noinline)) static void empty(size_t size, long n)
 		sink = (void *)size;
 }
 
-static double now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e9 + ts.tv_nsec;
-}
-
 int main(int argc, char **argv)
 {
 	char name[64];
@@ -70,14 +63,14 @@ int main(int argc, char **argv)
 
 		pairs(size, WARM);
 		CALLGRIND_ZERO_STATS;
-		t0 = now_ns();
+		t0 = mono_seconds();
 		pairs(size, N);
-		t1 = now_ns();
+		t1 = mono_seconds();
 		snprintf(name, sizeof name, "pair %zu", size);
 		CALLGRIND_DUMP_STATS_AT(name);
 		if (!RUNNING_ON_VALGRIND)
 			printf("%s %s: %.1f ns/pair\n", BENCH_ALLOC_NAME, name,
-			       (t1 - t0) / N);
+			       (t1 - t0) * 1e9 / N);
 	}
 	empty(0, WARM);
 	CALLGRIND_ZERO_STATS;

@@ -64,24 +64,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
-static uint64_t rng(uint64_t *s)
-{
-	uint64_t x = *s;
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return *s = x;
-}
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
+#include "../mono_time.h"
+#include "../xorshift.h"
 
 /* Peak RSS of this process image: VmHWM. (getrusage's ru_maxrss would
  * carry the RSS of the runner that forked us across exec.) */
@@ -126,75 +112,97 @@ static void report(const char *name, uint64_t ops, double secs)
 
 /* ---- single thread ---- */
 
+/* An object of a working-set workload: its size, and its alignment
+ * (0: plain malloc). */
+struct ws_obj {
+	size_t size, align;
+};
+
+/* Allocate and touch one. A posix_memalign result that is not aligned
+ * ends the run: a wrong answer must not be reported as a fast one (this
+ * is a guard, not a test; tests/ checks alignment). */
+static inline void *ws_new(struct ws_obj o)
+{
+	void *p = NULL;
+	if (o.align == 0) {
+		p = malloc(o.size);
+	} else {
+		int err = posix_memalign(&p, o.align, o.size);
+		if (err != 0 || ((uintptr_t)p & (o.align - 1)) != 0) {
+			fprintf(stderr, "workloads: posix_memalign(%zu, %zu): %s %p\n", o.align,
+				o.size, err != 0 ? strerror(err) : "misaligned", p);
+			exit(1);
+		}
+	}
+	touch(p, o.size);
+	return p;
+}
+
+/* The working-set workloads (churn, loguni, aligned): fill `nset` slots,
+ * then `ops` times free a random slot and put a new object there; only
+ * the replacement loop is timed. draw gives an object's size and
+ * alignment from one random number: at fill time a whole draw, in the
+ * loop the high half of the draw whose low bits chose the slot. Always
+ * inlined, so each workload's loop has its draw (and the malloc or
+ * posix_memalign branch) folded in, as a hand-written loop would: an
+ * indirect call per operation would be timed too. The slots are static,
+ * not malloc'ed: the allocator under test sees only the workload's
+ * objects. */
+static void *ws_slot[50000];
+
+static inline __attribute__((always_inline)) void
+working_set(const char *name, unsigned nset, uint64_t ops, uint64_t seed,
+	    struct ws_obj (*draw)(uint64_t r))
+{
+	uint64_t s = seed;
+	for (unsigned i = 0; i < nset; i++)
+		ws_slot[i] = ws_new(draw(xorshift64(&s)));
+	double t0 = mono_seconds();
+	for (uint64_t i = 0; i < ops; i++) {
+		uint64_t r = xorshift64(&s);
+		unsigned k = (unsigned)(r % nset);
+		free(ws_slot[k]);
+		ws_slot[k] = ws_new(draw(r >> 32));
+	}
+	report(name, ops, mono_seconds() - t0);
+	for (unsigned i = 0; i < nset; i++)
+		free(ws_slot[i]);
+}
+
+/* 8..512 B, uniform */
+static struct ws_obj churn_obj(uint64_t r)
+{
+	return (struct ws_obj){ 8 + r % 505, 0 };
+}
+
 static void churn(void)
 {
-	enum { SET = 50000 };
-	const uint64_t ops = 5000000;
-	static void *set[SET];
-	uint64_t s = 1;
-	for (int i = 0; i < SET; i++) {
-		size_t n = 8 + rng(&s) % 505;
-		set[i] = malloc(n);
-		touch(set[i], n);
-	}
-	double t0 = now();
-	for (uint64_t i = 0; i < ops; i++) {
-		uint64_t r = rng(&s);
-		unsigned k = (unsigned)(r % SET);
-		size_t n = 8 + (r >> 32) % 505;
-		free(set[k]);
-		set[k] = malloc(n);
-		touch(set[k], n);
-	}
-	double t1 = now();
-	report("churn", ops, t1 - t0);
-	for (int i = 0; i < SET; i++)
-		free(set[i]);
+	working_set("churn", 50000, 5000000, 1, churn_obj);
 }
 
 static void fixed(void)
 {
 	const uint64_t ops = 30000000;
-	double t0 = now();
+	double t0 = mono_seconds();
 	for (uint64_t i = 0; i < ops; i++) {
 		void *p = malloc(64);
 		touch(p, 64);
 		free(p);
 	}
-	report("fixed", ops, now() - t0);
+	report("fixed", ops, mono_seconds() - t0);
 }
 
 /* log-uniform in [8, 65536]: 2^(3 + 13u) */
-static size_t loguni_size(uint64_t *s)
+static struct ws_obj loguni_obj(uint64_t r)
 {
-	uint64_t r = rng(s);
 	unsigned e = 3 + (unsigned)(r % 13);      /* 2^3 .. 2^15 */
 	size_t lo = (size_t)1 << e;
-	return lo + (size_t)((r >> 8) % lo);      /* uniform within the octave */
+	return (struct ws_obj){ lo + (size_t)((r >> 8) % lo), 0 }; /* uniform within the octave */
 }
 
 static void loguni(void)
 {
-	enum { SET = 1000 };
-	const uint64_t ops = 5000000;
-	static void *set[SET];
-	uint64_t s = 2;
-	for (int i = 0; i < SET; i++) {
-		size_t n = loguni_size(&s);
-		set[i] = malloc(n);
-		touch(set[i], n);
-	}
-	double t0 = now();
-	for (uint64_t i = 0; i < ops; i++) {
-		unsigned k = (unsigned)(rng(&s) % SET);
-		size_t n = loguni_size(&s);
-		free(set[k]);
-		set[k] = malloc(n);
-		touch(set[k], n);
-	}
-	report("loguni", ops, now() - t0);
-	for (int i = 0; i < SET; i++)
-		free(set[i]);
+	working_set("loguni", 1000, 5000000, 2, loguni_obj);
 }
 
 /* ---- producer / consumer ---- */
@@ -225,12 +233,12 @@ static void prodcons(void)
 {
 	pthread_t t;
 	uint64_t s = 3;
-	double t0 = now();
+	double t0 = mono_seconds();
 	pthread_create(&t, NULL, consumer, NULL);
 	for (uint64_t head = 0; head < pc_ops; head++) {
 		while (head - __atomic_load_n(&ring_tail, __ATOMIC_ACQUIRE) >= RING)
 			__builtin_ia32_pause();
-		size_t n = 16 + rng(&s) % 241;
+		size_t n = 16 + xorshift64(&s) % 241;
 		void *p = malloc(n);
 		touch(p, n);
 		ring[head % RING] = p;
@@ -238,7 +246,7 @@ static void prodcons(void)
 			__atomic_store_n(&ring_head, head + 1, __ATOMIC_RELEASE);
 	}
 	pthread_join(t, NULL);
-	report("prodcons", pc_ops, now() - t0);
+	report("prodcons", pc_ops, mono_seconds() - t0);
 }
 
 /* ---- larson ---- */
@@ -253,13 +261,13 @@ static void *larson_thread(void *arg)
 	uint64_t s = 100 + (uintptr_t)arg;
 	void **set = malloc(LR_SET * sizeof(void *));
 	for (int i = 0; i < LR_SET; i++) {
-		size_t n = 8 + rng(&s) % 1017;
+		size_t n = 8 + xorshift64(&s) % 1017;
 		set[i] = malloc(n);
 		touch(set[i], n);
 	}
 	for (int round = 0; round < LR_ROUNDS; round++) {
 		for (int i = 0; i < LR_ROUND; i++) {
-			uint64_t r = rng(&s);
+			uint64_t r = xorshift64(&s);
 			unsigned k = (unsigned)(r % LR_SET);
 			size_t n = 8 + (r >> 32) % 1017;
 			free(set[k]);
@@ -295,12 +303,12 @@ static void *larson_thread(void *arg)
 static void larson(void)
 {
 	pthread_t t[LR_THREADS];
-	double t0 = now();
+	double t0 = mono_seconds();
 	for (uintptr_t i = 0; i < LR_THREADS; i++)
 		pthread_create(&t[i], NULL, larson_thread, (void *)i);
 	for (int i = 0; i < LR_THREADS; i++)
 		pthread_join(t[i], NULL);
-	double secs = now() - t0;
+	double secs = mono_seconds() - t0;
 	for (int i = 0; i < l_pool_n; i++) {
 		for (int k = 0; k < LR_SET; k++)
 			free(l_pool[i][k]);
@@ -341,9 +349,9 @@ static void frag(void)
 	void **objs = malloc(cap * sizeof(void *));
 	size_t *sizes = malloc(cap * sizeof(size_t));
 	uint64_t s = 5;
-	double t0 = now();
+	double t0 = mono_seconds();
 	while (live < target) {
-		size_t sz = 8 + rng(&s) % 505;
+		size_t sz = 8 + xorshift64(&s) % 505;
 		objs[n] = malloc(sz);
 		touch(objs[n], sz);
 		sizes[n++] = sz;
@@ -352,7 +360,7 @@ static void frag(void)
 	size_t peak_live = live;
 	/* free 90% at random: a random permutation prefix */
 	for (size_t i = n - 1; i > 0; i--) {
-		size_t j = rng(&s) % (i + 1);
+		size_t j = xorshift64(&s) % (i + 1);
 		void *tp = objs[i];
 		size_t ts = sizes[i];
 		objs[i] = objs[j];
@@ -369,13 +377,13 @@ static void frag(void)
 	size_t m = 0;
 	void **more = malloc((target / 2 / 768 + 1024) * sizeof(void *));
 	while (live < peak_live / 2) {
-		size_t sz = 768 + rng(&s) % 1281;
+		size_t sz = 768 + xorshift64(&s) % 1281;
 		more[m] = malloc(sz);
 		touch(more[m], sz);
 		m++;
 		live += sz;
 	}
-	double secs = now() - t0;
+	double secs = mono_seconds() - t0;
 	long final = rss_kb();
 	for (size_t i = nfree; i < n; i++)
 		free(objs[i]);
@@ -397,7 +405,7 @@ static void realloc_growth(void)
 {
 	const int chains = 2000;
 	uint64_t ops = 0;
-	double t0 = now();
+	double t0 = mono_seconds();
 	for (int c = 0; c < chains; c++) {
 		size_t n = 8;
 		char *p = malloc(n);
@@ -410,47 +418,23 @@ static void realloc_growth(void)
 		}
 		free(p);
 	}
-	report("realloc", ops, now() - t0);
+	report("realloc", ops, mono_seconds() - t0);
 }
 
 /* ---- aligned ---- */
 
-/* One posix_memalign of a random alignment and size, touched. A result
- * that is not aligned ends the run: a wrong answer must not be reported
- * as a fast one (this is a guard, not a test; tests/ checks alignment). */
-static void *aligned_one(uint64_t *s)
+/* posix_memalign of a random power-of-two alignment (ws_new checks the
+ * result) */
+static struct ws_obj aligned_obj(uint64_t r)
 {
-	uint64_t r = rng(s);
 	size_t align = (size_t)16 << (r % 9);  /* 16 .. 4096 */
 	size_t n = 8 + (size_t)((r >> 8) % 8185); /* 8 .. 8192 */
-	void *p = NULL;
-	int err = posix_memalign(&p, align, n);
-	if (err != 0 || ((uintptr_t)p & (align - 1)) != 0) {
-		fprintf(stderr, "workloads: posix_memalign(%zu, %zu): %s %p\n", align, n,
-			err != 0 ? strerror(err) : "misaligned", p);
-		exit(1);
-	}
-	touch(p, n);
-	return p;
+	return (struct ws_obj){ n, align };
 }
 
 static void aligned(void)
 {
-	enum { SET = 4000 };
-	const uint64_t ops = 1000000;
-	static void *set[SET];
-	uint64_t s = 6;
-	for (int i = 0; i < SET; i++)
-		set[i] = aligned_one(&s);
-	double t0 = now();
-	for (uint64_t i = 0; i < ops; i++) {
-		unsigned k = (unsigned)(rng(&s) % SET);
-		free(set[k]);
-		set[k] = aligned_one(&s);
-	}
-	report("aligned", ops, now() - t0);
-	for (int i = 0; i < SET; i++)
-		free(set[i]);
+	working_set("aligned", 4000, 1000000, 6, aligned_obj);
 }
 
 /* ---- idle threads ---- */
@@ -529,9 +513,9 @@ static void bigblocks(void)
 	uint64_t s = 7;
 	struct rusage r0, r1;
 	getrusage(RUSAGE_SELF, &r0);
-	double t0 = now();
+	double t0 = mono_seconds();
 	for (int i = 0; i < iters; i++) {
-		size_t n = 5 * mib + (size_t)(rng(&s) % (20 * mib + 1)); /* 5..25 MiB */
+		size_t n = 5 * mib + (size_t)(xorshift64(&s) % (20 * mib + 1)); /* 5..25 MiB */
 		free(blk[i & 1]); /* the older of the two */
 		char *p = malloc(n);
 		if (p == NULL) {
@@ -545,7 +529,7 @@ static void bigblocks(void)
 		((volatile char *)p)[n - 1] = 2;
 		blk[i & 1] = p;
 	}
-	double secs = now() - t0;
+	double secs = mono_seconds() - t0;
 	getrusage(RUSAGE_SELF, &r1);
 	free(blk[0]);
 	free(blk[1]);

@@ -17,6 +17,7 @@
 #include "boot/elf64.h"
 #include "boot/memmap.h"
 #include "arch/x86_64/memlayout.h"
+#include "../xorshift.h"
 
 static uint8_t *image;
 static size_t image_size;
@@ -178,12 +179,11 @@ START_TEST(random_header_flips_keep_invariants)
     unsigned accepted = 0;
     for (int round = 0; round < 20000; round++) {
         memcpy(copy, image, image_size);
-        seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
-        int flips = 1 + (int)(seed % 4);
+        int flips = 1 + (int)(xorshift64(&seed) % 4);
         for (int f = 0; f < flips; f++) {
-            seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
-            size_t at = (seed >> 8) % hdr;
-            copy[at] ^= (uint8_t)(1u << (seed % 8));
+            uint64_t r = xorshift64(&seed);
+            size_t at = (r >> 8) % hdr;
+            copy[at] ^= (uint8_t)(1u << (r % 8));
         }
         struct kernel_image k;
         if (kernel_validate(copy, image_size, &k) == NULL) {
@@ -199,26 +199,36 @@ END_TEST
 
 /* ---- memory map ---- */
 
+/* Every UEFI memory type (and the loader's own) and the boot type it
+ * becomes; one loop iteration per row, so each wrong row is reported. */
+static const struct {
+    uint32_t uefi, boot;
+} type_map[] = {
+    { EfiConventionalMemory, BOOT_MEM_USABLE },
+    { EfiLoaderCode, BOOT_MEM_RECLAIMABLE },
+    { EfiLoaderData, BOOT_MEM_RECLAIMABLE },
+    { EfiBootServicesCode, BOOT_MEM_RECLAIMABLE },
+    { EfiBootServicesData, BOOT_MEM_RECLAIMABLE },
+    { EfiRuntimeServicesCode, BOOT_MEM_RESERVED },
+    { EfiRuntimeServicesData, BOOT_MEM_RESERVED },
+    { EfiACPIReclaimMemory, BOOT_MEM_ACPI_RECLAIM },
+    { EfiACPIMemoryNVS, BOOT_MEM_ACPI_NVS },
+    { EfiUnusableMemory, BOOT_MEM_BAD },
+    { EfiMemoryMappedIO, BOOT_MEM_RESERVED },
+    { EfiMemoryMappedIOPortSpace, BOOT_MEM_RESERVED },
+    { EfiPalCode, BOOT_MEM_RESERVED },
+    { 14 /* persistent */, BOOT_MEM_RESERVED },
+    { 0x70000000u /* OEM */, BOOT_MEM_RESERVED },
+    { LOADER_MEMTYPE_KERNEL, BOOT_MEM_KERNEL },
+    { LOADER_MEMTYPE_TABLES, BOOT_MEM_LOADER },
+    { 0x80000002u, BOOT_MEM_RESERVED },
+};
+
 START_TEST(uefi_types_mapped)
 {
-    ck_assert_uint_eq(memmap_boot_type(EfiConventionalMemory), BOOT_MEM_USABLE);
-    ck_assert_uint_eq(memmap_boot_type(EfiLoaderCode), BOOT_MEM_RECLAIMABLE);
-    ck_assert_uint_eq(memmap_boot_type(EfiLoaderData), BOOT_MEM_RECLAIMABLE);
-    ck_assert_uint_eq(memmap_boot_type(EfiBootServicesCode), BOOT_MEM_RECLAIMABLE);
-    ck_assert_uint_eq(memmap_boot_type(EfiBootServicesData), BOOT_MEM_RECLAIMABLE);
-    ck_assert_uint_eq(memmap_boot_type(EfiRuntimeServicesCode), BOOT_MEM_RESERVED);
-    ck_assert_uint_eq(memmap_boot_type(EfiRuntimeServicesData), BOOT_MEM_RESERVED);
-    ck_assert_uint_eq(memmap_boot_type(EfiACPIReclaimMemory), BOOT_MEM_ACPI_RECLAIM);
-    ck_assert_uint_eq(memmap_boot_type(EfiACPIMemoryNVS), BOOT_MEM_ACPI_NVS);
-    ck_assert_uint_eq(memmap_boot_type(EfiUnusableMemory), BOOT_MEM_BAD);
-    ck_assert_uint_eq(memmap_boot_type(EfiMemoryMappedIO), BOOT_MEM_RESERVED);
-    ck_assert_uint_eq(memmap_boot_type(EfiMemoryMappedIOPortSpace), BOOT_MEM_RESERVED);
-    ck_assert_uint_eq(memmap_boot_type(EfiPalCode), BOOT_MEM_RESERVED);
-    ck_assert_uint_eq(memmap_boot_type(14 /* persistent */), BOOT_MEM_RESERVED);
-    ck_assert_uint_eq(memmap_boot_type(0x70000000u /* OEM */), BOOT_MEM_RESERVED);
-    ck_assert_uint_eq(memmap_boot_type(LOADER_MEMTYPE_KERNEL), BOOT_MEM_KERNEL);
-    ck_assert_uint_eq(memmap_boot_type(LOADER_MEMTYPE_TABLES), BOOT_MEM_LOADER);
-    ck_assert_uint_eq(memmap_boot_type(0x80000002u), BOOT_MEM_RESERVED);
+    ck_assert_msg(memmap_boot_type(type_map[_i].uefi) == type_map[_i].boot,
+                  "UEFI type %#x: boot type %u, want %u", (unsigned)type_map[_i].uefi,
+                  (unsigned)memmap_boot_type(type_map[_i].uefi), (unsigned)type_map[_i].boot);
 }
 END_TEST
 
@@ -292,7 +302,7 @@ int main(void)
     tcase_add_test(elf, random_header_flips_keep_invariants);
     suite_add_tcase(s, elf);
     TCase *mm = tcase_create("memmap");
-    tcase_add_test(mm, uefi_types_mapped);
+    tcase_add_loop_test(mm, uefi_types_mapped, 0, sizeof(type_map) / sizeof(type_map[0]));
     tcase_add_test(mm, convert_sorts_and_merges);
     tcase_add_test(mm, convert_respects_capacity);
     suite_add_tcase(s, mm);

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "remote_free.h"
 
 /* ---- the port ---- */
 
@@ -205,22 +206,11 @@ END_TEST
 
 static void *objs[4000];
 
-static void *remote(void *arg)
-{
-	(void)arg;
-	for (int i = 0; i < 4000; i++)
-		kfree(objs[i]);
-	kmalloc_flush_cpu(); /* this port has no thread-exit hook */
-	return NULL;
-}
-
 START_TEST(remote_frees)
 {
 	for (int i = 0; i < 4000; i++)
 		objs[i] = kmalloc((size_t)(i % 700) + 1, 0);
-	pthread_t t;
-	pthread_create(&t, NULL, remote, NULL);
-	pthread_join(t, NULL);
+	remote_kfree(objs, 4000, 1); /* this port has no thread-exit hook */
 	/* the freeing thread's flush brought every object back to its span;
 	 * only this thread's cached spans keep them in use */
 	struct mm_census c;

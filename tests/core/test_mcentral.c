@@ -21,6 +21,7 @@
 #include "child_util.h"
 #include "host.h"
 #include "internal.h"
+#include "remote_free.h"
 
 #define CLS 10 /* 128-byte objects, 64 per one-page span, partial from 8 free */
 #define SPC (CLS << 1) /* its span class (scanned half) */
@@ -51,6 +52,15 @@ static void setup(void)
 	ck_assert_ptr_nonnull(mcache_get(cpu));
 }
 
+/* mcentral_cacheSpan for this CPU: a span this CPU now caches, or NULL. */
+static struct mspan *cache(struct mcentral *c)
+{
+	struct mspan *s = mcentral_cacheSpan(c, cpu);
+	if (s != NULL)
+		ck_assert_uint_eq(s->cached_by, cpu_slot(cpu));
+	return s;
+}
+
 /* One object from a span this CPU caches, the way mcache_refill_alloc
  * takes it: the slot's live byte becomes 1. */
 static void *take(struct mspan *s)
@@ -61,6 +71,13 @@ static void *take(struct mspan *s)
 	ck_assert_int_lt(idx, s->nelems);
 	STORE(*mspan_live(s, (unsigned)(idx)), 1);
 	return mspan_slot_addr(s, (unsigned)idx);
+}
+
+/* n objects more from s, as take. */
+static void take_n(struct mspan *s, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		take(s);
 }
 
 /* The cache entry kfree makes of a live object: its live byte goes 0. */
@@ -74,17 +91,19 @@ static struct magentry entry(void *p)
 	return (struct magentry){ p, mspan_live(s, (unsigned)(idx)) };
 }
 
-/* A span of class cls with `out` objects handed out, uncached and filed;
- * its objects in obj[0..out). */
-static struct mspan *filed_span(struct mcentral *c, unsigned out, void **obj)
+/* A span of c's class with `out` objects handed out, uncached and filed
+ * on `list`; its objects in obj[0..out). */
+static struct mspan *filed_span(struct mcentral *c, unsigned out, void **obj,
+			       enum mcentral_list list)
 {
-	struct mspan *s = mcentral_cacheSpan(c, cpu);
+	struct mspan *s = cache(c);
 	ck_assert_ptr_nonnull(s);
 	for (unsigned i = 0; i < out; i++)
 		obj[i] = take(s);
 	mcentral_uncacheSpan(c, s);
 	ck_assert_uint_eq(s->cached_by, CPU_NONE);
 	ck_assert_uint_eq(s->allocCount, out);
+	ck_assert_uint_eq(s->onlist, list);
 	return s;
 }
 
@@ -102,30 +121,27 @@ START_TEST(grow_partial_full)
 {
 	setup();
 	expect_lists(central(), 0, 0, 0);
-	struct mspan *s = mcentral_cacheSpan(central(), cpu);
+	struct mspan *s = cache(central());
 	ck_assert_ptr_nonnull(s);
-	ck_assert_uint_eq(s->cached_by, cpu_slot(cpu));
 	ck_assert_uint_eq(s->nelems, 64);
 	ck_assert_uint_eq(s->onlist, LIST_NONE);
 	expect_lists(central(), 0, 0, 1);
-	for (int i = 0; i < 10; i++)
-		take(s);
+	take_n(s, 10);
 	mcentral_uncacheSpan(central(), s);
 	ck_assert_uint_eq(s->cached_by, CPU_NONE);
 	ck_assert_uint_eq(s->allocCount, 10);
 	ck_assert_uint_eq(s->onlist, LIST_PARTIAL);
 	expect_lists(central(), 1, 0, 1);
 	/* a partial span is handed out again before the heap grows */
-	struct mspan *t = mcentral_cacheSpan(central(), cpu);
+	struct mspan *t = cache(central());
 	ck_assert_ptr_eq(t, s);
 	expect_lists(central(), 0, 0, 1);
-	for (int i = 10; i < 64; i++)
-		take(s);
+	take_n(s, 64 - 10); /* the rest */
 	mcentral_uncacheSpan(central(), s);
 	ck_assert_uint_eq(s->onlist, LIST_FULL);
 	expect_lists(central(), 0, 1, 1);
 	/* no partial span: the next cacheSpan grows a second span */
-	t = mcentral_cacheSpan(central(), cpu);
+	t = cache(central());
 	ck_assert_ptr_ne(t, s);
 	expect_lists(central(), 0, 1, 2);
 	size_t inuse = mheap_.pages_inuse;
@@ -136,9 +152,9 @@ START_TEST(grow_partial_full)
 	ck_assert_uint_eq(central()->nempty, 1);
 	expect_lists(central(), 1, 1, 2);
 	/* a second empty span goes straight back to the heap */
-	struct mspan *u = mcentral_cacheSpan(central(), cpu); /* the spare */
+	struct mspan *u = cache(central()); /* the spare */
 	ck_assert_ptr_eq(u, t);
-	struct mspan *v = mcentral_cacheSpan(central(), cpu); /* fresh */
+	struct mspan *v = cache(central()); /* fresh */
 	mcentral_uncacheSpan(central(), u);
 	mcentral_uncacheSpan(central(), v);
 	ck_assert_uint_eq(span_state(v), SPAN_DEAD);
@@ -159,21 +175,17 @@ START_TEST(partial_from_an_eighth_free)
 	setup();
 	void *obj[64];
 	/* full ones first: a partial span would be reused by the next */
-	struct mspan *s = filed_span(central(), 57, obj); /* 7 free */
-	ck_assert_uint_eq(s->onlist, LIST_FULL);
-	struct mspan *t = filed_span(central(), 56, obj); /* 8 free */
+	struct mspan *s = filed_span(central(), 57, obj, LIST_FULL); /* 7 free */
+	struct mspan *t = filed_span(central(), 56, obj, LIST_PARTIAL); /* 8 free */
 	ck_assert_ptr_ne(t, s);
-	ck_assert_uint_eq(t->onlist, LIST_PARTIAL);
 	expect_lists(central(), 1, 1, 2);
 
 	struct mcentral *big = &mheap_.central[spanclass_make(44, 0)].c; /* 4096 B, 2 per span */
 	void *b[2];
-	struct mspan *v = filed_span(big, 2, b);
+	struct mspan *v = filed_span(big, 2, b, LIST_FULL);
 	ck_assert_uint_eq(v->nelems, 2);
-	ck_assert_uint_eq(v->onlist, LIST_FULL);
-	struct mspan *u = filed_span(big, 1, b);
+	struct mspan *u = filed_span(big, 1, b, LIST_PARTIAL);
 	ck_assert_ptr_ne(u, v);
-	ck_assert_uint_eq(u->onlist, LIST_PARTIAL);
 	expect_lists(big, 1, 1, 2);
 }
 END_TEST
@@ -184,19 +196,16 @@ START_TEST(refill_takes_latest_partial)
 {
 	setup();
 	/* both cached at once, so the second is a fresh span too */
-	struct mspan *a = mcentral_cacheSpan(central(), cpu);
-	struct mspan *b = mcentral_cacheSpan(central(), cpu);
+	struct mspan *a = cache(central());
+	struct mspan *b = cache(central());
 	ck_assert_ptr_ne(a, b);
-	for (int i = 0; i < 10; i++)
-		take(a);
-	for (int i = 0; i < 20; i++)
-		take(b);
+	take_n(a, 10);
+	take_n(b, 20);
 	mcentral_uncacheSpan(central(), a);
 	mcentral_uncacheSpan(central(), b);
 	expect_lists(central(), 2, 0, 2);
-	struct mspan *t = mcentral_cacheSpan(central(), cpu);
+	struct mspan *t = cache(central());
 	ck_assert_ptr_eq(t, b);
-	ck_assert_uint_eq(t->cached_by, cpu_slot(cpu));
 	expect_lists(central(), 1, 0, 2);
 	mcentral_uncacheSpan(central(), t);
 	expect_lists(central(), 2, 0, 2);
@@ -213,9 +222,8 @@ START_TEST(refill_files_old)
 	/* an old span with nothing out becomes the class's spare (behind
 	 * every partial span), and a waiting partial span is handed out
 	 * without growing */
-	struct mspan *e = mcentral_cacheSpan(central(), cpu);
-	struct mspan *p = filed_span(central(), 30, obj);
-	ck_assert_uint_eq(p->onlist, LIST_PARTIAL);
+	struct mspan *e = cache(central());
+	struct mspan *p = filed_span(central(), 30, obj, LIST_PARTIAL);
 	expect_lists(central(), 1, 0, 2);
 	size_t inuse = mheap_.pages_inuse;
 	struct mspan *w = mcentral_refill(central(), e, cpu);
@@ -229,8 +237,7 @@ START_TEST(refill_files_old)
 	ck_assert_uint_eq(mheap_.pages_inuse, inuse - 1);
 	expect_lists(central(), 0, 0, 1);
 	/* a used-up span is filed full; none partial: a fresh one */
-	for (int i = 30; i < 64; i++)
-		take(p);
+	take_n(p, 64 - 30);
 	struct mspan *t = mcentral_refill(central(), p, cpu);
 	ck_assert_ptr_nonnull(t);
 	ck_assert_uint_eq(p->cached_by, CPU_NONE);
@@ -240,10 +247,9 @@ START_TEST(refill_files_old)
 	ck_assert_uint_eq(t->allocCount, 0);
 	expect_lists(central(), 0, 1, 2);
 	/* with a partial span waiting, the next refill takes it */
-	struct mspan *q = filed_span(central(), 30, obj);
+	struct mspan *q = filed_span(central(), 30, obj, LIST_PARTIAL);
 	expect_lists(central(), 1, 1, 3);
-	for (int i = 0; i < 64; i++)
-		take(t);
+	take_n(t, 64);
 	struct mspan *u = mcentral_refill(central(), t, cpu);
 	ck_assert_ptr_eq(u, q);
 	ck_assert_uint_eq(t->onlist, LIST_FULL);
@@ -259,20 +265,18 @@ START_TEST(full_span_with_free_slot_when_heap_cannot_grow)
 {
 	setup();
 	void *obj[64];
-	struct mspan *s = filed_span(central(), 60, obj); /* 4 free: full list */
-	ck_assert_uint_eq(s->onlist, LIST_FULL);
+	struct mspan *s = filed_span(central(), 60, obj, LIST_FULL); /* 4 free */
 	host_set_commit_limit(host_committed_bytes()); /* nothing more commits */
-	struct mspan *t = mcentral_cacheSpan(central(), cpu);
+	struct mspan *t = cache(central());
 	ck_assert_ptr_eq(t, s);
-	ck_assert_uint_eq(t->cached_by, cpu_slot(cpu));
 	for (int i = 60; i < 64; i++)
 		obj[i] = take(t);
 	mcentral_uncacheSpan(central(), t);
 	expect_lists(central(), 0, 1, 1);
-	ck_assert_ptr_null(mcentral_cacheSpan(central(), cpu));
+	ck_assert_ptr_null(cache(central()));
 	expect_lists(central(), 0, 1, 1);
 	host_set_commit_limit(0);
-	t = mcentral_cacheSpan(central(), cpu);
+	t = cache(central());
 	ck_assert_ptr_nonnull(t);
 	ck_assert_ptr_ne(t, s);
 	mcentral_uncacheSpan(central(), t); /* empty: the spare */
@@ -287,8 +291,8 @@ START_TEST(return_groups_by_span)
 {
 	setup();
 	void *a[64], *b[64];
-	struct mspan *sa = filed_span(central(), 64, a);
-	struct mspan *sb = filed_span(central(), 64, b);
+	struct mspan *sa = filed_span(central(), 64, a, LIST_FULL);
+	struct mspan *sb = filed_span(central(), 64, b, LIST_FULL);
 	expect_lists(central(), 0, 2, 2);
 	uint64_t returned = central()->returned;
 	/* interleaved, descending and ascending: 9 of a, 8 of b */
@@ -319,7 +323,7 @@ START_TEST(return_groups_by_span)
 	ck_assert_uint_eq(sa->needzero, 1);
 	expect_lists(central(), 2, 0, 2);
 	/* the slots serve again, lowest first */
-	struct mspan *t = mcentral_cacheSpan(central(), cpu);
+	struct mspan *t = cache(central());
 	ck_assert_ptr_eq(t, sb); /* refiled last */
 	ck_assert_uint_eq(slot(t, take(t)), 2);
 	ck_assert_uint_eq(slot(t, take(t)), 3);
@@ -335,7 +339,7 @@ START_TEST(return_below_an_eighth_stays_full)
 {
 	setup();
 	void *a[64];
-	struct mspan *s = filed_span(central(), 64, a);
+	struct mspan *s = filed_span(central(), 64, a, LIST_FULL);
 	struct magentry batch[7];
 	for (int i = 0; i < 7; i++)
 		batch[i] = entry(a[i * 9]);
@@ -358,7 +362,7 @@ START_TEST(empty_uncached_span_goes_back_to_the_heap)
 {
 	setup();
 	void *a[64];
-	struct mspan *s = filed_span(central(), 5, a);
+	struct mspan *s = filed_span(central(), 5, a, LIST_PARTIAL);
 	struct mm_census before;
 	mm_census(&before);
 	struct magentry batch[5];
@@ -389,7 +393,7 @@ START_TEST(cached_span_is_left_to_its_owner)
 {
 	setup();
 	struct mcentral *c = &mheap_.central[spanclass_make(6, 0)].c; /* 64 B: two bitmap words */
-	struct mspan *s = mcentral_cacheSpan(c, cpu);
+	struct mspan *s = cache(c);
 	void *o[100];
 	for (int i = 0; i < 100; i++)
 		o[i] = take(s);
@@ -433,25 +437,14 @@ END_TEST
 
 /* The same through kfree: another thread frees an object of a span this
  * thread caches; at its exit its magazine comes back, as free_bits. */
-static void *other;
-
-static void *remote_freer(void *arg)
-{
-	(void)arg;
-	kfree(other);
-	return NULL; /* thread exit: kmalloc_flush_cpu returns the magazine */
-}
-
 START_TEST(remote_free_reaches_cached_span_at_flush)
 {
 	setup();
-	other = kmalloc(128, 0);
+	void *other = kmalloc(128, 0);
 	void *keep = kmalloc(128, 0);
 	struct mspan *s = spanOf((uintptr_t)other);
 	ck_assert_uint_eq(s->cached_by, cpu_slot(cpu));
-	pthread_t t;
-	pthread_create(&t, NULL, remote_freer, NULL);
-	pthread_join(t, NULL);
+	remote_kfree(&other, 1, 0); /* its exit: kmalloc_flush_cpu returns the magazine */
 	unsigned idx = slot(s, other);
 	ck_assert_uint_eq(s->free_bits[0], (uint64_t)1 << idx);
 	ck_assert_uint_eq(*mspan_live(s, (unsigned)(idx)), 0);
@@ -503,7 +496,7 @@ START_TEST(duplicate_in_batch_is_double_free)
 {
 	setup();
 	void *a[64];
-	struct mspan *s = filed_span(central(), 64, a);
+	struct mspan *s = filed_span(central(), 64, a, LIST_FULL);
 	struct magentry batch[4] = { entry(a[5]), entry(a[9]), entry(a[20]) };
 	batch[3] = batch[1]; /* a[9] twice */
 	expect_return_fault(central(), batch, 4, "double free", a[9]);
@@ -520,7 +513,7 @@ END_TEST
 START_TEST(duplicate_pending_in_free_bits_is_double_free)
 {
 	setup();
-	struct mspan *s = mcentral_cacheSpan(central(), cpu);
+	struct mspan *s = cache(central());
 	void *o[10];
 	for (int i = 0; i < 10; i++)
 		o[i] = take(s);
@@ -549,7 +542,7 @@ START_TEST(racing_double_free_across_batches_uncached)
 {
 	setup();
 	void *a[64];
-	filed_span(central(), 64, a);
+	filed_span(central(), 64, a, LIST_FULL);
 	struct magentry first = entry(a[5]);
 	struct magentry second = first; /* the other CPU's copy */
 	mcentral_return(central(), &first, 1);
@@ -573,7 +566,7 @@ static void return_then_sweep(void *arg)
 START_TEST(racing_double_free_across_batches_cached)
 {
 	setup();
-	owned = mcentral_cacheSpan(central(), cpu);
+	owned = cache(central());
 	void *o[10];
 	for (int i = 0; i < 10; i++)
 		o[i] = take(owned);
@@ -592,7 +585,7 @@ START_TEST(live_entry_is_corrupt)
 {
 	setup();
 	void *a[64];
-	filed_span(central(), 64, a);
+	filed_span(central(), 64, a, LIST_FULL);
 	struct mspan *s = spanOf((uintptr_t)a[3]);
 	struct magentry e = entry(a[3]);
 	STORE(*mspan_live(s, (unsigned)(3)), 1);

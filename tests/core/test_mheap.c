@@ -23,6 +23,7 @@
 #include "child_util.h"
 #include "host.h"
 #include "internal.h"
+#include "remote_free.h"
 
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
@@ -193,21 +194,11 @@ END_TEST
 #define PER_THREAD 5000
 static void *shared[PER_THREAD];
 
-static void *freer(void *arg)
-{
-	(void)arg;
-	for (int i = 0; i < PER_THREAD; i++)
-		kfree(shared[i]);
-	return NULL;
-}
-
 START_TEST(remote_frees_return_spans)
 {
 	for (int i = 0; i < PER_THREAD; i++)
 		shared[i] = kmalloc((size_t)(i % 512) + 1, 0);
-	pthread_t t;
-	pthread_create(&t, NULL, freer, NULL);
-	pthread_join(t, NULL);
+	remote_kfree(shared, PER_THREAD, 0);
 	struct kmalloc_stats st;
 	kmalloc_stats(&st);
 	for (int i = 1; i < KMALLOC_NUM_CLASSES; i++)

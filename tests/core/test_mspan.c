@@ -66,6 +66,13 @@ static void give_back(unsigned idx)
 	__atomic_fetch_or(&span.free_bits[idx / 64], (uint64_t)1 << (idx % 64), __ATOMIC_SEQ_CST);
 }
 
+/* n slots more handed out, as take. */
+static void take_n(unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		take();
+}
+
 /* Right after a sweep allocCount is exact, so the span must also pass
  * the validator's stricter check for uncached spans. */
 static int valid_as_uncached(void)
@@ -173,8 +180,7 @@ END_TEST
 START_TEST(frees_before_freeindex_and_after)
 {
 	span_setup(6);
-	for (unsigned i = 0; i < 70; i++)
-		take();
+	take_n(70);
 	/* freeindex is 70: returns below it; slots above were never out */
 	give_back(10);
 	give_back(69);
@@ -195,8 +201,7 @@ END_TEST
 START_TEST(taken_and_returned_between_sweeps)
 {
 	span_setup(6);
-	for (unsigned i = 0; i < 20; i++)
-		take();
+	take_n(20);
 	ck_assert_uint_eq(mspan_sweep(&span), 0);
 	ck_assert_uint_eq(span.allocCount, 20);
 	for (unsigned i = 20; i < 30; i++)
@@ -253,8 +258,7 @@ END_TEST
 START_TEST(validator_checks_live_bytes)
 {
 	span_setup(6);
-	for (unsigned i = 0; i < 10; i++)
-		take();
+	take_n(10);
 	ck_assert(mspan_valid(&span));
 	*mspan_live(&span, 4) = 0; /* out, byte 0: held by a cache */
 	ck_assert(mspan_valid(&span));
@@ -276,8 +280,7 @@ END_TEST
 START_TEST(validator_notices_corruption)
 {
 	span_setup(6);
-	for (unsigned i = 0; i < 10; i++)
-		take();
+	take_n(10);
 	ck_assert(mspan_valid(&span));
 	span.free_bits[0] |= (uint64_t)1 << 50; /* returned, never handed out */
 	ck_assert(!mspan_valid(&span));

@@ -58,16 +58,15 @@
  */
 #include <pthread.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "internal.h"
 #include "kmalloc.h"
+#include "../api/child_util.h"
 
 #define SLOTS 32
 #define THREADS 3
@@ -243,44 +242,30 @@ static void slot_set(struct shadow *s, unsigned char *p, size_t size, size_t ali
 static const char *const misuse_names[] = { "double free", "interior pointer", "last word",
                                             "outside the heap" };
 
+struct bad_free {
+	const void *first, *bad;
+};
+
+static void do_bad_free(void *arg)
+{
+	const struct bad_free *b = arg;
+	if (b->first != NULL)
+		kfree(b->first);
+	kfree(b->bad);
+}
+
 /* Free `bad` in a child (after freeing `first`, if not NULL) and expect
- * it to die of SIGABRT having printed exactly "kmalloc: <fault>: 0x<bad>". */
+ * it to die of SIGABRT having printed exactly "kmalloc: <fault>: 0x<bad>"
+ * (run_in_child restores SIGABRT's default in the child: libFuzzer's
+ * handler would report a crash and save the input). */
 static void expect_fault(const void *first, const void *bad, const char *fault, const char *what)
 {
-	int fds[2];
-	if (pipe(fds) != 0)
-		fail("pipe", NULL, 0, 0);
-	pid_t pid = fork();
-	if (pid < 0)
-		fail("fork", NULL, 0, 0);
-	if (pid == 0) {
-		/* libFuzzer's SIGABRT handler would report a crash and save
-		 * the input: the abort is what we want here. */
-		signal(SIGABRT, SIG_DFL);
-		dup2(fds[1], 2);
-		close(fds[0]);
-		if (first != NULL)
-			kfree(first);
-		kfree(bad);
-		_exit(0);
-	}
-	close(fds[1]);
-	char got[512];
-	size_t n = 0;
-	ssize_t r;
-	while (n < sizeof(got) - 1 && (r = read(fds[0], got + n, sizeof(got) - 1 - n)) > 0)
-		n += (size_t)r;
-	got[n] = 0;
-	close(fds[0]);
-	int st;
-	if (waitpid(pid, &st, 0) != pid)
-		fail("waitpid", NULL, 0, 0);
-	char want[128];
-	snprintf(want, sizeof(want), "kmalloc: %s: 0x%lx\n", fault, (unsigned long)(uintptr_t)bad);
-	if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGABRT || strcmp(got, want) != 0) {
-		fprintf(stderr, "fuzz_kmalloc: misuse (%s) of %p: wanted SIGABRT and \"%.*s\", got %s %d and \"%s\"\n",
-		        what, bad, (int)strlen(want) - 1, want, WIFSIGNALED(st) ? "signal" : "exit status",
-		        WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st), got);
+	struct bad_free b = { first, bad };
+	static struct child_result r; /* 9 KiB; one operation thread runs at a time */
+	run_in_child(do_bad_free, &b, &r);
+	const char *m = misuse_mismatch(&r, fault, bad);
+	if (m != NULL) {
+		fprintf(stderr, "fuzz_kmalloc: misuse (%s): %s\n", what, m);
 		abort();
 	}
 }

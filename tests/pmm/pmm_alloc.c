@@ -43,10 +43,9 @@ START_TEST(exhaust_and_coalesce)
 
     struct shadow sh;
     shadow_init(&sh, 64 * MiB);
-    uint64_t a;
-    while (pmm_alloc(&p, 1, 1, &a) == PMM_OK)
-        shadow_take(&sh, &p, boot_map, BOOT_N, a, 1, 0);
+    shadow_exhaust(&sh, &p, boot_map, BOOT_N, 0);
     ck_assert_uint_eq(sh.count, st0.free_frames);
+    uint64_t a;
     ck_assert_int_eq(pmm_alloc(&p, 1, 1, &a), PMM_ENOMEM);
     ck_assert_int_eq(pmm_alloc(&p, 1, 1, &a), PMM_ENOMEM);
     pmm_stats(&p, &st);
@@ -64,8 +63,7 @@ START_TEST(exhaust_and_coalesce)
     pmm_stats(&p, &st);
     ck_assert_uint_eq(st.free_frames, st0.free_frames);
     ck_assert_uint_eq(st.used_frames, 0);
-    for (int k = 0; k <= PMM_MAX_ORDER; k++)
-        ck_assert_uint_eq(st.free_blocks[k], st0.free_blocks[k]);
+    expect_blocks(&p, st0.free_blocks);
     ck_valid(&p);
     ck_assert_int_eq(pmm_alloc(&p, (size_t)1 << top, (size_t)1 << top, &a), PMM_OK);
     ck_assert_uint_eq(a % (FRAME << top), 0);
@@ -149,9 +147,7 @@ START_TEST(aligned_runs)
         verify(&r[i], (unsigned)i);
         ck_assert_int_eq(pmm_free(&p, r[i].phys, r[i].n), PMM_OK);
     }
-    pmm_stats(&p, &st);
-    for (int k = 0; k <= PMM_MAX_ORDER; k++)
-        ck_assert_uint_eq(st.free_blocks[k], st0.free_blocks[k]);
+    expect_blocks(&p, st0.free_blocks);
     ck_valid(&p);
     shadow_free(&sh);
     arena_unmap();
@@ -225,12 +221,9 @@ START_TEST(reclaim)
     /* Before reclaim: exhaust, no reclaimable frame among them. */
     struct shadow sh;
     shadow_init(&sh, 8 * MiB);
-    while (pmm_alloc(&p, 1, 1, &a) == PMM_OK)
-        shadow_take(&sh, &p, rg, N, a, 1, 0);
+    shadow_exhaust(&sh, &p, rg, N, 0);
     ck_assert_uint_eq(sh.count, st0.free_frames);
-    for (uint64_t f = 0; f < sh.nframes; f++)
-        if (sh.used[f])
-            ck_assert_int_eq(pmm_free(&p, f * FRAME, 1), PMM_OK);
+    shadow_give_all(&sh, &p);
     shadow_free(&sh);
 
     log_reset();
@@ -248,8 +241,7 @@ START_TEST(reclaim)
     shadow_init(&sh, 8 * MiB);
     shadow_take(&sh, &p, rg, N, a, 512, 1);
     shadow_take(&sh, &p, rg, N, b, 512, 1);
-    while (pmm_alloc(&p, 1, 1, &a) == PMM_OK)
-        shadow_take(&sh, &p, rg, N, a, 1, 1);
+    shadow_exhaust(&sh, &p, rg, N, 1);
     ck_assert_uint_eq(sh.count, st.free_frames);
     shadow_free(&sh);
     ck_valid(&p);
@@ -324,26 +316,18 @@ START_TEST(bookkeeping_overhead)
     static struct pmm_region sparse[ISLANDS];
     for (int i = 0; i < ISLANDS; i++)
         sparse[i] = (struct pmm_region){1 * MiB + (uint64_t)i * 5 * FRAME, FRAME, PMM_USABLE, 0};
-    build(&p, sparse, ISLANDS, 1 * MiB + ISLANDS * 5 * FRAME);
     struct pmm_stats st;
-    pmm_stats(&p, &st);
+    build_stats(&p, sparse, ISLANDS, 1 * MiB + ISLANDS * 5 * FRAME, &st);
     ck_assert_uint_eq(st.sections, 1);
     ck_assert(overhead_pct(&p, "sparse map, 1 frame in 5") <= 0.5);
     arena_unmap();
 }
 END_TEST
 
-Suite *pmm_alloc_suite(void)
-{
-    Suite *s = suite_create("pmm alloc");
-    TCase *tc = tcase_create("alloc");
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, exhaust_and_coalesce);
-    tcase_add_test(tc, aligned_runs);
-    tcase_add_test(tc, odd_counts_and_partial_free);
-    tcase_add_test(tc, reclaim);
-    tcase_add_test(tc, dump);
-    tcase_add_test(tc, bookkeeping_overhead);
-    suite_add_tcase(s, tc);
-    return s;
-}
+CHECK_SUITE(pmm_alloc_suite, "pmm alloc", 120,
+            CHECK_TEST(exhaust_and_coalesce),
+            CHECK_TEST(aligned_runs),
+            CHECK_TEST(odd_counts_and_partial_free),
+            CHECK_TEST(reclaim),
+            CHECK_TEST(dump),
+            CHECK_TEST(bookkeeping_overhead))

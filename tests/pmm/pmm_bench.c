@@ -11,9 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
-#include <time.h>
 
 #include "pmm/pmm.h"
+#include "../mono_time.h"
+#include "../xorshift.h"
 
 #define MiB ((uint64_t)1 << 20)
 #define GiB ((uint64_t)1 << 30)
@@ -21,13 +22,6 @@
 static unsigned char *arena;
 static uint64_t span;
 static uint64_t *held;
-
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
 
 static const struct pmm_region map256[] = {
     {0, 0xa0000, PMM_USABLE, 0},
@@ -43,13 +37,6 @@ static void fresh(struct pmm *p)
 }
 
 static uint64_t rng = 88172645463325252ull;
-static uint64_t next(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
 
 /* Returns operations done; the time is measured by the caller. */
 static uint64_t w_pairs(struct pmm *p)
@@ -93,14 +80,14 @@ static uint64_t w_mixed(struct pmm *p)
     static uint64_t phys[4096], cnt[4096];
     uint64_t live = 0, ops = 0;
     for (int i = 0; i < 1000000; i++) {
-        if (live < 4096 && (live == 0 || next() % 2)) {
-            uint64_t n = 1 + next() % 8, a;
+        if (live < 4096 && (live == 0 || xorshift64(&rng) % 2)) {
+            uint64_t n = 1 + xorshift64(&rng) % 8, a;
             if (pmm_alloc(p, n, 1, &a) == PMM_OK) {
                 phys[live] = a;
                 cnt[live++] = n;
             }
         } else {
-            uint64_t j = next() % live;
+            uint64_t j = xorshift64(&rng) % live;
             if (pmm_free(p, phys[j], cnt[j]))
                 abort();
             phys[j] = phys[--live];
@@ -123,9 +110,9 @@ static void bench(const char *name, uint64_t (*w)(struct pmm *))
     for (int r = 0; r < 5; r++) {
         struct pmm p;
         fresh(&p);
-        double t0 = now_ns();
+        double t0 = mono_seconds();
         ops = w(&p);
-        double t = now_ns() - t0;
+        double t = (mono_seconds() - t0) * 1e9;
         if (pmm_validate(&p) != 0)
             abort();
         if (t / (double)ops < best)
@@ -139,10 +126,10 @@ static void bench_init(const char *name, const struct pmm_region *rg, size_t n)
     double best = 1e300;
     struct pmm p;
     for (int r = 0; r < 5; r++) {
-        double t0 = now_ns();
+        double t0 = mono_seconds();
         if (pmm_init(&p, rg, n, (uint64_t)(uintptr_t)arena, NULL) != PMM_OK)
             abort();
-        double t = now_ns() - t0;
+        double t = (mono_seconds() - t0) * 1e9;
         if (t < best)
             best = t;
     }

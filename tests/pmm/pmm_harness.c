@@ -74,6 +74,22 @@ void build(struct pmm *p, const struct pmm_region *rg, size_t n, uint64_t span)
     ck_valid(p);
 }
 
+void expect_blocks(const struct pmm *p, const uint64_t want[PMM_MAX_ORDER + 1])
+{
+    struct pmm_stats st;
+    pmm_stats(p, &st);
+    for (int k = 0; k <= PMM_MAX_ORDER; k++)
+        ck_assert_msg(st.free_blocks[k] == want[k], "order %d: %llu free blocks, want %llu", k,
+                      (unsigned long long)st.free_blocks[k], (unsigned long long)want[k]);
+}
+
+void build_stats(struct pmm *p, const struct pmm_region *rg, size_t n, uint64_t span,
+                 struct pmm_stats *st)
+{
+    build(p, rg, n, span);
+    pmm_stats(p, st);
+}
+
 static int allocatable_type(uint32_t t, int reclaimed)
 {
     return t == PMM_USABLE || (reclaimed && t == PMM_RECLAIMABLE);
@@ -105,10 +121,15 @@ int oracle_allocatable(const struct pmm_region *rg, size_t n, uint64_t phys, int
     return 1;
 }
 
+uint64_t meta_phys(const struct pmm *p, uint32_t i)
+{
+    return (uint64_t)(uintptr_t)p->section[i].meta - p->dmap_offset;
+}
+
 int is_metadata_frame(const struct pmm *p, uint64_t phys)
 {
     for (uint32_t i = 0; i < p->nsections; i++) {
-        uint64_t m = (uint64_t)(uintptr_t)p->section[i].meta - p->dmap_offset;
+        uint64_t m = meta_phys(p, i);
         uint64_t bytes = (p->section[i].npfn + FRAME - 1) / FRAME * FRAME;
         if (phys >= m && phys < m + bytes)
             return 1;
@@ -153,4 +174,21 @@ void shadow_give(struct shadow *sh, uint64_t phys, uint64_t nframes)
         sh->used[phys / FRAME + f] = 0;
     }
     sh->count -= nframes;
+}
+
+void shadow_exhaust(struct shadow *sh, struct pmm *p, const struct pmm_region *rg, size_t n,
+                    int reclaimed)
+{
+    uint64_t a;
+    while (pmm_alloc(p, 1, 1, &a) == PMM_OK)
+        shadow_take(sh, p, rg, n, a, 1, reclaimed);
+}
+
+void shadow_give_all(struct shadow *sh, struct pmm *p)
+{
+    for (uint64_t f = 0; f < sh->nframes; f++)
+        if (sh->used[f]) {
+            ck_assert_int_eq(pmm_free(p, f * FRAME, 1), PMM_OK);
+            shadow_give(sh, f * FRAME, 1);
+        }
 }

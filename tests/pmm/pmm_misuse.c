@@ -71,7 +71,7 @@ START_TEST(not_allocatable)
     rejected(2 * MiB + 8 * FRAME, 4, "reserved frame", 2 * MiB + 8 * FRAME);
     rejected(17 * MiB, 1, "frame in a hole of the memory map", 17 * MiB);
     rejected(8 * MiB, 1, "reclaimable frame not yet reclaimed", 8 * MiB);
-    uint64_t meta = (uint64_t)(uintptr_t)p.section[0].meta - p.dmap_offset;
+    uint64_t meta = meta_phys(&p, 0);
     rejected(meta, 1, "frame holds pmm metadata", meta);
     rejected(0, 1, "frame not managed by this allocator", 0);
     rejected(512 * MiB, 1, "frame not managed by this allocator", 512 * MiB);

@@ -14,6 +14,7 @@
  * sweep, trim and section logic of mm/pmm/map.c and init.c.
  */
 #include "pmm_harness.h"
+#include "../xorshift.h"
 
 #define SPAN (16 * MiB)
 
@@ -21,10 +22,7 @@ static uint64_t rng;
 
 static uint64_t next(void)
 {
-    rng ^= rng >> 12;
-    rng ^= rng << 25;
-    rng ^= rng >> 27;
-    return rng * 0x2545f4914f6cdd1dull;
+    return xorshift64star(&rng);
 }
 
 static uint32_t random_type(void)
@@ -91,9 +89,8 @@ START_TEST(random_maps)
             total += len;
         }
         struct pmm p;
-        build(&p, rg, n, SPAN);
         struct pmm_stats st;
-        pmm_stats(&p, &st);
+        build_stats(&p, rg, n, SPAN, &st);
         const struct pmm_dropped *d = &st.dropped;
 
         uint64_t resolved = 0;
@@ -130,9 +127,7 @@ START_TEST(random_maps)
             pmm_stats(&p, &st);
             ck_assert_uint_eq(st.free_frames, 0);
             ck_assert_uint_eq(sh.count, st.used_frames);
-            for (uint64_t f = 0; f < sh.nframes; f++)
-                if (sh.used[f])
-                    ck_assert_int_eq(pmm_free(&p, f * FRAME, 1), PMM_OK);
+            shadow_give_all(&sh, &p);
             shadow_free(&sh);
             ck_valid(&p);
             if (!reclaimed) {
@@ -149,12 +144,5 @@ START_TEST(random_maps)
 }
 END_TEST
 
-Suite *pmm_randmap_suite(void)
-{
-    Suite *s = suite_create("pmm random maps");
-    TCase *tc = tcase_create("maps");
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, random_maps);
-    suite_add_tcase(s, tc);
-    return s;
-}
+CHECK_SUITE(pmm_randmap_suite, "pmm random maps", 300,
+            CHECK_TEST(random_maps))

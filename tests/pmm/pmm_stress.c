@@ -13,6 +13,7 @@
  * the start: coalescing is complete.
  */
 #include "pmm_harness.h"
+#include "../xorshift.h"
 
 #include <stdlib.h>
 
@@ -55,10 +56,7 @@ static uint64_t rng;
 
 static uint64_t next(void)
 {
-    rng ^= rng >> 12;
-    rng ^= rng << 25;
-    rng ^= rng >> 27;
-    return rng * 0x2545f4914f6cdd1dull;
+    return xorshift64star(&rng);
 }
 
 struct live {
@@ -153,9 +151,7 @@ static void free_all_and_compare(const struct pmm_stats *start)
     struct pmm_stats st;
     pmm_stats(&p, &st);
     ck_assert_uint_eq(st.free_frames, start->free_frames);
-    for (int k = 0; k <= PMM_MAX_ORDER; k++)
-        ck_assert_msg(st.free_blocks[k] == start->free_blocks[k], "order %d: %llu free blocks, at start %llu", k,
-                      (unsigned long long)st.free_blocks[k], (unsigned long long)start->free_blocks[k]);
+    expect_blocks(&p, start->free_blocks);
     ck_valid(&p);
 }
 
@@ -205,12 +201,5 @@ START_TEST(random_sequence)
 }
 END_TEST
 
-Suite *pmm_stress_suite(void)
-{
-    Suite *s = suite_create("pmm stress");
-    TCase *tc = tcase_create("random");
-    tcase_set_timeout(tc, 300);
-    tcase_add_loop_test(tc, random_sequence, 0, (int)(sizeof runs / sizeof runs[0]));
-    suite_add_tcase(s, tc);
-    return s;
-}
+CHECK_SUITE(pmm_stress_suite, "pmm stress", 300,
+            CHECK_TEST_LOOP(random_sequence, sizeof runs / sizeof runs[0]))

@@ -12,20 +12,9 @@
  * free frames), pmm_stress.c (seeded random sequence against a shadow).
  */
 #include "pmm_harness.h"
-#include "../check_runner.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-/* Free blocks per order right after init, compared against a table. */
-static void expect_blocks(const struct pmm *p, const uint64_t want[PMM_MAX_ORDER + 1])
-{
-    struct pmm_stats st;
-    pmm_stats(p, &st);
-    for (int k = 0; k <= PMM_MAX_ORDER; k++)
-        ck_assert_msg(st.free_blocks[k] == want[k], "order %d: %llu free blocks, want %llu", k,
-                      (unsigned long long)st.free_blocks[k], (unsigned long long)want[k]);
-}
 
 /* One usable region [1 MiB, 64 MiB): 16128 frames, 4 of them metadata
  * (16128 bytes) carved from the top, the rest split greedily into the
@@ -34,9 +23,8 @@ START_TEST(one_region)
 {
     struct pmm p;
     struct pmm_region rg[] = {{1 * MiB, 63 * MiB, PMM_USABLE, 0}};
-    build(&p, rg, 1, 64 * MiB);
     struct pmm_stats st;
-    pmm_stats(&p, &st);
+    build_stats(&p, rg, 1, 64 * MiB, &st);
     ck_assert_uint_eq(st.sections, 1);
     ck_assert_uint_eq(st.managed_frames, 16128);
     ck_assert_uint_eq(st.metadata_frames, 4);
@@ -44,7 +32,7 @@ START_TEST(one_region)
     ck_assert_uint_eq(st.free_frames, 16124);
     ck_assert_uint_eq(st.used_frames, 0);
     ck_assert_uint_eq(st.type_bytes[PMM_USABLE], 63 * MiB);
-    ck_assert_uint_eq((uint64_t)(uintptr_t)p.section[0].meta - p.dmap_offset, 64 * MiB - 4 * FRAME);
+    ck_assert_uint_eq(meta_phys(&p, 0), 64 * MiB - 4 * FRAME);
     /* pfn 256..16380: 256/8 512/9 1024/10 2048/11 4096/12 8192/12, then
      * 4092 frames from 12288 as orders 11 down to 2. */
     static const uint64_t want[PMM_MAX_ORDER + 1] = {0, 0, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2};
@@ -97,9 +85,8 @@ static const struct pmm_region pc_map[] = {
 START_TEST(holes_and_odd_edges)
 {
     struct pmm p;
-    build(&p, pc_map, PC_N, 4 * GiB + 16 * MiB);
     struct pmm_stats st;
-    pmm_stats(&p, &st);
+    build_stats(&p, pc_map, PC_N, 4 * GiB + 16 * MiB, &st);
     ck_assert_uint_eq(st.sections, 2);
     ck_assert_uint_eq(st.dropped.frame0_bytes, FRAME);
     ck_assert_uint_eq(st.dropped.unaligned_bytes, 0xc00 + 0xedd + 0xbaa + 0x800);
@@ -120,21 +107,15 @@ START_TEST(holes_and_odd_edges)
     /* Exhaust with single frames: each one must be free memory in the map. */
     struct shadow sh;
     shadow_init(&sh, 4 * GiB + 16 * MiB);
-    uint64_t a, n = 0, initial = st.free_frames;
+    uint64_t initial = st.free_frames;
     struct pmm_stats before = st;
-    while (pmm_alloc(&p, 1, 1, &a) == PMM_OK) {
-        shadow_take(&sh, &p, pc_map, PC_N, a, 1, 0);
-        n++;
-    }
-    ck_assert_uint_eq(n, initial);
+    shadow_exhaust(&sh, &p, pc_map, PC_N, 0);
+    ck_assert_uint_eq(sh.count, initial);
     ck_valid(&p);
-    for (uint64_t f = 0; f < sh.nframes; f++)
-        if (sh.used[f])
-            ck_assert_int_eq(pmm_free(&p, f * FRAME, 1), PMM_OK);
+    shadow_give_all(&sh, &p);
     pmm_stats(&p, &st);
     ck_assert_uint_eq(st.free_frames, initial);
-    for (int k = 0; k <= PMM_MAX_ORDER; k++)
-        ck_assert_uint_eq(st.free_blocks[k], before.free_blocks[k]);
+    expect_blocks(&p, before.free_blocks);
     ck_valid(&p);
     shadow_free(&sh);
     arena_unmap();
@@ -157,9 +138,8 @@ START_TEST(unsorted_overlapping)
         {0, 0, PMM_USABLE, 0},
         {6 * MiB, 64 * KiB, 77, 0},
     };
-    build(&p, rg, 6, 16 * MiB);
     struct pmm_stats st;
-    pmm_stats(&p, &st);
+    build_stats(&p, rg, 6, 16 * MiB, &st);
     ck_assert_uint_eq(st.dropped.unsorted_entries, 2);
     ck_assert_uint_eq(st.dropped.empty_entries, 1);
     ck_assert_uint_eq(st.dropped.overlap_bytes, 3 * MiB - 2 * KiB + 64 * KiB);
@@ -178,12 +158,8 @@ START_TEST(unsorted_overlapping)
 
     struct shadow sh;
     shadow_init(&sh, 16 * MiB);
-    uint64_t a, n = 0;
-    while (pmm_alloc(&p, 1, 1, &a) == PMM_OK) {
-        shadow_take(&sh, &p, rg, 6, a, 1, 0);
-        n++;
-    }
-    ck_assert_uint_eq(n, st.free_frames);
+    shadow_exhaust(&sh, &p, rg, 6, 0);
+    ck_assert_uint_eq(sh.count, st.free_frames);
     shadow_free(&sh);
     ck_valid(&p);
     arena_unmap();
@@ -307,9 +283,8 @@ START_TEST(too_many_sections)
     struct pmm_region rg[40];
     for (int i = 0; i < 40; i++)
         rg[i] = (struct pmm_region){(uint64_t)(i + 1) * MiB, 64 * KiB, PMM_USABLE, 0};
-    build(&p, rg, 40, 42 * MiB);
     struct pmm_stats st;
-    pmm_stats(&p, &st);
+    build_stats(&p, rg, 40, 42 * MiB, &st);
     ck_assert_uint_eq(st.sections, PMM_MAX_SECTIONS);
     ck_assert_uint_eq(st.dropped.section_bytes, 8 * 64 * KiB);
     ck_assert_uint_eq(st.metadata_frames, 1);
@@ -335,13 +310,12 @@ START_TEST(metadata_shared)
         {48 * MiB, 4 * KiB, PMM_USABLE, 0},       /* its only usable run, one frame */
         {1 * GiB, 8 * MiB, PMM_USABLE, 0},        /* a section of 2048 frames */
     };
-    build(&p, rg, 3, 1 * GiB + 8 * MiB);
     struct pmm_stats st;
-    pmm_stats(&p, &st);
+    build_stats(&p, rg, 3, 1 * GiB + 8 * MiB, &st);
     ck_assert_uint_eq(st.sections, 2);
     ck_assert_uint_eq(st.metadata_frames, 3); /* 8193 + 2048 bytes */
-    uint64_t m0 = (uint64_t)(uintptr_t)p.section[0].meta - p.dmap_offset;
-    uint64_t m1 = (uint64_t)(uintptr_t)p.section[1].meta - p.dmap_offset;
+    uint64_t m0 = meta_phys(&p, 0);
+    uint64_t m1 = meta_phys(&p, 1);
     ck_assert_uint_eq(m0, 1 * GiB + 8 * MiB - 3 * FRAME);
     ck_assert_uint_eq(m1, m0 + 8193);
     ck_assert_uint_eq(st.reclaimable_frames, 8192);
@@ -372,14 +346,13 @@ START_TEST(metadata_fallback)
         {3 * GiB, 12 * KiB, PMM_USABLE, 0},
         {3 * GiB + 12 * KiB, 32 * MiB, PMM_RECLAIMABLE, 0},
     };
-    build(&p, rg, 5, 3 * GiB + 48 * MiB);
     struct pmm_stats st;
-    pmm_stats(&p, &st);
+    build_stats(&p, rg, 5, 3 * GiB + 48 * MiB, &st);
     ck_assert_uint_eq(st.sections, 3);
     ck_assert_uint_eq(st.metadata_frames, 5 + 1 + 3);
-    ck_assert_uint_eq((uint64_t)(uintptr_t)p.section[0].meta - p.dmap_offset, 1 * GiB);
-    ck_assert_uint_eq((uint64_t)(uintptr_t)p.section[1].meta - p.dmap_offset, 1 * GiB + 5 * FRAME);
-    ck_assert_uint_eq((uint64_t)(uintptr_t)p.section[2].meta - p.dmap_offset, 3 * GiB);
+    ck_assert_uint_eq(meta_phys(&p, 0), 1 * GiB);
+    ck_assert_uint_eq(meta_phys(&p, 1), 1 * GiB + 5 * FRAME);
+    ck_assert_uint_eq(meta_phys(&p, 2), 3 * GiB);
     ck_assert_uint_eq(st.free_frames, 1);
     ck_assert_uint_eq(st.reclaimable_frames, 16384 + 8192);
     ck_assert_uint_eq(pmm_reclaim(&p), 16384 + 8192);
@@ -390,8 +363,7 @@ START_TEST(metadata_fallback)
     arena_unmap();
 
     struct pmm_region only_boot[] = {{16 * MiB, 16 * MiB, PMM_RECLAIMABLE, 0}};
-    build(&p, only_boot, 1, 32 * MiB);
-    pmm_stats(&p, &st);
+    build_stats(&p, only_boot, 1, 32 * MiB, &st);
     ck_assert_uint_eq(st.sections, 0);
     ck_assert_uint_eq(st.dropped.section_bytes, 16 * MiB);
     ck_assert(log_has("no room for the metadata of section 0x1000000; dropped"));
@@ -401,25 +373,18 @@ START_TEST(metadata_fallback)
 }
 END_TEST
 
-Suite *pmm_map_suite(void)
-{
-    Suite *s = suite_create("pmm map");
-    TCase *tc = tcase_create("init");
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, one_region);
-    tcase_add_test(tc, crossing_order_boundaries);
-    tcase_add_test(tc, holes_and_odd_edges);
-    tcase_add_test(tc, unsorted_overlapping);
-    tcase_add_test(tc, physical_limit);
-    tcase_add_test(tc, direct_map_limit);
-    tcase_add_test(tc, inputs_in_usable_memory);
-    tcase_add_test(tc, empty_map);
-    tcase_add_test(tc, too_many_sections);
-    tcase_add_test(tc, metadata_shared);
-    tcase_add_test(tc, metadata_fallback);
-    suite_add_tcase(s, tc);
-    return s;
-}
+CHECK_SUITE(pmm_map_suite, "pmm map", 120,
+            CHECK_TEST(one_region),
+            CHECK_TEST(crossing_order_boundaries),
+            CHECK_TEST(holes_and_odd_edges),
+            CHECK_TEST(unsorted_overlapping),
+            CHECK_TEST(physical_limit),
+            CHECK_TEST(direct_map_limit),
+            CHECK_TEST(inputs_in_usable_memory),
+            CHECK_TEST(empty_map),
+            CHECK_TEST(too_many_sections),
+            CHECK_TEST(metadata_shared),
+            CHECK_TEST(metadata_fallback))
 
 int main(void)
 {

@@ -1,8 +1,9 @@
 /*
  * semantics.c: glibc's malloc contract, checked against the LD_PRELOAD
  * shim (tests/preload.mk runs it with LD_PRELOAD=libkmalloc_preload.so).
- * Built with -DAGAINST_GLIBC and run without the shim it checks glibc
- * itself (less the kmalloc-specific misuse messages), which is how the
+ * Built with -DAGAINST_GLIBC (linked with tests/api/child_util.c, as
+ * tests/preload.mk does) and run without the shim it checks glibc itself
+ * (less the kmalloc-specific misuse messages), which is how the
  * expectations here were confirmed. Each CHECK prints its name on
  * failure; the exit status is the number of failures.
  *
@@ -10,7 +11,8 @@
  * every NULL; calloc overflow and zeroing; realloc growth/shrink/failure,
  * realloc(p, 0); reallocarray overflow; posix_memalign / aligned_alloc /
  * memalign / valloc / pvalloc alignment rules; malloc_usable_size; and
- * that invalid and double frees abort with "kmalloc: <fault>: <pointer>".
+ * that invalid and double frees abort with exactly the line
+ * "kmalloc: <fault>: <pointer>" (child_util.c's misuse_mismatch).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -24,6 +26,8 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "../api/child_util.h"
 
 static int failures;
 
@@ -286,105 +290,75 @@ static void test_usable_size(void)
 	CHECK("malloc_trim returns", malloc_trim(0) >= 0);
 }
 
-/* Run fn in a child; return 1 if it died of SIGABRT after writing a line
- * that starts with `expect` and names the pointer it printed first. */
-static int child_aborts_with(void (*fn)(int), const char *expect)
-{
-	int fds[2];
-	if (pipe(fds) != 0)
-		return 0;
-	pid_t pid = fork();
-	if (pid == 0) {
-		close(fds[0]);
-		dup2(fds[1], 2);
-		fn(fds[1]);
-		_exit(0);
-	}
-	close(fds[1]);
-	char buf[512];
-	size_t n = 0;
-	ssize_t r;
-	while (n < sizeof(buf) - 1 && (r = read(fds[0], buf + n, sizeof(buf) - 1 - n)) > 0)
-		n += (size_t)r;
-	buf[n] = '\0';
-	close(fds[0]);
-	int st;
-	waitpid(pid, &st, 0);
-	/* The child wrote "ptr=0x...\n" first, then the fault line. */
-	char *nl = strchr(buf, '\n');
-	if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGABRT || nl == NULL) {
-		fprintf(stderr, "child output: %s\n", buf);
-		return 0;
-	}
-	*nl = '\0';
-	const char *ptr = buf + 4;
-	char want[128];
-	snprintf(want, sizeof(want), "%s: %s\n", expect, ptr);
-	if (strstr(nl + 1, want) == NULL) {
-		fprintf(stderr, "child output: %s / %s, wanted %s\n", buf, nl + 1, want);
-		return 0;
-	}
-	return 1;
-}
-
+/* The misuse children: each names the pointer it is about to misuse on
+ * stdout (run_in_child keeps it apart from the fault line on stderr),
+ * since only the child knows it. */
 static void say_ptr(void *p)
 {
-	fprintf(stderr, "ptr=%p\n", p);
-	fflush(stderr);
+	printf("%p\n", p);
+	fflush(stdout);
 }
 
-static void do_double_free(int fd)
-{
-	(void)fd;
-	void *p = malloc(48);
-	free(p);
-	say_ptr(p);
-	free(p);
-}
+/* The misuse cases: what the child does, and the fault it must die of. */
+enum misuse { DOUBLE_FREE, INTERIOR_FREE, STACK_FREE, USABLE_SIZE_OF_FREED };
+static const struct misuse_case {
+	const char *name;
+	enum misuse how;
+	size_t size; /* of the object misused (none for STACK_FREE) */
+	const char *fault;
+} misuse_cases[] = {
+	{ "double free aborts", DOUBLE_FREE, 48, "double free" },
+	{ "double free of large object aborts", DOUBLE_FREE, 100000, "double free" },
+	{ "interior free aborts", INTERIOR_FREE, 64, "invalid free" },
+	{ "free of stack memory aborts", STACK_FREE, 0, "invalid free" },
+	{ "malloc_usable_size of freed memory aborts", USABLE_SIZE_OF_FREED, 200, "invalid pointer" },
+};
 
-static void do_double_free_large(int fd)
+static void misuse_child(void *arg)
 {
-	(void)fd;
-	void *p = malloc(100000);
-	free(p);
-	say_ptr(p);
-	free(p);
-}
-
-static void do_interior_free(int fd)
-{
-	(void)fd;
-	char *p = malloc(64);
-	say_ptr(p + 8);
-	free(p + 8);
-}
-
-static void do_stack_free(int fd)
-{
+	const struct misuse_case *c = arg;
 	char local[16];
-	(void)fd;
-	say_ptr(local);
-	free(local);
+	char *p = c->how == STACK_FREE ? local : malloc(c->size);
+	switch (c->how) {
+	case DOUBLE_FREE:
+		free(p);
+		say_ptr(p);
+		free(p);
+		break;
+	case INTERIOR_FREE:
+		say_ptr(p + 8);
+		free(p + 8);
+		break;
+	case STACK_FREE:
+		say_ptr(p);
+		free(p);
+		break;
+	case USABLE_SIZE_OF_FREED:
+		free(p);
+		say_ptr(p);
+		(void)malloc_usable_size(p);
+		break;
+	}
 }
 
-static void do_usable_size_freed(int fd)
+/* Run case c in a child; 1 if it died of SIGABRT having written exactly
+ * the line "kmalloc: <fault>: 0x<p>" on stderr, p the pointer it named. */
+static int child_aborts_with(const struct misuse_case *c)
 {
-	(void)fd;
-	void *p = malloc(200);
-	free(p);
-	say_ptr(p);
-	(void)malloc_usable_size(p);
+	static struct child_result r; /* 9 KiB */
+	void *ptr;
+	run_in_child(misuse_child, (void *)c, &r);
+	const char *m = sscanf(r.out, "%p", &ptr) == 1 ? misuse_mismatch(&r, c->fault, ptr)
+	                                                : "the child named no pointer";
+	if (m != NULL)
+		fprintf(stderr, "%s (child's stdout: %s)\n", m, r.out);
+	return m == NULL;
 }
 
 __attribute__((unused)) static void test_misuse(void)
 {
-	CHECK("double free aborts", child_aborts_with(do_double_free, "kmalloc: double free"));
-	CHECK("double free of large object aborts",
-	      child_aborts_with(do_double_free_large, "kmalloc: double free"));
-	CHECK("interior free aborts", child_aborts_with(do_interior_free, "kmalloc: invalid free"));
-	CHECK("free of stack memory aborts", child_aborts_with(do_stack_free, "kmalloc: invalid free"));
-	CHECK("malloc_usable_size of freed memory aborts",
-	      child_aborts_with(do_usable_size_freed, "kmalloc: invalid pointer"));
+	for (size_t i = 0; i < sizeof(misuse_cases) / sizeof(misuse_cases[0]); i++)
+		CHECK(misuse_cases[i].name, child_aborts_with(&misuse_cases[i]));
 }
 
 int main(void)

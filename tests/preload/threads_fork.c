@@ -26,6 +26,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../xorshift.h"
+
 static int failures;
 
 #define CHECK(name, cond)                                                    \
@@ -36,18 +38,9 @@ static int failures;
 		}                                                            \
 	} while (0)
 
-static uint64_t rng_next(uint64_t *s)
-{
-	uint64_t x = *s;
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return *s = x;
-}
-
 static size_t pick_size(uint64_t *s)
 {
-	unsigned r = (unsigned)rng_next(s);
+	unsigned r = (unsigned)xorshift64(s);
 	if (r % 64 == 0)
 		return 32768 + r % 100000; /* a large object now and then */
 	return 1 + (r >> 8) % 2048;
@@ -63,7 +56,7 @@ struct obj {
 static void obj_make(struct obj *o, uint64_t *s)
 {
 	o->n = pick_size(s);
-	o->v = (unsigned char)(rng_next(s) | 1);
+	o->v = (unsigned char)(xorshift64(s) | 1);
 	o->p = malloc(o->n);
 	if (o->p != NULL)
 		memset(o->p, o->v, o->n);
