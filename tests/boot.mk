@@ -21,7 +21,8 @@ LOADER_TEST_SRCS := tests/boot/loader_test.c boot/elf_check.c boot/memmap.c
 LOADER_TEST_CFLAGS := $(CSTD) $(WARN) -O1 -g -I. -I$(EFI_INC) -I$(EFI_INC)/x86_64 \
 	$(shell pkg-config --cflags check 2>/dev/null)
 
-$(LOADER_TEST): $(LOADER_TEST_SRCS) boot/elf_check.h boot/elf64.h boot/memmap.h boot/bootinfo.h
+$(LOADER_TEST): $(LOADER_TEST_SRCS) boot/elf_check.h boot/elf64.h boot/memmap.h boot/bootinfo.h \
+		tests/xorshift.h tests/check_runner.h
 	@mkdir -p $(dir $@)
 	@echo "  CC(host) $@"
 	$(Q)$(CC) $(LOADER_TEST_CFLAGS) $(LOADER_TEST_SRCS) -o $@ $$(pkg-config --libs check)
