@@ -1,0 +1,149 @@
+/*
+ * mcaches.h: the per-CPU caches (magazines, mcache, large bins), the
+ * transfer caches and the mcentral lists, with their sizes.
+ * Part of internal.h, which includes it at its place; include internal.h,
+ * not this file.
+ */
+#ifndef MM_MCACHES_H
+#define MM_MCACHES_H
+
+/* ---- per-CPU object caches (mcache.c) and transfer caches ----
+ *
+ * A magazine (Bonwick's word) is a bounded stack of free objects of one
+ * class, per CPU; the transfer cache is a bounded array of free objects of
+ * one class shared by all CPUs, which moves them between CPUs in batches
+ * (tcmalloc's transfer cache, Bonwick's depot). An entry carries the
+ * object and its live byte, so popping it marks it live without finding
+ * its span. Bounds are in bytes (see mm_cache_init): */
+#define MAG_BYTES ((size_t)16 << 10)  /* per CPU and class */
+#define MAG_MIN 4
+#define MAG_MAX 128
+#define TC_BYTES ((size_t)64 << 10)   /* per class, shared */
+#define TC_MAX 1024
+
+struct magentry {
+	void *p;        /* a free object, held by this cache */
+	uint8_t *live;  /* its live byte (0 while cached) */
+};
+
+/* One class of one CPU's mcache: only that CPU touches it, with
+ * interrupts off, except that kmalloc_stats reads the counters (written
+ * with COUNT, read with LOAD). [base, top) are the entries held. One
+ * cache line. The entries are carved on the class's first slow path
+ * (mcache_mag_ready): until then all three pointers are NULL, which
+ * fails both fast paths, so a CPU pays only for the classes it uses. */
+struct magazine {
+	struct magentry *top;   /* next free entry */
+	struct magentry *base;  /* [mm_cache.mag_cap[class]], once set */
+	struct magentry *limit; /* base + capacity */
+	uint64_t allocs;        /* objects handed out on this CPU */
+	uint64_t frees;         /* objects freed on this CPU */
+	uint64_t pad[3];
+};
+
+static inline uint32_t mag_count(const struct magazine *m)
+{
+	return (uint32_t)(m->top - m->base);
+}
+
+/* Freed large spans kept per CPU for reuse without mheap.lock (see
+ * mlarge.c). At most LARGE_CACHE_N spans and LARGE_CACHE_BYTES. */
+#define LARGE_CACHE_N 32
+#define LARGE_CACHE_BYTES ((size_t)2 << 20)
+#define LARGE_CACHE_MAXPAGES 32 /* spans up to 256 KiB are cached */
+
+/* Per CPU; only that CPU touches it, with interrupts off, except the
+ * counters kmalloc_stats reads (LOAD/STORE) and drain_seen (atomic). */
+struct mcache {
+	struct magazine mag[NUM_SPANCLASSES];
+	struct mspan *alloc[NUM_SPANCLASSES]; /* cached span per class,
+	                                         or &mspan_empty */
+	struct mspan *lbin[LARGE_CACHE_MAXPAGES + 1]; /* cached large spans
+	                                         by page count, linked through
+	                                         mspan.next */
+	uint32_t nlarge;                      /* spans in lbin */
+	uint64_t large_cached_bytes;
+	uint64_t large_allocs, large_frees;   /* large objects, this CPU */
+	uint64_t large_alloc_bytes, large_free_bytes;
+	uint64_t drain_seen;                  /* atomic: the mheap.drain_gen
+	                                         this CPU last drained at */
+	uint32_t polls;                       /* atomic: the port calls
+	                                         kmalloc_safepoint here */
+	uint32_t cpu;                         /* immutable: its CPU id */
+};
+
+/* The transfer cache of one class. */
+struct transfer {
+	struct sys_lock lock;
+	uint32_t n;            /* lock: entries held */
+	uint32_t cap;          /* immutable: mm_cache.tc_cap[class] */
+	struct magentry *e;    /* lock: [cap], set on first use */
+	uint64_t puts, takes;  /* lock (read racily): batches moved, for
+	                          tests and reports */
+};
+struct transfer_padded {
+	struct transfer t;
+	char pad[(64 - sizeof(struct transfer) % 64) % 64];
+} __attribute__((aligned(64)));
+
+/* Immutable after mheap_init: per-class cache sizes. */
+struct mm_cache_sizes {
+	uint16_t mag_cap[NUM_SPANCLASSES];  /* magazine capacity */
+	uint16_t batch[NUM_SPANCLASSES];    /* objects moved at once */
+	uint16_t tc_cap[NUM_SPANCLASSES];   /* transfer cache capacity */
+	size_t mcache_bytes;                /* an mcache without entries */
+	size_t mcache_max_bytes;            /* ... with every magazine's */
+	size_t tc_bytes;                    /* every transfer cache's entries */
+};
+
+struct mcache *mcache_get(unsigned cpu);
+void *mcache_refill_alloc(struct mcache *c, unsigned spanclass, bool *needzero);
+void *mcache_alloc_slow(struct mcache *c, unsigned spanclass, bool *needzero);
+void mcache_spill(struct mcache *c, unsigned spanclass);
+bool mcache_mag_ready(struct mcache *c, unsigned spanclass);
+void mcache_drain(struct mcache *c, bool keep_spans);
+void mcache_poll(struct mcache *c);
+void mm_cache_init(void);
+size_t mm_transfer_take(unsigned spanclass, struct magentry *out, size_t want);
+size_t mm_transfer_put(unsigned spanclass, const struct magentry *in, size_t n);
+void mm_transfer_drain_all(void);
+bool mm_drain_all(bool wait);
+
+/* ---- mcentral (mcentral.c) ---- */
+
+enum mcentral_list { LIST_NONE = 0, LIST_PARTIAL = 1, LIST_FULL = 2 };
+
+/* A list of spans linked through mspan.next/prev, used as a stack (see
+ * mcentral.c). mcentral.lock. */
+struct spanlist {
+	struct mspan *head, *tail;
+	uint64_t len;
+};
+
+struct mcentral {
+	struct sys_lock lock;
+	unsigned spanclass;      /* immutable */
+	struct spanlist partial; /* lock: swept uncached spans with a free slot */
+	struct spanlist full;    /* lock: swept uncached spans without */
+	uint64_t nspans;         /* lock: spans of this class in use */
+	uint64_t returned;       /* lock: objects given back to spans */
+	uint32_t nempty;         /* lock (read racily as a hint): spare
+	                            empty spans at the tail of partial */
+};
+#define MCENTRAL_SPARE 1         /* empty spans a class keeps */
+
+/* Go pads mheap.central entries to a cache line so CPUs working on
+ * different classes do not share lines. */
+struct mcentral_padded {
+	struct mcentral c;
+	char pad[(64 - sizeof(struct mcentral) % 64) % 64];
+} __attribute__((aligned(64)));
+
+struct mspan *mcentral_cacheSpan(struct mcentral *c, unsigned cpu);
+struct mspan *mcentral_refill(struct mcentral *c, struct mspan *old, unsigned cpu);
+void mcentral_uncacheSpan(struct mcentral *c, struct mspan *s);
+void mcentral_return(struct mcentral *c, struct magentry *e, size_t n);
+void mcentral_free_spares(void);
+
+
+#endif /* MM_MCACHES_H */
