@@ -457,7 +457,7 @@ static void *idle_worker(void *arg)
 	static __thread void *p[N];
 	for (int round = 0; round < 4; round++) {
 		for (int i = 0; i < N; i++) {
-			uint64_t r = rng(&s);
+			uint64_t r = xorshift64(&s);
 			size_t n = r % 32 == 0 ? 32768 + r % (224 << 10) : 8 + r % 2041;
 			p[i] = malloc(n);
 			touch(p[i], n);
@@ -495,9 +495,9 @@ static double idle_round(void *(*fn)(void *))
 static void idle_threads(void)
 {
 	double empty = idle_round(idle_empty);
-	double t0 = now();
+	double t0 = mono_seconds();
 	double busy = idle_round(idle_worker);
-	double secs = now() - t0;
+	double secs = mono_seconds() - t0;
 	printf("workload=idle ops=%d secs=%.6f peak_kb=%ld idle_kb=%.1f empty_kb=%.1f "
 	       "thread_kb=%.1f\n",
 	       IDLE_THREADS * 4 * 500, secs, peak_kb(), busy, empty, busy - empty);
