@@ -49,6 +49,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../xorshift.h"
+
 static int failures;
 
 #define CHECK(name, cond)                                                    \
@@ -91,44 +93,37 @@ static long maps(void)
 	return proc_lines("/proc/self/maps");
 }
 
-static long proc_long(const char *path)
+/* The start of a small /proc file in buf (NUL-ended), or -1. */
+static int proc_read(const char *path, char *buf, size_t cap)
 {
-	char buf[64];
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
-	ssize_t r = read(fd, buf, sizeof(buf) - 1);
+	ssize_t r = read(fd, buf, cap - 1);
 	close(fd);
 	if (r <= 0)
 		return -1;
 	buf[r] = '\0';
+	return 0;
+}
+
+static long proc_long(const char *path)
+{
+	char buf[64];
+	if (proc_read(path, buf, sizeof(buf)) != 0)
+		return -1;
 	return strtol(buf, NULL, 10);
 }
 
 static long rss_bytes(void)
 {
 	char buf[128];
-	int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (proc_read("/proc/self/statm", buf, sizeof(buf)) != 0)
 		return -1;
-	ssize_t r = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (r <= 0)
-		return -1;
-	buf[r] = '\0';
 	long size, res;
 	if (sscanf(buf, "%ld %ld", &size, &res) != 2)
 		return -1;
 	return res * sysconf(_SC_PAGESIZE);
-}
-
-static uint64_t rng(uint64_t *s)
-{
-	uint64_t x = *s;
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return *s = x;
 }
 
 /* Fill p with a pattern of its seed; check it. */
@@ -403,7 +398,7 @@ static void *mix(void *arg)
 	int *bad = calloc(1, sizeof(int));
 	for (int round = 0; round < 3; round++) {
 		for (int i = 0; i < N; i++) {
-			uint64_t r = rng(&s);
+			uint64_t r = xorshift64(&s);
 			sz[i] = r % 100 == 0 ? 32768 + r % 200000 : 1 + r % 4096;
 			p[i] = malloc(sz[i]);
 			if (p[i] == NULL) {
@@ -560,7 +555,7 @@ static void *life_thread(void *arg)
 	size_t sz[N];
 	for (int i = 0; i < N; i++) {
 		/* one large object in every 8th thread or so */
-		uint64_t r = rng(&l->seed);
+		uint64_t r = xorshift64(&l->seed);
 		sz[i] = r % 192 == 0 ? 32768 + r % 16384 : 1 + r % 512;
 		p[i] = malloc(sz[i]);
 		if (p[i] == NULL) {
@@ -636,7 +631,7 @@ static void *holder(void *arg)
 	uint64_t s = (uintptr_t)arg + 1;
 	void *p[16];
 	for (int i = 0; i < 16; i++)
-		p[i] = malloc(1 + rng(&s) % 3000);
+		p[i] = malloc(1 + xorshift64(&s) % 3000);
 	for (int i = 0; i < 16; i += 2)
 		free(p[i]); /* into this thread's caches */
 	pthread_barrier_wait(&parent_ready);
@@ -660,7 +655,7 @@ static void *churner(void *arg)
 		if (ring[k] != NULL && !intact(ring[k], sz[k], (unsigned char)k))
 			abort();
 		free(ring[k]);
-		uint64_t r = rng(&s);
+		uint64_t r = xorshift64(&s);
 		sz[k] = r % 64 == 0 ? 32768 + r % 200000 : 1 + r % 2048;
 		ring[k] = malloc(sz[k]);
 		if (ring[k] != NULL)
@@ -683,7 +678,7 @@ static void *child_worker(void *arg)
 		void *p[N];
 		size_t sz[N];
 		for (int i = 0; i < N; i++) {
-			uint64_t r = rng(&s);
+			uint64_t r = xorshift64(&s);
 			sz[i] = r % 30 == 0 ? 32768 + r % 100000 : 1 + r % 2048;
 			p[i] = malloc(sz[i]);
 			if (p[i] == NULL)
