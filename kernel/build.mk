@@ -8,44 +8,20 @@
 # function; the rule re-runs mksyms on kernel.elf and fails if the table
 # would differ. boot/build.mk copies kernel.elf onto the ESP.
 
-KERNEL_SRCS := \
-	arch/x86_64/entry.S \
-	arch/x86_64/isr.S \
-	arch/x86_64/gdt.c \
-	arch/x86_64/idt.c \
-	arch/x86_64/serial.c \
-	arch/x86_64/debugexit.c \
-	arch/x86_64/vm.c \
-	arch/x86_64/percpu.c \
-	arch/x86_64/acpi.c \
-	arch/x86_64/apic.c \
-	arch/x86_64/tlb.c \
-	arch/x86_64/smp.c \
-	arch/x86_64/trampoline.S \
-	arch/x86_64/irq.S \
-	kernel/kmain.c \
-	kernel/layout.c \
-	kernel/printk.c \
-	kernel/panic.c \
-	kernel/ksyms.c \
-	kernel/cmdline.c \
-	kernel/ktest.c \
-	kernel/string.c \
-	kernel/selftests.c \
-	kernel/smp_selftests.c
-# ---- kmem (issue 4): frame allocator, paging, the heap's port, self-tests
-KERNEL_SRCS += \
-	$(PMM_SRCS) \
-	arch/x86_64/paging.c \
-	arch/x86_64/sys.c \
-	kernel/mem.c \
-	kernel/kmalloc_testutil.c \
-	kernel/kmalloc_selftests.c \
-	kernel/kmalloc_frames_selftests.c \
-	kernel/kmalloc_misuse_selftests.c \
-	kernel/smp_kmalloc_selftests.c \
-	kernel/scale_selftests.c
-# ---- end kmem
+# In link order, which is also the order the self-tests run in (each
+# file's KTESTs sit in .ktests where the linker puts the file).
+KERNEL_SRCS := $(addprefix arch/x86_64/, \
+	entry.S isr.S gdt.c idt.c serial.c debugexit.c vm.c percpu.c acpi.c \
+	apic.c tlb.c smp.c trampoline.S irq.S) \
+	$(addprefix kernel/, \
+	kmain.c layout.c printk.c panic.c ksyms.c cmdline.c ktest.c string.c \
+	selftests.c smp_selftests.c)
+# The frame allocator, paging, the heap's port and the heap's self-tests.
+KERNEL_SRCS += $(PMM_SRCS) $(addprefix arch/x86_64/,paging.c sys.c) \
+	$(addprefix kernel/, \
+	mem.c kmalloc_testutil.c kmalloc_selftests.c \
+	kmalloc_frames_selftests.c kmalloc_misuse_selftests.c \
+	smp_kmalloc_selftests.c scale_selftests.c)
 
 KOBJ := $(BUILD)/kernel/obj
 KERNEL_OBJS := $(patsubst %,$(KOBJ)/%.o,$(basename $(KERNEL_SRCS)))

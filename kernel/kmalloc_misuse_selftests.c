@@ -36,14 +36,27 @@ static void must_not_return(struct ktest *t, const char *what)
     ktest_fail(t, "kfree of 0x%lx (%s) returned", (uint64_t)(uintptr_t)victim, what);
 }
 
-KTEST_NAMED(double_free_selftest)
+/* Free a `size`-byte object, let `between` (if any) move it on, and free
+ * it again: must panic "kmalloc: double free: 0x...". A neighbour allocated
+ * first keeps the span in use. Not inlined, so the backtrace runs through
+ * here into the test's own frame. */
+static __attribute__((noinline)) void free_twice(struct ktest *t, size_t size,
+                                                 void (*between)(void), const char *where)
 {
-    void *keep = kmalloc(64, 0);
-    victim = kmalloc(64, 0);
+    void *keep = kmalloc(size, 0);
+    victim = kmalloc(size, 0);
     KTEST_ASSERT(t, keep != NULL && victim != NULL);
     kfree(victim);
-    kfree(victim); /* must panic: "kmalloc: double free: 0x..." */
-    must_not_return(t, "in this CPU's magazine");
+    if (between != NULL)
+        between();
+    kfree(victim);
+    must_not_return(t, where);
+}
+
+KTEST_NAMED(double_free_selftest)
+{
+    free_twice(t, 64, NULL, "in this CPU's magazine");
+    must_not_return(t, "in this CPU's magazine"); /* keeps this frame in the backtrace */
 }
 
 static void free_on_cpu1(unsigned cpu, void *arg)
@@ -85,33 +98,20 @@ KTEST_NAMED(double_free_transfer_selftest)
 
 KTEST_NAMED(double_free_flushed_selftest)
 {
-    void *keep = kmalloc(64, 0);
-    victim = kmalloc(64, 0);
-    KTEST_ASSERT(t, keep != NULL && victim != NULL);
-    kfree(victim);
-    kmalloc_flush_cpu(); /* back to its span */
-    kfree(victim);
+    free_twice(t, 64, kmalloc_flush_cpu, "back in its span after a flush");
     must_not_return(t, "back in its span after a flush");
 }
 
 KTEST_NAMED(double_free_trimmed_selftest)
 {
-    void *keep = kmalloc(64, 0);
-    victim = kmalloc(64, 0);
-    KTEST_ASSERT(t, keep != NULL && victim != NULL);
-    kfree(victim);
-    kmalloc_trim();
-    kfree(victim);
+    free_twice(t, 64, kmalloc_trim, "after kmalloc_trim");
     must_not_return(t, "after kmalloc_trim");
 }
 
 KTEST_NAMED(double_free_large_selftest)
 {
-    void *keep = kmalloc(100000, 0);
-    victim = kmalloc(100000, 0);
-    KTEST_ASSERT(t, keep != NULL && victim != NULL);
-    kfree(victim); /* into this CPU's large cache */
-    kfree(victim);
+    /* the first kfree puts it in this CPU's large cache */
+    free_twice(t, 100000, NULL, "a large object in this CPU's large cache");
     must_not_return(t, "a large object in this CPU's large cache");
 }
 
