@@ -74,29 +74,40 @@ static inline unsigned u32min(uint64_t a, uint64_t b)
 	return (unsigned)(a < b ? a : b);
 }
 
-/* The first run of free pages at or after page `from` of chunk c: its
- * first page in *at and its length, or 0 if none is left. A run may
- * cross bitmap words; each word is looked at once per run end. */
-static unsigned chunk_next_run(const struct pchunk *c, unsigned from, unsigned *at)
+/* Walk the free runs of chunk c in address order, a bitmap word at a time
+ * (a run may cross words). With n > 0: the first page of the first run of
+ * at least n pages, or -1. With n == 0: -1, and the longest run in *max.
+ * Inlined into both callers, so each gets only its half. */
+static inline __attribute__((always_inline)) long chunk_runs(const struct pchunk *c, size_t n,
+                                                             unsigned *max)
 {
-	unsigned pg = from;
-	for (;;) {
-		if (pg >= CHUNK_PAGES)
-			return 0;
-		uint64_t fr = ~c->alloc[pg / 64] >> (pg % 64);
-		if (fr != 0) {
-			pg += (unsigned)__builtin_ctzll(fr);
-			break;
+	size_t run = 0, runstart = 0, best = 0;
+	for (unsigned w = 0; w < CHUNK_WORDS; w++) {
+		uint64_t a = c->alloc[w];
+		unsigned i = 0;
+		while (i < 64) {
+			uint64_t rest = a >> i;
+			unsigned z = rest == 0 ? 64 - i : (unsigned)__builtin_ctzll(rest);
+			if (run == 0)
+				runstart = w * 64 + i;
+			run += z;
+			if (n != 0 && run >= n)
+				return (long)runstart;
+			if (rest == 0)
+				break;
+			if (run > best)
+				best = run;
+			run = 0;
+			i += z;
+			uint64_t fr = ~a >> i;
+			if (fr == 0)
+				break;
+			i += (unsigned)__builtin_ctzll(fr);
 		}
-		pg = (pg | 63) + 1;
 	}
-	*at = pg;
-	for (unsigned end = pg; end < CHUNK_PAGES; end = (end | 63) + 1) {
-		uint64_t a = c->alloc[end / 64] >> (end % 64);
-		if (a != 0)
-			return end + (unsigned)__builtin_ctzll(a) - pg;
-	}
-	return CHUNK_PAGES - pg;
+	if (max != NULL)
+		*max = (unsigned)(run > best ? run : best);
+	return -1;
 }
 
 struct psum pa_chunk_sum(const struct pchunk *c)
@@ -124,10 +135,8 @@ struct psum pa_chunk_sum(const struct pchunk *c)
 		}
 		s.end += 64;
 	}
-	unsigned max = 0, len, at;
-	for (unsigned pg = 0; (len = chunk_next_run(c, pg, &at)) != 0; pg = at + len)
-		if (len > max)
-			max = len;
+	unsigned max;
+	chunk_runs(c, 0, &max);
 	s.max = max;
 	return s;
 }
@@ -213,11 +222,7 @@ void pa_grow(struct pagealloc *pa, size_t new_nchunks)
 /* First run of n free pages inside chunk c, or -1. */
 static long chunk_find(const struct pchunk *c, size_t n)
 {
-	unsigned len, at;
-	for (unsigned pg = 0; (len = chunk_next_run(c, pg, &at)) != 0; pg = at + len)
-		if (len >= n)
-			return (long)at;
-	return -1;
+	return chunk_runs(c, n, NULL);
 }
 
 long pa_find(const struct pagealloc *pa, size_t npages)
