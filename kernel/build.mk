@@ -21,6 +21,7 @@ KERNEL_SRCS := \
 	arch/x86_64/apic.c \
 	arch/x86_64/tlb.c \
 	arch/x86_64/smp.c \
+	arch/x86_64/stopworld.c \
 	arch/x86_64/trampoline.S \
 	arch/x86_64/irq.S \
 	kernel/kmain.c \
@@ -42,7 +43,8 @@ KERNEL_SRCS += \
 	kernel/kmalloc_selftests.c \
 	kernel/kmalloc_misuse_selftests.c \
 	kernel/smp_kmalloc_selftests.c \
-	kernel/scale_selftests.c
+	kernel/scale_selftests.c \
+	kernel/kmemleak_selftests.c
 # ---- end kmem
 
 KOBJ := $(BUILD)/kernel/obj
