@@ -39,6 +39,7 @@ KERNEL_SRCS += \
 	$(PMM_SRCS) \
 	arch/x86_64/paging.c \
 	arch/x86_64/sys.c \
+	arch/x86_64/kmemleak.c \
 	kernel/mem.c \
 	kernel/kmalloc_selftests.c \
 	kernel/kmalloc_misuse_selftests.c \
@@ -67,7 +68,7 @@ KERNEL_LDFLAGS := -nostdlib -static -no-pie -Wl,-T,arch/x86_64/kernel.ld \
 	-Wl,-z,max-page-size=0x1000 -Wl,--build-id=none -Wl,-z,noexecstack
 
 # ---- kmem: files that include mm/sys.h find the port's <sys_arch.h> here
-KMEM_OBJS := $(patsubst %,$(KOBJ)/%.o,arch/x86_64/sys kernel/mem kernel/kmalloc_selftests \
+KMEM_OBJS := $(patsubst %,$(KOBJ)/%.o,arch/x86_64/sys arch/x86_64/kmemleak kernel/mem kernel/kmalloc_selftests \
 	kernel/kmalloc_misuse_selftests kernel/smp_kmalloc_selftests kernel/scale_selftests)
 $(KMEM_OBJS): KERNEL_CFLAGS += -Iarch/x86_64
 # ---- end kmem

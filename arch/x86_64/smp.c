@@ -432,6 +432,12 @@ uint64_t smp_stack_top(unsigned cpu)
 
 uint64_t smp_stack_size(void) { return AP_STACK_SIZE; }
 
+void smp_stack_area(uint64_t *start, uint64_t *end)
+{
+    *start = (uint64_t)(uintptr_t)ap_stack_mem;
+    *end = *start + sizeof(ap_stack_mem);
+}
+
 /* Map CPU idx's stack (not its guard). Returns NULL or why it failed; a
  * failure leaves the pages mapped so far in place, unused (boot only). */
 static const char *ap_stack_map(unsigned idx)
