@@ -270,6 +270,7 @@ static void scan_and_check(struct ktest *t)
     kfree((void *)(uintptr_t)(hidden_b ^ HIDE));
     kfree(kept_by_static);
     kept_by_static = NULL;
+    memset(&rep, 0, sizeof rep);  /* raw addresses: they would keep leaks alive */
 }
 
 /* On stack_cpu: allocate, keep the object only in a local, wait for the
