@@ -325,7 +325,7 @@ static void laggard_and_scanner(unsigned cpu, void *arg)
     if (cpu == last) {
         uint64_t f = irq_save();
         __atomic_store_n(&irqs_off_now, 1, __ATOMIC_RELEASE);
-        tsc_delay_us(2500 * 1000ull);  /* well past STOP_WORLD_QUIET_MS */
+        tsc_delay_us(4000 * 1000ull);  /* 4x STOP_WORLD_QUIET_MS: room for a slow host */
         irq_restore(f);  /* the stop's IPI arrives now, long called off */
         return;
     }
