@@ -18,7 +18,9 @@
 # Variables (make run SMP=4 MEM=512M CMDLINE="ktest=all" TIMEOUT=60):
 #   SMP      number of CPUs QEMU emulates
 #   MEM      guest memory size, in QEMU's syntax (256M, 1G)
-#   CMDLINE  kernel command line, written to cmdline.txt on the ESP
+#   CMDLINE  kernel command line, written to cmdline.txt on the ESP after
+#            kmemleak=on (the leak report ends the run; kmemleak=off in
+#            CMDLINE turns it off: the last occurrence wins)
 #   TIMEOUT  seconds before a boot is killed and counted as failed
 #   V=1      show full build commands
 
@@ -30,6 +32,9 @@ BUILD   := build
 SMP     ?= 4
 MEM     ?= 256M
 CMDLINE ?=
+# What `make run` and `make debug` boot with: the leak detector on, so a
+# run ends with its report, then whatever CMDLINE adds.
+RUN_CMDLINE = $(strip kmemleak=on $(CMDLINE))
 TIMEOUT ?= 150
 
 CC      ?= gcc

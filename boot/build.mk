@@ -6,7 +6,8 @@
 # The ESP is a plain folder QEMU exposes as a FAT disk (vvfat):
 #   build/esp/EFI/BOOT/BOOTX64.EFI   this loader (the removable-media path)
 #   build/esp/kernel.elf             copied from kernel/build.mk's output
-#   build/esp/cmdline.txt            $(CMDLINE), rewritten only when it changes
+#   build/esp/cmdline.txt            $(RUN_CMDLINE) (kmemleak=on, then $(CMDLINE)),
+#                                    rewritten only when it changes
 
 DEPS_GROUPS += boot
 
@@ -54,11 +55,11 @@ $(ESP)/kernel.elf: $(KERNEL_ELF)
 	@mkdir -p $(dir $@)
 	$(Q)cp $< $@
 
-# Rewritten only when CMDLINE differs from the file, so `make run` with the
-# same command line does not touch the ESP.
+# Rewritten only when RUN_CMDLINE differs from the file, so `make run` with
+# the same command line does not touch the ESP.
 $(ESP)/cmdline.txt: FORCE
 	@mkdir -p $(dir $@)
-	$(Q)printf '%s\n' '$(subst ','\'',$(CMDLINE))' > $@.tmp; \
+	$(Q)printf '%s\n' '$(subst ','\'',$(RUN_CMDLINE))' > $@.tmp; \
 	if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
 
 ESP_FILES := $(LOADER_EFI) $(ESP)/kernel.elf $(ESP)/cmdline.txt

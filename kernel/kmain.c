@@ -9,8 +9,10 @@
  *   5. layout and memory summary;
  *   6. memory init: frame allocator, paging, kmalloc (kernel/mem.c);
  *   7. SMP: the other CPUs started, the timer running on each, interrupts on;
- *   8. the self-tests, the heap and frame reports, then QEMU exits with
- *      the verdict.
+ *   8. the self-tests, the heap and frame reports, then (kmemleak=on) a
+ *      leak scan of what the self-tests left: every leak is printed and
+ *      fails the run, so the summary line is the last thing a run shows
+ *      before QEMU exits with the verdict.
  */
 #include <stdint.h>
 #include "bootinfo_check.h"
@@ -23,6 +25,7 @@
 #include "../arch/x86_64/debugexit.h"
 #include "../arch/x86_64/gdt.h"
 #include "../arch/x86_64/idt.h"
+#include "../arch/x86_64/kmemleak.h"
 #include "../arch/x86_64/memlayout.h"
 #include "../arch/x86_64/percpu.h"
 #include "../arch/x86_64/smp.h"
@@ -69,5 +72,16 @@ void kmain(uint64_t boot_info_phys)
 
     unsigned failed = ktest_run();
     mem_report();  /* kmalloc_dump table and the frame allocator's summary */
+    if (kmemleak_enabled()) {
+        /* The tests must free what they allocate or keep it reachable. */
+        uint64_t leaks = kmemleak_report();
+        if (leaks == KMALLOC_LEAK_NO_SCAN) {
+            printk("kmemleak: FAILED: no scan after the self-tests\n");
+            failed++;
+        } else if (leaks != 0) {
+            printk("kmemleak: FAILED: the self-tests leaked %lu object(s) (listed above)\n", leaks);
+            failed++;
+        }
+    }
     qemu_exit(failed ? KEXIT_FAIL : KEXIT_PASS);
 }

@@ -145,7 +145,11 @@ typedef void (*kmalloc_leak_fn)(const void *obj, size_t size, uintptr_t site, vo
 /* Run a scan; report each leak to fn, or (fn NULL) print it through the
  * port's log as "kmemleak: 0x<obj> size <n> [allocated at <site>]"; then
  * print "kmemleak: <n> leaks, <bytes> bytes (<marked> live objects
- * reached, <KiB> KiB scanned)". Fills *out if not NULL. Returns leaks. */
+ * reached, <KiB> KiB scanned)". Fills *out if not NULL. Returns leaks;
+ * or KMALLOC_LEAK_NO_SCAN, after the line "kmemleak: could not stop the
+ * other CPUs; no scan" and with *out all zero, when the port's
+ * stop_world failed (a CPU did not stop in time). */
+#define KMALLOC_LEAK_NO_SCAN UINT64_MAX
 uint64_t kmalloc_leak_scan(struct kmalloc_leaks *out, kmalloc_leak_fn fn, void *arg);
 /* Treat [start, start+len) as a root until kmalloc_del_root(start).
  * Returns 0, or -1 if the table (64 ranges) is full. */

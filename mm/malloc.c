@@ -54,8 +54,8 @@
  *                and transfer entries are bump-allocated (mfixalloc.c)
  *   scavenger    returns free pages of cold chunks to the port, paced
  *                (mscavenge.c)
- *   mark         the leak detector: Go's mark phase without the sweep
- *                (mgcmark.c)
+ *   mark         the leak detector: a gcmarkBits bitmap per span and a
+ *                grey stack of fixalloc blocks (mgcmark.c)
  *   sys          the porting layer: 10 functions and sys_config, optional
  *                hooks (sys_config.move and .nomem, the leak detector's,
  *                SYS_MCACHE_GET/SET) and kmalloc_safepoint for the port
@@ -131,11 +131,6 @@
  *      steps), a copy, and kfree(p). A result is small exactly when its
  *      size is.
  *
- * kmalloc_leak_scan() (mgcmark.c): stop the other CPUs (port hook), clear
- * gcmarkBits, mark conservatively from the roots (kmalloc_add_root, the
- * port's ranges, the caller's stack), drain a grey stack, report every
- * live object left unmarked with its allocation site, restart the CPUs.
- *
  * Why a live byte per slot. Caching freed objects per CPU is what makes
  * frees cheap (a free whose span another CPU caches used to cost five
  * locked read-modify-writes), but then a second free of an object sitting
@@ -173,6 +168,18 @@
  * and an object from a cache was used before. kzalloc / KM_ZERO clears
  * what may hold old data; kmalloc without KM_ZERO never clears (like
  * Linux).
+ *
+ * Leaks (kmalloc_leak_scan, mgcmark.c): Go's allocator exists for its
+ * collector, and we keep its mark phase without the sweep. With the
+ * world stopped (the port's stop_world: no CPU allocates or frees), every
+ * span's gcmarkBits are cleared, the roots (kmalloc_add_root's ranges
+ * and the port's: data, bss, live stacks) are read word by word, and a
+ * word that points into a live object (live byte 1) marks it and, unless
+ * its span class is noscan, pushes it on the grey stack, which is drained
+ * the same way. The live objects left unmarked are reported, with the
+ * caller that allocated them when the port asked for sites at init
+ * (track_sites: the slow paths record them, the fast paths are off).
+ * Nothing is freed; cached and free objects are never marked or reported.
  *
  * Layout: one region from sys_reserve holds metadata (page -> span map,
  * page-allocator bitmaps and summaries, fixalloc area, mcaches) followed

@@ -8,7 +8,9 @@
  * roots. We keep the machinery and drop the sweep: nothing is freed, the
  * objects the mark did not reach are reported.
  *
- *   1. Stop the world (sys_config.stop_world, if the port has it).
+ *   1. Stop the world (sys_config.stop_world, if the port has it; if it
+ *      fails, log "kmemleak: could not stop the other CPUs; no scan" and
+ *      return KMALLOC_LEAK_NO_SCAN).
  *   2. Clear gcmarkBits of every in-use span.
  *   3. Roots: the ranges given to kmalloc_add_root and the port's ranges
  *      (sys_config.roots: data, bss, stacks, per-CPU areas; the calling
@@ -307,7 +309,15 @@ uint64_t kmalloc_leak_scan(struct kmalloc_leaks *out, kmalloc_leak_fn fn, void *
 	/* The callers' callee-saved registers go into this frame, which the
 	 * port's stack range (from its hook's frame up) covers. */
 	__builtin_unwind_init();
-	bool stopped = sys_config.stop_world != NULL && sys_config.stop_world() == 0;
+	/* A port that can stop the world but could not this time: scanning
+	 * a heap that moves under us could read pages being released, so
+	 * say why and do nothing. */
+	if (sys_config.stop_world != NULL && sys_config.stop_world() != 0) {
+		sys_log("kmemleak: could not stop the other CPUs; no scan");
+		if (out != NULL)
+			*out = w.st;
+		return KMALLOC_LEAK_NO_SCAN;
+	}
 	for_each_span(clear_marks, NULL);
 	sys_lock(&root_lock);
 	for (unsigned i = 0; i < MAX_ROOTS; i++)
@@ -324,7 +334,7 @@ uint64_t kmalloc_leak_scan(struct kmalloc_leaks *out, kmalloc_leak_fn fn, void *
 	}
 	struct report r = { &w, fn != NULL ? fn : print_leak, arg };
 	for_each_span(report_span, &r);
-	if (stopped && sys_config.start_world != NULL)
+	if (sys_config.stop_world != NULL && sys_config.start_world != NULL)
 		sys_config.start_world();
 	char line[160];
 	size_t n = mm_fmt_str(line, 0, sizeof line, "kmemleak: ");

@@ -218,21 +218,27 @@ void *mm_realloc_large(struct mspan *s, void *p, size_t size, unsigned flags, ui
 	}
 	if (sys_config.move != NULL && old >= MOVE_MIN) {
 		struct mspan *n = mheap_alloc_span(npages, spanclass_make(0, (flags / KM_NOSCAN) & 1), 1);
+		/* s stops being in use before its pages start to go: a leak
+		 * scan that stops the world mid-move (the kernel's move runs
+		 * with interrupts on) must not read them, and n is not
+		 * published yet, so the scan sees neither. */
+		uint32_t w = span_state_word(s);
+		if (n != NULL) /* release: as span_set_state (the record's fields first) */
+			mm_store_release(&s->state, (w & ~SPAN_STATE_MASK) | SPAN_FREEING);
 		if (n != NULL && sys_config.move((void *)n->base, p, old) == 0) {
 			large_init(n);
 			n->needzero = 1;
 			n->site1 = site;
 			span_publish(n);
 			/* p's pages are Reserved now: they go back scavenged. */
-			uint32_t w = span_state_word(s);
-			/* release: as span_set_state (the record's fields first) */
-			mm_store_release(&s->state, (w & ~SPAN_STATE_MASK) | SPAN_FREEING);
 			count_large_n(0, n->elemsize, 0, old);
 			mheap_free_span(s, true);
 			return (void *)n->base;
 		}
-		if (n != NULL)
+		if (n != NULL) {
+			mm_store_release(&s->state, w); /* p stays */
 			mheap_free_span(n, false);
+		}
 	}
 	void *q = mm_alloc_large(size, 0, flags, site);
 	if (q == NULL)

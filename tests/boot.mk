@@ -47,8 +47,14 @@ TEST_TARGETS += test-boot
 #                  sits (kernel/kmalloc_misuse_selftests.c)
 #   released_page_selftest: the page-fault diagnosis for a released page
 #   heap_nx_selftest: calling into the heap faults (NX) with its diagnosis
+#   kmem_kmemleak  kmemleak=on: exactly the planted leaks (small, large,
+#                  a two-object cycle) with their allocation sites, not the
+#                  objects a static or another CPU's stack keeps; a CPU
+#                  that will not stop makes the scan give up cleanly; the
+#                  final scan after the tests finds nothing
 #   kmem_mmdebug   the kmalloc self-tests on a kernel whose core is built
 #                  with -DMM_DEBUG=2
+# A pattern starting with ! must NOT match the log.
 KMEM_CASES := $(BUILD)/boot-cases/kmem
 # Extra QEMU arguments as `make run` uses them (kernel/build.mk, if set).
 
@@ -85,7 +91,10 @@ test-boot-kmem: $(LOADER_EFI) $(KERNEL_ELF) $(KMEM_DEBUG_ELF)
 	        --timeout $(BOOT_CASE_TIMEOUT) --log $$d/console.log --quiet -- $(QEMU_ACCEL)); got=$$?; \
 	    why=; [ "$$got" = "$$want" ] || why="exit status $$got, expected $$want"; \
 	    for pat in "$$@"; do \
-	        grep -a -q -E -- "$$pat" $$d/console.log || why="$${why:+$$why; }log lacks /$$pat/"; \
+	        case "$$pat" in \
+	        '!'*) ! grep -a -q -E -- "$${pat#!}" $$d/console.log || why="$${why:+$$why; }log has /$${pat#!}/";; \
+	        *) grep -a -q -E -- "$$pat" $$d/console.log || why="$${why:+$$why; }log lacks /$$pat/";; \
+	        esac; \
 	    done; \
 	    if [ -z "$$why" ]; then passed=$$((passed + 1)); \
 	        echo "boot case $$name: ok ($$(($$(date +%s) - start))s; $${verdict#qemu-run: verdict: })"; \
@@ -126,6 +135,17 @@ test-boot-kmem: $(LOADER_EFI) $(KERNEL_ELF) $(KMEM_DEBUG_ELF)
 	kcase heap_nx_selftest 2 $(MEM) $(KERNEL_ELF) "ktest=heap_nx_selftest" \
 	    '^page fault: kmalloc arena: instruction fetch of committed heap page 0xffffa0[0-9a-f]+000' \
 	    'error code 0x11' '^Backtrace:' '^ktest: heap_nx_selftest FAILED: panic'; \
+	kcase kmem_kmemleak 0 $(MEM) $(KERNEL_ELF) "kmemleak=on ktest=kmemleak_planted,kmemleak_stop_timeout" \
+	    '^kmemleak: 0x[0-9a-f]+ size 64 \[allocated at plant_small_leak\+0x[0-9a-f]+\]' \
+	    '^kmemleak: 0x[0-9a-f]+ size 65536 \[allocated at plant_large_leak\+0x[0-9a-f]+\]' \
+	    '^kmemleak: 0x[0-9a-f]+ size 32 \[allocated at plant_cycle_leak\+0x[0-9a-f]+\]' \
+	    '^kmemleak: 4 leaks, 65664 bytes \([0-9]+ live objects reached, [0-9]+ KiB scanned; world stopped [0-9]+\.[0-9]{3} ms, 3 other CPU\(s\) parked' \
+	    '!allocated at (keep_static_ref|hold_on_ap_stack)' \
+	    '^kmemleak_planted: exactly the 4 planted objects reported' '^ktest: kmemleak_planted ok' \
+	    '^stop_world: cpu 3 \(APIC id 3\) did not park within 1000 ms' \
+	    '^stop_world: released the 2 of 3 other CPU\(s\) that parked' \
+	    '^kmemleak: could not stop the other CPUs; no scan' '^ktest: kmemleak_stop_timeout ok' \
+	    '^ktest: 2 passed, 0 failed' '^kmemleak: 0 leaks, 0 bytes'; \
 	kcase kmem_mmdebug 0 $(MEM) $(KMEM_DEBUG_ELF) \
 	    "ktest=kmalloc_classes,kmalloc_large,kmalloc_api,kmalloc_frames_agree,kmalloc_trim_returns,kmalloc_commit_atomic,kmalloc_random" \
 	    '^ktest: kmalloc_random ok' '^ktest: 7 passed, 0 failed'; \

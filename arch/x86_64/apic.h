@@ -28,6 +28,7 @@
 #define VEC_TIMER     0x40
 #define VEC_WAKE      0x41    /* no-op IPI: wakes a CPU idling in hlt */
 #define VEC_TLB       0x50    /* TLB shootdown request (tlb.c) */
+#define VEC_STOP_WORLD 0x60   /* park until the world restarts (stopworld.c) */
 #define VEC_SPURIOUS  0xff
 
 #define LAPIC_TIMER_HZ 1000

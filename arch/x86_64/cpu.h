@@ -157,6 +157,9 @@ static inline void load_segments(uint16_t cs, uint16_t ds)
 
 /* Current frame pointer, for backtraces (kernel built with frame pointers). */
 static inline uint64_t read_rbp(void) { uint64_t v; __asm__ volatile("mov %%rbp, %0" : "=r"(v)); return v; }
+/* Current stack pointer: the lowest live byte of this CPU's stack, for
+ * the leak scan's stack roots (stopworld.c, kmemleak.c). */
+static inline uint64_t read_rsp(void) { uint64_t v; __asm__ volatile("mov %%rsp, %0" : "=r"(v)); return v; }
 
 /*
  * The loader's last act: switch to the kernel's page tables and jump to

@@ -30,6 +30,12 @@ uint64_t gdt_ist_top(unsigned cpu, unsigned ist)
     return (uint64_t)(uintptr_t)&ist_stack[cpu][ist - 1][IST_STACK_SIZE];
 }
 
+void gdt_ist_area(uint64_t *start, uint64_t *end)
+{
+    *start = (uint64_t)(uintptr_t)ist_stack;
+    *end = *start + sizeof(ist_stack);
+}
+
 void gdt_init_cpu(unsigned cpu)
 {
     uint64_t *g = gdt[cpu];

@@ -29,6 +29,7 @@ irq_stub_\n:
 IRQ_STUB 0x40
 IRQ_STUB 0x41
 IRQ_STUB 0x50
+IRQ_STUB 0x60
 IRQ_STUB 0xff
 
 irq_common:

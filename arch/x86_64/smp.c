@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include "smp.h"
 #include "acpi.h"
+#include "stopworld.h"
 #include "apic.h"
 #include "cpu.h"
 #include "gdt.h"
@@ -90,6 +91,7 @@ _Static_assert(sizeof(struct tramp_params) == 96 - 8, "parameter block size");
 extern const char smp_trampoline_start[], smp_trampoline_end[];
 extern const char smp_ap_entry64[];
 extern const char irq_stub_0x40[], irq_stub_0x41[], irq_stub_0x50[], irq_stub_0xff[], irq_nmi[];
+extern const char irq_stub_0x60[];
 
 int smp_stop_requested;  /* read by irq.S's NMI stub */
 
@@ -251,6 +253,10 @@ void irq_dispatch(struct regs *r)
         break;
     case VEC_WAKE:
         lapic_eoi();
+        break;
+    case VEC_STOP_WORLD:
+        lapic_eoi();
+        stop_world_park();  /* returns when the world restarts */
         break;
     case VEC_SPURIOUS:
         break;  /* a spurious interrupt is not in service: no EOI */
@@ -426,6 +432,12 @@ uint64_t smp_stack_top(unsigned cpu)
 
 uint64_t smp_stack_size(void) { return AP_STACK_SIZE; }
 
+void smp_stack_area(uint64_t *start, uint64_t *end)
+{
+    *start = (uint64_t)(uintptr_t)ap_stack_mem;
+    *end = *start + sizeof(ap_stack_mem);
+}
+
 /* Map CPU idx's stack (not its guard). Returns NULL or why it failed; a
  * failure leaves the pages mapped so far in place, unused (boot only). */
 static const char *ap_stack_map(unsigned idx)
@@ -473,6 +485,7 @@ void smp_init(const struct boot_info *bi)
     idt_set_gate(VEC_TIMER, (uint64_t)(uintptr_t)irq_stub_0x40, 0);
     idt_set_gate(VEC_WAKE, (uint64_t)(uintptr_t)irq_stub_0x41, 0);
     idt_set_gate(VEC_TLB, (uint64_t)(uintptr_t)irq_stub_0x50, 0);
+    idt_set_gate(VEC_STOP_WORLD, (uint64_t)(uintptr_t)irq_stub_0x60, 0);
     idt_set_gate(VEC_SPURIOUS, (uint64_t)(uintptr_t)irq_stub_0xff, 0);
     idt_set_gate(2, (uint64_t)(uintptr_t)irq_nmi, IST_NMI);
 

@@ -67,6 +67,10 @@ void smp_run_all(smp_work_fn fn, void *arg);
  * stack) and the stack's size; the guard lies right below it. */
 uint64_t smp_stack_top(unsigned cpu);
 uint64_t smp_stack_size(void);
+/* [*start, *end): the .bss memory behind every AP stack (the KSTACK
+ * window maps it a second time). The leak scan leaves it out of its .bss
+ * roots and reads each CPU's live stack through the window instead. */
+void smp_stack_area(uint64_t *start, uint64_t *end);
 
 /* Panic support: stop every other online CPU (one NMI each); they halt
  * with interrupts off. CPUs that are not online get nothing. */

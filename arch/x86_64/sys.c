@@ -27,6 +27,18 @@
  *                TLB shootdown requests while it spins
  *   sys_fault    panic "kmalloc: <msg>: 0x<p>" with a backtrace
  *   sys_log      printk
+ *   leak detector hooks (kmalloc_leak_scan; kmemleak.c, stopworld.c):
+ *     track_sites  1 when the command line says kmemleak=on (parsed
+ *                before kmalloc_init asks)
+ *     roots        .data and .bss less the stack memory inside them
+ *                (boot stack, AP stacks' backing, IST stacks), then every
+ *                online CPU's live stack, from its stack pointer to its top
+ *     stop_world   VEC_STOP_WORLD to every other online CPU; each parks
+ *                with interrupts off, its registers pushed and its RSP
+ *                published, answering TLB shootdowns; -1 if one has not
+ *                parked 1 s after the last that did (the parked ones go)
+ *     start_world  releases them; the pause is kept for the report
+ *     symbolize    ksym_lookup: "func+0xoff"
  *
  * The port counts the frames it holds for heap data (kmem_port_stats), so
  * self-tests can check the core's committed bytes against them exactly.
@@ -38,9 +50,11 @@
 #include "../../kernel/mem.h"
 #include "../../kernel/panic.h"
 #include "../../kernel/printk.h"
+#include "kmemleak.h"
 #include "memlayout.h"
 #include "paging.h"
 #include "percpu.h"
+#include "stopworld.h"
 #include "tlb.h"
 
 /* arena_size is the default; kernel/mem.c sets arena= from the command
@@ -53,6 +67,11 @@ struct sys_config sys_config = {
     .max_cpus = MAX_CPUS,
     .arena_size = KMEM_ARENA_DEFAULT,
     .move = kmem_move,
+    .track_sites = kmemleak_track_sites,
+    .roots = kmemleak_roots,
+    .stop_world = stop_world,
+    .start_world = start_world,
+    .symbolize = kmemleak_symbolize,
 };
 
 static uintptr_t region_base;   /* written once by sys_reserve */
