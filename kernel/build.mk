@@ -30,7 +30,7 @@ KERNEL_OBJS := $(patsubst %,$(KOBJ)/%.o,$(basename $(KERNEL_SRCS)))
 # model, as mm/ is built for it (mm/build.mk).
 KERNEL_CFLAGS := $(FREESTANDING_CFLAGS) -mcmodel=kernel -g -fno-asynchronous-unwind-tables \
 	-fno-pie -I. -Ikernel
-# Static libraries linked into both passes (issue 4: build/x86_64/libkmalloc.a).
+# Static libraries linked into both passes (build/x86_64/libkmalloc.a).
 # Appended, not assigned: mm/build.mk is included before this fragment and
 # may already have added its library.
 KERNEL_LIBS +=
@@ -95,7 +95,7 @@ ALL_TARGETS += $(KERNEL_ELF)
 
 # ---- running it ----
 QEMU_RUN := scripts/qemu-run --esp $(ESP) --smp $(SMP) --mem $(MEM) --timeout $(TIMEOUT)
-# SMP (issue 5): one host thread runs all vCPUs round-robin, and a guest
+# SMP: one host thread runs all vCPUs round-robin, and a guest
 # PAUSE hands the thread to the next vCPU. With one thread per vCPU (QEMU's
 # default) on a host with fewer free cores than vCPUs, each ticket-lock
 # handoff waits for the host to schedule the next waiter: SMP=8 took over

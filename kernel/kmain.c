@@ -60,7 +60,7 @@ void kmain(uint64_t boot_info_phys)
     layout_print();
 
     /*
-     * ---- MEMORY INIT (issue 4) ----
+     * ---- MEMORY INIT ----
      * Frame allocator from the boot memory map, paging on the live tables,
      * kmalloc with its arena at KMALLOC_ARENA_BASE, the heap's page-fault
      * diagnosis (kernel/mem.c). From here on kernel code allocates with

@@ -1,5 +1,5 @@
 /*
- * scale_selftests.c: ktests for running on many CPUs (issue 13). Each
+ * scale_selftests.c: ktests for running on many CPUs. Each
  * checks something a kernel on a big machine relies on:
  *
  *   acpi_madt_x2apic          the MADT parser takes type 9 (x2APIC)

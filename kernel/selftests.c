@@ -374,7 +374,7 @@ KTEST(spinlock_ticket)
 
 static pf_diag_fn previous_pf_hook;
 
-/* Stands in for the heap's diagnosis (issue 4) to prove the seam works. */
+/* Stands in for the heap's diagnosis to prove the seam works. */
 static const char *probe_pf_hook(uint64_t addr, uint64_t error, const struct regs *r)
 {
     static char msg[96];

@@ -1,5 +1,5 @@
 /*
- * smp_kmalloc_selftests.c: kmalloc on every CPU at once (issue 5).
+ * smp_kmalloc_selftests.c: kmalloc on every CPU at once.
  *
  * What a user of kmalloc on an SMP kernel relies on, checked here:
  *   smp_kmalloc_all_classes  all CPUs allocate and free in every size

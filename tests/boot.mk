@@ -35,7 +35,7 @@ test-loader: $(LOADER_TEST) $(KERNEL_ELF)
 TEST_TARGETS += test-loader
 TEST_TARGETS += test-boot
 
-# ---- kmem (issue 4): the heap's boot cases (`make test-boot-kmem`) ----
+# ---- kmem: the heap's boot cases (`make test-boot-kmem`) ----
 # Each case boots its own ESP under build/boot-cases/kmem/<case>/ and
 # checks qemu-run's status (0 pass, 2 panic) and the console log (grep -E):
 #   kmem_arena     MEM=1G: bad arena= values warn and fall back, the largest
@@ -153,7 +153,7 @@ test-boot-kmem: $(LOADER_EFI) $(KERNEL_ELF) $(KMEM_DEBUG_ELF)
 
 TEST_TARGETS += test-boot-kmem
 # ---- end kmem
-# ---- SMP matrix (issue 5): tests/boot/smp-cases boots SMP=1, 2 and 4 with
+# ---- SMP matrix: tests/boot/smp-cases boots SMP=1, 2 and 4 with
 # every default ktest on all CPUs, plus a CPU that never answers SIPI and a
 # panic on an application processor. QEMU runs all vCPUs on one host
 # thread (QEMU_ACCEL in kernel/build.mk says why).
@@ -167,7 +167,7 @@ test-smp: $(LOADER_EFI) $(KERNEL_ELF)
 
 TEST_TARGETS += test-smp
 
-# ---- scale (issue 13): `make test-scale`, not part of make test: SMP=64,
+# ---- scale: `make test-scale`, not part of make test: SMP=64,
 # 128 and 255 with every default test and a reduced stress, and a 64 GiB
 # guest (tests/boot/smp-cases --set scale). About 15 minutes on a 2-core
 # host under TCG; README.md gives the measured times.

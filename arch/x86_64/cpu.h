@@ -180,7 +180,7 @@ static inline __attribute__((noreturn)) void cpu_enter_kernel(uint64_t cr3, uint
 }
 
 
-/* ---- SMP (issue 5): per-CPU data through GS, CR4, idling with wake-up ---- */
+/* ---- SMP: per-CPU data through GS, CR4, idling with wake-up ---- */
 #define MSR_APIC_BASE   0x0000001bu
 #define MSR_GS_BASE     0xc0000101u
 #define CR4_PGE         (1ull << 7)

@@ -52,7 +52,7 @@ void idt_init(void)
     }
 }
 
-/* SMP (issue 5): device/IPI vectors and the NMI stop path; bootstrap CPU,
+/* SMP: device/IPI vectors and the NMI stop path; bootstrap CPU,
  * before any other CPU loads the table. */
 void idt_set_gate(unsigned vector, uint64_t handler, unsigned ist)
 {

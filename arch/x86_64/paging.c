@@ -187,7 +187,7 @@ size_t paging_unmap_batch(uint64_t va, size_t n, int mark, uint64_t *data,
     }
     if (*ntables)
         invlpg(va);
-    /* ---- SMP (issue 5): TLB shootdown of [va, va + cover pages) goes in
+    /* ---- SMP: TLB shootdown of [va, va + cover pages) goes in
      * the caller (sys_release), before any frame returned here is reused. */
     spin_unlock_irqrestore(&paging_lock, irq);
     return cover;

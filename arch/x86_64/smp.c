@@ -23,7 +23,7 @@
  * sit in the firmware's parking loop, in memory the kernel reclaimed and
  * may reuse; the old all-but-self wake-ups and panic NMIs reached them
  * too, and an NMI there runs whatever the firmware's IDT points at by
- * then (a reset suspected in issue 13; not reproduced in our runs).
+ * then (a reset was suspected; not reproduced in our runs).
  */
 #include <stddef.h>
 #include "smp.h"

@@ -17,7 +17,7 @@
 struct sys_lock {
     spinlock_t lock;
     uint64_t irqflags; /* guarded by lock: the holder's saved RFLAGS */
-    /* SMP (issue 5) contention counters, guarded by lock (read racily
+    /* SMP contention counters, guarded by lock (read racily
      * for reports): how often it was taken, and pause-loop iterations
      * spent waiting for it. */
     uint64_t acquisitions;
@@ -25,7 +25,7 @@ struct sys_lock {
 };
 
 
-/* ---- SMP (issue 5): the dense CPU index from the per-CPU area at the GS
+/* ---- SMP: the dense CPU index from the per-CPU area at the GS
  * base (arch/x86_64/percpu.h): one GS-relative load. ---- */
 static inline unsigned sys_cpu_id(void)
 {

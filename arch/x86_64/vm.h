@@ -1,7 +1,7 @@
 /*
  * vm.h: the few page-table operations the base kernel needs on the tables
  * the loader built (all reached through the direct map). The full paging
- * API (map/unmap with frames from the frame allocator) is issue 4's.
+ * API (map/unmap with frames from the frame allocator) is paging.h's.
  */
 #ifndef ARCH_X86_64_VM_H
 #define ARCH_X86_64_VM_H

@@ -14,7 +14,7 @@
  * the loop counter and the store of the pointer are netted out. It also
  * reports the 64 B dump alone divided by N, "including the loop" (about
  * four more instructions: counter, store, compare, branch), because that
- * is how issue 10 states the budget for calling the core directly (48).
+ * is how the project states the budget for calling the core directly (48).
  * Callgrind counts instructions executed (Ir), not time: the numbers are
  * exact and repeatable, and say nothing about cache misses.
  *

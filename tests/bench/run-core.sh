@@ -21,7 +21,7 @@ runs=${BENCH_RUNS:-5}
 allocs=${ALLOCS:-kmalloc glibc}
 sizes="16 64 256 1024 8192 65536"
 # fast-path budget for a 64-byte pair calling the core directly, including
-# the benchmark loop (issue 10's target; the shim's, 60, is run-bench's)
+# the benchmark loop (the project's target; the shim's, 60, is run-bench's)
 budget64=48
 md=$dir/core.md
 tmp=$dir/tmp

@@ -1,6 +1,6 @@
 /*
- * limits.c: the shim at the limits of a Linux process (issue 13, host
- * items 1-5), one case per invocation, `limits CASE [N]`, run through
+ * limits.c: the shim at the limits of a Linux process (mappings, threads,
+ * fork, ENOMEM, ulimit -v), one case per invocation, `limits CASE [N]`, run through
  * LD_PRELOAD by tests/preload/run-limits (so every case starts from a
  * fresh process). The same binary runs on glibc for the figures it is
  * compared with. Each case prints one line of results; the exit status is
