@@ -157,7 +157,7 @@ TEST_TARGETS += test-boot-kmem
 # every default ktest on all CPUs, plus a CPU that never answers SIPI and a
 # panic on an application processor. QEMU runs all vCPUs on one host
 # thread (QEMU_ACCEL in kernel/build.mk says why).
-SMP_CASE_TIMEOUT ?= 120
+SMP_CASE_TIMEOUT ?= 180
 
 .PHONY: test-smp
 test-smp: $(LOADER_EFI) $(KERNEL_ELF)
