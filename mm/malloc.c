@@ -169,16 +169,22 @@
  * what may hold old data; kmalloc without KM_ZERO never clears (like
  * Linux).
  *
- * Leaks (kmalloc_leak_scan, mgcmark.c): Go's allocator exists for its
- * collector, and we keep its mark phase without the sweep. With the
- * world stopped (the port's stop_world: no CPU allocates or frees), every
- * span's gcmarkBits are cleared, the roots (kmalloc_add_root's ranges
- * and the port's: data, bss, live stacks) are read word by word, and a
- * word that points into a live object (live byte 1) marks it and, unless
- * its span class is noscan, pushes it on the grey stack, which is drained
- * the same way. The live objects left unmarked are reported, with the
- * caller that allocated them when the port asked for sites at init
- * (track_sites: the slow paths record them, the fast paths are off).
+ * kmalloc_leak_scan() finds leaks with Go's mark phase, without the sweep
+ * (mgcmark.c; Go's allocator exists for its collector):
+ *   1. Stop the world with the port's stop_world, if it has one (no other
+ *      CPU allocates, frees or writes a pointer; the host port has none and
+ *      scans with its threads running); if it fails: no scan, a log line.
+ *   2. Clear the gcmarkBits of every in-use span.
+ *   3. Roots, read word by word: kmalloc_add_root's ranges, the port's
+ *      (data, bss, the live part of every CPU's stack) and the caller's
+ *      stack with its registers spilled. A word pointing into a live object
+ *      (live byte 1; a large span in use) marks it; unless its span class
+ *      is noscan, the object goes on the grey stack.
+ *   4. Drain the grey stack the same way (fixalloc blocks, no recursion;
+ *      when it is full, spans are flagged and rescanned: marks only grow).
+ *   5. Report every live object left unmarked, with its allocation site
+ *      when the port asked for sites at init (track_sites: the slow paths
+ *      record them, the fast paths are off); restart the world.
  * Nothing is freed; cached and free objects are never marked or reported.
  *
  * Layout: one region from sys_reserve holds metadata (page -> span map,
