@@ -87,3 +87,38 @@ unsigned cmdline_apply(const char *line, int truncated)
     }
     return w + cmdline_parse(line, __kparams_start, __kparams_end, warn_console);
 }
+
+int cmdline_uint(const char *v, uint64_t min, uint64_t max, uint64_t *out)
+{
+    uint64_t x = 0;
+    if (!v || !*v)
+        return -1;
+    for (; *v; v++) {
+        if (*v < '0' || *v > '9' || x > max)
+            return -1;
+        x = x * 10 + (uint64_t)(*v - '0');
+    }
+    if (x < min || x > max)
+        return -1;
+    *out = x;
+    return 0;
+}
+
+int cmdline_onoff(const char *v, int *out)
+{
+    if (v && strcmp(v, "on") == 0)
+        *out = 1;
+    else if (v && strcmp(v, "off") == 0)
+        *out = 0;
+    else
+        return -1;
+    return 0;
+}
+
+int cmdline_flag(const char *v, int *out)
+{
+    if (v)
+        return -1;
+    *out = 1;
+    return 0;
+}

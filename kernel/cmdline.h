@@ -14,6 +14,8 @@
 #ifndef KERNEL_CMDLINE_H
 #define KERNEL_CMDLINE_H
 
+#include <stdint.h>
+
 #include <stddef.h>
 
 #define CMDLINE_TOKEN_MAX 256  /* longer tokens are rejected with a warning */
@@ -37,6 +39,14 @@ struct kparam {
  */
 unsigned cmdline_parse(const char *line, const struct kparam *begin, const struct kparam *end,
                        void (*warn)(const char *msg, const char *token));
+
+/* An option's decimal value: digits only, min <= value <= max. Returns 0
+ * and the value in *out, or -1 (also for no value). */
+int cmdline_uint(const char *v, uint64_t min, uint64_t max, uint64_t *out);
+/* "on" or "off" into *out (1, 0); a flag given without a value sets *out
+ * to 1. Each returns -1, changing nothing, for anything else. */
+int cmdline_onoff(const char *v, int *out);
+int cmdline_flag(const char *v, int *out);
 
 /* Parse the boot command line against every registered option, printing
  * warnings as "cmdline: warning: <msg> '<token>'". */

@@ -81,4 +81,13 @@ unsigned ktest_run(void);
  * and print the summary line. */
 void ktest_report_panic(const char *reason);
 
+/* A test's work per CPU: `total` shared by `ncpus`, kept within [min, max]
+ * (under emulation every CPU's turn costs the others time, so many CPUs
+ * each do less). */
+static inline unsigned ktest_share(unsigned total, unsigned ncpus, unsigned min, unsigned max)
+{
+    unsigned k = total / ncpus;
+    return k > max ? max : k < min ? min : k;
+}
+
 #endif

@@ -122,15 +122,10 @@ KTEST(smp_percpu_ids)
 static unsigned lock_rounds = 10000;
 static int parse_lock_rounds(const char *v)
 {
-    unsigned x = 0;
-    if (!v || !*v)
+    uint64_t x;
+    if (cmdline_uint(v, 0, 100000000u, &x) != 0)
         return -1;
-    for (; *v; v++) {
-        if (*v < '0' || *v > '9' || x > 100000000u)
-            return -1;
-        x = x * 10 + (unsigned)(*v - '0');
-    }
-    lock_rounds = x;
+    lock_rounds = (unsigned)x;
     return 0;
 }
 KPARAM(lock_rounds, parse_lock_rounds);
@@ -199,8 +194,7 @@ KTEST(lapic_timer_every_cpu)
 #define SHOOTS_PER_CPU_MIN 4
 static unsigned shoots_per_cpu(void)
 {
-    unsigned k = SHOOTS_TOTAL / smp_cpus_online();
-    return k > SHOOTS_PER_CPU_MAX ? SHOOTS_PER_CPU_MAX : k < SHOOTS_PER_CPU_MIN ? SHOOTS_PER_CPU_MIN : k;
+    return ktest_share(SHOOTS_TOTAL, smp_cpus_online(), SHOOTS_PER_CPU_MIN, SHOOTS_PER_CPU_MAX);
 }
 static uint8_t shoot_target[2 * 4096] __attribute__((aligned(4096)));
 

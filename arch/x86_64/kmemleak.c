@@ -52,13 +52,7 @@ static int kmemleak_on;
 
 static int parse_kmemleak(const char *v)
 {
-    if (v && strcmp(v, "on") == 0)
-        kmemleak_on = 1;
-    else if (v && strcmp(v, "off") == 0)
-        kmemleak_on = 0;
-    else
-        return -1;
-    return 0;
+    return cmdline_onoff(v, &kmemleak_on);
 }
 KPARAM(kmemleak, parse_kmemleak);
 

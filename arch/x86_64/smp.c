@@ -119,15 +119,8 @@ static struct {
 static int fake_apic_id = -1;
 static int parse_fake(const char *v)
 {
-    if (!v || !*v)
-        return -1;
-    unsigned x = 0;
-    for (; *v; v++) {
-        if (*v < '0' || *v > '9' || x > 254)
-            return -1;
-        x = x * 10 + (unsigned)(*v - '0');
-    }
-    if (x > 254)
+    uint64_t x;
+    if (cmdline_uint(v, 0, 254, &x) != 0)
         return -1;
     fake_apic_id = (int)x;
     return 0;
@@ -140,10 +133,7 @@ static int bad_madt;
 static uint8_t madt_copy[4096];
 static int parse_bad_madt(const char *v)
 {
-    if (v)
-        return -1;
-    bad_madt = 1;
-    return 0;
+    return cmdline_flag(v, &bad_madt);
 }
 KPARAM(smp_bad_madt, parse_bad_madt);
 
@@ -153,10 +143,7 @@ KPARAM(smp_bad_madt, parse_bad_madt);
 static int park_last;
 static int parse_park_last(const char *v)
 {
-    if (v)
-        return -1;
-    park_last = 1;
-    return 0;
+    return cmdline_flag(v, &park_last);
 }
 KPARAM(smp_park_last, parse_park_last);
 
@@ -166,17 +153,10 @@ KPARAM(smp_park_last, parse_park_last);
 static unsigned max_cpus_opt = MAX_CPUS;
 static int parse_maxcpus(const char *v)
 {
-    unsigned x = 0;
-    if (!v || !*v)
+    uint64_t x;
+    if (cmdline_uint(v, 1, MAX_CPUS, &x) != 0)
         return -1;
-    for (; *v; v++) {
-        if (*v < '0' || *v > '9' || x > MAX_CPUS)
-            return -1;
-        x = x * 10 + (unsigned)(*v - '0');
-    }
-    if (x == 0 || x > MAX_CPUS)
-        return -1;
-    max_cpus_opt = x;
+    max_cpus_opt = (unsigned)x;
     return 0;
 }
 KPARAM(maxcpus, parse_maxcpus);
@@ -186,13 +166,7 @@ KPARAM(maxcpus, parse_maxcpus);
 static int want_x2apic = 1;
 static int parse_x2apic(const char *v)
 {
-    if (v && strcmp(v, "on") == 0)
-        want_x2apic = 1;
-    else if (v && strcmp(v, "off") == 0)
-        want_x2apic = 0;
-    else
-        return -1;
-    return 0;
+    return cmdline_onoff(v, &want_x2apic);
 }
 KPARAM(x2apic, parse_x2apic);
 
