@@ -30,14 +30,15 @@
  *     RELEASE store of owner; the next holder's ACQUIRE load sees owner
  *     reach its ticket (kernel/spinlock.h);
  *   - span publication: a span and the mcache pointers are initialised,
- *     then published (spans map entries with RELEASE, mm_mcaches under
- *     mheap.lock); readers load them with ACQUIRE (mm/internal.h);
- *   - remote free -> owner sees it: a CPU freeing an object of a span it
- *     does not cache sets the object's remoteFree bit (atomic fetch-or,
- *     SEQ_CST) and pushes the span on its mcentral's sweepq (CAS,
- *     RELEASE); the drain's XCHG (ACQUIRE) or the caching CPU's own sweep
- *     then sees the bit before it reuses the slot (mm/mcentral.c,
- *     mm/malloc.c);
+ *     then published (page-map entries and mm_mcaches with release
+ *     stores); readers load them with acquire (mm/atomic.h's names);
+ *   - an object freed on another CPU -> the span's owner sees it: the
+ *     free stores 0 in the object's live byte and puts it in that CPU's
+ *     magazine; batches move through the transfer cache under its lock,
+ *     and back to the span with an atomic OR into its free_bits (release)
+ *     under the mcentral lock; the owner's sweep takes them with an
+ *     exchange (acquire) before it reuses a slot (mm/mcentral.c,
+ *     mm/mspan.c);
  *   - release of arena pages -> frame reuse: unmap, then tlb_shootdown's
  *     acknowledgements (tlb.c), then the frames go back to the frame
  *     allocator (sys.c).
