@@ -156,6 +156,11 @@ struct mheap {
 	size_t region_size;
 	uintptr_t arena_start;     /* CHUNK_BYTES-aligned */
 	uintptr_t arena_end;
+	size_t gran;               /* heap pages per commit unit: 1, or
+	                              sys_config.page_size / PAGE_SIZE when the
+	                              port commits in units above 8 KiB (e.g.
+	                              2 MiB pages): then a unit's pages are all
+	                              scavenged or none */
 	struct mspan **spans;      /* page -> span map, one per arena page;
 	                              entries written under lock (release),
 	                              read lock-free; stale on free pages */

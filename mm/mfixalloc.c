@@ -185,7 +185,8 @@ static bool fix_blk_idle(size_t b)
 void fixalloc_trim(void)
 {
 	MM_UNLOCKED();
-	if (!mheap_inited())
+	/* a port whose commit unit is larger than a block cannot release one */
+	if (!mheap_inited() || sys_config.page_size > FIX_BLOCK)
 		return;
 	lock_heap();
 	size_t nblk = mheap_.m_fix.used / FIX_BLOCK;

@@ -175,8 +175,9 @@ int mheap_init(void)
 	}
 	size_t ps = sys_config.page_size;
 	MM_CHECK(sys_config.max_cpus <= MM_MAX_CPUS, "sys_config.max_cpus too large", 0);
-	MM_CHECK(ps != 0 && (ps & (ps - 1)) == 0 && PAGE_SIZE % ps == 0,
-	         "sys_config.page_size must divide 8192", 0);
+	MM_CHECK(ps != 0 && (ps & (ps - 1)) == 0 && ps <= ((size_t)2 << 20),
+	         "sys_config.page_size must be a power of two up to 2 MiB", 0);
+	mheap_.gran = ps > PAGE_SIZE ? ps / PAGE_SIZE : 1;
 
 	mm_cache_init();
 	mheap_.track_sites = sys_config.track_sites != NULL && sys_config.track_sites();
@@ -353,6 +354,33 @@ static int commit_runs(size_t pg, size_t n)
 	}
 }
 
+/* With a commit unit above a heap page (mheap.gran > 1): commit every
+ * scavenged unit that [pg, pg+n), just taken, touches. Under the lock,
+ * unlike commit_runs: a unit also holds free pages, which another span
+ * could take and use while an unlocked commit was still under way. The
+ * unit's free pages become free committed ones. Returns 0, or -1 when the
+ * port refused (units committed before stay so; the bits say which).
+ * pre: lock. */
+static int commit_granules(size_t pg, size_t n)
+{
+	MM_HELD_HEAP();
+	struct pagealloc *pa = &mheap_.pages;
+	size_t g = mheap_.gran;
+	for (size_t u = pg / g * g; u < pg + n; u += g) {
+		if (!pa_is_scav(pa, u))
+			continue; /* a unit is all scavenged or not at all */
+		if (sys_commit((void *)(mheap_.arena_start + u * PAGE_SIZE), g * PAGE_SIZE) != 0)
+			return -1;
+		size_t extra = 0; /* the unit's free pages outside the span */
+		for (size_t p = u; p < u + g; p++)
+			extra += !pa_is_alloc(pa, p);
+		pa_set_scav(pa, u, g, false);
+		mheap_.pages_released -= extra;
+		mheap_.pages_free += extra;
+	}
+	return 0;
+}
+
 static void free_records(struct mspan *s)
 {
 	struct fixalloc *f = record_alloc(s->spanclass, s->npages);
@@ -421,13 +449,19 @@ struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass, size_t align_p
 	}
 	size_t pg = (size_t)pgl;
 	size_t scav = account_take(pg, npages, spanclass < 2);
+	if (scav != 0 && mheap_.gran > 1 && commit_granules(pg, npages) != 0) {
+		account_give(pg, npages, spanclass < 2);
+		fixalloc_free(f, s);
+		unlock_heap();
+		return NULL;
+	}
 	span_record_init(s, pg, npages, spanclass, nwords, scav);
 	for (size_t i = 0; i < npages; i++)
 		mm_store_release(&mheap_.spans[pg + i], s); /* s's fields before the entry (kfree) */
 	MM_VALIDATE(pa_valid(pa));
 	unlock_heap();
 
-	if (scav != 0 && commit_runs(pg, npages) != 0) {
+	if (scav != 0 && mheap_.gran == 1 && commit_runs(pg, npages) != 0) {
 		lock_heap();
 		account_give(pg, npages, spanclass < 2);
 		free_records(s);
@@ -455,10 +489,15 @@ bool mheap_extend_span(struct mspan *s, size_t npages)
 	}
 	pa_set_alloc(pa, pg + old, add, true);
 	size_t scav = account_take(pg + old, add, true);
+	if (scav != 0 && mheap_.gran > 1 && commit_granules(pg + old, add) != 0) {
+		account_give(pg + old, add, true);
+		unlock_heap();
+		return false;
+	}
 	for (size_t i = old; i < npages; i++)
 		mm_store_release(&mheap_.spans[pg + i], s); /* as in mheap_alloc_span */
 	unlock_heap();
-	if (scav != 0 && commit_runs(pg + old, add) != 0) {
+	if (scav != 0 && mheap_.gran == 1 && commit_runs(pg + old, add) != 0) {
 		lock_heap();
 		account_give(pg + old, add, true);
 		unlock_heap();

@@ -216,7 +216,8 @@ void *mm_realloc_large(struct mspan *s, void *p, size_t size, unsigned flags, ui
 		count_large_n(0, s->elemsize - old, 0, 0);
 		return p;
 	}
-	if (sys_config.move != NULL && old >= MOVE_MIN) {
+	/* moves hand over heap pages, not whole commit units */
+	if (sys_config.move != NULL && old >= MOVE_MIN && mheap_.gran == 1) {
 		struct mspan *n = mheap_alloc_span(npages, spanclass_make(0, (flags / KM_NOSCAN) & 1), 1);
 		/* s stops being in use before its pages start to go: a leak
 		 * scan that stops the world mid-move (the kernel's move runs

@@ -420,6 +420,36 @@ bool pa_highest_unscav_free(const struct pagealloc *pa, uint32_t min_age, size_t
 	return false;
 }
 
+/* The same for a heap whose commit unit is `gran` pages (mheap.gran > 1):
+ * the highest run of whole units that are free and committed (no page
+ * allocated or scavenged), in a chunk untouched for min_age epochs. */
+bool pa_highest_free_granules(const struct pagealloc *pa, size_t gran, uint32_t min_age,
+                              size_t *pg, size_t *n)
+{
+	for (size_t ci = pa->nchunks; ci-- > 0;) {
+		const struct pchunk *c = &pa->chunks[ci];
+		if (pa->epoch - c->touched < min_age)
+			continue;
+		size_t base = ci * CHUNK_PAGES, hi = 0, lo = 0;
+		for (size_t g = base + CHUNK_PAGES; g > base; g -= gran) {
+			bool cand = pa_range_free(pa, g - gran, gran) &&
+			            pa_scav_count(pa, g - gran, gran) == 0;
+			if (cand && hi == 0)
+				hi = g;
+			if (cand)
+				lo = g - gran;
+			if (!cand && hi != 0)
+				break;
+		}
+		if (hi != 0) {
+			*pg = lo;
+			*n = hi - lo;
+			return true;
+		}
+	}
+	return false;
+}
+
 /* Whole-structure check: every grown summary matches its bitmaps and
  * children, ungrown chunks summarise as full. Returns 1 if valid. (That
  * no page is both allocated and scavenged holds only between mheap

@@ -92,22 +92,31 @@ static void scavenge(uint64_t keep_bytes, bool keep_goal, size_t max_pages, uint
 {
 	MM_UNLOCKED();
 	struct pagealloc *pa = &mheap_.pages;
-	size_t done = 0;
+	size_t done = 0, g = mheap_.gran;
+	/* a port with a commit unit above a heap page releases whole units */
+	if (g > 1 && max_pages < g)
+		max_pages = g;
 	while (done < max_pages) {
 		size_t rp[16], rn[16];
 		unsigned nr = 0;
 		lock_heap();
 		uint64_t keep = keep_goal ? mheap_retain_goal() : keep_bytes;
 		while (nr < 16 && done < max_pages && mheap_.pages_free * PAGE_SIZE > keep &&
-		       pa_highest_unscav_free(pa, min_age, &rp[nr], &rn[nr])) {
+		       (g == 1 ? pa_highest_unscav_free(pa, min_age, &rp[nr], &rn[nr])
+		               : pa_highest_free_granules(pa, g, min_age, &rp[nr], &rn[nr]))) {
 			uint64_t over = (mheap_.pages_free * PAGE_SIZE - keep + PAGE_SIZE - 1) / PAGE_SIZE;
+			/* whole units: round the excess up, the budget down */
+			over = (over + g - 1) / g * g;
+			size_t budget = (max_pages - done) / g * g;
+			if (budget == 0)
+				break;
 			if (rn[nr] > over) { /* release only the top of the run */
 				rp[nr] += rn[nr] - over;
 				rn[nr] = over;
 			}
-			if (rn[nr] > max_pages - done) {
-				rp[nr] += rn[nr] - (max_pages - done);
-				rn[nr] = max_pages - done;
+			if (rn[nr] > budget) {
+				rp[nr] += rn[nr] - budget;
+				rn[nr] = budget;
 			}
 			pa_set_alloc_quiet(pa, rp[nr], rn[nr], true);
 			mheap_.pages_free -= rn[nr];

@@ -235,6 +235,13 @@ int mheap_valid(void)
 		for (unsigned w = 0; w < CHUNK_WORDS; w++)
 			if (mheap_.pages.chunks[ci].alloc[w] & mheap_.pages.chunks[ci].scav[w])
 				ok = 0;
+	/* a commit unit above a heap page is scavenged whole or not at all */
+	int units_ok = 1;
+	for (size_t u = 0, g = mheap_.gran; g > 1 && u < mheap_.pages.nchunks * CHUNK_PAGES; u += g) {
+		size_t sc = pa_scav_count(&mheap_.pages, u, g);
+		if (sc != 0 && sc != g)
+			units_ok = 0;
+	}
 	uint64_t inuse = mheap_.pages_inuse, fr = mheap_.pages_free,
 	         rel = mheap_.pages_released, sys = mheap_.pages_sys;
 	size_t npages = mheap_.pages.nchunks * CHUNK_PAGES;
@@ -263,6 +270,8 @@ int mheap_valid(void)
 		            "or a page is both allocated and scavenged");
 	if (!spans_ok)
 		return fail("mheap_valid: an in-use span is invalid or not mapped on all its pages");
+	if (!units_ok)
+		return fail("mheap_valid: a commit unit is partly scavenged");
 	if (inuse + fr + rel != sys)
 		return fail("mheap_valid: inuse + free + released != sys");
 	if (cs.pages_inuse != inuse || cs.pages_free != fr || cs.pages_released != rel)

@@ -72,8 +72,15 @@
 #include <stdint.h>
 
 struct sys_config {
-	size_t page_size;      /* commit granularity; a power of two dividing
-	                          8192 (mm's heap page). 4096 on both ports. */
+	size_t page_size;      /* commit granularity: a power of two up to
+	                          2 MiB; 4096 on both ports. Above mm's 8 KiB
+	                          heap page (a kernel that maps only 2 MiB
+	                          pages), mm commits and releases whole units,
+	                          each all Ready or all Reserved: commits then
+	                          run under mheap.lock, a unit is released only
+	                          when all its pages are free, metadata blocks
+	                          are never released and krealloc copies
+	                          instead of calling move. */
 	int commit_zeroed;     /* 1 if memory reads as zero when it turns Ready
 	                          (both ports: yes). 0 makes mm zero what it
 	                          commits before handing it out. */

@@ -16,9 +16,11 @@
 # of linking libkmalloc.a.
 HOST_TESTS := $(filter-out genericport,$(patsubst tests/core/test_%.c,%,$(wildcard tests/core/test_*.c)))
 HOST_TEST_BINS := $(HOST_TESTS:%=$(BUILD)/host/tests/test_%) \
-	$(BUILD)/host/tests/genericport/test_genericport
+	$(BUILD)/host/tests/genericport/test_genericport \
+	$(BUILD)/host/tests/genericport/test_genericport_2m
 HOST_DEBUG_TEST_BINS := $(HOST_TESTS:%=$(BUILD)/host-debug/tests/test_%) \
-	$(BUILD)/host-debug/tests/genericport/test_genericport
+	$(BUILD)/host-debug/tests/genericport/test_genericport \
+	$(BUILD)/host-debug/tests/genericport/test_genericport_2m
 # Recursive (=), not :=: the top Makefile installs check and pkg-config
 # after reading the fragments, so ask pkg-config only when a rule runs.
 HOST_TEST_CFLAGS = $(MM_HOST_CFLAGS) -Itests/api -O1 -g \
@@ -57,6 +59,17 @@ $(BUILD)/host/tests/genericport/test_genericport: $(GENERIC_PORT_DEPS)
 $(BUILD)/host-debug/tests/genericport/test_genericport: $(GENERIC_PORT_DEPS)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(GENERIC_PORT_CFLAGS) -DMM_DEBUG=2 $(filter %.c,$^) $(HOST_TEST_LIBS) -o $@
+
+# The same port committing in 2 MiB units, as a kernel with only 2 MiB pages.
+$(BUILD)/host/tests/genericport/test_genericport_2m: $(GENERIC_PORT_DEPS)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(GENERIC_PORT_CFLAGS) -DGENERIC_PAGE_SIZE=0x200000 $(filter %.c,$^) \
+		$(HOST_TEST_LIBS) -o $@
+
+$(BUILD)/host-debug/tests/genericport/test_genericport_2m: $(GENERIC_PORT_DEPS)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(GENERIC_PORT_CFLAGS) -DMM_DEBUG=2 -DGENERIC_PAGE_SIZE=0x200000 \
+		$(filter %.c,$^) $(HOST_TEST_LIBS) -o $@
 
 .PHONY: test-core
 test-core: $(HOST_TEST_BINS) $(HOST_DEBUG_TEST_BINS)

@@ -32,8 +32,14 @@
 
 /* ---- the port ---- */
 
+/* The commit unit: 4 KiB, or (test_genericport_2m) 2 MiB, as a kernel
+ * that maps only 2 MiB pages has it. */
+#ifndef GENERIC_PAGE_SIZE
+#define GENERIC_PAGE_SIZE 4096
+#endif
+
 struct sys_config sys_config = {
-	.page_size = 4096,
+	.page_size = GENERIC_PAGE_SIZE,
 	.commit_zeroed = 1,
 	.max_cpus = 64,
 	.arena_size = (size_t)256 << 20,
@@ -45,15 +51,25 @@ static size_t committed; /* atomic */
 
 int sys_reserve(size_t size, void **base)
 {
-	void *p = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	size_t ps = GENERIC_PAGE_SIZE;
+	char *p = mmap(NULL, size + ps, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+	               -1, 0);
 	if (p == MAP_FAILED)
 		return -1;
-	*base = p;
+	*base = (void *)(((uintptr_t)p + ps - 1) & ~(uintptr_t)(ps - 1));
 	return 0;
+}
+
+/* sys.h: every range is whole commit units. */
+static void check_unit(const char *what, const void *p, size_t n)
+{
+	if ((uintptr_t)p % GENERIC_PAGE_SIZE != 0 || n % GENERIC_PAGE_SIZE != 0 || n == 0)
+		sys_fault(what, p);
 }
 
 int sys_commit(void *p, size_t n)
 {
+	check_unit("sys_commit of a range that is not whole units", p, n);
 	if (mprotect(p, n, PROT_READ | PROT_WRITE) != 0)
 		return -1;
 	__atomic_add_fetch(&committed, n, __ATOMIC_RELAXED);
@@ -62,6 +78,7 @@ int sys_commit(void *p, size_t n)
 
 void sys_release(void *p, size_t n)
 {
+	check_unit("sys_release of a range that is not whole units", p, n);
 	madvise(p, n, MADV_DONTNEED);
 	mprotect(p, n, PROT_NONE);
 	__atomic_sub_fetch(&committed, n, __ATOMIC_RELAXED);
@@ -241,7 +258,49 @@ START_TEST(fault_goes_through_sys_fault)
 }
 END_TEST
 
+/* Spans that share a commit unit: the unit is committed once, for the
+ * first, and released only when all of them are free (with 4 KiB units
+ * each span's pages come and go alone). 100 large objects of 9 heap pages
+ * (72 KiB), every other one freed and trimmed (the flush empties the
+ * large bins), then the rest: the port's count stays the core's, and with
+ * 2 MiB units every commit and release the port saw was whole units. */
+START_TEST(spans_share_commit_units)
+{
+	enum { N = 100 };
+	static void *p[N];
+	ck_assert_int_eq(kmalloc_init(), 0);
+	for (int i = 0; i < N; i++) {
+		p[i] = kmalloc(9 * 8192 - 100, 0);
+		ck_assert_ptr_nonnull(p[i]);
+		memset(p[i], i, 9 * 8192 - 100);
+	}
+	for (int i = 0; i < N; i += 2)
+		kfree(p[i]);
+	kmalloc_flush_cpu();
+	kmalloc_trim();
+	struct kmalloc_stats st;
+	kmalloc_stats(&st);
+	ck_assert_uint_eq(st.committed, __atomic_load_n(&committed, __ATOMIC_RELAXED));
+	ck_assert_uint_eq(st.committed % GENERIC_PAGE_SIZE, 0);
+	ck_assert(mheap_valid());
+	for (int i = 1; i < N; i += 2) {
+		unsigned char *b = p[i];
+		ck_assert_uint_eq(b[0], i);
+		ck_assert_uint_eq(b[9 * 8192 - 101], i);
+		kfree(p[i]);
+	}
+	kmalloc_flush_cpu();
+	kmalloc_trim();
+	kmalloc_stats(&st);
+	ck_assert_uint_eq(st.heap_inuse, 0);
+	ck_assert_uint_eq(st.heap_free, 0); /* every unit went back whole */
+	ck_assert_uint_eq(st.committed, __atomic_load_n(&committed, __ATOMIC_RELAXED));
+	ck_assert(mheap_valid());
+}
+END_TEST
+
 CHECK_MAIN("genericport", 60,
+	   CHECK_TEST(spans_share_commit_units),
 	   CHECK_TEST(every_class_and_large),
 	   CHECK_TEST(arena_limit_gives_null),
 	   CHECK_TEST(caches_through_default_fast_path),
