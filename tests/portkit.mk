@@ -61,21 +61,50 @@ $(KIT_ELF): $(KIT_OBJS) $(KIT_LIB) tests/portkit/kernel/kernel.ld
 	@echo "  LD(kit) $@"
 	$(Q)$(CC) $(KIT_LDFLAGS) $(KIT_OBJS) $(KIT_LIB) -o $@
 
+# The second kit kernel: the same sources with -DKIT_HUGE, a heap window
+# mapped with 2 MiB pages only (sys_config.page_size = 2 MiB).
+KIT_HUGE := $(KIT)/huge
+KIT_HUGE_ELF := $(KIT_HUGE)/kernel.elf
+KIT_HUGE_ISO := $(KIT_HUGE)/kit.iso
+KIT_HUGE_OBJS := $(patsubst tests/portkit/kernel/%,$(KIT_HUGE)/obj/%.o,$(basename $(KIT_SRCS)))
+
+$(KIT_HUGE)/obj/%.o: tests/portkit/kernel/%.c $(KIT_LIB)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(KIT_CFLAGS) -DKIT_HUGE -c $< -o $@
+
+$(KIT_HUGE)/obj/%.o: tests/portkit/kernel/%.S
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(KIT_CFLAGS) -DKIT_HUGE -c $< -o $@
+
+$(KIT_HUGE_ELF): $(KIT_HUGE_OBJS) $(KIT_LIB) tests/portkit/kernel/kernel.ld
+	@echo "  LD(kit) $@"
+	$(Q)$(CC) $(KIT_LDFLAGS) $(KIT_HUGE_OBJS) $(KIT_LIB) -o $@
+
+# $(1): the ISO, $(2): the kernel, $(3): a scratch directory
+define kit_iso
+	$(Q)rm -rf $(3) && mkdir -p $(3)/boot/grub
+	$(Q)cp $(2) $(3)/boot/kernel.elf
+	$(Q)cp tests/portkit/kernel/grub.cfg $(3)/boot/grub/grub.cfg
+	$(Q)grub-mkrescue -o $(1) $(3) > $(3).log 2>&1 || { cat $(3).log; exit 1; }
+endef
+
 $(KIT_ISO): $(KIT_ELF) tests/portkit/kernel/grub.cfg
-	$(Q)rm -rf $(KIT)/iso && mkdir -p $(KIT)/iso/boot/grub
-	$(Q)cp $(KIT_ELF) $(KIT)/iso/boot/kernel.elf
-	$(Q)cp tests/portkit/kernel/grub.cfg $(KIT)/iso/boot/grub/grub.cfg
-	$(Q)grub-mkrescue -o $@ $(KIT)/iso > $(KIT)/grub-mkrescue.log 2>&1 || \
-		{ cat $(KIT)/grub-mkrescue.log; exit 1; }
+	$(call kit_iso,$@,$(KIT_ELF),$(KIT)/iso)
+
+$(KIT_HUGE_ISO): $(KIT_HUGE_ELF) tests/portkit/kernel/grub.cfg
+	$(call kit_iso,$@,$(KIT_HUGE_ELF),$(KIT_HUGE)/iso)
 
 .PHONY: test-portkit
-test-portkit: $(KIT_ISO)
-	@echo "== porting kit: make lib, then the kit kernel (GRUB, multiboot2, QEMU) =="
+test-portkit: $(KIT_ISO) $(KIT_HUGE_ISO)
+	@echo "== porting kit: make lib, then the kit kernels (GRUB, multiboot2, QEMU; 4 KiB and 2 MiB pages) =="
 	$(Q)fail=0; \
 	tests/portkit/check-lib $(KIT)/check-lib || fail=1; \
 	nice tests/portkit/boot-case $(KIT_ISO) $(KIT)/console.log $(KIT_BOOT_TIMEOUT) || fail=1; \
+	nice tests/portkit/boot-case $(KIT_HUGE_ISO) $(KIT_HUGE)/console.log $(KIT_BOOT_TIMEOUT) || fail=1; \
+	grep -q '^kit: the heap window is mapped with 2 MiB pages only' $(KIT_HUGE)/console.log || \
+		{ echo "kit kernel (2 MiB pages): it did not run in its 2 MiB configuration"; fail=1; }; \
 	[ $$fail = 0 ]
 
 TEST_TARGETS += test-portkit
 
--include $(KIT_OBJS:.o=.d)
+-include $(KIT_OBJS:.o=.d) $(KIT_HUGE_OBJS:.o=.d)

@@ -169,6 +169,31 @@ void frame_free(uintptr_t pa)
 	irq_restore(f);
 }
 
+/* 2 MiB frames (KIT_HUGE): a stack linked through their first word. */
+static uintptr_t huge_head;
+
+uintptr_t huge_frame_alloc(void)
+{
+	unsigned long f = irq_off();
+	uintptr_t pa = huge_head;
+	if (pa != 0) {
+		huge_head = *(uintptr_t *)pa;
+		frames_free -= HUGE / PAGE;
+	}
+	irq_restore(f);
+	return pa;
+}
+
+void huge_frame_free(uintptr_t pa)
+{
+	memset((void *)pa, 0x5a, HUGE);
+	unsigned long f = irq_off();
+	*(uintptr_t *)pa = huge_head;
+	huge_head = pa;
+	frames_free += HUGE / PAGE;
+	irq_restore(f);
+}
+
 struct mb2_tag {
 	uint32_t type, size;
 };
@@ -195,6 +220,18 @@ static void frames_init(uintptr_t mbi)
 					continue;
 				uintptr_t lo = (m->addr + PAGE - 1) & ~(PAGE - 1);
 				for (uintptr_t pa = lo; pa + PAGE <= m->addr + m->len && pa < (1ul << 30); pa += PAGE) {
+#ifdef KIT_HUGE
+					/* whole 2 MiB frames from 8 MiB up (below stays for
+					 * the kernel and the page tables) */
+					if (pa >= (8ul << 20) && pa % HUGE == 0 &&
+					    pa + HUGE <= m->addr + m->len && pa + HUGE <= (1ul << 30)) {
+						*(uintptr_t *)pa = huge_head;
+						huge_head = pa;
+						frames_total += HUGE / PAGE;
+						pa += HUGE - PAGE;
+						continue;
+					}
+#endif
 					if (pa < (1ul << 20) ||
 					    (pa + PAGE > (uintptr_t)_kernel_start && pa < (uintptr_t)_kernel_end) ||
 					    (pa + PAGE > mbi && pa < mbi + mbi_size))
@@ -260,6 +297,54 @@ uintptr_t unmap_page(uintptr_t va)
 	irq_restore(f);
 	if (pa == 0) {
 		kprintf("unmap_page: %p is not mapped\n", (void *)va);
+		kernel_exit(KEXIT_FAIL);
+	}
+	return pa;
+}
+
+/* The page-directory entry for va (2 MiB pages); missing tables made as in
+ * walk. pre: interrupts off. */
+static uint64_t *walk_pd(uintptr_t va, int create)
+{
+	uint64_t *table = pml4;
+	for (int shift = 39; shift > 21; shift -= 9) {
+		uint64_t *e = &table[(va >> shift) & 511];
+		if (!(*e & PTE_P)) {
+			uintptr_t pa = create ? frame_alloc() : 0;
+			if (pa == 0)
+				return NULL;
+			memset((void *)pa, 0, PAGE);
+			pt_frames++;
+			*e = pa | PTE_P | PTE_W;
+		}
+		table = (uint64_t *)(*e & PTE_ADDR);
+	}
+	return &table[(va >> 21) & 511];
+}
+
+#define PTE_PS 0x80ul
+
+int map_huge(uintptr_t va, uintptr_t pa)
+{
+	unsigned long f = irq_off();
+	uint64_t *pde = walk_pd(va, 1);
+	if (pde != NULL)
+		*pde = pa | PTE_P | PTE_W | PTE_PS;
+	irq_restore(f);
+	return pde != NULL ? 0 : -1;
+}
+
+uintptr_t unmap_huge(uintptr_t va)
+{
+	unsigned long f = irq_off();
+	uint64_t *pde = walk_pd(va, 0);
+	uintptr_t pa = pde != NULL && (*pde & PTE_PS) ? (uintptr_t)(*pde & PTE_ADDR) : 0;
+	if (pde != NULL)
+		*pde = 0;
+	invlpg(va);
+	irq_restore(f);
+	if (pa == 0) {
+		kprintf("unmap_huge: %p is not mapped\n", (void *)va);
 		kernel_exit(KEXIT_FAIL);
 	}
 	return pa;
@@ -343,6 +428,9 @@ void kmain(uint32_t magic, uintptr_t mbi)
 	}
 	frames_init(mbi);
 	kprintf("kit: %zu free frames (%zu KiB)\n", frames_total, frames_total * PAGE / 1024);
+#ifdef KIT_HUGE
+	kprintf("kit: the heap window is mapped with 2 MiB pages only\n");
+#endif
 	/* The heap window's PML4 entry exists before anything is cloned from
 	 * this address space (mm/sys.h: every address space must see the
 	 * heap). This kernel has one address space, but the rule is the same. */

@@ -41,6 +41,16 @@ extern size_t frames_total, frames_free;
  * frame cannot be had; unmap_page returns the frame that was mapped. */
 int map_page(uintptr_t va, uintptr_t pa);
 uintptr_t unmap_page(uintptr_t va);
+
+/* The 2 MiB configuration (built with -DKIT_HUGE, the kit's second
+ * kernel): the heap window is mapped with 2 MiB pages only, from 2 MiB
+ * frames set apart at boot (counted in frames_total/frames_free as 512
+ * frames each). */
+#define HUGE (2ul << 20)
+uintptr_t huge_frame_alloc(void); /* 0 when none is left */
+void huge_frame_free(uintptr_t pa);
+int map_huge(uintptr_t va, uintptr_t pa);
+uintptr_t unmap_huge(uintptr_t va);
 extern size_t pt_frames; /* page-table frames made for the window */
 
 /* The port's count of bytes it has committed (port.c). */
