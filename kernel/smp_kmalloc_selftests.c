@@ -66,8 +66,9 @@ static void all_classes(unsigned cpu, void *arg)
             }
             for (unsigned i = 0; i < per; i++) {
                 if (smk_check(objs[cpu][i], size, ((uint64_t)cpu << 48) | ((uint64_t)c << 32) | i))
-                    smk_record_failure("cpu %u: class %u object %p overwritten (shared with another CPU?)",
-                                   cpu, c, objs[cpu][i]);
+                    smk_record_failure(
+                        "cpu %u: class %u object %p overwritten (shared with another CPU?)", cpu, c,
+                        objs[cpu][i]);
                 kfree(objs[cpu][i]);
                 cn->frees++;
             }

@@ -40,23 +40,20 @@
 
 /* ---- random stress ---- */
 
-static uint64_t stress_ops = 20000;  /* per CPU; stress=<n> */
-static int parse_stress(const char *v)
-{
-    return cmdline_uint(v, 0, 1000000000ull, &stress_ops);
-}
+static uint64_t stress_ops = 20000; /* per CPU; stress=<n> */
+static int parse_stress(const char *v) { return cmdline_uint(v, 0, 1000000000ull, &stress_ops); }
 KPARAM(stress, parse_stress);
 
 #define STRESS_SLOTS 256
-#define FAST_PAIRS 20000
-#define FAST_BATCH 200
+#define FAST_PAIRS   20000
+#define FAST_BATCH   200
 struct stress_cpu {
     void *p[STRESS_SLOTS];
     uint32_t size[STRESS_SLOTS];
     uint64_t seed[STRESS_SLOTS];
-    uint64_t cycles;        /* TSC cycles of the whole run on this CPU */
-    uint64_t fast_cycles;   /* TSC cycles of the cheapest FAST_BATCH kmalloc(64)+kfree */
-    uint64_t handed;        /* objects handed to the next CPU */
+    uint64_t cycles;      /* TSC cycles of the whole run on this CPU */
+    uint64_t fast_cycles; /* TSC cycles of the cheapest FAST_BATCH kmalloc(64)+kfree */
+    uint64_t handed;      /* objects handed to the next CPU */
 } __attribute__((aligned(64)));
 static struct stress_cpu stress[MAX_CPUS];
 static void *volatile fast_sink;
@@ -89,7 +86,8 @@ static void stress_run(unsigned cpu, void *arg)
         r >>= 8;
         if (s->p[k]) {
             if (smk_check(s->p[k], s->size[k], s->seed[k]))
-                smk_record_failure("stress cpu %u: object %p (%u B) lost its pattern", cpu, s->p[k], s->size[k]);
+                smk_record_failure("stress cpu %u: object %p (%u B) lost its pattern", cpu, s->p[k],
+                                   s->size[k]);
             /* one in four goes to the next CPU to be freed there */
             if (n > 1 && r % 4 == 0 && smk_ring_put(out, s->p[k], s->size[k], s->seed[k])) {
                 s->handed++;
@@ -141,7 +139,7 @@ static void stress_run(unsigned cpu, void *arg)
         uint64_t f0 = rdtsc();
         for (unsigned i = 0; i < FAST_BATCH; i++) {
             void *p = kmalloc(64, 0);
-            fast_sink = p;  /* keep the pair: the compiler may not drop it */
+            fast_sink = p; /* keep the pair: the compiler may not drop it */
             kfree(p);
         }
         uint64_t d = rdtsc() - f0;
@@ -160,13 +158,14 @@ static void stress_run(unsigned cpu, void *arg)
  * most contended classes. */
 static uint64_t class_spins0[KMALLOC_NUM_CLASSES];
 
-static void lock_totals(uint64_t *heap_acq, uint64_t *heap_spin, uint64_t *cen_acq, uint64_t *cen_spin)
+static void lock_totals(uint64_t *heap_acq, uint64_t *heap_spin, uint64_t *cen_acq,
+                        uint64_t *cen_spin)
 {
     *heap_acq = __atomic_load_n(&mheap_.lock.acquisitions, __ATOMIC_RELAXED);
     *heap_spin = __atomic_load_n(&mheap_.lock.spins, __ATOMIC_RELAXED);
     *cen_acq = *cen_spin = 0;
     uint64_t now[KMALLOC_NUM_CLASSES] = { 0 };
-    for (unsigned sc = 0; sc < NUM_SPANCLASSES; sc++) {  /* both halves of a class */
+    for (unsigned sc = 0; sc < NUM_SPANCLASSES; sc++) { /* both halves of a class */
         uint64_t spins = __atomic_load_n(&mheap_.central[sc].c.lock.spins, __ATOMIC_RELAXED);
         now[spanclass_size(sc)] += spins;
         *cen_acq += __atomic_load_n(&mheap_.central[sc].c.lock.acquisitions, __ATOMIC_RELAXED);
@@ -188,15 +187,16 @@ KTEST(smp_kmalloc_stress)
     mem_pmm_stats(&pmm0);
     uint64_t ha0, hs0, ca0, cs0, ha1, hs1, ca1, cs1;
     memset(class_spins0, 0, sizeof(class_spins0));
-    lock_totals(&ha0, &hs0, &ca0, &cs0);  /* class_spins0 = spins now */
+    lock_totals(&ha0, &hs0, &ca0, &cs0); /* class_spins0 = spins now */
     static uint64_t ticks0[MAX_CPUS];
     for (unsigned c = 0; c < n; c++)
         ticks0[c] = __atomic_load_n(&percpu_area[c].timer_ticks, __ATOMIC_RELAXED);
 
     printk("smp_kmalloc_stress: %lu operations per CPU on %u CPUs, sizes 8 B..1 MiB, "
-           "timer interrupts at %u Hz allocating\n", stress_ops, n, lapic_timer_hz());
+           "timer interrupts at %u Hz allocating\n",
+           stress_ops, n, lapic_timer_hz());
     smp_run_all(stress_run, NULL);
-    lock_totals(&ha1, &hs1, &ca1, &cs1);  /* class_spins0 = spins during the run */
+    lock_totals(&ha1, &hs1, &ca1, &cs1); /* class_spins0 = spins during the run */
     uint64_t irq_allocs = smk_irq_alloc_stop();
     smk_heap_quiesce_all();
     if (__atomic_load_n(&smk_fail_flag, __ATOMIC_ACQUIRE))
@@ -215,14 +215,18 @@ KTEST(smp_kmalloc_stress)
     int64_t kept = (int64_t)pmm0.free_frames - (int64_t)pmm1.free_frames;
     int64_t meta = ((int64_t)after.meta_sys - (int64_t)before.meta_sys) / PAGE_SIZE_4K;
     if (kept - meta > 256)
-        ktest_fail(t, "frame allocator has %ld fewer free frames after the stress and kmalloc_trim "
+        ktest_fail(t,
+                   "frame allocator has %ld fewer free frames after the stress and kmalloc_trim "
                    "(%lu before, %lu after), %ld of them new heap metadata; bound 256 besides",
                    kept, pmm0.free_frames, pmm1.free_frames, meta);
 
-    printk("smp_kmalloc_stress: report (TSC cycles under QEMU TCG emulation, not hardware numbers)\n");
-    printk("  cpu        ops  handed-on   interrupts  cycles/op  fast path: kmalloc+kfree(64) cycles/pair "
-           "(best batch of %u)\n", FAST_BATCH);
-    if (mheap_.track_sites)  /* kmemleak=on: every allocation records its caller */
+    printk(
+        "smp_kmalloc_stress: report (TSC cycles under QEMU TCG emulation, not hardware numbers)\n");
+    printk(
+        "  cpu        ops  handed-on   interrupts  cycles/op  fast path: kmalloc+kfree(64) cycles/pair "
+        "(best batch of %u)\n",
+        FAST_BATCH);
+    if (mheap_.track_sites) /* kmemleak=on: every allocation records its caller */
         printk("  (kmemleak=on: allocation sites are recorded, so these are the slow paths; "
                "kmemleak=off measures the fast path)\n");
     for (unsigned c = 0; c < n; c++) {
@@ -233,7 +237,8 @@ KTEST(smp_kmalloc_stress)
     }
     printk("  allocations in timer interrupts: %lu\n", irq_allocs);
     printk("  locks during the run: mheap %lu acquisitions, %lu spins; mcentral (all classes) "
-           "%lu acquisitions, %lu spins\n", ha1 - ha0, hs1 - hs0, ca1 - ca0, cs1 - cs0);
+           "%lu acquisitions, %lu spins\n",
+           ha1 - ha0, hs1 - hs0, ca1 - ca0, cs1 - cs0);
     char line[160];
     size_t len = snprintk(line, sizeof(line), "  most contended mcentral locks (spins):");
     for (unsigned k = 0; k < 3 && len < sizeof(line); k++) {
@@ -246,13 +251,13 @@ KTEST(smp_kmalloc_stress)
                 len += snprintk(line + len, sizeof(line) - len, " none");
             break;
         }
-        len += snprintk(line + len, sizeof(line) - len, " class %u (%lu B) %lu", top, class_size(top),
-                        class_spins0[top]);
+        len += snprintk(line + len, sizeof(line) - len, " class %u (%lu B) %lu", top,
+                        class_size(top), class_spins0[top]);
         class_spins0[top] = 0;
     }
     printk("%s\n", line);
-    printk("  frame allocator: %lu free frames before, %lu after kmalloc_trim\n",
-           pmm0.free_frames, pmm1.free_frames);
+    printk("  frame allocator: %lu free frames before, %lu after kmalloc_trim\n", pmm0.free_frames,
+           pmm1.free_frames);
 }
 
 /* ---- a released page faults on every CPU (TLB shootdown) ---- */
@@ -263,7 +268,7 @@ static void touch_probe(unsigned cpu, void *arg)
 {
     (void)arg;
     (void)cpu;
-    (void)released_probe[8192];  /* load the translation into this CPU's TLB */
+    (void)released_probe[8192]; /* load the translation into this CPU's TLB */
 }
 
 static void read_released(unsigned cpu, void *arg)
@@ -271,11 +276,12 @@ static void read_released(unsigned cpu, void *arg)
     (void)arg;
     if (cpu != smp_cpus_online() - 1)
         return;
-    printk("smp_released_page_selftest: cpu %u reads released 0x%lx; the released-page fault must follow\n",
-           cpu, (uint64_t)(uintptr_t)(released_probe + 8192));
+    printk(
+        "smp_released_page_selftest: cpu %u reads released 0x%lx; the released-page fault must follow\n",
+        cpu, (uint64_t)(uintptr_t)(released_probe + 8192));
     uint8_t v = released_probe[8192];
     smk_record_failure("cpu %u read 0x%x from released page %p without faulting (stale TLB entry)",
-                   cpu, v, (void *)(released_probe + 8192));
+                       cpu, v, (void *)(released_probe + 8192));
 }
 
 KTEST_NAMED(smp_released_page_selftest)
@@ -285,9 +291,9 @@ KTEST_NAMED(smp_released_page_selftest)
     released_probe = kmalloc(4 << 20, 0);
     KTEST_ASSERT(t, released_probe != NULL);
     released_probe[8192] = 0x5a;
-    smp_run_all(touch_probe, NULL);  /* every CPU now caches the translation */
+    smp_run_all(touch_probe, NULL); /* every CPU now caches the translation */
     kfree((void *)released_probe);
-    smk_heap_quiesce_all();  /* kmalloc_trim: unmap, shoot down, free the frames */
+    smk_heap_quiesce_all(); /* kmalloc_trim: unmap, shoot down, free the frames */
     uint64_t leaf;
     KTEST_ASSERT(t, paging_probe((uintptr_t)released_probe + 8192, &leaf) == PAGING_RELEASED_VA);
     smk_fail_flag = 0;
@@ -307,14 +313,14 @@ KTEST_NAMED(smp_released_page_selftest)
  * on a lock its own CPU holds (the boot would hang and time out).
  */
 #define LOCKED_CLASS 5
-static int lock_hook_armed;   /* atomic: the test wants one hook run */
-static int lock_hook_done;    /* atomic: the hook ran to the end */
+static int lock_hook_armed; /* atomic: the test wants one hook run */
+static int lock_hook_done;  /* atomic: the hook ran to the end */
 
 static void lock_hook(unsigned cpu)
 {
     if (cpu != 0 || !__atomic_load_n(&lock_hook_armed, __ATOMIC_ACQUIRE))
         return;
-    kmalloc_flush_cpu();  /* uncaches every span: takes the mcentral locks */
+    kmalloc_flush_cpu(); /* uncaches every span: takes the mcentral locks */
     void *p = kmalloc(class_size(LOCKED_CLASS), 0);
     if (!p)
         smk_record_failure("timer interrupt: kmalloc(%lu) returned NULL", class_size(LOCKED_CLASS));
@@ -327,7 +333,7 @@ KTEST(smp_irq_while_mcentral_locked)
 {
     smk_fail_flag = 0;
     struct mcentral *c = &mheap_.central[spanclass_make(LOCKED_CLASS, 0)].c;
-    void *warm = kmalloc(class_size(LOCKED_CLASS), 0);  /* the heap is up and the class has a span */
+    void *warm = kmalloc(class_size(LOCKED_CLASS), 0); /* the heap is up and the class has a span */
     kfree(warm);
     lock_hook_done = 0;
     apic_set_tick_hook(lock_hook);
@@ -337,15 +343,15 @@ KTEST(smp_irq_while_mcentral_locked)
     sys_lock(&c->lock);
     uint64_t ticks = __atomic_load_n(&this_cpu()->timer_ticks, __ATOMIC_RELAXED);
     uint64_t rflags = cpu_read_rflags();
-    tsc_delay_us(20000);  /* about 20 timer periods pass while we hold it */
+    tsc_delay_us(20000); /* about 20 timer periods pass while we hold it */
     uint64_t ticks_held = __atomic_load_n(&this_cpu()->timer_ticks, __ATOMIC_RELAXED) - ticks;
     sys_unlock(&c->lock);
     uint64_t end = tsc_deadline_us(rdtsc(), 5000000);
     while (!__atomic_load_n(&lock_hook_done, __ATOMIC_ACQUIRE) && rdtsc() < end)
         cpu_pause();
     apic_set_tick_hook(NULL);
-    KTEST_EXPECT_EQ(t, rflags & RFLAGS_IF, 0);  /* the lock holder runs with interrupts off */
-    KTEST_EXPECT_EQ(t, ticks_held, 0);           /* so no tick was taken while it was held */
+    KTEST_EXPECT_EQ(t, rflags & RFLAGS_IF, 0); /* the lock holder runs with interrupts off */
+    KTEST_EXPECT_EQ(t, ticks_held, 0);         /* so no tick was taken while it was held */
     if (!__atomic_load_n(&lock_hook_done, __ATOMIC_ACQUIRE))
         ktest_fail(t, "the deferred timer tick did not complete its allocation within 5 s");
     if (smk_fail_flag)

@@ -34,7 +34,6 @@
 /* ---- fill patterns ---- */
 
 
-
 /*
  * Objects up to 4 KiB are filled completely; larger ones at the first and
  * last 256 bytes and one word in every 4 KiB page, which catches overlap
@@ -134,13 +133,17 @@ static struct irq_state irq_state[MAX_CPUS];
  * whatever another CPU's interrupt left, so interrupts free remote objects.
  * The object carries everything needed to check it: it is filled over its
  * whole ksize() with a seed derived from its address. */
-static void *irq_swap_slot;  /* atomic */
-static inline uint64_t swap_seed(const void *p) { return (uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ull; }
+static void *irq_swap_slot; /* atomic */
+static inline uint64_t swap_seed(const void *p)
+{
+    return (uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ull;
+}
 
 static void irq_free(unsigned cpu, void *p, size_t size, uint64_t seed)
 {
     if (smk_check(p, size, seed))
-        smk_record_failure("timer interrupt on cpu %u: object %p (%lu B) lost its pattern", cpu, p, size);
+        smk_record_failure("timer interrupt on cpu %u: object %p (%lu B) lost its pattern", cpu, p,
+                           size);
     kfree(p);
     smk_irq_counts[cpu].frees++;
 }
@@ -182,7 +185,7 @@ static void irq_alloc_tick(unsigned cpu)
 static void irq_drain_cpu(unsigned cpu, void *arg)
 {
     (void)arg;
-    uint64_t f = irq_save();  /* our own timer must not run in between */
+    uint64_t f = irq_save(); /* our own timer must not run in between */
     struct irq_state *s = &irq_state[cpu];
     for (unsigned k = 0; k < IRQ_SLOTS; k++) {
         if (s->p[k]) {
@@ -202,7 +205,7 @@ static void irq_drain_cpu(unsigned cpu, void *arg)
  * stopped at the stress banner. What the tests need is interrupts landing
  * inside kmalloc on every CPU, which a few kHz per CPU still gives.
  */
-#define TEST_TIMER_HZ 10000
+#define TEST_TIMER_HZ       10000
 #define TEST_TIMER_TOTAL_HZ 160000
 
 /* ... and, like the normal rate (apic.h), at most 1.5 x its n^2 budget. */
@@ -261,7 +264,8 @@ uint64_t smk_irq_alloc_stop(void)
 
 static void smk_flush_cpu(unsigned cpu, void *arg)
 {
-    (void)cpu; (void)arg;
+    (void)cpu;
+    (void)arg;
     kmalloc_flush_cpu();
 }
 
@@ -306,12 +310,16 @@ void smk_check_accounting(struct ktest *t, const struct kmalloc_stats *before)
         uint64_t got = after.cls[c].allocs - before->cls[c].allocs;
         uint64_t freed = after.cls[c].frees - before->cls[c].frees;
         if (got != want || freed != want)
-            ktest_fail(t, "class %u: kmalloc_stats counted %lu allocs, %lu frees; the test made %lu of each",
-                       c, got, freed, want);
+            ktest_fail(
+                t,
+                "class %u: kmalloc_stats counted %lu allocs, %lu frees; the test made %lu of each",
+                c, got, freed, want);
         if (after.cls[c].live != after.cls[c].allocs - after.cls[c].frees || after.cls[c].live != 0)
-            ktest_fail(t, "class %u: %lu live objects after everything was freed", c, after.cls[c].live);
+            ktest_fail(t, "class %u: %lu live objects after everything was freed", c,
+                       after.cls[c].live);
         if (after.cls[c].spans != 0)
-            ktest_fail(t, "class %u: %lu spans still in use after every cache was flushed", c, after.cls[c].spans);
+            ktest_fail(t, "class %u: %lu spans still in use after every cache was flushed", c,
+                       after.cls[c].spans);
     }
     uint64_t large = 0;
     for (unsigned i = 0; i < n; i++)
@@ -320,7 +328,7 @@ void smk_check_accounting(struct ktest *t, const struct kmalloc_stats *before)
     KTEST_EXPECT_EQ(t, after.large_frees - before->large_frees, large);
     KTEST_EXPECT_EQ(t, after.large_live, 0);
     KTEST_EXPECT_EQ(t, after.heap_inuse, 0);
-    KTEST_EXPECT_EQ(t, after.heap_free, 0);  /* trimmed */
+    KTEST_EXPECT_EQ(t, after.heap_free, 0); /* trimmed */
 }
 
 /* ---- cross-CPU handoff rings ---- */
@@ -334,7 +342,7 @@ int smk_ring_put(struct ring *r, void *p, size_t size, uint64_t seed)
     if (h - tl == RING)
         return 0;
     r->slot[h % RING] = (struct handoff){ p, (uint32_t)size, 0, seed };
-    __atomic_store_n(&r->head, h + 1, __ATOMIC_RELEASE);  /* publishes the object and its fill */
+    __atomic_store_n(&r->head, h + 1, __ATOMIC_RELEASE); /* publishes the object and its fill */
     return 1;
 }
 
@@ -351,12 +359,13 @@ int smk_ring_take(struct ring *r, struct handoff *out)
 void smk_free_received(unsigned cpu, const struct handoff *h)
 {
     if (smk_check(h->p, h->size, h->seed))
-        smk_record_failure("cpu %u: object %p (%u B) from another CPU lost its pattern", cpu, h->p, h->size);
+        smk_record_failure("cpu %u: object %p (%u B) from another CPU lost its pattern", cpu, h->p,
+                           h->size);
     kfree(h->p);
     smk_test_counts[cpu].frees++;
 }
 
-unsigned smk_producers_done;  /* atomic */
+unsigned smk_producers_done; /* atomic */
 
 /* Drain what CPU cpu receives until every producer is done and it is empty. */
 void smk_drain_until_all_done(unsigned cpu, unsigned n)

@@ -18,7 +18,7 @@
 
 static inline uint64_t rng(uint64_t *s)
 {
-    uint64_t x = *s;  /* xorshift64* */
+    uint64_t x = *s; /* xorshift64* */
     x ^= x >> 12;
     x ^= x << 25;
     x ^= x >> 27;
@@ -34,9 +34,9 @@ int smk_check(const void *p, size_t size, uint64_t seed);
 
 /* ---- accounting: allocations made during a test, per class ---- */
 struct counts {
-    uint64_t allocs[KMALLOC_NUM_CLASSES];  /* small objects, by size class */
-    uint64_t large;                        /* large objects */
-    uint64_t frees;                        /* everything freed (any class) */
+    uint64_t allocs[KMALLOC_NUM_CLASSES]; /* small objects, by size class */
+    uint64_t large;                       /* large objects */
+    uint64_t frees;                       /* everything freed (any class) */
     uint64_t ops;
 };
 void smk_count_alloc(struct counts *c, size_t size);
@@ -64,10 +64,15 @@ void smk_check_accounting(struct ktest *t, const struct kmalloc_stats *before);
 
 /* ---- cross-CPU handoff rings ---- */
 #define RING 64
-struct handoff { void *p; uint32_t size; uint32_t pad; uint64_t seed; };
+struct handoff {
+    void *p;
+    uint32_t size;
+    uint32_t pad;
+    uint64_t seed;
+};
 struct ring {
-    uint32_t head;  /* atomic: written by the producer (release) */
-    uint32_t tail;  /* atomic: written by the consumer (release) */
+    uint32_t head; /* atomic: written by the producer (release) */
+    uint32_t tail; /* atomic: written by the consumer (release) */
     struct handoff slot[RING];
 } __attribute__((aligned(64)));
 /* ring[i]: produced by CPU i, consumed by CPU (i + 1) % n */

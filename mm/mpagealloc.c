@@ -423,8 +423,8 @@ bool pa_highest_unscav_free(const struct pagealloc *pa, uint32_t min_age, size_t
 /* The same for a heap whose commit unit is `gran` pages (mheap.gran > 1):
  * the highest run of whole units that are free and committed (no page
  * allocated or scavenged), in a chunk untouched for min_age epochs. */
-bool pa_highest_free_granules(const struct pagealloc *pa, size_t gran, uint32_t min_age,
-                              size_t *pg, size_t *n)
+bool pa_highest_free_granules(const struct pagealloc *pa, size_t gran, uint32_t min_age, size_t *pg,
+                              size_t *n)
 {
 	for (size_t ci = pa->nchunks; ci-- > 0;) {
 		const struct pchunk *c = &pa->chunks[ci];

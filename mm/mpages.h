@@ -50,8 +50,8 @@ bool pa_scav_next_run(const struct pagealloc *pa, size_t pg, size_t n,
                       size_t *run_pg, size_t *run_n);
 bool pa_highest_unscav_free(const struct pagealloc *pa, uint32_t min_age, size_t *pg,
                             size_t *n);
-bool pa_highest_free_granules(const struct pagealloc *pa, size_t gran, uint32_t min_age,
-                              size_t *pg, size_t *n);
+bool pa_highest_free_granules(const struct pagealloc *pa, size_t gran, uint32_t min_age, size_t *pg,
+                              size_t *n);
 bool pa_is_alloc(const struct pagealloc *pa, size_t pg);
 bool pa_range_free(const struct pagealloc *pa, size_t pg, size_t n);
 bool pa_is_scav(const struct pagealloc *pa, size_t pg);

@@ -237,7 +237,8 @@ int mheap_valid(void)
 				ok = 0;
 	/* a commit unit above a heap page is scavenged whole or not at all */
 	int units_ok = 1;
-	for (size_t u = 0, g = mheap_.gran; g > 1 && u < mheap_.pages.nchunks * CHUNK_PAGES; u += g) {
+	for (size_t u = 0, g = mheap_.gran; g > 1 && u < mheap_.pages.nchunks * CHUNK_PAGES;
+	     u += g) {
 		size_t sc = pa_scav_count(&mheap_.pages, u, g);
 		if (sc != 0 && sc != g)
 			units_ok = 0;

@@ -50,10 +50,7 @@ extern const char boot_stack_guard[], boot_stack_bottom[], boot_stack_top[]; /* 
  * kmalloc_init asks track_sites; read-only afterwards. */
 static int kmemleak_on;
 
-static int parse_kmemleak(const char *v)
-{
-    return cmdline_onoff(v, &kmemleak_on);
-}
+static int parse_kmemleak(const char *v) { return cmdline_onoff(v, &kmemleak_on); }
 KPARAM(kmemleak, parse_kmemleak);
 
 int kmemleak_enabled(void) { return kmemleak_on; }

@@ -131,20 +131,14 @@ KPARAM(smp_fake_cpu, parse_fake);
  * that broken tables leave the kernel running on one CPU. */
 static int bad_madt;
 static uint8_t madt_copy[4096];
-static int parse_bad_madt(const char *v)
-{
-    return cmdline_flag(v, &bad_madt);
-}
+static int parse_bad_madt(const char *v) { return cmdline_flag(v, &bad_madt); }
 KPARAM(smp_bad_madt, parse_bad_madt);
 
 /* smp_park_last: start the last CPU the MADT lists but park it: it never
  * counts as online, takes no timer, and counts every interrupt and NMI
  * that reaches it (tests: no IPI may reach a CPU that is not online). */
 static int park_last;
-static int parse_park_last(const char *v)
-{
-    return cmdline_flag(v, &park_last);
-}
+static int parse_park_last(const char *v) { return cmdline_flag(v, &park_last); }
 KPARAM(smp_park_last, parse_park_last);
 
 /* maxcpus=N: bring up at most N CPUs (the BSP included, parked one not);
@@ -164,10 +158,7 @@ KPARAM(maxcpus, parse_maxcpus);
 /* x2apic=on|off: use the x2APIC MSR interface when the CPU has it (on,
  * the default) or stay with xAPIC. */
 static int want_x2apic = 1;
-static int parse_x2apic(const char *v)
-{
-    return cmdline_onoff(v, &want_x2apic);
-}
+static int parse_x2apic(const char *v) { return cmdline_onoff(v, &want_x2apic); }
 KPARAM(x2apic, parse_x2apic);
 
 unsigned smp_cpus_online(void) { return __atomic_load_n(&n_online, __ATOMIC_ACQUIRE); }

@@ -52,8 +52,8 @@ static size_t committed; /* atomic */
 int sys_reserve(size_t size, void **base)
 {
 	size_t ps = GENERIC_PAGE_SIZE;
-	char *p = mmap(NULL, size + ps, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-	               -1, 0);
+	char *p = mmap(NULL, size + ps, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
+	               0);
 	if (p == MAP_FAILED)
 		return -1;
 	*base = (void *)(((uintptr_t)p + ps - 1) & ~(uintptr_t)(ps - 1));
@@ -299,6 +299,7 @@ START_TEST(spans_share_commit_units)
 }
 END_TEST
 
+/* clang-format off */
 CHECK_MAIN("genericport", 60,
 	   CHECK_TEST(spans_share_commit_units),
 	   CHECK_TEST(every_class_and_large),
@@ -306,3 +307,4 @@ CHECK_MAIN("genericport", 60,
 	   CHECK_TEST(caches_through_default_fast_path),
 	   CHECK_TEST(remote_frees),
 	   CHECK_TEST(fault_goes_through_sys_fault))
+/* clang-format on */

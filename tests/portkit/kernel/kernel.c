@@ -224,7 +224,8 @@ static void frames_init(uintptr_t mbi)
 					/* whole 2 MiB frames from 8 MiB up (below stays for
 					 * the kernel and the page tables) */
 					if (pa >= (8ul << 20) && pa % HUGE == 0 &&
-					    pa + HUGE <= m->addr + m->len && pa + HUGE <= (1ul << 30)) {
+					    pa + HUGE <= m->addr + m->len &&
+					    pa + HUGE <= (1ul << 30)) {
 						*(uintptr_t *)pa = huge_head;
 						huge_head = pa;
 						frames_total += HUGE / PAGE;

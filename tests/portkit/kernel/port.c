@@ -19,23 +19,23 @@
 #ifdef KIT_HUGE
 /* The 2 MiB configuration: a kernel that maps only 2 MiB pages commits
  * in 2 MiB units (mm/sys.h). */
-#define UNIT HUGE
+#define UNIT       HUGE
 #define unit_alloc huge_frame_alloc
-#define unit_free huge_frame_free
-#define map_unit map_huge
+#define unit_free  huge_frame_free
+#define map_unit   map_huge
 #define unmap_unit unmap_huge
 #else
-#define UNIT PAGE
+#define UNIT       PAGE
 #define unit_alloc frame_alloc
-#define unit_free frame_free
-#define map_unit map_page
+#define unit_free  frame_free
+#define map_unit   map_page
 #define unmap_unit unmap_page
 #endif
 
 struct sys_config sys_config = {
-	.page_size = UNIT,       /* 4 KiB pages, or 2 MiB ones (KIT_HUGE) */
-	.commit_zeroed = 1,      /* sys_commit zeroes */
-	.max_cpus = 1,           /* sys_cpu_id() is always 0 */
+	.page_size = UNIT,         /* 4 KiB pages, or 2 MiB ones (KIT_HUGE) */
+	.commit_zeroed = 1,        /* sys_commit zeroes */
+	.max_cpus = 1,             /* sys_cpu_id() is always 0 */
 	.arena_size = 256ul << 20, /* more than the machine has: OOM is tested */
 };
 
