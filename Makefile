@@ -12,6 +12,7 @@
 #   make test       host unit tests (Check, sanitizers) then the QEMU boot cases
 #   make bench      hosted benchmarks side by side with other allocators
 #   make lib PORT=dir  the library for your kernel (docs/porting.md)
+#   make format     clang-format the C lines changed since the style was set
 #   make debug      boot with QEMU's gdb stub waiting; prints the gdb command
 #   make clean      remove build/
 #
@@ -65,6 +66,7 @@ BENCH_DEPS_GROUPS :=
 
 # Fragments, in the order their tests run.
 FRAGMENTS := \
+	tests/format.mk \
 	mm/build.mk \
 	arch/host/build.mk \
 	arch/host/preload.mk \
