@@ -145,54 +145,48 @@ void *kmalloc(size_t n)
 
 extern char _kernel_start[], _kernel_end[];
 size_t frames_total, frames_free;
-static uintptr_t free_head;
 
-uintptr_t frame_alloc(void)
+/* A stack of free frames of one size, linked through their first word;
+ * frames_free counts 4 KiB frames (a 2 MiB frame is 512). */
+struct frame_stack {
+	uintptr_t head;
+	size_t bytes;
+};
+static struct frame_stack small_frames = { 0, PAGE }, huge_frames = { 0, HUGE };
+
+/* pre: interrupts off, or boot (one CPU, nothing else running). */
+static void stack_push(struct frame_stack *st, uintptr_t pa)
+{
+	*(uintptr_t *)pa = st->head;
+	st->head = pa;
+	frames_free += st->bytes / PAGE;
+}
+
+static uintptr_t stack_pop(struct frame_stack *st)
 {
 	unsigned long f = irq_off();
-	uintptr_t pa = free_head;
+	uintptr_t pa = st->head;
 	if (pa != 0) {
-		free_head = *(uintptr_t *)pa;
-		frames_free--;
+		st->head = *(uintptr_t *)pa;
+		frames_free -= st->bytes / PAGE;
 	}
 	irq_restore(f);
 	return pa;
 }
 
-void frame_free(uintptr_t pa)
+static void stack_free(struct frame_stack *st, uintptr_t pa)
 {
-	memset((void *)pa, 0x5a, PAGE);
+	memset((void *)pa, 0x5a, st->bytes); /* frames come back dirty */
 	unsigned long f = irq_off();
-	*(uintptr_t *)pa = free_head;
-	free_head = pa;
-	frames_free++;
+	stack_push(st, pa);
 	irq_restore(f);
 }
 
-/* 2 MiB frames (KIT_HUGE): a stack linked through their first word. */
-static uintptr_t huge_head;
-
-uintptr_t huge_frame_alloc(void)
-{
-	unsigned long f = irq_off();
-	uintptr_t pa = huge_head;
-	if (pa != 0) {
-		huge_head = *(uintptr_t *)pa;
-		frames_free -= HUGE / PAGE;
-	}
-	irq_restore(f);
-	return pa;
-}
-
-void huge_frame_free(uintptr_t pa)
-{
-	memset((void *)pa, 0x5a, HUGE);
-	unsigned long f = irq_off();
-	*(uintptr_t *)pa = huge_head;
-	huge_head = pa;
-	frames_free += HUGE / PAGE;
-	irq_restore(f);
-}
+uintptr_t frame_alloc(void) { return stack_pop(&small_frames); }
+void frame_free(uintptr_t pa) { stack_free(&small_frames, pa); }
+/* 2 MiB frames (KIT_HUGE) */
+uintptr_t huge_frame_alloc(void) { return stack_pop(&huge_frames); }
+void huge_frame_free(uintptr_t pa) { stack_free(&huge_frames, pa); }
 
 struct mb2_tag {
 	uint32_t type, size;
@@ -226,9 +220,7 @@ static void frames_init(uintptr_t mbi)
 					if (pa >= (8ul << 20) && pa % HUGE == 0 &&
 					    pa + HUGE <= m->addr + m->len &&
 					    pa + HUGE <= (1ul << 30)) {
-						*(uintptr_t *)pa = huge_head;
-						huge_head = pa;
-						frames_total += HUGE / PAGE;
+						stack_push(&huge_frames, pa);
 						pa += HUGE - PAGE;
 						continue;
 					}
@@ -237,15 +229,13 @@ static void frames_init(uintptr_t mbi)
 					    (pa + PAGE > (uintptr_t)_kernel_start && pa < (uintptr_t)_kernel_end) ||
 					    (pa + PAGE > mbi && pa < mbi + mbi_size))
 						continue;
-					*(uintptr_t *)pa = free_head;
-					free_head = pa;
-					frames_total++;
+					stack_push(&small_frames, pa);
 				}
 			}
 		}
 		t += (tag->size + 7) & ~7u;
 	}
-	frames_free = frames_total;
+	frames_total = frames_free;
 }
 
 /* ---- page tables: 4 KiB pages in the heap window ---- */
@@ -257,12 +247,16 @@ static void frames_init(uintptr_t mbi)
 extern uint64_t pml4[512];
 size_t pt_frames;
 
-/* The page-table entry for va; missing tables are made (zeroed: frames
- * come back dirty) if create, else NULL. pre: interrupts off. */
-static uint64_t *walk(uintptr_t va, int create)
+#define PTE_PS 0x80ul /* in a page-directory entry: a 2 MiB page */
+
+/* The entry that maps va at the level whose pages are 1 << leaf_shift
+ * bytes (12: a page-table entry, 21: a page-directory entry); missing
+ * tables above it are made (zeroed: frames come back dirty) if create,
+ * else NULL. pre: interrupts off. */
+static uint64_t *walk(uintptr_t va, int leaf_shift, int create)
 {
 	uint64_t *table = pml4;
-	for (int shift = 39; shift > 12; shift -= 9) {
+	for (int shift = 39; shift > leaf_shift; shift -= 9) {
 		uint64_t *e = &table[(va >> shift) & 511];
 		if (!(*e & PTE_P)) {
 			uintptr_t pa = create ? frame_alloc() : 0;
@@ -274,82 +268,44 @@ static uint64_t *walk(uintptr_t va, int create)
 		}
 		table = (uint64_t *)(*e & PTE_ADDR);
 	}
-	return &table[(va >> 12) & 511];
+	return &table[(va >> leaf_shift) & 511];
 }
 
-int map_page(uintptr_t va, uintptr_t pa)
+static int map_leaf(uintptr_t va, uintptr_t pa, int leaf_shift, uint64_t flags)
 {
 	unsigned long f = irq_off();
-	uint64_t *pte = walk(va, 1);
-	if (pte != NULL)
-		*pte = pa | PTE_P | PTE_W;
+	uint64_t *e = walk(va, leaf_shift, 1);
+	if (e != NULL)
+		*e = pa | PTE_P | PTE_W | flags;
 	irq_restore(f);
-	return pte != NULL ? 0 : -1;
+	return e != NULL ? 0 : -1;
 }
 
-uintptr_t unmap_page(uintptr_t va)
+/* Clears the entry and returns the frame it mapped; a va not mapped at
+ * that level ends the run (the port unmapped what it never mapped). */
+static uintptr_t unmap_leaf(uintptr_t va, int leaf_shift, uint64_t flags)
 {
 	unsigned long f = irq_off();
-	uint64_t *pte = walk(va, 0);
-	uintptr_t pa = pte != NULL ? (uintptr_t)(*pte & PTE_ADDR) : 0;
-	if (pte != NULL)
-		*pte = 0;
+	uint64_t *e = walk(va, leaf_shift, 0);
+	uintptr_t pa = 0;
+	if (e != NULL && (*e & (PTE_P | flags)) == (PTE_P | flags))
+		pa = (uintptr_t)(*e & PTE_ADDR);
+	if (e != NULL)
+		*e = 0;
 	invlpg(va);
 	irq_restore(f);
 	if (pa == 0) {
-		kprintf("unmap_page: %p is not mapped\n", (void *)va);
+		kprintf("unmap: %p is not mapped with %s pages\n", (void *)va,
+		        leaf_shift == 21 ? "2 MiB" : "4 KiB");
 		kernel_exit(KEXIT_FAIL);
 	}
 	return pa;
 }
 
-/* The page-directory entry for va (2 MiB pages); missing tables made as in
- * walk. pre: interrupts off. */
-static uint64_t *walk_pd(uintptr_t va, int create)
-{
-	uint64_t *table = pml4;
-	for (int shift = 39; shift > 21; shift -= 9) {
-		uint64_t *e = &table[(va >> shift) & 511];
-		if (!(*e & PTE_P)) {
-			uintptr_t pa = create ? frame_alloc() : 0;
-			if (pa == 0)
-				return NULL;
-			memset((void *)pa, 0, PAGE);
-			pt_frames++;
-			*e = pa | PTE_P | PTE_W;
-		}
-		table = (uint64_t *)(*e & PTE_ADDR);
-	}
-	return &table[(va >> 21) & 511];
-}
-
-#define PTE_PS 0x80ul
-
-int map_huge(uintptr_t va, uintptr_t pa)
-{
-	unsigned long f = irq_off();
-	uint64_t *pde = walk_pd(va, 1);
-	if (pde != NULL)
-		*pde = pa | PTE_P | PTE_W | PTE_PS;
-	irq_restore(f);
-	return pde != NULL ? 0 : -1;
-}
-
-uintptr_t unmap_huge(uintptr_t va)
-{
-	unsigned long f = irq_off();
-	uint64_t *pde = walk_pd(va, 0);
-	uintptr_t pa = pde != NULL && (*pde & PTE_PS) ? (uintptr_t)(*pde & PTE_ADDR) : 0;
-	if (pde != NULL)
-		*pde = 0;
-	invlpg(va);
-	irq_restore(f);
-	if (pa == 0) {
-		kprintf("unmap_huge: %p is not mapped\n", (void *)va);
-		kernel_exit(KEXIT_FAIL);
-	}
-	return pa;
-}
+int map_page(uintptr_t va, uintptr_t pa) { return map_leaf(va, pa, 12, 0); }
+uintptr_t unmap_page(uintptr_t va) { return unmap_leaf(va, 12, 0); }
+int map_huge(uintptr_t va, uintptr_t pa) { return map_leaf(va, pa, 21, PTE_PS); }
+uintptr_t unmap_huge(uintptr_t va) { return unmap_leaf(va, 21, PTE_PS); }
 
 /* ---- interrupts: exceptions stop the run, IRQ 0 calls timer_hook ---- */
 
