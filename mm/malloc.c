@@ -155,8 +155,10 @@
  * class size; power-of-two sizes up to 8 KiB are naturally aligned. The
  * size -> class tables skip Go's 24-byte class for 17..24-byte requests
  * so that everything from 16 bytes up is 16-byte aligned (kmalloc.h).
- * kmemalign picks a class whose size is a multiple of the alignment, or
- * asks the page allocator for an aligned large span.
+ * kmemalign picks a class whose size is a multiple of the alignment
+ * (class_align_up, generated with the size classes) and takes the same
+ * fast path as kmalloc, or asks the page allocator for an aligned large
+ * span.
  *
  * Statistics: each CPU counts its own allocations and frees per class
  * in its magazines (plain stores, summed by kmalloc_stats); nothing on
@@ -204,8 +206,8 @@ int kmalloc_init(void)
 	return mheap_init();
 }
 
-/* The slow half of small allocation (steps 4-6, 8, 9), also the entry for
- * kmemalign's class choice. */
+/* The slow half of small allocation (steps 4-6, 8, 9), for kmalloc's
+ * and kmemalign's classes alike. */
 void *mm_alloc_class(unsigned spanclass, unsigned flags, uintptr_t site)
 {
 	if (spanclass_size(spanclass) == 0) /* kmalloc(0): a real, freeable */
@@ -246,15 +248,11 @@ static __attribute__((noinline)) void *zero_object(void *v, unsigned spanclass)
  * only on the slow paths, so the fast path does not load it. */
 #define CALLER() ((uintptr_t)__builtin_return_address(0))
 
-/* The fast path: steps 1-3 of the overview. Measured with callgrind on
- * the host (make bench-core); see the README for the figures. */
-static inline __attribute__((always_inline)) void *kmalloc_fast(size_t size, unsigned flags)
+/* Steps 2-3 of the overview for span class cls, then the slow half:
+ * kmalloc's and kmemalign's fast path. cls is a uintptr_t because it
+ * indexes arrays, and an unsigned index costs a zero-extending move. */
+static inline __attribute__((always_inline)) void *class_alloc_fast(uintptr_t cls, unsigned flags)
 {
-	if (MM_UNLIKELY(size > _MaxSmallSize))
-		return mm_alloc_large(size, 0, flags, CALLER());
-	/* spanclass_make spelled in uintptr_t: cls indexes arrays, and an
-	 * unsigned index costs a zero-extending move on the fast path */
-	uintptr_t cls = (uintptr_t)size_to_class(size) << 1 | (uintptr_t)((flags / KM_NOSCAN) & 1);
 	unsigned long f = sys_irq_save();
 	struct mcache *c = mcache_fast();
 	if (MM_LIKELY(c != NULL)) {
@@ -291,6 +289,16 @@ static inline __attribute__((always_inline)) void *kmalloc_fast(size_t size, uns
 	}
 	sys_irq_restore(f);
 	return mm_alloc_class((unsigned)cls, flags, CALLER());
+}
+
+/* The fast path: steps 1-3 of the overview. Measured with callgrind on
+ * the host (make bench-core); see the README for the figures. */
+static inline __attribute__((always_inline)) void *kmalloc_fast(size_t size, unsigned flags)
+{
+	if (MM_UNLIKELY(size > _MaxSmallSize))
+		return mm_alloc_large(size, 0, flags, CALLER());
+	return class_alloc_fast((uintptr_t)size_to_class(size) << 1 | ((flags / KM_NOSCAN) & 1),
+	                        flags);
 }
 
 void *kmalloc(size_t size, unsigned flags)
@@ -507,11 +515,14 @@ void *kmemalign(size_t align, size_t size, unsigned flags)
 		return kmalloc_fast(size, flags);
 	if (size <= _MaxSmallSize && align <= PAGE_SIZE) {
 		/* Span bases are 8 KiB aligned, so a class whose size is a
-		 * multiple of align aligns every slot. */
-		for (unsigned c = size_to_class(size ? size : 1); c < _NumSizeClasses; c++)
-			if (class_to_size[c] % align == 0)
-				return mm_alloc_class(spanclass_make(c, (flags / KM_NOSCAN) & 1), flags,
-				                      CALLER());
+		 * multiple of align aligns every slot: the generated table
+		 * names the first such class from the one size would take. */
+		_Static_assert(16 << (alignClassShifts - 1) == PAGE_SIZE,
+		               "columns end at a heap page");
+		unsigned k = (unsigned)__builtin_ctzll(align) - 4; /* align 16 << k */
+		uintptr_t c = class_align_up[size_to_class(size ? size : 1)][k];
+		if (c != 0)
+			return class_alloc_fast(c << 1 | ((flags / KM_NOSCAN) & 1), flags);
 	}
 	return mm_alloc_large(size, align, flags, CALLER());
 }

@@ -289,6 +289,7 @@ START_TEST(threads_rule)
 }
 END_TEST
 
+/* clang-format off */
 CHECK_MAIN("kmalloc leak detector", 120,
 	   CHECK_TEST(unreachable_single_objects),
 	   CHECK_TEST(unreachable_cycle),
@@ -299,3 +300,4 @@ CHECK_MAIN("kmalloc leak detector", 120,
 	   CHECK_TEST(freed_and_cached_objects_never_reported),
 	   CHECK_TEST(sites_name_the_allocating_function),
 	   CHECK_TEST(threads_rule))
+/* clang-format on */

@@ -345,6 +345,7 @@ START_TEST(parent_keeps_working)
 }
 END_TEST
 
+/* clang-format off */
 CHECK_MAIN("kmalloc misuse", 60,
 	   CHECK_TEST(double_free_small),
 	   CHECK_TEST(double_free_every_class),
@@ -363,3 +364,4 @@ CHECK_MAIN("kmalloc misuse", 60,
 	   CHECK_TEST(span_returned_to_mheap),
 	   CHECK_TEST(ksize_and_krealloc_of_bad_pointers),
 	   CHECK_TEST(parent_keeps_working))
+/* clang-format on */

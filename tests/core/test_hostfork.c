@@ -350,6 +350,7 @@ START_TEST(large_bins_recounted)
 }
 END_TEST
 
+/* clang-format off */
 CHECK_MAIN("hostfork", 60,
 	   CHECK_TEST(child_gets_ids_and_caches_back),
 	   CHECK_TEST(entry_also_in_transfer_cache_dropped),
@@ -358,3 +359,4 @@ CHECK_MAIN("hostfork", 60,
 	   CHECK_TEST(entry_in_two_orphans_dropped),
 	   CHECK_TEST(half_swept_span_dropped),
 	   CHECK_TEST(large_bins_recounted))
+/* clang-format on */

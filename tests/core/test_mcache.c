@@ -511,6 +511,7 @@ START_TEST(ksize_of_cached_object_is_invalid)
 }
 END_TEST
 
+/* clang-format off */
 CHECK_MAIN("mcache", 60,
 	   CHECK_TEST(cache_sizes_follow_byte_bounds),
 	   CHECK_TEST(live_byte_follows_kmalloc_and_kfree),
@@ -528,3 +529,4 @@ CHECK_MAIN("mcache", 60,
 	   CHECK_TEST(free_into_returned_span_is_invalid),
 	   CHECK_TEST(racing_double_free_caught_on_return),
 	   CHECK_TEST(ksize_of_cached_object_is_invalid))
+/* clang-format on */

@@ -651,6 +651,7 @@ END_TEST
 #else
 #define DEBUG_TESTS
 #endif
+/* clang-format off */
 CHECK_MAIN("mcentral", 60,
 	   CHECK_TEST(grow_partial_full),
 	   CHECK_TEST(partial_from_an_eighth_free),
@@ -669,3 +670,4 @@ CHECK_MAIN("mcentral", 60,
 	   CHECK_TEST(live_entry_is_corrupt),
 	   CHECK_TEST(central_array_is_cache_line_padded),
 	   DEBUG_TESTS)
+/* clang-format on */

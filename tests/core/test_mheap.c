@@ -819,6 +819,7 @@ START_TEST(trim_recommit_failure_is_null)
 }
 END_TEST
 
+/* clang-format off */
 CHECK_MAIN("mheap", 60,
 	   CHECK_TEST(small_alloc_free_returns_every_span),
 	   CHECK_TEST(same_cpu_loop_reuses_one_span),
@@ -842,3 +843,4 @@ CHECK_MAIN("mheap", 60,
 	   CHECK_TEST(out_of_memory_drains_magazines),
 	   CHECK_TEST(trim_releases_metadata_of_freed_spans),
 	   CHECK_TEST(trim_recommit_failure_is_null))
+/* clang-format on */

@@ -323,6 +323,7 @@ START_TEST(sweep_refuses_corrupt_bitmaps)
 }
 END_TEST
 
+/* clang-format off */
 CHECK_MAIN("mspan", 60,
 	   CHECK_TEST(init_fields),
 	   CHECK_TEST(every_class_every_slot_once),
@@ -335,3 +336,4 @@ CHECK_MAIN("mspan", 60,
 	   CHECK_TEST(validator_checks_live_bytes),
 	   CHECK_TEST(validator_notices_corruption),
 	   CHECK_TEST(sweep_refuses_corrupt_bitmaps))
+/* clang-format on */

@@ -259,6 +259,7 @@ START_TEST(level_sizes)
 }
 END_TEST
 
+/* clang-format off */
 CHECK_MAIN("pagealloc", 60,
 	   CHECK_TEST_LOOP(alloc_table, sizeof cases / sizeof cases[0]),
 	   CHECK_TEST(free_coalesces),
@@ -266,3 +267,4 @@ CHECK_MAIN("pagealloc", 60,
 	   CHECK_TEST(scavenged_runs),
 	   CHECK_TEST(random_against_naive),
 	   CHECK_TEST(level_sizes))
+/* clang-format on */

@@ -318,6 +318,7 @@ START_TEST(commit_failure_leaves_accounting_exact)
 }
 END_TEST
 
+/* clang-format off */
 CHECK_MAIN("scavenger", 60,
 	   CHECK_TEST(fresh_growth_is_released_until_used),
 	   CHECK_TEST(frees_below_goal_are_retained),
@@ -327,3 +328,4 @@ CHECK_MAIN("scavenger", 60,
 	   CHECK_TEST(trim_releases_everything_free),
 	   CHECK_TEST(small_spans_retained_until_trim),
 	   CHECK_TEST(commit_failure_leaves_accounting_exact))
+/* clang-format on */

@@ -137,6 +137,29 @@ START_TEST(lookup_every_size)
 }
 END_TEST
 
+/* kmemalign's class for every size and alignment up to a heap page: the
+ * smallest class from size's own whose size the alignment divides (so
+ * every slot is aligned), or none (the large path). */
+START_TEST(align_class_every_size)
+{
+	for (size_t n = 0; n <= _MaxSmallSize; n++) {
+		unsigned from = size_to_class(n ? n : 1);
+		for (unsigned k = 0; k < alignClassShifts; k++) {
+			unsigned want = from;
+			while (want < _NumSizeClasses && class_to_size[want] % (16u << k) != 0)
+				want++;
+			if (want == _NumSizeClasses)
+				want = 0;
+			ck_assert_msg(class_align_up[from][k] == want,
+			              "size %zu align %u: class %u, want %u", n, 16u << k,
+			              class_align_up[from][k], want);
+			if (want != 0)
+				ck_assert_uint_ge(class_to_size[want], n);
+		}
+	}
+}
+END_TEST
+
 START_TEST(divmul_every_slot)
 {
 	for (unsigned c = 1; c < _NumSizeClasses; c++) {
@@ -241,11 +264,14 @@ START_TEST(generator_print_is_go_table)
 }
 END_TEST
 
+/* clang-format off */
 CHECK_MAIN("sizeclasses", 60,
 	   CHECK_TEST(table_equals_go),
 	   CHECK_TEST(lookup_every_size),
+	   CHECK_TEST(align_class_every_size),
 	   CHECK_TEST(divmul_every_slot),
 	   CHECK_TEST(slot_exact_every_offset),
 	   CHECK_TEST(slot_magic_values),
 	   CHECK_TEST(generator_matches_header),
 	   CHECK_TEST(generator_print_is_go_table))
+/* clang-format on */
