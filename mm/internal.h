@@ -260,6 +260,15 @@ static inline struct mcache *mcache_at(unsigned slot)
 {
 	return mm_load_acquire(&mm_mcaches[slot]);
 }
+/* atomic: the highest slot that has an mcache, raised under mheap.lock
+ * before the mcache is published, never lowered. Walks over every CPU's
+ * mcache (drain, stats) stop there instead of at MM_MAX_CPUS: on the
+ * host that is 32,768 slots for a process with a few threads. */
+extern unsigned mm_mcache_hi;
+static inline unsigned mcache_slots(void)
+{
+	return mm_load_relaxed(&mm_mcache_hi); /* mcache_at orders each entry */
+}
 
 /* This CPU's mcache for kmalloc's fast path, or NULL (then the slow path
  * finds or makes it and calls mcache_fast_set). pre: interrupts off. */

@@ -78,6 +78,8 @@ struct mcache *mcache_get(unsigned cpu)
 		return NULL;
 	lock_heap();
 	c = meta_alloc(&mheap_.m_caches, mheap_.cs.mcache_bytes);
+	if (c != NULL && cpu_slot(cpu) > mm_mcache_hi)
+		mm_store_relaxed(&mm_mcache_hi, cpu_slot(cpu));
 	unlock_heap();
 	if (c == NULL)
 		return NULL;
@@ -258,7 +260,7 @@ bool mm_drain_all(bool wait)
 	mcentral_free_spares();
 	if (!wait)
 		return true;
-	for (unsigned slot = 1; slot <= MM_MAX_CPUS; slot++) {
+	for (unsigned slot = 1, hi = mcache_slots(); slot <= hi; slot++) {
 		struct mcache *c = mcache_at(slot);
 		if (c == NULL || slot == me || !mm_load_acquire(&c->polls)) /* pairs: kmalloc_safepoint */
 			continue;

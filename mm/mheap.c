@@ -33,6 +33,7 @@
 
 struct mheap mheap_;
 struct mcache *mm_mcaches[MM_MAX_CPUS + 1];
+unsigned mm_mcache_hi;
 #if !defined(SYS_MCACHE_GET)
 struct mcache *mm_fast_mcaches[MM_MAX_CPUS + 1];
 #endif

@@ -21,7 +21,7 @@ void kmalloc_stats(struct kmalloc_stats *st)
 	for (unsigned i = 0; i < _NumSizeClasses; i++)
 		st->cls[i].size = class_to_size[i];
 	uint64_t large_bytes_in = 0, large_bytes_out = 0, large_cached = 0;
-	for (unsigned slot = 1; slot <= MM_MAX_CPUS; slot++) {
+	for (unsigned slot = 1, hi = mcache_slots(); slot <= hi; slot++) {
 		struct mcache *c = mcache_at(slot);
 		if (c == NULL)
 			continue;
@@ -131,7 +131,7 @@ static bool census(struct mm_census *out, bool count_spans)
 	__builtin_memset(out, 0, sizeof(*out));
 	if (!mheap_inited())
 		return true;
-	for (unsigned slot = 1; slot <= MM_MAX_CPUS; slot++) {
+	for (unsigned slot = 1, hi = mcache_slots(); slot <= hi; slot++) {
 		struct mcache *c = mcache_at(slot);
 		for (unsigned i = 2; c != NULL && i < NUM_SPANCLASSES; i++) {
 			out->objs_cached += mag_count(&c->mag[i]);
