@@ -127,19 +127,20 @@ END_TEST
  *   reserved, [2M+2K,3M) kernel, an empty entry, [6M,6M+64K) of type 77.
  * Resolved: usable [1M,2M+2K) [3M,4M) [5M,6M) [6M+64K,12M); the kernel
  * piece rounds outward to [2M,3M), so frame 2M is not usable. */
+static const struct pmm_region unsorted_map[] = {
+    {8 * MiB, 4 * MiB, PMM_USABLE, 0},
+    {1 * MiB, 8 * MiB, PMM_USABLE, 0},
+    {4 * MiB, 1 * MiB, PMM_RESERVED, 0},
+    {2 * MiB + 2 * KiB, 1 * MiB - 2 * KiB, PMM_KERNEL, 0},
+    {0, 0, PMM_USABLE, 0},
+    {6 * MiB, 64 * KiB, 77, 0},
+};
+
 START_TEST(unsorted_overlapping)
 {
     struct pmm p;
-    struct pmm_region rg[] = {
-        {8 * MiB, 4 * MiB, PMM_USABLE, 0},
-        {1 * MiB, 8 * MiB, PMM_USABLE, 0},
-        {4 * MiB, 1 * MiB, PMM_RESERVED, 0},
-        {2 * MiB + 2 * KiB, 1 * MiB - 2 * KiB, PMM_KERNEL, 0},
-        {0, 0, PMM_USABLE, 0},
-        {6 * MiB, 64 * KiB, 77, 0},
-    };
     struct pmm_stats st;
-    build_stats(&p, rg, 6, 16 * MiB, &st);
+    build_stats(&p, unsorted_map, 6, 16 * MiB, &st);
     ck_assert_uint_eq(st.dropped.unsorted_entries, 2);
     ck_assert_uint_eq(st.dropped.empty_entries, 1);
     ck_assert_uint_eq(st.dropped.overlap_bytes, 3 * MiB - 2 * KiB + 64 * KiB);
@@ -158,7 +159,7 @@ START_TEST(unsorted_overlapping)
 
     struct shadow sh;
     shadow_init(&sh, 16 * MiB);
-    shadow_exhaust(&sh, &p, rg, 6, 0);
+    shadow_exhaust(&sh, &p, unsorted_map, 6, 0);
     ck_assert_uint_eq(sh.count, st.free_frames);
     shadow_free(&sh);
     ck_valid(&p);
