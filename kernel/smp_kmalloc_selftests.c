@@ -12,7 +12,11 @@
  *   smp_kmalloc_magazines    CPUs that only free overflow their magazines
  *                            into the transfer cache; CPUs that only
  *                            allocate take the batches back out; every
- *                            object keeps its pattern, accounting exact.
+ *                            object keeps its pattern, accounting exact;
+ *   smp_idle_cpus_not_waited an idle CPU (timer stopped, no safe point)
+ *                            tells the heap so: kmalloc_trim does not wait
+ *                            for it, and it empties its caches for the
+ *                            trim it missed as soon as it works again.
  * Each runs with the timer interrupt allocating on every CPU too, and
  * ends with kmalloc_stats agreeing with what was done, nothing live.
  */
@@ -174,4 +178,37 @@ KTEST(smp_kmalloc_magazines)
         KTEST_EXPECT(t, puts > 0);   /* freeing CPUs' magazines overflowed */
         KTEST_EXPECT(t, takes > 0);  /* allocating CPUs took batches back */
     }
+}
+
+/* ---- idle CPUs and drains ---- */
+
+static uint32_t polls_in_work[MAX_CPUS];
+static uint64_t seen_in_work[MAX_CPUS];
+
+static void note_drain_state(unsigned cpu, void *arg)
+{
+    (void)arg;
+    kfree(kmalloc(64, 0)); /* every CPU has an mcache */
+    struct mcache *c = mcache_at(cpu_slot(cpu));
+    polls_in_work[cpu] = __atomic_load_n(&c->polls, __ATOMIC_ACQUIRE);
+    seen_in_work[cpu] = __atomic_load_n(&c->drain_seen, __ATOMIC_ACQUIRE);
+}
+
+KTEST(smp_idle_cpus_not_waited)
+{
+    unsigned n = smp_cpus_online();
+    smp_run_all(note_drain_state, NULL);
+    for (unsigned c = 1; c < n; c++) {
+        KTEST_EXPECT_EQ(t, polls_in_work[c], 1); /* working: answers drains */
+        /* back in the idle loop, timer stopped: drains do not wait */
+        KTEST_EXPECT_EQ(t, __atomic_load_n(&mcache_at(cpu_slot(c))->polls, __ATOMIC_ACQUIRE), 0);
+    }
+    kmalloc_trim(); /* asks every CPU to drain; the idle ones cannot now */
+    uint64_t gen = __atomic_load_n(&mheap_.drain_gen, __ATOMIC_ACQUIRE);
+    for (unsigned c = 1; c < n; c++)
+        KTEST_EXPECT(t,
+                     __atomic_load_n(&mcache_at(cpu_slot(c))->drain_seen, __ATOMIC_ACQUIRE) < gen);
+    smp_run_all(note_drain_state, NULL);
+    for (unsigned c = 1; c < n; c++)
+        KTEST_EXPECT(t, seen_in_work[c] >= gen); /* drained on waking, before its work */
 }

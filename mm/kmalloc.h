@@ -86,6 +86,13 @@ void kmalloc_trim(void);
  * on every CPU regularly, e.g. from the timer interrupt, with no
  * allocator call in progress on that CPU; the host port does not. */
 void kmalloc_safepoint(void);
+/* This CPU stops calling kmalloc_safepoint for a while (it goes idle with
+ * its timer stopped): drains stop waiting for it until its next
+ * kmalloc_safepoint. Its caches stay as they are and are emptied at that
+ * safe point or its next slow path; kmalloc_flush_cpu first empties them.
+ * Without it, every kmalloc_trim waits seconds for each such CPU. Call
+ * with no allocator call in progress on this CPU. */
+void kmalloc_cpu_idle(void);
 
 /* Per size class, both halves (scanned and KM_NOSCAN objects) together;
  * the noscan_ fields are the KM_NOSCAN half alone. */

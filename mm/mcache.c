@@ -29,8 +29,10 @@
  * every CPU compares it with its own drain_seen in its slow paths and in
  * kmalloc_safepoint (Go's forEachP, which flushes each P's mcache at a
  * safe point). A port that calls kmalloc_safepoint regularly on every CPU
- * (the kernel: each timer tick) is waited for; others drain when they next
- * take a slow path.
+ * (the kernel: each timer tick) is waited for, except while it says it
+ * is idle (kmalloc_cpu_idle: a CPU whose timer is stopped reaches no safe
+ * point, and waiting seconds for each of 63 idle CPUs made every trim at
+ * SMP=64 take minutes); others drain when they next take a slow path.
  *
  * There is no tiny allocator: Go packs several sub-16-byte objects into
  * one 16-byte block and frees the block only when the GC finds all of
@@ -237,6 +239,17 @@ void kmalloc_safepoint(void)
 	sys_irq_restore(f);
 }
 
+void kmalloc_cpu_idle(void)
+{
+	if (!mheap_inited())
+		return;
+	unsigned long f = sys_irq_save();
+	struct mcache *c = mm_mcaches[cpu_slot(sys_cpu_id())];
+	if (c != NULL && c->polls)
+		mm_store_release(&c->polls, 0); /* drains stop waiting for this CPU */
+	sys_irq_restore(f);
+}
+
 /* How long mm_drain_all waits for one CPU to reach its safe point, in
  * loads of its drain_seen: seconds, far more than a timer period. */
 #define DRAIN_SPINS (1ul << 28)
@@ -264,9 +277,13 @@ bool mm_drain_all(bool wait)
 		struct mcache *c = mcache_at(slot);
 		if (c == NULL || slot == me || !mm_load_acquire(&c->polls)) /* pairs: kmalloc_safepoint */
 			continue;
+		/* acquire: pairs with mcache_poll's release (its drain is
+		 * visible); a CPU that goes idle meanwhile (kmalloc_cpu_idle)
+		 * ends the wait */
 		for (unsigned long i = 0;
-		     /* acquire: pairs with mcache_poll's release (its drain is visible) */
-		     i < DRAIN_SPINS && mm_load_acquire(&c->drain_seen) < gen; i++)
+		     i < DRAIN_SPINS && mm_load_acquire(&c->drain_seen) < gen &&
+		     mm_load_relaxed(&c->polls);
+		     i++)
 			;
 	}
 	/* What the others spilled into transfer caches meanwhile. */

@@ -62,6 +62,10 @@
  *                                     timer tick) other CPUs' caches are
  *                                     emptied for kmalloc_trim only when
  *                                     those CPUs next take a slow path
+ *             kmalloc_cpu_idle()      (the port calls it when a CPU stops
+ *                                     calling kmalloc_safepoint, e.g. idle
+ *                                     without a timer) kmalloc_trim waits
+ *                                     seconds for each such CPU
  * sys_arch.h must also define `struct sys_lock` (zero-initialised storage
  * means unlocked). Nothing else in mm/ depends on the port.
  */

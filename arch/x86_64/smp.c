@@ -35,6 +35,7 @@
 #include "idt.h"
 #include "memlayout.h"
 #include "percpu.h"
+#include "../../mm/kmalloc.h"
 #include "tlb.h"
 #include "paging.h"
 #include "vm.h"
@@ -269,6 +270,8 @@ static void idle_loop(unsigned cpu)
 {
     uint32_t seen = __atomic_load_n(&work.gen, __ATOMIC_ACQUIRE);
     lapic_timer_stop();
+    /* No timer, no kmalloc_safepoint: drains must not wait for us. */
+    kmalloc_cpu_idle();
     for (;;) {
         /* Frames a timer-interrupt kfree left for a shootdown (tlb.h):
          * give them back now that interrupts are on. */
@@ -279,12 +282,14 @@ static void idle_loop(unsigned cpu)
         if (g != seen) {
             seen = g;
             lapic_timer_start();
+            kmalloc_safepoint(); /* answer drains again from now on */
             cpu_sti();
             work.fn(cpu, work.arg);
             if (tlb_gather_count())
                 tlb_gather_flush();
             cpu_cli();
             lapic_timer_stop();
+            kmalloc_cpu_idle();
             cpu_sti();
             __atomic_fetch_add(&work.done, 1, __ATOMIC_RELEASE);
             continue;
