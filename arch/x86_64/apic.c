@@ -183,11 +183,13 @@ void lapic_timer_start(void)
     uint32_t per_tick = (uint32_t)((uint64_t)timer_per_ms * 1000 / __atomic_load_n(&timer_hz, __ATOMIC_RELAXED));
     lapic_write(LAPIC_LVT_TIMER, LVT_PERIODIC | VEC_TIMER);
     lapic_write(LAPIC_TIMER_INIT, per_tick ? per_tick : 1);
+    this_cpu()->timer_on = 1;
 }
 
 void lapic_timer_stop(void)
 {
     lapic_write(LAPIC_TIMER_INIT, 0);  /* a zero initial count stops it */
+    this_cpu()->timer_on = 0;
 }
 
 void lapic_timer_set_hz(uint32_t hz)
@@ -285,8 +287,12 @@ void apic_timer_tick(void)
     /* The heap's safe point: if a trim or an allocation that ran out of
      * memory asked every CPU to empty its object caches, this one does
      * it now (one load when nothing was asked). The allocator runs with
-     * interrupts off, so a tick never lands inside it. */
-    kmalloc_safepoint();
+     * interrupts off, so a tick never lands inside it. Not on a tick that
+     * was pending when an idle CPU stopped its timer: that CPU has told
+     * the heap it reaches no safe point (kmalloc_cpu_idle), and a safe
+     * point now would make drains wait for it again. */
+    if (p->timer_on)
+        kmalloc_safepoint();
     tick_hook_fn fn = __atomic_load_n(&tick_hook, __ATOMIC_ACQUIRE);
     if (fn) {
         __atomic_store_n(&p->hook_calls, p->hook_calls + 1, __ATOMIC_RELAXED);

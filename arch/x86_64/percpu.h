@@ -62,6 +62,9 @@ struct percpu {
     uint32_t parked;          /* atomic; 1: started but parked on purpose
                                  (smp_park_last): never online, no timer */
     uint32_t nmi_request;     /* atomic; NMI_REQ_* bits a requester set */
+    uint32_t timer_on;        /* owner only: 1 from lapic_timer_start to
+                                 lapic_timer_stop; a tick taken while 0
+                                 was pending when the timer stopped */
 
     /* counters, written by the owner only (relaxed atomics for readers) */
     uint64_t irq_count;       /* interrupts taken (any vector): the progress
