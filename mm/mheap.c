@@ -352,6 +352,11 @@ static int commit_runs(size_t pg, size_t n)
 				return -1;
 			}
 		}
+		/* A short batch was the last: no second lock hold to find
+		 * nothing (at 255 CPUs under emulation mheap.lock is the queue
+		 * every fresh span waits in). */
+		if (nr < 8 || cur >= end)
+			return 0;
 	}
 }
 
