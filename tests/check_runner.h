@@ -7,7 +7,9 @@
  *                CHECK_TEST_SIGNAL(dies_cleanly, SIGABRT))
  *
  * which runs them as one suite of one test case with that timeout (in
- * seconds) and exits non-zero if any failed. A binary that reads options
+ * seconds) and exits non-zero if any failed. CHECK_MAIN_SETUP(name,
+ * timeout, setup, ...) runs setup() in each test's process before the
+ * test (a Check checked fixture). A binary that reads options
  * first calls check_run from its own main; one with several suites
  * defines each with CHECK_SUITE (or builds it, for fixtures or several
  * test cases) and calls check_run_suites.
@@ -40,13 +42,16 @@ static inline int check_run_suites(Suite *const *suites, size_t n)
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
-/* A suite named `name` of one test case holding tests[0..n). */
-static inline Suite *check_suite(const char *name, unsigned timeout,
-                                 const struct check_test *tests, size_t n)
+/* A suite named `name` of one test case holding tests[0..n), each run
+ * after setup() (NULL: none) in its own process. */
+static inline Suite *check_suite_setup(const char *name, unsigned timeout, void (*setup)(void),
+                                       const struct check_test *tests, size_t n)
 {
 	Suite *s = suite_create(name);
 	TCase *tc = tcase_create(name);
 	tcase_set_timeout(tc, timeout);
+	if (setup != NULL)
+		tcase_add_checked_fixture(tc, setup, NULL);
 	for (size_t i = 0; i < n; i++) {
 		if (tests[i].loop_end > 0)
 			tcase_add_loop_test_raise_signal(tc, tests[i].test, tests[i].signal, 0,
@@ -58,11 +63,23 @@ static inline Suite *check_suite(const char *name, unsigned timeout,
 	return s;
 }
 
+static inline Suite *check_suite(const char *name, unsigned timeout, const struct check_test *tests,
+                                 size_t n)
+{
+	return check_suite_setup(name, timeout, NULL, tests, n);
+}
+
+static inline int check_run_setup(const char *name, unsigned timeout, void (*setup)(void),
+                                  const struct check_test *tests, size_t n)
+{
+	Suite *s = check_suite_setup(name, timeout, setup, tests, n);
+	return check_run_suites(&s, 1);
+}
+
 static inline int check_run(const char *name, unsigned timeout,
                             const struct check_test *tests, size_t n)
 {
-	Suite *s = check_suite(name, timeout, tests, n);
-	return check_run_suites(&s, 1);
+	return check_run_setup(name, timeout, NULL, tests, n);
 }
 
 /* The table is built inside the function: START_TEST's names are
@@ -77,12 +94,13 @@ static inline int check_run(const char *name, unsigned timeout,
 		                   sizeof(tests_) / sizeof(tests_[0]));        \
 	}
 
-#define CHECK_MAIN(name, timeout, ...)                                         \
-	int main(void)                                                         \
-	{                                                                      \
-		const struct check_test tests_[] = { __VA_ARGS__ };            \
-		return check_run((name), (timeout), tests_,                    \
-		                 sizeof(tests_) / sizeof(tests_[0]));          \
+#define CHECK_MAIN_SETUP(name, timeout, setup, ...)                         \
+	int main(void)                                                      \
+	{                                                                   \
+		const struct check_test tests_[] = { __VA_ARGS__ };         \
+		return check_run_setup((name), (timeout), (setup), tests_,  \
+		                       sizeof(tests_) / sizeof(tests_[0])); \
 	}
+#define CHECK_MAIN(name, timeout, ...) CHECK_MAIN_SETUP(name, timeout, NULL, __VA_ARGS__)
 
 #endif /* TESTS_CHECK_RUNNER_H */

@@ -52,6 +52,14 @@ static void setup(void)
 	ck_assert_ptr_nonnull(mcache_get(cpu));
 }
 
+/* mcentral_uncacheSpan of the class's span s, then its lists as
+ * expect_lists wants them. */
+static void uncache(struct mspan *s, unsigned partial, unsigned full, unsigned nspans)
+{
+	mcentral_uncacheSpan(central(), s);
+	expect_lists(central(), partial, full, nspans);
+}
+
 /* mcentral_cacheSpan for this CPU: a span this CPU now caches, or NULL. */
 static struct mspan *cache(struct mcentral *c)
 {
@@ -119,7 +127,6 @@ static bool in_alloc_bits(struct mspan *s, unsigned idx)
 
 START_TEST(grow_partial_full)
 {
-	setup();
 	expect_lists(central(), 0, 0, 0);
 	struct mspan *s = cache(central());
 	ck_assert_ptr_nonnull(s);
@@ -172,7 +179,6 @@ END_TEST
  * 1 of 2 for a class with fewer than 8 slots per span. */
 START_TEST(partial_from_an_eighth_free)
 {
-	setup();
 	void *obj[64];
 	/* full ones first: a partial span would be reused by the next */
 	struct mspan *s = filed_span(central(), 57, obj, LIST_FULL); /* 7 free */
@@ -194,7 +200,6 @@ END_TEST
  * partial, so allocation concentrates on few spans. */
 START_TEST(refill_takes_latest_partial)
 {
-	setup();
 	/* both cached at once, so the second is a fresh span too */
 	struct mspan *a = cache(central());
 	struct mspan *b = cache(central());
@@ -202,29 +207,33 @@ START_TEST(refill_takes_latest_partial)
 	take_n(a, 10);
 	take_n(b, 20);
 	mcentral_uncacheSpan(central(), a);
-	mcentral_uncacheSpan(central(), b);
-	expect_lists(central(), 2, 0, 2);
+	uncache(b, 2, 0, 2);
 	struct mspan *t = cache(central());
 	ck_assert_ptr_eq(t, b);
 	expect_lists(central(), 1, 0, 2);
-	mcentral_uncacheSpan(central(), t);
-	expect_lists(central(), 2, 0, 2);
+	uncache(t, 2, 0, 2);
 }
 END_TEST
 
-/* mcentral_refill(c, old, cpu) files the used-up span and hands out
- * another in one lock hold: a partial one if there is any, else a fresh
- * one from the heap. */
-START_TEST(refill_files_old)
+/* A span this CPU caches with nothing out, and *waiting: a span with 30
+ * objects out on the partial list (its objects are not kept). */
+static struct mspan *cached_with_partial_waiting(struct mspan **waiting)
 {
-	setup();
 	void *obj[64];
-	/* an old span with nothing out becomes the class's spare (behind
-	 * every partial span), and a waiting partial span is handed out
-	 * without growing */
-	struct mspan *e = cache(central());
-	struct mspan *p = filed_span(central(), 30, obj, LIST_PARTIAL);
+	struct mspan *s = cache(central());
+	*waiting = filed_span(central(), 30, obj, LIST_PARTIAL);
 	expect_lists(central(), 1, 0, 2);
+	return s;
+}
+
+/* mcentral_refill(c, old, cpu) files the used-up span and hands out
+ * another in one lock hold. An old span with nothing out becomes the
+ * class's spare (behind every partial span), and a waiting partial span
+ * is handed out without growing. */
+START_TEST(refill_keeps_empty_old_as_spare)
+{
+	struct mspan *p;
+	struct mspan *e = cached_with_partial_waiting(&p);
 	size_t inuse = mheap_.pages_inuse;
 	struct mspan *w = mcentral_refill(central(), e, cpu);
 	ck_assert_ptr_eq(w, p);
@@ -235,27 +244,41 @@ START_TEST(refill_files_old)
 	mcentral_free_spares();
 	ck_assert_uint_eq(span_state(e), SPAN_DEAD);
 	ck_assert_uint_eq(mheap_.pages_inuse, inuse - 1);
-	expect_lists(central(), 0, 0, 1);
-	/* a used-up span is filed full; none partial: a fresh one */
-	take_n(p, 64 - 30);
+	uncache(p, 1, 0, 1);
+}
+END_TEST
+
+/* A used-up old span is filed full; with no partial span waiting the
+ * refill hands out a fresh span from the heap. */
+START_TEST(refill_files_used_up_full)
+{
+	struct mspan *p = cache(central());
+	take_n(p, 64);
 	struct mspan *t = mcentral_refill(central(), p, cpu);
 	ck_assert_ptr_nonnull(t);
+	ck_assert_ptr_ne(t, p);
 	ck_assert_uint_eq(p->cached_by, CPU_NONE);
 	ck_assert_uint_eq(p->onlist, LIST_FULL);
 	ck_assert_uint_eq(p->allocCount, 64);
 	ck_assert_uint_eq(t->cached_by, cpu_slot(cpu));
 	ck_assert_uint_eq(t->allocCount, 0);
 	expect_lists(central(), 0, 1, 2);
-	/* with a partial span waiting, the next refill takes it */
-	struct mspan *q = filed_span(central(), 30, obj, LIST_PARTIAL);
-	expect_lists(central(), 1, 1, 3);
+}
+END_TEST
+
+/* With a partial span waiting, a refill takes it instead of growing. */
+START_TEST(refill_takes_waiting_partial)
+{
+	struct mspan *q;
+	struct mspan *t = cached_with_partial_waiting(&q);
 	take_n(t, 64);
+	size_t inuse = mheap_.pages_inuse;
 	struct mspan *u = mcentral_refill(central(), t, cpu);
 	ck_assert_ptr_eq(u, q);
 	ck_assert_uint_eq(t->onlist, LIST_FULL);
-	expect_lists(central(), 0, 2, 3);
-	mcentral_uncacheSpan(central(), u);
-	expect_lists(central(), 1, 2, 3);
+	ck_assert_uint_eq(mheap_.pages_inuse, inuse);
+	expect_lists(central(), 0, 1, 2);
+	uncache(u, 1, 1, 2);
 }
 END_TEST
 
@@ -263,7 +286,6 @@ END_TEST
  * free slot is handed out; with none, NULL; growth resumes with memory. */
 START_TEST(full_span_with_free_slot_when_heap_cannot_grow)
 {
-	setup();
 	void *obj[64];
 	struct mspan *s = filed_span(central(), 60, obj, LIST_FULL); /* 4 free */
 	host_set_commit_limit(host_committed_bytes()); /* nothing more commits */
@@ -271,16 +293,14 @@ START_TEST(full_span_with_free_slot_when_heap_cannot_grow)
 	ck_assert_ptr_eq(t, s);
 	for (int i = 60; i < 64; i++)
 		obj[i] = take(t);
-	mcentral_uncacheSpan(central(), t);
-	expect_lists(central(), 0, 1, 1);
+	uncache(t, 0, 1, 1);
 	ck_assert_ptr_null(cache(central()));
 	expect_lists(central(), 0, 1, 1);
 	host_set_commit_limit(0);
 	t = cache(central());
 	ck_assert_ptr_nonnull(t);
 	ck_assert_ptr_ne(t, s);
-	mcentral_uncacheSpan(central(), t); /* empty: the spare */
-	expect_lists(central(), 1, 1, 2);
+	uncache(t, 1, 1, 2); /* empty: the spare */
 }
 END_TEST
 
@@ -289,7 +309,6 @@ END_TEST
  * and refiled in the same call. */
 START_TEST(return_groups_by_span)
 {
-	setup();
 	void *a[64], *b[64];
 	struct mspan *sa = filed_span(central(), 64, a, LIST_FULL);
 	struct mspan *sb = filed_span(central(), 64, b, LIST_FULL);
@@ -328,8 +347,7 @@ START_TEST(return_groups_by_span)
 	ck_assert_uint_eq(slot(t, take(t)), 2);
 	ck_assert_uint_eq(slot(t, take(t)), 3);
 	ck_assert_uint_eq(slot(t, take(t)), 9);
-	mcentral_uncacheSpan(central(), t);
-	expect_lists(central(), 1, 1, 2);
+	uncache(t, 1, 1, 2);
 }
 END_TEST
 
@@ -337,7 +355,6 @@ END_TEST
  * swept: its allocCount drops at once. */
 START_TEST(return_below_an_eighth_stays_full)
 {
-	setup();
 	void *a[64];
 	struct mspan *s = filed_span(central(), 64, a, LIST_FULL);
 	struct magentry batch[7];
@@ -360,7 +377,6 @@ END_TEST
  * trim, flush or out of memory; then it goes back to the heap. */
 START_TEST(empty_uncached_span_goes_back_to_the_heap)
 {
-	setup();
 	void *a[64];
 	struct mspan *s = filed_span(central(), 5, a, LIST_PARTIAL);
 	struct mm_census before;
@@ -391,7 +407,6 @@ END_TEST
  * next sweep; even all of its objects back do not free it. */
 START_TEST(cached_span_is_left_to_its_owner)
 {
-	setup();
 	struct mcentral *c = &mheap_.central[spanclass_make(6, 0)].c; /* 64 B: two bitmap words */
 	struct mspan *s = cache(c);
 	void *o[100];
@@ -439,7 +454,6 @@ END_TEST
  * thread caches; at its exit its magazine comes back, as free_bits. */
 START_TEST(remote_free_reaches_cached_span_at_flush)
 {
-	setup();
 	void *other = kmalloc(128, 0);
 	void *keep = kmalloc(128, 0);
 	struct mspan *s = spanOf((uintptr_t)other);
@@ -494,7 +508,6 @@ static void relive(struct magentry *e, size_t n)
  * before the slot can be handed out twice. */
 START_TEST(duplicate_in_batch_is_double_free)
 {
-	setup();
 	void *a[64];
 	struct mspan *s = filed_span(central(), 64, a, LIST_FULL);
 	struct magentry batch[4] = { entry(a[5]), entry(a[9]), entry(a[20]) };
@@ -512,7 +525,6 @@ END_TEST
  * in the free_bits of a cached span. */
 START_TEST(duplicate_pending_in_free_bits_is_double_free)
 {
-	setup();
 	struct mspan *s = cache(central());
 	void *o[10];
 	for (int i = 0; i < 10; i++)
@@ -540,7 +552,6 @@ END_TEST
  * An uncached span: mcentral_return sweeps it at once, under the lock. */
 START_TEST(racing_double_free_across_batches_uncached)
 {
-	setup();
 	void *a[64];
 	filed_span(central(), 64, a, LIST_FULL);
 	struct magentry first = entry(a[5]);
@@ -565,7 +576,6 @@ static void return_then_sweep(void *arg)
 
 START_TEST(racing_double_free_across_batches_cached)
 {
-	setup();
 	owned = cache(central());
 	void *o[10];
 	for (int i = 0; i < 10; i++)
@@ -583,7 +593,6 @@ END_TEST
 
 START_TEST(live_entry_is_corrupt)
 {
-	setup();
 	void *a[64];
 	filed_span(central(), 64, a, LIST_FULL);
 	struct mspan *s = spanOf((uintptr_t)a[3]);
@@ -652,11 +661,13 @@ END_TEST
 #define DEBUG_TESTS
 #endif
 /* clang-format off */
-CHECK_MAIN("mcentral", 60,
+CHECK_MAIN_SETUP("mcentral", 60, setup,
 	   CHECK_TEST(grow_partial_full),
 	   CHECK_TEST(partial_from_an_eighth_free),
 	   CHECK_TEST(refill_takes_latest_partial),
-	   CHECK_TEST(refill_files_old),
+	   CHECK_TEST(refill_keeps_empty_old_as_spare),
+	   CHECK_TEST(refill_files_used_up_full),
+	   CHECK_TEST(refill_takes_waiting_partial),
 	   CHECK_TEST(full_span_with_free_slot_when_heap_cannot_grow),
 	   CHECK_TEST(return_groups_by_span),
 	   CHECK_TEST(return_below_an_eighth_stays_full),
