@@ -38,6 +38,7 @@
 /* Orders the loads before it against the loads after it (pairs with a
  * release store another CPU made). */
 #define mm_fence_acquire() __atomic_thread_fence(__ATOMIC_ACQUIRE)
+#define mm_fence_release() __atomic_thread_fence(__ATOMIC_RELEASE)
 
 /* Relaxed load/store of a plain field that one side writes while another
  * reads: the lvalue forms of mm_load_relaxed/mm_store_relaxed. */

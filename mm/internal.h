@@ -149,6 +149,23 @@ static inline unsigned mm_popcount_sparse(uint64_t x)
 #define SCAV_COLD 2   /* epochs a chunk stays untouched before the paced
                          scavenger releases from it */
 
+/* A page descriptor (mheap_.pagedesc) for page i of a small span s:
+ *   bits  0-7   s's span class (>= 2; 0: not a small span's page)
+ *   bits  8-12  the record's incarnation count, low 5 bits
+ *   bits 13-20  i, so d & PD_PAGEOFF_MASK is the page's offset in s
+ *   bits 21-63  (s - m_fix.base) / 64: records are 64-byte aligned
+ * One word per page holds all kfree's fast path checks against besides
+ * the class's constants (struct magazine), so a random free touches this
+ * map and the live byte, not the span record too (cachegrind on churn:
+ * the record's line was one miss per free). The incarnation bits make a
+ * descriptor read before and after the live byte differ if the span died
+ * and came back in between. */
+#define PD_CLASS(d)     ((unsigned)(uint8_t)(d))
+#define PD_GEN_MASK     0x1fu
+#define PD_GEN(d)       ((unsigned)((d) >> 8) & PD_GEN_MASK)
+#define PD_PAGEOFF_MASK ((uint64_t)0xff << PAGE_SHIFT)
+#define PD_RECOFF(d)    (((uintptr_t)(d) >> 21) << 6)
+
 struct mheap {
 	struct sys_lock lock;
 	/* immutable after kmalloc_init */
@@ -164,12 +181,19 @@ struct mheap {
 	struct mspan **spans;      /* page -> span map, one per arena page;
 	                              entries written under lock (release),
 	                              read lock-free; stale on free pages */
+	uint64_t *pagedesc;        /* page -> small-span descriptor (below),
+	                              0 on every page not in a small INUSE
+	                              span; written by the span's publisher
+	                              and killer (release), read by kfree */
+	uintptr_t livebase;        /* m_fix.base + sizeof(struct mspan): a
+	                              record's live bytes, from a descriptor */
 	struct mm_cache_sizes cs;
 	/* mheap.lock */
 	uintptr_t arena_used;      /* end of grown arena (atomic for readers) */
 	uintptr_t arena_used_bytes; /* arena_used - arena_start (atomic) */
 	struct pagealloc pages;
-	struct metaarr m_spans, m_chunks, m_sum[PA_MAX_LEVELS], m_fix, m_fixblk, m_caches;
+	struct metaarr m_spans, m_pagedesc, m_chunks, m_sum[PA_MAX_LEVELS], m_fix, m_fixblk,
+	        m_caches;
 	struct fixalloc greyalloc;    /* the leak detector's grey blocks */
 	struct fixalloc spanalloc[6]; /* span records: [0] large, [1 + b]
 	                                 small with bitmap bucket b */
@@ -327,6 +351,8 @@ struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass,
                                size_t align_pages);
 void mheap_free_span(struct mspan *s, bool released);
 bool mheap_extend_span(struct mspan *s, size_t npages);
+void mheap_publish_small(struct mspan *s);
+void mheap_unpublish_small(struct mspan *s);
 static inline struct mspan *spanOf(uintptr_t p)
 {
 	/* unsigned wrap makes p < arena_start fail the same test */

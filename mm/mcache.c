@@ -67,6 +67,22 @@ void mm_cache_init(void)
 	}
 }
 
+/* The class constants of magazine m (struct magazine): a class's spans
+ * are always class_to_allocnpages pages (mcentral_grow), so the bytes
+ * their slots fill depend on the class alone. */
+static void mag_class_init(struct magazine *m, unsigned spanclass)
+{
+	unsigned c = spanclass_size(spanclass);
+	m->div_exact = 1;
+	if (c == 0)
+		return; /* large: nbytes 0 */
+	size_t size = class_to_size[c];
+	size_t nelems = class_to_allocnpages[c] * PAGE_SIZE / size;
+	m->div_exact = slot_magic(size);
+	m->nbytes = (uint32_t)(nelems * size);
+	m->liveshift = (uint8_t)(63 - __builtin_clzll(size));
+}
+
 /* This CPU's mcache, creating it (and the heap, on the host's first
  * allocation) if needed. NULL if the heap cannot be set up.
  * pre: interrupts off, cpu == sys_cpu_id(). */
@@ -85,8 +101,10 @@ struct mcache *mcache_get(unsigned cpu)
 	unlock_heap();
 	if (c == NULL)
 		return NULL;
-	for (unsigned i = 0; i < NUM_SPANCLASSES; i++)
+	for (unsigned i = 0; i < NUM_SPANCLASSES; i++) {
 		c->alloc[i] = &mspan_empty; /* magazines: NULL until used */
+		mag_class_init(&c->mag[i], i);
+	}
 	c->cpu = cpu;
 	/* acquire: pairs with mm_drain_all's increment (what it drained) */
 	c->drain_seen = mm_load_acquire(&mheap_.drain_gen);

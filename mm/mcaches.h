@@ -38,8 +38,18 @@ struct magazine {
 	struct magentry *limit; /* base + capacity */
 	uint64_t allocs;        /* objects handed out on this CPU */
 	uint64_t frees;         /* objects freed on this CPU */
-	uint64_t pad[3];
+	/* Immutable, set with the mcache: the class's constants kfree's
+	 * fast path checks a pointer with (malloc.c), here because kfree
+	 * reads this line anyway. A span of the class holds nbytes bytes of
+	 * slots (0 for the large classes 0 and 1, failing every pointer);
+	 * slot starts are the offsets slot_exact accepts with div_exact; a
+	 * slot's live byte is at offset >> liveshift (mspan.h). */
+	uint64_t div_exact;
+	uint32_t nbytes;
+	uint8_t liveshift;
+	uint8_t pad[11];
 };
+_Static_assert(sizeof(struct magazine) == 64, "a magazine is one cache line");
 
 static inline uint32_t mag_count(const struct magazine *m)
 {

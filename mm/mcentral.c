@@ -40,8 +40,9 @@
  * Span lifetime: a span goes back to the mheap only from here, under the
  * lock, when it is uncached and swept empty and the class has its spare
  * already, or when trim, flush or an out-of-memory drain frees spares. Nothing else holds a
- * reference that outlives a lock hold: kfree's lock-free read of a span
- * checks the span's state word before and after (malloc.c).
+ * reference that outlives a lock hold: kfree's lock-free reads check the
+ * page descriptor (fast path) or the span's state word (slow path) before
+ * and after (malloc.c).
  */
 #include "internal.h"
 
@@ -105,7 +106,9 @@ static void free_span(struct mcentral *c, struct mspan *s)
 	MM_HELD_CENTRAL(c);
 	list_remove(c, s);
 	c->nspans--;
-	/* nbytes before the state: kfree's fast path (malloc.c) */
+	/* descriptors, then nbytes, then the state: kfree's fast path, then
+	 * live_byte (malloc.c) */
+	mheap_unpublish_small(s);
 	mm_store_relaxed(&s->nbytes, 0);
 	span_set_state(s, SPAN_DEAD);
 	mheap_free_span(s, false); /* takes mheap.lock: allowed after mcentral.lock */
@@ -214,6 +217,7 @@ struct mspan *mcentral_refill(struct mcentral *c, struct mspan *old, unsigned cp
 	c->nspans++;
 	mm_store_relaxed(&s->cached_by, cpu_slot(cpu));
 	mspan_init_small(s, c->spanclass); /* publishes INUSE */
+	mheap_publish_small(s);            /* kfree's fast path finds it now */
 	unlock_central(c);
 	return s;
 }

@@ -72,7 +72,12 @@ void *meta_alloc(struct metaarr *m, size_t bytes)
 
 void fixalloc_init(struct fixalloc *f, size_t size, bool zero)
 {
-	f->size = (size + 15) & ~(size_t)15;
+	/* Whole cache lines, so every record starts on one (blocks are
+	 * aligned): page descriptors name span records in 64-byte units
+	 * (internal.h), and the fields kmalloc's fast path reads sit on a
+	 * record's first line (mspan.h); 16-byte records straddled two lines
+	 * three times in four. */
+	f->size = (size + 63) & ~(size_t)63;
 	MM_CHECK(f->size <= FIX_BLOCK, "fixalloc: record larger than a block", 0);
 	f->zero = zero;
 	f->list = f->tail = NULL;

@@ -7,14 +7,18 @@
  * arena, halved until the port agrees) and lays it out as follows;
  * nothing is committed at first, each part as the heap grows into it:
  *
- *   | spans map | chunk bitmaps | summaries | fixalloc area | pad | arena |
- *     8 B/page    128 B/chunk     12 B/chunk   arena/16      to 4 MiB
+ *   | spans map | page descs | chunk bitmaps | summaries | fixalloc | pad | arena |
+ *     8 B/page    8 B/page     128 B/chunk     12 B/chunk   arena/5    to 4 MiB
  *
- * kfree/ksize find a pointer's span with one load from the spans map
- * (Go's heapArena.spans, flat here since there is one arena). Entries are
- * set for every page of a span when it is allocated and left stale when
- * it is freed: they then point at a DEAD mspan record, never at garbage;
- * pages never in a span point at mspan_empty, which is DEAD too.
+ * ksize, krealloc and kfree's slow path find a pointer's span with one
+ * load from the spans map (Go's heapArena.spans, flat here since there is
+ * one arena). Entries are set for every page of a span when it is
+ * allocated and left stale when it is freed: they then point at a DEAD
+ * mspan record, never at garbage; pages never in a span point at
+ * mspan_empty, which is DEAD too. kfree's fast path reads the page
+ * descriptors instead (internal.h): set for every page of a small span
+ * when mcentral publishes it, cleared before it dies, so a random free
+ * needs neither the record's cache line nor a state recheck there.
  *
  * The arena is empty at first: mheap grows it by whole chunks (4 MiB, 512
  * heap pages) when the page allocator finds no fit, committing the
@@ -131,12 +135,14 @@ static size_t layout(size_t arena, struct metaarr **arrs, unsigned *narrs)
 	size_t ps = sys_config.page_size;
 	size_t npages = arena >> PAGE_SHIFT, nchunks = arena >> CHUNK_SHIFT;
 	struct pagealloc *pa = &mheap_.pages;
-	size_t sizes[2 + PA_MAX_LEVELS + 3];
+	size_t sizes[3 + PA_MAX_LEVELS + 3];
 	unsigned n = 0;
 
 	pa_init(pa, nchunks);
 	arrs[n] = &mheap_.m_spans;
 	sizes[n++] = npages * sizeof(struct mspan *);
+	arrs[n] = &mheap_.m_pagedesc;
+	sizes[n++] = npages * sizeof(uint64_t);
 	arrs[n] = &mheap_.m_chunks;
 	sizes[n++] = nchunks * sizeof(struct pchunk);
 	for (unsigned k = 0; k < pa->nlevels; k++) {
@@ -185,7 +191,7 @@ int mheap_init(void)
 	/* Reserve the configured arena; if the port cannot (a small address
 	 * space, or valgrind's), halve it down to 16 MiB. */
 	size_t arena = sys_config.arena_size & ~(CHUNK_BYTES - 1);
-	struct metaarr *arrs[2 + PA_MAX_LEVELS + 3];
+	struct metaarr *arrs[3 + PA_MAX_LEVELS + 3];
 	unsigned n = 0;
 	size_t meta = 0;
 	void *base = NULL;
@@ -207,6 +213,8 @@ int mheap_init(void)
 	mheap_.arena_start = round_up((uintptr_t)base + meta, CHUNK_BYTES);
 	mheap_.arena_end = mheap_.arena_start + arena;
 	mheap_.spans = (struct mspan **)mheap_.m_spans.base;
+	mheap_.pagedesc = (uint64_t *)mheap_.m_pagedesc.base;
+	mheap_.livebase = mheap_.m_fix.base + sizeof(struct mspan);
 	pa->chunks = (struct pchunk *)mheap_.m_chunks.base;
 	for (unsigned k = 0; k < pa->nlevels; k++)
 		pa->sum[k] = (struct psum *)mheap_.m_sum[k].base;
@@ -239,6 +247,7 @@ static int mheap_grow(size_t npages)
 	if (k == 0 || newn > pa->cap_chunks || newn < k)
 		return -1;
 	if (meta_ensure(&mheap_.m_spans, newn * CHUNK_PAGES * sizeof(struct mspan *)) ||
+	    meta_ensure(&mheap_.m_pagedesc, newn * CHUNK_PAGES * sizeof(uint64_t)) ||
 	    meta_ensure(&mheap_.m_chunks, newn * sizeof(struct pchunk)))
 		return -1;
 	size_t len = newn;
@@ -254,8 +263,10 @@ static int mheap_grow(size_t npages)
 	pa_grow(pa, newn);
 	/* New pages map to the dead sentinel, not NULL: kfree then needs no
 	 * NULL test (a dead span already sends it to its slow path). */
-	for (size_t pg = (newn - k) * CHUNK_PAGES; pg < newn * CHUNK_PAGES; pg++)
+	for (size_t pg = (newn - k) * CHUNK_PAGES; pg < newn * CHUNK_PAGES; pg++) {
 		mheap_.spans[pg] = &mspan_empty;
+		mheap_.pagedesc[pg] = 0; /* commits need not zero (sys.h) */
+	}
 	mheap_.pages_sys += k * CHUNK_PAGES;
 	mheap_.pages_released += k * CHUNK_PAGES;
 	/* release: the page-map entries above exist before kfree may index them */
@@ -515,6 +526,39 @@ bool mheap_extend_span(struct mspan *s, size_t npages)
 	return true;
 }
 
+/* The descriptor of page i of the small span s (internal.h). */
+static uint64_t page_desc(const struct mspan *s, size_t i)
+{
+	uintptr_t at = (uintptr_t)s - mheap_.m_fix.base;
+	MM_CHECK(at % 64 == 0, "span record not 64-byte aligned", s); /* fixalloc_init */
+	uint64_t rec = (uint64_t)at >> 6;
+	uint64_t gen = (mm_load_relaxed(&s->state) / SPAN_GEN_ONE) & PD_GEN_MASK;
+	return rec << 21 | (uint64_t)i << PAGE_SHIFT | gen << 8 | s->spanclass;
+}
+
+/* Map every page of the small span s, just published INUSE, to its
+ * descriptor, after everything of the new incarnation (release: kfree
+ * reads the live bytes after the descriptor). pre: s is the caller's. */
+void mheap_publish_small(struct mspan *s)
+{
+	size_t pg = (s->base - mheap_.arena_start) >> PAGE_SHIFT;
+	for (size_t i = 0; i < s->npages; i++)
+		mm_store_release(&mheap_.pagedesc[pg + i], page_desc(s, i));
+}
+
+/* The small span s is about to die: its pages map to no descriptor any
+ * more before its live bytes or record change (the release fence keeps
+ * those later stores behind the clears, the seqlock writer's side of
+ * kfree's fast path). pre: s is the caller's (its mcentral's lock or
+ * mheap.lock). */
+void mheap_unpublish_small(struct mspan *s)
+{
+	size_t pg = (s->base - mheap_.arena_start) >> PAGE_SHIFT;
+	for (size_t i = 0; i < s->npages; i++)
+		mm_store_relaxed(&mheap_.pagedesc[pg + i], 0);
+	mm_fence_release();
+}
+
 /* Return a span's pages to the heap. `released`: its pages are already
  * Reserved (sys_move took them away), so they come back scavenged.
  * pre: the span is dead to everyone (state DEAD, FREEING or CACHED,
@@ -523,6 +567,7 @@ void mheap_free_span(struct mspan *s, bool released)
 {
 	MM_ASSERT(!mm_lock_held(RANK_MHEAP, &mheap_.lock));
 	size_t pg = (s->base - mheap_.arena_start) >> PAGE_SHIFT;
+	MM_ASSERT(span_is_large(s) || mheap_.pagedesc[pg] == 0); /* mcentral's free_span */
 	lock_heap();
 	mm_store_relaxed(&s->nbytes, 0); /* before DEAD: malloc.c */
 	if (released)

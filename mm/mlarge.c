@@ -117,7 +117,8 @@ static void count_large_n(unsigned allocs, size_t abytes, unsigned frees, size_t
 }
 
 /* The class fields of a fresh large span: one object of all its pages.
- * nbytes and divMul 0 make kfree's fast slot test fail (malloc.c). */
+ * nbytes and divMul 0 make mspan_slot_of fail; kfree's fast path never
+ * reaches a large span (its pages have no page descriptor). */
 static void large_init(struct mspan *s)
 {
 	s->elemsize = s->npages * PAGE_SIZE;

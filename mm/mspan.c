@@ -35,7 +35,8 @@
 
 /* Never allocated from or freed to: allocCache 0 and nelems 0 fail
  * kmalloc's fast path (the empty mcache slot), state DEAD and nbytes 0
- * kfree's (what the page map holds for pages outside every span). */
+ * kfree's slow path (what the page map holds for pages outside every
+ * span; their page descriptors are 0). */
 struct mspan mspan_empty = { .cached_by = CPU_NONE };
 
 /* Fill the fields of a fresh span of `spanclass` (base, npages and the
@@ -61,8 +62,8 @@ void mspan_init_small(struct mspan *s, unsigned spanclass)
 	s->allocCount = 0;
 	s->onlist = LIST_NONE;
 	s->prev = NULL;
-	/* last, after live and the rest: see kfree's fast path */
-	mm_store_release(&s->nbytes, (uint32_t)(s->nelems * s->elemsize)); /* pairs: kfree */
+	/* last, after live and the rest: see live_byte (malloc.c) */
+	mm_store_release(&s->nbytes, (uint32_t)(s->nelems * s->elemsize)); /* pairs: live_byte */
 	span_publish(s);
 }
 

@@ -53,7 +53,7 @@ enum mspan_state {
  * mcentral's lock. "init" = written by mheap_alloc_span before state turns
  * INUSE, immutable while INUSE (a large object's npages, elemsize and
  * limit also change in krealloc's in-place growth, by the object's owner).
- * The fields kfree and kmalloc's fast paths read come first: one cache
+ * The fields kmalloc's fast path reads come first: one cache
  * line. */
 struct mspan {
 	uint64_t allocCache;   /* owner: ~allocBits from freeindex on; first
@@ -62,9 +62,9 @@ struct mspan {
 	uintptr_t base;        /* init: first byte */
 	uintptr_t elemsize;    /* init: class size, or npages*8K if large */
 	uint64_t div_exact;     /* init: slot_magic(elemsize), 0 if large */
-	uint32_t nbytes;       /* init: nelems * elemsize, set last (release)
+	uint32_t nbytes;        /* init: nelems * elemsize, set last (release)
 	                          and cleared first when the span dies; 0 if
-	                          large: kfree's fast slot test fails then */
+	                          large: mspan_slot_of fails then */
 	uint16_t freeindex;    /* owner */
 	uint16_t nelems;       /* init */
 	uint32_t state;        /* atomic: generation << 3 | mspan_state */
@@ -108,9 +108,9 @@ struct mspan {
  * slot at byte offset off has byte mspan_livebytes(s)[off >> liveshift]:
  * 1 = the user's (live), 0 = free in the span or held by a cache, written
  * with plain stores by whoever frees or hands out that slot, malloc.c),
- * then allocBits and free_bits. Right behind the record, so kfree can load
- * the span's fields and the live byte at once, both from s, instead of
- * one after the other (a cache miss less on a random free). */
+ * then allocBits and free_bits. Right behind the record, so the page
+ * descriptor that names a record names its live bytes too, and kfree's
+ * fast path reads no field of the record (internal.h). */
 static inline uint8_t *mspan_livebytes(const struct mspan *s)
 {
 	return (uint8_t *)(uintptr_t)(s + 1);
@@ -133,7 +133,9 @@ static inline unsigned span_nwords(const struct mspan *s)
 /* The state word, and a new incarnation of it: every time a record turns
  * INUSE its generation moves on, so a lock-free reader that loads the
  * word before and after reading other fields knows whether they all
- * belong to one incarnation (kfree's fast path, see malloc.c). */
+ * belong to one incarnation (live_byte in malloc.c: ksize, krealloc and
+ * kfree's slow path; page descriptors carry its low bits for kfree's fast
+ * path). */
 static inline uint32_t span_state_word(const struct mspan *s)
 {
 	return mm_load_acquire(&s->state); /* pairs: span_set_state, span_publish */

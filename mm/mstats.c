@@ -222,6 +222,21 @@ static bool spans_account_for_caches(void)
  * mcentral lists hold uncached spans of their class with the right
  * fullness. Logs the first failure and returns 0; 1 if valid.
  * pre: no other CPU allocates or frees meanwhile. */
+/* Page pg's descriptor (internal.h) is 0 unless the page is in a small
+ * INUSE span, and then names that span's class, the page's place in it
+ * and its record. pre: mheap.lock, nothing allocating. */
+static int page_desc_valid(size_t pg)
+{
+	uint64_t d = mheap_.pagedesc[pg];
+	struct mspan *s = mheap_.spans[pg];
+	if (!pa_is_alloc(&mheap_.pages, pg) || span_is_large(s) || span_state(s) != SPAN_INUSE)
+		return d == 0;
+	size_t i = pg - ((s->base - mheap_.arena_start) >> PAGE_SHIFT);
+	return PD_CLASS(d) == s->spanclass && (d & PD_PAGEOFF_MASK) == i << PAGE_SHIFT &&
+	       PD_GEN(d) == (span_state_word(s) / SPAN_GEN_ONE & PD_GEN_MASK) &&
+	       mheap_.livebase + PD_RECOFF(d) == (uintptr_t)mspan_livebytes(s);
+}
+
 int mheap_valid(void)
 {
 	struct mm_census cs;
@@ -246,7 +261,9 @@ int mheap_valid(void)
 	uint64_t inuse = mheap_.pages_inuse, fr = mheap_.pages_free,
 	         rel = mheap_.pages_released, sys = mheap_.pages_sys;
 	size_t npages = mheap_.pages.nchunks * CHUNK_PAGES;
-	int spans_ok = 1;
+	int spans_ok = 1, desc_ok = 1;
+	for (size_t pg = 0; pg < npages && desc_ok; pg++)
+		desc_ok = page_desc_valid(pg);
 	for (size_t pg = 0; pg < npages && spans_ok; pg++) {
 		struct mspan *s = mheap_.spans[pg];
 		if (!pa_is_alloc(&mheap_.pages, pg) || s == NULL || span_state(s) == SPAN_DEAD)
@@ -271,6 +288,8 @@ int mheap_valid(void)
 		            "or a page is both allocated and scavenged");
 	if (!spans_ok)
 		return fail("mheap_valid: an in-use span is invalid or not mapped on all its pages");
+	if (!desc_ok)
+		return fail("mheap_valid: a page descriptor does not describe its page's span");
 	if (!units_ok)
 		return fail("mheap_valid: a commit unit is partly scavenged");
 	if (inuse + fr + rel != sys)

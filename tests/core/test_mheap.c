@@ -482,6 +482,43 @@ START_TEST(double_free_of_cached_large_object)
 }
 END_TEST
 
+/* kfree's fast path checks a pointer against its page's descriptor
+ * alone: every page of a small span names the span's class, the page's
+ * place in it and its record from publication until the span goes back
+ * to the heap, and a descriptor that says otherwise fails the validator. */
+START_TEST(page_descriptors_follow_span_lifetime)
+{
+	void *p = kmalloc(28 * KiB, 0); /* a class whose spans are several pages */
+	struct mspan *s = spanOf((uintptr_t)p);
+	ck_assert_uint_gt(s->npages, 1);
+	size_t pg = (s->base - mheap_.arena_start) >> PAGE_SHIFT;
+	for (size_t i = 0; i < s->npages; i++) {
+		uint64_t d = mheap_.pagedesc[pg + i];
+		ck_assert_uint_eq(PD_CLASS(d), s->spanclass);
+		ck_assert_uint_eq(d & PD_PAGEOFF_MASK, i * PAGE_SIZE);
+		ck_assert_uint_eq(mheap_.livebase + PD_RECOFF(d), (uintptr_t)mspan_livebytes(s));
+	}
+	ck_assert(mheap_valid());
+	uint64_t d = mheap_.pagedesc[pg];
+	uint64_t wrong[] = { d ^ 1, d ^ PAGE_SIZE, d ^ ((uint64_t)1 << 8), d + ((uint64_t)1 << 21),
+		             0 };
+	for (size_t k = 0; k < sizeof wrong / sizeof wrong[0]; k++) {
+		mheap_.pagedesc[pg] = wrong[k];
+		ck_assert(!mheap_valid());
+	}
+	mheap_.pagedesc[pg] = d;
+	ck_assert(mheap_valid());
+
+	kfree(p);
+	kmalloc_flush_cpu(); /* the span goes back to the heap */
+	ck_assert_uint_eq(span_state(s), SPAN_DEAD);
+	for (size_t i = 0; i < s->npages; i++)
+		ck_assert_uint_eq(mheap_.pagedesc[pg + i], 0);
+	ck_assert(mheap_valid());
+	expect_fault(do_kfree, p, "invalid free", p);
+}
+END_TEST
+
 START_TEST(flush_returns_cached_large_spans)
 {
 	void *p[4];
@@ -711,13 +748,15 @@ START_TEST(out_of_memory_drains_magazines)
 }
 END_TEST
 
-/* Metadata committed outside the fixalloc area (span map, page bitmaps,
+/* Metadata committed outside the fixalloc area (span map, page
+ * descriptors, page bitmaps,
  * mcaches and transfer-cache entries): it grows with the arena and the
  * CPUs, and trim does not give it back. */
 static uint64_t meta_outside_fix(void)
 {
-	uint64_t n = mheap_.m_spans.committed + mheap_.m_chunks.committed +
-	             mheap_.m_fixblk.committed + mheap_.m_caches.committed;
+	uint64_t n = mheap_.m_spans.committed + mheap_.m_pagedesc.committed +
+	             mheap_.m_chunks.committed + mheap_.m_fixblk.committed +
+	             mheap_.m_caches.committed;
 	for (unsigned k = 0; k < PA_MAX_LEVELS; k++)
 		n += mheap_.m_sum[k].committed;
 	return n;
@@ -834,6 +873,7 @@ CHECK_MAIN("mheap", 60,
 	   CHECK_TEST(large_cache_is_bounded),
 	   CHECK_TEST(refused_large_free_keeps_cache),
 	   CHECK_TEST(double_free_of_cached_large_object),
+	   CHECK_TEST(page_descriptors_follow_span_lifetime),
 	   CHECK_TEST(flush_returns_cached_large_spans),
 	   CHECK_TEST(free_span_released_or_committed),
 	   CHECK_TEST(extend_span_in_place),
