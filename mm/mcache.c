@@ -73,9 +73,6 @@ void mm_cache_init(void)
 static void mag_class_init(struct magazine *m, unsigned spanclass)
 {
 	unsigned c = spanclass_size(spanclass);
-	m->div_exact = 1;
-	if (c == 0)
-		return; /* large: nbytes 0 */
 	size_t size = class_to_size[c];
 	size_t nelems = class_to_allocnpages[c] * PAGE_SIZE / size;
 	m->div_exact = slot_magic(size);
@@ -101,10 +98,8 @@ struct mcache *mcache_get(unsigned cpu)
 	unlock_heap();
 	if (c == NULL)
 		return NULL;
-	for (unsigned i = 0; i < NUM_SPANCLASSES; i++) {
+	for (unsigned i = 0; i < NUM_SPANCLASSES; i++)
 		c->alloc[i] = &mspan_empty; /* magazines: NULL until used */
-		mag_class_init(&c->mag[i], i);
-	}
 	c->cpu = cpu;
 	/* acquire: pairs with mm_drain_all's increment (what it drained) */
 	c->drain_seen = mm_load_acquire(&mheap_.drain_gen);
@@ -152,9 +147,11 @@ void *mcache_refill_alloc(struct mcache *c, unsigned spanclass, bool *needzero)
 	}
 }
 
-/* Carve the magazine's entries of spanclass on its first use. Returns
- * false (the magazine stays unusable, NULL) if the metadata area is out.
- * pre: interrupts off; c is this CPU's mcache. */
+/* Carve the magazine's entries of spanclass on its first use, and set
+ * its class constants: until then nbytes 0 sends kfree to its slow path,
+ * which comes here, and a CPU writes only the magazine lines of classes
+ * it uses. Returns false (the magazine stays unusable, NULL) if the
+ * metadata area is out. pre: interrupts off; c is this CPU's mcache. */
 bool mcache_mag_ready(struct mcache *c, unsigned spanclass)
 {
 	struct magazine *m = &c->mag[spanclass];
@@ -168,6 +165,7 @@ bool mcache_mag_ready(struct mcache *c, unsigned spanclass)
 		return false;
 	m->base = m->top = e;
 	m->limit = e + cap;
+	mag_class_init(m, spanclass);
 	return true;
 }
 

@@ -38,10 +38,11 @@ struct magazine {
 	struct magentry *limit; /* base + capacity */
 	uint64_t allocs;        /* objects handed out on this CPU */
 	uint64_t frees;         /* objects freed on this CPU */
-	/* Immutable, set with the mcache: the class's constants kfree's
+	/* Set with base, then immutable: the class's constants kfree's
 	 * fast path checks a pointer with (malloc.c), here because kfree
 	 * reads this line anyway. A span of the class holds nbytes bytes of
-	 * slots (0 for the large classes 0 and 1, failing every pointer);
+	 * slots (0 until the magazine is carved, and for the large classes
+	 * 0 and 1, whose magazines never are: every pointer fails);
 	 * slot starts are the offsets slot_exact accepts with div_exact; a
 	 * slot's live byte is at offset >> liveshift (mspan.h). */
 	uint64_t div_exact;
