@@ -24,12 +24,12 @@
 
 #define CLS 10 /* 128-byte objects, 64 per span: the size class (stats) */
 #define SPC (CLS << 1) /* its span class (scanned half): per-class arrays */
-/* Its cache sizes (MAG_BYTES / 128, half of that, TC_BYTES / 128), which
- * the tests below count with; check_sizes makes a change of the bounds
- * fail here first, by name. */
+/* Its cache sizes (MAG_BYTES / 128, half of that, TC_BYTES / 128 capped
+ * at TC_MAX), which the tests below count with; check_sizes makes a
+ * change of the bounds fail here first, by name. */
 #define M 128 /* magazine capacity */
 #define B 64  /* batch */
-#define T 512 /* transfer cache capacity */
+#define T 1024 /* transfer cache capacity */
 
 static void check_sizes(void)
 {
@@ -175,13 +175,14 @@ START_TEST(magazine_is_a_stack)
 }
 END_TEST
 
-#define NOBJ 1024
+#define NOBJ (M + T + 2 * B) /* the most a test below takes */
 static void *o[NOBJ];
 
 /* n objects of the class, in o[]: on a fresh heap o[64k .. 64k+64)
  * share a span. */
 static void alloc_n(int n)
 {
+	ck_assert_int_le(n, NOBJ);
 	for (int i = 0; i < n; i++) {
 		o[i] = kmalloc(128, 0);
 		ck_assert_ptr_nonnull(o[i]);
