@@ -52,7 +52,9 @@ void *kzalloc(size_t size, unsigned flags);
 void *kcalloc(size_t n, size_t size, unsigned flags);
 /* Resize. Stays in place when the new size still fits the object's size
  * class (or large span) and is more than half of it, or when a large
- * object can grow into the free pages after it; otherwise allocates,
+ * object can grow into the free pages after it (taking a quarter more as
+ * headroom where that is free too); an object grown past 8 KiB becomes
+ * or stays large, so it grows in place from then on. Otherwise allocates,
  * moves the contents (by page-table moves for big objects where the port
  * can, else by copying) and frees p. p == NULL acts as kmalloc. size == 0
  * keeps p (it fits any class) and returns it; kfree it as usual. On

@@ -126,14 +126,16 @@
  *
  * krealloc(p, size) validates p like kfree (without writing), then:
  *   1. size 0, or a shrink that keeps more than half: p itself.
- *   2. A large object growing to a large size (mlarge.c): in place if the
- *      pages after it are free (mheap_extend_span); else, from 256 KiB up
- *      and if the port has sys_config.move, its pages move to a new span
- *      by page tables, no bytes copied; else a copy.
+ *   2. Growing past 8 KiB (a heap page), a large object grows in place
+ *      if the pages after it are free (mheap_extend_span, mlarge.c);
+ *      else, from 256 KiB up and if the port has sys_config.move, its
+ *      pages move to a new span by page tables, no bytes copied; else a
+ *      copy. A small object growing past 8 KiB becomes a large one (a
+ *      copy), so it grows in place from then on: krealloc's results from
+ *      8 KiB up may be large where kmalloc's of that size are small.
  *   3. Otherwise a new object (a small one growing gets half its size
  *      again as headroom, so a string built step by step moves every few
- *      steps), a copy, and kfree(p). A result is small exactly when its
- *      size is.
+ *      steps), a copy, and kfree(p).
  *
  * Why a live byte per slot. Caching freed objects per CPU is what makes
  * frees cheap (a free whose span another CPU caches used to cost five
@@ -499,22 +501,30 @@ void *krealloc(void *p, size_t size, unsigned flags)
 	size_t old = s->elemsize;
 	if (size == 0 || (size <= old && size > old / 2))
 		return p;
-	/* A large object grows by pages; one that grows to a small size (a
-	 * kmemalign object on a large span) becomes a small object below,
-	 * so a krealloc result is small exactly when its size is. */
-	if (span_is_large(s) && size > old && size > _MaxSmallSize)
-		return mm_realloc_large(s, p, size, flags, CALLER());
-	if (!span_is_large(s) && size <= old &&
-	    size_to_class(size) == spanclass_size(s->spanclass))
-		return p; /* shrinking, but no smaller class fits */
-	/* A small object that grows gets half its size again as headroom:
-	 * an object grown step by step (a string being built) then moves
-	 * every few steps instead of at every class boundary, and once it is
-	 * large it grows in place. */
-	size_t want = size;
-	if (size > old && old + old / 2 > size)
-		want = old + old / 2;
-	void *n = kmalloc_fast(want, flags);
+	void *n;
+	if (size > old && size > PAGE_SIZE) {
+		/* Growing past a heap page, an object is or becomes large and
+		 * from then on grows by whole pages in place (mlarge.c) rather
+		 * than moving through every size class up to 32 KiB: the bytes
+		 * a chain of growth copies are mostly those of its largest
+		 * moves, which are the ones this saves. A large object wastes
+		 * less than a page, less than the headroom below may. */
+		if (span_is_large(s))
+			return mm_realloc_large(s, p, size, flags, CALLER());
+		n = mm_alloc_large(size, 0, flags, CALLER());
+	} else {
+		if (!span_is_large(s) && size <= old &&
+		    size_to_class(size) == spanclass_size(s->spanclass))
+			return p; /* shrinking, but no smaller class fits */
+		/* A small object that grows gets half its size again as
+		 * headroom: an object grown step by step (a string being
+		 * built) then moves every few steps instead of at every class
+		 * boundary. */
+		size_t want = size;
+		if (size > old && old + old / 2 > size)
+			want = old + old / 2;
+		n = kmalloc_fast(want, flags);
+	}
 	if (n == NULL)
 		return NULL;
 	__builtin_memcpy(n, p, old < size ? old : size);

@@ -211,9 +211,14 @@ void *mm_realloc_large(struct mspan *s, void *p, size_t size, unsigned flags, ui
 	size_t npages = (size + PAGE_SIZE - 1) >> PAGE_SHIFT;
 	if (npages <= s->npages)
 		return p;
-	size_t old = s->elemsize;
-	if (npages <= (mheap_.arena_end - mheap_.arena_start) >> PAGE_SHIFT &&
-	    mheap_extend_span(s, npages)) {
+	size_t old = s->elemsize,
+	       arena_pages = (mheap_.arena_end - mheap_.arena_start) >> PAGE_SHIFT;
+	/* In place, with a quarter more as headroom when those pages are free
+	 * too: an object grown step by step then takes mheap.lock (and a
+	 * page-allocator summary update) every few steps, not at each. */
+	size_t roomy = npages + npages / 4;
+	if (npages <= arena_pages && ((roomy <= arena_pages && mheap_extend_span(s, roomy)) ||
+	                              mheap_extend_span(s, npages))) {
 		count_large_n(0, s->elemsize - old, 0, 0);
 		return p;
 	}

@@ -489,9 +489,9 @@ START_TEST(krealloc_full_class_moves)
 END_TEST
 
 /* A kmemalign object may sit on a large span with a small ksize; grown
- * to a size that is still small, it becomes an object of that size's
- * class (a krealloc result is small exactly when its size is). */
-START_TEST(krealloc_aligned_large_grows_into_a_class)
+ * past its page it stays large and grows by pages, like every object
+ * krealloc grows past a heap page. */
+START_TEST(krealloc_aligned_large_grows_by_pages)
 {
 	struct kmalloc_stats a, b;
 	unsigned char *p = kmemalign(65536, 100, 0), *q;
@@ -504,9 +504,41 @@ START_TEST(krealloc_aligned_large_grows_into_a_class)
 	ck_assert_ptr_nonnull(q);
 	ck_assert_msg(check_pattern(q, 100, 3) == (size_t)-1, "contents lost");
 	kmalloc_stats(&b);
-	ck_assert_uint_le(ksize(q), KMALLOC_MAX_SMALL);
-	ck_assert_uint_eq(a.large_live - b.large_live, 1); /* p's span went, q is small */
+	ck_assert_uint_eq(ksize(q) % HEAP_PAGE, 0);
+	ck_assert_uint_eq(b.large_live, a.large_live); /* still one large object */
+	ck_assert_uint_gt(b.large_bytes, a.large_bytes);
 	kfree(q);
+	ASSERT_CONSISTENT();
+}
+END_TEST
+
+/* A small object that krealloc grows past a heap page (8 KiB) becomes a
+ * large one, which then grows in place: no more copies through the size
+ * classes up to 32 KiB. kmalloc of the same size still gives a small
+ * object. */
+START_TEST(krealloc_past_a_page_becomes_large)
+{
+	struct kmalloc_stats a, b;
+	unsigned char *p = kmalloc(6000, 0), *q, *r;
+
+	ck_assert_ptr_nonnull(p);
+	fill_pattern(p, 6000, 5);
+	kmalloc_stats(&a);
+	q = krealloc(p, 9000, 0);
+	ck_assert_ptr_nonnull(q);
+	ck_assert_msg(check_pattern(q, 6000, 5) == (size_t)-1, "contents lost");
+	kmalloc_stats(&b);
+	ck_assert_uint_eq(b.large_live, a.large_live + 1);
+	ck_assert_uint_eq(ksize(q), 2 * HEAP_PAGE);
+	fill_pattern(q, 9000, 6);
+	r = krealloc(q, 30000, 0); /* the pages after it are free here */
+	ck_assert_ptr_eq(r, q);
+	ck_assert_uint_ge(ksize(r), 30000);
+	ck_assert_msg(check_pattern(r, 9000, 6) == (size_t)-1, "contents lost");
+	kfree(r);
+	r = kmalloc(9000, 0);
+	ck_assert_uint_lt(ksize(r), 2 * HEAP_PAGE); /* a size class */
+	kfree(r);
 	ASSERT_CONSISTENT();
 }
 END_TEST
@@ -1029,24 +1061,22 @@ static Suite *api_suite(void)
 		const TTest *tests[8];
 	} groups[] = {
 		{ "set-up", { init_explicit_and_repeated, oom_before_first_use } },
-		{ "sizes", { class_table, small_sizes_all_live,
-			     class_boundaries_and_large, sizes_from_16_are_16_aligned,
-			     pow2_natural_alignment, kmalloc_zero,
-			     kfree_null_and_ksize_null } },
-		{ "zeroing", { zeroed_reuse, zeroed_after_trim,
-			       kcalloc_overflow_is_null } },
-		{ "krealloc", { krealloc_null_is_kmalloc, krealloc_in_place,
-				krealloc_moves_keep_content,
-				krealloc_full_class_moves,
-				krealloc_aligned_large_grows_into_a_class,
-				krealloc_failure_keeps_p } },
-		{ "kmemalign", { kmemalign_pow2, kmemalign_zeroed,
-				 kmemalign_bad_alignment_is_null } },
+		{ "sizes",
+		  { class_table, small_sizes_all_live, class_boundaries_and_large,
+		    sizes_from_16_are_16_aligned, pow2_natural_alignment, kmalloc_zero,
+		    kfree_null_and_ksize_null } },
+		{ "zeroing", { zeroed_reuse, zeroed_after_trim, kcalloc_overflow_is_null } },
+		{ "krealloc",
+		  { krealloc_null_is_kmalloc, krealloc_in_place, krealloc_moves_keep_content,
+		    krealloc_full_class_moves, krealloc_aligned_large_grows_by_pages,
+		    krealloc_past_a_page_becomes_large, krealloc_failure_keeps_p } },
+		{ "kmemalign",
+		  { kmemalign_pow2, kmemalign_zeroed, kmemalign_bad_alignment_is_null } },
 		{ "bad sizes", { huge_sizes_are_null } },
-		{ "stats", { stats_count_small, noscan_half_of_every_class, stats_count_large,
-			     span_accounting_per_class,
-			     flush_and_trim_return_everything,
-			     dump_prints_and_changes_nothing } },
+		{ "stats",
+		  { stats_count_small, noscan_half_of_every_class, stats_count_large,
+		    span_accounting_per_class, flush_and_trim_return_everything,
+		    dump_prints_and_changes_nothing } },
 		{ "oom", { oom_small, oom_large, oom_mixed_recovers } },
 	};
 

@@ -655,7 +655,7 @@ START_TEST(extend_span_commit_failure_changes_nothing)
 	ck_assert(mheap_valid());
 	host_set_commit_limit(0);
 	ck_assert_ptr_eq(krealloc(a, 15 * 8192, 0), a);
-	ck_assert_uint_eq(ksize(a), 15 * 8192);
+	ck_assert_uint_eq(ksize(a), (15 + 15 / 4) * 8192); /* a quarter more as headroom */
 	kfree(a);
 	ck_assert(mheap_valid());
 }
@@ -665,16 +665,27 @@ START_TEST(krealloc_grows_large_object_in_place)
 {
 	char *a = kmalloc(40 * KiB, 0);
 	memset(a, 0x11, 40 * KiB);
-	/* the pages after a are free: same pointer, bigger object */
+	/* the pages after a are free: same pointer, bigger object, with a
+	 * quarter more pages as headroom (25 + 6) */
 	char *g = krealloc(a, 200 * KiB, 0);
 	ck_assert_ptr_eq(g, a);
-	ck_assert_uint_eq(ksize(g), 25 * 8192);
+	ck_assert_uint_eq(ksize(g), 31 * 8192);
 	struct kmalloc_stats st = stats();
 	ck_assert_uint_eq(st.large_live, 1);
-	ck_assert_uint_eq(st.large_bytes, 25 * 8192);
-	/* with a neighbour in the way it moves, contents and all */
-	char *n = kmalloc(40 * KiB, 0);
-	ck_assert_ptr_eq(n, a + 25 * 8192);
+	ck_assert_uint_eq(st.large_bytes, 31 * 8192);
+	/* growing within the headroom takes nothing */
+	ck_assert_ptr_eq(krealloc(g, 240 * KiB, 0), g);
+	ck_assert_uint_eq(stats().large_bytes, 31 * 8192);
+	/* the headroom only where it is free: 5 free pages, then a wall */
+	char *spacer = kmalloc(40 * KiB, 0);
+	char *wall = kmalloc(40 * KiB, 0);
+	ck_assert_ptr_eq(spacer, a + 31 * 8192);
+	ck_assert_ptr_eq(wall, a + 36 * 8192);
+	kfree(spacer);
+	kmalloc_flush_cpu(); /* its pages back to the page allocator */
+	ck_assert_ptr_eq(krealloc(g, 35 * 8192, 0), g);
+	ck_assert_uint_eq(ksize(g), 35 * 8192);
+	/* with the wall in the way it moves, contents and all */
 	char *m = krealloc(g, 300 * KiB, 0);
 	ck_assert_ptr_nonnull(m);
 	ck_assert_ptr_ne(m, g);
@@ -684,7 +695,7 @@ START_TEST(krealloc_grows_large_object_in_place)
 	ck_assert_uint_eq(st.large_live, 2);
 	ck_assert_uint_eq(st.large_bytes, (5 + 38) * 8192); /* 300 KiB: 38 pages */
 	kfree(m);
-	kfree(n);
+	kfree(wall);
 	kmalloc_flush_cpu();
 	ck_assert_uint_eq(census().pages_inuse, 0);
 	ck_assert(mheap_valid());
