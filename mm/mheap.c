@@ -531,6 +531,7 @@ static uint64_t page_desc(const struct mspan *s, size_t i)
 {
 	uintptr_t at = (uintptr_t)s - mheap_.m_fix.base;
 	MM_CHECK(at % 64 == 0, "span record not 64-byte aligned", s); /* fixalloc_init */
+	MM_CHECK(i <= 0xff, "small span longer than 256 pages", s);   /* 8 bits of index */
 	uint64_t rec = (uint64_t)at >> 6;
 	uint64_t gen = (mm_load_relaxed(&s->state) / SPAN_GEN_ONE) & PD_GEN_MASK;
 	return rec << 21 | (uint64_t)i << PAGE_SHIFT | gen << 8 | s->spanclass;
