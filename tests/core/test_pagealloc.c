@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../xorshift.h"
 #include "internal.h"
 
 #define CAP 64 /* chunks: 3 summary levels (64, 8, 1) */
@@ -245,6 +246,64 @@ START_TEST(random_against_naive)
 }
 END_TEST
 
+/* A chunk's summary (first free run, longest, last) against a page by
+ * page count, on chunks drawn in runs of random lengths (short runs: a
+ * fragmented chunk; long ones: runs inside and across words) and on
+ * words of random bits of every density. */
+static struct psum naive_sum(const struct pchunk *c)
+{
+	struct psum s = { 0, 0, 0 };
+	unsigned run = 0;
+	bool prefix = true;
+	for (unsigned pg = 0; pg < CHUNK_PAGES; pg++) {
+		if (c->alloc[pg / 64] >> (pg % 64) & 1) {
+			prefix = false;
+			run = 0;
+			continue;
+		}
+		run++;
+		if (prefix)
+			s.start = run;
+		if (run > s.max)
+			s.max = run;
+	}
+	s.end = run;
+	return s;
+}
+
+START_TEST(chunk_summary_against_naive)
+{
+	uint64_t r = 0x9e3779b97f4a7c15u;
+	struct pchunk c;
+	for (int round = 0; round < 20000; round++) {
+		memset(&c, 0, sizeof c);
+		unsigned mode = round % 3, maxrun = 1u << (round % 10);
+		if (mode < 2) { /* alternating runs of 1 .. maxrun pages */
+			bool used = mode == 0;
+			for (unsigned pg = 0; pg < CHUNK_PAGES;) {
+				unsigned n = 1 + (unsigned)(xorshift64(&r) % maxrun);
+				for (unsigned k = 0; k < n && pg < CHUNK_PAGES; k++, pg++)
+					if (used)
+						c.alloc[pg / 64] |= (uint64_t)1 << (pg % 64);
+				used = !used;
+			}
+		} else { /* random bits, density set by ANDing or ORing draws */
+			for (unsigned w = 0; w < CHUNK_WORDS; w++) {
+				uint64_t x = xorshift64(&r);
+				for (unsigned k = 0; k < (unsigned)(round / 3) % 4; k++)
+					x = round & 1 ? x & xorshift64(&r) : x | xorshift64(&r);
+				c.alloc[w] = x;
+			}
+		}
+		struct psum got = pa_chunk_sum(&c), want = naive_sum(&c);
+		ck_assert_msg(got.start == want.start && got.max == want.max && got.end == want.end,
+		              "round %d: summary (%u, %u, %u), page by page (%u, %u, %u)", round,
+		              (unsigned)got.start, (unsigned)got.max, (unsigned)got.end,
+		              (unsigned)want.start, (unsigned)want.max, (unsigned)want.end);
+	}
+}
+END_TEST
+
 START_TEST(level_sizes)
 {
 	unsigned n;
@@ -266,5 +325,6 @@ CHECK_MAIN("pagealloc", 60,
 	   CHECK_TEST(growth_is_free_and_scavenged),
 	   CHECK_TEST(scavenged_runs),
 	   CHECK_TEST(random_against_naive),
+	   CHECK_TEST(chunk_summary_against_naive),
 	   CHECK_TEST(level_sizes))
 /* clang-format on */
