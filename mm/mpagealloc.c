@@ -146,7 +146,7 @@ static unsigned chunk_max_run(const struct pchunk *c)
 		uint64_t inner = ~a & (~(uint64_t)0 << lo);
 		if (hi < 63)
 			inner &= ((uint64_t)1 << (hi + 1)) - 1;
-		if ((unsigned)__builtin_popcountll(inner) > best)
+		if (mm_popcount64(inner) > best)
 			best = longest_ones_above(inner, best);
 	}
 	return run > best ? run : best;
