@@ -74,10 +74,9 @@ static void mag_class_init(struct magazine *m, unsigned spanclass)
 {
 	unsigned c = spanclass_size(spanclass);
 	size_t size = class_to_size[c];
-	size_t nelems = class_to_allocnpages[c] * PAGE_SIZE / size;
 	m->div_exact = slot_magic(size);
-	m->nbytes = (uint32_t)(nelems * size);
-	m->liveshift = (uint8_t)(63 - __builtin_clzll(size));
+	m->nbytes = (uint32_t)(class_nelems(c, class_to_allocnpages[c]) * size);
+	m->liveshift = liveshift_of(size);
 }
 
 /* This CPU's mcache, creating it (and the heap, on the host's first

@@ -25,8 +25,10 @@
  * reports "double free" (malloc.c: bad_pointer), wherever the span is.
  *
  * Growth (krealloc): the span takes the free pages right after it
- * (mheap_extend_span); otherwise a big object moves to a new span by
- * page-table moves when the port has sys_move, or by copying.
+ * (mheap_extend_span), a quarter more as headroom where those are free
+ * too; otherwise a big object moves to a new span by page-table moves
+ * when the port has sys_move, or by copying. A small object krealloc
+ * grows past a heap page comes here as a new large one (malloc.c).
  */
 #include "internal.h"
 

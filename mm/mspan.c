@@ -47,10 +47,10 @@ void mspan_init_small(struct mspan *s, unsigned spanclass)
 	unsigned sizeclass = spanclass_size(spanclass);
 	s->spanclass = (uint8_t)spanclass;
 	s->elemsize = class_to_size[sizeclass];
-	s->nelems = (uint16_t)obj_index(class_to_divmagic[sizeclass], s->npages * PAGE_SIZE);
+	s->nelems = (uint16_t)class_nelems(sizeclass, s->npages);
 	s->divMul = class_to_divmagic[sizeclass];
 	s->div_exact = slot_magic(s->elemsize);
-	s->liveshift = (uint8_t)(63 - __builtin_clzll(s->elemsize));
+	s->liveshift = liveshift_of(s->elemsize);
 	s->limit = s->base + (uintptr_t)s->nelems * s->elemsize;
 	/* Slots past nelems in the last word are "allocated" for good, so
 	 * allocCache never offers them (see mspan_nextFreeFast). */

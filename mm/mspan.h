@@ -116,6 +116,17 @@ static inline uint8_t *mspan_livebytes(const struct mspan *s)
 	return (uint8_t *)(uintptr_t)(s + 1);
 }
 
+/* A class's slot geometry, shared by the span's fields (mspan_init_small)
+ * and the copies kfree's fast path reads (the magazines, mcache.c): the
+ * slots of size class c in npages heap pages, and the live-byte shift of
+ * slots of `size` bytes (struct mspan.liveshift). */
+static inline unsigned class_nelems(unsigned c, size_t npages)
+{
+	return obj_index(class_to_divmagic[c], npages * PAGE_SIZE);
+}
+
+static inline uint8_t liveshift_of(uintptr_t size) { return (uint8_t)(63 - __builtin_clzll(size)); }
+
 /* The sentinel in every empty mcache slot: allocCache 0, nelems 0, so the
  * fast path fails without a NULL check. */
 extern struct mspan mspan_empty;
