@@ -10,6 +10,8 @@
 #   make            build everything (host library, kernel, UEFI loader, ESP)
 #   make run        build, boot QEMU, run the self-tests, print the heap report
 #   make test       host unit tests (Check, sanitizers) then the QEMU boot cases
+#   make test-repeat  every QEMU boot case and make run REPEAT times (20)
+#                   with a CPU hog beside QEMU; failures per case
 #   make bench      hosted benchmarks side by side with other allocators
 #   make lib PORT=dir  the library for your kernel (docs/porting.md)
 #   make format     clang-format the C lines changed since the style was set
@@ -120,6 +122,14 @@ bench-stages: $(BENCH_TARGETS)
 
 run: deps
 	$(Q)$(MAKE) --no-print-directory run-only
+
+# Not in make test: about 3 minutes a round. Flaky boot tests show here
+# before they fail CI on an innocent change (scripts/test-repeat).
+REPEAT ?= 20
+.PHONY: test-repeat
+test-repeat: $(LOADER_EFI) $(KERNEL_ELF) $(KMEM_DEBUG_ELF) $(KIT_ISO) $(KIT_HUGE_ISO)
+	$(Q)scripts/test-repeat --rounds $(REPEAT) --make "$(MAKE) --no-print-directory SKIP_DEPS=1" \
+		--kit-iso $(KIT_ISO) --kit-huge-iso $(KIT_HUGE_ISO) --log-dir $(BUILD)/test-repeat
 
 clean:
 	rm -rf $(BUILD)

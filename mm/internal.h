@@ -284,6 +284,14 @@ static inline struct mcache *mcache_at(unsigned slot)
 {
 	return mm_load_acquire(&mm_mcaches[slot]);
 }
+/* Per-CPU, indexed by cpu_slot: 1 while the port calls kmalloc_safepoint
+ * on that CPU (set there, cleared by kmalloc_cpu_idle), so mm_drain_all
+ * waits for it. Written only by its own CPU (release), read by drainers
+ * (acquire). Kept apart from the mcache because a CPU's first safe point
+ * may come before its first allocation: a flag in the mcache would be
+ * lost then, and drains would skip a working CPU until its next tick. */
+extern uint8_t mm_cpu_polls[MM_MAX_CPUS + 1];
+
 /* atomic: the highest slot that has an mcache, raised under mheap.lock
  * before the mcache is published, never lowered. Walks over every CPU's
  * mcache (drain, stats) stop there instead of at MM_MAX_CPUS: on the

@@ -245,12 +245,12 @@ void kmalloc_safepoint(void)
 	if (!mheap_inited())
 		return;
 	unsigned long f = sys_irq_save();
-	struct mcache *c = mm_mcaches[cpu_slot(sys_cpu_id())];
-	if (c != NULL) {
-		if (!c->polls)
-			mm_store_release(&c->polls, 1); /* this CPU answers drains from now on */
+	unsigned slot = cpu_slot(sys_cpu_id());
+	if (!mm_cpu_polls[slot])
+		mm_store_release(&mm_cpu_polls[slot], 1); /* this CPU answers drains from now on */
+	struct mcache *c = mm_mcaches[slot];
+	if (c != NULL)
 		mcache_poll(c);
-	}
 	sys_irq_restore(f);
 }
 
@@ -259,9 +259,9 @@ void kmalloc_cpu_idle(void)
 	if (!mheap_inited())
 		return;
 	unsigned long f = sys_irq_save();
-	struct mcache *c = mm_mcaches[cpu_slot(sys_cpu_id())];
-	if (c != NULL && c->polls)
-		mm_store_release(&c->polls, 0); /* drains stop waiting for this CPU */
+	unsigned slot = cpu_slot(sys_cpu_id());
+	if (mm_cpu_polls[slot])
+		mm_store_release(&mm_cpu_polls[slot], 0); /* drains stop waiting for this CPU */
 	sys_irq_restore(f);
 }
 
@@ -290,14 +290,15 @@ bool mm_drain_all(bool wait)
 		return true;
 	for (unsigned slot = 1, hi = mcache_slots(); slot <= hi; slot++) {
 		struct mcache *c = mcache_at(slot);
-		if (c == NULL || slot == me || !mm_load_acquire(&c->polls)) /* pairs: kmalloc_safepoint */
+		/* acquire: pairs with kmalloc_safepoint's store */
+		if (c == NULL || slot == me || !mm_load_acquire(&mm_cpu_polls[slot]))
 			continue;
 		/* acquire: pairs with mcache_poll's release (its drain is
 		 * visible); a CPU that goes idle meanwhile (kmalloc_cpu_idle)
 		 * ends the wait */
 		for (unsigned long i = 0;
 		     i < DRAIN_SPINS && mm_load_acquire(&c->drain_seen) < gen &&
-		     mm_load_relaxed(&c->polls);
+		     mm_load_relaxed(&mm_cpu_polls[slot]);
 		     i++)
 			;
 	}

@@ -86,10 +86,6 @@ struct mcache {
 	uint64_t large_alloc_bytes, large_free_bytes;
 	uint64_t drain_seen;                  /* atomic: the mheap.drain_gen
 	                                         this CPU last drained at */
-	uint32_t polls;                       /* atomic: the port calls
-	                                         kmalloc_safepoint here (set
-	                                         there, cleared by
-	                                         kmalloc_cpu_idle) */
 	uint32_t cpu;                         /* immutable: its CPU id */
 };
 

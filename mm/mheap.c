@@ -37,6 +37,7 @@
 
 struct mheap mheap_;
 struct mcache *mm_mcaches[MM_MAX_CPUS + 1];
+uint8_t mm_cpu_polls[MM_MAX_CPUS + 1];
 unsigned mm_mcache_hi;
 #if !defined(SYS_MCACHE_GET)
 struct mcache *mm_fast_mcaches[MM_MAX_CPUS + 1];
