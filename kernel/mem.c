@@ -140,6 +140,22 @@ static int arena_param(const char *value)
 }
 KPARAM(arena, arena_param);
 
+/* ---- release_ms=N: how long free heap pages and unused caches wait
+ * before they go back (mm/sys.h, sys_config.release_ms) ---- */
+
+static int release_ms_param(const char *value)
+{
+    uint64_t v;
+    if (cmdline_uint(value, 1, 86400000, &v) != 0) {
+        printk("mem: warning: release_ms=%s is not 1..86400000; using the default 1000\n",
+               value ? value : "");
+        return 0;
+    }
+    sys_config.release_ms = (unsigned)v;
+    return 0;
+}
+KPARAM(release_ms, release_ms_param);
+
 /* ---- page faults in the arena window ---- */
 
 static char pf_buf[160];

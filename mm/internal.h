@@ -212,6 +212,22 @@ struct mheap {
 	                              epoch ([0]) and the ones before */
 	uint64_t scav_epoch_alloc; /* pages allocated this epoch */
 	int scav_pending;          /* atomic: free pages above the goal */
+	/* aging by the port's clock (mscavenge.c); without one, now_ns is
+	 * NULL and none of this is used */
+	uint64_t (*now_ns)(void); /* immutable after init: sys_config's
+	                              (tests set a fake clock before init) */
+	uint64_t release_ns;      /* immutable after init: the delay */
+	uint32_t release_epochs;  /* immutable: the delay in pages.epoch
+	                              units (2^20 ns with a clock) */
+	uint64_t bg_due;          /* atomic: clock time the next
+	                              background step is due */
+	uint64_t bg_aged;         /* bg_busy: when shared caches were last
+	                              looked at */
+	int bg_busy;              /* atomic: 1 while a background step runs */
+	int aging;                /* atomic: caches being aged now */
+	int bg_state;             /* atomic: enum bg_state (mscavenge.c) */
+	uint64_t bg_threshold;    /* immutable after init: heap bytes
+	                              before start_background is asked */
 	int inited;
 	bool track_sites;          /* immutable after init: record where each
 	                              object was allocated (sys_config) */
@@ -389,6 +405,22 @@ uint64_t mheap_retain_goal(void);
 uint64_t mheap_recent_peak(void);
 /* Account npages just taken from the page allocator. pre: mheap.lock. */
 void mheap_scav_note_alloc(size_t npages);
+/* The scavenger's clock settings from sys_config. pre: mheap_init. */
+void mheap_scav_init(void);
+/* With a clock: stamp pages.epoch with the time, so the chunks the
+ * caller is about to touch get their age from now. pre: mheap.lock. */
+void mheap_scav_clock(void);
+/* Around a cache's aging: +1 before, -1 after (mheap_scav_clock). */
+void mheap_aging(int delta);
+/* The port's clock, or 0 without one. */
+static inline uint64_t mm_now(void) { return mheap_.now_ns != NULL ? mheap_.now_ns() : 0; }
+enum bg_state { BG_NONE = 0, BG_STARTING = 1, BG_RUNNING = 2, BG_REFUSED = 3 };
+/* Flush the classes this CPU has not used for half the release delay.
+ * pre: interrupts off; c is this CPU's mcache. */
+void mcache_age(struct mcache *c, uint64_t now);
+/* Return the objects of transfer caches that saw no put or take for half
+ * the release delay to their spans. pre: no mm lock held. */
+void mm_transfer_age(uint64_t now);
 
 /* ---- validation and census (mstats.c) ---- */
 

@@ -95,6 +95,20 @@ void kmalloc_safepoint(void);
  * Without it, every kmalloc_trim waits seconds for each such CPU. Call
  * with no allocator call in progress on this CPU. */
 void kmalloc_cpu_idle(void);
+/* One bounded step of the heap's background work if one is due, for a
+ * port with a clock (sys_config.now_ns): shared caches nobody used for
+ * half of
+ * sys_config.release_ms go back to their spans, and free pages nobody
+ * reused for release_ms go back to the port, a few MiB per call, oldest
+ * chunks first (Go's background scavenger). Returns the nanoseconds to
+ * wait before the next call: short while there is a backlog (paced so
+ * the work takes about a twentieth of one CPU), a quarter of the delay
+ * when there is none, UINT64_MAX without a clock. Safe from any context
+ * with no allocator call in progress on this CPU; steps never overlap
+ * (a call while another runs returns at once). The port's background
+ * thread calls it (sys_config.start_background); kmalloc_safepoint calls
+ * it itself when a step is due. */
+uint64_t kmalloc_background(void);
 
 /* Per size class, both halves (scanned and KM_NOSCAN objects) together;
  * the noscan_ fields are the KM_NOSCAN half alone. */

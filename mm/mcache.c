@@ -41,6 +41,8 @@
  */
 #include "internal.h"
 
+#define AGE_EVERY 32 /* alloc slow paths between two looks at the clock */
+
 static size_t clamp(size_t v, size_t lo, size_t hi)
 {
 	return v < lo ? lo : v > hi ? hi : v;
@@ -176,6 +178,10 @@ void *mcache_alloc_slow(struct mcache *c, unsigned spanclass, bool *needzero)
 {
 	struct magazine *m = &c->mag[spanclass];
 	mcache_poll(c);
+	/* every AGE_EVERY slow paths (not each: a clock read is dearer
+	 * than the rest of a refill from the transfer cache) */
+	if (mheap_.now_ns != NULL && ++c->age_tick % AGE_EVERY == 0)
+		mcache_age(c, mheap_.now_ns());
 	if (m->top == m->base && mcache_mag_ready(c, spanclass))
 		m->top += mm_transfer_take(spanclass, m->base, mheap_.cs.batch[spanclass]);
 	void *v;
@@ -212,21 +218,60 @@ void mcache_spill(struct mcache *c, unsigned spanclass)
 /* Empty every magazine into its spans, give the cached spans back (unless
  * keep_spans) and empty the large cache. pre: interrupts off; c is this
  * CPU's mcache; no mm lock held. */
+static void drain_class(struct mcache *c, unsigned i, bool keep_span)
+{
+	struct magazine *m = &c->mag[i];
+	if (m->top != m->base) {
+		mcentral_return(&mheap_.central[i].c, m->base, mag_count(m));
+		m->top = m->base;
+	}
+	struct mspan *s = c->alloc[i];
+	if (keep_span || s == &mspan_empty)
+		return;
+	c->alloc[i] = &mspan_empty;
+	mcentral_uncacheSpan(&mheap_.central[i].c, s);
+}
+
 void mcache_drain(struct mcache *c, bool keep_spans)
 {
+	for (unsigned i = 2; i < NUM_SPANCLASSES; i++)
+		drain_class(c, i, keep_spans);
+	mlarge_drain(c);
+}
+
+/* Each class whose magazine or cached span holds something and that saw
+ * no allocation or free on this CPU for half the release delay goes back
+ * to its spans; the large bins likewise. Looks every quarter delay, so
+ * what a CPU stopped using is gone within three quarters of one. A class
+ * in use keeps its cache: the fast paths count every object, and the
+ * counts are what this compares. */
+void mcache_age(struct mcache *c, uint64_t now)
+{
+	uint64_t half = mheap_.release_ns / 2;
+	if (now - c->aged_at < half / 2)
+		return;
+	c->aged_at = now;
+	uint32_t now_ms = (uint32_t)(now / 1000000), half_ms = (uint32_t)(half / 1000000);
+	mheap_aging(1);
 	for (unsigned i = 2; i < NUM_SPANCLASSES; i++) {
 		struct magazine *m = &c->mag[i];
-		if (m->top != m->base) {
-			mcentral_return(&mheap_.central[i].c, m->base, mag_count(m));
-			m->top = m->base;
+		uint32_t ops = (uint32_t)(m->allocs + m->frees);
+		if (ops != m->aged_ops) {
+			m->aged_ops = ops;
+			m->aged_ms = now_ms;
+		} else if (now_ms - m->aged_ms >= half_ms &&
+		           (m->top != m->base || c->alloc[i] != &mspan_empty)) {
+			drain_class(c, i, false);
 		}
-		struct mspan *s = c->alloc[i];
-		if (keep_spans || s == &mspan_empty)
-			continue;
-		c->alloc[i] = &mspan_empty;
-		mcentral_uncacheSpan(&mheap_.central[i].c, s);
 	}
-	mlarge_drain(c);
+	uint64_t lops = c->large_allocs + c->large_frees;
+	if (lops != c->large_aged_ops) {
+		c->large_aged_ops = lops;
+		c->large_aged_at = now;
+	} else if (now - c->large_aged_at >= half && c->nlarge != 0) {
+		mlarge_drain(c);
+	}
+	mheap_aging(-1);
 }
 
 /* Drain this CPU if mm_drain_all asked since it last did.
@@ -251,6 +296,13 @@ void kmalloc_safepoint(void)
 	struct mcache *c = mm_mcaches[slot];
 	if (c != NULL)
 		mcache_poll(c);
+	if (mheap_.now_ns != NULL) {
+		uint64_t now = mheap_.now_ns();
+		if (c != NULL)
+			mcache_age(c, now);
+		if (now >= mm_load_relaxed(&mheap_.bg_due))
+			kmalloc_background(); /* a step is due */
+	}
 	sys_irq_restore(f);
 }
 

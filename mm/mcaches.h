@@ -56,7 +56,10 @@ struct magazine {
 	uint64_t div_exact;
 	uint32_t nbytes;
 	uint8_t liveshift;
-	uint8_t pad[11];
+	uint8_t pad[3];
+	uint32_t aged_ops; /* low bits of allocs + frees when
+	                           mcache_age last saw them change */
+	uint32_t aged_ms;  /* clock time of that, in ms */
 };
 _Static_assert(sizeof(struct magazine) == 64, "a magazine is one cache line");
 
@@ -86,6 +89,13 @@ struct mcache {
 	uint64_t large_alloc_bytes, large_free_bytes;
 	uint64_t drain_seen;                  /* atomic: the mheap.drain_gen
 	                                         this CPU last drained at */
+	uint64_t aged_at;                     /* clock time of the last
+	                                         mcache_age */
+	uint64_t large_aged_ops;              /* large_allocs + large_frees
+	                                         when they last changed */
+	uint64_t large_aged_at;               /* clock time of that */
+	uint32_t age_tick;                    /* slow paths, to pace the
+	                                         clock reads of aging */
 	uint32_t cpu;                         /* immutable: its CPU id */
 };
 
@@ -96,7 +106,10 @@ struct transfer {
 	uint32_t cap;          /* immutable: mm_cache.tc_cap[class] */
 	struct magentry *e;    /* lock: [cap], set on first use */
 	uint64_t puts, takes;  /* lock (read racily): batches moved, for
-	                          tests and reports */
+	                          tests, reports and aging */
+	uint64_t aged_ops;     /* mheap.bg_busy: puts + takes when
+	                          mm_transfer_age last saw them change */
+	uint64_t aged_at;      /* mheap.bg_busy: clock time of that */
 };
 struct transfer_padded {
 	struct transfer t;

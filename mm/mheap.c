@@ -231,6 +231,7 @@ int mheap_init(void)
 	for (unsigned i = 0; i < NUM_SPANCLASSES; i++)
 		mheap_.central[i].c.spanclass = i;
 	mheap_.arena_used = mheap_.arena_start;
+	mheap_scav_init();
 	mm_store_release(&mheap_.inited, 1); /* publishes everything above (mheap_inited) */
 	sys_unlock(&init_lock);
 	return 0;
@@ -282,6 +283,7 @@ static long take_pages(size_t npages, size_t align_pages)
 {
 	MM_HELD_HEAP();
 	struct pagealloc *pa = &mheap_.pages;
+	mheap_scav_clock(); /* the chunk we take from is touched now */
 	size_t need = npages + align_pages - 1;
 	if (need < npages)
 		return -1;
@@ -323,6 +325,7 @@ static void account_give(size_t pg, size_t n, bool large)
 {
 	MM_HELD_HEAP();
 	size_t sc = pa_scav_count(&mheap_.pages, pg, n);
+	mheap_scav_clock();
 	pa_set_alloc(&mheap_.pages, pg, n, false);
 	mheap_.pages_inuse -= n;
 	mheap_.pages_released += sc;
@@ -505,6 +508,7 @@ bool mheap_extend_span(struct mspan *s, size_t npages)
 		unlock_heap();
 		return false;
 	}
+	mheap_scav_clock();
 	pa_set_alloc(pa, pg + old, add, true);
 	size_t scav = account_take(pg + old, add, true);
 	if (scav != 0 && mheap_.gran > 1 && commit_granules(pg + old, add) != 0) {

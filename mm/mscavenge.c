@@ -1,34 +1,53 @@
 /*
  * mscavenge.c: the scavenger: gives free heap pages back to the port
  * (sys_release, Go's sysUnused) so an idle heap does not keep its peak
- * memory. See malloc.c for the overview.
+ * memory, and ages the caches in front of the spans. See malloc.c for
+ * the overview.
  *
- * Goal. Go keeps about 10% more than the heap goal, which follows the
- * live heap of the last GC cycle. We have no GC cycle and no clock, so
- * the "recent peak" is measured in allocation volume: an epoch ends once
- * the heap has taken twice its recent peak (at least RETAIN_MIN) in pages
- * from the page allocator, and the goal follows the highest pages_inuse
- * of this epoch and the SCAV_EPOCHS - 1 before it:
+ * Two ways to decide what goes back, by whether the port has a clock.
+ *
+ * By age (sys_config.now_ns; both our ports). A free page goes back once
+ * its 4 MiB chunk has not been allocated from or freed to for the
+ * release delay (sys_config.release_ms, default 1 s): pchunk.touched and
+ * pages.epoch then hold time in units of 2^20 ns. Chunks are looked at
+ * from the highest address down (the page allocator is first fit from
+ * the bottom, so high pages stay free longest: Go's order). A loop that
+ * allocates and frees big blocks touches its chunks on every round and
+ * keeps them committed: releasing on every free and faulting them in on
+ * every allocation cost 10x its time in the kernel. Caches age at half
+ * the delay (mcache_age per CPU, mm_transfer_age for the shared ones), so
+ * the pages they held have aged the full delay a half delay later. Who
+ * does the work, in steps of BG_STEP pages (kmalloc_background):
+ *   - a background context of the port's (sys_config.start_background,
+ *     asked for once the heap passes bg_threshold; the host's thread,
+ *     Go's bgscavenge), paced so releasing takes about 1/BG_DUTY of a
+ *     CPU; Go paces to 1%, which would spread the release of a 256 MiB
+ *     burst (10 ms of madvise here) over a second;
+ *   - kmalloc_safepoint when a step is due (the kernel's timer tick);
+ *   - without a background context, the allocation slow paths when a
+ *     step is due.
+ *
+ * By volume (no clock). Go keeps about 10% more than the heap goal, which
+ * follows the live heap of the last GC cycle. Without a clock the "recent
+ * peak" is measured in allocation volume: an epoch ends once the heap has
+ * taken twice its recent peak (at least RETAIN_MIN) in pages from the
+ * page allocator, and the goal follows the highest pages_inuse of this
+ * epoch and the SCAV_EPOCHS - 1 before it:
  *
  *     committed goal = max(1.1 * recent peak, inuse + max(4 MiB, inuse/10))
  *
  * So a program that allocates and frees 25 MiB blocks in a loop keeps
- * them committed (releasing them on every free and faulting them in on
- * every allocation cost 10x its time in the kernel), and a heap that
- * shrank for good gives the memory back SCAV_EPOCHS epochs later. (Go's
- * goal is 10% over a heap goal that is itself about twice the live heap;
- * ours keeps 10% over what was live at the recent peak.)
- *
- * Pace. Nothing is released on the free path: a free that pushes the free
- * committed pages over the goal only sets scav_pending. The allocation
- * slow paths (mm_alloc_class, mm_alloc_large) then release at most
- * SCAV_STEP pages per call until the goal is met, oldest first: only
- * from 4 MiB chunks nobody allocated from or freed to for SCAV_COLD
- * epochs (pchunk.touched), and among those the highest addresses first
- * (the page allocator is first fit from the bottom: Go's order). Without
+ * them committed, and a heap that shrank for good gives the memory back
+ * SCAV_EPOCHS epochs later; one that stops allocating keeps it. Nothing
+ * is released on the free path: a free that pushes the free committed
+ * pages over the goal only sets scav_pending; the allocation slow paths
+ * then release at most SCAV_STEP pages per call until the goal is met,
+ * only from chunks untouched for SCAV_COLD epochs, highest first. Without
  * the age test, a heap whose free pages are fragmented beyond 10% of its
  * peak released pages in every round that the next round faulted back
- * in. kmalloc_trim releases everything (goal 0), like
+ * in.
+ *
+ * Either way kmalloc_trim releases everything (goal 0), like
  * debug.FreeOSMemory.
  *
  * sys_release is slow in the kernel (unmap, TLB shootdown by IPI), so it
@@ -41,6 +60,10 @@
 
 #define RETAIN_MIN ((uint64_t)4 << 20)
 #define SCAV_STEP 64 /* heap pages (512 KiB) per paced step */
+#define BG_STEP     256                /* heap pages (2 MiB) per background step */
+#define BG_DUTY     20                 /* background release: about 1/20 of a CPU */
+#define BG_MIN_WAIT ((uint64_t)100000) /* ns between steps, at least */
+#define EPOCH_SHIFT 20                 /* with a clock, an epoch is 2^20 ns (~1 ms) */
 
 /* The highest pages_inuse of the recent epochs. pre: mheap.lock (or a
  * racy read for a hint). */
@@ -79,16 +102,49 @@ void mheap_scav_note_alloc(size_t npages)
 			mheap_.scav_peaks[i] = mheap_.scav_peaks[i - 1];
 		mheap_.scav_peaks[0] = mheap_.pages_inuse;
 		mheap_.scav_epoch_alloc = 0;
-		mheap_.pages.epoch++;
+		if (mheap_.now_ns == NULL) /* with a clock the epoch is time */
+			mheap_.pages.epoch++;
 		if (mheap_.pages_free * PAGE_SIZE > mheap_retain_goal())
 			mm_store_relaxed(&mheap_.scav_pending, 1);
 	}
 }
 
+void mheap_scav_init(void)
+{
+	mheap_.now_ns = sys_config.now_ns;
+	uint64_t ms = sys_config.release_ms ? sys_config.release_ms : 1000;
+	mheap_.release_ns = ms * 1000000;
+	mheap_.release_epochs = (uint32_t)(mheap_.release_ns >> EPOCH_SHIFT);
+	if (mheap_.release_epochs == 0)
+		mheap_.release_epochs = 1;
+	mheap_.bg_threshold =
+	        sys_config.background_min ? sys_config.background_min : (size_t)64 << 20;
+	mheap_scav_clock();
+	if (mheap_.now_ns != NULL) /* nothing can have aged yet */
+		mheap_.bg_due = mheap_.now_ns() + mheap_.release_ns / 4;
+}
+
+void mheap_scav_clock(void)
+{
+	if (mheap_.now_ns == NULL)
+		return;
+	uint64_t now = mheap_.now_ns();
+	/* Pages an aging cache gives back were last used half a delay ago
+	 * at least: stamped as of then, they go back half a delay later,
+	 * not a whole one. (A free on another CPU meanwhile gets the older
+	 * stamp too: its pages may go back half a delay early.) */
+	if (mm_load_relaxed(&mheap_.aging) != 0)
+		now -= mheap_.release_ns / 2;
+	mheap_.pages.epoch = (uint32_t)(now >> EPOCH_SHIFT);
+}
+
+void mheap_aging(int delta) { mm_add_fetch_acq_rel(&mheap_.aging, delta); }
+
 /* Release free committed pages, highest first, until at most keep_bytes
  * (or the goal, if keep_goal) stay committed free, or max_pages went;
- * only from chunks untouched for min_age epochs. pre: no mm lock held. */
-static void scavenge(uint64_t keep_bytes, bool keep_goal, size_t max_pages, uint32_t min_age)
+ * only from chunks untouched for min_age epochs. Returns the pages
+ * released. pre: no mm lock held. */
+static size_t scavenge(uint64_t keep_bytes, bool keep_goal, size_t max_pages, uint32_t min_age)
 {
 	MM_UNLOCKED();
 	struct pagealloc *pa = &mheap_.pages;
@@ -100,6 +156,7 @@ static void scavenge(uint64_t keep_bytes, bool keep_goal, size_t max_pages, uint
 		size_t rp[16], rn[16];
 		unsigned nr = 0;
 		lock_heap();
+		mheap_scav_clock();
 		uint64_t keep = keep_goal ? mheap_retain_goal() : keep_bytes;
 		while (nr < 16 && done < max_pages && mheap_.pages_free * PAGE_SIZE > keep &&
 		       (g == 1 ? pa_highest_unscav_free(pa, min_age, &rp[nr], &rn[nr])
@@ -128,7 +185,7 @@ static void scavenge(uint64_t keep_bytes, bool keep_goal, size_t max_pages, uint
 			mm_store_relaxed(&mheap_.scav_pending, 0);
 		unlock_heap();
 		if (nr == 0)
-			return;
+			return done;
 		for (unsigned i = 0; i < nr; i++)
 			sys_release((void *)(mheap_.arena_start + rp[i] * PAGE_SIZE),
 			            rn[i] * PAGE_SIZE);
@@ -139,6 +196,7 @@ static void scavenge(uint64_t keep_bytes, bool keep_goal, size_t max_pages, uint
 		}
 		unlock_heap();
 	}
+	return done;
 }
 
 void mheap_scavenge(uint64_t keep_bytes)
@@ -148,11 +206,71 @@ void mheap_scavenge(uint64_t keep_bytes)
 	scavenge(keep_bytes, false, SIZE_MAX, 0);
 }
 
+/* One step of the work by age: age the shared caches every quarter delay,
+ * then release up to BG_STEP cold pages. Returns how long to wait.
+ * pre: bg_busy is ours; no mm lock held. */
+static uint64_t bg_step(uint64_t now)
+{
+	uint64_t delay = mheap_.release_ns, idle = delay / 4;
+	if (now - LOAD(mheap_.bg_aged) >= delay / 4) {
+		STORE(mheap_.bg_aged, now);
+		mheap_aging(1);
+		mm_transfer_age(now);
+		mheap_aging(-1);
+	}
+	if (scavenge(0, false, BG_STEP, mheap_.release_epochs) == 0)
+		return idle;
+	/* paced: wait BG_DUTY - 1 times what the step took */
+	uint64_t spent = mm_now() - now, wait = spent * (BG_DUTY - 1);
+	return wait < BG_MIN_WAIT ? BG_MIN_WAIT : wait > idle ? idle : wait;
+}
+
+uint64_t kmalloc_background(void)
+{
+	if (!mheap_inited() || mheap_.now_ns == NULL)
+		return UINT64_MAX;
+	uint64_t now = mheap_.now_ns(), due = mm_load_relaxed(&mheap_.bg_due);
+	if (now < due)
+		return due - now;
+	/* acquire: pairs with the release below (the last step's state) */
+	if (mm_exchange_acq_rel(&mheap_.bg_busy, 1) != 0)
+		return mheap_.release_ns / 4; /* another CPU is stepping */
+	uint64_t wait = bg_step(now);
+	mm_store_relaxed(&mheap_.bg_due, now + wait);
+	mm_store_release(&mheap_.bg_busy, 0);
+	return wait;
+}
+
+/* With a clock: ask the port for its background context once the heap
+ * is big enough to be worth one. pre: no mm lock held. */
+static void bg_maybe_start(void)
+{
+	if (sys_config.start_background == NULL ||
+	    LOAD(mheap_.arena_used_bytes) < mheap_.bg_threshold)
+		return;
+	int want = BG_NONE;
+	if (!mm_cas_acq_rel(&mheap_.bg_state, &want, BG_STARTING))
+		return;
+	int ok = sys_config.start_background() == 0;
+	mm_store_release(&mheap_.bg_state, ok ? BG_RUNNING : BG_REFUSED);
+}
+
 /* pre: no mm lock held, interrupts as the caller of kmalloc left them.
- * Cheap when nothing is pending (one load). */
+ * Cheap when nothing is pending (one load; with a clock and no
+ * background context, one clock read). */
 void mheap_scavenge_paced(void)
 {
 	MM_UNLOCKED();
+	if (mheap_.now_ns != NULL) {
+		int st = mm_load_relaxed(&mheap_.bg_state);
+		if (st == BG_RUNNING)
+			return; /* the background context does it */
+		if (st == BG_NONE)
+			bg_maybe_start();
+		if (mheap_.now_ns() >= mm_load_relaxed(&mheap_.bg_due))
+			kmalloc_background();
+		return;
+	}
 	if (!mm_load_relaxed(&mheap_.scav_pending))
 		return;
 	scavenge(0, true, SCAV_STEP, SCAV_COLD);

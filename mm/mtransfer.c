@@ -71,3 +71,36 @@ void mm_transfer_drain_all(void)
 			mcentral_return(&mheap_.central[i].c, buf, k);
 	}
 }
+
+/* The shared caches age like the per-CPU ones (mcache_age): a class whose
+ * transfer cache saw no put or take for half the release delay gives its
+ * objects back to their spans, and the spare empty spans go back to the
+ * mheap, so the pages behind them can age and be released. The
+ * background step calls it every quarter delay. pre: no mm lock held;
+ * mheap.bg_busy held (aged_ops, aged_at). */
+void mm_transfer_age(uint64_t now)
+{
+	MM_UNLOCKED();
+	struct magentry buf[64];
+	bool drained = false;
+	for (unsigned i = 2; i < NUM_SPANCLASSES; i++) {
+		struct transfer *t = &mheap_.transfer[i].t;
+		uint64_t ops = LOAD(t->puts) + LOAD(t->takes);
+		if (ops != t->aged_ops) {
+			t->aged_ops = ops;
+			t->aged_at = now;
+			continue;
+		}
+		if (now - t->aged_at < mheap_.release_ns / 2)
+			continue;
+		size_t k;
+		while ((k = mm_transfer_take(i, buf, 64)) != 0) {
+			mcentral_return(&mheap_.central[i].c, buf, k);
+			drained = true;
+		}
+		t->aged_ops = LOAD(t->puts) + LOAD(t->takes); /* our own takes */
+		drained |= mm_load_relaxed(&mheap_.central[i].c.nempty) != 0;
+	}
+	if (drained)
+		mcentral_free_spares();
+}

@@ -50,6 +50,12 @@
  *             sys_config.move         krealloc of a big object copies its
  *                                     bytes instead of moving its pages
  *             sys_config.nomem        no errno-style report of failures
+             sys_config.now_ns,      memory returns by allocation volume
+             release_ms              only, never while the heap is idle;
+                                     caches do not age
+             sys_config.             (with now_ns) release happens only on
+             start_background        allocation slow paths and at
+                                     kmalloc_safepoint
  *             sys_config.track_sites, roots, stop_world, start_world,
  *             symbolize               the leak detector reports no
  *                                     allocation sites / sees only roots
@@ -133,6 +139,37 @@ struct sys_config {
 	int (*stop_world)(void);
 	void (*start_world)(void);
 	size_t (*symbolize)(uintptr_t pc, char *buf, size_t cap);
+	/* Optional hook, NULL if the port has none: a monotonic clock in
+	 * nanoseconds (any origin, never going back; the host's
+	 * CLOCK_MONOTONIC, the kernel's TSC).
+	 *    pre: none. It runs with or without mm locks held and with
+	 *         interrupts off (kmalloc_safepoint from a timer interrupt),
+	 *         so it takes no lock and never allocates.
+	 * With it the heap returns memory by age (mscavenge.c): free pages
+	 * nobody reused for release_ms go back to the port, and caches
+	 * nobody used for half that go back to their spans, in paced steps
+	 * (kmalloc_background). Without it the scavenger paces by allocation
+	 * volume: a heap that stops allocating keeps what it freed until
+	 * kmalloc_trim, and caches never age. */
+	uint64_t (*now_ns)(void);
+	unsigned release_ms; /* with now_ns: how long a free page or an
+	                          unused cache waits before it goes back;
+	                          0 means 1000 (Go's background scavenger
+	                          releases within a few seconds too) */
+	/* Optional hook, with now_ns, NULL if the port has none: start a
+	 * context that calls kmalloc_background() in a loop, sleeping for as
+	 * long as each call returns (Go's bgscavenge goroutine; the host
+	 * creates a thread). The core calls it once, when the heap first
+	 * grows past background_min (a port may ask again after a fork by clearing
+	 * mheap.bg_state: arch/host/fork.c), with no mm lock held, from an
+	 * allocation's slow path, so it may allocate.
+	 *    Returns 0 if the context runs, -1 if not.
+	 * Without it (or before 64 MiB) the heap's own calls do the steps:
+	 * the allocation slow paths, and kmalloc_safepoint where the port
+	 * calls it; a heap that nobody calls keeps its pages until then. */
+	int (*start_background)(void);
+	size_t background_min; /* heap bytes before start_background is
+	                          called; 0 means 64 MiB */
 };
 
 /* Defined by the port. The port may set fields until kmalloc_init runs

@@ -15,7 +15,8 @@
  * safe because no code holds two of a kind), and the parent and child
  * handlers release them:
  *
- *     move_lock, pool_lock, mcentral[2..], mheap, transfer[2..], commit_lock
+ *     move_lock, pool_lock, bg_busy, mcentral[2..], mheap, transfer[2..],
+ *     commit_lock
  *
  * (sys_commit takes commit_lock, sometimes under mheap.lock, so it comes
  * last; the move and pool locks are never held with an mm lock.) Between
@@ -64,6 +65,7 @@
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <sched.h>
 #include <sys/mman.h>
 
 #include "host_port.h"
@@ -73,6 +75,11 @@ static void fork_prepare(void)
 {
 	pthread_mutex_lock(&host_move_lock);
 	pthread_mutex_lock(&host_pool_lock);
+	/* A background step (background.c) holds mm locks only inside
+	 * bg_busy, and between them releases pages it has taken out of the
+	 * page allocator: let it finish, and start none until the release. */
+	while (mm_exchange_acq_rel(&mheap_.bg_busy, 1) != 0)
+		sched_yield();
 	for (unsigned i = 2; i < NUM_SPANCLASSES; i++)
 		sys_lock(&mheap_.central[i].c.lock);
 	sys_lock(&mheap_.lock);
@@ -90,6 +97,7 @@ static void fork_release(void)
 	sys_unlock(&mheap_.lock);
 	for (unsigned i = NUM_SPANCLASSES - 1; i >= 2; i--)
 		sys_unlock(&mheap_.central[i].c.lock);
+	mm_store_release(&mheap_.bg_busy, 0);
 	pthread_mutex_unlock(&host_pool_lock);
 	pthread_mutex_unlock(&host_move_lock);
 }
@@ -344,6 +352,9 @@ static void reclaim_orphans(void)
 
 static void fork_child(void)
 {
+	/* The background thread is not copied: the next slow path asks
+	 * for a new one. */
+	mm_store_relaxed(&mheap_.bg_state, BG_NONE);
 	fork_release();
 	reclaim_orphans();
 }

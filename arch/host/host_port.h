@@ -13,6 +13,7 @@
 #define ARCH_HOST_HOST_PORT_H
 
 #include <pthread.h>
+#include <stdint.h>
 
 /* The pool: one bit per id, 1 = taken by a live thread. HOST_MAX_CPUS
  * equals mm's MM_MAX_CPUS, so sys_config.max_cpus may use all of it. */
@@ -40,5 +41,12 @@ void host_fork_init(void);
 /* fork.c: check the cached spans and large bins of an mcache a fork
  * child's thread is about to adopt with id. No lock held. */
 void host_fork_adopt(unsigned id);
+
+/* background.c: sys_config.now_ns and .start_background; the
+ * environment's KMALLOC_RELEASE_MS and KMALLOC_BACKGROUND, read by
+ * sys_reserve (kmalloc_init's first call into the port). */
+uint64_t host_now_ns(void);
+int host_start_background(void);
+void host_read_env(void);
 
 #endif /* ARCH_HOST_HOST_PORT_H */

@@ -37,6 +37,8 @@
  *                the holder may be preempted (threads are not CPUs)
  *   sys_fault    "kmalloc: <msg>: 0x<p>" on stderr with write(2), then abort
  *   sys_log      one line on stdout with write(2)
+ *   now_ns, release_ms, start_background  background.c: CLOCK_MONOTONIC,
+ *                KMALLOC_RELEASE_MS, the background scavenger thread
  *
  * Mappings. Linux allows a process vm.max_map_count (65,530) mappings, and
  * every run of the region with other protections than its neighbours is
@@ -95,6 +97,8 @@ struct sys_config sys_config = {
 	.track_sites = host_track_sites,
 	.roots = host_roots,
 	.symbolize = host_symbolize,
+	.now_ns = host_now_ns,
+	.start_background = host_start_background,
 };
 
 static size_t committed;    /* bytes Ready; atomic */
@@ -218,6 +222,7 @@ static uintptr_t soft_place(size_t size)
 
 int sys_reserve(size_t size, void **base)
 {
+	host_read_env(); /* before kmalloc_init reads release_ms */
 	/* Under an address-space limit (ulimit -v, RLIMIT_AS), a reservation
 	 * is charged like memory: reserving the region up front would leave
 	 * the program no room for thread stacks, libraries or its own

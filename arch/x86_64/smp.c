@@ -277,6 +277,10 @@ static void idle_loop(unsigned cpu)
          * give them back now that interrupts are on. */
         if (tlb_gather_count())
             tlb_gather_flush();
+        /* The heap's idle path: a release step that came due while we
+         * worked, done with interrupts on so its shootdown completes
+         * here (one clock read when none is due). */
+        kmalloc_background();
         cpu_cli();
         uint32_t g = __atomic_load_n(&work.gen, __ATOMIC_ACQUIRE);
         if (g != seen) {

@@ -27,6 +27,11 @@
  *                TLB shootdown requests while it spins
  *   sys_fault    panic "kmalloc: <msg>: 0x<p>" with a backtrace
  *   sys_log      printk
+ *   now_ns       the TSC in nanoseconds; release_ms comes from the command
+ *                line (release_ms=, kernel/mem.c). No background context:
+ *                every CPU's timer tick calls kmalloc_safepoint, which
+ *                runs a release step when one is due, and the idle loop
+ *                calls kmalloc_background before it halts (smp.c)
  *   leak detector hooks (kmalloc_leak_scan; kmemleak.c, stopworld.c):
  *     track_sites  1 when the command line says kmemleak=on (parsed
  *                before kmalloc_init asks)
@@ -50,6 +55,8 @@
 #include "../../kernel/mem.h"
 #include "../../kernel/panic.h"
 #include "../../kernel/printk.h"
+#include "apic.h"
+#include "cpu.h"
 #include "kmemleak.h"
 #include "memlayout.h"
 #include "paging.h"
@@ -60,6 +67,18 @@
 /* arena_size is the default; kernel/mem.c sets arena= from the command
  * line before kmalloc_init (mm/sys.h lets a port write it until then). */
 static int kmem_move(void *dst, void *src, size_t n);
+
+/* sys_config.now_ns: the TSC, calibrated against the PIT at boot
+ * (apic.c). Invariant under QEMU and on every CPU since Nehalem; a CPU
+ * whose TSC stops in deep sleep would only make pages go back later. */
+static uint64_t kmem_now_ns(void)
+{
+    uint64_t per_us = tsc_per_us();
+    if (per_us == 0)
+        return 0; /* before calibration: time stands still */
+    uint64_t t = rdtsc();
+    return t / per_us * 1000 + t % per_us * 1000 / per_us;
+}
 
 struct sys_config sys_config = {
     .page_size = 4096,
@@ -72,6 +91,7 @@ struct sys_config sys_config = {
     .stop_world = stop_world,
     .start_world = start_world,
     .symbolize = kmemleak_symbolize,
+    .now_ns = kmem_now_ns,
 };
 
 static uintptr_t region_base;   /* written once by sys_reserve */

@@ -63,7 +63,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../mono_time.h"
@@ -503,6 +505,50 @@ static void idle_threads(void)
 	       IDLE_THREADS * 4 * 500, secs, peak_kb(), busy, empty, busy - empty);
 }
 
+/* ---- a burst, then idle ---- */
+
+/* Allocate about 256 MiB of mixed objects (8..4096 B, and one in 64 of
+ * 64 KiB..1 MiB), touch them, free them all (no malloc_trim), then sleep
+ * without calling the allocator and sample the RSS. */
+static void burst(void)
+{
+	const size_t target = (size_t)256 << 20;
+	static const double at[] = { 0, 0.5, 1, 2, 5 };
+	size_t cap = 1 << 20, n = 0, total = 0;
+	void **p = mmap(NULL, cap * sizeof(void *), PROT_READ | PROT_WRITE,
+	                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0); /* not the heap's */
+	uint64_t s = 11;
+	long base = rss_kb();
+	double t0 = mono_seconds();
+	while (total < target && n < cap) {
+		uint64_t r = xorshift64(&s);
+		size_t sz = r % 64 == 0 ? (64 << 10) + r % (960 << 10) : 8 + r % 4089;
+		p[n] = malloc(sz);
+		if (p[n] == NULL) {
+			fprintf(stderr, "workloads: malloc(%zu) failed\n", sz);
+			exit(1);
+		}
+		memset(p[n++], 1, sz); /* every page resident: RSS is the burst */
+		total += sz;
+	}
+	long peak = rss_kb();
+	for (size_t i = 0; i < n; i++)
+		free(p[i]);
+	double tf = mono_seconds();
+	printf("workload=burst ops=%zu secs=%.6f peak_kb=%ld base_kb=%ld burst_kb=%ld", n, tf - t0,
+	       peak_kb(), base, peak);
+	for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+		double wait = tf + at[i] - mono_seconds();
+		if (wait > 0) {
+			struct timespec ts = { (time_t)wait, (long)((wait - (time_t)wait) * 1e9) };
+			nanosleep(&ts, NULL);
+		}
+		printf(" rss_%gs_kb=%ld", at[i], rss_kb());
+	}
+	printf("\n");
+	munmap(p, cap * sizeof(void *));
+}
+
 /* ---- big blocks ---- */
 
 static void bigblocks(void)
@@ -545,10 +591,17 @@ int main(int argc, char **argv)
 		const char *name;
 		void (*fn)(void);
 	} w[] = {
-		{ "churn", churn },       { "fixed", fixed },   { "loguni", loguni },
-		{ "prodcons", prodcons }, { "larson", larson }, { "frag", frag },
-		{ "realloc", realloc_growth }, { "aligned", aligned },
-		{ "bigblocks", bigblocks }, { "idle", idle_threads },
+		{ "churn", churn },
+		{ "fixed", fixed },
+		{ "loguni", loguni },
+		{ "prodcons", prodcons },
+		{ "larson", larson },
+		{ "frag", frag },
+		{ "realloc", realloc_growth },
+		{ "aligned", aligned },
+		{ "bigblocks", bigblocks },
+		{ "idle", idle_threads },
+		{ "burst", burst },
 	};
 	if (argc == 2)
 		for (size_t i = 0; i < sizeof(w) / sizeof(w[0]); i++)

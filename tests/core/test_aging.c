@@ -1,0 +1,244 @@
+/*
+ * test_aging.c: memory that comes back by age (mm/mscavenge.c, with the
+ * port's clock): free pages nobody reused for the release delay go back
+ * to the port in steps of kmalloc_background, oldest chunks first, and
+ * pages that are reused within the delay stay committed; per-CPU caches
+ * and transfer caches nobody used for half the delay go back to their
+ * spans; the port's background context is asked for once, past the
+ * threshold. Time is a fake clock each test moves by hand (installed
+ * before the heap exists; each test runs in its own process), so no
+ * assertion depends on how fast the machine is. After every step the
+ * accounting is exact and, in the debug build, mheap_valid holds.
+ */
+#include <check.h>
+#include "../check_runner.h"
+#include <stdlib.h>
+#include <string.h>
+
+#include "host.h"
+#include "internal.h"
+
+#define MiB ((size_t)1 << 20)
+#define MS  ((uint64_t)1000000)
+
+static uint64_t fake_ns = 1000 * MS;
+static uint64_t fake_now(void) { return __atomic_load_n(&fake_ns, __ATOMIC_RELAXED); }
+static void advance_ms(uint64_t ms) { __atomic_add_fetch(&fake_ns, ms * MS, __ATOMIC_RELAXED); }
+
+static int bg_starts, bg_answer;
+static int fake_start(void)
+{
+	bg_starts++;
+	return bg_answer;
+}
+
+/* Runs in each test's process before the test: the heap does not exist
+ * yet, so kmalloc_init takes this clock, a 1 s delay and our starter. */
+static void setup(void)
+{
+	ck_assert(!mheap_inited());
+	sys_config.now_ns = fake_now;
+	sys_config.release_ms = 1000;
+	sys_config.start_background = fake_start;
+	bg_answer = -1;
+}
+
+static struct kmalloc_stats stats(void)
+{
+	struct kmalloc_stats st;
+	kmalloc_stats(&st);
+	ck_assert_uint_eq(st.heap_inuse + st.heap_free + st.heap_released, st.heap_sys);
+	ck_assert_uint_eq(st.committed, st.heap_inuse + st.heap_free + st.meta_sys);
+	ck_assert_uint_eq(st.committed, host_committed_bytes());
+	ck_assert(mheap_valid());
+	return st;
+}
+
+/* Steps until kmalloc_background has nothing left that is due. */
+static void background_until_idle(void)
+{
+	for (int i = 0; i < 10000; i++) {
+		advance_ms(1);
+		if (kmalloc_background() >= mheap_.release_ns / 4 - 1 * MS)
+			return;
+		stats();
+	}
+	ck_abort_msg("kmalloc_background never ran out of work");
+}
+
+START_TEST(idle_heap_returns_after_delay)
+{
+	enum { N = 64 };
+	void *big[N];
+	for (int i = 0; i < N; i++) { /* 16 MiB of large objects */
+		big[i] = kmalloc(256 << 10, 0);
+		ck_assert_ptr_nonnull(big[i]);
+		memset(big[i], 1, 256 << 10);
+	}
+	for (int i = 0; i < N; i++)
+		kfree(big[i]);
+	kmalloc_flush_cpu(); /* this CPU's large bins: their aging is tested below */
+	struct kmalloc_stats freed = stats();
+	ck_assert_uint_ge(freed.heap_free, 16 * MiB);
+
+	advance_ms(900); /* younger than the delay: nothing goes */
+	background_until_idle();
+	struct kmalloc_stats st = stats();
+	ck_assert_uint_eq(st.heap_released, freed.heap_released);
+
+	advance_ms(200); /* past it: everything free goes, without a trim */
+	background_until_idle();
+	st = stats();
+	ck_assert_uint_eq(st.heap_free, 0);
+	ck_assert_uint_eq(st.heap_released, freed.heap_released + freed.heap_free);
+
+	/* released pages come back committed and zeroed when reused */
+	char *p = kmalloc(256 << 10, 0);
+	ck_assert_ptr_nonnull(p);
+	for (size_t i = 0; i < 256 << 10; i += 4096)
+		ck_assert_int_eq(p[i], 0);
+	kfree(p);
+	stats();
+}
+END_TEST
+
+/* A loop that frees and allocates big blocks every few milliseconds
+ * touches its chunks each round: nothing is released and faulted back. */
+START_TEST(reuse_within_delay_keeps_pages)
+{
+	void *blk[2] = { NULL, NULL };
+	for (int i = 0; i < 400; i++) {
+		kfree(blk[i & 1]);
+		blk[i & 1] = kmalloc((4 + i % 5) * MiB, 0);
+		ck_assert_ptr_nonnull(blk[i & 1]);
+		advance_ms(10); /* 4 s in all, four times the delay */
+		kmalloc_background();
+		if (i == 10)
+			ck_assert_uint_eq(mheap_.pages_released * PAGE_SIZE, stats().heap_released);
+	}
+	struct kmalloc_stats st = stats();
+	/* what the first rounds grew and never used again may go; the
+	 * blocks' own pages never did: at most the chunks' never-used ends */
+	size_t before = host_committed_bytes();
+	for (int i = 0; i < 50; i++) {
+		kfree(blk[i & 1]);
+		blk[i & 1] = kmalloc((4 + i % 5) * MiB, 0);
+		advance_ms(10);
+		kmalloc_background();
+	}
+	ck_assert_uint_eq(stats().heap_released, st.heap_released); /* no churn */
+	ck_assert_uint_le(host_committed_bytes(), before);
+	kfree(blk[0]);
+	kfree(blk[1]);
+}
+END_TEST
+
+/* Oldest first is by chunk age, not address: a cold chunk below a hot
+ * one goes back, the hot one above it stays. */
+START_TEST(cold_chunk_below_hot_one_goes_first)
+{
+	/* the first chunk: low and a 1 MiB filler; high in the next one */
+	void *low = kmalloc(3 * MiB, 0), *fill = kmalloc(MiB, 0), *high = kmalloc(3 * MiB, 0);
+	ck_assert_ptr_nonnull(low);
+	ck_assert_ptr_nonnull(fill);
+	ck_assert_ptr_nonnull(high);
+	ck_assert_uint_eq((uintptr_t)low >> CHUNK_SHIFT,
+	                  ((uintptr_t)low + 3 * MiB - 1) >> CHUNK_SHIFT);
+	ck_assert_uint_lt(((uintptr_t)low + 3 * MiB - 1) >> CHUNK_SHIFT,
+	                  (uintptr_t)high >> CHUNK_SHIFT);
+	memset(low, 1, 3 * MiB);
+	memset(high, 1, 3 * MiB);
+	kfree(low);
+	advance_ms(800);
+	kfree(high); /* the high chunk is touched 0.8 s later */
+	advance_ms(300);
+	background_until_idle();
+	struct kmalloc_stats st = stats();
+	uintptr_t lpg = ((uintptr_t)low - mheap_.arena_start) >> PAGE_SHIFT;
+	uintptr_t hpg = ((uintptr_t)high - mheap_.arena_start) >> PAGE_SHIFT;
+	ck_assert_uint_eq(pa_scav_count(&mheap_.pages, lpg, 3 * MiB / PAGE_SIZE),
+	                  3 * MiB / PAGE_SIZE);
+	ck_assert_uint_eq(pa_scav_count(&mheap_.pages, hpg, 3 * MiB / PAGE_SIZE), 0);
+	ck_assert_uint_ge(st.heap_free, 3 * MiB);
+	advance_ms(1000);
+	background_until_idle();
+	ck_assert_uint_eq(pa_scav_count(&mheap_.pages, hpg, 3 * MiB / PAGE_SIZE),
+	                  3 * MiB / PAGE_SIZE);
+	ck_assert_uint_eq(stats().heap_free, 0);
+	kfree(fill);
+}
+END_TEST
+
+#define IDLE_SPC (size_to_class(128) << 1)
+#define BUSY_SPC (size_to_class(512) << 1)
+
+/* This CPU's caches: a class nobody used for half the delay goes back to
+ * its spans at the next safe point; a class in use keeps its magazine. */
+START_TEST(unused_magazines_age)
+{
+	enum { N = 40 };
+	void *a[N], *b[N];
+	for (int i = 0; i < N; i++) {
+		a[i] = kmalloc(128, 0);
+		b[i] = kmalloc(512, 0);
+	}
+	for (int i = 0; i < N; i++) {
+		kfree(a[i]);
+		kfree(b[i]);
+	}
+	struct mcache *c = mm_mcaches[cpu_slot(sys_cpu_id())];
+	ck_assert_uint_gt(mag_count(&c->mag[IDLE_SPC]), 0);
+	ck_assert_uint_gt(mag_count(&c->mag[BUSY_SPC]), 0);
+	kmalloc_safepoint();                   /* the first look sees both classes change */
+	for (int step = 0; step < 6; step++) { /* 0.6 s: only 512 B is used */
+		advance_ms(100);
+		kfree(kmalloc(512, 0));
+		kmalloc_safepoint();
+	}
+	ck_assert_uint_eq(mag_count(&c->mag[IDLE_SPC]), 0);
+	ck_assert_ptr_eq(c->alloc[IDLE_SPC], &mspan_empty);
+	ck_assert_uint_gt(mag_count(&c->mag[BUSY_SPC]), 0);
+	stats();
+}
+END_TEST
+
+/* The background context is asked for once, when the heap passes the
+ * threshold; refused, the allocation slow paths do the steps. */
+START_TEST(background_asked_once_past_threshold)
+{
+	void *p = kmalloc(MiB, 0);
+	ck_assert_int_eq(bg_starts, 0); /* a 4 MiB heap: not yet */
+	mheap_.bg_threshold = 8 * MiB;
+	void *q = kmalloc(8 * MiB, 0);
+	kfree(kmalloc(64, 0));
+	ck_assert_int_eq(bg_starts, 1);
+	ck_assert_int_eq(mheap_.bg_state, BG_REFUSED);
+	size_t qpg = ((uintptr_t)q - mheap_.arena_start) >> PAGE_SHIFT, qn = 8 * MiB / PAGE_SIZE;
+	kfree(q);
+	kmalloc_flush_cpu();
+	advance_ms(1100);
+	ck_assert_uint_eq(pa_scav_count(&mheap_.pages, qpg, qn), 0);
+	/* first allocations of small classes: each a slow path, whose step
+	 * releases what is due. Their spans take some of q's pages (first
+	 * fit). */
+	for (unsigned c = 1; c < _NumSizeClasses; c++) {
+		advance_ms(1);
+		kfree(kmalloc(class_to_size[c], 0));
+	}
+	/* (the chunks those spans went into are young again and keep
+	 * their free pages: age is kept per 4 MiB chunk) */
+	ck_assert_uint_ge(pa_scav_count(&mheap_.pages, qpg, qn), qn / 2);
+	ck_assert_int_eq(bg_starts, 1);
+	stats();
+	kfree(p);
+}
+END_TEST
+
+/* clang-format off */
+CHECK_MAIN_SETUP("aging", 60, setup,
+	   CHECK_TEST(idle_heap_returns_after_delay),
+	   CHECK_TEST(reuse_within_delay_keeps_pages),
+	   CHECK_TEST(cold_chunk_below_hot_one_goes_first),
+	   CHECK_TEST(unused_magazines_age),
+	   CHECK_TEST(background_asked_once_past_threshold))
+/* clang-format on */
