@@ -83,8 +83,11 @@ void kmalloc_flush_cpu(void);
  * no live record. */
 void kmalloc_trim(void);
 /* A safe point for this CPU's caches: if kmalloc_trim or an allocation
- * that ran out of memory asked every CPU to empty its caches, do it now.
- * Cheap when nothing was asked (one load and compare). A kernel calls it
+ * that ran out of memory asked every CPU to empty its caches, do it now;
+ * with the port's clock, also give back this CPU's classes unused for
+ * half the release delay and run a kmalloc_background step if one is
+ * due. Cheap when nothing was asked (one load and compare, and a clock
+ * read). A kernel calls it
  * on every CPU regularly, e.g. from the timer interrupt, with no
  * allocator call in progress on that CPU; the host port does not. */
 void kmalloc_safepoint(void);

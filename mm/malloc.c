@@ -53,12 +53,16 @@
  *                radix tree of free-run summaries (mpagealloc.c)
  *   fixalloc     fixed-size records for mspans and bitmaps; the mcaches
  *                and transfer entries are bump-allocated (mfixalloc.c)
- *   scavenger    returns free pages of cold chunks to the port, paced
- *                (mscavenge.c)
+ *   scavenger    returns free pages to the port: by age with the port's
+ *                clock (pages of chunks nobody touched for release_ms),
+ *                else by allocation volume; paced steps, and the aging
+ *                of caches (mscavenge.c)
  *   mark         the leak detector: a gcmarkBits bitmap per span and a
  *                grey stack of fixalloc blocks (mgcmark.c)
  *   sys          the porting layer: 10 functions and sys_config, optional
- *                hooks (sys_config.move and .nomem, the leak detector's,
+ *                hooks (sys_config.move and .nomem, the clock and the
+ *                background context (now_ns, start_background), the leak
+ *                detector's,
  *                SYS_MCACHE_GET/SET) and kmalloc_safepoint for the port
  *                to call; sys.h lists each with what its absence costs
  *
@@ -86,7 +90,18 @@
  *      caches, the other CPUs' at their safe points) and try once more;
  *      then NULL, with everything as before.
  *   9. On the way out of a slow path, a bounded step of the scavenger if
- *      free pages exceed its goal (mscavenge.c).
+ *      one is due (mheap_scavenge_paced): with a clock and no background
+ *      context, kmalloc_background (release pages and shared caches
+ *      that aged); without a clock, if free pages exceed the goal.
+ *      Every AGE_EVERY slow paths, this CPU's classes unused for half
+ *      the release delay go back to their spans (mcache_age).
+ *
+ * Memory comes back without a call into the heap (mscavenge.c), with the
+ * port's clock: kmalloc_background, run by the port's background thread
+ * (host), by kmalloc_safepoint at each timer tick and by the idle loop
+ * (kernel), ages the transfer caches and releases free pages whose chunk
+ * nobody touched for release_ms, oldest chunks first, 2 MiB a step,
+ * paced to about a twentieth of a CPU.
  *
  * kfree(p) validates before it touches anything, and touches nothing the
  * validation did not prove is p's:

@@ -52,6 +52,8 @@ TEST_TARGETS += test-boot
 #                  objects a static or another CPU's stack keeps; a CPU
 #                  that will not stop makes the scan give up cleanly; the
 #                  final scan after the tests finds nothing
+#   kmem_idle_release  ~64 MiB allocated and freed, no trim: the timer
+#                  ticks give the frames back within 2 s (release by age)
 #   kmem_mmdebug   the kmalloc self-tests on a kernel whose core is built
 #                  with -DMM_DEBUG=2
 # A pattern starting with ! must NOT match the log.
@@ -146,6 +148,9 @@ test-boot-kmem: $(LOADER_EFI) $(KERNEL_ELF) $(KMEM_DEBUG_ELF)
 	    '^stop_world: released the 2 of 3 other CPU\(s\) that parked' \
 	    '^kmemleak: could not stop the other CPUs; no scan' '^ktest: kmemleak_stop_timeout ok' \
 	    '^ktest: 2 passed, 0 failed' '^kmemleak: 0 leaks, 0 bytes'; \
+	kcase kmem_idle_release 0 $(MEM) $(KERNEL_ELF) "ktest=kmalloc_idle_release" \
+	    '^kmalloc_idle_release: [0-9]+ frames used, [0-9]+ of them back after [0-9]+ ticks \(no trim\)' \
+	    '^ktest: kmalloc_idle_release ok' '^ktest: 1 passed, 0 failed'; \
 	kcase kmem_mmdebug 0 $(MEM) $(KMEM_DEBUG_ELF) \
 	    "ktest=kmalloc_classes,kmalloc_large,kmalloc_api,kmalloc_frames_agree,kmalloc_trim_returns,kmalloc_commit_atomic,kmalloc_random" \
 	    '^ktest: kmalloc_random ok' '^ktest: 7 passed, 0 failed'; \
