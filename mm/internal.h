@@ -405,6 +405,9 @@ uint64_t mheap_retain_goal(void);
 uint64_t mheap_recent_peak(void);
 /* Account npages just taken from the page allocator. pre: mheap.lock. */
 void mheap_scav_note_alloc(size_t npages);
+/* Wait for a running background step and keep others out (on), or let
+ * them run again (off). pre: no mm lock held. */
+void mheap_bg_exclude(bool on);
 /* The scavenger's clock settings from sys_config. pre: mheap_init. */
 void mheap_scav_init(void);
 /* With a clock: stamp pages.epoch with the time, so the chunks the

@@ -587,7 +587,9 @@ void kmalloc_trim(void)
 {
 	if (!mheap_inited())
 		return;
+	mheap_bg_exclude(true);
 	mm_drain_all(true);
 	mheap_scavenge(0);
 	fixalloc_trim();
+	mheap_bg_exclude(false);
 }

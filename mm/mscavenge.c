@@ -206,6 +206,22 @@ void mheap_scavenge(uint64_t keep_bytes)
 	scavenge(keep_bytes, false, SIZE_MAX, 0);
 }
 
+/* Keep background steps out (kmalloc_trim): one that aged a transfer
+ * cache before trim drained them would give its batch back to the spans
+ * after trim released the free pages, and trim would return with a free
+ * page. A step is short and bounded; callers of kmalloc_background while
+ * this is held return at once. pre: no mm lock held. */
+void mheap_bg_exclude(bool on)
+{
+	if (!on) {
+		mm_store_release(&mheap_.bg_busy, 0);
+		return;
+	}
+	/* acquire: pairs with kmalloc_background's release (its step done) */
+	while (mm_exchange_acq_rel(&mheap_.bg_busy, 1) != 0)
+		;
+}
+
 /* One step of the work by age: age the shared caches every quarter delay,
  * then release up to BG_STEP cold pages. Returns how long to wait.
  * pre: bg_busy is ours; no mm lock held. */

@@ -50,7 +50,9 @@
  *   4 zalloc   size(2)          5 calloc    n(1) size(2)
  *   6 slot % 8 == 0: kmalloc_trim; == 5: misuse, kind slot / 8 (double,
  *     interior, last word, outside the heap) on the object in slot
- *     byte(1) % 32; else kmalloc_flush_cpu
+ *     byte(1) % 32; == 3: let time pass (the fake clock moves (slot / 8
+ *     + 1) * 300 ms, then background steps until none is due and a safe
+ *     point: caches age, aged pages go back); else kmalloc_flush_cpu
  *   7 switch to thread (slot % 3)
  * size(2): a 16-bit value v mapped to small (< 1 KiB), medium (< 32 KiB),
  * large (< 256 KiB; 1 in 256 of them 1-3 MiB) or absurd (> the arena) sizes
@@ -299,6 +301,31 @@ static void misuse(unsigned kind, struct shadow *s)
 	}
 }
 
+/* The heap's clock (sys_config.now_ns), moved only by let_time_pass, so
+ * an input replays the same way whatever the machine's speed. */
+static uint64_t fake_ns = 1;
+static uint64_t fake_now(void)
+{
+	return __atomic_load_n(&fake_ns, __ATOMIC_RELAXED);
+}
+
+/* Time passes with the program idle: the steps a background thread
+ * would take (releasing aged pages, aging the shared caches), then this
+ * thread's safe point (its own caches). Live objects must come through
+ * unchanged: the shadow checks at the end of the input see to that. */
+static void let_time_pass(uint64_t ms)
+{
+	__atomic_add_fetch(&fake_ns, ms * 1000000, __ATOMIC_RELAXED);
+	for (int i = 0; i < 4096; i++) {
+		__atomic_add_fetch(&fake_ns, 1000000, __ATOMIC_RELAXED);
+		if (kmalloc_background() >= 100 * (uint64_t)1000000)
+			break;
+	}
+	kmalloc_safepoint();
+	if (thorough && !mheap_valid())
+		fail("mheap_valid failed after time passed", NULL, 0, 0);
+}
+
 /* Run one decoded operation; `d` points past the op byte. */
 static void run_op(unsigned op, unsigned k, const uint8_t **d, const uint8_t *end,
                    unsigned *switch_to)
@@ -409,6 +436,8 @@ static void run_op(unsigned op, unsigned k, const uint8_t **d, const uint8_t *en
 			kmalloc_trim();
 		else if (k % 8 == 5)
 			misuse(k / 8, &slot[(*d < end ? *(*d)++ : 0) % SLOTS]);
+		else if (k % 8 == 3)
+			let_time_pass((k / 8 + 1) * 300);
 		else
 			kmalloc_flush_cpu();
 		return;
@@ -550,6 +579,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	const char *t = getenv("FUZZ_THOROUGH");
 	thorough = t != NULL && *t != '\0' && strcmp(t, "0") != 0;
 	live_limit = thorough ? LIVE_LIMIT_THOROUGH : LIVE_LIMIT_FAST;
+	sys_config.now_ns = fake_now; /* before the heap exists */
+	sys_config.start_background = NULL; /* let_time_pass steps instead */
 	atexit(validate_at_exit);
 	return 0;
 }
