@@ -390,6 +390,19 @@ uint64_t mheap_recent_peak(void);
 /* Account npages just taken from the page allocator. pre: mheap.lock. */
 void mheap_scav_note_alloc(size_t npages);
 
+/* ---- the heap walk (mheapmap.c) ---- */
+
+/* A run of pages as mheap_run_at finds it: pages [pg, pg + n), and for
+ * RUN_SPAN the record the page map names, in any state (DEAD while a span
+ * is being set up). */
+enum mm_run_kind { RUN_FREE, RUN_RELEASED, RUN_SPAN };
+struct mm_run {
+	size_t pg, n;
+	enum mm_run_kind kind;
+	struct mspan *s;
+};
+void mheap_run_at(size_t pg, struct mm_run *r);
+
 /* ---- validation and census (mstats.c) ---- */
 
 struct mm_census {
