@@ -85,8 +85,8 @@ void mheap_run_at(size_t pg, struct mm_run *r)
  * read by a script, not a person.
  */
 
-#define HM_BATCH 64 /* runs examined per hold of mheap.lock */
-#define HM_LINE 100 /* characters per "hm" line, at most */
+#define HM_BATCH 64  /* runs examined per hold of mheap.lock */
+#define HM_LINE  100 /* characters per "hm" line, at most */
 
 enum hm_kind { HM_SMALL, HM_LARGE, HM_CACHED, HM_FREE, HM_RELEASED, HM_TRANSIT, HM_UNGROWN };
 static const char hm_letter[] = { '?', 'L', 'C', 'F', 'R', 'T', 'U' };

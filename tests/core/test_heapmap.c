@@ -28,12 +28,11 @@
 /* A parsed dump: per grown page, what its token said. */
 struct hmap {
 	size_t grown, cap, walked, lines_said, lines_seen;
-	unsigned cls_size[_NumSizeClasses], cls_pages[_NumSizeClasses],
-	        cls_slots[_NumSizeClasses];
-	char kind[MAXP];    /* 'S' small span, or the token's letter */
-	uint8_t sc[MAXP];   /* 'S': span class */
+	unsigned cls_size[_NumSizeClasses], cls_pages[_NumSizeClasses], cls_slots[_NumSizeClasses];
+	char kind[MAXP];     /* 'S' small span, or the token's letter */
+	uint8_t sc[MAXP];    /* 'S': span class */
 	uint16_t live[MAXP]; /* 'S': live objects, on the span's first page */
-	bool base[MAXP];    /* first page of a span ('S', 'L', 'C') */
+	bool base[MAXP];     /* first page of a span ('S', 'L', 'C') */
 	char first_token[32];
 	char prev; /* the last token's kind */
 };
@@ -77,7 +76,8 @@ static void parse_token(struct hmap *m, const char *tok, size_t *pos)
 		kind = tok[0];
 		ck_assert_msg(strchr("LCFRTU", kind) != NULL, "unknown token %s", tok);
 		n = strtoul(tok + 1, NULL, 10);
-		ck_assert_msg(k == 1 || strchr("LC", kind) != NULL, "repeat on a page run: %s", tok);
+		ck_assert_msg(k == 1 || strchr("LC", kind) != NULL, "repeat on a page run: %s",
+		              tok);
 		/* page runs are maximal: an F never follows an F */
 		ck_assert_msg(k != 1 || strchr("FRTU", kind) == NULL || m->prev != kind,
 		              "two %c runs in a row", kind);
@@ -109,10 +109,12 @@ static void parse(const char *text, struct hmap *m)
 		unsigned long a, b, c, d;
 		unsigned long long arena;
 		if (!header) {
-			ck_assert_int_eq(sscanf(line, "heapmap v1 arena %llx pages %lu cap %lu page_size %lu "
-			                              "chunk_pages %lu",
-			                        &arena, &a, &b, &c, &d),
-			                 5);
+			ck_assert_int_eq(
+			        sscanf(line,
+			               "heapmap v1 arena %llx pages %lu cap %lu page_size %lu "
+			               "chunk_pages %lu",
+			               &arena, &a, &b, &c, &d),
+			        5);
 			ck_assert_uint_eq(arena, mheap_inited() ? mheap_.arena_start : 0);
 			ck_assert_uint_eq(c, PAGE_SIZE);
 			ck_assert_uint_eq(d, CHUNK_PAGES);
@@ -131,9 +133,11 @@ static void parse(const char *text, struct hmap *m)
 		} else {
 			ck_assert_uint_le(strlen(line), 100);
 			char *lsave = NULL, *w = strtok_r(line, " ", &lsave);
-			ck_assert_msg(w != NULL && strcmp(w, "hm") == 0, "not a heap map line: %s", line);
+			ck_assert_msg(w != NULL && strcmp(w, "hm") == 0, "not a heap map line: %s",
+			              line);
 			w = strtok_r(NULL, " ", &lsave);
-			ck_assert_uint_eq(strtoul(w, NULL, 10), pos); /* starts where the last ended */
+			ck_assert_uint_eq(strtoul(w, NULL, 10),
+			                  pos); /* starts where the last ended */
 			m->lines_seen++;
 			for (w = strtok_r(NULL, " ", &lsave); w; w = strtok_r(NULL, " ", &lsave)) {
 				if (m->first_token[0] == 0)
@@ -161,10 +165,7 @@ static struct hmap *dump(void)
 	return &m;
 }
 
-static size_t page_of(const void *p)
-{
-	return ((uintptr_t)p - mheap_.arena_start) >> PAGE_SHIFT;
-}
+static size_t page_of(const void *p) { return ((uintptr_t)p - mheap_.arena_start) >> PAGE_SHIFT; }
 
 /* What the test built, page by page, in the dump's terms. */
 struct want {
@@ -206,7 +207,8 @@ static void check_dump(const struct want *w, char rest)
 	}
 	for (size_t pg = 0; pg < m->grown; pg++) {
 		char k = w->kind[pg] ? w->kind[pg] : rest;
-		ck_assert_msg(m->kind[pg] == k, "page %zu: dump says %c, built %c", pg, m->kind[pg], k);
+		ck_assert_msg(m->kind[pg] == k, "page %zu: dump says %c, built %c", pg, m->kind[pg],
+		              k);
 		if (k == 'S') {
 			ck_assert_uint_eq(m->sc[pg], w->sc[pg]);
 			ck_assert_uint_eq(m->live[pg], w->live[pg]);
@@ -272,7 +274,8 @@ START_TEST(equal_neighbours_are_one_token)
 	for (int i = 0; i < 6; i++)
 		p[i] = kmalloc(8192, 0);
 	for (int i = 1; i < 6; i++)
-		ck_assert_uint_eq(page_of(p[i]), page_of(p[0]) + (size_t)i * class_to_allocnpages[c]);
+		ck_assert_uint_eq(page_of(p[i]),
+		                  page_of(p[0]) + (size_t)i * class_to_allocnpages[c]);
 	ck_assert_uint_eq(page_of(p[0]), 0);
 	char t[32];
 	snprintf(t, sizeof t, "%u:1*6", spanclass_make(c, 0));
