@@ -99,7 +99,15 @@ struct hm_run {
 	uint8_t spanclass;
 };
 
-/* What the map shows for run r. pre: mheap.lock (s's record stays). */
+/* What the map shows for run r. pre: mheap.lock. The lock keeps every
+ * record on the walk alive and its pages its own (a span is made, freed
+ * and its record reused only under mheap.lock) and a small span's fields
+ * as they are; it does not stop a large span's owner: a free turns it
+ * FREEING then CACHED, and a CPU taking it back from its large cache
+ * relabels its span class (scan or noscan) and publishes it INUSE, all
+ * without the lock. So a span is told large by its bitmaps (none; set
+ * under the lock when its record was made), never by s->spanclass, and a
+ * large span is described by its state word alone. */
 static struct hm_run describe(const struct mm_run *r)
 {
 	struct hm_run h = { .n = (uint32_t)r->n, .count = 1, .kind = HM_TRANSIT };
@@ -108,13 +116,15 @@ static struct hm_run describe(const struct mm_run *r)
 		return h;
 	}
 	const struct mspan *s = r->s;
-	unsigned st = span_state(s);
+	unsigned st = span_state(s); /* acquire: a small span's init fields */
+	/* A span's tail: what the span is was drawn at its base. */
 	if (s->base != mheap_.arena_start + r->pg * PAGE_SIZE)
-		return h; /* a span's tail: what it is was drawn at its base */
-	if (st == SPAN_CACHED) {
-		h.kind = HM_CACHED;
-	} else if (st == SPAN_INUSE && span_is_large(s)) {
-		h.kind = HM_LARGE;
+		return h;
+	if (s->allocBits == NULL) { /* large */
+		if (st == SPAN_CACHED)
+			h.kind = HM_CACHED;
+		else if (st == SPAN_INUSE)
+			h.kind = HM_LARGE;
 	} else if (st == SPAN_INUSE && r->n == s->npages) {
 		h.kind = HM_SMALL;
 		h.spanclass = s->spanclass;
@@ -230,7 +240,8 @@ void kmalloc_heapmap(void)
 	while (inited) {
 		lock_heap();
 		end = mheap_.pages.nchunks * CHUNK_PAGES; /* may have grown */
-		for (unsigned k = 0; k < HM_BATCH && pg < end; k++) {
+		/* at most HM_BATCH runs held: the carried one counts */
+		for (unsigned k = 0; k < HM_BATCH && nr < HM_BATCH && pg < end; k++) {
 			struct mm_run r;
 			mheap_run_at(pg, &r);
 			struct hm_run h = describe(&r);

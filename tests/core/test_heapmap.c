@@ -28,6 +28,7 @@
 /* A parsed dump: per grown page, what its token said. */
 struct hmap {
 	size_t grown, cap, walked, lines_said, lines_seen;
+	size_t walked_grown; /* where the U token started */
 	unsigned cls_size[_NumSizeClasses], cls_pages[_NumSizeClasses], cls_slots[_NumSizeClasses];
 	char kind[MAXP];     /* 'S' small span, or the token's letter */
 	uint8_t sc[MAXP];    /* 'S': span class */
@@ -84,8 +85,12 @@ static void parse_token(struct hmap *m, const char *tok, size_t *pos)
 	}
 	m->prev = kind;
 	ck_assert_uint_gt(n, 0);
-	if (kind == 'U')
-		ck_assert_uint_eq(*pos, m->grown); /* only past the grown chunks */
+	if (kind == 'U') { /* past the grown chunks: the header's, or more
+	                    * if the heap grew during the dump */
+		ck_assert_uint_eq(*pos % CHUNK_PAGES, 0);
+		ck_assert_uint_ge(*pos, m->grown);
+		m->walked_grown = *pos;
+	}
 	for (unsigned long r = 0; r < k; r++)
 		for (unsigned long i = 0; i < n; i++, (*pos)++) {
 			if (*pos >= MAXP)
