@@ -74,8 +74,8 @@ FRAGMENTS := \
 	arch/host/build.mk \
 	arch/host/preload.mk \
 	tests/core.mk \
-	tests/heapmap.mk \
 	tests/api.mk \
+	tests/heapmap.mk \
 	tests/pmm.mk \
 	boot/build.mk \
 	kernel/build.mk \

@@ -15,7 +15,14 @@
 #
 # make test-heapmap (in make test) feeds scripts/heapmap the driver's
 # dumps at 8 MiB (tests/heapmap/test-script); it needs python3 only, and
-# draws a PNG too where gnuplot is installed.
+# draws a PNG too where gnuplot is installed. It also runs the core's
+# dump test (tests/core/test_heapmap.c, whose last case dumps while
+# another thread allocates) against tests/api.mk's sanitized cores:
+# ThreadSanitizer, because kmalloc_heapmap reads spans that CPUs change
+# without its lock; AddressSanitizer, because the dump's stack arrays are
+# filled by a walk of whatever the heap holds (TSan's stack layout once
+# showed a batch overrunning by one run). Included after tests/api.mk for
+# those cores' rules.
 
 HEAPMAP_DIR := $(BUILD)/heapmap
 HEAPMAP_FRAG := $(HEAPMAP_DIR)/frag
@@ -46,9 +53,20 @@ heapmap-only: $(HEAPMAP_FRAG)
 	$(Q)cat $(HEAPMAP_DIR)/2-frag.pic
 	@echo "make heapmap: $(HEAPMAP_DIR)/1-peak.png 2-frag.png 3-trim.png (and .pic, .txt)"
 
-test-heapmap: $(HEAPMAP_FRAG)
+HEAPMAP_SAN_TESTS := $(ASAN_DIR)/test_heapmap $(TSAN_DIR)/test_heapmap
+
+$(ASAN_DIR)/test_heapmap: SAN_FLAGS := $(ASAN_FLAGS)
+$(TSAN_DIR)/test_heapmap: SAN_FLAGS := $(TSAN_FLAGS)
+$(HEAPMAP_SAN_TESTS): %/test_heapmap: tests/core/test_heapmap.c %/libkmalloc.a
+	@mkdir -p $(@D)
+	$(Q)$(CLANG) $(CSTD) $(WARN) $(MM_HOST_CFLAGS) $(API_CLANG_CORE_FLAGS) $(SAN_FLAGS) \
+		$(API_CHECK_CFLAGS) -MMD -MP $< $*/libkmalloc.a $(API_LDLIBS) -o $@
+
+test-heapmap: $(HEAPMAP_FRAG) $(HEAPMAP_SAN_TESTS)
 	$(Q)tests/heapmap/test-script $(HEAPMAP_FRAG) $(HEAPMAP_DIR)/test
+	$(Q)env $(API_ASAN_ENV) $(ASAN_DIR)/test_heapmap
+	$(Q)env $(API_TSAN_ENV) $(TSAN_DIR)/test_heapmap
 
 TEST_TARGETS += test-heapmap
 
--include $(HEAPMAP_FRAG).d
+-include $(HEAPMAP_FRAG).d $(HEAPMAP_SAN_TESTS:=.d)
