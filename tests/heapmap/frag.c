@@ -1,8 +1,8 @@
 /*
  * frag.c: the fragmentation workload's heap (frag in
- * tests/benchpeers/workloads.c: the same draws from the same seed, scaled
- * down), dumped with kmalloc_heapmap at three moments for `make heapmap`
- * (tests/heapmap.mk) to draw with scripts/heapmap:
+ * tests/benchpeers/workloads.c: the same steps, tests/frag_pattern.h,
+ * scaled down), dumped with kmalloc_heapmap at three moments for
+ * `make heapmap` (tests/heapmap.mk) to draw with scripts/heapmap:
  *
  *   1-peak  the heap full of 8..512 B objects
  *   2-frag  after 90% of them were freed at random and 768..2048 B
@@ -21,19 +21,12 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
 #include "kmalloc.h"
-#include "xorshift.h"
+#include "frag_pattern.h"
 
 #define MiB ((size_t)1 << 20)
-
-static void touch(void *p, size_t n)
-{
-	((volatile char *)p)[0] = 1;
-	((volatile char *)p)[n - 1] = 2;
-}
 
 /* Dump the heap to dir/name.txt and say what kmalloc_stats saw. */
 static void moment(const char *dir, const char *name, size_t live)
@@ -62,6 +55,9 @@ static void moment(const char *dir, const char *name, size_t live)
 	        (unsigned long long)(st.heap_released / MiB), path);
 }
 
+static void *km_alloc(size_t n) { return kmalloc(n, 0); }
+static void km_free(void *p) { kfree(p); }
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -69,54 +65,14 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *dir = argv[1];
-	const size_t target = (argc > 2 ? strtoull(argv[2], NULL, 10) : 64) * MiB;
-	size_t cap = target / 8 + 1024, n = 0, live = 0;
-	void **objs = calloc(cap, sizeof(void *));
-	size_t *sizes = calloc(cap, sizeof(size_t));
-	uint64_t s = 5;
-	while (live < target) {
-		size_t sz = 8 + xorshift64(&s) % 505;
-		objs[n] = kmalloc(sz, 0);
-		touch(objs[n], sz);
-		sizes[n++] = sz;
-		live += sz;
-	}
-	size_t peak_live = live;
-	moment(dir, "1-peak", live);
-	/* free 90% at random: a random permutation's prefix */
-	for (size_t i = n - 1; i > 0; i--) {
-		size_t j = xorshift64(&s) % (i + 1);
-		void *tp = objs[i];
-		size_t ts = sizes[i];
-		objs[i] = objs[j];
-		sizes[i] = sizes[j];
-		objs[j] = tp;
-		sizes[j] = ts;
-	}
-	size_t nfree = n / 10 * 9;
-	for (size_t i = 0; i < nfree; i++) {
-		kfree(objs[i]);
-		live -= sizes[i];
-	}
-	/* a different size mix, until the live total is half the peak */
-	size_t m = 0;
-	void **more = calloc(target / 2 / 768 + 1024, sizeof(void *));
-	while (live < peak_live / 2) {
-		size_t sz = 768 + xorshift64(&s) % 1281;
-		more[m] = kmalloc(sz, 0);
-		touch(more[m], sz);
-		m++;
-		live += sz;
-	}
-	moment(dir, "2-frag", live);
-	for (size_t i = nfree; i < n; i++)
-		kfree(objs[i]);
-	for (size_t i = 0; i < m; i++)
-		kfree(more[i]);
+	struct frag f;
+	frag_init(&f, (argc > 2 ? strtoull(argv[2], NULL, 10) : 64) * MiB);
+	frag_fill(&f, km_alloc);
+	moment(dir, "1-peak", f.live);
+	frag_fragment(&f, km_alloc, km_free);
+	moment(dir, "2-frag", f.live);
+	frag_free_all(&f, km_free);
 	kmalloc_trim();
-	moment(dir, "3-trim", 0);
-	free(objs);
-	free(sizes);
-	free(more);
+	moment(dir, "3-trim", f.live);
 	return 0;
 }
