@@ -93,8 +93,10 @@ static void parse_token(struct hmap *m, const char *tok, size_t *pos)
 	}
 	for (unsigned long r = 0; r < k; r++)
 		for (unsigned long i = 0; i < n; i++, (*pos)++) {
-			if (*pos >= MAXP)
-				continue;
+			if (*pos >= MAXP) { /* the arena's tail: count it at once */
+				*pos += (k - r) * n - i;
+				return;
+			}
 			m->kind[*pos] = kind;
 			m->sc[*pos] = (uint8_t)sc;
 			m->live[*pos] = (uint16_t)(i == 0 ? live : 0);
@@ -152,6 +154,8 @@ static void parse(const char *text, struct hmap *m)
 		}
 	}
 	free(copy);
+	if (m->prev != 'U')
+		m->walked_grown = pos; /* the arena is grown to its end */
 	ck_assert(header);
 	ck_assert_msg(end, "no end line");
 	ck_assert_uint_eq(classes, _NumSizeClasses - 1);
@@ -204,6 +208,7 @@ static void check_dump(const struct want *w, char rest)
 {
 	struct hmap *m = dump();
 	ck_assert_uint_eq(m->grown, mheap_.pages.nchunks * CHUNK_PAGES);
+	ck_assert_uint_eq(m->walked_grown, m->grown); /* nobody grew it meanwhile */
 	ck_assert_uint_eq(m->cap, (mheap_.arena_end - mheap_.arena_start) >> PAGE_SHIFT);
 	for (unsigned c = 1; c < _NumSizeClasses; c++) {
 		ck_assert_uint_eq(m->cls_size[c], class_to_size[c]);
