@@ -13,6 +13,7 @@
 #   make test-repeat  every QEMU boot case and make run REPEAT times (20)
 #                   with a CPU hog beside QEMU; failures per case
 #   make bench      hosted benchmarks side by side with other allocators
+#   make heapmap    the fragmentation workload's heap drawn (build/heapmap)
 #   make lib PORT=dir  the library for your kernel (docs/porting.md)
 #   make format     clang-format the C lines changed since the style was set
 #   make debug      boot with QEMU's gdb stub waiting; prints the gdb command
@@ -74,6 +75,7 @@ FRAGMENTS := \
 	arch/host/preload.mk \
 	tests/core.mk \
 	tests/api.mk \
+	tests/heapmap.mk \
 	tests/pmm.mk \
 	boot/build.mk \
 	kernel/build.mk \

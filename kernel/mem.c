@@ -1,7 +1,7 @@
 /*
  * mem.c: memory init (see mem.h for the data flow) and everything around
- * it: the frame allocator's lock, the arena= option, the page-fault
- * diagnosis for the heap arena, and the end-of-run report.
+ * it: the frame allocator's lock, the arena= and heapmap= options, the
+ * page-fault diagnosis for the heap arena, and the end-of-run report.
  *
  * Order in mem_init, each step needing the one before:
  *   1. pmm_init from the loader's memory map (read through the direct
@@ -156,6 +156,13 @@ static int release_ms_param(const char *value)
 }
 KPARAM(release_ms, release_ms_param);
 
+/* heapmap=on|off: the end-of-run report ends with kmalloc_heapmap's dump,
+ * for scripts/heapmap to draw from build/run.log. Off by default: the
+ * dump's class table alone adds 70 lines to every run's log. */
+static int heapmap_on;
+static int heapmap_param(const char *value) { return cmdline_onoff(value, &heapmap_on); }
+KPARAM(heapmap, heapmap_param);
+
 /* ---- page faults in the arena window ---- */
 
 static char pf_buf[160];
@@ -267,4 +274,6 @@ void mem_report(void)
     uint64_t pct1000 = managed ? st.overhead_bytes * 100000 / managed : 0;
     printk("kmem: frame allocator bookkeeping %lu bytes for %lu MiB managed = %lu.%03lu%% (limit 0.5%%)\n",
            st.overhead_bytes, managed >> 20, pct1000 / 1000, pct1000 % 1000);
+    if (heapmap_on)
+        kmalloc_heapmap();
 }

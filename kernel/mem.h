@@ -50,7 +50,7 @@ void mem_fail_frames_after(long n);
 const char *mem_pf_diagnose(uint64_t addr, uint64_t error);
 
 /* The end-of-run report: kmalloc_dump(), the port's counters and the
- * frame allocator's summary. */
+ * frame allocator's summary; with heapmap=on, kmalloc_heapmap() last. */
 void mem_report(void);
 
 /* The heap port's own counters (arch/x86_64/sys.c). */

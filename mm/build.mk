@@ -11,6 +11,7 @@ MM_SRCS := \
 	mm/mcache.c \
 	mm/mcentral.c \
 	mm/mheap.c \
+	mm/mheapmap.c \
 	mm/mpagealloc.c \
 	mm/mfixalloc.c \
 	mm/mgcmark.c \

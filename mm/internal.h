@@ -425,6 +425,19 @@ void mcache_age(struct mcache *c, uint64_t now);
  * the release delay to their spans. pre: no mm lock held. */
 void mm_transfer_age(uint64_t now);
 
+/* ---- the heap walk (mheapmap.c) ---- */
+
+/* A run of pages as mheap_run_at finds it: pages [pg, pg + n), and for
+ * RUN_SPAN the record the page map names, in any state (DEAD while a span
+ * is being set up). */
+enum mm_run_kind { RUN_FREE, RUN_RELEASED, RUN_SPAN };
+struct mm_run {
+	size_t pg, n;
+	enum mm_run_kind kind;
+	struct mspan *s;
+};
+void mheap_run_at(size_t pg, struct mm_run *r);
+
 /* ---- validation and census (mstats.c) ---- */
 
 struct mm_census {

@@ -184,5 +184,12 @@ void kmalloc_del_root(const void *start);
 /* Print a per-class table (like /proc/slabinfo) and the heap totals
  * through the port's log function. Never allocates. */
 void kmalloc_dump(void);
+/* Print the arena through the port's log as run-length encoded lines,
+ * page by page: small spans with their span class and live objects, large
+ * spans, free, released and not yet grown pages (the format is in
+ * mm/mheapmap.c; scripts/heapmap draws it). Safe while other CPUs
+ * allocate: the lines then show successive moments, each page once.
+ * Never allocates; holds no lock while it prints. */
+void kmalloc_heapmap(void);
 
 #endif /* KMALLOC_H */

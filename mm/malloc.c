@@ -195,6 +195,9 @@
  * Statistics: each CPU counts its own allocations and frees per class
  * in its magazines (plain stores, summed by kmalloc_stats); nothing on
  * the fast paths is a shared atomic.
+ * kmalloc_heapmap prints the arena run by run (span class and live
+ * objects of each small span, large, free, released pages) for
+ * scripts/heapmap to draw (mheapmap.c).
  *
  * Zeroing: memory from sys_commit reads as zero (sys_config), so a span
  * made only of freshly committed pages has needzero == 0; a span made of

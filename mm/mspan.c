@@ -184,6 +184,17 @@ unsigned mspan_out_count(const struct mspan *s)
 	return n;
 }
 
+/* Slots users hold (live byte 1). Reads the bytes racily: exact while
+ * nobody allocates from or frees into s. pre: s is a small span that
+ * stays INUSE (its owner, mheap.lock, or no CPU runs). */
+unsigned mspan_live_count(const struct mspan *s)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; i < s->nelems; i++)
+		n += LOAD(*mspan_live(s, i));
+	return n;
+}
+
 /* Whole-span check (MM_VALIDATE, tests): fields agree with the size
  * class, counts agree with the bitmaps, no freed bit on a slot that is
  * not out, no live byte on a slot that is not out, no bit beyond nelems.

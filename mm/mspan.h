@@ -212,6 +212,7 @@ void mspan_refillAllocCache(struct mspan *s, unsigned word);
 unsigned mspan_sweep(struct mspan *s);
 void mspan_init_small(struct mspan *s, unsigned spanclass);
 unsigned mspan_out_count(const struct mspan *s);
+unsigned mspan_live_count(const struct mspan *s);
 int mspan_valid(const struct mspan *s);
 /* Index of the slot starting exactly at p, or -1. */
 static inline long mspan_slot_of(const struct mspan *s, uintptr_t p)

@@ -12,6 +12,9 @@
  *
  * mm has no printf: kmalloc_dump formats with mm/fmt.h's helpers, into a
  * stack buffer, and never allocates.
+ *
+ * The census walks the arena run by run with mheap_run_at (mheapmap.c),
+ * the walk kmalloc_heapmap draws the heap with.
  */
 #include "internal.h"
 
@@ -149,19 +152,19 @@ static bool census(struct mm_census *out, bool count_spans)
 	}
 	lock_heap();
 	size_t npages = mheap_.pages.nchunks * CHUNK_PAGES;
-	for (size_t pg = 0; pg < npages; pg++) {
-		bool alloc = pa_is_alloc(&mheap_.pages, pg);
-		if (!alloc) {
-			if (pa_is_scav(&mheap_.pages, pg))
-				out->pages_released++;
-			else
-				out->pages_free++;
+	struct mm_run r;
+	for (size_t pg = 0; pg < npages; pg += r.n) {
+		mheap_run_at(pg, &r);
+		if (r.kind == RUN_RELEASED)
+			out->pages_released += r.n;
+		else if (r.kind == RUN_FREE)
+			out->pages_free += r.n;
+		if (r.kind != RUN_SPAN)
 			continue;
-		}
-		struct mspan *s = mheap_.spans[pg];
-		if (s == NULL || span_state(s) == SPAN_DEAD)
+		struct mspan *s = r.s;
+		if (span_state(s) == SPAN_DEAD)
 			continue;
-		out->pages_inuse++;
+		out->pages_inuse += r.n;
 		if (s->base != mheap_.arena_start + pg * PAGE_SIZE)
 			continue;
 		if (span_is_large(s))
@@ -206,10 +209,7 @@ static bool spans_account_for_caches(void)
 		if (!pa_is_alloc(&mheap_.pages, pg) || s == NULL || span_state(s) == SPAN_DEAD ||
 		    s->base != mheap_.arena_start + pg * PAGE_SIZE || span_is_large(s))
 			continue;
-		unsigned live = 0;
-		for (unsigned i = 0; i < s->nelems; i++)
-			live += LOAD(*mspan_live(s, i));
-		if (mspan_out_count(s) != live + s->vcount)
+		if (mspan_out_count(s) != mspan_live_count(s) + s->vcount)
 			ok = false;
 		s->vcount = 0;
 	}

@@ -26,7 +26,7 @@ BENCHPEERS_PAIRS := $(foreach a,kmalloc glibc jemalloc tcmalloc mimalloc,$(BENCH
 
 BENCH_DEPS_GROUPS += benchpeers
 
-$(BENCHPEERS_DIR)/workloads: tests/benchpeers/workloads.c
+$(BENCHPEERS_DIR)/workloads: tests/benchpeers/workloads.c tests/frag_pattern.h tests/xorshift.h
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(BENCHPEERS_CFLAGS) $< -o $@ -lpthread -ldl
 

@@ -69,6 +69,7 @@
 #include <unistd.h>
 
 #include "../mono_time.h"
+#include "../frag_pattern.h"
 #include "../xorshift.h"
 
 /* Peak RSS of this process image: VmHWM. (getrusage's ru_maxrss would
@@ -347,58 +348,20 @@ static void frag(void)
 {
 	const size_t target = (size_t)1 << 30;
 	long base = rss_kb();
-	size_t cap = target / 8 + 1024, n = 0, live = 0;
-	void **objs = malloc(cap * sizeof(void *));
-	size_t *sizes = malloc(cap * sizeof(size_t));
-	uint64_t s = 5;
+	struct frag f;
+	frag_init(&f, target);
 	double t0 = mono_seconds();
-	while (live < target) {
-		size_t sz = 8 + xorshift64(&s) % 505;
-		objs[n] = malloc(sz);
-		touch(objs[n], sz);
-		sizes[n++] = sz;
-		live += sz;
-	}
-	size_t peak_live = live;
-	/* free 90% at random: a random permutation prefix */
-	for (size_t i = n - 1; i > 0; i--) {
-		size_t j = xorshift64(&s) % (i + 1);
-		void *tp = objs[i];
-		size_t ts = sizes[i];
-		objs[i] = objs[j];
-		sizes[i] = sizes[j];
-		objs[j] = tp;
-		sizes[j] = ts;
-	}
-	size_t nfree = n / 10 * 9;
-	for (size_t i = 0; i < nfree; i++) {
-		free(objs[i]);
-		live -= sizes[i];
-	}
-	/* a different size mix, until the live total is half the peak */
-	size_t m = 0;
-	void **more = malloc((target / 2 / 768 + 1024) * sizeof(void *));
-	while (live < peak_live / 2) {
-		size_t sz = 768 + xorshift64(&s) % 1281;
-		more[m] = malloc(sz);
-		touch(more[m], sz);
-		m++;
-		live += sz;
-	}
+	frag_fill(&f, malloc);
+	frag_fragment(&f, malloc, free);
 	double secs = mono_seconds() - t0;
 	long final = rss_kb();
-	for (size_t i = nfree; i < n; i++)
-		free(objs[i]);
-	for (size_t i = 0; i < m; i++)
-		free(more[i]);
-	free(objs);
-	free(sizes);
-	free(more);
+	size_t live = f.live;
+	frag_free_all(&f, free);
 	allocator_trim();
 	long trimmed = rss_kb();
 	printf("workload=frag ops=%zu secs=%.6f peak_kb=%ld live_bytes=%zu final_kb=%ld "
 	       "peak_live=%zu base_kb=%ld trim_kb=%ld\n",
-	       n + m, secs, peak_kb(), live, final, peak_live, base, trimmed);
+	       f.n + f.m, secs, peak_kb(), live, final, f.peak_live, base, trimmed);
 }
 
 /* ---- realloc growth ---- */
