@@ -194,6 +194,7 @@ static size_t scavenge(uint64_t keep_bytes, bool keep_goal, size_t max_pages, ui
 			pa_set_alloc_quiet(pa, rp[i], rn[i], false);
 			pa_set_scav(pa, rp[i], rn[i], true);
 		}
+		MM_VALIDATE(pa_valid(pa)); /* never a page allocated and released */
 		unlock_heap();
 	}
 	return done;

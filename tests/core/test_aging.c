@@ -12,8 +12,11 @@
  */
 #include <check.h>
 #include "../check_runner.h"
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "host.h"
 #include "internal.h"
@@ -234,11 +237,41 @@ START_TEST(background_asked_once_past_threshold)
 }
 END_TEST
 
+/* fork() copies no thread: the child's first slow path asks for a
+ * background context of its own, and steps are not left blocked by a
+ * step the parent's thread was taking. */
+START_TEST(fork_child_asks_again)
+{
+	bg_answer = 0; /* "started" */
+	sys_config.background_min = 4 * MiB; /* read when the heap is set up */
+	void *p = kmalloc(6 * MiB, 0);
+	kfree(kmalloc(64, 0));
+	ck_assert_int_eq(bg_starts, 1);
+	ck_assert_int_eq(mheap_.bg_state, BG_RUNNING);
+	fflush(NULL);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int bad = mheap_.bg_state != BG_NONE || mheap_.bg_busy != 0;
+		kfree(kmalloc(6 * MiB, 0));
+		kfree(kmalloc(100, 0));
+		bad |= (bg_starts != 2 || mheap_.bg_state != BG_RUNNING) << 1;
+		_exit(bad);
+	}
+	int st;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d", st);
+	ck_assert_int_eq(bg_starts, 1); /* the parent's own is untouched */
+	kfree(p);
+}
+END_TEST
+
 /* clang-format off */
 CHECK_MAIN_SETUP("aging", 60, setup,
 	   CHECK_TEST(idle_heap_returns_after_delay),
 	   CHECK_TEST(reuse_within_delay_keeps_pages),
 	   CHECK_TEST(cold_chunk_below_hot_one_goes_first),
 	   CHECK_TEST(unused_magazines_age),
-	   CHECK_TEST(background_asked_once_past_threshold))
+	   CHECK_TEST(background_asked_once_past_threshold),
+	   CHECK_TEST(fork_child_asks_again))
 /* clang-format on */
