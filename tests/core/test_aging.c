@@ -242,7 +242,7 @@ END_TEST
  * step the parent's thread was taking. */
 START_TEST(fork_child_asks_again)
 {
-	bg_answer = 0; /* "started" */
+	bg_answer = 0;                       /* "started" */
 	sys_config.background_min = 4 * MiB; /* read when the heap is set up */
 	void *p = kmalloc(6 * MiB, 0);
 	kfree(kmalloc(64, 0));

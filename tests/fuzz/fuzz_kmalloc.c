@@ -304,10 +304,7 @@ static void misuse(unsigned kind, struct shadow *s)
 /* The heap's clock (sys_config.now_ns), moved only by let_time_pass, so
  * an input replays the same way whatever the machine's speed. */
 static uint64_t fake_ns = 1;
-static uint64_t fake_now(void)
-{
-	return __atomic_load_n(&fake_ns, __ATOMIC_RELAXED);
-}
+static uint64_t fake_now(void) { return __atomic_load_n(&fake_ns, __ATOMIC_RELAXED); }
 
 /* Time passes with the program idle: the steps a background thread
  * would take (releasing aged pages, aging the shared caches), then this
@@ -579,7 +576,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	const char *t = getenv("FUZZ_THOROUGH");
 	thorough = t != NULL && *t != '\0' && strcmp(t, "0") != 0;
 	live_limit = thorough ? LIVE_LIMIT_THOROUGH : LIVE_LIMIT_FAST;
-	sys_config.now_ns = fake_now; /* before the heap exists */
+	sys_config.now_ns = fake_now;       /* before the heap exists */
 	sys_config.start_background = NULL; /* let_time_pass steps instead */
 	atexit(validate_at_exit);
 	return 0;
