@@ -28,7 +28,9 @@
  * told the two apart is gone). A bad kfree racing with the trim itself,
  * or two racing kfrees of one large object, may still read a released
  * record: the host then reads zeros (SPAN_DEAD, a clean fault), the
- * kernel takes a page fault and panics naming the address.
+ * kernel takes a page fault and panics naming the address. Entries of
+ * chunks whose map words trim gave back (mmeta.c) are not there to
+ * clear: they read as NULL already.
  *
  * Everything here runs under mheap.lock, except the sys_release calls.
  */
@@ -232,6 +234,10 @@ void fixalloc_trim(void)
 		size_t npg = mheap_.arena_used_bytes >> PAGE_SHIFT;
 		uintptr_t lo = mheap_.m_fix.base, hi = lo + mheap_.m_fix.used;
 		for (size_t pg = 0; pg < npg; pg++) {
+			if (pg % CHUNK_PAGES == 0 && !mheap_maps_ready(pg / CHUNK_PAGES)) {
+				pg += CHUNK_PAGES - 1; /* given back (mmeta.c): no entries */
+				continue;
+			}
 			uintptr_t sp = (uintptr_t)mheap_.spans[pg];
 			if (sp >= lo && sp < hi && fix_blk(fix_blkno(sp))->state == FB_RELEASING)
 				mm_store_release(&mheap_.spans[pg], &mspan_empty); /* as every entry store */

@@ -19,6 +19,9 @@
  * descriptors instead (internal.h): set for every page of a small span
  * when mcentral publishes it, cleared before it dies, so a random free
  * needs neither the record's cache line nor a state recheck there.
+ * kmalloc_trim gives back both maps' words of chunks that hold no span;
+ * they read as zero (a NULL span, descriptor 0) until a span comes there
+ * again and mheap_maps_ensure recommits them (mmeta.c).
  *
  * The arena is empty at first: mheap grows it by whole chunks (4 MiB, 512
  * heap pages) when the page allocator finds no fit, committing the
@@ -261,9 +264,13 @@ static int mheap_grow(size_t npages)
 			return -1;
 		len = (len + PA_FANOUT - 1) / PA_FANOUT;
 	}
+	/* a unit of map words bigger than a chunk (2 MiB sys pages) may
+	 * have been given back with the chunks below the new ones (mmeta.c) */
+	if (mheap_maps_ensure((newn - k) * CHUNK_PAGES, k * CHUNK_PAGES) != 0)
+		return -1;
 	pa_grow(pa, newn);
-	/* New pages map to the dead sentinel, not NULL: kfree then needs no
-	 * NULL test (a dead span already sends it to its slow path). */
+	/* New pages map to the dead sentinel: NULL means "given back"
+	 * (mmeta.c), which only trim makes. */
 	for (size_t pg = (newn - k) * CHUNK_PAGES; pg < newn * CHUNK_PAGES; pg++) {
 		mheap_.spans[pg] = &mspan_empty;
 		mheap_.pagedesc[pg] = 0; /* commits need not zero (sys.h) */
@@ -297,6 +304,8 @@ static long take_pages(size_t npages, size_t align_pages)
 		size_t abs = (mheap_.arena_start >> PAGE_SHIFT) + (size_t)pg;
 		pg += (long)(round_up(abs, align_pages) - abs);
 	}
+	if (mheap_maps_ensure((size_t)pg, npages) != 0)
+		return -1;
 	pa_set_alloc(pa, (size_t)pg, npages, true);
 	return pg;
 }
@@ -501,7 +510,7 @@ bool mheap_extend_span(struct mspan *s, size_t npages)
 	size_t add = npages - old;
 	lock_heap();
 	if (npages <= old || pg + npages > pa->nchunks * CHUNK_PAGES ||
-	    !pa_range_free(pa, pg + old, add)) {
+	    !pa_range_free(pa, pg + old, add) || mheap_maps_ensure(pg + old, add) != 0) {
 		unlock_heap();
 		return false;
 	}

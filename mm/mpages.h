@@ -22,7 +22,12 @@ struct pchunk {
 	uint64_t scav[CHUNK_WORDS];
 	uint32_t touched;  /* pagealloc.epoch of its last allocation or free
 	                      (the scavenger releases cold chunks first) */
+	uint8_t mapstate;  /* mheap.lock, in a map unit's first chunk: enum
+	                      map_state of the unit's page-map words (mmeta.c) */
 };
+
+/* Whether a unit of page-map words is there (mmeta.c). */
+enum map_state { MAP_READY = 0, MAP_INFLIGHT = 1, MAP_RELEASED = 2, MAP_HALF = 3 };
 
 #define PA_MAX_LEVELS 8
 #define PA_FANOUT 8
