@@ -217,7 +217,8 @@
  * mcaches) followed by the arena; see mheap.c. kmalloc_trim gives back
  * the free heap pages (mscavenge.c), the map words of chunks with no
  * span (mmeta.c, through the port's sys_config.release_zero: stray
- * pointers still read them) and the idle fixalloc blocks (mfixalloc.c). The kernel port maps the region at a fixed
+ * pointers still read them), the entry pages of empty transfer caches
+ * (mtransfer.c) and the idle fixalloc blocks (mfixalloc.c). The kernel port maps the region at a fixed
  * window (arch/x86_64/memlayout.h); the host port anywhere.
  *
  * Library needs: gcc may emit calls to memset, memcpy and memmove for the
@@ -586,5 +587,6 @@ void kmalloc_trim(void)
 	mm_drain_all(true);
 	mheap_scavenge(0);
 	mheap_trim_maps();
+	mm_transfer_trim();
 	fixalloc_trim();
 }

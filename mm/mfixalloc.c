@@ -59,18 +59,21 @@ int meta_ensure(struct metaarr *m, size_t bytes)
 	return 0;
 }
 
-/* `bytes` of zeroed metadata from m by bump allocation, never freed
- * (mcaches and transfer-cache entries), or NULL when m is exhausted or
- * cannot be committed. pre: mheap.lock. */
-void *meta_alloc(struct metaarr *m, size_t bytes)
+/* `bytes` of zeroed metadata from m by bump allocation at an `align`
+ * boundary (a power of two, at least 64), never freed (mcaches and
+ * transfer-cache entries), or NULL when m is exhausted or cannot be
+ * committed. pre: mheap.lock. */
+void *meta_alloc_aligned(struct metaarr *m, size_t bytes, size_t align)
 {
 	bytes = (bytes + 63) & ~(size_t)63;
-	if (bytes > m->size - m->used || meta_ensure(m, m->used + bytes) != 0)
+	size_t at = (m->used + align - 1) & ~(align - 1);
+	if (at > m->size || bytes > m->size - at || meta_ensure(m, at + bytes) != 0)
 		return NULL;
-	void *p = (void *)(m->base + m->used);
-	m->used += bytes;
-	return p;
+	m->used = at + bytes;
+	return (void *)(m->base + at);
 }
+
+void *meta_alloc(struct metaarr *m, size_t bytes) { return meta_alloc_aligned(m, bytes, 64); }
 
 void fixalloc_init(struct fixalloc *f, size_t size, bool zero)
 {

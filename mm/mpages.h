@@ -108,6 +108,7 @@ struct metaarr {
 };
 int meta_ensure(struct metaarr *m, size_t bytes);
 void *meta_alloc(struct metaarr *m, size_t bytes);
+void *meta_alloc_aligned(struct metaarr *m, size_t bytes, size_t align);
 
 
 #endif /* MM_MPAGES_H */

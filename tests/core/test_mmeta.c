@@ -7,7 +7,9 @@
  * chunk still stops with the exact fault line; a refused recommit is an
  * allocation that returns NULL, after which the heap serves again; the
  * validator (mheap_valid) checks what was given back; allocation, free
- * and trim on several threads at once keep the heap valid.
+ * and trim on several threads at once keep the heap valid. The entry
+ * pages of emptied transfer caches go too, and come back on their next
+ * overflow (mm/mtransfer.c).
  */
 #include <check.h>
 #include "../check_runner.h"
@@ -244,6 +246,39 @@ START_TEST(trim_races_allocation)
 }
 END_TEST
 
+/* Trim also gives back the entry pages of emptied transfer caches (a
+ * burst of frees fills them); the next overflow commits them again and
+ * they carry objects between threads as before. */
+START_TEST(trim_gives_back_transfer_entries)
+{
+	enum { M = 4000 };
+	static void *q[M];
+	unsigned cls = spanclass_make(size_to_class(64), 0);
+	struct transfer *t = &mheap_.transfer[cls].t;
+	for (int i = 0; i < M; i++)
+		q[i] = kmalloc(64, 0);
+	for (int i = 0; i < M; i++)
+		kfree(q[i]);
+	ck_assert_ptr_nonnull(t->e);
+	ck_assert_uint_ge(t->cap * sizeof(struct magentry), 4 * KiB);
+	kmalloc_trim();
+	ck_assert_uint_eq(t->state, TC_RELEASED);
+	ck_assert(mheap_valid());
+	struct kmalloc_stats st;
+	kmalloc_stats(&st);
+	ck_assert_uint_eq(st.committed, host_committed_bytes());
+	for (int i = 0; i < M; i++)
+		q[i] = kmalloc(64, 0);
+	for (int i = 0; i < M; i++)
+		kfree(q[i]);
+	ck_assert_uint_eq(t->state, TC_READY);
+	ck_assert_uint_gt(t->n, 0);
+	ck_assert(mheap_valid());
+	kmalloc_stats(&st);
+	ck_assert_uint_eq(st.committed, host_committed_bytes());
+}
+END_TEST
+
 /* clang-format off */
 CHECK_MAIN("mmeta", 120,
 	   CHECK_TEST(trim_gives_back_maps_and_they_come_back),
@@ -251,5 +286,6 @@ CHECK_MAIN("mmeta", 120,
 	   CHECK_TEST(bad_free_into_trimmed_chunk_is_reported),
 	   CHECK_TEST(refused_map_recommit_is_null),
 	   CHECK_TEST(validator_checks_released_maps),
-	   CHECK_TEST(trim_races_allocation))
+	   CHECK_TEST(trim_races_allocation),
+	   CHECK_TEST(trim_gives_back_transfer_entries))
 /* clang-format on */
