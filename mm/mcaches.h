@@ -90,8 +90,14 @@ struct mcache {
 };
 
 /* Whether a transfer cache's entry array is there: kmalloc_trim gives
- * back the whole sys pages inside an empty one (mtransfer.c). An array
- * of a sys page or more starts on a page, so all of it can go. */
+ * back an empty one's pages (mtransfer.c). An array of a sys page or
+ * more is carved as whole sys pages of its own (tc_carve bytes at a sys
+ * page boundary), so all of it can go; a smaller one is kept. */
+static inline size_t tc_carve(size_t bytes)
+{
+	size_t ps = sys_config.page_size;
+	return bytes >= ps ? (bytes + ps - 1) & ~(ps - 1) : bytes;
+}
 static inline size_t tc_align(size_t bytes)
 {
 	return bytes >= sys_config.page_size ? sys_config.page_size : 64;

@@ -44,14 +44,13 @@ size_t mm_transfer_take(unsigned spanclass, struct magentry *out, size_t want)
 
 static size_t tc_bytes(const struct transfer *t) { return t->cap * sizeof(struct magentry); }
 
-/* The whole sys pages inside t's entry array: [*lo, *hi), maybe empty. */
+/* The sys pages of t's entry array that trim may give back: [*lo, *hi),
+ * all of them if it has pages of its own (tc_carve), else none. */
 static void whole_pages(const struct transfer *t, uintptr_t *lo, uintptr_t *hi)
 {
-	uintptr_t ps = sys_config.page_size, e = (uintptr_t)t->e;
-	*lo = (e + ps - 1) & ~(ps - 1);
-	*hi = (e + tc_bytes(t)) & ~(ps - 1);
-	if (*hi < *lo)
-		*hi = *lo;
+	*lo = *hi = (uintptr_t)t->e;
+	if (tc_bytes(t) >= sys_config.page_size)
+		*hi += tc_carve(tc_bytes(t));
 }
 
 /* Commit t's entry pages trim gave back; if the port refuses, t stays
@@ -80,8 +79,9 @@ size_t mm_transfer_put(unsigned spanclass, const struct magentry *in, size_t n)
 	if (mm_load_acquire(&t->e) == NULL || LOAD(t->state) == TC_RELEASED) {
 		lock_heap();
 		if (t->e == NULL)
-			mm_store_release(&t->e, meta_alloc_aligned(&mheap_.m_caches, tc_bytes(t),
-			                                           tc_align(tc_bytes(t))));
+			mm_store_release(&t->e,
+			                 meta_alloc_aligned(&mheap_.m_caches, tc_carve(tc_bytes(t)),
+			                                    tc_align(tc_bytes(t))));
 		else if (t->state == TC_RELEASED)
 			recommit(t);
 		unlock_heap();
