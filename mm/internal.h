@@ -194,8 +194,8 @@ struct mheap {
 	uintptr_t arena_used;      /* end of grown arena (atomic for readers) */
 	uintptr_t arena_used_bytes; /* arena_used - arena_start (atomic) */
 	struct pagealloc pages;
-	struct metaarr m_spans, m_pagedesc, m_chunks, m_sum[PA_MAX_LEVELS], m_fix, m_fixblk,
-	        m_caches;
+	struct metaarr m_spans, m_pagedesc, m_chunks, m_chunkpg, m_sum[PA_MAX_LEVELS], m_fix,
+	        m_fixblk, m_caches;
 	struct fixalloc greyalloc;    /* the leak detector's grey blocks */
 	struct fixalloc spanalloc[6]; /* span records: [0] large, [1 + b]
 	                                 small with bitmap bucket b */
@@ -367,6 +367,8 @@ void mheap_publish_small(struct mspan *s);
 void mheap_unpublish_small(struct mspan *s);
 /* The page maps of chunks with no span, given back by trim (mmeta.c). */
 int mheap_maps_ensure(size_t pg, size_t n);
+void mheap_maps_grow(size_t first, size_t end);
+void mheap_maps_init(void);
 void mheap_trim_maps(void);
 bool mheap_maps_ready(size_t chunk);
 long mheap_maps_check(void);

@@ -51,8 +51,9 @@
  *                (kfree's), span alloc/free, growth
  *                (mheap.c); its page allocator: bitmaps per chunk and a
  *                radix tree of free-run summaries (mpagealloc.c); the
- *                maps' words of chunks with no span, given back by trim
- *                and recommitted when a span comes there (mmeta.c)
+ *                maps' words and page-allocator records of chunks with
+ *                no span, given back by trim and recommitted when a span
+ *                comes there (mmeta.c)
  *   fixalloc     fixed-size records for mspans and bitmaps; the mcaches
  *                and transfer entries are bump-allocated (mfixalloc.c)
  *   scavenger    returns free pages of cold chunks to the port, paced
@@ -215,9 +216,10 @@
  * Layout: one region from sys_reserve holds metadata (page -> span map,
  * page descriptors, page-allocator bitmaps and summaries, fixalloc area,
  * mcaches) followed by the arena; see mheap.c. kmalloc_trim gives back
- * the free heap pages (mscavenge.c), the map words of chunks with no
- * span (mmeta.c, through the port's sys_config.release_zero: stray
- * pointers still read them), the entry pages of empty transfer caches
+ * the free heap pages (mscavenge.c), the map words and page-allocator
+ * records of chunks with no span (mmeta.c, through the port's
+ * sys_config.release_zero: stray pointers still read them), the entry
+ * pages of empty transfer caches
  * (mtransfer.c) and the idle fixalloc blocks (mfixalloc.c). The kernel port maps the region at a fixed
  * window (arch/x86_64/memlayout.h); the host port anywhere.
  *

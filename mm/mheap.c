@@ -139,7 +139,7 @@ static size_t layout(size_t arena, struct metaarr **arrs, unsigned *narrs)
 	size_t ps = sys_config.page_size;
 	size_t npages = arena >> PAGE_SHIFT, nchunks = arena >> CHUNK_SHIFT;
 	struct pagealloc *pa = &mheap_.pages;
-	size_t sizes[3 + PA_MAX_LEVELS + 3];
+	size_t sizes[4 + PA_MAX_LEVELS + 3];
 	unsigned n = 0;
 
 	pa_init(pa, nchunks);
@@ -149,6 +149,8 @@ static size_t layout(size_t arena, struct metaarr **arrs, unsigned *narrs)
 	sizes[n++] = npages * sizeof(uint64_t);
 	arrs[n] = &mheap_.m_chunks;
 	sizes[n++] = nchunks * sizeof(struct pchunk);
+	arrs[n] = &mheap_.m_chunkpg; /* a state byte per sys page of those */
+	sizes[n++] = pa_record_pages(nchunks);
 	for (unsigned k = 0; k < pa->nlevels; k++) {
 		arrs[n] = &mheap_.m_sum[k];
 		sizes[n++] = pa->level_len[k] * sizeof(struct psum);
@@ -195,7 +197,7 @@ int mheap_init(void)
 	/* Reserve the configured arena; if the port cannot (a small address
 	 * space, or valgrind's), halve it down to 16 MiB. */
 	size_t arena = sys_config.arena_size & ~(CHUNK_BYTES - 1);
-	struct metaarr *arrs[3 + PA_MAX_LEVELS + 3];
+	struct metaarr *arrs[4 + PA_MAX_LEVELS + 3];
 	unsigned n = 0;
 	size_t meta = 0;
 	void *base = NULL;
@@ -220,6 +222,7 @@ int mheap_init(void)
 	mheap_.pagedesc = (uint64_t *)mheap_.m_pagedesc.base;
 	mheap_.livebase = mheap_.m_fix.base + sizeof(struct mspan);
 	pa->chunks = (struct pchunk *)mheap_.m_chunks.base;
+	mheap_maps_init();
 	for (unsigned k = 0; k < pa->nlevels; k++)
 		pa->sum[k] = (struct psum *)mheap_.m_sum[k].base;
 	/* Not zeroed on reuse: a record's state generation must outlive
@@ -252,7 +255,8 @@ static int mheap_grow(size_t npages)
 		return -1;
 	if (meta_ensure(&mheap_.m_spans, newn * CHUNK_PAGES * sizeof(struct mspan *)) ||
 	    meta_ensure(&mheap_.m_pagedesc, newn * CHUNK_PAGES * sizeof(uint64_t)) ||
-	    meta_ensure(&mheap_.m_chunks, newn * sizeof(struct pchunk)))
+	    meta_ensure(&mheap_.m_chunks, newn * sizeof(struct pchunk)) ||
+	    (pa->pgstate != NULL && meta_ensure(&mheap_.m_chunkpg, pa_record_pages(newn))))
 		return -1;
 	size_t len = newn;
 	for (unsigned l = 0; l < pa->nlevels; l++) {
@@ -264,8 +268,9 @@ static int mheap_grow(size_t npages)
 			return -1;
 		len = (len + PA_FANOUT - 1) / PA_FANOUT;
 	}
-	/* a unit of map words bigger than a chunk (2 MiB sys pages) may
-	 * have been given back with the chunks below the new ones (mmeta.c) */
+	/* New map units are there; one bigger than a chunk (2 MiB sys
+	 * pages) may have been given back with chunks below (mmeta.c). */
+	mheap_maps_grow(newn - k, newn);
 	if (mheap_maps_ensure((newn - k) * CHUNK_PAGES, k * CHUNK_PAGES) != 0)
 		return -1;
 	pa_grow(pa, newn);

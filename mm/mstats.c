@@ -247,8 +247,9 @@ static bool meta_accounted(void)
 	long maps = mheap_maps_check();
 	if (maps < 0)
 		return false;
-	struct metaarr *arrs[] = { &mheap_.m_spans, &mheap_.m_pagedesc, &mheap_.m_chunks,
-		                   &mheap_.m_fix,   &mheap_.m_fixblk,   &mheap_.m_caches };
+	struct metaarr *arrs[] = { &mheap_.m_spans,   &mheap_.m_pagedesc, &mheap_.m_chunks,
+		                   &mheap_.m_chunkpg, &mheap_.m_fix,      &mheap_.m_fixblk,
+		                   &mheap_.m_caches };
 	uint64_t sum = 0;
 	for (unsigned i = 0; i < sizeof arrs / sizeof arrs[0]; i++)
 		sum += arrs[i]->committed;
@@ -272,7 +273,7 @@ int mheap_valid(void)
 	int ok = pa_valid(&mheap_.pages);
 	for (size_t ci = 0; ci < mheap_.pages.nchunks; ci++)
 		for (unsigned w = 0; w < CHUNK_WORDS; w++)
-			if (mheap_.pages.chunks[ci].alloc[w] & mheap_.pages.chunks[ci].scav[w])
+			if (mheap_.pages.chunks[ci].alloc[w] & ~mheap_.pages.chunks[ci].ready[w])
 				ok = 0;
 	/* a commit unit above a heap page is scavenged whole or not at all */
 	int units_ok = 1;

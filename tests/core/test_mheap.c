@@ -766,8 +766,8 @@ END_TEST
 static uint64_t meta_outside_fix(void)
 {
 	uint64_t n = mheap_.m_spans.committed + mheap_.m_pagedesc.committed +
-	             mheap_.m_chunks.committed + mheap_.m_fixblk.committed +
-	             mheap_.m_caches.committed;
+	             mheap_.m_chunks.committed + mheap_.m_chunkpg.committed +
+	             mheap_.m_fixblk.committed + mheap_.m_caches.committed;
 	for (unsigned k = 0; k < PA_MAX_LEVELS; k++)
 		n += mheap_.m_sum[k].committed;
 	lock_heap();

@@ -7,9 +7,10 @@
  * chunk still stops with the exact fault line; a refused recommit is an
  * allocation that returns NULL, after which the heap serves again; the
  * validator (mheap_valid) checks what was given back; allocation, free
- * and trim on several threads at once keep the heap valid. The entry
- * pages of emptied transfer caches go too, and come back on their next
- * overflow (mm/mtransfer.c).
+ * and trim on several threads at once keep the heap valid. The page
+ * allocator's records of such chunks go too, a sys page at a time, and
+ * the entry pages of emptied transfer caches, which come back on their
+ * next overflow (mm/mtransfer.c).
  */
 #include <check.h>
 #include "../check_runner.h"
@@ -54,6 +55,17 @@ static size_t released_chunks(void)
 	lock_heap();
 	for (size_t c = 0; c < mheap_.pages.nchunks; c++)
 		n += !mheap_maps_ready(c);
+	unlock_heap();
+	return n;
+}
+
+/* Pages of chunk records given back. */
+static size_t released_record_pages(void)
+{
+	size_t n = 0;
+	lock_heap();
+	for (size_t p = 0; p < mheap_.m_chunks.committed / sys_config.page_size; p++)
+		n += mheap_.pages.pgstate[p] == CP_RELEASED;
 	unlock_heap();
 	return n;
 }
@@ -210,7 +222,9 @@ static void *churn(void *arg)
 	static __thread void *p[512];
 	for (int round = 0; round < 40; round++) {
 		for (int i = 0; i < 512; i++) {
-			p[i] = kmalloc(i % 16 == 0 ? 70000 : 512, 0);
+			/* 8 MiB objects now and then: more than 31 chunks
+			 * grown, so whole pages of chunk records go too */
+			p[i] = kmalloc(i % 64 == 0 ? 8 * MiB : i % 16 == 0 ? 70000 : 512, 0);
 			ck_assert_ptr_nonnull(p[i]);
 			*(volatile char *)p[i] = 1;
 		}
@@ -243,6 +257,45 @@ START_TEST(trim_races_allocation)
 	kmalloc_trim();
 	ck_assert(mheap_valid());
 	ck_assert_uint_eq(released_chunks(), mheap_.pages.nchunks);
+	/* the first page of records covers chunks 0..30 */
+	if (mheap_.pages.nchunks * sizeof(struct pchunk) >= 2 * sys_config.page_size)
+		ck_assert_uint_ge(released_record_pages(), 1);
+}
+END_TEST
+
+/* With more chunks grown than a sys page holds records of (30 of 136
+ * bytes), trim gives back those pages too: their chunks read as all free
+ * and released, the page allocator finds them again, and the heap grows
+ * back into them. */
+START_TEST(trim_gives_back_chunk_records)
+{
+	enum { M = 40 };
+	static void *q[M];
+	for (int i = 0; i < M; i++) {
+		q[i] = kmalloc(4 * MiB, 0); /* a chunk each; only one page touched */
+		ck_assert_ptr_nonnull(q[i]);
+		*(volatile char *)q[i] = 1;
+	}
+	size_t grown = mheap_.pages.nchunks;
+	for (int i = 0; i < M; i++)
+		kfree(q[i]);
+	kmalloc_trim();
+	ck_assert(mheap_valid());
+	ck_assert_uint_ge(released_record_pages(), 1);
+	struct kmalloc_stats st;
+	kmalloc_stats(&st);
+	ck_assert_uint_eq(st.committed, host_committed_bytes());
+	for (int i = 0; i < M; i++) {
+		q[i] = kmalloc(4 * MiB, 0);
+		ck_assert_ptr_nonnull(q[i]);
+		*(volatile char *)q[i] = 2;
+	}
+	ck_assert_uint_eq(mheap_.pages.nchunks, grown);
+	ck_assert_uint_eq(released_record_pages(), 0);
+	ck_assert(mheap_valid());
+	for (int i = 0; i < M; i++)
+		kfree(q[i]);
+	ck_assert(mheap_valid());
 }
 END_TEST
 
@@ -287,5 +340,6 @@ CHECK_MAIN("mmeta", 120,
 	   CHECK_TEST(refused_map_recommit_is_null),
 	   CHECK_TEST(validator_checks_released_maps),
 	   CHECK_TEST(trim_races_allocation),
-	   CHECK_TEST(trim_gives_back_transfer_entries))
+	   CHECK_TEST(trim_gives_back_transfer_entries),
+	   CHECK_TEST(trim_gives_back_chunk_records))
 /* clang-format on */
