@@ -11,11 +11,11 @@
  * per block (m_fixblk) says how many of its records are handed out.
  *
  * Go never gives fixalloc memory back. We do, on kmalloc_trim only
- * (fixalloc_trim): a block with no live record, that is no fixalloc's
- * current bump block, has its free records unlinked from its free list
- * and its memory released (FB_READY -> FB_RELEASING -> FB_INFLIGHT ->
- * FB_RELEASED, the
- * release itself outside mheap.lock as in mscavenge.c). A refill takes a
+ * (fixalloc_trim): a block with no live record (a fixalloc's current
+ * bump block too: it then takes a fresh one) has its free records
+ * unlinked from its free list and its memory released (FB_READY ->
+ * FB_RELEASING -> FB_INFLIGHT -> FB_RELEASED, the release itself
+ * outside mheap.lock as in mscavenge.c). A refill takes a
  * released block first and commits it again; if that fails the record
  * allocation returns NULL. No record is handed out from a block that is
  * not FB_READY, because only FB_READY blocks have records on a free list
@@ -200,6 +200,13 @@ void fixalloc_trim(void)
 		return;
 	lock_heap();
 	size_t nblk = mheap_.m_fix.used / FIX_BLOCK;
+	/* A bump block none of whose records is out goes too: its fixalloc
+	 * takes a fresh block when it next needs one. */
+	for (unsigned i = 0; i < FIX_NALLOCS; i++) {
+		struct fixalloc *f = fix_all(i);
+		if (f->end != 0 && fix_blk(fix_blkno(f->end - 1))->live == 0)
+			f->chunk = f->end = 0;
+	}
 	/* Unlink the free records of idle blocks, keeping the lists' FIFO
 	 * order; those blocks then have no way back in but a refill. The walk
 	 * is O(free records): trim is explicit and rare. */
