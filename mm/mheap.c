@@ -7,8 +7,10 @@
  * arena, halved until the port agrees) and lays it out as follows;
  * nothing is committed at first, each part as the heap grows into it:
  *
- *   | spans map | page descs | chunk bitmaps | summaries | fixalloc | pad | arena |
- *     8 B/page    8 B/page     128 B/chunk     12 B/chunk   arena/5    to 4 MiB
+ *   | spans map | page descs | chunk records | summaries | fixalloc | pad | arena |
+ *     8 B/page    8 B/page     136 B/chunk     12 B/chunk   arena/5    to 4 MiB
+ *   (and, smaller: a state byte per sys page of chunk records, the
+ *   fixalloc blocks' counts, the mcaches and transfer-cache entries)
  *
  * ksize, krealloc and kfree's slow path find a pointer's span with one
  * load from the spans map (Go's heapArena.spans, flat here since there is
@@ -19,9 +21,8 @@
  * descriptors instead (internal.h): set for every page of a small span
  * when mcentral publishes it, cleared before it dies, so a random free
  * needs neither the record's cache line nor a state recheck there.
- * kmalloc_trim gives back both maps' words of chunks that hold no span;
- * they read as zero (a NULL span, descriptor 0) until a span comes there
- * again and mheap_maps_ensure recommits them (mmeta.c).
+ * Trim gives back both maps' words of chunks holding no span: they read
+ * as zero (NULL, descriptor 0) until a span comes there again (mmeta.c).
  *
  * The arena is empty at first: mheap grows it by whole chunks (4 MiB, 512
  * heap pages) when the page allocator finds no fit, committing the
@@ -274,8 +275,7 @@ static int mheap_grow(size_t npages)
 	if (mheap_maps_ensure((newn - k) * CHUNK_PAGES, k * CHUNK_PAGES) != 0)
 		return -1;
 	pa_grow(pa, newn);
-	/* New pages map to the dead sentinel: NULL means "given back"
-	 * (mmeta.c), which only trim makes. */
+	/* New pages map to the dead sentinel (NULL: given back, mmeta.c). */
 	for (size_t pg = (newn - k) * CHUNK_PAGES; pg < newn * CHUNK_PAGES; pg++) {
 		mheap_.spans[pg] = &mspan_empty;
 		mheap_.pagedesc[pg] = 0; /* commits need not zero (sys.h) */

@@ -48,7 +48,8 @@ struct pagealloc {
 	size_t nchunks;                      /* chunks grown so far */
 	uint32_t epoch;                      /* the scavenger's epoch count */
 	uint8_t *pgstate;                    /* per sys page of chunks: enum
-	                                        cpage_state (mmeta.c); NULL
+	                                        cpage_state, mheap.lock
+	                                        (mmeta.c); the pointer is NULL
 	                                        where records are never given
 	                                        back (immutable after init) */
 };
