@@ -197,8 +197,9 @@ START_TEST(refused_map_recommit_is_null)
 }
 END_TEST
 
-/* mheap_valid checks the words given back: a nonzero descriptor there
- * (memory a released page must not hold) fails it. */
+/* mheap_valid checks what was given back: a nonzero descriptor, or a
+ * chunk record saying "ready" (memory a released page must not hold),
+ * fails it. */
 START_TEST(validator_checks_released_maps)
 {
 	fill();
@@ -209,6 +210,19 @@ START_TEST(validator_checks_released_maps)
 	mheap_.pagedesc[pg] = 2; /* the host's given-back pages stay writable */
 	ck_assert(!mheap_valid());
 	mheap_.pagedesc[pg] = 0;
+	ck_assert(mheap_valid());
+	/* a chunk record on a page given back must read "free, released" */
+	void *big[40]; /* 40 chunks: past a page of records */
+	for (int i = 0; i < 40; i++)
+		big[i] = kmalloc(4 * MiB, 0);
+	for (int i = 0; i < 40; i++)
+		kfree(big[i]);
+	kmalloc_trim();
+	ck_assert_uint_eq(mheap_.pages.pgstate[0], CP_RELEASED);
+	ck_assert(mheap_valid());
+	mheap_.pages.chunks[0].ready[0] = 1; /* chunk 0's record is on page 0 */
+	ck_assert(!mheap_valid());
+	mheap_.pages.chunks[0].ready[0] = 0;
 	ck_assert(mheap_valid());
 }
 END_TEST
