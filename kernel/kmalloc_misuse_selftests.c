@@ -18,6 +18,11 @@
  *   invalid_free_selftest         an interior pointer
  *   misaligned_free_selftest      a pointer one byte into an object
  *   foreign_free_selftest         kernel data, not the heap
+ *   trimmed_chunk_free_selftest   a large object freed, then its chunk's
+ *                                 page maps given back by kmalloc_trim
+ *                                 (they read as zero: "invalid free", as
+ *                                 the record that told a double free
+ *                                 apart is gone), below a chunk in use
  * A neighbour keeps each span in use, so the fault is about the object
  * and not about a span that went back to the heap.
  */
@@ -140,4 +145,22 @@ KTEST_NAMED(foreign_free_selftest)
     victim = &not_the_heap[1];
     kfree(victim);
     must_not_return(t, "kernel data");
+}
+
+/* 24 objects of 1 MiB fill six 4 MiB chunks; all but the last are freed
+ * and the trim gives back the page maps of the chunks left empty. */
+KTEST_NAMED(trimmed_chunk_free_selftest)
+{
+    enum { N = 24 };
+    static void *p[N];
+    for (int i = 0; i < N; i++) {
+        p[i] = kmalloc(1 << 20, 0);
+        KTEST_ASSERT(t, p[i] != NULL);
+    }
+    for (int i = 0; i < N - 1; i++)
+        kfree(p[i]);
+    kmalloc_trim();
+    victim = p[N / 2];
+    kfree(victim); /* must panic: "kmalloc: invalid free: 0x..." */
+    must_not_return(t, "in a chunk whose page maps trim gave back");
 }

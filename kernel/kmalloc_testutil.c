@@ -137,9 +137,11 @@ void kt_expect_layers_agree(struct ktest *t, const char *when)
     if (ks.committed != ps.data_frames * PAGE_SIZE_4K)
         ktest_fail(t, "%s: kmalloc committed %lu B, port maps %lu frames (%lu B)", when,
                    ks.committed, ps.data_frames, (uint64_t)(ps.data_frames * PAGE_SIZE_4K));
-    if (st.used_frames != ps.data_frames + ps.table_frames + ps.gathered_frames)
-        ktest_fail(t, "%s: pmm used %lu frames, port holds %lu data + %lu table + %lu gathered", when,
-                   st.used_frames, ps.data_frames, ps.table_frames, ps.gathered_frames);
+    if (st.used_frames != ps.data_frames + ps.table_frames + ps.gathered_frames + ps.zero_frames)
+        ktest_fail(
+            t, "%s: pmm used %lu frames, port holds %lu data + %lu table + %lu gathered + %lu zero",
+            when, st.used_frames, ps.data_frames, ps.table_frames, ps.gathered_frames,
+            ps.zero_frames);
     /* One PT per 2 MiB touched plus PDs/PDPTs: a few per scattered range. */
     if (ps.table_frames > ps.data_frames / 256 + 48)
         ktest_fail(t, "%s: %lu page-table frames for %lu data frames", when,

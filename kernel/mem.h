@@ -60,6 +60,8 @@ struct kmem_port_stats {
     uint64_t table_frames;    /* page-table frames paging.c holds now */
     uint64_t gathered_frames; /* unmapped data and table frames the CPUs
                                  hold until their next shootdown (tlb.h) */
+    uint64_t zero_frames;     /* 1 once kmalloc_init ran: the read-only
+                                 zero frame of release_zero (sys.c) */
     uint64_t commit_calls, commit_failures;
     uint64_t release_calls, released_pages;
     uint64_t moved_pages;     /* pages krealloc moved by page tables */

@@ -184,7 +184,9 @@ struct mheap {
 	uint64_t *pagedesc;        /* page -> small-span descriptor (below),
 	                              0 on every page not in a small INUSE
 	                              span; written by the span's publisher
-	                              and killer (release), read by kfree */
+	                              and killer (release), read by kfree.
+	                              Both maps read as 0 (NULL) on chunks
+	                              whose words trim gave back (mmeta.c) */
 	uintptr_t livebase;        /* m_fix.base + sizeof(struct mspan): a
 	                              record's live bytes, from a descriptor */
 	struct mm_cache_sizes cs;
@@ -192,8 +194,8 @@ struct mheap {
 	uintptr_t arena_used;      /* end of grown arena (atomic for readers) */
 	uintptr_t arena_used_bytes; /* arena_used - arena_start (atomic) */
 	struct pagealloc pages;
-	struct metaarr m_spans, m_pagedesc, m_chunks, m_sum[PA_MAX_LEVELS], m_fix, m_fixblk,
-	        m_caches;
+	struct metaarr m_spans, m_pagedesc, m_chunks, m_chunkpg, m_sum[PA_MAX_LEVELS], m_fix,
+	        m_fixblk, m_caches;
 	struct fixalloc greyalloc;    /* the leak detector's grey blocks */
 	struct fixalloc spanalloc[6]; /* span records: [0] large, [1 + b]
 	                                 small with bitmap bucket b */
@@ -205,7 +207,9 @@ struct mheap {
 	uint64_t pages_released;   /* free, Reserved (includes in-flight
 	                              scavenging) */
 	uint64_t pages_sys;        /* grown */
-	uint64_t meta_sys;         /* committed metadata bytes */
+	uint64_t meta_sys;         /* committed metadata bytes (less what
+	                              trim gave back: map units, fixalloc
+	                              blocks) */
 	uint64_t large_pages;      /* pages of large spans (live or cached) */
 	/* scavenger pacing (mscavenge.c), mheap.lock */
 	uint64_t scav_peaks[SCAV_EPOCHS]; /* highest pages_inuse in this
@@ -377,6 +381,15 @@ void mheap_free_span(struct mspan *s, bool released);
 bool mheap_extend_span(struct mspan *s, size_t npages);
 void mheap_publish_small(struct mspan *s);
 void mheap_unpublish_small(struct mspan *s);
+/* The page maps of chunks with no span, given back by trim (mmeta.c). */
+int mheap_maps_ensure(size_t pg, size_t n);
+void mheap_maps_grow(size_t first, size_t end);
+void mheap_maps_init(void);
+void mheap_trim_maps(void);
+bool mheap_maps_ready(size_t chunk);
+long mheap_maps_check(void);
+/* p's span: a record (maybe DEAD), or NULL for a pointer outside the grown
+ * arena or on a page whose map words trim gave back (mmeta.c). */
 static inline struct mspan *spanOf(uintptr_t p)
 {
 	/* unsigned wrap makes p < arena_start fail the same test */

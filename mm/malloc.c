@@ -50,7 +50,10 @@
  *   mheap        the arena, the page -> span map and page descriptors
  *                (kfree's), span alloc/free, growth
  *                (mheap.c); its page allocator: bitmaps per chunk and a
- *                radix tree of free-run summaries (mpagealloc.c)
+ *                radix tree of free-run summaries (mpagealloc.c); the
+ *                maps' words and page-allocator records of chunks with
+ *                no span, given back by trim and recommitted when a span
+ *                comes there (mmeta.c)
  *   fixalloc     fixed-size records for mspans and bitmaps; the mcaches
  *                and transfer entries are bump-allocated (mfixalloc.c)
  *   scavenger    returns free pages to the port: by age with the port's
@@ -107,8 +110,9 @@
  * validation did not prove is p's:
  *   1. p -> page -> the page's descriptor (one word: span class, the
  *      page's place in its span, the record's incarnation and address;
- *      0 on pages of no small in-use span; internal.h); outside the
- *      grown arena: "invalid free".
+ *      0 on pages of no small in-use span, and on chunks whose map
+ *      words trim gave back, which read as zero (mmeta.c); internal.h);
+ *      outside the grown arena: "invalid free".
  *   2. Interrupts off; this CPU's magazine for the descriptor's class
  *      holds the class's constants: p must be a slot start (one
  *      multiply, msize.h) within the span's slot bytes (0 for class 0:
@@ -116,7 +120,8 @@
  *      the span's record, at offset >> liveshift); load the descriptor
  *      again: if it changed, the span died or was recycled while we read
  *      and the slow path decides (through the page -> span map, where
- *      pages in no span map to the dead sentinel mspan_empty). Byte 0 (a
+ *      pages in no span map to the dead sentinel mspan_empty, or to
+ *      NULL where trim gave the words back: "invalid free"). Byte 0 (a
  *      free slot, or an object in some cache): "double free"; not a
  *      slot: "invalid free". The span record itself is not read.
  *   3. Store 0 in the live byte and push (p, byte) on the magazine,
@@ -135,7 +140,9 @@
  * never receives a write from kfree; misuse ends in sys_fault with one
  * line "kmalloc: <fault>: <pointer>". A pointer into a span that went
  * back to the mheap is an "invalid free" (its slots no longer exist),
- * except the base of a freed large object, which is a "double free".
+ * except the base of a freed large object, which is a "double free"
+ * until kmalloc_trim gives back its record or its chunk's map words
+ * (then "invalid free": what told the two apart is gone).
  * ksize and krealloc validate the same way without writing anything and
  * report "invalid pointer".
  *
@@ -225,8 +232,13 @@
  * Nothing is freed; cached and free objects are never marked or reported.
  *
  * Layout: one region from sys_reserve holds metadata (page -> span map,
- * page-allocator bitmaps and summaries, fixalloc area, mcaches) followed
- * by the arena; see mheap.c. The kernel port maps the region at a fixed
+ * page descriptors, page-allocator bitmaps and summaries, fixalloc area,
+ * mcaches) followed by the arena; see mheap.c. kmalloc_trim gives back
+ * the free heap pages (mscavenge.c), the map words and page-allocator
+ * records of chunks with no span (mmeta.c, through the port's
+ * sys_config.release_zero: stray pointers still read them), the entry
+ * pages of empty transfer caches
+ * (mtransfer.c) and the idle fixalloc blocks (mfixalloc.c). The kernel port maps the region at a fixed
  * window (arch/x86_64/memlayout.h); the host port anywhere.
  *
  * Library needs: gcc may emit calls to memset, memcpy and memmove for the
@@ -392,7 +404,9 @@ static uint8_t *live_byte(struct mspan *s, uintptr_t p, const char *what, const 
  * them. */
 static __attribute__((noinline)) void kfree_slow(uintptr_t p)
 {
-	struct mspan *s = spanOf(p); /* never NULL: kfree checked the range */
+	struct mspan *s = spanOf(p); /* NULL: a page whose map trim gave back */
+	if (s == NULL)
+		sys_fault("invalid free", (void *)p);
 	if (span_is_large(s) && span_state(s) != SPAN_DEAD) {
 		kfree_large(s, p);
 		return;
@@ -593,6 +607,8 @@ void kmalloc_trim(void)
 	mheap_bg_exclude(true);
 	mm_drain_all(true);
 	mheap_scavenge(0);
+	mheap_trim_maps();
+	mm_transfer_trim();
 	fixalloc_trim();
 	mheap_bg_exclude(false);
 }

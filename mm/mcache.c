@@ -65,7 +65,9 @@ void mm_cache_init(void)
 		mheap_.transfer[i].t.cap = cs->tc_cap[i];
 		/* meta_alloc rounds every piece to 64 bytes */
 		cs->mcache_max_bytes += (mag * sizeof(struct magentry) + 63) & ~(size_t)63;
-		cs->tc_bytes += (cs->tc_cap[i] * sizeof(struct magentry) + 63) & ~(size_t)63;
+		size_t tcb = cs->tc_cap[i] * sizeof(struct magentry);
+		/* and a page-sized entry array is page-aligned (mtransfer.c) */
+		cs->tc_bytes += ((tc_carve(tcb) + 63) & ~(size_t)63) + tc_align(tcb) - 64;
 	}
 }
 

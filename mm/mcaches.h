@@ -99,12 +99,30 @@ struct mcache {
 	uint32_t cpu;                         /* immutable: its CPU id */
 };
 
+/* Whether a transfer cache's entry array is there: kmalloc_trim gives
+ * back an empty one's pages (mtransfer.c). An array of a sys page or
+ * more is carved as whole sys pages of its own (tc_carve bytes at a sys
+ * page boundary), so all of it can go; a smaller one is kept. */
+static inline size_t tc_carve(size_t bytes)
+{
+	size_t ps = sys_config.page_size;
+	return bytes >= ps ? (bytes + ps - 1) & ~(ps - 1) : bytes;
+}
+static inline size_t tc_align(size_t bytes)
+{
+	return bytes >= sys_config.page_size ? sys_config.page_size : 64;
+}
+enum tc_state { TC_READY = 0, TC_INFLIGHT = 1, TC_RELEASED = 2 };
+
 /* The transfer cache of one class. */
 struct transfer {
 	struct sys_lock lock;
 	uint32_t n;            /* lock: entries held */
 	uint32_t cap;          /* immutable: mm_cache.tc_cap[class] */
 	struct magentry *e;    /* lock: [cap], set on first use */
+	uint8_t state;         /* enum tc_state: written under mheap.lock
+	                          and this lock, read under either (racily
+	                          as a hint) */
 	uint64_t puts, takes;  /* lock (read racily): batches moved, for
 	                          tests, reports and aging */
 	uint64_t aged_ops;     /* mheap.bg_busy: puts + takes when
@@ -137,6 +155,8 @@ void mm_cache_init(void);
 size_t mm_transfer_take(unsigned spanclass, struct magentry *out, size_t want);
 size_t mm_transfer_put(unsigned spanclass, const struct magentry *in, size_t n);
 void mm_transfer_drain_all(void);
+void mm_transfer_trim(void);
+size_t mm_transfer_released_bytes(void);
 bool mm_drain_all(bool wait);
 
 /* ---- mcentral (mcentral.c) ---- */

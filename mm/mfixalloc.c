@@ -11,11 +11,11 @@
  * per block (m_fixblk) says how many of its records are handed out.
  *
  * Go never gives fixalloc memory back. We do, on kmalloc_trim only
- * (fixalloc_trim): a block with no live record, that is no fixalloc's
- * current bump block, has its free records unlinked from its free list
- * and its memory released (FB_READY -> FB_RELEASING -> FB_INFLIGHT ->
- * FB_RELEASED, the
- * release itself outside mheap.lock as in mscavenge.c). A refill takes a
+ * (fixalloc_trim): a block with no live record (a fixalloc's current
+ * bump block too: it then takes a fresh one) has its free records
+ * unlinked from its free list and its memory released (FB_READY ->
+ * FB_RELEASING -> FB_INFLIGHT -> FB_RELEASED, the release itself
+ * outside mheap.lock as in mscavenge.c). A refill takes a
  * released block first and commits it again; if that fails the record
  * allocation returns NULL. No record is handed out from a block that is
  * not FB_READY, because only FB_READY blocks have records on a free list
@@ -28,7 +28,9 @@
  * told the two apart is gone). A bad kfree racing with the trim itself,
  * or two racing kfrees of one large object, may still read a released
  * record: the host then reads zeros (SPAN_DEAD, a clean fault), the
- * kernel takes a page fault and panics naming the address.
+ * kernel takes a page fault and panics naming the address. Entries of
+ * chunks whose map words trim gave back (mmeta.c) are not there to
+ * clear: they read as NULL already.
  *
  * Everything here runs under mheap.lock, except the sys_release calls.
  */
@@ -57,18 +59,21 @@ int meta_ensure(struct metaarr *m, size_t bytes)
 	return 0;
 }
 
-/* `bytes` of zeroed metadata from m by bump allocation, never freed
- * (mcaches and transfer-cache entries), or NULL when m is exhausted or
- * cannot be committed. pre: mheap.lock. */
-void *meta_alloc(struct metaarr *m, size_t bytes)
+/* `bytes` of zeroed metadata from m by bump allocation at an `align`
+ * boundary (a power of two, at least 64), never freed (mcaches and
+ * transfer-cache entries), or NULL when m is exhausted or cannot be
+ * committed. pre: mheap.lock. */
+void *meta_alloc_aligned(struct metaarr *m, size_t bytes, size_t align)
 {
 	bytes = (bytes + 63) & ~(size_t)63;
-	if (bytes > m->size - m->used || meta_ensure(m, m->used + bytes) != 0)
+	size_t at = (m->used + align - 1) & ~(align - 1);
+	if (at > m->size || bytes > m->size - at || meta_ensure(m, at + bytes) != 0)
 		return NULL;
-	void *p = (void *)(m->base + m->used);
-	m->used += bytes;
-	return p;
+	m->used = at + bytes;
+	return (void *)(m->base + at);
 }
+
+void *meta_alloc(struct metaarr *m, size_t bytes) { return meta_alloc_aligned(m, bytes, 64); }
 
 void fixalloc_init(struct fixalloc *f, size_t size, bool zero)
 {
@@ -195,6 +200,13 @@ void fixalloc_trim(void)
 		return;
 	lock_heap();
 	size_t nblk = mheap_.m_fix.used / FIX_BLOCK;
+	/* A bump block none of whose records is out goes too: its fixalloc
+	 * takes a fresh block when it next needs one. */
+	for (unsigned i = 0; i < FIX_NALLOCS; i++) {
+		struct fixalloc *f = fix_all(i);
+		if (f->end != 0 && fix_blk(fix_blkno(f->end - 1))->live == 0)
+			f->chunk = f->end = 0;
+	}
 	/* Unlink the free records of idle blocks, keeping the lists' FIFO
 	 * order; those blocks then have no way back in but a refill. The walk
 	 * is O(free records): trim is explicit and rare. */
@@ -232,6 +244,10 @@ void fixalloc_trim(void)
 		size_t npg = mheap_.arena_used_bytes >> PAGE_SHIFT;
 		uintptr_t lo = mheap_.m_fix.base, hi = lo + mheap_.m_fix.used;
 		for (size_t pg = 0; pg < npg; pg++) {
+			if (pg % CHUNK_PAGES == 0 && !mheap_maps_ready(pg / CHUNK_PAGES)) {
+				pg += CHUNK_PAGES - 1; /* given back (mmeta.c): no entries */
+				continue;
+			}
 			uintptr_t sp = (uintptr_t)mheap_.spans[pg];
 			if (sp >= lo && sp < hi && fix_blk(fix_blkno(sp))->state == FB_RELEASING)
 				mm_store_release(&mheap_.spans[pg], &mspan_empty); /* as every entry store */

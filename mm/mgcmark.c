@@ -133,7 +133,7 @@ static inline void mark_word(struct gcwork *w, uintptr_t v)
 	if (rel >= mheap_.arena_used_bytes)
 		return;
 	struct mspan *s = mheap_.spans[rel >> PAGE_SHIFT];
-	if (span_state(s) != SPAN_INUSE)
+	if (s == NULL || span_state(s) != SPAN_INUSE) /* NULL: map given back */
 		return;
 	uintptr_t obj;
 	uint64_t *word, bit;
@@ -215,7 +215,8 @@ static void for_each_span(void (*fn)(struct mspan *s, void *arg), void *arg)
 	size_t npages = mheap_.arena_used_bytes >> PAGE_SHIFT;
 	for (size_t pg = 0; pg < npages; pg++) {
 		struct mspan *s = mheap_.spans[pg];
-		if (span_state(s) == SPAN_INUSE && s->base == mheap_.arena_start + pg * PAGE_SIZE)
+		if (s != NULL && span_state(s) == SPAN_INUSE &&
+		    s->base == mheap_.arena_start + pg * PAGE_SIZE)
 			fn(s, arg);
 	}
 }

@@ -7,8 +7,10 @@
  * arena, halved until the port agrees) and lays it out as follows;
  * nothing is committed at first, each part as the heap grows into it:
  *
- *   | spans map | page descs | chunk bitmaps | summaries | fixalloc | pad | arena |
- *     8 B/page    8 B/page     128 B/chunk     12 B/chunk   arena/5    to 4 MiB
+ *   | spans map | page descs | chunk records | summaries | fixalloc | pad | arena |
+ *     8 B/page    8 B/page     136 B/chunk     12 B/chunk   arena/5    to 4 MiB
+ *   (and, smaller: a state byte per sys page of chunk records, the
+ *   fixalloc blocks' counts, the mcaches and transfer-cache entries)
  *
  * ksize, krealloc and kfree's slow path find a pointer's span with one
  * load from the spans map (Go's heapArena.spans, flat here since there is
@@ -19,6 +21,8 @@
  * descriptors instead (internal.h): set for every page of a small span
  * when mcentral publishes it, cleared before it dies, so a random free
  * needs neither the record's cache line nor a state recheck there.
+ * Trim gives back both maps' words of chunks holding no span: they read
+ * as zero (NULL, descriptor 0) until a span comes there again (mmeta.c).
  *
  * The arena is empty at first: mheap grows it by whole chunks (4 MiB, 512
  * heap pages) when the page allocator finds no fit, committing the
@@ -136,7 +140,7 @@ static size_t layout(size_t arena, struct metaarr **arrs, unsigned *narrs)
 	size_t ps = sys_config.page_size;
 	size_t npages = arena >> PAGE_SHIFT, nchunks = arena >> CHUNK_SHIFT;
 	struct pagealloc *pa = &mheap_.pages;
-	size_t sizes[3 + PA_MAX_LEVELS + 3];
+	size_t sizes[4 + PA_MAX_LEVELS + 3];
 	unsigned n = 0;
 
 	pa_init(pa, nchunks);
@@ -146,6 +150,8 @@ static size_t layout(size_t arena, struct metaarr **arrs, unsigned *narrs)
 	sizes[n++] = npages * sizeof(uint64_t);
 	arrs[n] = &mheap_.m_chunks;
 	sizes[n++] = nchunks * sizeof(struct pchunk);
+	arrs[n] = &mheap_.m_chunkpg; /* a state byte per sys page of those */
+	sizes[n++] = pa_record_pages(nchunks);
 	for (unsigned k = 0; k < pa->nlevels; k++) {
 		arrs[n] = &mheap_.m_sum[k];
 		sizes[n++] = pa->level_len[k] * sizeof(struct psum);
@@ -192,7 +198,7 @@ int mheap_init(void)
 	/* Reserve the configured arena; if the port cannot (a small address
 	 * space, or valgrind's), halve it down to 16 MiB. */
 	size_t arena = sys_config.arena_size & ~(CHUNK_BYTES - 1);
-	struct metaarr *arrs[3 + PA_MAX_LEVELS + 3];
+	struct metaarr *arrs[4 + PA_MAX_LEVELS + 3];
 	unsigned n = 0;
 	size_t meta = 0;
 	void *base = NULL;
@@ -217,6 +223,7 @@ int mheap_init(void)
 	mheap_.pagedesc = (uint64_t *)mheap_.m_pagedesc.base;
 	mheap_.livebase = mheap_.m_fix.base + sizeof(struct mspan);
 	pa->chunks = (struct pchunk *)mheap_.m_chunks.base;
+	mheap_maps_init();
 	for (unsigned k = 0; k < pa->nlevels; k++)
 		pa->sum[k] = (struct psum *)mheap_.m_sum[k].base;
 	/* Not zeroed on reuse: a record's state generation must outlive
@@ -250,7 +257,8 @@ static int mheap_grow(size_t npages)
 		return -1;
 	if (meta_ensure(&mheap_.m_spans, newn * CHUNK_PAGES * sizeof(struct mspan *)) ||
 	    meta_ensure(&mheap_.m_pagedesc, newn * CHUNK_PAGES * sizeof(uint64_t)) ||
-	    meta_ensure(&mheap_.m_chunks, newn * sizeof(struct pchunk)))
+	    meta_ensure(&mheap_.m_chunks, newn * sizeof(struct pchunk)) ||
+	    (pa->pgstate != NULL && meta_ensure(&mheap_.m_chunkpg, pa_record_pages(newn))))
 		return -1;
 	size_t len = newn;
 	for (unsigned l = 0; l < pa->nlevels; l++) {
@@ -262,9 +270,13 @@ static int mheap_grow(size_t npages)
 			return -1;
 		len = (len + PA_FANOUT - 1) / PA_FANOUT;
 	}
+	/* New map units are there; one bigger than a chunk (2 MiB sys
+	 * pages) may have been given back with chunks below (mmeta.c). */
+	mheap_maps_grow(newn - k, newn);
+	if (mheap_maps_ensure((newn - k) * CHUNK_PAGES, k * CHUNK_PAGES) != 0)
+		return -1;
 	pa_grow(pa, newn);
-	/* New pages map to the dead sentinel, not NULL: kfree then needs no
-	 * NULL test (a dead span already sends it to its slow path). */
+	/* New pages map to the dead sentinel (NULL: given back, mmeta.c). */
 	for (size_t pg = (newn - k) * CHUNK_PAGES; pg < newn * CHUNK_PAGES; pg++) {
 		mheap_.spans[pg] = &mspan_empty;
 		mheap_.pagedesc[pg] = 0; /* commits need not zero (sys.h) */
@@ -299,6 +311,8 @@ static long take_pages(size_t npages, size_t align_pages)
 		size_t abs = (mheap_.arena_start >> PAGE_SHIFT) + (size_t)pg;
 		pg += (long)(round_up(abs, align_pages) - abs);
 	}
+	if (mheap_maps_ensure((size_t)pg, npages) != 0)
+		return -1;
 	pa_set_alloc(pa, (size_t)pg, npages, true);
 	return pg;
 }
@@ -504,7 +518,7 @@ bool mheap_extend_span(struct mspan *s, size_t npages)
 	size_t add = npages - old;
 	lock_heap();
 	if (npages <= old || pg + npages > pa->nchunks * CHUNK_PAGES ||
-	    !pa_range_free(pa, pg + old, add)) {
+	    !pa_range_free(pa, pg + old, add) || mheap_maps_ensure(pg + old, add) != 0) {
 		unlock_heap();
 		return false;
 	}

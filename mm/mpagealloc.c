@@ -6,8 +6,11 @@
  * Go's design (mpagealloc.go), sized to our one arena:
  *   - The arena is cut into chunks of 512 heap pages (4 MiB). Each chunk
  *     has a 512-bit alloc bitmap (1 = page allocated) and a 512-bit
- *     scavenged bitmap (1 = page free AND released to the port, i.e.
- *     Reserved: it must be committed before use).
+ *     ready bitmap (0 = page scavenged: free AND released to the port,
+ *     i.e. Reserved, to be committed before use; Go keeps the inverse,
+ *     "scavenged"). So a chunk record of all zeros is a chunk whose
+ *     pages are all free and released, which is how a record that trim
+ *     gave back reads (mmeta.c).
  *   - A radix tree of summaries sits on top: level 0 has one summary per
  *     chunk, level k one per 8^k chunks, up to a single root. A summary is
  *     (start, max, end): free pages at the start, the longest free run,
@@ -213,11 +216,10 @@ static bool psum_eq(struct psum a, struct psum b)
 	return a.start == b.start && a.max == b.max && a.end == b.end;
 }
 
-/* Recompute the summaries above chunk ci, bottom-up, stopping early when
- * a level does not change. */
-static void update_chunk(struct pagealloc *pa, size_t ci)
+/* Set chunk ci's summary to leaf and recompute the summaries above it,
+ * bottom-up, stopping early when a level does not change. */
+static void set_leaf(struct pagealloc *pa, size_t ci, struct psum leaf)
 {
-	struct psum leaf = pa_chunk_sum(&pa->chunks[ci]);
 	if (psum_eq(leaf, pa->sum[0][ci]))
 		return;
 	pa->sum[0][ci] = leaf;
@@ -246,13 +248,40 @@ static void update_chunk(struct pagealloc *pa, size_t ci)
 	}
 }
 
+static void update_chunk(struct pagealloc *pa, size_t ci)
+{
+	set_leaf(pa, ci, pa_chunk_sum(&pa->chunks[ci]));
+}
+
+/* Make chunk ci look full to pa_find (hide), or as its bitmaps say
+ * again, without writing its record: trim gives the record's memory back
+ * meanwhile (mmeta.c). */
+void pa_hide_chunk(struct pagealloc *pa, size_t ci, bool hide)
+{
+	struct psum full = { 0, 0, 0 };
+	set_leaf(pa, ci, hide ? full : pa_chunk_sum(&pa->chunks[ci]));
+}
+
+/* Whether chunk ci's record sits on a page trim is giving back (its
+ * summary is hidden meanwhile). */
+static bool chunk_inflight(const struct pagealloc *pa, size_t ci)
+{
+	if (pa->pgstate == NULL)
+		return false;
+	size_t ps = sys_config.page_size, sz = sizeof(struct pchunk);
+	for (size_t p = ci * sz / ps; p <= ((ci + 1) * sz - 1) / ps; p++)
+		if (pa->pgstate[p] == CP_INFLIGHT)
+			return true;
+	return false;
+}
+
 void pa_grow(struct pagealloc *pa, size_t new_nchunks)
 {
 	MM_CHECK(new_nchunks <= pa->cap_chunks, "page allocator grown past its arena", 0);
 	for (size_t ci = pa->nchunks; ci < new_nchunks; ci++) {
 		for (unsigned w = 0; w < CHUNK_WORDS; w++) {
 			pa->chunks[ci].alloc[w] = 0;
-			pa->chunks[ci].scav[w] = ~(uint64_t)0;
+			pa->chunks[ci].ready[w] = 0;
 		}
 		update_chunk(pa, ci);
 	}
@@ -321,8 +350,8 @@ static void range_apply(struct pagealloc *pa, size_t pg, size_t n, enum range_op
 		if (touch)
 			c->touched = pa->epoch;
 		bool alloc = op == OP_SET_ALLOC || op == OP_CLEAR_ALLOC;
-		uint64_t *word = alloc ? &c->alloc[w] : &c->scav[w];
-		if (op == OP_SET_ALLOC || op == OP_SET_SCAV)
+		uint64_t *word = alloc ? &c->alloc[w] : &c->ready[w];
+		if (op == OP_SET_ALLOC || op == OP_CLEAR_SCAV)
 			*word |= mask;
 		else
 			*word &= ~mask;
@@ -366,7 +395,7 @@ bool pa_is_scav(const struct pagealloc *pa, size_t pg)
 {
 	const struct pchunk *c = &pa->chunks[pg / CHUNK_PAGES];
 	unsigned bit = pg % CHUNK_PAGES;
-	return (c->scav[bit / 64] >> (bit % 64)) & 1;
+	return !((c->ready[bit / 64] >> (bit % 64)) & 1);
 }
 
 /* Are pages [pg, pg+n) all free? pre: within the grown arena. */
@@ -391,8 +420,7 @@ size_t pa_scav_count(const struct pagealloc *pa, size_t pg, size_t n)
 		unsigned bit = pg % CHUNK_PAGES;
 		size_t k;
 		uint64_t mask = word_mask(pg, n, &k);
-		count += mm_popcount64(
-			pa->chunks[pg / CHUNK_PAGES].scav[bit / 64] & mask);
+		count += mm_popcount64(~pa->chunks[pg / CHUNK_PAGES].ready[bit / 64] & mask);
 		pg += k;
 		n -= k;
 	}
@@ -406,7 +434,7 @@ bool pa_scav_next_run(const struct pagealloc *pa, size_t pg, size_t n,
 	size_t end = pg + n;
 	while (pg < end && !pa_is_scav(pa, pg)) {
 		if (pg % 64 == 0 && end - pg >= 64 &&
-		    pa->chunks[pg / CHUNK_PAGES].scav[(pg % CHUNK_PAGES) / 64] == 0)
+		    pa->chunks[pg / CHUNK_PAGES].ready[(pg % CHUNK_PAGES) / 64] == ~(uint64_t)0)
 			pg += 64;
 		else
 			pg++;
@@ -416,7 +444,7 @@ bool pa_scav_next_run(const struct pagealloc *pa, size_t pg, size_t n,
 	size_t s = pg;
 	while (pg < end && pa_is_scav(pa, pg)) {
 		if (pg % 64 == 0 && end - pg >= 64 &&
-		    pa->chunks[pg / CHUNK_PAGES].scav[(pg % CHUNK_PAGES) / 64] == ~(uint64_t)0)
+		    pa->chunks[pg / CHUNK_PAGES].ready[(pg % CHUNK_PAGES) / 64] == 0)
 			pg += 64;
 		else
 			pg++;
@@ -438,7 +466,7 @@ bool pa_highest_unscav_free(const struct pagealloc *pa, uint32_t min_age, size_t
 		if (pa->epoch - c->touched < min_age)
 			continue;
 		for (unsigned w = CHUNK_WORDS; w-- > 0;) {
-			uint64_t cand = ~(c->alloc[w] | c->scav[w]);
+			uint64_t cand = ~c->alloc[w] & c->ready[w];
 			if (cand == 0)
 				continue;
 			unsigned top = 63 - (unsigned)__builtin_clzll(cand);
@@ -500,7 +528,9 @@ int pa_valid(const struct pagealloc *pa)
 			ents = pa->level_len[k];
 		for (size_t idx = 0; idx < ents; idx++) {
 			struct psum want = {0, 0, 0};
-			if (k == 0 && idx < pa->nchunks) {
+			if (k == 0 && idx < pa->nchunks && chunk_inflight(pa, idx)) {
+				want = pa->sum[0][idx]; /* hidden while given back */
+			} else if (k == 0 && idx < pa->nchunks) {
 				want = pa_chunk_sum(&pa->chunks[idx]);
 			} else if (k > 0 && idx < len) {
 				size_t first = idx * PA_FANOUT;

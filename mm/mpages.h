@@ -15,14 +15,25 @@ struct psum {
 	uint32_t start, max, end;
 };
 
-/* Per chunk: 1 = page allocated (or not grown); scav 1 = page free and
- * released to the port (Reserved). A page is never both. */
+/* Per chunk: alloc 1 = page allocated (or not grown); ready 0 = page
+ * free and released to the port (Reserved: scavenged). An allocated
+ * page is never scavenged. All zeros: every page free and released (a
+ * record trim gave back reads so, mmeta.c). */
 struct pchunk {
 	uint64_t alloc[CHUNK_WORDS];
-	uint64_t scav[CHUNK_WORDS];
+	uint64_t ready[CHUNK_WORDS];
 	uint32_t touched;  /* pagealloc.epoch of its last allocation or free
 	                      (the scavenger releases cold chunks first) */
+	uint8_t mapstate;  /* mheap.lock, in a map unit's first chunk: enum
+	                      map_state of the unit's page-map words (mmeta.c) */
 };
+
+/* Whether a unit of page-map words is there (mmeta.c). RELEASED is 0:
+ * a chunk record trim gave back reads so. */
+enum map_state { MAP_RELEASED = 0, MAP_READY = 1, MAP_INFLIGHT = 2, MAP_HALF = 3 };
+/* Whether a sys page of the chunk records (pagealloc.chunks) is there
+ * (pagealloc.pgstate, mmeta.c). */
+enum cpage_state { CP_READY = 0, CP_INFLIGHT = 1, CP_RELEASED = 2 };
 
 #define PA_MAX_LEVELS 8
 #define PA_FANOUT 8
@@ -36,7 +47,19 @@ struct pagealloc {
 	size_t cap_chunks;                   /* chunks the arena can hold */
 	size_t nchunks;                      /* chunks grown so far */
 	uint32_t epoch;                      /* the scavenger's epoch count */
+	uint8_t *pgstate;                    /* per sys page of chunks: enum
+	                                        cpage_state, mheap.lock
+	                                        (mmeta.c); the pointer is NULL
+	                                        where records are never given
+	                                        back (immutable after init) */
 };
+
+/* Sys pages that hold the records of nchunks chunks. */
+static inline size_t pa_record_pages(size_t nchunks)
+{
+	size_t ps = sys_config.page_size;
+	return (nchunks * sizeof(struct pchunk) + ps - 1) / ps;
+}
 
 size_t pa_level_len(size_t cap_chunks, unsigned level, unsigned *nlevels);
 void pa_init(struct pagealloc *pa, size_t cap_chunks);
@@ -55,6 +78,7 @@ bool pa_highest_free_granules(const struct pagealloc *pa, size_t gran, uint32_t 
 bool pa_is_alloc(const struct pagealloc *pa, size_t pg);
 bool pa_range_free(const struct pagealloc *pa, size_t pg, size_t n);
 bool pa_is_scav(const struct pagealloc *pa, size_t pg);
+void pa_hide_chunk(struct pagealloc *pa, size_t ci, bool hide);
 struct psum pa_chunk_sum(const struct pchunk *c);
 int pa_valid(const struct pagealloc *pa);
 
@@ -103,6 +127,7 @@ struct metaarr {
 };
 int meta_ensure(struct metaarr *m, size_t bytes);
 void *meta_alloc(struct metaarr *m, size_t bytes);
+void *meta_alloc_aligned(struct metaarr *m, size_t bytes, size_t align);
 
 
 #endif /* MM_MPAGES_H */

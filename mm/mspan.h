@@ -46,7 +46,8 @@ enum mspan_state {
  * or 1 if noscan). Records come from a fixalloc, so a stale
  * pointer from the page->span map points at some mspan record (readers
  * check state and range) unless kmalloc_trim released its block: see
- * mfixalloc.c for what such a reader then sees.
+ * mfixalloc.c for what such a reader then sees; or it is NULL where trim
+ * gave back the map's words (mmeta.c).
  *
  * Guards: "owner" = the CPU in cached_by, with interrupts off; when the span
  * is uncached (cached_by == CPU_NONE) the owner is whoever holds its

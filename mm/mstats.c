@@ -237,6 +237,31 @@ static int page_desc_valid(size_t pg)
 	       mheap_.livebase + PD_RECOFF(d) == (uintptr_t)mspan_livebytes(s);
 }
 
+/* Metadata trim gave back is consistent (mheap_maps_check: map units
+ * not Ready hold only free pages and read as zero), and meta_sys is what
+ * the arrays committed less the map units, transfer-cache entry pages
+ * and fixalloc blocks given back.
+ * pre: mheap.lock, nothing allocating or trimming. */
+static bool meta_accounted(void)
+{
+	long maps = mheap_maps_check();
+	if (maps < 0)
+		return false;
+	struct metaarr *arrs[] = { &mheap_.m_spans,   &mheap_.m_pagedesc, &mheap_.m_chunks,
+		                   &mheap_.m_chunkpg, &mheap_.m_fix,      &mheap_.m_fixblk,
+		                   &mheap_.m_caches };
+	uint64_t sum = 0;
+	for (unsigned i = 0; i < sizeof arrs / sizeof arrs[0]; i++)
+		sum += arrs[i]->committed;
+	for (unsigned k = 0; k < mheap_.pages.nlevels; k++)
+		sum += mheap_.m_sum[k].committed;
+	const struct fixblk *fb = (const struct fixblk *)mheap_.m_fixblk.base;
+	for (size_t b = 0; b < mheap_.m_fix.used / FIX_BLOCK; b++)
+		if (fb[b].state == FB_RELEASED || fb[b].state == FB_INFLIGHT)
+			sum -= FIX_BLOCK;
+	return sum - (uint64_t)maps - mm_transfer_released_bytes() == mheap_.meta_sys;
+}
+
 int mheap_valid(void)
 {
 	struct mm_census cs;
@@ -248,7 +273,7 @@ int mheap_valid(void)
 	int ok = pa_valid(&mheap_.pages);
 	for (size_t ci = 0; ci < mheap_.pages.nchunks; ci++)
 		for (unsigned w = 0; w < CHUNK_WORDS; w++)
-			if (mheap_.pages.chunks[ci].alloc[w] & mheap_.pages.chunks[ci].scav[w])
+			if (mheap_.pages.chunks[ci].alloc[w] & ~mheap_.pages.chunks[ci].ready[w])
 				ok = 0;
 	/* a commit unit above a heap page is scavenged whole or not at all */
 	int units_ok = 1;
@@ -258,6 +283,7 @@ int mheap_valid(void)
 		if (sc != 0 && sc != g)
 			units_ok = 0;
 	}
+	bool meta_ok = meta_accounted();
 	uint64_t inuse = mheap_.pages_inuse, fr = mheap_.pages_free,
 	         rel = mheap_.pages_released, sys = mheap_.pages_sys;
 	size_t npages = mheap_.pages.nchunks * CHUNK_PAGES;
@@ -292,6 +318,9 @@ int mheap_valid(void)
 		return fail("mheap_valid: a page descriptor does not describe its page's span");
 	if (!units_ok)
 		return fail("mheap_valid: a commit unit is partly scavenged");
+	if (!meta_ok)
+		return fail("mheap_valid: page-map words given back are not zero on free pages, "
+		            "or meta_sys is not the metadata committed less what trim gave back");
 	if (inuse + fr + rel != sys)
 		return fail("mheap_valid: inuse + free + released != sys");
 	if (cs.pages_inuse != inuse || cs.pages_free != fr || cs.pages_released != rel)

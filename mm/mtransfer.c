@@ -16,6 +16,14 @@
  * The entry array of a class is carved from the metadata area on the
  * first put (under mheap.lock, before the transfer lock: that lock is a
  * leaf), so classes that never overflow a magazine cost nothing.
+ *
+ * kmalloc_trim gives back the whole sys pages inside the entry arrays of
+ * empty transfer caches (16 KiB for a class of up to 256 bytes; after a
+ * burst of frees every small class has filled its array once):
+ * TC_READY -> TC_INFLIGHT (marked under mheap.lock and the transfer
+ * lock; puts refuse, so n stays 0 and no take reads an entry) ->
+ * released outside every lock -> TC_RELEASED; the next put commits the
+ * pages again under mheap.lock (metadata growth) and makes it TC_READY.
  */
 #include "internal.h"
 
@@ -34,6 +42,32 @@ size_t mm_transfer_take(unsigned spanclass, struct magentry *out, size_t want)
 	return k;
 }
 
+static size_t tc_bytes(const struct transfer *t) { return t->cap * sizeof(struct magentry); }
+
+/* The sys pages of t's entry array that trim may give back: [*lo, *hi),
+ * all of them if it has pages of its own (tc_carve), else none. */
+static void whole_pages(const struct transfer *t, uintptr_t *lo, uintptr_t *hi)
+{
+	*lo = *hi = (uintptr_t)t->e;
+	if (tc_bytes(t) >= sys_config.page_size)
+		*hi += tc_carve(tc_bytes(t));
+}
+
+/* Commit t's entry pages trim gave back; if the port refuses, t stays
+ * TC_RELEASED and its puts go to the spans. pre: mheap.lock. */
+static void recommit(struct transfer *t)
+{
+	MM_HELD_HEAP();
+	uintptr_t lo, hi;
+	whole_pages(t, &lo, &hi);
+	if (sys_commit((void *)lo, hi - lo) != 0)
+		return;
+	mheap_.meta_sys += hi - lo;
+	lock_transfer(t);
+	STORE(t->state, TC_READY);
+	unlock_transfer(t);
+}
+
 /* Put up to n objects of spanclass; returns how many fit (the caller
  * returns the rest to their spans). */
 size_t mm_transfer_put(unsigned spanclass, const struct magentry *in, size_t n)
@@ -41,16 +75,24 @@ size_t mm_transfer_put(unsigned spanclass, const struct magentry *in, size_t n)
 	struct transfer *t = &mheap_.transfer[spanclass].t;
 	if (t->cap == 0 || LOAD(t->n) >= t->cap)
 		return 0;
-	if (mm_load_acquire(&t->e) == NULL) { /* pairs with the store below */
+	/* acquire: pairs with the release store below */
+	if (mm_load_acquire(&t->e) == NULL || LOAD(t->state) == TC_RELEASED) {
 		lock_heap();
 		if (t->e == NULL)
 			mm_store_release(&t->e,
-			                 meta_alloc(&mheap_.m_caches, t->cap * sizeof(struct magentry)));
+			                 meta_alloc_aligned(&mheap_.m_caches, tc_carve(tc_bytes(t)),
+			                                    tc_align(tc_bytes(t))));
+		else if (t->state == TC_RELEASED)
+			recommit(t);
 		unlock_heap();
 		if (t->e == NULL)
 			return 0;
 	}
 	lock_transfer(t);
+	if (t->state != TC_READY) { /* given back, or going: to the spans */
+		unlock_transfer(t);
+		return 0;
+	}
 	size_t room = t->cap - t->n, k = n < room ? n : room;
 	__builtin_memcpy(t->e + t->n, in, k * sizeof(*in));
 	STORE(t->n, t->n + (uint32_t)k);
@@ -103,4 +145,54 @@ void mm_transfer_age(uint64_t now)
 	}
 	if (drained)
 		mcentral_free_spares();
+}
+
+/* Give back the entry pages of every empty transfer cache (kmalloc_trim,
+ * after the caches were drained). pre: no mm lock held. */
+void mm_transfer_trim(void)
+{
+	MM_UNLOCKED();
+	for (unsigned i = 2; i < NUM_SPANCLASSES; i++) {
+		struct transfer *t = &mheap_.transfer[i].t;
+		uintptr_t lo, hi;
+		if (mm_load_acquire(&t->e) == NULL)
+			continue;
+		whole_pages(t, &lo, &hi);
+		if (lo == hi)
+			continue;
+		bool go = false;
+		lock_heap();
+		lock_transfer(t);
+		if (t->n == 0 && t->state == TC_READY) {
+			STORE(t->state, TC_INFLIGHT);
+			mheap_.meta_sys -= hi - lo;
+			go = true;
+		}
+		unlock_transfer(t);
+		unlock_heap();
+		if (!go)
+			continue;
+		sys_release((void *)lo, hi - lo);
+		lock_heap();
+		lock_transfer(t);
+		STORE(t->state, TC_RELEASED);
+		unlock_transfer(t);
+		unlock_heap();
+	}
+}
+
+/* Bytes of entry pages given back (the validator's count). pre:
+ * mheap.lock, nothing trimming. */
+size_t mm_transfer_released_bytes(void)
+{
+	size_t n = 0;
+	for (unsigned i = 2; i < NUM_SPANCLASSES; i++) {
+		struct transfer *t = &mheap_.transfer[i].t;
+		uintptr_t lo, hi;
+		if (t->e == NULL || t->state == TC_READY)
+			continue;
+		whole_pages(t, &lo, &hi);
+		n += hi - lo;
+	}
+	return n;
 }

@@ -50,12 +50,14 @@
  *             sys_config.move         krealloc of a big object copies its
  *                                     bytes instead of moving its pages
  *             sys_config.nomem        no errno-style report of failures
-             sys_config.now_ns,      memory returns by allocation volume
-             release_ms              only, never while the heap is idle;
-                                     caches do not age
-             sys_config.             (with now_ns) release happens only on
-             start_background        allocation slow paths and at
-                                     kmalloc_safepoint
+ *             sys_config.release_zero kmalloc_trim keeps the page maps (16
+ *                                     bytes per heap page ever grown)
+ *             sys_config.now_ns,      memory returns by allocation volume
+ *             release_ms              only, never while the heap is idle;
+ *                                     caches do not age
+ *             sys_config.             (with now_ns) release happens only on
+ *             start_background        allocation slow paths and at
+ *                                     kmalloc_safepoint
  *             sys_config.track_sites, roots, stop_world, start_world,
  *             symbolize               the leak detector reports no
  *                                     allocation sites / sees only roots
@@ -115,6 +117,18 @@ struct sys_config {
 	 * so its malloc needs no test of its own).
 	 *    pre: no mm lock held. */
 	void (*nomem)(void);
+	/* Optional hook, NULL if the port has none (then the page maps keep
+	 * 16 bytes per heap page the heap ever grew to, after any trim).
+	 * Ready -> Reserved like sys_release, except that the range stays
+	 * readable and reads as zero until sys_commit makes it Ready again
+	 * (Linux: MADV_DONTNEED on a private writable mapping does exactly
+	 * this; a kernel maps one shared zero frame read-only). kmalloc_trim
+	 * gives back the page-map words of chunks that hold no span with it:
+	 * kfree reads those words without a lock for any pointer into the
+	 * heap, a stray one too, so they must never fault (mm/mmeta.c).
+	 *    pre: as sys_release; sys_commit must accept such a range as
+	 *         Reserved (and no CPU may read the old zeros after it). */
+	void (*release_zero)(void *p, size_t n);
 	/* Optional hooks of the leak detector (kmalloc_leak_scan), each NULL
 	 * if the port has none:
 	 *  track_sites  called once by kmalloc_init: nonzero makes every

@@ -130,6 +130,7 @@ test-boot-kmem: $(LOADER_EFI) $(KERNEL_ELF) $(KMEM_DEBUG_ELF)
 	misuse invalid_free_selftest "invalid free" "$$heap"; \
 	misuse misaligned_free_selftest "invalid free" "$$heap"; \
 	misuse foreign_free_selftest "invalid free" '0xffffffff80[0-9a-f]+'; \
+	misuse trimmed_chunk_free_selftest "invalid free" "$$heap"; \
 	kcase released_page_selftest 2 $(MEM) $(KERNEL_ELF) "ktest=released_page_selftest" \
 	    '^page fault: kmalloc arena: access to released page 0xffffa0[0-9a-f]+000' \
 	    'CR2 ffffa0[0-9a-f]+000' '^Backtrace:' '#0 +0xffffffff[0-9a-f]+ ktest_fn_released_page_selftest\+0x' \

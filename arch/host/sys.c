@@ -23,6 +23,7 @@
  *                moves page-table entries, not bytes; the source stays
  *                mapped and empty, which is Reserved here
  *   nomem        errno = ENOMEM, so the shim's malloc is kmalloc
+ *   release_zero sys_release itself: what it leaves reads as zero
  *   leak detector  track_sites: KMALLOC_LEAK_CHECK=1 in the environment;
  *                roots: every loaded object's writable segments
  *                (dl_iterate_phdr) and the calling thread's stack from
@@ -94,6 +95,7 @@ struct sys_config sys_config = {
 	.arena_size = (size_t)64 << 30,
 	.move = host_move,
 	.nomem = host_nomem,
+	.release_zero = sys_release, /* released pages read as zero here */
 	.track_sites = host_track_sites,
 	.roots = host_roots,
 	.symbolize = host_symbolize,

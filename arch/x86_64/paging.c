@@ -129,6 +129,37 @@ int paging_move(uint64_t dst, uint64_t src, size_t n, uint64_t *old)
     return 0;
 }
 
+int paging_zero(uint64_t va, size_t n, uint64_t zero, uint64_t *old)
+{
+    uint64_t irq = spin_lock_irqsave(&paging_lock);
+    for (size_t i = 0; i < n; i++)
+        if (!leaf_of(va + i * PAGE_SIZE_4K)) {
+            spin_unlock_irqrestore(&paging_lock, irq);
+            return -1;
+        }
+    for (size_t i = 0; i < n; i++) {
+        uint64_t *leaf = leaf_of(va + i * PAGE_SIZE_4K);
+        old[i] = *leaf & PTE_ADDR_MASK;
+        *leaf = (zero & PTE_ADDR_MASK) | PTE_NX | PTE_P | PAGING_RELEASED;
+        invlpg(va + i * PAGE_SIZE_4K);
+    }
+    spin_unlock_irqrestore(&paging_lock, irq);
+    return 0;
+}
+
+int paging_unzero(uint64_t va, uint64_t phys, uint64_t flags, uint64_t zero)
+{
+    uint64_t irq = spin_lock_irqsave(&paging_lock);
+    uint64_t *leaf = leaf_of(va);
+    int hit = leaf != NULL && (*leaf & PTE_ADDR_MASK) == (zero & PTE_ADDR_MASK);
+    if (hit) {
+        *leaf = (phys & PTE_ADDR_MASK) | flags | PTE_P | PAGING_RELEASED;
+        invlpg(va);
+    }
+    spin_unlock_irqrestore(&paging_lock, irq);
+    return hit;
+}
+
 static int table_empty(const uint64_t *t, int *marked)
 {
     *marked = 0;

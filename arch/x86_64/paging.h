@@ -80,6 +80,19 @@ size_t paging_unmap_batch(uint64_t va, size_t n, int mark, uint64_t *data,
  * page of either range is not mapped. */
 int paging_move(uint64_t dst, uint64_t src, size_t n, uint64_t *old);
 
+/* Point the n mapped pages at va at the frame `zero`, read-only (a range
+ * given back that must stay readable: sys_config.release_zero), storing
+ * the frames they held in old[]. Like paging_move: no table is created or
+ * freed, only this CPU's TLB is flushed, and the caller shoots the range
+ * down before it frees old[]. Returns 0, or -1 (nothing changed) if a
+ * page is not mapped. */
+int paging_zero(uint64_t va, size_t n, uint64_t zero, uint64_t *old);
+
+/* If va maps the frame `zero` (paging_zero), map phys there with flags
+ * instead and return 1; else return 0 and change nothing. Only this CPU's
+ * TLB is flushed. */
+int paging_unzero(uint64_t va, uint64_t phys, uint64_t flags, uint64_t zero);
+
 enum paging_state {
     PAGING_MAPPED,      /* leaf present */
     PAGING_RELEASED_VA, /* not present, marked released (here or above) */

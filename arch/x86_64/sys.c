@@ -20,6 +20,10 @@
  *                caller), it leaves them gathered instead: no interrupt
  *                handler waits for other CPUs' acknowledgements. Called by
  *                the scavenger with no mm lock held.
+ *   release_zero as sys_release, but each page then maps one zeroed frame
+ *                read-only (mm's page maps, which kfree reads for stray
+ *                pointers too); sys_commit replaces such leaves in place
+ *                and shoots the range down
  *   move         krealloc's page moves: dst's leaf entries take src's
  *                frames (paging_move), one shootdown of both ranges, then
  *                dst's old frames go back to the frame allocator
@@ -67,6 +71,7 @@
 /* arena_size is the default; kernel/mem.c sets arena= from the command
  * line before kmalloc_init (mm/sys.h lets a port write it until then). */
 static int kmem_move(void *dst, void *src, size_t n);
+static void kmem_release_zero(void *p, size_t n);
 
 /* sys_config.now_ns: the TSC, calibrated against the PIT at boot
  * (apic.c). Invariant under QEMU and on every CPU since Nehalem; a CPU
@@ -86,6 +91,7 @@ struct sys_config sys_config = {
     .max_cpus = MAX_CPUS,
     .arena_size = KMEM_ARENA_DEFAULT,
     .move = kmem_move,
+    .release_zero = kmem_release_zero,
     .track_sites = kmemleak_track_sites,
     .roots = kmemleak_roots,
     .stop_world = stop_world,
@@ -102,6 +108,11 @@ static uint64_t commit_failures;/* atomic */
 static uint64_t release_calls;  /* atomic */
 static uint64_t released_pages; /* atomic: pages ever released */
 static uint64_t moved_pages;    /* atomic: pages ever moved (kmem_move) */
+static uint64_t zero_phys;      /* written once by sys_reserve: the frame
+                                   every page given back by release_zero
+                                   maps, read-only */
+
+static void zero_frame(uint64_t phys);
 
 int sys_reserve(size_t size, void **base)
 {
@@ -110,6 +121,11 @@ int sys_reserve(size_t size, void **base)
     tlb_gather_init(mem_frame_free);
     if (region_base != 0 || size == 0 || size > KMALLOC_ARENA_SIZE)
         return -1;
+    if (zero_phys == 0) {
+        if (mem_frame_alloc(&zero_phys) != 0)
+            return -1;
+        zero_frame(zero_phys);
+    }
     region_base = KMALLOC_ARENA_BASE;
     region_size = (size + PAGE_SIZE_4K - 1) & ~(size_t)(PAGE_SIZE_4K - 1);
     *base = (void *)region_base;
@@ -192,23 +208,60 @@ int sys_commit(void *p, size_t n)
     if ((cpu_read_rflags() & RFLAGS_IF) && tlb_gather_count())
         tlb_gather_flush();
     tlb_gather_sync(va, end);
+    /* A range release_zero gave back maps the zero frame: its leaves are
+     * replaced in place, and every CPU must then drop the read-only
+     * translation before mm writes there (a stale one would read zeros
+     * where mm has just stored its page map). */
+    int unzeroed = 0;
     for (; va < end; va += PAGE_SIZE_4K) {
         uint64_t phys;
         if (mem_frame_alloc(&phys) != 0)
             goto fail;
         zero_frame(phys);
-        if (paging_map(va, phys, PAGING_HEAP_FLAGS) != 0) {
+        if (paging_unzero(va, phys, PAGING_HEAP_FLAGS, zero_phys))
+            unzeroed = 1;
+        else if (paging_map(va, phys, PAGING_HEAP_FLAGS) != 0) {
             mem_frame_free(phys);
             goto fail;
         }
         __atomic_add_fetch(&data_frames, 1, __ATOMIC_RELAXED);
     }
+    if (unzeroed)
+        tlb_shootdown((uintptr_t)p, n);
     return 0;
 fail:
     __atomic_add_fetch(&commit_failures, 1, __ATOMIC_RELAXED);
-    if (va > (uintptr_t)p)
+    if (va > (uintptr_t)p && unzeroed) /* back to the zero frame: readers */
+        kmem_release_zero(p, va - (uintptr_t)p);
+    else if (va > (uintptr_t)p)
         unmap_range((uintptr_t)p, va - (uintptr_t)p, 0);
     return -1;
+}
+
+/* sys_config.release_zero: like sys_release, but each page maps the zero
+ * frame read-only afterwards, so mm's lock-free readers of its page maps
+ * (kfree of any pointer into the heap) read zeros instead of faulting.
+ * The frames go to the TLB gather as in sys_release. */
+static void kmem_release_zero(void *p, size_t n)
+{
+    check_range("sys_config.release_zero", p, n);
+    __atomic_add_fetch(&release_calls, 1, __ATOMIC_RELAXED);
+    uint64_t old[PAGING_BATCH];
+    uintptr_t va = (uintptr_t)p, end = va + n;
+    while (va < end) {
+        size_t k = (end - va) / PAGE_SIZE_4K;
+        if (k > PAGING_BATCH)
+            k = PAGING_BATCH;
+        if (paging_zero(va, k, zero_phys, old) != 0)
+            panic("sys_config.release_zero: 0x%lx+0x%lx: a page is not mapped (must be Ready)",
+                  (uint64_t)va, (uint64_t)(k * PAGE_SIZE_4K));
+        for (size_t i = 0; i < k; i++)
+            tlb_gather_add(old[i], (uintptr_t)p, end);
+        __atomic_sub_fetch(&data_frames, k, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&released_pages, k, __ATOMIC_RELAXED);
+        va += k * PAGE_SIZE_4K;
+    }
+    gather_flush_if_allowed();
 }
 
 void sys_release(void *p, size_t n)
@@ -291,6 +344,7 @@ void kmem_port_stats(struct kmem_port_stats *st)
     st->data_frames = __atomic_load_n(&data_frames, __ATOMIC_RELAXED);
     st->table_frames = paging_table_frames();
     st->gathered_frames = tlb_gathered_frames();
+    st->zero_frames = zero_phys != 0;
     st->commit_calls = __atomic_load_n(&commit_calls, __ATOMIC_RELAXED);
     st->commit_failures = __atomic_load_n(&commit_failures, __ATOMIC_RELAXED);
     st->release_calls = __atomic_load_n(&release_calls, __ATOMIC_RELAXED);

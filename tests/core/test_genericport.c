@@ -38,11 +38,14 @@
 #define GENERIC_PAGE_SIZE 4096
 #endif
 
+static void generic_release_zero(void *p, size_t n);
+
 struct sys_config sys_config = {
 	.page_size = GENERIC_PAGE_SIZE,
 	.commit_zeroed = 1,
 	.max_cpus = 64,
 	.arena_size = (size_t)256 << 20,
+	.release_zero = generic_release_zero,
 };
 
 static unsigned next_cpu;
@@ -81,6 +84,16 @@ void sys_release(void *p, size_t n)
 	check_unit("sys_release of a range that is not whole units", p, n);
 	madvise(p, n, MADV_DONTNEED);
 	mprotect(p, n, PROT_NONE);
+	__atomic_sub_fetch(&committed, n, __ATOMIC_RELAXED);
+}
+
+/* Given back but readable as zeros, and read-only: a write the core
+ * makes there before committing again faults. */
+static void generic_release_zero(void *p, size_t n)
+{
+	check_unit("release_zero of a range that is not whole units", p, n);
+	madvise(p, n, MADV_DONTNEED);
+	mprotect(p, n, PROT_READ);
 	__atomic_sub_fetch(&committed, n, __ATOMIC_RELAXED);
 }
 
@@ -263,7 +276,9 @@ END_TEST
  * each span's pages come and go alone). 100 large objects of 9 heap pages
  * (72 KiB), every other one freed and trimmed (the flush empties the
  * large bins), then the rest: the port's count stays the core's, and with
- * 2 MiB units every commit and release the port saw was whole units. */
+ * 2 MiB units every commit and release the port saw was whole units.
+ * With nothing live the page maps go back too (read-only zeros here) and
+ * come back for the next span. */
 START_TEST(spans_share_commit_units)
 {
 	enum { N = 100 };
@@ -296,6 +311,19 @@ START_TEST(spans_share_commit_units)
 	ck_assert_uint_eq(st.heap_free, 0); /* every unit went back whole */
 	ck_assert_uint_eq(st.committed, __atomic_load_n(&committed, __ATOMIC_RELAXED));
 	ck_assert(mheap_valid());
+	/* nothing is live: the page maps went back too (read-only zeros
+	 * here, mm/mmeta.c), and come back with the next span */
+	lock_heap();
+	ck_assert(!mheap_maps_ready(0));
+	unlock_heap();
+	void *q = kmalloc(100000, 0);
+	ck_assert_ptr_nonnull(q);
+	memset(q, 1, 100000);
+	ck_assert_uint_eq(ksize(q), 106496);
+	ck_assert(mheap_valid());
+	kfree(q);
+	kmalloc_stats(&st);
+	ck_assert_uint_eq(st.committed, __atomic_load_n(&committed, __ATOMIC_RELAXED));
 }
 END_TEST
 
