@@ -18,21 +18,12 @@
 
 #include "host.h"
 #include "internal.h"
+#include "heap_stats.h"
 
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
 #define STEP_PAGES 64 /* mscavenge.c: SCAV_STEP */
 
-static struct kmalloc_stats stats(void)
-{
-	struct kmalloc_stats st;
-	kmalloc_stats(&st);
-	ck_assert_uint_eq(st.heap_inuse + st.heap_free + st.heap_released, st.heap_sys);
-	ck_assert_uint_eq(st.committed, st.heap_inuse + st.heap_free + st.meta_sys);
-	ck_assert_uint_eq(st.committed, host_committed_bytes());
-	ck_assert(mheap_valid());
-	return st;
-}
 
 static int pending(void)
 {
@@ -43,13 +34,13 @@ START_TEST(fresh_growth_is_released_until_used)
 {
 	void *p = kmalloc(MiB, 0);
 	ck_assert_ptr_nonnull(p);
-	struct kmalloc_stats st = stats();
+	struct kmalloc_stats st = checked_stats();
 	ck_assert_uint_eq(st.heap_inuse, MiB);
 	ck_assert_uint_eq(st.heap_free, 0); /* the rest of the chunk: never committed */
 	ck_assert_uint_eq(st.heap_released, st.heap_sys - MiB);
 	ck_assert_uint_eq(st.heap_sys % (4 * MiB), 0);
 	kfree(p);
-	st = stats();
+	st = checked_stats();
 	ck_assert_uint_eq(st.heap_free, MiB); /* below the 4 MiB minimum goal */
 }
 END_TEST
@@ -59,10 +50,10 @@ START_TEST(frees_below_goal_are_retained)
 	void *p[3];
 	for (int i = 0; i < 3; i++)
 		p[i] = kmalloc(MiB, 0);
-	struct kmalloc_stats before = stats();
+	struct kmalloc_stats before = checked_stats();
 	for (int i = 0; i < 3; i++)
 		kfree(p[i]);
-	struct kmalloc_stats st = stats();
+	struct kmalloc_stats st = checked_stats();
 	ck_assert_uint_eq(st.heap_free, 3 * MiB);
 	ck_assert_uint_eq(st.heap_released, before.heap_released);
 	/* 1.1 * 3 MiB peak is less than the 4 MiB minimum */
@@ -81,18 +72,18 @@ START_TEST(goal_follows_recent_peak)
 		p[i] = kmalloc(MiB, 0);
 		memset(p[i], 1, MiB);
 	}
-	struct kmalloc_stats before = stats();
+	struct kmalloc_stats before = checked_stats();
 	ck_assert_uint_eq(mheap_.scav_peaks[0], N * MiB / PAGE_SIZE);
 	for (int i = 0; i < N; i++)
 		kfree(p[i]);
-	struct kmalloc_stats st = stats();
+	struct kmalloc_stats st = checked_stats();
 	ck_assert_uint_eq(st.heap_free, N * MiB);
 	ck_assert_uint_eq(st.heap_released, before.heap_released);
 	ck_assert_uint_eq(mheap_retain_goal(), N * MiB + N * MiB / 10);
 	ck_assert_int_eq(pending(), 0);
 	/* allocation slow paths find nothing to do */
 	void *q = kmalloc(3000, 0);
-	st = stats();
+	st = checked_stats();
 	ck_assert_uint_eq(st.heap_released, before.heap_released);
 	kfree(q);
 }
@@ -112,7 +103,7 @@ START_TEST(big_block_loop_keeps_pages_committed)
 			ck_assert_ptr_nonnull(p[k]);
 			memset(p[k], round, 4096);
 			if (round >= 1) {
-				struct kmalloc_stats st = stats();
+				struct kmalloc_stats st = checked_stats();
 				ck_assert_uint_eq(st.committed, base.committed);
 				ck_assert_uint_eq(st.heap_released, base.heap_released);
 				ck_assert_int_eq(pending(), 0);
@@ -121,14 +112,14 @@ START_TEST(big_block_loop_keeps_pages_committed)
 		for (int k = 0; k < 3; k++) {
 			kfree(p[k]);
 			if (round >= 1) {
-				struct kmalloc_stats st = stats();
+				struct kmalloc_stats st = checked_stats();
 				ck_assert_uint_eq(st.committed, base.committed);
 				ck_assert_uint_eq(st.heap_released, base.heap_released);
 				ck_assert_int_eq(pending(), 0);
 			}
 		}
 		if (round == 0) {
-			base = stats();
+			base = checked_stats();
 			ck_assert_uint_eq(base.heap_free, 16 * MiB);
 		}
 	}
@@ -151,7 +142,7 @@ static void age_peak_with_a_live(void)
 	ck_assert_ptr_nonnull(b);
 	uint64_t peak = mheap_.scav_peaks[0];
 	kfree(b);
-	struct kmalloc_stats before = stats();
+	struct kmalloc_stats before = checked_stats();
 	int i = 0;
 	/* 264 KiB: too big for the large cache, so every allocation takes
 	 * pages and counts toward the epoch */
@@ -161,7 +152,7 @@ static void age_peak_with_a_live(void)
 		ck_assert_ptr_nonnull(x);
 		kfree(x);
 	}
-	struct kmalloc_stats st = stats();
+	struct kmalloc_stats st = checked_stats();
 	ck_assert_uint_eq(st.heap_released, before.heap_released);
 	ck_assert_uint_eq(st.committed, before.committed);
 }
@@ -169,11 +160,11 @@ static void age_peak_with_a_live(void)
 START_TEST(free_above_goal_is_released_in_paced_steps)
 {
 	age_peak_with_a_live();
-	struct kmalloc_stats st = stats();
+	struct kmalloc_stats st = checked_stats();
 	ck_assert_int_eq(pending(), 0);
 	kfree(A);
 	/* the free itself releases nothing: it only notes the excess */
-	struct kmalloc_stats after = stats();
+	struct kmalloc_stats after = checked_stats();
 	ck_assert_uint_eq(after.heap_released, st.heap_released);
 	ck_assert_uint_eq(after.committed, st.committed);
 	ck_assert_int_eq(pending(), 1);
@@ -205,7 +196,7 @@ START_TEST(free_above_goal_is_released_in_paced_steps)
 			ck_assert_ptr_nonnull(x);
 			kfree(x);
 		}
-		st = stats();
+		st = checked_stats();
 		ck_assert_uint_le(st.heap_released - prev.heap_released, STEP_PAGES * PAGE_SIZE);
 		steps++;
 	}
@@ -222,12 +213,12 @@ START_TEST(free_above_goal_is_released_in_paced_steps)
 	ck_assert(!pa_is_alloc(&mheap_.pages, lo + 100));
 	ck_assert(!pa_is_scav(&mheap_.pages, lo + 100));
 	/* the goal is met: later slow paths release nothing */
-	struct kmalloc_stats done = stats();
+	struct kmalloc_stats done = checked_stats();
 	for (int i = 0; i < 5; i++)
 		kfree(kmalloc(100 * KiB, 0));
 	kfree(small);
 	kmalloc_flush_cpu();
-	st = stats();
+	st = checked_stats();
 	ck_assert_uint_eq(st.heap_released, done.heap_released);
 	ck_assert_int_eq(pending(), 0);
 }
@@ -244,10 +235,10 @@ START_TEST(trim_releases_everything_free)
 	ck_assert_ptr_eq(cached, big);
 	kfree(cached);
 	ck_assert_uint_eq(span_state(spanOf((uintptr_t)cached)), SPAN_CACHED);
-	struct kmalloc_stats st = stats();
+	struct kmalloc_stats st = checked_stats();
 	ck_assert_uint_eq(st.heap_free, 3 * MiB);
 	kmalloc_trim();
-	st = stats();
+	st = checked_stats();
 	ck_assert_uint_eq(st.heap_free, 0);
 	ck_assert_uint_eq(st.heap_inuse, 8192); /* keep's span */
 	ck_assert_uint_eq(host_committed_bytes(), st.meta_sys + 8192);
@@ -258,12 +249,12 @@ START_TEST(trim_releases_everything_free)
 	ck_assert_ptr_nonnull(again);
 	for (size_t i = 0; i < 3 * MiB; i += 4096)
 		ck_assert_uint_eq(again[i], 0);
-	st = stats();
+	st = checked_stats();
 	ck_assert_uint_eq(st.heap_inuse, 8192 + 3 * MiB);
 	kfree(again);
 	kfree(keep);
 	kmalloc_trim();
-	st = stats();
+	st = checked_stats();
 	ck_assert_uint_eq(st.heap_inuse, 0);
 	ck_assert_uint_eq(st.heap_free, 0);
 	ck_assert_uint_eq(st.committed, st.meta_sys);
@@ -278,18 +269,18 @@ START_TEST(small_spans_retained_until_trim)
 	static void *p[N];
 	for (int i = 0; i < N; i++)
 		p[i] = kmalloc(256, 0);
-	struct kmalloc_stats st = stats();
+	struct kmalloc_stats st = checked_stats();
 	ck_assert_uint_ge(st.heap_inuse, (uint64_t)N * 256);
 	uint64_t inuse = st.heap_inuse, released = st.heap_released;
 	for (int i = 0; i < N; i++)
 		kfree(p[i]);
 	kmalloc_flush_cpu();
-	st = stats();
+	st = checked_stats();
 	ck_assert_uint_eq(st.heap_inuse, 0);
 	ck_assert_uint_eq(st.heap_free, inuse);
 	ck_assert_uint_eq(st.heap_released, released);
 	kmalloc_trim();
-	st = stats();
+	st = checked_stats();
 	ck_assert_uint_eq(st.heap_free, 0);
 	ck_assert_uint_eq(st.heap_released, released + inuse);
 }
@@ -302,9 +293,9 @@ START_TEST(commit_failure_leaves_accounting_exact)
 	host_set_commit_limit(host_committed_bytes() + 2 * MiB);
 	void *a = kmalloc(MiB, 0);
 	ck_assert_ptr_nonnull(a);
-	struct kmalloc_stats before = stats();
+	struct kmalloc_stats before = checked_stats();
 	ck_assert_ptr_null(kmalloc(2 * MiB, 0)); /* refused by the port */
-	struct kmalloc_stats st = stats();
+	struct kmalloc_stats st = checked_stats();
 	ck_assert_uint_eq(st.heap_inuse, before.heap_inuse);
 	ck_assert_uint_eq(st.committed, before.committed);
 	ck_assert_uint_eq(st.large_live, 1);
@@ -314,7 +305,7 @@ START_TEST(commit_failure_leaves_accounting_exact)
 	kfree(a);
 	kfree(b);
 	kfree(warm);
-	stats();
+	checked_stats();
 }
 END_TEST
 
