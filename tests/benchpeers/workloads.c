@@ -48,7 +48,8 @@
  *             Also prints empty_kb, the RSS per thread of as many threads
  *             that never allocate (stacks, kernel), measured first in the
  *             same process, and thread_kb, what an idle thread costs
- *             (idle - empty, per thread): what the allocator keeps for it
+ *             (idle - empty, per thread): what the allocator keeps for it,
+ *             and thread_2s_kb, the same after 2 s more of waiting
  *   bigblocks blocks of 5..25 MiB, at most 2 live: free the older, malloc
  *             a new one and write one byte in each of its 4 KiB pages (300
  *             replacements). An allocator that gives the pages of every
@@ -435,8 +436,10 @@ static void *idle_worker(void *arg)
 	return NULL;
 }
 
-/* RSS per thread of IDLE_THREADS threads running fn, all waiting. */
-static double idle_round(void *(*fn)(void *))
+/* RSS per thread of IDLE_THREADS threads running fn, all waiting: as
+ * soon as they all wait, and (*later) after 2 s more of waiting, when an
+ * allocator that returns memory by age has had time to. */
+static double idle_round(void *(*fn)(void *), double *later)
 {
 	static pthread_t t[IDLE_THREADS];
 	pthread_barrier_init(&idle_ready, NULL, IDLE_THREADS + 1);
@@ -449,6 +452,9 @@ static double idle_round(void *(*fn)(void *))
 		}
 	pthread_barrier_wait(&idle_ready);
 	long idle = rss_kb();
+	struct timespec two = { 2, 0 };
+	nanosleep(&two, NULL);
+	*later = (double)(rss_kb() - before) / IDLE_THREADS;
 	pthread_barrier_wait(&idle_go);
 	for (int i = 0; i < IDLE_THREADS; i++)
 		pthread_join(t[i], NULL);
@@ -459,13 +465,14 @@ static double idle_round(void *(*fn)(void *))
 
 static void idle_threads(void)
 {
-	double empty = idle_round(idle_empty);
+	double empty2, busy2;
+	double empty = idle_round(idle_empty, &empty2);
 	double t0 = mono_seconds();
-	double busy = idle_round(idle_worker);
-	double secs = mono_seconds() - t0;
+	double busy = idle_round(idle_worker, &busy2);
+	double secs = mono_seconds() - t0 - 2;
 	printf("workload=idle ops=%d secs=%.6f peak_kb=%ld idle_kb=%.1f empty_kb=%.1f "
-	       "thread_kb=%.1f\n",
-	       IDLE_THREADS * 4 * 500, secs, peak_kb(), busy, empty, busy - empty);
+	       "thread_kb=%.1f thread_2s_kb=%.1f\n",
+	       IDLE_THREADS * 4 * 500, secs, peak_kb(), busy, empty, busy - empty, busy2 - empty2);
 }
 
 /* ---- a burst, then idle ---- */
