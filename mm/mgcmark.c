@@ -310,11 +310,16 @@ uint64_t kmalloc_leak_scan(struct kmalloc_leaks *out, kmalloc_leak_fn fn, void *
 	/* The callers' callee-saved registers go into this frame, which the
 	 * port's stack range (from its hook's frame up) covers. */
 	__builtin_unwind_init();
+	/* No background step while we scan: one ages caches (spans change
+	 * under the walk) and releases pages; where the port has no
+	 * stop_world (the host), its background thread would still run. */
+	mheap_bg_exclude(true);
 	/* A port that can stop the world but could not this time: scanning
 	 * a heap that moves under us could read pages being released, so
 	 * say why and do nothing. */
 	if (sys_config.stop_world != NULL && sys_config.stop_world() != 0) {
 		sys_log("kmemleak: could not stop the other CPUs; no scan");
+		mheap_bg_exclude(false);
 		if (out != NULL)
 			*out = w.st;
 		return KMALLOC_LEAK_NO_SCAN;
@@ -337,6 +342,7 @@ uint64_t kmalloc_leak_scan(struct kmalloc_leaks *out, kmalloc_leak_fn fn, void *
 	for_each_span(report_span, &r);
 	if (sys_config.stop_world != NULL && sys_config.start_world != NULL)
 		sys_config.start_world();
+	mheap_bg_exclude(false);
 	char line[160];
 	size_t n = mm_fmt_str(line, 0, sizeof line, "kmemleak: ");
 	n = mm_fmt_u64(line, n, sizeof line, w.st.leaks, 0);

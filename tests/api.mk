@@ -104,7 +104,7 @@ API_UTIL_ALL := $(foreach d,$(API_DIR) $(ASAN_DIR) $(TSAN_DIR),$(call API_UTIL_O
 
 .SECONDARY: $(API_BINS:=.o) $(API_UTIL_ALL)
 
-# The second TSan run has the background scavenger thread from the start
+# The second ASan and TSan runs have the background scavenger thread from the start
 # and a 5 ms release delay, so it releases and ages caches while the
 # workers allocate (arch/host/background.c).
 # CK_FORK stays on (each Check test in its own process); sanitizer runtime
@@ -127,6 +127,8 @@ test-api: $(API_BINS)
 	run env $(API_ASAN_ENV) $(ASAN_DIR)/api_test; \
 	run env $(API_ASAN_ENV) $(ASAN_DIR)/api_model $$(( $(API_MODEL_OPS) / 10 )); \
 	run env $(API_ASAN_ENV) $(ASAN_DIR)/api_stress $$(( $(API_STRESS_ITERS) / 4 )); \
+	run env $(API_ASAN_ENV) KMALLOC_BACKGROUND=1 KMALLOC_RELEASE_MS=5 \
+	    $(ASAN_DIR)/api_stress $$(( $(API_STRESS_ITERS) / 10 )); \
 	run env $(API_TSAN_ENV) $(TSAN_DIR)/api_stress $$(( $(API_STRESS_ITERS) / 10 )); \
 	run env $(API_TSAN_ENV) KMALLOC_BACKGROUND=1 KMALLOC_RELEASE_MS=5 \
 	    $(TSAN_DIR)/api_stress $$(( $(API_STRESS_ITERS) / 10 )); \

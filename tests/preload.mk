@@ -61,6 +61,9 @@ test-preload: $(KMALLOC_PRELOAD) $(PRELOAD_TEST_BINS) $(PRELOAD_EARLY)
 	$(Q)LD_PRELOAD=$(abspath $(KMALLOC_PRELOAD)) nice timeout 120 $(PRELOAD_TEST_DIR)/semantics
 	@echo "== preload: threads and fork"
 	$(Q)LD_PRELOAD=$(abspath $(KMALLOC_PRELOAD)) nice timeout 120 $(PRELOAD_TEST_DIR)/threads_fork
+	@echo "== preload: threads and fork, the background scavenger running (5 ms delay)"
+	$(Q)KMALLOC_BACKGROUND=1 KMALLOC_RELEASE_MS=5 LD_PRELOAD=$(abspath $(KMALLOC_PRELOAD)) \
+		nice timeout 120 $(PRELOAD_TEST_DIR)/threads_fork
 	@echo "== preload: allocation before the shim's constructor"
 	$(Q)LD_PRELOAD="$(abspath $(KMALLOC_PRELOAD)) $(abspath $(PRELOAD_EARLY))" \
 		nice timeout 60 $(PRELOAD_TEST_DIR)/semantics > /dev/null
