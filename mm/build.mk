@@ -16,6 +16,7 @@ MM_SRCS := \
 	mm/mfixalloc.c \
 	mm/mgcmark.c \
 	mm/mlarge.c \
+	mm/mlockrank.c \
 	mm/mmeta.c \
 	mm/mscavenge.c \
 	mm/mspan.c \

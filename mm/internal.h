@@ -257,6 +257,13 @@ void mm_lockrank_acquire(enum mm_lockrank r, const struct sys_lock *l);
 void mm_lockrank_release(enum mm_lockrank r);
 bool mm_lock_held(enum mm_lockrank r, const struct sys_lock *l);
 bool mm_no_lock_held(void);
+/* mm code in an interrupt handler (kmalloc_safepoint from a timer tick)
+ * may land where the interrupted code has done an mm_lock's bookkeeping
+ * but not yet taken the lock (interrupts are still on there), or has
+ * dropped the lock but not the bookkeeping: it runs with this CPU's
+ * ranks saved and cleared, and puts them back. pre: interrupts off. */
+void mm_lockrank_save(const struct sys_lock *save[RANK_N]);
+void mm_lockrank_restore(const struct sys_lock *const save[RANK_N]);
 #define MM_HELD(r, l) MM_ASSERT(mm_lock_held((r), (l)))
 #define MM_UNLOCKED() MM_ASSERT(mm_no_lock_held())
 #else
@@ -266,6 +273,8 @@ static inline void mm_lockrank_acquire(enum mm_lockrank r, const struct sys_lock
 	(void)l;
 }
 static inline void mm_lockrank_release(enum mm_lockrank r) { (void)r; }
+static inline void mm_lockrank_save(const struct sys_lock *save[RANK_N]) { (void)save; }
+static inline void mm_lockrank_restore(const struct sys_lock *const save[RANK_N]) { (void)save; }
 #define MM_HELD(r, l) ((void)0)
 #define MM_UNLOCKED() ((void)0)
 #endif

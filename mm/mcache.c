@@ -292,6 +292,8 @@ void kmalloc_safepoint(void)
 	if (!mheap_inited())
 		return;
 	unsigned long f = sys_irq_save();
+	const struct sys_lock *ranks[RANK_N];
+	mm_lockrank_save(ranks);
 	unsigned slot = cpu_slot(sys_cpu_id());
 	if (!mm_cpu_polls[slot])
 		mm_store_release(&mm_cpu_polls[slot], 1); /* this CPU answers drains from now on */
@@ -305,6 +307,7 @@ void kmalloc_safepoint(void)
 		if (now >= mm_load_relaxed(&mheap_.bg_due))
 			kmalloc_background(); /* a step is due */
 	}
+	mm_lockrank_restore(ranks);
 	sys_irq_restore(f);
 }
 

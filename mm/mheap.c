@@ -48,46 +48,6 @@ struct mcache *mm_fast_mcaches[MM_MAX_CPUS + 1];
 #endif
 static struct sys_lock init_lock;
 
-#ifdef MM_DEBUG
-/* The mm lock of each rank each CPU holds (NULL: none of that rank). */
-static const struct sys_lock *lock_held[MM_MAX_CPUS][RANK_N];
-
-void mm_lockrank_acquire(enum mm_lockrank r, const struct sys_lock *l)
-{
-	unsigned long f = sys_irq_save();
-	const struct sys_lock **held = lock_held[sys_cpu_id()];
-	for (unsigned i = r; i < RANK_N; i++)
-		MM_CHECK(held[i] == NULL, "lock order violated", (uintptr_t)r);
-	held[r] = l;
-	sys_irq_restore(f);
-}
-
-void mm_lockrank_release(enum mm_lockrank r)
-{
-	unsigned long f = sys_irq_save();
-	lock_held[sys_cpu_id()][r] = NULL;
-	sys_irq_restore(f);
-}
-
-bool mm_lock_held(enum mm_lockrank r, const struct sys_lock *l)
-{
-	unsigned long f = sys_irq_save();
-	bool held = lock_held[sys_cpu_id()][r] == l;
-	sys_irq_restore(f);
-	return held;
-}
-
-bool mm_no_lock_held(void)
-{
-	unsigned long f = sys_irq_save();
-	const struct sys_lock **held = lock_held[sys_cpu_id()];
-	bool none = true;
-	for (unsigned i = 0; i < RANK_N; i++)
-		none = none && held[i] == NULL;
-	sys_irq_restore(f);
-	return none;
-}
-#endif
 
 _Static_assert(SYS_ARENA_MIN == 4 * CHUNK_BYTES, "sys.h's minimum arena is 4 chunks");
 _Static_assert(SYS_ARENA_MAX == (size_t)CHUNK_BYTES << (3 * (PA_MAX_LEVELS - 1)),
