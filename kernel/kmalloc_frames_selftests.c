@@ -128,8 +128,10 @@ KTEST(kmalloc_trim_returns)
 }
 
 /* The port straight: commits that need new page tables, with the frame
- * supply cut after k frames for every k until one succeeds. */
-KTEST(kmalloc_commit_atomic)
+ * supply cut after k frames for every k until one succeeds. It counts
+ * frames exactly, so no release step may run meanwhile (the wrapper
+ * below keeps them out). */
+static void commit_atomic(struct ktest *t)
 {
     struct kmem_port_stats ps;
     kmem_port_stats(&ps);
@@ -231,6 +233,13 @@ KTEST(kmalloc_commit_atomic)
     kfree(q);
     kt_heap_quiesce();
     kt_expect_layers_agree(t, "after refused commits");
+}
+
+KTEST(kmalloc_commit_atomic)
+{
+    mheap_bg_exclude(true);
+    commit_atomic(t);
+    mheap_bg_exclude(false);
 }
 
 /* paging.c straight, at an arena address the heap never reaches: a page

@@ -62,13 +62,18 @@ uint64_t kt_pmm_free_frames(void)
     return st.free_frames;
 }
 
+/* The layers are read one after the other: a release step in between
+ * (a timer tick's kmalloc_safepoint, mm/mscavenge.c) would count pages
+ * in one and not the other, so steps wait while we read. */
 void kt_snap(struct frames_snap *s)
 {
     struct kmalloc_stats ks;
     struct kmem_port_stats ps;
+    mheap_bg_exclude(true);
     kmalloc_stats(&ks);
     kmem_port_stats(&ps);
     s->pmm_free = kt_pmm_free_frames();
+    mheap_bg_exclude(false);
     s->meta = ks.meta_sys / PAGE_SIZE_4K;
     s->tables = ps.table_frames;
 }
@@ -131,9 +136,11 @@ void kt_expect_layers_agree(struct ktest *t, const char *when)
     struct kmalloc_stats ks;
     struct kmem_port_stats ps;
     struct pmm_stats st;
+    mheap_bg_exclude(true); /* as in kt_snap */
     kmalloc_stats(&ks);
     kmem_port_stats(&ps);
     mem_pmm_stats(&st);
+    mheap_bg_exclude(false);
     if (ks.committed != ps.data_frames * PAGE_SIZE_4K)
         ktest_fail(t, "%s: kmalloc committed %lu B, port maps %lu frames (%lu B)", when,
                    ks.committed, ps.data_frames, (uint64_t)(ps.data_frames * PAGE_SIZE_4K));

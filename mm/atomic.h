@@ -35,6 +35,13 @@
 	__atomic_compare_exchange_n((p), (expected), (v), false, __ATOMIC_ACQ_REL, \
 	                            __ATOMIC_ACQUIRE)
 
+/* Sequentially consistent read-modify-writes, for the two-sided flag
+ * handshakes where each side writes its own flag and then reads the
+ * other's (Dekker): acq_rel alone lets both reads miss both writes. */
+#define mm_add_fetch_seq_cst(p, v) __atomic_add_fetch((p), (v), __ATOMIC_SEQ_CST)
+#define mm_exchange_seq_cst(p, v)  __atomic_exchange_n((p), (v), __ATOMIC_SEQ_CST)
+#define mm_load_seq_cst(p)         __atomic_load_n((p), __ATOMIC_SEQ_CST)
+
 /* Orders the loads before it against the loads after it (pairs with a
  * release store another CPU made). */
 #define mm_fence_acquire() __atomic_thread_fence(__ATOMIC_ACQUIRE)

@@ -228,6 +228,7 @@ struct mheap {
 	uint64_t bg_aged;         /* bg_busy: when shared caches were last
 	                              looked at */
 	int bg_busy;              /* atomic: 1 while a background step runs */
+	int bg_excl;              /* atomic: mheap_bg_exclude holders */
 	int aging;                /* atomic: caches being aged now */
 	int bg_state;             /* atomic: enum bg_state (mscavenge.c) */
 	uint64_t bg_threshold;    /* immutable after init: heap bytes

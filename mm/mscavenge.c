@@ -207,19 +207,22 @@ void mheap_scavenge(uint64_t keep_bytes)
 	scavenge(keep_bytes, false, SIZE_MAX, 0);
 }
 
-/* Keep background steps out (kmalloc_trim): one that aged a transfer
- * cache before trim drained them would give its batch back to the spans
- * after trim released the free pages, and trim would return with a free
- * page. A step is short and bounded; callers of kmalloc_background while
- * this is held return at once. pre: no mm lock held. */
+/* Keep background steps out (kmalloc_trim, the leak scan, fork, tests
+ * that count frames): one that aged a transfer cache before trim drained
+ * them would give its batch back to the spans after trim released the
+ * free pages, and trim would return with a free page. Nests (a trim
+ * inside an excluded stretch). Raises bg_excl, then waits for a step
+ * already running; a step starting later sees bg_excl and gives up (each
+ * side writes its flag, then reads the other's: sequentially consistent).
+ * pre: no mm lock held. */
 void mheap_bg_exclude(bool on)
 {
 	if (!on) {
-		mm_store_release(&mheap_.bg_busy, 0);
+		mm_add_fetch_seq_cst(&mheap_.bg_excl, -1);
 		return;
 	}
-	/* acquire: pairs with kmalloc_background's release (its step done) */
-	while (mm_exchange_acq_rel(&mheap_.bg_busy, 1) != 0)
+	mm_add_fetch_seq_cst(&mheap_.bg_excl, 1);
+	while (mm_load_seq_cst(&mheap_.bg_busy) != 0)
 		;
 }
 
@@ -249,9 +252,14 @@ uint64_t kmalloc_background(void)
 	uint64_t now = mheap_.now_ns(), due = mm_load_relaxed(&mheap_.bg_due);
 	if (now < due)
 		return due - now;
-	/* acquire: pairs with the release below (the last step's state) */
-	if (mm_exchange_acq_rel(&mheap_.bg_busy, 1) != 0)
+	/* seq_cst: against mheap_bg_exclude (it raises bg_excl, then reads
+	 * bg_busy); also acquires the last step's state */
+	if (mm_exchange_seq_cst(&mheap_.bg_busy, 1) != 0)
 		return mheap_.release_ns / 4; /* another CPU is stepping */
+	if (mm_load_seq_cst(&mheap_.bg_excl) != 0) {
+		mm_store_release(&mheap_.bg_busy, 0);
+		return mheap_.release_ns / 4; /* trim, a scan or a fork runs */
+	}
 	uint64_t wait = bg_step(now);
 	mm_store_relaxed(&mheap_.bg_due, now + wait);
 	mm_store_release(&mheap_.bg_busy, 0);

@@ -15,7 +15,7 @@
  * safe because no code holds two of a kind), and the parent and child
  * handlers release them:
  *
- *     move_lock, pool_lock, bg_busy, mcentral[2..], mheap, transfer[2..],
+ *     move_lock, pool_lock, bg_excl, mcentral[2..], mheap, transfer[2..],
  *     commit_lock
  *
  * (sys_commit takes commit_lock, sometimes under mheap.lock, so it comes
@@ -65,7 +65,6 @@
  */
 #define _GNU_SOURCE
 #include <pthread.h>
-#include <sched.h>
 #include <sys/mman.h>
 
 #include "host_port.h"
@@ -75,11 +74,10 @@ static void fork_prepare(void)
 {
 	pthread_mutex_lock(&host_move_lock);
 	pthread_mutex_lock(&host_pool_lock);
-	/* A background step (background.c) holds mm locks only inside
-	 * bg_busy, and between them releases pages it has taken out of the
-	 * page allocator: let it finish, and start none until the release. */
-	while (mm_exchange_acq_rel(&mheap_.bg_busy, 1) != 0)
-		sched_yield();
+	/* A background step (background.c) takes mm locks one at a time
+	 * and between them releases pages it has taken out of the page
+	 * allocator: let it finish, and start none until the release. */
+	mheap_bg_exclude(true);
 	for (unsigned i = 2; i < NUM_SPANCLASSES; i++)
 		sys_lock(&mheap_.central[i].c.lock);
 	sys_lock(&mheap_.lock);
@@ -97,7 +95,7 @@ static void fork_release(void)
 	sys_unlock(&mheap_.lock);
 	for (unsigned i = NUM_SPANCLASSES - 1; i >= 2; i--)
 		sys_unlock(&mheap_.central[i].c.lock);
-	mm_store_release(&mheap_.bg_busy, 0);
+	mheap_bg_exclude(false);
 	pthread_mutex_unlock(&host_pool_lock);
 	pthread_mutex_unlock(&host_move_lock);
 }
