@@ -91,6 +91,9 @@ void kmalloc_trim(void);
  * on every CPU regularly, e.g. from the timer interrupt, with no
  * allocator call in progress on that CPU; the host port does not. */
 void kmalloc_safepoint(void);
+/* (A host thread that calls kmalloc_safepoint once is from then on a CPU
+ * that answers drains, and every kmalloc_trim waits for it: a thread
+ * that will not call it regularly follows it with kmalloc_cpu_idle.) */
 /* This CPU stops calling kmalloc_safepoint for a while (it goes idle with
  * its timer stopped): drains stop waiting for it until its next
  * kmalloc_safepoint. Its caches stay as they are and are emptied at that
