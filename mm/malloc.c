@@ -93,9 +93,10 @@
  *      caches, the other CPUs' at their safe points) and try once more;
  *      then NULL, with everything as before.
  *   9. On the way out of a slow path, a bounded step of the scavenger if
- *      one is due (mheap_scavenge_paced): with a clock and no background
- *      context, kmalloc_background (release pages and shared caches
- *      that aged); without a clock, if free pages exceed the goal.
+ *      one is due (mheap_scavenge_paced): with a clock, no background
+ *      context and no safe points on this CPU, kmalloc_background
+ *      (release pages and shared caches that aged); without a clock, if
+ *      free pages exceed the goal.
  *      Every AGE_EVERY slow paths, this CPU's classes unused for half
  *      the release delay go back to their spans (mcache_age).
  *

@@ -34,6 +34,10 @@
  * point, and waiting seconds for each of 63 idle CPUs made every trim at
  * SMP=64 take minutes); others drain when they next take a slow path.
  *
+ * Aging (mcache_age, with the port's clock): at a safe point, or every
+ * AGE_EVERY alloc slow paths, each class this CPU left unused for half
+ * the release delay is drained the same way, and so are its large bins.
+ *
  * There is no tiny allocator: Go packs several sub-16-byte objects into
  * one 16-byte block and frees the block only when the GC finds all of
  * them dead; with explicit free we could not tell which parts of a block

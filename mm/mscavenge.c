@@ -281,8 +281,8 @@ static void bg_maybe_start(void)
 }
 
 /* pre: no mm lock held, interrupts as the caller of kmalloc left them.
- * Cheap when nothing is pending (one load; with a clock and no
- * background context, one clock read). */
+ * Cheap when nothing is pending (one load; with a clock, no background
+ * context and no safe points on this CPU, one clock read). */
 void mheap_scavenge_paced(void)
 {
 	MM_UNLOCKED();
@@ -292,7 +292,12 @@ void mheap_scavenge_paced(void)
 			return; /* the background context does it */
 		if (st == BG_NONE)
 			bg_maybe_start();
-		if (mheap_.now_ns() >= mm_load_relaxed(&mheap_.bg_due))
+		/* a CPU that reaches kmalloc_safepoint regularly (the kernel's
+		 * timer tick) steps there: no clock read per slow path */
+		unsigned long f = sys_irq_save();
+		bool ticks = mm_cpu_polls[cpu_slot(sys_cpu_id())] != 0;
+		sys_irq_restore(f);
+		if (!ticks && mheap_.now_ns() >= mm_load_relaxed(&mheap_.bg_due))
 			kmalloc_background();
 		return;
 	}

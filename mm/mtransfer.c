@@ -24,6 +24,10 @@
  * lock; puts refuse, so n stays 0 and no take reads an entry) ->
  * released outside every lock -> TC_RELEASED; the next put commits the
  * pages again under mheap.lock (metadata growth) and makes it TC_READY.
+ *
+ * Aging (mm_transfer_age, with the port's clock): the background step
+ * returns the objects of a class whose transfer cache saw no put or take
+ * for half the release delay to their spans.
  */
 #include "internal.h"
 
@@ -103,15 +107,25 @@ size_t mm_transfer_put(unsigned spanclass, const struct magentry *in, size_t n)
 
 /* Return everything the transfer caches hold to the spans.
  * pre: no mm lock held. */
+/* Return everything class i's transfer cache holds to its spans; whether
+ * it held anything. pre: no mm lock held. */
+static bool drain_class(unsigned i)
+{
+	struct magentry buf[64];
+	size_t k;
+	bool any = false;
+	while ((k = mm_transfer_take(i, buf, 64)) != 0) {
+		mcentral_return(&mheap_.central[i].c, buf, k);
+		any = true;
+	}
+	return any;
+}
+
 void mm_transfer_drain_all(void)
 {
 	MM_UNLOCKED();
-	struct magentry buf[64];
-	for (unsigned i = 2; i < NUM_SPANCLASSES; i++) {
-		size_t k;
-		while ((k = mm_transfer_take(i, buf, 64)) != 0)
-			mcentral_return(&mheap_.central[i].c, buf, k);
-	}
+	for (unsigned i = 2; i < NUM_SPANCLASSES; i++)
+		drain_class(i);
 }
 
 /* The shared caches age like the per-CPU ones (mcache_age): a class whose
@@ -123,7 +137,6 @@ void mm_transfer_drain_all(void)
 void mm_transfer_age(uint64_t now)
 {
 	MM_UNLOCKED();
-	struct magentry buf[64];
 	bool drained = false;
 	for (unsigned i = 2; i < NUM_SPANCLASSES; i++) {
 		struct transfer *t = &mheap_.transfer[i].t;
@@ -135,11 +148,7 @@ void mm_transfer_age(uint64_t now)
 		}
 		if (now - t->aged_at < mheap_.release_ns / 2)
 			continue;
-		size_t k;
-		while ((k = mm_transfer_take(i, buf, 64)) != 0) {
-			mcentral_return(&mheap_.central[i].c, buf, k);
-			drained = true;
-		}
+		drained |= drain_class(i);
 		t->aged_ops = LOAD(t->puts) + LOAD(t->takes); /* our own takes */
 		drained |= mm_load_relaxed(&mheap_.central[i].c.nempty) != 0;
 	}

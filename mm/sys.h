@@ -178,7 +178,7 @@ struct sys_config {
 	 * mheap.bg_state: arch/host/fork.c), with no mm lock held, from an
 	 * allocation's slow path, so it may allocate.
 	 *    Returns 0 if the context runs, -1 if not.
-	 * Without it (or before 64 MiB) the heap's own calls do the steps:
+	 * Without it (or below background_min) the heap's own calls do the steps:
 	 * the allocation slow paths, and kmalloc_safepoint where the port
 	 * calls it; a heap that nobody calls keeps its pages until then. */
 	int (*start_background)(void);
@@ -227,9 +227,11 @@ int sys_commit(void *p, size_t n);
 /* 3. Ready -> Reserved. Give the memory behind [p, p+n) back (Go's
  *    sysUnused); the contents are lost and accesses fault again.
  *    pre: p, n page-aligned, n > 0; every page of the range is Ready.
- *    pre: no mm lock held and interrupts as the caller of kmalloc_trim /
- *         kfree left them (the kernel port unmaps and shoots down TLBs on
- *         every CPU here, which needs interrupts on to collect the acks).
+ *    pre: no mm lock held. Interrupts may be off: the release steps of
+ *         kmalloc_safepoint run in the timer interrupt, and any kmalloc
+ *         slow path called with interrupts off may take one (the kernel
+ *         port then leaves the frames in its TLB gather and shoots them
+ *         down when the CPU next runs with interrupts on).
  *    Cannot fail. */
 void sys_release(void *p, size_t n);
 
