@@ -31,6 +31,7 @@
 #define mm_fetch_or_release(p, v) __atomic_fetch_or((p), (v), __ATOMIC_RELEASE)
 #define mm_exchange_acq_rel(p, v) __atomic_exchange_n((p), (v), __ATOMIC_ACQ_REL)
 #define mm_add_fetch_acq_rel(p, v) __atomic_add_fetch((p), (v), __ATOMIC_ACQ_REL)
+#define mm_add_fetch_relaxed(p, v) __atomic_add_fetch((p), (v), __ATOMIC_RELAXED)
 #define mm_cas_acq_rel(p, expected, v)                                           \
 	__atomic_compare_exchange_n((p), (expected), (v), false, __ATOMIC_ACQ_REL, \
 	                            __ATOMIC_ACQUIRE)

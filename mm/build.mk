@@ -17,6 +17,7 @@ MM_SRCS := \
 	mm/mgcmark.c \
 	mm/mlarge.c \
 	mm/mlockrank.c \
+	mm/mmesh.c \
 	mm/mmeta.c \
 	mm/mscavenge.c \
 	mm/mspan.c \

@@ -431,6 +431,24 @@ void mheap_scav_note_alloc(size_t npages);
 /* Wait for a running background step and keep others out (on), or let
  * them run again (off). pre: no mm lock held. */
 void mheap_bg_exclude(bool on);
+/* Take and leave the background gate (bg_busy) as a step does, waiting
+ * while someone excludes background work: kmalloc_mesh. pre: no mm lock
+ * held, not inside mheap_bg_exclude. */
+void mheap_bg_enter(void);
+void mheap_bg_leave(void);
+
+/* ---- meshing (mmesh.c) ---- */
+
+bool mesh_supported(void);
+/* Objects came back to an alias: forward them to its dst. pre: c->lock. */
+void mesh_alias_sweep(struct mcentral *c, struct mspan *s);
+/* Up to max_pairs meshes over all classes until the clock passes until,
+ * after reaping empty aliases. pre: the background gate held, no mm lock. */
+unsigned mesh_run(unsigned max_pairs, uint64_t until);
+/* From the paced background step: reap, and mesh for up to 10 ms every
+ * 100 ms. */
+void mesh_paced(uint64_t now);
+void mesh_stats(struct kmalloc_stats *st);
 /* The scavenger's clock settings from sys_config. pre: mheap_init. */
 void mheap_scav_init(void);
 /* With a clock: stamp pages.epoch with the time, so the chunks the

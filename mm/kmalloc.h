@@ -142,10 +142,27 @@ struct kmalloc_stats {
 	uint64_t heap_released; /* free pages returned to the port */
 	uint64_t meta_sys;      /* committed bytes of allocator metadata */
 	uint64_t committed;     /* every byte currently committed through the
-	                           port: heap_inuse + heap_free + meta_sys */
+	                           port: heap_inuse + heap_free + meta_sys
+	                           - mesh_bytes */
+	/* meshing (kmalloc_mesh): */
+	uint64_t mesh_count;        /* meshes done */
+	uint64_t mesh_failed;       /* meshes the port refused */
+	uint64_t mesh_spans;        /* aliases now: spans on another's frames */
+	uint64_t mesh_bytes;        /* heap bytes whose frames meshing gave back
+	                           (counted in heap_inuse) */
+	uint64_t mesh_pause_max_ns; /* longest copy + remap of one mesh */
+	uint64_t mesh_pause_sum_ns;
 };
 
 void kmalloc_stats(struct kmalloc_stats *st);
+
+/* Mesh now (mm/mmesh.c): merge pairs of sparse spans of one class whose
+ * objects do not overlap onto one set of frames, through the port's page
+ * tables; no object moves to another address. Returns the meshes done (0
+ * on a port without the hooks). The paced background work does the same
+ * at most every 100 ms, and kmalloc_trim does it first. pre: not inside
+ * a stretch that keeps background work out (the leak scan). */
+unsigned kmalloc_mesh(void);
 
 /* ---- leak detector: Go's mark phase, never freeing anything ----
  * kmalloc_leak_scan marks every live object reachable from the roots

@@ -45,7 +45,7 @@
  *   transfer     per span class: a bounded array of free objects shared
  *                by all CPUs, moved in batches (mtransfer.c)
  *   mcentral     per span class: uncached spans (partial, full, one
- *                spare empty span) under a spinlock; where objects come
+ *                spare empty span, meshed aliases) under a spinlock; where objects come
  *                back to spans (mcentral.c)
  *   mheap        the arena, the page -> span map and page descriptors
  *                (kfree's), span alloc/free, growth
@@ -60,6 +60,13 @@
  *                clock (pages of chunks nobody touched for release_ms),
  *                else by allocation volume; paced steps, and the aging
  *                of caches (mscavenge.c)
+ *   mesh         pairs of sparse spans of one class whose out slots do
+ *                not overlap, merged onto one span's frames through the
+ *                port's page tables (sys_config.mesh_*); the other span
+ *                stays as an alias (its address, its live bytes, on the
+ *                class's meshed list) whose returns go on to the first;
+ *                from the paced background work, trim and kmalloc_mesh
+ *                (mmesh.c)
  *   mark         the leak detector: a gcmarkBits bitmap per span and a
  *                grey stack of fixalloc blocks (mgcmark.c)
  *   sys          the porting layer: 10 functions and sys_config, optional
@@ -105,7 +112,8 @@
  * (host), by kmalloc_safepoint at each timer tick and by the idle loop
  * (kernel), ages the transfer caches and releases free pages whose chunk
  * nobody touched for release_ms, oldest chunks first, 2 MiB a step,
- * paced to about a twentieth of a CPU.
+ * paced to about a twentieth of a CPU; where the port meshes, the same
+ * steps mesh sparse spans for up to 10 ms every 100 ms (mmesh.c).
  *
  * kfree(p) validates before it touches anything, and touches nothing the
  * validation did not prove is p's:
@@ -132,7 +140,8 @@
  *      by address, one atomic OR per bitmap word, under the mcentral
  *      lock; an uncached span is swept and filed there, and an empty one
  *      becomes the class's spare, or goes back to the mheap if it has
- *      one).
+ *      one; a span whose frames an alias maps waits on partial). What
+ *      comes back to an alias goes on to its dst's free_bits (mmesh.c).
  *   5. Large object: p must be the span base; a CAS InUse -> Freeing
  *      decides between concurrent or repeated frees ("double free"), then
  *      the span goes to this CPU's large bins, or (over 32 pages, bins
@@ -234,7 +243,8 @@
  *
  * Layout: one region from sys_reserve holds metadata (page -> span map,
  * page descriptors, page-allocator bitmaps and summaries, fixalloc area,
- * mcaches) followed by the arena; see mheap.c. kmalloc_trim gives back
+ * mcaches) followed by the arena; see mheap.c. kmalloc_trim empties the
+ * caches and meshes (where the port meshes), then gives back
  * the free heap pages (mscavenge.c), the map words and page-allocator
  * records of chunks with no span (mmeta.c, through the port's
  * sys_config.release_zero: stray pointers still read them), the entry
@@ -605,6 +615,10 @@ void kmalloc_trim(void)
 {
 	if (!mheap_inited())
 		return;
+	/* Objects in caches first, so spans are as sparse as they will get,
+	 * then mesh (behind the background gate, so before the exclusion). */
+	mm_drain_all(true);
+	kmalloc_mesh();
 	mheap_bg_exclude(true);
 	mm_drain_all(true);
 	mheap_scavenge(0);

@@ -161,7 +161,9 @@ bool mm_drain_all(bool wait);
 
 /* ---- mcentral (mcentral.c) ---- */
 
-enum mcentral_list { LIST_NONE = 0, LIST_PARTIAL = 1, LIST_FULL = 2 };
+/* LIST_MESHED: aliases (mmesh.c), which never hand out slots; their
+ * objects only come back. */
+enum mcentral_list { LIST_NONE = 0, LIST_PARTIAL = 1, LIST_FULL = 2, LIST_MESHED = 3 };
 
 /* A list of spans linked through mspan.next/prev, used as a stack (see
  * mcentral.c). mcentral.lock. */
@@ -175,6 +177,7 @@ struct mcentral {
 	unsigned spanclass;      /* immutable */
 	struct spanlist partial; /* lock: swept uncached spans with a free slot */
 	struct spanlist full;    /* lock: swept uncached spans without */
+	struct spanlist meshed;  /* lock: aliases (mmesh.c) */
 	uint64_t nspans;         /* lock: spans of this class in use */
 	uint64_t returned;       /* lock: objects given back to spans */
 	uint32_t nempty;         /* lock (read racily as a hint): spare
@@ -194,6 +197,11 @@ struct mspan *mcentral_refill(struct mcentral *c, struct mspan *old, unsigned cp
 void mcentral_uncacheSpan(struct mcentral *c, struct mspan *s);
 void mcentral_return(struct mcentral *c, struct magentry *e, size_t n);
 void mcentral_free_spares(void);
+/* For mmesh.c. pre: c->lock. */
+void mcentral_list_remove(struct mcentral *c, struct mspan *s);
+void mcentral_list_push(struct mcentral *c, struct mspan *s, enum mcentral_list which);
+void mcentral_place(struct mcentral *c, struct mspan *s);
+void mcentral_mark_returned(struct mspan *s, unsigned w, uint64_t bits);
 
 
 #endif /* MM_MCACHES_H */

@@ -48,10 +48,10 @@
 
 static struct spanlist *list_of(struct mcentral *c, unsigned l)
 {
-	return l == LIST_PARTIAL ? &c->partial : &c->full;
+	return l == LIST_PARTIAL ? &c->partial : l == LIST_FULL ? &c->full : &c->meshed;
 }
 
-static void list_remove(struct mcentral *c, struct mspan *s)
+void mcentral_list_remove(struct mcentral *c, struct mspan *s)
 {
 	MM_HELD_CENTRAL(c);
 	if (s->onlist == LIST_NONE)
@@ -93,6 +93,11 @@ static void list_push(struct mcentral *c, struct mspan *s, enum mcentral_list wh
 	l->len++;
 }
 
+void mcentral_list_push(struct mcentral *c, struct mspan *s, enum mcentral_list which)
+{
+	list_push(c, s, which, false);
+}
+
 /* Free slots a span needs to count as partial. */
 static unsigned partial_min(const struct mspan *s)
 {
@@ -104,7 +109,7 @@ static unsigned partial_min(const struct mspan *s)
 static void free_span(struct mcentral *c, struct mspan *s)
 {
 	MM_HELD_CENTRAL(c);
-	list_remove(c, s);
+	mcentral_list_remove(c, s);
 	c->nspans--;
 	/* descriptors, then nbytes, then the state: kfree's fast path, then
 	 * live_byte (malloc.c) */
@@ -119,16 +124,20 @@ static void free_span(struct mcentral *c, struct mspan *s)
  * mheap: a class whose spans hold one or two objects would otherwise take
  * a span from the page allocator and give it back on nearly every
  * allocation and free. pre: c->lock. */
-static void place(struct mcentral *c, struct mspan *s)
+void mcentral_place(struct mcentral *c, struct mspan *s)
 {
 	MM_HELD_CENTRAL(c);
 	MM_VALIDATE(mspan_valid(s));
-	if (s->allocCount == 0) {
+	if (s->mesh_dst != NULL)
+		return; /* an alias, or becoming one: mmesh.c files it */
+	/* A span whose frames aliases map is no spare (it may not go back to
+	 * the mheap): it waits on partial until the last alias is gone. */
+	if (s->allocCount == 0 && s->nalias == 0) {
 		if (c->nempty >= MCENTRAL_SPARE) {
 			free_span(c, s);
 			return;
 		}
-		list_remove(c, s);
+		mcentral_list_remove(c, s);
 		list_push(c, s, LIST_PARTIAL, true);
 		STORE(c->nempty, c->nempty + 1);
 		return;
@@ -136,7 +145,7 @@ static void place(struct mcentral *c, struct mspan *s)
 	enum mcentral_list want =
 		(unsigned)(s->nelems - s->allocCount) >= partial_min(s) ? LIST_PARTIAL : LIST_FULL;
 	if (s->onlist != want) {
-		list_remove(c, s);
+		mcentral_list_remove(c, s);
 		list_push(c, s, want, false);
 	}
 }
@@ -145,9 +154,9 @@ static void place(struct mcentral *c, struct mspan *s)
 static void take(struct mcentral *c, struct mspan *s, unsigned cpu)
 {
 	MM_HELD_CENTRAL(c);
-	if (s->allocCount == 0)
+	if (s->allocCount == 0 && s->nalias == 0)
 		STORE(c->nempty, c->nempty - 1);
-	list_remove(c, s);
+	mcentral_list_remove(c, s);
 	mm_store_relaxed(&s->cached_by, cpu_slot(cpu));
 }
 
@@ -164,7 +173,7 @@ void mcentral_free_spares(void)
 		struct mspan *s = c->partial.tail;
 		while (s != NULL && c->nempty != 0) {
 			struct mspan *prev = s->prev;
-			if (s->allocCount == 0) {
+			if (s->allocCount == 0 && s->nalias == 0) {
 				STORE(c->nempty, c->nempty - 1);
 				free_span(c, s);
 			}
@@ -195,7 +204,7 @@ struct mspan *mcentral_refill(struct mcentral *c, struct mspan *old, unsigned cp
 	if (old != NULL) {
 		mspan_sweep(old);
 		mm_store_relaxed(&old->cached_by, CPU_NONE);
-		place(c, old);
+		mcentral_place(c, old);
 	}
 	struct mspan *s = c->partial.head;
 	if (s != NULL) {
@@ -236,7 +245,7 @@ void mcentral_uncacheSpan(struct mcentral *c, struct mspan *s)
 	lock_central(c);
 	mspan_sweep(s);
 	mm_store_relaxed(&s->cached_by, CPU_NONE);
-	place(c, s);
+	mcentral_place(c, s);
 	unlock_central(c);
 }
 
@@ -265,7 +274,7 @@ static unsigned entry_slot(const struct mspan *s, const struct magentry *e)
 /* OR bits into word w of s->free_bits. A bit already set means an object
  * came back twice: two frees that raced on two CPUs, the one double free
  * the live bytes can miss, caught here before the slot is reused. */
-static void mark_returned(struct mspan *s, unsigned w, uint64_t bits)
+void mcentral_mark_returned(struct mspan *s, unsigned w, uint64_t bits)
 {
 	/* release: our last writes to the objects precede the owner's reuse */
 	uint64_t old = mm_fetch_or_release(&s->free_bits[w], bits);
@@ -284,7 +293,7 @@ static void return_to_span(struct mspan *s, const struct magentry *e, size_t n)
 		unsigned idx = entry_slot(s, &e[k]);
 		uint64_t bit = (uint64_t)1 << (idx % 64);
 		if (idx / 64 != w) {
-			mark_returned(s, w, bits);
+			mcentral_mark_returned(s, w, bits);
 			w = idx / 64;
 			bits = 0;
 		}
@@ -292,7 +301,7 @@ static void return_to_span(struct mspan *s, const struct magentry *e, size_t n)
 			sys_fault("double free", e[k].p);
 		bits |= bit;
 	}
-	mark_returned(s, w, bits);
+	mcentral_mark_returned(s, w, bits);
 }
 
 /* Give n free objects of this class (from a magazine or a transfer cache)
@@ -312,9 +321,11 @@ void mcentral_return(struct mcentral *c, struct magentry *e, size_t n)
 			j++;
 		return_to_span(s, e + i, j - i);
 		c->returned += j - i;
-		if (mm_load_relaxed(&s->cached_by) == CPU_NONE) {
+		if (s->onlist == LIST_MESHED) {
+			mesh_alias_sweep(c, s);
+		} else if (mm_load_relaxed(&s->cached_by) == CPU_NONE) {
 			mspan_sweep(s);
-			place(c, s);
+			mcentral_place(c, s);
 		}
 		i = j;
 	}

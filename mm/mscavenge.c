@@ -226,6 +226,22 @@ void mheap_bg_exclude(bool on)
 		;
 }
 
+void mheap_bg_enter(void)
+{
+	for (;;) {
+		while (mm_load_seq_cst(&mheap_.bg_excl) != 0 ||
+		       mm_load_relaxed(&mheap_.bg_busy) != 0)
+			;
+		if (mm_exchange_seq_cst(&mheap_.bg_busy, 1) != 0)
+			continue;
+		if (mm_load_seq_cst(&mheap_.bg_excl) == 0)
+			return;
+		mm_store_release(&mheap_.bg_busy, 0);
+	}
+}
+
+void mheap_bg_leave(void) { mm_store_release(&mheap_.bg_busy, 0); }
+
 /* One step of the work by age: age the shared caches every quarter delay,
  * then release up to BG_STEP cold pages. Returns how long to wait.
  * pre: bg_busy is ours; no mm lock held. */
@@ -238,6 +254,7 @@ static uint64_t bg_step(uint64_t now)
 		mm_transfer_age(now);
 		mheap_aging(-1);
 	}
+	mesh_paced(now);
 	if (scavenge(0, false, BG_STEP, mheap_.release_epochs) == 0)
 		return idle;
 	/* paced: wait BG_DUTY - 1 times what the step took */

@@ -104,6 +104,11 @@ struct mspan {
 	uintptr_t site1;       /* a large object's allocation site */
 	uint8_t gcrescan;      /* marked objects left unscanned (grey stack
 	                          overflow) */
+	/* Meshing (mmesh.c), both under the class's mcentral lock: */
+	struct mspan *mesh_dst; /* set: this span is (or is becoming) an
+	                          alias, its pages map mesh_dst's frames */
+	uint8_t nalias;         /* aliases mapping this span's frames: it is
+	                          never given back while any is left */
 };
 /* A small span's record goes on past the struct: its live bytes (the
  * slot at byte offset off has byte mspan_livebytes(s)[off >> liveshift]:

@@ -64,7 +64,8 @@ void kmalloc_stats(struct kmalloc_stats *st)
 	st->heap_free = mheap_.pages_free * PAGE_SIZE + large_cached;
 	st->heap_released = mheap_.pages_released * PAGE_SIZE;
 	st->meta_sys = mheap_.meta_sys;
-	st->committed = st->heap_inuse + st->heap_free + st->meta_sys;
+	mesh_stats(st);
+	st->committed = st->heap_inuse + st->heap_free + st->meta_sys - st->mesh_bytes;
 	unlock_heap();
 }
 
@@ -107,6 +108,12 @@ void kmalloc_dump(void)
 	log_kv("kmalloc: heap_released ", st.heap_released);
 	log_kv("kmalloc: meta_sys      ", st.meta_sys);
 	log_kv("kmalloc: committed     ", st.committed);
+	if (st.mesh_count != 0) {
+		log_kv("kmalloc: meshes        ", st.mesh_count);
+		log_kv("kmalloc: mesh_spans    ", st.mesh_spans);
+		log_kv("kmalloc: mesh_bytes    ", st.mesh_bytes);
+		log_kv("kmalloc: mesh_pause_max_ns ", st.mesh_pause_max_ns);
+	}
 }
 
 /* Count an object a cache holds against its span (mspan.vcount), or

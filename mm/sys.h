@@ -64,7 +64,10 @@
  *                                     given by kmalloc_add_root / scans
  *                                     with other CPUs running / prints raw
  *                                     addresses
- *             SYS_MCACHE_GET/SET      one more load (a table indexed by
+ *             sys_config.mesh_alias,  sparse spans never share frames
+             mesh_unalias,           (meshing, mmesh.c)
+             mesh_protect
+             SYS_MCACHE_GET/SET      one more load (a table indexed by
  *                                     sys_cpu_id) per kmalloc and kfree
  *             kmalloc_safepoint()     (the port calls it, from each CPU's
  *                                     timer tick) other CPUs' caches are
@@ -184,6 +187,29 @@ struct sys_config {
 	int (*start_background)(void);
 	size_t background_min; /* heap bytes before start_background is
 	                          called; 0 means 64 MiB */
+	/* Optional hooks of meshing (mm/mmesh.c), NULL if the port has none
+	 * (then nothing is ever meshed: sparse spans keep their frames).
+	 * mesh_alias and mesh_unalias both, and either mesh_protect or
+	 * stop_world/start_world to keep writers out while a span's objects
+	 * are copied. Called from the paced background work, kmalloc_trim
+	 * and kmalloc_mesh, with no mm lock held; src and dst are spans of
+	 * the heap arena, len a multiple of 8 KiB.
+	 *  mesh_protect(src, len)  Ready -> Ready read-only: a write to the
+	 *               range waits (the host's fault handler waits and
+	 *               retries) until mesh_alias of the range returns.
+	 *               Returns 0, or -1 with nothing changed.
+	 *  mesh_alias(dst, src, len)  [src, src+len) maps the memory behind
+	 *               [dst, dst+len), writable (waiting writers go on, into
+	 *               dst's memory at the same offset); src's own memory is
+	 *               given back (sys_release's cost). Both ranges stay
+	 *               Ready. Returns 0, or -1 with src as before and
+	 *               writable again.
+	 *  mesh_unalias(src, len)  [src, src+len), an alias, maps nothing of
+	 *               its own any more: Reserved (dst's memory is dst's);
+	 *               pre: interrupts may be off (as sys_release). */
+	int (*mesh_protect)(void *src, size_t len);
+	int (*mesh_alias)(void *dst, void *src, size_t len);
+	void (*mesh_unalias)(void *src, size_t len);
 };
 
 /* Defined by the port. The port may set fields until kmalloc_init runs

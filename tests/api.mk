@@ -7,6 +7,8 @@
 #   build/api/api_stress   threads as CPUs: cross-thread frees, thread exit
 #   build/api/api_misuse   bad pointers: forked child, SIGABRT, exact message
 #   build/api/api_leak     the leak detector: what nothing points to, exactly
+#   build/api/api_mesh     meshing on the memfd arena (KMALLOC_MESH=1): contents,
+#                          misuse on both halves, fork, writers, leak scan
 #   build/asan/...         MM_SRCS + HOST_SRCS (-DMM_DEBUG=2) + tests, clang ASan+UBSan
 #   build/tsan/...         the same under TSan, for api_stress
 #
@@ -33,10 +35,10 @@ API_DIR  := $(BUILD)/api
 ASAN_DIR := $(BUILD)/asan
 TSAN_DIR := $(BUILD)/tsan
 
-API_PROGS := api_test api_model api_stress api_misuse api_leak
+API_PROGS := api_test api_model api_stress api_misuse api_leak api_mesh
 # Tests that make no deliberate misuse run under the sanitizers too.
-ASAN_PROGS := api_test api_model api_stress
-TSAN_PROGS := api_stress
+ASAN_PROGS := api_test api_model api_stress api_mesh
+TSAN_PROGS := api_stress api_mesh
 
 API_MODEL_OPS ?= 2000000
 API_STRESS_ITERS ?= 200000
@@ -112,6 +114,10 @@ API_UTIL_ALL := $(foreach d,$(API_DIR) $(ASAN_DIR) $(TSAN_DIR),$(call API_UTIL_O
 API_ASAN_ENV := ASAN_OPTIONS=abort_on_error=0:detect_leaks=0:halt_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 API_TSAN_ENV := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+# Meshing write-protects a span and waits in its own SIGSEGV handler;
+# ASan keeps SIGSEGV to itself unless told (arch/host/mesh.c).
+API_ASAN_ENV_MESH := ASAN_OPTIONS=abort_on_error=0:detect_leaks=0:halt_on_error=1:allow_user_segv_handler=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
 # Every program runs even when an earlier one failed, so one run shows all
 # that is wrong; the target fails at the end if any did.
@@ -124,14 +130,19 @@ test-api: $(API_BINS)
 	run $(API_DIR)/api_stress $(API_STRESS_ITERS); \
 	run $(API_DIR)/api_misuse; \
 	run $(API_DIR)/api_leak; \
+	run $(API_DIR)/api_mesh; \
+	run env KMALLOC_MESH=1 $(API_DIR)/api_model $(API_MODEL_OPS); \
 	run env $(API_ASAN_ENV) $(ASAN_DIR)/api_test; \
 	run env $(API_ASAN_ENV) $(ASAN_DIR)/api_model $$(( $(API_MODEL_OPS) / 10 )); \
 	run env $(API_ASAN_ENV) $(ASAN_DIR)/api_stress $$(( $(API_STRESS_ITERS) / 4 )); \
+	run env $(API_ASAN_ENV_MESH) $(ASAN_DIR)/api_mesh; \
+	run env $(API_ASAN_ENV_MESH) KMALLOC_MESH=1 $(ASAN_DIR)/api_model $$(( $(API_MODEL_OPS) / 10 )); \
 	run env $(API_ASAN_ENV) KMALLOC_BACKGROUND=1 KMALLOC_RELEASE_MS=5 \
 	    $(ASAN_DIR)/api_stress $$(( $(API_STRESS_ITERS) / 10 )); \
 	run env $(API_TSAN_ENV) $(TSAN_DIR)/api_stress $$(( $(API_STRESS_ITERS) / 10 )); \
 	run env $(API_TSAN_ENV) KMALLOC_BACKGROUND=1 KMALLOC_RELEASE_MS=5 \
 	    $(TSAN_DIR)/api_stress $$(( $(API_STRESS_ITERS) / 10 )); \
+	run env $(API_TSAN_ENV) $(TSAN_DIR)/api_mesh; \
 	if [ $$fail -ne 0 ]; then echo "test-api: $$fail program(s) failed"; exit 1; fi; \
 	echo "test-api: passed"
 

@@ -84,6 +84,7 @@ static void fork_prepare(void)
 	for (unsigned i = 2; i < NUM_SPANCLASSES; i++)
 		sys_lock(&mheap_.transfer[i].t.lock);
 	pthread_mutex_lock(&host_commit_lock);
+	host_mesh_fork_prepare();
 }
 
 /* Parent and child alike: the locks were ours, the same bytes in both. */
@@ -348,11 +349,20 @@ static void reclaim_orphans(void)
 		munmap(r, bytes);
 }
 
+/* A meshing heap's arena is shared with the child until the child has
+ * copied it (mesh.c): wait for that with the locks held. */
+static void fork_parent(void)
+{
+	host_mesh_fork_parent();
+	fork_release();
+}
+
 static void fork_child(void)
 {
 	/* The background thread is not copied: the next slow path asks
 	 * for a new one. */
 	mm_store_relaxed(&mheap_.bg_state, BG_NONE);
+	host_mesh_fork_child();
 	fork_release();
 	reclaim_orphans();
 }
@@ -361,7 +371,7 @@ static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 
 static void fork_register(void)
 {
-	if (pthread_atfork(fork_prepare, fork_release, fork_child) != 0)
+	if (pthread_atfork(fork_prepare, fork_parent, fork_child) != 0)
 		sys_fault("pthread_atfork failed", NULL);
 }
 

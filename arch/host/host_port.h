@@ -49,4 +49,24 @@ uint64_t host_now_ns(void);
 int host_start_background(void);
 void host_read_env(void);
 
+/* sys.c, for mesh.c: add to the committed-bytes count (meshing gives
+ * frames back without sys_release); call fn for every run of writable
+ * granules (the only thread: a fork child); 0, or -1 if fn failed. */
+void host_committed_add(long delta);
+int host_rw_runs(int (*fn)(uintptr_t a, uintptr_t z));
+
+/* mesh.c: meshing's hooks (KMALLOC_MESH=1): the arena as a memfd's pages;
+ * sys_reserve calls host_mesh_setup, make_writable host_mesh_map once
+ * host_mesh_on, sys_release host_mesh_release (1: done, the arena's);
+ * fork.c the three fork steps (prepare before its locks' release,
+ * parent and child with them held). */
+int host_mesh_wanted(void);
+int host_mesh_on(void);
+void host_mesh_setup(uintptr_t lo, size_t size);
+int host_mesh_map(uintptr_t a, uintptr_t z);
+int host_mesh_release(void *p, size_t n);
+void host_mesh_fork_prepare(void);
+void host_mesh_fork_parent(void);
+void host_mesh_fork_child(void);
+
 #endif /* ARCH_HOST_HOST_PORT_H */

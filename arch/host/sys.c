@@ -257,6 +257,8 @@ int sys_reserve(size_t size, void **base)
 	region_lo = (uintptr_t)p;
 	region_hi = region_lo + size;
 	*base = p;
+	if (host_mesh_wanted())
+		host_mesh_setup(region_lo, size); /* mesh.c */
 	return 0;
 }
 
@@ -336,7 +338,8 @@ static int make_writable(uintptr_t p, size_t n)
 		/* One call for the whole range: Linux charges each PROT_NONE
 		 * piece it makes writable against the overcommit limit as a
 		 * whole, as it would a mmap of that size. */
-		r = mprotect((void *)a, e - a, PROT_READ | PROT_WRITE);
+		r = host_mesh_on() ? host_mesh_map(a, e)
+		                   : mprotect((void *)a, e - a, PROT_READ | PROT_WRITE);
 		if (r == 0)
 			gran_set_rw(lo, hi);
 	}
@@ -367,9 +370,35 @@ void sys_release(void *p, size_t n)
 	 * memory, EINVAL). Then the pages stay, but must read as zero when
 	 * mm commits them again (sys_config.commit_zeroed), so clear them:
 	 * a free() must not abort. */
-	if (madvise(p, n, MADV_DONTNEED) != 0)
+	if (!host_mesh_release(p, n) && madvise(p, n, MADV_DONTNEED) != 0)
 		memset(p, 0, n);
 	__atomic_sub_fetch(&committed, n, __ATOMIC_RELAXED);
+}
+
+void host_committed_add(long delta)
+{
+	__atomic_add_fetch(&committed, (size_t)delta, __ATOMIC_RELAXED);
+}
+
+int host_rw_runs(int (*fn)(uintptr_t a, uintptr_t z))
+{
+	uintptr_t gb = gran_base(), gsz = (uintptr_t)1 << gran_shift;
+	size_t ng = (region_hi - gb + gsz - 1) >> gran_shift;
+	for (size_t g = 0; g < ng && g < GRAN_MAX;) {
+		if (!gran_is_rw(g)) {
+			g++;
+			continue;
+		}
+		size_t e = g + 1;
+		while (e < ng && e < GRAN_MAX && gran_is_rw(e))
+			e++;
+		uintptr_t a = gb + ((uintptr_t)g << gran_shift),
+		          z = gb + ((uintptr_t)e << gran_shift);
+		if (fn(a < region_lo ? region_lo : a, z > region_hi ? region_hi : z) != 0)
+			return -1;
+		g = e;
+	}
+	return 0;
 }
 
 #ifndef MREMAP_DONTUNMAP

@@ -19,6 +19,8 @@
  *
  *   api_model [OPS]        default 2,000,000 operations (or $KMALLOC_MODEL_OPS)
  *   KMALLOC_MODEL_SEED=n   replay a run; the seed is printed first
+ *   KMALLOC_MESH=1         the host port meshes (each trim meshes; every
+ *                          object is verified after every trim)
  */
 #define _GNU_SOURCE
 #include <check.h>
@@ -291,8 +293,15 @@ START_TEST(model)
 
 		if ((op & 0x3fff) == 0x3fff)
 			kmalloc_flush_cpu();
-		if (op % 100000 == 99999)
+		if (op % 100000 == 99999) {
+			/* trim meshes first where the port meshes
+			 * (KMALLOC_MESH=1): every object must have kept its
+			 * bytes through that */
 			kmalloc_trim();
+			for (int j = 0; j < SLOTS; j++)
+				if (slots[j].p)
+					verify(&slots[j], j, op, "after trim");
+		}
 		if ((op & 0xffff) == 0)
 			cross_check(op);
 	}

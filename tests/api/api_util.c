@@ -58,9 +58,9 @@ const char *stats_inconsistency(const struct kmalloc_stats *st)
 		return msg;
 	}
 	if (heap_split_broken(msg, sizeof msg, st, "heap_sys", st->heap_sys, "released",
-			      st->heap_released) ||
-	    heap_split_broken(msg, sizeof msg, st, "committed", st->committed, "meta",
-			      st->meta_sys))
+	                      st->heap_released) ||
+	    heap_split_broken(msg, sizeof msg, st, "committed + mesh_bytes",
+	                      st->committed + st->mesh_bytes, "meta", st->meta_sys))
 		return msg;
 	if (st->committed != host_committed_bytes()) {
 		snprintf(msg, sizeof msg,

@@ -8,6 +8,8 @@
  *   2-frag  after 90% of them were freed at random and 768..2048 B
  *           objects allocated until the live total was back at half the
  *           peak: where frag measures RSS against live bytes
+ *   2-mesh  the same heap after kmalloc_mesh, where the port meshes
+ *           (KMALLOC_MESH=1 on the host)
  *   3-trim  after everything was freed and kmalloc_trim
  *
  * Usage: frag OUTDIR [MiB]: MiB of small objects at the peak (default 64;
@@ -48,11 +50,14 @@ static void moment(const char *dir, const char *name, size_t live)
 	struct kmalloc_stats st;
 	kmalloc_stats(&st);
 	fprintf(stderr,
-	        "frag: %-6s live %5zu MiB  heap: in use %5llu MiB, free %5llu MiB, released %5llu MiB "
-	        "(%s)\n",
+	        "frag: %-6s live %5zu MiB  heap: in use %5llu MiB, free %5llu MiB, released %5llu MiB, "
+	        "meshed %5llu MiB in %llu meshes (pause max %llu us, sum %llu us) (%s)\n",
 	        name, live / MiB, (unsigned long long)(st.heap_inuse / MiB),
 	        (unsigned long long)(st.heap_free / MiB),
-	        (unsigned long long)(st.heap_released / MiB), path);
+	        (unsigned long long)(st.heap_released / MiB),
+	        (unsigned long long)(st.mesh_bytes / MiB), (unsigned long long)st.mesh_count,
+	        (unsigned long long)(st.mesh_pause_max_ns / 1000),
+	        (unsigned long long)(st.mesh_pause_sum_ns / 1000), path);
 }
 
 static void *km_alloc(size_t n) { return kmalloc(n, 0); }
@@ -71,6 +76,9 @@ int main(int argc, char **argv)
 	moment(dir, "1-peak", f.live);
 	frag_fragment(&f, km_alloc, km_free);
 	moment(dir, "2-frag", f.live);
+	/* with KMALLOC_MESH=1 (or a port that meshes): the same heap meshed */
+	if (kmalloc_mesh() != 0)
+		moment(dir, "2-mesh", f.live);
 	frag_free_all(&f, km_free);
 	kmalloc_trim();
 	moment(dir, "3-trim", f.live);

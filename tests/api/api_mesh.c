@@ -1,0 +1,330 @@
+/*
+ * api_mesh.c: meshing (kmalloc_mesh, mm/mmesh.c) on the host port's memfd
+ * arena (KMALLOC_MESH=1, arch/host/mesh.c), through the public API. Each
+ * test runs in its own forked process (Check) with a fresh heap; the
+ * setup sets KMALLOC_MESH=1 and no clock (KMALLOC_RELEASE_MS=off), so only
+ * the test's own kmalloc_mesh calls mesh.
+ *
+ * The pair tests build two spans whose slots cannot overlap: 256 B
+ * objects (32 to an 8 KiB span), the first 32 allocations fill span A and
+ * the next 32 span B (a fresh heap hands out the lowest free slot); A
+ * keeps its even slots, B its odd ones. One of them becomes the alias
+ * (whichever mmesh.c picks), so every check is made on both.
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include "../check_runner.h"
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api_util.h"
+#include "kmalloc.h"
+
+#define OBJ 256
+#define PER_SPAN 32
+
+static void setup(void)
+{
+	setenv("KMALLOC_MESH", "1", 1);
+	setenv("KMALLOC_RELEASE_MS", "off", 1);
+}
+
+static void fill(unsigned char *p, size_t n, uint64_t seed)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (unsigned char)(seed * 131 + i * 7);
+}
+
+static int intact(const unsigned char *p, size_t n, uint64_t seed)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != (unsigned char)(seed * 131 + i * 7))
+			return 0;
+	return 1;
+}
+
+/* The pair: half[0] survivors of span A, half[1] of span B. */
+static unsigned char *half[2][PER_SPAN / 2];
+
+static void make_pair(void)
+{
+	unsigned char *all[2 * PER_SPAN];
+	for (int i = 0; i < 2 * PER_SPAN; i++) {
+		all[i] = kmalloc(OBJ, 0);
+		ck_assert_ptr_nonnull(all[i]);
+	}
+	ck_assert_uint_eq((uintptr_t)all[PER_SPAN - 1] - (uintptr_t)all[0], (PER_SPAN - 1) * OBJ);
+	for (int i = 0; i < 2 * PER_SPAN; i++) {
+		int span = i / PER_SPAN, slot = i % PER_SPAN;
+		if (slot % 2 == span) {
+			half[span][slot / 2] = all[i];
+			fill(all[i], OBJ, (uint64_t)i);
+		} else {
+			kfree(all[i]);
+		}
+	}
+	kmalloc_flush_cpu(); /* the spans back to their mcentral, uncached */
+}
+
+static uint64_t seed_of(int span, int k)
+{
+	return (uint64_t)(span * PER_SPAN + 2 * k + span);
+}
+
+static void check_pair(void)
+{
+	for (int s = 0; s < 2; s++)
+		for (int k = 0; k < PER_SPAN / 2; k++)
+			ck_assert_msg(intact(half[s][k], OBJ, seed_of(s, k)), "span %d object %d lost", s, k);
+}
+
+START_TEST(pair_meshes_and_keeps_contents)
+{
+	struct kmalloc_stats st;
+	make_pair();
+	ck_assert_uint_eq(kmalloc_mesh(), 1);
+	ASSERT_STATS_CONSISTENT(&st);
+	ck_assert_uint_eq(st.mesh_count, 1);
+	ck_assert_uint_eq(st.mesh_spans, 1);
+	ck_assert_uint_eq(st.mesh_bytes, 8192);
+	check_pair();
+	/* both halves stay usable: ksize, krealloc in place and beyond */
+	for (int s = 0; s < 2; s++) {
+		ck_assert_uint_eq(ksize(half[s][0]), OBJ);
+		fill(half[s][1], OBJ, 999);
+		ck_assert(intact(half[s][1], OBJ, 999));
+		fill(half[s][1], OBJ, seed_of(s, 1));
+	}
+	check_pair();
+	/* new objects never land on a slot the other half holds */
+	unsigned char *more[PER_SPAN];
+	for (int i = 0; i < PER_SPAN; i++) {
+		more[i] = kmalloc(OBJ, 0);
+		fill(more[i], OBJ, 5000 + (uint64_t)i);
+	}
+	check_pair();
+	for (int i = 0; i < PER_SPAN; i++) {
+		ck_assert(intact(more[i], OBJ, 5000 + (uint64_t)i));
+		kfree(more[i]);
+	}
+	/* everything freed through both addresses: the alias is reaped and
+	 * every page comes back */
+	for (int s = 0; s < 2; s++)
+		for (int k = 0; k < PER_SPAN / 2; k++)
+			kfree(half[s][k]);
+	kmalloc_flush_cpu();
+	kmalloc_trim();
+	ASSERT_STATS_CONSISTENT(&st);
+	ck_assert_uint_eq(st.mesh_spans, 0);
+	ck_assert_uint_eq(st.mesh_bytes, 0);
+	ck_assert_uint_eq(st.heap_inuse, 0);
+	ck_assert_uint_eq(st.committed, st.meta_sys);
+}
+END_TEST
+
+/* ---- misuse through either half: the usual messages ---- */
+
+static void free_twice(void *p)
+{
+	kfree(p);
+	kfree(p);
+}
+
+static void free_inside(void *p)
+{
+	kfree((char *)p + 8);
+}
+
+START_TEST(misuse_on_both_halves)
+{
+	make_pair();
+	ck_assert_uint_eq(kmalloc_mesh(), 1);
+	for (int s = 0; s < 2; s++) {
+		struct child_result r;
+		const char *m;
+		run_in_child(free_twice, half[s][3], &r);
+		m = misuse_mismatch(&r, "double free", half[s][3]);
+		ck_assert_msg(m == NULL, "span %d: %s", s, m);
+		run_in_child(free_inside, half[s][4], &r);
+		m = misuse_mismatch(&r, "invalid free", (char *)half[s][4] + 8);
+		ck_assert_msg(m == NULL, "span %d: %s", s, m);
+	}
+	check_pair();
+}
+END_TEST
+
+/* ---- fork: the child gets its own copy of a meshed heap ---- */
+
+static void child_rewrites(void *arg)
+{
+	(void)arg;
+	check_pair();
+	for (int s = 0; s < 2; s++)
+		for (int k = 0; k < PER_SPAN / 2; k++)
+			fill(half[s][k], OBJ, 77);
+	for (int k = 0; k < PER_SPAN / 2; k += 2)
+		kfree(half[1][k]);
+	void *p = kmalloc(OBJ, 0);
+	memset(p, 0xee, OBJ);
+	if (!intact(half[0][1], OBJ, 77))
+		abort();
+}
+
+START_TEST(fork_copies_meshed_heap)
+{
+	make_pair();
+	ck_assert_uint_eq(kmalloc_mesh(), 1);
+	struct child_result r;
+	run_in_child(child_rewrites, NULL, &r);
+	ck_assert_msg(!r.signaled && r.status == 0, "child: signal %d status %d: %s", r.sig, r.status,
+	              r.err);
+	check_pair(); /* the child's writes and frees stayed the child's */
+	struct kmalloc_stats st;
+	ASSERT_STATS_CONSISTENT(&st);
+	ck_assert_uint_eq(st.mesh_spans, 1);
+}
+END_TEST
+
+/* ---- threads writing into objects while their spans are meshed ---- */
+
+#define WRITERS 2
+#define ROUNDS 40
+#define BATCH 4096
+static unsigned char *volatile wobj[WRITERS][BATCH / 8];
+static volatile int wstop, wready;
+static volatile uint64_t wfail;
+
+static void *writer(void *arg)
+{
+	int t = (int)(intptr_t)arg;
+	uint64_t seq = 0;
+	__atomic_add_fetch(&wready, 1, __ATOMIC_RELEASE);
+	while (!__atomic_load_n(&wstop, __ATOMIC_ACQUIRE)) {
+		seq++;
+		for (int k = 0; k < BATCH / 8; k++) {
+			uint64_t *w = (uint64_t *)wobj[t][k];
+			if (w == NULL)
+				continue;
+			/* each word holds what this thread wrote last */
+			if (w[0] != w[7])
+				__atomic_add_fetch(&wfail, 1, __ATOMIC_RELAXED);
+			w[0] = seq;
+			w[7] = seq;
+		}
+	}
+	return NULL;
+}
+
+START_TEST(writers_during_mesh)
+{
+	pthread_t th[WRITERS];
+	uint64_t meshes = 0;
+	static unsigned char *objs[BATCH];
+	for (int round = 0; round < ROUNDS; round++) {
+		uint64_t r = (uint64_t)round * 0x9e3779b97f4a7c15ull + 1;
+		for (int i = 0; i < BATCH; i++)
+			objs[i] = kzalloc(64, 0);
+		/* one in eight survives, at random places, shared out to the
+		 * writers (who start on the first round's) */
+		for (int i = 0; i < BATCH; i++)
+			if (xorshift64star(&r) % 8 != 0 || i / 8 >= BATCH / 8)
+				kfree(objs[i]);
+			else if (round == 0)
+				wobj[i % WRITERS][i / 8] = objs[i];
+		kmalloc_flush_cpu();
+		if (round == 0)
+			for (int t = 0; t < WRITERS; t++)
+				pthread_create(&th[t], NULL, writer, (void *)(intptr_t)t);
+		while (__atomic_load_n(&wready, __ATOMIC_ACQUIRE) < WRITERS)
+			;
+		meshes += kmalloc_mesh();
+	}
+	__atomic_store_n(&wstop, 1, __ATOMIC_RELEASE);
+	for (int t = 0; t < WRITERS; t++)
+		pthread_join(th[t], NULL);
+	ck_assert_uint_eq(wfail, 0);
+	ck_assert_uint_gt(meshes, 0);
+	struct kmalloc_stats st;
+	ASSERT_STATS_CONSISTENT(&st);
+	ck_assert_uint_eq(st.mesh_failed, 0);
+}
+END_TEST
+
+/* ---- the leak detector sees each object once, through its address ---- */
+
+/* Under AddressSanitizer the leak scan is left out, as api_leak is (not
+ * in tests/api.mk's ASAN_PROGS): a conservative scan of data and bss
+ * reads the redzones ASan puts between globals. */
+#if defined(__SANITIZE_ADDRESS__)
+#define MESH_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MESH_ASAN 1
+#endif
+#endif
+#ifndef MESH_ASAN
+#define MESH_ASAN 0
+#endif
+
+#if !MESH_ASAN
+
+static unsigned char *volatile roots[2][PER_SPAN / 2];
+static uintptr_t dropped[2]; /* complemented: no pointer for the scan */
+
+__attribute__((noinline)) static void keep_all_but_one_each(void)
+{
+	for (int s = 0; s < 2; s++)
+		for (int k = 0; k < PER_SPAN / 2; k++)
+			roots[s][k] = half[s][k];
+	dropped[0] = ~(uintptr_t)half[0][5];
+	dropped[1] = ~(uintptr_t)half[1][6];
+	roots[0][5] = NULL;
+	roots[1][6] = NULL;
+	memset(half, 0, sizeof half);
+}
+
+__attribute__((noinline)) static void clobber_stack(void)
+{
+	volatile char pad[16384];
+	memset((char *)pad, 0, sizeof pad);
+}
+
+static uint64_t nleaks;
+static int leak_ok = 1;
+
+static void count_leak(const void *obj, size_t size, uintptr_t site, void *arg)
+{
+	(void)size;
+	(void)site;
+	(void)arg;
+	nleaks++;
+	if ((uintptr_t)obj != ~dropped[0] && (uintptr_t)obj != ~dropped[1])
+		leak_ok = 0;
+}
+
+START_TEST(leak_scan_on_meshed_spans)
+{
+	make_pair();
+	ck_assert_uint_eq(kmalloc_mesh(), 1);
+	keep_all_but_one_each();
+	clobber_stack();
+	struct kmalloc_leaks l;
+	uint64_t n = kmalloc_leak_scan(&l, count_leak, NULL);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_uint_eq(nleaks, 2);
+	ck_assert(leak_ok);
+	ck_assert_uint_eq(l.marked, PER_SPAN - 2);
+}
+END_TEST
+#define LEAK_CASE , CHECK_TEST(leak_scan_on_meshed_spans)
+#else
+#define LEAK_CASE
+#endif
+
+CHECK_MAIN_SETUP("kmalloc mesh", 120, setup,
+                 CHECK_TEST(pair_meshes_and_keeps_contents),
+                 CHECK_TEST(misuse_on_both_halves),
+                 CHECK_TEST(fork_copies_meshed_heap),
+                 CHECK_TEST(writers_during_mesh) LEAK_CASE)
