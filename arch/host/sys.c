@@ -296,6 +296,32 @@ static int map_granules(size_t g0, size_t g1)
 	return 0;
 }
 
+/* A meshing arena (mesh.c): map granules [lo, hi) from the file, run by
+ * run of those not mapped yet. Never over a mapped one: it may hold an
+ * alias, which a fresh mapping of its own offset would undo. pre:
+ * host_commit_lock. Returns 0 or -1. */
+static int mesh_map_granules(size_t lo, size_t hi)
+{
+	uintptr_t gb = gran_base();
+	for (size_t g = lo; g < hi;) {
+		if (gran_is_rw(g)) {
+			g++;
+			continue;
+		}
+		size_t e = g + 1;
+		while (e < hi && !gran_is_rw(e))
+			e++;
+		uintptr_t a = gb + ((uintptr_t)g << gran_shift),
+		          z = gb + ((uintptr_t)e << gran_shift);
+		if (host_mesh_map(a < region_lo ? region_lo : a, z > region_hi ? region_hi : z) !=
+		    0)
+			return -1;
+		gran_set_rw(g, e);
+		g = e;
+	}
+	return 0;
+}
+
 /* Make the granules around [p, p+n) writable. Hard region: also a short
  * PROT_NONE gap to a writable neighbour (see the top comment). Returns
  * 0, or -1 if Linux refused (overcommit, RLIMIT_AS, vm.max_map_count, a
@@ -338,7 +364,7 @@ static int make_writable(uintptr_t p, size_t n)
 		/* One call for the whole range: Linux charges each PROT_NONE
 		 * piece it makes writable against the overcommit limit as a
 		 * whole, as it would a mmap of that size. */
-		r = host_mesh_on() ? host_mesh_map(a, e)
+		r = host_mesh_on() ? mesh_map_granules(lo, hi)
 		                   : mprotect((void *)a, e - a, PROT_READ | PROT_WRITE);
 		if (r == 0)
 			gran_set_rw(lo, hi);
