@@ -53,14 +53,16 @@
  */
 #include "internal.h"
 
-#define MESH_CANDIDATES 64 /* spans looked at per class and step */
-#define MESH_TRIES 16      /* right-half spans tried per left one */
-#define MESH_MAX_ALIAS 3   /* aliases per dst (a group of 4 spans) */
-#define MESH_PERIOD_NS (100u * 1000 * 1000) /* Mesh's default rate */
-#define MESH_STEP_NS (10u * 1000 * 1000) /* work per period: a tenth of a
+#define MESH_CANDIDATES 64                   /* spans looked at per class and step */
+#define MESH_TRIES      16                   /* right-half spans tried per left one */
+#define MESH_MAX_ALIAS  3                    /* aliases per dst (a group of 4 spans) */
+#define MESH_PERIOD_NS  (100u * 1000 * 1000) /* Mesh's default rate */
+#define MESH_STEP_NS \
+	(10u * 1000 * 1000) /* work per period: a tenth of a
                                             CPU at most (a mesh costs
                                             ~40 us on the host) */
-#define MESH_MAX_WORDS 16  /* bitmap words of the largest span: 8 B
+#define MESH_MAX_WORDS \
+	16 /* bitmap words of the largest span: 8 B
                               objects in one 8 KiB page */
 
 struct mesh_pair {
@@ -91,8 +93,9 @@ static bool disjoint(const struct mspan *a, const struct mspan *b)
 {
 	unsigned nw = span_nwords(a);
 	for (unsigned w = 0; w < nw; w++) {
-		uint64_t va = w == nw - 1 && a->nelems % 64 ? (((uint64_t)1 << (a->nelems % 64)) - 1)
-		                                           : ~(uint64_t)0;
+		uint64_t va = w == nw - 1 && a->nelems % 64
+		                      ? (((uint64_t)1 << (a->nelems % 64)) - 1)
+		                      : ~(uint64_t)0;
 		if (a->allocBits[w] & b->allocBits[w] & va)
 			return false;
 	}
@@ -150,7 +153,8 @@ static unsigned find_pairs(struct mcentral *c, struct mesh_pair *out, unsigned m
 				continue;
 			struct mspan *a = cand[i], *b = cand[j];
 			/* dst: the one with aliases already, else the fuller */
-			if (b->nalias > a->nalias || (b->nalias == a->nalias && b->allocCount > a->allocCount)) {
+			if (b->nalias > a->nalias ||
+			    (b->nalias == a->nalias && b->allocCount > a->allocCount)) {
 				struct mspan *x = a;
 				a = b;
 				b = x;
@@ -235,8 +239,9 @@ static void settle(struct mcentral *c, struct mesh_pair *p, bool ok)
 	unsigned nw = span_nwords(src);
 	mspan_sweep(src);
 	for (unsigned w = 0; w < nw; w++) {
-		uint64_t valid = (w == nw - 1 && src->nelems % 64) ? (((uint64_t)1 << (src->nelems % 64)) - 1)
-		                                                   : ~(uint64_t)0;
+		uint64_t valid = (w == nw - 1 && src->nelems % 64)
+		                         ? (((uint64_t)1 << (src->nelems % 64)) - 1)
+		                         : ~(uint64_t)0;
 		/* ok: the slots src gave up meanwhile; failed: all of S0 */
 		uint64_t back = p->s0[w] & valid & (ok ? ~src->allocBits[w] : ~(uint64_t)0);
 		if (back != 0)
@@ -266,7 +271,8 @@ void mesh_alias_sweep(struct mcentral *c, struct mspan *s)
 		uint64_t fr = mm_exchange_acq_rel(&s->free_bits[w], 0);
 		if (MM_UNLIKELY(fr & ~s->allocBits[w]))
 			sys_fault("double free",
-			          mspan_slot_addr(s, w * 64 + (unsigned)__builtin_ctzll(fr & ~s->allocBits[w])));
+			          mspan_slot_addr(s, w * 64 + (unsigned)__builtin_ctzll(
+			                                              fr & ~s->allocBits[w])));
 		s->allocBits[w] &= ~fr;
 		freed += mm_popcount64(fr);
 		mcentral_mark_returned(s->mesh_dst, w, fr);

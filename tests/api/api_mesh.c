@@ -22,7 +22,7 @@
 #include "api_util.h"
 #include "kmalloc.h"
 
-#define OBJ 256
+#define OBJ      256
 #define PER_SPAN 32
 
 static void setup(void)
@@ -68,16 +68,14 @@ static void make_pair(void)
 	kmalloc_flush_cpu(); /* the spans back to their mcentral, uncached */
 }
 
-static uint64_t seed_of(int span, int k)
-{
-	return (uint64_t)(span * PER_SPAN + 2 * k + span);
-}
+static uint64_t seed_of(int span, int k) { return (uint64_t)(span * PER_SPAN + 2 * k + span); }
 
 static void check_pair(void)
 {
 	for (int s = 0; s < 2; s++)
 		for (int k = 0; k < PER_SPAN / 2; k++)
-			ck_assert_msg(intact(half[s][k], OBJ, seed_of(s, k)), "span %d object %d lost", s, k);
+			ck_assert_msg(intact(half[s][k], OBJ, seed_of(s, k)),
+			              "span %d object %d lost", s, k);
 }
 
 START_TEST(pair_meshes_and_keeps_contents)
@@ -132,10 +130,7 @@ static void free_twice(void *p)
 	kfree(p);
 }
 
-static void free_inside(void *p)
-{
-	kfree((char *)p + 8);
-}
+static void free_inside(void *p) { kfree((char *)p + 8); }
 
 START_TEST(misuse_on_both_halves)
 {
@@ -178,8 +173,8 @@ START_TEST(fork_copies_meshed_heap)
 	ck_assert_uint_eq(kmalloc_mesh(), 1);
 	struct child_result r;
 	run_in_child(child_rewrites, NULL, &r);
-	ck_assert_msg(!r.signaled && r.status == 0, "child: signal %d status %d: %s", r.sig, r.status,
-	              r.err);
+	ck_assert_msg(!r.signaled && r.status == 0, "child: signal %d status %d: %s", r.sig,
+	              r.status, r.err);
 	check_pair(); /* the child's writes and frees stayed the child's */
 	struct kmalloc_stats st;
 	ASSERT_STATS_CONSISTENT(&st);
@@ -190,8 +185,8 @@ END_TEST
 /* ---- threads writing into objects while their spans are meshed ---- */
 
 #define WRITERS 2
-#define ROUNDS 40
-#define BATCH 4096
+#define ROUNDS  40
+#define BATCH   4096
 static unsigned char *volatile wobj[WRITERS][BATCH / 8];
 static volatile int wstop, wready;
 static volatile uint64_t wfail;
@@ -323,8 +318,6 @@ END_TEST
 #define LEAK_CASE
 #endif
 
-CHECK_MAIN_SETUP("kmalloc mesh", 120, setup,
-                 CHECK_TEST(pair_meshes_and_keeps_contents),
-                 CHECK_TEST(misuse_on_both_halves),
-                 CHECK_TEST(fork_copies_meshed_heap),
+CHECK_MAIN_SETUP("kmalloc mesh", 120, setup, CHECK_TEST(pair_meshes_and_keeps_contents),
+                 CHECK_TEST(misuse_on_both_halves), CHECK_TEST(fork_copies_meshed_heap),
                  CHECK_TEST(writers_during_mesh) LEAK_CASE)
