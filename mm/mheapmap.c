@@ -73,8 +73,9 @@ void mheap_run_at(size_t pg, struct mm_run *r)
  *   T<n>             pages changing hands while the walk passed: a span
  *                    being set up or freed
  *   U<n>             not grown: the arena's pages beyond the grown chunks
- *   M<n>             meshed pages (reserved for the meshing issue; not
- *                    written yet)
+ *   M<n>[*k]         an alias's pages (mmesh.c): a small span whose
+ *                    frames went back to the port when it was meshed;
+ *                    its objects live on another span's frames
  * Every page from 0 to cap is in exactly one token. A line holds at most
  * HM_LINE characters. The size is about 7 bytes per span whose neighbour
  * differs from it: the worst heaps are 1-page spans of mixed classes, like
@@ -88,8 +89,17 @@ void mheap_run_at(size_t pg, struct mm_run *r)
 #define HM_BATCH 64  /* runs examined per hold of mheap.lock */
 #define HM_LINE  100 /* characters per "hm" line, at most */
 
-enum hm_kind { HM_SMALL, HM_LARGE, HM_CACHED, HM_FREE, HM_RELEASED, HM_TRANSIT, HM_UNGROWN };
-static const char hm_letter[] = { '?', 'L', 'C', 'F', 'R', 'T', 'U' };
+enum hm_kind {
+	HM_SMALL,
+	HM_LARGE,
+	HM_CACHED,
+	HM_MESHED,
+	HM_FREE,
+	HM_RELEASED,
+	HM_TRANSIT,
+	HM_UNGROWN
+};
+static const char hm_letter[] = { '?', 'L', 'C', 'M', 'F', 'R', 'T', 'U' };
 
 struct hm_run {
 	uint32_t n;     /* pages of one run (for SMALL, of one span) */
@@ -125,6 +135,8 @@ static struct hm_run describe(const struct mm_run *r)
 			h.kind = HM_CACHED;
 		else if (st == SPAN_INUSE)
 			h.kind = HM_LARGE;
+	} else if (st == SPAN_INUSE && r->n == s->npages && mm_load_relaxed(&s->mesh_dst) != NULL) {
+		h.kind = HM_MESHED;
 	} else if (st == SPAN_INUSE && r->n == s->npages) {
 		h.kind = HM_SMALL;
 		h.spanclass = s->spanclass;

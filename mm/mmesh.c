@@ -53,9 +53,10 @@
  */
 #include "internal.h"
 
-#define MESH_CANDIDATES 64                   /* spans looked at per class and step */
-#define MESH_TRIES      16                   /* right-half spans tried per left one */
-#define MESH_MAX_ALIAS  3                    /* aliases per dst (a group of 4 spans) */
+#define MESH_CANDIDATES 128                  /* spans looked at per round */
+#define MESH_PAIRS      64                   /* pairs picked per round at most */
+#define MESH_TRIES      64                   /* right-half spans tried per left one */
+#define MESH_MAX_ALIAS  7                    /* aliases per dst (a group of 8 spans) */
 #define MESH_PERIOD_NS  (100u * 1000 * 1000) /* Mesh's default rate */
 #define MESH_STEP_NS \
 	(10u * 1000 * 1000) /* work per period: a tenth of a
@@ -70,8 +71,13 @@ struct mesh_pair {
 	uint64_t s0[MESH_MAX_WORDS]; /* src's out slots when picked */
 };
 
-/* Statistics (kmalloc_stats), atomics. */
+/* The pairs of a round (the background gate: one mesher at a time; a
+ * kernel stack is no place for 9 KiB). */
+static struct mesh_pair pairs[MESH_PAIRS];
+
+/* Statistics (kmalloc_stats), atomics; pass: the gate's. */
 static struct {
+	uint8_t pass;          /* mesh_run calls, mod 256 (mspan.mesh_seen) */
 	uint64_t meshes;       /* meshes done */
 	uint64_t failed;       /* the port refused */
 	uint64_t pages;        /* heap pages of live aliases: their frames
@@ -116,7 +122,7 @@ static void pick(struct mcentral *c, struct mesh_pair *p)
 	struct mspan *src = p->src, *dst = p->dst;
 	unsigned nw = span_nwords(src);
 	mcentral_list_remove(c, src);
-	src->mesh_dst = dst;
+	mm_store_relaxed(&src->mesh_dst, dst); /* atomic: kmalloc_heapmap reads it */
 	dst->nalias++;
 	for (unsigned w = 0; w < nw; w++) {
 		p->s0[w] = src->allocBits[w];
@@ -127,22 +133,21 @@ static void pick(struct mcentral *c, struct mesh_pair *p)
 	mcentral_place(c, dst);
 }
 
-/* Up to `max` disjoint pairs of class c among the MESH_CANDIDATES sparse
- * spans of partial after the first `skip`, picked. Returns how many;
+/* Up to `max` disjoint pairs of class c among the next MESH_CANDIDATES
+ * sparse spans of partial this pass has not looked at (each span is
+ * looked at once a pass, so a pass over a class is linear in its spans
+ * times its rounds, not quadratic in meshes), picked. Returns how many;
  * *seen: the candidates there were. */
-static unsigned find_pairs(struct mcentral *c, struct mesh_pair *out, unsigned max, unsigned skip,
-                           unsigned *seen)
+static unsigned find_pairs(struct mcentral *c, struct mesh_pair *out, unsigned max, unsigned *seen)
 {
 	struct mspan *cand[MESH_CANDIDATES];
 	bool used[MESH_CANDIDATES] = { false };
 	unsigned n = 0, np = 0;
 	MM_HELD_CENTRAL(c);
 	for (struct mspan *s = c->partial.head; s != NULL && n < MESH_CANDIDATES; s = s->next)
-		if (sparse(s) && s->mesh_dst == NULL) {
-			if (skip != 0)
-				skip--;
-			else
-				cand[n++] = s;
+		if (s->mesh_seen != mesh.pass && sparse(s) && s->mesh_dst == NULL) {
+			s->mesh_seen = mesh.pass;
+			cand[n++] = s;
 		}
 	*seen = n;
 	unsigned half = n / 2;
@@ -252,7 +257,7 @@ static void settle(struct mcentral *c, struct mesh_pair *p, bool ok)
 		if (src->allocCount == 0)
 			mm_add_fetch_relaxed(&mesh.reap_pending, 1);
 	} else {
-		src->mesh_dst = NULL;
+		mm_store_relaxed(&src->mesh_dst, NULL);
 		dst->nalias--;
 		mcentral_place(c, src);
 	}
@@ -290,19 +295,14 @@ void mesh_alias_sweep(struct mcentral *c, struct mspan *s)
  * pre: the background gate, no mm lock. */
 static unsigned mesh_class(struct mcentral *c, unsigned max, uint64_t until)
 {
-	struct mesh_pair pairs[4];
-	unsigned done = 0, skip = 0;
+	unsigned done = 0;
 	while (done < max && mm_now() <= until) {
-		unsigned want = max - done < 4 ? max - done : 4, seen;
+		unsigned want = max - done < MESH_PAIRS ? max - done : MESH_PAIRS, seen;
 		lock_central(c);
-		unsigned np = find_pairs(c, pairs, want, skip, &seen);
+		unsigned np = find_pairs(c, pairs, want, &seen);
 		unlock_central(c);
 		if (seen < 2)
 			break;
-		if (np == 0) { /* nothing in this window: the next one */
-			skip += MESH_CANDIDATES / 2;
-			continue;
-		}
 		for (unsigned i = 0; i < np; i++) {
 			uint64_t pause = 0;
 			bool ok = copy_and_alias(&pairs[i], &pause) == 0;
@@ -367,7 +367,7 @@ static void mesh_reap(void)
 			struct mspan *dst = dead->mesh_dst;
 			size_t npages = dead->npages;
 			sys_config.mesh_unalias((void *)dead->base, npages * PAGE_SIZE);
-			dead->mesh_dst = NULL;
+			mm_store_relaxed(&dead->mesh_dst, NULL);
 			mheap_free_span(dead, true);
 			lock_central(c);
 			dst->nalias--;
@@ -389,6 +389,7 @@ unsigned mesh_run(unsigned max_pairs, uint64_t until)
 	if (!mesh_supported())
 		return 0;
 	mesh_reap();
+	mesh.pass++;
 	unsigned done = 0;
 	for (unsigned i = 2; i < NUM_SPANCLASSES && done < max_pairs && mm_now() <= until; i++) {
 		struct mcentral *c = &mheap_.central[i].c;
@@ -426,7 +427,11 @@ unsigned kmalloc_mesh(void)
 	if (!mheap_inited() || !mesh_supported())
 		return 0;
 	mheap_bg_enter();
-	unsigned done = mesh_run(UINT32_MAX, UINT64_MAX);
+	/* passes until one finds nothing: a dst that took an alias may take
+	 * another in the next pass */
+	unsigned done = 0, n;
+	for (int pass = 0; pass < 8 && (n = mesh_run(UINT32_MAX, UINT64_MAX)) != 0; pass++)
+		done += n;
 	mheap_bg_leave();
 	return done;
 }

@@ -109,6 +109,7 @@ struct mspan {
 	                          alias, its pages map mesh_dst's frames */
 	uint8_t nalias;         /* aliases mapping this span's frames: it is
 	                          never given back while any is left */
+	uint8_t mesh_seen;      /* the mesh pass that last looked at it */
 };
 /* A small span's record goes on past the struct: its live bytes (the
  * slot at byte offset off has byte mspan_livebytes(s)[off >> liveshift]:

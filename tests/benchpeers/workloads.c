@@ -16,7 +16,9 @@
  *   frag only: live_bytes (at the end), final_kb (RSS at the end),
  *              peak_live (live bytes at the peak), base_kb (RSS before
  *              the workload), trim_kb (RSS after freeing everything and
- *              asking the allocator to return memory)
+ *              asking the allocator to return memory), settled_kb (RSS
+ *              2 s after the end, nothing freed), ftrim_kb (then after
+ *              asking the allocator to return memory, nothing freed)
  *
  * Workloads (sizes are request sizes; random numbers from a fixed-seed
  * xorshift, so every allocator sees the same sequence):
@@ -357,12 +359,19 @@ static void frag(void)
 	double secs = mono_seconds() - t0;
 	long final = rss_kb();
 	size_t live = f.live;
+	/* the same heap after 2 s of idling (a background thread may work
+	 * meanwhile: release, meshing), then after a trim, with nothing
+	 * freed: what each allocator gives back of a fragmented heap */
+	sleep(2);
+	long settled = rss_kb();
+	allocator_trim();
+	long ftrim = rss_kb();
 	frag_free_all(&f, free);
 	allocator_trim();
 	long trimmed = rss_kb();
 	printf("workload=frag ops=%zu secs=%.6f peak_kb=%ld live_bytes=%zu final_kb=%ld "
-	       "peak_live=%zu base_kb=%ld trim_kb=%ld\n",
-	       f.n + f.m, secs, peak_kb(), live, final, f.peak_live, base, trimmed);
+	       "peak_live=%zu base_kb=%ld trim_kb=%ld settled_kb=%ld ftrim_kb=%ld\n",
+	       f.n + f.m, secs, peak_kb(), live, final, f.peak_live, base, trimmed, settled, ftrim);
 }
 
 /* ---- realloc growth ---- */
