@@ -4,23 +4,32 @@
  * share one set of frames, through the port's page tables, and no
  * object's address changes. See malloc.c for the overview.
  *
- * A mesh of src into dst, for a span class c:
- *   1. Pick (c's lock): candidates are partial spans at most half out;
- *      pairs are probed as Mesh's SplitMesher does (the candidates split
- *      in two halves, each left one tried against MESH_TRIES right ones),
- *      a pair meshes if their allocBits AND to zero. src leaves the lists
+ * A span and the aliases on its frames form a group; a mesh of the group
+ * of src into the group of dst, for a span class c:
+ *   1. Pick (c's lock): candidates are partial spans at most half out
+ *      (their allocBits hold their aliases' slots too), each looked at
+ *      once a pass; pairs are probed as Mesh's SplitMesher does (the
+ *      candidates split in two halves, each left one tried against
+ *      MESH_TRIES right ones), a pair meshes if their allocBits AND to
+ *      zero and the groups together have at most MESH_MAX_ALIAS aliases.
+ *      src is the group with fewer aliases to move. src leaves the lists
  *      with mesh_dst set ("becoming an alias"), dst's allocBits take src's
  *      out slots S0 (so dst never hands them out) and its nalias counts
- *      src (so dst is never given back while src maps its frames).
- *   2. Copy (no lock): writers of src are held off by the port, either
- *      sys_config.mesh_protect (the host write-protects src; a writer
- *      faults and waits) or stop_world; the S0 slots are copied to the
- *      same offsets of dst; mesh_alias maps src's range onto dst's frames
- *      and gives src's own frames back. The pause is measured.
+ *      src and src's aliases (so dst is never given back while they map
+ *      its frames).
+ *   2. Copy (no lock): writers of src and its aliases are held off by the
+ *      port, either sys_config.mesh_protect (the host write-protects each
+ *      range; a writer faults and waits) or stop_world; the S0 slots are
+ *      copied to the same offsets of dst; mesh_alias maps src's range
+ *      onto dst's frames and gives src's own frames back, then maps each
+ *      of src's aliases onto dst's frames too. The pause is measured.
  *   3. Settle (c's lock): src is swept (objects freed meanwhile came back
- *      to src's free_bits as usual), and the slots of S0 that src no
- *      longer holds are returned to dst's free_bits; src goes on the
- *      class's meshed list: an alias.
+ *      to src's free_bits as usual, its aliases' through src), the slots
+ *      of S0 that neither src nor its aliases hold any more are returned
+ *      to dst's free_bits, src gives up its aliases' slots (they now come
+ *      back from the aliases to dst), and src and its aliases join dst's
+ *      list (mesh_aliases); src goes on the class's meshed list: an
+ *      alias.
  * An alias is an ordinary span to kfree, ksize, krealloc and the leak
  * detector: its pages keep their descriptors, its live bytes say which
  * of its objects are live, so a pointer through either address is
@@ -33,11 +42,14 @@
  * the page allocator as released, dst's nalias down), after which dst can
  * empty and go back to the mheap like any span.
  *
- * Why one alias is never a dst or a src again (and a dst never a src):
- * the port maps a range onto another's frames, not frames by name; a
- * chain would leave an alias on frames its dst no longer has. A dst takes
- * up to MESH_MAX_ALIAS aliases, each checked against its allocBits, which
- * already hold the earlier aliases' slots.
+ * Why a group moves whole, and an alias never meshes by itself: the port
+ * maps a range onto another's frames, not frames by name, so a chain
+ * (an alias of an alias) would leave a range on frames its dst no longer
+ * has. Moving src's aliases with it keeps every alias one step from the
+ * span whose frames it maps. Without group moves, a pass could only
+ * halve a class's spans: every span would be a dst or an alias after one
+ * pass (the fragmentation heap of tests/heapmap/frag.c at 64 MiB: 30 MiB
+ * meshed of 92, with group moves 39).
  *
  * Allocation order: Mesh shuffles the slots a span hands out so that
  * spans that survive random frees look random, which makes disjoint pairs
@@ -47,8 +59,8 @@
  * as it is). Measured in the closing note of the meshing issue.
  *
  * Who runs it: the paced background work (kmalloc_background: up to
- * MESH_STEP_NS of meshing every MESH_PERIOD_NS), kmalloc_trim and kmalloc_mesh, each behind the
- * background gate (mheap_.bg_busy), so a leak scan or a fork never meets
+ * MESH_STEP_NS of meshing every MESH_PERIOD_NS), kmalloc_trim and
+ * kmalloc_mesh, each behind the background gate (mheap_.bg_busy), so a leak scan or a fork never meets
  * a mesh in flight. Never on an allocation path.
  */
 #include "internal.h"
@@ -68,7 +80,11 @@
 
 struct mesh_pair {
 	struct mspan *src, *dst;
-	uint64_t s0[MESH_MAX_WORDS]; /* src's out slots when picked */
+	uint64_t s0[MESH_MAX_WORDS];         /* src's out slots when picked (its
+	                                aliases' included) */
+	struct mspan *moved[MESH_MAX_ALIAS]; /* src's aliases, which move
+	                                        to dst's frames with it */
+	unsigned nmoved;
 };
 
 /* The pairs of a round (the background gate: one mesher at a time; a
@@ -92,7 +108,8 @@ static struct {
 bool mesh_supported(void)
 {
 	return sys_config.mesh_alias != NULL && sys_config.mesh_unalias != NULL &&
-	       (sys_config.mesh_protect != NULL || sys_config.stop_world != NULL);
+	       ((sys_config.mesh_protect != NULL && sys_config.mesh_unprotect != NULL) ||
+	        sys_config.stop_world != NULL);
 }
 
 static bool disjoint(const struct mspan *a, const struct mspan *b)
@@ -123,7 +140,10 @@ static void pick(struct mcentral *c, struct mesh_pair *p)
 	unsigned nw = span_nwords(src);
 	mcentral_list_remove(c, src);
 	mm_store_relaxed(&src->mesh_dst, dst); /* atomic: kmalloc_heapmap reads it */
-	dst->nalias++;
+	p->nmoved = 0;
+	for (struct mspan *a = src->mesh_aliases; a != NULL; a = a->mesh_next)
+		p->moved[p->nmoved++] = a;
+	dst->nalias = (uint8_t)(dst->nalias + 1 + src->nalias);
 	for (unsigned w = 0; w < nw; w++) {
 		p->s0[w] = src->allocBits[w];
 		dst->allocBits[w] |= p->s0[w];
@@ -157,14 +177,15 @@ static unsigned find_pairs(struct mcentral *c, struct mesh_pair *out, unsigned m
 			if (used[j])
 				continue;
 			struct mspan *a = cand[i], *b = cand[j];
-			/* dst: the one with aliases already, else the fuller */
+			/* src (b): the group with fewer aliases to move, else
+			 * the emptier (fewer bytes to copy) */
 			if (b->nalias > a->nalias ||
 			    (b->nalias == a->nalias && b->allocCount > a->allocCount)) {
 				struct mspan *x = a;
 				a = b;
 				b = x;
 			}
-			if (b->nalias != 0 || a->nalias >= MESH_MAX_ALIAS || !disjoint(a, b))
+			if (a->nalias + b->nalias + 1u > MESH_MAX_ALIAS || !disjoint(a, b))
 				continue;
 			out[np].dst = a;
 			out[np].src = b;
@@ -195,8 +216,22 @@ MESH_COPY_ATTR static void copy_slot(uintptr_t to, uintptr_t from, size_t n)
 		*(volatile uint64_t *)(to + i) = *(const volatile uint64_t *)(from + i);
 }
 
-/* Step 2: copy src's slots into dst's frames and alias src onto them,
- * with src's writers held off. Returns 0, or -1 with src as before. */
+/* Writers of the group (src and its aliases, which show src's frames)
+ * held off: the first n ranges protected, or every CPU stopped. */
+static void release_writers(const struct mesh_pair *p, unsigned n, bool stopped)
+{
+	size_t len = p->src->npages * PAGE_SIZE;
+	if (stopped) {
+		sys_config.start_world();
+		return;
+	}
+	for (unsigned i = 0; i < n; i++)
+		sys_config.mesh_unprotect((void *)(i == 0 ? p->src : p->moved[i - 1])->base, len);
+}
+
+/* Step 2: copy src's slots into dst's frames and map src and its aliases
+ * onto them, with the group's writers held off. Returns 0, or -1 with
+ * everything as before. */
 static int copy_and_alias(const struct mesh_pair *p, uint64_t *pause)
 {
 	const struct mspan *src = p->src, *dst = p->dst;
@@ -204,8 +239,12 @@ static int copy_and_alias(const struct mesh_pair *p, uint64_t *pause)
 	bool stopped = false;
 	uint64_t t0 = mm_now();
 	if (sys_config.mesh_protect != NULL) {
-		if (sys_config.mesh_protect((void *)src->base, len) != 0)
-			return -1;
+		for (unsigned i = 0; i <= p->nmoved; i++)
+			if (sys_config.mesh_protect((void *)(i == 0 ? src : p->moved[i - 1])->base,
+			                            len) != 0) {
+				release_writers(p, i, false);
+				return -1;
+			}
 	} else {
 		if (sys_config.stop_world() != 0)
 			return -1;
@@ -219,11 +258,25 @@ static int copy_and_alias(const struct mesh_pair *p, uint64_t *pause)
 			uintptr_t off = (uintptr_t)idx * src->elemsize;
 			copy_slot(dst->base + off, src->base + off, src->elemsize);
 		}
-	int r = sys_config.mesh_alias((void *)dst->base, (void *)src->base, len);
+	if (sys_config.mesh_alias((void *)dst->base, (void *)src->base, len, 1) != 0) {
+		/* src is writable again; its aliases still wait */
+		if (stopped)
+			sys_config.start_world();
+		else
+			for (unsigned i = 0; i < p->nmoved; i++)
+				sys_config.mesh_unprotect((void *)p->moved[i]->base, len);
+		*pause = mm_now() - t0;
+		return -1;
+	}
+	for (unsigned i = 0; i < p->nmoved; i++)
+		if (sys_config.mesh_alias((void *)dst->base, (void *)p->moved[i]->base, len, 0) !=
+		    0)
+			sys_fault("mesh: the port could not move an alias",
+			          (void *)p->moved[i]->base);
 	if (stopped)
 		sys_config.start_world();
 	*pause = mm_now() - t0;
-	return r;
+	return 0;
 }
 
 /* dst's owner sweeps what was forwarded; an uncached dst is swept and
@@ -241,24 +294,44 @@ static void settle(struct mcentral *c, struct mesh_pair *p, bool ok)
 {
 	MM_HELD_CENTRAL(c);
 	struct mspan *src = p->src, *dst = p->dst;
-	unsigned nw = span_nwords(src);
+	unsigned nw = span_nwords(src), left = 0;
 	mspan_sweep(src);
 	for (unsigned w = 0; w < nw; w++) {
 		uint64_t valid = (w == nw - 1 && src->nelems % 64)
 		                         ? (((uint64_t)1 << (src->nelems % 64)) - 1)
 		                         : ~(uint64_t)0;
-		/* ok: the slots src gave up meanwhile; failed: all of S0 */
-		uint64_t back = p->s0[w] & valid & (ok ? ~src->allocBits[w] : ~(uint64_t)0);
+		/* the moved aliases' slots: out of them, so src no longer
+		 * holds them (they come back from the aliases to dst now) */
+		uint64_t theirs = 0;
+		for (unsigned i = 0; ok && i < p->nmoved; i++)
+			theirs |= p->moved[i]->allocBits[w];
+		/* ok: the slots nobody holds any more; failed: all of S0 */
+		uint64_t back =
+		        p->s0[w] & valid & (ok ? ~src->allocBits[w] & ~theirs : ~(uint64_t)0);
 		if (back != 0)
 			mcentral_mark_returned(dst, w, back);
+		src->allocBits[w] &= ~(theirs & valid);
+		left += mm_popcount64(src->allocBits[w] & valid);
 	}
 	if (ok) {
+		src->allocCount = (uint16_t)left;
+		mspan_refillAllocCache(src, 0);
+		for (unsigned i = 0; i < p->nmoved; i++) {
+			struct mspan *m = p->moved[i];
+			mm_store_relaxed(&m->mesh_dst, dst);
+			m->mesh_next = dst->mesh_aliases;
+			dst->mesh_aliases = m;
+		}
+		src->mesh_aliases = NULL;
+		src->nalias = 0;
+		src->mesh_next = dst->mesh_aliases;
+		dst->mesh_aliases = src;
 		mcentral_list_push(c, src, LIST_MESHED);
 		if (src->allocCount == 0)
 			mm_add_fetch_relaxed(&mesh.reap_pending, 1);
 	} else {
 		mm_store_relaxed(&src->mesh_dst, NULL);
-		dst->nalias--;
+		dst->nalias = (uint8_t)(dst->nalias - 1 - p->nmoved);
 		mcentral_place(c, src);
 	}
 	settle_dst(c, dst);
@@ -360,6 +433,13 @@ static void mesh_reap(void)
 				mheap_unpublish_small(dead);
 				mm_store_relaxed(&dead->nbytes, 0);
 				span_set_state(dead, SPAN_DEAD);
+			}
+			if (dead != NULL) {
+				struct mspan **l = &dead->mesh_dst->mesh_aliases;
+				while (*l != dead)
+					l = &(*l)->mesh_next;
+				*l = dead->mesh_next;
+				dead->mesh_next = NULL;
 			}
 			unlock_central(c);
 			if (dead == NULL)

@@ -105,11 +105,13 @@ struct mspan {
 	uint8_t gcrescan;      /* marked objects left unscanned (grey stack
 	                          overflow) */
 	/* Meshing (mmesh.c), both under the class's mcentral lock: */
-	struct mspan *mesh_dst; /* set: this span is (or is becoming) an
+	struct mspan *mesh_dst;     /* set: this span is (or is becoming) an
 	                          alias, its pages map mesh_dst's frames */
-	uint8_t nalias;         /* aliases mapping this span's frames: it is
+	uint8_t nalias;             /* aliases mapping this span's frames: it is
 	                          never given back while any is left */
-	uint8_t mesh_seen;      /* the mesh pass that last looked at it */
+	uint8_t mesh_seen;          /* the mesh pass that last looked at it */
+	struct mspan *mesh_aliases; /* its aliases, through mesh_next */
+	struct mspan *mesh_next;
 };
 /* A small span's record goes on past the struct: its live bytes (the
  * slot at byte offset off has byte mspan_livebytes(s)[off >> liveshift]:

@@ -189,26 +189,31 @@ struct sys_config {
 	                          called; 0 means 64 MiB */
 	/* Optional hooks of meshing (mm/mmesh.c), NULL if the port has none
 	 * (then nothing is ever meshed: sparse spans keep their frames).
-	 * mesh_alias and mesh_unalias both, and either mesh_protect or
-	 * stop_world/start_world to keep writers out while a span's objects
-	 * are copied. Called from the paced background work, kmalloc_trim
+	 * mesh_alias and mesh_unalias both, and either mesh_protect with
+	 * mesh_unprotect or stop_world/start_world to keep writers out while
+	 * a span's objects are copied. Called from the paced background work, kmalloc_trim
 	 * and kmalloc_mesh, with no mm lock held; src and dst are spans of
 	 * the heap arena, len a multiple of 8 KiB.
 	 *  mesh_protect(src, len)  Ready -> Ready read-only: a write to the
 	 *               range waits (the host's fault handler waits and
 	 *               retries) until mesh_alias of the range returns.
 	 *               Returns 0, or -1 with nothing changed.
-	 *  mesh_alias(dst, src, len)  [src, src+len) maps the memory behind
-	 *               [dst, dst+len), writable (waiting writers go on, into
-	 *               dst's memory at the same offset); src's own memory is
-	 *               given back (sys_release's cost). Both ranges stay
-	 *               Ready. Returns 0, or -1 with src as before and
-	 *               writable again.
+	 *  mesh_unprotect(src, len)  undoes mesh_protect (a mesh given up).
+	 *  mesh_alias(dst, src, len, own)  [src, src+len) maps the memory
+	 *               behind [dst, dst+len), writable (waiting writers go
+	 *               on, into dst's memory at the same offset). own: src's
+	 *               memory is its own and is given back (sys_release's
+	 *               cost); 0: src is an alias of another range already
+	 *               (a whole group moves), its memory is that range's and
+	 *               stays. Both ranges stay Ready. Returns 0, or -1 with
+	 *               src as before and writable again (own == 0: must not
+	 *               fail).
 	 *  mesh_unalias(src, len)  [src, src+len), an alias, maps nothing of
 	 *               its own any more: Reserved (dst's memory is dst's);
 	 *               pre: interrupts may be off (as sys_release). */
 	int (*mesh_protect)(void *src, size_t len);
-	int (*mesh_alias)(void *dst, void *src, size_t len);
+	void (*mesh_unprotect)(void *src, size_t len);
+	int (*mesh_alias)(void *dst, void *src, size_t len, int own);
 	void (*mesh_unalias)(void *src, size_t len);
 };
 

@@ -67,9 +67,15 @@
 static int mesh_fd = -1;           /* written once by sys_reserve (then a
                                     fork child's new file) */
 static uintptr_t mesh_lo, mesh_hi; /* the region, immutable */
-static uintptr_t win_lo, win_hi;   /* atomic: the span being meshed */
-static long aliases;               /* atomic: live aliases */
-static struct sigaction chained;   /* the handler ours displaced; written
+/* The spans being meshed: a span and its aliases (a group moves whole,
+ * mm/mmesh.c), each [lo, hi) or hi 0 when free. Written by the mesher
+ * (one at a time: the core's background gate), read by the handler. */
+#define WINDOWS 8
+static struct {
+	uintptr_t lo, hi; /* atomic */
+} win[WINDOWS];
+static long aliases;             /* atomic: live aliases */
+static struct sigaction chained; /* the handler ours displaced; written
                                     by mesh_protect (the gate is held) */
 static int fork_pipe[2] = { -1, -1 };
 
@@ -81,28 +87,34 @@ int host_mesh_wanted(void)
 
 int host_mesh_on(void) { return mesh_fd >= 0; }
 
+/* Is a in a window now? */
+static int in_window(uintptr_t a)
+{
+	for (int i = 0; i < WINDOWS; i++)
+		if (a < __atomic_load_n(&win[i].hi, __ATOMIC_ACQUIRE) &&
+		    a >= __atomic_load_n(&win[i].lo, __ATOMIC_ACQUIRE))
+			return 1;
+	return 0;
+}
+
 /* The arena address this thread last retried without a window open. */
 static __thread uintptr_t retried;
 
 static void on_segv(int sig, siginfo_t *si, void *ctx)
 {
 	uintptr_t a = (uintptr_t)si->si_addr;
-	if (a >= mesh_lo && a < mesh_hi && a != retried &&
-	    !(a >= __atomic_load_n(&win_lo, __ATOMIC_ACQUIRE) &&
-	      a < __atomic_load_n(&win_hi, __ATOMIC_ACQUIRE))) {
+	if (in_window(a)) {
+		int saved = errno;
+		while (in_window(a))
+			sched_yield();
+		errno = saved;
+		return; /* the write is retried, on dst's pages now */
+	}
+	if (a >= mesh_lo && a < mesh_hi && a != retried) {
 		/* The window may have closed between the fault and now: retry
 		 * once; a second fault at the same address is not ours. */
 		retried = a;
 		return;
-	}
-	if (a >= __atomic_load_n(&win_lo, __ATOMIC_ACQUIRE) &&
-	    a < __atomic_load_n(&win_hi, __ATOMIC_ACQUIRE)) {
-		int saved = errno;
-		while (a >= __atomic_load_n(&win_lo, __ATOMIC_ACQUIRE) &&
-		       a < __atomic_load_n(&win_hi, __ATOMIC_ACQUIRE))
-			sched_yield();
-		errno = saved;
-		return; /* the write is retried, on dst's pages now */
 	}
 	if (chained.sa_flags & SA_SIGINFO) {
 		if (chained.sa_sigaction != NULL) {
@@ -129,24 +141,37 @@ static void install_handler(void)
 		chained = old;
 }
 
+static void close_window(uintptr_t lo)
+{
+	for (int i = 0; i < WINDOWS; i++)
+		if (win[i].lo == lo && win[i].hi != 0) {
+			__atomic_store_n(&win[i].hi, 0, __ATOMIC_RELEASE);
+			__atomic_store_n(&win[i].lo, 0, __ATOMIC_RELEASE);
+		}
+}
+
 static int mesh_protect(void *src, size_t len)
 {
-	if (__atomic_load_n(&aliases, __ATOMIC_RELAXED) >= MESH_MAPS)
+	int i = 0;
+	while (i < WINDOWS && win[i].hi != 0)
+		i++;
+	if (i == WINDOWS || __atomic_load_n(&aliases, __ATOMIC_RELAXED) >= MESH_MAPS)
 		return -1;
-	install_handler();
-	__atomic_store_n(&win_lo, (uintptr_t)src, __ATOMIC_RELEASE);
-	__atomic_store_n(&win_hi, (uintptr_t)src + len, __ATOMIC_RELEASE);
+	if (i == 0)
+		install_handler(); /* once per mesh, before its first window */
+	__atomic_store_n(&win[i].lo, (uintptr_t)src, __ATOMIC_RELEASE);
+	__atomic_store_n(&win[i].hi, (uintptr_t)src + len, __ATOMIC_RELEASE);
 	if (mprotect(src, len, PROT_READ) != 0) {
-		__atomic_store_n(&win_hi, 0, __ATOMIC_RELEASE);
+		close_window((uintptr_t)src);
 		return -1;
 	}
 	return 0;
 }
 
-static void close_window(void)
+static void mesh_unprotect(void *src, size_t len)
 {
-	__atomic_store_n(&win_hi, 0, __ATOMIC_RELEASE);
-	__atomic_store_n(&win_lo, 0, __ATOMIC_RELEASE);
+	mprotect(src, len, PROT_READ | PROT_WRITE);
+	close_window((uintptr_t)src);
 }
 
 /* mmap MAP_SHARED | MAP_FIXED of the file at off over [p, p+len), as a
@@ -160,15 +185,16 @@ static void *remap(void *p, size_t len, off_t off)
 	                       mesh_fd, off);
 }
 
-static int mesh_alias(void *dst, void *src, size_t len)
+static int mesh_alias(void *dst, void *src, size_t len, int own)
 {
 	void *r = remap(src, len, (off_t)((uintptr_t)dst - mesh_lo));
 	if (r != src) {
-		mprotect(src, len, PROT_READ | PROT_WRITE);
-		close_window();
+		mesh_unprotect(src, len);
 		return -1;
 	}
-	close_window();
+	close_window((uintptr_t)src);
+	if (!own)
+		return 0; /* an alias moving with its group: as many aliases */
 	/* src's own pages: the range no longer shows them */
 	fallocate(mesh_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 	          (off_t)((uintptr_t)src - mesh_lo), (off_t)len);
@@ -201,6 +227,7 @@ void host_mesh_setup(uintptr_t lo, size_t size)
 	mesh_hi = lo + size;
 	sys_config.move = NULL;
 	sys_config.mesh_protect = mesh_protect;
+	sys_config.mesh_unprotect = mesh_unprotect;
 	sys_config.mesh_alias = mesh_alias;
 	sys_config.mesh_unalias = mesh_unalias;
 }

@@ -122,6 +122,82 @@ START_TEST(pair_meshes_and_keeps_contents)
 }
 END_TEST
 
+/* ---- a group moves whole ----
+ * Four spans, span k keeping the slots i with i % 4 == k: the first pass
+ * meshes them in two pairs, the second meshes one pair into the other,
+ * moving an alias along with its span: one dst, three aliases. */
+
+#define GROUP 4
+static unsigned char *quarter[GROUP][PER_SPAN / GROUP];
+
+static void free_twice(void *p);
+
+static void make_group(void)
+{
+	unsigned char *all[GROUP * PER_SPAN];
+	for (int i = 0; i < GROUP * PER_SPAN; i++)
+		all[i] = kmalloc(OBJ, 0);
+	for (int i = 0; i < GROUP * PER_SPAN; i++) {
+		int span = i / PER_SPAN, slot = i % PER_SPAN;
+		ck_assert_uint_eq((uintptr_t)all[i] - (uintptr_t)all[span * PER_SPAN], slot * OBJ);
+		if (slot % GROUP == span) {
+			quarter[span][slot / GROUP] = all[i];
+			fill(all[i], OBJ, (uint64_t)i);
+		} else {
+			kfree(all[i]);
+		}
+	}
+	kmalloc_flush_cpu();
+}
+
+static void check_group(void)
+{
+	for (int s = 0; s < GROUP; s++)
+		for (int k = 0; k < PER_SPAN / GROUP; k++)
+			ck_assert_msg(intact(quarter[s][k], OBJ,
+			                     (uint64_t)(s * PER_SPAN + GROUP * k + s)),
+			              "span %d object %d lost", s, k);
+}
+
+START_TEST(group_moves_whole)
+{
+	struct kmalloc_stats st;
+	make_group();
+	ck_assert_uint_eq(kmalloc_mesh(), GROUP - 1);
+	ASSERT_STATS_CONSISTENT(&st);
+	ck_assert_uint_eq(st.mesh_spans, GROUP - 1);
+	ck_assert_uint_eq(st.mesh_bytes, (GROUP - 1) * 8192);
+	check_group();
+	/* every quarter is still exact: a double free through any address */
+	for (int s = 0; s < GROUP; s++) {
+		struct child_result r;
+		run_in_child(free_twice, quarter[s][2], &r);
+		const char *m = misuse_mismatch(&r, "double free", quarter[s][2]);
+		ck_assert_msg(m == NULL, "span %d: %s", s, m);
+	}
+	/* new objects fill the group's free slots only */
+	unsigned char *more[PER_SPAN];
+	for (int i = 0; i < PER_SPAN; i++) {
+		more[i] = kmalloc(OBJ, 0);
+		fill(more[i], OBJ, 7000 + (uint64_t)i);
+	}
+	check_group();
+	for (int i = 0; i < PER_SPAN; i++) {
+		ck_assert(intact(more[i], OBJ, 7000 + (uint64_t)i));
+		kfree(more[i]);
+	}
+	for (int s = 0; s < GROUP; s++)
+		for (int k = 0; k < PER_SPAN / GROUP; k++)
+			kfree(quarter[s][k]);
+	kmalloc_flush_cpu();
+	kmalloc_trim();
+	ASSERT_STATS_CONSISTENT(&st);
+	ck_assert_uint_eq(st.mesh_spans, 0);
+	ck_assert_uint_eq(st.heap_inuse, 0);
+	ck_assert_uint_eq(st.committed, st.meta_sys);
+}
+END_TEST
+
 /* ---- misuse through either half: the usual messages ---- */
 
 static void free_twice(void *p)
@@ -319,5 +395,5 @@ END_TEST
 #endif
 
 CHECK_MAIN_SETUP("kmalloc mesh", 120, setup, CHECK_TEST(pair_meshes_and_keeps_contents),
-                 CHECK_TEST(misuse_on_both_halves), CHECK_TEST(fork_copies_meshed_heap),
-                 CHECK_TEST(writers_during_mesh) LEAK_CASE)
+                 CHECK_TEST(group_moves_whole), CHECK_TEST(misuse_on_both_halves),
+                 CHECK_TEST(fork_copies_meshed_heap), CHECK_TEST(writers_during_mesh) LEAK_CASE)
