@@ -336,21 +336,30 @@ int mheap_valid(void)
 		struct mcentral *c = &mheap_.central[i].c;
 		lock_central(c);
 		uint32_t empty = 0;
-		for (unsigned l = LIST_PARTIAL; l <= LIST_FULL && ok; l++) {
-			struct spanlist *list = l == LIST_PARTIAL ? &c->partial : &c->full;
+		for (unsigned l = LIST_PARTIAL; l <= LIST_MESHED && ok; l++) {
+			struct spanlist *list = l == LIST_PARTIAL ? &c->partial
+			                        : l == LIST_FULL  ? &c->full
+			                                          : &c->meshed;
 			uint64_t n = 0;
 			struct mspan *prev = NULL;
 			for (struct mspan *s = list->head; s; prev = s, s = s->next, n++) {
 				unsigned freeslots = s->nelems - s->allocCount;
 				unsigned min = s->nelems / 8u ? s->nelems / 8u : 1;
-				/* empty spans: the spares, at the tail of partial */
-				bool spare_ok = s->allocCount != 0 ||
-				                (l == LIST_PARTIAL && (s->next == NULL ||
-				                                       s->next->allocCount == 0));
-				empty += s->allocCount == 0;
+				/* empty spans: the spares, at the tail of partial;
+				 * a span aliases map is no spare (mmesh.c), nor is
+				 * an alias */
+				bool spare =
+				        s->allocCount == 0 && s->nalias == 0 && l != LIST_MESHED;
+				bool spare_ok =
+				        !spare || (l == LIST_PARTIAL &&
+				                   (s->next == NULL || s->next->allocCount == 0));
+				empty += spare;
+				/* an alias, and only an alias, is on meshed */
+				bool alias_ok = (l == LIST_MESHED) == (s->mesh_dst != NULL) &&
+				                (l != LIST_MESHED || s->nalias == 0);
 				if (s->spanclass != i || s->cached_by != CPU_NONE ||
 				    s->onlist != l || s->prev != prev ||
-				    span_state(s) != SPAN_INUSE || !spare_ok ||
+				    span_state(s) != SPAN_INUSE || !spare_ok || !alias_ok ||
 				    (l == LIST_PARTIAL && freeslots < min) ||
 				    (l == LIST_FULL && freeslots >= min)) {
 					ok = 0;

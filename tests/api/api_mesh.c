@@ -258,6 +258,80 @@ START_TEST(fork_copies_meshed_heap)
 }
 END_TEST
 
+/* ---- fork while another thread meshes ----
+ * A mesh in flight holds no lock while it copies; fork's handlers wait
+ * for it (the background gate), so a child never sees a half-meshed span
+ * (write-protected, or copied but not remapped). */
+
+#define FORK_OBJS 6000
+static unsigned char *fobj[FORK_OBJS];
+static volatile int fstop;
+
+static void *mesher(void *arg)
+{
+	(void)arg;
+	uint64_t r = 99;
+	while (!__atomic_load_n(&fstop, __ATOMIC_ACQUIRE)) {
+		/* more sparse spans to mesh, then mesh */
+		void *tmp[512];
+		for (int i = 0; i < 512; i++)
+			tmp[i] = kmalloc(64, 0);
+		for (int i = 0; i < 512; i++)
+			if (xorshift64star(&r) % 8 != 0)
+				kfree(tmp[i]);
+		kmalloc_flush_cpu();
+		kmalloc_mesh();
+	}
+	return NULL;
+}
+
+static void child_checks_all(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < FORK_OBJS; i++)
+		if (!intact(fobj[i], 64, (uint64_t)i))
+			abort();
+	for (int i = 0; i < FORK_OBJS; i += 3)
+		kfree(fobj[i]);
+	kmalloc_mesh();
+	for (int i = 1; i < FORK_OBJS; i += 3)
+		if (!intact(fobj[i], 64, (uint64_t)i))
+			abort();
+}
+
+START_TEST(fork_while_meshing)
+{
+	uint64_t r = 5;
+	for (int i = 0; i < FORK_OBJS * 8; i++) {
+		void *p = kmalloc(64, 0);
+		if (i % 8 == 0 || xorshift64star(&r) % 8 == 0) {
+			if (i / 8 < FORK_OBJS && i % 8 == 0) {
+				fobj[i / 8] = p;
+				fill(p, 64, (uint64_t)(i / 8));
+				continue;
+			}
+		}
+		kfree(p);
+	}
+	kmalloc_flush_cpu();
+	pthread_t th;
+	pthread_create(&th, NULL, mesher, NULL);
+	for (int k = 0; k < 20; k++) {
+		struct child_result res;
+		run_in_child(child_checks_all, NULL, &res);
+		ck_assert_msg(!res.signaled && res.status == 0, "child %d: signal %d status %d: %s",
+		              k, res.sig, res.status, res.err);
+	}
+	__atomic_store_n(&fstop, 1, __ATOMIC_RELEASE);
+	pthread_join(th, NULL);
+	for (int i = 0; i < FORK_OBJS; i++)
+		ck_assert(intact(fobj[i], 64, (uint64_t)i));
+	struct kmalloc_stats st;
+	ASSERT_STATS_CONSISTENT(&st);
+	ck_assert_uint_gt(st.mesh_count, 0);
+}
+END_TEST
+
 /* ---- threads writing into objects while their spans are meshed ---- */
 
 #define WRITERS 2
@@ -396,4 +470,5 @@ END_TEST
 
 CHECK_MAIN_SETUP("kmalloc mesh", 120, setup, CHECK_TEST(pair_meshes_and_keeps_contents),
                  CHECK_TEST(group_moves_whole), CHECK_TEST(misuse_on_both_halves),
-                 CHECK_TEST(fork_copies_meshed_heap), CHECK_TEST(writers_during_mesh) LEAK_CASE)
+                 CHECK_TEST(fork_copies_meshed_heap), CHECK_TEST(fork_while_meshing),
+                 CHECK_TEST(writers_during_mesh) LEAK_CASE)

@@ -52,12 +52,16 @@
  *     interior, last word, outside the heap) on the object in slot
  *     byte(1) % 32; == 3: let time pass (the fake clock moves (slot / 8
  *     + 1) * 300 ms, then background steps until none is due and a safe
- *     point: caches age, aged pages go back); else kmalloc_flush_cpu
+ *     point: caches age, aged pages go back, meshing's paced step runs);
+ *     == 7: kmalloc_mesh (the heap is a meshing one: KMALLOC_MESH=1 is
+ *     set before it exists; every object is checked at the input's end);
+ *     else kmalloc_flush_cpu
  *   7 switch to thread (slot % 3)
  * size(2): a 16-bit value v mapped to small (< 1 KiB), medium (< 32 KiB),
  * large (< 256 KiB; 1 in 256 of them 1-3 MiB) or absurd (> the arena) sizes
  * by its top 2 bits.
  */
+#define _GNU_SOURCE /* setenv under -std=c11 */
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
@@ -438,6 +442,8 @@ static void run_op(unsigned op, unsigned k, const uint8_t **d, const uint8_t *en
 			misuse(k / 8, &slot[(*d < end ? *(*d)++ : 0) % SLOTS]);
 		else if (k % 8 == 3)
 			let_time_pass((k / 8 + 1) * 300);
+		else if (k % 8 == 7)
+			kmalloc_mesh();
 		else
 			kmalloc_flush_cpu();
 		return;
@@ -581,6 +587,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	live_limit = thorough ? LIVE_LIMIT_THOROUGH : LIVE_LIMIT_FAST;
 	sys_config.now_ns = fake_now;       /* before the heap exists */
 	sys_config.start_background = NULL; /* let_time_pass steps instead */
+	setenv("KMALLOC_MESH", "1", 1);     /* read by sys_reserve */
 	atexit(validate_at_exit);
 	return 0;
 }
