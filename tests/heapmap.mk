@@ -6,8 +6,9 @@
 #   --scripts/heapmap--> build/heapmap/<moment>.png (gnuplot) and
 #                        build/heapmap/<moment>.pic (text, for the README)
 #
-# for the moments 1-peak, 2-frag, 3-trim (frag.c says which is which),
-# then prints 2-frag's text picture. HEAPMAP_MIB (64) sets the objects'
+# for the moments 1-peak, 2-frag, 2-mesh, 3-trim (frag.c says which is
+# which; the heap meshes: KMALLOC_MESH=1), then prints 2-frag's and
+# 2-mesh's text pictures. HEAPMAP_MIB (64) sets the objects'
 # peak. Like make bench, it installs what it needs first
 # (scripts/packages/heapmap.list: gnuplot) unless SKIP_DEPS=1. The
 # kernel's heap: make run CMDLINE=heapmap=on, then
@@ -42,16 +43,17 @@ endif
 	$(Q)$(MAKE) --no-print-directory heapmap-only
 
 heapmap-only: $(HEAPMAP_FRAG)
-	$(Q)$(HEAPMAP_FRAG) $(HEAPMAP_DIR) $(HEAPMAP_MIB)
+	$(Q)KMALLOC_MESH=1 KMALLOC_RELEASE_MS=off $(HEAPMAP_FRAG) $(HEAPMAP_DIR) $(HEAPMAP_MIB)
 	$(Q)for m in 1-peak:"at its peak ($(HEAPMAP_MIB) MiB of 8..512 B objects)" \
 		2-frag:"after 90% freed at random, then 768..2048 B objects" \
+		2-mesh:"the same heap after kmalloc_mesh" \
 		3-trim:"after everything freed and kmalloc_trim"; do \
 		scripts/heapmap --text --lines 12 -o $(HEAPMAP_DIR)/$${m%%:*}.png \
 			--title "the frag workload's heap $${m#*:}" \
 			$(HEAPMAP_DIR)/$${m%%:*}.txt > $(HEAPMAP_DIR)/$${m%%:*}.pic || exit 1; \
 	done
-	$(Q)cat $(HEAPMAP_DIR)/2-frag.pic
-	@echo "make heapmap: $(HEAPMAP_DIR)/1-peak.png 2-frag.png 3-trim.png (and .pic, .txt)"
+	$(Q)cat $(HEAPMAP_DIR)/2-frag.pic $(HEAPMAP_DIR)/2-mesh.pic
+	@echo "make heapmap: $(HEAPMAP_DIR)/1-peak.png 2-frag.png 2-mesh.png 3-trim.png (and .pic, .txt)"
 
 HEAPMAP_SAN_TESTS := $(ASAN_DIR)/test_heapmap $(TSAN_DIR)/test_heapmap
 
