@@ -60,11 +60,12 @@
  *                clock (pages of chunks nobody touched for release_ms),
  *                else by allocation volume; paced steps, and the aging
  *                of caches (mscavenge.c)
- *   mesh         pairs of sparse spans of one class whose out slots do
+ *   mesh         groups of sparse spans of one class whose out slots do
  *                not overlap, merged onto one span's frames through the
- *                port's page tables (sys_config.mesh_*); the other span
+ *                port's page tables (sys_config.mesh_*); each other span
  *                stays as an alias (its address, its live bytes, on the
- *                class's meshed list) whose returns go on to the first;
+ *                class's meshed list) whose returns go on to the span
+ *                whose frames it maps; a group meshes whole into another;
  *                from the paced background work, trim and kmalloc_mesh
  *                (mmesh.c)
  *   mark         the leak detector: a gcmarkBits bitmap per span and a
@@ -72,8 +73,8 @@
  *   sys          the porting layer: 10 functions and sys_config, optional
  *                hooks (sys_config.move and .nomem, the clock and the
  *                background context (now_ns, start_background), the leak
- *                detector's,
- *                SYS_MCACHE_GET/SET) and kmalloc_safepoint for the port
+ *                detector's, meshing's (mesh_alias, mesh_unalias,
+ *                mesh_protect, mesh_unprotect), SYS_MCACHE_GET/SET) and kmalloc_safepoint for the port
  *                to call; sys.h lists each with what its absence costs
  *
  * kmalloc(size) climbs the hierarchy until one level can serve it:

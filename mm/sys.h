@@ -66,7 +66,7 @@
  *                                     addresses
  *             sys_config.mesh_alias,  sparse spans never share frames
              mesh_unalias,           (meshing, mmesh.c)
-             mesh_protect
+             mesh_protect/unprotect
              SYS_MCACHE_GET/SET      one more load (a table indexed by
  *                                     sys_cpu_id) per kmalloc and kfree
  *             kmalloc_safepoint()     (the port calls it, from each CPU's
