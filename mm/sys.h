@@ -65,9 +65,9 @@
  *                                     with other CPUs running / prints raw
  *                                     addresses
  *             sys_config.mesh_alias,  sparse spans never share frames
-             mesh_unalias,           (meshing, mmesh.c)
-             mesh_protect/unprotect
-             SYS_MCACHE_GET/SET      one more load (a table indexed by
+ *             mesh_unalias,           (meshing, mmesh.c)
+ *             mesh_protect/unprotect
+ *             SYS_MCACHE_GET/SET      one more load (a table indexed by
  *                                     sys_cpu_id) per kmalloc and kfree
  *             kmalloc_safepoint()     (the port calls it, from each CPU's
  *                                     timer tick) other CPUs' caches are
