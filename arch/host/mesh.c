@@ -32,7 +32,9 @@
  *     would give dst src's file offsets, and meshing needs offsets to
  *     follow addresses).
  *   - every alias is a mapping of its own (two more for the pieces
- *     around it): meshing stops at MESH_MAPS aliases.
+ *     around it): meshing stops at an eighth of vm.max_map_count aliases
+ *     (8,191 by default), as big reallocs stop moving pages there (sys.c),
+ *     leaving the rest to thread stacks and files.
  *   - a system call that writes into a span while it is being meshed
  *     (read(2) into a heap buffer, some microseconds) fails with EFAULT
  *     instead of waiting: the kernel does not deliver SIGSEGV for it.
@@ -60,9 +62,6 @@
 #ifndef MADV_REMOVE
 #define MADV_REMOVE 9
 #endif
-#define MESH_MAPS \
-	8192 /* aliases at most: 3 mappings each, against
-                          vm.max_map_count's 65,530 */
 
 static int mesh_fd = -1;           /* written once by sys_reserve (then a
                                     fork child's new file) */
@@ -74,6 +73,7 @@ static uintptr_t mesh_lo, mesh_hi; /* the region, immutable */
 static struct {
 	uintptr_t lo, hi; /* atomic */
 } win[WINDOWS];
+static long max_aliases = 8191;  /* written once by host_mesh_setup */
 static long aliases;             /* atomic: live aliases */
 static struct sigaction chained; /* the handler ours displaced; written
                                     by mesh_protect (the gate is held) */
@@ -155,7 +155,7 @@ static int mesh_protect(void *src, size_t len)
 	int i = 0;
 	while (i < WINDOWS && win[i].hi != 0)
 		i++;
-	if (i == WINDOWS || __atomic_load_n(&aliases, __ATOMIC_RELAXED) >= MESH_MAPS)
+	if (i == WINDOWS || __atomic_load_n(&aliases, __ATOMIC_RELAXED) >= max_aliases)
 		return -1;
 	if (i == 0)
 		install_handler(); /* once per mesh, before its first window */
@@ -221,6 +221,18 @@ void host_mesh_setup(uintptr_t lo, size_t size)
 	if (ftruncate(fd, (off_t)size) != 0) {
 		close(fd);
 		return;
+	}
+	char buf[32];
+	int m = open("/proc/sys/vm/max_map_count", O_RDONLY | O_CLOEXEC);
+	if (m >= 0) {
+		ssize_t n = read(m, buf, sizeof buf - 1);
+		close(m);
+		if (n > 0) {
+			buf[n] = 0;
+			long v = strtol(buf, NULL, 10);
+			if (v >= 8192)
+				max_aliases = v / 8;
+		}
 	}
 	mesh_fd = fd;
 	mesh_lo = lo;
