@@ -262,10 +262,28 @@ int sys_reserve(size_t size, void **base)
 	return 0;
 }
 
-/* Soft region: map granules [g0, g1) where not mapped yet, run by run.
- * pre: host_commit_lock. Returns 0 or -1 (runs mapped before the failure
- * stay mapped and recorded). */
-static int map_granules(size_t g0, size_t g1)
+/* Soft region: map [a, z) anonymous and writable where nothing is. */
+static int map_anon(uintptr_t a, uintptr_t z)
+{
+	void *r = mmap((void *)a, z - a, PROT_READ | PROT_WRITE,
+	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	if (r != (void *)a) {
+		/* Taken by someone else (EEXIST), or a kernel before 4.17 that
+		 * read the flag as a mere hint and put it elsewhere. */
+		if (r != MAP_FAILED)
+			munmap(r, z - a);
+		return -1;
+	}
+	return 0;
+}
+
+/* Map granules [g0, g1) where not mapped yet, run by run, with map: a
+ * soft region's (map_anon), or a meshing arena's (mesh.c's
+ * host_mesh_map: never over a mapped granule, which may hold an alias
+ * that a fresh mapping of its own offset would undo). pre:
+ * host_commit_lock. Returns 0 or -1 (runs mapped before the failure stay
+ * mapped and recorded). */
+static int map_granules(size_t g0, size_t g1, int (*map)(uintptr_t a, uintptr_t z))
 {
 	uintptr_t gb = gran_base();
 	for (size_t g = g0; g < g1;) {
@@ -277,44 +295,7 @@ static int map_granules(size_t g0, size_t g1)
 		while (e < g1 && !gran_is_rw(e))
 			e++;
 		uintptr_t a = gb + ((uintptr_t)g << gran_shift), z = gb + ((uintptr_t)e << gran_shift);
-		if (a < region_lo)
-			a = region_lo;
-		if (z > region_hi)
-			z = region_hi;
-		void *r = mmap((void *)a, z - a, PROT_READ | PROT_WRITE,
-		               MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-		if (r != (void *)a) {
-			/* Taken by someone else (EEXIST), or a kernel before 4.17
-			 * that read the flag as a mere hint and put it elsewhere. */
-			if (r != MAP_FAILED)
-				munmap(r, z - a);
-			return -1;
-		}
-		gran_set_rw(g, e);
-		g = e;
-	}
-	return 0;
-}
-
-/* A meshing arena (mesh.c): map granules [lo, hi) from the file, run by
- * run of those not mapped yet. Never over a mapped one: it may hold an
- * alias, which a fresh mapping of its own offset would undo. pre:
- * host_commit_lock. Returns 0 or -1. */
-static int mesh_map_granules(size_t lo, size_t hi)
-{
-	uintptr_t gb = gran_base();
-	for (size_t g = lo; g < hi;) {
-		if (gran_is_rw(g)) {
-			g++;
-			continue;
-		}
-		size_t e = g + 1;
-		while (e < hi && !gran_is_rw(e))
-			e++;
-		uintptr_t a = gb + ((uintptr_t)g << gran_shift),
-		          z = gb + ((uintptr_t)e << gran_shift);
-		if (host_mesh_map(a < region_lo ? region_lo : a, z > region_hi ? region_hi : z) !=
-		    0)
+		if (map(a < region_lo ? region_lo : a, z > region_hi ? region_hi : z) != 0)
 			return -1;
 		gran_set_rw(g, e);
 		g = e;
@@ -343,7 +324,7 @@ static int make_writable(uintptr_t p, size_t n)
 	pthread_mutex_lock(&host_commit_lock);
 	int r;
 	if (region_soft) {
-		r = map_granules(g0, g1);
+		r = map_granules(g0, g1, map_anon);
 	} else {
 		size_t lo = g0, hi = g1;
 		for (size_t k = 1; k <= GRAN_BRIDGE && k <= g0; k++)
@@ -364,7 +345,7 @@ static int make_writable(uintptr_t p, size_t n)
 		/* One call for the whole range: Linux charges each PROT_NONE
 		 * piece it makes writable against the overcommit limit as a
 		 * whole, as it would a mmap of that size. */
-		r = host_mesh_on() ? mesh_map_granules(lo, hi)
+		r = host_mesh_on() ? map_granules(lo, hi, host_mesh_map)
 		                   : mprotect((void *)a, e - a, PROT_READ | PROT_WRITE);
 		if (r == 0)
 			gran_set_rw(lo, hi);

@@ -78,6 +78,22 @@ static void check_pair(void)
 			              "span %d object %d lost", s, k);
 }
 
+/* A span's worth of new objects, written, while the meshed ones (checked
+ * by check) keep their bytes; then the new ones freed intact. */
+static void new_objects_beside(void (*check)(void))
+{
+	unsigned char *more[PER_SPAN];
+	for (int i = 0; i < PER_SPAN; i++) {
+		more[i] = kmalloc(OBJ, 0);
+		fill(more[i], OBJ, 5000 + (uint64_t)i);
+	}
+	check();
+	for (int i = 0; i < PER_SPAN; i++) {
+		ck_assert(intact(more[i], OBJ, 5000 + (uint64_t)i));
+		kfree(more[i]);
+	}
+}
+
 START_TEST(pair_meshes_and_keeps_contents)
 {
 	struct kmalloc_stats st;
@@ -97,16 +113,7 @@ START_TEST(pair_meshes_and_keeps_contents)
 	}
 	check_pair();
 	/* new objects never land on a slot the other half holds */
-	unsigned char *more[PER_SPAN];
-	for (int i = 0; i < PER_SPAN; i++) {
-		more[i] = kmalloc(OBJ, 0);
-		fill(more[i], OBJ, 5000 + (uint64_t)i);
-	}
-	check_pair();
-	for (int i = 0; i < PER_SPAN; i++) {
-		ck_assert(intact(more[i], OBJ, 5000 + (uint64_t)i));
-		kfree(more[i]);
-	}
+	new_objects_beside(check_pair);
 	/* everything freed through both addresses: the alias is reaped and
 	 * every page comes back */
 	for (int s = 0; s < 2; s++)
@@ -176,16 +183,7 @@ START_TEST(group_moves_whole)
 		ck_assert_msg(m == NULL, "span %d: %s", s, m);
 	}
 	/* new objects fill the group's free slots only */
-	unsigned char *more[PER_SPAN];
-	for (int i = 0; i < PER_SPAN; i++) {
-		more[i] = kmalloc(OBJ, 0);
-		fill(more[i], OBJ, 7000 + (uint64_t)i);
-	}
-	check_group();
-	for (int i = 0; i < PER_SPAN; i++) {
-		ck_assert(intact(more[i], OBJ, 7000 + (uint64_t)i));
-		kfree(more[i]);
-	}
+	new_objects_beside(check_group);
 	for (int s = 0; s < GROUP; s++)
 		for (int k = 0; k < PER_SPAN / GROUP; k++)
 			kfree(quarter[s][k]);
