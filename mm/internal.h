@@ -432,9 +432,10 @@ void mheap_scav_note_alloc(size_t npages);
  * them run again (off). pre: no mm lock held. */
 void mheap_bg_exclude(bool on);
 /* Take and leave the background gate (bg_busy) as a step does, waiting
- * while someone excludes background work: kmalloc_mesh. pre: no mm lock
- * held, not inside mheap_bg_exclude. */
-void mheap_bg_enter(void);
+ * for a step running elsewhere: kmalloc_mesh. false (not taken) while
+ * someone excludes background work, the caller itself perhaps. pre: no
+ * mm lock held. */
+bool mheap_bg_enter(void);
 void mheap_bg_leave(void);
 
 /* ---- meshing (mmesh.c) ---- */

@@ -156,12 +156,12 @@ struct kmalloc_stats {
 
 void kmalloc_stats(struct kmalloc_stats *st);
 
-/* Mesh now (mm/mmesh.c): merge pairs of sparse spans of one class whose
+/* Mesh now (mm/mmesh.c): merge groups of sparse spans of one class whose
  * objects do not overlap onto one set of frames, through the port's page
  * tables; no object moves to another address. Returns the meshes done (0
- * on a port without the hooks). The paced background work does the same
- * at most every 100 ms, and kmalloc_trim does it first. pre: not inside
- * a stretch that keeps background work out (the leak scan). */
+ * on a port without the hooks, and while background work is kept out: a
+ * leak scan, a fork). The paced background work meshes too, for up to
+ * 10 ms every 100 ms, and kmalloc_trim does it first. */
 unsigned kmalloc_mesh(void);
 
 /* ---- leak detector: Go's mark phase, never freeing anything ----

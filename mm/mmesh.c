@@ -504,9 +504,8 @@ void mesh_stats(struct kmalloc_stats *st)
 
 unsigned kmalloc_mesh(void)
 {
-	if (!mheap_inited() || !mesh_supported())
-		return 0;
-	mheap_bg_enter();
+	if (!mheap_inited() || !mesh_supported() || !mheap_bg_enter())
+		return 0; /* (a trim inside an excluded stretch: no mesh) */
 	/* passes until one finds nothing: a dst that took an alias may take
 	 * another in the next pass */
 	unsigned done = 0, n;

@@ -226,16 +226,20 @@ void mheap_bg_exclude(bool on)
 		;
 }
 
-void mheap_bg_enter(void)
+bool mheap_bg_enter(void)
 {
 	for (;;) {
-		while (mm_load_seq_cst(&mheap_.bg_excl) != 0 ||
-		       mm_load_relaxed(&mheap_.bg_busy) != 0)
-			;
-		if (mm_exchange_seq_cst(&mheap_.bg_busy, 1) != 0)
+		/* excluded: perhaps by this very CPU (a kernel test that keeps
+		 * release steps out while it counts frames, then trims) */
+		if (mm_load_seq_cst(&mheap_.bg_excl) != 0)
+			return false;
+		if (mm_exchange_seq_cst(&mheap_.bg_busy, 1) != 0) {
+			while (mm_load_relaxed(&mheap_.bg_busy) != 0)
+				; /* a step on another CPU: bounded */
 			continue;
+		}
 		if (mm_load_seq_cst(&mheap_.bg_excl) == 0)
-			return;
+			return true;
 		mm_store_release(&mheap_.bg_busy, 0);
 	}
 }
