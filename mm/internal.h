@@ -446,9 +446,10 @@ void mesh_alias_sweep(struct mcentral *c, struct mspan *s);
 /* Up to max_pairs meshes over all classes until the clock passes until,
  * after reaping empty aliases. pre: the background gate held, no mm lock. */
 unsigned mesh_run(unsigned max_pairs, uint64_t until);
+#define MESH_PERIOD_NS (100u * 1000 * 1000) /* Mesh's default rate */
 /* From the paced background step: reap, and mesh for up to 10 ms every
- * 100 ms. */
-void mesh_paced(uint64_t now);
+ * MESH_PERIOD_NS. Returns the meshes done. */
+unsigned mesh_paced(uint64_t now);
 void mesh_stats(struct kmalloc_stats *st);
 /* The scavenger's clock settings from sys_config. pre: mheap_init. */
 void mheap_scav_init(void);

@@ -65,11 +65,10 @@
  */
 #include "internal.h"
 
-#define MESH_CANDIDATES 128                  /* spans looked at per round */
-#define MESH_PAIRS      64                   /* pairs picked per round at most */
-#define MESH_TRIES      64                   /* right-half spans tried per left one */
-#define MESH_MAX_ALIAS  7                    /* aliases per dst (a group of 8 spans) */
-#define MESH_PERIOD_NS  (100u * 1000 * 1000) /* Mesh's default rate */
+#define MESH_CANDIDATES 128 /* spans looked at per round */
+#define MESH_PAIRS      64  /* pairs picked per round at most */
+#define MESH_TRIES      64  /* right-half spans tried per left one */
+#define MESH_MAX_ALIAS  7   /* aliases per dst (a group of 8 spans) */
 #define MESH_STEP_NS \
 	(10u * 1000 * 1000) /* work per period: a tenth of a
                                             CPU at most (a mesh costs
@@ -481,15 +480,15 @@ unsigned mesh_run(unsigned max_pairs, uint64_t until)
 }
 
 /* The paced background work's share: at most every MESH_PERIOD_NS. */
-void mesh_paced(uint64_t now)
+unsigned mesh_paced(uint64_t now)
 {
 	if (!mesh_supported())
-		return;
+		return 0;
 	mesh_reap();
 	if (now - mm_load_relaxed(&mesh.last_ns) < MESH_PERIOD_NS)
-		return;
+		return 0;
 	mm_store_relaxed(&mesh.last_ns, now);
-	mesh_run(UINT32_MAX, now + MESH_STEP_NS);
+	return mesh_run(UINT32_MAX, now + MESH_STEP_NS);
 }
 
 void mesh_stats(struct kmalloc_stats *st)

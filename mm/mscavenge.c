@@ -258,11 +258,15 @@ static uint64_t bg_step(uint64_t now)
 		mm_transfer_age(now);
 		mheap_aging(-1);
 	}
-	mesh_paced(now);
+	/* meshing paces itself (a tenth of a CPU at most); while it finds
+	 * work, come back when its next period starts */
+	if (mesh_paced(now) != 0 && idle > MESH_PERIOD_NS)
+		idle = MESH_PERIOD_NS;
+	uint64_t t0 = mm_now();
 	if (scavenge(0, false, BG_STEP, mheap_.release_epochs) == 0)
 		return idle;
 	/* paced: wait BG_DUTY - 1 times what the step took */
-	uint64_t spent = mm_now() - now, wait = spent * (BG_DUTY - 1);
+	uint64_t spent = mm_now() - t0, wait = spent * (BG_DUTY - 1);
 	return wait < BG_MIN_WAIT ? BG_MIN_WAIT : wait > idle ? idle : wait;
 }
 
