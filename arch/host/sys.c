@@ -25,12 +25,13 @@
  *   nomem        errno = ENOMEM, so the shim's malloc is kmalloc
  *   release_zero sys_release itself: what it leaves reads as zero
  *   leak detector  track_sites: KMALLOC_LEAK_CHECK=1 in the environment;
+ *                stop_world, start_world: stopworld.c stops every other
+ *                thread by a signal, outside allocator critical sections;
  *                roots: every loaded object's writable segments
- *                (dl_iterate_phdr) and the calling thread's stack from
- *                the hook's frame up (unless host_set_leak_scan_stack(0));
- *                symbolize: dladdr. No stop_world: threads
- *                cannot be stopped from here (kmalloc.h says what the
- *                caller must then make sure of).
+ *                (dl_iterate_phdr), the calling thread's stack from the
+ *                hook's frame up (unless host_set_leak_scan_stack(0)) and
+ *                TLS, and every stopped thread's registers, stack and TLS
+ *                (stopworld.c); symbolize: dladdr.
  *   sys_cpu_id   one id per thread from a pool of HOST_MAX_CPUS; a
  *                pthread key destructor flushes the thread's mcache
  *                (kmalloc_flush_cpu) and returns the id when the thread exits
@@ -98,6 +99,8 @@ struct sys_config sys_config = {
 	.release_zero = sys_release, /* released pages read as zero here */
 	.track_sites = host_track_sites,
 	.roots = host_roots,
+	.stop_world = host_stop_world,
+	.start_world = host_start_world,
 	.symbolize = host_symbolize,
 	.now_ns = host_now_ns,
 	.start_background = host_start_background,
@@ -509,31 +512,6 @@ static int writable_segments(struct dl_phdr_info *info, size_t size, void *data)
 	return 0;
 }
 
-extern void *__libc_stack_end; /* the main thread's stack top (glibc) */
-
-/* The calling thread's stack, from here up. The main thread's top is
- * __libc_stack_end (pthread_getattr_np would read /proc through malloc);
- * another thread's comes from its attributes. */
-static void scan_my_stack(struct roots_arg *ra)
-{
-	uintptr_t here = (uintptr_t)__builtin_frame_address(0), top = 0;
-	uintptr_t main_top = (uintptr_t)__libc_stack_end;
-	if (here < main_top && main_top - here < ((uintptr_t)1 << 30)) {
-		top = main_top;
-	} else {
-		pthread_attr_t a;
-		void *addr;
-		size_t len;
-		if (pthread_getattr_np(pthread_self(), &a) == 0) {
-			if (pthread_attr_getstack(&a, &addr, &len) == 0)
-				top = (uintptr_t)addr + len;
-			pthread_attr_destroy(&a);
-		}
-	}
-	if (top > here)
-		ra->scan((const void *)here, top - here, ra->arg);
-}
-
 static int leak_scan_stack = 1; /* atomic */
 
 void host_set_leak_scan_stack(int on)
@@ -541,12 +519,22 @@ void host_set_leak_scan_stack(int on)
 	__atomic_store_n(&leak_scan_stack, on, __ATOMIC_RELAXED);
 }
 
+/* pre: the world is stopped (host_stop_world). The calling thread's
+ * stack is scanned from this frame up: the core spilled its callers'
+ * registers into a frame above. */
 static void host_roots(void (*scan)(const void *, size_t, void *), void *arg)
 {
 	struct roots_arg ra = { scan, arg };
 	dl_iterate_phdr(writable_segments, &ra);
-	if (__atomic_load_n(&leak_scan_stack, __ATOMIC_RELAXED))
-		scan_my_stack(&ra);
+	uintptr_t here = (uintptr_t)__builtin_frame_address(0);
+	host_stopworld_roots(scan, arg,
+	                     __atomic_load_n(&leak_scan_stack, __ATOMIC_RELAXED) ? here : 0);
+}
+
+void host_region(uintptr_t *lo, uintptr_t *hi)
+{
+	*lo = region_lo;
+	*hi = region_hi;
 }
 
 static size_t host_symbolize(uintptr_t pc, char *buf, size_t cap)
@@ -571,6 +559,7 @@ static size_t host_symbolize(uintptr_t pc, char *buf, size_t cap)
 
 __thread unsigned host_cpu_plus1 __attribute__((tls_model("initial-exec")));
 __thread struct mcache *host_mcache __attribute__((tls_model("initial-exec")));
+__thread unsigned host_irq_depth __attribute__((tls_model("initial-exec")));
 
 /* The pool: bit id of cpu_used is 1 while a live thread holds id. The
  * lowest free id is handed out, so the mcaches in use (one per id ever
@@ -659,13 +648,18 @@ unsigned host_cpu_assign(void)
 
 /* ---- locks ---- */
 
+/* A holder counts as inside the allocator (sys_arch.h): the stop signal
+ * never parks a thread holding an mm lock, which the scan may need. A
+ * waiter does not count: it holds nothing and may be parked. */
 void sys_lock(struct sys_lock *l)
 {
 	for (;;) {
 		for (int spin = 0; spin < 100; spin++) {
 			if (__atomic_load_n(&l->locked, __ATOMIC_RELAXED) == 0 &&
-			    !__atomic_exchange_n(&l->locked, 1, __ATOMIC_ACQUIRE))
+			    !__atomic_exchange_n(&l->locked, 1, __ATOMIC_ACQUIRE)) {
+				sys_irq_save();
 				return;
+			}
 			__builtin_ia32_pause();
 		}
 		sched_yield();
@@ -675,6 +669,7 @@ void sys_lock(struct sys_lock *l)
 void sys_unlock(struct sys_lock *l)
 {
 	__atomic_store_n(&l->locked, 0, __ATOMIC_RELEASE);
+	sys_irq_restore(0);
 }
 
 /* ---- reporting (no stdio: it may allocate) ---- */
