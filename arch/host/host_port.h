@@ -76,13 +76,18 @@ struct host_parked {
 };
 unsigned host_parked_slots(void);
 int host_parked_thread(unsigned i, struct host_parked *out);
-/* threadroots.c: set up at the first stop (may allocate), prepare once
- * every thread is parked (reads /proc/self/maps), and the roots: every
- * parked thread's registers, stack and TLS, plus the caller's own stack
- * from my_sp up (0: none) and TLS. */
+/* threadroots.c: set up at the first stop (may allocate), the globals
+ * listed before each stop, prepare once every thread is parked (reads
+ * /proc/self/maps), and the roots: the globals, every parked thread's
+ * registers, stack and TLS, plus the caller's own stack from my_sp up
+ * (0: none) and TLS. */
 int host_thread_roots_setup(void);
+void host_thread_roots_globals(void); /* before signalling: loader lock */
 void host_thread_roots_prepare(void);
 void host_stopworld_roots(void (*scan)(const void *, size_t, void *), void *arg, uintptr_t my_sp);
+/* stopworld.c: 1 while a stop holds other threads parked (then nothing
+ * may take a lock they might hold: the loader's, stdio's, malloc's). */
+int host_threads_parked(void);
 extern pthread_mutex_t host_stw_lock;
 extern pid_t host_background_tid;
 

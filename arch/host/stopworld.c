@@ -117,6 +117,7 @@ static uint32_t parked; /* futex: threads inside the parked handler */
 /* Of the last stop, for the report (host.h). host_stw_lock. */
 static uint64_t last_ns;
 static unsigned last_threads;
+static int stopped; /* between a successful stop and its start */
 
 /* background.c's thread, which blocks every signal; 0 if none (atomic). */
 pid_t host_background_tid;
@@ -501,6 +502,7 @@ int host_stop_world(void)
 	sigaction(stop_sig, &sa, &old);
 	if (old.sa_sigaction != stop_handler || !(old.sa_flags & SA_SIGINFO))
 		prog_sa = old; /* else ours stayed from the last stop */
+	host_thread_roots_globals();
 	__atomic_store_n(&nthr, 0, __ATOMIC_RELEASE);
 	__atomic_add_fetch(&epoch, 1, __ATOMIC_RELEASE);
 	uint64_t start = now_ns();
@@ -513,6 +515,7 @@ int host_stop_world(void)
 		}
 		if (added == 0 && pass > 0) {
 			host_thread_roots_prepare();
+			stopped = 1;
 			return 0;
 		}
 		if (settle(start) != 0)
@@ -532,12 +535,20 @@ int host_stop_world(void)
 	return -1;
 }
 
-void host_start_world(void)
+static unsigned last_threads_now(void)
 {
 	unsigned n = 0;
 	for (unsigned i = 0; i < nthr; i++)
 		n += thr[i].state == ST_PARKED;
-	last_threads = n;
+	return n;
+}
+
+int host_threads_parked(void) { return stopped && last_threads_now() != 0; }
+
+void host_start_world(void)
+{
+	stopped = 0;
+	last_threads = last_threads_now();
 	resume_parked();
 	last_ns = now_ns() - stopped_at;
 	put_back_disposition();

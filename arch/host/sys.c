@@ -27,11 +27,12 @@
  *   leak detector  track_sites: KMALLOC_LEAK_CHECK=1 in the environment;
  *                stop_world, start_world: stopworld.c stops every other
  *                thread by a signal, outside allocator critical sections;
- *                roots: every loaded object's writable segments
- *                (dl_iterate_phdr), the calling thread's stack from the
- *                hook's frame up (unless host_set_leak_scan_stack(0)) and
- *                TLS, and every stopped thread's registers, stack and TLS
- *                (stopworld.c); symbolize: dladdr.
+ *                roots (threadroots.c): every loaded object's writable
+ *                segments (dl_iterate_phdr, before the stop), the calling
+ *                thread's stack from the hook's frame up (unless
+ *                host_set_leak_scan_stack(0)) and TLS, and every stopped
+ *                thread's registers, stack and TLS; symbolize: dladdr
+ *                (hex while other threads are stopped).
  *   sys_cpu_id   one id per thread from a pool of HOST_MAX_CPUS; a
  *                pthread key destructor flushes the thread's mcache
  *                (kmalloc_flush_cpu) and returns the id when the thread exits
@@ -64,10 +65,8 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
-#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <link.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <sched.h>
@@ -495,23 +494,6 @@ static int host_track_sites(void)
 	return v != NULL && v[0] == '1';
 }
 
-struct roots_arg {
-	void (*scan)(const void *, size_t, void *);
-	void *arg;
-};
-
-static int writable_segments(struct dl_phdr_info *info, size_t size, void *data)
-{
-	struct roots_arg *ra = data;
-	(void)size;
-	for (int i = 0; i < info->dlpi_phnum; i++) {
-		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_W) && ph->p_memsz != 0)
-			ra->scan((const void *)(info->dlpi_addr + ph->p_vaddr), ph->p_memsz, ra->arg);
-	}
-	return 0;
-}
-
 static int leak_scan_stack = 1; /* atomic */
 
 void host_set_leak_scan_stack(int on)
@@ -524,8 +506,6 @@ void host_set_leak_scan_stack(int on)
  * registers into a frame above. */
 static void host_roots(void (*scan)(const void *, size_t, void *), void *arg)
 {
-	struct roots_arg ra = { scan, arg };
-	dl_iterate_phdr(writable_segments, &ra);
 	uintptr_t here = (uintptr_t)__builtin_frame_address(0);
 	host_stopworld_roots(scan, arg,
 	                     __atomic_load_n(&leak_scan_stack, __ATOMIC_RELAXED) ? here : 0);
@@ -537,10 +517,14 @@ void host_region(uintptr_t *lo, uintptr_t *hi)
 	*hi = region_hi;
 }
 
+/* dladdr takes the loader's lock, which a thread the scan stopped may
+ * hold (inside dlopen, or an unwinder's dl_iterate_phdr callback): while
+ * other threads are stopped, sites print as hex (the shim reports after
+ * the world restarts, preload_leaks.c). */
 static size_t host_symbolize(uintptr_t pc, char *buf, size_t cap)
 {
 	Dl_info di;
-	if (cap < 32 || dladdr((void *)pc, &di) == 0)
+	if (cap < 32 || host_threads_parked() || dladdr((void *)pc, &di) == 0)
 		return 0;
 	const char *name = di.dli_sname;
 	uintptr_t base = (uintptr_t)di.dli_saddr;

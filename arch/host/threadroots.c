@@ -1,6 +1,7 @@
 /*
- * threadroots.c (host): the roots the threads a leak scan stopped
- * contribute (stopworld.c stops them), and the scanning thread's own.
+ * threadroots.c (host): the leak scan's roots on Linux: the loaded
+ * objects' globals, the threads the scan stopped (stopworld.c stops
+ * them) and the scanning thread's own stack and TLS.
  * See mm/mgcmark.c for the scan and mm/malloc.c for the overview.
  *
  * Roots of a stopped thread (host_stopworld_roots, called from the port's
@@ -21,15 +22,25 @@
  * placed inside a kmalloc object (that object is reached through the
  * thread descriptor in it, then scanned whole).
  *
- * Data flow: stopworld.c, once every thread is parked ->
- * host_thread_roots_prepare (reads /proc/self/maps) -> the scan calls
- * the port's roots hook (sys.c) -> host_stopworld_roots -> scan() of each
+ * Globals: the writable PT_LOAD segments of every loaded object, listed
+ * by dl_iterate_phdr before the threads are signalled: it takes the
+ * loader's lock, which a stopped thread may hold (inside dlopen, or in an
+ * unwinder's callback), so it cannot run while they are stopped
+ * (LeakSanitizer stops the world from inside dl_iterate_phdr for the same
+ * reason). An object a library loaded between that listing and the stop
+ * points to from its data only would be reported.
+ *
+ * Data flow: stopworld.c, before signalling -> host_thread_roots_globals
+ * (dl_iterate_phdr); once every thread is parked ->
+ * host_thread_roots_prepare (reads /proc/self/maps) -> the scan calls the
+ * port's roots hook (sys.c) -> host_stopworld_roots -> scan() of each
  * range.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
 #include <stdint.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -37,6 +48,7 @@
 #include "host_port.h"
 
 #define STW_MAX_MAPS (1u << 20)
+#define STW_MAX_SEGS (1u << 16)
 #define STW_REDZONE  128  /* below sp, the x86-64 ABI's red zone */
 #define STW_TCB_MAX  4096 /* glibc's thread descriptor is ~2.3 KiB */
 
@@ -47,6 +59,8 @@ struct stw_map {
 /* host_stw_lock (written by the stopper between stop and start). */
 static struct stw_map *maps;
 static unsigned nmaps;
+static struct stw_map *segs; /* writable segments, [lo, hi) */
+static unsigned nsegs;
 static size_t tls_static_size;
 
 static uintptr_t thread_pointer(void)
@@ -67,12 +81,34 @@ int host_thread_roots_setup(void)
 		info(&tls_static_size, &align);
 	else
 		tls_static_size = 64 << 10; /* cut at the mapping's start */
-	void *p = mmap(NULL, STW_MAX_MAPS * sizeof(*maps), PROT_READ | PROT_WRITE,
+	void *p = mmap(NULL, (STW_MAX_MAPS + STW_MAX_SEGS) * sizeof(*maps), PROT_READ | PROT_WRITE,
 	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
 		return -1;
 	maps = p;
+	segs = maps + STW_MAX_MAPS;
 	return 0;
+}
+
+static int writable_segments(struct dl_phdr_info *info, size_t size, void *data)
+{
+	(void)size;
+	(void)data;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_W) && ph->p_memsz != 0 &&
+		    nsegs < STW_MAX_SEGS) {
+			uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+			segs[nsegs++] = (struct stw_map){ lo, lo + ph->p_memsz };
+		}
+	}
+	return 0;
+}
+
+void host_thread_roots_globals(void)
+{
+	nsegs = 0;
+	dl_iterate_phdr(writable_segments, NULL);
 }
 
 /* /proc/self/maps, readable mappings only, in address order. */
@@ -168,6 +204,8 @@ static void scan_thread(uintptr_t sp, uintptr_t tp, void (*scan)(const void *, s
 
 void host_stopworld_roots(void (*scan)(const void *, size_t, void *), void *arg, uintptr_t my_sp)
 {
+	for (unsigned i = 0; i < nsegs; i++)
+		scan((const void *)segs[i].lo, segs[i].hi - segs[i].lo, arg);
 	scan_thread(my_sp, thread_pointer(), scan, arg);
 	struct host_parked t;
 	for (unsigned i = 0, n = host_parked_slots(); i < n; i++) {
