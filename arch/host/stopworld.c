@@ -286,18 +286,26 @@ static uint64_t *hash_find(pid_t tid)
 	return &tid_slot[h];
 }
 
+/* Append x in decimal to buf at n (room for 10 digits); the new length. */
+static size_t put_dec(char *buf, size_t n, unsigned x)
+{
+	char d[16];
+	int k = 0;
+	do
+		d[k++] = (char)('0' + x % 10);
+	while ((x /= 10) != 0);
+	while (k > 0)
+		buf[n++] = d[--k];
+	return n;
+}
+
 static void log_tid(const char *what, pid_t tid, const char *rest)
 {
 	char line[160];
 	size_t n = 0;
 	for (const char *s = what; *s != '\0' && n < 100; s++)
 		line[n++] = *s;
-	char d[16];
-	int k = 0;
-	for (unsigned x = (unsigned)tid; x != 0 || k == 0; x /= 10)
-		d[k++] = (char)('0' + x % 10);
-	while (k > 0)
-		line[n++] = d[--k];
+	n = put_dec(line, n, (unsigned)tid);
 	for (const char *s = rest; *s != '\0' && n < sizeof(line) - 1; s++)
 		line[n++] = *s;
 	line[n] = '\0';
@@ -371,13 +379,7 @@ static int send_stop(unsigned slot)
 static long read_task_file(pid_t tid, const char *file, char *buf, size_t cap)
 {
 	char path[64] = "/proc/self/task/";
-	size_t n = strlen(path);
-	char d[16];
-	int k = 0;
-	for (unsigned x = (unsigned)tid; x != 0 || k == 0; x /= 10)
-		d[k++] = (char)('0' + x % 10);
-	while (k > 0)
-		path[n++] = d[--k];
+	size_t n = put_dec(path, strlen(path), (unsigned)tid);
 	path[n++] = '/';
 	strcpy(path + n, file);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -166,17 +166,14 @@ static int hexval(char c)
 	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : 0;
 }
 
-/* 1 if no line of /proc/self/maps overlaps [lo, hi), or if the file cannot
- * be read (then MAP_FIXED_NOREPLACE at commit time is the only check).
- * No stdio, no malloc: this runs inside the first malloc. */
-static int range_free(uintptr_t lo, uintptr_t hi)
+int host_maps_walk(void (*fn)(uintptr_t lo, uintptr_t hi, int readable, void *arg), void *arg)
 {
 	char buf[4096];
 	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return 1;
+		return -1;
 	uintptr_t a = 0, b = 0;
-	int field = 0, ok = 1; /* fields: start, end, the rest of the line */
+	int field = 0, readable = 0; /* fields: start, end, permissions, the rest */
 	for (;;) {
 		ssize_t r = read(fd, buf, sizeof(buf));
 		if (r < 0 && errno == EINTR)
@@ -186,10 +183,10 @@ static int range_free(uintptr_t lo, uintptr_t hi)
 		for (ssize_t i = 0; i < r; i++) {
 			char c = buf[i];
 			if (c == '\n') {
-				if (field != 0 && a < hi && b > lo)
-					ok = 0;
+				if (field != 0)
+					fn(a, b, readable, arg);
 				a = b = 0;
-				field = 0;
+				field = readable = 0;
 			} else if (field == 0) {
 				if (c == '-')
 					field = 1;
@@ -200,11 +197,37 @@ static int range_free(uintptr_t lo, uintptr_t hi)
 					field = 2;
 				else
 					b = b * 16 + (uintptr_t)hexval(c);
+			} else if (field == 2) {
+				readable = c == 'r';
+				field = 3;
 			}
 		}
 	}
 	close(fd);
-	return ok;
+	return 0;
+}
+
+struct overlap {
+	uintptr_t lo, hi;
+	int hit;
+};
+
+static void overlaps(uintptr_t a, uintptr_t b, int readable, void *arg)
+{
+	struct overlap *o = arg;
+	(void)readable;
+	if (a < o->hi && b > o->lo)
+		o->hit = 1;
+}
+
+/* 1 if no line of /proc/self/maps overlaps [lo, hi), or if the file cannot
+ * be read (then MAP_FIXED_NOREPLACE at commit time is the only check).
+ * No stdio, no malloc: this runs inside the first malloc. */
+static int range_free(uintptr_t lo, uintptr_t hi)
+{
+	struct overlap o = { lo, hi, 0 };
+	host_maps_walk(overlaps, &o);
+	return !o.hit;
 }
 
 /* A free place for a soft region of `size` bytes, or 0. */

@@ -38,8 +38,6 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <link.h>
 #include <stdint.h>
 #include <sys/mman.h>
@@ -111,43 +109,18 @@ void host_thread_roots_globals(void)
 	dl_iterate_phdr(writable_segments, NULL);
 }
 
+static void add_map(uintptr_t lo, uintptr_t hi, int readable, void *arg)
+{
+	(void)arg;
+	if (readable && nmaps < STW_MAX_MAPS)
+		maps[nmaps++] = (struct stw_map){ lo, hi };
+}
+
 /* /proc/self/maps, readable mappings only, in address order. */
 void host_thread_roots_prepare(void)
 {
-	char buf[8192];
 	nmaps = 0;
-	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	uintptr_t a = 0, b = 0;
-	int field = 0, readable = 0;
-	for (;;) {
-		ssize_t r = read(fd, buf, sizeof(buf));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		for (ssize_t i = 0; i < r; i++) {
-			char c = buf[i];
-			if (c == '\n') {
-				if (readable && nmaps < STW_MAX_MAPS)
-					maps[nmaps++] = (struct stw_map){ a, b };
-				a = b = 0;
-				field = readable = 0;
-			} else if (field == 0 || field == 1) {
-				if (c == '-' || c == ' ') {
-					field++;
-					continue;
-				}
-				uintptr_t *x = field == 0 ? &a : &b;
-				*x = *x * 16 + (uintptr_t)(c <= '9' ? c - '0' : c - 'a' + 10);
-			} else if (field == 2) {
-				readable = c == 'r';
-				field = 3;
-			}
-		}
-	}
-	close(fd);
+	host_maps_walk(add_map, NULL);
 }
 
 static const struct stw_map *map_of(uintptr_t p)
