@@ -173,11 +173,19 @@ unsigned kmalloc_mesh(void);
  * objects, objects waiting in per-CPU caches and the allocator's own
  * metadata are never marked or reported.
  *
- * The heap must hold still while it runs: the kernel port stops every
- * other CPU for the scan; a port without that (the host: threads) needs
- * the caller to make sure no other thread allocates or frees meanwhile,
- * and counts only the calling thread's stack: an object reachable only
- * from another thread's stack or registers is reported. */
+ * The heap must hold still while it runs: the port stops every other CPU
+ * for the scan (sys_config.stop_world) at a point where it is not inside
+ * an allocator call's critical section, and their stacks and registers
+ * are roots. The kernel port parks its other CPUs by IPI; the host port
+ * stops every other thread of the process by a signal (SIGRTMAX - 2, or
+ * KMALLOC_STOP_SIGNAL=n; arch/host/stopworld.c says what happens to a
+ * program's own use of it), and also scans their thread-local storage,
+ * so a scan may run while other threads allocate, free, start, exit,
+ * fork or wait in system calls (calls Linux restarts after a handler
+ * resume). A thread that keeps the signal blocked for 2 s makes the scan
+ * fail (KMALLOC_LEAK_NO_SCAN) rather than report wrongly; so does any
+ * stop that cannot finish. A port without stop_world needs the caller to
+ * make sure no other CPU allocates or frees meanwhile. */
 struct kmalloc_leaks {
 	uint64_t leaks;         /* live objects nothing points to */
 	uint64_t leak_bytes;    /* their sizes (object sizes, not requests) */
@@ -193,8 +201,10 @@ typedef void (*kmalloc_leak_fn)(const void *obj, size_t size, uintptr_t site, vo
  * print "kmemleak: <n> leaks, <bytes> bytes (<marked> live objects
  * reached, <KiB> KiB scanned)". Fills *out if not NULL. Returns leaks;
  * or KMALLOC_LEAK_NO_SCAN, after the line "kmemleak: could not stop the
- * other CPUs; no scan" and with *out all zero, when the port's
- * stop_world failed (a CPU did not stop in time). */
+ * other CPUs; no scan" (the port may say why first) and with *out all
+ * zero, when the port's stop_world failed (a CPU or thread did not stop
+ * in time). Only one scan runs at a time; a second caller waits (the
+ * host) or is itself stopped by the first. */
 #define KMALLOC_LEAK_NO_SCAN UINT64_MAX
 uint64_t kmalloc_leak_scan(struct kmalloc_leaks *out, kmalloc_leak_fn fn, void *arg);
 /* Treat [start, start+len) as a root until kmalloc_del_root(start).

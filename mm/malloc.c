@@ -226,13 +226,18 @@
  *
  * kmalloc_leak_scan() finds leaks with Go's mark phase, without the sweep
  * (mgcmark.c; Go's allocator exists for its collector):
- *   1. Stop the world with the port's stop_world, if it has one (no other
- *      CPU allocates, frees or writes a pointer; the host port has none and
- *      scans with its threads running); if it fails: no scan, a log line.
+ *   1. Stop the world with the port's stop_world, if it has one: every
+ *      other CPU parked with interrupts on, so none is inside an
+ *      allocator critical section (the host port stops its threads by a
+ *      signal, and one inside a section stops at the section's end:
+ *      arch/host/stopworld.c); if it fails: no scan, a log line.
  *   2. Clear the gcmarkBits of every in-use span.
  *   3. Roots, read word by word: kmalloc_add_root's ranges, the port's
- *      (data, bss, the live part of every CPU's stack) and the caller's
- *      stack with its registers spilled. A word pointing into a live object
+ *      (data, bss, the live part of every CPU's stack, the stopped CPUs'
+ *      registers; the host's threads' TLS too) and the caller's stack with
+ *      its registers spilled. An object being allocated is reachable
+ *      from its CPU's registers or stack from the moment it is live
+ *      (mm_alloc_large keeps its address in a stack slot until it returns). A word pointing into a live object
  *      (live byte 1; a large span in use) marks it; unless its span class
  *      is noscan, the object goes on the grey stack.
  *   4. Drain the grey stack the same way (fixalloc blocks, no recursion;

@@ -148,6 +148,11 @@ void *mm_alloc_large(size_t size, size_t align, unsigned flags, uintptr_t site)
 		npages = 1;
 	size_t align_pages = align > PAGE_SIZE ? align >> PAGE_SHIFT : 1;
 
+	/* From span_publish on the object is live, and until it is returned
+	 * only this stack slot points to it (s is its record, outside the
+	 * heap): a leak scan that stops this CPU meanwhile (at a safe point
+	 * of the calls below, or an interrupt) must find it there. */
+	void *volatile obj = NULL;
 	unsigned long f = sys_irq_save();
 	struct mcache *c = mcache_this();
 	struct mspan *s = NULL;
@@ -155,6 +160,7 @@ void *mm_alloc_large(size_t size, size_t align, unsigned flags, uintptr_t site)
 	if (c != NULL && align_pages == 1 && (s = cache_take(c, npages)) != NULL) {
 		s->spanclass = (uint8_t)spc; /* a cached span is ours to relabel */
 		count_alloc(c, s->elemsize);
+		obj = (void *)s->base;
 		span_publish(s);
 	}
 	sys_irq_restore(f);
@@ -167,6 +173,7 @@ void *mm_alloc_large(size_t size, size_t align, unsigned flags, uintptr_t site)
 		if (s == NULL)
 			return mm_nomem();
 		large_init(s);
+		obj = (void *)s->base;
 		span_publish(s);
 		count_large_n(1, s->elemsize, 0, 0);
 	}
@@ -174,7 +181,7 @@ void *mm_alloc_large(size_t size, size_t align, unsigned flags, uintptr_t site)
 		__builtin_memset((void *)s->base, 0, s->elemsize);
 	s->site1 = site; /* kept only where the port tracks sites */
 	mheap_scavenge_paced();
-	return (void *)s->base;
+	return obj;
 }
 
 /* kfree of the large object p of span s. pre: span_is_large(s). */
@@ -238,11 +245,12 @@ void *mm_realloc_large(struct mspan *s, void *p, size_t size, unsigned flags, ui
 			large_init(n);
 			n->needzero = 1;
 			n->site1 = site;
+			void *volatile obj = (void *)n->base; /* as in mm_alloc_large */
 			span_publish(n);
 			/* p's pages are Reserved now: they go back scavenged. */
 			count_large_n(0, n->elemsize, 0, old);
 			mheap_free_span(s, true);
-			return (void *)n->base;
+			return obj;
 		}
 		if (n != NULL) {
 			mm_store_release(&s->state, w); /* p stays */

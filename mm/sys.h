@@ -62,8 +62,9 @@
  *             symbolize               the leak detector reports no
  *                                     allocation sites / sees only roots
  *                                     given by kmalloc_add_root / scans
- *                                     with other CPUs running / prints raw
- *                                     addresses
+ *                                     with other CPUs running (the caller
+ *                                     must keep them off the heap) /
+ *                                     prints raw addresses
  *             sys_config.mesh_alias,  sparse spans never share frames
  *             mesh_unalias,           (meshing, mmesh.c)
  *             mesh_protect/unprotect
@@ -144,10 +145,17 @@ struct sys_config {
 	 *               itself allocated by kmalloc: data/bss, stacks,
 	 *               per-CPU areas. Without it only the ranges given to
 	 *               kmalloc_add_root are roots.
-	 *  stop_world   stop every other CPU (interrupts off, parked) and
-	 *               return 0, or -1 if it cannot; start_world lets them
-	 *               go. Without them the caller must make sure that no
-	 *               other CPU allocates or frees during the scan.
+	 *  stop_world   stop every other CPU (interrupts off, parked, from a
+	 *               point where they were on: outside every section
+	 *               between sys_irq_save and sys_irq_restore and every
+	 *               lock hold; its registers where the roots hook finds
+	 *               them) and return 0, or -1 if it cannot; start_world
+	 *               lets them go. Without them the caller must make sure
+	 *               that no other CPU allocates or frees during the scan.
+	 *               The host port's threads have no interrupts: its
+	 *               sys_irq_save/restore count a per-thread depth, and a
+	 *               stop signal that finds it nonzero takes effect at the
+	 *               restore that ends the section (arch/host/sys_arch.h).
 	 *  symbolize    write "func+0xoff" for a code address into buf (at
 	 *               most cap bytes, no newline); return its length, 0 if
 	 *               unknown. Without it sites print as hex. */

@@ -9,6 +9,12 @@
 #   build/api/api_leak     the leak detector: what nothing points to, exactly
 #   build/api/api_mesh     meshing on the memfd arena (KMALLOC_MESH=1): contents,
 #                          misuse on both halves, fork, writers, leak scan
+#   build/api/api_leak_threads  the same with other threads stopped for the
+#                          scan: their stacks, registers and TLS are roots;
+#                          storms, thread churn, fork, blocked calls
+#                          (not under the sanitizers: the scan reads whole
+#                          stacks, ASan's redzones included, and TSan
+#                          delays signals to a spinning thread forever)
 #   build/asan/...         MM_SRCS + HOST_SRCS (-DMM_DEBUG=2) + tests, clang ASan+UBSan
 #   build/tsan/...         the same under TSan, for api_stress
 #
@@ -35,7 +41,7 @@ API_DIR  := $(BUILD)/api
 ASAN_DIR := $(BUILD)/asan
 TSAN_DIR := $(BUILD)/tsan
 
-API_PROGS := api_test api_model api_stress api_misuse api_leak api_mesh
+API_PROGS := api_test api_model api_stress api_misuse api_leak api_leak_threads api_mesh
 # Tests that make no deliberate misuse run under the sanitizers too.
 ASAN_PROGS := api_test api_model api_stress api_mesh
 TSAN_PROGS := api_stress api_mesh
@@ -134,6 +140,7 @@ test-api: $(API_BINS)
 	run env KMALLOC_MESH=1 $(API_DIR)/api_model $(API_MODEL_OPS); \
 	run env KMALLOC_MESH=1 KMALLOC_BACKGROUND=1 KMALLOC_RELEASE_MS=5 \
 	    $(API_DIR)/api_stress $$(( $(API_STRESS_ITERS) / 10 )); \
+	run $(API_DIR)/api_leak_threads; \
 	run env $(API_ASAN_ENV) $(ASAN_DIR)/api_test; \
 	run env $(API_ASAN_ENV) $(ASAN_DIR)/api_model $$(( $(API_MODEL_OPS) / 10 )); \
 	run env $(API_ASAN_ENV) $(ASAN_DIR)/api_stress $$(( $(API_STRESS_ITERS) / 4 )); \

@@ -7,7 +7,10 @@
 #                    shim's own (LD_PRELOAD="shim early")
 #   4. leak check    KMALLOC_LEAK_CHECK=1 on tests/preload/leaky.c: exactly
 #                    the one planted leak, named by its function; none
-#                    when the program frees it
+#                    when the program frees it. The same on
+#                    leaky_threads.c, which exits with other threads
+#                    alive and allocating: 10 runs with 4 threads, one
+#                    with 1,000, 100 with 16 all allocating
 #   5. limits        a process's limits (tests/preload/run-limits, each
 #                    case its own process): vm.max_map_count, 10,000 live
 #                    threads, 100,000 thread lifetimes, fork children of a
@@ -25,7 +28,7 @@ PRELOAD_TEST_CFLAGS := $(CSTD) $(WARN) -O1 -g -fno-builtin \
 	-Wno-alloc-size-larger-than -Wno-use-after-free -Wno-free-nonheap-object \
 	-Wno-format-truncation -MMD -MP
 PRELOAD_TEST_BINS := $(PRELOAD_TEST_DIR)/semantics $(PRELOAD_TEST_DIR)/threads_fork \
-	$(PRELOAD_TEST_DIR)/leaky $(PRELOAD_TEST_DIR)/limits
+	$(PRELOAD_TEST_DIR)/leaky $(PRELOAD_TEST_DIR)/leaky_threads $(PRELOAD_TEST_DIR)/limits
 PRELOAD_EARLY := $(PRELOAD_TEST_DIR)/libearly.so
 
 $(PRELOAD_TEST_DIR)/%: tests/preload/%.c
@@ -51,6 +54,10 @@ $(PRELOAD_TEST_DIR)/leaky: tests/preload/leaky.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(PRELOAD_TEST_CFLAGS) -rdynamic $< -o $@
 
+$(PRELOAD_TEST_DIR)/leaky_threads: tests/preload/leaky_threads.c
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(PRELOAD_TEST_CFLAGS) -rdynamic $< -o $@ -lpthread
+
 $(PRELOAD_EARLY): tests/preload/early.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(PRELOAD_TEST_CFLAGS) -fPIC -shared $< -o $@
@@ -68,7 +75,8 @@ test-preload: $(KMALLOC_PRELOAD) $(PRELOAD_TEST_BINS) $(PRELOAD_EARLY)
 	$(Q)LD_PRELOAD="$(abspath $(KMALLOC_PRELOAD)) $(abspath $(PRELOAD_EARLY))" \
 		nice timeout 60 $(PRELOAD_TEST_DIR)/semantics > /dev/null
 	@echo "== preload: leak check at exit (KMALLOC_LEAK_CHECK=1)"
-	$(Q)nice timeout 60 tests/preload/check-leaks $(abspath $(KMALLOC_PRELOAD)) $(PRELOAD_TEST_DIR)/leaky
+	$(Q)nice timeout 600 tests/preload/check-leaks $(abspath $(KMALLOC_PRELOAD)) $(PRELOAD_TEST_DIR)/leaky \
+		$(PRELOAD_TEST_DIR)/leaky_threads
 	@echo "== preload: the limits of a process"
 	$(Q)nice tests/preload/run-limits $(KMALLOC_PRELOAD) $(PRELOAD_TEST_DIR)/limits
 	@echo "== preload: real programs, with and without the shim"

@@ -9,7 +9,9 @@ HOST_SRCS := \
 	arch/host/sys.c \
 	arch/host/fork.c \
 	arch/host/background.c \
-	arch/host/mesh.c
+	arch/host/mesh.c \
+	arch/host/stopworld.c \
+	arch/host/threadroots.c
 
 MM_HOST_CFLAGS := $(CSTD) $(WARN) -Imm -Iarch/host
 HOST_LIB_CFLAGS := $(MM_HOST_CFLAGS) -O2 -g -fPIC -MMD -MP

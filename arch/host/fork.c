@@ -15,11 +15,12 @@
  * safe because no code holds two of a kind), and the parent and child
  * handlers release them:
  *
- *     move_lock, pool_lock, bg_excl, mcentral[2..], mheap, transfer[2..],
- *     commit_lock
+ *     stw_lock, move_lock, pool_lock, bg_excl, mcentral[2..], mheap,
+ *     transfer[2..], commit_lock
  *
  * (sys_commit takes commit_lock, sometimes under mheap.lock, so it comes
- * last; the move and pool locks are never held with an mm lock.) Between
+ * last; the move and pool locks are never held with an mm lock; stw_lock
+ * is held across a leak scan, which takes mm locks, so it comes first.) Between
  * prepare and release no other thread is inside a locked section, so the
  * child's copy of every locked structure is consistent.
  *
@@ -72,6 +73,9 @@
 
 static void fork_prepare(void)
 {
+	/* A leak scan's stop in progress finishes first: the child must
+	 * not inherit a half-stopped world (stopworld.c). */
+	pthread_mutex_lock(&host_stw_lock);
 	pthread_mutex_lock(&host_move_lock);
 	pthread_mutex_lock(&host_pool_lock);
 	/* A background step (background.c) takes mm locks one at a time
@@ -99,6 +103,7 @@ static void fork_release(void)
 	mheap_bg_exclude(false);
 	pthread_mutex_unlock(&host_pool_lock);
 	pthread_mutex_unlock(&host_move_lock);
+	pthread_mutex_unlock(&host_stw_lock);
 }
 
 /* ---- the cached-object census ----
@@ -363,6 +368,7 @@ static void fork_child(void)
 	 * for a new one. */
 	mm_store_relaxed(&mheap_.bg_state, BG_NONE);
 	host_mesh_fork_child();
+	host_stopworld_fork_child();
 	fork_release();
 	reclaim_orphans();
 }

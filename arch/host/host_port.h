@@ -2,7 +2,9 @@
  * host_port.h: what the host port's own files share and nothing else
  * sees: arch/host/sys.c (memory, CPU ids, locks) and arch/host/fork.c
  * (fork() handling: locks across fork, CPU ids and caches of the threads
- * the child does not have). mm/ never includes it.
+ * the child does not have), background.c (the clock and the scavenger
+ * thread) and stopworld.c (stopping the threads for a leak scan). mm/
+ * never includes it.
  *
  * Data flow: sys.c owns the CPU-id pool and the port's two mutexes;
  * fork.c takes them (after mm's locks, see the order there) before fork
@@ -13,7 +15,9 @@
 #define ARCH_HOST_HOST_PORT_H
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* The pool: one bit per id, 1 = taken by a live thread. HOST_MAX_CPUS
  * equals mm's MM_MAX_CPUS, so sys_config.max_cpus may use all of it. */
@@ -68,5 +72,49 @@ int host_mesh_release(void *p, size_t n);
 void host_mesh_fork_prepare(void);
 void host_mesh_fork_parent(void);
 void host_mesh_fork_child(void);
+/* sys.c: the region sys_reserve took, [lo, hi) (0, 0 before it). */
+void host_region(uintptr_t *lo, uintptr_t *hi);
+/* sys.c: call fn for every line of /proc/self/maps, in address order,
+ * without stdio or malloc; -1 if the file cannot be read. */
+int host_maps_walk(void (*fn)(uintptr_t lo, uintptr_t hi, int readable, void *arg), void *arg);
+
+/* stopworld.c: sys_config.stop_world / start_world (the signal handshake
+ * with every other thread), and the roots of the stopped threads plus
+ * the caller's own stack from my_sp up (0: none) and TLS. pre for the
+ * roots: between the two. host_stw_lock is held from stop to start and
+ * by fork's prepare handler (taken first of all, fork.c);
+ * host_background_tid is the background thread's id (it blocks every
+ * signal and is never stopped), written by background.c. */
+int host_stop_world(void);
+void host_start_world(void);
+void host_stopworld_fork_child(void);
+/* stopworld.c, for threadroots.c between stop and start: what a parked
+ * thread's handler saved (slots below host_parked_slots(); -1 for a
+ * slot whose thread is not parked: gone, or never stopped). */
+struct host_parked {
+	uintptr_t sp, tp; /* stack pointer at the stop, thread pointer (%fs) */
+	const void *regs, *xmm;
+	size_t regs_len, xmm_len;
+};
+unsigned host_parked_slots(void);
+int host_parked_thread(unsigned i, struct host_parked *out);
+/* threadroots.c: set up at the first stop (may allocate), the globals
+ * listed before each stop, prepare once every thread is parked (reads
+ * /proc/self/maps), and the roots: the globals, every parked thread's
+ * registers, stack and TLS, plus the caller's own stack from my_sp up
+ * (0: none) and TLS. */
+int host_thread_roots_setup(void);
+void host_thread_roots_globals(void); /* before signalling: loader lock */
+void host_thread_roots_prepare(void);
+void host_stopworld_roots(void (*scan)(const void *, size_t, void *), void *arg, uintptr_t my_sp);
+/* stopworld.c: 1 while a stop holds other threads parked (then nothing
+ * may take a lock they might hold: the loader's, stdio's, malloc's). */
+int host_threads_parked(void);
+extern pthread_mutex_t host_stw_lock;
+extern pid_t host_background_tid;
+
+/* sys_arch.h's depth in allocator critical sections, read by the stop
+ * signal's handler. */
+extern __thread unsigned host_irq_depth __attribute__((tls_model("initial-exec")));
 
 #endif /* ARCH_HOST_HOST_PORT_H */

@@ -8,7 +8,7 @@
 # kfree out of line, 6 more instructions per malloc+free pair). Only the C library's allocation
 # functions are exported (the visibility("default") ones in preload.c).
 
-PRELOAD_SRCS := arch/host/preload.c
+PRELOAD_SRCS := arch/host/preload.c arch/host/preload_leaks.c
 PRELOAD_ALL_SRCS := $(MM_SRCS) $(HOST_SRCS) $(PRELOAD_SRCS)
 # KMALLOC_MIN16: size classes start at 16 bytes, malloc's alignment.
 PRELOAD_CFLAGS := $(MM_HOST_CFLAGS) -O3 -g -fPIC -flto -fvisibility=hidden \

@@ -25,12 +25,14 @@
  *   nomem        errno = ENOMEM, so the shim's malloc is kmalloc
  *   release_zero sys_release itself: what it leaves reads as zero
  *   leak detector  track_sites: KMALLOC_LEAK_CHECK=1 in the environment;
- *                roots: every loaded object's writable segments
- *                (dl_iterate_phdr) and the calling thread's stack from
- *                the hook's frame up (unless host_set_leak_scan_stack(0));
- *                symbolize: dladdr. No stop_world: threads
- *                cannot be stopped from here (kmalloc.h says what the
- *                caller must then make sure of).
+ *                stop_world, start_world: stopworld.c stops every other
+ *                thread by a signal, outside allocator critical sections;
+ *                roots (threadroots.c): every loaded object's writable
+ *                segments (dl_iterate_phdr, before the stop), the calling
+ *                thread's stack from the hook's frame up (unless
+ *                host_set_leak_scan_stack(0)) and TLS, and every stopped
+ *                thread's registers, stack and TLS; symbolize: dladdr
+ *                (hex while other threads are stopped).
  *   sys_cpu_id   one id per thread from a pool of HOST_MAX_CPUS; a
  *                pthread key destructor flushes the thread's mcache
  *                (kmalloc_flush_cpu) and returns the id when the thread exits
@@ -63,10 +65,8 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
-#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <link.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <sched.h>
@@ -98,6 +98,8 @@ struct sys_config sys_config = {
 	.release_zero = sys_release, /* released pages read as zero here */
 	.track_sites = host_track_sites,
 	.roots = host_roots,
+	.stop_world = host_stop_world,
+	.start_world = host_start_world,
 	.symbolize = host_symbolize,
 	.now_ns = host_now_ns,
 	.start_background = host_start_background,
@@ -164,17 +166,14 @@ static int hexval(char c)
 	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : 0;
 }
 
-/* 1 if no line of /proc/self/maps overlaps [lo, hi), or if the file cannot
- * be read (then MAP_FIXED_NOREPLACE at commit time is the only check).
- * No stdio, no malloc: this runs inside the first malloc. */
-static int range_free(uintptr_t lo, uintptr_t hi)
+int host_maps_walk(void (*fn)(uintptr_t lo, uintptr_t hi, int readable, void *arg), void *arg)
 {
 	char buf[4096];
 	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return 1;
+		return -1;
 	uintptr_t a = 0, b = 0;
-	int field = 0, ok = 1; /* fields: start, end, the rest of the line */
+	int field = 0, readable = 0; /* fields: start, end, permissions, the rest */
 	for (;;) {
 		ssize_t r = read(fd, buf, sizeof(buf));
 		if (r < 0 && errno == EINTR)
@@ -184,10 +183,10 @@ static int range_free(uintptr_t lo, uintptr_t hi)
 		for (ssize_t i = 0; i < r; i++) {
 			char c = buf[i];
 			if (c == '\n') {
-				if (field != 0 && a < hi && b > lo)
-					ok = 0;
+				if (field != 0)
+					fn(a, b, readable, arg);
 				a = b = 0;
-				field = 0;
+				field = readable = 0;
 			} else if (field == 0) {
 				if (c == '-')
 					field = 1;
@@ -198,11 +197,37 @@ static int range_free(uintptr_t lo, uintptr_t hi)
 					field = 2;
 				else
 					b = b * 16 + (uintptr_t)hexval(c);
+			} else if (field == 2) {
+				readable = c == 'r';
+				field = 3;
 			}
 		}
 	}
 	close(fd);
-	return ok;
+	return 0;
+}
+
+struct overlap {
+	uintptr_t lo, hi;
+	int hit;
+};
+
+static void overlaps(uintptr_t a, uintptr_t b, int readable, void *arg)
+{
+	struct overlap *o = arg;
+	(void)readable;
+	if (a < o->hi && b > o->lo)
+		o->hit = 1;
+}
+
+/* 1 if no line of /proc/self/maps overlaps [lo, hi), or if the file cannot
+ * be read (then MAP_FIXED_NOREPLACE at commit time is the only check).
+ * No stdio, no malloc: this runs inside the first malloc. */
+static int range_free(uintptr_t lo, uintptr_t hi)
+{
+	struct overlap o = { lo, hi, 0 };
+	host_maps_walk(overlaps, &o);
+	return !o.hit;
 }
 
 /* A free place for a soft region of `size` bytes, or 0. */
@@ -528,48 +553,6 @@ static int host_track_sites(void)
 	return v != NULL && v[0] == '1';
 }
 
-struct roots_arg {
-	void (*scan)(const void *, size_t, void *);
-	void *arg;
-};
-
-static int writable_segments(struct dl_phdr_info *info, size_t size, void *data)
-{
-	struct roots_arg *ra = data;
-	(void)size;
-	for (int i = 0; i < info->dlpi_phnum; i++) {
-		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_W) && ph->p_memsz != 0)
-			ra->scan((const void *)(info->dlpi_addr + ph->p_vaddr), ph->p_memsz, ra->arg);
-	}
-	return 0;
-}
-
-extern void *__libc_stack_end; /* the main thread's stack top (glibc) */
-
-/* The calling thread's stack, from here up. The main thread's top is
- * __libc_stack_end (pthread_getattr_np would read /proc through malloc);
- * another thread's comes from its attributes. */
-static void scan_my_stack(struct roots_arg *ra)
-{
-	uintptr_t here = (uintptr_t)__builtin_frame_address(0), top = 0;
-	uintptr_t main_top = (uintptr_t)__libc_stack_end;
-	if (here < main_top && main_top - here < ((uintptr_t)1 << 30)) {
-		top = main_top;
-	} else {
-		pthread_attr_t a;
-		void *addr;
-		size_t len;
-		if (pthread_getattr_np(pthread_self(), &a) == 0) {
-			if (pthread_attr_getstack(&a, &addr, &len) == 0)
-				top = (uintptr_t)addr + len;
-			pthread_attr_destroy(&a);
-		}
-	}
-	if (top > here)
-		ra->scan((const void *)here, top - here, ra->arg);
-}
-
 static int leak_scan_stack = 1; /* atomic */
 
 void host_set_leak_scan_stack(int on)
@@ -577,18 +560,30 @@ void host_set_leak_scan_stack(int on)
 	__atomic_store_n(&leak_scan_stack, on, __ATOMIC_RELAXED);
 }
 
+/* pre: the world is stopped (host_stop_world). The calling thread's
+ * stack is scanned from this frame up: the core spilled its callers'
+ * registers into a frame above. */
 static void host_roots(void (*scan)(const void *, size_t, void *), void *arg)
 {
-	struct roots_arg ra = { scan, arg };
-	dl_iterate_phdr(writable_segments, &ra);
-	if (__atomic_load_n(&leak_scan_stack, __ATOMIC_RELAXED))
-		scan_my_stack(&ra);
+	uintptr_t here = (uintptr_t)__builtin_frame_address(0);
+	host_stopworld_roots(scan, arg,
+	                     __atomic_load_n(&leak_scan_stack, __ATOMIC_RELAXED) ? here : 0);
 }
 
+void host_region(uintptr_t *lo, uintptr_t *hi)
+{
+	*lo = region_lo;
+	*hi = region_hi;
+}
+
+/* dladdr takes the loader's lock, which a thread the scan stopped may
+ * hold (inside dlopen, or an unwinder's dl_iterate_phdr callback): while
+ * other threads are stopped, sites print as hex (the shim reports after
+ * the world restarts, preload_leaks.c). */
 static size_t host_symbolize(uintptr_t pc, char *buf, size_t cap)
 {
 	Dl_info di;
-	if (cap < 32 || dladdr((void *)pc, &di) == 0)
+	if (cap < 32 || host_threads_parked() || dladdr((void *)pc, &di) == 0)
 		return 0;
 	const char *name = di.dli_sname;
 	uintptr_t base = (uintptr_t)di.dli_saddr;
@@ -607,6 +602,7 @@ static size_t host_symbolize(uintptr_t pc, char *buf, size_t cap)
 
 __thread unsigned host_cpu_plus1 __attribute__((tls_model("initial-exec")));
 __thread struct mcache *host_mcache __attribute__((tls_model("initial-exec")));
+__thread unsigned host_irq_depth __attribute__((tls_model("initial-exec")));
 
 /* The pool: bit id of cpu_used is 1 while a live thread holds id. The
  * lowest free id is handed out, so the mcaches in use (one per id ever
@@ -695,13 +691,18 @@ unsigned host_cpu_assign(void)
 
 /* ---- locks ---- */
 
+/* A holder counts as inside the allocator (sys_arch.h): the stop signal
+ * never parks a thread holding an mm lock, which the scan may need. A
+ * waiter does not count: it holds nothing and may be parked. */
 void sys_lock(struct sys_lock *l)
 {
 	for (;;) {
 		for (int spin = 0; spin < 100; spin++) {
 			if (__atomic_load_n(&l->locked, __ATOMIC_RELAXED) == 0 &&
-			    !__atomic_exchange_n(&l->locked, 1, __ATOMIC_ACQUIRE))
+			    !__atomic_exchange_n(&l->locked, 1, __ATOMIC_ACQUIRE)) {
+				sys_irq_save();
 				return;
+			}
 			__builtin_ia32_pause();
 		}
 		sched_yield();
@@ -711,6 +712,7 @@ void sys_lock(struct sys_lock *l)
 void sys_unlock(struct sys_lock *l)
 {
 	__atomic_store_n(&l->locked, 0, __ATOMIC_RELEASE);
+	sys_irq_restore(0);
 }
 
 /* ---- reporting (no stdio: it may allocate) ---- */

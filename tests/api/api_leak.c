@@ -8,19 +8,16 @@
  * thread's stack above its caller, the program's data and bss, and the
  * ranges given to kmalloc_add_root).
  *
- * Threaded use, the documented rule (kmalloc.h): no other thread may
- * allocate or free during a scan, and other threads' stacks are not
- * roots on the host. threads_rule shows both halves of that rule.
+ * Scans with other threads alive (stopped by the port, their stacks,
+ * registers and TLS roots): api_leak_threads.c.
  */
 #define _GNU_SOURCE
 #include <check.h>
 #include "../check_runner.h"
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "api_util.h" /* handshake */
 #include "kmalloc.h"
 
 /* What a scan reported, through its callback. */
@@ -255,40 +252,6 @@ START_TEST(sites_name_the_allocating_function)
 }
 END_TEST
 
-/* The rule for threads: an object held only by another thread's stack
- * is reported (other stacks are not roots here); held by a global, it is
- * not. The other thread is blocked, so it does not allocate or free. */
-static struct handshake phase = HANDSHAKE_INIT; /* 1 holding, 2 may exit */
-static uintptr_t thread_obj;
-
-static void *holder(void *arg)
-{
-	(void)arg;
-	void *volatile mine = kmalloc(128, 0); /* only on this stack */
-	thread_obj = (uintptr_t)mine ^ KEY;
-	handshake_set(&phase, 1);
-	handshake_wait(&phase, 2);
-	kfree(mine);
-	return NULL;
-}
-
-START_TEST(threads_rule)
-{
-	pthread_t t;
-	ck_assert_int_eq(pthread_create(&t, NULL, holder, NULL), 0);
-	handshake_wait(&phase, 1);
-	scan();
-	ck_assert_uint_eq(rep.n, 1);
-	ck_assert(reported((void *)(thread_obj ^ KEY)));
-	keep[6] = (void *)(thread_obj ^ KEY);
-	scan();
-	ck_assert_uint_eq(rep.n, 0);
-	keep[6] = NULL;
-	handshake_set(&phase, 2);
-	ck_assert_int_eq(pthread_join(t, NULL), 0);
-}
-END_TEST
-
 /* clang-format off */
 CHECK_MAIN("kmalloc leak detector", 120,
 	   CHECK_TEST(unreachable_single_objects),
@@ -298,6 +261,5 @@ CHECK_MAIN("kmalloc leak detector", 120,
 	   CHECK_TEST(interior_pointers_keep_objects),
 	   CHECK_TEST(noscan_objects_are_not_read),
 	   CHECK_TEST(freed_and_cached_objects_never_reported),
-	   CHECK_TEST(sites_name_the_allocating_function),
-	   CHECK_TEST(threads_rule))
+	   CHECK_TEST(sites_name_the_allocating_function))
 /* clang-format on */
