@@ -616,9 +616,13 @@ void kmalloc_trim(void)
 	if (!mheap_inited())
 		return;
 	/* Objects in caches first, so spans are as sparse as they will get,
-	 * then mesh (behind the background gate, so before the exclusion). */
+	 * then mesh (behind the background gate, so before the exclusion);
+	 * not inside a stretch that already keeps background work out (the
+	 * kernel's frame-counting tests trim there): mheap_bg_enter would
+	 * wait for that stretch to end, that is for its own caller. */
 	mm_drain_all(true);
-	kmalloc_mesh();
+	if (mm_load_seq_cst(&mheap_.bg_excl) == 0)
+		kmalloc_mesh();
 	mheap_bg_exclude(true);
 	mm_drain_all(true);
 	mheap_scavenge(0);

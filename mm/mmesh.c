@@ -404,6 +404,11 @@ void mesh_paced(uint64_t now)
 {
 	if (!mesh_supported())
 		return;
+	/* before the rate limit: a context that may not mesh must not use up
+	 * the period (the kernel's timer tick comes far more often than its
+	 * idle loop) */
+	if (sys_config.mesh_context != NULL && !sys_config.mesh_context())
+		return;
 	mesh_reap();
 	if (now - mm_load_relaxed(&mesh.last_ns) < MESH_PERIOD_NS)
 		return;
