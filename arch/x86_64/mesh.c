@@ -112,10 +112,7 @@ void kmem_mesh_unalias(void *src, size_t len)
     __atomic_add_fetch(&unaliased_pages, len / PAGE_SIZE_4K, __ATOMIC_RELAXED);
 }
 
-int kmem_mesh_context(void)
-{
-    return (cpu_read_rflags() & RFLAGS_IF) != 0;
-}
+int kmem_mesh_context(void) { return (cpu_read_rflags() & RFLAGS_IF) != 0; }
 
 void kmem_mesh_stats(struct kmem_mesh_stats *st)
 {

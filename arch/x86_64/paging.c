@@ -129,6 +129,25 @@ int paging_move(uint64_t dst, uint64_t src, size_t n, uint64_t *old)
     return 0;
 }
 
+int paging_alias(uint64_t dst, uint64_t src, size_t n, uint64_t *old)
+{
+    uint64_t irq = spin_lock_irqsave(&paging_lock);
+    for (size_t i = 0; i < n; i++)
+        if (!leaf_of(dst + i * PAGE_SIZE_4K) || !leaf_of(src + i * PAGE_SIZE_4K)) {
+            spin_unlock_irqrestore(&paging_lock, irq);
+            return -1;
+        }
+    for (size_t i = 0; i < n; i++) {
+        uint64_t *d = leaf_of(dst + i * PAGE_SIZE_4K), *s = leaf_of(src + i * PAGE_SIZE_4K);
+        old[i] = *s & PTE_ADDR_MASK;
+        /* src keeps its own flags and released marker, and takes dst's frame */
+        *s = (*s & ~PTE_ADDR_MASK) | (*d & PTE_ADDR_MASK);
+        invlpg(src + i * PAGE_SIZE_4K);
+    }
+    spin_unlock_irqrestore(&paging_lock, irq);
+    return 0;
+}
+
 int paging_zero(uint64_t va, size_t n, uint64_t zero, uint64_t *old)
 {
     uint64_t irq = spin_lock_irqsave(&paging_lock);
