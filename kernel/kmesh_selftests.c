@@ -193,8 +193,9 @@ KTEST(kmesh_fragmented)
     kt_heap_quiesce();
     kmalloc_stats(&s2);
     kmem_mesh_stats(&m2);
-    printk("kmesh_fragmented: all freed: %lu aliases left, %lu alias pages unmapped of %lu mapped\n",
-           s2.mesh_spans, m2.unaliased_pages, m2.aliased_pages);
+    printk(
+        "kmesh_fragmented: all freed: %lu aliases left, %lu alias pages unmapped of %lu mapped\n",
+        s2.mesh_spans, m2.unaliased_pages, m2.aliased_pages);
     /* earlier tests' aliases with live objects may stay, none of ours */
     KTEST_EXPECT(t, s2.mesh_spans <= sq.mesh_spans);
     KTEST_EXPECT_EQ(t, m2.aliased_pages - m2.unaliased_pages, s2.mesh_bytes / 4096);
