@@ -208,76 +208,106 @@ KTEST(kmesh_fragmented)
 
 #define SM_ROUNDS 12
 #define SM_BATCH  (MPER * 4)
-#define SM_KEEP   (SM_BATCH / 4)
 
 static struct {
-    uint32_t workers_done; /* atomic */
-    uint64_t meshes;       /* CPU 0 only */
-    uint64_t passes;       /* CPU 0 only */
+    uint32_t workers_built; /* atomic: workers through their rounds */
+    uint32_t final_done;    /* atomic: CPU 0 meshed after they all were */
+    uint64_t meshes;        /* CPU 0 only */
+    uint64_t passes;        /* CPU 0 only */
+    uint64_t on_meshed;     /* CPU 0 only: kept objects in meshed spans
+                               after the final mesh */
 } sm;
 
-/* A worker: each round allocates SM_BATCH objects, keeps one in four
- * (a different quarter each round), flushes its caches so the sparse
- * spans become candidates, then rewrites and checks everything it keeps
- * (objects of earlier rounds: in spans being meshed) and frees the
- * oldest round's objects (into meshed spans, through either address). */
+/* What a worker keeps: three rounds' survivors. Written by its CPU only. */
+struct sm_keep {
+    void *p[3][SM_BATCH];
+    uint64_t seed[3][SM_BATCH];
+    unsigned n[3];
+    uint64_t rng;
+};
+static struct sm_keep sm_keep[MAX_CPUS];
+
+/* The slots a worker keeps: in span j (heap page j) the quarter j % 4,
+ * whichever CPU or round allocated the span, so every span the workers
+ * leave sparse holds one quarter and spans of different quarters mesh. */
+static int sm_keeper(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    return (a % SPAN_B) / MOBJ % 4 == (a / SPAN_B) % 4;
+}
+
+/* Rewrite and check every object a worker keeps. */
+static void sm_rewrite(unsigned cpu, struct sm_keep *k)
+{
+    for (unsigned s = 0; s < 3; s++)
+        for (unsigned i = 0; i < k->n[s]; i++) {
+            void *p = k->p[s][i];
+            if (smk_check(p, MOBJ, k->seed[s][i]))
+                smk_record_failure("kmesh_smp: cpu %u: object %p lost its fill", cpu, p);
+            k->seed[s][i] = rng(&k->rng);
+            smk_fill(p, MOBJ, k->seed[s][i]);
+        }
+}
+
+static void sm_free_round(unsigned cpu, struct sm_keep *k, unsigned s)
+{
+    for (unsigned i = 0; i < k->n[s]; i++) {
+        if (smk_check(k->p[s][i], MOBJ, k->seed[s][i]))
+            smk_record_failure("kmesh_smp: cpu %u: object %p lost its fill before its free", cpu,
+                               k->p[s][i]);
+        kfree(k->p[s][i]);
+        smk_test_counts[cpu].frees++;
+    }
+    k->n[s] = 0;
+}
+
+/* A worker: each round frees the survivors of three rounds ago (into
+ * spans that may be meshed by now, through either address), allocates
+ * SM_BATCH objects, keeps the ones sm_keeper picks, flushes its caches
+ * so the sparse spans become candidates, and rewrites everything it
+ * keeps while CPU 0 meshes. */
 static void sm_worker(unsigned cpu)
 {
-    static void *keep[MAX_CPUS][3][SM_KEEP];
-    static uint64_t seed[MAX_CPUS][3][SM_KEEP];
+    struct sm_keep *k = &sm_keep[cpu];
     struct counts *cn = &smk_test_counts[cpu];
-    uint64_t r = 0x1234567ull * (cpu + 1);
     void *batch[SM_BATCH];
+    k->rng = 0x1234567ull * (cpu + 1);
+    k->n[0] = k->n[1] = k->n[2] = 0;
     for (unsigned round = 0; round < SM_ROUNDS; round++) {
-        unsigned slot = round % 3;
-        if (round >= 3)
-            for (unsigned i = 0; i < SM_KEEP; i++) {
-                if (smk_check(keep[cpu][slot][i], MOBJ, seed[cpu][slot][i]))
-                    smk_record_failure("kmesh_smp: cpu %u: object %p lost its fill before its free",
-                                       cpu, keep[cpu][slot][i]);
-                kfree(keep[cpu][slot][i]);
-                cn->frees++;
-            }
+        unsigned s = round % 3;
+        sm_free_round(cpu, k, s);
         for (unsigned i = 0; i < SM_BATCH; i++) {
             batch[i] = kmalloc(MOBJ, 0);
             if (batch[i] == NULL) {
                 smk_record_failure("kmesh_smp: cpu %u: kmalloc returned NULL", cpu);
+                __atomic_fetch_add(&sm.workers_built, 1, __ATOMIC_RELEASE); /* CPU 0 goes on */
                 return;
             }
             smk_count_alloc(cn, MOBJ);
         }
-        unsigned k = 0;
         for (unsigned i = 0; i < SM_BATCH; i++) {
-            if (i % 4 == round % 4 && k < SM_KEEP) {
-                keep[cpu][slot][k] = batch[i];
-                seed[cpu][slot][k] = rng(&r);
-                smk_fill(batch[i], MOBJ, seed[cpu][slot][k]);
-                k++;
+            if (sm_keeper(batch[i])) {
+                k->p[s][k->n[s]] = batch[i];
+                k->seed[s][k->n[s]] = rng(&k->rng);
+                smk_fill(batch[i], MOBJ, k->seed[s][k->n[s]]);
+                k->n[s]++;
             } else {
                 kfree(batch[i]);
                 cn->frees++;
             }
         }
         kmalloc_flush_cpu();
-        /* writers while the bootstrap CPU meshes */
         for (unsigned pass = 0; pass < 4; pass++)
-            for (unsigned s = 0; s < 3 && s <= round; s++)
-                for (unsigned i = 0; i < SM_KEEP; i++) {
-                    void *p = keep[cpu][s][i];
-                    if (smk_check(p, MOBJ, seed[cpu][s][i]))
-                        smk_record_failure("kmesh_smp: cpu %u: object %p lost its fill", cpu, p);
-                    seed[cpu][s][i] = rng(&r);
-                    smk_fill(p, MOBJ, seed[cpu][s][i]);
-                }
+            sm_rewrite(cpu, k);
     }
+    /* what is left stays for CPU 0's final mesh, written all the while,
+     * then freed into the meshed spans */
+    __atomic_fetch_add(&sm.workers_built, 1, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&sm.final_done, __ATOMIC_ACQUIRE))
+        sm_rewrite(cpu, k);
+    sm_rewrite(cpu, k);
     for (unsigned s = 0; s < 3; s++)
-        for (unsigned i = 0; i < SM_KEEP; i++) {
-            if (smk_check(keep[cpu][s][i], MOBJ, seed[cpu][s][i]))
-                smk_record_failure("kmesh_smp: cpu %u: object %p lost its fill at the end", cpu,
-                                   keep[cpu][s][i]);
-            kfree(keep[cpu][s][i]);
-            cn->frees++;
-        }
+        sm_free_round(cpu, k, s);
 }
 
 static void sm_work(unsigned cpu, void *arg)
@@ -285,14 +315,22 @@ static void sm_work(unsigned cpu, void *arg)
     unsigned n = (unsigned)(uintptr_t)arg;
     if (cpu != 0) {
         sm_worker(cpu);
-        __atomic_fetch_add(&sm.workers_done, 1, __ATOMIC_RELEASE);
         return;
     }
-    while (__atomic_load_n(&sm.workers_done, __ATOMIC_ACQUIRE) < n - 1) {
+    while (__atomic_load_n(&sm.workers_built, __ATOMIC_ACQUIRE) < n - 1) {
         sm.meshes += kmalloc_mesh();
         sm.passes++;
     }
     sm.meshes += kmalloc_mesh();
+    /* the workers' pointers hold still now (they only rewrite contents;
+     * their counts were published by workers_built) */
+    for (unsigned c = 1; c < n; c++)
+        for (unsigned s = 0; s < 3; s++)
+            for (unsigned i = 0; i < sm_keep[c].n[s]; i++) {
+                struct mspan *sp = spanOf((uintptr_t)sm_keep[c].p[s][i]);
+                sm.on_meshed += sp->mesh_dst != NULL || sp->nalias != 0;
+            }
+    __atomic_store_n(&sm.final_done, 1, __ATOMIC_RELEASE);
 }
 
 KTEST(kmesh_smp)
@@ -303,18 +341,20 @@ KTEST(kmesh_smp)
         return;
     }
     struct kmalloc_stats before, after;
-    sm.workers_done = 0;
-    sm.meshes = sm.passes = 0;
+    sm.workers_built = sm.final_done = 0;
+    sm.meshes = sm.passes = sm.on_meshed = 0;
     smk_begin(&before);
     smp_run_all(sm_work, (void *)(uintptr_t)n);
     smk_end(t);
     smk_check_accounting(t, &before);
     kmalloc_stats(&after);
     printk("kmesh_smp: %u CPUs, %lu meshes in %lu passes while %u CPUs worked in the spans "
-           "(%lu in all, %lu refused); pause max %lu ns\n",
+           "(%lu in all, %lu refused); %lu objects freed from meshed spans at the end; pause max "
+           "%lu ns\n",
            n, sm.meshes, sm.passes, n - 1, after.mesh_count - before.mesh_count,
-           after.mesh_failed - before.mesh_failed, after.mesh_pause_max_ns);
+           after.mesh_failed - before.mesh_failed, sm.on_meshed, after.mesh_pause_max_ns);
     KTEST_EXPECT(t, after.mesh_count > before.mesh_count);
+    KTEST_EXPECT(t, sm.on_meshed > 0);
     struct kmem_mesh_stats m;
     kmem_mesh_stats(&m);
     KTEST_EXPECT(t, after.mesh_spans <= before.mesh_spans);
