@@ -108,6 +108,16 @@ static unsigned check_survivors(uintptr_t mix)
     return bad;
 }
 
+/* Free every survivor (through whichever address it has), then let
+ * every cache and free page go back. */
+static void free_survivors(void)
+{
+    for (unsigned i = 0; i < nsurv; i++)
+        kfree(kt_ptrs[i]);
+    nsurv = 0;
+    kt_heap_quiesce();
+}
+
 static unsigned aliases_among_survivors(void)
 {
     unsigned a = 0;
@@ -125,10 +135,7 @@ KTEST(kmesh_fragmented)
      * with kmemleak=on the site words), so the frames counted after the
      * free are the heap's own */
     build_frag(t);
-    for (unsigned i = 0; i < nsurv; i++)
-        kfree(kt_ptrs[i]);
-    nsurv = 0;
-    kt_heap_quiesce();
+    free_survivors();
     kt_snap(&snap0);
     kmalloc_stats(&sq);
     uint64_t free0 = kt_pmm_free_frames();
@@ -188,10 +195,7 @@ KTEST(kmesh_fragmented)
 
     /* all freed, through both addresses: the aliases are reaped and every
      * frame comes back once */
-    for (unsigned i = 0; i < nsurv; i++)
-        kfree(kt_ptrs[i]);
-    nsurv = 0;
-    kt_heap_quiesce();
+    free_survivors();
     kmalloc_stats(&s2);
     kmem_mesh_stats(&m2);
     printk(
@@ -436,10 +440,7 @@ KTEST_NAMED(kmesh_leak_scan)
     KTEST_EXPECT_EQ(t, f.others, 0);
     for (int i = 0; i < 2; i++)
         kt_ptrs[hidden_at[i]] = (void *)(uintptr_t)(hidden[i] ^ HIDE);
-    for (unsigned i = 0; i < nsurv; i++)
-        kfree(kt_ptrs[i]);
-    nsurv = 0;
-    kt_heap_quiesce();
+    free_survivors();
 }
 
 /* ---- misuse through either half of a meshed pair ---- */
