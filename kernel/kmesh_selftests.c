@@ -191,7 +191,7 @@ KTEST(kmesh_fragmented)
     }
     for (unsigned i = 0; i < nsurv; i++)
         KTEST_EXPECT_EQ(t, ksize(kt_ptrs[i]), MOBJ);
-    KTEST_EXPECT(t, mheap_valid() == 1);
+    KTEST_EXPECT(t, kt_heap_valid() == 1);
 
     /* all freed, through both addresses: the aliases are reaped and every
      * frame comes back once */
@@ -206,7 +206,7 @@ KTEST(kmesh_fragmented)
     KTEST_EXPECT_EQ(t, m2.aliased_pages - m2.unaliased_pages, s2.mesh_bytes / 4096);
     kt_expect_only_meta_stays(t, "meshed heap freed", &snap0, peak);
     kt_expect_layers_agree(t, "meshed heap freed");
-    KTEST_EXPECT(t, mheap_valid() == 1);
+    KTEST_EXPECT(t, kt_heap_valid() == 1);
 }
 
 /* ---- meshing while other CPUs work in the meshed spans ---- */
@@ -364,7 +364,7 @@ KTEST(kmesh_smp)
     kmem_mesh_stats(&m);
     KTEST_EXPECT(t, after.mesh_spans <= before.mesh_spans);
     KTEST_EXPECT_EQ(t, m.aliased_pages - m.unaliased_pages, after.mesh_bytes / 4096);
-    KTEST_EXPECT(t, mheap_valid() == 1);
+    KTEST_EXPECT(t, kt_heap_valid() == 1);
     kt_expect_layers_agree(t, "after kmesh_smp");
 }
 
