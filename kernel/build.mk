@@ -46,7 +46,8 @@ KERNEL_LDFLAGS := -nostdlib -static -no-pie -Wl,-T,arch/x86_64/kernel.ld \
 KMEM_OBJS := $(patsubst %,$(KOBJ)/%.o,arch/x86_64/sys arch/x86_64/mesh arch/x86_64/kmemleak kernel/mem kernel/kmalloc_testutil \
 	kernel/kmalloc_selftests kernel/kmalloc_frames_selftests \
 	kernel/kmalloc_misuse_selftests kernel/smp_kmalloc_testutil kernel/smp_kmalloc_selftests \
-	kernel/smp_kmalloc_stress_selftests kernel/scale_selftests kernel/kmesh_selftests)
+	kernel/smp_kmalloc_stress_selftests kernel/scale_selftests kernel/kmesh_selftests \
+	kernel/kmemleak_selftests)
 $(KMEM_OBJS): KERNEL_CFLAGS += -Iarch/x86_64
 # ---- end kmem
 
