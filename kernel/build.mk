@@ -17,12 +17,12 @@ KERNEL_SRCS := $(addprefix arch/x86_64/, \
 	kmain.c layout.c printk.c panic.c ksyms.c cmdline.c ktest.c string.c \
 	selftests.c smp_selftests.c)
 # The frame allocator, paging, the heap's port and the heap's self-tests.
-KERNEL_SRCS += $(PMM_SRCS) $(addprefix arch/x86_64/,paging.c sys.c kmemleak.c) \
+KERNEL_SRCS += $(PMM_SRCS) $(addprefix arch/x86_64/,paging.c sys.c mesh.c kmemleak.c) \
 	$(addprefix kernel/, \
 	mem.c kmalloc_testutil.c kmalloc_selftests.c \
 	kmalloc_frames_selftests.c kmalloc_misuse_selftests.c \
 	smp_kmalloc_testutil.c smp_kmalloc_selftests.c smp_kmalloc_stress_selftests.c \
-	scale_selftests.c kmemleak_selftests.c)
+	scale_selftests.c kmemleak_selftests.c kmesh_selftests.c)
 
 KOBJ := $(BUILD)/kernel/obj
 KERNEL_OBJS := $(patsubst %,$(KOBJ)/%.o,$(basename $(KERNEL_SRCS)))
@@ -43,10 +43,11 @@ KERNEL_LDFLAGS := -nostdlib -static -no-pie -Wl,-T,arch/x86_64/kernel.ld \
 	-Wl,-z,max-page-size=0x1000 -Wl,--build-id=none -Wl,-z,noexecstack
 
 # ---- kmem: files that include mm/sys.h find the port's <sys_arch.h> here
-KMEM_OBJS := $(patsubst %,$(KOBJ)/%.o,arch/x86_64/sys arch/x86_64/kmemleak kernel/mem kernel/kmalloc_testutil \
+KMEM_OBJS := $(patsubst %,$(KOBJ)/%.o,arch/x86_64/sys arch/x86_64/mesh arch/x86_64/kmemleak kernel/mem kernel/kmalloc_testutil \
 	kernel/kmalloc_selftests kernel/kmalloc_frames_selftests \
 	kernel/kmalloc_misuse_selftests kernel/smp_kmalloc_testutil kernel/smp_kmalloc_selftests \
-	kernel/smp_kmalloc_stress_selftests kernel/scale_selftests)
+	kernel/smp_kmalloc_stress_selftests kernel/scale_selftests kernel/kmesh_selftests \
+	kernel/kmemleak_selftests)
 $(KMEM_OBJS): KERNEL_CFLAGS += -Iarch/x86_64
 # ---- end kmem
 

@@ -123,7 +123,7 @@ KTEST(kmalloc_trim_returns)
     kmalloc_stats(&ks);
     KTEST_EXPECT_EQ(t, ks.heap_free, 0);
     KTEST_EXPECT_EQ(t, ks.heap_inuse, 0);
-    KTEST_EXPECT(t, mheap_valid() == 1);
+    KTEST_EXPECT(t, kt_heap_valid() == 1);
     kt_expect_only_meta_stays(t, "trim", &s0, used);
 }
 
@@ -377,5 +377,5 @@ KTEST_NAMED(kmalloc_idle_release)
            "free %lu, before %lu\n",
            used, used - (before > now ? before - now : 0), ticks, now, before);
     KTEST_EXPECT(t, now + slack >= before);
-    KTEST_EXPECT(t, mheap_valid() == 1);
+    KTEST_EXPECT(t, kt_heap_valid() == 1);
 }

@@ -94,7 +94,7 @@ KTEST(kmalloc_classes)
         before = after;
     }
     kt_heap_quiesce();
-    KTEST_EXPECT(t, mheap_valid() == 1); /* 1: valid (mm/mstats.c) */
+    KTEST_EXPECT(t, kt_heap_valid() == 1); /* 1: valid (mm/mstats.c) */
 }
 
 KTEST(kmalloc_large)
@@ -321,7 +321,7 @@ KTEST(kmalloc_random)
         }
     }
     kt_heap_quiesce();
-    KTEST_EXPECT(t, mheap_valid() == 1);
+    KTEST_EXPECT(t, kt_heap_valid() == 1);
     kt_expect_only_meta_stays(t, "random ops", &s0, peak);
 }
 
@@ -399,7 +399,7 @@ static void oom_round(struct ktest *t, const char *what, const size_t *sizes, un
     if (free_full > s0.pmm_free / 20)
         ktest_fail(t, "%s: kmalloc returned NULL with %lu of %lu frames still free", what,
                    free_full, s0.pmm_free);
-    KTEST_EXPECT(t, mheap_valid() == 1);
+    KTEST_EXPECT(t, kt_heap_valid() == 1);
     kt_expect_only_meta_stays(t, what, &s0, s0.pmm_free - free_full);
 }
 

@@ -154,3 +154,11 @@ void kt_expect_layers_agree(struct ktest *t, const char *when)
         ktest_fail(t, "%s: %lu page-table frames for %lu data frames", when,
                    ps.table_frames, ps.data_frames);
 }
+
+int kt_heap_valid(void)
+{
+    mheap_bg_exclude(true);
+    int v = mheap_valid();
+    mheap_bg_exclude(false);
+    return v;
+}

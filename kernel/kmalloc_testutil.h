@@ -37,6 +37,10 @@ void kt_expect_only_meta_stays(struct ktest *t, const char *what,
 void kt_heap_quiesce(void);
 /* Index of the class whose objects are `usable` bytes, 0 if none. */
 unsigned kt_class_of(const struct kmalloc_stats *st, size_t usable);
+/* mheap_valid with background steps kept out: a release step of this
+ * CPU's timer tick, or paced meshing in an idle CPU's loop (woken by any
+ * IPI), between its walk and its counters would fail it. */
+int kt_heap_valid(void);
 /* committed (core) == data frames (port); used (pmm) == data + tables +
  * frames held for a TLB shootdown. */
 void kt_expect_layers_agree(struct ktest *t, const char *when);

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "ktest.h"
+#include "kmalloc_testutil.h"
 #include "smp_kmalloc_testutil.h"
 #include "cmdline.h"
 #include "kstring.h"
@@ -95,7 +96,7 @@ KTEST(smp_kmalloc_all_classes)
     smp_run_all(all_classes, NULL);
     smk_end(t);
     smk_check_accounting(t, &before);
-    KTEST_EXPECT(t, mheap_valid() == 1);
+    KTEST_EXPECT(t, kt_heap_valid() == 1);
 }
 
 static const size_t handoff_sizes[] = { 8, 16, 48, 128, 512, 1024, 4096, 8192, 32768, 65536, 262144 };

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "ktest.h"
+#include "kmalloc_testutil.h"
 #include "smp_kmalloc_testutil.h"
 #include "cmdline.h"
 #include "kstring.h"
@@ -202,7 +203,7 @@ KTEST(smp_kmalloc_stress)
     if (__atomic_load_n(&smk_fail_flag, __ATOMIC_ACQUIRE))
         ktest_fail(t, "%s", smk_fail_msg);
     smk_check_accounting(t, &before);
-    KTEST_EXPECT(t, mheap_valid() == 1);
+    KTEST_EXPECT(t, kt_heap_valid() == 1);
 
     /* The frames come back: what the heap still holds after trim is
      * metadata that never shrinks (each CPU's magazines are carved on its

@@ -622,7 +622,9 @@ void kmalloc_trim(void)
 	if (!mheap_inited())
 		return;
 	/* Objects in caches first, so spans are as sparse as they will get,
-	 * then mesh (behind the background gate, so before the exclusion). */
+	 * then mesh (behind the background gate, so before the exclusion;
+	 * inside a stretch that keeps background work out, as the kernel's
+	 * frame-counting tests trim, kmalloc_mesh meshes nothing). */
 	mm_drain_all(true);
 	kmalloc_mesh();
 	mheap_bg_exclude(true);

@@ -257,21 +257,25 @@ static int copy_and_alias(const struct mesh_pair *p, uint64_t *pause)
 			uintptr_t off = (uintptr_t)idx * src->elemsize;
 			copy_slot(dst->base + off, src->base + off, src->elemsize);
 		}
-	if (sys_config.mesh_alias((void *)dst->base, (void *)src->base, len, 1) != 0) {
-		/* src is writable again; its aliases still wait */
-		if (stopped)
-			sys_config.start_world();
-		else
-			for (unsigned i = 0; i < p->nmoved; i++)
-				sys_config.mesh_unprotect((void *)p->moved[i]->base, len);
-		*pause = mm_now() - t0;
-		return -1;
-	}
+	/* src's aliases first, then src, whose own frames go back last: an
+	 * alias read meanwhile (reads are not held off) must never show
+	 * frames already given back */
 	for (unsigned i = 0; i < p->nmoved; i++)
 		if (sys_config.mesh_alias((void *)dst->base, (void *)p->moved[i]->base, len, 0) !=
 		    0)
 			sys_fault("mesh: the port could not move an alias",
 			          (void *)p->moved[i]->base);
+	if (sys_config.mesh_alias((void *)dst->base, (void *)src->base, len, 1) != 0) {
+		/* src is as it was and writable. Moved aliases cannot go back:
+		 * writers may have used dst's frames through them already. */
+		if (p->nmoved != 0)
+			sys_fault("mesh: the port could not alias a group's span",
+			          (void *)src->base);
+		if (stopped)
+			sys_config.start_world();
+		*pause = mm_now() - t0;
+		return -1;
+	}
 	if (stopped)
 		sys_config.start_world();
 	*pause = mm_now() - t0;
@@ -483,6 +487,11 @@ unsigned mesh_run(unsigned max_pairs, uint64_t until)
 unsigned mesh_paced(uint64_t now)
 {
 	if (!mesh_supported())
+		return 0;
+	/* before the rate limit: a context that may not mesh must not use up
+	 * the period (the kernel's timer tick comes far more often than its
+	 * idle loop) */
+	if (sys_config.mesh_context != NULL && !sys_config.mesh_context())
 		return 0;
 	mesh_reap();
 	if (now - mm_load_relaxed(&mesh.last_ns) < MESH_PERIOD_NS)

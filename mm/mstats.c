@@ -211,6 +211,16 @@ static bool spans_account_for_caches(void)
 {
 	bool ok = true;
 	size_t npages = mheap_.pages.nchunks * CHUNK_PAGES;
+	/* a dst's slots out include what its aliases still hold (mmesh.c:
+	 * they keep their slots of dst's frames until those come back) */
+	for (size_t pg = 0; pg < npages; pg++) {
+		struct mspan *s = mheap_.spans[pg];
+		if (!pa_is_alloc(&mheap_.pages, pg) || s == NULL || span_state(s) == SPAN_DEAD ||
+		    s->base != mheap_.arena_start + pg * PAGE_SIZE || span_is_large(s))
+			continue;
+		if (s->mesh_dst != NULL)
+			s->mesh_dst->vcount += mspan_out_count(s);
+	}
 	for (size_t pg = 0; pg < npages; pg++) {
 		struct mspan *s = mheap_.spans[pg];
 		if (!pa_is_alloc(&mheap_.pages, pg) || s == NULL || span_state(s) == SPAN_DEAD ||

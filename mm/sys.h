@@ -67,7 +67,8 @@
  *                                     prints raw addresses
  *             sys_config.mesh_alias,  sparse spans never share frames
  *             mesh_unalias,           (meshing, mmesh.c)
- *             mesh_protect/unprotect
+ *             mesh_protect/unprotect,
+ *             mesh_context
  *             SYS_MCACHE_GET/SET      one more load (a table indexed by
  *                                     sys_cpu_id) per kmalloc and kfree
  *             kmalloc_safepoint()     (the port calls it, from each CPU's
@@ -218,11 +219,18 @@ struct sys_config {
 	 *               fail).
 	 *  mesh_unalias(src, len)  [src, src+len), an alias, maps nothing of
 	 *               its own any more: Reserved (dst's memory is dst's);
-	 *               pre: interrupts may be off (as sys_release). */
+	 *               pre: interrupts may be off (as sys_release).
+	 *  mesh_context()  optional: nonzero if the paced background work
+	 *               may mesh (and reap aliases) where it is called from;
+	 *               NULL: anywhere. The kernel says no in the timer tick,
+	 *               where stop_world would stall the interrupted code
+	 *               (arch/x86_64/mesh.c); kmalloc_mesh and kmalloc_trim
+	 *               do not ask. */
 	int (*mesh_protect)(void *src, size_t len);
 	void (*mesh_unprotect)(void *src, size_t len);
 	int (*mesh_alias)(void *dst, void *src, size_t len, int own);
 	void (*mesh_unalias)(void *src, size_t len);
+	int (*mesh_context)(void);
 };
 
 /* Defined by the port. The port may set fields until kmalloc_init runs

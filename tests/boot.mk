@@ -56,6 +56,13 @@ TEST_TARGETS += test-boot
 #                  ticks give the frames back within 2 s (release by age)
 #   kmem_mmdebug   the kmalloc self-tests on a kernel whose core is built
 #                  with -DMM_DEBUG=2
+#   kmem_mesh      kmemleak=on: the meshing self-tests (kernel/
+#                  kmesh_selftests.c), the leak scan of a meshed heap
+#                  (no false report, both hidden objects found), and
+#                  kmalloc_dump's mesh lines
+#   mesh_*_selftest  double and interior free through either half of a
+#                  meshed pair: the misuse panic, and its pointer is the
+#                  one the test printed ("mesh_misuse: expect ...")
 # A pattern starting with ! must NOT match the log.
 KMEM_CASES := $(BUILD)/boot-cases/kmem
 # Extra QEMU arguments as `make run` uses them (kernel/build.mk, if set).
@@ -152,6 +159,23 @@ test-boot-kmem: $(LOADER_EFI) $(KERNEL_ELF) $(KMEM_DEBUG_ELF)
 	kcase kmem_idle_release 0 $(MEM) $(KERNEL_ELF) "ktest=kmalloc_idle_release" \
 	    '^kmalloc_idle_release: [0-9]+ frames used, [0-9]+ of them back after [0-9]+ ticks \(no trim\)' \
 	    '^ktest: kmalloc_idle_release ok' '^ktest: 1 passed, 0 failed'; \
+	kcase kmem_mesh 0 $(MEM) $(KERNEL_ELF) "kmemleak=on ktest=kmesh_fragmented,kmesh_smp,kmesh_leak_scan" \
+	    '^kmesh_fragmented: 64 sparse spans of 256 B objects, [1-9][0-9]* meshed now' \
+	    '^kmesh_smp: [0-9]+ CPUs, [1-9][0-9]* meshes' \
+	    '^kmesh_leak_scan: [0-9]+ survivors, [1-9][0-9]* on aliases: 0 leaks' \
+	    '^kmesh_leak_scan: hid one survivor on an alias and one on its dst: 2 leaks \(1, 1 of them; 0 others\)' \
+	    '^ktest: 3 passed, 0 failed' '^kmemleak: 0 leaks, 0 bytes' \
+	    '^kmalloc: meshes +[1-9][0-9]*' '^kmalloc: mesh_spans +[0-9]+' '^kmalloc: mesh_bytes +[0-9]+' \
+	    '^kmalloc: mesh_pause_max_ns +[1-9][0-9]*'; \
+	meshmisuse() { misuse $$1 "$$2" "$$heap"; \
+	    want=$$(tr -d '\r' < $(KMEM_CASES)/$$1/console.log | sed -n 's/^mesh_misuse: expect //p'); \
+	    if [ -n "$$want" ] && tr -d '\r' < $(KMEM_CASES)/$$1/console.log | grep -q -x -F -- "$$want"; then \
+	        passed=$$((passed + 1)); echo "boot case $$1: panic names the pointer: ok"; \
+	    else failed=$$((failed + 1)); echo "boot case $$1: FAILED: no line '$$want'"; fi; }; \
+	meshmisuse mesh_double_free_alias_selftest "double free"; \
+	meshmisuse mesh_double_free_dst_selftest "double free"; \
+	meshmisuse mesh_interior_free_alias_selftest "invalid free"; \
+	meshmisuse mesh_interior_free_dst_selftest "invalid free"; \
 	kcase kmem_mmdebug 0 $(MEM) $(KMEM_DEBUG_ELF) \
 	    "ktest=kmalloc_classes,kmalloc_large,kmalloc_api,kmalloc_frames_agree,kmalloc_trim_returns,kmalloc_commit_atomic,kmalloc_random" \
 	    '^ktest: kmalloc_random ok' '^ktest: 7 passed, 0 failed'; \

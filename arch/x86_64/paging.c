@@ -109,7 +109,9 @@ static uint64_t *leaf_of(uint64_t va)
     return (*leaf & PTE_P) ? leaf : NULL;
 }
 
-int paging_move(uint64_t dst, uint64_t src, size_t n, uint64_t *old)
+/* paging_move (alias 0) and paging_alias (alias 1): the n leaves of src
+ * and dst in pairs, all or nothing. */
+static int edit_pairs(uint64_t dst, uint64_t src, size_t n, uint64_t *old, int alias)
 {
     uint64_t irq = spin_lock_irqsave(&paging_lock);
     for (size_t i = 0; i < n; i++)
@@ -119,14 +121,30 @@ int paging_move(uint64_t dst, uint64_t src, size_t n, uint64_t *old)
         }
     for (size_t i = 0; i < n; i++) {
         uint64_t *d = leaf_of(dst + i * PAGE_SIZE_4K), *s = leaf_of(src + i * PAGE_SIZE_4K);
-        old[i] = *d & PTE_ADDR_MASK;
-        *d = (*s & ~PAGING_RELEASED) | (*d & PAGING_RELEASED);
-        *s = PAGING_RELEASED;
-        invlpg(dst + i * PAGE_SIZE_4K);
+        if (alias) {
+            /* src keeps its own flags and released marker, takes dst's frame */
+            old[i] = *s & PTE_ADDR_MASK;
+            *s = (*s & ~PTE_ADDR_MASK) | (*d & PTE_ADDR_MASK);
+        } else {
+            old[i] = *d & PTE_ADDR_MASK;
+            *d = (*s & ~PAGING_RELEASED) | (*d & PAGING_RELEASED);
+            *s = PAGING_RELEASED;
+            invlpg(dst + i * PAGE_SIZE_4K);
+        }
         invlpg(src + i * PAGE_SIZE_4K);
     }
     spin_unlock_irqrestore(&paging_lock, irq);
     return 0;
+}
+
+int paging_move(uint64_t dst, uint64_t src, size_t n, uint64_t *old)
+{
+    return edit_pairs(dst, src, n, old, 0);
+}
+
+int paging_alias(uint64_t dst, uint64_t src, size_t n, uint64_t *old)
+{
+    return edit_pairs(dst, src, n, old, 1);
 }
 
 int paging_zero(uint64_t va, size_t n, uint64_t zero, uint64_t *old)

@@ -80,6 +80,13 @@ size_t paging_unmap_batch(uint64_t va, size_t n, int mark, uint64_t *data,
  * page of either range is not mapped. */
 int paging_move(uint64_t dst, uint64_t src, size_t n, uint64_t *old);
 
+/* Meshing (mesh.c): the n pages at src map the frames mapped at dst,
+ * keeping src's flags (writable, NX); the frames src held go to old[].
+ * Like paging_move: no table is created or freed, only this CPU's TLB is
+ * flushed, and the caller shoots src down before it frees old[]. Returns
+ * 0, or -1 (nothing changed) if a page of either range is not mapped. */
+int paging_alias(uint64_t dst, uint64_t src, size_t n, uint64_t *old);
+
 /* Point the n mapped pages at va at the frame `zero`, read-only (a range
  * given back that must stay readable: sys_config.release_zero), storing
  * the frames they held in old[]. Like paging_move: no table is created or

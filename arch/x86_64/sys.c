@@ -48,6 +48,9 @@
  *                parked 1 s after the last that did (the parked ones go)
  *     start_world  releases them; the pause is kept for the report
  *     symbolize    ksym_lookup: "func+0xoff"
+ *   meshing hooks (mesh.c): mesh_alias, mesh_unalias and mesh_context;
+ *                no mesh_protect, so the core stops the world around
+ *                each mesh's copy (stop_world above)
  *
  * The port counts the frames it holds for heap data (kmem_port_stats), so
  * self-tests can check the core's committed bytes against them exactly.
@@ -63,6 +66,7 @@
 #include "cpu.h"
 #include "kmemleak.h"
 #include "memlayout.h"
+#include "mesh.h"
 #include "paging.h"
 #include "percpu.h"
 #include "stopworld.h"
@@ -98,6 +102,9 @@ struct sys_config sys_config = {
     .start_world = start_world,
     .symbolize = kmemleak_symbolize,
     .now_ns = kmem_now_ns,
+    .mesh_alias = kmem_mesh_alias,
+    .mesh_unalias = kmem_mesh_unalias,
+    .mesh_context = kmem_mesh_context,
 };
 
 static uintptr_t region_base;   /* written once by sys_reserve */
@@ -302,6 +309,8 @@ static int kmem_move(void *dst, void *src, size_t n)
     return 0;
 }
 
+
+void kmem_port_frames_gone(uint64_t n) { __atomic_sub_fetch(&data_frames, n, __ATOMIC_RELAXED); }
 
 /* The ticket lock, serving TLB shootdown requests while it waits: a CPU
  * spinning here has interrupts off and would otherwise never acknowledge,
