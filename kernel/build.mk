@@ -22,7 +22,7 @@ KERNEL_SRCS += $(PMM_SRCS) $(addprefix arch/x86_64/,paging.c sys.c kmemleak.c) \
 	mem.c kmalloc_testutil.c kmalloc_selftests.c \
 	kmalloc_frames_selftests.c kmalloc_misuse_selftests.c \
 	smp_kmalloc_testutil.c smp_kmalloc_selftests.c smp_kmalloc_stress_selftests.c \
-	scale_selftests.c kmemleak_selftests.c)
+	scale_selftests.c kmemleak_selftests.c kmem_cache_selftests.c)
 
 KOBJ := $(BUILD)/kernel/obj
 KERNEL_OBJS := $(patsubst %,$(KOBJ)/%.o,$(basename $(KERNEL_SRCS)))
@@ -46,7 +46,7 @@ KERNEL_LDFLAGS := -nostdlib -static -no-pie -Wl,-T,arch/x86_64/kernel.ld \
 KMEM_OBJS := $(patsubst %,$(KOBJ)/%.o,arch/x86_64/sys arch/x86_64/kmemleak kernel/mem kernel/kmalloc_testutil \
 	kernel/kmalloc_selftests kernel/kmalloc_frames_selftests \
 	kernel/kmalloc_misuse_selftests kernel/smp_kmalloc_testutil kernel/smp_kmalloc_selftests \
-	kernel/smp_kmalloc_stress_selftests kernel/scale_selftests)
+	kernel/smp_kmalloc_stress_selftests kernel/scale_selftests kernel/kmem_cache_selftests)
 $(KMEM_OBJS): KERNEL_CFLAGS += -Iarch/x86_64
 # ---- end kmem
 
