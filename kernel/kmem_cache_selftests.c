@@ -31,11 +31,11 @@
 
 /* A node as a kernel keeps them (a list element with an owner). */
 struct knode {
-    uint64_t magic;     /* KNODE_MAGIC while constructed, and on free */
+    uint64_t magic; /* KNODE_MAGIC while constructed, and on free */
     struct knode *next;
-    uint32_t cpu;       /* who allocated it */
+    uint32_t cpu; /* who allocated it */
     uint32_t seq;
-    uint64_t stamp;     /* magic ^ address ^ seq, checked on free */
+    uint64_t stamp; /* magic ^ address ^ seq, checked on free */
 };
 #define KNODE_MAGIC 0x6b6e6f6465000001ull
 
@@ -192,7 +192,8 @@ static void smp_work(unsigned cpu, void *arg)
         }
         __atomic_store_n(&lists[cpu], head, __ATOMIC_RELEASE);
         barrier(2 * round, ncpu);
-        struct knode *n = __atomic_exchange_n(&lists[(cpu + ncpu - 1) % ncpu], NULL, __ATOMIC_ACQ_REL);
+        struct knode *n =
+            __atomic_exchange_n(&lists[(cpu + ncpu - 1) % ncpu], NULL, __ATOMIC_ACQ_REL);
         while (n != NULL) {
             struct knode *next = n->next;
             n->next = NULL; /* back in its constructed state */

@@ -19,10 +19,7 @@
 #include "child_util.h"
 #include "internal.h"
 
-static void setup(void)
-{
-	ck_assert_int_eq(kmalloc_init(), 0);
-}
+static void setup(void) { ck_assert_int_eq(kmalloc_init(), 0); }
 
 static struct kmem_cache_stats stats(struct kmem_cache *c)
 {
@@ -89,7 +86,8 @@ START_TEST(exact_sizes)
 			p[k] = kmem_cache_alloc(c, 0);
 			ck_assert_uint_eq(ksize(p[k]), want[i].size);
 			if (k > 0 && k < want[i].perspan)
-				ck_assert_uint_eq((uintptr_t)p[k] - (uintptr_t)p[k - 1], want[i].size);
+				ck_assert_uint_eq((uintptr_t)p[k] - (uintptr_t)p[k - 1],
+				                  want[i].size);
 			ck_assert_uint_eq(stats(c).slabs, k < want[i].perspan ? 1 : 2);
 		}
 		for (size_t k = 0; k <= want[i].perspan; k++)
@@ -260,15 +258,9 @@ static void misuse_setup(void)
 	ck_assert_ptr_nonnull(dentry);
 }
 
-static void free_to_dentry(void *arg)
-{
-	kmem_cache_free(dentry, arg);
-}
+static void free_to_dentry(void *arg) { kmem_cache_free(dentry, arg); }
 
-static void free_to_inode(void *arg)
-{
-	kmem_cache_free(inode, arg);
-}
+static void free_to_inode(void *arg) { kmem_cache_free(inode, arg); }
 
 /* The child's stdout holds the log line naming both owners. */
 static void expect_wrong_cache(void (*fn)(void *), void *p, const char *have, const char *want)
@@ -324,10 +316,7 @@ START_TEST(double_and_interior_free)
 }
 END_TEST
 
-static void alloc_from_destroyed(void *arg)
-{
-	(void)kmem_cache_alloc(arg, 0);
-}
+static void alloc_from_destroyed(void *arg) { (void)kmem_cache_alloc(arg, 0); }
 
 START_TEST(destroyed_cache_is_refused)
 {
@@ -394,7 +383,8 @@ START_TEST(destroy_lists_sixteen_then_counts)
 	run_in_child(destroy_in_child, NULL, &r);
 	ck_assert_int_eq(r.status, 0);
 	char line[1024];
-	size_t n = (size_t)snprintf(line, sizeof line, "kmem_cache_destroy: 'many': 20 objects remaining:");
+	size_t n = (size_t)snprintf(line, sizeof line,
+	                            "kmem_cache_destroy: 'many': 20 objects remaining:");
 	for (int i = 0; i < 16; i++) /* one span: in address order */
 		n += (size_t)snprintf(line + n, sizeof line - n, " 0x%lx",
 		                      (unsigned long)(uintptr_t)dlive[i]);
@@ -415,7 +405,8 @@ START_TEST(create_destroy_loop_metadata_flat)
 	static const size_t sizes[] = { 24, 200, 1000, 4000, 56 };
 	for (int i = 0; i < 10000; i++) {
 		size_t size = sizes[i % 5];
-		struct kmem_cache *c = kmem_cache_create("loop", size, 0, (unsigned)i & KMC_NOSCAN, NULL);
+		struct kmem_cache *c =
+		        kmem_cache_create("loop", size, 0, (unsigned)i & KMC_NOSCAN, NULL);
 		ck_assert_ptr_nonnull(c);
 		void *p[3];
 		for (int k = 0; k < 3; k++)
@@ -498,8 +489,8 @@ START_TEST(slabinfo_in_dump)
 	unsigned long active, num, size, per, pages;
 	const char *l = strstr(r.out, "kmalloc: slabinfo: task_struct");
 	ck_assert_ptr_nonnull(l);
-	ck_assert_int_eq(sscanf(l, "kmalloc: slabinfo: %31s %lu %lu %lu %lu %lu", name, &active, &num,
-	                        &size, &per, &pages),
+	ck_assert_int_eq(sscanf(l, "kmalloc: slabinfo: %31s %lu %lu %lu %lu %lu", name, &active,
+	                        &num, &size, &per, &pages),
 	                 6);
 	ck_assert_uint_eq(active, 10);
 	ck_assert_uint_eq(num, 16);
@@ -507,7 +498,8 @@ START_TEST(slabinfo_in_dump)
 	ck_assert_uint_eq(per, 8);
 	ck_assert_uint_eq(pages, 1);
 	/* after the class table, before the large objects */
-	const char *table = strstr(r.out, "kmalloc: class"), *large = strstr(r.out, "kmalloc: large allocs");
+	const char *table = strstr(r.out, "kmalloc: class"),
+	           *large = strstr(r.out, "kmalloc: large allocs");
 	ck_assert(table != NULL && table < l);
 	ck_assert(large != NULL && large > l);
 	for (int i = 0; i < 10; i++)
