@@ -183,7 +183,10 @@ void kmalloc_stats(struct kmalloc_stats *st);
  * cache's empty spans (every CPU's caches are drained first) and returns
  * how many heap pages (8 KiB) went. create, destroy and shrink drain and
  * wait for other CPUs: call them from thread context, not from interrupt
- * handlers, and never concurrently with a use of the same cache. */
+ * handlers; shrink may run while other CPUs use the cache, destroy only
+ * once nobody does. A destroyed cache's record and class are reused by a
+ * later create once every CPU that used the cache has drained (at its
+ * next safe point or slow path, or when its thread exits). */
 struct kmem_cache;
 #define KMC_NOSCAN  0x1u /* objects hold no pointers (leak detector does not scan them) */
 #define KMC_HWALIGN 0x2u /* align objects to the cache line (64 B) */

@@ -126,6 +126,7 @@ struct mcache *mcache_get(unsigned cpu)
 	for (unsigned i = 0; i < NUM_SPANCLASSES; i++)
 		c->alloc[i] = &mspan_empty; /* magazines: NULL until used */
 	c->cpu = cpu;
+	c->kmc_clean = 1; /* no typed cache's class touched yet */
 	/* acquire: pairs with mm_drain_all's increment (what it drained) */
 	c->drain_seen = mm_load_acquire(&mheap_.drain_gen);
 	mm_store_release(&mm_mcaches[cpu_slot(cpu)], c); /* publishes c's fields (mcache_at) */
@@ -181,6 +182,8 @@ bool mcache_mag_ready(struct mcache *c, unsigned spanclass)
 {
 	struct magazine *m = &c->mag[spanclass];
 	size_t cap = mheap_.cs.mag_cap[spanclass];
+	if (spanclass >= KMALLOC_SPANCLASSES && mm_load_relaxed(&c->kmc_clean))
+		mm_store_relaxed(&c->kmc_clean, 0); /* only we write it */
 	if (MM_LIKELY(m->base != NULL)) {
 		if (MM_UNLIKELY(m->nbytes == 0)) {
 			/* A typed cache's class, reset by a drain after its
@@ -324,14 +327,21 @@ void mcache_poll(struct mcache *c)
 	mm_store_release(&c->drain_seen, gen); /* the drain is done: a waiter may go on */
 }
 
-/* Drain this CPU whether asked or not, and say so in drain_seen: a
- * thread that exits has answered every request made so far (typed
- * caches wait for that before reusing a class). Same pre as mcache_poll. */
+/* Drain this CPU whether asked or not, and say so in drain_seen. Then,
+ * holding nothing, it forgets every typed cache's class constants and
+ * says it is clean: a thread that exited (the host flushes its mcache)
+ * or a CPU going offline must not keep a destroyed cache's class from
+ * reuse (mkmemcache.c), as it would if only drains after the destroy
+ * counted. Same pre as mcache_poll. */
 void mcache_flush(struct mcache *c)
 {
 	uint64_t gen = mm_load_acquire(&mheap_.drain_gen); /* pairs: mm_drain_all */
 	mcache_drain(c, false);
+	for (unsigned i = KMALLOC_SPANCLASSES; i < NUM_SPANCLASSES; i++)
+		if (c->mag[i].base != NULL)
+			c->mag[i].nbytes = 0;
 	mm_store_release(&c->drain_seen, gen);
+	mm_store_release(&c->kmc_clean, 1); /* pairs: mkmemcache.c all_drained */
 }
 
 void kmalloc_safepoint(void)

@@ -97,6 +97,12 @@ struct mcache {
 	uint32_t age_tick;                    /* slow paths, to pace the
 	                                         clock reads of aging */
 	uint32_t cpu;                         /* immutable: its CPU id */
+	uint32_t kmc_clean;                   /* atomic: 1 when made and from
+	                                         mcache_flush on, until this
+	                                         CPU next sets up a
+	                                         typed cache's class
+	                                         (mcache_mag_ready): it holds
+	                                         nothing of any (mkmemcache.c) */
 };
 
 /* Whether a transfer cache's entry array is there: kmalloc_trim gives

@@ -24,8 +24,11 @@
  * has (drain_seen >= retire_gen); those drains also clear the class's
  * constants in the magazines (mcache.c drain_class), so a kfree never
  * checks a new cache's pointer against an old cache's object size.
- * A CPU that never drains (a host thread that is blocked for good) keeps
- * its class retired; create then takes another.
+ * A CPU that touched no typed cache since it was made or last flushed
+ * (mcache.kmc_clean: a new CPU, a host thread that exited) holds nothing
+ * of the class and does not count. One that did and never drains (a host
+ * thread blocked for good) keeps the class retired; create then takes
+ * another.
  *
  * Data flow of create: a record and its class under kmc_lock, the
  * geometry (span pages like Go's size-class generator: waste at most an
@@ -72,13 +75,16 @@ static void class_counts(unsigned cls, uint64_t *allocs, uint64_t *frees)
 	}
 }
 
-/* Whether every CPU drained at or after drain_gen gen. */
+/* Whether every CPU drained at or after drain_gen gen, or holds no
+ * typed cache's state since its last flush (kmc_clean: an exited host
+ * thread, an offline CPU). */
 static bool all_drained(uint64_t gen)
 {
 	for (unsigned slot = 1, hi = mcache_slots(); slot <= hi; slot++) {
 		struct mcache *c = mcache_at(slot);
-		/* acquire: pairs with the release store after the drain */
-		if (c != NULL && mm_load_acquire(&c->drain_seen) < gen)
+		/* acquire: pairs with the release stores after the drain */
+		if (c != NULL && mm_load_acquire(&c->drain_seen) < gen &&
+		    !mm_load_acquire(&c->kmc_clean))
 			return false;
 	}
 	return true;
