@@ -156,6 +156,12 @@ struct kmem_cache *kmem_cache_create(const char *name, size_t size, size_t align
 	if (osize > _MaxSmallSize || mheap_ready() != 0)
 		return mm_nomem();
 	struct kmem_cache *c = take_record(flags & KMC_NOSCAN ? 1 : 0);
+	if (c == NULL) {
+		/* Every record taken or retired: CPUs that reach safe points
+		 * drain now, which may free a retired one. */
+		mm_drain_request(true);
+		c = take_record(flags & KMC_NOSCAN ? 1 : 0);
+	}
 	if (c == NULL)
 		return mm_nomem();
 	size_t np = span_pages_for(osize);

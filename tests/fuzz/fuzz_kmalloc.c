@@ -59,6 +59,11 @@
  *     (mod NCACHES), then shrink it (bit 2 clear) or, when no slot holds
  *     one of its objects, destroy it and create it again with a size and
  *     flags from byte(1); else kmalloc_flush_cpu
+ * A create may return NULL: a destroyed cache's class is reused only once
+ * every thread that used it drained, and the worker threads here drain
+ * only when told to (every VALIDATE_EVERY inputs); until then that cache
+ * is absent and its ops are skipped. After the workers flushed, every
+ * absent cache must be created again.
  * A slot's typed cache object is freed with kmem_cache_free, or kfree
  * when its seed is odd (both must work).
  *   7 switch to thread (slot % 3)
@@ -271,7 +276,7 @@ static void cache_make(unsigned c, unsigned v)
 	unsigned flags = (v >> 5 & 1 ? KMC_NOSCAN : 0) | (v >> 6 & 1 ? KMC_HWALIGN : 0);
 	caches[c] = kmem_cache_create("fuzz", cache_size[c], 0, flags, NULL);
 	if (caches[c] == NULL)
-		fail("kmem_cache_create failed", NULL, cache_size[c], flags);
+		return; /* every class of its kind retired (see the top) */
 	struct kmem_cache_stats st;
 	kmem_cache_stats(caches[c], &st);
 	if (st.objsize < cache_size[c] ||
@@ -284,7 +289,7 @@ static void cache_alloc(unsigned v, uint64_t seed, unsigned char fill)
 	struct shadow *s = &slot[v % SLOTS];
 	unsigned c = (v >> 5) % NCACHES, zero = v >> 7;
 	slot_drop(s);
-	if (live_bytes + cache_size[c] > live_limit)
+	if (caches[c] == NULL || live_bytes + cache_size[c] > live_limit)
 		return;
 	unsigned char *p = kmem_cache_alloc(caches[c], zero ? KM_ZERO : 0);
 	if (p == NULL)
@@ -299,6 +304,10 @@ static void cache_alloc(unsigned v, uint64_t seed, unsigned char fill)
 static void cache_life(unsigned v)
 {
 	unsigned c = v % NCACHES;
+	if (caches[c] == NULL) {
+		cache_make(c, v >> 3);
+		return;
+	}
 	if ((v & 4) == 0) {
 		(void)kmem_cache_shrink(caches[c]);
 		return;
@@ -374,7 +383,7 @@ static void misuse(unsigned kind, struct shadow *s)
 		return;
 	default: /* memory the heap never handed out; or, for a typed
 	          * cache's object, freed to another cache */
-		if (s->p != NULL && s->cache >= 0) {
+		if (s->p != NULL && s->cache >= 0 && caches[(s->cache + 1) % NCACHES] != NULL) {
 			bad_cache = caches[(s->cache + 1) % NCACHES];
 			expect_fault(NULL, s->p, "wrong cache", "wrong cache");
 			bad_cache = NULL;
@@ -672,8 +681,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	atexit(validate_at_exit);
 	for (unsigned k = 0; k < SLOTS; k++)
 		slot[k].cache = -1;
-	for (unsigned c = 0; c < NCACHES; c++)
+	for (unsigned c = 0; c < NCACHES; c++) {
 		cache_make(c, c * 3 + 1);
+		if (caches[c] == NULL)
+			fail("kmem_cache_create failed", NULL, c, 0);
+	}
 	return 0;
 }
 
@@ -718,6 +730,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 		fail("large objects still live after freeing all", NULL, st.large_live, 0);
 	for (unsigned c = 0; c < NCACHES; c++) {
 		struct kmem_cache_stats cst;
+		if (caches[c] == NULL) {
+			cache_make(c, c * 3 + 1); /* every thread flushed: a class is free */
+			if (caches[c] == NULL)
+				fail("kmem_cache_create failed after every thread flushed", NULL, c,
+				     0);
+		}
 		kmem_cache_stats(caches[c], &cst);
 		if (cst.active_objs != 0)
 			fail("typed cache objects still live after freeing all", NULL, c,
