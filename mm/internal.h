@@ -178,6 +178,7 @@ struct kmem_cache {
 	char name[KMC_NAME_MAX]; /* state */
 };
 extern struct kmem_cache mm_kmcaches[KMC_MAX];
+extern struct sys_lock mm_kmc_lock; /* a leaf: see mkmemcache.c */
 
 /* Geometry of span class spc (>= 2): kmalloc's from the generated
  * tables, a typed cache's from its record. Slow paths only. */

@@ -40,8 +40,10 @@
 
 struct kmem_cache mm_kmcaches[KMC_MAX];
 /* Guards the state changes of mm_kmcaches and retire_gen; a leaf,
- * held for a few loads and stores (never with an mm lock). */
-static struct sys_lock kmc_lock;
+ * held for a few loads and stores (never with an mm lock). The host's
+ * fork handlers take it too (arch/host/fork.c). */
+struct sys_lock mm_kmc_lock;
+#define kmc_lock mm_kmc_lock
 
 static size_t kmc_index(const struct kmem_cache *c) { return (size_t)(c - mm_kmcaches); }
 
