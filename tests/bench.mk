@@ -1,11 +1,11 @@
 # tests/bench.mk: hosted benchmarks of the allocator core against the C
 # library's malloc, in the same run (make bench, or make bench-core).
 #
-#   build/bench/pair-<alloc>    instructions per malloc+free pair (callgrind)
+#   build/bench/pair-<alloc>    instructions per malloc+free pair (callgrind);
+#                               pair-kmalloc also a typed cache's pair, and
+#                               both pairs' TSC cycles
 #   build/bench/churn-<alloc>   small-object churn: ops/s, memory held/live
 #   build/bench/markbench       the leak detector's mark throughput, MB/s
-#   build/bench/cachepair       kmem_cache_alloc+free vs kmalloc+kfree pair:
-#                               instructions (callgrind) and TSC cycles
 #   build/bench/statecost       cycles of a byte store vs a locked bit op
 #                               per object state change (mm/malloc.c)
 #   build/bench/core.md         the table run-core.sh prints
@@ -45,19 +45,13 @@ $(BENCH_DIR)/statecost: tests/bench/statecost.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CSTD) $(WARN) -O2 -g $< -o $@
 
-# A typed cache's pair against kmalloc's (instructions and cycles).
-$(BENCH_DIR)/cachepair: tests/bench/cachepair.c $(KMALLOC_HOST_LIB)
-	@mkdir -p $(@D)
-	$(Q)$(CC) $(BENCH_CFLAGS) $^ -o $@ -pthread
-
 # The leak detector's mark throughput on two 256 MiB heaps.
 $(BENCH_DIR)/markbench: tests/bench/markbench.c $(KMALLOC_HOST_LIB)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CSTD) $(WARN) -O2 -g -Imm $^ -o $@ -pthread
 
 .PHONY: bench-core
-bench-core: $(BENCH_KM_BINS) $(BENCH_GL_BINS) $(BENCH_DIR)/statecost $(BENCH_DIR)/markbench \
-	$(BENCH_DIR)/cachepair
+bench-core: $(BENCH_KM_BINS) $(BENCH_GL_BINS) $(BENCH_DIR)/statecost $(BENCH_DIR)/markbench
 	$(Q)nice tests/bench/run-core.sh $(BENCH_DIR)
 
 # Not in ALL_TARGETS: pair.c needs valgrind/callgrind.h, which only the

@@ -20,6 +20,7 @@ dir=$1
 runs=${BENCH_RUNS:-5}
 allocs=${ALLOCS:-kmalloc glibc}
 sizes="16 64 256 1024 8192 65536"
+cache_sizes="64 256 1024" # the typed cache's pair, in cycles too
 # fast-path budget for a 64-byte pair calling the core directly, including
 # the benchmark loop (the project's target; the shim's, 60, is run-bench's)
 budget64=48
@@ -38,14 +39,19 @@ for a in $allocs; do
     }
     # One dump file per client request: "desc: Trigger: Client Request:
     # <name>" and "summary: <Ir>". ir-<alloc> lines: SIZE NET INCLUDING,
-    # and "empty" with the empty loop's own count per iteration.
-    awk -v n=100000 '
+    # and "empty" with the empty loop's own count per iteration; the
+    # typed cache's pairs (kmalloc only) go to cache-ir as SIZE CACHE
+    # KMALLOC, both net of the loop.
+    awk -v n=100000 -v cf="$tmp/cache-ir" '
         /^desc: Trigger: Client Request:/ { sub(/^desc: Trigger: Client Request: /, ""); name = $0 }
         /^summary:/ { ir[name] = $2 }
         END {
             for (k in ir) if (k ~ /^pair /) {
                 split(k, w, " ")
                 printf "%s %.1f %.1f\n", w[2], (ir[k] - ir["empty"]) / n, ir[k] / n
+                if (("cache " w[2]) in ir)
+                    printf "%s %.1f %.1f\n", w[2], (ir["cache " w[2]] - ir["empty"]) / n,
+                        (ir[k] - ir["empty"]) / n >cf
             }
             printf "empty %.1f\n", ir["empty"] / n
         }' "$tmp"/cg-"$a".* | sort -n >"$tmp/ir-$a"
@@ -66,29 +72,6 @@ for a in $allocs; do
             }
             END { printf "%.1f / %.1f\n", al / n, fr / n }' >"$tmp/split-$a"
 done
-
-# ---- typed cache pair against kmalloc's (cachepair.c) -----------------
-# cachepair-ir: SIZE CACHE KMALLOC, instructions per pair net of the loop;
-# cachepair-cy: the program's own lines, TSC cycles per pair (loop included).
-cache_sizes="64 200 1000"
-if [ -x "$dir/cachepair" ]; then
-    valgrind --tool=callgrind --callgrind-out-file="$tmp/cg-cache" \
-        "$dir/cachepair" $cache_sizes >/dev/null 2>"$tmp/cg-cache.log" || {
-        echo "run-core: callgrind run of cachepair failed:" >&2
-        cat "$tmp/cg-cache.log" >&2
-        exit 1
-    }
-    awk -v n=100000 '
-        /^desc: Trigger: Client Request:/ { sub(/^desc: Trigger: Client Request: /, ""); name = $0 }
-        /^summary:/ { ir[name] = $2 }
-        END {
-            for (k in ir) if (k ~ /^cache /) {
-                split(k, w, " ")
-                printf "%s %.1f %.1f\n", w[2], (ir[k] - ir["empty"]) / n, (ir["kmalloc " w[2]] - ir["empty"]) / n
-            }
-        }' "$tmp"/cg-cache.* | sort -n >"$tmp/cachepair-ir"
-    "$dir/cachepair" $cache_sizes >"$tmp/cachepair-cy"
-fi
 
 # ---- (b), (c) churn ---------------------------------------------------
 # Instructions per churn operation (one free + one malloc + the loop's own
@@ -196,8 +179,9 @@ kib_cell() { field "$tmp/churn-$a" "$1" | head -1 | awk '{ printf "%.0f", $1 / 1
         "$dir/markbench" | awk '/^markbench:/ { printf "Leak scan (tests/bench/markbench.c): %s heap, %s MB scanned, %s objects in %s ms: %s MB/s (goal 1000).\n", $2, $4, $6, $8, $10 }'
         echo
     fi
-    if [ -s "$tmp/cachepair-ir" ]; then
-        echo "Typed cache pair (tests/bench/cachepair.c): kmem_cache_alloc + kmem_cache_free against"
+    if [ -s "$tmp/cache-ir" ]; then
+        "$dir/pair-kmalloc" $cache_sizes >"$tmp/cachepair-cy"
+        echo "Typed cache pair (tests/bench/pair.c): kmem_cache_alloc + kmem_cache_free against"
         echo "kmalloc + kfree of the same size, on this CPU's magazine; SLUB publishes 42-43 cycles per"
         echo "kmem_cache pair for its fast path."
         echo
@@ -206,7 +190,7 @@ kib_cell() { field "$tmp/churn-$a" "$1" | head -1 | awk '{ printf "%.0f", $1 / 1
         while read -r sz ci ki; do
             cy=$(awk -v s="$sz:" '$2 == s { print $4 " | " $6 }' "$tmp/cachepair-cy")
             echo "| $sz B | $ci | $ki | $cy |"
-        done <"$tmp/cachepair-ir"
+        done < <(sort -n "$tmp/cache-ir" | awk -v s=" $cache_sizes " 'index(s, " " $1 " ")')
         echo
         echo "Instructions net of the loop (callgrind); cycles of the cheapest of 45 batches of 100000 pairs,"
         echo "loop included (rdtsc)."

@@ -21,6 +21,23 @@
 
 static void setup(void) { ck_assert_int_eq(kmalloc_init(), 0); }
 
+/* n objects of c into p. */
+static void alloc_n(struct kmem_cache *c, void **p, int n)
+{
+	for (int i = 0; i < n; i++) {
+		p[i] = kmem_cache_alloc(c, 0);
+		ck_assert_ptr_nonnull(p[i]);
+	}
+}
+
+/* fn in a forked child that must exit 0; what it printed in *r. */
+static void child_exits_0(void (*fn)(void *), struct child_result *r)
+{
+	run_in_child(fn, NULL, r);
+	ck_assert_msg(!r->signaled && r->status == 0, "child: signal %d, status %d, stderr \"%s\"",
+	              r->sig, r->status, r->err);
+}
+
 static struct kmem_cache_stats stats(struct kmem_cache *c)
 {
 	struct kmem_cache_stats st;
@@ -184,13 +201,22 @@ START_TEST(ctor_once_per_object)
 }
 END_TEST
 
+/* A new cache *c of `size`-byte objects and one of them, every byte 7. */
+static char *dirty_object(struct kmem_cache **c, const char *name, size_t size)
+{
+	*c = kmem_cache_create(name, size, 0, 0, NULL);
+	ck_assert_ptr_nonnull(*c);
+	char *p = kmem_cache_alloc(*c, 0);
+	memset(p, 7, size);
+	return p;
+}
+
 /* Without a constructor objects behave as kmalloc's: KM_ZERO zeroes a
  * reused one. */
 START_TEST(km_zero_without_ctor)
 {
-	struct kmem_cache *c = kmem_cache_create("plain", 96, 0, 0, NULL);
-	char *p = kmem_cache_alloc(c, 0);
-	memset(p, 0xab, 96);
+	struct kmem_cache *c;
+	char *p = dirty_object(&c, "plain", 96);
 	kmem_cache_free(c, p);
 	char *q = kmem_cache_alloc(c, KM_ZERO);
 	ck_assert_ptr_eq(p, q); /* the magazine hands it back */
@@ -241,6 +267,26 @@ START_TEST(kfree_and_ksize_of_cache_objects)
 	kfree(p);
 	kmem_cache_free(c, q);
 	ck_assert_uint_eq(stats(c).active_objs, 0);
+	ck_assert_int_eq(kmem_cache_destroy(c), 0);
+}
+END_TEST
+
+/* krealloc of a cache object: in place while the new size still fits
+ * (it stays the cache's, freed to it), else moved to kmalloc. */
+START_TEST(krealloc_of_cache_objects)
+{
+	struct kmem_cache *c;
+	char *p = dirty_object(&c, "r", 200);
+	ck_assert_ptr_eq(krealloc(p, 150, 0), p);
+	ck_assert_int_eq(kmem_cache_destroy(c), -1); /* still the cache's */
+	kmem_cache_free(c, p);
+	p = kmem_cache_alloc(c, 0);
+	memset(p, 7, 200);
+	char *q = krealloc(p, 5000, 0);
+	ck_assert_ptr_ne(q, p);
+	ck_assert_int_eq(q[199], 7);
+	ck_assert_uint_eq(stats(c).active_objs, 0); /* p went back to the cache */
+	kfree(q);
 	ck_assert_int_eq(kmem_cache_destroy(c), 0);
 }
 END_TEST
@@ -346,16 +392,12 @@ START_TEST(destroy_with_live_objects)
 {
 	dc = kmem_cache_create("inode", 200, 0, 0, NULL);
 	void *dead[5];
-	for (int i = 0; i < 5; i++)
-		dead[i] = kmem_cache_alloc(dc, 0);
-	for (int i = 0; i < 3; i++)
-		dlive[i] = kmem_cache_alloc(dc, 0);
+	alloc_n(dc, dead, 5);
+	alloc_n(dc, dlive, 3);
 	for (int i = 0; i < 5; i++)
 		kmem_cache_free(dc, dead[i]);
 	struct child_result r;
-	run_in_child(destroy_in_child, NULL, &r);
-	ck_assert(!r.signaled);
-	ck_assert_int_eq(r.status, 0);
+	child_exits_0(destroy_in_child, &r);
 	char line[256];
 	snprintf(line, sizeof line,
 	         "kmem_cache_destroy: 'inode': 3 objects remaining: 0x%lx 0x%lx 0x%lx\n",
@@ -377,11 +419,9 @@ END_TEST
 START_TEST(destroy_lists_sixteen_then_counts)
 {
 	dc = kmem_cache_create("many", 64, 0, 0, NULL);
-	for (int i = 0; i < 20; i++)
-		dlive[i] = kmem_cache_alloc(dc, 0);
+	alloc_n(dc, dlive, 20);
 	struct child_result r;
-	run_in_child(destroy_in_child, NULL, &r);
-	ck_assert_int_eq(r.status, 0);
+	child_exits_0(destroy_in_child, &r);
 	char line[1024];
 	size_t n = (size_t)snprintf(line, sizeof line,
 	                            "kmem_cache_destroy: 'many': 20 objects remaining:");
@@ -453,8 +493,7 @@ START_TEST(shrink_gives_back_empty_spans)
 	struct kmem_cache *c = kmem_cache_create("shrinkable", 1000, 0, 0, NULL);
 	enum { N = 80 }; /* 10 spans of 8 */
 	void *p[N];
-	for (int i = 0; i < N; i++)
-		p[i] = kmem_cache_alloc(c, 0);
+	alloc_n(c, p, N);
 	ck_assert_uint_eq(stats(c).slabs, 10);
 	for (int i = 0; i < N; i++)
 		if (i % 8 != 0) /* one object keeps each span */
@@ -480,11 +519,9 @@ START_TEST(slabinfo_in_dump)
 {
 	struct kmem_cache *c = kmem_cache_create("task_struct", 1000, 0, 0, NULL);
 	void *p[10];
-	for (int i = 0; i < 10; i++)
-		p[i] = kmem_cache_alloc(c, 0);
+	alloc_n(c, p, 10);
 	struct child_result r;
-	run_in_child(dump, NULL, &r);
-	ck_assert_int_eq(r.status, 0);
+	child_exits_0(dump, &r);
 	char name[32];
 	unsigned long active, num, size, per, pages;
 	const char *l = strstr(r.out, "kmalloc: slabinfo: task_struct");
@@ -510,7 +547,8 @@ END_TEST
 CHECK_MAIN_SETUP("kmemcache", 120, setup, CHECK_TEST(create_alloc_free_destroy),
                  CHECK_TEST(exact_sizes), CHECK_TEST(alignment), CHECK_TEST(ctor_once_per_object),
                  CHECK_TEST(km_zero_without_ctor), CHECK_TEST(isolation),
-                 CHECK_TEST(kfree_and_ksize_of_cache_objects), CHECK_TEST(wrong_cache_free),
+                 CHECK_TEST(kfree_and_ksize_of_cache_objects),
+                 CHECK_TEST(krealloc_of_cache_objects), CHECK_TEST(wrong_cache_free),
                  CHECK_TEST(double_and_interior_free), CHECK_TEST(destroyed_cache_is_refused),
                  CHECK_TEST(destroy_with_live_objects),
                  CHECK_TEST(destroy_lists_sixteen_then_counts),

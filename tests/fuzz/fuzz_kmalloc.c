@@ -473,8 +473,13 @@ static void run_op(unsigned op, unsigned k, const uint8_t **d, const uint8_t *en
 		/* realloc keeps kmemalign's alignment only when it resizes in
 		 * place; the shadow asks no more than 1 afterwards. */
 		check_new(p, size, 1, 0, seed);
-		s->p = NULL;
-		slot_set(s, p, size, 1, fill, seed);
+		{
+			/* in place, a typed cache's object stays one */
+			int cache = p == s->p ? s->cache : -1;
+			s->p = NULL;
+			slot_set(s, p, size, 1, fill, seed);
+			s->cache = cache;
+		}
 		return;
 	case 3: /* memalign */
 		align = *d < end ? *(*d)++ : 0;
