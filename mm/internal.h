@@ -158,20 +158,25 @@ enum kmc_state {
 	                    since retire_gen (no magazine holds its
 	                    objects or stale constants) before reuse */
 };
+/* Guards: "state" = written by the thread holding the record BUSY,
+ * immutable while LIVE (the release store of LIVE publishes them). */
 struct kmem_cache {
 	/* kmem_cache_alloc's and _free's reads: */
-	uint8_t spanclass;       /* immutable: KMALLOC_SPANCLASSES + index */
+	uint8_t spanclass;       /* KMALLOC_SPANCLASSES + index, set by the
+	                            first create, never changed */
 	uint8_t state;           /* atomic: enum kmc_state; changed under
 	                          kmc_lock (mkmemcache.c) */
-	uint16_t npages;         /* state LIVE/BUSY: span size in heap pages */
+	uint16_t npages;         /* state: span size in heap pages */
 	uint32_t size;           /* state: object size (rounded to align) */
 	uint32_t divmagic;       /* state: Go's divMul for size */
 	uint16_t nelems;         /* state: objects per span */
 	uint16_t align;          /* state: object alignment */
 	void (*ctor)(void *);    /* state: run on each slot of a new span */
 	unsigned flags;          /* state: KMC_* */
-	uint64_t retire_gen;     /* kmc_lock: mheap.drain_gen that every CPU
-	                          must have drained at before reuse */
+	uint64_t retire_gen;     /* written by destroy while BUSY, read by
+	                            whoever makes it BUSY next (kmc_lock
+	                            orders the two): the mheap.drain_gen every
+	                            CPU must have drained at before reuse */
 	uint64_t base_allocs;    /* state: the class's counters (struct
 	                          magazine) summed at create: stats count */
 	uint64_t base_frees;     /* from there */

@@ -468,11 +468,12 @@ static MM_OUTLINE void kfree_double(const void *p)
 }
 
 /* Steps 1-3 of the overview's kfree path inline; the rest in kfree_slow.
- * want is 0 (kfree: any class) or the span class a typed cache frees
- * to: another class's pointer leaves the fast path, so kfree_slow
+ * typed (a constant: kmem_cache_free) says that p must be of span class
+ * want: another class's pointer leaves the fast path, so kfree_slow
  * decides what is wrong with it. Fault paths do not restore
  * interrupts: sys_fault never returns. */
-static inline __attribute__((always_inline)) void free_fast(const void *ptr, unsigned want)
+static inline __attribute__((always_inline)) void free_fast(const void *ptr, bool typed,
+                                                            unsigned want)
 {
 	uintptr_t p = (uintptr_t)ptr;
 	uintptr_t rel = p - mheap_.arena_start;
@@ -494,7 +495,7 @@ static inline __attribute__((always_inline)) void free_fast(const void *ptr, uns
 	 * CPU's from the checks to the push. */
 	uint64_t *dp = &mheap_.pagedesc[rel >> PAGE_SHIFT];
 	uint64_t d = mm_load_acquire(dp);
-	if (want != 0 && MM_UNLIKELY(PD_CLASS(d) != want))
+	if (typed && MM_UNLIKELY(PD_CLASS(d) != want))
 		return kfree_slow(p, want);
 	unsigned long f = sys_irq_save();
 	struct mcache *c = mcache_fast();
@@ -523,22 +524,25 @@ static inline __attribute__((always_inline)) void free_fast(const void *ptr, uns
 	return;
 slow:
 	sys_irq_restore(f);
-	kfree_slow(p, want);
+	kfree_slow(p, typed ? want : 0);
 }
 
-void kfree(const void *ptr) { free_fast(ptr, 0); }
+void kfree(const void *ptr) { free_fast(ptr, false, 0); }
+
+static MM_OUTLINE void *cache_invalid(const struct kmem_cache *c) { sys_fault("invalid cache", c); }
 
 /* The typed caches' fast paths are kmalloc's and kfree's for the cache's
  * own span class (mkmemcache.c holds the rest). A destroyed cache is a
- * fault, not a quiet allocation from a class being recycled. */
+ * fault, not a quiet allocation from a class being recycled. flags needs
+ * no masking: only KM_ZERO is read once the class is chosen. */
 void *kmem_cache_alloc(struct kmem_cache *c, unsigned flags)
 {
 	if (MM_UNLIKELY(LOAD(c->state) != KMC_LIVE))
-		sys_fault("invalid cache", c);
-	return class_alloc_fast(c->spanclass, flags & KM_ZERO);
+		return cache_invalid(c);
+	return class_alloc_fast(c->spanclass, flags);
 }
 
-void kmem_cache_free(struct kmem_cache *c, void *obj) { free_fast(obj, c->spanclass); }
+void kmem_cache_free(struct kmem_cache *c, void *obj) { free_fast(obj, true, c->spanclass); }
 
 /* The span of a live object p, or a fault naming `what`. */
 static struct mspan *live_span(uintptr_t p, const char *what)

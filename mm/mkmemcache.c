@@ -39,7 +39,7 @@
 #include "internal.h"
 
 struct kmem_cache mm_kmcaches[KMC_MAX];
-/* Guards the state changes of mm_kmcaches and retire_gen; a leaf,
+/* Guards the state changes of mm_kmcaches; a leaf,
  * held for a few loads and stores (never with an mm lock). The host's
  * fork handlers take it too (arch/host/fork.c). */
 struct sys_lock mm_kmc_lock;
