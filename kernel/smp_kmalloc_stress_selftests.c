@@ -166,7 +166,7 @@ static void lock_totals(uint64_t *heap_acq, uint64_t *heap_spin, uint64_t *cen_a
     *heap_spin = __atomic_load_n(&mheap_.lock.spins, __ATOMIC_RELAXED);
     *cen_acq = *cen_spin = 0;
     uint64_t now[KMALLOC_NUM_CLASSES] = { 0 };
-    for (unsigned sc = 0; sc < NUM_SPANCLASSES; sc++) { /* both halves of a class */
+    for (unsigned sc = 0; sc < KMALLOC_SPANCLASSES; sc++) { /* both halves of a class */
         uint64_t spins = __atomic_load_n(&mheap_.central[sc].c.lock.spins, __ATOMIC_RELAXED);
         now[spanclass_size(sc)] += spins;
         *cen_acq += __atomic_load_n(&mheap_.central[sc].c.lock.acquisitions, __ATOMIC_RELAXED);

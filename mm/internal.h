@@ -143,6 +143,91 @@ static inline unsigned mm_popcount_sparse(uint64_t x)
 #include "mpages.h"
 #include "mcaches.h"
 
+/* ---- typed caches (mkmemcache.c) ----
+ * struct kmem_cache (kmalloc.h) is one of KMC_MAX records in a static
+ * table (no metadata to leak as caches come and go): record i owns span
+ * class KMALLOC_SPANCLASSES + i while the cache lives, and its geometry
+ * is that class's (spanclass_elemsize below). */
+#define KMC_MAX      (NUM_SPANCLASSES - KMALLOC_SPANCLASSES)
+#define KMC_NAME_MAX 32 /* bytes of a name kept, with its NUL */
+enum kmc_state {
+	KMC_FREE = 0,    /* class unused: create may take it */
+	KMC_LIVE = 1,    /* a cache the user holds */
+	KMC_BUSY = 2,    /* being created, destroyed or reclaimed */
+	KMC_RETIRED = 3, /* destroyed; waits until every CPU drained
+	                    since retire_gen (no magazine holds its
+	                    objects or stale constants) before reuse */
+};
+/* Guards: "state" = written by the thread holding the record BUSY,
+ * immutable while LIVE (the release store of LIVE publishes them). */
+struct kmem_cache {
+	/* kmem_cache_alloc's and _free's reads: */
+	uint8_t spanclass;       /* KMALLOC_SPANCLASSES + index, set by the
+	                            first create, never changed */
+	uint8_t state;           /* atomic: enum kmc_state; changed under
+	                          kmc_lock (mkmemcache.c) */
+	uint16_t npages;         /* state: span size in heap pages */
+	uint32_t size;           /* state: object size (rounded to align) */
+	uint32_t divmagic;       /* state: Go's divMul for size */
+	uint16_t nelems;         /* state: objects per span */
+	uint16_t align;          /* state: object alignment */
+	void (*ctor)(void *);    /* state: run on each slot of a new span */
+	unsigned flags;          /* state: KMC_* */
+	uint64_t retire_gen;     /* written by destroy while BUSY, read by
+	                            whoever makes it BUSY next (kmc_lock
+	                            orders the two): the mheap.drain_gen every
+	                            CPU must have drained at before reuse */
+	uint64_t base_allocs;    /* state: the class's counters (struct
+	                          magazine) summed at create: stats count */
+	uint64_t base_frees;     /* from there */
+	char name[KMC_NAME_MAX]; /* state */
+};
+extern struct kmem_cache mm_kmcaches[KMC_MAX];
+extern struct sys_lock mm_kmc_lock; /* a leaf: see mkmemcache.c */
+
+/* Geometry of span class spc (>= 2): kmalloc's from the generated
+ * tables, a typed cache's from its record. Slow paths only. */
+static inline const struct kmem_cache *kmc_of_class(unsigned spc)
+{
+	return &mm_kmcaches[spc - KMALLOC_SPANCLASSES];
+}
+static inline size_t spanclass_elemsize(unsigned spc)
+{
+	return spc < KMALLOC_SPANCLASSES ? class_to_size[spanclass_size(spc)]
+	                                 : kmc_of_class(spc)->size;
+}
+static inline size_t spanclass_npages(unsigned spc)
+{
+	return spc < KMALLOC_SPANCLASSES ? class_to_allocnpages[spanclass_size(spc)]
+	                                 : kmc_of_class(spc)->npages;
+}
+static inline uint32_t spanclass_divmagic(unsigned spc)
+{
+	return spc < KMALLOC_SPANCLASSES ? class_to_divmagic[spanclass_size(spc)]
+	                                 : kmc_of_class(spc)->divmagic;
+}
+/* Objects in one span of spc. */
+static inline unsigned spanclass_nelems(unsigned spc)
+{
+	return obj_index(spanclass_divmagic(spc), spanclass_npages(spc) * PAGE_SIZE);
+}
+/* Whether spc is a typed cache's class that was destroyed: drains reset
+ * their magazine's constants for it (mcache.c). */
+static inline bool spanclass_retired(unsigned spc)
+{
+	return spc >= KMALLOC_SPANCLASSES &&
+	       mm_load_acquire(&mm_kmcaches[spc - KMALLOC_SPANCLASSES].state) != KMC_LIVE;
+}
+/* Run the cache's constructor on every slot of the fresh span s (ctor's
+ * meaning is SLUB's: once per object when its span is made). pre: s not
+ * yet published; no mm lock held. */
+void mm_kmc_construct(struct mspan *s, unsigned spanclass);
+/* "wrong cache": p is a live object of span class have, freed to the
+ * typed cache of class want. Never returns. */
+_Noreturn void mm_kmc_wrong(const void *p, unsigned have, unsigned want);
+/* The slabinfo lines of kmalloc_dump. */
+void mm_kmc_dump(void);
+
 /* ---- mheap (mheap.c) ---- */
 
 #define SCAV_EPOCHS 4 /* epochs the scavenger's recent peak spans */
@@ -451,6 +536,10 @@ unsigned mesh_run(unsigned max_pairs, uint64_t until);
  * MESH_PERIOD_NS. Returns the meshes done. */
 unsigned mesh_paced(uint64_t now);
 void mesh_stats(struct kmalloc_stats *st);
+/* Reap the aliases with no object left now (a typed cache's class can go
+ * back only once none of its spans is left: mkmemcache.c); nothing while
+ * background work is kept out. pre: no mm lock. */
+void mesh_reap_now(void);
 /* The scavenger's clock settings from sys_config. pre: mheap_init. */
 void mheap_scav_init(void);
 /* With a clock: stamp pages.epoch with the time, so the chunks the

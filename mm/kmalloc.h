@@ -164,6 +164,72 @@ void kmalloc_stats(struct kmalloc_stats *st);
  * 10 ms every 100 ms, and kmalloc_trim does it first. */
 unsigned kmalloc_mesh(void);
 
+/* ---- typed caches (Linux's kmem_cache, on Go's spans) ----
+ * A cache serves objects of one type: its own span class, cut at the
+ * object's exact size (rounded up only to its alignment), its spans never
+ * shared with kmalloc or another cache, so memory freed to a cache comes
+ * back only as an object of that cache. Allocation and free take the same
+ * per-CPU paths as kmalloc and kfree and cost the same.
+ *
+ * kmem_cache_create returns NULL for size 0, size above 32 KiB (the
+ * largest size class: bigger objects are whole spans of their own, with
+ * nothing to gain from a cache), align not a power of two or above 8 KiB
+ * (a heap page: spans are only that aligned), unknown flags, or when all
+ * of the 60 caches of that kind (scanned, KMC_NOSCAN) exist. align 0 means
+ * the natural alignment of size up to 16 (at least 8). name is copied
+ * (31 characters kept). ctor, if not NULL, runs once per object when the
+ * cache makes a new span (SLUB's meaning: not on every allocation), with
+ * interrupts off, and must not call the allocator: objects must be freed
+ * in their constructed state, since kmem_cache_alloc hands them out as
+ * they came back. kmem_cache_alloc with KM_ZERO returns a zeroed object
+ * (constructed or not); without a ctor and without KM_ZERO an object may
+ * hold old data, as with kmalloc.
+ *
+ * kmem_cache_free(c, p) checks that p is a live object of c before it
+ * touches anything: an object of another cache or of kmalloc ends in
+ * "kmalloc: wrong cache: <p>" (after a log line naming both, "kmalloc:
+ * wrong cache: 0x... (object of 'inode', freed to 'dentry')"); double and
+ * invalid frees are reported as kfree reports them. kfree and ksize accept
+ * cache objects too. NULL is a no-op.
+ *
+ * kmem_cache_destroy returns 0 when no object is live (the cache's spans
+ * and class go back for reuse; c is invalid from then on), or -1 after
+ * the log line "kmem_cache_destroy: 'inode': 3 objects remaining: 0x...
+ * 0x... 0x..." (16 addresses at most, then "and N more"), the cache
+ * staying usable. NULL is a no-op. kmem_cache_shrink gives back the
+ * cache's empty spans (every CPU's caches are drained first) and returns
+ * how many heap pages (8 KiB) went. create, destroy and shrink drain and
+ * wait for other CPUs: call them from thread context, not from interrupt
+ * handlers; shrink may run while other CPUs use the cache, destroy only
+ * once nobody does. A destroyed cache's record and class are reused by a
+ * later create once every CPU that used the cache has drained (at its
+ * next safe point or slow path, or when its thread exits). */
+struct kmem_cache;
+#define KMC_NOSCAN  0x1u /* objects hold no pointers (leak detector does not scan them) */
+#define KMC_HWALIGN 0x2u /* align objects to the cache line (64 B) */
+struct kmem_cache *kmem_cache_create(const char *name, size_t size, size_t align, unsigned flags,
+                                     void (*ctor)(void *obj));
+void *kmem_cache_alloc(struct kmem_cache *c, unsigned flags); /* flags: 0 or KM_ZERO */
+void kmem_cache_free(struct kmem_cache *c, void *obj);
+int kmem_cache_shrink(struct kmem_cache *c);  /* give back empty spans; returns pages freed */
+int kmem_cache_destroy(struct kmem_cache *c); /* 0, or -1 if objects are live (cache kept) */
+
+/* A cache's counters (kmalloc_dump prints the same as /proc/slabinfo
+ * lines, "kmalloc: slabinfo: <name> <active_objs> <num_objs> <objsize>
+ * <objperslab> <pagesperslab>", after the class table). */
+struct kmem_cache_stats {
+	uint64_t objsize;      /* bytes per object: size rounded to align */
+	uint64_t align;        /* alignment of every object */
+	uint64_t objperslab;   /* objects per span */
+	uint64_t pagesperslab; /* heap pages (8 KiB) per span */
+	uint64_t allocs;       /* objects ever allocated */
+	uint64_t frees;        /* objects ever freed */
+	uint64_t active_objs;  /* allocs - frees */
+	uint64_t slabs;        /* spans in use */
+	uint64_t num_objs;     /* slabs * objperslab */
+};
+void kmem_cache_stats(struct kmem_cache *c, struct kmem_cache_stats *st);
+
 /* ---- leak detector: Go's mark phase, never freeing anything ----
  * kmalloc_leak_scan marks every live object reachable from the roots
  * (registered ranges, and what the port names: data, bss, stacks),

@@ -70,6 +70,11 @@
  *                (mmesh.c)
  *   mark         the leak detector: a gcmarkBits bitmap per span and a
  *                grey stack of fixalloc blocks (mgcmark.c)
+ *   kmem_cache   a typed cache: a span class of its own (136 .. 255) cut
+ *                at its exact object size, with an optional constructor
+ *                run on each slot of a new span; every per-class
+ *                structure above serves it as it serves kmalloc's
+ *                classes (mkmemcache.c)
  *   sys          the porting layer: 10 functions and sys_config, optional
  *                hooks (sys_config.move and .nomem, the clock and the
  *                background context (now_ns, start_background), the leak
@@ -107,6 +112,10 @@
  *      free pages exceed the goal.
  *      Every AGE_EVERY slow paths, this CPU's classes unused for half
  *      the release delay go back to their spans (mcache_age).
+ *
+ * kmem_cache_alloc(c) is steps 2-9 for c's span class (after a check
+ * that c lives); a new span of it runs c's constructor on every slot
+ * (step 6, mcentral_refill, before the span is published).
  *
  * Memory comes back without a call into the heap (mscavenge.c), with the
  * port's clock: kmalloc_background, run by the port's background thread
@@ -147,6 +156,10 @@
  *      decides between concurrent or repeated frees ("double free"), then
  *      the span goes to this CPU's large bins, or (over 32 pages, bins
  *      full) back to the page allocator, coalescing with its neighbours.
+ * kmem_cache_free(c, p) is the same path with one more test in step 1:
+ * the descriptor's class must be c's, else kfree_slow validates p as
+ * above and, for a live object of another class, stops with "wrong
+ * cache" (after a log line naming both owners).
  * A span on a free list, a dead span, or memory that was never allocated
  * never receives a write from kfree; misuse ends in sys_fault with one
  * line "kmalloc: <fault>: <pointer>". A pointer into a span that went
@@ -276,7 +289,6 @@ void *mm_alloc_class(unsigned spanclass, unsigned flags, uintptr_t site)
 {
 	if (spanclass_size(spanclass) == 0) /* kmalloc(0): a real, freeable */
 		spanclass = spanclass_make(1, spanclass_noscan(spanclass)); /* 8-byte object */
-	unsigned sizeclass = spanclass_size(spanclass);
 	void *v = NULL;
 	bool needzero = false;
 	for (int attempt = 0; attempt < 2; attempt++) {
@@ -291,7 +303,7 @@ void *mm_alloc_class(unsigned spanclass, unsigned flags, uintptr_t site)
 	if (v == NULL)
 		return mm_nomem();
 	if ((flags & KM_ZERO) && needzero)
-		__builtin_memset(v, 0, class_to_size[sizeclass]);
+		__builtin_memset(v, 0, spanclass_elemsize(spanclass));
 	if (MM_UNLIKELY(mheap_.track_sites))
 		mm_record_site(v, site);
 	mheap_scavenge_paced();
@@ -300,7 +312,7 @@ void *mm_alloc_class(unsigned spanclass, unsigned flags, uintptr_t site)
 
 static __attribute__((noinline)) void *zero_object(void *v, unsigned spanclass)
 {
-	__builtin_memset(v, 0, class_to_size[spanclass_size(spanclass)]);
+	__builtin_memset(v, 0, spanclass_elemsize(spanclass));
 	return v;
 }
 
@@ -417,19 +429,24 @@ static uint8_t *live_byte(struct mspan *s, uintptr_t p, const char *what, const 
 
 /* kfree off the fast path: a large object; a span that is not a small
  * INUSE one or changed under the fast path's reads; no mcache yet; a
- * full magazine. pre: no mm lock held, interrupts as the caller had
+ * full magazine; for kmem_cache_free, an object of another class than
+ * want (0: any). pre: no mm lock held, interrupts as the caller had
  * them. */
-static __attribute__((noinline)) void kfree_slow(uintptr_t p)
+static __attribute__((noinline)) void kfree_slow(uintptr_t p, unsigned want)
 {
 	struct mspan *s = spanOf(p); /* NULL: a page whose map trim gave back */
 	if (s == NULL)
 		sys_fault("invalid free", (void *)p);
 	if (span_is_large(s) && span_state(s) != SPAN_DEAD) {
+		if (want != 0 && span_state(s) == SPAN_INUSE && p == s->base)
+			mm_kmc_wrong((void *)p, s->spanclass, want);
 		kfree_large(s, p);
 		return;
 	}
 	uint8_t *lb = live_byte(s, p, "invalid free", "double free");
 	unsigned cls = s->spanclass;
+	if (want != 0 && cls != want)
+		mm_kmc_wrong((void *)p, cls, want);
 	unsigned long f = sys_irq_save();
 	struct mcache *c = mcache_this();
 	if (c == NULL || !mcache_mag_ready(c, cls)) {
@@ -467,8 +484,12 @@ static MM_OUTLINE void kfree_double(const void *p)
 }
 
 /* Steps 1-3 of the overview's kfree path inline; the rest in kfree_slow.
- * Fault paths do not restore interrupts: sys_fault never returns. */
-void kfree(const void *ptr)
+ * typed (a constant: kmem_cache_free) says that p must be of span class
+ * want: another class's pointer leaves the fast path, so kfree_slow
+ * decides what is wrong with it. Fault paths do not restore
+ * interrupts: sys_fault never returns. */
+static inline __attribute__((always_inline)) void free_fast(const void *ptr, bool typed,
+                                                            unsigned want)
 {
 	uintptr_t p = (uintptr_t)ptr;
 	uintptr_t rel = p - mheap_.arena_start;
@@ -490,6 +511,8 @@ void kfree(const void *ptr)
 	 * CPU's from the checks to the push. */
 	uint64_t *dp = &mheap_.pagedesc[rel >> PAGE_SHIFT];
 	uint64_t d = mm_load_acquire(dp);
+	if (typed && MM_UNLIKELY(PD_CLASS(d) != want))
+		return kfree_slow(p, want);
 	unsigned long f = sys_irq_save();
 	struct mcache *c = mcache_fast();
 	if (MM_UNLIKELY(c == NULL))
@@ -517,8 +540,25 @@ void kfree(const void *ptr)
 	return;
 slow:
 	sys_irq_restore(f);
-	kfree_slow(p);
+	kfree_slow(p, typed ? want : 0);
 }
+
+void kfree(const void *ptr) { free_fast(ptr, false, 0); }
+
+static MM_OUTLINE void *cache_invalid(const struct kmem_cache *c) { sys_fault("invalid cache", c); }
+
+/* The typed caches' fast paths are kmalloc's and kfree's for the cache's
+ * own span class (mkmemcache.c holds the rest). A destroyed cache is a
+ * fault, not a quiet allocation from a class being recycled. flags needs
+ * no masking: only KM_ZERO is read once the class is chosen. */
+void *kmem_cache_alloc(struct kmem_cache *c, unsigned flags)
+{
+	if (MM_UNLIKELY(LOAD(c->state) != KMC_LIVE))
+		return cache_invalid(c);
+	return class_alloc_fast(c->spanclass, flags);
+}
+
+void kmem_cache_free(struct kmem_cache *c, void *obj) { free_fast(obj, true, c->spanclass); }
 
 /* The span of a live object p, or a fault naming `what`. */
 static struct mspan *live_span(uintptr_t p, const char *what)
@@ -606,7 +646,7 @@ void kmalloc_flush_cpu(void)
 	unsigned long f = sys_irq_save();
 	struct mcache *c = mm_mcaches[cpu_slot(sys_cpu_id())];
 	if (c != NULL)
-		mcache_drain(c, false);
+		mcache_flush(c);
 	sys_irq_restore(f);
 	/* The shared transfer caches and spare spans too: a CPU that goes
 	 * away must not leave the heap holding spans nothing will empty. */

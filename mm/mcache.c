@@ -52,6 +52,23 @@ static size_t clamp(size_t v, size_t lo, size_t hi)
 	return v < lo ? lo : v > hi ? hi : v;
 }
 
+size_t mm_mag_cap(size_t size) { return clamp(MAG_BYTES / size, MAG_MIN, MAG_MAX); }
+
+/* The bounds of class i for objects of `size` bytes: kmalloc's at init,
+ * a typed cache's when it is created (its class unused until then). */
+void mm_cache_set_class(unsigned i, size_t size)
+{
+	struct mm_cache_sizes *cs = &mheap_.cs;
+	size_t mag = mm_mag_cap(size);
+	cs->mag_cap[i] = (uint16_t)mag;
+	cs->batch[i] = (uint16_t)(mag / 2);
+	cs->tc_cap[i] = (uint16_t)clamp(TC_BYTES / size, mag, TC_MAX);
+	struct transfer *t = &mheap_.transfer[i].t;
+	lock_transfer(t);
+	STORE(t->lim, cs->tc_cap[i]);
+	unlock_transfer(t);
+}
+
 /* Per-class cache sizes from the byte bounds in internal.h. pre: called
  * once by mheap_init. */
 void mm_cache_init(void)
@@ -61,29 +78,30 @@ void mm_cache_init(void)
 	cs->mcache_max_bytes = cs->mcache_bytes;
 	cs->tc_bytes = 0;
 	for (unsigned i = 2; i < NUM_SPANCLASSES; i++) {
-		size_t sz = class_to_size[spanclass_size(i)];
-		size_t mag = clamp(MAG_BYTES / sz, MAG_MIN, MAG_MAX);
-		cs->mag_cap[i] = (uint16_t)mag;
-		cs->batch[i] = (uint16_t)(mag / 2);
-		cs->tc_cap[i] = (uint16_t)clamp(TC_BYTES / sz, mag, TC_MAX);
-		mheap_.transfer[i].t.cap = cs->tc_cap[i];
+		/* A typed cache's class is carved for the largest bounds,
+		 * since caches of other sizes reuse its entries (mcache_mag_ready,
+		 * mm_cache_set_class). */
+		bool typed = i >= KMALLOC_SPANCLASSES;
+		size_t mag = typed ? MAG_MAX : mm_mag_cap(class_to_size[spanclass_size(i)]);
+		if (!typed)
+			mm_cache_set_class(i, class_to_size[spanclass_size(i)]);
+		mheap_.transfer[i].t.cap = typed ? TC_MAX : cs->tc_cap[i];
 		/* meta_alloc rounds every piece to 64 bytes */
 		cs->mcache_max_bytes += (mag * sizeof(struct magentry) + 63) & ~(size_t)63;
-		size_t tcb = cs->tc_cap[i] * sizeof(struct magentry);
+		size_t tcb = mheap_.transfer[i].t.cap * sizeof(struct magentry);
 		/* and a page-sized entry array is page-aligned (mtransfer.c) */
 		cs->tc_bytes += ((tc_carve(tcb) + 63) & ~(size_t)63) + tc_align(tcb) - 64;
 	}
 }
 
 /* The class constants of magazine m (struct magazine): a class's spans
- * are always class_to_allocnpages pages (mcentral_grow), so the bytes
+ * are always spanclass_npages pages (mcentral_refill), so the bytes
  * their slots fill depend on the class alone. */
 static void mag_class_init(struct magazine *m, unsigned spanclass)
 {
-	unsigned c = spanclass_size(spanclass);
-	size_t size = class_to_size[c];
+	size_t size = spanclass_elemsize(spanclass);
 	m->div_exact = slot_magic(size);
-	m->nbytes = (uint32_t)(class_nelems(c, class_to_allocnpages[c]) * size);
+	m->nbytes = (uint32_t)(spanclass_nelems(spanclass) * size);
 	m->liveshift = liveshift_of(size);
 }
 
@@ -108,6 +126,7 @@ struct mcache *mcache_get(unsigned cpu)
 	for (unsigned i = 0; i < NUM_SPANCLASSES; i++)
 		c->alloc[i] = &mspan_empty; /* magazines: NULL until used */
 	c->cpu = cpu;
+	c->kmc_clean = 1; /* no typed cache's class touched yet */
 	/* acquire: pairs with mm_drain_all's increment (what it drained) */
 	c->drain_seen = mm_load_acquire(&mheap_.drain_gen);
 	mm_store_release(&mm_mcaches[cpu_slot(cpu)], c); /* publishes c's fields (mcache_at) */
@@ -162,16 +181,28 @@ void *mcache_refill_alloc(struct mcache *c, unsigned spanclass, bool *needzero)
 bool mcache_mag_ready(struct mcache *c, unsigned spanclass)
 {
 	struct magazine *m = &c->mag[spanclass];
-	if (MM_LIKELY(m->base != NULL))
-		return true;
 	size_t cap = mheap_.cs.mag_cap[spanclass];
+	if (spanclass >= KMALLOC_SPANCLASSES && mm_load_relaxed(&c->kmc_clean))
+		mm_store_relaxed(&c->kmc_clean, 0); /* only we write it */
+	if (MM_LIKELY(m->base != NULL)) {
+		if (MM_UNLIKELY(m->nbytes == 0)) {
+			/* A typed cache's class, reset by a drain after its
+			 * cache was destroyed (drain_class), now another
+			 * cache's: its entries were carved for MAG_MAX. */
+			m->limit = m->base + cap;
+			mag_class_init(m, spanclass);
+		}
+		return true;
+	}
+	if (spanclass >= KMALLOC_SPANCLASSES)
+		cap = MAG_MAX;
 	lock_heap();
 	struct magentry *e = meta_alloc(&mheap_.m_caches, cap * sizeof(struct magentry));
 	unlock_heap();
 	if (e == NULL)
 		return false;
 	m->base = m->top = e;
-	m->limit = e + cap;
+	m->limit = e + mheap_.cs.mag_cap[spanclass];
 	mag_class_init(m, spanclass);
 	return true;
 }
@@ -231,6 +262,11 @@ static void drain_class(struct mcache *c, unsigned i, bool keep_span)
 		mcentral_return(&mheap_.central[i].c, m->base, mag_count(m));
 		m->top = m->base;
 	}
+	/* A destroyed cache's class may come back with another object size:
+	 * no kfree may check a pointer against these constants, and the
+	 * next slow path sets the new ones (mcache_mag_ready). */
+	if (m->base != NULL && spanclass_retired(i))
+		m->nbytes = 0;
 	struct mspan *s = c->alloc[i];
 	if (keep_span || s == &mspan_empty)
 		return;
@@ -291,6 +327,23 @@ void mcache_poll(struct mcache *c)
 	mm_store_release(&c->drain_seen, gen); /* the drain is done: a waiter may go on */
 }
 
+/* Drain this CPU whether asked or not, and say so in drain_seen. Then,
+ * holding nothing, it forgets every typed cache's class constants and
+ * says it is clean: a thread that exited (the host flushes its mcache)
+ * or a CPU going offline must not keep a destroyed cache's class from
+ * reuse (mkmemcache.c), as it would if only drains after the destroy
+ * counted. Same pre as mcache_poll. */
+void mcache_flush(struct mcache *c)
+{
+	uint64_t gen = mm_load_acquire(&mheap_.drain_gen); /* pairs: mm_drain_all */
+	mcache_drain(c, false);
+	for (unsigned i = KMALLOC_SPANCLASSES; i < NUM_SPANCLASSES; i++)
+		if (c->mag[i].base != NULL)
+			c->mag[i].nbytes = 0;
+	mm_store_release(&c->drain_seen, gen);
+	mm_store_release(&c->kmc_clean, 1); /* pairs: mkmemcache.c all_drained */
+}
+
 void kmalloc_safepoint(void)
 {
 	if (!mheap_inited())
@@ -337,6 +390,15 @@ void kmalloc_cpu_idle(void)
  * pre: no mm lock held; interrupts as the caller of kmalloc left them. */
 bool mm_drain_all(bool wait)
 {
+	mm_drain_request(wait);
+	return true;
+}
+
+/* mm_drain_all, returning the drain_gen it asked for: a CPU whose
+ * drain_seen reached it drained after every store the caller made
+ * before the call. */
+uint64_t mm_drain_request(bool wait)
+{
 	/* acq_rel: our caches' state before the request, theirs after */
 	uint64_t gen = mm_add_fetch_acq_rel(&mheap_.drain_gen, 1);
 	unsigned long f = sys_irq_save();
@@ -348,7 +410,7 @@ bool mm_drain_all(bool wait)
 	mm_transfer_drain_all();
 	mcentral_free_spares();
 	if (!wait)
-		return true;
+		return gen;
 	for (unsigned slot = 1, hi = mcache_slots(); slot <= hi; slot++) {
 		struct mcache *c = mcache_at(slot);
 		/* acquire: pairs with kmalloc_safepoint's store */
@@ -366,5 +428,5 @@ bool mm_drain_all(bool wait)
 	/* What the others spilled into transfer caches meanwhile. */
 	mm_transfer_drain_all();
 	mcentral_free_spares();
-	return true;
+	return gen;
 }

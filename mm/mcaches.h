@@ -97,6 +97,12 @@ struct mcache {
 	uint32_t age_tick;                    /* slow paths, to pace the
 	                                         clock reads of aging */
 	uint32_t cpu;                         /* immutable: its CPU id */
+	uint32_t kmc_clean;                   /* atomic: 1 when made and from
+	                                         mcache_flush on, until this
+	                                         CPU next sets up a
+	                                         typed cache's class
+	                                         (mcache_mag_ready): it holds
+	                                         nothing of any (mkmemcache.c) */
 };
 
 /* Whether a transfer cache's entry array is there: kmalloc_trim gives
@@ -118,7 +124,10 @@ enum tc_state { TC_READY = 0, TC_INFLIGHT = 1, TC_RELEASED = 2 };
 struct transfer {
 	struct sys_lock lock;
 	uint32_t n;            /* lock: entries held */
-	uint32_t cap;          /* immutable: mm_cache.tc_cap[class] */
+	uint32_t cap;          /* immutable: entries carved; a typed
+	                          cache's class: TC_MAX, for any cache */
+	uint32_t lim;          /* lock (read racily): entries used, the
+	                          class's mm_cache.tc_cap (mm_cache_set_class) */
 	struct magentry *e;    /* lock: [cap], set on first use */
 	uint8_t state;         /* enum tc_state: written under mheap.lock
 	                          and this lock, read under either (racily
@@ -151,6 +160,12 @@ void mcache_spill(struct mcache *c, unsigned spanclass);
 bool mcache_mag_ready(struct mcache *c, unsigned spanclass);
 void mcache_drain(struct mcache *c, bool keep_spans);
 void mcache_poll(struct mcache *c);
+void mcache_flush(struct mcache *c);
+size_t mm_mag_cap(size_t size);
+void mm_cache_set_class(unsigned i, size_t size);
+uint64_t mm_drain_request(bool wait);
+size_t mm_transfer_drain_class(unsigned i);
+void mcentral_free_spares_class(unsigned i);
 void mm_cache_init(void);
 size_t mm_transfer_take(unsigned spanclass, struct magentry *out, size_t want);
 size_t mm_transfer_put(unsigned spanclass, const struct magentry *in, size_t n);

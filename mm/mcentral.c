@@ -160,27 +160,31 @@ static void take(struct mcentral *c, struct mspan *s, unsigned cpu)
 	mm_store_relaxed(&s->cached_by, cpu_slot(cpu));
 }
 
-/* Give the spare empty spans of every class back to the mheap (trim,
- * flush, out of memory). pre: no mm lock held. */
-void mcentral_free_spares(void)
+/* Give the spare empty spans of class i (of every class) back to the
+ * mheap (trim, flush, out of memory, typed caches). pre: no mm lock held. */
+void mcentral_free_spares_class(unsigned i)
 {
 	MM_UNLOCKED();
-	for (unsigned i = 2; i < NUM_SPANCLASSES; i++) {
-		struct mcentral *c = &mheap_.central[i].c;
-		if (mm_load_relaxed(&c->nempty) == 0)
-			continue;
-		lock_central(c);
-		struct mspan *s = c->partial.tail;
-		while (s != NULL && c->nempty != 0) {
-			struct mspan *prev = s->prev;
-			if (s->allocCount == 0 && s->nalias == 0) {
-				STORE(c->nempty, c->nempty - 1);
-				free_span(c, s);
-			}
-			s = prev;
+	struct mcentral *c = &mheap_.central[i].c;
+	if (mm_load_relaxed(&c->nempty) == 0)
+		return;
+	lock_central(c);
+	struct mspan *s = c->partial.tail;
+	while (s != NULL && c->nempty != 0) {
+		struct mspan *prev = s->prev;
+		if (s->allocCount == 0 && s->nalias == 0) {
+			STORE(c->nempty, c->nempty - 1);
+			free_span(c, s);
 		}
-		unlock_central(c);
+		s = prev;
 	}
+	unlock_central(c);
+}
+
+void mcentral_free_spares(void)
+{
+	for (unsigned i = 2; i < NUM_SPANCLASSES; i++)
+		mcentral_free_spares_class(i);
 }
 
 /* A span of the full list that still has a free slot, for when the heap
@@ -214,7 +218,9 @@ struct mspan *mcentral_refill(struct mcentral *c, struct mspan *old, unsigned cp
 	}
 	unlock_central(c);
 
-	s = mheap_alloc_span(class_to_allocnpages[spanclass_size(c->spanclass)], c->spanclass, 1);
+	s = mheap_alloc_span(spanclass_npages(c->spanclass), c->spanclass, 1);
+	if (s != NULL && c->spanclass >= KMALLOC_SPANCLASSES)
+		mm_kmc_construct(s, c->spanclass); /* before anyone sees a slot */
 	lock_central(c);
 	if (s == NULL) {
 		s = any_free_slot(c);

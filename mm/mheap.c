@@ -63,11 +63,11 @@ static size_t round_up(size_t x, size_t a)
  * needs more (the live bytes sit at 64 per word, see below). */
 static unsigned bits_words(unsigned spanclass, size_t npages)
 {
-	unsigned sc = spanclass_size(spanclass);
-	if (sc == 0)
+	if (spanclass < 2)
 		return 0;
-	unsigned bw = (unsigned)((npages * PAGE_SIZE / class_to_size[sc] + 63) / 64);
-	unsigned lw = (unsigned)((live_bytes_of(sc, npages) + 63) / 64);
+	size_t size = spanclass_elemsize(spanclass);
+	unsigned bw = (unsigned)((npages * PAGE_SIZE / size + 63) / 64);
+	unsigned lw = (unsigned)((((npages * PAGE_SIZE) >> liveshift_of(size)) + 63) / 64);
 	return bw > lw ? bw : lw;
 }
 

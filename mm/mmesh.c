@@ -126,8 +126,9 @@ static bool disjoint(const struct mspan *a, const struct mspan *b)
 
 static bool sparse(const struct mspan *s)
 {
+	/* (a typed cache's span could have more slots than a pair records) */
 	return s->allocCount != 0 && 2u * s->allocCount <= s->nelems &&
-	       mm_load_relaxed(&s->cached_by) == CPU_NONE;
+	       span_nwords(s) <= MESH_MAX_WORDS && mm_load_relaxed(&s->cached_by) == CPU_NONE;
 }
 
 /* Step 1 for one pair: src out of the lists, dst takes its slots.
@@ -508,6 +509,14 @@ void mesh_stats(struct kmalloc_stats *st)
 	st->mesh_bytes = mm_load_relaxed(&mesh.pages) * PAGE_SIZE;
 	st->mesh_pause_max_ns = mm_load_relaxed(&mesh.pause_max_ns);
 	st->mesh_pause_sum_ns = mm_load_relaxed(&mesh.pause_sum_ns);
+}
+
+void mesh_reap_now(void)
+{
+	if (!mheap_inited() || !mesh_supported() || !mheap_bg_enter())
+		return;
+	mesh_reap();
+	mheap_bg_leave();
 }
 
 unsigned kmalloc_mesh(void)

@@ -44,11 +44,10 @@ struct mspan mspan_empty = { .cached_by = CPU_NONE };
  * bitmaps and live bytes come zeroed from mheap_alloc_span. */
 void mspan_init_small(struct mspan *s, unsigned spanclass)
 {
-	unsigned sizeclass = spanclass_size(spanclass);
 	s->spanclass = (uint8_t)spanclass;
-	s->elemsize = class_to_size[sizeclass];
-	s->nelems = (uint16_t)class_nelems(sizeclass, s->npages);
-	s->divMul = class_to_divmagic[sizeclass];
+	s->elemsize = spanclass_elemsize(spanclass);
+	s->divMul = spanclass_divmagic(spanclass);
+	s->nelems = (uint16_t)obj_index(s->divMul, s->npages * PAGE_SIZE);
 	s->div_exact = slot_magic(s->elemsize);
 	s->liveshift = liveshift_of(s->elemsize);
 	s->limit = s->base + (uintptr_t)s->nelems * s->elemsize;
@@ -206,13 +205,10 @@ int mspan_valid(const struct mspan *s)
 	if (span_is_large(s))
 		return s->nelems == 1 && s->elemsize == s->npages * PAGE_SIZE &&
 		       s->limit == s->base + s->elemsize;
-	unsigned sc = spanclass_size(s->spanclass);
-	if (sc >= _NumSizeClasses ||
-	    s->elemsize != class_to_size[sc] ||
-	    s->npages != class_to_allocnpages[sc] ||
+	if (s->elemsize != spanclass_elemsize(s->spanclass) ||
+	    s->npages != spanclass_npages(s->spanclass) ||
 	    s->nelems != s->npages * PAGE_SIZE / s->elemsize ||
-	    s->limit != s->base + (uintptr_t)s->nelems * s->elemsize ||
-	    s->freeindex > s->nelems)
+	    s->limit != s->base + (uintptr_t)s->nelems * s->elemsize || s->freeindex > s->nelems)
 		return 0;
 	unsigned nw = span_nwords(s), allocated = 0;
 	for (unsigned w = 0; w < nw; w++) {

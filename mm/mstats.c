@@ -28,7 +28,7 @@ void kmalloc_stats(struct kmalloc_stats *st)
 		struct mcache *c = mcache_at(slot);
 		if (c == NULL)
 			continue;
-		for (unsigned i = 2; i < NUM_SPANCLASSES; i++) {
+		for (unsigned i = 2; i < KMALLOC_SPANCLASSES; i++) {
 			struct kmalloc_class_stats *k = &st->cls[spanclass_size(i)];
 			uint64_t a = LOAD(c->mag[i].allocs), f = LOAD(c->mag[i].frees);
 			k->allocs += a;
@@ -48,7 +48,7 @@ void kmalloc_stats(struct kmalloc_stats *st)
 		st->cls[i].live = st->cls[i].allocs - st->cls[i].frees;
 	if (!mheap_inited())
 		return;
-	for (unsigned i = 2; i < NUM_SPANCLASSES; i++) {
+	for (unsigned i = 2; i < KMALLOC_SPANCLASSES; i++) { /* typed caches: kmem_cache_stats */
 		struct mcentral *c = &mheap_.central[i].c;
 		lock_central(c);
 		st->cls[spanclass_size(i)].spans += c->nspans;
@@ -98,6 +98,7 @@ void kmalloc_dump(void)
 		n = mm_fmt_u64(line, n, sizeof line, st.cls[i].noscan_live, 8);
 		sys_log(line);
 	}
+	mm_kmc_dump();
 	log_kv("kmalloc: large allocs  ", st.large_allocs);
 	log_kv("kmalloc: large frees   ", st.large_frees);
 	log_kv("kmalloc: large live    ", st.large_live);

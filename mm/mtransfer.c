@@ -77,7 +77,7 @@ static void recommit(struct transfer *t)
 size_t mm_transfer_put(unsigned spanclass, const struct magentry *in, size_t n)
 {
 	struct transfer *t = &mheap_.transfer[spanclass].t;
-	if (t->cap == 0 || LOAD(t->n) >= t->cap)
+	if (LOAD(t->n) >= LOAD(t->lim))
 		return 0;
 	/* acquire: pairs with the release store below */
 	if (mm_load_acquire(&t->e) == NULL || LOAD(t->state) == TC_RELEASED) {
@@ -97,7 +97,7 @@ size_t mm_transfer_put(unsigned spanclass, const struct magentry *in, size_t n)
 		unlock_transfer(t);
 		return 0;
 	}
-	size_t room = t->cap - t->n, k = n < room ? n : room;
+	size_t room = t->n < t->lim ? t->lim - t->n : 0, k = n < room ? n : room;
 	__builtin_memcpy(t->e + t->n, in, k * sizeof(*in));
 	STORE(t->n, t->n + (uint32_t)k);
 	STORE(t->puts, t->puts + (k != 0));
@@ -105,27 +105,26 @@ size_t mm_transfer_put(unsigned spanclass, const struct magentry *in, size_t n)
 	return k;
 }
 
-/* Return everything the transfer caches hold to the spans.
- * pre: no mm lock held. */
-/* Return everything class i's transfer cache holds to its spans; whether
- * it held anything. pre: no mm lock held. */
-static bool drain_class(unsigned i)
+/* Return everything class i's transfer cache holds to its spans; how
+ * many objects it held. pre: no mm lock held. */
+size_t mm_transfer_drain_class(unsigned i)
 {
 	struct magentry buf[64];
-	size_t k;
-	bool any = false;
+	size_t k, n = 0;
 	while ((k = mm_transfer_take(i, buf, 64)) != 0) {
 		mcentral_return(&mheap_.central[i].c, buf, k);
-		any = true;
+		n += k;
 	}
-	return any;
+	return n;
 }
 
+/* Return everything the transfer caches hold to the spans.
+ * pre: no mm lock held. */
 void mm_transfer_drain_all(void)
 {
 	MM_UNLOCKED();
 	for (unsigned i = 2; i < NUM_SPANCLASSES; i++)
-		drain_class(i);
+		mm_transfer_drain_class(i);
 }
 
 /* The shared caches age like the per-CPU ones (mcache_age): a class whose
@@ -148,7 +147,7 @@ void mm_transfer_age(uint64_t now)
 		}
 		if (now - t->aged_at < mheap_.release_ns / 2)
 			continue;
-		drained |= drain_class(i);
+		drained |= mm_transfer_drain_class(i) != 0;
 		t->aged_ops = LOAD(t->puts) + LOAD(t->takes); /* our own takes */
 		drained |= mm_load_relaxed(&mheap_.central[i].c.nempty) != 0;
 	}

@@ -1,7 +1,9 @@
 # tests/bench.mk: hosted benchmarks of the allocator core against the C
 # library's malloc, in the same run (make bench, or make bench-core).
 #
-#   build/bench/pair-<alloc>    instructions per malloc+free pair (callgrind)
+#   build/bench/pair-<alloc>    instructions per malloc+free pair (callgrind);
+#                               pair-kmalloc also a typed cache's pair, and
+#                               both pairs' TSC cycles
 #   build/bench/churn-<alloc>   small-object churn: ops/s, memory held/live
 #   build/bench/markbench       the leak detector's mark throughput, MB/s
 #   build/bench/statecost       cycles of a byte store vs a locked bit op

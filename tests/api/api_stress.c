@@ -363,6 +363,131 @@ START_TEST(stress_oom)
 }
 END_TEST
 
+/* ---- typed caches from every thread ----
+ * Workers allocate from two caches (one constructed, one KMC_NOSCAN),
+ * fill each object and pass it to the next worker, which checks and frees
+ * it to its cache: every free is remote. One worker shrinks a cache now
+ * and then, racing with the others' fast paths. Afterwards nothing is
+ * live and both caches are destroyed. */
+enum { CQ = 1024 };
+struct cqueue {
+	pthread_mutex_t lock;
+	void *p[CQ];
+	unsigned n;
+};
+static struct cqueue cq[MAX_THREADS];
+static struct kmem_cache *caches[2];
+static const size_t cache_size[2] = { 72, 200 };
+#define CMAGIC 0xc0ffee11u
+
+static void cache_ctor(void *p) { ((uint32_t *)p)[0] = CMAGIC; }
+
+/* Word 0 is the constructed magic (cache 0), word 1 the owner's tag,
+ * the rest a pattern of the tag. */
+static void cobj_fill(uint32_t *o, size_t size, uint32_t tag)
+{
+	o[1] = tag;
+	for (size_t i = 2; i < size / 4; i++)
+		o[i] = tag ^ (uint32_t)i;
+}
+
+static int cobj_ok(const uint32_t *o, size_t size, int which)
+{
+	if (which == 0 && o[0] != CMAGIC)
+		return 0;
+	for (size_t i = 2; i < size / 4; i++)
+		if (o[i] != (o[1] ^ (uint32_t)i))
+			return 0;
+	return 1;
+}
+
+static void cache_fail(const char *what, void *p)
+{
+	struct obj o = { p, 0, 0 };
+	stress_fail(what, &o, 0);
+}
+
+static void cobj_free(void *p)
+{
+	/* the tag's low bit says which cache */
+	int which = (int)(((uint32_t *)p)[1] & 1);
+	if (!cobj_ok(p, cache_size[which], which))
+		cache_fail("cache object lost its fill", p);
+	kmem_cache_free(caches[which], p);
+}
+
+static void *cache_worker(void *arg)
+{
+	int me = (int)(intptr_t)arg, next = (me + 1) % nthreads;
+	uint64_t r = seed0 ^ (uint64_t)(me + 1) * 0x9e3779b97f4a7c15ull;
+	for (uint64_t i = 0; i < iters; i++) {
+		r = r * 6364136223846793005ull + 1442695040888963407ull;
+		int which = (int)(r >> 33) & 1;
+		uint32_t *o = kmem_cache_alloc(caches[which], 0);
+		if (o == NULL) {
+			cache_fail("kmem_cache_alloc returned NULL", NULL);
+			break;
+		}
+		if (which == 0 && o[0] != CMAGIC)
+			cache_fail("cache object not constructed", o);
+		cobj_fill(o, cache_size[which], ((uint32_t)(r >> 8) & ~1u) | (uint32_t)which);
+		void *spill = NULL;
+		pthread_mutex_lock(&cq[next].lock);
+		if (cq[next].n < CQ)
+			cq[next].p[cq[next].n++] = o;
+		else
+			spill = o;
+		pthread_mutex_unlock(&cq[next].lock);
+		if (spill != NULL)
+			cobj_free(spill);
+		void *got[64];
+		unsigned k = 0;
+		pthread_mutex_lock(&cq[me].lock);
+		while (cq[me].n > 0 && k < 64)
+			got[k++] = cq[me].p[--cq[me].n];
+		pthread_mutex_unlock(&cq[me].lock);
+		for (unsigned j = 0; j < k; j++)
+			cobj_free(got[j]);
+		if (me == 0 && i % 4096 == 4095)
+			(void)kmem_cache_shrink(caches[i / 4096 % 2]);
+	}
+	return NULL;
+}
+
+START_TEST(stress_caches)
+{
+	caches[0] = kmem_cache_create("stress_ctor", cache_size[0], 0, 0, cache_ctor);
+	caches[1] = kmem_cache_create("stress_noscan", cache_size[1], 0, KMC_NOSCAN, NULL);
+	ck_assert_ptr_nonnull(caches[0]);
+	ck_assert_ptr_nonnull(caches[1]);
+	pthread_t th[MAX_THREADS];
+	for (int t = 0; t < nthreads; t++)
+		pthread_mutex_init(&cq[t].lock, NULL);
+	for (int t = 0; t < nthreads; t++)
+		ck_assert_int_eq(pthread_create(&th[t], NULL, cache_worker, (void *)(intptr_t)t),
+		                 0);
+	for (int t = 0; t < nthreads; t++)
+		pthread_join(th[t], NULL);
+	for (int t = 0; t < nthreads; t++)
+		while (cq[t].n > 0)
+			cobj_free(cq[t].p[--cq[t].n]);
+	ck_assert_msg(failures == 0, "%s", fail_msg);
+	for (int c = 0; c < 2; c++) {
+		struct kmem_cache_stats st;
+		kmem_cache_stats(caches[c], &st);
+		ck_assert_uint_eq(st.active_objs, 0);
+		ck_assert_uint_eq(st.allocs, st.frees);
+		ck_assert_uint_gt(st.allocs, 0);
+		/* the workers exited (flushing their caches): nothing holds the
+		 * class back, so it is free for the next create at once */
+		ck_assert_int_eq(kmem_cache_destroy(caches[c]), 0);
+	}
+	struct kmem_cache *again = kmem_cache_create("again", 72, 0, 0, NULL);
+	ck_assert_ptr_eq(again, caches[0]);
+	ck_assert_int_eq(kmem_cache_destroy(again), 0);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
 	iters = env_u64("KMALLOC_STRESS_ITERS", iters);
@@ -382,6 +507,7 @@ int main(int argc, char **argv)
 	const struct check_test tests[] = {
 		CHECK_TEST(stress),
 		CHECK_TEST(stress_oom),
+		CHECK_TEST(stress_caches),
 	};
 	return check_run("kmalloc threads", 600, tests, sizeof(tests) / sizeof(tests[0]));
 }

@@ -104,7 +104,7 @@ START_TEST(cache_sizes_follow_byte_bounds)
 	void *p = kmalloc(1, 0); /* sets up the heap and this CPU's mcache */
 	struct mcache *c = mine();
 	ck_assert_ptr_nonnull(c);
-	for (unsigned i = 2; i < NUM_SPANCLASSES; i++) {
+	for (unsigned i = 2; i < KMALLOC_SPANCLASSES; i++) {
 		size_t sz = class_to_size[spanclass_size(i)];
 		size_t m = clampz(MAG_BYTES / sz, MAG_MIN, MAG_MAX);
 		ck_assert_uint_eq(mheap_.cs.mag_cap[i], m);

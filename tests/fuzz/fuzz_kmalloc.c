@@ -49,13 +49,26 @@
  *   2 realloc  size(2)          3 memalign  align(1) size(2)
  *   4 zalloc   size(2)          5 calloc    n(1) size(2)
  *   6 slot % 8 == 0: kmalloc_trim; == 5: misuse, kind slot / 8 (double,
- *     interior, last word, outside the heap) on the object in slot
- *     byte(1) % 32; == 3: let time pass (the fake clock moves (slot / 8
- *     + 1) * 300 ms, then background steps until none is due and a safe
- *     point: caches age, aged pages go back, meshing's paced step runs);
- *     == 7: kmalloc_mesh (the heap is a meshing one: KMALLOC_MESH=1 is
- *     set before it exists; every object is checked at the input's end);
- *     else kmalloc_flush_cpu
+ *     interior, last word, outside the heap; for a typed cache's object
+ *     the last kind frees it to another cache: "wrong cache") on the
+ *     object in slot byte(1) % 32; == 3: let time pass (the fake clock
+ *     moves (slot / 8 + 1) * 300 ms, then background steps until none is
+ *     due and a safe point: caches age, aged pages go back, meshing's
+ *     paced step runs); == 4: kmalloc_mesh (the heap is a meshing one:
+ *     KMALLOC_MESH=1 is set before it exists; every object is checked at
+ *     the input's end); == 6: typed
+ *     cache alloc, byte(1): slot (low 5 bits), cache (next 2 bits mod
+ *     NCACHES), KM_ZERO (top bit); == 7: typed cache life, byte(1): cache
+ *     (mod NCACHES), then shrink it (bit 2 clear) or, when no slot holds
+ *     one of its objects, destroy it and create it again with a size and
+ *     flags from byte(1); else kmalloc_flush_cpu
+ * A create may return NULL: a destroyed cache's class is reused only once
+ * every thread that used it drained, and the worker threads here drain
+ * only when told to (every VALIDATE_EVERY inputs); until then that cache
+ * is absent and its ops are skipped. After the workers flushed, every
+ * absent cache must be created again.
+ * A slot's typed cache object is freed with kmem_cache_free, or kfree
+ * when its seed is odd (both must work).
  *   7 switch to thread (slot % 3)
  * size(2): a 16-bit value v mapped to small (< 1 KiB), medium (< 32 KiB),
  * large (< 256 KiB; 1 in 256 of them 1-3 MiB) or absurd (> the arena) sizes
@@ -89,7 +102,15 @@ struct shadow {
 	size_t align;
 	unsigned char fill;
 	uint64_t seed;   /* chooses the sampled offsets */
+	int cache;       /* index in caches[] of its typed cache, or -1 */
 };
+
+/* Typed caches the programs allocate from; an op may destroy one and
+ * create it anew with another size (no constructor: the shadow fills
+ * every object, so nothing would stay constructed). */
+#define NCACHES 3
+static struct kmem_cache *caches[NCACHES];
+static size_t cache_size[NCACHES];
 
 static struct shadow slot[SLOTS];
 static size_t live_bytes;
@@ -226,9 +247,13 @@ static void slot_drop(struct shadow *s)
 	if (s->p == NULL)
 		return;
 	check_fill(s);
-	kfree(s->p);
+	if (s->cache >= 0 && (s->seed & 1) == 0)
+		kmem_cache_free(caches[s->cache], s->p);
+	else
+		kfree(s->p);
 	live_bytes -= s->size;
 	s->p = NULL;
+	s->cache = -1;
 }
 
 static void slot_set(struct shadow *s, unsigned char *p, size_t size, size_t align,
@@ -239,8 +264,64 @@ static void slot_set(struct shadow *s, unsigned char *p, size_t size, size_t ali
 	s->align = align;
 	s->fill = fill;
 	s->seed = seed;
+	s->cache = -1;
 	live_bytes += size;
 	fill_obj(p, size, fill, seed);
+}
+
+/* ---- typed caches ---- */
+
+static void cache_make(unsigned c, unsigned v)
+{
+	static const size_t sizes[] = { 8, 24, 40, 72, 200, 1000, 4000, 9000, 32768 };
+	cache_size[c] = sizes[v % 9] + (v / 9 % 4) * 8;
+	if (cache_size[c] > 32768)
+		cache_size[c] = 32768;
+	unsigned flags = (v >> 5 & 1 ? KMC_NOSCAN : 0) | (v >> 6 & 1 ? KMC_HWALIGN : 0);
+	caches[c] = kmem_cache_create("fuzz", cache_size[c], 0, flags, NULL);
+	if (caches[c] == NULL)
+		return; /* every class of its kind retired (see the top) */
+	struct kmem_cache_stats st;
+	kmem_cache_stats(caches[c], &st);
+	if (st.objsize < cache_size[c] ||
+	    st.objsize > cache_size[c] + (flags & KMC_HWALIGN ? 63 : 15))
+		fail("typed cache object size", NULL, st.objsize, cache_size[c]);
+}
+
+static void cache_alloc(unsigned v, uint64_t seed, unsigned char fill)
+{
+	struct shadow *s = &slot[v % SLOTS];
+	unsigned c = (v >> 5) % NCACHES, zero = v >> 7;
+	slot_drop(s);
+	if (caches[c] == NULL || live_bytes + cache_size[c] > live_limit)
+		return;
+	unsigned char *p = kmem_cache_alloc(caches[c], zero ? KM_ZERO : 0);
+	if (p == NULL)
+		fail("kmem_cache_alloc failed", NULL, cache_size[c], 0);
+	if (ksize(p) < cache_size[c] || ksize(p) > cache_size[c] + 63)
+		fail("typed cache object's ksize", p, ksize(p), cache_size[c]);
+	check_new(p, cache_size[c], cache_size[c] % 16 == 0 ? 16 : 8, zero, seed);
+	slot_set(s, p, cache_size[c], 1, fill, seed);
+	s->cache = (int)c;
+}
+
+static void cache_life(unsigned v)
+{
+	unsigned c = v % NCACHES;
+	if (caches[c] == NULL) {
+		cache_make(c, v >> 3);
+		return;
+	}
+	if ((v & 4) == 0) {
+		(void)kmem_cache_shrink(caches[c]);
+		return;
+	}
+	for (unsigned k = 0; k < SLOTS; k++)
+		if (slot[k].p != NULL && slot[k].cache == (int)c)
+			return; /* live objects: destroy would refuse (and print them) */
+	if (kmem_cache_destroy(caches[c]) != 0)
+		fail("kmem_cache_destroy of an empty cache failed", NULL, c, 0);
+	cache_make(c, v >> 3);
 }
 
 /* ---- misuse in a forked child ---- */
@@ -252,12 +333,17 @@ struct bad_free {
 	const void *first, *bad;
 };
 
+static struct kmem_cache *bad_cache; /* set: free `bad` to this cache */
+
 static void do_bad_free(void *arg)
 {
 	const struct bad_free *b = arg;
 	if (b->first != NULL)
 		kfree(b->first);
-	kfree(b->bad);
+	if (bad_cache != NULL)
+		kmem_cache_free(bad_cache, (void *)b->bad);
+	else
+		kfree(b->bad);
 }
 
 /* Free `bad` in a child (after freeing `first`, if not NULL) and expect
@@ -299,7 +385,14 @@ static void misuse(unsigned kind, struct shadow *s)
 			return;
 		expect_fault(NULL, s->p + ((ksize(s->p) - 8) & ~(size_t)7), "invalid free", misuse_names[kind]);
 		return;
-	default: /* memory the heap never handed out */
+	default: /* memory the heap never handed out; or, for a typed
+	          * cache's object, freed to another cache */
+		if (s->p != NULL && s->cache >= 0 && caches[(s->cache + 1) % NCACHES] != NULL) {
+			bad_cache = caches[(s->cache + 1) % NCACHES];
+			expect_fault(NULL, s->p, "wrong cache", "wrong cache");
+			bad_cache = NULL;
+			return;
+		}
 		expect_fault(NULL, not_heap + 16, "invalid free", misuse_names[kind]);
 		return;
 	}
@@ -384,8 +477,13 @@ static void run_op(unsigned op, unsigned k, const uint8_t **d, const uint8_t *en
 		/* realloc keeps kmemalign's alignment only when it resizes in
 		 * place; the shadow asks no more than 1 afterwards. */
 		check_new(p, size, 1, 0, seed);
-		s->p = NULL;
-		slot_set(s, p, size, 1, fill, seed);
+		{
+			/* in place, a typed cache's object stays one */
+			int cache = p == s->p ? s->cache : -1;
+			s->p = NULL;
+			slot_set(s, p, size, 1, fill, seed);
+			s->cache = cache;
+		}
 		return;
 	case 3: /* memalign */
 		align = *d < end ? *(*d)++ : 0;
@@ -442,8 +540,12 @@ static void run_op(unsigned op, unsigned k, const uint8_t **d, const uint8_t *en
 			misuse(k / 8, &slot[(*d < end ? *(*d)++ : 0) % SLOTS]);
 		else if (k % 8 == 3)
 			let_time_pass((k / 8 + 1) * 300);
-		else if (k % 8 == 7)
+		else if (k % 8 == 4)
 			kmalloc_mesh();
+		else if (k % 8 == 6)
+			cache_alloc(*d < end ? *(*d)++ : 0, seed, fill);
+		else if (k % 8 == 7)
+			cache_life(*d < end ? *(*d)++ : 0);
 		else
 			kmalloc_flush_cpu();
 		return;
@@ -589,6 +691,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	sys_config.start_background = NULL; /* let_time_pass steps instead */
 	setenv("KMALLOC_MESH", "1", 1);     /* read by sys_reserve */
 	atexit(validate_at_exit);
+	for (unsigned k = 0; k < SLOTS; k++)
+		slot[k].cache = -1;
+	for (unsigned c = 0; c < NCACHES; c++) {
+		cache_make(c, c * 3 + 1);
+		if (caches[c] == NULL)
+			fail("kmem_cache_create failed", NULL, c, 0);
+	}
 	return 0;
 }
 
@@ -631,6 +740,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 			fail("objects still live after freeing all", NULL, c, st.cls[c].live);
 	if (st.large_live != 0)
 		fail("large objects still live after freeing all", NULL, st.large_live, 0);
+	for (unsigned c = 0; c < NCACHES; c++) {
+		struct kmem_cache_stats cst;
+		if (caches[c] == NULL) {
+			cache_make(c, c * 3 + 1); /* every thread flushed: a class is free */
+			if (caches[c] == NULL)
+				fail("kmem_cache_create failed after every thread flushed", NULL, c,
+				     0);
+		}
+		kmem_cache_stats(caches[c], &cst);
+		if (cst.active_objs != 0)
+			fail("typed cache objects still live after freeing all", NULL, c,
+			     cst.active_objs);
+	}
 	if (!mheap_valid())
 		fail("mheap_valid", NULL, 0, 0);
 	return 0;
