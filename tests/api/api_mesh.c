@@ -196,6 +196,45 @@ START_TEST(group_moves_whole)
 }
 END_TEST
 
+/* ---- a typed cache's spans mesh like kmalloc's ---- */
+
+START_TEST(typed_cache_meshes)
+{
+	struct kmem_cache *c = kmem_cache_create("meshy", OBJ, 0, 0, NULL);
+	ck_assert_ptr_nonnull(c);
+	unsigned char *all[2 * PER_SPAN], *keep[PER_SPAN];
+	int nkeep = 0;
+	for (int i = 0; i < 2 * PER_SPAN; i++)
+		all[i] = kmem_cache_alloc(c, 0);
+	for (int i = 0; i < 2 * PER_SPAN; i++) {
+		if ((i % PER_SPAN) % 2 == i / PER_SPAN) {
+			keep[nkeep++] = all[i];
+			fill(all[i], OBJ, (uint64_t)i + 100);
+		} else {
+			kmem_cache_free(c, all[i]);
+		}
+	}
+	kmalloc_flush_cpu();
+	ck_assert_uint_eq(kmalloc_mesh(), 1);
+	for (int k = 0; k < nkeep; k++) {
+		uint64_t i = (uint64_t)(k < PER_SPAN / 2 ? 2 * k
+		                                         : PER_SPAN + 2 * (k - PER_SPAN / 2) + 1);
+		ck_assert_msg(intact(keep[k], OBJ, i + 100), "object %d lost", k);
+	}
+	/* busy: destroy refuses; then everything goes through both halves */
+	ck_assert_int_eq(kmem_cache_destroy(c), -1);
+	for (int k = 0; k < nkeep; k++)
+		kmem_cache_free(c, keep[k]);
+	kmalloc_flush_cpu();
+	ck_assert_int_eq(kmem_cache_destroy(c), 0);
+	kmalloc_trim();
+	struct kmalloc_stats st;
+	ASSERT_STATS_CONSISTENT(&st);
+	ck_assert_uint_eq(st.mesh_spans, 0);
+	ck_assert_uint_eq(st.heap_inuse, 0);
+}
+END_TEST
+
 /* ---- misuse through either half: the usual messages ---- */
 
 static void free_twice(void *p)
@@ -470,5 +509,5 @@ END_TEST
 
 CHECK_MAIN_SETUP("kmalloc mesh", 120, setup, CHECK_TEST(pair_meshes_and_keeps_contents),
                  CHECK_TEST(group_moves_whole), CHECK_TEST(misuse_on_both_halves),
-                 CHECK_TEST(fork_copies_meshed_heap), CHECK_TEST(fork_while_meshing),
-                 CHECK_TEST(writers_during_mesh) LEAK_CASE)
+                 CHECK_TEST(fork_copies_meshed_heap), CHECK_TEST(typed_cache_meshes),
+                 CHECK_TEST(fork_while_meshing), CHECK_TEST(writers_during_mesh) LEAK_CASE)
