@@ -56,6 +56,11 @@ void mheap_run_at(size_t pg, struct mm_run *r)
  *   hm class <c> <size> <pages> <slots>      one per size class c = 1..67:
  *                                            object bytes, heap pages per
  *                                            span, slots per span
+ *   hm spanclass <sc> <size> <pages> <slots> <c>  one per typed cache's
+ *                                            span class sc with spans
+ *                                            (mkmemcache.c): its geometry,
+ *                                            and c, the size class of that
+ *                                            size (its colour)
  *   hm <pg> <token> <token> ...              the runs from page pg on, in
  *                                            address order, each line
  *                                            starting where the last ended
@@ -228,6 +233,31 @@ static void log_header(size_t grown, size_t cap)
 		n = mm_fmt_u64(line, n, sizeof line, npages, 0);
 		n = mm_fmt_str(line, n, sizeof line, " ");
 		mm_fmt_u64(line, n, sizeof line, class_nelems(c, npages), 0);
+		sys_log(line);
+	}
+	for (unsigned sc = KMALLOC_SPANCLASSES; sc < NUM_SPANCLASSES; sc++) {
+		struct mcentral *mc = &mheap_.central[sc].c;
+		lock_central(mc);
+		uint64_t spans = mc->nspans; /* > 0: the record describes sc */
+		size_t size = spans != 0 ? spanclass_elemsize(sc) : 0;
+		size_t npages = spans != 0 ? spanclass_npages(sc) : 0;
+		unsigned slots = spans != 0 ? spanclass_nelems(sc) : 0;
+		unlock_central(mc);
+		if (spans == 0)
+			continue;
+		unsigned c = 1;
+		while (c + 1 < _NumSizeClasses && class_to_size[c] < size)
+			c++;
+		n = mm_fmt_str(line, 0, sizeof line, "hm spanclass ");
+		n = mm_fmt_u64(line, n, sizeof line, sc, 0);
+		n = mm_fmt_str(line, n, sizeof line, " ");
+		n = mm_fmt_u64(line, n, sizeof line, size, 0);
+		n = mm_fmt_str(line, n, sizeof line, " ");
+		n = mm_fmt_u64(line, n, sizeof line, npages, 0);
+		n = mm_fmt_str(line, n, sizeof line, " ");
+		n = mm_fmt_u64(line, n, sizeof line, slots, 0);
+		n = mm_fmt_str(line, n, sizeof line, " ");
+		mm_fmt_u64(line, n, sizeof line, c, 0);
 		sys_log(line);
 	}
 }

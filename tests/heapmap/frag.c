@@ -70,6 +70,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *dir = argv[1];
+	/* a typed cache's spans too (hm spanclass lines): 40 B nodes */
+	struct kmem_cache *kc = kmem_cache_create("frag_nodes", 40, 0, 0, NULL);
+	void *nodes[512];
+	for (int i = 0; i < 512; i++)
+		nodes[i] = kc != NULL ? kmem_cache_alloc(kc, 0) : NULL;
 	struct frag f;
 	frag_init(&f, (argc > 2 ? strtoull(argv[2], NULL, 10) : 64) * MiB);
 	frag_fill(&f, km_alloc);
@@ -80,6 +85,10 @@ int main(int argc, char **argv)
 	if (kmalloc_mesh() != 0)
 		moment(dir, "2-mesh", f.live);
 	frag_free_all(&f, km_free);
+	for (int i = 0; i < 512; i++)
+		kmem_cache_free(kc, nodes[i]);
+	if (kc != NULL && kmem_cache_destroy(kc) != 0)
+		return 1;
 	kmalloc_trim();
 	moment(dir, "3-trim", f.live);
 	return 0;
