@@ -209,6 +209,26 @@ static void out_token(struct hm_out *o, const struct hm_run *h)
 	o->pg += (size_t)h->n * h->count;
 }
 
+/* "<prefix><id> <size> <pages> <slots>[ <colour>]" (colour 0: none). */
+static void log_class(const char *prefix, unsigned id, size_t size, size_t pages, unsigned slots,
+                      unsigned colour)
+{
+	char line[128];
+	size_t n = mm_fmt_str(line, 0, sizeof line, prefix);
+	n = mm_fmt_u64(line, n, sizeof line, id, 0);
+	n = mm_fmt_str(line, n, sizeof line, " ");
+	n = mm_fmt_u64(line, n, sizeof line, size, 0);
+	n = mm_fmt_str(line, n, sizeof line, " ");
+	n = mm_fmt_u64(line, n, sizeof line, pages, 0);
+	n = mm_fmt_str(line, n, sizeof line, " ");
+	n = mm_fmt_u64(line, n, sizeof line, slots, 0);
+	if (colour != 0) {
+		n = mm_fmt_str(line, n, sizeof line, " ");
+		mm_fmt_u64(line, n, sizeof line, colour, 0);
+	}
+	sys_log(line);
+}
+
 static void log_header(size_t grown, size_t cap)
 {
 	char line[128];
@@ -223,18 +243,9 @@ static void log_header(size_t grown, size_t cap)
 	n = mm_fmt_str(line, n, sizeof line, " chunk_pages ");
 	mm_fmt_u64(line, n, sizeof line, CHUNK_PAGES, 0);
 	sys_log(line);
-	for (unsigned c = 1; c < _NumSizeClasses; c++) {
-		unsigned npages = class_to_allocnpages[c];
-		n = mm_fmt_str(line, 0, sizeof line, "hm class ");
-		n = mm_fmt_u64(line, n, sizeof line, c, 0);
-		n = mm_fmt_str(line, n, sizeof line, " ");
-		n = mm_fmt_u64(line, n, sizeof line, class_to_size[c], 0);
-		n = mm_fmt_str(line, n, sizeof line, " ");
-		n = mm_fmt_u64(line, n, sizeof line, npages, 0);
-		n = mm_fmt_str(line, n, sizeof line, " ");
-		mm_fmt_u64(line, n, sizeof line, class_nelems(c, npages), 0);
-		sys_log(line);
-	}
+	for (unsigned c = 1; c < _NumSizeClasses; c++)
+		log_class("hm class ", c, class_to_size[c], class_to_allocnpages[c],
+		          class_nelems(c, class_to_allocnpages[c]), 0);
 	for (unsigned sc = KMALLOC_SPANCLASSES; sc < NUM_SPANCLASSES; sc++) {
 		struct mcentral *mc = &mheap_.central[sc].c;
 		lock_central(mc);
@@ -248,17 +259,7 @@ static void log_header(size_t grown, size_t cap)
 		unsigned c = 1;
 		while (c + 1 < _NumSizeClasses && class_to_size[c] < size)
 			c++;
-		n = mm_fmt_str(line, 0, sizeof line, "hm spanclass ");
-		n = mm_fmt_u64(line, n, sizeof line, sc, 0);
-		n = mm_fmt_str(line, n, sizeof line, " ");
-		n = mm_fmt_u64(line, n, sizeof line, size, 0);
-		n = mm_fmt_str(line, n, sizeof line, " ");
-		n = mm_fmt_u64(line, n, sizeof line, npages, 0);
-		n = mm_fmt_str(line, n, sizeof line, " ");
-		n = mm_fmt_u64(line, n, sizeof line, slots, 0);
-		n = mm_fmt_str(line, n, sizeof line, " ");
-		mm_fmt_u64(line, n, sizeof line, c, 0);
-		sys_log(line);
+		log_class("hm spanclass ", sc, size, npages, slots, c);
 	}
 }
 
