@@ -153,6 +153,10 @@ static void tick_drain(unsigned cpu, void *arg)
             irq_nodes[cpu].keep[k] = NULL;
         }
     irq_restore(f);
+    /* this CPU's caches of the class go back too: an idle CPU answers no
+     * drain, and destroy could otherwise not reclaim the class (its spans
+     * stayed in use to the end of make run) */
+    kmalloc_flush_cpu();
 }
 
 static void set_hz(unsigned cpu, void *arg)
