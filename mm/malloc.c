@@ -665,7 +665,8 @@ void kmalloc_trim(void)
 	 * then mesh (behind the background gate, so before the exclusion;
 	 * inside a stretch that keeps background work out, as the kernel's
 	 * frame-counting tests trim, kmalloc_mesh meshes nothing). */
-	mm_drain_all(true);
+	if (mesh_supported())
+		mm_drain_all(true);
 	kmalloc_mesh();
 	mheap_bg_exclude(true);
 	mm_drain_all(true);

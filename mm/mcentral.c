@@ -2,12 +2,16 @@
  * mcentral.c: per-size-class pools of spans that no CPU caches, and the
  * way objects come back to their spans. See malloc.c for the overview.
  *
- * One mcentral per size class (68, padded to a cache line each, as Go
- * pads mheap.central). Each holds, under its spinlock, two lists of
- * uncached, swept spans:
- *   partial  at least an eighth of the slots free (at least one), and at
- *            its tail at most MCENTRAL_SPARE empty spans kept for reuse;
- *   full     fewer free slots than that.
+ * One mcentral per span class (NUM_SPANCLASSES: kmalloc's and the typed
+ * caches', padded to a cache line each, as Go pads mheap.central). Each
+ * holds, under its spinlock, lists of uncached spans:
+ *   partial  swept, at least an eighth of the slots free (at least one),
+ *            and at its tail at most MCENTRAL_SPARE empty spans kept for
+ *            reuse (a span whose frames aliases map is never one);
+ *   full     swept, fewer free slots than that;
+ *   meshed   aliases (mmesh.c): they never hand out slots, and what
+ *            comes back to them goes on to the span whose frames they
+ *            map (mesh_alias_sweep).
  * We use Go's pre-1.15 design, a lock and doubly-linked lists, not Go's
  * current lock-free spanSets: a batch of returned objects must move an
  * arbitrary span from full to partial (or to the mheap), which a list
@@ -39,7 +43,9 @@
  *
  * Span lifetime: a span goes back to the mheap only from here, under the
  * lock, when it is uncached and swept empty and the class has its spare
- * already, or when trim, flush or an out-of-memory drain frees spares. Nothing else holds a
+ * already, or when trim, flush or an out-of-memory drain frees spares;
+ * and an empty alias from mmesh.c's reap (marked dead under this lock,
+ * unmapped and given back after it). Nothing else holds a
  * reference that outlives a lock hold: kfree's lock-free reads check the
  * page descriptor (fast path) or the span's state word (slow path) before
  * and after (malloc.c).

@@ -216,15 +216,11 @@ MESH_COPY_ATTR static void copy_slot(uintptr_t to, uintptr_t from, size_t n)
 		*(volatile uint64_t *)(to + i) = *(const volatile uint64_t *)(from + i);
 }
 
-/* Writers of the group (src and its aliases, which show src's frames)
- * held off: the first n ranges protected, or every CPU stopped. */
-static void release_writers(const struct mesh_pair *p, unsigned n, bool stopped)
+/* A protect of the group failed at range n: the ranges before it are
+ * writable again. */
+static void unprotect_first(const struct mesh_pair *p, unsigned n)
 {
 	size_t len = p->src->npages * PAGE_SIZE;
-	if (stopped) {
-		sys_config.start_world();
-		return;
-	}
 	for (unsigned i = 0; i < n; i++)
 		sys_config.mesh_unprotect((void *)(i == 0 ? p->src : p->moved[i - 1])->base, len);
 }
@@ -242,7 +238,7 @@ static int copy_and_alias(const struct mesh_pair *p, uint64_t *pause)
 		for (unsigned i = 0; i <= p->nmoved; i++)
 			if (sys_config.mesh_protect((void *)(i == 0 ? src : p->moved[i - 1])->base,
 			                            len) != 0) {
-				release_writers(p, i, false);
+				unprotect_first(p, i);
 				return -1;
 			}
 	} else {

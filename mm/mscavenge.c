@@ -26,6 +26,9 @@
  *   - kmalloc_safepoint when a step is due (the kernel's timer tick);
  *   - without a background context, the allocation slow paths when a
  *     step is due.
+ * Where the port meshes, each step also reaps empty aliases and meshes
+ * for up to 10 ms every 100 ms (mesh_paced, mmesh.c); while it finds
+ * work the step comes back at its next period.
  *
  * By volume (no clock). Go keeps about 10% more than the heap goal, which
  * follows the live heap of the last GC cycle. Without a clock the "recent

@@ -110,9 +110,11 @@ struct mspan {
 	uintptr_t site1;       /* a large object's allocation site */
 	uint8_t gcrescan;      /* marked objects left unscanned (grey stack
 	                          overflow) */
-	/* Meshing (mmesh.c), both under the class's mcentral lock: */
+	/* Meshing (mmesh.c), all under the class's mcentral lock: */
 	struct mspan *mesh_dst;     /* set: this span is (or is becoming) an
-	                          alias, its pages map mesh_dst's frames */
+	                          alias, its pages map mesh_dst's frames;
+	                          written atomically (kmalloc_heapmap reads
+	                          it under mheap.lock only) */
 	uint8_t nalias;             /* aliases mapping this span's frames: it is
 	                          never given back while any is left */
 	uint8_t mesh_seen;          /* the mesh pass that last looked at it */
