@@ -393,3 +393,34 @@ KTEST_NAMED(kmemleak_stop_timeout)
     printk("kmemleak_stop_timeout: the scan gave up on cpu %u, the next one parked all %u other CPU(s)\n",
            n - 1, n - 1);
 }
+
+/* The backtrace hook under mm_backtrace (mm/mstack.c): a report's
+ * backtrace starts at the allocation site and goes on through its
+ * callers. bt_site_taker plays a kmalloc entry point. */
+static uintptr_t bt_ret_into_outer;
+
+static __attribute__((noinline)) unsigned bt_site_taker(uintptr_t *pcs, unsigned max, uintptr_t *site)
+{
+    *site = (uintptr_t)__builtin_return_address(0);
+    unsigned n = mm_backtrace(pcs, max, *site);
+    __asm__ volatile("" ::: "memory"); /* no tail call: keep the frame */
+    return n;
+}
+
+static __attribute__((noinline)) unsigned bt_middle(uintptr_t *pcs, unsigned max, uintptr_t *site)
+{
+    bt_ret_into_outer = (uintptr_t)__builtin_return_address(0);
+    unsigned n = bt_site_taker(pcs, max, site);
+    __asm__ volatile("" ::: "memory");
+    return n;
+}
+
+KTEST(kmemleak_backtrace_from_site)
+{
+    uintptr_t pcs[MM_BACKTRACE_MAX], site = 0;
+    unsigned n = bt_middle(pcs, 8, &site);
+    KTEST_ASSERT(t, n >= 3); /* the site, this test, ktest's runner */
+    KTEST_EXPECT_EQ(t, pcs[0], site);
+    KTEST_EXPECT_EQ(t, pcs[1], bt_ret_into_outer);
+    KTEST_EXPECT_EQ(t, bt_middle(pcs, 2, &site), 2);
+}

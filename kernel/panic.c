@@ -63,6 +63,21 @@ static void print_frame(int i, uint64_t pc, int is_return)
         printk("  #%-2d 0x%016lx ?\n", i, pc);
 }
 
+unsigned backtrace_save(uint64_t rbp, uintptr_t *pcs, unsigned max)
+{
+    unsigned n = 0;
+    for (uint64_t fp = rbp; n < max && fp && frame_ok(fp);) {
+        const uint64_t *frame = (const uint64_t *)(uintptr_t)fp;
+        if (!frame[1])
+            break;
+        pcs[n++] = (uintptr_t)frame[1];
+        if (frame[0] <= fp) /* stacks grow down: callers' frames are higher */
+            break;
+        fp = frame[0];
+    }
+    return n;
+}
+
 void backtrace_print(uint64_t rip, uint64_t rbp)
 {
     printk("Backtrace:\n");

@@ -21,6 +21,10 @@ void panic_enter(void);
 /* Step 2: print rip (skipped if 0), then the return addresses of the
  * frame-pointer chain starting at rbp. */
 void backtrace_print(uint64_t rip, uint64_t rbp);
+/* The same walk, stored: up to max return addresses of the frame-pointer
+ * chain starting at rbp, innermost first; returns how many. Reads only
+ * frames frame_ok accepts, so a broken chain ends it, never a fault. */
+unsigned backtrace_save(uint64_t rbp, uintptr_t *pcs, unsigned max);
 /* Step 3: report to ktest and end QEMU. */
 __attribute__((noreturn)) void panic_finish(const char *reason);
 

@@ -22,6 +22,7 @@ MM_SRCS := \
 	mm/mmeta.c \
 	mm/mscavenge.c \
 	mm/mspan.c \
+	mm/mstack.c \
 	mm/mstats.c \
 	mm/mtransfer.c
 

@@ -613,6 +613,12 @@ struct greyblk {
 };
 #define MAX_ROOTS 64 /* kmalloc_add_root ranges */
 void mm_record_site(void *v, uintptr_t site);
+/* mstack.c: up to max (<= MM_BACKTRACE_MAX) return addresses of the
+ * current call chain from site (the kmalloc-family caller's return
+ * address) outwards; pcs[0] == site. pre: as sys_config.backtrace (no mm
+ * lock, interrupts on). */
+#define MM_BACKTRACE_MAX 16
+unsigned mm_backtrace(uintptr_t *pcs, unsigned max, uintptr_t site);
 
 #pragma GCC visibility pop
 

@@ -58,6 +58,8 @@
  *             sys_config.             (with now_ns) release happens only on
  *             start_background        allocation slow paths and at
  *                                     kmalloc_safepoint
+ *             sys_config.backtrace    reports carry one frame (the
+ *                                     caller), not a backtrace (mstack.c)
  *             sys_config.track_sites, roots, stop_world, start_world,
  *             symbolize               the leak detector reports no
  *                                     allocation sites / sees only roots
@@ -165,6 +167,20 @@ struct sys_config {
 	int (*stop_world)(void);
 	void (*start_world)(void);
 	size_t (*symbolize)(uintptr_t pc, char *buf, size_t cap);
+	/* Optional hook, NULL if the port has none: store the return
+	 * addresses of the calling thread's chain of calls, innermost first
+	 * (frames inside mm and the hook's own included: mm_backtrace cuts
+	 * them off at the allocation site), in pcs[0..max); return how many.
+	 * It may stop early (frames it cannot walk) and return 0.
+	 *    pre: no mm lock held and interrupts on (outside sys_irq_save
+	 *         sections): the host's DWARF unwinder takes the dynamic
+	 *         loader's lock, which a thread waiting for an mm lock, or
+	 *         stopped for a leak scan, may hold. Never allocates.
+	 * For reports that carry a backtrace (leak reports, guarded
+	 * sampling); without it they carry one frame, the caller of the
+	 * kmalloc-family function. Kernel: a frame-pointer walk; host:
+	 * libgcc's _Unwind_Backtrace (about 1.5 us for 8 frames). */
+	unsigned (*backtrace)(uintptr_t *pcs, unsigned max);
 	/* Optional hook, NULL if the port has none: a monotonic clock in
 	 * nanoseconds (any origin, never going back; the host's
 	 * CLOCK_MONOTONIC, the kernel's TSC).

@@ -7,6 +7,7 @@
 
 HOST_SRCS := \
 	arch/host/sys.c \
+	arch/host/backtrace.c \
 	arch/host/fork.c \
 	arch/host/background.c \
 	arch/host/mesh.c \

@@ -46,6 +46,9 @@ void host_fork_init(void);
  * child's thread is about to adopt with id. No lock held. */
 void host_fork_adopt(unsigned id);
 
+/* backtrace.c: the backtrace hook */
+unsigned host_backtrace(uintptr_t *pcs, unsigned max);
+
 /* background.c: sys_config.now_ns and .start_background; the
  * environment's KMALLOC_RELEASE_MS and KMALLOC_BACKGROUND, read by
  * sys_reserve (kmalloc_init's first call into the port). */

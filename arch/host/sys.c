@@ -33,6 +33,7 @@
  *                host_set_leak_scan_stack(0)) and TLS, and every stopped
  *                thread's registers, stack and TLS; symbolize: dladdr
  *                (hex while other threads are stopped).
+ *   backtrace    libgcc's DWARF unwinder (backtrace.c)
  *   sys_cpu_id   one id per thread from a pool of HOST_MAX_CPUS; a
  *                pthread key destructor flushes the thread's mcache
  *                (kmalloc_flush_cpu) and returns the id when the thread exits
@@ -101,6 +102,7 @@ struct sys_config sys_config = {
 	.stop_world = host_stop_world,
 	.start_world = host_start_world,
 	.symbolize = host_symbolize,
+	.backtrace = host_backtrace,
 	.now_ns = host_now_ns,
 	.start_background = host_start_background,
 };

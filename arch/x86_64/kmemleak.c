@@ -35,6 +35,7 @@
 #include "../../kernel/cmdline.h"
 #include "../../kernel/kstring.h"
 #include "../../kernel/ksyms.h"
+#include "../../kernel/panic.h"
 #include "../../kernel/printk.h"
 #include "apic.h"
 #include "cpu.h"
@@ -132,6 +133,13 @@ size_t kmemleak_symbolize(uintptr_t pc, char *buf, size_t cap)
         return 0;
     size_t n = snprintk(buf, cap, "%s+0x%lx", name, off);
     return n < cap ? n : 0;
+}
+
+/* The frame-pointer walk of panic's backtrace (the kernel keeps frame
+ * pointers), from this function's frame: mm_backtrace cuts mm's frames. */
+unsigned kmemleak_backtrace(uintptr_t *pcs, unsigned max)
+{
+    return backtrace_save(read_rbp(), pcs, max);
 }
 
 void kmemleak_print_leak(const void *obj, size_t size, uintptr_t site, void *arg)

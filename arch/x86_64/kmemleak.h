@@ -26,6 +26,7 @@ int kmemleak_enabled(void);
 int kmemleak_track_sites(void);
 void kmemleak_roots(void (*scan)(const void *start, size_t len, void *arg), void *arg);
 size_t kmemleak_symbolize(uintptr_t pc, char *buf, size_t cap);
+unsigned kmemleak_backtrace(uintptr_t *pcs, unsigned max);
 
 /* A kmalloc_leak_fn that prints "kmemleak: 0x<obj> size <n> [allocated
  * at func+0xoff]", the core's own format. */

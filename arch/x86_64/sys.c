@@ -48,6 +48,8 @@
  *                parked 1 s after the last that did (the parked ones go)
  *     start_world  releases them; the pause is kept for the report
  *     symbolize    ksym_lookup: "func+0xoff"
+ *     backtrace    the frame-pointer walk of panic's backtrace (the
+ *                kernel keeps frame pointers), bounded like it
  *   meshing hooks (mesh.c): mesh_alias, mesh_unalias and mesh_context;
  *                no mesh_protect, so the core stops the world around
  *                each mesh's copy (stop_world above)
@@ -101,6 +103,7 @@ struct sys_config sys_config = {
     .stop_world = stop_world,
     .start_world = start_world,
     .symbolize = kmemleak_symbolize,
+    .backtrace = kmemleak_backtrace,
     .now_ns = kmem_now_ns,
     .mesh_alias = kmem_mesh_alias,
     .mesh_unalias = kmem_mesh_unalias,
