@@ -312,6 +312,9 @@ struct mheap {
 	                              background step is due */
 	uint64_t bg_aged;         /* bg_busy: when shared caches were last
 	                              looked at */
+	uint64_t idle_pass_at;    /* bg_busy: when idle CPUs were last
+	                              looked at (mcache_idle_pass) */
+	uint64_t idle_drains;     /* atomic: caches of idle CPUs drained */
 	int bg_busy;              /* atomic: 1 while a background step runs */
 	int bg_excl;              /* atomic: mheap_bg_exclude holders */
 	int aging;                /* atomic: caches being aged now */
@@ -457,7 +460,8 @@ static inline int mheap_ready(void)
 	return mheap_init();
 }
 /* This CPU's mcache: the port's fast slot, else mcache_get (which may
- * create it). pre: interrupts off. */
+ * create it, or take it back from the idle-CPU drain). pre: interrupts
+ * off. */
 static inline struct mcache *mcache_this(void)
 {
 	struct mcache *c = mcache_fast();
@@ -468,6 +472,16 @@ static inline struct mcache *mcache_this(void)
 	 * kmalloc and kfree takes the slow path, which records them. */
 	if (c != NULL && !mheap_.track_sites)
 		mcache_fast_set(c);
+	return c;
+}
+/* This CPU's mcache if it has one, never creating it; taken back from
+ * the idle-CPU drain if that had it (mcache_claim). For paths that do
+ * not go through the fast slot. pre: interrupts off. */
+static inline struct mcache *mcache_mine(void)
+{
+	struct mcache *c = mcache_at(cpu_slot(sys_cpu_id()));
+	if (c != NULL && MM_UNLIKELY(mm_load_acquire(&c->idle) != MC_OWNED))
+		mcache_claim(c);
 	return c;
 }
 struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass,

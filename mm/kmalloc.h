@@ -152,6 +152,9 @@ struct kmalloc_stats {
 	                           (counted in heap_inuse) */
 	uint64_t mesh_pause_max_ns; /* longest copy + remap of one mesh */
 	uint64_t mesh_pause_sum_ns;
+	/* caches of CPUs that stopped calling kmalloc (the host's idle
+	 * threads), drained by the background work (mm/mcache.c) */
+	uint64_t idle_drains;
 };
 
 void kmalloc_stats(struct kmalloc_stats *st);

@@ -123,7 +123,12 @@
  * (kernel), ages the transfer caches and releases free pages whose chunk
  * nobody touched for release_ms, oldest chunks first, 2 MiB a step,
  * paced to about a twentieth of a CPU; where the port meshes, the same
- * steps mesh sparse spans for up to 10 ms every 100 ms (mmesh.c).
+ * steps mesh sparse spans for up to 10 ms every 100 ms (mmesh.c). Where
+ * the port can fence every CPU (the host), they also drain the caches of
+ * CPUs that made no slow path for half the delay (mcache_idle_pass): a
+ * step empties each CPU's fast slot, so its next call takes the slow
+ * path and claims its mcache back (mcache_this -> mcache_get ->
+ * mcache_claim); one nobody claimed by the next step is flushed.
  *
  * kfree(p) validates before it touches anything, and touches nothing the
  * validation did not prove is p's:
@@ -644,7 +649,7 @@ void *kmemalign(size_t align, size_t size, unsigned flags)
 void kmalloc_flush_cpu(void)
 {
 	unsigned long f = sys_irq_save();
-	struct mcache *c = mm_mcaches[cpu_slot(sys_cpu_id())];
+	struct mcache *c = mcache_mine();
 	if (c != NULL)
 		mcache_flush(c);
 	sys_irq_restore(f);

@@ -38,6 +38,24 @@
  * AGE_EVERY alloc slow paths, each class this CPU left unused for half
  * the release delay is drained the same way, and so are its large bins.
  *
+ * Idle CPUs (mcache_idle_pass, with the port's cpu_unpublish, cpu_fence
+ * and cpu_busy: the host, whose threads are CPUs and may block for good
+ * with full caches; a kernel's idle CPU ages itself at its safe points).
+ * Every half delay the background work marks each mcache in use
+ * (OWNED -> MARKED) and empties its CPU's fast slot, so the CPU's next
+ * kmalloc or kfree takes the slow path, which takes its mcache back
+ * (mcache_claim: MARKED -> OWNED). An mcache still MARKED a half delay
+ * later belonged to a CPU that made no slow path since: it goes STOLEN,
+ * every CPU runs a barrier (cpu_fence), and if its CPU is not inside a
+ * sys_irq_save section and its slot is still empty (cpu_busy), the CPU
+ * cannot be using it, and cannot start to without seeing the empty slot
+ * and then STOLEN: it is flushed (mcache_flush) and left DRAINED for the
+ * CPU to claim. The barrier is what makes the CPU's "enter the section,
+ * then load the slot" safe against our "empty the slot, then look at the
+ * section" without a barrier of its own on every call (the asymmetric
+ * fence of userspace RCU and of tcmalloc's per-CPU caches): the fast
+ * paths pay nothing. A busy CPU pays one slow path per half delay.
+ *
  * There is no tiny allocator: Go packs several sub-16-byte objects into
  * one 16-byte block and frees the block only when the GC finds all of
  * them dead; with explicit free we could not tell which parts of a block
@@ -112,8 +130,11 @@ struct mcache *mcache_get(unsigned cpu)
 {
 	MM_ASSERT(cpu < sys_config.max_cpus);
 	struct mcache *c = mcache_at(cpu_slot(cpu));
-	if (c != NULL)
+	if (c != NULL) {
+		if (MM_UNLIKELY(mm_load_acquire(&c->idle) != MC_OWNED))
+			mcache_claim(c);
 		return c;
+	}
 	if (mheap_init() != 0)
 		return NULL;
 	lock_heap();
@@ -254,7 +275,7 @@ void mcache_spill(struct mcache *c, unsigned spanclass)
 
 /* Empty every magazine into its spans, give the cached spans back (unless
  * keep_spans) and empty the large cache. pre: interrupts off; c is this
- * CPU's mcache; no mm lock held. */
+ * CPU's mcache, or one the idle-CPU drain holds STOLEN; no mm lock held. */
 static void drain_class(struct mcache *c, unsigned i, bool keep_span)
 {
 	struct magazine *m = &c->mag[i];
@@ -344,6 +365,67 @@ void mcache_flush(struct mcache *c)
 	mm_store_release(&c->kmc_clean, 1); /* pairs: mkmemcache.c all_drained */
 }
 
+/* Take c back from the idle-CPU drain (MARKED or DRAINED -> OWNED),
+ * waiting while it is STOLEN: that lasts one flush, and the drain never
+ * waits for this CPU. pre: interrupts off; c is this CPU's mcache. */
+void mcache_claim(struct mcache *c)
+{
+	for (;;) {
+		uint32_t st = mm_load_acquire(&c->idle);
+		if (st == MC_OWNED)
+			return;
+		if (st != MC_STOLEN && mm_cas_acq_rel(&c->idle, &st, MC_OWNED))
+			return; /* acquire: what the drain did to c */
+	}
+}
+
+/* One look at the other CPUs' caches (see "Idle CPUs" above): drain the
+ * ones marked a half delay ago whose CPUs made no slow path since, then
+ * mark the ones in use. pre: bg_busy is ours (kmalloc_background); no mm
+ * lock held; interrupts on. */
+void mcache_idle_pass(uint64_t now)
+{
+	if (sys_config.cpu_fence == NULL || now - mheap_.idle_pass_at < mheap_.release_ns / 2)
+		return;
+	mheap_.idle_pass_at = now;
+	unsigned long f = sys_irq_save();
+	unsigned me = cpu_slot(sys_cpu_id()), hi = mcache_slots(), stolen = 0;
+	sys_irq_restore(f);
+	for (unsigned slot = 1; slot <= hi; slot++) {
+		struct mcache *c = mcache_at(slot);
+		uint32_t st = MC_MARKED;
+		if (c != NULL && slot != me && mm_cas_acq_rel(&c->idle, &st, MC_STOLEN))
+			stolen++;
+	}
+	bool fenced = stolen != 0 && sys_config.cpu_fence() == 0;
+	for (unsigned slot = 1; stolen != 0 && slot <= hi; slot++) {
+		struct mcache *c = mcache_at(slot);
+		if (c == NULL || mm_load_relaxed(&c->idle) != MC_STOLEN)
+			continue;
+		stolen--;
+		if (!fenced || sys_config.cpu_busy(c->cpu)) {
+			mm_store_release(&c->idle, MC_OWNED); /* in use after all */
+			continue;
+		}
+		f = sys_irq_save();
+		mheap_aging(1); /* its pages were last used half a delay ago */
+		mcache_flush(c);
+		mheap_aging(-1);
+		sys_irq_restore(f);
+		mm_add_fetch_relaxed(&mheap_.idle_drains, 1);
+		mm_store_release(&c->idle, MC_DRAINED); /* pairs: mcache_claim */
+	}
+	for (unsigned slot = 1; slot <= hi; slot++) {
+		struct mcache *c = mcache_at(slot);
+		uint32_t st = MC_OWNED;
+		/* the mark first, then the slot: a CPU that sees its slot
+		 * empty finds the mark to take back */
+		if (c != NULL && slot != me && mm_cas_acq_rel(&c->idle, &st, MC_MARKED))
+			(void)sys_config.cpu_unpublish(c->cpu); /* -1: no thread
+			                     has the id; MARKED, it goes next time */
+	}
+}
+
 void kmalloc_safepoint(void)
 {
 	if (!mheap_inited())
@@ -354,7 +436,7 @@ void kmalloc_safepoint(void)
 	unsigned slot = cpu_slot(sys_cpu_id());
 	if (!mm_cpu_polls[slot])
 		mm_store_release(&mm_cpu_polls[slot], 1); /* this CPU answers drains from now on */
-	struct mcache *c = mm_mcaches[slot];
+	struct mcache *c = mcache_mine();
 	if (c != NULL)
 		mcache_poll(c);
 	if (mheap_.now_ns != NULL) {
@@ -403,7 +485,7 @@ uint64_t mm_drain_request(bool wait)
 	uint64_t gen = mm_add_fetch_acq_rel(&mheap_.drain_gen, 1);
 	unsigned long f = sys_irq_save();
 	unsigned me = cpu_slot(sys_cpu_id());
-	struct mcache *mine = mm_mcaches[me];
+	struct mcache *mine = mcache_mine();
 	if (mine != NULL)
 		mcache_poll(mine);
 	sys_irq_restore(f);

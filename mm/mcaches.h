@@ -74,8 +74,16 @@ static inline uint32_t mag_count(const struct magazine *m)
 #define LARGE_CACHE_BYTES ((size_t)2 << 20)
 #define LARGE_CACHE_MAXPAGES 32 /* spans up to 256 KiB are cached */
 
+/* Who may use an mcache (mcache.c, "idle CPUs"). OWNED: its CPU. The
+ * background work, on a port with the idle hooks, moves OWNED -> MARKED
+ * (and unpublishes the CPU's slot), then MARKED -> STOLEN while it
+ * checks and drains, -> DRAINED; the CPU takes it back from MARKED or
+ * DRAINED (mcache_claim) and waits while it is STOLEN. */
+enum mc_idle { MC_OWNED = 0, MC_MARKED = 1, MC_STOLEN = 2, MC_DRAINED = 3 };
+
 /* Per CPU; only that CPU touches it, with interrupts off, except the
- * counters kmalloc_stats reads (LOAD/STORE) and drain_seen (atomic). */
+ * counters kmalloc_stats reads (LOAD/STORE), drain_seen (atomic), and
+ * the background work while it holds it STOLEN. */
 struct mcache {
 	struct magazine mag[NUM_SPANCLASSES];
 	struct mspan *alloc[NUM_SPANCLASSES]; /* cached span per class,
@@ -97,6 +105,9 @@ struct mcache {
 	uint32_t age_tick;                    /* slow paths, to pace the
 	                                         clock reads of aging */
 	uint32_t cpu;                         /* immutable: its CPU id */
+	uint32_t idle;                        /* atomic: enum mc_idle, who
+	                                         may use it (mcache.c, "idle
+	                                         CPUs") */
 	uint32_t kmc_clean;                   /* atomic: 1 when made and from
 	                                         mcache_flush on, until this
 	                                         CPU next sets up a
@@ -161,6 +172,8 @@ bool mcache_mag_ready(struct mcache *c, unsigned spanclass);
 void mcache_drain(struct mcache *c, bool keep_spans);
 void mcache_poll(struct mcache *c);
 void mcache_flush(struct mcache *c);
+void mcache_claim(struct mcache *c);
+void mcache_idle_pass(uint64_t now);
 size_t mm_mag_cap(size_t size);
 void mm_cache_set_class(unsigned i, size_t size);
 uint64_t mm_drain_request(bool wait);

@@ -108,7 +108,7 @@ static void count_free(struct mcache *c, size_t bytes)
 static void count_large_n(unsigned allocs, size_t abytes, unsigned frees, size_t fbytes)
 {
 	unsigned long f = sys_irq_save();
-	struct mcache *c = mm_mcaches[cpu_slot(sys_cpu_id())];
+	struct mcache *c = mcache_mine();
 	if (c != NULL) {
 		STORE(c->large_allocs, c->large_allocs + allocs);
 		STORE(c->large_alloc_bytes, c->large_alloc_bytes + abytes);

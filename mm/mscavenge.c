@@ -261,6 +261,7 @@ static uint64_t bg_step(uint64_t now)
 		mm_transfer_age(now);
 		mheap_aging(-1);
 	}
+	mcache_idle_pass(now); /* every half delay */
 	/* meshing paces itself (a tenth of a CPU at most); while it finds
 	 * work, come back when its next period starts */
 	if (mesh_paced(now) != 0 && idle > MESH_PERIOD_NS)

@@ -65,6 +65,7 @@ void kmalloc_stats(struct kmalloc_stats *st)
 	st->heap_released = mheap_.pages_released * PAGE_SIZE;
 	st->meta_sys = mheap_.meta_sys;
 	mesh_stats(st);
+	st->idle_drains = mm_load_relaxed(&mheap_.idle_drains);
 	st->committed = st->heap_inuse + st->heap_free + st->meta_sys - st->mesh_bytes;
 	unlock_heap();
 }
@@ -109,6 +110,8 @@ void kmalloc_dump(void)
 	log_kv("kmalloc: heap_released ", st.heap_released);
 	log_kv("kmalloc: meta_sys      ", st.meta_sys);
 	log_kv("kmalloc: committed     ", st.committed);
+	if (st.idle_drains != 0)
+		log_kv("kmalloc: idle_drains   ", st.idle_drains);
 	if (st.mesh_count != 0) {
 		log_kv("kmalloc: meshes        ", st.mesh_count);
 		log_kv("kmalloc: mesh_spans    ", st.mesh_spans);

@@ -58,6 +58,9 @@
  *             sys_config.             (with now_ns) release happens only on
  *             start_background        allocation slow paths and at
  *                                     kmalloc_safepoint
+ *             sys_config.cpu_unpublish, a CPU that stops calling kmalloc
+ *             cpu_fence, cpu_busy     without reaching kmalloc_safepoint
+ *                                     keeps its caches full (mcache.c)
  *             sys_config.backtrace    reports carry one frame (the
  *                                     caller), not a backtrace (mstack.c)
  *             sys_config.track_sites, roots, stop_world, start_world,
@@ -212,6 +215,32 @@ struct sys_config {
 	int (*start_background)(void);
 	size_t background_min; /* heap bytes before start_background is
 	                          called; 0 means 64 MiB */
+	/* Optional hooks, all three or none, with now_ns: the paced
+	 * background work drains the caches of a CPU that stopped calling
+	 * kmalloc (mcache.c, "idle CPUs"). A kernel's idle CPU reaches
+	 * kmalloc_safepoint or kmalloc_cpu_idle instead and needs none of
+	 * this; the host's threads are CPUs that may block for good with
+	 * their caches full (a thread pool's idle workers). Without them
+	 * such a CPU keeps what its caches hold until it next allocates.
+	 * Called from kmalloc_background, with no mm lock held, interrupts
+	 * on, never for the calling CPU's own id.
+	 *  cpu_unpublish(cpu)  CPU cpu's SYS_MCACHE slot becomes NULL, so
+	 *               its next kmalloc or kfree takes the slow path.
+	 *               Returns 0, or -1 if nothing runs as that CPU now
+	 *               (nothing changed).
+	 *  cpu_fence()  returns once every CPU ran a full memory barrier
+	 *               (Linux: membarrier PRIVATE_EXPEDITED), so a CPU's
+	 *               sys_irq_save and its load of the slot are ordered
+	 *               against this CPU's stores before the call. Returns
+	 *               0, or -1 if it cannot (nothing is drained then).
+	 *  cpu_busy(cpu)  after cpu_fence: nonzero if CPU cpu is between
+	 *               sys_irq_save and sys_irq_restore or its slot is
+	 *               not NULL; when zero, what the CPU wrote before its
+	 *               last sys_irq_restore is visible to the caller
+	 *               (acquire). A CPU nothing runs as: 0. */
+	int (*cpu_unpublish)(unsigned cpu);
+	int (*cpu_fence)(void);
+	int (*cpu_busy)(unsigned cpu);
 	/* Optional hooks of meshing (mm/mmesh.c), NULL if the port has none
 	 * (then nothing is ever meshed: sparse spans keep their frames).
 	 * mesh_alias and mesh_unalias both, and either mesh_protect with

@@ -8,6 +8,7 @@
 HOST_SRCS := \
 	arch/host/sys.c \
 	arch/host/backtrace.c \
+	arch/host/cpuidle.c \
 	arch/host/fork.c \
 	arch/host/background.c \
 	arch/host/mesh.c \

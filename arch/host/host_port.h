@@ -46,6 +46,15 @@ void host_fork_init(void);
  * child's thread is about to adopt with id. No lock held. */
 void host_fork_adopt(unsigned id);
 
+/* cpuidle.c: the idle-CPU hooks; register/unregister (under
+ * host_pool_lock: by the thread that takes the id / when it gives it up,
+ * or a fork child for ids of threads it does not have) */
+void host_cpu_register(unsigned id);
+void host_cpu_unregister(unsigned id);
+int host_cpu_unpublish(unsigned cpu);
+int host_cpu_fence(void);
+int host_cpu_busy(unsigned cpu);
+
 /* backtrace.c: the backtrace hook */
 unsigned host_backtrace(uintptr_t *pcs, unsigned max);
 

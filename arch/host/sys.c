@@ -34,6 +34,9 @@
  *                thread's registers, stack and TLS; symbolize: dladdr
  *                (hex while other threads are stopped).
  *   backtrace    libgcc's DWARF unwinder (backtrace.c)
+ *   cpu_unpublish, cpu_fence, cpu_busy  the idle-CPU drain's hooks
+ *                (cpuidle.c): a registry of each id's thread's fast
+ *                slot and section depth; membarrier
  *   sys_cpu_id   one id per thread from a pool of HOST_MAX_CPUS; a
  *                pthread key destructor flushes the thread's mcache
  *                (kmalloc_flush_cpu) and returns the id when the thread exits
@@ -105,6 +108,9 @@ struct sys_config sys_config = {
 	.backtrace = host_backtrace,
 	.now_ns = host_now_ns,
 	.start_background = host_start_background,
+	.cpu_unpublish = host_cpu_unpublish,
+	.cpu_fence = host_cpu_fence,
+	.cpu_busy = host_cpu_busy,
 };
 
 static size_t committed;    /* bytes Ready; atomic */
@@ -605,6 +611,9 @@ static size_t host_symbolize(uintptr_t pc, char *buf, size_t cap)
 __thread unsigned host_cpu_plus1 __attribute__((tls_model("initial-exec")));
 __thread struct mcache *host_mcache __attribute__((tls_model("initial-exec")));
 __thread unsigned host_irq_depth __attribute__((tls_model("initial-exec")));
+/* 1 once the thread's exit destructor gave its id back: an id it takes
+ * after that is not registered for the idle-CPU drain (cpuidle.c). */
+static __thread int host_cpu_gone __attribute__((tls_model("initial-exec")));
 
 /* The pool: bit id of cpu_used is 1 while a live thread holds id. The
  * lowest free id is handed out, so the mcaches in use (one per id ever
@@ -634,6 +643,7 @@ static void cpu_free(unsigned id)
 
 void host_cpu_reclaim(unsigned id)
 {
+	host_cpu_unregister(id);
 	cpu_free(id);
 	cpu_adopt[id / 64] |= (uint64_t)1 << (id % 64);
 }
@@ -650,8 +660,10 @@ static void cpu_release(void *arg)
 	host_cpu_plus1 = id + 1;
 	kmalloc_flush_cpu();
 	host_cpu_plus1 = 0;
-	host_mcache = NULL; /* the id's mcache may go to another thread */
+	SYS_MCACHE_SET(NULL); /* the id's mcache may go to another thread */
+	host_cpu_gone = 1;
 	pthread_mutex_lock(&host_pool_lock);
+	host_cpu_unregister(id);
 	cpu_free(id);
 	pthread_mutex_unlock(&host_pool_lock);
 }
@@ -682,6 +694,8 @@ unsigned host_cpu_assign(void)
 		cpu_high = id + 1;
 	int adopt = (cpu_adopt[w] >> (id % 64)) & 1;
 	cpu_adopt[w] &= ~((uint64_t)1 << (id % 64));
+	if (!host_cpu_gone)
+		host_cpu_register(id);
 	pthread_mutex_unlock(&host_pool_lock);
 	if (adopt)
 		host_fork_adopt(id);

@@ -42,8 +42,30 @@ static inline unsigned sys_cpu_id(void)
  * assigns the id: the fast path needs no id at all. */
 struct mcache;
 extern __thread struct mcache *host_mcache __attribute__((tls_model("initial-exec")));
-#define SYS_MCACHE_GET() host_mcache
-#define SYS_MCACHE_SET(c) (host_mcache = (c))
+/* Relaxed atomics (plain moves on x86-64): the background thread empties
+ * an idle thread's slot (cpuidle.c, mm/mcache.c's "idle CPUs"). */
+#define SYS_MCACHE_GET()  __atomic_load_n(&host_mcache, __ATOMIC_RELAXED)
+#define SYS_MCACHE_SET(c) __atomic_store_n(&host_mcache, (c), __ATOMIC_RELAXED)
+
+/* ThreadSanitizer cannot see the asm below: a section's end is made a
+ * release for it, which the idle-CPU drain acquires (cpuidle.c), as the
+ * membarrier there does for the hardware. Nothing in other builds. */
+#if defined(__SANITIZE_THREAD__)
+#define HOST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define HOST_TSAN 1
+#endif
+#endif
+#ifdef HOST_TSAN
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+#define HOST_TSAN_ACQUIRE(p) __tsan_acquire((void *)(p))
+#define HOST_TSAN_RELEASE(p) __tsan_release((void *)(p))
+#else
+#define HOST_TSAN_ACQUIRE(p) ((void)0)
+#define HOST_TSAN_RELEASE(p) ((void)0)
+#endif
 
 /* The thread's depth in allocator critical sections; a stop signal that
  * finds it nonzero adds HOST_STOP_PENDING - 1, so the decrement that
@@ -70,6 +92,7 @@ static inline unsigned long sys_irq_save(void)
 static inline void sys_irq_restore(unsigned long flags)
 {
 	(void)flags;
+	HOST_TSAN_RELEASE(&host_irq_depth);
 	/* An input operand written by the asm, as the Linux kernel's
 	 * read-modify-write macros do (the asm says it clobbers memory). */
 	__asm__ volatile("subl $1, %0\n\t"

@@ -14,7 +14,11 @@
  * orphan list; the main thread frees them after every thread has exited.
  * Along the way one worker trims the heap, one samples the stats and the
  * others flush their own mcache, racing with everybody's fast paths.
- * At the end every class must balance (allocs == frees, nothing live, no
+ * Every worker also naps now and then (6 ms, with objects in its caches
+ * and in flight): with KMALLOC_RELEASE_MS=5 the background thread drains
+ * a napping worker's caches (mm/mcache.c, "idle CPUs"), and the worker
+ * takes them back on its next call, racing with the others' frees into
+ * its spans. At the end every class must balance (allocs == frees, nothing live, no
  * span in use) and a trim must return every page. A second test runs the
  * threads into the port's commit limit together: NULL, no crash, intact
  * objects, and an empty heap once the main thread has freed them all.
@@ -206,6 +210,10 @@ static void *worker_main(void *arg)
 		/* The maintenance calls race with everyone's fast paths:
 		 * worker 0 trims the heap, worker 1 reads the stats, and
 		 * every worker now and then flushes its own mcache. */
+		if ((it & 1023) == 512 && rng_below(&r, 2)) {
+			struct timespec nap = { 0, 6000000 };
+			nanosleep(&nap, NULL);
+		}
 		if ((it & 4095) == 4095) {
 			if (w->id == 0)
 				kmalloc_trim();
@@ -292,8 +300,9 @@ START_TEST(stress)
 	ck_assert_uint_eq(st.heap_released, st.heap_sys);
 	ck_assert_uint_eq(st.committed, st.meta_sys);
 	printf("api_stress: %d workers x %" PRIu64 " iterations + 32 short-lived threads: %" PRIu64
-	       " objects, all freed; heap grew to %llu KiB\n",
-	       nthreads, iters, allocs, (unsigned long long)st.heap_sys >> 10);
+	       " objects, all freed; heap grew to %llu KiB; %llu idle caches drained\n",
+	       nthreads, iters, allocs, (unsigned long long)st.heap_sys >> 10,
+	       (unsigned long long)st.idle_drains);
 }
 END_TEST
 

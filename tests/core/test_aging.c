@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -194,6 +196,154 @@ START_TEST(unused_magazines_age)
 }
 END_TEST
 
+/* ---- idle CPUs: another thread's caches (mm/mcache.c) ---- */
+
+/* A second thread ("CPU") that fills its caches, then waits for orders:
+ * 1 = allocate and free again (checking its objects), 2 = exit. */
+struct idler {
+	pthread_t th;
+	unsigned cpu;    /* its CPU id */
+	int order, done; /* atomics: order given, orders carried out */
+	uint64_t ops;    /* atomic: kmalloc+kfree pairs made */
+	int bad;         /* an object did not hold what was written */
+};
+
+static void nap(void)
+{
+	struct timespec t = { 0, 100000 };
+	nanosleep(&t, NULL);
+}
+
+static void idler_round(struct idler *d)
+{
+	enum { N = 48 };
+	void *p[N];
+	for (int i = 0; i < N; i++) { /* 16 B .. 3 KiB, and a 64 KiB large one */
+		size_t n = i == 0 ? 64 << 10 : (size_t)16 << (i % 8);
+		p[i] = kmalloc(n, 0);
+		if (p[i] == NULL)
+			d->bad = 1;
+		else
+			memset(p[i], i, n);
+	}
+	for (int i = 0; i < N; i++) {
+		if (p[i] != NULL && ((unsigned char *)p[i])[0] != (unsigned char)i)
+			d->bad = 1;
+		kfree(p[i]);
+	}
+	__atomic_add_fetch(&d->ops, N, __ATOMIC_RELEASE);
+}
+
+static void *idler_main(void *arg)
+{
+	struct idler *d = arg;
+	idler_round(d);
+	unsigned long f = sys_irq_save();
+	d->cpu = sys_cpu_id();
+	sys_irq_restore(f);
+	int seen = 0;
+	__atomic_store_n(&d->done, 1, __ATOMIC_RELEASE);
+	for (;;) {
+		int o;
+		while ((o = __atomic_load_n(&d->order, __ATOMIC_ACQUIRE)) == seen)
+			nap();
+		seen = o;
+		if (o == 2)
+			return NULL;
+		idler_round(d);
+		__atomic_store_n(&d->done, o, __ATOMIC_RELEASE);
+	}
+}
+
+static void idler_order(struct idler *d, int o)
+{
+	__atomic_store_n(&d->order, o, __ATOMIC_RELEASE);
+	if (o == 2)
+		return;
+	while (__atomic_load_n(&d->done, __ATOMIC_ACQUIRE) != o)
+		nap();
+}
+
+static bool mcache_holds_nothing(const struct mcache *c)
+{
+	for (unsigned i = 2; i < NUM_SPANCLASSES; i++)
+		if (mag_count(&c->mag[i]) != 0 || c->alloc[i] != &mspan_empty)
+			return false;
+	return c->nlarge == 0;
+}
+
+/* One background step a half delay after the last. */
+static void idle_pass(void)
+{
+	advance_ms(500);
+	kmalloc_background();
+}
+
+/* A thread that stopped calling kmalloc (blocked, here waiting for an
+ * order) keeps its magazines, cached spans and large bins until the
+ * background steps drain them: marked at one step, drained at the next.
+ * It takes its caches back on its next call, and its objects are
+ * intact; the heap's accounting is exact throughout. Where the port's
+ * fence is missing (no membarrier), nothing is drained, and the thread
+ * keeps its caches as before. */
+START_TEST(idle_thread_caches_drained)
+{
+	static struct idler d;
+	kfree(kmalloc(16, 0)); /* the heap, and this thread's own mcache */
+	ck_assert_int_eq(pthread_create(&d.th, NULL, idler_main, &d), 0);
+	idler_order(&d, 1); /* done == 1 after its first round */
+	struct mcache *c = mcache_at(cpu_slot(d.cpu));
+	ck_assert_ptr_nonnull(c);
+	ck_assert(!mcache_holds_nothing(c));
+	struct kmalloc_stats before = checked_stats();
+	bool fence = sys_config.cpu_fence != NULL && sys_config.cpu_fence() == 0;
+
+	idle_pass(); /* marks it */
+	ck_assert_uint_eq(mm_load_acquire(&c->idle), MC_MARKED);
+	ck_assert(!mcache_holds_nothing(c));
+	idle_pass(); /* drains it */
+	struct kmalloc_stats st = checked_stats();
+	if (!fence) {
+		printf("idle_thread_caches_drained: no membarrier here: nothing drained\n");
+		ck_assert_uint_eq(st.idle_drains, 0);
+		ck_assert(!mcache_holds_nothing(c));
+	} else {
+		ck_assert_uint_eq(st.idle_drains, 1); /* never the stepping thread's own */
+		ck_assert_uint_eq(mm_load_acquire(&c->idle), MC_DRAINED);
+		ck_assert(mcache_holds_nothing(c));
+		ck_assert_uint_lt(st.heap_inuse, before.heap_inuse);
+	}
+	idler_order(&d, 2 + 1); /* a round after the drain: claims it back */
+	ck_assert_int_eq(d.bad, 0);
+	ck_assert_uint_eq(mm_load_acquire(&c->idle), MC_OWNED);
+	idler_order(&d, 2);
+	ck_assert_int_eq(pthread_join(d.th, NULL), 0);
+	checked_stats();
+}
+END_TEST
+
+/* A thread that keeps calling kmalloc is never drained: each step
+ * empties its fast slot, its next call takes the mcache back, and the
+ * next step finds it in use again. */
+START_TEST(busy_thread_never_drained)
+{
+	static struct idler d;
+	kfree(kmalloc(16, 0));
+	ck_assert_int_eq(pthread_create(&d.th, NULL, idler_main, &d), 0);
+	idler_order(&d, 1);
+	struct mcache *c = mcache_at(cpu_slot(d.cpu));
+	for (int step = 0; step < 20; step++) {
+		idle_pass();
+		idler_order(&d, 3 + step); /* it ran a round since the step */
+		ck_assert_uint_eq(mm_load_acquire(&c->idle), MC_OWNED);
+	}
+	ck_assert_uint_eq(checked_stats().idle_drains, 0);
+	ck_assert_int_eq(d.bad, 0);
+	idler_order(&d, 2);
+	ck_assert_int_eq(pthread_join(d.th, NULL), 0);
+}
+END_TEST
+
 /* The background context is asked for once, when the heap passes the
  * threshold; refused, the allocation slow paths do the steps. */
 START_TEST(background_asked_once_past_threshold)
@@ -262,5 +412,7 @@ CHECK_MAIN_SETUP("aging", 60, setup,
 	   CHECK_TEST(cold_chunk_below_hot_one_goes_first),
 	   CHECK_TEST(unused_magazines_age),
 	   CHECK_TEST(background_asked_once_past_threshold),
-	   CHECK_TEST(fork_child_asks_again))
+	   CHECK_TEST(fork_child_asks_again),
+	   CHECK_TEST(idle_thread_caches_drained),
+	   CHECK_TEST(busy_thread_never_drained))
 /* clang-format on */
