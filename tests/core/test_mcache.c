@@ -15,6 +15,7 @@
 #include <check.h>
 #include "../check_runner.h"
 #include <pthread.h>
+#include <time.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -383,7 +384,10 @@ END_TEST
 
 /* kmalloc_trim asks every CPU to drain at its next safe point and waits
  * for those that call kmalloc_safepoint: a live thread's magazine is
- * empty once trim returns. */
+ * empty once trim returns. The thread reaches a safe point only every
+ * 20 ms, as a kernel CPU between timer ticks, so a trim that did not wait
+ * for it (for the highest-numbered CPU, say: this thread's) returns with
+ * its objects still cached, instead of racing its next safe point. */
 static int stop, polling;
 
 static void *safepoint_loop(void *arg)
@@ -396,8 +400,11 @@ static void *safepoint_loop(void *arg)
 		kfree(v[i]);
 	kmalloc_safepoint(); /* from now on this CPU is waited for */
 	__atomic_store_n(&polling, 1, __ATOMIC_RELEASE);
-	while (!__atomic_load_n(&stop, __ATOMIC_ACQUIRE))
+	while (!__atomic_load_n(&stop, __ATOMIC_ACQUIRE)) {
+		struct timespec tick = { 0, 20000000 };
+		nanosleep(&tick, NULL);
 		kmalloc_safepoint();
+	}
 	return NULL;
 }
 
