@@ -96,6 +96,26 @@ static inline unsigned cpu_slot(unsigned cpu)
 #define MM_VALIDATE(expr) ((void)0)
 #endif
 
+/* Test hooks, in the MM_DEBUG >= 2 build only (nothing in any other):
+ * MM_TEST_HOOK(at, p) calls mm_test_hook, if a test set it, on the
+ * thread that is inside the window `at` names, so a test can make a race
+ * that no scheduling would hit on purpose (another thread's kfree of
+ * the same object, between the check and the compare-and-swap). */
+enum mm_hook_at {
+	MM_HOOK_KFREE_LARGE = 1, /* kfree_large: state checked, not yet claimed */
+};
+#if defined(MM_DEBUG) && MM_DEBUG >= 2
+extern void (*mm_test_hook)(enum mm_hook_at at, const void *p);
+#define MM_TEST_HOOK(at, p)                                                                 \
+	do {                                                                                \
+		void (*h_)(enum mm_hook_at, const void *) = mm_load_acquire(&mm_test_hook); \
+		if (h_ != NULL)                                                             \
+			h_((at), (p));                                                      \
+	} while (0)
+#else
+#define MM_TEST_HOOK(at, p) ((void)0)
+#endif
+
 /* An out-of-line function the compiler must treat as opaque: GCC would
  * otherwise see that it never returns and give its caller a stack frame
  * for the call (noipa is GCC's; clang does not do that analysis). */

@@ -46,6 +46,9 @@ unsigned mm_mcache_hi;
 #if !defined(SYS_MCACHE_GET)
 struct mcache *mm_fast_mcaches[MM_MAX_CPUS + 1];
 #endif
+#if defined(MM_DEBUG) && MM_DEBUG >= 2
+void (*mm_test_hook)(enum mm_hook_at at, const void *p);
+#endif
 static struct sys_lock init_lock;
 
 

@@ -193,6 +193,7 @@ void kfree_large(struct mspan *s, uintptr_t p)
 		                                                              : "invalid free",
 		          (void *)p);
 	uint32_t want = (w & ~SPAN_STATE_MASK) | SPAN_FREEING;
+	MM_TEST_HOOK(MM_HOOK_KFREE_LARGE, (void *)p);
 	/* acq_rel: of two racing kfrees exactly one wins, and sees the span whole */
 	if (!mm_cas_acq_rel(&s->state, &w, want))
 		sys_fault("double free", (void *)p);

@@ -482,6 +482,48 @@ START_TEST(double_free_of_cached_large_object)
 }
 END_TEST
 
+#if defined(MM_DEBUG) && MM_DEBUG >= 2
+/* Two threads free one large object at once: exactly one of them wins
+ * the span (the compare-and-swap INUSE -> FREEING), the other stops
+ * with "double free", and the span is cached or freed once. The hook
+ * (debug build only) runs the second kfree, on another thread, while the
+ * first has checked the state and not yet claimed the span: a plain
+ * store instead of the compare-and-swap would let both go on. */
+static void *free_on_thread(void *p)
+{
+	kfree(p);
+	return NULL;
+}
+
+static void free_in_the_window(enum mm_hook_at at, const void *p)
+{
+	pthread_t t;
+	if (at != MM_HOOK_KFREE_LARGE)
+		return;
+	mm_store_release(&mm_test_hook, NULL); /* the other kfree runs no hook */
+	if (pthread_create(&t, NULL, free_on_thread, (void *)p) == 0)
+		pthread_join(t, NULL);
+}
+
+static void racing_large_frees(void *p)
+{
+	mm_store_release(&mm_test_hook, free_in_the_window);
+	kfree(p);
+}
+
+START_TEST(large_free_racing_another)
+{
+	void *p = kmalloc(100 * KiB, 0);
+	expect_fault(racing_large_frees, p, "double free", p);
+	kfree(p); /* here, without the race: freed once */
+	ck_assert(mheap_valid());
+}
+END_TEST
+#define DEBUG_BUILD_TESTS , CHECK_TEST(large_free_racing_another)
+#else
+#define DEBUG_BUILD_TESTS
+#endif
+
 /* kfree's fast path checks a pointer against its page's descriptor
  * alone: every page of a small span names the span's class, the page's
  * place in it and its record from publication until the span goes back
@@ -897,5 +939,5 @@ CHECK_MAIN("mheap", 60,
 	   CHECK_TEST(out_of_memory_drains_large_cache),
 	   CHECK_TEST(out_of_memory_drains_magazines),
 	   CHECK_TEST(trim_releases_metadata_of_freed_spans),
-	   CHECK_TEST(trim_recommit_failure_is_null))
+	   CHECK_TEST(trim_recommit_failure_is_null) DEBUG_BUILD_TESTS)
 /* clang-format on */
