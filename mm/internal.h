@@ -103,6 +103,10 @@ static inline unsigned cpu_slot(unsigned cpu)
  * the same object, between the check and the compare-and-swap). */
 enum mm_hook_at {
 	MM_HOOK_KFREE_LARGE = 1, /* kfree_large: state checked, not yet claimed */
+	MM_HOOK_KFREE_FAST = 2,  /* kfree's fast path: descriptor read, live
+	                            byte not yet (interrupts off) */
+	MM_HOOK_LIVE_BYTE = 3,   /* live_byte: the byte read, the state word
+	                            not yet again */
 };
 #if defined(MM_DEBUG) && MM_DEBUG >= 2
 extern void (*mm_test_hook)(enum mm_hook_at at, const void *p);

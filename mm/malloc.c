@@ -421,6 +421,7 @@ static uint8_t *live_byte(struct mspan *s, uintptr_t p, const char *what, const 
 		long idx = mspan_slot_of(s, p);
 		uint8_t *lb = idx >= 0 ? mspan_live(s, (unsigned)idx) : NULL;
 		uint8_t v = lb != NULL ? LOAD(*lb) : 0;
+		MM_TEST_HOOK(MM_HOOK_LIVE_BYTE, (void *)p);
 		mm_fence_acquire(); /* seqlock read side: the byte before the recheck */
 		if (mm_load_relaxed(&s->state) != w)
 			continue; /* recycled while we read: look again */
@@ -528,6 +529,7 @@ static inline __attribute__((always_inline)) void free_fast(const void *ptr, boo
 		goto slow;
 	uint8_t *lb = (uint8_t *)(mheap_.livebase + PD_RECOFF(d)) + (off >> m->liveshift);
 	struct magentry *e = m->top; /* ours alone: read before the fence */
+	MM_TEST_HOOK(MM_HOOK_KFREE_FAST, ptr);
 	uint8_t live = LOAD(*lb);
 	mm_fence_acquire(); /* seqlock read side: the byte before the recheck */
 	if (MM_UNLIKELY(mm_load_relaxed(dp) != d))
