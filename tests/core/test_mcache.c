@@ -520,6 +520,45 @@ START_TEST(ksize_of_cached_object_is_invalid)
 }
 END_TEST
 
+/* kfree's fast path checks a pointer with the class constants in this
+ * CPU's magazine (malloc.c) and never looks at the span: they must be
+ * the span's, for every class. For each slot of a span of the class, the
+ * magazine's slot test must accept it and nothing between slots, and the
+ * live byte it computes (the page descriptor's record, plus the offset
+ * shifted by the magazine's liveshift) must be the span's own. */
+START_TEST(magazine_constants_are_the_spans)
+{
+	unsigned long f = sys_irq_save();
+	unsigned cpu = sys_cpu_id();
+	sys_irq_restore(f);
+	for (unsigned cls = 1; cls < _NumSizeClasses; cls++) {
+		/* the class kmalloc serves this size from (a 24 B request
+		 * gets 32 B: 16-byte alignment) */
+		void *p = kmalloc(class_to_size[cls], 0);
+		kfree(p); /* the magazine is made and holds p */
+		struct mspan *s = spanOf((uintptr_t)p);
+		size_t size = s->elemsize;
+		const struct magazine *m = &mm_mcaches[cpu_slot(cpu)]->mag[s->spanclass];
+		ck_assert_uint_eq(m->nbytes, s->nelems * size);
+		for (uintptr_t off = 0; off < s->npages * 8192; off += 8) {
+			bool start = off % size == 0 && off < m->nbytes;
+			ck_assert_msg((slot_exact(m->div_exact, off) && off < m->nbytes) == start,
+			              "class %u: offset %lu", cls, (unsigned long)off);
+			if (!start)
+				continue;
+			uintptr_t a = s->base + off;
+			uint64_t d = mheap_.pagedesc[(a - mheap_.arena_start) >> PAGE_SHIFT];
+			uintptr_t pgoff = (d & PD_PAGEOFF_MASK) | (a & (PAGE_SIZE - 1));
+			ck_assert_uint_eq(pgoff, off);
+			uint8_t *lb = (uint8_t *)(mheap_.livebase + PD_RECOFF(d)) +
+			              (pgoff >> m->liveshift);
+			ck_assert_ptr_eq(lb, mspan_live(s, (unsigned)(off / size)));
+		}
+	}
+	ck_assert(mheap_valid());
+}
+END_TEST
+
 #if defined(MM_DEBUG) && MM_DEBUG >= 2
 /* ---- a free racing the death and reuse of its span (debug build) ----
  * A stale pointer p (freed once, at offset 48 of a span S of 48 B
@@ -639,5 +678,6 @@ CHECK_MAIN("mcache", 60,
 	   CHECK_TEST(double_free_after_flush),
 	   CHECK_TEST(free_into_returned_span_is_invalid),
 	   CHECK_TEST(racing_double_free_caught_on_return),
-	   CHECK_TEST(ksize_of_cached_object_is_invalid) DEBUG_BUILD_TESTS)
+	   CHECK_TEST(ksize_of_cached_object_is_invalid),
+	   CHECK_TEST(magazine_constants_are_the_spans) DEBUG_BUILD_TESTS)
 /* clang-format on */

@@ -84,18 +84,51 @@ static int valid_as_uncached(void)
 	return ok;
 }
 
+/* Go's size-class table (runtime/sizeclasses.go), copied by hand, not
+ * computed: bytes per object, pages per span, objects per span. */
+static const struct {
+	unsigned size, npages, nelems;
+} go_classes[] = {
+	{ 8, 1, 1024 }, { 16, 1, 512 },  { 48, 1, 170 },   { 112, 1, 73 },
+	{ 1024, 1, 8 }, { 1152, 1, 7 },  { 3072, 3, 8 },   { 4864, 3, 5 },
+	{ 9472, 7, 6 }, { 10240, 5, 4 }, { 27264, 10, 3 }, { 32768, 4, 1 },
+};
+
+/* A span's fields, checked against values computed here by plain
+ * division (and Go's table for a few classes), never by the formulas of
+ * mspan.c: the slot test accepts exactly the multiples of the size below
+ * the slots' end, the index is offset / size, and a slot's live byte is
+ * its own. */
 START_TEST(init_fields)
 {
+	for (unsigned g = 0; g < sizeof go_classes / sizeof go_classes[0]; g++) {
+		unsigned cls = size_to_class(go_classes[g].size);
+		ck_assert_uint_eq(class_to_size[cls], go_classes[g].size);
+		span_setup(cls);
+		ck_assert_uint_eq(span.npages, go_classes[g].npages);
+		ck_assert_uint_eq(span.nelems, go_classes[g].nelems);
+	}
 	for (unsigned cls = 1; cls < _NumSizeClasses; cls++) {
 		span_setup(cls);
+		size_t size = class_to_size[cls], n = span.npages * 8192 / size;
 		ck_assert_uint_eq(span_state(&span), SPAN_INUSE);
 		ck_assert_uint_eq(span.spanclass, spanclass_make(cls, 0));
-		ck_assert_uint_eq(span.elemsize, class_to_size[cls]);
-		ck_assert_uint_eq(span.nelems, span.npages * 8192 / class_to_size[cls]);
-		ck_assert_uint_eq(span.nbytes, (uint32_t)(span.nelems * span.elemsize));
-		ck_assert_uint_eq(span.limit, span.base + span.nbytes);
-		ck_assert_uint_eq(span.div_exact, slot_magic(class_to_size[cls]));
-		ck_assert_uint_eq(span.divMul, class_to_divmagic[cls]);
+		ck_assert_uint_eq(span.elemsize, size);
+		ck_assert_uint_eq(span.nelems, n);
+		ck_assert_uint_eq(span.nbytes, n * size);
+		ck_assert_uint_eq(span.limit, span.base + n * size);
+		for (uintptr_t off = 0; off < span.npages * 8192 + size; off += 8) {
+			bool start = off % size == 0 && off < n * size;
+			ck_assert_msg(slot_exact(span.div_exact, off) == start || off >= n * size,
+			              "class %u: offset %lu", cls, (unsigned long)off);
+			ck_assert_msg((mspan_slot_of(&span, span.base + off) >= 0) == start,
+			              "class %u: offset %lu", cls, (unsigned long)off);
+			if (off < n * size)
+				ck_assert_uint_eq(obj_index(span.divMul, off), off / size);
+		}
+		for (size_t i = 1; i < n; i++) /* one live byte per slot, in order */
+			ck_assert((uintptr_t)mspan_live(&span, (unsigned)i) >
+			          (uintptr_t)mspan_live(&span, (unsigned)i - 1));
 		ck_assert_uint_eq(span.allocCount, 0);
 		ck_assert_uint_eq(span.freeindex, 0);
 		ck_assert(mspan_valid(&span));
