@@ -104,12 +104,23 @@ struct sys_config {
 	                          are never released and krealloc copies
 	                          instead of calling move. */
 	int commit_zeroed;     /* 1 if memory reads as zero when it turns Ready
-	                          (both ports: yes). 0 makes mm zero what it
-	                          commits before handing it out. */
+	                          (both ports: yes). 0: mm zeroes the metadata
+	                          it commits, and kzalloc clears objects of
+	                          fresh spans too (test_genericport_dirty runs
+	                          on commits full of 0xa5). */
 	unsigned max_cpus;     /* every sys_cpu_id() is < max_cpus */
-	size_t arena_size;     /* bytes of heap arena to reserve (plus about
-	                          1/4 of that for metadata, reserved only);
-	                          64 GiB on both ports */
+	size_t arena_size;     /* bytes of heap arena to reserve; 64 GiB on
+	                          both ports. Metadata is reserved beside it
+	                          (nothing of it committed until used): a
+	                          fifth of the arena for span records (their
+	                          worst case, 8 KiB spans of 8 B objects; with
+	                          track_sites 1.25 times the arena, a site
+	                          word per slot), 0.2% for the page maps, and
+	                          per CPU of max_cpus 345 KiB for its mcache
+	                          (18 KiB) and the magazine entries of every
+	                          span class, typed caches' too; a CPU commits
+	                          those of the classes it uses (an idle host
+	                          thread: 69 KiB, README) */
 	/* Optional hook, NULL if the port has none (then big objects that
 	 * krealloc cannot grow in place are copied).
 	 * Ready -> Ready + Ready -> Reserved: give dst the memory of
@@ -306,12 +317,19 @@ extern struct sys_config sys_config;
  *    Returns 0, or -1 (nothing reserved). Costs no memory. */
 int sys_reserve(size_t size, void **base);
 
-/* 2. Reserved -> Ready. Back [p, p+n) with memory that reads as zero.
+/* 2. Reserved -> Ready. Back [p, p+n) with memory that reads as zero
+ *    (if sys_config.commit_zeroed; else with anything).
  *    pre: p, n page-aligned, n > 0; every page of the range is Reserved.
- *    pre: usually called with no mm lock held; but metadata growth and a
- *         span made of many separate scavenged runs commit under mheap.lock,
- *         so (kernel) it must work with interrupts disabled: it only takes
- *         frames and writes page-table entries, and needs no kmalloc.
+ *    pre: heap pages are committed with no mm lock held (mheap.c's
+ *         commit_runs), except where the commit unit is above 8 KiB
+ *         (commit_granules, under mheap.lock). Metadata is committed under
+ *         mheap.lock: the metadata arrays (meta_ensure), blocks of span
+ *         records (the fixalloc refill), and what kmalloc_trim gave back
+ *         and a later allocation needs again (page-map units and chunk
+ *         records, mmeta.c; transfer-cache entries, mtransfer.c). So it
+ *         may run with interrupts off, from any allocation path, an
+ *         interrupt handler's included (kernel): it only takes frames and
+ *         writes page-table entries, and needs no kmalloc.
  *    Returns 0, or -1 when memory is exhausted; on -1 the whole range is
  *    still Reserved (nothing half-committed). */
 int sys_commit(void *p, size_t n);
@@ -319,11 +337,15 @@ int sys_commit(void *p, size_t n);
 /* 3. Ready -> Reserved. Give the memory behind [p, p+n) back (Go's
  *    sysUnused); the contents are lost and accesses fault again.
  *    pre: p, n page-aligned, n > 0; every page of the range is Ready.
- *    pre: no mm lock held. Interrupts may be off: the release steps of
- *         kmalloc_safepoint run in the timer interrupt, and any kmalloc
- *         slow path called with interrupts off may take one (the kernel
- *         port then leaves the frames in its TLB gather and shoots them
- *         down when the CPU next runs with interrupts on).
+ *    pre: no mm lock held. Called by the scavenger's steps (heap pages:
+ *         the allocation slow paths, kmalloc_background, and
+ *         kmalloc_safepoint, which the kernel calls from its timer
+ *         interrupt), by kmalloc_trim (heap pages, blocks of span records,
+ *         transfer-cache entries), never by kfree. Interrupts may be off:
+ *         in the timer interrupt, and in any kmalloc slow path called with
+ *         them off (the kernel port then leaves the frames in its TLB
+ *         gather and shoots them down when the CPU next runs with
+ *         interrupts on).
  *    Cannot fail. */
 void sys_release(void *p, size_t n);
 
@@ -333,7 +355,9 @@ void sys_release(void *p, size_t n);
 unsigned sys_cpu_id(void);
 
 /* 5. Disable interrupts on this CPU; return the previous state for
- *    sys_irq_restore. Nests. */
+ *    sys_irq_restore. Nests. Both 5 and 6 are compiler barriers (an asm
+ *    with a "memory" clobber, or an out-of-line call): mm relies on no
+ *    access of the fast path moving out of the section. */
 unsigned long sys_irq_save(void);
 
 /* 6. Restore the interrupt state returned by the matching sys_irq_save. */
@@ -352,8 +376,10 @@ void sys_irq_restore(unsigned long flags);
  *    is unlocked). Not recursive. The kernel port keeps interrupts disabled
  *    while a lock is held, so an interrupt handler that allocates cannot
  *    deadlock against the code it interrupted; the host port spins briefly
- *    and then yields, so it behaves under preemption. The lock order of mm
- *    is written in mm/internal.h. */
+ *    and then yields, so it behaves under preemption. sys_lock is an
+ *    acquire and sys_unlock a release (what one holder wrote, the next
+ *    sees), and both are compiler barriers. The lock order of mm is
+ *    written in mm/internal.h. */
 void sys_lock(struct sys_lock *l);
 void sys_unlock(struct sys_lock *l);
 
@@ -364,7 +390,9 @@ void sys_unlock(struct sys_lock *l);
 _Noreturn void sys_fault(const char *msg, const void *p);
 
 /* 10. Write one line of text (no newline in s; the port adds it). Used by
- *    kmalloc_dump. Must not allocate. */
+ *    kmalloc_dump, and by the leak scan's reports while the other CPUs
+ *    are stopped: it must not allocate nor take a lock a stopped CPU may
+ *    hold (the kernel's console lock is taken with a bounded spin). */
 void sys_log(const char *s);
 
 #endif /* MM_SYS_H */

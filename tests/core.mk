@@ -19,10 +19,12 @@
 HOST_TESTS := $(filter-out genericport,$(patsubst tests/core/test_%.c,%,$(wildcard tests/core/test_*.c)))
 HOST_TEST_BINS := $(HOST_TESTS:%=$(BUILD)/host/tests/test_%) \
 	$(BUILD)/host/tests/genericport/test_genericport \
-	$(BUILD)/host/tests/genericport/test_genericport_2m
+	$(BUILD)/host/tests/genericport/test_genericport_2m \
+	$(BUILD)/host/tests/genericport/test_genericport_dirty
 HOST_DEBUG_TEST_BINS := $(HOST_TESTS:%=$(BUILD)/host-debug/tests/test_%) \
 	$(BUILD)/host-debug/tests/genericport/test_genericport \
-	$(BUILD)/host-debug/tests/genericport/test_genericport_2m
+	$(BUILD)/host-debug/tests/genericport/test_genericport_2m \
+	$(BUILD)/host-debug/tests/genericport/test_genericport_dirty
 # Recursive (=), not :=: the top Makefile installs check and pkg-config
 # after reading the fragments, so ask pkg-config only when a rule runs.
 HOST_TEST_CFLAGS = $(MM_HOST_CFLAGS) -Itests/api -O1 -g \
@@ -72,6 +74,16 @@ $(BUILD)/host-debug/tests/genericport/test_genericport_2m: $(GENERIC_PORT_DEPS)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(GENERIC_PORT_CFLAGS) -DMM_DEBUG=2 -DGENERIC_PAGE_SIZE=0x200000 \
 		$(filter %.c,$^) $(HOST_TEST_LIBS) -o $@
+
+# The same port with commit_zeroed 0 and commits full of 0xa5 (dirty frames).
+$(BUILD)/host/tests/genericport/test_genericport_dirty: $(GENERIC_PORT_DEPS)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(GENERIC_PORT_CFLAGS) -DGENERIC_DIRTY $(filter %.c,$^) $(HOST_TEST_LIBS) -o $@
+
+$(BUILD)/host-debug/tests/genericport/test_genericport_dirty: $(GENERIC_PORT_DEPS)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(GENERIC_PORT_CFLAGS) -DMM_DEBUG=2 -DGENERIC_DIRTY $(filter %.c,$^) \
+		$(HOST_TEST_LIBS) -o $@
 
 .PHONY: test-core
 test-core: $(HOST_TEST_BINS) $(HOST_DEBUG_TEST_BINS)

@@ -9,7 +9,10 @@
  * of large objects, the per-CPU magazines and large cache found through
  * the default mcache_fast (mm_mcaches indexed by sys_cpu_id), frees across
  * threads coming back when the freeing thread flushes, trim, and a fault
- * reported through sys_fault in the required format.
+ * reported through sys_fault in the required format. Built three ways
+ * (tests/core.mk): 4 KiB commit units, 2 MiB units (_2m), and 4 KiB
+ * units whose commits hand out dirty memory with commit_zeroed 0
+ * (_dirty).
  *
  * tests/core.mk compiles MM_SRCS with -Itests/core/genericport and this
  * file, instead of linking libkmalloc.a (which carries the host port).
@@ -38,11 +41,21 @@
 #define GENERIC_PAGE_SIZE 4096
 #endif
 
+/* test_genericport_dirty: commit_zeroed 0, and sys_commit hands out
+ * memory full of 0xa5, as a port whose frame allocator returns frames
+ * holding what they last held: the core must zero its metadata and
+ * kzalloc's objects itself. */
+#ifdef GENERIC_DIRTY
+#define GENERIC_ZEROED 0
+#else
+#define GENERIC_ZEROED 1
+#endif
+
 static void generic_release_zero(void *p, size_t n);
 
 struct sys_config sys_config = {
 	.page_size = GENERIC_PAGE_SIZE,
-	.commit_zeroed = 1,
+	.commit_zeroed = GENERIC_ZEROED,
 	.max_cpus = 64,
 	.arena_size = (size_t)256 << 20,
 	.release_zero = generic_release_zero,
@@ -75,6 +88,8 @@ int sys_commit(void *p, size_t n)
 	check_unit("sys_commit of a range that is not whole units", p, n);
 	if (mprotect(p, n, PROT_READ | PROT_WRITE) != 0)
 		return -1;
+	if (!GENERIC_ZEROED)
+		memset(p, 0xa5, n);
 	__atomic_add_fetch(&committed, n, __ATOMIC_RELAXED);
 	return 0;
 }
@@ -188,6 +203,46 @@ START_TEST(every_class_and_large)
 		ck_assert_uint_eq(st.cls[c].frees, want);
 	}
 	ck_assert(mheap_valid());
+}
+END_TEST
+
+/* Zeroed objects are zero whatever the port's commits hold (the dirty
+ * build's 0xa5): every class through kzalloc and kcalloc, fresh spans
+ * and reused ones, a large object, and again after trim gave pages back
+ * and they were committed anew. */
+static void assert_zero(const void *p, size_t n)
+{
+	const unsigned char *b = p;
+	for (size_t i = 0; i < n; i++)
+		ck_assert_msg(b[i] == 0, "byte %zu of %zu is 0x%x", i, n, b[i]);
+}
+
+START_TEST(zeroed_objects_are_zero)
+{
+	for (int round = 0; round < 2; round++) {
+		void *p[KMALLOC_NUM_CLASSES][8];
+		for (unsigned c = 1; c < KMALLOC_NUM_CLASSES; c++)
+			for (int i = 0; i < 8; i++) {
+				size_t n = class_to_size[c];
+				p[c][i] = i % 2 ? kcalloc(1, n, 0) : kzalloc(n, 0);
+				ck_assert_ptr_nonnull(p[c][i]);
+				assert_zero(p[c][i], n);
+				memset(p[c][i], 0xee, n); /* dirty for the next round */
+			}
+		void *big = kzalloc((size_t)1 << 20, 0);
+		ck_assert_ptr_nonnull(big);
+		assert_zero(big, (size_t)1 << 20);
+		memset(big, 0xee, (size_t)1 << 20);
+		for (unsigned c = 1; c < KMALLOC_NUM_CLASSES; c++)
+			for (int i = 0; i < 8; i++)
+				kfree(p[c][i]);
+		kfree(big);
+		if (round == 0) {
+			kmalloc_flush_cpu();
+			kmalloc_trim(); /* the second round commits anew */
+		}
+		ck_assert(mheap_valid());
+	}
 }
 END_TEST
 
@@ -334,5 +389,6 @@ CHECK_MAIN("genericport", 60,
 	   CHECK_TEST(arena_limit_gives_null),
 	   CHECK_TEST(caches_through_default_fast_path),
 	   CHECK_TEST(remote_frees),
-	   CHECK_TEST(fault_goes_through_sys_fault))
+	   CHECK_TEST(fault_goes_through_sys_fault),
+	   CHECK_TEST(zeroed_objects_are_zero))
 /* clang-format on */
