@@ -19,8 +19,8 @@
  *
  * Names: Go's names stay for Go's ideas (mheap, mcentral, mcache, mspan,
  * spanclass, allocBits, allocCache, freeindex, nextFreeFast, gcmarkBits,
- * cacheSpan, uncacheSpan, the scavenger), with our layer prefix where
- * they are functions (mspan_nextFreeFast, mcentral_cacheSpan). Everything
+ * uncacheSpan, the scavenger), with our layer prefix where they are
+ * functions (mspan_nextFreeFast, mcentral_uncacheSpan). Everything
  * of our own is snake_case with its layer's prefix (mheap_, mcentral_,
  * mspan_, mcache_, pa_ for the page allocator, fixalloc_/meta_ for
  * metadata, mm_ for what crosses layers, pmm_ for the frame allocator,
@@ -34,7 +34,8 @@
  *                of their own, which the leak scan does not read; span
  *                classes 0 and 1 are large objects
  *   mspan        a run of heap pages; for a size class, cut into equal
- *                slots, with one live byte per slot and three bitmaps
+ *                slots, with a live byte per slot (one per 2^liveshift
+ *                bytes of span, so a shift finds it) and three bitmaps
  *                (allocBits, free_bits, gcmarkBits) in its own record, out
  *                of band (mspan.c); or one large object
  *   magazine     per CPU and span class: a bounded stack of free objects,
@@ -54,8 +55,10 @@
  *                maps' words and page-allocator records of chunks with
  *                no span, given back by trim and recommitted when a span
  *                comes there (mmeta.c)
- *   fixalloc     fixed-size records for mspans and bitmaps; the mcaches
- *                and transfer entries are bump-allocated (mfixalloc.c)
+ *   fixalloc     fixed-size span records, each with its live bytes and
+ *                bitmaps behind it, and the leak scan's grey blocks; the
+ *                mcaches and transfer entries are bump-allocated
+ *                (mfixalloc.c)
  *   scavenger    returns free pages to the port: by age with the port's
  *                clock (pages of chunks nobody touched for release_ms),
  *                else by allocation volume; paced steps, and the aging
@@ -79,40 +82,56 @@
  *                hooks (sys_config.move and .nomem, the clock and the
  *                background context (now_ns, start_background), the leak
  *                detector's, meshing's (mesh_alias, mesh_unalias,
- *                mesh_protect, mesh_unprotect), SYS_MCACHE_GET/SET) and kmalloc_safepoint for the port
+ *                mesh_protect, mesh_unprotect), the idle-CPU drain's,
+ *                the backtrace hook, SYS_MCACHE_GET/SET), and
+ *                kmalloc_safepoint and kmalloc_cpu_idle for the port
  *                to call; sys.h lists each with what its absence costs
  *
- * kmalloc(size) climbs the hierarchy until one level can serve it:
- *   1. size > 32 KiB: a large span (step 7).
- *   2. size -> size class (two small tables); interrupts off; this CPU's
- *      mcache; pop its magazine for the class; store 1 in the object's
- *      live byte (its address is in the entry). No lock, no atomic RMW.
- *   3. Magazine empty: nextFreeFast on the cached span: the lowest set
- *      bit of allocCache gives a free slot; store its live byte 1.
- *   4. Cache word used up (mcache_alloc_slow): take a batch from the
- *      class's transfer cache into the magazine (one lock hold) and pop.
- *   5. None: nextFreeIndex scans allocBits; the span is full: sweep it
- *      (merge free_bits: objects that came back); if that freed an eighth
- *      of it, keep it (no lock).
- *   6. Otherwise trade it in one mcentral lock hold: file it as partial or
- *      full, take the top of partial (the spare empty span sits at its
- *      tail); none: mheap_alloc_span takes pages from the page allocator
- *      (first fit by address), growing the arena by whole chunks if none
- *      fit; Reserved pages are committed through sys_commit, outside the
- *      lock.
- *   7. Large: a cached span of n .. n + n/4 pages from this CPU's bins
- *      (no lock), else mheap_alloc_span.
- *   8. Out of memory: empty every cache (this CPU's now, the transfer
- *      caches, the other CPUs' at their safe points) and try once more;
- *      then NULL, with everything as before.
+ * kmalloc(size) climbs the hierarchy until one level can serve it; the
+ * functions are named in the order a first kmalloc(64) meets them (Go's
+ * mallocgc -> nextFreeFast -> refill -> cacheSpan):
+ *   1. kmalloc -> kmalloc_fast (inline): size > 32 KiB: mm_alloc_large
+ *      (step 7).
+ *   2. size_to_class (two small tables) -> class_alloc_fast (inline):
+ *      interrupts off (sys_irq_save); this CPU's mcache from the port's
+ *      slot (mcache_fast); pop its magazine for the span class; store 1
+ *      in the object's live byte (its address is in the entry). No lock,
+ *      no atomic RMW.
+ *   3. Magazine empty: mspan_nextFreeFast on the span the mcache caches
+ *      for the class: the lowest set bit of allocCache gives a free
+ *      slot; store its live byte 1.
+ *   4. Cache word used up, or the slot empty (a CPU's first call, or
+ *      after the idle-CPU drain): mm_alloc_class -> mcache_this (the
+ *      slot, else mcache_get: the mcache made on this CPU's first
+ *      allocation, claimed back from the drain by mcache_claim) ->
+ *      mcache_alloc_slow: mcache_poll drains this CPU if mm_drain_all
+ *      asked; every AGE_EVERY slow paths mcache_age; mcache_mag_ready
+ *      carves the class's magazine on its first use; mm_transfer_take
+ *      moves a batch from the class's transfer cache into the magazine
+ *      (one lock hold), and the top is popped.
+ *   5. None: mcache_refill_alloc: mspan_nextFreeIndex scans allocBits;
+ *      the span is full: mspan_sweep merges free_bits (objects that came
+ *      back); if that freed an eighth of it, keep it (no lock).
+ *   6. Otherwise mcentral_refill trades it in one mcentral lock hold:
+ *      file it as partial or full, take the top of partial (the spare
+ *      empty span sits at its tail); none: mheap_alloc_span takes pages
+ *      from the page allocator (first fit by address), growing the arena
+ *      by whole chunks if none fit, and commits the scavenged ones
+ *      through sys_commit with no lock held (under mheap.lock only where
+ *      the commit unit is above 8 KiB); mspan_init_small lays the record
+ *      out and publishes it INUSE, and mheap_publish_small writes the
+ *      page descriptors kfree reads.
+ *   7. Large: mm_alloc_large: a cached span of n .. n + n/4 pages from
+ *      this CPU's bins (no lock), else mheap_alloc_span.
+ *   8. Out of memory: empty every cache (mm_drain_all: this CPU's now,
+ *      the transfer caches, the other CPUs' at their safe points) and
+ *      try once more; then NULL (mm_nomem), with everything as before.
  *   9. On the way out of a slow path, a bounded step of the scavenger if
  *      one is due (mheap_scavenge_paced): with a clock, no background
  *      context and no safe points on this CPU, kmalloc_background
  *      (release pages and shared caches that aged); without a clock, if
  *      free pages exceed the goal.
- *      Every AGE_EVERY slow paths, this CPU's classes unused for half
- *      the release delay go back to their spans (mcache_age).
- *
+
  * kmem_cache_alloc(c) is steps 2-9 for c's span class (after a check
  * that c lives); a new span of it runs c's constructor on every slot
  * (step 6, mcentral_refill, before the span is published).
@@ -189,8 +208,8 @@
  *      steps), a copy, and kfree(p).
  *
  * Why a live byte per slot. Caching freed objects per CPU is what makes
- * frees cheap (a free whose span another CPU caches used to cost five
- * locked read-modify-writes), but then a second free of an object sitting
+ * frees cheap (without them a free whose span another CPU caches costs
+ * five locked read-modify-writes), but then a second free of an object sitting
  * in some cache must still be caught at once. That takes one state change
  * per free, out of band. A byte per slot is written with a plain store:
  * stores to different bytes never lose each other's updates, where a
@@ -210,13 +229,13 @@
  * Why page descriptors. With many live objects a random free finds
  * nothing of its span in the first-level cache, and each line kfree
  * reads is a miss: the page map entry, the span record and the live byte
- * were three (valgrind --tool=cachegrind --cache-sim=yes on the churn
- * workload: 3.3 first-level read misses per free, tcmalloc's free 0.55).
- * A page's descriptor packs what the record contributed (class, the
- * span's base, the record's address and incarnation) into the word the
- * page map lookup reads anyway, and the class's constants ride in the
- * magazine line the push writes: 1.6 misses per free, for 5 instructions
- * more per kmalloc+kfree pair (82 to 87 with the loop, callgrind).
+ * would be three (valgrind --tool=cachegrind --cache-sim=yes on the churn
+ * workload: 3.3 first-level read misses per free that way, tcmalloc's
+ * free 0.55). A page's descriptor packs what the record contributes
+ * (class, the span's base, the record's address and incarnation) into
+ * the word the page map lookup reads anyway, and the class's constants
+ * ride in the magazine line the push writes: 1.6 misses per free, for 5
+ * instructions more per kmalloc+kfree pair (callgrind).
  *
  * Alignment: slots are base + index * size with 8 KiB-aligned span bases,
  * so every object is aligned to the largest power of two dividing its
@@ -266,8 +285,9 @@
  * Nothing is freed; cached and free objects are never marked or reported.
  *
  * Layout: one region from sys_reserve holds metadata (page -> span map,
- * page descriptors, page-allocator bitmaps and summaries, fixalloc area,
- * mcaches) followed by the arena; see mheap.c. kmalloc_trim empties the
+ * page descriptors, page-allocator chunk records and summaries, fixalloc
+ * area, mcaches and transfer entries) followed by the arena; see
+ * mheap.c's layout. kmalloc_trim empties the
  * caches and meshes (where the port meshes), then gives back
  * the free heap pages (mscavenge.c), the map words and page-allocator
  * records of chunks with no span (mmeta.c, through the port's
@@ -351,12 +371,8 @@ static inline __attribute__((always_inline)) void *class_alloc_fast(uintptr_t cl
 			return v;
 		}
 		struct mspan *s = c->alloc[cls];
-		uint64_t cache = s->allocCache;
-		if (MM_LIKELY(cache != 0)) {
-			unsigned b = (unsigned)__builtin_ctzll(cache);
-			unsigned idx = s->freeindex + b;
-			s->allocCache = (cache >> b) >> 1;
-			s->freeindex = (uint16_t)(idx + 1);
+		long idx = mspan_nextFreeFast(s);
+		if (MM_LIKELY(idx >= 0)) {
 			uintptr_t off = (uintptr_t)idx * s->elemsize;
 			STORE(mspan_livebytes(s)[off >> s->liveshift], 1);
 			COUNT(m->allocs);
