@@ -2,14 +2,29 @@
 #
 # Each part of the tree builds from its own fragment (*.mk, included below);
 # a fragment appends its outputs to ALL_TARGETS, its test targets to
-# TEST_TARGETS (run in include order: fast host tests first, QEMU boot cases
-# last), its benchmarks to BENCH_TARGETS and the Debian package lists it
+# TEST_TARGETS (which run in the order TEST_ORDER below gives: host stages
+# first, QEMU boot cases last), its benchmarks to BENCH_TARGETS and the
+# Debian package lists it
 # needs (scripts/packages/<group>.list) to DEPS_GROUPS (BENCH_DEPS_GROUPS
 # for benchmarks only).
 #
 #   make            build everything (host library, kernel, UEFI loader, ESP)
 #   make run        build, boot QEMU, run the self-tests, print the heap report
-#   make test       host unit tests (Check, sanitizers) then the QEMU boot cases
+#   make test       every stage below, host stages first, then the QEMU ones
+#                   (TEST_ORDER; docs/testing.md says what covers what):
+#     make format-check  C lines changed since the style was set, formatted
+#     make test-core     the core's unit tests, release and debug builds
+#     make test-api      public API, misuse, model, stress, leaks, meshing;
+#                        then under ASan+UBSan and TSan
+#     make test-heapmap  the heap picture's dump and script
+#     make test-pmm      the kernel's frame allocator, on the host
+#     make test-preload  the LD_PRELOAD shim under real programs
+#     make test-fuzz     libFuzzer: seeds, saved inputs, 30 s of fuzzing
+#     make test-loader   the UEFI loader's checks
+#     make test-boot     one boot of the kernel with its self-tests
+#     make test-boot-kmem  the kernel boot cases (tests/boot.mk)
+#     make test-smp      the SMP boot cases
+#     make test-portkit  make lib as a kernel uses it, and its kit kernels
 #   make test-repeat  every QEMU boot case and make run REPEAT times (20)
 #                   with a CPU hog beside QEMU; failures per case
 #   make bench      hosted benchmarks side by side with other allocators
@@ -85,7 +100,17 @@ FRAGMENTS := \
 	tests/fuzz.mk \
 	tests/bench.mk \
 	tests/benchpeers.mk
-include $(wildcard $(FRAGMENTS))
+include $(FRAGMENTS)
+
+# The order of `make test`, in one place. Every fragment's TEST_TARGETS
+# must be named here, and nothing else: a stage a fragment adds but this
+# list lacks (or a name here no fragment defines) stops make at once
+# instead of silently not running.
+TEST_ORDER := format-check test-core test-api test-heapmap test-pmm test-preload test-fuzz \
+	test-loader test-boot test-boot-kmem test-smp test-portkit
+ifneq ($(sort $(TEST_ORDER)),$(sort $(TEST_TARGETS)))
+$(error TEST_ORDER ($(sort $(TEST_ORDER))) and the fragments' TEST_TARGETS ($(sort $(TEST_TARGETS))) differ)
+endif
 
 # Packages (Debian names, scripts/packages/<group>.list, installed by
 # scripts/install-deps when missing): `make deps` for what the tests and
@@ -114,8 +139,13 @@ all: $(ALL_TARGETS)
 test: deps
 	$(Q)$(MAKE) --no-print-directory test-stages
 
-test-stages: $(TEST_TARGETS)
-	@echo "make test: all test stages passed ($(TEST_TARGETS))"
+# One stage after the other even under -j (each stage builds in parallel
+# itself): QEMU boots and sanitizer runs must not share the machine.
+test-stages:
+	$(Q)for t in $(TEST_ORDER); do \
+		$(MAKE) --no-print-directory $$t || exit 1; \
+	done
+	@echo "make test: all test stages passed ($(TEST_ORDER))"
 
 bench: deps-bench
 	$(Q)$(MAKE) --no-print-directory bench-stages
@@ -137,4 +167,4 @@ clean:
 	rm -rf $(BUILD)
 
 help:
-	@sed -n '/^#   make/,/^#   V=1/p' Makefile | sed 's/^# //'
+	@sed -n '/^#   make/,/^#   V=1/p' Makefile | sed 's/^# \{0,1\}//'
