@@ -624,23 +624,6 @@ static void stale_setup(void)
 	ck_assert_uint_eq(span_state(s), SPAN_INUSE);
 }
 
-/* The fast path: this thread has a magazine for 48 B objects (made and
- * emptied here), and S's descriptor is valid when kfree reads it. */
-static void stale_free_fast(void *arg)
-{
-	kfree(kmalloc(48, 0)); /* p again: the magazine is made */
-	kmalloc_flush_cpu();   /* and p back in S, which nobody caches */
-	mm_store_release(&mm_test_hook, reuse_in_the_window);
-	kfree(arg);
-}
-
-START_TEST(free_racing_span_reuse_fast_path)
-{
-	stale_setup();
-	expect_fault(stale_free_fast, stale_p, "invalid free", stale_p);
-}
-END_TEST
-
 /* The slow path: this thread never allocated, so kfree goes to
  * kfree_slow and live_byte. */
 static void stale_free_slow(void *arg)
@@ -649,11 +632,25 @@ static void stale_free_slow(void *arg)
 	kfree(arg);
 }
 
-START_TEST(free_racing_span_reuse_slow_path)
+/* The fast path: this thread has a magazine for 48 B objects (made and
+ * emptied here), and S's descriptor is valid when kfree reads it. */
+static void stale_free_fast(void *arg)
+{
+	kfree(kmalloc(48, 0)); /* p again: the magazine is made */
+	kmalloc_flush_cpu();   /* and p back in S, which nobody caches */
+	stale_free_slow(arg);
+}
+
+static void race_span_reuse(void (*stale_free)(void *))
 {
 	stale_setup();
-	expect_fault(stale_free_slow, stale_p, "invalid free", stale_p);
+	expect_fault(stale_free, stale_p, "invalid free", stale_p);
 }
+
+START_TEST(free_racing_span_reuse_fast_path) { race_span_reuse(stale_free_fast); }
+END_TEST
+
+START_TEST(free_racing_span_reuse_slow_path) { race_span_reuse(stale_free_slow); }
 END_TEST
 #define DEBUG_BUILD_TESTS \
 	, CHECK_TEST(free_racing_span_reuse_fast_path), CHECK_TEST(free_racing_span_reuse_slow_path)
