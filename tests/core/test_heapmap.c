@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "../xorshift.h"
 
 #define MAXP (64 * CHUNK_PAGES) /* pages a test heap grows to, at most */
 
@@ -315,7 +316,7 @@ static void *churn(void *arg)
 	static void *p[N];
 	uint64_t x = 88172645463325252ull;
 	while (!__atomic_load_n(&stop, __ATOMIC_RELAXED)) {
-		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		xorshift64(&x);
 		size_t i = x % N;
 		kfree(p[i]);
 		p[i] = kmalloc(x % 7 == 0 ? 8 + (x >> 40) % 100000 : 8 + (x >> 40) % 2000, 0);
