@@ -142,6 +142,9 @@ unsigned kmemleak_backtrace(uintptr_t *pcs, unsigned max)
     return backtrace_save(read_rbp(), pcs, max);
 }
 
+/* The one-line form, then the backtrace as kmemleak prints it (the
+ * frames come from the stack depot, mm/mstack.c; no lock, no allocation:
+ * this runs with the world stopped). */
 void kmemleak_print_leak(const void *obj, size_t size, uintptr_t site, void *arg)
 {
     (void)arg;
@@ -154,6 +157,16 @@ void kmemleak_print_leak(const void *obj, size_t size, uintptr_t site, void *arg
             snprintk(where, sizeof where, " [allocated at 0x%lx]", (uint64_t)site);
     }
     printk("kmemleak: 0x%lx size %lu%s\n", (uint64_t)(uintptr_t)obj, (uint64_t)size, where);
+    uintptr_t pcs[8];
+    unsigned n = kmalloc_leak_backtrace(obj, pcs, 8);
+    if (n != 0)
+        printk("kmemleak:   backtrace:\n");
+    for (unsigned i = 0; i < n; i++) {
+        char sym[96];
+        if (kmemleak_symbolize(pcs[i], sym, sizeof sym) == 0)
+            sym[0] = '\0';
+        printk("kmemleak:     [<0x%lx>] %s\n", (uint64_t)pcs[i], sym);
+    }
 }
 
 void kmemleak_print_summary(const struct kmalloc_leaks *l)
