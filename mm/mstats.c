@@ -115,6 +115,14 @@ void kmalloc_dump(void)
 		log_kv("kmalloc: mesh_bytes    ", st.mesh_bytes);
 		log_kv("kmalloc: mesh_pause_max_ns ", st.mesh_pause_max_ns);
 	}
+	if (mheap_.track_sites) { /* the leak detector's stack depot */
+		struct mm_depot_stats d;
+		mm_depot_stats(&d);
+		log_kv("kmalloc: depot_traces  ", d.traces);
+		log_kv("kmalloc: depot_bytes   ", d.bytes);
+		log_kv("kmalloc: depot_fallbacks ", d.fallbacks);
+		log_kv("kmalloc: depot_lost    ", d.lost);
+	}
 }
 
 /* Count an object a cache holds against its span (mspan.vcount), or
