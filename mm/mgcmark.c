@@ -336,7 +336,8 @@ static void mark_not_leak(struct mspan *s, void *arg)
 			mark_object(w, s, s->base + (uintptr_t)i * s->elemsize, i);
 }
 
-uint64_t kmalloc_leak_scan(struct kmalloc_leaks *out, kmalloc_leak_fn fn, void *arg)
+static __attribute__((noinline)) uint64_t leak_scan(struct kmalloc_leaks *out, kmalloc_leak_fn fn,
+                                                    void *arg)
 {
 	struct gcwork w = { 0 };
 	if (!mheap_inited()) {
@@ -344,9 +345,6 @@ uint64_t kmalloc_leak_scan(struct kmalloc_leaks *out, kmalloc_leak_fn fn, void *
 			*out = w.st;
 		return 0;
 	}
-	/* The callers' callee-saved registers go into this frame, which the
-	 * port's stack range (from its hook's frame up) covers. */
-	__builtin_unwind_init();
 	/* No background step while we scan: one ages caches (spans change
 	 * under the walk) and releases pages; where the port has no
 	 * stop_world (the host), its background thread would still run. */
@@ -405,4 +403,30 @@ uint64_t kmalloc_leak_scan(struct kmalloc_leaks *out, kmalloc_leak_fn fn, void *
 	if (out != NULL)
 		*out = w.st;
 	return w.st.leaks;
+}
+
+/* The scan's own frames will lie where its callers' earlier callees left
+ * theirs, and a scan of a live frame reads the slots it never wrote too
+ * (a local buffer, padding): zero what they are about to occupy, or an
+ * old copy of a dropped pointer there keeps its object alive. */
+static __attribute__((noinline)) void scrub_below(void)
+{
+	volatile char pad[2048];
+	for (size_t i = 0; i < sizeof pad; i++)
+		pad[i] = 0;
+}
+
+uint64_t kmalloc_leak_scan(struct kmalloc_leaks *out, kmalloc_leak_fn fn, void *arg)
+{
+	/* The callers' callee-saved registers go into this frame, which the
+	 * port's stack range (from its hook's frame up) covers. */
+	__builtin_unwind_init();
+	/* *out is usually a local of the caller's frame, which the scan
+	 * reads: unwritten, it would hold whatever an earlier call left. */
+	if (out != NULL)
+		__builtin_memset(out, 0, sizeof *out);
+	scrub_below();
+	uint64_t n = leak_scan(out, fn, arg);
+	__asm__ volatile("" ::: "memory"); /* no tail call: this frame stays */
+	return n;
 }
