@@ -8,10 +8,13 @@
  * roots. We keep the machinery and drop the sweep: nothing is freed, the
  * objects the mark did not reach are reported.
  *
+ *   0. Zero *out and the stack below: the scan's own frames are roots,
+ *      and their unwritten slots must not hold old pointers.
  *   1. Stop the world (sys_config.stop_world, if the port has it; if it
  *      fails, log "kmemleak: could not stop the other CPUs; no scan" and
- *      return KMALLOC_LEAK_NO_SCAN).
- *   2. Clear gcmarkBits of every in-use span.
+ *      return KMALLOC_LEAK_NO_SCAN); interrupts off on this CPU.
+ *   2. Clear gcmarkBits of every in-use span; mark and grey the objects
+ *      flagged kmalloc_leak_not_leak (roots of their own).
  *   3. Roots: the ranges given to kmalloc_add_root and the port's ranges
  *      (sys_config.roots: data, bss, stacks, per-CPU areas; the calling
  *      CPU's stack from the hook's frame up, which holds the callers'
@@ -27,15 +30,23 @@
  *      object only sets its span's gcrescan; when the stack is empty,
  *      spans with gcrescan have all their marked objects scanned again
  *      (marks only grow, so this ends).
- *   5. Report every live object left unmarked; restart the world.
+ *   5. Report every live object left unmarked (mleak.c: flagged ones
+ *      are skipped, suppressed ones counted, the rest reported with
+ *      their backtraces); interrupts as they were; restart the world.
+ *
+ * A newly marked object flagged kmalloc_leak_ignore is never greyed. A
+ * word equal to the end of a live object flagged kmalloc_leak_end_ref
+ * marks that object instead of the one it starts (kmalloc.h says why).
  *
  * What is never marked or reported: free slots and objects in per-CPU or
  * transfer caches (live byte 0), dead spans, and the allocator's own
  * metadata (it is not in the arena and not a root). Allocation sites are
  * recorded only when the port asks for them at init (track_sites): one
- * word per slot after the span's bitmaps, written by the allocation slow
- * paths, which are then the only paths (mcache_this does not publish the
- * fast slot), so tracking off costs the fast paths nothing.
+ * word per slot after the span's bitmaps (the backtrace's handle in the
+ * stack depot, mstack.c, and the object's flags), written by the
+ * allocation slow paths, which are then the only paths (mcache_this does
+ * not publish the fast slot), so tracking off costs the fast paths
+ * nothing.
  */
 #include "internal.h"
 
