@@ -323,6 +323,8 @@ struct mheap {
 	int inited;
 	bool track_sites;          /* immutable after init: record where each
 	                              object was allocated (sys_config) */
+	uint8_t site_frames;       /* immutable after init: frames to record
+	                              per object, 1..LEAK_FRAMES */
 	uint64_t drain_gen;        /* atomic: drain requests (mm_drain_all) */
 	struct mcentral_padded central[NUM_SPANCLASSES];
 	struct transfer_padded transfer[NUM_SPANCLASSES];

@@ -157,7 +157,11 @@ int mheap_init(void)
 	mheap_.gran = ps > PAGE_SIZE ? ps / PAGE_SIZE : 1;
 
 	mm_cache_init();
-	mheap_.track_sites = sys_config.track_sites != NULL && sys_config.track_sites();
+	int frames = sys_config.track_sites != NULL ? sys_config.track_sites() : 0;
+	mheap_.track_sites = frames != 0;
+	mheap_.site_frames = (uint8_t)(frames < 1             ? 1
+	                               : frames > LEAK_FRAMES ? LEAK_FRAMES
+	                                                      : frames);
 	/* Reserve the configured arena; if the port cannot (a small address
 	 * space, or valgrind's), halve it down to 16 MiB. */
 	size_t arena = sys_config.arena_size & ~(CHUNK_BYTES - 1);

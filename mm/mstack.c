@@ -32,25 +32,42 @@
  * file is at most about a dozen). */
 #define MM_BACKTRACE_SLACK 24
 
-unsigned mm_backtrace(uintptr_t *pcs, unsigned max, uintptr_t site)
+/* The walk, asking the hook for max + slack frames: up to max frames
+ * from the site on into pcs, or 0 if the site is not among them; *at is
+ * how many frames lay before it, *cut whether the hook stopped at the
+ * limit (a longer walk might still find it). */
+static unsigned walk(uintptr_t *pcs, unsigned max, uintptr_t site, unsigned slack, unsigned *at,
+                     bool *cut)
 {
 	uintptr_t raw[MM_BACKTRACE_MAX + MM_BACKTRACE_SLACK];
 	unsigned n = 0, i = 0, out = 0;
-	if (max == 0)
-		return 0;
 	if (max > MM_BACKTRACE_MAX)
 		max = MM_BACKTRACE_MAX;
+	if (slack > MM_BACKTRACE_SLACK)
+		slack = MM_BACKTRACE_SLACK;
 	if (sys_config.backtrace != NULL)
-		n = sys_config.backtrace(raw, max + MM_BACKTRACE_SLACK);
+		n = sys_config.backtrace(raw, max + slack);
+	*cut = n == max + slack;
 	while (i < n && raw[i] != site)
 		i++;
-	if (i == n) { /* the walk missed the site (no unwind info): one frame */
-		pcs[0] = site;
-		return 1;
-	}
+	*at = i;
 	while (i < n && out < max)
 		pcs[out++] = raw[i++];
 	return out;
+}
+
+unsigned mm_backtrace(uintptr_t *pcs, unsigned max, uintptr_t site)
+{
+	unsigned at;
+	bool cut;
+	if (max == 0)
+		return 0;
+	unsigned n = walk(pcs, max, site, MM_BACKTRACE_SLACK, &at, &cut);
+	if (n == 0) { /* the walk missed the site (no unwind info): one frame */
+		pcs[0] = site;
+		return 1;
+	}
+	return n;
 }
 
 /* ---- the depot ---- */
@@ -178,10 +195,40 @@ static uint32_t depot_save(const uintptr_t *pcs, unsigned n)
 	return h;
 }
 
+/* The most frames seen before the site, plus one; 0 until the first
+ * walk (atomic; a racy maximum, only ever a hint). */
+static unsigned depot_skip;
+
+/* mm_backtrace for tracked allocations, which happen all the time: the
+ * walk costs per frame (the host's DWARF unwinder, ~0.4 us each), so
+ * after the first walks it asks only for the frames mm's paths were seen
+ * to take, plus two, instead of MM_BACKTRACE_SLACK; a walk cut before
+ * the site is done again in full. A deep stack then costs max + a few
+ * frames, not max + 24. */
+static unsigned depot_walk(uintptr_t *pcs, unsigned max, uintptr_t site)
+{
+	unsigned k = mm_load_relaxed(&depot_skip), at = 0, n = 0;
+	bool cut = true;
+	if (k != 0 && k + 2 < MM_BACKTRACE_SLACK)
+		n = walk(pcs, max, site, k + 2, &at, &cut);
+	if (n == 0 && cut)
+		n = walk(pcs, max, site, MM_BACKTRACE_SLACK, &at, &cut);
+	if (n == 0) { /* no unwind information: the site alone */
+		pcs[0] = site;
+		return 1;
+	}
+	if (at + 1 > k)
+		mm_store_relaxed(&depot_skip, at + 1);
+	return n;
+}
+
 uint32_t mm_depot_record(uintptr_t site)
 {
 	uintptr_t pcs[LEAK_FRAMES];
-	unsigned n = mm_backtrace(pcs, LEAK_FRAMES, site);
+	unsigned n = 1;
+	pcs[0] = site;
+	if (mheap_.site_frames > 1) /* the walk is most of the cost */
+		n = depot_walk(pcs, mheap_.site_frames, site);
 	uint32_t h = depot_save(pcs, n);
 	if (h == 0 && n > 1) {
 		mm_add_fetch_relaxed(&depot.fallbacks, 1);

@@ -139,13 +139,16 @@ struct sys_config {
 	/* Optional hooks of the leak detector (kmalloc_leak_scan), each NULL
 	 * if the port has none:
 	 *  track_sites  called once by kmalloc_init: nonzero makes every
-	 *               allocation record its caller's backtrace (through the
-	 *               backtrace hook below, into the stack depot: still a
-	 *               word per object, and the per-CPU fast paths off), for
-	 *               the report's "allocated at" and backtrace, and the
-	 *               per-object flags of kmalloc_leak_not_leak and co.; the
-	 *               kernel's kmemleak=on, the host's KMALLOC_LEAK_CHECK=1.
-	 *               Cost per allocation: bench-sites (README).
+	 *               allocation record where it was made (into the stack
+	 *               depot: still a word per object, and the per-CPU fast
+	 *               paths off), for the report's "allocated at" and
+	 *               backtrace, and the per-object flags of
+	 *               kmalloc_leak_not_leak and co. The value is the frames
+	 *               to record: 1 the caller alone (no walk), 2..8 (more
+	 *               is 8) a backtrace through the hook below. The
+	 *               kernel's kmemleak=on (8), the host's
+	 *               KMALLOC_LEAK_CHECK=1 (KMALLOC_LEAK_FRAMES, default 8).
+	 *               Cost per allocation: make bench-sites (README).
 	 *  roots        call scan(start, len, arg) for every range of memory
 	 *               that may hold pointers to live objects and is not
 	 *               itself allocated by kmalloc: data/bss, stacks,

@@ -55,7 +55,8 @@ static int parse_kmemleak(const char *v) { return cmdline_onoff(v, &kmemleak_on)
 KPARAM(kmemleak, parse_kmemleak);
 
 int kmemleak_enabled(void) { return kmemleak_on; }
-int kmemleak_track_sites(void) { return kmemleak_on; }
+/* 8 frames per allocation: the frame-pointer walk is cheap. */
+int kmemleak_track_sites(void) { return kmemleak_on ? 8 : 0; }
 
 /* ---- roots ---- */
 

@@ -4,12 +4,14 @@
  * at the end of a kmemleak=on run.
  *
  *   kmemleak=on (command line, parsed before kmalloc_init)
- *     -> kmemleak_track_sites() = 1: every allocation records its caller
+ *     -> kmemleak_track_sites() = 8: every allocation records 8 frames of
+ *        its backtrace (kmemleak_backtrace: the frame-pointer walk)
  *   kmalloc_leak_scan (any CPU)
  *     -> stop_world (stopworld.h): the other CPUs park, RSPs published
  *     -> kmemleak_roots: .data and .bss less the stack memory in them,
  *        then each online CPU's live stack, RSP to top
- *     -> each leak: kmemleak_print_leak, its site by kmemleak_symbolize
+ *     -> each leak: kmemleak_print_leak, its site and backtrace named by
+ *        kmemleak_symbolize
  *     -> start_world; kmemleak_print_summary adds the pause
  */
 #ifndef ARCH_X86_64_KMEMLEAK_H

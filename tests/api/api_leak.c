@@ -352,6 +352,21 @@ START_TEST(backtraces_name_the_callers)
 }
 END_TEST
 
+/* KMALLOC_LEAK_FRAMES=1: the caller alone, without a walk. */
+START_TEST(one_frame_when_asked)
+{
+	setenv("KMALLOC_LEAK_CHECK", "1", 1);
+	setenv("KMALLOC_LEAK_FRAMES", "1", 1);
+	api_leak_outer();
+	scan();
+	ck_assert_uint_eq(rep.n, 2);
+	for (int i = 0; i < 2; i++) {
+		ck_assert_uint_eq(rep.nbt[i], 1);
+		ck_assert(names(rep.bt[i][0], "api_leak_inner"));
+	}
+}
+END_TEST
+
 /* The printed report (fn NULL): the one-line form, then the frames named
  * (no other thread is stopped, so the host names them during the scan). */
 START_TEST(printed_report_shows_the_backtrace)
@@ -514,6 +529,7 @@ CHECK_MAIN("kmalloc leak detector", 120,
 	   CHECK_TEST(freed_and_cached_objects_never_reported),
 	   CHECK_TEST(sites_name_the_allocating_function),
 	   CHECK_TEST(backtraces_name_the_callers),
+	   CHECK_TEST(one_frame_when_asked),
 	   CHECK_TEST(printed_report_shows_the_backtrace),
 	   CHECK_TEST(suppression_by_a_deeper_frame),
 	   CHECK_TEST(not_leak_and_ignore),
