@@ -159,9 +159,9 @@ int mheap_init(void)
 	mm_cache_init();
 	int frames = sys_config.track_sites != NULL ? sys_config.track_sites() : 0;
 	mheap_.track_sites = frames != 0;
-	mheap_.site_frames = (uint8_t)(frames < 1             ? 1
-	                               : frames > LEAK_FRAMES ? LEAK_FRAMES
-	                                                      : frames);
+	if (frames > LEAK_FRAMES)
+		frames = LEAK_FRAMES;
+	mheap_.site_frames = (uint8_t)(frames < 1 ? 1 : frames); /* negative: 1 */
 	/* Reserve the configured arena; if the port cannot (a small address
 	 * space, or valgrind's), halve it down to 16 MiB. */
 	size_t arena = sys_config.arena_size & ~(CHUNK_BYTES - 1);
