@@ -228,7 +228,8 @@ static __attribute__((noinline)) void keep_static_ref(void)
     hidden_kept = (uint64_t)(uintptr_t)kept_by_static ^ HIDE;
 }
 
-/* What the scan reported (its callback runs with the world stopped). */
+/* What the scan reported (its callback runs with the world stopped;
+ * kmemleak_scan_print prints the leaks after). */
 #define MAXREP 16
 static struct {
     unsigned n;
@@ -236,8 +237,9 @@ static struct {
     unsigned nbt[MAXREP];
 } rep;
 
-static void collect_and_print(const void *obj, size_t size, uintptr_t site, void *arg)
+static void collect(const void *obj, size_t size, uintptr_t site, void *arg)
 {
+    (void)arg;
     if (rep.n < MAXREP) {
         rep.obj[rep.n] = (uint64_t)(uintptr_t)obj;
         rep.size[rep.n] = size;
@@ -247,8 +249,6 @@ static void collect_and_print(const void *obj, size_t size, uintptr_t site, void
         rep.bt0[rep.n] = rep.nbt[rep.n] != 0 ? pcs[0] : 0;
     }
     rep.n++;
-    if (arg != NULL)
-        kmemleak_print_leak(obj, size, site, NULL);
 }
 
 /* Zero the stack below the caller: the planting functions' dead frames
@@ -307,7 +307,7 @@ static void scan_and_check(struct ktest *t)
     scrub_stack_below();
     memset(&rep, 0, sizeof rep);
     struct kmalloc_leaks l;
-    uint64_t n = kmalloc_leak_scan(&l, collect_and_print, (void *)1);
+    uint64_t n = kmemleak_scan_print(&l, collect, NULL);
     KTEST_ASSERT(t, n != KMALLOC_LEAK_NO_SCAN);
     kmemleak_print_summary(&l);
     KTEST_EXPECT_EQ(t, n, 4);
@@ -400,7 +400,7 @@ static void laggard_and_scanner(unsigned cpu, void *arg)
     struct kmalloc_leaks l;
     memset(&l, 0xff, sizeof l);
     memset(&rep, 0, sizeof rep);
-    uint64_t n = kmalloc_leak_scan(&l, collect_and_print, NULL);
+    uint64_t n = kmalloc_leak_scan(&l, collect, NULL);
     KTEST_EXPECT_EQ(t, n, KMALLOC_LEAK_NO_SCAN);
     KTEST_EXPECT_EQ(t, l.scanned_bytes, 0);
     KTEST_EXPECT_EQ(t, l.leaks, 0);
@@ -429,7 +429,7 @@ KTEST_NAMED(kmemleak_stop_timeout)
             ktest_fail(t, "cpu %u did not run after the failed stop", c);
     struct kmalloc_leaks l;
     memset(&rep, 0, sizeof rep);
-    KTEST_EXPECT(t, kmalloc_leak_scan(&l, collect_and_print, NULL) != KMALLOC_LEAK_NO_SCAN);
+    KTEST_EXPECT(t, kmalloc_leak_scan(&l, collect, NULL) != KMALLOC_LEAK_NO_SCAN);
     KTEST_EXPECT_EQ(t, stop_world_last_parked(), n - 1);
     printk("kmemleak_stop_timeout: the scan gave up on cpu %u, the next one parked all %u other CPU(s)\n",
            n - 1, n - 1);
@@ -458,7 +458,7 @@ KTEST_NAMED(kmemleak_irq_alloc)
         scrub_stack_below();
         memset(&rep, 0, sizeof rep);
         struct kmalloc_leaks l;
-        uint64_t n = kmalloc_leak_scan(&l, collect_and_print, (void *)1);
+        uint64_t n = kmemleak_scan_print(&l, collect, NULL);
         if (n == KMALLOC_LEAK_NO_SCAN) {
             ktest_fail(t, "scan %u could not stop the other CPUs", i);
             continue;
