@@ -292,7 +292,8 @@ static void clear_marks(struct mspan *s, void *arg)
 }
 
 /* The overflow pass: scan every marked object of the spans that could
- * not grey one (their other marked objects again too: harmless). */
+ * not grey one (their other marked objects again too: harmless; not the
+ * kmalloc_leak_ignore'd ones, which are never read). */
 static void rescan_span(struct mspan *s, void *arg)
 {
 	struct gcwork *w = arg;
@@ -304,7 +305,8 @@ static void rescan_span(struct mspan *s, void *arg)
 			scan_object(w, s->base);
 	} else {
 		for (unsigned i = 0; i < s->nelems; i++)
-			if ((s->gcmarkBits[i / 64] >> (i % 64)) & 1)
+			if (((s->gcmarkBits[i / 64] >> (i % 64)) & 1) &&
+			    !(w->flags != 0 && (s->sites[i] & LEAK_IGNORE)))
 				scan_object(w, s->base + (uintptr_t)i * s->elemsize);
 	}
 	drain(w);

@@ -459,6 +459,34 @@ START_TEST(not_leak_and_ignore)
 }
 END_TEST
 
+/* An ignored object among 300,000 others that overflow the grey stack:
+ * the overflow pass rescans its span, and still does not read it. */
+__attribute__((noinline)) static void make_wide_with_ignored(void)
+{
+	enum { N = 300000 };
+	void **table = kmalloc(N * sizeof(void *), 0);
+	for (int i = 0; i < N - 1; i++)
+		table[i] = kmalloc(32, 0);
+	void **b = kmalloc(32, 0);
+	b[0] = kmalloc(48, 0);
+	table[N - 1] = b;
+	hidden[0] = (uintptr_t)b[0] ^ KEY;
+	ck_assert_int_eq(kmalloc_leak_ignore(b), 0);
+	keep[2] = table;
+}
+
+START_TEST(ignored_objects_stay_unread_in_the_overflow_pass)
+{
+	setenv("KMALLOC_LEAK_CHECK", "1", 1);
+	make_wide_with_ignored();
+	struct kmalloc_leaks l = scan();
+	ck_assert_uint_gt(l.rescans, 0);
+	ck_assert_uint_eq(l.leaks, 1);
+	ck_assert(reported(DROPPED(0)));
+	keep[2] = NULL;
+}
+END_TEST
+
 START_TEST(flags_need_tracked_sites)
 {
 	void *p = kmalloc(64, 0);
@@ -533,6 +561,7 @@ CHECK_MAIN("kmalloc leak detector", 120,
 	   CHECK_TEST(printed_report_shows_the_backtrace),
 	   CHECK_TEST(suppression_by_a_deeper_frame),
 	   CHECK_TEST(not_leak_and_ignore),
+	   CHECK_TEST(ignored_objects_stay_unread_in_the_overflow_pass),
 	   CHECK_TEST(flags_need_tracked_sites),
 	   CHECK_TEST(end_pointer_of_a_small_stack),
 	   CHECK_TEST(end_pointer_of_a_large_stack))
