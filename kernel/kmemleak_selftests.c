@@ -13,10 +13,17 @@
  *   kmemleak_planted        kmemleak=on: exactly the planted leaks are
  *                           reported (a small object, a large one and a
  *                           two-object cycle), each with the planting
- *                           function as its site; an object kept only by
+ *                           function as its site and a backtrace from
+ *                           there; one more, whose allocating function's
+ *                           caller a kmalloc_leak_suppress pattern names,
+ *                           is counted as suppressed; an object kept only by
  *                           a static and one kept only by a local on
  *                           another CPU's stack are not; then it frees
  *                           them all, so the run's final scan finds none
+ *   kmemleak_irq_alloc      kmemleak=on: 20 scans while every CPU
+ *                           allocates, frees and passes objects from its
+ *                           timer interrupt: no leak reported, every scan
+ *                           completes
  *   kmemleak_stop_timeout   a CPU with interrupts off longer than the
  *                           stop's bound: the scan gives up with a clear
  *                           line, the CPUs that parked run again, the
@@ -34,6 +41,7 @@
 #include "ktest.h"
 #include "kstring.h"
 #include "printk.h"
+#include "smp_kmalloc_testutil.h"
 #include "../mm/internal.h"
 #include "../mm/kmalloc.h"
 #include "../kernel/ksyms.h"
@@ -196,29 +204,51 @@ static __attribute__((noinline)) void plant_cycle_leak(void)
     hidden_b = (uint64_t)(uintptr_t)b ^ HIDE;
 }
 
+/* A known leak, silenced by a suppression naming not its allocating
+ * function but the one that called it (kmalloc_leak_suppress matches
+ * every frame of the backtrace). */
+#define SUPPRESSED_SIZE 96
+static uint64_t hidden_suppressed;
+
+static __attribute__((noinline)) void plant_suppressed_leak(void)
+{
+    hidden_suppressed = (uint64_t)(uintptr_t)kzalloc(SUPPRESSED_SIZE, 0) ^ HIDE;
+    __asm__ volatile("" ::: "memory"); /* no tail call: keep the frame */
+}
+
+static __attribute__((noinline)) void plant_suppressed_caller(void)
+{
+    plant_suppressed_leak();
+    __asm__ volatile("" ::: "memory");
+}
+
 static __attribute__((noinline)) void keep_static_ref(void)
 {
     kept_by_static = kzalloc(48, 0);
     hidden_kept = (uint64_t)(uintptr_t)kept_by_static ^ HIDE;
 }
 
-/* What the scan reported (its callback runs with the world stopped). */
+/* What the scan reported (its callback runs with the world stopped;
+ * kmemleak_scan_print prints the leaks after). */
 #define MAXREP 16
 static struct {
     unsigned n;
-    uint64_t obj[MAXREP], size[MAXREP], site[MAXREP];
+    uint64_t obj[MAXREP], size[MAXREP], site[MAXREP], bt0[MAXREP];
+    unsigned nbt[MAXREP];
 } rep;
 
-static void collect_and_print(const void *obj, size_t size, uintptr_t site, void *arg)
+static void collect(const void *obj, size_t size, uintptr_t site, void *arg)
 {
+    (void)arg;
     if (rep.n < MAXREP) {
         rep.obj[rep.n] = (uint64_t)(uintptr_t)obj;
         rep.size[rep.n] = size;
         rep.site[rep.n] = site;
+        uintptr_t pcs[8];
+        rep.nbt[rep.n] = kmalloc_leak_backtrace(obj, pcs, 8);
+        rep.bt0[rep.n] = rep.nbt[rep.n] != 0 ? pcs[0] : 0;
     }
     rep.n++;
-    if (arg != NULL)
-        kmemleak_print_leak(obj, size, site, NULL);
 }
 
 /* Zero the stack below the caller: the planting functions' dead frames
@@ -247,6 +277,9 @@ static void expect_reported(struct ktest *t, const char *what, uint64_t hidden, 
             ktest_fail(t, "%s reported with size %lu, expected %lu", what, rep.size[i], size);
         if (name == NULL || strcmp(name, fn) != 0)
             ktest_fail(t, "%s reported as allocated at %s, expected %s", what, name ? name : "?", fn);
+        if (rep.nbt[i] < 2 || rep.bt0[i] != rep.site[i])
+            ktest_fail(t, "%s: backtrace of %u frames, first 0x%lx (site 0x%lx)", what, rep.nbt[i],
+                       rep.bt0[i], rep.site[i]);
     }
     if (seen != 1)
         ktest_fail(t, "%s (0x%lx) reported %u times, expected once", what, obj, seen);
@@ -265,17 +298,24 @@ static void scan_and_check(struct ktest *t)
     plant_large_leak();
     plant_cycle_leak();
     keep_static_ref();
+    static int suppress_once;
+    if (!suppress_once++)
+        KTEST_EXPECT_EQ(t, kmalloc_leak_suppress("plant_suppressed_caller"), 0);
+    plant_suppressed_caller();
     KTEST_ASSERT(t, hidden_small != HIDE && hidden_large != HIDE && hidden_a != HIDE &&
-                    hidden_b != HIDE && kept_by_static != NULL);
+                        hidden_b != HIDE && kept_by_static != NULL && hidden_suppressed != HIDE);
     scrub_stack_below();
     memset(&rep, 0, sizeof rep);
     struct kmalloc_leaks l;
-    uint64_t n = kmalloc_leak_scan(&l, collect_and_print, (void *)1);
+    uint64_t n = kmemleak_scan_print(&l, collect, NULL);
     KTEST_ASSERT(t, n != KMALLOC_LEAK_NO_SCAN);
     kmemleak_print_summary(&l);
     KTEST_EXPECT_EQ(t, n, 4);
     KTEST_EXPECT_EQ(t, rep.n, 4);
     KTEST_EXPECT_EQ(t, l.leak_bytes, SMALL_SIZE + LARGE_SIZE + 2 * sizeof(struct node));
+    KTEST_EXPECT_EQ(t, l.suppressed, 1);
+    KTEST_EXPECT_EQ(t, l.suppressed_bytes, SUPPRESSED_SIZE);
+    expect_not_reported(t, "the suppressed leak", hidden_suppressed);
     expect_reported(t, "the small leak", hidden_small, SMALL_SIZE, "plant_small_leak");
     expect_reported(t, "the large leak", hidden_large, LARGE_SIZE, "plant_large_leak");
     expect_reported(t, "the cycle's first object", hidden_a, sizeof(struct node), "plant_cycle_leak");
@@ -293,6 +333,7 @@ static void scan_and_check(struct ktest *t)
     node_cache = NULL;
     kfree(kept_by_static);
     kept_by_static = NULL;
+    kfree((void *)(uintptr_t)(hidden_suppressed ^ HIDE));
     memset(&rep, 0, sizeof rep);  /* raw addresses: they would keep leaks alive */
 }
 
@@ -359,7 +400,7 @@ static void laggard_and_scanner(unsigned cpu, void *arg)
     struct kmalloc_leaks l;
     memset(&l, 0xff, sizeof l);
     memset(&rep, 0, sizeof rep);
-    uint64_t n = kmalloc_leak_scan(&l, collect_and_print, NULL);
+    uint64_t n = kmalloc_leak_scan(&l, collect, NULL);
     KTEST_EXPECT_EQ(t, n, KMALLOC_LEAK_NO_SCAN);
     KTEST_EXPECT_EQ(t, l.scanned_bytes, 0);
     KTEST_EXPECT_EQ(t, l.leaks, 0);
@@ -388,10 +429,53 @@ KTEST_NAMED(kmemleak_stop_timeout)
             ktest_fail(t, "cpu %u did not run after the failed stop", c);
     struct kmalloc_leaks l;
     memset(&rep, 0, sizeof rep);
-    KTEST_EXPECT(t, kmalloc_leak_scan(&l, collect_and_print, NULL) != KMALLOC_LEAK_NO_SCAN);
+    KTEST_EXPECT(t, kmalloc_leak_scan(&l, collect, NULL) != KMALLOC_LEAK_NO_SCAN);
     KTEST_EXPECT_EQ(t, stop_world_last_parked(), n - 1);
     printk("kmemleak_stop_timeout: the scan gave up on cpu %u, the next one parked all %u other CPU(s)\n",
            n - 1, n - 1);
+}
+
+/* ---- a scan while the other CPUs allocate from their timer ticks ----
+ * Every CPU's timer interrupt allocates, frees and hands objects to other
+ * CPUs (smp_kmalloc_testutil.c; what they keep is in .bss); CPU 0 scans
+ * again and again meanwhile. The scan keeps interrupts off on its own CPU
+ * and the parked CPUs take no interrupt, so nothing changes the heap
+ * under the walk: no false report, no fault, every scan completes. */
+#define IRQ_SCANS 20
+
+KTEST_NAMED(kmemleak_irq_alloc)
+{
+    if (!kmemleak_enabled()) {
+        ktest_fail(t, "needs kmemleak=on on the command line (allocation sites)");
+        return;
+    }
+    KTEST_ASSERT(t, smp_cpus_online() > 1);
+    smk_irq_alloc_start();
+    uint64_t leaks = 0, marked = 0;
+    unsigned scans = 0;
+    for (unsigned i = 0; i < IRQ_SCANS; i++) {
+        tsc_delay_us(20 * 1000); /* the ticks run meanwhile, here too */
+        scrub_stack_below();
+        memset(&rep, 0, sizeof rep);
+        struct kmalloc_leaks l;
+        uint64_t n = kmemleak_scan_print(&l, collect, NULL);
+        if (n == KMALLOC_LEAK_NO_SCAN) {
+            ktest_fail(t, "scan %u could not stop the other CPUs", i);
+            continue;
+        }
+        scans++;
+        leaks += n;
+        marked += l.marked;
+    }
+    uint64_t allocs = smk_irq_alloc_stop();
+    memset(&rep, 0, sizeof rep);
+    if (__atomic_load_n(&smk_fail_flag, __ATOMIC_ACQUIRE))
+        ktest_fail(t, "%s", smk_fail_msg);
+    KTEST_EXPECT_EQ(t, leaks, 0);
+    KTEST_EXPECT(t, allocs > 0);
+    printk("kmemleak_irq_alloc: %u scans while %u CPU(s) allocated from their timer interrupts "
+           "(%lu objects, %lu reached in all): %lu leaks\n",
+           scans, smp_cpus_online(), allocs, marked, leaks);
 }
 
 /* The backtrace hook under mm_backtrace (mm/mstack.c): a report's

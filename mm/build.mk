@@ -17,6 +17,7 @@ MM_SRCS := \
 	mm/mfixalloc.c \
 	mm/mgcmark.c \
 	mm/mlarge.c \
+	mm/mleak.c \
 	mm/mlockrank.c \
 	mm/mmesh.c \
 	mm/mmeta.c \

@@ -305,6 +305,8 @@ struct mheap {
 	struct pagealloc pages;
 	struct metaarr m_spans, m_pagedesc, m_chunks, m_chunkpg, m_sum[PA_MAX_LEVELS], m_fix,
 	        m_fixblk, m_caches;
+	struct metaarr m_depot;       /* the stack depot (mstack.c): reserved
+	                                 only where sites are tracked */
 	struct fixalloc greyalloc;    /* the leak detector's grey blocks */
 	struct fixalloc spanalloc[6]; /* span records: [0] large, [1 + b]
 	                                 small with bitmap bucket b */
@@ -348,6 +350,8 @@ struct mheap {
 	int inited;
 	bool track_sites;          /* immutable after init: record where each
 	                              object was allocated (sys_config) */
+	uint8_t site_frames;       /* immutable after init: frames to record
+	                              per object, 1..LEAK_FRAMES */
 	uint64_t drain_gen;        /* atomic: drain requests (mm_drain_all) */
 	struct mcentral_padded central[NUM_SPANCLASSES];
 	struct transfer_padded transfer[NUM_SPANCLASSES];
@@ -657,6 +661,49 @@ void mm_record_site(void *v, uintptr_t site);
  * lock, interrupts on). */
 #define MM_BACKTRACE_MAX 16
 unsigned mm_backtrace(uintptr_t *pcs, unsigned max, uintptr_t site);
+
+/* A tracked object's word (mspan.sites[], site1): the stack depot's
+ * handle of its allocation backtrace in the low 32 bits (0: none), the
+ * leak scan's per-object flags above (mleak.c). Written by the allocating
+ * CPU (the word) and the object's owner (flags, atomic OR); read by the
+ * scan with the world stopped. */
+#define LEAK_HANDLE(w) ((uint32_t)(w))
+#define LEAK_NOT_LEAK  ((uintptr_t)1 << 32) /* never reported; scanned */
+#define LEAK_IGNORE    ((uintptr_t)1 << 33) /* never reported, not scanned */
+#define LEAK_END_REF   ((uintptr_t)1 << 34) /* its end pointer keeps it */
+#define LEAK_FRAMES    8                    /* frames recorded per object */
+#define MM_DEPOT_BYTES ((size_t)32 << 20)   /* m_depot's reservation */
+/* mstack.c, the stack depot: the word for a new object allocated at site
+ * (its backtrace saved once per distinct trace; the single site when the
+ * depot has no room for it; 0 when not even that). pre: as mm_backtrace. */
+uint32_t mm_depot_record(uintptr_t site);
+/* The frames of handle h into pcs[0..max); returns how many (0 for h 0).
+ * Lock-free: callable with the world stopped and interrupts off. */
+unsigned mm_depot_fetch(uint32_t h, uintptr_t *pcs, unsigned max);
+struct mm_depot_stats {
+	uint64_t traces, bytes, fallbacks, lost;
+};
+void mm_depot_stats(struct mm_depot_stats *st);
+/* Host fork (arch/host/fork.c): the depot's lock around fork. */
+void mm_depot_lock(void);
+void mm_depot_unlock(void);
+
+/* mleak.c: the report side of the scan (mgcmark.c). Begin (world
+ * stopped) resets the suppressions' counts; report is called for each
+ * live object left unmarked with its word (0 where sites are not
+ * tracked): a flagged or suppressed object is counted and skipped, any
+ * other goes to fn, or (fn NULL) is printed with its backtrace; end
+ * (world running again) logs a line per suppression that matched. */
+void mm_leak_report_begin(void);
+void mm_leak_report(struct kmalloc_leaks *st, kmalloc_leak_fn fn, void *arg, uintptr_t obj,
+                    size_t size, uintptr_t word);
+void mm_leak_report_end(void);
+/* Nonzero once any object was flagged (kmalloc_leak_not_leak, _ignore,
+ * _end_ref): the scan's passes for flags are skipped until then
+ * (atomic; never cleared). */
+extern int mm_leak_flags_used;
+#define LEAK_FLAGS_ANY     1 /* some object has a LEAK_* flag */
+#define LEAK_FLAGS_END_REF 2 /* some object has LEAK_END_REF */
 
 #pragma GCC visibility pop
 

@@ -261,21 +261,97 @@ struct kmalloc_leaks {
 	uint64_t marked;        /* live objects reached */
 	uint64_t scanned_bytes; /* roots and objects read */
 	uint64_t rescans;       /* overflow passes (grey stack full) */
+	uint64_t suppressed;    /* leaks a kmalloc_leak_suppress pattern
+	                           matched: counted here, not reported */
+	uint64_t suppressed_bytes;
 };
 /* Called for every leak with its object, its usable size and the code
- * address that allocated it (0 unless the port tracks sites). */
+ * address that allocated it (0 unless the port tracks sites); the rest of
+ * its backtrace is kmalloc_leak_backtrace(obj). Runs with the world
+ * stopped and interrupts off: it must not allocate or take a lock another
+ * CPU may hold (copy what it needs; name the frames after the scan). */
 typedef void (*kmalloc_leak_fn)(const void *obj, size_t size, uintptr_t site, void *arg);
 /* Run a scan; report each leak to fn, or (fn NULL) print it through the
- * port's log as "kmemleak: 0x<obj> size <n> [allocated at <site>]"; then
- * print "kmemleak: <n> leaks, <bytes> bytes (<marked> live objects
- * reached, <KiB> KiB scanned)". Fills *out if not NULL. Returns leaks;
+ * port's log as "kmemleak: 0x<obj> size <n> [allocated at <site>]",
+ * followed (sites tracked) by its backtrace, as kmemleak prints it:
+ *     kmemleak:   backtrace:
+ *     kmemleak:     [<0x...>] <func>+0x<off>     (up to 8 frames, the site first)
+ * then print "kmemleak: <n> leaks, <bytes> bytes (<marked> live objects
+ * reached, <KiB> KiB scanned)". Leaks a suppression matches are counted
+ * in *out, not reported; after the scan each pattern that matched logs
+ * "kmemleak: suppressed <n> leak(s), <bytes> bytes: <pattern>". Fills
+ * *out if not NULL. Returns leaks;
  * or KMALLOC_LEAK_NO_SCAN, after the line "kmemleak: could not stop the
  * other CPUs; no scan" (the port may say why first) and with *out all
  * zero, when the port's stop_world failed (a CPU or thread did not stop
  * in time). Only one scan runs at a time; a second caller waits (the
- * host) or is itself stopped by the first. */
+ * host) or is itself stopped by the first.
+ * Interrupts: the scan disables them on its own CPU itself, from the
+ * moment the world is stopped until it runs again, so an interrupt
+ * handler that allocates or frees (a timer tick) never runs on the
+ * scanning CPU meanwhile; on the other CPUs the port's stop_world keeps
+ * them out (parked with interrupts off), and without stop_world the
+ * caller must. Call it with no allocator lock held, from thread context
+ * (not from an interrupt handler). */
 #define KMALLOC_LEAK_NO_SCAN UINT64_MAX
 uint64_t kmalloc_leak_scan(struct kmalloc_leaks *out, kmalloc_leak_fn fn, void *arg);
+/* The allocation backtrace of the live object obj (its start), innermost
+ * first, pcs[0] its site: up to max (8 are recorded) return addresses;
+ * returns how many, 0 when sites are not tracked or obj is not the start
+ * of a live object. Never allocates, takes no lock: callable from a
+ * kmalloc_leak_fn. */
+unsigned kmalloc_leak_backtrace(const void *obj, uintptr_t *pcs, unsigned max);
+/* Suppress the leaks whose backtrace has a function whose name pattern
+ * matches (LeakSanitizer's `leak:` patterns: a substring, `*` for any
+ * run, `^` and `$` anchors; matched against each frame's name as the
+ * port's symbolize gives it, without "+0xoff"), as kmemleak's and LSan's
+ * users silence known leaks. pattern must stay valid (a literal). At most
+ * 64; returns 0, or -1 if the table is full. The names come from the
+ * port's symbolize during the scan: the kernel's always, the host's only
+ * while no other thread is stopped (dladdr takes the loader's lock); the
+ * host's shim matches its KMALLOC_LEAK_SUPPRESS file after the scan
+ * instead. */
+int kmalloc_leak_suppress(const char *pattern);
+/* What the scan cannot see, and how to tell it. The scan reads aligned
+ * words of memory it is given and keeps the object a word points into.
+ * It cannot see:
+ *   - end pointers: a word one past an object's end (a stack's top,
+ *     base + size, a buffer's limit) points at whatever follows it, and
+ *     keeps that next object alive (hiding a leak there) while its own
+ *     object is reported;
+ *   - physical addresses (page tables, DMA descriptors, a frame number):
+ *     not heap addresses, so they keep nothing;
+ *   - pointers stored only where it does not read: device memory, memory
+ *     the kernel maps itself outside the heap, KM_NOSCAN objects,
+ *     pointers XORed, compressed, or tagged in their high bits.
+ * These take the start of a live object and return 0, or -1 (nothing
+ * changes) when p is not one or sites are not tracked (the flags live in
+ * the object's tracking word: sys_config.track_sites; kmemleak=on, or
+ * KMALLOC_LEAK_CHECK=1 on the host). A flag lasts until the object is
+ * freed (krealloc's new object starts without). Like kmemleak's:
+ *   not_leak  never reported, and scanned: what it points to stays alive
+ *             (kmemleak_not_leak); for an object only a physical address
+ *             or device memory refers to.
+ *   ignore    never reported and never scanned: what only it points to is
+ *             reported (kmemleak_ignore); for memory that holds no
+ *             pointers worth trusting.
+ *   end_ref   the object is referred to by its end pointer, p +
+ *             ksize(p): a word equal to that keeps p alive and NOT the
+ *             object that starts there (a stack's top then neither hides
+ *             a leak behind the stack nor gets the stack reported). By
+ *             default an end pointer keeps only the next object: the same
+ *             word is exactly a pointer to that object's start, the
+ *             commonest pointer there is, and dropping it would report
+ *             every object allocated right after a live one. The price of
+ *             end_ref: a pointer to the start of the object right after p
+ *             counts as p's end; give objects referred to by their end a
+ *             kmem_cache of their own so that only such objects follow
+ *             them. (An end pointer short of ksize, base + a requested
+ *             size below the object's size class, is inside the object
+ *             and needs nothing.) */
+int kmalloc_leak_not_leak(const void *p);
+int kmalloc_leak_ignore(const void *p);
+int kmalloc_leak_end_ref(const void *p);
 /* Treat [start, start+len) as a root until kmalloc_del_root(start).
  * Returns 0, or -1 if the table (64 ranges) is full. */
 int kmalloc_add_root(const void *start, size_t len);

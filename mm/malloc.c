@@ -72,7 +72,11 @@
  *                from the paced background work, trim and kmalloc_mesh
  *                (mmesh.c)
  *   mark         the leak detector: a gcmarkBits bitmap per span and a
- *                grey stack of fixalloc blocks (mgcmark.c)
+ *                grey stack of fixalloc blocks (mgcmark.c); its report,
+ *                suppressions and per-object flags (mleak.c)
+ *   depot        tracked allocations' backtraces, each distinct one
+ *                stored once in the metadata region, an object keeping
+ *                a 32-bit handle in its site word (mstack.c)
  *   kmem_cache   a typed cache: a span class of its own (136 .. 255) cut
  *                at its exact object size, with an optional constructor
  *                run on each slot of a new span; every per-class
@@ -263,12 +267,17 @@
  *
  * kmalloc_leak_scan() finds leaks with Go's mark phase, without the sweep
  * (mgcmark.c; Go's allocator exists for its collector):
+ *   0. Zero the caller's *out and the stack the scan's frames will use
+ *      (they are roots; an unwritten slot there may hold an old pointer).
  *   1. Stop the world with the port's stop_world, if it has one: every
  *      other CPU parked with interrupts on, so none is inside an
  *      allocator critical section (the host port stops its threads by a
  *      signal, and one inside a section stops at the section's end:
  *      arch/host/stopworld.c); if it fails: no scan, a log line.
- *   2. Clear the gcmarkBits of every in-use span.
+ *      Then interrupts off on this CPU until the world restarts: no
+ *      interrupt handler here allocates or frees under the walk.
+ *   2. Clear the gcmarkBits of every in-use span; objects flagged
+ *      kmalloc_leak_not_leak are marked and greyed, as roots.
  *   3. Roots, read word by word: kmalloc_add_root's ranges, the port's
  *      (data, bss, the live part of every CPU's stack, the stopped CPUs'
  *      registers; the host's threads' TLS too) and the caller's stack with
@@ -279,9 +288,14 @@
  *      is noscan, the object goes on the grey stack.
  *   4. Drain the grey stack the same way (fixalloc blocks, no recursion;
  *      when it is full, spans are flagged and rescanned: marks only grow).
- *   5. Report every live object left unmarked, with its allocation site
- *      when the port asked for sites at init (track_sites: the slow paths
- *      record them, the fast paths are off); restart the world.
+ *   5. Report every live object left unmarked, with its allocation
+ *      backtrace when the port asked for sites at init (track_sites: the
+ *      slow paths walk the caller's stack and keep the stack depot's
+ *      handle, the fast paths are off), unless it is flagged (not_leak,
+ *      ignore) or a kmalloc_leak_suppress pattern names a function of
+ *      its backtrace (mleak.c); restart the world. An object flagged
+ *      ignore is marked but never greyed; a word at the end of an object
+ *      flagged end_ref marks that object, not the next one.
  * Nothing is freed; cached and free objects are never marked or reported.
  *
  * Layout: one region from sys_reserve holds metadata (page -> span map,

@@ -8,10 +8,13 @@
  * roots. We keep the machinery and drop the sweep: nothing is freed, the
  * objects the mark did not reach are reported.
  *
+ *   0. Zero *out and the stack below: the scan's own frames are roots,
+ *      and their unwritten slots must not hold old pointers.
  *   1. Stop the world (sys_config.stop_world, if the port has it; if it
  *      fails, log "kmemleak: could not stop the other CPUs; no scan" and
- *      return KMALLOC_LEAK_NO_SCAN).
- *   2. Clear gcmarkBits of every in-use span.
+ *      return KMALLOC_LEAK_NO_SCAN); interrupts off on this CPU.
+ *   2. Clear gcmarkBits of every in-use span; mark and grey the objects
+ *      flagged kmalloc_leak_not_leak (roots of their own).
  *   3. Roots: the ranges given to kmalloc_add_root and the port's ranges
  *      (sys_config.roots: data, bss, stacks, per-CPU areas; the calling
  *      CPU's stack from the hook's frame up, which holds the callers'
@@ -27,15 +30,23 @@
  *      object only sets its span's gcrescan; when the stack is empty,
  *      spans with gcrescan have all their marked objects scanned again
  *      (marks only grow, so this ends).
- *   5. Report every live object left unmarked; restart the world.
+ *   5. Report every live object left unmarked (mleak.c: flagged ones
+ *      are skipped, suppressed ones counted, the rest reported with
+ *      their backtraces); interrupts as they were; restart the world.
+ *
+ * A newly marked object flagged kmalloc_leak_ignore is never greyed. A
+ * word equal to the end of a live object flagged kmalloc_leak_end_ref
+ * marks that object instead of the one it starts (kmalloc.h says why).
  *
  * What is never marked or reported: free slots and objects in per-CPU or
  * transfer caches (live byte 0), dead spans, and the allocator's own
  * metadata (it is not in the arena and not a root). Allocation sites are
  * recorded only when the port asks for them at init (track_sites): one
- * word per slot after the span's bitmaps, written by the allocation slow
- * paths, which are then the only paths (mcache_this does not publish the
- * fast slot), so tracking off costs the fast paths nothing.
+ * word per slot after the span's bitmaps (the backtrace's handle in the
+ * stack depot, mstack.c, and the object's flags), written by the
+ * allocation slow paths, which are then the only paths (mcache_this does
+ * not publish the fast slot), so tracking off costs the fast paths
+ * nothing.
  */
 #include "internal.h"
 
@@ -70,15 +81,18 @@ void kmalloc_del_root(const void *start)
 	sys_unlock(&root_lock);
 }
 
-/* Record that the object v was allocated at site (tracking on only).
- * pre: v was just handed out by this CPU. */
+/* Record that the object v was allocated at site, with its backtrace
+ * (tracking on only). The word is cleared first: until the walk is done
+ * a scan must not read an earlier incarnation's flags.
+ * pre: v was just handed out by this CPU; no mm lock held. */
 void mm_record_site(void *v, uintptr_t site)
 {
 	struct mspan *s = spanOf((uintptr_t)v);
-	if (span_is_large(s))
-		s->site1 = site;
-	else
-		s->sites[obj_index(s->divMul, (uintptr_t)v - s->base)] = site;
+	uintptr_t *word = span_is_large(s)
+	                          ? &s->site1
+	                          : &s->sites[obj_index(s->divMul, (uintptr_t)v - s->base)];
+	mm_store_relaxed(word, 0);
+	mm_store_relaxed(word, (uintptr_t)mm_depot_record(site));
 }
 
 /* ---- one scan (the world stopped; only the scanning CPU runs) ---- */
@@ -87,8 +101,15 @@ struct gcwork {
 	struct greyblk *top;   /* the block being pushed to / popped from */
 	unsigned nblocks;
 	bool overflowed;       /* some span has gcrescan set */
+	int flags;             /* mm_leak_flags_used when the scan began */
 	struct kmalloc_leaks st;
 };
+
+/* A small object's or a large span's word (mm/internal.h, LEAK_*). */
+static inline uintptr_t obj_word(const struct mspan *s, unsigned idx)
+{
+	return span_is_large(s) ? s->site1 : s->sites[idx];
+}
 
 static bool grey_push(struct gcwork *w, uintptr_t obj)
 {
@@ -125,32 +146,15 @@ static bool grey_pop(struct gcwork *w, uintptr_t *obj)
 	return true;
 }
 
-/* Go's greyobject for the word v: mark the live object v points into, and
- * grey it if it is new and may hold pointers. */
-static inline void mark_word(struct gcwork *w, uintptr_t v)
+/* Go's greyobject: mark the live object obj (slot idx of s), and grey
+ * it if it is new and may hold pointers (and is not kmalloc_leak_ignore'd). */
+static inline void mark_object(struct gcwork *w, struct mspan *s, uintptr_t obj, unsigned idx)
 {
-	uintptr_t rel = v - mheap_.arena_start;
-	if (rel >= mheap_.arena_used_bytes)
-		return;
-	struct mspan *s = mheap_.spans[rel >> PAGE_SHIFT];
-	if (s == NULL || span_state(s) != SPAN_INUSE) /* NULL: map given back */
-		return;
-	uintptr_t obj;
 	uint64_t *word, bit;
 	if (span_is_large(s)) {
-		if (v - s->base >= s->elemsize)
-			return;
-		obj = s->base;
 		word = &s->gcmark1;
 		bit = 1;
 	} else {
-		uintptr_t off = v - s->base;
-		if (off >= s->nbytes)
-			return; /* the span's unused tail */
-		unsigned idx = obj_index(s->divMul, off);
-		if (*mspan_live(s, idx) != 1)
-			return; /* free, or waiting in a cache */
-		obj = s->base + (uintptr_t)idx * s->elemsize;
 		word = &s->gcmarkBits[idx / 64];
 		bit = (uint64_t)1 << (idx % 64);
 	}
@@ -160,10 +164,66 @@ static inline void mark_word(struct gcwork *w, uintptr_t v)
 	w->st.marked++;
 	if (spanclass_noscan(s->spanclass))
 		return;
+	if (MM_UNLIKELY(w->flags != 0) && (obj_word(s, idx) & LEAK_IGNORE))
+		return;
 	if (!grey_push(w, obj)) {
 		s->gcrescan = 1;
 		w->overflowed = true;
 	}
+}
+
+/* The live object containing p, with its span and slot; false if none. */
+static inline bool find_object(uintptr_t p, struct mspan **sp, uintptr_t *obj, unsigned *idx)
+{
+	uintptr_t rel = p - mheap_.arena_start;
+	if (rel >= mheap_.arena_used_bytes)
+		return false;
+	struct mspan *s = mheap_.spans[rel >> PAGE_SHIFT];
+	if (s == NULL || span_state(s) != SPAN_INUSE) /* NULL: map given back */
+		return false;
+	if (span_is_large(s)) {
+		if (p - s->base >= s->elemsize)
+			return false;
+		*obj = s->base;
+		*idx = 0;
+	} else {
+		uintptr_t off = p - s->base;
+		if (off >= s->nbytes)
+			return false; /* the span's unused tail */
+		*idx = obj_index(s->divMul, off);
+		if (*mspan_live(s, *idx) != 1)
+			return false; /* free, or waiting in a cache */
+		*obj = s->base + (uintptr_t)*idx * s->elemsize;
+	}
+	*sp = s;
+	return true;
+}
+
+/* v is the end (base + usable size) of a live object flagged
+ * kmalloc_leak_end_ref: it keeps that object, and not the one that
+ * starts at v (kmalloc.h says why). */
+static bool mark_end_ref(struct gcwork *w, uintptr_t v)
+{
+	struct mspan *s;
+	uintptr_t obj;
+	unsigned idx;
+	if (!find_object(v - 1, &s, &obj, &idx) || obj + s->elemsize != v ||
+	    !(obj_word(s, idx) & LEAK_END_REF))
+		return false;
+	mark_object(w, s, obj, idx);
+	return true;
+}
+
+/* Go's findObject + greyobject for the word v. */
+static inline void mark_word(struct gcwork *w, uintptr_t v)
+{
+	struct mspan *s;
+	uintptr_t obj;
+	unsigned idx;
+	if (MM_UNLIKELY(w->flags & LEAK_FLAGS_END_REF) && mark_end_ref(w, v))
+		return;
+	if (find_object(v, &s, &obj, &idx))
+		mark_object(w, s, obj, idx);
 }
 
 static void scan_range(struct gcwork *w, uintptr_t start, size_t len)
@@ -232,7 +292,8 @@ static void clear_marks(struct mspan *s, void *arg)
 }
 
 /* The overflow pass: scan every marked object of the spans that could
- * not grey one (their other marked objects again too: harmless). */
+ * not grey one (their other marked objects again too: harmless; not the
+ * kmalloc_leak_ignore'd ones, which are never read). */
 static void rescan_span(struct mspan *s, void *arg)
 {
 	struct gcwork *w = arg;
@@ -244,7 +305,8 @@ static void rescan_span(struct mspan *s, void *arg)
 			scan_object(w, s->base);
 	} else {
 		for (unsigned i = 0; i < s->nelems; i++)
-			if ((s->gcmarkBits[i / 64] >> (i % 64)) & 1)
+			if (((s->gcmarkBits[i / 64] >> (i % 64)) & 1) &&
+			    !(w->flags != 0 && (s->sites[i] & LEAK_IGNORE)))
 				scan_object(w, s->base + (uintptr_t)i * s->elemsize);
 	}
 	drain(w);
@@ -256,50 +318,39 @@ struct report {
 	void *arg;
 };
 
-static void print_leak(const void *obj, size_t size, uintptr_t site, void *arg)
-{
-	(void)arg;
-	char line[160];
-	size_t n = mm_fmt_str(line, 0, sizeof line, "kmemleak: ");
-	n = mm_fmt_hex(line, n, sizeof line, (uintptr_t)obj);
-	n = mm_fmt_str(line, n, sizeof line, " size ");
-	n = mm_fmt_u64(line, n, sizeof line, size, 0);
-	if (site != 0) {
-		n = mm_fmt_str(line, n, sizeof line, " [allocated at ");
-		size_t k = sys_config.symbolize != NULL
-		                   ? sys_config.symbolize(site, line + n, sizeof line - n - 2)
-		                   : 0;
-		if (k == 0)
-			n = mm_fmt_hex(line, n, sizeof line, site);
-		else
-			n += k;
-		n = mm_fmt_str(line, n, sizeof line, "]");
-	}
-	sys_log(line);
-}
-
-static void report_leak(struct report *r, uintptr_t obj, size_t size, uintptr_t site)
-{
-	r->w->st.leaks++;
-	r->w->st.leak_bytes += size;
-	r->fn((const void *)obj, size, site, r->arg);
-}
-
 static void report_span(struct mspan *s, void *arg)
 {
 	struct report *r = arg;
 	if (span_is_large(s)) {
 		if (!s->gcmark1)
-			report_leak(r, s->base, s->elemsize, s->site1);
+			mm_leak_report(&r->w->st, r->fn, r->arg, s->base, s->elemsize, s->site1);
 		return;
 	}
 	for (unsigned i = 0; i < s->nelems; i++)
 		if (*mspan_live(s, i) == 1 && !((s->gcmarkBits[i / 64] >> (i % 64)) & 1))
-			report_leak(r, s->base + (uintptr_t)i * s->elemsize, s->elemsize,
-			            s->sites != NULL ? s->sites[i] : 0);
+			mm_leak_report(&r->w->st, r->fn, r->arg,
+			               s->base + (uintptr_t)i * s->elemsize, s->elemsize,
+			               s->sites != NULL ? s->sites[i] : 0);
 }
 
-uint64_t kmalloc_leak_scan(struct kmalloc_leaks *out, kmalloc_leak_fn fn, void *arg)
+/* kmalloc_leak_not_leak's objects are roots: marked and scanned. */
+static void mark_not_leak(struct mspan *s, void *arg)
+{
+	struct gcwork *w = arg;
+	if (span_is_large(s)) {
+		if (s->site1 & LEAK_NOT_LEAK)
+			mark_object(w, s, s->base, 0);
+		return;
+	}
+	if (s->sites == NULL)
+		return;
+	for (unsigned i = 0; i < s->nelems; i++)
+		if ((s->sites[i] & LEAK_NOT_LEAK) && *mspan_live(s, i) == 1)
+			mark_object(w, s, s->base + (uintptr_t)i * s->elemsize, i);
+}
+
+static __attribute__((noinline)) uint64_t leak_scan(struct kmalloc_leaks *out, kmalloc_leak_fn fn,
+                                                    void *arg)
 {
 	struct gcwork w = { 0 };
 	if (!mheap_inited()) {
@@ -307,9 +358,6 @@ uint64_t kmalloc_leak_scan(struct kmalloc_leaks *out, kmalloc_leak_fn fn, void *
 			*out = w.st;
 		return 0;
 	}
-	/* The callers' callee-saved registers go into this frame, which the
-	 * port's stack range (from its hook's frame up) covers. */
-	__builtin_unwind_init();
 	/* No background step while we scan: one ages caches (spans change
 	 * under the walk) and releases pages; where the port has no
 	 * stop_world (the host), its background thread would still run. */
@@ -324,7 +372,15 @@ uint64_t kmalloc_leak_scan(struct kmalloc_leaks *out, kmalloc_leak_fn fn, void *
 			*out = w.st;
 		return KMALLOC_LEAK_NO_SCAN;
 	}
+	/* Interrupts off for the whole scan, whatever the port's stop_world
+	 * left them: an interrupt handler on this CPU that allocates or
+	 * frees would change the heap under the walk (kmalloc.h). */
+	unsigned long irq = sys_irq_save();
+	w.flags = mm_load_relaxed(&mm_leak_flags_used);
+	mm_leak_report_begin();
 	for_each_span(clear_marks, NULL);
+	if (w.flags != 0)
+		for_each_span(mark_not_leak, &w);
 	sys_lock(&root_lock);
 	for (unsigned i = 0; i < MAX_ROOTS; i++)
 		if (roots[i].len != 0)
@@ -338,11 +394,13 @@ uint64_t kmalloc_leak_scan(struct kmalloc_leaks *out, kmalloc_leak_fn fn, void *
 		w.st.rescans++;
 		for_each_span(rescan_span, &w);
 	}
-	struct report r = { &w, fn != NULL ? fn : print_leak, arg };
+	struct report r = { &w, fn, arg };
 	for_each_span(report_span, &r);
+	sys_irq_restore(irq);
 	if (sys_config.stop_world != NULL && sys_config.start_world != NULL)
 		sys_config.start_world();
 	mheap_bg_exclude(false);
+	mm_leak_report_end();
 	char line[160];
 	size_t n = mm_fmt_str(line, 0, sizeof line, "kmemleak: ");
 	n = mm_fmt_u64(line, n, sizeof line, w.st.leaks, 0);
@@ -358,4 +416,30 @@ uint64_t kmalloc_leak_scan(struct kmalloc_leaks *out, kmalloc_leak_fn fn, void *
 	if (out != NULL)
 		*out = w.st;
 	return w.st.leaks;
+}
+
+/* The scan's own frames will lie where its callers' earlier callees left
+ * theirs, and a scan of a live frame reads the slots it never wrote too
+ * (a local buffer, padding): zero what they are about to occupy, or an
+ * old copy of a dropped pointer there keeps its object alive. */
+static __attribute__((noinline)) void scrub_below(void)
+{
+	volatile char pad[2048];
+	for (size_t i = 0; i < sizeof pad; i++)
+		pad[i] = 0;
+}
+
+uint64_t kmalloc_leak_scan(struct kmalloc_leaks *out, kmalloc_leak_fn fn, void *arg)
+{
+	/* The callers' callee-saved registers go into this frame, which the
+	 * port's stack range (from its hook's frame up) covers. */
+	__builtin_unwind_init();
+	/* *out is usually a local of the caller's frame, which the scan
+	 * reads: unwritten, it would hold whatever an earlier call left. */
+	if (out != NULL)
+		__builtin_memset(out, 0, sizeof *out);
+	scrub_below();
+	uint64_t n = leak_scan(out, fn, arg);
+	__asm__ volatile("" ::: "memory"); /* no tail call: this frame stays */
+	return n;
 }

@@ -103,7 +103,7 @@ static size_t layout(size_t arena, struct metaarr **arrs, unsigned *narrs)
 	size_t ps = sys_config.page_size;
 	size_t npages = arena >> PAGE_SHIFT, nchunks = arena >> CHUNK_SHIFT;
 	struct pagealloc *pa = &mheap_.pages;
-	size_t sizes[4 + PA_MAX_LEVELS + 3];
+	size_t sizes[4 + PA_MAX_LEVELS + 4];
 	unsigned n = 0;
 
 	pa_init(pa, nchunks);
@@ -130,6 +130,9 @@ static size_t layout(size_t arena, struct metaarr **arrs, unsigned *narrs)
 	/* mcaches with their magazines, and the transfer caches' entries */
 	arrs[n] = &mheap_.m_caches;
 	sizes[n++] = (size_t)sys_config.max_cpus * mheap_.cs.mcache_max_bytes + mheap_.cs.tc_bytes;
+	/* the stack depot of tracked allocations' backtraces (mstack.c) */
+	arrs[n] = &mheap_.m_depot;
+	sizes[n++] = mheap_.track_sites ? MM_DEPOT_BYTES : 0;
 	size_t off = 0;
 	for (unsigned i = 0; i < n; i++) {
 		arrs[i]->base = off;
@@ -157,11 +160,15 @@ int mheap_init(void)
 	mheap_.gran = ps > PAGE_SIZE ? ps / PAGE_SIZE : 1;
 
 	mm_cache_init();
-	mheap_.track_sites = sys_config.track_sites != NULL && sys_config.track_sites();
+	int frames = sys_config.track_sites != NULL ? sys_config.track_sites() : 0;
+	mheap_.track_sites = frames != 0;
+	if (frames > LEAK_FRAMES)
+		frames = LEAK_FRAMES;
+	mheap_.site_frames = (uint8_t)(frames < 1 ? 1 : frames); /* negative: 1 */
 	/* Reserve the configured arena; if the port cannot (a small address
 	 * space, or valgrind's), halve it down to 16 MiB. */
 	size_t arena = sys_config.arena_size & ~(CHUNK_BYTES - 1);
-	struct metaarr *arrs[4 + PA_MAX_LEVELS + 3];
+	struct metaarr *arrs[4 + PA_MAX_LEVELS + 4];
 	unsigned n = 0;
 	size_t meta = 0;
 	void *base = NULL;

@@ -179,9 +179,15 @@ void *mm_alloc_large(size_t size, size_t align, unsigned flags, uintptr_t site)
 	}
 	if ((flags & KM_ZERO) && s->needzero)
 		__builtin_memset((void *)s->base, 0, s->elemsize);
-	s->site1 = site; /* kept only where the port tracks sites */
+	if (MM_UNLIKELY(mheap_.track_sites))
+		mm_record_site(obj, site);
 	mheap_scavenge_paced();
-	return obj;
+	/* The slot is dead once we return, but a later frame's unwritten
+	 * local may lie over it, and a scan reads live frames whole: a copy
+	 * left there would keep the object alive after the user dropped it. */
+	void *r = obj;
+	obj = NULL;
+	return r;
 }
 
 /* kfree of the large object p of span s. pre: span_is_large(s). */
@@ -234,6 +240,8 @@ void *mm_realloc_large(struct mspan *s, void *p, size_t size, unsigned flags, ui
 	}
 	/* moves hand over heap pages, not whole commit units */
 	if (sys_config.move != NULL && old >= MOVE_MIN && mheap_.gran == 1) {
+		/* the walk before the move: p is unseen by a scan meanwhile */
+		uintptr_t word = mheap_.track_sites ? mm_depot_record(site) : 0;
 		struct mspan *n = mheap_alloc_span(npages, spanclass_make(0, (flags / KM_NOSCAN) & 1), 1);
 		/* s stops being in use before its pages start to go: a leak
 		 * scan that stops the world mid-move (the kernel's move runs
@@ -245,13 +253,15 @@ void *mm_realloc_large(struct mspan *s, void *p, size_t size, unsigned flags, ui
 		if (n != NULL && sys_config.move((void *)n->base, p, old) == 0) {
 			large_init(n);
 			n->needzero = 1;
-			n->site1 = site;
+			n->site1 = word;
 			void *volatile obj = (void *)n->base; /* as in mm_alloc_large */
 			span_publish(n);
 			/* p's pages are Reserved now: they go back scavenged. */
 			count_large_n(0, n->elemsize, 0, old);
 			mheap_free_span(s, true);
-			return obj;
+			void *r = obj;
+			obj = NULL; /* as in mm_alloc_large */
+			return r;
 		}
 		if (n != NULL) {
 			mm_store_release(&s->state, w); /* p stays */

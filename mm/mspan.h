@@ -104,10 +104,13 @@ struct mspan {
 	                          mcentral lock); swept with XCHG by the owner */
 	/* The leak detector (mgcmark.c), with the world stopped: */
 	uint64_t *gcmarkBits;  /* reached in this scan; large: &gcmark1 */
-	uintptr_t *sites;      /* allocation site per slot when tracked, set
-	                          by the allocating CPU; large: &site1 */
+	uintptr_t *sites;      /* a word per slot when sites are tracked:
+	                          its backtrace's depot handle, set by the
+	                          allocating CPU, and its leak flags, OR'd
+	                          by its owner (internal.h, LEAK_*);
+	                          large: &site1 */
 	uint64_t gcmark1;      /* a large span's mark bit */
-	uintptr_t site1;       /* a large object's allocation site */
+	uintptr_t site1;       /* a large object's word, as sites[] */
 	uint8_t gcrescan;      /* marked objects left unscanned (grey stack
 	                          overflow) */
 	/* Meshing (mmesh.c), all under the class's mcentral lock: */

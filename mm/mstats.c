@@ -118,6 +118,14 @@ void kmalloc_dump(void)
 		log_kv("kmalloc: mesh_bytes    ", st.mesh_bytes);
 		log_kv("kmalloc: mesh_pause_max_ns ", st.mesh_pause_max_ns);
 	}
+	if (mheap_.track_sites) { /* the leak detector's stack depot */
+		struct mm_depot_stats d;
+		mm_depot_stats(&d);
+		log_kv("kmalloc: depot_traces  ", d.traces);
+		log_kv("kmalloc: depot_bytes   ", d.bytes);
+		log_kv("kmalloc: depot_fallbacks ", d.fallbacks);
+		log_kv("kmalloc: depot_lost    ", d.lost);
+	}
 }
 
 /* Count an object a cache holds against its span (mspan.vcount), or
@@ -270,7 +278,7 @@ static bool meta_accounted(void)
 		return false;
 	struct metaarr *arrs[] = { &mheap_.m_spans,   &mheap_.m_pagedesc, &mheap_.m_chunks,
 		                   &mheap_.m_chunkpg, &mheap_.m_fix,      &mheap_.m_fixblk,
-		                   &mheap_.m_caches };
+		                   &mheap_.m_caches,  &mheap_.m_depot };
 	uint64_t sum = 0;
 	for (unsigned i = 0; i < sizeof arrs / sizeof arrs[0]; i++)
 		sum += arrs[i]->committed;

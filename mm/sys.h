@@ -153,10 +153,16 @@ struct sys_config {
 	/* Optional hooks of the leak detector (kmalloc_leak_scan), each NULL
 	 * if the port has none:
 	 *  track_sites  called once by kmalloc_init: nonzero makes every
-	 *               allocation record its caller (a word per object, and
-	 *               the per-CPU fast paths off), for the report's
-	 *               "allocated at"; the kernel's kmemleak=on, the host's
-	 *               KMALLOC_LEAK_CHECK=1.
+	 *               allocation record where it was made (into the stack
+	 *               depot: still a word per object, and the per-CPU fast
+	 *               paths off), for the report's "allocated at" and
+	 *               backtrace, and the per-object flags of
+	 *               kmalloc_leak_not_leak and co. The value is the frames
+	 *               to record: 1 the caller alone (no walk), 2..8 (more
+	 *               is 8) a backtrace through the hook below. The
+	 *               kernel's kmemleak=on (8), the host's
+	 *               KMALLOC_LEAK_CHECK=1 (KMALLOC_LEAK_FRAMES, default 8).
+	 *               Cost per allocation: make bench-sites (README).
 	 *  roots        call scan(start, len, arg) for every range of memory
 	 *               that may hold pointers to live objects and is not
 	 *               itself allocated by kmalloc: data/bss, stacks,
@@ -173,6 +179,12 @@ struct sys_config {
 	 *               sys_irq_save/restore count a per-thread depth, and a
 	 *               stop signal that finds it nonzero takes effect at the
 	 *               restore that ends the section (arch/host/sys_arch.h).
+	 *               The scanning CPU itself: kmalloc_leak_scan disables
+	 *               interrupts there (sys_irq_save) from the stop to the
+	 *               restart, so an interrupt handler that allocates never
+	 *               runs under the scan; stop_world may be called with
+	 *               interrupts on or off, and finds them as it left them
+	 *               at start_world.
 	 *  symbolize    write "func+0xoff" for a code address into buf (at
 	 *               most cap bytes, no newline); return its length, 0 if
 	 *               unknown. Without it sites print as hex. */
@@ -189,7 +201,12 @@ struct sys_config {
 	 *    pre: no mm lock held and interrupts on (outside sys_irq_save
 	 *         sections): the host's DWARF unwinder takes the dynamic
 	 *         loader's lock, which a thread waiting for an mm lock, or
-	 *         stopped for a leak scan, may hold. Never allocates.
+	 *         stopped for a leak scan, may hold. Never allocates. Leak
+	 *         tracking calls it after each allocation with interrupts as
+	 *         the kmalloc caller left them: off in a kernel's interrupt
+	 *         handler, so a kernel's walk must work there (a frame-
+	 *         pointer walk does); host code never calls kmalloc inside a
+	 *         sys_irq_save section.
 	 * For reports that carry a backtrace (leak reports, guarded
 	 * sampling); without it they carry one frame, the caller of the
 	 * kmalloc-family function. Kernel: a frame-pointer walk; host:

@@ -76,6 +76,9 @@ API_UTIL_OBJS = $(addprefix $(1)/,api_util.o child_util.o)
 $(addprefix $(API_DIR)/,$(API_PROGS)): $(API_DIR)/%: $(API_DIR)/%.o $(call API_UTIL_OBJS,$(API_DIR)) $(KMALLOC_HOST_LIB)
 	$(Q)$(CC) -o $@ $^ $(API_LDLIBS)
 
+# The leak tests name their own functions through dladdr.
+$(API_DIR)/api_leak: API_LDLIBS += -rdynamic
+
 # ---- sanitized (clang; the core's sources rebuilt with the sanitizer) ----
 API_CORE_SRCS = $(MM_SRCS) $(HOST_SRCS)
 

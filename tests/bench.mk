@@ -6,6 +6,8 @@
 #                               both pairs' TSC cycles
 #   build/bench/churn-<alloc>   small-object churn: ops/s, memory held/live
 #   build/bench/markbench       the leak detector's mark throughput, MB/s
+#   build/bench/sitecost        ns per kmalloc+kfree with and without site
+#                               tracking (make bench-sites)
 #   build/bench/statecost       cycles of a byte store vs a locked bit op
 #                               per object state change (mm/malloc.c)
 #   build/bench/core.md         the table run-core.sh prints
@@ -49,6 +51,17 @@ $(BENCH_DIR)/statecost: tests/bench/statecost.c
 $(BENCH_DIR)/markbench: tests/bench/markbench.c $(KMALLOC_HOST_LIB)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CSTD) $(WARN) -O2 -g -Imm $^ -o $@ -pthread
+
+# What site tracking (KMALLOC_LEAK_CHECK=1: backtraces into the stack
+# depot) costs a kmalloc + kfree pair: run without and with it.
+$(BENCH_DIR)/sitecost: tests/bench/sitecost.c $(KMALLOC_HOST_LIB)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CSTD) $(WARN) -O2 -g -Imm $^ -o $@ -pthread
+
+.PHONY: bench-sites
+bench-sites: $(BENCH_DIR)/sitecost
+	$(Q)nice $(BENCH_DIR)/sitecost
+	$(Q)KMALLOC_LEAK_CHECK=1 nice $(BENCH_DIR)/sitecost | grep -E '^sitecost|depot_'
 
 .PHONY: bench-core
 bench-core: $(BENCH_KM_BINS) $(BENCH_GL_BINS) $(BENCH_DIR)/statecost $(BENCH_DIR)/markbench

@@ -48,8 +48,11 @@ TEST_TARGETS += test-boot
 #   released_page_selftest: the page-fault diagnosis for a released page
 #   heap_nx_selftest: calling into the heap faults (NX) with its diagnosis
 #   kmem_kmemleak  kmemleak=on: exactly the planted leaks (small, large,
-#                  a two-object cycle) with their allocation sites, not the
-#                  objects a static or another CPU's stack keeps; a CPU
+#                  a two-object cycle) with their allocation sites and
+#                  backtraces, one more suppressed by its caller's name, not the
+#                  objects a static or another CPU's stack keeps; 20 scans
+#                  while every CPU allocates from its timer interrupt
+#                  report nothing; a CPU
 #                  that will not stop makes the scan give up cleanly; the
 #                  final scan after the tests finds nothing
 #   kmem_idle_release  ~64 MiB allocated and freed, no trim: the timer
@@ -153,8 +156,14 @@ test-boot-kmem: $(LOADER_EFI) $(KERNEL_ELF) $(KMEM_DEBUG_ELF)
 	kcase heap_nx_selftest 2 $(MEM) $(KERNEL_ELF) "ktest=heap_nx_selftest" \
 	    '^page fault: kmalloc arena: instruction fetch of committed heap page 0xffffa0[0-9a-f]+000' \
 	    'error code 0x11' '^Backtrace:' '^ktest: heap_nx_selftest FAILED: panic'; \
-	kcase kmem_kmemleak 0 $(MEM) $(KERNEL_ELF) "kmemleak=on ktest=kmemleak_planted,kmemleak_stop_timeout" \
+	kcase kmem_kmemleak 0 $(MEM) $(KERNEL_ELF) "kmemleak=on ktest=kmemleak_planted,kmemleak_irq_alloc,kmemleak_stop_timeout" \
 	    '^kmemleak: 0x[0-9a-f]+ size 64 \[allocated at plant_small_leak\+0x[0-9a-f]+\]' \
+	    '^kmemleak:   backtrace:' '^kmemleak:     \[<0x[0-9a-f]+>\] plant_small_leak\+0x[0-9a-f]+' \
+	    '^kmemleak:     \[<0x[0-9a-f]+>\] (scan_and_check|hold_on_ap_stack)\+0x[0-9a-f]+' \
+	    '^kmemleak: suppressed 1 leak, 96 bytes: plant_suppressed_caller' \
+	    '!allocated at plant_suppressed_leak' \
+	    '^kmemleak_irq_alloc: 20 scans while [0-9]+ CPU\(s\) allocated from their timer interrupts \([1-9][0-9]* objects, [0-9]+ reached in all\): 0 leaks' \
+	    '^ktest: kmemleak_irq_alloc ok' \
 	    '^kmemleak: 0x[0-9a-f]+ size 65536 \[allocated at plant_large_leak\+0x[0-9a-f]+\]' \
 	    '^kmemleak: 0x[0-9a-f]+ size 32 \[allocated at plant_cycle_leak\+0x[0-9a-f]+\]' \
 	    '^kmemleak: 4 leaks, 65664 bytes \([0-9]+ live objects reached, [0-9]+ KiB scanned; world stopped [0-9]+\.[0-9]{3} ms, 3 other CPU\(s\) parked' \
@@ -163,7 +172,7 @@ test-boot-kmem: $(LOADER_EFI) $(KERNEL_ELF) $(KMEM_DEBUG_ELF)
 	    '^stop_world: cpu 3 \(APIC id 3\) did not park within 1000 ms' \
 	    '^stop_world: released the 2 of 3 other CPU\(s\) that parked' \
 	    '^kmemleak: could not stop the other CPUs; no scan' '^ktest: kmemleak_stop_timeout ok' \
-	    '^ktest: 2 passed, 0 failed' '^kmemleak: 0 leaks, 0 bytes'; \
+	    '^ktest: 3 passed, 0 failed' '^kmemleak: 0 leaks, 0 bytes'; \
 	kcase kmem_idle_release 0 $(MEM) $(KERNEL_ELF) "ktest=kmalloc_idle_release" \
 	    '^kmalloc_idle_release: [0-9]+ frames used, [0-9]+ of them back after [0-9]+ ticks \(no trim\)' \
 	    '^ktest: kmalloc_idle_release ok' '^ktest: 1 passed, 0 failed'; \

@@ -15,11 +15,12 @@
  * safe because no code holds two of a kind), and the parent and child
  * handlers release them:
  *
- *     stw_lock, move_lock, pool_lock, kmc_lock, bg_excl, mcentral[2..],
- *     mheap, transfer[2..], commit_lock
+ *     stw_lock, move_lock, pool_lock, kmc_lock, depot lock, bg_excl,
+ *     mcentral[2..], mheap, transfer[2..], commit_lock
  *
  * (sys_commit takes commit_lock, sometimes under mheap.lock, so it comes
- * last; the move, pool and kmc locks are never held with an mm lock;
+ * last; the move, pool, kmc and stack depot locks are never held with an
+ * mm lock;
  * stw_lock is held across a leak scan, which takes mm locks, so it comes
  * first.) Between
  * prepare and release no other thread is inside a locked section, so the
@@ -80,6 +81,7 @@ static void fork_prepare(void)
 	pthread_mutex_lock(&host_move_lock);
 	pthread_mutex_lock(&host_pool_lock);
 	sys_lock(&mm_kmc_lock); /* typed caches' registry: a leaf */
+	mm_depot_lock();        /* tracked backtraces (mm/mstack.c): a leaf */
 	/* A background step (background.c) takes mm locks one at a time
 	 * and between them releases pages it has taken out of the page
 	 * allocator: let it finish, and start none until the release. */
@@ -103,6 +105,7 @@ static void fork_release(void)
 	for (unsigned i = NUM_SPANCLASSES - 1; i >= 2; i--)
 		sys_unlock(&mheap_.central[i].c.lock);
 	mheap_bg_exclude(false);
+	mm_depot_unlock();
 	sys_unlock(&mm_kmc_lock);
 	pthread_mutex_unlock(&host_pool_lock);
 	pthread_mutex_unlock(&host_move_lock);

@@ -29,12 +29,15 @@
  * real-program tests use it to prove the shim was really in use without
  * changing what the program prints.
  *
- * KMALLOC_LEAK_CHECK=1: every allocation records its caller, and at exit
- * (the shim's destructor runs after the program's own) a leak scan
+ * KMALLOC_LEAK_CHECK=1: every allocation records its backtrace, and at
+ * exit (the shim's destructor runs after the program's own) a leak scan
  * (kmalloc_leak_scan, arch/host/preload_leaks.c) prints each object
  * nothing points to any more, then a total, on stderr, like
  * LeakSanitizer without recompiling:
  *     kmemleak: 0x7f... size 48 [allocated at make_node+0x1c]
+ *     kmemleak:   backtrace:
+ *     kmemleak:     [<0x5...>] make_node+0x1c
+ *     kmemleak:     [<0x5...>] main+0x46 ...
  *     kmemleak: 1 leak, 48 bytes (... live objects reached, ... KiB
  *     scanned; world stopped 0.412 ms, 4 other thread(s) stopped)
  * The program's other threads are stopped for it (arch/host/stopworld.c)
@@ -42,7 +45,10 @@
  * the data and bss of every loaded object and the exiting thread's TLS
  * (main has returned: not its stack). KMALLOC_LEAK_SUPPRESS=<file>:
  * LeakSanitizer's `leak:<pattern>` lines; matching leaks are counted on a
- * line of their own instead of printed.
+ * line of their own instead of printed. KMALLOC_LEAK_FRAMES=n (1..8,
+ * default 8; LSan's malloc_context_size): frames recorded per allocation;
+ * 1 records the caller alone, without walking the stack (tens of ns an
+ * allocation instead of microseconds: README, "What tracking costs").
  */
 #define _GNU_SOURCE
 #include <errno.h>

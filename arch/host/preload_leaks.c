@@ -6,19 +6,20 @@
  * Data flow: the shim's destructor reads the suppressions file, then
  * runs kmalloc_leak_scan with the program's other threads stopped
  * (arch/host/stopworld.c); the scan hands each leak to leak_found, which
- * only records it (object, size, site) in a table mapped for the
- * purpose: naming a site takes dladdr, which takes the loader's lock,
- * which a stopped thread may hold. Once the world runs again each leak
- * is named, matched against the suppressions and printed, then a total
- * of what was not suppressed and one line per suppression used.
+ * only records it (object, size, its backtrace's return addresses from
+ * the stack depot) in a table mapped for the purpose: naming a frame
+ * takes dladdr, which takes the loader's lock, which a stopped thread may
+ * hold. Once the world runs again each leak's frames are named, matched
+ * against the suppressions and printed (the one-line form, then a
+ * kmemleak-style backtrace), then a total of what was not suppressed and
+ * one line per suppression used.
  *
  * Suppressions (KMALLOC_LEAK_SUPPRESS=<file>): LeakSanitizer's format,
  * one `leak:<pattern>` per line, `#` comments and other kinds of line
- * ignored. A pattern matches a substring of the allocating function's
- * name or of its module's path, `*` matching any run of characters, a
- * leading `^` and a trailing `$` anchoring it (LSan's TemplateMatch). The
- * allocation site is one frame here (the function that called malloc),
- * where LSan matches every frame of the allocation's stack.
+ * ignored. A pattern matches a substring of the name of any function of
+ * the allocation's backtrace or of its module's path, `*` matching any
+ * run of characters, a leading `^` and a trailing `$` anchoring it
+ * (LSan's TemplateMatch, tried on every frame as LSan does).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -38,9 +39,13 @@
 #define MAX_SUPP   512
 #define SUPP_BYTES 65536
 
+#define LEAK_PCS 8 /* frames the core records per object */
+
 struct leak {
 	uintptr_t obj, site;
 	size_t size;
+	unsigned npcs;
+	uintptr_t pcs[LEAK_PCS];
 };
 
 /* The exit path's alone: one thread runs the destructor. */
@@ -56,9 +61,15 @@ static unsigned nsupp;
 static void leak_found(const void *obj, size_t size, uintptr_t site, void *arg)
 {
 	(void)arg;
-	if (leaks != NULL && nleaks < MAX_LEAKS)
-		leaks[nleaks++] = (struct leak){ (uintptr_t)obj, site, size };
-	else
+	if (leaks != NULL && nleaks < MAX_LEAKS) {
+		struct leak *l = &leaks[nleaks++];
+		*l = (struct leak){ (uintptr_t)obj, site, size, 0, { 0 } };
+		l->npcs = kmalloc_leak_backtrace(obj, l->pcs, LEAK_PCS);
+		if (l->npcs == 0 && site != 0) {
+			l->pcs[0] = site;
+			l->npcs = 1;
+		}
+	} else
 		dropped++;
 }
 
@@ -134,15 +145,16 @@ static int template_match(const char *p, const char *s)
 	}
 }
 
-/* The suppression that covers a leak allocated at site, or -1. */
-static int suppressed(const Dl_info *di, int have)
+/* The suppression that covers a leak whose frames di[0..n) are (have[i]:
+ * dladdr knew frame i), or -1: the first pattern that matches any frame's
+ * function or module, as LSan tries every frame. */
+static int suppressed(const Dl_info *di, const int *have, unsigned n)
 {
-	if (!have)
-		return -1;
 	for (unsigned i = 0; i < nsupp; i++)
-		if (template_match(supp[i].pat, di->dli_sname) ||
-		    template_match(supp[i].pat, di->dli_fname))
-			return (int)i;
+		for (unsigned f = 0; f < n; f++)
+			if (have[f] && (template_match(supp[i].pat, di[f].dli_sname) ||
+			                template_match(supp[i].pat, di[f].dli_fname)))
+				return (int)i;
 	return -1;
 }
 
@@ -159,12 +171,31 @@ static size_t put_hex(char *buf, size_t n, size_t cap, uintptr_t v)
 	return n;
 }
 
+/* "func+0xoff", "module+0xoff" (not exported) or the address. */
+static size_t put_frame(char *line, size_t n, size_t cap, uintptr_t pc, const Dl_info *di, int have)
+{
+	if (have && di->dli_sname != NULL) {
+		n = preload_put_str(line, n, cap, di->dli_sname);
+		n = preload_put_str(line, n, cap, "+");
+		return put_hex(line, n, cap, pc - (uintptr_t)di->dli_saddr);
+	}
+	if (have && di->dli_fname != NULL) {
+		const char *f = strrchr(di->dli_fname, '/');
+		n = preload_put_str(line, n, cap, f != NULL ? f + 1 : di->dli_fname);
+		n = preload_put_str(line, n, cap, "+");
+		return put_hex(line, n, cap, pc - (uintptr_t)di->dli_fbase);
+	}
+	return put_hex(line, n, cap, pc);
+}
+
 /* One leak, unless suppressed; returns whether it was printed. */
 static int report(const struct leak *l)
 {
-	Dl_info di;
-	int have = l->site != 0 && dladdr((void *)l->site, &di) != 0;
-	int s = nsupp != 0 ? suppressed(&di, have) : -1;
+	Dl_info di[LEAK_PCS];
+	int have[LEAK_PCS];
+	for (unsigned i = 0; i < l->npcs; i++)
+		have[i] = dladdr((void *)l->pcs[i], &di[i]) != 0;
+	int s = nsupp != 0 ? suppressed(di, have, l->npcs) : -1;
 	if (s >= 0) {
 		supp[s].count++;
 		supp[s].bytes += l->size;
@@ -176,24 +207,23 @@ static int report(const struct leak *l)
 	n = put_hex(line, n, cap, l->obj);
 	n = preload_put_str(line, n, cap, " size ");
 	n = preload_put_u64(line, n, cap, l->size);
-	if (l->site != 0) {
+	if (l->npcs != 0) {
 		n = preload_put_str(line, n, cap, " [allocated at ");
-		if (have && di.dli_sname != NULL) {
-			n = preload_put_str(line, n, cap, di.dli_sname);
-			n = preload_put_str(line, n, cap, "+");
-			n = put_hex(line, n, cap, l->site - (uintptr_t)di.dli_saddr);
-		} else if (have && di.dli_fname != NULL) { /* not exported: file+offset */
-			const char *f = strrchr(di.dli_fname, '/');
-			n = preload_put_str(line, n, cap, f != NULL ? f + 1 : di.dli_fname);
-			n = preload_put_str(line, n, cap, "+");
-			n = put_hex(line, n, cap, l->site - (uintptr_t)di.dli_fbase);
-		} else {
-			n = put_hex(line, n, cap, l->site);
-		}
+		n = put_frame(line, n, cap, l->pcs[0], &di[0], have[0]);
 		n = preload_put_str(line, n, cap, "]");
 	}
 	line[n] = '\0';
 	preload_write_line(line, "");
+	if (l->npcs != 0)
+		preload_write_line("kmemleak:   backtrace:", "");
+	for (unsigned i = 0; i < l->npcs; i++) {
+		n = preload_put_str(line, 0, cap, "kmemleak:     [<");
+		n = put_hex(line, n, cap, l->pcs[i]);
+		n = preload_put_str(line, n, cap, ">] ");
+		n = put_frame(line, n, cap, l->pcs[i], &di[i], have[i]);
+		line[n] = '\0';
+		preload_write_line(line, "");
+	}
 	return 1;
 }
 

@@ -24,7 +24,8 @@
  *                mapped and empty, which is Reserved here
  *   nomem        errno = ENOMEM, so the shim's malloc is kmalloc
  *   release_zero sys_release itself: what it leaves reads as zero
- *   leak detector  track_sites: KMALLOC_LEAK_CHECK=1 in the environment;
+ *   leak detector  track_sites: KMALLOC_LEAK_CHECK=1 in the environment
+ *                (KMALLOC_LEAK_FRAMES=n: frames per allocation, default 8);
  *                stop_world, start_world: stopworld.c stops every other
  *                thread by a signal, outside allocator critical sections;
  *                roots (threadroots.c): every loaded object's writable
@@ -555,10 +556,16 @@ static void host_nomem(void)
 
 /* ---- the leak detector's hooks ---- */
 
+/* KMALLOC_LEAK_CHECK=1: track, with KMALLOC_LEAK_FRAMES frames (1..8,
+ * default 8) per allocation. */
 static int host_track_sites(void)
 {
 	const char *v = getenv("KMALLOC_LEAK_CHECK");
-	return v != NULL && v[0] == '1';
+	if (v == NULL || v[0] != '1')
+		return 0;
+	const char *f = getenv("KMALLOC_LEAK_FRAMES");
+	int n = f != NULL ? atoi(f) : 8;
+	return n < 1 ? 1 : n > 8 ? 8 : n;
 }
 
 static int leak_scan_stack = 1; /* atomic */

@@ -55,7 +55,8 @@ static int parse_kmemleak(const char *v) { return cmdline_onoff(v, &kmemleak_on)
 KPARAM(kmemleak, parse_kmemleak);
 
 int kmemleak_enabled(void) { return kmemleak_on; }
-int kmemleak_track_sites(void) { return kmemleak_on; }
+/* 8 frames per allocation: the frame-pointer walk is cheap. */
+int kmemleak_track_sites(void) { return kmemleak_on ? 8 : 0; }
 
 /* ---- roots ---- */
 
@@ -142,18 +143,71 @@ unsigned kmemleak_backtrace(uintptr_t *pcs, unsigned max)
     return backtrace_save(read_rbp(), pcs, max);
 }
 
+/* The one-line form, then the backtrace as kmemleak prints it. */
+static void print_leak(uint64_t obj, uint64_t size, const uintptr_t *pcs, unsigned n)
+{
+    char where[128] = "";
+    if (n != 0) {
+        char sym[96];
+        if (kmemleak_symbolize(pcs[0], sym, sizeof sym) != 0)
+            snprintk(where, sizeof where, " [allocated at %s]", sym);
+        else
+            snprintk(where, sizeof where, " [allocated at 0x%lx]", (uint64_t)pcs[0]);
+    }
+    printk("kmemleak: 0x%lx size %lu%s\n", obj, size, where);
+    if (n != 0)
+        printk("kmemleak:   backtrace:\n");
+    for (unsigned i = 0; i < n; i++) {
+        char sym[96];
+        if (kmemleak_symbolize(pcs[i], sym, sizeof sym) == 0)
+            sym[0] = '\0';
+        printk("kmemleak:     [<0x%lx>] %s\n", (uint64_t)pcs[i], sym);
+    }
+}
+
+/* The frames come from the stack depot (mm/mstack.c): no lock, no
+ * allocation, so this may run with the world stopped. */
 void kmemleak_print_leak(const void *obj, size_t size, uintptr_t site, void *arg)
 {
     (void)arg;
-    char where[128] = "";
-    if (site != 0) {
-        char sym[96];
-        if (kmemleak_symbolize(site, sym, sizeof sym) != 0)
-            snprintk(where, sizeof where, " [allocated at %s]", sym);
-        else
-            snprintk(where, sizeof where, " [allocated at 0x%lx]", (uint64_t)site);
+    uintptr_t pcs[8];
+    unsigned n = kmalloc_leak_backtrace(obj, pcs, 8);
+    if (n == 0 && site != 0) {
+        pcs[0] = site;
+        n = 1;
     }
-    printk("kmemleak: 0x%lx size %lu%s\n", (uint64_t)(uintptr_t)obj, (uint64_t)size, where);
+    print_leak((uint64_t)(uintptr_t)obj, size, pcs, n);
+}
+
+/* kmemleak_report's leaks, printed after the world runs again: printing
+ * a backtrace over the serial console with every CPU parked multiplied
+ * the pause by ten under QEMU. The first DEFER_MAX wait here (the scan
+ * is the only writer: scans never overlap); the rest print at once. */
+#define DEFER_MAX 64
+static struct deferred_leak {
+    uint64_t obj, size;
+    unsigned n;
+    uintptr_t pcs[8];
+} deferred[DEFER_MAX];
+static unsigned ndeferred;
+static kmalloc_leak_fn defer_also; /* kmemleak_scan_print's, for the scan */
+
+static void defer_leak(const void *obj, size_t size, uintptr_t site, void *arg)
+{
+    if (defer_also != NULL)
+        defer_also(obj, size, site, arg);
+    if (ndeferred == DEFER_MAX) {
+        kmemleak_print_leak(obj, size, site, arg);
+        return;
+    }
+    struct deferred_leak *d = &deferred[ndeferred++];
+    d->obj = (uint64_t)(uintptr_t)obj;
+    d->size = size;
+    d->n = kmalloc_leak_backtrace(obj, d->pcs, 8);
+    if (d->n == 0 && site != 0) {
+        d->pcs[0] = site;
+        d->n = 1;
+    }
 }
 
 void kmemleak_print_summary(const struct kmalloc_leaks *l)
@@ -177,11 +231,25 @@ static __attribute__((noinline)) void scrub_stack_below(void)
         pad[i] = 0;
 }
 
+uint64_t kmemleak_scan_print(struct kmalloc_leaks *l, kmalloc_leak_fn also, void *arg)
+{
+    ndeferred = 0;
+    defer_also = also;
+    uint64_t n = kmalloc_leak_scan(l, defer_leak, arg);
+    defer_also = NULL;
+    for (unsigned i = 0; i < ndeferred; i++)
+        print_leak(deferred[i].obj, deferred[i].size, deferred[i].pcs, deferred[i].n);
+    /* raw addresses of leaks: they would keep them alive in the next scan */
+    memset(deferred, 0, sizeof deferred);
+    ndeferred = 0;
+    return n;
+}
+
 uint64_t kmemleak_report(void)
 {
     struct kmalloc_leaks l;
     scrub_stack_below();
-    uint64_t n = kmalloc_leak_scan(&l, kmemleak_print_leak, NULL);
+    uint64_t n = kmemleak_scan_print(&l, NULL, NULL);
     if (n != KMALLOC_LEAK_NO_SCAN)
         kmemleak_print_summary(&l);
     return n;

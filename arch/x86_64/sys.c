@@ -37,8 +37,8 @@
  *                runs a release step when one is due, and the idle loop
  *                calls kmalloc_background before it halts (smp.c)
  *   leak detector hooks (kmalloc_leak_scan; kmemleak.c, stopworld.c):
- *     track_sites  1 when the command line says kmemleak=on (parsed
- *                before kmalloc_init asks)
+ *     track_sites  8 (frames per allocation) when the command line says
+ *                kmemleak=on (parsed before kmalloc_init asks)
  *     roots        .data and .bss less the stack memory inside them
  *                (boot stack, AP stacks' backing, IST stacks), then every
  *                online CPU's live stack, from its stack pointer to its top

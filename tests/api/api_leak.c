@@ -8,15 +8,25 @@
  * thread's stack above its caller, the program's data and bss, and the
  * ranges given to kmalloc_add_root).
  *
+ * With sites tracked (KMALLOC_LEAK_CHECK=1): backtraces (the frames name
+ * the allocating function and its caller, in the callback's view and in
+ * the printed report), suppressions by a caller's name, and what a
+ * program tells the scan (kmalloc_leak_not_leak, _ignore, _end_ref: a
+ * stack referred to by its end pointer). Linked with -rdynamic, so that
+ * dladdr names the test's functions.
+ *
  * Scans with other threads alive (stopped by the port, their stacks,
  * registers and TLS roots): api_leak_threads.c.
  */
 #define _GNU_SOURCE
 #include <check.h>
 #include "../check_runner.h"
+#include <dlfcn.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "kmalloc.h"
 
@@ -27,6 +37,8 @@ static struct {
 	const void *obj[MAXREP];
 	size_t size[MAXREP];
 	uintptr_t site[MAXREP];
+	uintptr_t bt[MAXREP][8];
+	unsigned nbt[MAXREP];
 } rep;
 
 static void collect(const void *obj, size_t size, uintptr_t site, void *arg)
@@ -36,6 +48,7 @@ static void collect(const void *obj, size_t size, uintptr_t site, void *arg)
 		rep.obj[rep.n] = obj;
 		rep.size[rep.n] = size;
 		rep.site[rep.n] = site;
+		rep.nbt[rep.n] = kmalloc_leak_backtrace(obj, rep.bt[rep.n], 8);
 	}
 	rep.n++;
 }
@@ -297,6 +310,241 @@ START_TEST(sites_name_the_allocating_function)
 }
 END_TEST
 
+
+/* The allocating function and its caller, for backtraces and
+ * suppressions. Both keep their frames (no tail calls). */
+__attribute__((noinline)) void api_leak_inner(void)
+{
+	hidden[0] = (uintptr_t)kmalloc(40, 0) ^ KEY;
+	hidden[1] = (uintptr_t)kmalloc(50000, 0) ^ KEY;
+	__asm__ volatile("" ::: "memory");
+}
+
+__attribute__((noinline)) void api_leak_outer(void)
+{
+	api_leak_inner();
+	__asm__ volatile("" ::: "memory");
+}
+
+static int names(uintptr_t pc, const char *fn)
+{
+	Dl_info di;
+	return dladdr((void *)pc, &di) != 0 && di.dli_sname != NULL &&
+	       strcmp(di.dli_sname, fn) == 0;
+}
+
+START_TEST(backtraces_name_the_callers)
+{
+	setenv("KMALLOC_LEAK_CHECK", "1", 1);
+	api_leak_outer();
+	scan();
+	ck_assert_uint_eq(rep.n, 2);
+	for (int i = 0; i < 2; i++) {
+		ck_assert_uint_ge(rep.nbt[i], 3); /* inner, outer, this test, ... */
+		ck_assert_uint_eq(rep.bt[i][0], rep.site[i]);
+		ck_assert(names(rep.bt[i][0], "api_leak_inner"));
+		ck_assert(names(rep.bt[i][1], "api_leak_outer"));
+	}
+	/* no backtrace for what is not the start of a live object */
+	uintptr_t pcs[8];
+	ck_assert_uint_eq(kmalloc_leak_backtrace((char *)DROPPED(0) + 8, pcs, 8), 0);
+	ck_assert_uint_eq(kmalloc_leak_backtrace(NULL, pcs, 8), 0);
+}
+END_TEST
+
+/* KMALLOC_LEAK_FRAMES=1: the caller alone, without a walk. */
+START_TEST(one_frame_when_asked)
+{
+	setenv("KMALLOC_LEAK_CHECK", "1", 1);
+	setenv("KMALLOC_LEAK_FRAMES", "1", 1);
+	api_leak_outer();
+	scan();
+	ck_assert_uint_eq(rep.n, 2);
+	for (int i = 0; i < 2; i++) {
+		ck_assert_uint_eq(rep.nbt[i], 1);
+		ck_assert(names(rep.bt[i][0], "api_leak_inner"));
+	}
+}
+END_TEST
+
+/* The printed report (fn NULL): the one-line form, then the frames named
+ * (no other thread is stopped, so the host names them during the scan). */
+START_TEST(printed_report_shows_the_backtrace)
+{
+	setenv("KMALLOC_LEAK_CHECK", "1", 1);
+	api_leak_outer();
+	int fd = memfd_create("api_leak_report", 0), out = dup(1);
+	ck_assert_int_ge(fd, 0);
+	dup2(fd, 1);
+	clobber_stack();
+	uint64_t n = kmalloc_leak_scan(NULL, NULL, NULL);
+	dup2(out, 1);
+	close(out);
+	ck_assert_uint_eq(n, 2);
+	static char text[8192];
+	ssize_t len = pread(fd, text, sizeof text - 1, 0);
+	close(fd);
+	ck_assert_int_gt(len, 0);
+	text[len] = '\0';
+	const char *one = strstr(text, " size 48 [allocated at api_leak_inner+0x");
+	ck_assert_ptr_nonnull(one);
+	const char *bt = strstr(one, "\nkmemleak:   backtrace:\nkmemleak:     [<0x");
+	ck_assert_ptr_nonnull(bt);
+	const char *f0 = strstr(bt, ">] api_leak_inner+0x"),
+	           *f1 = strstr(bt, ">] api_leak_outer+0x");
+	ck_assert_ptr_nonnull(f0);
+	ck_assert_ptr_nonnull(f1);
+	ck_assert(f0 < f1);
+	ck_assert_ptr_nonnull(strstr(text, "kmemleak: 2 leaks, "));
+}
+END_TEST
+
+/* A suppression naming the caller (a deeper frame), not the allocating
+ * function: both leaks are counted as suppressed, none reported. */
+START_TEST(suppression_by_a_deeper_frame)
+{
+	setenv("KMALLOC_LEAK_CHECK", "1", 1);
+	ck_assert_int_eq(kmalloc_leak_suppress("no_such_function"), 0);
+	ck_assert_int_eq(kmalloc_leak_suppress("^api_leak_o*er$"), 0);
+	api_leak_outer();
+	struct kmalloc_leaks l = scan();
+	ck_assert_uint_eq(l.leaks, 0);
+	ck_assert_uint_eq(l.suppressed, 2);
+	ck_assert_uint_eq(l.suppressed_bytes, ksize(DROPPED(0)) + ksize(DROPPED(1)));
+	/* the table holds 64 patterns */
+	int added = 2;
+	while (kmalloc_leak_suppress("x") == 0)
+		added++;
+	ck_assert_int_eq(added, 64);
+	ck_assert_int_eq(kmalloc_leak_suppress(""), -1);
+}
+END_TEST
+
+/* not_leak: never reported, and what it points to stays alive; ignore:
+ * never reported, and not read, so what only it points to is a leak. */
+__attribute__((noinline)) static void make_flagged(void)
+{
+	void **a = kmalloc(64, 0), **b = kmalloc(64, 0);
+	a[0] = kmalloc(32, 0);
+	b[0] = kmalloc(32, 0);
+	hidden[0] = (uintptr_t)a ^ KEY;
+	hidden[1] = (uintptr_t)b ^ KEY;
+	hidden[2] = (uintptr_t)a[0] ^ KEY;
+	hidden[3] = (uintptr_t)b[0] ^ KEY;
+	ck_assert_int_eq(kmalloc_leak_not_leak(a), 0);
+	ck_assert_int_eq(kmalloc_leak_ignore(b), 0);
+	ck_assert_int_eq(kmalloc_leak_not_leak((char *)a + 8), -1); /* not a start */
+	ck_assert_int_eq(kmalloc_leak_ignore(NULL), -1);
+}
+
+START_TEST(not_leak_and_ignore)
+{
+	setenv("KMALLOC_LEAK_CHECK", "1", 1);
+	make_flagged();
+	struct kmalloc_leaks l = scan();
+	ck_assert_uint_eq(l.leaks, 1);
+	ck_assert(reported(DROPPED(3))); /* only the ignored object reached it */
+	ck_assert(!reported(DROPPED(0)) && !reported(DROPPED(1)) && !reported(DROPPED(2)));
+	/* a flag dies with its object: freed and allocated again, the slot
+	 * is reported like any other */
+	kfree(DROPPED(2));
+	kfree(DROPPED(0));
+	kmalloc_flush_cpu();
+	void *again = kmalloc(64, 0);
+	hidden[0] = (uintptr_t)again ^ KEY;
+	again = NULL;
+	l = scan();
+	ck_assert_uint_eq(l.leaks, 2);
+	ck_assert(reported(DROPPED(0)));
+}
+END_TEST
+
+/* An ignored object among 300,000 others that overflow the grey stack:
+ * the overflow pass rescans its span, and still does not read it. */
+__attribute__((noinline)) static void make_wide_with_ignored(void)
+{
+	enum { N = 300000 };
+	void **table = kmalloc(N * sizeof(void *), 0);
+	for (int i = 0; i < N - 1; i++)
+		table[i] = kmalloc(32, 0);
+	void **b = kmalloc(32, 0);
+	b[0] = kmalloc(48, 0);
+	table[N - 1] = b;
+	hidden[0] = (uintptr_t)b[0] ^ KEY;
+	ck_assert_int_eq(kmalloc_leak_ignore(b), 0);
+	keep[2] = table;
+}
+
+START_TEST(ignored_objects_stay_unread_in_the_overflow_pass)
+{
+	setenv("KMALLOC_LEAK_CHECK", "1", 1);
+	make_wide_with_ignored();
+	struct kmalloc_leaks l = scan();
+	ck_assert_uint_gt(l.rescans, 0);
+	ck_assert_uint_eq(l.leaks, 1);
+	ck_assert(reported(DROPPED(0)));
+	keep[2] = NULL;
+}
+END_TEST
+
+START_TEST(flags_need_tracked_sites)
+{
+	void *p = kmalloc(64, 0);
+	ck_assert_int_eq(kmalloc_leak_not_leak(p), -1);
+	ck_assert_int_eq(kmalloc_leak_ignore(p), -1);
+	ck_assert_int_eq(kmalloc_leak_end_ref(p), -1);
+	kfree(p);
+}
+END_TEST
+
+/* A "stack" referred to only by its end pointer (base + size, a stack's
+ * top) with a leak planted right after it: by default the end pointer
+ * keeps the leak and the stack is reported; once the stack is
+ * kmalloc_leak_end_ref'd, the stack is kept and the leak reported. */
+static void *pairs[64][2]; /* the tries that were not adjacent: roots */
+
+__attribute__((noinline)) static void make_stack_and_leak(size_t size, int end_ref)
+{
+	for (int i = 0; i < 64; i++) {
+		char *st = kmalloc(size, 0), *lk = kmalloc(size, 0);
+		ck_assert(st != NULL && lk != NULL);
+		if (lk == st + ksize(st)) {
+			keep[6] = st + ksize(st); /* the stack's top */
+			hidden[0] = (uintptr_t)st ^ KEY;
+			hidden[1] = (uintptr_t)lk ^ KEY;
+			if (end_ref)
+				ck_assert_int_eq(kmalloc_leak_end_ref(st), 0);
+			return;
+		}
+		pairs[i][0] = st;
+		pairs[i][1] = lk;
+	}
+	ck_abort_msg("no two adjacent objects of %zu bytes", size);
+}
+
+static void end_pointer_case(size_t size)
+{
+	setenv("KMALLOC_LEAK_CHECK", "1", 1);
+	make_stack_and_leak(size, 0);
+	scan();
+	ck_assert_uint_eq(rep.n, 1);
+	ck_assert(reported(DROPPED(0)));  /* the stack, although in use */
+	ck_assert(!reported(DROPPED(1))); /* the leak, hidden */
+	make_stack_and_leak(size, 1);
+	scan();
+	/* the first stack, its leak (nothing keeps either now), this leak */
+	ck_assert_uint_eq(rep.n, 3);
+	ck_assert(!reported(DROPPED(0)));
+	ck_assert(reported(DROPPED(1)));
+	keep[6] = NULL;
+}
+
+START_TEST(end_pointer_of_a_small_stack) { end_pointer_case(16384); }
+END_TEST
+
+START_TEST(end_pointer_of_a_large_stack) { end_pointer_case(65536); }
+END_TEST
+
 /* clang-format off */
 CHECK_MAIN("kmalloc leak detector", 120,
 	   CHECK_TEST(unreachable_single_objects),
@@ -307,5 +555,14 @@ CHECK_MAIN("kmalloc leak detector", 120,
 	   CHECK_TEST(noscan_objects_are_not_read),
 	   CHECK_TEST(cache_objects_scanned_or_not),
 	   CHECK_TEST(freed_and_cached_objects_never_reported),
-	   CHECK_TEST(sites_name_the_allocating_function))
+	   CHECK_TEST(sites_name_the_allocating_function),
+	   CHECK_TEST(backtraces_name_the_callers),
+	   CHECK_TEST(one_frame_when_asked),
+	   CHECK_TEST(printed_report_shows_the_backtrace),
+	   CHECK_TEST(suppression_by_a_deeper_frame),
+	   CHECK_TEST(not_leak_and_ignore),
+	   CHECK_TEST(ignored_objects_stay_unread_in_the_overflow_pass),
+	   CHECK_TEST(flags_need_tracked_sites),
+	   CHECK_TEST(end_pointer_of_a_small_stack),
+	   CHECK_TEST(end_pointer_of_a_large_stack))
 /* clang-format on */

@@ -12,8 +12,10 @@
  * `leaky_threads N` runs N workers instead of 4 (the 1,000-thread case),
  * each with a list of 1,000 / N nodes at least 10; workers 2 and 3
  * allocate, the others wait in read. `leaky_threads N all`: every worker
- * allocates (the allocation storm). Built with -rdynamic
- * so the report can name plant_leak.
+ * allocates (the allocation storm). `leaky_threads N worker`: worker 1
+ * also drops a 64-byte object (worker_leak, called by leaky_worker), a
+ * second true leak whose backtrace runs through a thread's start. Built
+ * with -rdynamic so the report can name plant_leak and the workers.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -65,7 +67,25 @@ __attribute__((noinline)) static void churn(struct node *volatile *headp)
 	}
 }
 
-static void *worker(void *arg)
+static int worker_leaks; /* leaky_threads N worker */
+
+__attribute__((noinline)) void worker_leak(void)
+{
+	char *p = malloc(64);
+	strcpy(p, "nor to me");
+}
+
+/* A scan reads a stopped thread's stack from its stack pointer up, and a
+ * conservative scan cannot tell a dead slot there from a live one: the
+ * frames under a blocked read keep what worker_leak's call chain wrote. */
+__attribute__((noinline)) static void scrub_below(void)
+{
+	volatile char pad[16384];
+	for (size_t i = 0; i < sizeof pad; i++)
+		pad[i] = 0;
+}
+
+void *leaky_worker(void *arg)
 {
 	long k = (long)arg;
 	struct node *volatile head = NULL; /* on this stack only */
@@ -73,6 +93,11 @@ static void *worker(void *arg)
 		head = build(nodes);
 	else
 		tls_list = build(nodes);
+	if (k == 1 && worker_leaks) {
+		worker_leak();
+		scrub_below(); /* the calls below would not overwrite every
+		                  old slot that still holds its address */
+	}
 	pthread_mutex_lock(&ready_lock);
 	ready++;
 	pthread_cond_signal(&ready_cond);
@@ -89,8 +114,9 @@ int main(int argc, char **argv)
 {
 	int n = argc > 1 ? atoi(argv[1]) : 4;
 	all_churn = argc > 2 && strcmp(argv[2], "all") == 0;
-	if (n < 1 || (argc > 2 && !all_churn)) {
-		fprintf(stderr, "usage: leaky_threads [threads [all]]\n");
+	worker_leaks = argc > 2 && strcmp(argv[2], "worker") == 0;
+	if (n < 1 || (argc > 2 && !all_churn && !worker_leaks) || (worker_leaks && n < 2)) {
+		fprintf(stderr, "usage: leaky_threads [threads [all|worker]]\n");
 		return 2;
 	}
 	if (n > 4)
@@ -102,7 +128,7 @@ int main(int argc, char **argv)
 	pthread_attr_setstacksize(&a, 128 << 10);
 	for (long k = 0; k < n; k++) {
 		pthread_t t;
-		if (pthread_create(&t, &a, worker, (void *)k) != 0) {
+		if (pthread_create(&t, &a, leaky_worker, (void *)k) != 0) {
 			fprintf(stderr, "leaky_threads: pthread_create failed\n");
 			return 1;
 		}
