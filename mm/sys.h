@@ -47,8 +47,8 @@
  *             sys_config's page_size, commit_zeroed, max_cpus, arena_size
  *             memset, memcpy, memmove (the compiler may emit calls)
  *   optional  what it costs if absent:
- *             sys_config.move         krealloc of a big object copies its
- *                                     bytes instead of moving its pages
+ *             sys_config.move,        krealloc of a big object copies its
+ *             move_min                bytes instead of moving its pages
  *             sys_config.nomem        no errno-style report of failures
  *             sys_config.release_zero kmalloc_trim keeps the page maps (16
  *                                     bytes per heap page ever grown)
@@ -116,6 +116,13 @@ struct sys_config {
 	 *         krealloc left them.
 	 *    Returns 0, or -1 with nothing changed (the caller copies). */
 	int (*move)(void *dst, void *src, size_t n);
+	size_t move_min; /* with move: the object size from which the
+	                          port's move costs less than a copy (its
+	                          page-table work and the faults of the range
+	                          it leaves, against memcpy); smaller objects
+	                          are copied. 0 means 256 KiB. The port
+	                          measures it: the host's is 8 MiB (mremap
+	                          against memcpy, arch/host/sys.c). */
 	/* Optional hook, NULL if the port has none: called just before a
 	 * kmalloc-family function returns NULL because memory is exhausted or
 	 * the size is impossible (a C library port sets errno = ENOMEM here,
