@@ -71,6 +71,9 @@
  *             mesh_context
  *             SYS_MCACHE_GET/SET      one more load (a table indexed by
  *                                     sys_cpu_id) per kmalloc and kfree
+ *             SYS_PREFETCH_W          kfree prefetches for reading only:
+ *                                     a free of an object another CPU
+ *                                     wrote last takes its lines twice
  *             kmalloc_safepoint()     (the port calls it, from each CPU's
  *                                     timer tick) other CPUs' caches are
  *                                     emptied for kmalloc_trim only when
@@ -309,6 +312,15 @@ void sys_irq_restore(unsigned long flags);
  * pre: interrupts off; the slot is NULL or holds the mcache of the CPU
  * that reads it (a port that hands the running context a different CPU
  * id must clear it). */
+
+/* Optional: SYS_PREFETCH_W(p) in sys_arch.h starts fetching the cache
+ * line of p for writing (x86's prefetchw: owned at once, where a read
+ * would share it and the write then take it again); a hint that never
+ * faults, p may be any address. kfree issues it for the object's live
+ * byte and first line. Without it, __builtin_prefetch(p, 1). */
+#ifndef SYS_PREFETCH_W
+#define SYS_PREFETCH_W(p) __builtin_prefetch((p), 1, 3)
+#endif
 
 /* 7./8. Spinlock over `struct sys_lock` (from sys_arch.h; all-zero storage
  *    is unlocked). Not recursive. The kernel port keeps interrupts disabled
