@@ -22,6 +22,10 @@ struct sys_lock {
 	int locked;
 };
 
+/* prefetchw (sys.h): a line kfree will write comes owned in one request.
+ * Every x86-64 CPU executes it (Intel's before Broadwell as a no-op). */
+#define SYS_PREFETCH_W(p) __asm__ volatile("prefetchw %0" : : "m"(*(const volatile char *)(p)))
+
 /* The calling thread's CPU id + 1; 0 until the thread first allocates.
  * initial-exec keeps access a single %fs-relative load even when the
  * library is built into the LD_PRELOAD shared object. */
@@ -42,7 +46,7 @@ static inline unsigned sys_cpu_id(void)
  * assigns the id: the fast path needs no id at all. */
 struct mcache;
 extern __thread struct mcache *host_mcache __attribute__((tls_model("initial-exec")));
-#define SYS_MCACHE_GET()  host_mcache
+#define SYS_MCACHE_GET() host_mcache
 #define SYS_MCACHE_SET(c) (host_mcache = (c))
 
 /* The thread's depth in allocator critical sections; a stop signal that
@@ -82,8 +86,5 @@ static inline void sys_irq_restore(unsigned long flags)
 	                 : "m"(host_irq_depth)
 	                 : "memory", "cc");
 }
-/* prefetchw (sys.h): a line kfree will write comes owned in one request.
- * Every x86-64 CPU executes it (Intel's before Broadwell as a no-op). */
-#define SYS_PREFETCH_W(p) __asm__ volatile("prefetchw %0" : : "m"(*(const volatile char *)(p)))
 
 #endif /* ARCH_HOST_SYS_ARCH_H */
