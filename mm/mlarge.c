@@ -168,8 +168,8 @@ static void large_init(struct mspan *s, size_t npages)
  * rest is its growth room), aligned to align (a power of two), or NULL
  * (the caller reports it). pre: the heap is ready; npages fits in the
  * arena. */
-static void *alloc_pages(size_t npages, size_t span_pages, size_t align, unsigned flags,
-                         uintptr_t site)
+static inline __attribute__((always_inline)) void *
+alloc_pages(size_t npages, size_t span_pages, size_t align, unsigned flags, uintptr_t site)
 {
 	size_t align_pages = align > PAGE_SIZE ? align >> PAGE_SHIFT : 1;
 
@@ -230,7 +230,8 @@ void *mm_alloc_large(size_t size, size_t align, unsigned flags, uintptr_t site)
 
 /* kfree of the large object p of span s; into this CPU's large cache if
  * `cache` and it fits. pre: span_is_large(s). */
-static void free_large(struct mspan *s, uintptr_t p, bool cache)
+static inline __attribute__((always_inline)) void free_large(struct mspan *s, uintptr_t p,
+                                                             bool cache)
 {
 	uint32_t w = span_state_word(s);
 	if (p != s->base || (w & SPAN_STATE_MASK) != SPAN_INUSE)
