@@ -71,9 +71,11 @@
  *             mesh_context
  *             SYS_MCACHE_GET/SET      one more load (a table indexed by
  *                                     sys_cpu_id) per kmalloc and kfree
- *             SYS_PREFETCH_W          kfree prefetches for reading only:
- *                                     a free of an object another CPU
- *                                     wrote last takes its lines twice
+ *             SYS_PREFETCH_W          the compiler's prefetch, for reading
+ *                                     only where it has no write prefetch
+ *                                     for the target: a free of an object
+ *                                     another CPU wrote last takes its
+ *                                     lines twice
  *             kmalloc_safepoint()     (the port calls it, from each CPU's
  *                                     timer tick) other CPUs' caches are
  *                                     emptied for kmalloc_trim only when
@@ -119,13 +121,12 @@ struct sys_config {
 	 *         krealloc left them.
 	 *    Returns 0, or -1 with nothing changed (the caller copies). */
 	int (*move)(void *dst, void *src, size_t n);
-	size_t move_min; /* with move: the object size from which the
-	                          port's move costs less than a copy (its
-	                          page-table work and the faults of the range
-	                          it leaves, against memcpy); smaller objects
-	                          are copied. 0 means 256 KiB. The port
-	                          measures it: the host's is 8 MiB (mremap
-	                          against memcpy, arch/host/sys.c). */
+	/* With move: the object size from which the port's move costs less
+	 * than a copy (its page-table work and the faults of the range it
+	 * leaves, against memcpy); smaller objects are copied. 0 means
+	 * 256 KiB. The port measures it: the host's is 8 MiB (mremap
+	 * against memcpy, arch/host/sys.c). */
+	size_t move_min;
 	/* Optional hook, NULL if the port has none: called just before a
 	 * kmalloc-family function returns NULL because memory is exhausted or
 	 * the size is impossible (a C library port sets errno = ENOMEM here,
