@@ -541,6 +541,9 @@ static inline struct mspan *spanOf(uintptr_t p)
 void *mm_alloc_large(size_t size, size_t align, unsigned flags, uintptr_t site);
 void kfree_large(struct mspan *s, uintptr_t p);
 void *mm_realloc_large(struct mspan *s, void *p, size_t size, unsigned flags, uintptr_t site);
+/* krealloc's large object for a small one grown past a heap page: with
+ * growth room (mlarge.c). pre: size > 0. */
+void *mm_alloc_grown(size_t size, unsigned flags, uintptr_t site);
 void mlarge_drain(struct mcache *c);
 
 /* ---- scavenger (mscavenge.c) ---- */

@@ -51,19 +51,22 @@ void *kzalloc(size_t size, unsigned flags);
 /* n * size bytes, zeroed; NULL when n * size overflows. */
 void *kcalloc(size_t n, size_t size, unsigned flags);
 /* Resize. Stays in place when the new size still fits the object's size
- * class (or large span) and is more than half of it, or when a large
- * object can grow into the free pages after it (taking a quarter more as
- * headroom where that is free too); an object grown past 8 KiB becomes
- * or stays large, so it grows in place from then on. Otherwise allocates,
- * moves the contents (by page-table moves for big objects where the port
- * can, else by copying) and frees p. p == NULL acts as kmalloc. size == 0
- * keeps p (it fits any class) and returns it; kfree it as usual. On
- * failure returns NULL and p is untouched. */
+ * class (or large object) and is more than half of it, when a large
+ * object grows into the room krealloc gave its span, or into the free
+ * pages after it (taking a quarter more as room where that is free too);
+ * an object grown past 8 KiB becomes or stays large, so it grows in
+ * place from then on. Otherwise allocates (a growing object with room:
+ * twice its old size if small, 5/8 more pages if large), moves the
+ * contents (by page-table moves for big objects where the port's are
+ * cheaper than a copy, else by copying) and frees p. p == NULL acts as
+ * kmalloc. size == 0 keeps p (it fits any class) and returns it; kfree
+ * it as usual. On failure returns NULL and p is untouched. */
 void *krealloc(void *p, size_t size, unsigned flags);
 /* NULL is a no-op. */
 void kfree(const void *p);
-/* Usable size of the live object p (its size class, or its span for large
- * objects); ksize(NULL) == 0. */
+/* Usable size of the live object p (its size class, or its pages for
+ * large objects, without the growth room krealloc may keep after them);
+ * ksize(NULL) == 0. */
 size_t ksize(const void *p);
 /* align must be a power of two; returns NULL for anything else. */
 void *kmemalign(size_t align, size_t size, unsigned flags);

@@ -477,9 +477,9 @@ struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass, size_t align_p
 }
 
 /* Grow the large span s in place to npages, if the pages after it are
- * free. Returns true if it did (s's npages, elemsize and limit are then
- * the new ones); false changes nothing. pre: the caller owns s (a live
- * large object); no mm lock held. */
+ * free. Returns true if it did (s's npages is then the new one; the
+ * caller sizes the object in it, mlarge.c); false changes nothing.
+ * pre: the caller owns s (a live large object); no mm lock held. */
 bool mheap_extend_span(struct mspan *s, size_t npages)
 {
 	MM_UNLOCKED();
@@ -510,8 +510,6 @@ bool mheap_extend_span(struct mspan *s, size_t npages)
 		return false;
 	}
 	s->npages = npages;
-	s->elemsize = npages * PAGE_SIZE;
-	s->limit = s->base + s->elemsize;
 	return true;
 }
 

@@ -203,8 +203,8 @@ int mspan_valid(const struct mspan *s)
 	if (span_state(s) != SPAN_INUSE)
 		return 0;
 	if (span_is_large(s))
-		return s->nelems == 1 && s->elemsize == s->npages * PAGE_SIZE &&
-		       s->limit == s->base + s->elemsize;
+		return s->nelems == 1 && s->elemsize != 0 && s->elemsize % PAGE_SIZE == 0 &&
+		       s->elemsize <= s->npages * PAGE_SIZE && s->limit == s->base + s->elemsize;
 	if (s->elemsize != spanclass_elemsize(s->spanclass) ||
 	    s->npages != spanclass_npages(s->spanclass) ||
 	    s->nelems != s->npages * PAGE_SIZE / s->elemsize ||

@@ -67,7 +67,8 @@ struct mspan {
 	                          word, which a fixalloc free list overwrites,
 	                          because no stale reader looks at it */
 	uintptr_t base;        /* init: first byte */
-	uintptr_t elemsize;    /* init: class size, or npages*8K if large */
+	uintptr_t elemsize;    /* init: class size; large: the object, whole
+	                          pages, npages*8K less its growth room */
 	uint64_t div_exact;     /* init: slot_magic(elemsize), 0 if large */
 	uint32_t nbytes;        /* init: nelems * elemsize, set last (release)
 	                          and cleared first when the span dies; 0 if

@@ -47,8 +47,8 @@
  *             sys_config's page_size, commit_zeroed, max_cpus, arena_size
  *             memset, memcpy, memmove (the compiler may emit calls)
  *   optional  what it costs if absent:
- *             sys_config.move         krealloc of a big object copies its
- *                                     bytes instead of moving its pages
+ *             sys_config.move,        krealloc of a big object copies its
+ *             move_min                bytes instead of moving its pages
  *             sys_config.nomem        no errno-style report of failures
  *             sys_config.release_zero kmalloc_trim keeps the page maps (16
  *                                     bytes per heap page ever grown)
@@ -76,6 +76,11 @@
  *             mesh_context
  *             SYS_MCACHE_GET/SET      one more load (a table indexed by
  *                                     sys_cpu_id) per kmalloc and kfree
+ *             SYS_PREFETCH_W          the compiler's prefetch, for reading
+ *                                     only where it has no write prefetch
+ *                                     for the target: a free of an object
+ *                                     another CPU wrote last takes its
+ *                                     lines twice
  *             kmalloc_safepoint()     (the port calls it, from each CPU's
  *                                     timer tick) other CPUs' caches are
  *                                     emptied for kmalloc_trim only when
@@ -132,6 +137,12 @@ struct sys_config {
 	 *         krealloc left them.
 	 *    Returns 0, or -1 with nothing changed (the caller copies). */
 	int (*move)(void *dst, void *src, size_t n);
+	/* With move: the object size from which the port's move costs less
+	 * than a copy (its page-table work and the faults of the range it
+	 * leaves, against memcpy); smaller objects are copied. 0 means
+	 * 256 KiB. The port measures it: the host's is 8 MiB (mremap
+	 * against memcpy, arch/host/sys.c). */
+	size_t move_min;
 	/* Optional hook, NULL if the port has none: called just before a
 	 * kmalloc-family function returns NULL because memory is exhausted or
 	 * the size is impossible (a C library port sets errno = ENOMEM here,
@@ -388,6 +399,15 @@ void sys_irq_restore(unsigned long flags);
  * pre: interrupts off; the slot is NULL or holds the mcache of the CPU
  * that reads it (a port that hands the running context a different CPU
  * id must clear it). */
+
+/* Optional: SYS_PREFETCH_W(p) in sys_arch.h starts fetching the cache
+ * line of p for writing (x86's prefetchw: owned at once, where a read
+ * would share it and the write then take it again); a hint that never
+ * faults, p may be any address. kfree issues it for the object's live
+ * byte and first line. Without it, __builtin_prefetch(p, 1). */
+#ifndef SYS_PREFETCH_W
+#define SYS_PREFETCH_W(p) __builtin_prefetch((p), 1, 3)
+#endif
 
 /* 7./8. Spinlock over `struct sys_lock` (from sys_arch.h; all-zero storage
  *    is unlocked). Not recursive. The kernel port keeps interrupts disabled

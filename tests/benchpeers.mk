@@ -1,7 +1,7 @@
 # tests/benchpeers.mk: `make bench-peers` (part of `make bench`, not of
 # `make test`): our allocator as a drop-in malloc against glibc, jemalloc,
 # tcmalloc and mimalloc (Debian's builds) on the workloads of
-# tests/benchpeers/workloads.c, plus callgrind instruction counts per
+# tests/benchpeers/workloads.c (and workloads_mt.c), plus callgrind instruction counts per
 # malloc+free pair and per iteration of a 64-object FIFO, including and
 # net of the benchmark loop, with each allocator linked directly
 # (tests/benchpeers/pair.c). tests/benchpeers/run-bench runs them in
@@ -26,9 +26,10 @@ BENCHPEERS_PAIRS := $(foreach a,kmalloc glibc jemalloc tcmalloc mimalloc,$(BENCH
 
 BENCH_DEPS_GROUPS += benchpeers
 
-$(BENCHPEERS_DIR)/workloads: tests/benchpeers/workloads.c tests/frag_pattern.h tests/xorshift.h
+$(BENCHPEERS_DIR)/workloads: tests/benchpeers/workloads.c tests/benchpeers/workloads_mt.c \
+		tests/benchpeers/workloads.h tests/frag_pattern.h tests/xorshift.h
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(BENCHPEERS_CFLAGS) $< -o $@ -lpthread -ldl
+	$(Q)$(CC) $(BENCHPEERS_CFLAGS) $(filter %.c,$^) -o $@ -lpthread -ldl
 
 $(BENCHPEERS_DIR)/pair-kmalloc: $(KMALLOC_PRELOAD)
 $(BENCHPEERS_DIR)/pair-%: tests/benchpeers/pair.c

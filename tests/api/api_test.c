@@ -543,6 +543,50 @@ START_TEST(krealloc_past_a_page_becomes_large)
 }
 END_TEST
 
+/* Buffers that block each other's growth in place still grow without
+ * moving at most steps: a large object krealloc moves gets pages beyond
+ * what it asked for (ksize does not count them), which its next steps
+ * grow into. Every step keeps the contents, and those pages go back
+ * with the object. */
+START_TEST(krealloc_blocked_growth_moves_seldom)
+{
+	enum { N = 4 };
+	struct kmalloc_stats a, b;
+	unsigned char *p[N];
+	size_t n = 40000, moves = 0, steps = 0; /* large from the start */
+
+	kmalloc_stats(&a);
+	for (int i = 0; i < N; i++) {
+		p[i] = kmalloc(n, 0);
+		ck_assert_ptr_nonnull(p[i]);
+		fill_pattern(p[i], n, i);
+	}
+	while (n < ((size_t)2 << 20)) {
+		size_t m = n + n / 8;
+		for (int i = 0; i < N; i++) {
+			unsigned char *q = krealloc(p[i], m, 0);
+			ck_assert_ptr_nonnull(q);
+			ck_assert_msg(check_pattern(q, n, i) == (size_t)-1, "contents lost at %zu",
+			              m);
+			ck_assert_uint_ge(ksize(q), m);
+			ck_assert_uint_lt(ksize(q), m + HEAP_PAGE);
+			moves += q != p[i];
+			steps++;
+			fill_pattern(q, m, i);
+			p[i] = q;
+		}
+		n = m;
+	}
+	ck_assert_msg(moves * 3 < steps, "%zu of %zu steps moved", moves, steps);
+	for (int i = 0; i < N; i++)
+		kfree(p[i]);
+	kmalloc_stats(&b);
+	ck_assert_uint_eq(b.large_bytes, a.large_bytes);
+	ck_assert_uint_eq(b.heap_inuse, a.heap_inuse);
+	ASSERT_CONSISTENT();
+}
+END_TEST
+
 START_TEST(krealloc_failure_keeps_p)
 {
 	struct kmalloc_stats a, b;
@@ -1069,7 +1113,8 @@ static Suite *api_suite(void)
 		{ "krealloc",
 		  { krealloc_null_is_kmalloc, krealloc_in_place, krealloc_moves_keep_content,
 		    krealloc_full_class_moves, krealloc_aligned_large_grows_by_pages,
-		    krealloc_past_a_page_becomes_large, krealloc_failure_keeps_p } },
+		    krealloc_past_a_page_becomes_large, krealloc_blocked_growth_moves_seldom,
+		    krealloc_failure_keeps_p } },
 		{ "kmemalign",
 		  { kmemalign_pow2, kmemalign_zeroed, kmemalign_bad_alignment_is_null } },
 		{ "bad sizes", { huge_sizes_are_null } },

@@ -12,7 +12,8 @@
  *   peak_kb    peak RSS of the process (VmHWM)
  *   bigblocks only: stime (system CPU seconds) and minflt (minor page
  *              faults) of the process during the measured part
- *              (getrusage(RUSAGE_SELF), so an allocator's own threads count)
+ *              (getrusage(RUSAGE_SELF), so an allocator's own threads count);
+ *              regrow: minflt too
  *   frag only: live_bytes (at the end), final_kb (RSS at the end),
  *              peak_live (live bytes at the peak), base_kb (RSS before
  *              the workload), trim_kb (RSS after freeing everything and
@@ -21,7 +22,8 @@
  *              asking the allocator to return memory, nothing freed)
  *
  * Workloads (sizes are request sizes; random numbers from a fixed-seed
- * xorshift, so every allocator sees the same sequence):
+ * xorshift, so every allocator sees the same sequence; prodcons, larson
+ * and xlarson live in workloads_mt.c):
  *   churn     one thread, 50k-object working set, sizes 8..512 B uniform
  *             (5M replacements):
  *             free a random object, allocate its replacement
@@ -39,6 +41,16 @@
  *             half of the peak; RSS against live bytes
  *   realloc   2000 chains growing one object from 8 B to 1 MiB by 1/8
  *             steps (about 100 reallocs each)
+ *   regrow    8 buffers grown round-robin from 8 B to 1 MiB by 1/8 steps,
+ *             each step's new bytes written (20 rounds, about 16k
+ *             reallocs): each buffer's neighbours block growth in place,
+ *             so this is the realloc that moves (pages or bytes); also
+ *             prints minflt, the minor faults of the measured part
+ *   xlarson   larson's classic run, 2 threads, 8..1000 B, 5,000 blocks
+ *             per thread: each round a thread replaces 5,000 random
+ *             blocks of its set, then trades the set for the other
+ *             thread's, so nearly every block is freed by the thread that
+ *             did not allocate it (5M replacements in all)
  *   aligned   4k-object working set of posix_memalign objects, alignment
  *             16..4096 B (a random power of two), size 8..8192 B uniform
  *             (1M replacements); a misaligned result ends the run with
@@ -74,10 +86,11 @@
 #include "../mono_time.h"
 #include "../frag_pattern.h"
 #include "../xorshift.h"
+#include "workloads.h"
 
 /* Peak RSS of this process image: VmHWM. (getrusage's ru_maxrss would
  * carry the RSS of the runner that forked us across exec.) */
-static long peak_kb(void)
+long peak_kb(void)
 {
 	char line[256];
 	long kb = -1;
@@ -103,14 +116,8 @@ static long rss_kb(void)
 	return res * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
-/* Touch the object so no allocator gets away without handing out memory. */
-static inline void touch(void *p, size_t n)
-{
-	((volatile char *)p)[0] = 1;
-	((volatile char *)p)[n - 1] = 2;
-}
 
-static void report(const char *name, uint64_t ops, double secs)
+void report(const char *name, uint64_t ops, double secs)
 {
 	printf("workload=%s ops=%llu secs=%.6f peak_kb=%ld\n", name,
 	       (unsigned long long)ops, secs, peak_kb());
@@ -211,118 +218,6 @@ static void loguni(void)
 	working_set("loguni", 1000, 5000000, 2, loguni_obj);
 }
 
-/* ---- producer / consumer ---- */
-
-#define RING 4096
-static void *ring[RING];
-static uint64_t ring_head, ring_tail; /* head: producer, tail: consumer */
-static const uint64_t pc_ops = 2000000;
-
-static void *consumer(void *arg)
-{
-	(void)arg;
-	uint64_t tail = 0;
-	while (tail < pc_ops) {
-		uint64_t head = __atomic_load_n(&ring_head, __ATOMIC_ACQUIRE);
-		if (head == tail) {
-			__builtin_ia32_pause();
-			continue;
-		}
-		for (; tail < head; tail++)
-			free(ring[tail % RING]);
-		__atomic_store_n(&ring_tail, tail, __ATOMIC_RELEASE);
-	}
-	return NULL;
-}
-
-static void prodcons(void)
-{
-	pthread_t t;
-	uint64_t s = 3;
-	double t0 = mono_seconds();
-	pthread_create(&t, NULL, consumer, NULL);
-	for (uint64_t head = 0; head < pc_ops; head++) {
-		while (head - __atomic_load_n(&ring_tail, __ATOMIC_ACQUIRE) >= RING)
-			__builtin_ia32_pause();
-		size_t n = 16 + xorshift64(&s) % 241;
-		void *p = malloc(n);
-		touch(p, n);
-		ring[head % RING] = p;
-		if ((head & 31) == 31 || head + 1 == pc_ops)
-			__atomic_store_n(&ring_head, head + 1, __ATOMIC_RELEASE);
-	}
-	pthread_join(t, NULL);
-	report("prodcons", pc_ops, mono_seconds() - t0);
-}
-
-/* ---- larson ---- */
-
-enum { LR_THREADS = 4, LR_SET = 10000, LR_ROUND = 20000, LR_ROUNDS = 50 };
-static void **l_pool[LR_THREADS]; /* l_lock: sets waiting to be adopted */
-static int l_pool_n;
-static pthread_mutex_t l_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void *larson_thread(void *arg)
-{
-	uint64_t s = 100 + (uintptr_t)arg;
-	void **set = malloc(LR_SET * sizeof(void *));
-	for (int i = 0; i < LR_SET; i++) {
-		size_t n = 8 + xorshift64(&s) % 1017;
-		set[i] = malloc(n);
-		touch(set[i], n);
-	}
-	for (int round = 0; round < LR_ROUNDS; round++) {
-		for (int i = 0; i < LR_ROUND; i++) {
-			uint64_t r = xorshift64(&s);
-			unsigned k = (unsigned)(r % LR_SET);
-			size_t n = 8 + (r >> 32) % 1017;
-			free(set[k]);
-			set[k] = malloc(n);
-			touch(set[k], n);
-		}
-		/* trade: leave our set in the pool, take the oldest one there */
-		pthread_mutex_lock(&l_lock);
-		if (l_pool_n > 0) {
-			void **other = l_pool[0];
-			memmove(l_pool, l_pool + 1, (size_t)(l_pool_n - 1) * sizeof(void *));
-			l_pool[l_pool_n - 1] = set;
-			set = other;
-		} else {
-			l_pool[l_pool_n++] = set;
-			set = NULL;
-		}
-		pthread_mutex_unlock(&l_lock);
-		if (set == NULL) {
-			set = malloc(LR_SET * sizeof(void *));
-			for (int i = 0; i < LR_SET; i++) {
-				set[i] = malloc(16);
-				touch(set[i], 16);
-			}
-		}
-	}
-	for (int i = 0; i < LR_SET; i++)
-		free(set[i]);
-	free(set);
-	return NULL;
-}
-
-static void larson(void)
-{
-	pthread_t t[LR_THREADS];
-	double t0 = mono_seconds();
-	for (uintptr_t i = 0; i < LR_THREADS; i++)
-		pthread_create(&t[i], NULL, larson_thread, (void *)i);
-	for (int i = 0; i < LR_THREADS; i++)
-		pthread_join(t[i], NULL);
-	double secs = mono_seconds() - t0;
-	for (int i = 0; i < l_pool_n; i++) {
-		for (int k = 0; k < LR_SET; k++)
-			free(l_pool[i][k]);
-		free(l_pool[i]);
-	}
-	report("larson", (uint64_t)LR_THREADS * LR_ROUNDS * LR_ROUND, secs);
-}
-
 /* ---- fragmentation ---- */
 
 /* Ask whichever allocator is loaded to give free memory back to the OS. */
@@ -394,6 +289,43 @@ static void realloc_growth(void)
 		free(p);
 	}
 	report("realloc", ops, mono_seconds() - t0);
+}
+
+/* 8 buffers side by side, grown in turns as a program filling several
+ * growing arrays at once does: each realloc's neighbours are the other
+ * buffers, and the appended bytes are written, so an allocator whose
+ * moves leave pages to fault in again pays here (minflt). */
+static void realloc_rr(void)
+{
+	enum { BUFS = 8, ROUNDS = 20 };
+	const size_t max = (size_t)1 << 20;
+	uint64_t ops = 0;
+	struct rusage r0, r1;
+	getrusage(RUSAGE_SELF, &r0);
+	double t0 = mono_seconds();
+	for (int round = 0; round < ROUNDS; round++) {
+		char *b[BUFS];
+		size_t n[BUFS];
+		for (int i = 0; i < BUFS; i++) {
+			n[i] = 8;
+			b[i] = malloc(n[i]);
+			memset(b[i], i, n[i]);
+		}
+		while (n[BUFS - 1] < max)
+			for (int i = 0; i < BUFS; i++) {
+				size_t m = n[i] + n[i] / 8 + 8;
+				b[i] = realloc(b[i], m);
+				memset(b[i] + n[i], i, m - n[i]);
+				n[i] = m;
+				ops++;
+			}
+		for (int i = 0; i < BUFS; i++)
+			free(b[i]);
+	}
+	double secs = mono_seconds() - t0;
+	getrusage(RUSAGE_SELF, &r1);
+	printf("workload=regrow ops=%llu secs=%.6f peak_kb=%ld minflt=%ld\n",
+	       (unsigned long long)ops, secs, peak_kb(), r1.ru_minflt - r0.ru_minflt);
 }
 
 /* ---- aligned ---- */
@@ -577,6 +509,8 @@ int main(int argc, char **argv)
 		{ "larson", larson },
 		{ "frag", frag },
 		{ "realloc", realloc_growth },
+		{ "regrow", realloc_rr },
+		{ "xlarson", xlarson },
 		{ "aligned", aligned },
 		{ "bigblocks", bigblocks },
 		{ "idle", idle_threads },
@@ -588,6 +522,7 @@ int main(int argc, char **argv)
 				w[i].fn();
 				return 0;
 			}
-	fprintf(stderr, "usage: workloads churn|fixed|loguni|prodcons|larson|frag|realloc|aligned|bigblocks|idle\n");
+	fprintf(stderr,
+	        "usage: workloads churn|fixed|loguni|prodcons|larson|xlarson|frag|realloc|regrow|aligned|bigblocks|idle|burst\n");
 	return 2;
 }
