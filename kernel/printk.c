@@ -62,10 +62,115 @@ static char *utoa(char *end, uint64_t v, unsigned base, int upper)
     return p;
 }
 
-size_t vsnprintk(char *buf, size_t size, const char *fmt, va_list ap)
+/* A directive's flags, width, precision and length modifiers. */
+struct spec {
+    int left, zero, width, prec;
+    int lng;    /* 0 int, 1 long / size_t / ptrdiff_t / long long */
+    int narrow; /* h: 1, hh: 2 */
+};
+
+/* Parse what follows '%' up to the conversion character; returns its
+ * address. */
+static const char *parse_spec(const char *f, va_list *ap, struct spec *sp)
+{
+    *sp = (struct spec){ .prec = -1 };
+    for (;; f++) {
+        if (*f == '-')
+            sp->left = 1;
+        else if (*f == '0')
+            sp->zero = 1;
+        else
+            break;
+    }
+    if (*f == '*') {
+        sp->width = va_arg(*ap, int);
+        if (sp->width < 0) {
+            sp->left = 1;
+            sp->width = -sp->width;
+        }
+        f++;
+    } else {
+        while (*f >= '0' && *f <= '9')
+            sp->width = sp->width * 10 + (*f++ - '0');
+    }
+    if (*f == '.') {
+        f++;
+        sp->prec = 0;
+        if (*f == '*') {
+            sp->prec = va_arg(*ap, int);
+            f++;
+        } else {
+            while (*f >= '0' && *f <= '9')
+                sp->prec = sp->prec * 10 + (*f++ - '0');
+        }
+    }
+    for (;; f++) {
+        if (*f == 'l' || *f == 'z' || *f == 't' || *f == 'j')
+            sp->lng = 1;
+        else if (*f == 'h')
+            sp->narrow++;
+        else
+            break;
+    }
+    return f;
+}
+
+/* %d %i %u %x %X. */
+static void put_int(struct out *o, const struct spec *sp, char conv, va_list *ap)
+{
+    char tmp[40], *end = tmp + sizeof(tmp), *s;
+    char pad = (sp->zero && !sp->left) ? '0' : ' ';
+    if (conv == 'd' || conv == 'i') {
+        int64_t v = sp->lng ? va_arg(*ap, int64_t) : va_arg(*ap, int);
+        if (sp->narrow == 1)
+            v = (short)v;
+        else if (sp->narrow >= 2)
+            v = (signed char)v;
+        uint64_t mag = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+        s = utoa(end, mag, 10, 0);
+        if (v < 0)
+            *--s = '-';
+    } else {
+        uint64_t v = sp->lng ? va_arg(*ap, uint64_t) : va_arg(*ap, unsigned);
+        if (sp->narrow == 1)
+            v = (unsigned short)v;
+        else if (sp->narrow >= 2)
+            v = (unsigned char)v;
+        s = utoa(end, v, conv == 'u' ? 10 : 16, conv == 'X');
+    }
+    put_padded(o, s, (size_t)(end - s), sp->width, sp->left, pad);
+}
+
+/* %p %s %c. */
+static void put_other(struct out *o, const struct spec *sp, char conv, va_list *ap)
+{
+    char tmp[40], *end = tmp + sizeof(tmp), *s;
+    if (conv == 'p') {
+        s = utoa(end, (uint64_t)(uintptr_t)va_arg(*ap, void *), 16, 0);
+        while (end - s < 16)
+            *--s = '0';
+        *--s = 'x';
+        *--s = '0';
+        put_padded(o, s, (size_t)(end - s), sp->width, sp->left, ' ');
+    } else if (conv == 's') {
+        const char *str = va_arg(*ap, const char *);
+        if (!str)
+            str = "(null)";
+        size_t n = 0;
+        while (str[n] && (sp->prec < 0 || n < (size_t)sp->prec))
+            n++;
+        put_padded(o, str, n, sp->width, sp->left, ' ');
+    } else {
+        tmp[0] = (char)va_arg(*ap, int);
+        put_padded(o, tmp, 1, sp->width, sp->left, ' ');
+    }
+}
+
+size_t vsnprintk(char *buf, size_t size, const char *fmt, va_list ap_in)
 {
     struct out o = { buf, size, 0 };
-    char tmp[40];
+    va_list ap;
+    va_copy(ap, ap_in); /* helpers take a va_list * (a parameter's may be an array) */
 
     for (const char *f = fmt; *f; f++) {
         if (*f != '%') {
@@ -73,99 +178,20 @@ size_t vsnprintk(char *buf, size_t size, const char *fmt, va_list ap)
             continue;
         }
         const char *start = f++;
-        int left = 0, zero = 0, width = 0, prec = -1, lng = 0;
-        for (;; f++) {
-            if (*f == '-')
-                left = 1;
-            else if (*f == '0')
-                zero = 1;
-            else
-                break;
-        }
-        if (*f == '*') {
-            width = va_arg(ap, int);
-            if (width < 0) {
-                left = 1;
-                width = -width;
-            }
-            f++;
-        } else {
-            while (*f >= '0' && *f <= '9')
-                width = width * 10 + (*f++ - '0');
-        }
-        if (*f == '.') {
-            f++;
-            prec = 0;
-            if (*f == '*') {
-                prec = va_arg(ap, int);
-                f++;
-            } else {
-                while (*f >= '0' && *f <= '9')
-                    prec = prec * 10 + (*f++ - '0');
-            }
-        }
-        /* lng: 0 int, 1 long / size_t / ptrdiff_t / long long; h and hh narrow */
-        int narrow = 0;
-        for (;; f++) {
-            if (*f == 'l' || *f == 'z' || *f == 't' || *f == 'j')
-                lng = 1;
-            else if (*f == 'h')
-                narrow++;
-            else
-                break;
-        }
-        char pad = (zero && !left) ? '0' : ' ';
-        char *end = tmp + sizeof(tmp), *s;
+        struct spec sp;
+        f = parse_spec(f, &ap, &sp);
         switch (*f) {
         case 'd':
-        case 'i': {
-            int64_t v = lng ? va_arg(ap, int64_t) : va_arg(ap, int);
-            if (narrow == 1)
-                v = (short)v;
-            else if (narrow >= 2)
-                v = (signed char)v;
-            uint64_t mag = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-            s = utoa(end, mag, 10, 0);
-            if (v < 0)
-                *--s = '-';
-            put_padded(&o, s, (size_t)(end - s), width, left, pad);
-            break;
-        }
+        case 'i':
         case 'u':
         case 'x':
-        case 'X': {
-            uint64_t v = lng ? va_arg(ap, uint64_t) : va_arg(ap, unsigned);
-            if (narrow == 1)
-                v = (unsigned short)v;
-            else if (narrow >= 2)
-                v = (unsigned char)v;
-            s = utoa(end, v, *f == 'u' ? 10 : 16, *f == 'X');
-            put_padded(&o, s, (size_t)(end - s), width, left, pad);
+        case 'X':
+            put_int(&o, &sp, *f, &ap);
             break;
-        }
-        case 'p': {
-            uint64_t v = (uint64_t)(uintptr_t)va_arg(ap, void *);
-            s = utoa(end, v, 16, 0);
-            while (end - s < 16)
-                *--s = '0';
-            *--s = 'x';
-            *--s = '0';
-            put_padded(&o, s, (size_t)(end - s), width, left, ' ');
-            break;
-        }
-        case 's': {
-            const char *str = va_arg(ap, const char *);
-            if (!str)
-                str = "(null)";
-            size_t n = 0;
-            while (str[n] && (prec < 0 || n < (size_t)prec))
-                n++;
-            put_padded(&o, str, n, width, left, ' ');
-            break;
-        }
+        case 'p':
+        case 's':
         case 'c':
-            tmp[0] = (char)va_arg(ap, int);
-            put_padded(&o, tmp, 1, width, left, ' ');
+            put_other(&o, &sp, *f, &ap);
             break;
         case '%':
             put(&o, '%');
@@ -179,6 +205,7 @@ size_t vsnprintk(char *buf, size_t size, const char *fmt, va_list ap)
             break;
         }
     }
+    va_end(ap);
     if (size)
         buf[o.len < size ? o.len : size - 1] = 0;
     return o.len;

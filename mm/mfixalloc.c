@@ -191,25 +191,18 @@ static bool fix_blk_idle(size_t b)
 	return true;
 }
 
-/* Release every idle block of the fixalloc area. pre: no mm lock held. */
-void fixalloc_trim(void)
+/* Unlink the free records of idle blocks, keeping the lists' FIFO order;
+ * those blocks then have no way back in but a refill. The walk is
+ * O(free records): trim is explicit and rare. A bump block none of whose
+ * records is out goes too: its fixalloc takes a fresh block when it next
+ * needs one. pre: mheap.lock. */
+static void unlink_idle_records(void)
 {
-	MM_UNLOCKED();
-	/* a port whose commit unit is larger than a block cannot release one */
-	if (!mheap_inited() || sys_config.page_size > FIX_BLOCK)
-		return;
-	lock_heap();
-	size_t nblk = mheap_.m_fix.used / FIX_BLOCK;
-	/* A bump block none of whose records is out goes too: its fixalloc
-	 * takes a fresh block when it next needs one. */
 	for (unsigned i = 0; i < FIX_NALLOCS; i++) {
 		struct fixalloc *f = fix_all(i);
 		if (f->end != 0 && fix_blk(fix_blkno(f->end - 1))->live == 0)
 			f->chunk = f->end = 0;
 	}
-	/* Unlink the free records of idle blocks, keeping the lists' FIFO
-	 * order; those blocks then have no way back in but a refill. The walk
-	 * is O(free records): trim is explicit and rare. */
 	for (unsigned i = 0; i < FIX_NALLOCS; i++) {
 		struct fixalloc *f = fix_all(i);
 		void *keep = NULL, *tail = NULL;
@@ -228,35 +221,34 @@ void fixalloc_trim(void)
 		f->list = keep;
 		f->tail = tail;
 	}
-	size_t nidle = 0;
-	for (size_t b = 0; b < nblk; b++)
-		if (fix_blk_idle(b)) {
-			fix_blk(b)->state = FB_RELEASING;
-			nidle++;
-		}
-	/* Stale page->span entries of free pages may point at dead mspan
-	 * records in those blocks; point them at the dead sentinel, so a
-	 * later bad kfree there finds no span ("invalid free") instead of
-	 * reading released memory.
-	 * An idle block holds no live record, so every such entry is stale.
-	 * O(arena pages), on trim only. */
-	if (nidle != 0) {
-		size_t npg = mheap_.arena_used_bytes >> PAGE_SHIFT;
-		uintptr_t lo = mheap_.m_fix.base, hi = lo + mheap_.m_fix.used;
-		for (size_t pg = 0; pg < npg; pg++) {
-			if (pg % CHUNK_PAGES == 0 && !mheap_maps_ready(pg / CHUNK_PAGES)) {
-				pg += CHUNK_PAGES - 1; /* given back (mmeta.c): no entries */
-				continue;
-			}
-			uintptr_t sp = (uintptr_t)mheap_.spans[pg];
-			if (sp >= lo && sp < hi && fix_blk(fix_blkno(sp))->state == FB_RELEASING)
-				mm_store_release(&mheap_.spans[pg], &mspan_empty); /* as every entry store */
-		}
-	}
-	unlock_heap();
+}
 
-	/* Release in batches: count under the lock, release outside it, then
-	 * make the blocks available to refills. */
+/* Stale page->span entries of free pages may point at dead mspan records
+ * in the blocks being released; point them at the dead sentinel, so a
+ * later bad kfree there finds no span ("invalid free") instead of reading
+ * released memory. An idle block holds no live record, so every such
+ * entry is stale. O(arena pages), on trim only. pre: mheap.lock. */
+static void forget_releasing_records(void)
+{
+	size_t npg = mheap_.arena_used_bytes >> PAGE_SHIFT;
+	uintptr_t lo = mheap_.m_fix.base, hi = lo + mheap_.m_fix.used;
+	for (size_t pg = 0; pg < npg; pg++) {
+		if (pg % CHUNK_PAGES == 0 && !mheap_maps_ready(pg / CHUNK_PAGES)) {
+			pg += CHUNK_PAGES - 1; /* given back (mmeta.c): no entries */
+			continue;
+		}
+		uintptr_t sp = (uintptr_t)mheap_.spans[pg];
+		if (sp >= lo && sp < hi && fix_blk(fix_blkno(sp))->state == FB_RELEASING)
+			mm_store_release(&mheap_.spans[pg],
+			                 &mspan_empty); /* as every entry store */
+	}
+}
+
+/* Release the RELEASING blocks below nblk in batches: taken under the
+ * lock (INFLIGHT: a concurrent trim must not take them too), released
+ * outside it, then made available to refills. pre: no mm lock held. */
+static void release_blocks(size_t nblk)
+{
 	size_t cursor = 0;
 	for (;;) {
 		size_t batch[16];
@@ -264,7 +256,6 @@ void fixalloc_trim(void)
 		lock_heap();
 		for (; cursor < nblk && n < 16; cursor++)
 			if (fix_blk(cursor)->state == FB_RELEASING) {
-				/* INFLIGHT: a concurrent trim must not take it too */
 				fix_blk(cursor)->state = FB_INFLIGHT;
 				batch[n++] = cursor;
 				mheap_.meta_sys -= FIX_BLOCK;
@@ -283,4 +274,25 @@ void fixalloc_trim(void)
 		}
 		unlock_heap();
 	}
+}
+
+/* Release every idle block of the fixalloc area. pre: no mm lock held. */
+void fixalloc_trim(void)
+{
+	MM_UNLOCKED();
+	/* a port whose commit unit is larger than a block cannot release one */
+	if (!mheap_inited() || sys_config.page_size > FIX_BLOCK)
+		return;
+	lock_heap();
+	size_t nblk = mheap_.m_fix.used / FIX_BLOCK, nidle = 0;
+	unlink_idle_records();
+	for (size_t b = 0; b < nblk; b++)
+		if (fix_blk_idle(b)) {
+			fix_blk(b)->state = FB_RELEASING;
+			nidle++;
+		}
+	if (nidle != 0)
+		forget_releasing_records();
+	unlock_heap();
+	release_blocks(nblk);
 }
