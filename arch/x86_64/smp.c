@@ -454,18 +454,11 @@ static int start_ap(uint64_t tramp_phys, unsigned idx, uint32_t apic_id)
     return 1;
 }
 
-void smp_init(const struct boot_info *bi)
+/* Find and parse the MADT into madt (smp_bad_madt: a corrupted copy);
+ * without one, one CPU at the architectural APIC base. Returns the error
+ * or NULL. */
+static const char *read_madt(const struct boot_info *bi)
 {
-    idt_set_gate(VEC_TIMER, (uint64_t)(uintptr_t)irq_stub_0x40, 0);
-    idt_set_gate(VEC_WAKE, (uint64_t)(uintptr_t)irq_stub_0x41, 0);
-    idt_set_gate(VEC_TLB, (uint64_t)(uintptr_t)irq_stub_0x50, 0);
-    idt_set_gate(VEC_STOP_WORLD, (uint64_t)(uintptr_t)irq_stub_0x60, 0);
-    idt_set_gate(VEC_SPURIOUS, (uint64_t)(uintptr_t)irq_stub_0xff, 0);
-    idt_set_gate(2, (uint64_t)(uintptr_t)irq_nmi, IST_NMI);
-
-    uint64_t mhz = tsc_calibrate();
-    printk("smp: TSC %lu MHz (measured against PIT channel 2)\n", mhz);
-
     const struct acpi_sdt_header *m = NULL;
     uint64_t mlen = 0;
     const char *err = acpi_find_madt(bi->rsdp_phys, bi->direct_map_size, &m, &mlen);
@@ -482,7 +475,90 @@ void smp_init(const struct boot_info *bi)
         madt.ncpus = 0;
         madt.lapic_phys = rdmsr(MSR_APIC_BASE) & 0xffffff000ull;
     }
-    unsigned left = 0;  /* CPUs maxcpus= leaves in the firmware */
+    return err;
+}
+
+/* Start the CPUs the MADT lists besides the BSP, as maxcpus= and the
+ * test options allow. Returns how many maxcpus= left in the firmware. */
+static unsigned start_aps(const struct boot_info *bi, uint32_t bsp_apic, const char *xerr)
+{
+    unsigned left = 0, idx = 1, last = 0;
+    for (unsigned i = 0; i < madt.ncpus; i++)
+        if (madt.apic_id[i] != bsp_apic)
+            last = i;
+    for (unsigned i = 0; i < madt.ncpus && idx < MAX_CPUS; i++) {
+        uint32_t id = madt.apic_id[i];
+        if (id == bsp_apic)
+            continue;
+        if (smp_cpus_online() >= max_cpus_opt && !(park_last && i == last)) {
+            left++;
+            continue;
+        }
+        n_tried++;
+        if (id > lapic_max_id()) {
+            n_failed++;
+            printk("smp: CPU with APIC id %u not started: ids above %u need x2APIC (%s)\n", id,
+                   lapic_max_id(), xerr ? xerr : "x2apic=off");
+            continue;
+        }
+        if (park_last && i == last)
+            parked_idx = (int)idx;
+        const char *serr = ap_stack_map(idx);
+        if (serr) {
+            n_failed++;
+            printk("smp: CPU with APIC id %u not started: %s\n", id, serr);
+            continue;
+        }
+        if (start_ap(bi->smp_trampoline_phys, idx, id)) {
+            if ((int)idx != parked_idx)
+                __atomic_store_n(&n_online, idx + 1, __ATOMIC_RELEASE);
+            idx++;
+        } else {
+            if ((int)idx == parked_idx)
+                parked_idx = -1;
+            n_failed++;
+            printk("smp: CPU with APIC id %u did not start (no answer to INIT-SIPI-SIPI "
+                   "within %u ms); continuing without it\n",
+                   id, AP_START_TIMEOUT_MS);
+        }
+    }
+    return left;
+}
+
+/* What the MADT says, and the CPUs it lists started (unless the
+ * trampoline cannot be set up). Returns the CPUs maxcpus= left out. */
+static unsigned report_and_start(const struct boot_info *bi, uint32_t bsp_apic, const char *xerr)
+{
+    printk(
+        "smp: MADT lists %u enabled CPU(s) (%u local APIC, %u x2APIC entries, highest APIC id %u)\n",
+        madt.listed, madt.n_lapic, madt.n_x2apic, madt.max_id);
+    if (madt.dropped)
+        printk("smp: this kernel starts at most %u CPUs (MAX_CPUS); %u listed CPU(s) ignored\n",
+               MAX_CPUS, madt.dropped);
+    if (fake_apic_id >= 0 && madt.ncpus < MAX_CPUS) {
+        printk("smp: smp_fake_cpu: adding APIC id %d, which no CPU answers\n", fake_apic_id);
+        madt.apic_id[madt.ncpus++] = (uint32_t)fake_apic_id;
+    }
+    const char *terr = madt.ncpus > 1 ? trampoline_setup(bi->smp_trampoline_phys) : NULL;
+    if (terr) {
+        printk("smp: cannot start other CPUs: %s; continuing on one CPU\n", terr);
+        return 0;
+    }
+    return start_aps(bi, bsp_apic, xerr);
+}
+
+void smp_init(const struct boot_info *bi)
+{
+    idt_set_gate(VEC_TIMER, (uint64_t)(uintptr_t)irq_stub_0x40, 0);
+    idt_set_gate(VEC_WAKE, (uint64_t)(uintptr_t)irq_stub_0x41, 0);
+    idt_set_gate(VEC_TLB, (uint64_t)(uintptr_t)irq_stub_0x50, 0);
+    idt_set_gate(VEC_STOP_WORLD, (uint64_t)(uintptr_t)irq_stub_0x60, 0);
+    idt_set_gate(VEC_SPURIOUS, (uint64_t)(uintptr_t)irq_stub_0xff, 0);
+    idt_set_gate(2, (uint64_t)(uintptr_t)irq_nmi, IST_NMI);
+
+    uint64_t mhz = tsc_calibrate();
+    printk("smp: TSC %lu MHz (measured against PIT channel 2)\n", mhz);
+    const char *err = read_madt(bi);
     const char *xerr = apic_use_x2apic(want_x2apic);
     lapic_init_cpu(madt.lapic_phys);
     uint32_t bsp_apic = lapic_id();
@@ -495,61 +571,7 @@ void smp_init(const struct boot_info *bi)
            LAPIC_TIMER_HZ / 1000, lapic_timer_per_ms());
     if (xerr)
         printk("smp: %s x2APIC: %s\n", lapic_x2apic() ? "using" : "not using", xerr);
-    if (!err) {
-        printk("smp: MADT lists %u enabled CPU(s) (%u local APIC, %u x2APIC entries, highest APIC id %u)\n",
-               madt.listed, madt.n_lapic, madt.n_x2apic, madt.max_id);
-        if (madt.dropped)
-            printk("smp: this kernel starts at most %u CPUs (MAX_CPUS); %u listed CPU(s) ignored\n",
-                   MAX_CPUS, madt.dropped);
-        if (fake_apic_id >= 0 && madt.ncpus < MAX_CPUS) {
-            printk("smp: smp_fake_cpu: adding APIC id %d, which no CPU answers\n", fake_apic_id);
-            madt.apic_id[madt.ncpus++] = (uint32_t)fake_apic_id;
-        }
-        const char *terr = madt.ncpus > 1 ? trampoline_setup(bi->smp_trampoline_phys) : NULL;
-        if (terr) {
-            printk("smp: cannot start other CPUs: %s; continuing on one CPU\n", terr);
-        } else {
-            unsigned idx = 1, last = 0;
-            for (unsigned i = 0; i < madt.ncpus; i++)
-                if (madt.apic_id[i] != bsp_apic)
-                    last = i;
-            for (unsigned i = 0; i < madt.ncpus && idx < MAX_CPUS; i++) {
-                uint32_t id = madt.apic_id[i];
-                if (id == bsp_apic)
-                    continue;
-                if (smp_cpus_online() >= max_cpus_opt && !(park_last && i == last)) {
-                    left++;
-                    continue;
-                }
-                n_tried++;
-                if (id > lapic_max_id()) {
-                    n_failed++;
-                    printk("smp: CPU with APIC id %u not started: ids above %u need x2APIC (%s)\n",
-                           id, lapic_max_id(), xerr ? xerr : "x2apic=off");
-                    continue;
-                }
-                if (park_last && i == last)
-                    parked_idx = (int)idx;
-                const char *serr = ap_stack_map(idx);
-                if (serr) {
-                    n_failed++;
-                    printk("smp: CPU with APIC id %u not started: %s\n", id, serr);
-                    continue;
-                }
-                if (start_ap(bi->smp_trampoline_phys, idx, id)) {
-                    if ((int)idx != parked_idx)
-                        __atomic_store_n(&n_online, idx + 1, __ATOMIC_RELEASE);
-                    idx++;
-                } else {
-                    if ((int)idx == parked_idx)
-                        parked_idx = -1;
-                    n_failed++;
-                    printk("smp: CPU with APIC id %u did not start (no answer to INIT-SIPI-SIPI "
-                           "within %u ms); continuing without it\n", id, AP_START_TIMEOUT_MS);
-                }
-            }
-        }
-    }
+    unsigned left = err ? 0 : report_and_start(bi, bsp_apic, xerr);
     if (left)
         printk("smp: maxcpus=%u: %u CPU(s) left in the firmware, never started\n", max_cpus_opt, left);
     printk("cpus: %u online\n", smp_cpus_online());
