@@ -183,31 +183,31 @@ int pmm_init(struct pmm *p, const struct pmm_region *rg, size_t n, uint64_t dmap
     return pmm_init_limit(p, rg, n, dmap_offset, PMM_PHYS_LIMIT, log);
 }
 
-int pmm_init_limit(struct pmm *p, const struct pmm_region *rg, size_t n, uint64_t dmap_offset, uint64_t limit,
-                   void (*log)(const char *line))
+/* Neither input may live in usable memory, which init writes. Returns
+ * PMM_OK or PMM_EINVAL (reported). */
+static int check_inputs(struct pmm *p, const struct pmm_region *rg, size_t n)
 {
-    if (!p)
-        return PMM_EINVAL;
-    set_bytes(p, 0, sizeof *p);
-    p->dmap_offset = dmap_offset;
-    p->limit = limit < PMM_PHYS_LIMIT ? limit & ~(PMM_FRAME_SIZE - 1) : PMM_PHYS_LIMIT;
-    p->log = log;
     if (n && !rg) {
         pmm_report(p, "pmm_init", "no memory map", 0);
         return PMM_EINVAL;
     }
-    /* Init writes into usable frames, so neither input may live there. */
-    if (n && pmm_in_usable(rg, n, p->limit, dmap_offset, rg, n * sizeof *rg)) {
+    if (n && pmm_in_usable(rg, n, p->limit, p->dmap_offset, rg, n * sizeof *rg)) {
         pmm_report(p, "pmm_init", "memory map lies in usable memory it describes",
-                   (uint64_t)(uintptr_t)rg - dmap_offset);
+                   (uint64_t)(uintptr_t)rg - p->dmap_offset);
         return PMM_EINVAL;
     }
-    if (n && pmm_in_usable(rg, n, p->limit, dmap_offset, p, sizeof *p)) {
-        pmm_report(p, "pmm_init", "struct pmm lies in usable memory", (uint64_t)(uintptr_t)p - dmap_offset);
+    if (n && pmm_in_usable(rg, n, p->limit, p->dmap_offset, p, sizeof *p)) {
+        pmm_report(p, "pmm_init", "struct pmm lies in usable memory",
+                   (uint64_t)(uintptr_t)p - p->dmap_offset);
         return PMM_EINVAL;
     }
+    return PMM_OK;
+}
 
-    /* Input statistics the resolved map cannot show. */
+/* Input statistics the resolved map cannot show; returns the bytes the
+ * entries cover below the limit. */
+static uint64_t count_input(struct pmm *p, const struct pmm_region *rg, size_t n)
+{
     uint64_t total = 0, prev_base = 0;
     for (size_t i = 0; i < n; i++) {
         uint64_t s, e;
@@ -227,34 +227,32 @@ int pmm_init_limit(struct pmm *p, const struct pmm_region *rg, size_t n, uint64_
         if (pmm_canon_type(rg[i].type) != rg[i].type)
             p->dropped.unknown_bytes += e - s;
     }
+    return total;
+}
 
-    struct plan pl;
-    set_bytes(&pl, 0, sizeof pl);
-    pl.p = p;
-    pmm_map_walk(rg, n, p->limit, plan_piece, &pl, &p->dropped.downgraded_bytes);
-
-    uint64_t resolved = 0;
-    for (int t = 0; t < PMM_NTYPES; t++)
-        resolved += p->type_bytes[t];
-    p->dropped.overlap_bytes = total - resolved;
-
-    /* Pass 2: all metadata arrays back to back in one carve, so a frame is
-     * rounded up once, not once per section. If no run holds them all:
-     * each in its own section, else in any section already placed. */
+/* Pass 2: all metadata arrays back to back in one carve, so a frame is
+ * rounded up once, not once per section. If no run holds them all: each
+ * in its own section, else in any section already placed. A section
+ * whose metadata finds no room is dropped; the placed ones are kept, in
+ * order (carves only ever sit in placed sections, so every carve stays
+ * inside a kept one). */
+static void place_metadata(struct pmm *p, struct plan *pl, const struct pmm_region *rg, size_t n)
+{
     uint64_t meta_total = 0, at;
     for (uint32_t i = 0; i < p->nsections; i++)
         meta_total += p->section[i].npfn;
-    if (meta_total && (at = carve_meta(&pl, rg, n, meta_total, ANY_SECTION)) != 0) {
+    if (meta_total && (at = carve_meta(pl, rg, n, meta_total, ANY_SECTION)) != 0) {
         for (uint32_t i = 0; i < p->nsections; i++) {
-            pl.meta_at[i] = at;
+            pl->meta_at[i] = at;
             at += p->section[i].npfn;
         }
     } else {
         for (uint32_t i = 0; i < p->nsections; i++)
-            pl.meta_at[i] = carve_meta(&pl, rg, n, p->section[i].npfn, (int)i);
+            pl->meta_at[i] = carve_meta(pl, rg, n, p->section[i].npfn, (int)i);
     }
     for (uint32_t i = 0; i < p->nsections; i++) {
-        if (pl.meta_at[i] || (pl.meta_at[i] = carve_meta(&pl, rg, n, p->section[i].npfn, PLACED_SECTION)))
+        if (pl->meta_at[i] ||
+            (pl->meta_at[i] = carve_meta(pl, rg, n, p->section[i].npfn, PLACED_SECTION)))
             continue;
         struct line l;
         l_init(&l);
@@ -262,32 +260,33 @@ int pmm_init_limit(struct pmm *p, const struct pmm_region *rg, size_t n, uint64_
         l_hex(&l, p->section[i].base_pfn << PMM_FRAME_SHIFT);
         l_str(&l, "; dropped");
         l_emit(p, &l);
-        p->dropped.section_bytes += pl.managed[i] << PMM_FRAME_SHIFT;
+        p->dropped.section_bytes += pl->managed[i] << PMM_FRAME_SHIFT;
     }
-    /* Keep the placed sections, in order. Carves only ever sit in placed
-     * sections, so every carve stays inside a kept one. */
     uint32_t kept_n = 0;
     for (uint32_t i = 0; i < p->nsections; i++) {
-        if (!pl.meta_at[i])
+        if (!pl->meta_at[i])
             continue;
         p->section[kept_n] = p->section[i];
-        p->section[kept_n].meta = (unsigned char *)(uintptr_t)(pl.meta_at[i] + dmap_offset);
+        p->section[kept_n].meta = (unsigned char *)(uintptr_t)(pl->meta_at[i] + p->dmap_offset);
         p->metadata_bytes += p->section[i].npfn;
         kept_n++;
     }
     p->nsections = kept_n;
+}
 
-    /* Pass 3: holes first, then the map, then the carves, then free runs. */
-    for (uint32_t i = 0; i < kept_n; i++)
+/* Pass 3: holes first, then the map, then the carves, then free runs. */
+static void fill_sections(struct pmm *p, struct plan *pl, const struct pmm_region *rg, size_t n)
+{
+    for (uint32_t i = 0; i < p->nsections; i++)
         set_bytes(p->section[i].meta, M_RESERVED, p->section[i].npfn);
-    pmm_map_walk(rg, n, p->limit, fill_piece, &pl, NULL);
-    for (uint32_t c = 0; c < pl.ncarves; c++) {
-        const struct pmm_section *host = &p->section[section_of(p, pl.carve_pfn[c])];
-        for (uint64_t f = pl.carve_pfn[c]; f < pl.carve_pfn[c] + pl.carve_n[c]; f++)
+    pmm_map_walk(rg, n, p->limit, fill_piece, pl, NULL);
+    for (uint32_t c = 0; c < pl->ncarves; c++) {
+        const struct pmm_section *host = &p->section[section_of(p, pl->carve_pfn[c])];
+        for (uint64_t f = pl->carve_pfn[c]; f < pl->carve_pfn[c] + pl->carve_n[c]; f++)
             *mb(host, f) = M_RESERVED | PMM_METADATA;
-        p->metadata_frames += pl.carve_n[c];
+        p->metadata_frames += pl->carve_n[c];
     }
-    for (uint32_t i = 0; i < kept_n; i++) {
+    for (uint32_t i = 0; i < p->nsections; i++) {
         const struct pmm_section *s = &p->section[i];
         uint64_t f = 0;
         while (f < s->npfn) {
@@ -307,7 +306,33 @@ int pmm_init_limit(struct pmm *p, const struct pmm_region *rg, size_t n, uint64_
         }
     }
     p->managed_frames = p->free_frames + p->reclaimable_frames + p->metadata_frames;
+}
 
+int pmm_init_limit(struct pmm *p, const struct pmm_region *rg, size_t n, uint64_t dmap_offset,
+                   uint64_t limit, void (*log)(const char *line))
+{
+    if (!p)
+        return PMM_EINVAL;
+    set_bytes(p, 0, sizeof *p);
+    p->dmap_offset = dmap_offset;
+    p->limit = limit < PMM_PHYS_LIMIT ? limit & ~(PMM_FRAME_SIZE - 1) : PMM_PHYS_LIMIT;
+    p->log = log;
+    if (check_inputs(p, rg, n) != PMM_OK)
+        return PMM_EINVAL;
+    uint64_t total = count_input(p, rg, n);
+
+    /* Pass 1: the resolved map, planned per section. */
+    struct plan pl;
+    set_bytes(&pl, 0, sizeof pl);
+    pl.p = p;
+    pmm_map_walk(rg, n, p->limit, plan_piece, &pl, &p->dropped.downgraded_bytes);
+    uint64_t resolved = 0;
+    for (int t = 0; t < PMM_NTYPES; t++)
+        resolved += p->type_bytes[t];
+    p->dropped.overlap_bytes = total - resolved;
+
+    place_metadata(p, &pl, rg, n);
+    fill_sections(p, &pl, rg, n);
     log_dropped(p);
     return PMM_OK;
 }
