@@ -118,6 +118,115 @@ static EFI_STATUS alloc_loader_pages(uint64_t pages, uint64_t *phys)
     return st;
 }
 
+/* 1. the kernel image: read, checked, placed at its physical base. */
+static EFI_STATUS load_kernel(EFI_FILE_HANDLE root, EFI_LOADED_IMAGE *li, struct kernel_image *img)
+{
+    uint8_t *file;
+    uint64_t file_size;
+    EFI_STATUS st = read_file(root, L"kernel.elf", &file, &file_size);
+    if (EFI_ERROR(st))
+        FAIL(st, L"cannot read kernel.elf from the boot volume (%r)", st);
+    const char *why = kernel_validate(file, file_size, img);
+    if (why)
+        FAIL(EFI_LOAD_ERROR, L"kernel.elf rejected: %a", why);
+    st = kernel_load(file, img, (uint64_t)(uintptr_t)li->ImageBase, li->ImageSize);
+    if (EFI_ERROR(st))
+        FAIL(st, L"cannot place the kernel image (%r)", st);
+    FreePool(file);
+    Print(L"loader: kernel.elf %ld KiB at phys 0x%lx, entry 0x%lx\r\n", img->size / 1024,
+          img->phys_base, img->entry);
+    return EFI_SUCCESS;
+}
+
+/* 4. boot info, with 2. the command line and 3. the RSDP, and the SMP
+ * trampoline frame. */
+static EFI_STATUS make_boot_info(EFI_FILE_HANDLE root, EFI_SYSTEM_TABLE *systab, uint64_t *bi_phys)
+{
+    EFI_STATUS st = alloc_loader_pages((sizeof(struct boot_info) + 4095) / 4096, bi_phys);
+    if (EFI_ERROR(st))
+        FAIL(st, L"cannot allocate the boot info (%r)", st);
+    struct boot_info *bi = (struct boot_info *)(uintptr_t)*bi_phys;
+    SetMem(bi, sizeof(*bi), 0);
+    bi->magic = BOOT_INFO_MAGIC;
+    bi->version = BOOT_INFO_VERSION;
+    bi->size = sizeof(*bi);
+    bi->memmap_entry_size = sizeof(struct boot_mem_region);
+    read_cmdline(root, bi);
+    bi->rsdp_phys = find_rsdp(systab);
+    EFI_PHYSICAL_ADDRESS tramp = 0xfffff;
+    st = BS->AllocatePages(AllocateMaxAddress, LOADER_MEMTYPE_TABLES, 1, &tramp);
+    if (EFI_ERROR(st)) {
+        Print(L"loader: warning: no free frame below 1 MiB for the SMP trampoline (%r)\r\n", st);
+        tramp = 0;
+    }
+    bi->smp_trampoline_phys = tramp;
+    return EFI_SUCCESS;
+}
+
+/* The firmware's memory map, in a buffer with room to fetch it again. */
+struct efimap {
+    uint8_t *buf;
+    UINTN cap, size, key, desc_size;
+    UINT32 desc_ver;
+};
+
+/* Size the direct map and the map buffers from a first look at the map;
+ * allocate the kernel's memory map (its regions at *mm_phys, room for
+ * *region_cap). */
+static EFI_STATUS size_from_map(struct boot_info *bi, struct efimap *m, uint64_t *mm_phys,
+                                uint64_t *region_cap)
+{
+    m->size = 0;
+    EFI_STATUS st = BS->GetMemoryMap(&m->size, NULL, &m->key, &m->desc_size, &m->desc_ver);
+    if (st != EFI_BUFFER_TOO_SMALL)
+        FAIL(st, L"GetMemoryMap size query failed (%r)", st);
+    /* Slack for the allocations below and for a map that changes under us. */
+    m->cap = m->size + 32 * m->desc_size;
+    m->buf = AllocatePool(m->cap);
+    if (!m->buf)
+        FAIL(EFI_OUT_OF_RESOURCES, L"cannot allocate the memory-map buffer");
+    m->size = m->cap;
+    st = BS->GetMemoryMap(&m->size, (EFI_MEMORY_DESCRIPTOR *)m->buf, &m->key, &m->desc_size,
+                          &m->desc_ver);
+    if (EFI_ERROR(st))
+        FAIL(st, L"GetMemoryMap failed (%r)", st);
+    uint64_t direct = memmap_phys_end(m->buf, m->size, m->desc_size);
+    if (direct < DIRECT_MAP_MIN_SIZE)
+        direct = DIRECT_MAP_MIN_SIZE;
+    direct = (direct + PAGE_SIZE_1G - 1) & ~(PAGE_SIZE_1G - 1);
+    if (direct > DIRECT_MAP_MAX_SIZE) {
+        Print(L"loader: warning: direct map capped at %ld GiB\r\n", DIRECT_MAP_MAX_SIZE >> 30);
+        direct = DIRECT_MAP_MAX_SIZE;
+    }
+    bi->direct_map_offset = DIRECT_MAP_BASE;
+    bi->direct_map_size = direct;
+    *region_cap = m->cap / m->desc_size + 8;
+    st = alloc_loader_pages((*region_cap * sizeof(struct boot_mem_region) + 4095) / 4096, mm_phys);
+    if (EFI_ERROR(st))
+        FAIL(st, L"cannot allocate the kernel memory map (%r)", st);
+    return EFI_SUCCESS;
+}
+
+/* 6. final map and ExitBootServices; a stale key means the map changed
+ * between the two calls, so fetch it again into the same buffer (after a
+ * failed ExitBootServices only the memory services may be called; the
+ * error message is best effort). */
+static EFI_STATUS exit_boot(EFI_HANDLE image, struct efimap *m)
+{
+    for (int attempt = 0;; attempt++) {
+        m->size = m->cap;
+        EFI_STATUS st = BS->GetMemoryMap(&m->size, (EFI_MEMORY_DESCRIPTOR *)m->buf, &m->key,
+                                         &m->desc_size, &m->desc_ver);
+        if (EFI_ERROR(st))
+            FAIL(st, L"final GetMemoryMap failed (%r)", st);
+        st = BS->ExitBootServices(image, m->key);
+        if (!EFI_ERROR(st))
+            return EFI_SUCCESS;
+        if (st != EFI_INVALID_PARAMETER || attempt == 8)
+            FAIL(st, L"ExitBootServices failed after %d tries (%r)", attempt + 1, st);
+    }
+}
+
 EFI_STATUS efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *systab)
 {
     InitializeLib(image, systab);
@@ -130,120 +239,47 @@ EFI_STATUS efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *systab)
     EFI_FILE_HANDLE root = LibOpenRoot(li->DeviceHandle);
     if (!root)
         FAIL(EFI_NOT_FOUND, L"cannot open the boot volume");
-
-    /* 1. the kernel image */
-    uint8_t *file;
-    uint64_t file_size;
-    st = read_file(root, L"kernel.elf", &file, &file_size);
-    if (EFI_ERROR(st))
-        FAIL(st, L"cannot read kernel.elf from the boot volume (%r)", st);
     static struct kernel_image img;
-    const char *why = kernel_validate(file, file_size, &img);
-    if (why)
-        FAIL(EFI_LOAD_ERROR, L"kernel.elf rejected: %a", why);
-    uint64_t loader_base = (uint64_t)(uintptr_t)li->ImageBase;
-    st = kernel_load(file, &img, loader_base, li->ImageSize);
-    if (EFI_ERROR(st))
-        FAIL(st, L"cannot place the kernel image (%r)", st);
-    FreePool(file);
-    Print(L"loader: kernel.elf %ld KiB at phys 0x%lx, entry 0x%lx\r\n", img.size / 1024, img.phys_base, img.entry);
-
-    /* 4. boot info and the SMP trampoline frame */
     uint64_t bi_phys;
-    st = alloc_loader_pages((sizeof(struct boot_info) + 4095) / 4096, &bi_phys);
+    st = load_kernel(root, li, &img);
+    if (!EFI_ERROR(st))
+        st = make_boot_info(root, systab, &bi_phys);
     if (EFI_ERROR(st))
-        FAIL(st, L"cannot allocate the boot info (%r)", st);
-    struct boot_info *bi = (struct boot_info *)(uintptr_t)bi_phys;
-    SetMem(bi, sizeof(*bi), 0);
-    bi->magic = BOOT_INFO_MAGIC;
-    bi->version = BOOT_INFO_VERSION;
-    bi->size = sizeof(*bi);
-    bi->memmap_entry_size = sizeof(struct boot_mem_region);
-
-    /* 2, 3 */
-    read_cmdline(root, bi);
+        return st;
     root->Close(root);
-    bi->rsdp_phys = find_rsdp(systab);
-
-    EFI_PHYSICAL_ADDRESS tramp = 0xfffff;
-    st = BS->AllocatePages(AllocateMaxAddress, LOADER_MEMTYPE_TABLES, 1, &tramp);
-    if (EFI_ERROR(st)) {
-        Print(L"loader: warning: no free frame below 1 MiB for the SMP trampoline (%r)\r\n", st);
-        tramp = 0;
-    }
-    bi->smp_trampoline_phys = tramp;
-
-    /* Size the direct map and the map buffers from a first look at the map. */
-    UINTN map_size = 0, map_key, desc_size;
-    UINT32 desc_ver;
-    st = BS->GetMemoryMap(&map_size, NULL, &map_key, &desc_size, &desc_ver);
-    if (st != EFI_BUFFER_TOO_SMALL)
-        FAIL(st, L"GetMemoryMap size query failed (%r)", st);
-    /* Slack for the allocations below and for a map that changes under us. */
-    UINTN map_cap = map_size + 32 * desc_size;
-    uint8_t *efi_map = AllocatePool(map_cap);
-    if (!efi_map)
-        FAIL(EFI_OUT_OF_RESOURCES, L"cannot allocate the memory-map buffer");
-    map_size = map_cap;
-    st = BS->GetMemoryMap(&map_size, (EFI_MEMORY_DESCRIPTOR *)efi_map, &map_key, &desc_size, &desc_ver);
+    struct boot_info *bi = (struct boot_info *)(uintptr_t)bi_phys;
+    struct efimap map;
+    uint64_t mm_phys = 0, region_cap = 0;
+    st = size_from_map(bi, &map, &mm_phys, &region_cap);
     if (EFI_ERROR(st))
-        FAIL(st, L"GetMemoryMap failed (%r)", st);
-    uint64_t direct = memmap_phys_end(efi_map, map_size, desc_size);
-    if (direct < DIRECT_MAP_MIN_SIZE)
-        direct = DIRECT_MAP_MIN_SIZE;
-    direct = (direct + PAGE_SIZE_1G - 1) & ~(PAGE_SIZE_1G - 1);
-    if (direct > DIRECT_MAP_MAX_SIZE) {
-        Print(L"loader: warning: direct map capped at %ld GiB\r\n", DIRECT_MAP_MAX_SIZE >> 30);
-        direct = DIRECT_MAP_MAX_SIZE;
-    }
-    bi->direct_map_offset = DIRECT_MAP_BASE;
-    bi->direct_map_size = direct;
-
-    uint64_t region_cap = map_cap / desc_size + 8;
-    uint64_t mm_phys;
-    st = alloc_loader_pages((region_cap * sizeof(struct boot_mem_region) + 4095) / 4096, &mm_phys);
-    if (EFI_ERROR(st))
-        FAIL(st, L"cannot allocate the kernel memory map (%r)", st);
+        return st;
 
     /* 5. page tables */
-    struct pt_pool pool = { .pages = pt_pages_needed(direct, img.size) };
+    uint64_t loader_base = (uint64_t)(uintptr_t)li->ImageBase;
+    struct pt_pool pool = { .pages = pt_pages_needed(bi->direct_map_size, img.size) };
     st = alloc_loader_pages(pool.pages, &pool.base);
     if (EFI_ERROR(st))
         FAIL(st, L"cannot allocate %ld page-table pages (%r)", pool.pages, st);
     int nx = cpu_has_nx();
     if (!nx)
         Print(L"loader: warning: CPU has no NX bit; data pages stay executable\r\n");
-    uint64_t pml4 = pt_build(&pool, &img, direct, loader_base, li->ImageSize, nx);
+    uint64_t pml4 = pt_build(&pool, &img, bi->direct_map_size, loader_base, li->ImageSize, nx);
     if (!pml4)
         FAIL(EFI_OUT_OF_RESOURCES, L"page-table pool exhausted");
-
     bi->kernel_phys_base = img.phys_base;
     bi->kernel_phys_size = img.size;
     bi->kernel_virt_base = img.virt_base;
     bi->pml4_phys = pml4;
     Print(L"loader: direct map %ld GiB, %ld page-table pages, cmdline \"%a\"\r\n",
-          direct >> 30, pool.used, bi->cmdline);
+          bi->direct_map_size >> 30, pool.used, bi->cmdline);
     Print(L"loader: exiting boot services, jumping to the kernel\r\n");
-
-    /* 6. final map and ExitBootServices; a stale key means the map changed
-     * between the two calls, so fetch it again into the same buffer (after
-     * a failed ExitBootServices only the memory services may be called; the
-     * error message below is best effort). */
-    for (int attempt = 0;; attempt++) {
-        map_size = map_cap;
-        st = BS->GetMemoryMap(&map_size, (EFI_MEMORY_DESCRIPTOR *)efi_map, &map_key, &desc_size, &desc_ver);
-        if (EFI_ERROR(st))
-            FAIL(st, L"final GetMemoryMap failed (%r)", st);
-        st = BS->ExitBootServices(image, map_key);
-        if (!EFI_ERROR(st))
-            break;
-        if (st != EFI_INVALID_PARAMETER || attempt == 8)
-            FAIL(st, L"ExitBootServices failed after %d tries (%r)", attempt + 1, st);
-    }
+    st = exit_boot(image, &map);
+    if (EFI_ERROR(st))
+        return st;
 
     /* 7. no firmware from here on */
     bi->memmap_phys = mm_phys;
-    bi->memmap_count = memmap_convert(efi_map, map_size, desc_size,
+    bi->memmap_count = memmap_convert(map.buf, map.size, map.desc_size,
                                       (struct boot_mem_region *)(uintptr_t)mm_phys, region_cap);
     if (nx)
         wrmsr(MSR_EFER, rdmsr(MSR_EFER) | EFER_NXE);
