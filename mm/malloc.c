@@ -346,8 +346,9 @@ void *mm_alloc_class(unsigned spanclass, unsigned flags, uintptr_t site)
 		if (c != NULL)
 			v = mcache_alloc_slow(c, spanclass, &needzero);
 		sys_irq_restore(f);
-		if (v != NULL || c == NULL || attempt == 1 || !mm_drain_all(true))
+		if (v != NULL || c == NULL || attempt == 1)
 			break;
+		mm_drain_all(true);
 	}
 	if (v == NULL)
 		return mm_nomem();

@@ -467,14 +467,10 @@ void kmalloc_cpu_idle(void)
 
 /* Give back everything the caches hold: this CPU's at once, the transfer
  * caches, and every other CPU's at its next safe point; if `wait`, wait
- * (boundedly) for the CPUs that poll. Returns true. Used by kmalloc_trim
- * and before an allocation reports out of memory.
+ * (boundedly) for the CPUs that poll. Used by kmalloc_trim and before an
+ * allocation reports out of memory.
  * pre: no mm lock held; interrupts as the caller of kmalloc left them. */
-bool mm_drain_all(bool wait)
-{
-	mm_drain_request(wait);
-	return true;
-}
+void mm_drain_all(bool wait) { mm_drain_request(wait); }
 
 /* mm_drain_all, returning the drain_gen it asked for: a CPU whose
  * drain_seen reached it drained after every store the caller made

@@ -185,7 +185,7 @@ size_t mm_transfer_put(unsigned spanclass, const struct magentry *in, size_t n);
 void mm_transfer_drain_all(void);
 void mm_transfer_trim(void);
 size_t mm_transfer_released_bytes(void);
-bool mm_drain_all(bool wait);
+void mm_drain_all(bool wait);
 
 /* ---- mcentral (mcentral.c) ---- */
 

@@ -196,8 +196,10 @@ alloc_pages(size_t npages, size_t span_pages, size_t align, unsigned flags, uint
 		s->needzero = 1;
 	} else {
 		s = mheap_alloc_span(span_pages, spc, align_pages);
-		if (s == NULL && mm_drain_all(true))
+		if (s == NULL) {
+			mm_drain_all(true);
 			s = mheap_alloc_span(span_pages, spc, align_pages);
+		}
 		if (s == NULL)
 			return NULL;
 		large_init(s, npages);
