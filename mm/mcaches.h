@@ -42,7 +42,7 @@ struct magentry {
  * fails both fast paths, so a CPU pays only for the classes it uses. */
 struct magazine {
 	struct magentry *top;   /* next free entry */
-	struct magentry *base;  /* [mm_cache.mag_cap[class]], once set */
+	struct magentry *base;  /* [mheap_.cs.mag_cap[class]], once set */
 	struct magentry *limit; /* base + capacity */
 	uint64_t allocs;        /* objects handed out on this CPU */
 	uint64_t frees;         /* objects freed on this CPU */
@@ -138,7 +138,7 @@ struct transfer {
 	uint32_t cap;          /* immutable: entries carved; a typed
 	                          cache's class: TC_MAX, for any cache */
 	uint32_t lim;          /* lock (read racily): entries used, the
-	                          class's mm_cache.tc_cap (mm_cache_set_class) */
+	                          class's mheap_.cs.tc_cap (mm_cache_set_class) */
 	struct magentry *e;    /* lock: [cap], set on first use */
 	uint8_t state;         /* enum tc_state: written under mheap.lock
 	                          and this lock, read under either (racily

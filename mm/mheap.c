@@ -548,7 +548,7 @@ void mheap_unpublish_small(struct mspan *s)
 }
 
 /* Return a span's pages to the heap. `released`: its pages are already
- * Reserved (sys_move took them away), so they come back scavenged.
+ * Reserved (the port's move hook took them away), so they come back scavenged.
  * pre: the span is dead to everyone (state DEAD, FREEING or CACHED,
  * uncached); no lock or only its mcentral's lock held. */
 void mheap_free_span(struct mspan *s, bool released)

@@ -588,7 +588,7 @@ START_TEST(flush_returns_cached_large_spans)
 END_TEST
 
 /* mheap_free_span(s, released): pages the port already took back (what
- * krealloc's sys_move leaves behind) come back scavenged, the others
+ * krealloc's move hook leaves behind) come back scavenged, the others
  * committed, and the accounting matches the port either way. */
 START_TEST(free_span_released_or_committed)
 {
@@ -599,7 +599,7 @@ START_TEST(free_span_released_or_committed)
 	ck_assert_uint_eq(s->npages, 4);
 	ck_assert_uint_eq(span_state(s), SPAN_DEAD); /* the caller publishes */
 	struct kmalloc_stats before = stats();
-	sys_release((void *)s->base, 4 * 8192); /* as sys_move leaves src */
+	sys_release((void *)s->base, 4 * 8192); /* as the move hook leaves src */
 	mheap_free_span(s, true);
 	struct kmalloc_stats st = stats();
 	ck_assert_uint_eq(st.heap_released, before.heap_released + 4 * 8192);
