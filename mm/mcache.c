@@ -1,5 +1,5 @@
 /*
- * mcache.c: the per-CPU caches: magazines of free objects per size class
+ * mcache.c: the per-CPU caches: magazines of free objects per span class
  * in front of one cached span per class, and the slow half of kmalloc
  * and kfree around them. See malloc.c for the overview; the fast halves
  * (a magazine pop or push, nextFreeFast on the cached span) are inlined

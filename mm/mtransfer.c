@@ -1,5 +1,5 @@
 /*
- * mtransfer.c: the transfer caches, one per size class: a bounded array
+ * mtransfer.c: the transfer caches, one per span class: a bounded array
  * of free objects (struct magentry) under a spinlock, through which
  * magazines hand batches to each other (tcmalloc's transfer cache,
  * Bonwick's depot). See malloc.c for the overview, mcache.c for the
