@@ -399,7 +399,8 @@ KTEST_NAMED(kmemleak_stop_timeout)
  * callers. bt_site_taker plays a kmalloc entry point. */
 static uintptr_t bt_ret_into_outer;
 
-static __attribute__((noinline)) unsigned bt_site_taker(uintptr_t *pcs, unsigned max, uintptr_t *site)
+static __attribute__((noinline)) unsigned bt_site_taker(uintptr_t *pcs, unsigned max,
+                                                        uintptr_t *site)
 {
     *site = (uintptr_t)__builtin_return_address(0);
     unsigned n = mm_backtrace(pcs, max, *site);

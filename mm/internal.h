@@ -620,6 +620,57 @@ void mm_record_site(void *v, uintptr_t site);
 #define MM_BACKTRACE_MAX 16
 unsigned mm_backtrace(uintptr_t *pcs, unsigned max, uintptr_t site);
 
+/* ---- guarded sampling (mkfence.c) ----
+ * The pool lies after the arena, outside every span: kfree's fast path
+ * sends its pointers to kfree_outside (arena bounds test), ksize,
+ * krealloc and the leak scan ask kfence_owns. */
+struct kfence_pool {
+	uintptr_t objs; /* immutable after mheap_init: the first guard page */
+	size_t bytes;   /* immutable: (2n + 1) sys pages from objs; 0: none */
+};
+extern struct kfence_pool kfence_pool;
+/* The pool's free list and slot states: a leaf (no mm lock or hook is
+ * taken under it); the host's fork handlers hold it across a fork. */
+extern struct sys_lock kfence_lock;
+static inline bool kfence_owns(uintptr_t p) { return p - kfence_pool.objs < kfence_pool.bytes; }
+/* Reload of mcache.kfence_left: the allocations per CPU between two
+ * "is a sample due" checks, or 0 (sampling off: the counter wraps). */
+extern uint32_t kfence_reload; /* atomic */
+/* Bytes of address space the pool needs after the arena (0: no guard
+ * hook, or page_size too big), and its setup once the region exists.
+ * pre: mheap_init, init lock. */
+size_t kfence_reserve_bytes(void);
+void kfence_init(uintptr_t base);
+/* After mheap_init, no lock held: sampling on from the start opens the
+ * pool's records now, not in the middle of what the first sample
+ * interrupts (a kernel counting its frames). */
+void kfence_start(void);
+/* kmalloc's sample path: when a sample is due (or forced), an object of
+ * size bytes from the pool, counted as one of spanclass (a kmalloc
+ * class) in the statistics; else NULL (the caller allocates as usual).
+ * pre: no mm lock held, outside sys_irq_save sections. */
+void *kfence_sample(size_t size, unsigned spanclass, unsigned flags, uintptr_t site);
+/* pre: kfence_owns(p). Free (faults on a double or invalid free and, for
+ * a typed cache's free (want != 0), on any live sample), its size (a
+ * fault naming what, "invalid pointer", unless p is a live sample's
+ * start). */
+void kfence_free(uintptr_t p, unsigned want, uintptr_t site);
+size_t kfence_ksize(uintptr_t p, const char *what);
+void kfence_stats(struct kmalloc_stats *st);
+/* Tests and the fuzzer: the calling CPU's next kmalloc of up to a sys
+ * page is sampled (if the pool has room). 0, or -1 without a pool. */
+int kfence_sample_next(void);
+/* The leak scan (mgcmark.c), the world stopped: clear the marks; mark
+ * the live sample v points into (returns it in *obj: 1 new and noscan,
+ * 2 new and to be scanned, 0 otherwise); its size; flag one the grey
+ * stack had no room for and scan the flagged; report the unmarked. */
+void kfence_clear_marks(void);
+int kfence_mark(uintptr_t v, uintptr_t *obj);
+void kfence_set_rescan(uintptr_t obj);
+void kfence_rescan(void (*scan)(uintptr_t obj, void *arg), void *arg);
+void kfence_report_leaks(void (*fn)(uintptr_t obj, size_t size, uintptr_t site, void *arg),
+                         void *arg);
+
 #pragma GCC visibility pop
 
 #endif /* MM_INTERNAL_H */

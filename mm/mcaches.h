@@ -103,6 +103,11 @@ struct mcache {
 	                                         typed cache's class
 	                                         (mcache_mag_ready): it holds
 	                                         nothing of any (mkmemcache.c) */
+	uint32_t kfence_left;                 /* this CPU, interrupts off:
+	                                         kmalloc's fast path counts it
+	                                         down; at 0 it asks whether a
+	                                         guarded sample is due
+	                                         (mkfence.c) */
 };
 
 /* Whether a transfer cache's entry array is there: kmalloc_trim gives

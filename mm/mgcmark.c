@@ -125,13 +125,30 @@ static bool grey_pop(struct gcwork *w, uintptr_t *obj)
 	return true;
 }
 
+/* A word into the guarded pool: its live sample, as below (mkfence.c). */
+static void mark_kfence(struct gcwork *w, uintptr_t v)
+{
+	uintptr_t obj;
+	int r = kfence_mark(v, &obj);
+	if (r == 0)
+		return;
+	w->st.marked++;
+	if (r == 2 && !grey_push(w, obj)) {
+		kfence_set_rescan(obj);
+		w->overflowed = true;
+	}
+}
+
 /* Go's greyobject for the word v: mark the live object v points into, and
  * grey it if it is new and may hold pointers. */
 static inline void mark_word(struct gcwork *w, uintptr_t v)
 {
 	uintptr_t rel = v - mheap_.arena_start;
-	if (rel >= mheap_.arena_used_bytes)
+	if (rel >= mheap_.arena_used_bytes) {
+		if (MM_UNLIKELY(kfence_owns(v)))
+			mark_kfence(w, v);
 		return;
+	}
 	struct mspan *s = mheap_.spans[rel >> PAGE_SHIFT];
 	if (s == NULL || span_state(s) != SPAN_INUSE) /* NULL: map given back */
 		return;
@@ -198,6 +215,10 @@ static void scan_root(const void *start, size_t len, void *arg)
  * use and the slot live, so its memory is committed). */
 static void scan_object(struct gcwork *w, uintptr_t obj)
 {
+	if (MM_UNLIKELY(kfence_owns(obj))) {
+		scan_range(w, obj, kfence_ksize(obj, "leak scan"));
+		return;
+	}
 	struct mspan *s = mheap_.spans[(obj - mheap_.arena_start) >> PAGE_SHIFT];
 	scan_range(w, obj, s->elemsize);
 }
@@ -250,6 +271,12 @@ static void rescan_span(struct mspan *s, void *arg)
 	drain(w);
 }
 
+static void rescan_kfence(uintptr_t obj, void *arg)
+{
+	scan_object(arg, obj);
+	drain(arg);
+}
+
 struct report {
 	struct gcwork *w;
 	kmalloc_leak_fn fn;
@@ -299,6 +326,11 @@ static void report_span(struct mspan *s, void *arg)
 			            s->sites != NULL ? s->sites[i] : 0);
 }
 
+static void report_kfence(uintptr_t obj, size_t size, uintptr_t site, void *arg)
+{
+	report_leak(arg, obj, size, site);
+}
+
 uint64_t kmalloc_leak_scan(struct kmalloc_leaks *out, kmalloc_leak_fn fn, void *arg)
 {
 	struct gcwork w = { 0 };
@@ -325,6 +357,7 @@ uint64_t kmalloc_leak_scan(struct kmalloc_leaks *out, kmalloc_leak_fn fn, void *
 		return KMALLOC_LEAK_NO_SCAN;
 	}
 	for_each_span(clear_marks, NULL);
+	kfence_clear_marks();
 	sys_lock(&root_lock);
 	for (unsigned i = 0; i < MAX_ROOTS; i++)
 		if (roots[i].len != 0)
@@ -337,9 +370,11 @@ uint64_t kmalloc_leak_scan(struct kmalloc_leaks *out, kmalloc_leak_fn fn, void *
 		w.overflowed = false;
 		w.st.rescans++;
 		for_each_span(rescan_span, &w);
+		kfence_rescan(rescan_kfence, &w);
 	}
 	struct report r = { &w, fn != NULL ? fn : print_leak, arg };
 	for_each_span(report_span, &r);
+	kfence_report_leaks(report_kfence, &r);
 	if (sys_config.stop_world != NULL && sys_config.start_world != NULL)
 		sys_config.start_world();
 	mheap_bg_exclude(false);

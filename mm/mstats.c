@@ -67,6 +67,8 @@ void kmalloc_stats(struct kmalloc_stats *st)
 	mesh_stats(st);
 	st->committed = st->heap_inuse + st->heap_free + st->meta_sys - st->mesh_bytes;
 	unlock_heap();
+	kfence_stats(st); /* its own lock, a leaf */
+	st->committed += st->kfence_bytes;
 }
 
 static void log_kv(const char *key, uint64_t v)
@@ -114,6 +116,12 @@ void kmalloc_dump(void)
 		log_kv("kmalloc: mesh_spans    ", st.mesh_spans);
 		log_kv("kmalloc: mesh_bytes    ", st.mesh_bytes);
 		log_kv("kmalloc: mesh_pause_max_ns ", st.mesh_pause_max_ns);
+	}
+	if (st.kfence_allocs != 0 || st.kfence_skipped != 0) {
+		log_kv("kmalloc: kfence allocs ", st.kfence_allocs);
+		log_kv("kmalloc: kfence frees  ", st.kfence_frees);
+		log_kv("kmalloc: kfence skipped", st.kfence_skipped);
+		log_kv("kmalloc: kfence bytes  ", st.kfence_bytes);
 	}
 }
 

@@ -34,6 +34,8 @@
  *                thread's registers, stack and TLS; symbolize: dladdr
  *                (hex while other threads are stopped).
  *   backtrace    libgcc's DWARF unwinder (backtrace.c)
+ *   guard        guarded sampling's pool pages, KMALLOC_KFENCE=<ms>, and
+ *                the SIGSEGV handler meshing shares (guard.c)
  *   sys_cpu_id   one id per thread from a pool of HOST_MAX_CPUS; a
  *                pthread key destructor flushes the thread's mcache
  *                (kmalloc_flush_cpu) and returns the id when the thread exits
@@ -105,6 +107,7 @@ struct sys_config sys_config = {
 	.backtrace = host_backtrace,
 	.now_ns = host_now_ns,
 	.start_background = host_start_background,
+	.guard = host_guard,
 };
 
 static size_t committed;    /* bytes Ready; atomic */
@@ -251,7 +254,8 @@ static uintptr_t soft_place(size_t size)
 
 int sys_reserve(size_t size, void **base)
 {
-	host_read_env(); /* before kmalloc_init reads release_ms */
+	host_read_env();   /* before kmalloc_init reads release_ms */
+	host_kfence_env(); /* and kfence_ms */
 	/* Under an address-space limit (ulimit -v, RLIMIT_AS), a reservation
 	 * is charged like memory: reserving the region up front would leave
 	 * the program no room for thread stacks, libraries or its own
