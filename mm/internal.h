@@ -633,9 +633,12 @@ extern struct kfence_pool kfence_pool;
  * taken under it); the host's fork handlers hold it across a fork. */
 extern struct sys_lock kfence_lock;
 static inline bool kfence_owns(uintptr_t p) { return p - kfence_pool.objs < kfence_pool.bytes; }
-/* Reload of mcache.kfence_left: the allocations per CPU between two
- * "is a sample due" checks, or 0 (sampling off: the counter wraps). */
-extern uint32_t kfence_reload; /* atomic */
+/* Allocations per CPU between two "is a sample due" checks (mcache.
+ * kfence_left), sampling on or off: a check reads the clock (~20 ns) only
+ * when on, so it costs ~0.005 ns per allocation; off, two loads. A
+ * constant: the fast path's reload is a store of an immediate, and a
+ * port may turn sampling on at any time (kmalloc_kfence_set). */
+#define KFENCE_CHECK_EVERY 4096
 /* Bytes of address space the pool needs after the arena (0: no guard
  * hook, or page_size too big), and its setup once the region exists.
  * pre: mheap_init, init lock. */
@@ -657,6 +660,8 @@ void *kfence_sample(size_t size, unsigned spanclass, unsigned flags, uintptr_t s
 void kfence_free(uintptr_t p, unsigned want, uintptr_t site);
 size_t kfence_ksize(uintptr_t p, const char *what);
 void kfence_stats(struct kmalloc_stats *st);
+/* The pool's records' bytes in mheap.meta_sys (0 until they open). */
+uint64_t kfence_meta_sys(void);
 /* Tests and the fuzzer: the calling CPU's next kmalloc of up to a sys
  * page is sampled (if the pool has room). 0, or -1 without a pool. */
 int kfence_sample_next(void);

@@ -177,7 +177,9 @@ struct kmalloc_stats {
 	uint64_t kfence_frees;   /* of those, freed */
 	uint64_t kfence_skipped; /* samples due but not taken: pool full (all
 	                            live or not yet reusable), no memory */
-	uint64_t kfence_bytes;   /* committed pool pages (in committed) */
+	uint64_t kfence_bytes;   /* committed pages of live samples (in
+	                            committed; the pool's records are in
+	                            meta_sys) */
 };
 
 void kmalloc_stats(struct kmalloc_stats *st);

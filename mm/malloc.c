@@ -308,7 +308,7 @@ static __attribute__((noinline)) void *sample_tracked(unsigned spanclass, unsign
 	struct mcache *c = mcache_this();
 	bool due = c != NULL && --c->kfence_left == 0;
 	if (due)
-		c->kfence_left = LOAD(kfence_reload);
+		c->kfence_left = KFENCE_CHECK_EVERY;
 	sys_irq_restore(f);
 	return due ? kfence_sample(spanclass_elemsize(spanclass), spanclass, flags, site) : NULL;
 }
@@ -318,7 +318,7 @@ void *mm_alloc_class(unsigned spanclass, unsigned flags, uintptr_t site)
 	if (spanclass_size(spanclass) == 0) /* kmalloc(0): a real, freeable */
 		spanclass = spanclass_make(1, spanclass_noscan(spanclass)); /* 8-byte object */
 	void *v = NULL;
-	if (MM_UNLIKELY(mheap_.track_sites) && spanclass < KMALLOC_SPANCLASSES &&
+	if (MM_UNLIKELY(mheap_inited() && mheap_.track_sites) && spanclass < KMALLOC_SPANCLASSES &&
 	    (v = sample_tracked(spanclass, flags, site)) != NULL)
 		return v;
 	bool needzero = false;
@@ -367,7 +367,7 @@ static inline __attribute__((always_inline)) void *class_alloc_fast(uintptr_t cl
 	struct mcache *c = mcache_fast();
 	if (MM_LIKELY(c != NULL)) {
 		if (sample && MM_UNLIKELY(--c->kfence_left == 0)) {
-			c->kfence_left = LOAD(kfence_reload);
+			c->kfence_left = KFENCE_CHECK_EVERY;
 			sys_irq_restore(f);
 			return kmalloc_sampled(cls, flags, size, CALLER());
 		}

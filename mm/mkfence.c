@@ -20,7 +20,7 @@
  * closed as long as the pool allows.
  *
  * Data flow:
- *   kmalloc fast path: --mcache.kfence_left; at 0 (every kfence_reload
+ *   kmalloc fast path: --mcache.kfence_left; at 0 (every KFENCE_CHECK_EVERY
  *     allocations of that CPU) -> kfence_sample: due by the clock (one
  *     winner per interval, a CAS on next_due)? -> take a slot (lock),
  *     open its page (no lock), record the backtrace, publish LIVE.
@@ -44,11 +44,7 @@
  */
 #include "internal.h"
 
-#define KF_FRAMES 8
-#define KF_CHECK_EVERY \
-	4096 /* allocations per CPU between clock reads:
-                               a read costs ~20 ns, so ~0.005 ns per
-                               allocation */
+#define KF_FRAMES          8
 #define KF_DEFAULT_OBJECTS 255
 #define KF_MAX_OBJECTS     65535
 #define KF_MAX_PAGE        16384 /* larger sys pages: no pool */
@@ -95,7 +91,6 @@ static struct {
 } kfence_;
 
 struct kfence_pool kfence_pool;
-uint32_t kfence_reload;
 
 static size_t round_up(size_t x, size_t a) { return (x + a - 1) & ~(a - 1); }
 
@@ -125,7 +120,6 @@ void kfence_init(uintptr_t base)
 	 * outside the init lock. */
 	if (sys_config.kfence_ms != 0 && mheap_.now_ns != NULL) {
 		kfence_.interval_ns = (uint64_t)sys_config.kfence_ms * 1000000u;
-		kfence_reload = KF_CHECK_EVERY;
 	}
 }
 
@@ -139,13 +133,24 @@ static bool kfence_ready(void)
 	if (!mm_cas_acq_rel(&kfence_.state, &s, 2))
 		return s == 1;
 	s = sys_config.guard((void *)kfence_.base, kfence_.meta_bytes, 1) == 0 ? 1 : -1;
-	if (s == 1) {
-		mm_add_fetch_relaxed(&kfence_.bytes, kfence_.meta_bytes);
-		if (!sys_config.commit_zeroed)
-			__builtin_memset(kfence_.meta, 0, kfence_.meta_bytes);
+	if (s != 1) {
+		mm_store_release(&kfence_.state, s);
+		return false;
 	}
-	mm_store_release(&kfence_.state, s);
-	return s == 1;
+	if (!sys_config.commit_zeroed)
+		__builtin_memset(kfence_.meta, 0, kfence_.meta_bytes);
+	/* The records are metadata: meta_sys and the state change together
+	 * under the heap lock, as mheap_valid reads them (mstats.c). */
+	lock_heap();
+	mheap_.meta_sys += kfence_.meta_bytes;
+	mm_store_release(&kfence_.state, 1);
+	unlock_heap();
+	return true;
+}
+
+uint64_t kfence_meta_sys(void)
+{
+	return mm_load_acquire(&kfence_.state) == 1 ? kfence_.meta_bytes : 0;
 }
 
 void kfence_start(void)
@@ -161,7 +166,6 @@ int kmalloc_kfence_set(unsigned ms)
 	if (ms != 0 && !kfence_ready())
 		return -1;
 	mm_store_relaxed(&kfence_.interval_ns, (uint64_t)ms * 1000000u);
-	mm_store_relaxed(&kfence_reload, ms != 0 ? KF_CHECK_EVERY : 0);
 	return 0;
 }
 
@@ -169,8 +173,6 @@ int kfence_sample_next(void)
 {
 	if (kfence_pool.bytes == 0 || !kfence_ready())
 		return -1;
-	if (mm_load_relaxed(&kfence_reload) == 0)
-		mm_store_relaxed(&kfence_reload, KF_CHECK_EVERY);
 	mm_add_fetch_relaxed(&kfence_.force, 1);
 	unsigned long f = sys_irq_save();
 	struct mcache *c = mcache_this();

@@ -266,7 +266,7 @@ static int page_desc_valid(size_t pg)
 /* Metadata trim gave back is consistent (mheap_maps_check: map units
  * not Ready hold only free pages and read as zero), and meta_sys is what
  * the arrays committed less the map units, transfer-cache entry pages
- * and fixalloc blocks given back.
+ * and fixalloc blocks given back, plus guarded sampling's records.
  * pre: mheap.lock, nothing allocating or trimming. */
 static bool meta_accounted(void)
 {
@@ -285,6 +285,7 @@ static bool meta_accounted(void)
 	for (size_t b = 0; b < mheap_.m_fix.used / FIX_BLOCK; b++)
 		if (fb[b].state == FB_RELEASED || fb[b].state == FB_INFLIGHT)
 			sum -= FIX_BLOCK;
+	sum += kfence_meta_sys(); /* guarded sampling's records (mkfence.c) */
 	return sum - (uint64_t)maps - mm_transfer_released_bytes() == mheap_.meta_sys;
 }
 
