@@ -22,7 +22,8 @@ KERNEL_SRCS += $(PMM_SRCS) $(addprefix arch/x86_64/,paging.c sys.c mesh.c kmemle
 	mem.c kmalloc_testutil.c kmalloc_selftests.c \
 	kmalloc_frames_selftests.c kmalloc_misuse_selftests.c \
 	smp_kmalloc_testutil.c smp_kmalloc_selftests.c smp_kmalloc_stress_selftests.c \
-	scale_selftests.c kmemleak_selftests.c kmesh_selftests.c kmem_cache_selftests.c)
+	scale_selftests.c kmemleak_selftests.c kmesh_selftests.c kmem_cache_selftests.c \
+	kfence_selftests.c)
 
 KOBJ := $(BUILD)/kernel/obj
 KERNEL_OBJS := $(patsubst %,$(KOBJ)/%.o,$(basename $(KERNEL_SRCS)))
@@ -47,7 +48,7 @@ KMEM_OBJS := $(patsubst %,$(KOBJ)/%.o,arch/x86_64/sys arch/x86_64/mesh arch/x86_
 	kernel/kmalloc_selftests kernel/kmalloc_frames_selftests \
 	kernel/kmalloc_misuse_selftests kernel/smp_kmalloc_testutil kernel/smp_kmalloc_selftests \
 	kernel/smp_kmalloc_stress_selftests kernel/scale_selftests kernel/kmesh_selftests \
-	kernel/kmemleak_selftests kernel/kmem_cache_selftests)
+	kernel/kmemleak_selftests kernel/kmem_cache_selftests kernel/kfence_selftests)
 $(KMEM_OBJS): KERNEL_CFLAGS += -Iarch/x86_64
 # ---- end kmem
 

@@ -156,6 +156,34 @@ static int release_ms_param(const char *value)
 }
 KPARAM(release_ms, release_ms_param);
 
+/* kfence=<ms>: guarded sampling's interval (mm/mkfence.c; 0 off, default
+ * 100); kfence_pages=<n>: its pool, in objects (default 255). */
+static int kfence_param(const char *value)
+{
+    uint64_t v;
+    if (cmdline_uint(value, 0, 86400000, &v) != 0) {
+        printk("mem: warning: kfence=%s is not 0..86400000 ms; using the default 100\n",
+               value ? value : "");
+        return 0;
+    }
+    sys_config.kfence_ms = (unsigned)v;
+    return 0;
+}
+KPARAM(kfence, kfence_param);
+
+static int kfence_pages_param(const char *value)
+{
+    uint64_t v;
+    if (cmdline_uint(value, 1, 65535, &v) != 0) {
+        printk("mem: warning: kfence_pages=%s is not 1..65535; using the default 255\n",
+               value ? value : "");
+        return 0;
+    }
+    sys_config.kfence_objects = (unsigned)v;
+    return 0;
+}
+KPARAM(kfence_pages, kfence_pages_param);
+
 /* heapmap=on|off: the end-of-run report ends with kmalloc_heapmap's dump,
  * for scripts/heapmap to draw from build/run.log. Off by default: the
  * dump's class table alone adds 70 lines to every run's log. */
@@ -199,9 +227,15 @@ const char *mem_pf_diagnose(uint64_t addr, uint64_t error)
 
 static pf_diag_fn prev_pf_hook; /* written once in mem_init */
 
-/* Our window first; any other address goes to the hook installed before. */
+static void kfence_line(const char *s) { printk("%s\n", s); }
+
+/* Our window first; any other address goes to the hook installed before.
+ * A guarded sample's fault prints kfence's report here, before the
+ * exception's register dump and backtrace (the access's own stack). */
 static const char *kmem_pf_diag(uint64_t addr, uint64_t error, const struct regs *r)
 {
+    if (kmalloc_kfence_fault(addr, (error & 2) != 0, r->rip, kfence_line))
+        return "kfence: guarded sampling caught the access above";
     const char *d = mem_pf_diagnose(addr, error);
     if (!d && prev_pf_hook)
         d = prev_pf_hook(addr, error, r);

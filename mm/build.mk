@@ -12,6 +12,7 @@ MM_SRCS := \
 	mm/mcentral.c \
 	mm/mheap.c \
 	mm/mheapmap.c \
+	mm/mkfence.c \
 	mm/mkmemcache.c \
 	mm/mpagealloc.c \
 	mm/mfixalloc.c \

@@ -700,6 +700,10 @@ void mm_depot_unlock(void);
 void mm_leak_report_begin(void);
 void mm_leak_report(struct kmalloc_leaks *st, kmalloc_leak_fn fn, void *arg, uintptr_t obj,
                     size_t size, uintptr_t word);
+/* The same for an object whose frames are at hand (a guarded sample's,
+ * mkfence.c) rather than in the depot. */
+void mm_leak_report_pcs(struct kmalloc_leaks *st, kmalloc_leak_fn fn, void *arg, uintptr_t obj,
+                        size_t size, const uintptr_t *pcs, unsigned n);
 void mm_leak_report_end(void);
 /* Nonzero once any object was flagged (kmalloc_leak_not_leak, _ignore,
  * _end_ref): the scan's passes for flags are skipped until then
@@ -707,6 +711,62 @@ void mm_leak_report_end(void);
 extern int mm_leak_flags_used;
 #define LEAK_FLAGS_ANY     1 /* some object has a LEAK_* flag */
 #define LEAK_FLAGS_END_REF 2 /* some object has LEAK_END_REF */
+/* ---- guarded sampling (mkfence.c) ----
+ * The pool lies after the arena, outside every span: kfree's fast path
+ * sends its pointers to kfree_outside (arena bounds test), ksize,
+ * krealloc and the leak scan ask kfence_owns. */
+struct kfence_pool {
+	uintptr_t objs; /* immutable after mheap_init: the first guard page */
+	size_t bytes;   /* immutable: (2n + 1) sys pages from objs; 0: none */
+};
+extern struct kfence_pool kfence_pool;
+/* The pool's free list and slot states: a leaf (no mm lock or hook is
+ * taken under it); the host's fork handlers hold it across a fork. */
+extern struct sys_lock kfence_lock;
+static inline bool kfence_owns(uintptr_t p) { return p - kfence_pool.objs < kfence_pool.bytes; }
+/* Allocations per CPU between two "is a sample due" checks (mcache.
+ * kfence_left), sampling on or off: a check reads the clock (~20 ns) only
+ * when on, so it costs ~0.005 ns per allocation; off, two loads. A
+ * constant: the fast path's reload is a store of an immediate, and a
+ * port may turn sampling on at any time (kmalloc_kfence_set). */
+#define KFENCE_CHECK_EVERY 4096
+/* Bytes of address space the pool needs after the arena (0: no guard
+ * hook, or page_size too big), and its setup once the region exists.
+ * pre: mheap_init, init lock. */
+size_t kfence_reserve_bytes(void);
+void kfence_init(uintptr_t base);
+/* After mheap_init, no lock held: sampling on from the start opens the
+ * pool's records now, not in the middle of what the first sample
+ * interrupts (a kernel counting its frames). */
+void kfence_start(void);
+/* kmalloc's sample path: when a sample is due (or forced), an object of
+ * size bytes from the pool, counted as one of spanclass (a kmalloc
+ * class) in the statistics; else NULL (the caller allocates as usual).
+ * pre: no mm lock held, outside sys_irq_save sections. */
+void *kfence_sample(size_t size, unsigned spanclass, unsigned flags, uintptr_t site);
+/* pre: kfence_owns(p). Free (faults on a double or invalid free and, for
+ * a typed cache's free (want != 0), on any live sample), its size (a
+ * fault naming what, "invalid pointer", unless p is a live sample's
+ * start). */
+void kfence_free(uintptr_t p, unsigned want, uintptr_t site);
+size_t kfence_ksize(uintptr_t p, const char *what);
+void kfence_stats(struct kmalloc_stats *st);
+/* The pool's records' bytes in mheap.meta_sys (0 until they open). */
+uint64_t kfence_meta_sys(void);
+/* Tests and the fuzzer: the calling CPU's next kmalloc of up to a sys
+ * page is sampled (if the pool has room). 0, or -1 without a pool. */
+int kfence_sample_next(void);
+/* The leak scan (mgcmark.c), the world stopped: clear the marks; mark
+ * the live sample v points into (returns it in *obj: 1 new and noscan,
+ * 2 new and to be scanned, 0 otherwise); its size; flag one the grey
+ * stack had no room for and scan the flagged; report the unmarked. */
+void kfence_clear_marks(void);
+int kfence_mark(uintptr_t v, uintptr_t *obj);
+void kfence_set_rescan(uintptr_t obj);
+void kfence_rescan(void (*scan)(uintptr_t obj, void *arg), void *arg);
+void kfence_report_leaks(void (*fn)(uintptr_t obj, size_t size, const uintptr_t *pcs, unsigned n,
+                                    void *arg),
+                         void *arg);
 
 #pragma GCC visibility pop
 

@@ -119,6 +119,26 @@ void kmalloc_cpu_idle(void);
  * it itself when a step is due. */
 uint64_t kmalloc_background(void);
 
+/* Guarded sampling (mm/mkfence.c, Linux's KFENCE), where the port has
+ * sys_config.guard: about one allocation of up to a sys page per interval
+ * sits against an inaccessible page, and its page becomes inaccessible
+ * when freed.
+ * kmalloc_kfence_fault: the port's page-fault handler calls it for every
+ * fault it does not understand itself, with the faulting address, 1 for a
+ * write, the faulting instruction (0: unknown) and a line writer (no
+ * newline; must not allocate). Returns 0 if the address is not in the
+ * pool; else it has written the report (its first line
+ * "kfence: out-of-bounds write at 0x... (N bytes right of M-byte object
+ * 0x... allocated at f+0x..)", or "left of", or "kfence: use-after-free
+ * read at 0x... (object 0x... freed at ...)", then the allocation and
+ * free backtraces) and returns 1: the port stops (panic, abort). N counts
+ * the accessed byte: p[size] is 1 byte right, p[-1] 1 byte left.
+ * kmalloc_kfence_set: the sampling interval in milliseconds from now on
+ * (0: off); -1 if the port has no guard hook or the pool cannot be set
+ * up. */
+int kmalloc_kfence_fault(uintptr_t addr, int write, uintptr_t pc, void (*log)(const char *line));
+int kmalloc_kfence_set(unsigned ms);
+
 /* Per size class, both halves (scanned and KM_NOSCAN objects) together;
  * the noscan_ fields are the KM_NOSCAN half alone. */
 struct kmalloc_class_stats {
@@ -158,6 +178,14 @@ struct kmalloc_stats {
 	/* caches of CPUs that stopped calling kmalloc (the host's idle
 	 * threads), drained by the background work (mm/mcache.c) */
 	uint64_t idle_drains;
+	/* guarded sampling (mkfence.c) */
+	uint64_t kfence_allocs;  /* objects served from the guarded pool */
+	uint64_t kfence_frees;   /* of those, freed */
+	uint64_t kfence_skipped; /* samples due but not taken: pool full (all
+	                            live or not yet reusable), no memory */
+	uint64_t kfence_bytes;   /* committed pages of live samples (in
+	                            committed; the pool's records are in
+	                            meta_sys) */
 };
 
 void kmalloc_stats(struct kmalloc_stats *st);

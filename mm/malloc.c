@@ -78,6 +78,9 @@
  *   depot        tracked allocations' backtraces, each distinct one
  *                stored once in the metadata region, an object keeping
  *                a 32-bit handle in its site word (mstack.c)
+ *   kfence pool  guarded sampling: sys pages after the arena, each object
+ *                page between two inaccessible guards, a record per slot
+ *                out of band (mkfence.c)
  *   kmem_cache   a typed cache: a span class of its own (136 .. 255) cut
  *                at its exact object size, with an optional constructor
  *                run on each slot of a new span; every per-class
@@ -97,11 +100,14 @@
  * mallocgc -> nextFreeFast -> refill -> cacheSpan):
  *   1. kmalloc -> kmalloc_fast (inline): size > 32 KiB: mm_alloc_large
  *      (step 7).
- *   2. size_to_class (two small tables) -> class_alloc_fast (inline):
- *      interrupts off (sys_irq_save); this CPU's mcache from the port's
- *      slot (mcache_fast); pop its magazine for the span class; store 1
- *      in the object's live byte (its address is in the entry). No lock,
- *      no atomic RMW.
+ *   2. class_alloc_fast (inline): interrupts off (sys_irq_save); this
+ *      CPU's mcache from the port's slot (mcache_fast); count its
+ *      kfence_left down (at 0, every 4096 allocations of a CPU:
+ *      kmalloc_sampled -> kfence_sample, a guarded sample if one is due
+ *      by the clock, mkfence.c; about one allocation per interval is
+ *      sampled); size_to_class (two small tables); pop the magazine of
+ *      the span class; store 1 in the object's live byte (its address is
+ *      in the entry). No lock, no atomic RMW.
  *   3. Magazine empty: mspan_nextFreeFast on the span the mcache caches
  *      for the class: the lowest set bit of allocCache gives a free
  *      slot; store its live byte 1.
@@ -160,7 +166,9 @@
  *      page's place in its span, the record's incarnation and address;
  *      0 on pages of no small in-use span, and on chunks whose map
  *      words trim gave back, which read as zero (mmeta.c); internal.h);
- *      outside the grown arena: "invalid free".
+ *      outside the grown arena: a guarded sample's if in the pool after
+ *      it (kfence_free validates it against its slot's record, then
+ *      makes its page inaccessible), else "invalid free".
  *   2. Interrupts off; this CPU's magazine for the descriptor's class
  *      holds the class's constants: p must be a slot start (one
  *      multiply, msize.h) within the span's slot bytes (0 for class 0:
@@ -200,7 +208,9 @@
  * until kmalloc_trim gives back its record or its chunk's map words
  * (then "invalid free": what told the two apart is gone).
  * ksize and krealloc validate the same way without writing anything and
- * report "invalid pointer".
+ * report "invalid pointer" (a sample's against its record: its size is
+ * the size asked for; krealloc moves it to a new object).
+ * Typed caches are never sampled (kmem_cache_alloc skips the count).
  *
  * krealloc(p, size) validates p like kfree (without writing), then:
  *   1. size 0, or a shrink that keeps more than half: p itself.
@@ -329,16 +339,37 @@
 
 int kmalloc_init(void)
 {
-	return mheap_init();
+	int r = mheap_init();
+	if (r == 0)
+		kfence_start();
+	return r;
 }
 
 /* The slow half of small allocation (steps 4-6, 8, 9), for kmalloc's
  * and kmemalign's classes alike. */
+/* With allocation sites tracked every allocation comes here, past the
+ * fast path's count: count here, and sample at the class's size (a
+ * multiple of kmemalign's alignment, so a sample keeps it). */
+static __attribute__((noinline)) void *sample_tracked(unsigned spanclass, unsigned flags,
+                                                      uintptr_t site)
+{
+	unsigned long f = sys_irq_save();
+	struct mcache *c = mcache_this();
+	bool due = c != NULL && --c->kfence_left == 0;
+	if (due)
+		c->kfence_left = KFENCE_CHECK_EVERY;
+	sys_irq_restore(f);
+	return due ? kfence_sample(spanclass_elemsize(spanclass), spanclass, flags, site) : NULL;
+}
+
 void *mm_alloc_class(unsigned spanclass, unsigned flags, uintptr_t site)
 {
 	if (spanclass_size(spanclass) == 0) /* kmalloc(0): a real, freeable */
 		spanclass = spanclass_make(1, spanclass_noscan(spanclass)); /* 8-byte object */
 	void *v = NULL;
+	if (MM_UNLIKELY(mheap_inited() && mheap_.track_sites) && spanclass < KMALLOC_SPANCLASSES &&
+	    (v = sample_tracked(spanclass, flags, site)) != NULL)
+		return v;
 	bool needzero = false;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		unsigned long f = sys_irq_save();
@@ -374,14 +405,34 @@ static __attribute__((noinline)) void *zero_object(void *v, unsigned spanclass)
  * only on the slow paths, so the fast path does not load it. */
 #define CALLER() ((uintptr_t)__builtin_return_address(0))
 
+static void *kmalloc_sampled(size_t size, unsigned flags, uintptr_t site);
+
+/* kmalloc's span class for size (<= 32 KiB). */
+static inline __attribute__((always_inline)) uintptr_t kmalloc_class(size_t size, unsigned flags)
+{
+	return (uintptr_t)size_to_class(size) << 1 | ((flags / KM_NOSCAN) & 1);
+}
+
 /* Steps 2-3 of the overview for span class cls, then the slow half:
  * kmalloc's and kmemalign's fast path. cls is a uintptr_t because it
- * indexes arrays, and an unsigned index costs a zero-extending move. */
-static inline __attribute__((always_inline)) void *class_alloc_fast(uintptr_t cls, unsigned flags)
+ * indexes arrays, and an unsigned index costs a zero-extending move.
+ * sample (a constant): kmalloc's path, which counts down to the next
+ * sampling check; arg is then the size, and the class is computed after
+ * the count, so the size need not stay in a register beside it (two
+ * moves more per kmalloc, callgrind showed). Otherwise arg is the class. */
+static inline __attribute__((always_inline)) void *class_alloc_fast(uintptr_t arg, unsigned flags,
+                                                                    bool sample)
 {
 	unsigned long f = sys_irq_save();
 	struct mcache *c = mcache_fast();
+	uintptr_t cls;
 	if (MM_LIKELY(c != NULL)) {
+		if (sample && MM_UNLIKELY(--c->kfence_left == 0)) {
+			c->kfence_left = KFENCE_CHECK_EVERY;
+			sys_irq_restore(f);
+			return kmalloc_sampled(arg, flags, CALLER());
+		}
+		cls = sample ? kmalloc_class(arg, flags) : arg;
 		struct magazine *m = &c->mag[cls];
 		struct magentry *e = m->top;
 		if (MM_LIKELY(e != m->base)) {
@@ -408,9 +459,22 @@ static inline __attribute__((always_inline)) void *class_alloc_fast(uintptr_t cl
 				return zero_object(v, (unsigned)cls);
 			return v;
 		}
+	} else {
+		cls = sample ? kmalloc_class(arg, flags) : arg;
 	}
 	sys_irq_restore(f);
 	return mm_alloc_class((unsigned)cls, flags, CALLER());
+}
+
+/* A kmalloc whose CPU's kfence_left ran out: a guarded sample if one is
+ * due (mkfence.c), else the fast path without the count. */
+static __attribute__((noinline)) void *kmalloc_sampled(size_t size, unsigned flags, uintptr_t site)
+{
+	uintptr_t cls = kmalloc_class(size, flags);
+	void *v = kfence_sample(size, (unsigned)cls, flags, site);
+	if (v != NULL)
+		return v;
+	return class_alloc_fast(cls, flags, false);
 }
 
 /* The fast path: steps 1-3 of the overview. Measured with callgrind on
@@ -419,8 +483,7 @@ static inline __attribute__((always_inline)) void *kmalloc_fast(size_t size, uns
 {
 	if (MM_UNLIKELY(size > _MaxSmallSize))
 		return mm_alloc_large(size, 0, flags, CALLER());
-	return class_alloc_fast((uintptr_t)size_to_class(size) << 1 | ((flags / KM_NOSCAN) & 1),
-	                        flags);
+	return class_alloc_fast(size, flags, true);
 }
 
 void *kmalloc(size_t size, unsigned flags)
@@ -519,9 +582,15 @@ static __attribute__((noinline)) void kfree_slow(uintptr_t p, unsigned want)
 }
 
 /* Not declared noreturn, so the fast path reaches them with a tail jump
- * and needs no stack frame of its own. */
-static MM_OUTLINE void kfree_invalid(const void *p)
+ * and needs no stack frame of its own. A pointer outside the grown arena
+ * is invalid unless it is a guarded sample's (mkfence.c): the pool lies
+ * after the arena, so its frees cost the fast path nothing. */
+static MM_OUTLINE void kfree_outside(const void *p, unsigned want)
 {
+	if (kfence_owns((uintptr_t)p)) {
+		kfence_free((uintptr_t)p, want, CALLER());
+		return;
+	}
 	sys_fault("invalid free", p);
 }
 
@@ -543,7 +612,7 @@ static inline __attribute__((always_inline)) void free_fast(const void *ptr, boo
 	if (MM_UNLIKELY(rel >= LOAD(mheap_.arena_used_bytes))) {
 		if (p == 0)
 			return;
-		return kfree_invalid(ptr);
+		return kfree_outside(ptr, typed ? want : 0);
 	}
 	/* Small INUSE spans only, from the page's descriptor (internal.h):
 	 * 0 on pages of no small span, whose class-0 magazine (nbytes 0)
@@ -609,7 +678,7 @@ void *kmem_cache_alloc(struct kmem_cache *c, unsigned flags)
 {
 	if (MM_UNLIKELY(LOAD(c->state) != KMC_LIVE))
 		return cache_invalid(c);
-	return class_alloc_fast(c->spanclass, flags);
+	return class_alloc_fast(c->spanclass, flags, false);
 }
 
 void kmem_cache_free(struct kmem_cache *c, void *obj) { free_fast(obj, true, c->spanclass); }
@@ -633,13 +702,32 @@ size_t ksize(const void *p)
 {
 	if (p == NULL)
 		return 0;
+	if (MM_UNLIKELY(kfence_owns((uintptr_t)p)))
+		return kfence_ksize((uintptr_t)p, "invalid pointer");
 	return live_span((uintptr_t)p, "invalid pointer")->elemsize;
+}
+
+/* krealloc of a guarded sample: a new object (perhaps a sample again),
+ * the bytes, and the sample freed, which closes its page. */
+static __attribute__((noinline)) void *krealloc_sampled(void *p, size_t size, unsigned flags)
+{
+	size_t old = kfence_ksize((uintptr_t)p, "invalid pointer");
+	if (size == 0 || size == old)
+		return p;
+	void *n = kmalloc_fast(size, flags);
+	if (n == NULL)
+		return NULL;
+	__builtin_memcpy(n, p, old < size ? old : size);
+	kfree(p);
+	return n;
 }
 
 void *krealloc(void *p, size_t size, unsigned flags)
 {
 	if (p == NULL)
 		return kmalloc_fast(size, flags);
+	if (MM_UNLIKELY(kfence_owns((uintptr_t)p)))
+		return krealloc_sampled(p, size, flags);
 	struct mspan *s = live_span((uintptr_t)p, "invalid pointer");
 	size_t old = s->elemsize;
 	if (size == 0 || (size <= old && size > old / 2))
@@ -693,7 +781,7 @@ void *kmemalign(size_t align, size_t size, unsigned flags)
 		unsigned k = (unsigned)__builtin_ctzll(align) - 4; /* align 16 << k */
 		uintptr_t c = class_align_up[size_to_class(size ? size : 1)][k];
 		if (c != 0)
-			return class_alloc_fast(c << 1 | ((flags / KM_NOSCAN) & 1), flags);
+			return class_alloc_fast(c << 1 | ((flags / KM_NOSCAN) & 1), flags, false);
 	}
 	return mm_alloc_large(size, align, flags, CALLER());
 }

@@ -147,7 +147,8 @@ struct mcache *mcache_get(unsigned cpu)
 	for (unsigned i = 0; i < NUM_SPANCLASSES; i++)
 		c->alloc[i] = &mspan_empty; /* magazines: NULL until used */
 	c->cpu = cpu;
-	c->kmc_clean = 1; /* no typed cache's class touched yet */
+	c->kmc_clean = 1;                    /* no typed cache's class touched yet */
+	c->kfence_left = KFENCE_CHECK_EVERY; /* (mkfence.c) */
 	/* acquire: pairs with mm_drain_all's increment (what it drained) */
 	c->drain_seen = mm_load_acquire(&mheap_.drain_gen);
 	mm_store_release(&mm_mcaches[cpu_slot(cpu)], c); /* publishes c's fields (mcache_at) */

@@ -86,8 +86,8 @@ enum mc_idle { MC_OWNED = 0, MC_MARKED = 1, MC_STOLEN = 2, MC_DRAINED = 3 };
  * the background work while it holds it STOLEN. */
 struct mcache {
 	struct magazine mag[NUM_SPANCLASSES];
-	struct mspan *alloc[NUM_SPANCLASSES]; /* cached span per span class,
-	                                         or &mspan_empty */
+	/* the span cached for each span class, or &mspan_empty */
+	struct mspan *alloc[NUM_SPANCLASSES];
 	struct mspan *lbin[LARGE_CACHE_MAXPAGES + 1]; /* cached large spans
 	                                         by page count, linked through
 	                                         mspan.next */
@@ -114,6 +114,11 @@ struct mcache {
 	                                         typed cache's class
 	                                         (mcache_mag_ready): it holds
 	                                         nothing of any (mkmemcache.c) */
+	uint32_t kfence_left;                 /* this CPU, interrupts off:
+	                                         kmalloc's fast path counts it
+	                                         down; at 0 it asks whether a
+	                                         guarded sample is due
+	                                         (mkfence.c) */
 };
 
 /* Whether a transfer cache's entry array is there: kmalloc_trim gives

@@ -146,6 +146,20 @@ static bool grey_pop(struct gcwork *w, uintptr_t *obj)
 	return true;
 }
 
+/* A word into the guarded pool: its live sample, as below (mkfence.c). */
+static void mark_kfence(struct gcwork *w, uintptr_t v)
+{
+	uintptr_t obj;
+	int r = kfence_mark(v, &obj);
+	if (r == 0)
+		return;
+	w->st.marked++;
+	if (r == 2 && !grey_push(w, obj)) {
+		kfence_set_rescan(obj);
+		w->overflowed = true;
+	}
+}
+
 /* Go's greyobject: mark the live object obj (slot idx of s), and grey
  * it if it is new and may hold pointers (and is not kmalloc_leak_ignore'd). */
 static inline void mark_object(struct gcwork *w, struct mspan *s, uintptr_t obj, unsigned idx)
@@ -224,6 +238,8 @@ static inline void mark_word(struct gcwork *w, uintptr_t v)
 		return;
 	if (find_object(v, &s, &obj, &idx))
 		mark_object(w, s, obj, idx);
+	else if (MM_UNLIKELY(kfence_owns(v)))
+		mark_kfence(w, v);
 }
 
 static void scan_range(struct gcwork *w, uintptr_t start, size_t len)
@@ -258,6 +274,10 @@ static void scan_root(const void *start, size_t len, void *arg)
  * use and the slot live, so its memory is committed). */
 static void scan_object(struct gcwork *w, uintptr_t obj)
 {
+	if (MM_UNLIKELY(kfence_owns(obj))) {
+		scan_range(w, obj, kfence_ksize(obj, "leak scan"));
+		return;
+	}
 	struct mspan *s = mheap_.spans[(obj - mheap_.arena_start) >> PAGE_SHIFT];
 	scan_range(w, obj, s->elemsize);
 }
@@ -312,6 +332,12 @@ static void rescan_span(struct mspan *s, void *arg)
 	drain(w);
 }
 
+static void rescan_kfence(uintptr_t obj, void *arg)
+{
+	scan_object(arg, obj);
+	drain(arg);
+}
+
 struct report {
 	struct gcwork *w;
 	kmalloc_leak_fn fn;
@@ -331,6 +357,14 @@ static void report_span(struct mspan *s, void *arg)
 			mm_leak_report(&r->w->st, r->fn, r->arg,
 			               s->base + (uintptr_t)i * s->elemsize, s->elemsize,
 			               s->sites != NULL ? s->sites[i] : 0);
+}
+
+/* A guarded sample nothing reached: reported with the frames its own
+ * record keeps (mkfence.c), suppressions applying as to any other. */
+static void report_kfence(uintptr_t obj, size_t size, const uintptr_t *pcs, unsigned n, void *arg)
+{
+	struct report *r = arg;
+	mm_leak_report_pcs(&r->w->st, r->fn, r->arg, obj, size, pcs, n);
 }
 
 /* kmalloc_leak_not_leak's objects are roots: marked and scanned. */
@@ -381,6 +415,7 @@ static __attribute__((noinline)) uint64_t leak_scan(struct kmalloc_leaks *out, k
 	for_each_span(clear_marks, NULL);
 	if (w.flags != 0)
 		for_each_span(mark_not_leak, &w);
+	kfence_clear_marks();
 	sys_lock(&root_lock);
 	for (unsigned i = 0; i < MAX_ROOTS; i++)
 		if (roots[i].len != 0)
@@ -393,9 +428,11 @@ static __attribute__((noinline)) uint64_t leak_scan(struct kmalloc_leaks *out, k
 		w.overflowed = false;
 		w.st.rescans++;
 		for_each_span(rescan_span, &w);
+		kfence_rescan(rescan_kfence, &w);
 	}
 	struct report r = { &w, fn, arg };
 	for_each_span(report_span, &r);
+	kfence_report_leaks(report_kfence, &r);
 	sys_irq_restore(irq);
 	if (sys_config.stop_world != NULL && sys_config.start_world != NULL)
 		sys_config.start_world();

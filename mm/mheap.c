@@ -172,19 +172,21 @@ int mheap_init(void)
 	unsigned n = 0;
 	size_t meta = 0;
 	void *base = NULL;
+	/* the guarded pool after the arena: address space only (mkfence.c) */
+	size_t kfence = kfence_reserve_bytes();
 	for (;;) {
 		if (arena < SYS_ARENA_MIN) {
 			sys_unlock(&init_lock);
 			return -1;
 		}
 		meta = layout(arena, arrs, &n);
-		if (sys_reserve(meta + CHUNK_BYTES + arena, &base) == 0)
+		if (sys_reserve(meta + CHUNK_BYTES + arena + kfence, &base) == 0)
 			break;
 		arena /= 2;
 	}
 	struct pagealloc *pa = &mheap_.pages;
 	mheap_.region = (uintptr_t)base;
-	mheap_.region_size = meta + CHUNK_BYTES + arena;
+	mheap_.region_size = meta + CHUNK_BYTES + arena + kfence;
 	for (unsigned i = 0; i < n; i++)
 		arrs[i]->base += (uintptr_t)base;
 	mheap_.arena_start = round_up((uintptr_t)base + meta, CHUNK_BYTES);
@@ -209,6 +211,7 @@ int mheap_init(void)
 		mheap_.central[i].c.spanclass = i;
 	mheap_.arena_used = mheap_.arena_start;
 	mheap_scav_init();
+	kfence_init(mheap_.arena_end);       /* after the clock: it may start sampling */
 	mm_store_release(&mheap_.inited, 1); /* publishes everything above (mheap_inited) */
 	sys_unlock(&init_lock);
 	return 0;

@@ -206,6 +206,12 @@ void mm_leak_report(struct kmalloc_leaks *st, kmalloc_leak_fn fn, void *arg, uin
 		return;
 	uintptr_t pcs[LEAK_FRAMES];
 	unsigned n = mm_depot_fetch(LEAK_HANDLE(word), pcs, LEAK_FRAMES);
+	mm_leak_report_pcs(st, fn, arg, obj, size, pcs, n);
+}
+
+void mm_leak_report_pcs(struct kmalloc_leaks *st, kmalloc_leak_fn fn, void *arg, uintptr_t obj,
+                        size_t size, const uintptr_t *pcs, unsigned n)
+{
 	int s = n != 0 ? suppressed(pcs, n) : -1;
 	if (s >= 0) {
 		supp[s].count++;

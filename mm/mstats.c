@@ -68,6 +68,8 @@ void kmalloc_stats(struct kmalloc_stats *st)
 	st->idle_drains = mm_load_relaxed(&mheap_.idle_drains);
 	st->committed = st->heap_inuse + st->heap_free + st->meta_sys - st->mesh_bytes;
 	unlock_heap();
+	kfence_stats(st); /* its own lock, a leaf */
+	st->committed += st->kfence_bytes;
 }
 
 static void log_kv(const char *key, uint64_t v)
@@ -125,6 +127,12 @@ void kmalloc_dump(void)
 		log_kv("kmalloc: depot_bytes   ", d.bytes);
 		log_kv("kmalloc: depot_fallbacks ", d.fallbacks);
 		log_kv("kmalloc: depot_lost    ", d.lost);
+	}
+	if (st.kfence_allocs != 0 || st.kfence_skipped != 0) {
+		log_kv("kmalloc: kfence allocs ", st.kfence_allocs);
+		log_kv("kmalloc: kfence frees  ", st.kfence_frees);
+		log_kv("kmalloc: kfence skipped", st.kfence_skipped);
+		log_kv("kmalloc: kfence bytes  ", st.kfence_bytes);
 	}
 }
 
@@ -269,7 +277,7 @@ static int page_desc_valid(size_t pg)
 /* Metadata trim gave back is consistent (mheap_maps_check: map units
  * not Ready hold only free pages and read as zero), and meta_sys is what
  * the arrays committed less the map units, transfer-cache entry pages
- * and fixalloc blocks given back.
+ * and fixalloc blocks given back, plus guarded sampling's records.
  * pre: mheap.lock, nothing allocating or trimming. */
 static bool meta_accounted(void)
 {
@@ -288,6 +296,7 @@ static bool meta_accounted(void)
 	for (size_t b = 0; b < mheap_.m_fix.used / FIX_BLOCK; b++)
 		if (fb[b].state == FB_RELEASED || fb[b].state == FB_INFLIGHT)
 			sum -= FIX_BLOCK;
+	sum += kfence_meta_sys(); /* guarded sampling's records (mkfence.c) */
 	return sum - (uint64_t)maps - mm_transfer_released_bytes() == mheap_.meta_sys;
 }
 

@@ -74,6 +74,9 @@
  *             mesh_unalias,           (meshing, mmesh.c)
  *             mesh_protect/unprotect,
  *             mesh_context
+ *             sys_config.guard,       no guarded sampling (mkfence.c):
+ *             kfence_ms,              overflows and uses after free are
+ *             kfence_objects          not caught where they happen
  *             SYS_MCACHE_GET/SET      one more load (a table indexed by
  *                                     sys_cpu_id) per kmalloc and kfree
  *             SYS_PREFETCH_W          the compiler's prefetch, for reading
@@ -315,6 +318,31 @@ struct sys_config {
 	int (*mesh_alias)(void *dst, void *src, size_t len, int own);
 	void (*mesh_unalias)(void *src, size_t len);
 	int (*mesh_context)(void);
+	/* Optional hook of guarded sampling (mm/mkfence.c), NULL if the port
+	 * has none (then nothing is sampled). mm reserves a pool of sys pages
+	 * after the arena and changes its pages only through this hook,
+	 * never through sys_commit or sys_release:
+	 *  guard(p, n, 1)  Reserved -> Ready (reads as zero, as sys_commit).
+	 *               Returns 0, or -1 with nothing changed (no memory:
+	 *               the sample is skipped).
+	 *  guard(p, n, 0)  Ready -> Reserved, and any access to the range
+	 *               faults (the host's sys_release leaves pages readable
+	 *               as zero; this may not). Returns 0; cannot fail.
+	 *    pre: p, n multiples of page_size; no mm lock held; interrupts
+	 *         may be off (a sample or free in the kernel's timer
+	 *         interrupt), as for sys_commit and sys_release.
+	 * A fault on the pool goes to kmalloc_kfence_fault (kmalloc.h), which
+	 * prints the report; the port then stops (panic, abort).
+	 *  kfence_ms    the sampling interval: about one allocation per
+	 *               interval is served from the pool; 0: none (the port
+	 *               may still turn it on later, kmalloc_kfence_set).
+	 *               Needs now_ns.
+	 *  kfence_objects  the pool's size in objects; 0 means 255 (KFENCE's
+	 *               default): 2 * (n + 1) sys pages of address space,
+	 *               reserved only; one page is Ready per live sample. */
+	int (*guard)(void *p, size_t n, int open);
+	unsigned kfence_ms;
+	unsigned kfence_objects;
 };
 
 /* Defined by the port. The port may set fields until kmalloc_init runs

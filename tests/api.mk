@@ -115,6 +115,10 @@ API_UTIL_ALL := $(foreach d,$(API_DIR) $(ASAN_DIR) $(TSAN_DIR),$(call API_UTIL_O
 
 .SECONDARY: $(API_BINS:=.o) $(API_UTIL_ALL)
 
+# KMALLOC_KFENCE=1: guarded sampling every millisecond (mm/mkfence.c) under
+# TSan and ASan, threads sampling and freeing samples at once (not the
+# model: it tells an object's class by its ksize, and a sample's ksize is
+# its request, 24 B for the 32 B class that counts it).
 # The second ASan and TSan runs have the background scavenger thread from the start
 # and a 5 ms release delay, so it releases and ages caches while the
 # workers allocate (arch/host/background.c).
@@ -155,6 +159,8 @@ test-api: $(API_BINS)
 	run env $(API_TSAN_ENV) KMALLOC_BACKGROUND=1 KMALLOC_RELEASE_MS=5 \
 	    $(TSAN_DIR)/api_stress $$(( $(API_STRESS_ITERS) / 10 )); \
 	run env $(API_TSAN_ENV) $(TSAN_DIR)/api_mesh; \
+	run env $(API_TSAN_ENV) KMALLOC_KFENCE=1 $(TSAN_DIR)/api_stress $$(( $(API_STRESS_ITERS) / 10 )); \
+	run env $(API_ASAN_ENV_MESH) KMALLOC_KFENCE=1 $(ASAN_DIR)/api_stress $$(( $(API_STRESS_ITERS) / 4 )); \
 	run env $(API_TSAN_ENV) KMALLOC_MESH=1 KMALLOC_BACKGROUND=1 KMALLOC_RELEASE_MS=5 \
 	    $(TSAN_DIR)/api_stress $$(( $(API_STRESS_ITERS) / 10 )); \
 	if [ $$fail -ne 0 ]; then echo "test-api: $$fail program(s) failed"; exit 1; fi; \

@@ -66,6 +66,14 @@ TEST_TARGETS += test-boot
 #   mesh_*_selftest  double and interior free through either half of a
 #                  meshed pair: the misuse panic, and its pointer is the
 #                  one the test printed ("mesh_misuse: expect ...")
+#   (kmem_arena and kmem_mesh run with kfence=0: "0 frames committed"
+#   at boot, and 64 spans of 256 B objects, count what sampling would
+#   change: its records, an object served from the pool)
+#   kfence_*_selftest  kfence=10: 64 B objects overflowed by one byte,
+#                  read one byte before their start, read and written
+#                  after their free, in a loop until a guarded sample
+#                  stops it: kfence's report line, the fault's panic; a
+#                  sample freed twice or at +8: kfree's misuse panic
 # A pattern starting with ! must NOT match the log.
 KMEM_CASES := $(BUILD)/boot-cases/kmem
 # Extra QEMU arguments as `make run` uses them (kernel/build.mk, if set).
@@ -114,7 +122,7 @@ test-boot-kmem: $(LOADER_EFI) $(KERNEL_ELF) $(KMEM_DEBUG_ELF)
 	        echo "boot case $$name: FAILED: $$why ($$(($$(date +%s) - start))s)"; \
 	        tail -n 25 $$d/console.log | tr -d '\r'; fi; \
 	}; \
-	kcase kmem_arena 0 1G $(KERNEL_ELF) "arena=1K arena=banana arena=8193G arena=8T ktest=kmalloc_classes,kmalloc_frames_agree,kmalloc_large" \
+	kcase kmem_arena 0 1G $(KERNEL_ELF) "arena=1K arena=banana arena=8193G arena=8T kfence=0 ktest=kmalloc_classes,kmalloc_frames_agree,kmalloc_large" \
 	    "^mem: warning: arena=1K is outside 16 MiB..8 TiB; using the default 64 GiB" \
 	    "^mem: warning: arena=banana is not a size" "^mem: warning: arena=8193G is outside" \
 	    '^mem: kmalloc arena 8192 GiB \(arena=\), region 0xffffa00000000000-0xffffa[89][0-9a-f]+ reserved, 0 frames committed' \
@@ -156,6 +164,19 @@ test-boot-kmem: $(LOADER_EFI) $(KERNEL_ELF) $(KMEM_DEBUG_ELF)
 	kcase heap_nx_selftest 2 $(MEM) $(KERNEL_ELF) "ktest=heap_nx_selftest" \
 	    '^page fault: kmalloc arena: instruction fetch of committed heap page 0xffffa0[0-9a-f]+000' \
 	    'error code 0x11' '^Backtrace:' '^ktest: heap_nx_selftest FAILED: panic'; \
+	kfcase() { kcase $$1 2 $(MEM) $(KERNEL_ELF) "kfence=10 ktest=$$1" "$$2" \
+	    '^page fault: kfence: guarded sampling caught the access above' '^Backtrace:' \
+	    "^ktest: $$1 FAILED: panic"; }; \
+	kfobj='0xffffa0[0-9a-f]+'; \
+	kfcase kfence_overflow_selftest "^kfence: out-of-bounds write at $$kfobj \(1 byte right of 64-byte object $$kfobj allocated at overflow_loop\+0x[0-9a-f]+\)"; \
+	kfcase kfence_underflow_selftest "^kfence: out-of-bounds read at $$kfobj \(1 byte left of 64-byte object $$kfobj allocated at underflow_loop\+0x[0-9a-f]+\)"; \
+	kfcase kfence_uaf_read_selftest "^kfence: use-after-free read at $$kfobj \(object $$kfobj freed at uaf_loop\+0x[0-9a-f]+\)"; \
+	kfcase kfence_uaf_write_selftest "^kfence: use-after-free write at $$kfobj \(object $$kfobj freed at uaf_loop\+0x[0-9a-f]+\)"; \
+	kfmisuse() { kcase $$1 2 $(MEM) $(KERNEL_ELF) "ktest=$$1" \
+	    "^PANIC: kmalloc: $$2: $$kfobj" '^Backtrace:' '#[0-9]+ +0xffffffff[0-9a-f]+ kfence_free\+0x' \
+	    "ktest_fn_$$1\\+0x" "^ktest: $$1 FAILED: panic: kmalloc: $$2" '^ktest: 0 passed, 1 failed'; }; \
+	kfmisuse kfence_double_free_selftest "double free"; \
+	kfmisuse kfence_invalid_free_selftest "invalid free"; \
 	kcase kmem_kmemleak 0 $(MEM) $(KERNEL_ELF) "kmemleak=on ktest=kmemleak_planted,kmemleak_irq_alloc,kmemleak_stop_timeout" \
 	    '^kmemleak: 0x[0-9a-f]+ size 64 \[allocated at plant_small_leak\+0x[0-9a-f]+\]' \
 	    '^kmemleak:   backtrace:' '^kmemleak:     \[<0x[0-9a-f]+>\] plant_small_leak\+0x[0-9a-f]+' \
@@ -176,7 +197,7 @@ test-boot-kmem: $(LOADER_EFI) $(KERNEL_ELF) $(KMEM_DEBUG_ELF)
 	kcase kmem_idle_release 0 $(MEM) $(KERNEL_ELF) "ktest=kmalloc_idle_release" \
 	    '^kmalloc_idle_release: [0-9]+ frames used, [0-9]+ of them back after [0-9]+ ticks \(no trim\)' \
 	    '^ktest: kmalloc_idle_release ok' '^ktest: 1 passed, 0 failed'; \
-	kcase kmem_mesh 0 $(MEM) $(KERNEL_ELF) "kmemleak=on ktest=kmesh_fragmented,kmesh_smp,kmesh_leak_scan" \
+	kcase kmem_mesh 0 $(MEM) $(KERNEL_ELF) "kmemleak=on kfence=0 ktest=kmesh_fragmented,kmesh_smp,kmesh_leak_scan" \
 	    '^kmesh_fragmented: 64 sparse spans of 256 B objects, [1-9][0-9]* meshed now' \
 	    '^kmesh_smp: [0-9]+ CPUs, [1-9][0-9]* meshes' \
 	    '^kmesh_leak_scan: [0-9]+ survivors, [1-9][0-9]* on aliases: 0 leaks' \

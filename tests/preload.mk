@@ -11,6 +11,11 @@
 #                    leaky_threads.c, which exits with other threads
 #                    alive and allocating: 10 runs with 4 threads, one
 #                    with 1,000, 100 with 16 all allocating
+#   4b. kfence      KMALLOC_KFENCE=10 on tests/preload/kfence_loop.c:
+#                    overflow, underflow and use-after-free loops each end
+#                    in kfence's report and SIGABRT (bounded at 60 s; the
+#                    target is 2 s, printed); without the variable the
+#                    overflow loop runs its 10 million rounds unreported
 #   5. limits        a process's limits (tests/preload/run-limits, each
 #                    case its own process): vm.max_map_count, 10,000 live
 #                    threads, 100,000 thread lifetimes, fork children of a
@@ -28,7 +33,8 @@ PRELOAD_TEST_CFLAGS := $(CSTD) $(WARN) -O1 -g -fno-builtin \
 	-Wno-alloc-size-larger-than -Wno-use-after-free -Wno-free-nonheap-object \
 	-Wno-format-truncation -MMD -MP
 PRELOAD_TEST_BINS := $(PRELOAD_TEST_DIR)/semantics $(PRELOAD_TEST_DIR)/threads_fork \
-	$(PRELOAD_TEST_DIR)/leaky $(PRELOAD_TEST_DIR)/leaky_threads $(PRELOAD_TEST_DIR)/limits
+	$(PRELOAD_TEST_DIR)/leaky $(PRELOAD_TEST_DIR)/leaky_threads $(PRELOAD_TEST_DIR)/limits \
+	$(PRELOAD_TEST_DIR)/kfence_loop
 PRELOAD_EARLY := $(PRELOAD_TEST_DIR)/libearly.so
 
 $(PRELOAD_TEST_DIR)/%: tests/preload/%.c
@@ -51,6 +57,10 @@ $(PRELOAD_TEST_DIR)/semantics: tests/preload/semantics.c $(PRELOAD_CHILD_UTIL)
 
 # -rdynamic: the leak report names the program's functions (dladdr).
 $(PRELOAD_TEST_DIR)/leaky: tests/preload/leaky.c
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(PRELOAD_TEST_CFLAGS) -rdynamic $< -o $@
+
+$(PRELOAD_TEST_DIR)/kfence_loop: tests/preload/kfence_loop.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(PRELOAD_TEST_CFLAGS) -rdynamic $< -o $@
 
@@ -77,6 +87,8 @@ test-preload: $(KMALLOC_PRELOAD) $(PRELOAD_TEST_BINS) $(PRELOAD_EARLY)
 	@echo "== preload: leak check at exit (KMALLOC_LEAK_CHECK=1)"
 	$(Q)nice timeout 600 tests/preload/check-leaks $(abspath $(KMALLOC_PRELOAD)) $(PRELOAD_TEST_DIR)/leaky \
 		$(PRELOAD_TEST_DIR)/leaky_threads
+	@echo "== preload: guarded sampling (KMALLOC_KFENCE=10): issue 22's loops stopped with a report"
+	$(Q)nice tests/preload/check-kfence $(abspath $(KMALLOC_PRELOAD)) $(PRELOAD_TEST_DIR)/kfence_loop
 	@echo "== preload: the limits of a process"
 	$(Q)nice tests/preload/run-limits $(KMALLOC_PRELOAD) $(PRELOAD_TEST_DIR)/limits
 	@echo "== preload: real programs, with and without the shim"

@@ -12,6 +12,7 @@ HOST_SRCS := \
 	arch/host/fork.c \
 	arch/host/background.c \
 	arch/host/mesh.c \
+	arch/host/guard.c \
 	arch/host/stopworld.c \
 	arch/host/threadroots.c
 

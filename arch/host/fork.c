@@ -82,6 +82,7 @@ static void fork_prepare(void)
 	pthread_mutex_lock(&host_pool_lock);
 	sys_lock(&mm_kmc_lock); /* typed caches' registry: a leaf */
 	mm_depot_lock();        /* tracked backtraces (mm/mstack.c): a leaf */
+	sys_lock(&kfence_lock); /* guarded sampling's pool: a leaf */
 	/* A background step (background.c) takes mm locks one at a time
 	 * and between them releases pages it has taken out of the page
 	 * allocator: let it finish, and start none until the release. */
@@ -105,6 +106,7 @@ static void fork_release(void)
 	for (unsigned i = NUM_SPANCLASSES - 1; i >= 2; i--)
 		sys_unlock(&mheap_.central[i].c.lock);
 	mheap_bg_exclude(false);
+	sys_unlock(&kfence_lock);
 	mm_depot_unlock();
 	sys_unlock(&mm_kmc_lock);
 	pthread_mutex_unlock(&host_pool_lock);

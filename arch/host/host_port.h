@@ -84,6 +84,13 @@ int host_mesh_release(void *p, size_t n);
 void host_mesh_fork_prepare(void);
 void host_mesh_fork_parent(void);
 void host_mesh_fork_child(void);
+/* guard.c: KMALLOC_KFENCE (sys_reserve reads it), the guard hook, and
+ * the one SIGSEGV handler (installed again by each mesh and sample);
+ * mesh.c's part of it: 1 if a fault was meshing's (retry). */
+void host_kfence_env(void);
+int host_guard(void *p, size_t n, int open);
+void host_segv_install(void);
+int host_mesh_segv(uintptr_t a);
 /* sys.c: the region sys_reserve took, [lo, hi) (0, 0 before it). */
 void host_region(uintptr_t *lo, uintptr_t *hi);
 /* sys.c: call fn for every line of /proc/self/maps, in address order,

@@ -18,11 +18,11 @@
  *                 src now shows dst's pages, writable; then src's own
  *                 pages are punched out of the file; the window closes
  *   mesh_unalias  mmap(src, ..., offset of src): its own (empty) pages
- * A fault that is not in the window goes to the handler that was there
- * before ours (the program's), or, if that was the default, the default
- * action runs (the handler is put back and the access faults again). The
- * handler is installed again before every mesh, so a program that set
- * its own later still gets its faults, and ours is first while it counts.
+ * The SIGSEGV handler is the port's one (guard.c, shared with guarded
+ * sampling): a fault that is not in the window goes to the handler that
+ * was there before ours (the program's). It is installed again before
+ * every mesh, so a program that set its own later still gets its faults,
+ * and ours is first while it counts.
  *
  * What it costs, and what a program may notice:
  *   - the file's pages are not charged to overcommit when the arena is
@@ -73,10 +73,8 @@ static uintptr_t mesh_lo, mesh_hi; /* the region, immutable */
 static struct {
 	uintptr_t lo, hi; /* atomic */
 } win[WINDOWS];
-static long max_aliases = 8191;  /* written once by host_mesh_setup */
-static long aliases;             /* atomic: live aliases */
-static struct sigaction chained; /* the handler ours displaced; written
-                                    by mesh_protect (the gate is held) */
+static long max_aliases = 8191; /* written once by host_mesh_setup */
+static long aliases;            /* atomic: live aliases */
 static int fork_pipe[2] = { -1, -1 };
 
 int host_mesh_wanted(void)
@@ -100,45 +98,24 @@ static int in_window(uintptr_t a)
 /* The arena address this thread last retried without a window open. */
 static __thread uintptr_t retried;
 
-static void on_segv(int sig, siginfo_t *si, void *ctx)
+/* For the port's SIGSEGV handler (guard.c): 1 if the fault at a was
+ * meshing's (the access is retried), 0 if not ours. */
+int host_mesh_segv(uintptr_t a)
 {
-	uintptr_t a = (uintptr_t)si->si_addr;
 	if (in_window(a)) {
 		int saved = errno;
 		while (in_window(a))
 			sched_yield();
 		errno = saved;
-		return; /* the write is retried, on dst's pages now */
+		return 1; /* the write is retried, on dst's pages now */
 	}
-	if (a >= mesh_lo && a < mesh_hi && a != retried) {
+	if (a >= mesh_lo && a < mesh_hi && a != retried && !kfence_owns(a)) {
 		/* The window may have closed between the fault and now: retry
 		 * once; a second fault at the same address is not ours. */
 		retried = a;
-		return;
+		return 1;
 	}
-	if (chained.sa_flags & SA_SIGINFO) {
-		if (chained.sa_sigaction != NULL) {
-			chained.sa_sigaction(sig, si, ctx);
-			return;
-		}
-	} else if (chained.sa_handler != SIG_DFL && chained.sa_handler != SIG_IGN) {
-		chained.sa_handler(sig);
-		return;
-	}
-	/* the default action: put it back and let the access fault again */
-	signal(SIGSEGV, SIG_DFL);
-}
-
-/* Ours first, the one it displaced chained (unless it was ours). */
-static void install_handler(void)
-{
-	struct sigaction sa, old;
-	memset(&sa, 0, sizeof sa);
-	sa.sa_sigaction = on_segv;
-	sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_RESTART | SA_ONSTACK;
-	sigemptyset(&sa.sa_mask);
-	if (sigaction(SIGSEGV, &sa, &old) == 0 && old.sa_sigaction != on_segv)
-		chained = old;
+	return 0;
 }
 
 static void close_window(uintptr_t lo)
@@ -158,7 +135,7 @@ static int mesh_protect(void *src, size_t len)
 	if (i == WINDOWS || __atomic_load_n(&aliases, __ATOMIC_RELAXED) >= max_aliases)
 		return -1;
 	if (i == 0)
-		install_handler(); /* once per mesh, before its first window */
+		host_segv_install(); /* once per mesh, before its first window */
 	__atomic_store_n(&win[i].lo, (uintptr_t)src, __ATOMIC_RELEASE);
 	__atomic_store_n(&win[i].hi, (uintptr_t)src + len, __ATOMIC_RELEASE);
 	if (mprotect(src, len, PROT_READ) != 0) {

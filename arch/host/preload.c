@@ -263,7 +263,8 @@ __attribute__((constructor)) static void preload_init(void)
 __attribute__((destructor)) static void leak_check_at_exit(void) { preload_leak_check(); }
 
 /* One line per process: "kmalloc-preload: pid P allocs A frees F
- * committed C meta M" (C and M in bytes). No stdio (it would allocate through us while we report). */
+ * committed C meta M" (C and M in bytes), and " kfence S" when S
+ * allocations were guarded samples. No stdio (it would allocate through us while we report). */
 __attribute__((destructor)) static void preload_report(void)
 {
 	if (report_path[0] == '\0')
@@ -287,6 +288,10 @@ __attribute__((destructor)) static void preload_report(void)
 	n = preload_put_u64(line, n, cap, st.committed);
 	n = preload_put_str(line, n, cap, " meta ");
 	n = preload_put_u64(line, n, cap, st.meta_sys);
+	if (st.kfence_allocs != 0) { /* KMALLOC_KFENCE: how many were sampled */
+		n = preload_put_str(line, n, cap, " kfence ");
+		n = preload_put_u64(line, n, cap, st.kfence_allocs);
+	}
 	line[n++] = '\n';
 	int fd = open(report_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 	if (fd < 0)

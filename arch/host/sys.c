@@ -39,6 +39,8 @@
  *   cpu_unpublish, cpu_fence, cpu_busy  the idle-CPU drain's hooks
  *                (cpuidle.c): a registry of each id's thread's fast
  *                slot and section depth; membarrier
+ *   guard        guarded sampling's pool pages, KMALLOC_KFENCE=<ms>, and
+ *                the SIGSEGV handler meshing shares (guard.c)
  *   sys_cpu_id   one id per thread from a pool of HOST_MAX_CPUS; a
  *                pthread key destructor flushes the thread's mcache
  *                (kmalloc_flush_cpu) and returns the id when the thread exits
@@ -131,6 +133,7 @@ struct sys_config sys_config = {
 	.cpu_unpublish = host_cpu_unpublish,
 	.cpu_fence = host_cpu_fence,
 	.cpu_busy = host_cpu_busy,
+	.guard = host_guard,
 };
 
 static size_t committed;    /* bytes Ready; atomic */
@@ -277,7 +280,8 @@ static uintptr_t soft_place(size_t size)
 
 int sys_reserve(size_t size, void **base)
 {
-	host_read_env(); /* before kmalloc_init reads release_ms */
+	host_read_env();   /* before kmalloc_init reads release_ms */
+	host_kfence_env(); /* and kfence_ms */
 	/* Under an address-space limit (ulimit -v, RLIMIT_AS), a reservation
 	 * is charged like memory: reserving the region up front would leave
 	 * the program no room for thread stacks, libraries or its own

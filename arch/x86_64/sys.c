@@ -31,6 +31,9 @@
  *                TLB shootdown requests while it spins
  *   sys_fault    panic "kmalloc: <msg>: 0x<p>" with a backtrace
  *   sys_log      printk
+ *   guard        guarded sampling's pages: sys_commit to open, sys_release
+ *                to close (unmapped pages fault); kfence_ms 100 by
+ *                default, kfence= and kfence_pages= (kernel/mem.c)
  *   now_ns       the TSC in nanoseconds; release_ms comes from the command
  *                line (release_ms=, kernel/mem.c). No background context:
  *                every CPU's timer tick calls kmalloc_safepoint, which
@@ -77,6 +80,7 @@
 /* arena_size is the default; kernel/mem.c sets arena= from the command
  * line before kmalloc_init (mm/sys.h lets a port write it until then). */
 static int kmem_move(void *dst, void *src, size_t n);
+static int kmem_guard(void *p, size_t n, int open);
 static void kmem_release_zero(void *p, size_t n);
 
 /* sys_config.now_ns: the TSC, calibrated against the PIT at boot
@@ -108,6 +112,8 @@ struct sys_config sys_config = {
     .mesh_alias = kmem_mesh_alias,
     .mesh_unalias = kmem_mesh_unalias,
     .mesh_context = kmem_mesh_context,
+    .guard = kmem_guard,
+    .kfence_ms = 100, /* KFENCE's default; kfence= on the command line */
 };
 
 static uintptr_t region_base;   /* written once by sys_reserve */
@@ -284,6 +290,20 @@ void sys_release(void *p, size_t n)
         panic("sys_release: 0x%lx+0x%lx had %lu unmapped pages (must all be Ready)",
               (uint64_t)(uintptr_t)p, (uint64_t)n, (uint64_t)(n / PAGE_SIZE_4K - freed));
     __atomic_add_fetch(&released_pages, freed, __ATOMIC_RELAXED);
+}
+
+/* sys_config.guard: a guarded sample's page is committed when taken and
+ * released when freed (then not present: any access faults, and the
+ * #PF hook asks kmalloc_kfence_fault first, kernel/mem.c). In the timer
+ * interrupt the release leaves the frame gathered as any other does, and
+ * the page stays reachable through a stale translation on another CPU
+ * until the next shootdown: a use after free right then is missed. */
+static int kmem_guard(void *p, size_t n, int open)
+{
+    if (open)
+        return sys_commit(p, n);
+    sys_release(p, n);
+    return 0;
 }
 
 /* sys_config.move, a PT's worth at a time: leaves move, then every CPU

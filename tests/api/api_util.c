@@ -41,7 +41,8 @@ const char *stats_inconsistency(const struct kmalloc_stats *st)
 				 (unsigned long long)k->live);
 			return msg;
 		}
-		if (k->live && !k->spans) {
+		/* guarded samples count in their class but live in no span */
+		if (k->live && !k->spans && st->kfence_allocs == st->kfence_frees) {
 			snprintf(msg, sizeof msg,
 				 "class %d: %llu live objects in 0 spans", c,
 				 (unsigned long long)k->live);
@@ -59,8 +60,9 @@ const char *stats_inconsistency(const struct kmalloc_stats *st)
 	}
 	if (heap_split_broken(msg, sizeof msg, st, "heap_sys", st->heap_sys, "released",
 	                      st->heap_released) ||
-	    heap_split_broken(msg, sizeof msg, st, "committed + mesh_bytes",
-	                      st->committed + st->mesh_bytes, "meta", st->meta_sys))
+	    heap_split_broken(msg, sizeof msg, st, "committed + mesh_bytes - kfence_bytes",
+	                      st->committed + st->mesh_bytes - st->kfence_bytes, "meta",
+	                      st->meta_sys))
 		return msg;
 	if (st->committed != host_committed_bytes()) {
 		snprintf(msg, sizeof msg,

@@ -26,7 +26,8 @@
 /* Stats identities every snapshot must satisfy, whatever is live:
  * per class live == allocs - frees, large_live == large_allocs -
  * large_frees, heap_sys == inuse + free + released, committed + mesh_bytes
- * == inuse + free + meta_sys (meshing gave those frames back), and committed == what the port counts as committed
+ * == inuse + free + meta_sys + kfence_bytes (meshing gave those frames
+ * back; guarded samples' pages are outside the heap), and committed == what the port counts as committed
  * (host_committed_bytes). Call it only while no other thread allocates.
  * Returns NULL when they hold, else a static message
  * naming the first broken one. */

@@ -45,7 +45,8 @@
  *
  * Input format, repeated until the input runs out:
  *   op byte: low 3 bits = operation, high 5 bits = slot (0..31)
- *   0 malloc   size(2)          1 free
+ *   0 malloc   size(2) (one in 32 of up to 4 KiB: a guarded sample)
+ *   1 free
  *   2 realloc  size(2)          3 memalign  align(1) size(2)
  *   4 zalloc   size(2)          5 calloc    n(1) size(2)
  *   6 slot % 8 == 0: kmalloc_trim; == 5: misuse, kind slot / 8 (double,
@@ -440,6 +441,10 @@ static void run_op(unsigned op, unsigned k, const uint8_t **d, const uint8_t *en
 		slot_drop(s);
 		if (!absurd(size) && live_bytes + size > live_limit)
 			return;
+		/* one in 32 small ones a guarded sample (mm/mkfence.c): the
+		 * same checks, misuse and lifetimes apply to it */
+		if ((seed & 31) == 0 && size != 0 && size <= 4096)
+			kfence_sample_next();
 		p = op == 0 ? kmalloc(size, 0) : kzalloc(size, 0);
 		if (p == NULL) {
 			if (!absurd(size))
