@@ -380,7 +380,19 @@ static void log_stack(void (*log)(const char *), const char *what, unsigned cpu,
 	}
 }
 
-static const char *access_kind(int write) { return write ? " write at " : " read at "; }
+/* "kfence: <what> read at 0x..." (or write) into line; returns its length. */
+static size_t fmt_head(char *line, size_t cap, const char *what, int write, uintptr_t addr)
+{
+	size_t k = mm_fmt_str(line, 0, cap, what);
+	k = mm_fmt_str(line, k, cap, write ? " write at " : " read at ");
+	return mm_fmt_hex(line, k, cap, addr);
+}
+
+/* The innermost frame of a recorded backtrace, or "?" if none was. */
+static size_t fmt_first(char *line, size_t n, size_t cap, const uintptr_t *pcs, unsigned npcs)
+{
+	return npcs != 0 ? fmt_sym(line, n, cap, pcs[0]) : mm_fmt_str(line, n, cap, "?");
+}
 
 int kmalloc_kfence_fault(uintptr_t addr, int write, uintptr_t pc, void (*log)(const char *line))
 {
@@ -419,26 +431,16 @@ int kmalloc_kfence_fault(uintptr_t addr, int write, uintptr_t pc, void (*log)(co
 	char line[224];
 	size_t k;
 	if (m == NULL) {
-		k = mm_fmt_str(line, 0, sizeof line, "kfence: invalid");
-		k = mm_fmt_str(line, k, sizeof line, access_kind(write));
-		k = mm_fmt_hex(line, k, sizeof line, addr);
+		k = fmt_head(line, sizeof line, "kfence: invalid", write, addr);
 		k = mm_fmt_str(line, k, sizeof line, " (guarded pool, no object there)");
-		log(line);
 	} else if (side == NULL) {
-		k = mm_fmt_str(line, 0, sizeof line, "kfence: use-after-free");
-		k = mm_fmt_str(line, k, sizeof line, access_kind(write));
-		k = mm_fmt_hex(line, k, sizeof line, addr);
+		k = fmt_head(line, sizeof line, "kfence: use-after-free", write, addr);
 		k = mm_fmt_str(line, k, sizeof line, " (object ");
 		k = mm_fmt_hex(line, k, sizeof line, m->addr);
 		k = mm_fmt_str(line, k, sizeof line, " freed at ");
-		k = m->nfree != 0 ? fmt_sym(line, k, sizeof line, m->free_pcs[0])
-		                  : mm_fmt_str(line, k, sizeof line, "?");
-		k = mm_fmt_str(line, k, sizeof line, ")");
-		log(line);
+		k = fmt_first(line, k, sizeof line, m->free_pcs, m->nfree);
 	} else {
-		k = mm_fmt_str(line, 0, sizeof line, "kfence: out-of-bounds");
-		k = mm_fmt_str(line, k, sizeof line, access_kind(write));
-		k = mm_fmt_hex(line, k, sizeof line, addr);
+		k = fmt_head(line, sizeof line, "kfence: out-of-bounds", write, addr);
 		k = mm_fmt_str(line, k, sizeof line, " (");
 		k = mm_fmt_u64(line, k, sizeof line, dist, 0);
 		k = mm_fmt_str(line, k, sizeof line, dist == 1 ? " byte" : " bytes");
@@ -447,11 +449,11 @@ int kmalloc_kfence_fault(uintptr_t addr, int write, uintptr_t pc, void (*log)(co
 		k = mm_fmt_str(line, k, sizeof line, "-byte object ");
 		k = mm_fmt_hex(line, k, sizeof line, m->addr);
 		k = mm_fmt_str(line, k, sizeof line, " allocated at ");
-		k = m->nalloc != 0 ? fmt_sym(line, k, sizeof line, m->alloc_pcs[0])
-		                   : mm_fmt_str(line, k, sizeof line, "?");
-		k = mm_fmt_str(line, k, sizeof line, ")");
-		log(line);
+		k = fmt_first(line, k, sizeof line, m->alloc_pcs, m->nalloc);
 	}
+	if (m != NULL)
+		k = mm_fmt_str(line, k, sizeof line, ")");
+	log(line);
 	if (pc != 0) {
 		k = mm_fmt_str(line, 0, sizeof line, "kfence: by the instruction at ");
 		k = fmt_sym(line, k, sizeof line, pc);
