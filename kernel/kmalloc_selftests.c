@@ -94,7 +94,7 @@ static void classes_geometry(struct ktest *t)
         before = after;
     }
     kt_heap_quiesce();
-    KTEST_EXPECT(t, kt_heap_valid() == 1); /* 1: valid (mm/mstats.c) */
+    KTEST_EXPECT(t, kt_heap_valid() == 1); /* 1: valid (mm/mvalid.c) */
 }
 
 /* Class geometry: a guarded sample's ksize is its request, not its

@@ -26,7 +26,8 @@ MM_SRCS := \
 	mm/mspan.c \
 	mm/mstack.c \
 	mm/mstats.c \
-	mm/mtransfer.c
+	mm/mtransfer.c \
+	mm/mvalid.c
 
 PMM_SRCS := \
 	mm/pmm/map.c \

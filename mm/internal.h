@@ -615,7 +615,7 @@ struct mm_run {
 };
 void mheap_run_at(size_t pg, struct mm_run *r);
 
-/* ---- validation and census (mstats.c) ---- */
+/* ---- validation and census (mvalid.c) ---- */
 
 struct mm_census {
 	uint64_t spans_cached;   /* small spans in some mcache */

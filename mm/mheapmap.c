@@ -2,7 +2,7 @@
  * mheapmap.c: the heap walk and the heap map. mheap_run_at names the run
  * of pages that starts at a page (free, released, or one span's pages),
  * reading the page allocator's bitmaps and the page -> span map: the one
- * walker the census (mstats.c) and kmalloc_heapmap share. kmalloc_heapmap
+ * walker the census (mvalid.c) and kmalloc_heapmap share. kmalloc_heapmap
  * writes the whole arena through sys_log as run-length encoded lines, for
  * scripts/heapmap to draw (a picture of Go's heap: spans by class and
  * occupancy, free, released pages).

@@ -140,7 +140,7 @@ static bool kfence_ready(void)
 	if (!sys_config.commit_zeroed)
 		__builtin_memset(kfence_.meta, 0, kfence_.meta_bytes);
 	/* The records are metadata: meta_sys and the state change together
-	 * under the heap lock, as mheap_valid reads them (mstats.c). */
+	 * under the heap lock, as mheap_valid reads them (mvalid.c). */
 	lock_heap();
 	mheap_.meta_sys += kfence_.meta_bytes;
 	mm_store_release(&kfence_.state, 1);
