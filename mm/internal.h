@@ -102,7 +102,7 @@ static inline unsigned cpu_slot(unsigned cpu)
  * that no scheduling would hit on purpose (another thread's kfree of
  * the same object, between the check and the compare-and-swap). */
 enum mm_hook_at {
-	MM_HOOK_KFREE_LARGE = 1, /* kfree_large: state checked, not yet claimed */
+	MM_HOOK_KFREE_LARGE = 1, /* mlarge_free: state checked, not yet claimed */
 	MM_HOOK_KFREE_FAST = 2,  /* kfree's fast path: descriptor read, live
 	                            byte not yet (interrupts off) */
 	MM_HOOK_LIVE_BYTE = 3,   /* live_byte: the byte read, the state word
@@ -538,9 +538,9 @@ static inline struct mspan *spanOf(uintptr_t p)
 
 /* ---- large objects (mlarge.c) ---- */
 
-void *mm_alloc_large(size_t size, size_t align, unsigned flags, uintptr_t site);
-void kfree_large(struct mspan *s, uintptr_t p);
-void *mm_realloc_large(struct mspan *s, void *p, size_t size, unsigned flags, uintptr_t site);
+void *mlarge_alloc(size_t size, size_t align, unsigned flags, uintptr_t site);
+void mlarge_free(struct mspan *s, uintptr_t p);
+void *mlarge_realloc(struct mspan *s, void *p, size_t size, unsigned flags, uintptr_t site);
 /* krealloc's large object for a small one grown past a heap page: with
  * growth room (mlarge.c). pre: size > 0. */
 void *mm_alloc_grown(size_t size, unsigned flags, uintptr_t site);

@@ -98,7 +98,7 @@
  * kmalloc(size) climbs the hierarchy until one level can serve it; the
  * functions are named in the order a first kmalloc(64) meets them (Go's
  * mallocgc -> nextFreeFast -> refill -> cacheSpan):
- *   1. kmalloc -> kmalloc_fast (inline): size > 32 KiB: mm_alloc_large
+ *   1. kmalloc -> kmalloc_fast (inline): size > 32 KiB: mlarge_alloc
  *      (step 7).
  *   2. class_alloc_fast (inline): interrupts off (sys_irq_save); this
  *      CPU's mcache from the port's slot (mcache_fast); count its
@@ -132,7 +132,7 @@
  *      the commit unit is above 8 KiB); mspan_init_small lays the record
  *      out and publishes it INUSE, and mheap_publish_small writes the
  *      page descriptors kfree reads.
- *   7. Large: mm_alloc_large: a cached span of n .. n + n/4 pages from
+ *   7. Large: mlarge_alloc: a cached span of n .. n + n/4 pages from
  *      this CPU's bins (no lock), else mheap_alloc_span.
  *   8. Out of memory: empty every cache (mm_drain_all: this CPU's now,
  *      the transfer caches, the other CPUs' at their safe points) and
@@ -303,7 +303,7 @@
  *      registers; the host's threads' TLS too) and the caller's stack with
  *      its registers spilled. An object being allocated is reachable
  *      from its CPU's registers or stack from the moment it is live
- *      (mm_alloc_large keeps its address in a stack slot until it returns). A word pointing into a live object
+ *      (mlarge_alloc keeps its address in a stack slot until it returns). A word pointing into a live object
  *      (live byte 1; a large span in use) marks it; unless its span class
  *      is noscan, the object goes on the grey stack.
  *   4. Drain the grey stack the same way (fixalloc blocks, no recursion;
@@ -482,7 +482,7 @@ static __attribute__((noinline)) void *kmalloc_sampled(size_t size, unsigned fla
 static inline __attribute__((always_inline)) void *kmalloc_fast(size_t size, unsigned flags)
 {
 	if (MM_UNLIKELY(size > _MaxSmallSize))
-		return mm_alloc_large(size, 0, flags, CALLER());
+		return mlarge_alloc(size, 0, flags, CALLER());
 	return class_alloc_fast(size, flags, true);
 }
 
@@ -550,7 +550,7 @@ static __attribute__((noinline)) void kfree_slow(uintptr_t p, unsigned want)
 	if (span_is_large(s) && span_state(s) != SPAN_DEAD) {
 		if (want != 0 && span_state(s) == SPAN_INUSE && p == s->base)
 			mm_kmc_wrong((void *)p, s->spanclass, want);
-		kfree_large(s, p);
+		mlarge_free(s, p);
 		return;
 	}
 	uint8_t *lb = live_byte(s, p, "invalid free", "double free");
@@ -742,7 +742,7 @@ void *krealloc(void *p, size_t size, unsigned flags)
 		 * less than a page besides its growth room (mlarge.c), pages
 		 * nobody wrote yet. */
 		if (span_is_large(s))
-			return mm_realloc_large(s, p, size, flags, CALLER());
+			return mlarge_realloc(s, p, size, flags, CALLER());
 		n = mm_alloc_grown(size, flags, CALLER());
 	} else {
 		if (!span_is_large(s) && size <= old &&
@@ -783,7 +783,7 @@ void *kmemalign(size_t align, size_t size, unsigned flags)
 		if (c != 0)
 			return class_alloc_fast(c << 1 | ((flags / KM_NOSCAN) & 1), flags, false);
 	}
-	return mm_alloc_large(size, align, flags, CALLER());
+	return mlarge_alloc(size, align, flags, CALLER());
 }
 
 void kmalloc_flush_cpu(void)

@@ -222,7 +222,7 @@ alloc_pages(size_t npages, size_t span_pages, size_t align, unsigned flags, uint
 
 /* A large object of `size` bytes at an `align`-aligned address (align is
  * a power of two; <= 8192 needs nothing extra), or NULL. */
-void *mm_alloc_large(size_t size, size_t align, unsigned flags, uintptr_t site)
+void *mlarge_alloc(size_t size, size_t align, unsigned flags, uintptr_t site)
 {
 	if (mheap_ready() != 0)
 		return mm_nomem();
@@ -263,7 +263,7 @@ static inline __attribute__((always_inline)) void free_large(struct mspan *s, ui
 		mheap_free_span(s, false);
 }
 
-void kfree_large(struct mspan *s, uintptr_t p) { free_large(s, p, true); }
+void mlarge_free(struct mspan *s, uintptr_t p) { free_large(s, p, true); }
 
 /* Pages for an object of npages that is growing and has to move:
  * GROW_ROOM_EIGHTHS eighths more as room, within the arena. */
@@ -297,7 +297,7 @@ void *mm_alloc_grown(size_t size, unsigned flags, uintptr_t site)
  * in place if the following pages are free; else moved (by pages or
  * bytes) to a span with room. Returns the object, or NULL with p
  * untouched. */
-void *mm_realloc_large(struct mspan *s, void *p, size_t size, unsigned flags, uintptr_t site)
+void *mlarge_realloc(struct mspan *s, void *p, size_t size, unsigned flags, uintptr_t site)
 {
 	/* larger than the arena: refused before the page count, which would
 	 * wrap to 0 within a page of SIZE_MAX (and then "fit") */

@@ -88,10 +88,7 @@ static bool census(struct mm_census *out, bool count_spans)
 	return ok;
 }
 
-void mm_census(struct mm_census *out)
-{
-	census(out, false);
-}
+void mm_census(struct mm_census *out) { census(out, false); }
 
 static int fail(const char *why)
 {
@@ -197,8 +194,8 @@ int mheap_valid(void)
 			units_ok = 0;
 	}
 	bool meta_ok = meta_accounted();
-	uint64_t inuse = mheap_.pages_inuse, fr = mheap_.pages_free,
-	         rel = mheap_.pages_released, sys = mheap_.pages_sys;
+	uint64_t inuse = mheap_.pages_inuse, fr = mheap_.pages_free, rel = mheap_.pages_released,
+	         sys = mheap_.pages_sys;
 	size_t npages = mheap_.pages.nchunks * CHUNK_PAGES;
 	int spans_ok = 1, desc_ok = 1;
 	for (size_t pg = 0; pg < npages && desc_ok; pg++)
@@ -226,7 +223,8 @@ int mheap_valid(void)
 		return fail("mheap_valid: page allocator summaries disagree with bitmaps, "
 		            "or a page is both allocated and scavenged");
 	if (!spans_ok)
-		return fail("mheap_valid: an in-use span is invalid or not mapped on all its pages");
+		return fail(
+		        "mheap_valid: an in-use span is invalid or not mapped on all its pages");
 	if (!desc_ok)
 		return fail("mheap_valid: a page descriptor does not describe its page's span");
 	if (!units_ok)
