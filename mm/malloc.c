@@ -179,7 +179,7 @@
  *      once, not one after the other); load the descriptor
  *      again: if it changed, the span died or was recycled while we read
  *      and the slow path decides (through the page -> span map, where
- *      pages in no span map to the dead sentinel mspan_empty, or to
+ *      pages in no span map to the dead sentinel mspan_none, or to
  *      NULL where trim gave the words back: "invalid free"). Byte 0 (a
  *      free slot, or an object in some cache): "double free"; not a
  *      slot: "invalid free". The span record itself is not read.

@@ -145,7 +145,7 @@ struct mcache *mcache_get(unsigned cpu)
 	if (c == NULL)
 		return NULL;
 	for (unsigned i = 0; i < NUM_SPANCLASSES; i++)
-		c->alloc[i] = &mspan_empty; /* magazines: NULL until used */
+		c->alloc[i] = &mspan_none; /* magazines: NULL until used */
 	c->cpu = cpu;
 	c->kmc_clean = 1;                    /* no typed cache's class touched yet */
 	c->kfence_left = KFENCE_CHECK_EVERY; /* (mkfence.c) */
@@ -164,7 +164,7 @@ void *mcache_refill_alloc(struct mcache *c, unsigned spanclass, bool *needzero)
 {
 	for (;;) {
 		struct mspan *s = c->alloc[spanclass];
-		if (s != &mspan_empty) {
+		if (s != &mspan_none) {
 			MM_ASSERT(s->cached_by == cpu_slot(c->cpu) && s->spanclass == spanclass);
 			long idx = mspan_nextFreeFast(s);
 			if (idx < 0) {
@@ -186,8 +186,8 @@ void *mcache_refill_alloc(struct mcache *c, unsigned spanclass, bool *needzero)
 			if (freed != 0 && freed >= s->nelems / 8u)
 				continue;
 		}
-		struct mspan *old = s == &mspan_empty ? NULL : s;
-		c->alloc[spanclass] = &mspan_empty;
+		struct mspan *old = s == &mspan_none ? NULL : s;
+		c->alloc[spanclass] = &mspan_none;
 		s = mcentral_refill(&mheap_.central[spanclass].c, old, c->cpu);
 		if (s == NULL)
 			return NULL;
@@ -290,9 +290,9 @@ static void drain_class(struct mcache *c, unsigned i, bool keep_span)
 	if (m->base != NULL && spanclass_retired(i))
 		m->nbytes = 0;
 	struct mspan *s = c->alloc[i];
-	if (keep_span || s == &mspan_empty)
+	if (keep_span || s == &mspan_none)
 		return;
-	c->alloc[i] = &mspan_empty;
+	c->alloc[i] = &mspan_none;
 	mcentral_uncacheSpan(&mheap_.central[i].c, s);
 }
 
@@ -324,7 +324,7 @@ void mcache_age(struct mcache *c, uint64_t now)
 			m->aged_ops = ops;
 			m->aged_ms = now_ms;
 		} else if (now_ms - m->aged_ms >= half_ms &&
-		           (m->top != m->base || c->alloc[i] != &mspan_empty)) {
+		           (m->top != m->base || c->alloc[i] != &mspan_none)) {
 			drain_class(c, i, false);
 		}
 	}

@@ -86,7 +86,7 @@ enum mc_idle { MC_OWNED = 0, MC_MARKED = 1, MC_STOLEN = 2, MC_DRAINED = 3 };
  * the background work while it holds it STOLEN. */
 struct mcache {
 	struct magazine mag[NUM_SPANCLASSES];
-	/* the span cached for each span class, or &mspan_empty */
+	/* the span cached for each span class, or &mspan_none */
 	struct mspan *alloc[NUM_SPANCLASSES];
 	struct mspan *lbin[LARGE_CACHE_MAXPAGES + 1]; /* cached large spans
 	                                         by page count, linked through

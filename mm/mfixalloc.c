@@ -239,8 +239,7 @@ static void forget_releasing_records(void)
 		}
 		uintptr_t sp = (uintptr_t)mheap_.spans[pg];
 		if (sp >= lo && sp < hi && fix_blk(fix_blkno(sp))->state == FB_RELEASING)
-			mm_store_release(&mheap_.spans[pg],
-			                 &mspan_empty); /* as every entry store */
+			mm_store_release(&mheap_.spans[pg], &mspan_none); /* as every entry store */
 	}
 }
 

@@ -17,7 +17,7 @@
  * one arena). Entries are set for every page of a span when it is
  * allocated and left stale when it is freed: they then point at a DEAD
  * mspan record, never at garbage; pages never in a span point at
- * mspan_empty, which is DEAD too. kfree's fast path reads the page
+ * mspan_none, which is DEAD too. kfree's fast path reads the page
  * descriptors instead (internal.h): set for every page of a small span
  * when mcentral publishes it, cleared before it dies, so a random free
  * needs neither the record's cache line nor a state recheck there.
@@ -251,7 +251,7 @@ static int mheap_grow(size_t npages)
 	pa_grow(pa, newn);
 	/* New pages map to the dead sentinel (NULL: given back, mmeta.c). */
 	for (size_t pg = (newn - k) * CHUNK_PAGES; pg < newn * CHUNK_PAGES; pg++) {
-		mheap_.spans[pg] = &mspan_empty;
+		mheap_.spans[pg] = &mspan_none;
 		mheap_.pagedesc[pg] = 0; /* commits need not zero (sys.h) */
 	}
 	mheap_.pages_sys += k * CHUNK_PAGES;

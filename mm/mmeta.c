@@ -36,7 +36,7 @@
  * either ends in a fault line (a stale entry leads to a DEAD record as
  * before trim). Before a span is made in a released unit (take_pages,
  * mheap_extend_span, mheap_grow, under mheap.lock), the unit is committed
- * and every word set to "no span" (mspan_empty, descriptor 0); the span's
+ * and every word set to "no span" (mspan_none, descriptor 0); the span's
  * own entries follow with release stores, before the span's first object
  * is handed out, so a kfree of a real object never meets a released word.
  * sys_release-like work never runs under the lock: trim marks under it,
@@ -261,7 +261,7 @@ int mheap_maps_ensure(size_t pg, size_t n)
 		if (!sys_config.commit_zeroed)
 			__builtin_memset(pd, 0, unit_bytes());
 		for (size_t p = first * CHUNK_PAGES; p < end * CHUNK_PAGES; p++)
-			mm_store_release(&mheap_.spans[p], &mspan_empty); /* as mheap_grow */
+			mm_store_release(&mheap_.spans[p], &mspan_none); /* as mheap_grow */
 		*st = MAP_READY;
 	}
 	return 0;

@@ -37,7 +37,7 @@
  * kmalloc's fast path (the empty mcache slot), state DEAD and nbytes 0
  * kfree's slow path (what the page map holds for pages outside every
  * span; their page descriptors are 0). */
-struct mspan mspan_empty = { .cached_by = CPU_NONE };
+struct mspan mspan_none = { .cached_by = CPU_NONE };
 
 /* Fill the fields of a fresh span of `spanclass` (base, npages and the
  * bitmaps come from mheap_alloc_span) and publish it as INUSE. The

@@ -148,9 +148,11 @@ static inline unsigned class_nelems(unsigned c, size_t npages)
 
 static inline uint8_t liveshift_of(uintptr_t size) { return (uint8_t)(63 - __builtin_clzll(size)); }
 
-/* The sentinel in every empty mcache slot: allocCache 0, nelems 0, so the
- * fast path fails without a NULL check. */
-extern struct mspan mspan_empty;
+/* "No span": the sentinel in every empty mcache slot and in the page ->
+ * span map of pages in no span (allocCache 0, nelems 0, state dead), so
+ * the fast path fails without a NULL check. Not an "empty span", which
+ * is a span with no object out. */
+extern struct mspan mspan_none;
 
 static inline bool span_is_large(const struct mspan *s)
 {

@@ -249,8 +249,8 @@ void host_fork_adopt(unsigned id)
 		return;
 	for (unsigned i = 2; i < NUM_SPANCLASSES; i++) {
 		struct mspan *sp = c->alloc[i];
-		if (sp != NULL && sp != &mspan_empty && !cached_span_ok(sp, i, cpu_slot(id)))
-			c->alloc[i] = &mspan_empty;
+		if (sp != NULL && sp != &mspan_none && !cached_span_ok(sp, i, cpu_slot(id)))
+			c->alloc[i] = &mspan_none;
 	}
 	large_bins_fix(c);
 }

@@ -190,7 +190,7 @@ START_TEST(unused_magazines_age)
 		kmalloc_safepoint();
 	}
 	ck_assert_uint_eq(mag_count(&c->mag[IDLE_SPC]), 0);
-	ck_assert_ptr_eq(c->alloc[IDLE_SPC], &mspan_empty);
+	ck_assert_ptr_eq(c->alloc[IDLE_SPC], &mspan_none);
 	ck_assert_uint_gt(mag_count(&c->mag[BUSY_SPC]), 0);
 	checked_stats();
 }
@@ -267,7 +267,7 @@ static void idler_order(struct idler *d, int o)
 static bool mcache_holds_nothing(const struct mcache *c)
 {
 	for (unsigned i = 2; i < NUM_SPANCLASSES; i++)
-		if (mag_count(&c->mag[i]) != 0 || c->alloc[i] != &mspan_empty)
+		if (mag_count(&c->mag[i]) != 0 || c->alloc[i] != &mspan_none)
 			return false;
 	return c->nlarge == 0;
 }

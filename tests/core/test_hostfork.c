@@ -284,7 +284,7 @@ END_TEST
  * touches neither. */
 static void span_dropped(void)
 {
-	FAIL_IF(pk1.c->alloc[SPC] != &mspan_empty, "the half-swept span left the mcache");
+	FAIL_IF(pk1.c->alloc[SPC] != &mspan_none, "the half-swept span left the mcache");
 	FAIL_IF(mag_count(&pk1.c->mag[SPC]) != NFREE, "the magazine is kept");
 }
 
@@ -306,7 +306,7 @@ static void *adopt_and_look(void *arg)
 static void child_span_dropped(void *arg)
 {
 	(void)arg;
-	FAIL_IF(pk1.c->alloc[SPC] == &mspan_empty, "nothing is dropped before a thread adopts");
+	FAIL_IF(pk1.c->alloc[SPC] == &mspan_none, "nothing is dropped before a thread adopts");
 	in_thread(adopt_and_look, NULL);
 }
 
@@ -315,7 +315,7 @@ START_TEST(half_swept_span_dropped)
 	void *keep = kmalloc(SZ, 0);
 	park(&pk1);
 	struct mspan *s = pk1.c->alloc[SPC];
-	ck_assert_ptr_ne(s, &mspan_empty);
+	ck_assert_ptr_ne(s, &mspan_none);
 	s->allocCount++; /* a sweep stopped before it stored the count */
 	run_child(child_span_dropped);
 	s->allocCount--;

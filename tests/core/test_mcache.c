@@ -329,7 +329,7 @@ START_TEST(flush_empties_magazines_and_transfer)
 	kmalloc_flush_cpu();
 	ck_assert_uint_eq(tcache()->n, 0);
 	ck_assert_uint_eq(mag_count(mag()), 0);
-	ck_assert_ptr_eq(mine()->alloc[SPC], &mspan_empty);
+	ck_assert_ptr_eq(mine()->alloc[SPC], &mspan_none);
 	struct mm_census cs;
 	mm_census(&cs);
 	ck_assert_uint_eq(cs.objs_cached, 0);

@@ -178,9 +178,9 @@ START_TEST(fast_path_minus_one_at_word_end)
 	ck_assert_uint_eq(mspan_nextFreeIndex(&span), 64);
 	ck_assert_int_eq(mspan_nextFreeFast(&span), 65);
 	/* the sentinel of empty mcache slots never hands anything out */
-	ck_assert_int_eq(mspan_nextFreeFast(&mspan_empty), -1);
-	ck_assert_uint_eq(mspan_empty.nelems, 0);
-	ck_assert_uint_eq(mspan_empty.cached_by, CPU_NONE);
+	ck_assert_int_eq(mspan_nextFreeFast(&mspan_none), -1);
+	ck_assert_uint_eq(mspan_none.nelems, 0);
+	ck_assert_uint_eq(mspan_none.cached_by, CPU_NONE);
 }
 END_TEST
 
