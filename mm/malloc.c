@@ -635,7 +635,7 @@ static inline __attribute__((always_inline)) void free_fast(const void *ptr, boo
 		goto slow;
 	struct magazine *m = &c->mag[PD_CLASS(d)];
 	uintptr_t off = (d & PD_PAGEOFF_MASK) | (rel & (PAGE_SIZE - 1));
-	if (MM_UNLIKELY(!slot_exact(m->div_exact, off) || off >= m->nbytes))
+	if (MM_UNLIKELY(!slot_exact(m->div_exact, off) || off >= m->slot_bytes))
 		goto slow;
 	uint8_t *lb = (uint8_t *)(mheap_.livebase + PD_RECOFF(d)) + (off >> m->liveshift);
 	/* Both lines for writing, at once: the byte is written below, and

@@ -119,7 +119,7 @@ static void mag_class_init(struct magazine *m, unsigned spanclass)
 {
 	size_t size = spanclass_elemsize(spanclass);
 	m->div_exact = slot_magic(size);
-	m->nbytes = (uint32_t)(spanclass_nelems(spanclass) * size);
+	m->slot_bytes = (uint32_t)(spanclass_nelems(spanclass) * size);
 	m->liveshift = liveshift_of(size);
 }
 
@@ -196,7 +196,7 @@ void *mcache_refill_alloc(struct mcache *c, unsigned spanclass, bool *needzero)
 }
 
 /* Carve the magazine's entries of spanclass on its first use, and set
- * its class constants: until then nbytes 0 sends kfree to its slow path,
+ * its class constants: until then slot_bytes 0 sends kfree to its slow path,
  * which comes here, and a CPU writes only the magazine lines of classes
  * it uses. Returns false (the magazine stays unusable, NULL) if the
  * metadata area is out. pre: interrupts off; c is this CPU's mcache. */
@@ -207,7 +207,7 @@ bool mcache_mag_ready(struct mcache *c, unsigned spanclass)
 	if (spanclass >= KMALLOC_SPANCLASSES && mm_load_relaxed(&c->kmc_clean))
 		mm_store_relaxed(&c->kmc_clean, 0); /* only we write it */
 	if (MM_LIKELY(m->base != NULL)) {
-		if (MM_UNLIKELY(m->nbytes == 0)) {
+		if (MM_UNLIKELY(!mag_class_known(m))) {
 			/* A typed cache's class, reset by a drain after its
 			 * cache was destroyed (drain_class), now another
 			 * cache's: its entries were carved for MAG_MAX. */
@@ -288,7 +288,7 @@ static void drain_class(struct mcache *c, unsigned i, bool keep_span)
 	 * no kfree may check a pointer against these constants, and the
 	 * next slow path sets the new ones (mcache_mag_ready). */
 	if (m->base != NULL && spanclass_retired(i))
-		m->nbytes = 0;
+		m->slot_bytes = 0;
 	struct mspan *s = c->alloc[i];
 	if (keep_span || s == &mspan_none)
 		return;
@@ -361,7 +361,7 @@ void mcache_flush(struct mcache *c)
 	mcache_drain(c, false);
 	for (unsigned i = KMALLOC_SPANCLASSES; i < NUM_SPANCLASSES; i++)
 		if (c->mag[i].base != NULL)
-			c->mag[i].nbytes = 0;
+			c->mag[i].slot_bytes = 0;
 	mm_store_release(&c->drain_seen, gen);
 	mm_store_release(&c->kmc_clean, 1); /* pairs: mkmemcache.c all_drained */
 }

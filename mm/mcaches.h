@@ -46,15 +46,18 @@ struct magazine {
 	struct magentry *limit; /* base + capacity */
 	uint64_t allocs;        /* objects handed out on this CPU */
 	uint64_t frees;         /* objects freed on this CPU */
-	/* Set with base, then immutable: the class's constants kfree's
-	 * fast path checks a pointer with (malloc.c), here because kfree
-	 * reads this line anyway. A span of the class holds nbytes bytes of
-	 * slots (0 until the magazine is carved, and for the large classes
-	 * 0 and 1, whose magazines never are: every pointer fails);
-	 * slot starts are the offsets slot_exact accepts with div_exact; a
-	 * slot's live byte is at offset >> liveshift (mspan.h). */
+	/* Set with base (mcache_mag_ready), then immutable until a drain
+	 * retires a typed cache's class: the class's constants kfree's fast
+	 * path checks a pointer with (malloc.c), here because kfree reads
+	 * this line anyway. A span of the class holds slot_bytes bytes of
+	 * slots; slot starts are the offsets slot_exact accepts with
+	 * div_exact; a slot's live byte is at offset >> liveshift
+	 * (mspan.h). slot_bytes 0 means the constants are not known (not
+	 * carved yet, the large classes 0 and 1, whose magazines never
+	 * are, or a retired typed class): every offset fails the bound, so
+	 * kfree goes to its slow path, which sets them (mag_class_known). */
 	uint64_t div_exact;
-	uint32_t nbytes;
+	uint32_t slot_bytes;
 	uint8_t liveshift;
 	uint8_t pad[3];
 	uint32_t aged_ops; /* low bits of allocs + frees when
@@ -62,6 +65,8 @@ struct magazine {
 	uint32_t aged_ms;  /* clock time of that, in ms */
 };
 _Static_assert(sizeof(struct magazine) == 64, "a magazine is one cache line");
+
+static inline bool mag_class_known(const struct magazine *m) { return m->slot_bytes != 0; }
 
 static inline uint32_t mag_count(const struct magazine *m)
 {

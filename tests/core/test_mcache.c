@@ -539,10 +539,11 @@ START_TEST(magazine_constants_are_the_spans)
 		struct mspan *s = spanOf((uintptr_t)p);
 		size_t size = s->elemsize;
 		const struct magazine *m = &mm_mcaches[cpu_slot(cpu)]->mag[s->spanclass];
-		ck_assert_uint_eq(m->nbytes, s->nelems * size);
+		ck_assert_uint_eq(m->slot_bytes, s->nelems * size);
 		for (uintptr_t off = 0; off < s->npages * 8192; off += 8) {
-			bool start = off % size == 0 && off < m->nbytes;
-			ck_assert_msg((slot_exact(m->div_exact, off) && off < m->nbytes) == start,
+			bool start = off % size == 0 && off < m->slot_bytes;
+			ck_assert_msg((slot_exact(m->div_exact, off) && off < m->slot_bytes) ==
+			                      start,
 			              "class %u: offset %lu", cls, (unsigned long)off);
 			if (!start)
 				continue;
