@@ -615,7 +615,7 @@ static inline __attribute__((always_inline)) void free_fast(const void *ptr, boo
 		return kfree_outside(ptr, typed ? want : 0);
 	}
 	/* Small INUSE spans only, from the page's descriptor (internal.h):
-	 * 0 on pages of no small span, whose class-0 magazine (nbytes 0)
+	 * 0 on pages of no small span, whose class-0 magazine (slot_bytes 0)
 	 * fails the slot test. acquire: pairs with mheap_publish_small's
 	 * release, so the live bytes read below are the published ones. The
 	 * class's constants come from this CPU's magazine, whose line the
