@@ -82,18 +82,18 @@ BENCH_TARGETS :=
 DEPS_GROUPS   := base
 BENCH_DEPS_GROUPS :=
 
-# Fragments, in the order their tests run.
+# Fragments: what builds first, then the tests (whose order is TEST_ORDER).
 FRAGMENTS := \
-	tests/format.mk \
 	mm/build.mk \
 	arch/host/build.mk \
 	arch/host/preload.mk \
+	boot/build.mk \
+	kernel/build.mk \
+	tests/format.mk \
 	tests/core.mk \
 	tests/api.mk \
 	tests/heapmap.mk \
 	tests/pmm.mk \
-	boot/build.mk \
-	kernel/build.mk \
 	tests/boot.mk \
 	tests/portkit.mk \
 	tests/preload.mk \

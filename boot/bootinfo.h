@@ -20,7 +20,7 @@
 #define BOOT_INFO_VERSION 1u
 
 /*
- * Memory region types. The frame allocator (mm/pmm) depends on these exact
+ * Memory region types. The frame allocator (kernel/pmm) depends on these exact
  * values; the loader maps UEFI types onto them (boot/memmap.c).
  */
 enum boot_mem_type {

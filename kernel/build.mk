@@ -8,6 +8,15 @@
 # function; the rule re-runs mksyms on kernel.elf and fails if the table
 # would differ. boot/build.mk copies kernel.elf onto the ESP.
 
+# The kernel's frame allocator (kernel/pmm/: a buddy allocator over the
+# boot memory map). Not part of libkmalloc: a kernel porting the allocator
+# brings its own frames; host-tested by tests/pmm.mk.
+PMM_SRCS := \
+	kernel/pmm/map.c \
+	kernel/pmm/init.c \
+	kernel/pmm/buddy.c \
+	kernel/pmm/report.c
+
 # In link order, which is also the order the self-tests run in (each
 # file's KTESTs sit in .ktests where the linker puts the file).
 KERNEL_SRCS := $(addprefix arch/x86_64/, \

@@ -14,7 +14,7 @@
 #include "printk.h"
 #include "../mm/internal.h"
 #include "../mm/kmalloc.h"
-#include "../mm/pmm/pmm.h"
+#include "pmm/pmm.h"
 #include "../arch/x86_64/memlayout.h"
 #include "../arch/x86_64/paging.h"
 

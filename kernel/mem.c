@@ -26,7 +26,7 @@
 #include "spinlock.h"
 #include "../mm/internal.h"
 #include "../mm/kmalloc.h"
-#include "../mm/pmm/pmm.h"
+#include "pmm/pmm.h"
 #include "../mm/sys.h"
 #include "../arch/x86_64/cpu.h"
 #include "../arch/x86_64/idt.h"

@@ -2,7 +2,7 @@
  * mem.h: the kernel's memory, brought up in one call and reported at the
  * end of a run.
  *
- *   boot memory map --pmm_init--> frame allocator (mm/pmm/, under
+ *   boot memory map --pmm_init--> frame allocator (kernel/pmm/, under
  *   pmm_lock) --mem_frame_alloc--> paging.c (page tables) and sys.c (heap
  *   frames) --> kmalloc (mm/, the arena at KMALLOC_ARENA_BASE).
  *

@@ -38,7 +38,7 @@
 #include "printk.h"
 #include "../mm/internal.h"
 #include "../mm/kmalloc.h"
-#include "../mm/pmm/pmm.h"
+#include "pmm/pmm.h"
 #include "../mm/sys.h"
 #include "../arch/x86_64/acpi.h"
 #include "../arch/x86_64/apic.h"

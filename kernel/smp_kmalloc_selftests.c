@@ -35,7 +35,7 @@
 #include "../mm/internal.h"
 #include "../mm/kmalloc.h"
 #include "../mm/msize.h"
-#include "../mm/pmm/pmm.h"
+#include "pmm/pmm.h"
 #include "../arch/x86_64/apic.h"
 #include "../arch/x86_64/cpu.h"
 #include "../arch/x86_64/paging.h"

@@ -1,10 +1,8 @@
 # mm/build.mk: the portable allocator core, built freestanding for the
 # kernel as build/x86_64/libkmalloc.a, and for anyone else's kernel by
 # `make lib PORT=...` (the porting kit, at the end of this file). (The host
-# build of the same sources is in arch/host/build.mk.) mm/pmm/ is the
-# kernel's frame allocator and is not part of either library: the kernel
-# (kernel/build.mk) and its host tests (tests/pmm.mk) compile PMM_SRCS
-# themselves.
+# build of the same sources is in arch/host/build.mk.) Everything in mm/
+# is what a port links; our kernel's frame allocator is kernel/pmm/.
 
 MM_SRCS := \
 	mm/malloc.c \
@@ -28,12 +26,6 @@ MM_SRCS := \
 	mm/mstats.c \
 	mm/mtransfer.c \
 	mm/mvalid.c
-
-PMM_SRCS := \
-	mm/pmm/map.c \
-	mm/pmm/init.c \
-	mm/pmm/buddy.c \
-	mm/pmm/report.c
 
 # The port's sys_arch.h (inline CPU id / interrupt save): our x86-64
 # kernel's. (mm/generic/sys_arch.h is the template for other kernels: one

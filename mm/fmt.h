@@ -6,7 +6,7 @@
  * length.
  *
  * Users: the allocator core (kmalloc_dump in mstats.c, the leak reports in
- * mgcmark.c, through internal.h) and the frame allocator (mm/pmm/, whose
+ * mgcmark.c, through internal.h) and the kernel's frame allocator (kernel/pmm/, whose
  * log lines go through the struct pmm's callback). Header-only, so every
  * build that compiles either one (the kernel, the host library, make lib,
  * the frame allocator's host and ASan tests) gets it with no source file

@@ -1,5 +1,5 @@
-# tests/pmm.mk: the physical frame allocator (mm/pmm/, PMM_SRCS from
-# mm/build.mk) and its host tests.
+# tests/pmm.mk: the kernel's physical frame allocator (kernel/pmm/,
+# PMM_SRCS from kernel/build.mk) and its host tests.
 #
 #   make test-pmm   1. compile PMM_SRCS with the kernel's flags, link them
 #                      into one object and check it needs no outside symbol
@@ -27,7 +27,7 @@ PMM_KERNEL_CFLAGS := $(FREESTANDING_CFLAGS) -mcmodel=kernel
 # Recursive: pkg-config may only be installed once install-deps has run.
 PMM_CHECK_CFLAGS = $(shell pkg-config --cflags check)
 PMM_CHECK_LIBS = $(shell pkg-config --libs check)
-PMM_HOST_CFLAGS = $(CSTD) $(WARN) -g -Imm -MMD -MP $(PMM_CHECK_CFLAGS)
+PMM_HOST_CFLAGS = $(CSTD) $(WARN) -g -Ikernel -MMD -MP $(PMM_CHECK_CFLAGS)
 PMM_ASAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
 PMM_GCC_OBJS := $(PMM_TEST_SRCS:%.c=$(PMM_OUT)/gcc/%.o)
@@ -62,10 +62,10 @@ $(PMM_OUT)/kernel/pmm.o: $(PMM_KERNEL_OBJS)
 # memset/memcpy calls that a kernel without libc cannot resolve.
 $(PMM_OUT)/kernel/pmm.undef-ok: $(PMM_OUT)/kernel/pmm.o
 	$(Q)undef="$$(nm -u $<)"; if [ -n "$$undef" ]; then \
-		echo "mm/pmm/ needs symbols a freestanding kernel lacks:"; echo "$$undef"; exit 1; fi
+		echo "kernel/pmm/ needs symbols a freestanding kernel lacks:"; echo "$$undef"; exit 1; fi
 	$(Q)touch $@
 
-# Leak checking is off in the ASan run: mm/pmm/ never allocates (only the
+# Leak checking is off in the ASan run: kernel/pmm/ never allocates (only the
 # harness does), and LeakSanitizer cannot run where ptrace is restricted.
 .PHONY: test-pmm
 test-pmm: $(PMM_OUT)/kernel/pmm.undef-ok $(PMM_OUT)/test_pmm $(PMM_OUT)/test_pmm_asan

@@ -3,7 +3,7 @@
  * bench-pmm). Each line is one workload on a freshly built allocator,
  * in nanoseconds per operation (one pmm_alloc or one pmm_free), best of
  * five runs so that noise from the other jobs on the machine counts less.
- * The numbers are for comparing versions of mm/pmm/ on one machine; the
+ * The numbers are for comparing versions of kernel/pmm/ on one machine; the
  * correctness suites never look at time.
  */
 #define _DEFAULT_SOURCE

@@ -6,7 +6,7 @@
  * arena + a, so the dmap_offset handed to pmm_init is the arena's address,
  * and only the frames the allocator or the test touch cost real memory.
  * The log callback captures lines so tests can assert on the messages.
- * An oracle answers from the map alone, independently of mm/pmm/, whether a
+ * An oracle answers from the map alone, independently of kernel/pmm/, whether a
  * frame may ever be handed out.
  */
 #ifndef PMM_HARNESS_H

@@ -11,7 +11,7 @@
  *     and after pmm_reclaim also those wholly covered by reclaimable
  *     entries and touched by no reserved type.
  * The second point is an independent oracle (pmm_harness.c) against the
- * sweep, trim and section logic of mm/pmm/map.c and init.c.
+ * sweep, trim and section logic of kernel/pmm/map.c and init.c.
  */
 #include "pmm_harness.h"
 #include "../xorshift.h"

@@ -1,5 +1,5 @@
 /*
- * test_pmm.c: Check runner for the physical frame allocator (mm/pmm/),
+ * test_pmm.c: Check runner for the physical frame allocator (kernel/pmm/),
  * and the map suite: how pmm_init turns a boot memory map (unsorted,
  * overlapping, odd edges, holes, far-apart regions) into managed frames,
  * with every dropped byte accounted for. Expected figures are worked out

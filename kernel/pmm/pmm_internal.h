@@ -46,7 +46,7 @@
 #ifndef MM_PMM_INTERNAL_H
 #define MM_PMM_INTERNAL_H
 
-#include "../fmt.h"
+#include "../../mm/fmt.h"
 #include "pmm.h"
 
 /* The metadata byte of a frame (see "Data structures" above). */
@@ -54,8 +54,8 @@
 #define M_FREE     0x20u
 #define M_ALLOC    0x40u
 #define M_RESERVED 0x60u
-#define M_STATE(b) ((unsigned)(b) & 0xe0u)
-#define M_ARG(b)   ((unsigned)(b) & 0x1fu)
+#define M_STATE(b) ((unsigned)(b)&0xe0u)
+#define M_ARG(b)   ((unsigned)(b)&0x1fu)
 
 #define NODE_MAGIC 0x706d6d2d66726565ull /* "pmm-free" */
 
@@ -68,7 +68,10 @@ static inline void set_bytes(void *dst, unsigned char v, uint64_t n)
         d[i] = v;
 }
 
-static inline uint64_t frames_up(uint64_t bytes) { return (bytes + PMM_FRAME_SIZE - 1) >> PMM_FRAME_SHIFT; }
+static inline uint64_t frames_up(uint64_t bytes)
+{
+    return (bytes + PMM_FRAME_SIZE - 1) >> PMM_FRAME_SHIFT;
+}
 
 /* One log line, built on the stack with mm/fmt.h: reporting never
  * allocates. */
@@ -77,10 +80,23 @@ struct line {
     size_t n;
 };
 
-static inline void l_init(struct line *l) { l->n = 0; l->buf[0] = '\0'; }
-static inline void l_str(struct line *l, const char *s) { l->n = mm_fmt_str(l->buf, l->n, sizeof l->buf, s); }
-static inline void l_dec(struct line *l, uint64_t v) { l->n = mm_fmt_u64(l->buf, l->n, sizeof l->buf, v, 0); }
-static inline void l_hex(struct line *l, uint64_t v) { l->n = mm_fmt_hex(l->buf, l->n, sizeof l->buf, v); }
+static inline void l_init(struct line *l)
+{
+    l->n = 0;
+    l->buf[0] = '\0';
+}
+static inline void l_str(struct line *l, const char *s)
+{
+    l->n = mm_fmt_str(l->buf, l->n, sizeof l->buf, s);
+}
+static inline void l_dec(struct line *l, uint64_t v)
+{
+    l->n = mm_fmt_u64(l->buf, l->n, sizeof l->buf, v, 0);
+}
+static inline void l_hex(struct line *l, uint64_t v)
+{
+    l->n = mm_fmt_hex(l->buf, l->n, sizeof l->buf, v);
+}
 
 static inline void l_emit(const struct pmm *p, struct line *l)
 {
@@ -106,7 +122,10 @@ static inline int section_of(const struct pmm *p, uint64_t pfn)
     return -1;
 }
 
-static inline unsigned char *mb(const struct pmm_section *s, uint64_t pfn) { return &s->meta[pfn - s->base_pfn]; }
+static inline unsigned char *mb(const struct pmm_section *s, uint64_t pfn)
+{
+    return &s->meta[pfn - s->base_pfn];
+}
 
 static inline struct pmm_node *node_of(const struct pmm *p, uint64_t pfn)
 {
@@ -142,8 +161,8 @@ void pmm_map_walk(const struct pmm_region *rg, size_t n, uint64_t limit, pmm_pie
 uint32_t pmm_canon_type(uint32_t t);
 int pmm_entry_span(const struct pmm_region *r, uint64_t limit, uint64_t *s, uint64_t *e);
 int pmm_piece_frames(uint64_t s, uint64_t e, uint64_t *fs, uint64_t *fe);
-int pmm_in_usable(const struct pmm_region *rg, size_t n, uint64_t limit, uint64_t dmap, const void *virt,
-                  uint64_t len);
+int pmm_in_usable(const struct pmm_region *rg, size_t n, uint64_t limit, uint64_t dmap,
+                  const void *virt, uint64_t len);
 
 /* buddy.c */
 void pmm_free_run(struct pmm *p, const struct pmm_section *s, uint64_t a, uint64_t b);

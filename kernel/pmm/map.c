@@ -25,14 +25,22 @@ uint32_t pmm_canon_type(uint32_t t) { return (t >= PMM_USABLE && t <= PMM_BAD) ?
 static int type_rank(uint32_t t)
 {
     switch (t) {
-    case PMM_USABLE: return 1;
-    case PMM_RECLAIMABLE: return 2;
-    case PMM_ACPI_RECLAIM: return 3;
-    case PMM_LOADER: return 4;
-    case PMM_KERNEL: return 5;
-    case PMM_ACPI_NVS: return 6;
-    case PMM_RESERVED: return 7;
-    default: return 8; /* PMM_BAD */
+    case PMM_USABLE:
+        return 1;
+    case PMM_RECLAIMABLE:
+        return 2;
+    case PMM_ACPI_RECLAIM:
+        return 3;
+    case PMM_LOADER:
+        return 4;
+    case PMM_KERNEL:
+        return 5;
+    case PMM_ACPI_NVS:
+        return 6;
+    case PMM_RESERVED:
+        return 7;
+    default:
+        return 8; /* PMM_BAD */
     }
 }
 
@@ -126,12 +134,14 @@ static int frame_usable(const struct pmm_region *rg, size_t n, uint64_t limit, u
     if (phys == 0 || b > limit)
         return 0;
     for (size_t i = 0; i < n; i++)
-        if (pmm_entry_span(&rg[i], limit, &s, &e) && pmm_canon_type(rg[i].type) != PMM_USABLE && s < b && e > a)
+        if (pmm_entry_span(&rg[i], limit, &s, &e) && pmm_canon_type(rg[i].type) != PMM_USABLE &&
+            s < b && e > a)
             return 0;
     while (a < b) {
         uint64_t reach = a;
         for (size_t i = 0; i < n; i++)
-            if (pmm_entry_span(&rg[i], limit, &s, &e) && rg[i].type == PMM_USABLE && s <= a && e > reach)
+            if (pmm_entry_span(&rg[i], limit, &s, &e) && rg[i].type == PMM_USABLE && s <= a &&
+                e > reach)
                 reach = e;
         if (reach == a)
             return 0;
@@ -142,8 +152,8 @@ static int frame_usable(const struct pmm_region *rg, size_t n, uint64_t limit, u
 
 /* Does [virt, virt + len) lie, through the direct map, in usable memory
  * that pmm_init would overwrite with metadata or free-list links? */
-int pmm_in_usable(const struct pmm_region *rg, size_t n, uint64_t limit, uint64_t dmap, const void *virt,
-                  uint64_t len)
+int pmm_in_usable(const struct pmm_region *rg, size_t n, uint64_t limit, uint64_t dmap,
+                  const void *virt, uint64_t len)
 {
     uint64_t phys = (uint64_t)(uintptr_t)virt - dmap;
     if (phys >= limit || len > limit - phys)

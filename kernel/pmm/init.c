@@ -42,11 +42,11 @@ struct plan {
     uint64_t carve_pfn[PMM_MAX_SECTIONS]; /* frames taken for metadata: [pfn, pfn + n) */
     uint64_t carve_n[PMM_MAX_SECTIONS];
     uint32_t ncarves;
-    int host;                           /* pass 2: section to search; ANY_SECTION, PLACED_SECTION */
-    uint64_t need, best_end;            /* pass 2: search state */
+    int host;                /* pass 2: section to search; ANY_SECTION, PLACED_SECTION */
+    uint64_t need, best_end; /* pass 2: search state */
 };
 
-#define ANY_SECTION (-2)
+#define ANY_SECTION    (-2)
 #define PLACED_SECTION (-1) /* any section whose own metadata is placed */
 
 /* ---- pass 1: grouping the pieces into sections ---- */
@@ -113,7 +113,8 @@ static void place_piece(void *ctx, uint64_t s, uint64_t e, uint32_t t)
 
 /* Take `bytes` of metadata from the top of the highest usable run that
  * fits, in the sections `host` allows; its physical address, or 0. */
-static uint64_t carve_meta(struct plan *pl, const struct pmm_region *rg, size_t n, uint64_t bytes, int host)
+static uint64_t carve_meta(struct plan *pl, const struct pmm_region *rg, size_t n, uint64_t bytes,
+                           int host)
 {
     pl->host = host;
     pl->need = frames_up(bytes);
@@ -171,7 +172,8 @@ static void log_dropped(const struct pmm *p)
         {d->section_bytes, " bytes of usable memory without a section or metadata room; dropped"},
     };
     if (d->unsorted_entries)
-        pmm_say_count(p, "pmm: map: ", d->unsorted_entries, " entries out of address order; sorted");
+        pmm_say_count(p, "pmm: map: ", d->unsorted_entries,
+                      " entries out of address order; sorted");
     for (size_t i = 0; i < sizeof lost / sizeof lost[0]; i++)
         if (lost[i].bytes)
             pmm_say_count(p, "pmm: map: ", lost[i].bytes, lost[i].why);

@@ -64,7 +64,8 @@ static int list_unlink(struct pmm *p, uint64_t pfn, unsigned order)
     p->nfree[order]--;
     return 0;
 corrupt:
-    pmm_report(p, "pmm", "free block overwritten after free (corrupt free list)", pfn << PMM_FRAME_SHIFT);
+    pmm_report(p, "pmm", "free block overwritten after free (corrupt free list)",
+               pfn << PMM_FRAME_SHIFT);
     return PMM_ECORRUPT;
 }
 
@@ -118,7 +119,8 @@ static unsigned ceil_log2(uint64_t v)
  * halves wholly inside the request become allocated blocks, halves wholly
  * beyond it go back on the free lists (their buddy is in use, so they
  * cannot merge). */
-static void carve(struct pmm *p, const struct pmm_section *s, uint64_t pfn, unsigned k, uint64_t want)
+static void carve(struct pmm *p, const struct pmm_section *s, uint64_t pfn, unsigned k,
+                  uint64_t want)
 {
     for (;;) {
         if (want == ((uint64_t)1 << k)) {
@@ -149,7 +151,8 @@ int pmm_alloc(struct pmm *p, size_t nframes, size_t align_frames, uint64_t *phys
         return PMM_EINVAL;
     }
     if (align_frames & (align_frames - 1) || align_frames > ((size_t)1 << PMM_MAX_ORDER)) {
-        pmm_report(p, "pmm_alloc", "alignment not a power of two up to the largest block", align_frames);
+        pmm_report(p, "pmm_alloc", "alignment not a power of two up to the largest block",
+                   align_frames);
         return PMM_EINVAL;
     }
     unsigned k = ceil_log2(nframes);
@@ -166,7 +169,8 @@ int pmm_alloc(struct pmm *p, size_t nframes, size_t align_frames, uint64_t *phys
     uint64_t pfn = (((uint64_t)(uintptr_t)p->free[m]) - p->dmap_offset) >> PMM_FRAME_SHIFT;
     int si = section_of(p, pfn);
     if (si < 0 || *mb(&p->section[si], pfn) != (M_FREE | m)) {
-        pmm_report(p, "pmm", "free list head is not a free block (corrupt free list)", pfn << PMM_FRAME_SHIFT);
+        pmm_report(p, "pmm", "free list head is not a free block (corrupt free list)",
+                   pfn << PMM_FRAME_SHIFT);
         return PMM_ECORRUPT;
     }
     const struct pmm_section *s = &p->section[si];
@@ -189,7 +193,8 @@ int pmm_alloc(struct pmm *p, size_t nframes, size_t align_frames, uint64_t *phys
 /* ---- freeing ---- */
 
 /* Why the frame at pfn cannot start a block being freed; NULL if it can. */
-static const char *bad_head(const struct pmm_section *s, uint64_t pfn, uint64_t end, uint64_t *where)
+static const char *bad_head(const struct pmm_section *s, uint64_t pfn, uint64_t end,
+                            uint64_t *where)
 {
     unsigned char b = *mb(s, pfn);
     *where = pfn;
@@ -202,10 +207,14 @@ static const char *bad_head(const struct pmm_section *s, uint64_t pfn, uint64_t 
         return "double free";
     case M_RESERVED:
         switch (M_ARG(b)) {
-        case 0: return "frame in a hole of the memory map";
-        case PMM_RECLAIMABLE: return "reclaimable frame not yet reclaimed";
-        case PMM_METADATA: return "frame holds pmm metadata";
-        default: return "reserved frame";
+        case 0:
+            return "frame in a hole of the memory map";
+        case PMM_RECLAIMABLE:
+            return "reclaimable frame not yet reclaimed";
+        case PMM_METADATA:
+            return "frame holds pmm metadata";
+        default:
+            return "reserved frame";
         }
     default:
         break;
@@ -216,10 +225,12 @@ static const char *bad_head(const struct pmm_section *s, uint64_t pfn, uint64_t 
         if (h < s->base_pfn)
             break;
         unsigned char hb = *mb(s, h);
-        if ((M_STATE(hb) == M_FREE || M_STATE(hb) == M_ALLOC) && h + ((uint64_t)1 << M_ARG(hb)) > pfn) {
+        if ((M_STATE(hb) == M_FREE || M_STATE(hb) == M_ALLOC) &&
+            h + ((uint64_t)1 << M_ARG(hb)) > pfn) {
             *where = h;
-            return M_STATE(hb) == M_FREE ? "double free (inside a free block)"
-                                         : "not the start of an allocation (inside an allocated block)";
+            return M_STATE(hb) == M_FREE
+                       ? "double free (inside a free block)"
+                       : "not the start of an allocation (inside an allocated block)";
         }
     }
     return "frame metadata inconsistent";

@@ -2,7 +2,7 @@
  * pmm.h: the physical frame allocator (a binary buddy allocator over 4 KiB
  * frames), built from the boot memory map. The kernel uses it underneath
  * paging and mm/sys.h; the host tests build it on synthetic maps. It is
- * not part of the kmalloc library: the rest of mm/pmm/ implements it, and
+ * not part of the kmalloc library: the rest of kernel/pmm/ implements it, and
  * pmm_internal.h says which file does what.
  *
  * Data flow:
@@ -103,21 +103,21 @@ enum pmm_err {
 /* Why bytes of the map did not become allocatable memory. Filled by
  * pmm_init, read with pmm_stats; the same figures go to the log. */
 struct pmm_dropped {
-    uint64_t overlap_bytes;   /* bytes covered by more than one entry (resolved by precedence) */
-    uint64_t downgraded_bytes;/* usable/reclaimable bytes an overlapping entry took over */
-    uint64_t unaligned_bytes; /* usable/reclaimable bytes lost trimming to whole frames */
-    uint64_t frame0_bytes;    /* frame 0 is never handed out */
-    uint64_t limit_bytes;     /* at or above the limit (PMM_PHYS_LIMIT or pmm_init_limit's) */
-    uint64_t unknown_bytes;   /* entries of unknown type (kept as PMM_RESERVED) */
-    uint64_t section_bytes;   /* usable memory lost for lack of a section or metadata room */
-    uint32_t unsorted_entries;/* entries whose base was below the previous entry's */
-    uint32_t empty_entries;   /* zero-length entries */
+    uint64_t overlap_bytes;    /* bytes covered by more than one entry (resolved by precedence) */
+    uint64_t downgraded_bytes; /* usable/reclaimable bytes an overlapping entry took over */
+    uint64_t unaligned_bytes;  /* usable/reclaimable bytes lost trimming to whole frames */
+    uint64_t frame0_bytes;     /* frame 0 is never handed out */
+    uint64_t limit_bytes;      /* at or above the limit (PMM_PHYS_LIMIT or pmm_init_limit's) */
+    uint64_t unknown_bytes;    /* entries of unknown type (kept as PMM_RESERVED) */
+    uint64_t section_bytes;    /* usable memory lost for lack of a section or metadata room */
+    uint32_t unsorted_entries; /* entries whose base was below the previous entry's */
+    uint32_t empty_entries;    /* zero-length entries */
 };
 
 struct pmm_stats {
-    uint64_t managed_frames;     /* usable + reclaimable frames the allocator owns, metadata included */
-    uint64_t free_frames;        /* on the free lists now */
-    uint64_t used_frames;        /* handed out by pmm_alloc and not freed */
+    uint64_t managed_frames; /* usable + reclaimable frames the allocator owns, metadata included */
+    uint64_t free_frames;    /* on the free lists now */
+    uint64_t used_frames;    /* handed out by pmm_alloc and not freed */
     uint64_t reclaimable_frames; /* waiting for pmm_reclaim */
     uint64_t metadata_frames;    /* carved for the per-frame metadata */
     uint64_t metadata_bytes;     /* bytes of those frames actually holding metadata */
@@ -145,12 +145,14 @@ struct pmm_section {
 /* One frame allocator. "caller's lock" is whatever serializes calls on
  * this instance (the kernel's pmm spinlock, interrupts off). */
 struct pmm {
-    uint64_t dmap_offset;            /* immutable after init */
-    uint64_t limit;                  /* immutable after init: frames at or above are ignored */
-    void (*log)(const char *line);   /* immutable after init; may be NULL */
-    struct pmm_node *free[PMM_MAX_ORDER + 1]; /* caller's lock: free blocks per order, doubly linked */
-    uint64_t nfree[PMM_MAX_ORDER + 1];        /* caller's lock: blocks on each list */
-    struct pmm_section section[PMM_MAX_SECTIONS]; /* immutable after init (meta[] bytes: caller's lock) */
+    uint64_t dmap_offset;          /* immutable after init */
+    uint64_t limit;                /* immutable after init: frames at or above are ignored */
+    void (*log)(const char *line); /* immutable after init; may be NULL */
+    struct pmm_node
+        *free[PMM_MAX_ORDER + 1];      /* caller's lock: free blocks per order, doubly linked */
+    uint64_t nfree[PMM_MAX_ORDER + 1]; /* caller's lock: blocks on each list */
+    struct pmm_section
+        section[PMM_MAX_SECTIONS];   /* immutable after init (meta[] bytes: caller's lock) */
     uint32_t nsections;              /* immutable after init */
     uint64_t managed_frames;         /* immutable after init */
     uint64_t free_frames;            /* caller's lock */
@@ -173,14 +175,14 @@ struct pmm {
  * NULL with n > 0, or either lying in usable memory; logged). The regions
  * array is not kept. Cost: O(n^2) in map entries, O(frames) in memory.
  */
-int pmm_init(struct pmm *p, const struct pmm_region *regions, size_t n,
-             uint64_t dmap_offset, void (*log)(const char *line));
+int pmm_init(struct pmm *p, const struct pmm_region *regions, size_t n, uint64_t dmap_offset,
+             void (*log)(const char *line));
 
 /* pmm_init for a direct map that covers only physical [0, limit): memory
  * at or above limit is left alone and counted in dropped.limit_bytes.
  * The kernel passes boot_info's direct_map_size. */
-int pmm_init_limit(struct pmm *p, const struct pmm_region *regions, size_t n,
-                   uint64_t dmap_offset, uint64_t limit, void (*log)(const char *line));
+int pmm_init_limit(struct pmm *p, const struct pmm_region *regions, size_t n, uint64_t dmap_offset,
+                   uint64_t limit, void (*log)(const char *line));
 
 /*
  * Allocate nframes physically contiguous frames whose address is a multiple

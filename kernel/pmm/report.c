@@ -30,16 +30,26 @@ void pmm_report(const struct pmm *p, const char *who, const char *fault, uint64_
 const char *pmm_type_name(uint32_t type)
 {
     switch (type) {
-    case PMM_USABLE: return "usable";
-    case PMM_RECLAIMABLE: return "reclaimable";
-    case PMM_ACPI_RECLAIM: return "acpi-reclaim";
-    case PMM_ACPI_NVS: return "acpi-nvs";
-    case PMM_RESERVED: return "reserved";
-    case PMM_KERNEL: return "kernel";
-    case PMM_LOADER: return "loader";
-    case PMM_BAD: return "bad";
-    case PMM_METADATA: return "pmm-metadata";
-    default: return "unknown";
+    case PMM_USABLE:
+        return "usable";
+    case PMM_RECLAIMABLE:
+        return "reclaimable";
+    case PMM_ACPI_RECLAIM:
+        return "acpi-reclaim";
+    case PMM_ACPI_NVS:
+        return "acpi-nvs";
+    case PMM_RESERVED:
+        return "reserved";
+    case PMM_KERNEL:
+        return "kernel";
+    case PMM_LOADER:
+        return "loader";
+    case PMM_BAD:
+        return "bad";
+    case PMM_METADATA:
+        return "pmm-metadata";
+    default:
+        return "unknown";
     }
 }
 
@@ -158,7 +168,7 @@ void pmm_dump(const struct pmm *p)
         l_emit(p, &l);
     }
     const struct field frames[] = {
-        {"pmm: frames: free ", st.free_frames}, {", used ", st.used_frames},
+        {"pmm: frames: free ", st.free_frames},    {", used ", st.used_frames},
         {", reclaimable ", st.reclaimable_frames}, {", metadata ", st.metadata_frames},
         {"; reserved ", st.reserved_bytes},
     };
@@ -181,9 +191,13 @@ void pmm_dump(const struct pmm *p)
 
     const struct pmm_dropped *d = &st.dropped;
     const struct field dropped[] = {
-        {"pmm: dropped bytes: overlap ", d->overlap_bytes}, {", downgraded ", d->downgraded_bytes},
-        {", unaligned ", d->unaligned_bytes}, {", frame0 ", d->frame0_bytes}, {", limit ", d->limit_bytes},
-        {", unknown ", d->unknown_bytes}, {", section ", d->section_bytes},
+        {"pmm: dropped bytes: overlap ", d->overlap_bytes},
+        {", downgraded ", d->downgraded_bytes},
+        {", unaligned ", d->unaligned_bytes},
+        {", frame0 ", d->frame0_bytes},
+        {", limit ", d->limit_bytes},
+        {", unknown ", d->unknown_bytes},
+        {", section ", d->section_bytes},
     };
     l_init(&l);
     l_fields(&l, dropped, sizeof dropped / sizeof dropped[0]);
@@ -227,7 +241,8 @@ int pmm_validate(const struct pmm *p)
 
     for (uint32_t i = 0; i < p->nsections; i++) {
         const struct pmm_section *s = &p->section[i];
-        if (!s->meta || !s->npfn || (i && s->base_pfn < p->section[i - 1].base_pfn + p->section[i - 1].npfn)) {
+        if (!s->meta || !s->npfn ||
+            (i && s->base_pfn < p->section[i - 1].base_pfn + p->section[i - 1].npfn)) {
             vfault(&v, "section out of order or empty", s->base_pfn << PMM_FRAME_SHIFT);
             continue;
         }
@@ -302,7 +317,8 @@ int pmm_validate(const struct pmm *p)
         vfault(&v, "reclaimable frame counter wrong, counted", nrecl);
     if (nmeta != p->metadata_frames)
         vfault(&v, "metadata frame counter wrong, counted", nmeta);
-    if (p->free_frames + p->used_frames + p->reclaimable_frames + p->metadata_frames != p->managed_frames)
+    if (p->free_frames + p->used_frames + p->reclaimable_frames + p->metadata_frames !=
+        p->managed_frames)
         vfault(&v, "frame counters do not add up to managed frames", p->managed_frames);
     return v.faults;
 }
