@@ -17,7 +17,11 @@
  * meta pages open once, when sampling first starts; an object page opens
  * when a sample takes it and closes when it is freed; guards never open.
  * Freed slots are reused oldest first (a FIFO), so a freed page stays
- * closed as long as the pool allows.
+ * closed as long as the pool allows. The bytes of an object page outside
+ * the object hold canary bytes from the sample on, checked when it is
+ * freed (KFENCE's canaries): a write into the few bytes before the right
+ * guard (a size that is not a multiple of malloc's alignment) or past a
+ * left-aligned object, which no guard catches, is reported at the free.
  *
  * Data flow:
  *   kmalloc fast path: --mcache.kfence_left; at 0 (every KFENCE_CHECK_EVERY
@@ -228,6 +232,60 @@ static void count_class(unsigned spanclass, bool alloc)
 	sys_irq_restore(f);
 }
 
+/* ---- canaries ---- */
+
+static inline uint8_t canary(uintptr_t a) { return (uint8_t)(0xaa ^ (a & 7)); }
+
+/* Fill the object page around [v, v+size) with canaries. */
+static void canary_fill(uintptr_t page, uintptr_t v, size_t size)
+{
+	for (uintptr_t a = page; a < v; a++)
+		*(volatile uint8_t *)a = canary(a);
+	for (uintptr_t a = v + size; a < page + kfence_.ps; a++)
+		*(volatile uint8_t *)a = canary(a);
+}
+
+/* The first byte around m's object that lost its canary, or 0. */
+static uintptr_t canary_broken(const struct kf_meta *m, uintptr_t page)
+{
+	for (uintptr_t a = page; a < m->addr; a++)
+		if (*(volatile uint8_t *)a != canary(a))
+			return a;
+	for (uintptr_t a = m->addr + m->size; a < page + kfence_.ps; a++)
+		if (*(volatile uint8_t *)a != canary(a))
+			return a;
+	return 0;
+}
+
+static void log_stack(void (*log)(const char *), const char *what, unsigned cpu,
+                      const uintptr_t *pcs, unsigned n);
+static size_t fmt_first(char *line, size_t n, size_t cap, const uintptr_t *pcs, unsigned npcs);
+
+/* kfree found a broken canary at bad: the report on the port's log, then
+ * the usual one-line fault (the free's own backtrace is the kernel
+ * panic's). */
+static _Noreturn void report_corruption(const struct kf_meta *m, uintptr_t bad)
+{
+	char line[192];
+	bool right = bad >= m->addr + m->size;
+	uintptr_t dist = right ? bad - (m->addr + m->size) + 1 : m->addr - bad;
+	size_t k = mm_fmt_str(line, 0, sizeof line, "kfence: memory corruption at ");
+	k = mm_fmt_hex(line, k, sizeof line, bad);
+	k = mm_fmt_str(line, k, sizeof line, " (");
+	k = mm_fmt_u64(line, k, sizeof line, dist, 0);
+	k = mm_fmt_str(line, k, sizeof line, dist == 1 ? " byte" : " bytes");
+	k = mm_fmt_str(line, k, sizeof line, right ? " right of " : " left of ");
+	k = mm_fmt_u64(line, k, sizeof line, m->size, 0);
+	k = mm_fmt_str(line, k, sizeof line, "-byte object ");
+	k = mm_fmt_hex(line, k, sizeof line, m->addr);
+	k = mm_fmt_str(line, k, sizeof line, " allocated at ");
+	k = fmt_first(line, k, sizeof line, m->alloc_pcs, m->nalloc);
+	mm_fmt_str(line, k, sizeof line, ", found at its free)");
+	sys_log(line);
+	log_stack(sys_log, "allocated", m->alloc_cpu, m->alloc_pcs, m->nalloc);
+	sys_fault("memory corruption next to a sampled object", (void *)bad);
+}
+
 void *kfence_sample(size_t size, unsigned spanclass, unsigned flags, uintptr_t site)
 {
 	if (size == 0 || size > kfence_.ps || kfence_pool.bytes == 0 || !sample_due() ||
@@ -276,6 +334,7 @@ void *kfence_sample(size_t size, unsigned spanclass, unsigned flags, uintptr_t s
 	uintptr_t v = right ? page + kfence_.ps - round_up(size, align) : page;
 	if ((flags & KM_ZERO) && !sys_config.commit_zeroed)
 		__builtin_memset((void *)v, 0, size);
+	canary_fill(page, v, size);
 	m->addr = v;
 	m->size = (uint32_t)size;
 	m->noscan = (flags & KM_NOSCAN) != 0;
@@ -314,6 +373,9 @@ void kfence_free(uintptr_t p, unsigned want, uintptr_t site)
 	mm_store_relaxed(&m->state, KF_CLOSING);
 	sys_unlock(&kfence_lock);
 
+	uintptr_t bad = canary_broken(m, obj_page((unsigned)i));
+	if (bad != 0)
+		report_corruption(m, bad);
 	m->free_cpu = (uint16_t)kf_cpu();
 	m->nfree = (uint8_t)mm_backtrace(m->free_pcs, KF_FRAMES, site);
 	sys_config.guard((void *)obj_page((unsigned)i), kfence_.ps, 0);

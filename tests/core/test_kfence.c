@@ -166,6 +166,39 @@ START_TEST(report_use_after_free)
 }
 END_TEST
 
+/* ---- canaries: writes no guard catches, found at the free ---- */
+
+/* arg: 0, a 60-byte right-aligned sample, one byte written into the 4
+ * before its guard; 1, a left-aligned 64-byte one, a byte written past
+ * its end (the rest of its page). */
+static void write_slack(void *arg)
+{
+	int left = arg != NULL;
+	if (left)
+		(void)sample(64, 0); /* the next sample is left aligned */
+	char *p = sample(left ? 64 : 60, 0);
+	p[left ? 64 : 60] = 1; /* no fault: inside the object's page */
+	kfree(p);
+}
+
+START_TEST(canary_broken_at_free)
+{
+	struct child_result r;
+	char *p = nth_sample(0, 60);
+	run_in_child(write_slack, NULL, &r);
+	const char *m = misuse_mismatch(&r, "memory corruption next to a sampled object", p + 60);
+	ck_assert_msg(m == NULL, "%s", m);
+	p = nth_sample(1, 64);
+	run_in_child(write_slack, (void *)1, &r);
+	m = misuse_mismatch(&r, "memory corruption next to a sampled object", p + 64);
+	ck_assert_msg(m == NULL, "%s", m);
+	/* and an untouched sample frees without a word */
+	char *q = sample(60, 0);
+	memset(q, 0x55, 60);
+	kfree(q);
+}
+END_TEST
+
 struct bad {
 	int op; /* 0 kfree, 1 ksize, 2 krealloc, 3 kmem_cache_free */
 	size_t off;
@@ -324,5 +357,6 @@ CHECK_MAIN("kfence", 60,
 	   CHECK_TEST(misuse_invalid_free),
 	   CHECK_TEST(pool_full_pauses),
 	   CHECK_TEST(leak_scan_reports_samples),
-	   CHECK_TEST(own_sigsegv_handler_gets_its_faults))
+	   CHECK_TEST(own_sigsegv_handler_gets_its_faults),
+	   CHECK_TEST(canary_broken_at_free))
 /* clang-format on */
