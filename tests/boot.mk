@@ -135,7 +135,7 @@ test-boot-kmem: $(LOADER_EFI) $(KERNEL_ELF) $(KMEM_DEBUG_ELF)
 	    '^kmalloc_oom: 1 MiB objects: [1-9][0-9]* objects until NULL' \
 	    '^ktest: kmalloc_oom ok' '^ktest: 1 passed, 0 failed'; \
 	misuse() { kcase $$1 2 $(MEM) $(KERNEL_ELF) "ktest=$$1" \
-	    "^PANIC: kmalloc: $$2: $$3" '^Backtrace:' '#[0-9]+ +0xffffffff[0-9a-f]+ kfree[a-z_]*\+0x' \
+	    "^PANIC: kmalloc: $$2: $$3" '^Backtrace:' '#[0-9]+ +0xffffffff[0-9a-f]+ (kfree[a-z_]*|mlarge_free)\+0x' \
 	    "ktest_fn_$$1\\+0x" \
 	    "^ktest: $$1 FAILED: panic: kmalloc: $$2" '^ktest: 0 passed, 1 failed'; }; \
 	heap='0xffffa0[0-9a-f]+'; \
