@@ -17,7 +17,7 @@ MM_SRCS := \
 	mm/mgcmark.c \
 	mm/mlarge.c \
 	mm/mleak.c \
-	mm/mlockrank.c \
+	mm/mlock.c \
 	mm/mmesh.c \
 	mm/mmeta.c \
 	mm/mscavenge.c \

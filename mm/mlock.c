@@ -1,6 +1,6 @@
 /*
- * mlockrank.c: the lock-order checker of debug builds (MM_DEBUG >= 1),
- * like Go's lockrank. mm_lock and mm_unlock (internal.h) record, per CPU,
+ * mlock.c: the lock-order checker of debug builds (MM_DEBUG >= 1),
+ * like Go's lockrank. mm_lock and mm_unlock (mlock.h) record, per CPU,
  * which lock of each rank it holds; taking a lock while holding one of
  * equal or higher rank is a fault, and MM_HELD / MM_UNLOCKED assert what
  * a function needs. Release builds compile none of this.
