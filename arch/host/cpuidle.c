@@ -7,8 +7,8 @@
  * each.
  *
  * A CPU here is a thread, and what the core needs of it lives in its
- * thread-local storage: its fast slot (host_mcache) and its depth in
- * allocator sections (host_irq_depth, sys_arch.h). The registry keeps
+ * thread-local storage: its fast slot (host_self.mcache) and its depth in
+ * allocator sections (host_self.irq_depth, sys_arch.h). The registry keeps
  * their addresses per CPU id while a thread holds the id: sys.c
  * registers a thread when it takes an id and unregisters it in the
  * thread-exit destructor, before the id is free, under reg_lock, which
@@ -30,7 +30,7 @@
  * and nothing is drained.
  *
  * Data flow: mcache_idle_pass (background thread) -> host_cpu_unpublish
- * (registry -> the thread's host_mcache = NULL) ... half a delay later
+ * (registry -> the thread's host_self.mcache = NULL) ... half a delay later
  * -> host_cpu_fence -> host_cpu_busy (registry -> depth and slot) ->
  * the core flushes the mcache.
  */
@@ -45,8 +45,8 @@
 #include "sys.h"
 
 struct cpu_tls {
-	struct mcache **slot; /* &host_mcache of the thread holding the id */
-	unsigned *depth;      /* &host_irq_depth of it */
+	struct mcache **slot; /* &host_self.mcache of the thread holding the id */
+	unsigned *depth;      /* &host_self.irq_depth of it */
 };
 /* Taken inside host_pool_lock (register, unregister), never around it. */
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -55,8 +55,8 @@ static struct cpu_tls reg[HOST_MAX_CPUS]; /* reg_lock */
 void host_cpu_register(unsigned id)
 {
 	pthread_mutex_lock(&reg_lock);
-	reg[id].slot = &host_mcache;
-	reg[id].depth = &host_irq_depth;
+	reg[id].slot = &host_self.mcache;
+	reg[id].depth = &host_self.irq_depth;
 	pthread_mutex_unlock(&reg_lock);
 }
 

@@ -281,7 +281,7 @@ static void mag_filter(struct magazine *m, const uintptr_t *bad, size_t nbad, bo
  * alone; host_cpu_reclaim marks the ids for host_fork_adopt. */
 static void reclaim_orphans(void)
 {
-	unsigned me = host_cpu_plus1; /* slot of the forking thread, 0 = none */
+	unsigned me = host_self.cpu_plus1; /* slot of the forking thread, 0 = none */
 	unsigned high = host_cpu_high();
 	size_t orphans = 0, n = 0, nbad = 0, bytes = 0;
 	for (unsigned id = 0; id < high; id++)

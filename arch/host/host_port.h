@@ -132,8 +132,4 @@ int host_threads_parked(void);
 extern pthread_mutex_t host_stw_lock;
 extern pid_t host_background_tid;
 
-/* sys_arch.h's depth in allocator critical sections, read by the stop
- * signal's handler. */
-extern __thread unsigned host_irq_depth __attribute__((tls_model("initial-exec")));
-
 #endif /* ARCH_HOST_HOST_PORT_H */

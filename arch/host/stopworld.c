@@ -9,7 +9,7 @@
  * process listed in /proc/self/task, by rt_tgsigqueueinfo with the
  * thread's slot and the stop's epoch in the signal's value. The handler
  * runs on the thread itself:
- *   - inside an allocator critical section (host_irq_depth != 0,
+ *   - inside an allocator critical section (host_self.irq_depth != 0,
  *     sys_arch.h: the host's "interrupts off") it marks the stop pending
  *     and returns; the thread parks at the safe point where its depth
  *     returns to 0 (host_stop_point, from sys_irq_restore), as a kernel
@@ -215,11 +215,11 @@ static void stop_handler(int sig, siginfo_t *si, void *ucv)
 		errno = saved_errno;
 		return;
 	}
-	if (host_irq_depth != 0) {
+	if (host_self.irq_depth != 0) {
 		/* Inside the allocator: stop at the end of the section
 		 * (sys_arch.h; one signal per thread, so never pending yet). */
 		stop_slot = slot;
-		host_irq_depth += HOST_STOP_PENDING - 1;
+		host_self.irq_depth += HOST_STOP_PENDING - 1;
 		int from = ST_SENT;
 		if (__atomic_compare_exchange_n(&t->state, &from, ST_PENDING, false,
 		                                __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
@@ -237,7 +237,7 @@ __attribute__((used, noinline, visibility("hidden"))) void host_stop_point(void)
 void host_stop_point(void)
 {
 	int saved_errno = errno;
-	host_irq_depth = 0; /* 0x7fffffff: the pending mark, decremented */
+	host_self.irq_depth = 0; /* 0x7fffffff: the pending mark, decremented */
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	__builtin_unwind_init(); /* the callers' registers, into this frame */
 	unsigned slot = stop_slot;

@@ -638,9 +638,7 @@ static size_t host_symbolize(uintptr_t pc, char *buf, size_t cap)
 
 /* ---- threads as CPUs ---- */
 
-__thread unsigned host_cpu_plus1 __attribute__((tls_model("initial-exec")));
-__thread struct mcache *host_mcache __attribute__((tls_model("initial-exec")));
-__thread unsigned host_irq_depth __attribute__((tls_model("initial-exec")));
+__thread struct host_thread host_self __attribute__((tls_model("initial-exec")));
 /* 1 once the thread's exit destructor gave its id back: an id it takes
  * after that is not registered for the idle-CPU drain (cpuidle.c). */
 static __thread int host_cpu_gone __attribute__((tls_model("initial-exec")));
@@ -687,9 +685,9 @@ static void cpu_release(void *arg)
 {
 	unsigned id = (unsigned)(uintptr_t)arg - 1;
 	/* Still "this CPU" for the flush; the id is free only afterwards. */
-	host_cpu_plus1 = id + 1;
+	host_self.cpu_plus1 = id + 1;
 	kmalloc_flush_cpu();
-	host_cpu_plus1 = 0;
+	host_self.cpu_plus1 = 0;
 	SYS_MCACHE_SET(NULL); /* the id's mcache may go to another thread */
 	host_cpu_gone = 1;
 	pthread_mutex_lock(&host_pool_lock);
@@ -729,7 +727,7 @@ unsigned host_cpu_assign(void)
 	pthread_mutex_unlock(&host_pool_lock);
 	if (adopt)
 		host_fork_adopt(id);
-	host_cpu_plus1 = id + 1;
+	host_self.cpu_plus1 = id + 1;
 	/* The destructor runs only for a non-NULL value, hence id + 1. */
 	pthread_setspecific(cpu_key, (void *)(uintptr_t)(id + 1));
 	return id;

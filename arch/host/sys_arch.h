@@ -26,15 +26,26 @@ struct sys_lock {
  * Every x86-64 CPU executes it (Intel's before Broadwell as a no-op). */
 #define SYS_PREFETCH_W(p) __asm__ volatile("prefetchw %0" : : "m"(*(const volatile char *)(p)))
 
-/* The calling thread's CPU id + 1; 0 until the thread first allocates.
- * initial-exec keeps access a single %fs-relative load even when the
- * library is built into the LD_PRELOAD shared object. */
-extern __thread unsigned host_cpu_plus1 __attribute__((tls_model("initial-exec")));
+/* The thread's allocator state, in one thread-local block: initial-exec
+ * keeps each access a %fs-relative load even when the library is built
+ * into the LD_PRELOAD shared object, where every thread-local variable
+ * also costs a load of its offset from the GOT; kmalloc and kfree touch
+ * two of these fields, so one block saves them a load each.
+ *   irq_depth   the depth in allocator critical sections (sys_irq_save)
+ *   cpu_plus1   the thread's CPU id + 1; 0 until it first allocates
+ *   mcache      the thread's mcache (SYS_MCACHE_GET/SET below) */
+struct mcache;
+struct host_thread {
+	unsigned irq_depth;
+	unsigned cpu_plus1;
+	struct mcache *mcache;
+};
+extern __thread struct host_thread host_self __attribute__((tls_model("initial-exec")));
 unsigned host_cpu_assign(void);
 
 static inline unsigned sys_cpu_id(void)
 {
-	unsigned c = host_cpu_plus1;
+	unsigned c = host_self.cpu_plus1;
 	if (__builtin_expect(c == 0, 0))
 		return host_cpu_assign();
 	return c - 1;
@@ -44,12 +55,10 @@ static inline unsigned sys_cpu_id(void)
  * SYS_MCACHE_GET/SET); cpu_release in sys.c clears it with the id. A new
  * thread's slot is NULL, so its first kmalloc takes the slow path, which
  * assigns the id: the fast path needs no id at all. */
-struct mcache;
-extern __thread struct mcache *host_mcache __attribute__((tls_model("initial-exec")));
 /* Relaxed atomics (plain moves on x86-64): the background thread empties
  * an idle thread's slot (cpuidle.c, mm/mcache.c's "idle CPUs"). */
-#define SYS_MCACHE_GET()  __atomic_load_n(&host_mcache, __ATOMIC_RELAXED)
-#define SYS_MCACHE_SET(c) __atomic_store_n(&host_mcache, (c), __ATOMIC_RELAXED)
+#define SYS_MCACHE_GET()  __atomic_load_n(&host_self.mcache, __ATOMIC_RELAXED)
+#define SYS_MCACHE_SET(c) __atomic_store_n(&host_self.mcache, (c), __ATOMIC_RELAXED)
 
 /* ThreadSanitizer cannot see the asm below: a section's end is made a
  * release for it, which the idle-CPU drain acquires (cpuidle.c), as the
@@ -85,18 +94,17 @@ void __tsan_release(void *addr);
  * instructions more per kmalloc+kfree pair, where this costs 4: an add,
  * a subtract and a never-taken jump on a thread-local, and its address). */
 #define HOST_STOP_PENDING 0x80000000u
-extern __thread unsigned host_irq_depth __attribute__((tls_model("initial-exec")));
 
 static inline unsigned long sys_irq_save(void)
 {
-	__asm__ volatile("addl $1, %0" : "+m"(host_irq_depth) : : "memory", "cc");
+	__asm__ volatile("addl $1, %0" : "+m"(host_self.irq_depth) : : "memory", "cc");
 	return 0;
 }
 
 static inline void sys_irq_restore(unsigned long flags)
 {
 	(void)flags;
-	HOST_TSAN_RELEASE(&host_irq_depth);
+	HOST_TSAN_RELEASE(&host_self.irq_depth);
 	/* An input operand written by the asm, as the Linux kernel's
 	 * read-modify-write macros do (the asm says it clobbers memory). */
 	__asm__ volatile("subl $1, %0\n\t"
@@ -106,7 +114,7 @@ static inline void sys_irq_restore(unsigned long flags)
 	                 "lea 128(%%rsp), %%rsp\n"
 	                 "1:"
 	                 :
-	                 : "m"(host_irq_depth)
+	                 : "m"(host_self.irq_depth)
 	                 : "memory", "cc");
 }
 
