@@ -94,11 +94,14 @@ static inline unsigned cpu_slot(unsigned cpu)
  * that no scheduling would hit on purpose (another thread's kfree of
  * the same object, between the check and the compare-and-swap). */
 enum mm_hook_at {
-	MM_HOOK_KFREE_LARGE = 1, /* mlarge_free: state checked, not yet claimed */
-	MM_HOOK_KFREE_FAST = 2,  /* kfree's fast path: descriptor read, live
+	MM_HOOK_KFREE_LARGE = 1,   /* mlarge_free: state checked, not yet claimed */
+	MM_HOOK_KFREE_FAST = 2,    /* kfree's fast path: descriptor read, live
 	                            byte not yet (interrupts off) */
-	MM_HOOK_LIVE_BYTE = 3,   /* live_byte: the byte read, the state word
+	MM_HOOK_LIVE_BYTE = 3,     /* live_byte: the byte read, the state word
 	                            not yet again */
+	MM_HOOK_TRANSFER_HELD = 4, /* mm_transfer_drain_class: a batch taken
+	                              from the transfer cache, not yet back in
+	                              its spans */
 };
 #if defined(MM_DEBUG) && MM_DEBUG >= 2
 extern void (*mm_test_hook)(enum mm_hook_at at, const void *p);

@@ -94,6 +94,12 @@ static bool all_drained(uint64_t gen)
 
 /* Make a retired class reusable, if every CPU drained since it retired:
  * what they drained meanwhile left the transfer cache and spare spans.
+ * The count is made with background steps kept out: one that aged the
+ * class's transfer cache holds a batch on its way back to the spans,
+ * which would keep a span of the class alive past the count, and the
+ * class retired though nothing of it is live (api_stress's stress_caches
+ * saw that with the background thread on). Exclusion waits for such a
+ * step to end; the mesh reap goes first, being a background step's work.
  * pre: c->state is BUSY and ours, no mm lock held. */
 static bool reclaim(struct kmem_cache *c)
 {
@@ -101,11 +107,14 @@ static bool reclaim(struct kmem_cache *c)
 		return false;
 	mm_transfer_drain_class(c->spanclass);
 	mesh_reap_now(); /* empty aliases of the class, and their dsts' hold */
+	mheap_bg_exclude(true);
+	mm_transfer_drain_class(c->spanclass);
 	mcentral_free_spares_class(c->spanclass);
 	struct mcentral *mc = &mheap_.central[c->spanclass].c;
 	lock_central(mc);
 	uint64_t n = mc->nspans;
 	unlock_central(mc);
+	mheap_bg_exclude(false);
 	return n == 0;
 }
 

@@ -112,6 +112,7 @@ size_t mm_transfer_drain_class(unsigned i)
 	struct magentry buf[64];
 	size_t k, n = 0;
 	while ((k = mm_transfer_take(i, buf, 64)) != 0) {
+		MM_TEST_HOOK(MM_HOOK_TRANSFER_HELD, buf[0].p);
 		mcentral_return(&mheap_.central[i].c, buf, k);
 		n += k;
 	}

@@ -405,6 +405,75 @@ START_TEST(fork_child_asks_again)
 }
 END_TEST
 
+#if defined(MM_DEBUG) && MM_DEBUG >= 2
+/* A background step that ages a typed cache's transfer cache holds each
+ * batch on its way back to the spans. A kmem_cache_destroy meanwhile
+ * must not count the class's spans then and retire a class nothing of is
+ * live: the next create would not get it back. The hook (debug build
+ * only) keeps the background thread inside that window until the
+ * destroying thread keeps background steps out, or is done. */
+static __thread int on_background;
+static unsigned held_class;
+static int in_window, destroy_done;
+
+static void hold_batch(enum mm_hook_at at, const void *p)
+{
+	if (at != MM_HOOK_TRANSFER_HELD || !on_background ||
+	    spanOf((uintptr_t)p)->spanclass != held_class)
+		return;
+	mm_store_release(&mm_test_hook, NULL);
+	__atomic_store_n(&in_window, 1, __ATOMIC_RELEASE);
+	while (!__atomic_load_n(&destroy_done, __ATOMIC_ACQUIRE) &&
+	       mm_load_seq_cst(&mheap_.bg_excl) == 0)
+		;
+}
+
+static void *aging_step(void *arg)
+{
+	(void)arg;
+	on_background = 1;
+	mheap_.bg_due = 0; /* a step now, whatever the pacing says */
+	kmalloc_background();
+	return NULL;
+}
+
+START_TEST(destroy_waits_for_an_aging_batch)
+{
+	struct kmem_cache *c = kmem_cache_create("aged", 64, 0, 0, NULL);
+	ck_assert_ptr_nonnull(c);
+	enum { N = 4096 };
+	static void *p[N];
+	for (int i = 0; i < N; i++) {
+		p[i] = kmem_cache_alloc(c, 0);
+		ck_assert_ptr_nonnull(p[i]);
+	}
+	for (int i = 0; i < N; i++)
+		kmem_cache_free(c, p[i]);
+	ck_assert_uint_gt(mheap_.transfer[c->spanclass].t.n, 0);
+	advance_ms(300); /* the first step sees the class's transfer cache used */
+	mheap_.bg_due = 0;
+	kmalloc_background();
+	advance_ms(600); /* the next finds it idle for half the delay */
+	held_class = c->spanclass;
+	mm_store_release(&mm_test_hook, hold_batch);
+	pthread_t th;
+	ck_assert_int_eq(pthread_create(&th, NULL, aging_step, NULL), 0);
+	while (!__atomic_load_n(&in_window, __ATOMIC_ACQUIRE))
+		;
+	ck_assert_int_eq(kmem_cache_destroy(c), 0);
+	__atomic_store_n(&destroy_done, 1, __ATOMIC_RELEASE);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	struct kmem_cache *again = kmem_cache_create("again", 64, 0, 0, NULL);
+	ck_assert_ptr_eq(again, c); /* the class came back at once */
+	ck_assert_int_eq(kmem_cache_destroy(again), 0);
+	checked_stats();
+}
+END_TEST
+#define DEBUG_BUILD_TESTS , CHECK_TEST(destroy_waits_for_an_aging_batch)
+#else
+#define DEBUG_BUILD_TESTS
+#endif
+
 /* clang-format off */
 CHECK_MAIN_SETUP("aging", 60, setup,
 	   CHECK_TEST(idle_heap_returns_after_delay),
@@ -414,5 +483,6 @@ CHECK_MAIN_SETUP("aging", 60, setup,
 	   CHECK_TEST(background_asked_once_past_threshold),
 	   CHECK_TEST(fork_child_asks_again),
 	   CHECK_TEST(idle_thread_caches_drained),
-	   CHECK_TEST(busy_thread_never_drained))
+	   CHECK_TEST(busy_thread_never_drained)
+	   DEBUG_BUILD_TESTS)
 /* clang-format on */
