@@ -43,6 +43,13 @@ static inline size_t mm_fmt_u64(char *buf, size_t n, size_t cap, uint64_t v, int
 	return n;
 }
 
+/* A label and a decimal after it ("pages " 12): the shape of most fields
+ * of the lines mm logs. */
+static inline size_t mm_fmt_field(char *buf, size_t n, size_t cap, const char *label, uint64_t v)
+{
+	return mm_fmt_u64(buf, mm_fmt_str(buf, n, cap, label), cap, v, 0);
+}
+
 /* "0x" and lower-case digits, no leading zeros ("0x0" for zero). */
 static inline size_t mm_fmt_hex(char *buf, size_t n, size_t cap, uint64_t v)
 {

@@ -214,18 +214,12 @@ static void log_class(const char *prefix, unsigned id, size_t size, size_t pages
                       unsigned colour)
 {
 	char line[128];
-	size_t n = mm_fmt_str(line, 0, sizeof line, prefix);
-	n = mm_fmt_u64(line, n, sizeof line, id, 0);
-	n = mm_fmt_str(line, n, sizeof line, " ");
-	n = mm_fmt_u64(line, n, sizeof line, size, 0);
-	n = mm_fmt_str(line, n, sizeof line, " ");
-	n = mm_fmt_u64(line, n, sizeof line, pages, 0);
-	n = mm_fmt_str(line, n, sizeof line, " ");
-	n = mm_fmt_u64(line, n, sizeof line, slots, 0);
-	if (colour != 0) {
-		n = mm_fmt_str(line, n, sizeof line, " ");
-		mm_fmt_u64(line, n, sizeof line, colour, 0);
-	}
+	size_t n = mm_fmt_field(line, 0, sizeof line, prefix, id);
+	n = mm_fmt_field(line, n, sizeof line, " ", size);
+	n = mm_fmt_field(line, n, sizeof line, " ", pages);
+	n = mm_fmt_field(line, n, sizeof line, " ", slots);
+	if (colour != 0)
+		mm_fmt_field(line, n, sizeof line, " ", colour);
 	sys_log(line);
 }
 
@@ -234,14 +228,10 @@ static void log_header(size_t grown, size_t cap)
 	char line[128];
 	size_t n = mm_fmt_str(line, 0, sizeof line, "heapmap v1 arena ");
 	n = mm_fmt_hex(line, n, sizeof line, mheap_.arena_start);
-	n = mm_fmt_str(line, n, sizeof line, " pages ");
-	n = mm_fmt_u64(line, n, sizeof line, grown, 0);
-	n = mm_fmt_str(line, n, sizeof line, " cap ");
-	n = mm_fmt_u64(line, n, sizeof line, cap, 0);
-	n = mm_fmt_str(line, n, sizeof line, " page_size ");
-	n = mm_fmt_u64(line, n, sizeof line, PAGE_SIZE, 0);
-	n = mm_fmt_str(line, n, sizeof line, " chunk_pages ");
-	mm_fmt_u64(line, n, sizeof line, CHUNK_PAGES, 0);
+	n = mm_fmt_field(line, n, sizeof line, " pages ", grown);
+	n = mm_fmt_field(line, n, sizeof line, " cap ", cap);
+	n = mm_fmt_field(line, n, sizeof line, " page_size ", PAGE_SIZE);
+	mm_fmt_field(line, n, sizeof line, " chunk_pages ", CHUNK_PAGES);
 	sys_log(line);
 	for (unsigned c = 1; c < _NumSizeClasses; c++)
 		log_class("hm class ", c, class_to_size[c], class_to_allocnpages[c],
