@@ -3,8 +3,8 @@
  * per-CPU cache of freed large spans or from the mheap; their free, and
  * their growth in place. See malloc.c for the overview.
  *
- * The large cache. Every large object used to take mheap.lock twice
- * (allocation and free), and each time the page allocator recomputed the
+ * The large cache. Without it every large object takes mheap.lock twice
+ * (allocation and free), and each time the page allocator recomputes the
  * summary of a 512-page chunk. Go avoids this for small page counts with
  * a per-P page cache (mpagecache.go: a 64-page window claimed at once).
  * We cache whole freed spans instead, per CPU, in one LIFO bin per page

@@ -129,8 +129,8 @@ static unsigned longest_ones_above(uint64_t f, unsigned best)
 /* The longest free run of chunk c, a word at a time: runs that cross
  * words grow by whole free words and the free ends of the others; runs
  * inside a word are measured only where they could beat the longest so
- * far (a fragmented chunk used to cost a step per free run, 11% of the
- * frag workload's instructions under callgrind). */
+ * far (a step per free run makes a fragmented chunk cost 11% of the frag
+ * workload's instructions under callgrind). */
 static unsigned chunk_max_run(const struct pchunk *c)
 {
 	unsigned best = 0, run = 0; /* run: free pages ending at this word */
