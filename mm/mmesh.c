@@ -38,9 +38,10 @@
  * out and come back through its address as before. Whatever comes back
  * to an alias (mcentral_return -> mesh_alias_sweep) is forwarded to dst's
  * free_bits, where dst's owner sweeps it up; an alias with no slot out is
- * reaped (mesh_reap: descriptors cleared, mesh_unalias, its pages back to
- * the page allocator as released, dst's nalias down), after which dst can
- * empty and go back to the mheap like any span.
+ * reaped (mesh_reap: mesh_unalias, which the port may refuse for now
+ * (then the next reap tries again), descriptors cleared, its pages back
+ * to the page allocator as released, dst's nalias down), after which dst
+ * can empty and go back to the mheap like any span.
  *
  * Why a group moves whole, and an alias never meshes by itself: the port
  * maps a range onto another's frames, not frames by name, so a chain
@@ -426,27 +427,31 @@ static void mesh_reap(void)
 					dead = s;
 					break;
 				}
-			if (dead != NULL) {
-				mcentral_list_remove(c, dead);
-				c->nspans--;
-				/* as mcentral's free_span: descriptors, nbytes, state */
-				mheap_unpublish_small(dead);
-				mm_store_relaxed(&dead->nbytes, 0);
-				span_set_state(dead, SPAN_DEAD);
-			}
-			if (dead != NULL) {
-				struct mspan **l = &dead->mesh_dst->mesh_aliases;
-				while (*l != dead)
-					l = &(*l)->mesh_next;
-				*l = dead->mesh_next;
-				dead->mesh_next = NULL;
-			}
 			unlock_central(c);
 			if (dead == NULL)
 				break;
-			struct mspan *dst = dead->mesh_dst;
+			/* first, while it is still an alias on the list: a port
+			 * that cannot unmap it now (the host, out of mappings)
+			 * leaves it as it is, for the next reap; with no slot
+			 * out, nothing changes it meanwhile (the mesher is the
+			 * only one to reap or move aliases) */
 			size_t npages = dead->npages;
-			sys_config.mesh_unalias((void *)dead->base, npages * PAGE_SIZE);
+			if (sys_config.mesh_unalias((void *)dead->base, npages * PAGE_SIZE) != 0)
+				return;
+			lock_central(c);
+			mcentral_list_remove(c, dead);
+			c->nspans--;
+			/* as mcentral's free_span: descriptors, nbytes, state */
+			mheap_unpublish_small(dead);
+			mm_store_relaxed(&dead->nbytes, 0);
+			span_set_state(dead, SPAN_DEAD);
+			struct mspan **l = &dead->mesh_dst->mesh_aliases;
+			while (*l != dead)
+				l = &(*l)->mesh_next;
+			*l = dead->mesh_next;
+			dead->mesh_next = NULL;
+			unlock_central(c);
+			struct mspan *dst = dead->mesh_dst;
 			mm_store_relaxed(&dead->mesh_dst, NULL);
 			mheap_free_span(dead, true);
 			lock_central(c);
