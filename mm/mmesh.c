@@ -154,47 +154,103 @@ static void pick(struct mcentral *c, struct mesh_pair *p)
 	mcentral_place(c, dst);
 }
 
+/* Would b's frames go to a, and b with its aliases to a's frames? */
+static bool meshable(const struct mspan *a, const struct mspan *b)
+{
+	return a->nalias + b->nalias + 1u <= MESH_MAX_ALIAS && disjoint(a, b);
+}
+
+/* Does b start where a ends? */
+static bool adjacent(const struct mspan *a, const struct mspan *b)
+{
+	return a->base + a->npages * PAGE_SIZE == b->base;
+}
+
+/* May s be a candidate this pass? pre: c->lock. */
+static bool candidate(const struct mspan *s)
+{
+	return s->mesh_seen != mesh.pass && s->onlist == LIST_PARTIAL && sparse(s) &&
+	       s->mesh_dst == NULL;
+}
+
+/* The span of s's class that starts where s ends, or NULL: its first
+ * page's descriptor names the class (the descriptors of a class's spans
+ * change only under its lock, so the record is that span's while we hold
+ * it). pre: c->lock, s is c's. */
+static struct mspan *next_of_class(const struct mspan *s)
+{
+	uintptr_t end = s->base + s->npages * PAGE_SIZE, rel = end - mheap_.arena_start;
+	if (rel >= LOAD(mheap_.arena_used_bytes))
+		return NULL;
+	uint64_t d = mm_load_acquire(&mheap_.pagedesc[rel >> PAGE_SHIFT]);
+	if (d == 0 || PD_CLASS(d) != s->spanclass || (d & PD_PAGEOFF_MASK) != 0)
+		return NULL;
+	return spanOf(end);
+}
+
 /* Up to `max` disjoint pairs of class c among the next MESH_CANDIDATES
- * sparse spans of partial this pass has not looked at (each span is
- * looked at once a pass, so a pass over a class is linear in its spans
- * times its rounds, not quadratic in meshes), picked. Returns how many;
- * *seen: the candidates there were. */
+ * sparse spans of partial this pass has not looked at, picked (each span
+ * is looked at once a pass, so a pass over a class is linear in its spans
+ * times its rounds, not quadratic in meshes). Returns how many; *seen:
+ * the candidates there were.
+ *
+ * Address order: each candidate brings the candidates that follow it in
+ * memory, the candidates are sorted by address, the lower half tried
+ * against the upper, and a pair's src is its lower span (unless it has
+ * more aliases to move). Where the srcs of consecutive pairs are
+ * adjacent, so are their dsts if the spans allow it: the span after the
+ * last pair's dst is tried first. A port that maps ranges onto a file
+ * (the host) then has one mapping for a run of aliases of a run of spans,
+ * in order, instead of one each, and meshes as far as its mappings go;
+ * runs come from a class's spans taken from the mheap together
+ * (mcentral_refill). */
 static unsigned find_pairs(struct mcentral *c, struct mesh_pair *out, unsigned max, unsigned *seen)
 {
 	struct mspan *cand[MESH_CANDIDATES];
 	bool used[MESH_CANDIDATES] = { false };
 	unsigned n = 0, np = 0;
 	MM_HELD_CENTRAL(c);
-	for (struct mspan *s = c->partial.head; s != NULL && n < MESH_CANDIDATES; s = s->next)
-		if (s->mesh_seen != mesh.pass && sparse(s) && s->mesh_dst == NULL) {
+	for (struct mspan *h = c->partial.head; h != NULL && n < MESH_CANDIDATES; h = h->next)
+		for (struct mspan *s = h; s != NULL && n < MESH_CANDIDATES && candidate(s);
+		     s = next_of_class(s)) {
 			s->mesh_seen = mesh.pass;
-			cand[n++] = s;
+			unsigned k = n++;
+			for (; k > 0 && cand[k - 1]->base > s->base; k--)
+				cand[k] = cand[k - 1];
+			cand[k] = s;
 		}
 	*seen = n;
-	unsigned half = n / 2;
+	unsigned half = n / 2, last = n; /* last: the previous pair's right span */
+	bool last_up = false;            /* ... and its lower span was the src */
 	for (unsigned i = 0; i < half && np < max; i++) {
-		for (unsigned t = 0; t < MESH_TRIES && t < n - half; t++) {
-			unsigned j = half + (i + t) % (n - half);
-			if (used[j])
-				continue;
-			struct mspan *a = cand[i], *b = cand[j];
-			/* src (b): the group with fewer aliases to move, else
-			 * the emptier (fewer bytes to copy) */
-			if (b->nalias > a->nalias ||
-			    (b->nalias == a->nalias && b->allocCount > a->allocCount)) {
-				struct mspan *x = a;
-				a = b;
-				b = x;
-			}
-			if (a->nalias + b->nalias + 1u > MESH_MAX_ALIAS || !disjoint(a, b))
-				continue;
-			out[np].dst = a;
-			out[np].src = b;
-			pick(c, &out[np]);
-			used[i] = used[j] = true;
-			np++;
-			break;
+		unsigned j = n;
+		bool up = false;
+		if (last < n - 1 && i > 0 && used[i - 1] && !used[last + 1] &&
+		    adjacent(cand[i - 1], cand[i]) && adjacent(cand[last], cand[last + 1]) &&
+		    meshable(cand[i], cand[last + 1])) {
+			j = last + 1; /* the run goes on, the same way round */
+			up = last_up;
 		}
+		for (unsigned t = 0; j == n && t < MESH_TRIES && t < n - half; t++) {
+			unsigned k = half + (i + t) % (n - half);
+			if (!used[k] && meshable(cand[i], cand[k])) {
+				j = k;
+				/* src: the lower span, unless it has more
+				 * aliases to move */
+				up = cand[i]->nalias <= cand[k]->nalias;
+			}
+		}
+		if (j == n) {
+			last = n;
+			continue;
+		}
+		out[np].dst = up ? cand[j] : cand[i];
+		out[np].src = up ? cand[i] : cand[j];
+		pick(c, &out[np]);
+		used[i] = used[j] = true;
+		last = j;
+		last_up = up;
+		np++;
 	}
 	return np;
 }
