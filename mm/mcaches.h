@@ -224,9 +224,8 @@ struct mcentral {
 	                            MCENTRAL_GROW - 1, until taken) */
 };
 #define MCENTRAL_SPARE 1         /* empty spans a class keeps */
-#define MCENTRAL_GROW \
-	16 /* spans a big class takes from the mheap
-                                    at once, at most (mcentral_refill) */
+/* spans a big class takes from the mheap at once, at most (mcentral_refill) */
+#define MCENTRAL_GROW 64
 
 /* Go pads mheap.central entries to a cache line so CPUs working on
  * different classes do not share lines. */

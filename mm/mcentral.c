@@ -7,7 +7,8 @@
  * holds, under its spinlock, lists of uncached spans:
  *   partial  swept, at least an eighth of the slots free (at least one),
  *            and at its tail at most MCENTRAL_SPARE empty spans kept for
- *            reuse (a span whose frames aliases map is never one);
+ *            reuse (a span whose frames aliases map is never one), and
+ *            the rest of a growth's batch until refills take them;
  *   full     swept, fewer free slots than that;
  *   meshed   aliases (mmesh.c): they never hand out slots, and what
  *            comes back to them goes on to the span whose frames they
@@ -34,7 +35,8 @@
  *   refill (mcache, the cached span is used up): file the old span, hand
  *     out the top of partial, in one lock hold; if there is none, grow: a
  *     fresh span from mheap_alloc_span, taken without holding this lock
- *     (as Go's mcentral.grow).
+ *     (as Go's mcentral.grow), and for a class with many spans more of
+ *     them, adjacent, for the next refills (grow_batch).
  *   return (a batch of free objects from a cache: mcache_spill, drains):
  *     sorted by address so the objects of one span are adjacent; under
  *     the lock, each span's free_bits get one atomic OR per word; an

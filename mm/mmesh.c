@@ -6,17 +6,16 @@
  *
  * A span and the aliases on its frames form a group; a mesh of the group
  * of src into the group of dst, for a span class c:
- *   1. Pick (c's lock): candidates are partial spans at most half out
- *      (their allocBits hold their aliases' slots too), each looked at
- *      once a pass; pairs are probed as Mesh's SplitMesher does (the
- *      candidates split in two halves, each left one tried against
- *      MESH_TRIES right ones), a pair meshes if their allocBits AND to
- *      zero and the groups together have at most MESH_MAX_ALIAS aliases.
- *      src is the group with fewer aliases to move. src leaves the lists
- *      with mesh_dst set ("becoming an alias"), dst's allocBits take src's
- *      out slots S0 (so dst never hands them out) and its nalias counts
- *      src and src's aliases (so dst is never given back while they map
- *      its frames).
+ *   1. Pick (c's lock, mmeshpick.c): candidates are partial spans at
+ *      most half out (their allocBits hold their aliases' slots too),
+ *      each looked at once a pass; a pair meshes if their allocBits AND
+ *      to zero and the groups together have at most MESH_MAX_ALIAS
+ *      aliases; runs of adjacent spans are paired with runs, in order,
+ *      then any pairs as Mesh's SplitMesher pairs them. src leaves the
+ *      lists with mesh_dst set ("becoming an alias"), dst's allocBits
+ *      take src's out slots S0 (so dst never hands them out) and its
+ *      nalias counts src and src's aliases (so dst is never given back
+ *      while they map its frames).
  *   2. Copy (no lock): writers of src and its aliases are held off by the
  *      port, either sys_config.mesh_protect (the host write-protects each
  *      range; a writer faults and waits) or stop_world; the S0 slots are
@@ -62,30 +61,18 @@
  * Who runs it: the paced background work (kmalloc_background: up to
  * MESH_STEP_NS of meshing every MESH_PERIOD_NS), kmalloc_trim and
  * kmalloc_mesh, each behind the background gate (mheap_.bg_busy), so a leak scan or a fork never meets
- * a mesh in flight. Never on an allocation path.
+ * a mesh in flight. Never on an allocation path. Each pass over the
+ * classes pairs runs onto runs only, the next any pairs: where aliases
+ * cost the port mappings (the host: a run of aliases onto a run of spans
+ * is one, a lone alias one or two) the runs come first, before the lone
+ * ones use up what the port allows.
  */
-#include "internal.h"
+#include "mmesh.h"
 
-#define MESH_CANDIDATES 128 /* spans looked at per round */
-#define MESH_PAIRS      64  /* pairs picked per round at most */
-#define MESH_TRIES      64  /* right-half spans tried per left one */
-#define MESH_MAX_ALIAS  7   /* aliases per dst (a group of 8 spans) */
 #define MESH_STEP_NS \
 	(10u * 1000 * 1000) /* work per period: a tenth of a
                                             CPU at most (a mesh costs
                                             ~40 us on the host) */
-#define MESH_MAX_WORDS \
-	16 /* bitmap words of the largest span: 8 B
-                              objects in one 8 KiB page */
-
-struct mesh_pair {
-	struct mspan *src, *dst;
-	uint64_t s0[MESH_MAX_WORDS];         /* src's out slots when picked (its
-	                                aliases' included) */
-	struct mspan *moved[MESH_MAX_ALIAS]; /* src's aliases, which move
-	                                        to dst's frames with it */
-	unsigned nmoved;
-};
 
 /* The pairs of a round (the background gate: one mesher at a time; a
  * kernel stack is no place for 9 KiB). */
@@ -110,149 +97,6 @@ bool mesh_supported(void)
 	return sys_config.mesh_alias != NULL && sys_config.mesh_unalias != NULL &&
 	       ((sys_config.mesh_protect != NULL && sys_config.mesh_unprotect != NULL) ||
 	        sys_config.stop_world != NULL);
-}
-
-static bool disjoint(const struct mspan *a, const struct mspan *b)
-{
-	unsigned nw = span_nwords(a);
-	for (unsigned w = 0; w < nw; w++) {
-		uint64_t va = w == nw - 1 && a->nelems % 64
-		                      ? (((uint64_t)1 << (a->nelems % 64)) - 1)
-		                      : ~(uint64_t)0;
-		if (a->allocBits[w] & b->allocBits[w] & va)
-			return false;
-	}
-	return true;
-}
-
-static bool sparse(const struct mspan *s)
-{
-	/* (a typed cache's span could have more slots than a pair records) */
-	return s->allocCount != 0 && 2u * s->allocCount <= s->nelems &&
-	       span_nwords(s) <= MESH_MAX_WORDS && mm_load_relaxed(&s->cached_by) == CPU_NONE;
-}
-
-/* Step 1 for one pair: src out of the lists, dst takes its slots.
- * pre: c->lock; both swept and uncached (on partial). */
-static void pick(struct mcentral *c, struct mesh_pair *p)
-{
-	MM_HELD_CENTRAL(c);
-	struct mspan *src = p->src, *dst = p->dst;
-	unsigned nw = span_nwords(src);
-	mcentral_list_remove(c, src);
-	mm_store_relaxed(&src->mesh_dst, dst); /* atomic: kmalloc_heapmap reads it */
-	p->nmoved = 0;
-	for (struct mspan *a = src->mesh_aliases; a != NULL; a = a->mesh_next)
-		p->moved[p->nmoved++] = a;
-	dst->nalias = (uint8_t)(dst->nalias + 1 + src->nalias);
-	for (unsigned w = 0; w < nw; w++) {
-		p->s0[w] = src->allocBits[w];
-		dst->allocBits[w] |= p->s0[w];
-	}
-	dst->allocCount = (uint16_t)(dst->allocCount + src->allocCount);
-	mspan_refillAllocCache(dst, 0); /* swept: freeindex is 0 */
-	mcentral_place(c, dst);
-}
-
-/* Would b's frames go to a, and b with its aliases to a's frames? */
-static bool meshable(const struct mspan *a, const struct mspan *b)
-{
-	return a->nalias + b->nalias + 1u <= MESH_MAX_ALIAS && disjoint(a, b);
-}
-
-/* Does b start where a ends? */
-static bool adjacent(const struct mspan *a, const struct mspan *b)
-{
-	return a->base + a->npages * PAGE_SIZE == b->base;
-}
-
-/* May s be a candidate this pass? pre: c->lock. */
-static bool candidate(const struct mspan *s)
-{
-	return s->mesh_seen != mesh.pass && s->onlist == LIST_PARTIAL && sparse(s) &&
-	       s->mesh_dst == NULL;
-}
-
-/* The span of s's class that starts where s ends, or NULL: its first
- * page's descriptor names the class (the descriptors of a class's spans
- * change only under its lock, so the record is that span's while we hold
- * it). pre: c->lock, s is c's. */
-static struct mspan *next_of_class(const struct mspan *s)
-{
-	uintptr_t end = s->base + s->npages * PAGE_SIZE, rel = end - mheap_.arena_start;
-	if (rel >= LOAD(mheap_.arena_used_bytes))
-		return NULL;
-	uint64_t d = mm_load_acquire(&mheap_.pagedesc[rel >> PAGE_SHIFT]);
-	if (d == 0 || PD_CLASS(d) != s->spanclass || (d & PD_PAGEOFF_MASK) != 0)
-		return NULL;
-	return spanOf(end);
-}
-
-/* Up to `max` disjoint pairs of class c among the next MESH_CANDIDATES
- * sparse spans of partial this pass has not looked at, picked (each span
- * is looked at once a pass, so a pass over a class is linear in its spans
- * times its rounds, not quadratic in meshes). Returns how many; *seen:
- * the candidates there were.
- *
- * Address order: each candidate brings the candidates that follow it in
- * memory, the candidates are sorted by address, the lower half tried
- * against the upper, and a pair's src is its lower span (unless it has
- * more aliases to move). Where the srcs of consecutive pairs are
- * adjacent, so are their dsts if the spans allow it: the span after the
- * last pair's dst is tried first. A port that maps ranges onto a file
- * (the host) then has one mapping for a run of aliases of a run of spans,
- * in order, instead of one each, and meshes as far as its mappings go;
- * runs come from a class's spans taken from the mheap together
- * (mcentral_refill). */
-static unsigned find_pairs(struct mcentral *c, struct mesh_pair *out, unsigned max, unsigned *seen)
-{
-	struct mspan *cand[MESH_CANDIDATES];
-	bool used[MESH_CANDIDATES] = { false };
-	unsigned n = 0, np = 0;
-	MM_HELD_CENTRAL(c);
-	for (struct mspan *h = c->partial.head; h != NULL && n < MESH_CANDIDATES; h = h->next)
-		for (struct mspan *s = h; s != NULL && n < MESH_CANDIDATES && candidate(s);
-		     s = next_of_class(s)) {
-			s->mesh_seen = mesh.pass;
-			unsigned k = n++;
-			for (; k > 0 && cand[k - 1]->base > s->base; k--)
-				cand[k] = cand[k - 1];
-			cand[k] = s;
-		}
-	*seen = n;
-	unsigned half = n / 2, last = n; /* last: the previous pair's right span */
-	bool last_up = false;            /* ... and its lower span was the src */
-	for (unsigned i = 0; i < half && np < max; i++) {
-		unsigned j = n;
-		bool up = false;
-		if (last < n - 1 && i > 0 && used[i - 1] && !used[last + 1] &&
-		    adjacent(cand[i - 1], cand[i]) && adjacent(cand[last], cand[last + 1]) &&
-		    meshable(cand[i], cand[last + 1])) {
-			j = last + 1; /* the run goes on, the same way round */
-			up = last_up;
-		}
-		for (unsigned t = 0; j == n && t < MESH_TRIES && t < n - half; t++) {
-			unsigned k = half + (i + t) % (n - half);
-			if (!used[k] && meshable(cand[i], cand[k])) {
-				j = k;
-				/* src: the lower span, unless it has more
-				 * aliases to move */
-				up = cand[i]->nalias <= cand[k]->nalias;
-			}
-		}
-		if (j == n) {
-			last = n;
-			continue;
-		}
-		out[np].dst = up ? cand[j] : cand[i];
-		out[np].src = up ? cand[i] : cand[j];
-		pick(c, &out[np]);
-		used[i] = used[j] = true;
-		last = j;
-		last_up = up;
-		np++;
-	}
-	return np;
 }
 
 /* ThreadSanitizer cannot see that the port's write protection orders the
@@ -421,15 +265,16 @@ void mesh_alias_sweep(struct mcentral *c, struct mspan *s)
 	settle_dst(c, s->mesh_dst);
 }
 
-/* Mesh up to `max` pairs of class c, until the clock passes `until`.
- * pre: the background gate, no mm lock. */
-static unsigned mesh_class(struct mcentral *c, unsigned max, uint64_t until)
+/* Mesh up to `max` pairs of class c, until the clock passes `until`;
+ * runs: runs of spans onto runs only (mmeshpick.c). pre: the background
+ * gate, no mm lock. */
+static unsigned mesh_class(struct mcentral *c, unsigned max, uint64_t until, bool runs)
 {
 	unsigned done = 0;
 	while (done < max && mm_now() <= until) {
 		unsigned want = max - done < MESH_PAIRS ? max - done : MESH_PAIRS, seen;
 		lock_central(c);
-		unsigned np = find_pairs(c, pairs, want, &seen);
+		unsigned np = mesh_find_pairs(c, pairs, want, &seen, mesh.pass, runs);
 		unlock_central(c);
 		if (seen < 2)
 			break;
@@ -522,22 +367,35 @@ static void mesh_reap(void)
 	}
 }
 
-/* Every class, up to max_pairs meshes in all, until the port's clock
- * passes `until` (UINT64_MAX: no limit); reaps first. Returns the meshes
- * done. pre: the background gate, no mm lock. */
-unsigned mesh_run(unsigned max_pairs, uint64_t until)
+/* One pass over every class (each span looked at once), up to max_pairs
+ * meshes in all, until the port's clock passes `until`; runs: runs onto
+ * runs only. pre: the background gate, no mm lock. */
+static unsigned mesh_pass(unsigned max_pairs, uint64_t until, bool runs)
 {
-	if (!mesh_supported())
-		return 0;
-	mesh_reap();
 	mesh.pass++;
 	unsigned done = 0;
 	for (unsigned i = 2; i < NUM_SPANCLASSES && done < max_pairs && mm_now() <= until; i++) {
 		struct mcentral *c = &mheap_.central[i].c;
 		if (list_len(c, &c->partial) < 2)
 			continue;
-		done += mesh_class(c, max_pairs - done, until);
+		done += mesh_class(c, max_pairs - done, until, runs);
 	}
+	return done;
+}
+
+/* Every class, up to max_pairs meshes in all, until the port's clock
+ * passes `until` (UINT64_MAX: no limit); reaps first. A pass of runs
+ * onto runs, then one of any pairs: on a port whose aliases cost
+ * mappings (the host), runs are cheaper (mmeshpick.c) and come first.
+ * Returns the meshes done. pre: the background gate, no mm lock. */
+unsigned mesh_run(unsigned max_pairs, uint64_t until)
+{
+	if (!mesh_supported())
+		return 0;
+	mesh_reap();
+	unsigned done = mesh_pass(max_pairs, until, true);
+	if (done < max_pairs)
+		done += mesh_pass(max_pairs - done, until, false);
 	return done;
 }
 
@@ -580,11 +438,14 @@ unsigned kmalloc_mesh(void)
 {
 	if (!mheap_inited() || !mesh_supported() || !mheap_bg_enter())
 		return 0; /* (a trim inside an excluded stretch: no mesh) */
-	/* passes until one finds nothing: a dst that took an alias may take
-	 * another in the next pass */
+	/* passes until one finds nothing (a dst that took an alias may take
+	 * another in the next pass): of runs onto runs, then of any pairs */
 	unsigned done = 0, n;
-	for (int pass = 0; pass < 8 && (n = mesh_run(UINT32_MAX, UINT64_MAX)) != 0; pass++)
-		done += n;
+	mesh_reap();
+	for (int runs = 1; runs >= 0; runs--)
+		for (int pass = 0; pass < 8 && (n = mesh_pass(UINT32_MAX, UINT64_MAX, runs)) != 0;
+		     pass++)
+			done += n;
 	mheap_bg_leave();
 	return done;
 }

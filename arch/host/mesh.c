@@ -87,7 +87,8 @@ static int fork_pipe[2] = { -1, -1 };
  * when that would pass the limit, the mappings are counted again (each
  * count costs O(mappings)), and the change is refused if the count says
  * so too; then counting waits MAPS_RECOUNT_NS, so the mesher's retries
- * cost nothing. Meshes stop at maps_limit; unaliases, which mostly merge
+ * cost nothing. Meshes stop at maps_limit (each takes two per range at
+ * its first protect, see mesh_ranges); unaliases, which mostly merge
  * mappings (an alias between spans mapped as their own) and give memory
  * back, may go an eighth further (MAPS_UNALIAS), so a heap meshed up to
  * the limit can still be freed. All of it the mesher's: one at a time
@@ -160,13 +161,27 @@ int host_mesh_segv(uintptr_t a)
 	return 0;
 }
 
+/* The ranges of the mesh in flight (the mesher's): its first protect
+ * takes mappings for WINDOWS ranges from the budget, before any write is
+ * held off (a count of /proc/self/maps takes tens of milliseconds at
+ * tens of thousands of mappings), and the last window to close gives
+ * back what the mesh did not use. */
+static int mesh_ranges;
+
 static void close_window(uintptr_t lo)
 {
-	for (int i = 0; i < WINDOWS; i++)
+	int open = 0;
+	for (int i = 0; i < WINDOWS; i++) {
 		if (win[i].lo == lo && win[i].hi != 0) {
 			__atomic_store_n(&win[i].hi, 0, __ATOMIC_RELEASE);
 			__atomic_store_n(&win[i].lo, 0, __ATOMIC_RELEASE);
 		}
+		open |= win[i].hi != 0;
+	}
+	if (!open && mesh_ranges != 0) {
+		maps_est -= 2 * (WINDOWS - mesh_ranges);
+		mesh_ranges = 0;
+	}
 }
 
 static int mesh_protect(void *src, size_t len)
@@ -174,10 +189,11 @@ static int mesh_protect(void *src, size_t len)
 	int i = 0;
 	while (i < WINDOWS && win[i].hi != 0)
 		i++;
-	if (i == WINDOWS || !maps_room(2, maps_limit))
+	if (i == WINDOWS || (i == 0 && !maps_room(2 * WINDOWS, maps_limit)))
 		return -1;
 	if (i == 0)
 		host_segv_install(); /* once per mesh, before its first window */
+	mesh_ranges++;
 	__atomic_store_n(&win[i].lo, (uintptr_t)src, __ATOMIC_RELEASE);
 	__atomic_store_n(&win[i].hi, (uintptr_t)src + len, __ATOMIC_RELEASE);
 	if (mprotect(src, len, PROT_READ) != 0) {
