@@ -5,27 +5,24 @@
  * A round, under the class's lock: up to MESH_CANDIDATES spans of
  * partial that this pass has not looked at and that are at most half out
  * (their allocBits hold their aliases' slots too) are collected, each
- * with the candidates that follow it in memory; sorted by address, they
- * are paired as Mesh's SplitMesher pairs them (the lower half's spans
- * each tried against MESH_TRIES of the upper half's), a pair meshing if
- * their allocBits AND to zero and the groups together have at most
- * MESH_MAX_ALIAS aliases. Each pair is picked at once (pick: src leaves
- * the lists with mesh_dst set, dst takes src's slots and counts src's
- * group in its nalias), so a span is in one pair at most.
+ * with the run of adjacent candidates it is in, and sorted by address. A
+ * pair meshes if their allocBits AND to zero and the groups together have
+ * at most MESH_MAX_ALIAS aliases. Each pair is picked at once (pick: src
+ * leaves the lists with mesh_dst set, dst takes src's slots and counts
+ * src's group in its nalias), so a span is in one pair at most.
  *
- * Address runs. A port that maps a range onto another's memory through
- * a file (the host, arch/host/mesh.c) pays one mapping per run of
- * aliases that map a run of spans in order (Linux merges mappings whose
- * file offsets follow their addresses), and has a limited number of
- * mappings (vm.max_map_count). So the picker meshes runs onto runs where
- * it can: a growing class takes adjacent spans from the mheap
- * (mcentral_refill), a candidate brings the spans after it, a pair's src
- * is its lower span (unless it has more aliases to move), and the span
- * after the dst of the run is tried first for the span after its src.
- * When that pair does not mesh, the src tries any other span (a mapping
- * of its own, as an unmeshed span would be) and the run goes on past it
- * with the same alignment. The kernel port, which maps page by page, is
- * indifferent to all of it.
+ * Runs first. A port that maps a range onto another's memory through a
+ * file (the host, arch/host/mesh.c) pays one mapping per run of aliases
+ * that map a run of spans in order (Linux merges mappings whose file
+ * offsets follow their addresses), two for a lone alias, and has a
+ * limited number of mappings (vm.max_map_count). So a growing class
+ * takes adjacent spans from the mheap (mcentral_refill), and a pass of
+ * runs onto runs (pair_runs) comes before a pass of any pairs (pair_any,
+ * Mesh's SplitMesher: the lower half of the candidates each tried
+ * against MESH_TRIES of the upper half). In both, src is the lower span
+ * or run unless it has more aliases to move, so aliases gather next to
+ * each other. The kernel port, which maps page by page, is indifferent
+ * to all of it: the same spans mesh, in another order.
  */
 #include "mmesh.h"
 
@@ -105,12 +102,33 @@ static struct mspan *next_of_class(const struct mspan *s)
 	return spanOf(end);
 }
 
-/* The candidates of a round, sorted by address; returns how many. */
+/* The span of s's class that ends where s starts, or NULL (as
+ * next_of_class). pre: c->lock, s is c's. */
+static struct mspan *prev_of_class(const struct mspan *s)
+{
+	if (s->base <= mheap_.arena_start)
+		return NULL;
+	uintptr_t rel = s->base - PAGE_SIZE - mheap_.arena_start;
+	uint64_t d = mm_load_acquire(&mheap_.pagedesc[rel >> PAGE_SHIFT]);
+	if (d == 0 || PD_CLASS(d) != s->spanclass)
+		return NULL;
+	return spanOf(s->base - PAGE_SIZE);
+}
+
+/* The candidates of a round, sorted by address, each with the whole run
+ * of candidates it is in (the list's order, the order spans became
+ * partial, says nothing of where they are); returns how many. */
 static unsigned collect(struct mcentral *c, struct mspan **cand, uint8_t pass)
 {
 	unsigned n = 0;
-	for (struct mspan *h = c->partial.head; h != NULL && n < MESH_CANDIDATES; h = h->next)
-		for (struct mspan *s = h; s != NULL && n < MESH_CANDIDATES && candidate(s, pass);
+	for (struct mspan *h = c->partial.head; h != NULL && n < MESH_CANDIDATES; h = h->next) {
+		/* from the start of h's run of candidates */
+		struct mspan *f = h, *p;
+		for (unsigned k = 0; k < MESH_CANDIDATES && candidate(f, pass) &&
+		                     (p = prev_of_class(f)) != NULL && candidate(p, pass);
+		     k++)
+			f = p;
+		for (struct mspan *s = f; s != NULL && n < MESH_CANDIDATES && candidate(s, pass);
 		     s = next_of_class(s)) {
 			s->mesh_seen = pass;
 			unsigned k = n++;
@@ -118,6 +136,7 @@ static unsigned collect(struct mcentral *c, struct mspan **cand, uint8_t pass)
 				cand[k] = cand[k - 1];
 			cand[k] = s;
 		}
+	}
 	return n;
 }
 
@@ -160,6 +179,8 @@ static unsigned run_aliases(struct mspan *const *r, unsigned len)
 	return a;
 }
 
+#define RUN_SPLIT 8 /* runs this long count as two (pair_runs) */
+
 /* How many spans of the run b (lb long) mesh with those of a (la) at
  * the best offset of the shorter into the longer; *shift: that offset
  * (into a if a is the longer, else into b). */
@@ -184,8 +205,11 @@ static unsigned run_match(struct mspan *const *a, unsigned la, struct mspan *con
  * of the lower half's onto the upper run where most of its spans mesh,
  * the shorter at the best offset into the longer; each pair of a run pair
  * meshes if it can, except that a run whose spans hold aliases moves only
- * whole (a part of it would take its aliases out of their own runs).
- * src: the lower run, unless it has more aliases to move, so that the
+ * whole (a part of it would take its aliases out of their own runs). A
+ * run of RUN_SPLIT or more counts as its two halves, which may pair with
+ * each other: a block of adjacent spans meshed onto itself leaves one run
+ * of aliases next to one of dsts. src: the lower run, unless it has more
+ * aliases to move, so that the
  * aliases gather low, next to each other (a run of aliases between spans
  * that map their own offsets costs the host two more mappings). Returns
  * the new np. */
@@ -197,7 +221,12 @@ static unsigned pair_runs(struct mcentral *c, struct mspan **cand, bool *used, u
 	for (unsigned i = 0, l; i < n; i += l) {
 		for (l = 1; i + l < n && adjacent(cand[i + l - 1], cand[i + l]); l++)
 			;
-		if (l >= 2) {
+		if (l >= RUN_SPLIT) {
+			start[nr] = i;
+			len[nr++] = l / 2;
+			start[nr] = i + l / 2;
+			len[nr++] = l - l / 2;
+		} else if (l >= 2) {
 			start[nr] = i;
 			len[nr++] = l;
 		}
