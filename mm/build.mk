@@ -19,6 +19,7 @@ MM_SRCS := \
 	mm/mleak.c \
 	mm/mlock.c \
 	mm/mmesh.c \
+	mm/mmeshpick.c \
 	mm/mmeta.c \
 	mm/mscavenge.c \
 	mm/mspan.c \

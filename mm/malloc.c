@@ -70,8 +70,9 @@
  *                stays as an alias (its address, its live bytes, on the
  *                class's meshed list) whose returns go on to the span
  *                whose frames it maps; a group meshes whole into another;
- *                from the paced background work, trim and kmalloc_mesh
- *                (mmesh.c)
+ *                runs of adjacent spans onto runs first (one mapping each
+ *                on the host); from the paced background work, trim and
+ *                kmalloc_mesh (mmesh.c, its pairing mmeshpick.c)
  *   mark         the leak detector: a gcmarkBits bitmap per span and a
  *                grey stack of fixalloc blocks (mgcmark.c); its report,
  *                suppressions and per-object flags (mleak.c)
@@ -131,7 +132,9 @@
  *      through sys_commit with no lock held (under mheap.lock only where
  *      the commit unit is above 8 KiB); mspan_init_small lays the record
  *      out and publishes it INUSE, and mheap_publish_small writes the
- *      page descriptors kfree reads.
+ *      page descriptors kfree reads. A class with many spans takes up to
+ *      a sixteenth of them more (MCENTRAL_GROW at most), adjacent, as
+ *      empty spans at the tail of partial (runs for meshing).
  *   7. Large: mlarge_alloc: a cached span of n .. n + n/4 pages from
  *      this CPU's bins (no lock), else mheap_alloc_span.
  *   8. Out of memory: empty every cache (mm_drain_all: this CPU's now,

@@ -219,9 +219,13 @@ struct mcentral {
 	uint64_t nspans;         /* lock: spans of this class in use */
 	uint64_t returned;       /* lock: objects given back to spans */
 	uint32_t nempty;         /* lock (read racily as a hint): spare
-	                            empty spans at the tail of partial */
+	                            empty spans at the tail of partial (up to
+	                            MCENTRAL_SPARE, and those of a batch,
+	                            MCENTRAL_GROW - 1, until taken) */
 };
 #define MCENTRAL_SPARE 1         /* empty spans a class keeps */
+/* spans a big class takes from the mheap at once, at most (mcentral_refill) */
+#define MCENTRAL_GROW 64
 
 /* Go pads mheap.central entries to a cache line so CPUs working on
  * different classes do not share lines. */

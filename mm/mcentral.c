@@ -7,7 +7,8 @@
  * holds, under its spinlock, lists of uncached spans:
  *   partial  swept, at least an eighth of the slots free (at least one),
  *            and at its tail at most MCENTRAL_SPARE empty spans kept for
- *            reuse (a span whose frames aliases map is never one);
+ *            reuse (a span whose frames aliases map is never one), and
+ *            the rest of a growth's batch until refills take them;
  *   full     swept, fewer free slots than that;
  *   meshed   aliases (mmesh.c): they never hand out slots, and what
  *            comes back to them goes on to the span whose frames they
@@ -34,7 +35,8 @@
  *   refill (mcache, the cached span is used up): file the old span, hand
  *     out the top of partial, in one lock hold; if there is none, grow: a
  *     fresh span from mheap_alloc_span, taken without holding this lock
- *     (as Go's mcentral.grow).
+ *     (as Go's mcentral.grow), and for a class with many spans more of
+ *     them, adjacent, for the next refills (grow_batch).
  *   return (a batch of free objects from a cache: mcache_spill, drains):
  *     sorted by address so the objects of one span are adjacent; under
  *     the lock, each span's free_bits get one atomic OR per word; an
@@ -204,6 +206,29 @@ static struct mspan *any_free_slot(struct mcentral *c)
 	return NULL;
 }
 
+/* A fresh span for class c from the mheap, or NULL. pre: no mm lock. */
+static struct mspan *grow_one(struct mcentral *c)
+{
+	struct mspan *s = mheap_alloc_span(spanclass_npages(c->spanclass), c->spanclass, 1);
+	if (s != NULL && c->spanclass >= KMALLOC_SPANCLASSES)
+		mm_kmc_construct(s, c->spanclass); /* before anyone sees a slot */
+	return s;
+}
+
+/* Spans a class that has to grow takes at once: one while it is small,
+ * up to MCENTRAL_GROW as it has more spans (at most a sixteenth of them
+ * wait empty, on pages the port committed but nobody touched). The
+ * page allocator's first fit puts a batch's spans next to each other
+ * where the heap grows, and meshing looks for runs of adjacent spans of
+ * a class (mmesh.c: on a port that maps ranges onto a file, a run meshed
+ * onto a run is one mapping). pre: c->lock. */
+static unsigned grow_batch(const struct mcentral *c)
+{
+	MM_HELD_CENTRAL(c);
+	uint64_t k = c->nspans / 16;
+	return k < 1 ? 1 : k > MCENTRAL_GROW ? MCENTRAL_GROW : (unsigned)k;
+}
+
 /* Uncache `old` (if not NULL) and return a span with a free slot for CPU
  * `cpu`, or NULL when memory is exhausted. pre: interrupts off, no mm
  * lock held; `old` is cached by `cpu`. */
@@ -222,11 +247,10 @@ struct mspan *mcentral_refill(struct mcentral *c, struct mspan *old, unsigned cp
 		unlock_central(c);
 		return s;
 	}
+	unsigned batch = grow_batch(c);
 	unlock_central(c);
 
-	s = mheap_alloc_span(spanclass_npages(c->spanclass), c->spanclass, 1);
-	if (s != NULL && c->spanclass >= KMALLOC_SPANCLASSES)
-		mm_kmc_construct(s, c->spanclass); /* before anyone sees a slot */
+	s = grow_one(c);
 	lock_central(c);
 	if (s == NULL) {
 		s = any_free_slot(c);
@@ -240,6 +264,20 @@ struct mspan *mcentral_refill(struct mcentral *c, struct mspan *old, unsigned cp
 	mspan_init_small(s, c->spanclass); /* publishes INUSE */
 	mheap_publish_small(s);            /* kfree's fast path finds it now */
 	unlock_central(c);
+	/* the rest of the batch: empty spans at the tail of partial, in
+	 * address order, for the next refills */
+	for (unsigned i = 1; i < batch; i++) {
+		struct mspan *e = grow_one(c);
+		if (e == NULL)
+			break;
+		lock_central(c);
+		c->nspans++;
+		mspan_init_small(e, c->spanclass);
+		mheap_publish_small(e);
+		list_push(c, e, LIST_PARTIAL, true);
+		STORE(c->nempty, c->nempty + 1);
+		unlock_central(c);
+	}
 	return s;
 }
 

@@ -6,17 +6,16 @@
  *
  * A span and the aliases on its frames form a group; a mesh of the group
  * of src into the group of dst, for a span class c:
- *   1. Pick (c's lock): candidates are partial spans at most half out
- *      (their allocBits hold their aliases' slots too), each looked at
- *      once a pass; pairs are probed as Mesh's SplitMesher does (the
- *      candidates split in two halves, each left one tried against
- *      MESH_TRIES right ones), a pair meshes if their allocBits AND to
- *      zero and the groups together have at most MESH_MAX_ALIAS aliases.
- *      src is the group with fewer aliases to move. src leaves the lists
- *      with mesh_dst set ("becoming an alias"), dst's allocBits take src's
- *      out slots S0 (so dst never hands them out) and its nalias counts
- *      src and src's aliases (so dst is never given back while they map
- *      its frames).
+ *   1. Pick (c's lock, mmeshpick.c): candidates are partial spans at
+ *      most half out (their allocBits hold their aliases' slots too),
+ *      each looked at once a pass; a pair meshes if their allocBits AND
+ *      to zero and the groups together have at most MESH_MAX_ALIAS
+ *      aliases; runs of adjacent spans are paired with runs, in order,
+ *      then any pairs as Mesh's SplitMesher pairs them. src leaves the
+ *      lists with mesh_dst set ("becoming an alias"), dst's allocBits
+ *      take src's out slots S0 (so dst never hands them out) and its
+ *      nalias counts src and src's aliases (so dst is never given back
+ *      while they map its frames).
  *   2. Copy (no lock): writers of src and its aliases are held off by the
  *      port, either sys_config.mesh_protect (the host write-protects each
  *      range; a writer faults and waits) or stop_world; the S0 slots are
@@ -38,9 +37,10 @@
  * out and come back through its address as before. Whatever comes back
  * to an alias (mcentral_return -> mesh_alias_sweep) is forwarded to dst's
  * free_bits, where dst's owner sweeps it up; an alias with no slot out is
- * reaped (mesh_reap: descriptors cleared, mesh_unalias, its pages back to
- * the page allocator as released, dst's nalias down), after which dst can
- * empty and go back to the mheap like any span.
+ * reaped (mesh_reap: mesh_unalias, which the port may refuse for now
+ * (then the next reap tries again), descriptors cleared, its pages back
+ * to the page allocator as released, dst's nalias down), after which dst
+ * can empty and go back to the mheap like any span.
  *
  * Why a group moves whole, and an alias never meshes by itself: the port
  * maps a range onto another's frames, not frames by name, so a chain
@@ -61,30 +61,18 @@
  * Who runs it: the paced background work (kmalloc_background: up to
  * MESH_STEP_NS of meshing every MESH_PERIOD_NS), kmalloc_trim and
  * kmalloc_mesh, each behind the background gate (mheap_.bg_busy), so a leak scan or a fork never meets
- * a mesh in flight. Never on an allocation path.
+ * a mesh in flight. Never on an allocation path. Each pass over the
+ * classes pairs runs onto runs only, the next any pairs: where aliases
+ * cost the port mappings (the host: a run of aliases onto a run of spans
+ * is one, a lone alias one or two) the runs come first, before the lone
+ * ones use up what the port allows.
  */
-#include "internal.h"
+#include "mmesh.h"
 
-#define MESH_CANDIDATES 128 /* spans looked at per round */
-#define MESH_PAIRS      64  /* pairs picked per round at most */
-#define MESH_TRIES      64  /* right-half spans tried per left one */
-#define MESH_MAX_ALIAS  7   /* aliases per dst (a group of 8 spans) */
 #define MESH_STEP_NS \
 	(10u * 1000 * 1000) /* work per period: a tenth of a
                                             CPU at most (a mesh costs
                                             ~40 us on the host) */
-#define MESH_MAX_WORDS \
-	16 /* bitmap words of the largest span: 8 B
-                              objects in one 8 KiB page */
-
-struct mesh_pair {
-	struct mspan *src, *dst;
-	uint64_t s0[MESH_MAX_WORDS];         /* src's out slots when picked (its
-	                                aliases' included) */
-	struct mspan *moved[MESH_MAX_ALIAS]; /* src's aliases, which move
-	                                        to dst's frames with it */
-	unsigned nmoved;
-};
 
 /* The pairs of a round (the background gate: one mesher at a time; a
  * kernel stack is no place for 9 KiB). */
@@ -109,93 +97,6 @@ bool mesh_supported(void)
 	return sys_config.mesh_alias != NULL && sys_config.mesh_unalias != NULL &&
 	       ((sys_config.mesh_protect != NULL && sys_config.mesh_unprotect != NULL) ||
 	        sys_config.stop_world != NULL);
-}
-
-static bool disjoint(const struct mspan *a, const struct mspan *b)
-{
-	unsigned nw = span_nwords(a);
-	for (unsigned w = 0; w < nw; w++) {
-		uint64_t va = w == nw - 1 && a->nelems % 64
-		                      ? (((uint64_t)1 << (a->nelems % 64)) - 1)
-		                      : ~(uint64_t)0;
-		if (a->allocBits[w] & b->allocBits[w] & va)
-			return false;
-	}
-	return true;
-}
-
-static bool sparse(const struct mspan *s)
-{
-	/* (a typed cache's span could have more slots than a pair records) */
-	return s->allocCount != 0 && 2u * s->allocCount <= s->nelems &&
-	       span_nwords(s) <= MESH_MAX_WORDS && mm_load_relaxed(&s->cached_by) == CPU_NONE;
-}
-
-/* Step 1 for one pair: src out of the lists, dst takes its slots.
- * pre: c->lock; both swept and uncached (on partial). */
-static void pick(struct mcentral *c, struct mesh_pair *p)
-{
-	MM_HELD_CENTRAL(c);
-	struct mspan *src = p->src, *dst = p->dst;
-	unsigned nw = span_nwords(src);
-	mcentral_list_remove(c, src);
-	mm_store_relaxed(&src->mesh_dst, dst); /* atomic: kmalloc_heapmap reads it */
-	p->nmoved = 0;
-	for (struct mspan *a = src->mesh_aliases; a != NULL; a = a->mesh_next)
-		p->moved[p->nmoved++] = a;
-	dst->nalias = (uint8_t)(dst->nalias + 1 + src->nalias);
-	for (unsigned w = 0; w < nw; w++) {
-		p->s0[w] = src->allocBits[w];
-		dst->allocBits[w] |= p->s0[w];
-	}
-	dst->allocCount = (uint16_t)(dst->allocCount + src->allocCount);
-	mspan_refillAllocCache(dst, 0); /* swept: freeindex is 0 */
-	mcentral_place(c, dst);
-}
-
-/* Up to `max` disjoint pairs of class c among the next MESH_CANDIDATES
- * sparse spans of partial this pass has not looked at (each span is
- * looked at once a pass, so a pass over a class is linear in its spans
- * times its rounds, not quadratic in meshes), picked. Returns how many;
- * *seen: the candidates there were. */
-static unsigned find_pairs(struct mcentral *c, struct mesh_pair *out, unsigned max, unsigned *seen)
-{
-	struct mspan *cand[MESH_CANDIDATES];
-	bool used[MESH_CANDIDATES] = { false };
-	unsigned n = 0, np = 0;
-	MM_HELD_CENTRAL(c);
-	for (struct mspan *s = c->partial.head; s != NULL && n < MESH_CANDIDATES; s = s->next)
-		if (s->mesh_seen != mesh.pass && sparse(s) && s->mesh_dst == NULL) {
-			s->mesh_seen = mesh.pass;
-			cand[n++] = s;
-		}
-	*seen = n;
-	unsigned half = n / 2;
-	for (unsigned i = 0; i < half && np < max; i++) {
-		for (unsigned t = 0; t < MESH_TRIES && t < n - half; t++) {
-			unsigned j = half + (i + t) % (n - half);
-			if (used[j])
-				continue;
-			struct mspan *a = cand[i], *b = cand[j];
-			/* src (b): the group with fewer aliases to move, else
-			 * the emptier (fewer bytes to copy) */
-			if (b->nalias > a->nalias ||
-			    (b->nalias == a->nalias && b->allocCount > a->allocCount)) {
-				struct mspan *x = a;
-				a = b;
-				b = x;
-			}
-			if (a->nalias + b->nalias + 1u > MESH_MAX_ALIAS || !disjoint(a, b))
-				continue;
-			out[np].dst = a;
-			out[np].src = b;
-			pick(c, &out[np]);
-			used[i] = used[j] = true;
-			np++;
-			break;
-		}
-	}
-	return np;
 }
 
 /* ThreadSanitizer cannot see that the port's write protection orders the
@@ -364,15 +265,16 @@ void mesh_alias_sweep(struct mcentral *c, struct mspan *s)
 	settle_dst(c, s->mesh_dst);
 }
 
-/* Mesh up to `max` pairs of class c, until the clock passes `until`.
- * pre: the background gate, no mm lock. */
-static unsigned mesh_class(struct mcentral *c, unsigned max, uint64_t until)
+/* Mesh up to `max` pairs of class c, until the clock passes `until`;
+ * runs: runs of spans onto runs only (mmeshpick.c). pre: the background
+ * gate, no mm lock. */
+static unsigned mesh_class(struct mcentral *c, unsigned max, uint64_t until, bool runs)
 {
 	unsigned done = 0;
 	while (done < max && mm_now() <= until) {
 		unsigned want = max - done < MESH_PAIRS ? max - done : MESH_PAIRS, seen;
 		lock_central(c);
-		unsigned np = find_pairs(c, pairs, want, &seen);
+		unsigned np = mesh_find_pairs(c, pairs, want, &seen, mesh.pass, runs);
 		unlock_central(c);
 		if (seen < 2)
 			break;
@@ -426,27 +328,31 @@ static void mesh_reap(void)
 					dead = s;
 					break;
 				}
-			if (dead != NULL) {
-				mcentral_list_remove(c, dead);
-				c->nspans--;
-				/* as mcentral's free_span: descriptors, nbytes, state */
-				mheap_unpublish_small(dead);
-				mm_store_relaxed(&dead->nbytes, 0);
-				span_set_state(dead, SPAN_DEAD);
-			}
-			if (dead != NULL) {
-				struct mspan **l = &dead->mesh_dst->mesh_aliases;
-				while (*l != dead)
-					l = &(*l)->mesh_next;
-				*l = dead->mesh_next;
-				dead->mesh_next = NULL;
-			}
 			unlock_central(c);
 			if (dead == NULL)
 				break;
-			struct mspan *dst = dead->mesh_dst;
+			/* first, while it is still an alias on the list: a port
+			 * that cannot unmap it now (the host, out of mappings)
+			 * leaves it as it is, for the next reap; with no slot
+			 * out, nothing changes it meanwhile (the mesher is the
+			 * only one to reap or move aliases) */
 			size_t npages = dead->npages;
-			sys_config.mesh_unalias((void *)dead->base, npages * PAGE_SIZE);
+			if (sys_config.mesh_unalias((void *)dead->base, npages * PAGE_SIZE) != 0)
+				return;
+			lock_central(c);
+			mcentral_list_remove(c, dead);
+			c->nspans--;
+			/* as mcentral's free_span: descriptors, nbytes, state */
+			mheap_unpublish_small(dead);
+			mm_store_relaxed(&dead->nbytes, 0);
+			span_set_state(dead, SPAN_DEAD);
+			struct mspan **l = &dead->mesh_dst->mesh_aliases;
+			while (*l != dead)
+				l = &(*l)->mesh_next;
+			*l = dead->mesh_next;
+			dead->mesh_next = NULL;
+			unlock_central(c);
+			struct mspan *dst = dead->mesh_dst;
 			mm_store_relaxed(&dead->mesh_dst, NULL);
 			mheap_free_span(dead, true);
 			lock_central(c);
@@ -461,22 +367,35 @@ static void mesh_reap(void)
 	}
 }
 
-/* Every class, up to max_pairs meshes in all, until the port's clock
- * passes `until` (UINT64_MAX: no limit); reaps first. Returns the meshes
- * done. pre: the background gate, no mm lock. */
-unsigned mesh_run(unsigned max_pairs, uint64_t until)
+/* One pass over every class (each span looked at once), up to max_pairs
+ * meshes in all, until the port's clock passes `until`; runs: runs onto
+ * runs only. pre: the background gate, no mm lock. */
+static unsigned mesh_pass(unsigned max_pairs, uint64_t until, bool runs)
 {
-	if (!mesh_supported())
-		return 0;
-	mesh_reap();
 	mesh.pass++;
 	unsigned done = 0;
 	for (unsigned i = 2; i < NUM_SPANCLASSES && done < max_pairs && mm_now() <= until; i++) {
 		struct mcentral *c = &mheap_.central[i].c;
 		if (list_len(c, &c->partial) < 2)
 			continue;
-		done += mesh_class(c, max_pairs - done, until);
+		done += mesh_class(c, max_pairs - done, until, runs);
 	}
+	return done;
+}
+
+/* Every class, up to max_pairs meshes in all, until the port's clock
+ * passes `until` (UINT64_MAX: no limit); reaps first. A pass of runs
+ * onto runs, then one of any pairs: on a port whose aliases cost
+ * mappings (the host), runs are cheaper (mmeshpick.c) and come first.
+ * Returns the meshes done. pre: the background gate, no mm lock. */
+unsigned mesh_run(unsigned max_pairs, uint64_t until)
+{
+	if (!mesh_supported())
+		return 0;
+	mesh_reap();
+	unsigned done = mesh_pass(max_pairs, until, true);
+	if (done < max_pairs)
+		done += mesh_pass(max_pairs - done, until, false);
 	return done;
 }
 
@@ -519,11 +438,14 @@ unsigned kmalloc_mesh(void)
 {
 	if (!mheap_inited() || !mesh_supported() || !mheap_bg_enter())
 		return 0; /* (a trim inside an excluded stretch: no mesh) */
-	/* passes until one finds nothing: a dst that took an alias may take
-	 * another in the next pass */
+	/* passes until one finds nothing (a dst that took an alias may take
+	 * another in the next pass): of runs onto runs, then of any pairs */
 	unsigned done = 0, n;
-	for (int pass = 0; pass < 8 && (n = mesh_run(UINT32_MAX, UINT64_MAX)) != 0; pass++)
-		done += n;
+	mesh_reap();
+	for (int runs = 1; runs >= 0; runs--)
+		for (int pass = 0; pass < 8 && (n = mesh_pass(UINT32_MAX, UINT64_MAX, runs)) != 0;
+		     pass++)
+			done += n;
 	mheap_bg_leave();
 	return done;
 }

@@ -273,7 +273,7 @@ int mheap_valid(void)
 			if (n != list->len || list->tail != prev)
 				ok = 0;
 		}
-		if (empty != c->nempty || empty > MCENTRAL_SPARE)
+		if (empty != c->nempty || empty > MCENTRAL_SPARE + MCENTRAL_GROW - 1)
 			ok = 0;
 		unlock_central(c);
 		if (!ok)

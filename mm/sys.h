@@ -307,7 +307,11 @@ struct sys_config {
 	 *               fail).
 	 *  mesh_unalias(src, len)  [src, src+len), an alias, maps nothing of
 	 *               its own any more: Reserved (dst's memory is dst's);
-	 *               pre: interrupts may be off (as sys_release).
+	 *               pre: interrupts may be off (as sys_release); no slot
+	 *               of it is out. Returns 0, or -1 with the alias as it
+	 *               was (the host, out of mappings): the core keeps it,
+	 *               and dst's memory with it, and tries again at its next
+	 *               reap.
 	 *  mesh_context()  optional: nonzero if the paced background work
 	 *               may mesh (and reap aliases) where it is called from;
 	 *               NULL: anywhere. The kernel says no in the timer tick,
@@ -317,7 +321,7 @@ struct sys_config {
 	int (*mesh_protect)(void *src, size_t len);
 	void (*mesh_unprotect)(void *src, size_t len);
 	int (*mesh_alias)(void *dst, void *src, size_t len, int own);
-	void (*mesh_unalias)(void *src, size_t len);
+	int (*mesh_unalias)(void *src, size_t len);
 	int (*mesh_context)(void);
 	/* Optional hook of guarded sampling (mm/mkfence.c), NULL if the port
 	 * has none (then nothing is sampled). mm reserves a pool of sys pages

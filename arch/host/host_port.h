@@ -96,6 +96,9 @@ void host_region(uintptr_t *lo, uintptr_t *hi);
 /* sys.c: call fn for every line of /proc/self/maps, in address order,
  * without stdio or malloc; -1 if the file cannot be read. */
 int host_maps_walk(void (*fn)(uintptr_t lo, uintptr_t hi, int readable, void *arg), void *arg);
+/* sys.c: the process's mappings now (lines of /proc/self/maps, read
+ * without stdio or malloc), -1 if the file cannot be read; O(mappings). */
+long host_count_maps(void);
 
 /* stopworld.c: sys_config.stop_world / start_world (the signal handshake
  * with every other thread), and the roots of the stopped threads plus

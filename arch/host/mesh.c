@@ -31,10 +31,15 @@
  *   - krealloc copies big objects instead of moving their pages (mremap
  *     would give dst src's file offsets, and meshing needs offsets to
  *     follow addresses).
- *   - every alias is a mapping of its own (two more for the pieces
- *     around it): meshing stops at an eighth of vm.max_map_count aliases
- *     (8,191 by default), as big reallocs stop moving pages there (sys.c),
- *     leaving the rest to thread stacks and files.
+ *   - a range mapped onto another's offsets is a mapping of its own,
+ *     unless its neighbour maps the offsets right after (or before) its
+ *     own: Linux merges adjacent mappings of one file whose offsets
+ *     follow their addresses, so a run of adjacent aliases onto a run of
+ *     adjacent spans, in order, is one mapping (the core pairs spans in
+ *     address order for that, mm/mmesh.c). Meshing stops while the
+ *     process has half of vm.max_map_count mappings (the mapping budget
+ *     below), leaving the rest to thread stacks and files; an alias that
+ *     cannot be unmapped then waits (the core reaps it later).
  *   - a system call that writes into a span while it is being meshed
  *     (read(2) into a heap buffer, some microseconds) fails with EFAULT
  *     instead of waiting: the kernel does not deliver SIGSEGV for it.
@@ -73,9 +78,47 @@ static uintptr_t mesh_lo, mesh_hi; /* the region, immutable */
 static struct {
 	uintptr_t lo, hi; /* atomic */
 } win[WINDOWS];
-static long max_aliases = 8191; /* written once by host_mesh_setup */
-static long aliases;            /* atomic: live aliases */
 static int fork_pipe[2] = { -1, -1 };
+
+/* The mapping budget. A change of one range (a protect, an alias, an
+ * unalias) adds at most two mappings, the pieces of the one it cuts,
+ * and may merge some away, so the count of /proc/self/maps at the last
+ * reading plus two per change since bounds the mappings meshing made:
+ * when that would pass the limit, the mappings are counted again (each
+ * count costs O(mappings)), and the change is refused if the count says
+ * so too; then counting waits MAPS_RECOUNT_NS, so the mesher's retries
+ * cost nothing. Meshes stop at maps_limit (each takes two per range at
+ * its first protect, see mesh_ranges); unaliases, which mostly merge
+ * mappings (an alias between spans mapped as their own) and give memory
+ * back, may go an eighth further (MAPS_UNALIAS), so a heap meshed up to
+ * the limit can still be freed. All of it the mesher's: one at a time
+ * (the core's background gate); a fork child starts from its parent's
+ * mappings. */
+#define MAPS_RECOUNT_NS (100u * 1000 * 1000)
+#define MAPS_UNALIAS    (maps_limit + maps_limit / 8)
+static long maps_limit = 32765; /* written once by host_mesh_setup: half
+                                   of vm.max_map_count */
+static long maps_est = -1;      /* the bound; -1: not counted yet */
+static uint64_t maps_refused;   /* when a count last refused, 0: never */
+
+/* May n more mappings come, up to limit? Takes them if so. */
+static int maps_room(long n, long limit)
+{
+	if (maps_est < 0 || maps_est + n > limit) {
+		uint64_t now = host_now_ns();
+		if (maps_refused != 0 && now - maps_refused < MAPS_RECOUNT_NS)
+			return 0;
+		long c = host_count_maps();
+		if (c < 0 || c + n > limit) {
+			maps_refused = now | 1;
+			return 0;
+		}
+		maps_est = c;
+		maps_refused = 0;
+	}
+	maps_est += n;
+	return 1;
+}
 
 int host_mesh_wanted(void)
 {
@@ -118,13 +161,27 @@ int host_mesh_segv(uintptr_t a)
 	return 0;
 }
 
+/* The ranges of the mesh in flight (the mesher's): its first protect
+ * takes mappings for WINDOWS ranges from the budget, before any write is
+ * held off (a count of /proc/self/maps takes tens of milliseconds at
+ * tens of thousands of mappings), and the last window to close gives
+ * back what the mesh did not use. */
+static int mesh_ranges;
+
 static void close_window(uintptr_t lo)
 {
-	for (int i = 0; i < WINDOWS; i++)
+	int open = 0;
+	for (int i = 0; i < WINDOWS; i++) {
 		if (win[i].lo == lo && win[i].hi != 0) {
 			__atomic_store_n(&win[i].hi, 0, __ATOMIC_RELEASE);
 			__atomic_store_n(&win[i].lo, 0, __ATOMIC_RELEASE);
 		}
+		open |= win[i].hi != 0;
+	}
+	if (!open && mesh_ranges != 0) {
+		maps_est -= 2 * (WINDOWS - mesh_ranges);
+		mesh_ranges = 0;
+	}
 }
 
 static int mesh_protect(void *src, size_t len)
@@ -132,10 +189,11 @@ static int mesh_protect(void *src, size_t len)
 	int i = 0;
 	while (i < WINDOWS && win[i].hi != 0)
 		i++;
-	if (i == WINDOWS || __atomic_load_n(&aliases, __ATOMIC_RELAXED) >= max_aliases)
+	if (i == WINDOWS || (i == 0 && !maps_room(2 * WINDOWS, maps_limit)))
 		return -1;
 	if (i == 0)
 		host_segv_install(); /* once per mesh, before its first window */
+	mesh_ranges++;
 	__atomic_store_n(&win[i].lo, (uintptr_t)src, __ATOMIC_RELEASE);
 	__atomic_store_n(&win[i].hi, (uintptr_t)src + len, __ATOMIC_RELEASE);
 	if (mprotect(src, len, PROT_READ) != 0) {
@@ -176,16 +234,18 @@ static int mesh_alias(void *dst, void *src, size_t len, int own)
 	fallocate(mesh_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 	          (off_t)((uintptr_t)src - mesh_lo), (off_t)len);
 	host_committed_add(-(long)len);
-	__atomic_add_fetch(&aliases, 1, __ATOMIC_RELAXED);
 	return 0;
 }
 
-static void mesh_unalias(void *src, size_t len)
+static int mesh_unalias(void *src, size_t len)
 {
+	/* an alias amid a run of them cuts the run's mapping in three */
+	if (!maps_room(2, MAPS_UNALIAS))
+		return -1;
 	/* its own offset, a hole since mesh_alias: reads as zero */
 	if (remap(src, len, (off_t)((uintptr_t)src - mesh_lo)) != src)
 		sys_fault("mesh: cannot unmap an alias", src);
-	__atomic_sub_fetch(&aliases, 1, __ATOMIC_RELAXED);
+	return 0;
 }
 
 /* After sys_reserve's anonymous reservation [lo, lo+size): a file as
@@ -208,7 +268,7 @@ void host_mesh_setup(uintptr_t lo, size_t size)
 			buf[n] = 0;
 			long v = strtol(buf, NULL, 10);
 			if (v >= 8192)
-				max_aliases = v / 8;
+				maps_limit = v / 2;
 		}
 	}
 	mesh_fd = fd;

@@ -515,6 +515,8 @@ static long count_lines(const char *path)
 	}
 }
 
+long host_count_maps(void) { return count_lines("/proc/self/maps"); }
+
 /* A decimal number from a /proc file, or dflt. */
 static long read_long(const char *path, long dflt)
 {

@@ -90,7 +90,7 @@ int kmem_mesh_alias(void *dst, void *src, size_t len, int own)
     return 0;
 }
 
-void kmem_mesh_unalias(void *src, size_t len)
+int kmem_mesh_unalias(void *src, size_t len)
 {
     check_range("sys_config.mesh_unalias", src, len);
     uint64_t d[PAGING_BATCH], tables[2 * 4];
@@ -115,6 +115,7 @@ void kmem_mesh_unalias(void *src, size_t len)
     for (unsigned i = 0; i < nt; i++)
         mem_frame_free(tables[i]);
     __atomic_add_fetch(&unaliased_pages, len / PAGE_SIZE_4K, __ATOMIC_RELAXED);
+    return 0;
 }
 
 int kmem_mesh_context(void) { return (cpu_read_rflags() & RFLAGS_IF) != 0; }

@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 int kmem_mesh_alias(void *dst, void *src, size_t len, int own);
-void kmem_mesh_unalias(void *src, size_t len);
+int kmem_mesh_unalias(void *src, size_t len);
 int kmem_mesh_context(void);
 
 struct kmem_mesh_stats {

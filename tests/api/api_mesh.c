@@ -13,11 +13,13 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
+#include <fcntl.h>
 #include "../check_runner.h"
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "api_util.h"
 #include "kmalloc.h"
@@ -126,6 +128,92 @@ START_TEST(pair_meshes_and_keeps_contents)
 	ck_assert_uint_eq(st.mesh_bytes, 0);
 	ck_assert_uint_eq(st.heap_inuse, 0);
 	ck_assert_uint_eq(st.committed, st.meta_sys);
+}
+END_TEST
+
+/* ---- runs of spans mesh into few mappings ----
+ * 2 * RUN adjacent spans: the lower RUN keep their even slots, the upper
+ * RUN their odd ones, and they come back to their mcentral in a shuffled
+ * order. Each lower span meshes with the span RUN above it, in order, so
+ * the host maps the RUN aliases as a run of adjacent ranges onto a run of
+ * adjacent file offsets, which Linux merges: a few mappings for all of
+ * them, where one alias each would add one or two. */
+
+#define RUN 48
+static unsigned char *runobj[2 * RUN][PER_SPAN / 2];
+
+static long maps_lines(void)
+{
+	char buf[4096];
+	long n = 0;
+	int fd = open("/proc/self/maps", O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	for (ssize_t r; (r = read(fd, buf, sizeof buf)) > 0;)
+		for (ssize_t i = 0; i < r; i++)
+			n += buf[i] == '\n';
+	close(fd);
+	return n;
+}
+
+START_TEST(runs_mesh_into_few_mappings)
+{
+	static unsigned char *all[2 * RUN][PER_SPAN];
+	for (int sp = 0; sp < 2 * RUN; sp++)
+		for (int k = 0; k < PER_SPAN; k++) {
+			all[sp][k] = kmalloc(OBJ, 0);
+			ck_assert_ptr_eq(all[sp][k], all[0][0] + (sp * PER_SPAN + k) * OBJ);
+		}
+	int order[2 * RUN];
+	uint64_t r = 7;
+	for (int i = 0; i < 2 * RUN; i++)
+		order[i] = i;
+	for (int i = 2 * RUN - 1; i > 0; i--) {
+		int j = (int)(xorshift64star(&r) % (uint64_t)(i + 1)), t = order[i];
+		order[i] = order[j];
+		order[j] = t;
+	}
+	for (int i = 0; i < 2 * RUN; i++) {
+		int sp = order[i], keep = sp >= RUN;
+		for (int k = 0; k < PER_SPAN; k++)
+			if (k % 2 == keep) {
+				runobj[sp][k / 2] = all[sp][k];
+				fill(all[sp][k], OBJ, (uint64_t)(sp * PER_SPAN + k));
+			} else {
+				kfree(all[sp][k]);
+			}
+		kmalloc_flush_cpu(); /* span by span, in the shuffled order */
+	}
+	long before = maps_lines();
+	ck_assert_uint_eq(kmalloc_mesh(), RUN);
+	long added = maps_lines() - before;
+	ck_assert_msg(added <= RUN / 8, "%d aliases added %ld mappings", RUN, added);
+	for (int sp = 0; sp < 2 * RUN; sp++)
+		for (int k = 0; k < PER_SPAN / 2; k++)
+			ck_assert(intact(runobj[sp][k], OBJ,
+			                 (uint64_t)(sp * PER_SPAN + 2 * k + (sp >= RUN))));
+	/* every third span emptied: its alias (or its dst's) goes, cutting
+	 * the run; then everything, and every page comes back */
+	for (int sp = 0; sp < 2 * RUN; sp += 3)
+		for (int k = 0; k < PER_SPAN / 2; k++) {
+			kfree(runobj[sp][k]);
+			runobj[sp][k] = NULL;
+		}
+	kmalloc_flush_cpu();
+	kmalloc_trim();
+	for (int sp = 0; sp < 2 * RUN; sp++)
+		for (int k = 0; k < PER_SPAN / 2; k++)
+			if (runobj[sp][k] != NULL) {
+				ck_assert(intact(runobj[sp][k], OBJ,
+				                 (uint64_t)(sp * PER_SPAN + 2 * k + (sp >= RUN))));
+				kfree(runobj[sp][k]);
+			}
+	kmalloc_flush_cpu();
+	kmalloc_trim();
+	struct kmalloc_stats st;
+	ASSERT_STATS_CONSISTENT(&st);
+	ck_assert_uint_eq(st.mesh_spans, 0);
+	ck_assert_uint_eq(st.heap_inuse, 0);
+	ck_assert_int_le(maps_lines(), before);
 }
 END_TEST
 
@@ -510,4 +598,5 @@ END_TEST
 CHECK_MAIN_SETUP("kmalloc mesh", 120, setup, CHECK_TEST(pair_meshes_and_keeps_contents),
                  CHECK_TEST(group_moves_whole), CHECK_TEST(misuse_on_both_halves),
                  CHECK_TEST(fork_copies_meshed_heap), CHECK_TEST(typed_cache_meshes),
-                 CHECK_TEST(fork_while_meshing), CHECK_TEST(writers_during_mesh) LEAK_CASE)
+                 CHECK_TEST(fork_while_meshing), CHECK_TEST(writers_during_mesh),
+                 CHECK_TEST(runs_mesh_into_few_mappings) LEAK_CASE)

@@ -1,0 +1,39 @@
+/*
+ * mmesh.h: what meshing's two files share (mm/mmesh.c: the mesh itself,
+ * copy, remap, settle, reap; mm/mmeshpick.c: which spans pair up). The
+ * picker hands mmesh.c a round's pairs, each already step 1 of a mesh
+ * (src off the lists, dst holding src's slots); mmesh.c copies, remaps
+ * and settles them.
+ */
+#ifndef MM_MMESH_H
+#define MM_MMESH_H
+
+#include "internal.h"
+
+#define MESH_CANDIDATES 128 /* spans looked at per round */
+#define MESH_PAIRS      64  /* pairs picked per round at most */
+#define MESH_TRIES      64  /* right-half spans tried per left one */
+#define MESH_MAX_ALIAS  7   /* aliases per dst (a group of 8 spans) */
+#define MESH_MAX_WORDS \
+	16 /* bitmap words of the largest span: 8 B
+                               objects in one 8 KiB page */
+
+/* One mesh of a round: written by the picker under the class's lock,
+ * then the mesher's alone (the background gate) until it settles. */
+struct mesh_pair {
+	struct mspan *src, *dst;
+	uint64_t s0[MESH_MAX_WORDS];         /* src's out slots when picked (its
+	                                        aliases' included) */
+	struct mspan *moved[MESH_MAX_ALIAS]; /* src's aliases, which move
+	                                        to dst's frames with it */
+	unsigned nmoved;
+};
+
+/* Up to max pairs of class c, picked (step 1), among the spans pass has
+ * not looked at; *seen: how many it looked at (< 2: the class is done
+ * for this pass). runs_only: only runs of adjacent spans onto runs.
+ * pre: c->lock, the background gate. */
+unsigned mesh_find_pairs(struct mcentral *c, struct mesh_pair *out, unsigned max, unsigned *seen,
+                         uint8_t pass, bool runs_only);
+
+#endif
