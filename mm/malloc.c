@@ -133,7 +133,8 @@
  *      out and publishes it INUSE, and mheap_publish_small writes the
  *      page descriptors kfree reads.
  *   7. Large: mlarge_alloc: a cached span of n .. n + n/4 pages from
- *      this CPU's bins (no lock), else mheap_alloc_span.
+ *      this CPU's bins (no lock, and no step 9, as a fast path), else
+ *      mheap_alloc_span.
  *   8. Out of memory: empty every cache (mm_drain_all: this CPU's now,
  *      the transfer caches, the other CPUs' at their safe points) and
  *      try once more; then NULL (mm_nomem), with everything as before.
