@@ -17,8 +17,8 @@
  * its span. Bounds are in bytes (see mm_cache_init), with a floor in
  * objects: the 2 KiB class holds 8 and larger ones 16, so a class whose
  * spans hold one to eight objects does not send a span to the mheap and
- * take it back every few frees. The transfer cache, shared and not per CPU, gets the
- * larger bound. Measured with callgrind through the shim (workloads
+ * take it back every few frees. The transfer cache, shared and not per
+ * CPU, gets the larger bound. Measured with callgrind through the shim (workloads
  * loguni / aligned, instructions): floor 4 and 64 KiB 848M / 269M; floor
  * 4, 256 KiB 773M / 234M; floor 8, 256 KiB 719M / 210M (tcmalloc 583M /
  * 168M), peak RSS unchanged within 1 MiB; more spare spans per class
