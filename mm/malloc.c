@@ -136,7 +136,9 @@
  *      a sixteenth of them more (MCENTRAL_GROW at most), adjacent, as
  *      empty spans at the tail of partial (runs for meshing).
  *   7. Large: mlarge_alloc: a cached span of n .. n + n/4 pages from
- *      this CPU's bins (no lock), else mheap_alloc_span.
+ *      this CPU's bins (alloc_cached: no lock, no call and no step 9,
+ *      as a fast path), else alloc_general: the same with KM_ZERO or
+ *      sites tracked, else mheap_alloc_span.
  *   8. Out of memory: empty every cache (mm_drain_all: this CPU's now,
  *      the transfer caches, the other CPUs' at their safe points) and
  *      try once more; then NULL (mm_nomem), with everything as before.
@@ -545,6 +547,8 @@ static uint8_t *live_byte(struct mspan *s, uintptr_t p, const char *what, const 
  * full magazine; for kmem_cache_free, an object of another class than
  * want (0: any). pre: no mm lock held, interrupts as the caller had
  * them. */
+static MM_OUTLINE void kfree_small_slow(struct mspan *s, uintptr_t p, unsigned want);
+
 static __attribute__((noinline)) void kfree_slow(uintptr_t p, unsigned want)
 {
 	struct mspan *s = spanOf(p); /* NULL: a page whose map trim gave back */
@@ -556,6 +560,12 @@ static __attribute__((noinline)) void kfree_slow(uintptr_t p, unsigned want)
 		mlarge_free(s, p);
 		return;
 	}
+	/* apart, so that a large kfree saves no registers for it */
+	kfree_small_slow(s, p, want);
+}
+
+static MM_OUTLINE void kfree_small_slow(struct mspan *s, uintptr_t p, unsigned want)
+{
 	uint8_t *lb = live_byte(s, p, "invalid free", "double free");
 	unsigned cls = s->spanclass;
 	if (want != 0 && cls != want)

@@ -70,7 +70,10 @@ static size_t clamp(size_t v, size_t lo, size_t hi)
 	return v < lo ? lo : v > hi ? hi : v;
 }
 
-size_t mm_mag_cap(size_t size) { return clamp(MAG_BYTES / size, MAG_MIN, MAG_MAX); }
+size_t mm_mag_cap(size_t size)
+{
+	return clamp(MAG_BYTES / size, size > MAG_BIG ? MAG_MIN_BIG : MAG_MIN, MAG_MAX);
+}
 
 /* The bounds of class i for objects of `size` bytes: kmalloc's at init,
  * a typed cache's when it is created (its class unused until then). */

@@ -151,7 +151,7 @@ test-boot-kmem: $(LOADER_EFI) $(KERNEL_ELF) $(KMEM_DEBUG_ELF)
 	misuse trimmed_chunk_free_selftest "invalid free" "$$heap"; \
 	kcase kmem_cache_wrong_cache_selftest 2 $(MEM) $(KERNEL_ELF) "ktest=kmem_cache_wrong_cache_selftest" \
 	    "^kmalloc: wrong cache: $$heap \(object of 'inode', freed to 'dentry'\)" \
-	    "^PANIC: kmalloc: wrong cache: $$heap" '^Backtrace:' '#[0-9]+ +0xffffffff[0-9a-f]+ kfree_slow\+0x' \
+	    "^PANIC: kmalloc: wrong cache: $$heap" '^Backtrace:' '#[0-9]+ +0xffffffff[0-9a-f]+ kfree_small_slow\+0x' \
 	    "ktest_fn_kmem_cache_wrong_cache_selftest\\+0x" '^ktest: 0 passed, 1 failed'; \
 	kcase kmem_cache 0 $(MEM) $(KERNEL_ELF) "ktest=kmem_cache_basic,kmem_cache_smp,kmem_cache_destroy_live" \
 	    '^ktest: kmem_cache_basic ok' '^kmem_cache_smp: [0-9]+ CPUs, [1-9][0-9]* nodes from timer interrupts' \

@@ -108,7 +108,7 @@ START_TEST(cache_sizes_follow_byte_bounds)
 	ck_assert_ptr_nonnull(c);
 	for (unsigned i = 2; i < KMALLOC_SPANCLASSES; i++) {
 		size_t sz = class_to_size[spanclass_size(i)];
-		size_t m = clampz(MAG_BYTES / sz, MAG_MIN, MAG_MAX);
+		size_t m = clampz(MAG_BYTES / sz, sz > MAG_BIG ? MAG_MIN_BIG : MAG_MIN, MAG_MAX);
 		ck_assert_uint_eq(mheap_.cs.mag_cap[i], m);
 		ck_assert_uint_eq(mheap_.cs.batch[i], m / 2);
 		ck_assert_uint_eq(mheap_.cs.tc_cap[i], clampz(TC_BYTES / sz, m, TC_MAX));
