@@ -132,9 +132,11 @@
  *      through sys_commit with no lock held (under mheap.lock only where
  *      the commit unit is above 8 KiB); mspan_init_small lays the record
  *      out and publishes it INUSE, and mheap_publish_small writes the
- *      page descriptors kfree reads. A class with many spans takes up to
- *      a sixteenth of them more (MCENTRAL_GROW at most), adjacent, as
- *      empty spans at the tail of partial (runs for meshing).
+ *      page descriptors kfree reads. Where the port meshes runs of
+ *      spans cheaper (sys_config.mesh_runs: the host's meshing), a class
+ *      with many spans takes up to a sixteenth of them more
+ *      (MCENTRAL_GROW at most), adjacent, as empty spans at the tail of
+ *      partial (grow_batch).
  *   7. Large: mlarge_alloc: a cached span of n .. n + n/4 pages from
  *      this CPU's bins (alloc_cached: no lock, no call and no step 9,
  *      as a fast path), else alloc_general: the same with KM_ZERO or

@@ -215,16 +215,19 @@ static struct mspan *grow_one(struct mcentral *c)
 	return s;
 }
 
-/* Spans a class that has to grow takes at once: one while it is small,
- * up to MCENTRAL_GROW as it has more spans (at most a sixteenth of them
- * wait empty, on pages the port committed but nobody touched). The
- * page allocator's first fit puts a batch's spans next to each other
+/* Spans a class that has to grow takes at once: one, unless the port
+ * meshes runs cheaper (sys_config.mesh_runs); then one while the class is
+ * small, up to MCENTRAL_GROW as it has more spans (at most a sixteenth
+ * of them wait empty, on pages the port committed but nobody touched).
+ * The page allocator's first fit puts a batch's spans next to each other
  * where the heap grows, and meshing looks for runs of adjacent spans of
  * a class (mmesh.c: on a port that maps ranges onto a file, a run meshed
  * onto a run is one mapping). pre: c->lock. */
 static unsigned grow_batch(const struct mcentral *c)
 {
 	MM_HELD_CENTRAL(c);
+	if (!sys_config.mesh_runs || !mesh_supported())
+		return 1;
 	uint64_t k = c->nspans / 16;
 	return k < 1 ? 1 : k > MCENTRAL_GROW ? MCENTRAL_GROW : (unsigned)k;
 }

@@ -323,6 +323,15 @@ struct sys_config {
 	int (*mesh_alias)(void *dst, void *src, size_t len, int own);
 	int (*mesh_unalias)(void *src, size_t len);
 	int (*mesh_context)(void);
+	/* Optional, with meshing: nonzero if aliases of adjacent spans onto
+	 * adjacent spans cost the port less than scattered ones (the host:
+	 * Linux merges such a run into one mapping, and a process's mappings
+	 * are limited). A class that grows then takes up to a sixteenth of
+	 * its spans more at once, adjacent, so runs exist (mcentral.c
+	 * grow_batch); they wait committed and empty until refills take them
+	 * (frames, on a port whose commit maps them, which is why the kernel
+	 * leaves it 0: its aliases cost a page-table entry each, run or not). */
+	int mesh_runs;
 	/* Optional hook of guarded sampling (mm/mkfence.c), NULL if the port
 	 * has none (then nothing is sampled). mm reserves a pool of sys pages
 	 * after the arena and changes its pages only through this hook,

@@ -279,6 +279,7 @@ void host_mesh_setup(uintptr_t lo, size_t size)
 	sys_config.mesh_unprotect = mesh_unprotect;
 	sys_config.mesh_alias = mesh_alias;
 	sys_config.mesh_unalias = mesh_unalias;
+	sys_config.mesh_runs = 1; /* a run of aliases is one mapping */
 }
 
 /* Is [p, p+n) arena (the file's) rather than metadata (private)? The
