@@ -22,7 +22,7 @@ LOADER_TEST_CFLAGS := $(CSTD) $(WARN) -O1 -g -I. -I$(EFI_INC) -I$(EFI_INC)/x86_6
 	$(shell pkg-config --cflags check 2>/dev/null)
 
 $(LOADER_TEST): $(LOADER_TEST_SRCS) boot/elf_check.h boot/elf64.h boot/memmap.h boot/bootinfo.h \
-		tests/xorshift.h tests/check_runner.h
+		tests/lib/xorshift.h tests/lib/check_runner.h
 	@mkdir -p $(dir $@)
 	@echo "  CC(host) $@"
 	$(Q)$(CC) $(LOADER_TEST_CFLAGS) $(LOADER_TEST_SRCS) -o $@ $$(pkg-config --libs check)

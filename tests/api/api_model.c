@@ -24,7 +24,7 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
-#include "../check_runner.h"
+#include "../lib/check_runner.h"
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -29,7 +29,7 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
-#include "../check_runner.h"
+#include "../lib/check_runner.h"
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>

@@ -18,10 +18,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "child_util.h" /* run_in_child, misuse_mismatch */
+#include "../lib/child_util.h" /* run_in_child, misuse_mismatch */
 #include "host.h"       /* host_set_commit_limit, host_committed_bytes */
 #include "kmalloc.h"
-#include "../xorshift.h" /* xorshift64star: the API tests' generator */
+#include "../lib/xorshift.h" /* xorshift64star: the API tests' generator */
 
 /* Stats identities every snapshot must satisfy, whatever is live:
  * per class live == allocs - frees, large_live == large_allocs -

@@ -20,14 +20,14 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
-#include "../check_runner.h"
+#include "../lib/check_runner.h"
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "child_util.h"
+#include "../lib/child_util.h"
 #include "host_port.h"
 #include "internal.h"
 

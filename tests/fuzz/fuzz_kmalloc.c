@@ -86,7 +86,7 @@
 
 #include "internal.h"
 #include "kmalloc.h"
-#include "../api/child_util.h"
+#include "../lib/child_util.h"
 
 #define SLOTS 32
 #define THREADS 3

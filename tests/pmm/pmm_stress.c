@@ -13,7 +13,7 @@
  * the start: coalescing is complete.
  */
 #include "pmm_harness.h"
-#include "../xorshift.h"
+#include "../lib/xorshift.h"
 
 #include <stdlib.h>
 

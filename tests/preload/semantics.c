@@ -1,7 +1,7 @@
 /*
  * semantics.c: glibc's malloc contract, checked against the LD_PRELOAD
  * shim (tests/preload.mk runs it with LD_PRELOAD=libkmalloc_preload.so).
- * Built with -DAGAINST_GLIBC (linked with tests/api/child_util.c, as
+ * Built with -DAGAINST_GLIBC (linked with tests/lib/child_util.c, as
  * tests/preload.mk does) and run without the shim it checks glibc itself
  * (less the kmalloc-specific misuse messages), which is how the
  * expectations here were confirmed. Each CHECK prints its name on
@@ -27,7 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../api/child_util.h"
+#include "../lib/child_util.h"
 
 static int failures;
 

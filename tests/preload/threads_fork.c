@@ -26,7 +26,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../xorshift.h"
+#include "../lib/xorshift.h"
 
 static int failures;
 
