@@ -31,20 +31,6 @@ static void setup(void)
 	setenv("KMALLOC_RELEASE_MS", "off", 1);
 }
 
-static void fill(unsigned char *p, size_t n, uint64_t seed)
-{
-	for (size_t i = 0; i < n; i++)
-		p[i] = (unsigned char)(seed * 131 + i * 7);
-}
-
-static int intact(const unsigned char *p, size_t n, uint64_t seed)
-{
-	for (size_t i = 0; i < n; i++)
-		if (p[i] != (unsigned char)(seed * 131 + i * 7))
-			return 0;
-	return 1;
-}
-
 /* The pair: half[0] survivors of span A, half[1] of span B. */
 static unsigned char *half[2][PER_SPAN / 2];
 
@@ -60,7 +46,7 @@ static void make_pair(void)
 		int span = i / PER_SPAN, slot = i % PER_SPAN;
 		if (slot % 2 == span) {
 			half[span][slot / 2] = all[i];
-			fill(all[i], OBJ, (uint64_t)i);
+			fill_pattern(all[i], OBJ, (uint64_t)i);
 		} else {
 			kfree(all[i]);
 		}
@@ -74,7 +60,7 @@ static void check_pair(void)
 {
 	for (int s = 0; s < 2; s++)
 		for (int k = 0; k < PER_SPAN / 2; k++)
-			ck_assert_msg(intact(half[s][k], OBJ, seed_of(s, k)),
+			ck_assert_msg(check_pattern(half[s][k], OBJ, seed_of(s, k)) == SIZE_MAX,
 			              "span %d object %d lost", s, k);
 }
 
@@ -85,11 +71,11 @@ static void new_objects_beside(void (*check)(void))
 	unsigned char *more[PER_SPAN];
 	for (int i = 0; i < PER_SPAN; i++) {
 		more[i] = kmalloc(OBJ, 0);
-		fill(more[i], OBJ, 5000 + (uint64_t)i);
+		fill_pattern(more[i], OBJ, 5000 + (uint64_t)i);
 	}
 	check();
 	for (int i = 0; i < PER_SPAN; i++) {
-		ck_assert(intact(more[i], OBJ, 5000 + (uint64_t)i));
+		ck_assert(check_pattern(more[i], OBJ, 5000 + (uint64_t)i) == SIZE_MAX);
 		kfree(more[i]);
 	}
 }
@@ -107,9 +93,9 @@ START_TEST(pair_meshes_and_keeps_contents)
 	/* both halves stay usable: ksize, krealloc in place and beyond */
 	for (int s = 0; s < 2; s++) {
 		ck_assert_uint_eq(ksize(half[s][0]), OBJ);
-		fill(half[s][1], OBJ, 999);
-		ck_assert(intact(half[s][1], OBJ, 999));
-		fill(half[s][1], OBJ, seed_of(s, 1));
+		fill_pattern(half[s][1], OBJ, 999);
+		ck_assert(check_pattern(half[s][1], OBJ, 999) == SIZE_MAX);
+		fill_pattern(half[s][1], OBJ, seed_of(s, 1));
 	}
 	check_pair();
 	/* new objects never land on a slot the other half holds */
@@ -149,7 +135,7 @@ static void make_group(void)
 		ck_assert_uint_eq((uintptr_t)all[i] - (uintptr_t)all[span * PER_SPAN], slot * OBJ);
 		if (slot % GROUP == span) {
 			quarter[span][slot / GROUP] = all[i];
-			fill(all[i], OBJ, (uint64_t)i);
+			fill_pattern(all[i], OBJ, (uint64_t)i);
 		} else {
 			kfree(all[i]);
 		}
@@ -161,8 +147,9 @@ static void check_group(void)
 {
 	for (int s = 0; s < GROUP; s++)
 		for (int k = 0; k < PER_SPAN / GROUP; k++)
-			ck_assert_msg(intact(quarter[s][k], OBJ,
-			                     (uint64_t)(s * PER_SPAN + GROUP * k + s)),
+			ck_assert_msg(check_pattern(quarter[s][k], OBJ,
+			                            (uint64_t)(s * PER_SPAN + GROUP * k + s)) ==
+			                      SIZE_MAX,
 			              "span %d object %d lost", s, k);
 }
 
@@ -209,7 +196,7 @@ START_TEST(typed_cache_meshes)
 	for (int i = 0; i < 2 * PER_SPAN; i++) {
 		if ((i % PER_SPAN) % 2 == i / PER_SPAN) {
 			keep[nkeep++] = all[i];
-			fill(all[i], OBJ, (uint64_t)i + 100);
+			fill_pattern(all[i], OBJ, (uint64_t)i + 100);
 		} else {
 			kmem_cache_free(c, all[i]);
 		}
@@ -219,7 +206,8 @@ START_TEST(typed_cache_meshes)
 	for (int k = 0; k < nkeep; k++) {
 		uint64_t i = (uint64_t)(k < PER_SPAN / 2 ? 2 * k
 		                                         : PER_SPAN + 2 * (k - PER_SPAN / 2) + 1);
-		ck_assert_msg(intact(keep[k], OBJ, i + 100), "object %d lost", k);
+		ck_assert_msg(check_pattern(keep[k], OBJ, i + 100) == SIZE_MAX, "object %d lost",
+		              k);
 	}
 	/* busy: destroy refuses; then everything goes through both halves */
 	ck_assert_int_eq(kmem_cache_destroy(c), -1);
@@ -271,12 +259,12 @@ static void child_rewrites(void *arg)
 	check_pair();
 	for (int s = 0; s < 2; s++)
 		for (int k = 0; k < PER_SPAN / 2; k++)
-			fill(half[s][k], OBJ, 77);
+			fill_pattern(half[s][k], OBJ, 77);
 	for (int k = 0; k < PER_SPAN / 2; k += 2)
 		kfree(half[1][k]);
 	void *p = kmalloc(OBJ, 0);
 	memset(p, 0xee, OBJ);
-	if (!intact(half[0][1], OBJ, 77))
+	if (check_pattern(half[0][1], OBJ, 77) != SIZE_MAX)
 		abort();
 }
 
@@ -326,13 +314,13 @@ static void child_checks_all(void *arg)
 {
 	(void)arg;
 	for (int i = 0; i < FORK_OBJS; i++)
-		if (!intact(fobj[i], 64, (uint64_t)i))
+		if (check_pattern(fobj[i], 64, (uint64_t)i) != SIZE_MAX)
 			abort();
 	for (int i = 0; i < FORK_OBJS; i += 3)
 		kfree(fobj[i]);
 	kmalloc_mesh();
 	for (int i = 1; i < FORK_OBJS; i += 3)
-		if (!intact(fobj[i], 64, (uint64_t)i))
+		if (check_pattern(fobj[i], 64, (uint64_t)i) != SIZE_MAX)
 			abort();
 }
 
@@ -344,7 +332,7 @@ START_TEST(fork_while_meshing)
 		if (i % 8 == 0 || xorshift64star(&r) % 8 == 0) {
 			if (i / 8 < FORK_OBJS && i % 8 == 0) {
 				fobj[i / 8] = p;
-				fill(p, 64, (uint64_t)(i / 8));
+				fill_pattern(p, 64, (uint64_t)(i / 8));
 				continue;
 			}
 		}
@@ -362,7 +350,7 @@ START_TEST(fork_while_meshing)
 	__atomic_store_n(&fstop, 1, __ATOMIC_RELEASE);
 	pthread_join(th, NULL);
 	for (int i = 0; i < FORK_OBJS; i++)
-		ck_assert(intact(fobj[i], 64, (uint64_t)i));
+		ck_assert(check_pattern(fobj[i], 64, (uint64_t)i) == SIZE_MAX);
 	struct kmalloc_stats st;
 	ASSERT_STATS_CONSISTENT(&st);
 	ck_assert_uint_gt(st.mesh_count, 0);
