@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "../lib/child_util.h"
+#include "../lib/fill.h"
 #include "host_port.h"
 #include "internal.h"
 
@@ -121,11 +122,9 @@ static void alloc_distinct(size_t n)
 		FAIL_IF(v[i] == NULL, "kmalloc");
 		memset(v[i], (int)i, SZ);
 	}
-	for (size_t i = 0; i < n; i++) {
-		const unsigned char *q = v[i];
-		for (size_t k = 0; k < SZ; k++)
-			FAIL_IF(q[k] != (unsigned char)i, "an object handed out twice");
-	}
+	for (size_t i = 0; i < n; i++)
+		FAIL_IF(check_bytes(v[i], SZ, (unsigned char)i) != SIZE_MAX,
+		        "an object handed out twice");
 	for (size_t i = 0; i < n; i++)
 		kfree(v[i]);
 	free(v);
