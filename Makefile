@@ -21,10 +21,13 @@
 #     make test-preload  the LD_PRELOAD shim under real programs
 #     make test-fuzz     libFuzzer: seeds, saved inputs, 30 s of fuzzing
 #     make test-loader   the UEFI loader's checks
-#     make test-boot     one boot of the kernel with its self-tests
-#     make test-boot-kmem  the kernel boot cases (tests/boot.mk)
-#     make test-smp      the SMP boot cases
+#     make test-boot     the kernel's boot cases: self-tests, faults, panics,
+#                        bad kernel.elf (tests/boot/boot.cases)
+#     make test-boot-kmem  the heap's boot cases (tests/boot/kmem.cases)
+#     make test-smp      the SMP boot cases (tests/boot/smp.cases)
+#                        (each boot-case target: scripts/boot-cases + its file)
 #     make test-portkit  make lib as a kernel uses it, and its kit kernels
+#   make test-scale  SMP=64/128/255 and a 64 GiB guest (tests/boot/scale.cases)
 #   make test-repeat  every QEMU boot case and make run REPEAT times (20)
 #                   with a CPU hog beside QEMU; failures per case
 #   make bench      hosted benchmarks side by side with other allocators

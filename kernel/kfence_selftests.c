@@ -9,7 +9,7 @@
  *   kfence_pool_full     more live samples than the pool holds: sampling
  *                        pauses (skipped), allocation goes on, the pool
  *                        serves again once objects are freed
- * Named only, each its own boot case (tests/boot.mk) that must end in a
+ * Named only, each its own boot case (tests/boot/kmem.cases) that must end in a
  * panic with kfence's report or kfree's fault line:
  *   kfence_overflow_selftest   64 B objects written one byte past the end
  *   kfence_underflow_selftest  64 B objects read one byte before the start

@@ -21,7 +21,7 @@
  *   kmalloc_fault_diagnosis  heap pages are W+NX; the page-fault diagnosis
  *                            for released, never-committed and foreign
  *                            addresses
- * Named only (boot cases in tests/boot.mk):
+ * Named only (boot cases in tests/boot/kmem.cases):
  *   released_page_selftest, heap_nx_selftest
  *                            end in the fault they name (kfree misuse:
  *                            kmalloc_misuse_selftests.c)

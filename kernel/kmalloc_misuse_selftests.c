@@ -1,7 +1,7 @@
 /*
  * kmalloc_misuse_selftests.c: bad frees that must stop the kernel with one
  * line "kmalloc: <fault>: <pointer>", wherever the freed object sits.
- * Each is a named test, run by its own boot case (tests/boot.mk), which
+ * Each is a named test, run by its own boot case (tests/boot/kmem.cases), which
  * checks the panic line, the backtrace through kfree and the test's own
  * frame. Since a freed object goes into the freeing CPU's magazine and
  * from there to a shared transfer cache, its span, or (large objects) a

@@ -11,7 +11,7 @@
  *   kmalloc_random           30000 random kmalloc/krealloc/kmemalign/kfree
  *                            with patterns checked, trims in between
  *   arena_size_syntax        what arena= accepts and rejects
- * Named only (boot cases in tests/boot.mk):
+ * Named only (boot cases in tests/boot/kmem.cases):
  *   kmalloc_oom              MEM=128M: small and large allocations until
  *                            NULL, free, again; never a panic
  */

@@ -9,7 +9,7 @@
  *                           below the frames it was running, parked CPUs
  *                           still answer a TLB shootdown, and all of them
  *                           run again after start_world
- * Named only (boot case kmem_kmemleak in tests/boot.mk):
+ * Named only (boot case kmem_kmemleak in tests/boot/kmem.cases):
  *   kmemleak_planted        kmemleak=on: exactly the planted leaks are
  *                           reported (a small object, a large one and a
  *                           two-object cycle), each with the planting

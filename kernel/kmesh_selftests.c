@@ -19,7 +19,7 @@
  *                      CPUs build sparse spans, rewrite and check their
  *                      objects in them, and free into them; the timer
  *                      interrupt allocates on every CPU meanwhile
- * Named only (boot cases in tests/boot.mk):
+ * Named only (boot cases in tests/boot/kmem.cases):
  *   kmesh_leak_scan    kmemleak=on: a scan of a heap with aliases reports
  *                      no survivor, and exactly the two it can no longer
  *                      reach once their pointers are hidden, one in an

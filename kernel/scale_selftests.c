@@ -15,7 +15,7 @@
  *                             for nobody, keeps its frames gathered (and
  *                             counted) and the next release with
  *                             interrupts on gives them back, in one round
- * Named only (boot cases in tests/boot/smp-cases):
+ * Named only (boot cases in tests/boot/scale.cases):
  *   smp_parked_cpu_untouched  with smp_park_last: after every kind of IPI
  *                             and NMI the kernel sends (run-all wake-ups,
  *                             shootdowns, NMI pings), the parked CPU has

@@ -69,6 +69,12 @@ $(API_DIR)/%.o: tests/api/%.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(API_CFLAGS) -c $< -o $@
 
+# The shared test library's one object (tests/lib/child_util.c), built
+# beside the programs with their flags.
+$(API_DIR)/%.o: tests/lib/%.c
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(API_CFLAGS) -c $< -o $@
+
 # Every program links the shared helpers: api_util.o and child_util.o.
 API_UTIL_OBJS = $(addprefix $(1)/,api_util.o child_util.o)
 
@@ -98,6 +104,10 @@ $(2)/libkmalloc.a: $$(patsubst %.c,$(2)/core/%.o,$$(API_CORE_SRCS))
 	$$(Q)rm -f $$@ && ar rcs $$@ $$^
 
 $(2)/%.o: tests/api/%.c
+	@mkdir -p $$(@D)
+	$$(Q)$$(CLANG) $$(API_CFLAGS) $(3) -c $$< -o $$@
+
+$(2)/%.o: tests/lib/%.c
 	@mkdir -p $$(@D)
 	$$(Q)$$(CLANG) $$(API_CFLAGS) $(3) -c $$< -o $$@
 

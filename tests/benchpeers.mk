@@ -27,7 +27,7 @@ BENCHPEERS_PAIRS := $(foreach a,kmalloc glibc jemalloc tcmalloc mimalloc,$(BENCH
 BENCH_DEPS_GROUPS += benchpeers
 
 $(BENCHPEERS_DIR)/workloads: tests/benchpeers/workloads.c tests/benchpeers/workloads_mt.c \
-		tests/benchpeers/workloads.h tests/frag_pattern.h tests/xorshift.h
+		tests/benchpeers/workloads.h tests/lib/frag_pattern.h tests/lib/xorshift.h
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(BENCHPEERS_CFLAGS) $(filter %.c,$^) -o $@ -lpthread -ldl
 

@@ -6,7 +6,7 @@
 # bitmaps, page allocator, magazines and transfer caches, mcentral lists,
 # mheap and large objects, scavenger. One binary per file; each test case
 # runs in its own forked process, so each starts from an empty heap.
-# Every binary links tests/api/child_util.o for run_in_child and
+# Every binary links tests/lib/child_util.o for run_in_child and
 # misuse_mismatch: a fault case forks a child and asserts the exact
 # "kmalloc: <fault>: 0x..." line, which Check's raise_signal cannot. It
 # needs only libc, so one object serves both core flavours.
@@ -27,7 +27,7 @@ HOST_DEBUG_TEST_BINS := $(HOST_TESTS:%=$(BUILD)/host-debug/tests/test_%) \
 	$(BUILD)/host-debug/tests/genericport/test_genericport_dirty
 # Recursive (=), not :=: the top Makefile installs check and pkg-config
 # after reading the fragments, so ask pkg-config only when a rule runs.
-HOST_TEST_CFLAGS = $(MM_HOST_CFLAGS) -Itests/api -O1 -g \
+HOST_TEST_CFLAGS = $(MM_HOST_CFLAGS) -O1 -g \
 	$(shell pkg-config --cflags check) -MMD -MP
 HOST_TEST_LIBS = $(shell pkg-config --libs check) -lpthread
 
@@ -35,7 +35,7 @@ DEPS_GROUPS += host
 
 HOST_CHILD_UTIL := $(BUILD)/host/tests/child_util.o
 
-$(HOST_CHILD_UTIL): tests/api/child_util.c
+$(HOST_CHILD_UTIL): tests/lib/child_util.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(HOST_TEST_CFLAGS) -c $< -o $@
 
@@ -51,7 +51,7 @@ $(BUILD)/host-debug/tests/test_%: tests/core/test_%.c $(HOST_CHILD_UTIL) $(KMALL
 
 # One compiler run over several sources: header dependencies are listed
 # instead of generated.
-GENERIC_PORT_CFLAGS = $(CSTD) $(WARN) -Imm -Itests/core/genericport -Itests/api -O1 -g \
+GENERIC_PORT_CFLAGS = $(CSTD) $(WARN) -Imm -Itests/core/genericport -O1 -g \
 	$(shell pkg-config --cflags check)
 GENERIC_PORT_DEPS := tests/core/test_genericport.c $(MM_SRCS) \
 	$(wildcard mm/*.h) tests/core/genericport/sys_arch.h tests/core/remote_free.h

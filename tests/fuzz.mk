@@ -30,7 +30,7 @@ FUZZ_CFLAGS := $(MM_HOST_CFLAGS) -DMM_DEBUG=2 -O1 -g -fno-omit-frame-pointer $(F
 # child_util.c: the forked misuse child and its exact-line check, shared
 # with the API and core tests.
 FUZZ_OBJS := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(MM_SRCS) $(HOST_SRCS) tests/fuzz/fuzz_kmalloc.c \
-	tests/api/child_util.c)
+	tests/lib/child_util.c)
 FUZZ_CORPUS := tests/fuzz/corpus
 FUZZ_TIME ?= 600
 FUZZ_TEST_TIME ?= 30

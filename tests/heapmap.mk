@@ -31,7 +31,7 @@ HEAPMAP_MIB ?= 64
 
 $(HEAPMAP_FRAG): tests/heapmap/frag.c $(KMALLOC_HOST_LIB)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(CSTD) $(WARN) -O2 -g -Imm -Itests -MMD -MP $< $(KMALLOC_HOST_LIB) -o $@ -pthread
+	$(Q)$(CC) $(CSTD) $(WARN) -O2 -g -Imm -MMD -MP $< $(KMALLOC_HOST_LIB) -o $@ -pthread
 
 ALL_TARGETS += $(HEAPMAP_FRAG)
 

@@ -29,7 +29,8 @@ KIT_OBJS := $(patsubst tests/portkit/kernel/%,$(KIT)/obj/%.o,$(basename $(KIT_SR
 
 # Linked below 2 GiB (identity map), hence the small code model for the
 # library too. No -Imm: the kernel sees the library's public headers and
-# its port's sys_arch.h, nothing else of this project.
+# its port's sys_arch.h, nothing else of this project (but the tests' one
+# random generator, tests/lib/xorshift.h, which is header-only).
 KIT_CFLAGS := $(FREESTANDING_CFLAGS) -mcmodel=small -fno-pie -g \
 	-fno-asynchronous-unwind-tables -I$(KIT)/lib/include -Imm/generic -MMD -MP
 KIT_LDFLAGS := -nostdlib -static -no-pie -Wl,-T,tests/portkit/kernel/kernel.ld \

@@ -42,12 +42,12 @@ $(PRELOAD_TEST_DIR)/%: tests/preload/%.c
 	$(Q)$(CC) $(PRELOAD_TEST_CFLAGS) $< -o $@ -ldl -lpthread
 
 # semantics forks its misuse children with run_in_child and checks their
-# fault line with misuse_mismatch (tests/api/child_util.c), as the API
+# fault line with misuse_mismatch (tests/lib/child_util.c), as the API
 # tests do. The helper is an object of its own: a compiler run with one
 # source names its -MMD file after the output (semantics.d, included below).
 PRELOAD_CHILD_UTIL := $(PRELOAD_TEST_DIR)/child_util.o
 
-$(PRELOAD_CHILD_UTIL): tests/api/child_util.c
+$(PRELOAD_CHILD_UTIL): tests/lib/child_util.c
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(PRELOAD_TEST_CFLAGS) -c $< -o $@
 

@@ -20,7 +20,7 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
-#include "../check_runner.h"
+#include "../lib/check_runner.h"
 #include <dlfcn.h>
 #include <stdint.h>
 #include <stdlib.h>

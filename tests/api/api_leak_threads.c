@@ -17,7 +17,7 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
-#include "../check_runner.h"
+#include "../lib/check_runner.h"
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>

@@ -14,7 +14,7 @@
 #define _GNU_SOURCE
 #include <check.h>
 #include <fcntl.h>
-#include "../check_runner.h"
+#include "../lib/check_runner.h"
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -33,20 +33,6 @@ static void setup(void)
 	setenv("KMALLOC_RELEASE_MS", "off", 1);
 }
 
-static void fill(unsigned char *p, size_t n, uint64_t seed)
-{
-	for (size_t i = 0; i < n; i++)
-		p[i] = (unsigned char)(seed * 131 + i * 7);
-}
-
-static int intact(const unsigned char *p, size_t n, uint64_t seed)
-{
-	for (size_t i = 0; i < n; i++)
-		if (p[i] != (unsigned char)(seed * 131 + i * 7))
-			return 0;
-	return 1;
-}
-
 /* The pair: half[0] survivors of span A, half[1] of span B. */
 static unsigned char *half[2][PER_SPAN / 2];
 
@@ -62,7 +48,7 @@ static void make_pair(void)
 		int span = i / PER_SPAN, slot = i % PER_SPAN;
 		if (slot % 2 == span) {
 			half[span][slot / 2] = all[i];
-			fill(all[i], OBJ, (uint64_t)i);
+			fill_pattern(all[i], OBJ, (uint64_t)i);
 		} else {
 			kfree(all[i]);
 		}
@@ -76,7 +62,7 @@ static void check_pair(void)
 {
 	for (int s = 0; s < 2; s++)
 		for (int k = 0; k < PER_SPAN / 2; k++)
-			ck_assert_msg(intact(half[s][k], OBJ, seed_of(s, k)),
+			ck_assert_msg(check_pattern(half[s][k], OBJ, seed_of(s, k)) == SIZE_MAX,
 			              "span %d object %d lost", s, k);
 }
 
@@ -87,11 +73,11 @@ static void new_objects_beside(void (*check)(void))
 	unsigned char *more[PER_SPAN];
 	for (int i = 0; i < PER_SPAN; i++) {
 		more[i] = kmalloc(OBJ, 0);
-		fill(more[i], OBJ, 5000 + (uint64_t)i);
+		fill_pattern(more[i], OBJ, 5000 + (uint64_t)i);
 	}
 	check();
 	for (int i = 0; i < PER_SPAN; i++) {
-		ck_assert(intact(more[i], OBJ, 5000 + (uint64_t)i));
+		ck_assert(check_pattern(more[i], OBJ, 5000 + (uint64_t)i) == SIZE_MAX);
 		kfree(more[i]);
 	}
 }
@@ -109,9 +95,9 @@ START_TEST(pair_meshes_and_keeps_contents)
 	/* both halves stay usable: ksize, krealloc in place and beyond */
 	for (int s = 0; s < 2; s++) {
 		ck_assert_uint_eq(ksize(half[s][0]), OBJ);
-		fill(half[s][1], OBJ, 999);
-		ck_assert(intact(half[s][1], OBJ, 999));
-		fill(half[s][1], OBJ, seed_of(s, 1));
+		fill_pattern(half[s][1], OBJ, 999);
+		ck_assert(check_pattern(half[s][1], OBJ, 999) == SIZE_MAX);
+		fill_pattern(half[s][1], OBJ, seed_of(s, 1));
 	}
 	check_pair();
 	/* new objects never land on a slot the other half holds */
@@ -177,7 +163,7 @@ START_TEST(runs_mesh_into_few_mappings)
 		for (int k = 0; k < PER_SPAN; k++)
 			if (k % 2 == keep) {
 				runobj[sp][k / 2] = all[sp][k];
-				fill(all[sp][k], OBJ, (uint64_t)(sp * PER_SPAN + k));
+				fill_pattern(all[sp][k], OBJ, (uint64_t)(sp * PER_SPAN + k));
 			} else {
 				kfree(all[sp][k]);
 			}
@@ -189,8 +175,9 @@ START_TEST(runs_mesh_into_few_mappings)
 	ck_assert_msg(added <= RUN / 8, "%d aliases added %ld mappings", RUN, added);
 	for (int sp = 0; sp < 2 * RUN; sp++)
 		for (int k = 0; k < PER_SPAN / 2; k++)
-			ck_assert(intact(runobj[sp][k], OBJ,
-			                 (uint64_t)(sp * PER_SPAN + 2 * k + (sp >= RUN))));
+			ck_assert(check_pattern(runobj[sp][k], OBJ,
+			                        (uint64_t)(sp * PER_SPAN + 2 * k + (sp >= RUN))) ==
+			          SIZE_MAX);
 	/* every third span emptied: its alias (or its dst's) goes, cutting
 	 * the run; then everything, and every page comes back */
 	for (int sp = 0; sp < 2 * RUN; sp += 3)
@@ -203,8 +190,9 @@ START_TEST(runs_mesh_into_few_mappings)
 	for (int sp = 0; sp < 2 * RUN; sp++)
 		for (int k = 0; k < PER_SPAN / 2; k++)
 			if (runobj[sp][k] != NULL) {
-				ck_assert(intact(runobj[sp][k], OBJ,
-				                 (uint64_t)(sp * PER_SPAN + 2 * k + (sp >= RUN))));
+				ck_assert(check_pattern(runobj[sp][k], OBJ,
+				                        (uint64_t)(sp * PER_SPAN + 2 * k +
+				                                   (sp >= RUN))) == SIZE_MAX);
 				kfree(runobj[sp][k]);
 			}
 	kmalloc_flush_cpu();
@@ -237,7 +225,7 @@ static void make_group(void)
 		ck_assert_uint_eq((uintptr_t)all[i] - (uintptr_t)all[span * PER_SPAN], slot * OBJ);
 		if (slot % GROUP == span) {
 			quarter[span][slot / GROUP] = all[i];
-			fill(all[i], OBJ, (uint64_t)i);
+			fill_pattern(all[i], OBJ, (uint64_t)i);
 		} else {
 			kfree(all[i]);
 		}
@@ -249,8 +237,9 @@ static void check_group(void)
 {
 	for (int s = 0; s < GROUP; s++)
 		for (int k = 0; k < PER_SPAN / GROUP; k++)
-			ck_assert_msg(intact(quarter[s][k], OBJ,
-			                     (uint64_t)(s * PER_SPAN + GROUP * k + s)),
+			ck_assert_msg(check_pattern(quarter[s][k], OBJ,
+			                            (uint64_t)(s * PER_SPAN + GROUP * k + s)) ==
+			                      SIZE_MAX,
 			              "span %d object %d lost", s, k);
 }
 
@@ -297,7 +286,7 @@ START_TEST(typed_cache_meshes)
 	for (int i = 0; i < 2 * PER_SPAN; i++) {
 		if ((i % PER_SPAN) % 2 == i / PER_SPAN) {
 			keep[nkeep++] = all[i];
-			fill(all[i], OBJ, (uint64_t)i + 100);
+			fill_pattern(all[i], OBJ, (uint64_t)i + 100);
 		} else {
 			kmem_cache_free(c, all[i]);
 		}
@@ -307,7 +296,8 @@ START_TEST(typed_cache_meshes)
 	for (int k = 0; k < nkeep; k++) {
 		uint64_t i = (uint64_t)(k < PER_SPAN / 2 ? 2 * k
 		                                         : PER_SPAN + 2 * (k - PER_SPAN / 2) + 1);
-		ck_assert_msg(intact(keep[k], OBJ, i + 100), "object %d lost", k);
+		ck_assert_msg(check_pattern(keep[k], OBJ, i + 100) == SIZE_MAX, "object %d lost",
+		              k);
 	}
 	/* busy: destroy refuses; then everything goes through both halves */
 	ck_assert_int_eq(kmem_cache_destroy(c), -1);
@@ -359,12 +349,12 @@ static void child_rewrites(void *arg)
 	check_pair();
 	for (int s = 0; s < 2; s++)
 		for (int k = 0; k < PER_SPAN / 2; k++)
-			fill(half[s][k], OBJ, 77);
+			fill_pattern(half[s][k], OBJ, 77);
 	for (int k = 0; k < PER_SPAN / 2; k += 2)
 		kfree(half[1][k]);
 	void *p = kmalloc(OBJ, 0);
 	memset(p, 0xee, OBJ);
-	if (!intact(half[0][1], OBJ, 77))
+	if (check_pattern(half[0][1], OBJ, 77) != SIZE_MAX)
 		abort();
 }
 
@@ -414,13 +404,13 @@ static void child_checks_all(void *arg)
 {
 	(void)arg;
 	for (int i = 0; i < FORK_OBJS; i++)
-		if (!intact(fobj[i], 64, (uint64_t)i))
+		if (check_pattern(fobj[i], 64, (uint64_t)i) != SIZE_MAX)
 			abort();
 	for (int i = 0; i < FORK_OBJS; i += 3)
 		kfree(fobj[i]);
 	kmalloc_mesh();
 	for (int i = 1; i < FORK_OBJS; i += 3)
-		if (!intact(fobj[i], 64, (uint64_t)i))
+		if (check_pattern(fobj[i], 64, (uint64_t)i) != SIZE_MAX)
 			abort();
 }
 
@@ -432,7 +422,7 @@ START_TEST(fork_while_meshing)
 		if (i % 8 == 0 || xorshift64star(&r) % 8 == 0) {
 			if (i / 8 < FORK_OBJS && i % 8 == 0) {
 				fobj[i / 8] = p;
-				fill(p, 64, (uint64_t)(i / 8));
+				fill_pattern(p, 64, (uint64_t)(i / 8));
 				continue;
 			}
 		}
@@ -450,7 +440,7 @@ START_TEST(fork_while_meshing)
 	__atomic_store_n(&fstop, 1, __ATOMIC_RELEASE);
 	pthread_join(th, NULL);
 	for (int i = 0; i < FORK_OBJS; i++)
-		ck_assert(intact(fobj[i], 64, (uint64_t)i));
+		ck_assert(check_pattern(fobj[i], 64, (uint64_t)i) == SIZE_MAX);
 	struct kmalloc_stats st;
 	ASSERT_STATS_CONSISTENT(&st);
 	ck_assert_uint_gt(st.mesh_count, 0);

@@ -24,7 +24,7 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
-#include "../check_runner.h"
+#include "../lib/check_runner.h"
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,76 +60,6 @@ static uint64_t model_ops = 2000000;
 static uint64_t model_seed;
 static uint64_t next_pattern = 1;
 
-/* Word-at-a-time pattern: the model fills megabytes per second, so this
- * is the loop that matters. Word i of an object is a mix of its seed and
- * i, so no two objects or offsets agree; byte b of the object is byte
- * b % 8 of word b / 8 whatever the object's length, so a prefix check
- * after krealloc sees the same bytes the fill wrote. The first DENSE
- * bytes are covered whole; beyond them one word in STRIDE bytes, which
- * still catches any overlap or misplaced copy of a big object at a
- * fraction of the cost. */
-enum { DENSE = 4096, STRIDE = 512 };
-
-static inline uint64_t pword(uint64_t seed, size_t i)
-{
-	uint64_t x = seed * 0x9E3779B97F4A7C15ULL + i * 0xD6E8FEB86659FD93ULL;
-	return x ^ (x >> 29);
-}
-
-static inline unsigned char pbyte(uint64_t seed, size_t b)
-{
-	return (unsigned char)(pword(seed, b / 8) >> (8 * (b % 8)));
-}
-
-static void pfill(unsigned char *p, size_t n, uint64_t seed)
-{
-	size_t dense = n < DENSE ? n : DENSE, i;
-
-	for (i = 0; i + 8 <= dense; i += 8) {
-		uint64_t w = pword(seed, i / 8);
-		memcpy(p + i, &w, 8);
-	}
-	for (; i < dense; i++)
-		p[i] = pbyte(seed, i);
-	for (i = DENSE; i + 8 <= n; i += STRIDE) {
-		uint64_t w = pword(seed, i / 8);
-		memcpy(p + i, &w, 8);
-	}
-}
-
-/* Offset of the first wrong byte among those pfill covers in the first n,
- * or SIZE_MAX. */
-static size_t pcheck(const unsigned char *p, size_t n, uint64_t seed)
-{
-	size_t dense = n < DENSE ? n : DENSE, i;
-	uint64_t w;
-
-	for (i = 0; i + 8 <= dense; i += 8) {
-		memcpy(&w, p + i, 8);
-		if (w != pword(seed, i / 8))
-			break;
-	}
-	for (; i < dense; i++)
-		if (p[i] != pbyte(seed, i))
-			return i;
-	for (i = DENSE; i + 8 <= n; i += STRIDE) {
-		memcpy(&w, p + i, 8);
-		if (w != pword(seed, i / 8))
-			for (size_t b = i;; b++)
-				if (p[b] != pbyte(seed, b))
-					return b;
-	}
-	return SIZE_MAX;
-}
-
-static int all_zero(const unsigned char *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (p[i])
-			return 0;
-	return 1;
-}
-
 /* Mostly small, some up to 32 KiB, a few large: the size mix of a kernel
  * heap, scaled so that filling stays cheap. */
 static size_t random_size(uint64_t *r)
@@ -144,7 +74,7 @@ static size_t random_size(uint64_t *r)
 
 static void verify(const struct slot *s, int i, uint64_t op, const char *why)
 {
-	size_t bad = pcheck(s->p, s->size, s->seed);
+	size_t bad = check_pattern_sparse(s->p, s->size, s->seed);
 	MCHECK(bad == SIZE_MAX,
 		      "op %" PRIu64 " (seed %" PRIu64 "): slot %d %p (%zu bytes) corrupt at offset %zu before %s",
 		      op, model_seed, i, (void *)s->p, s->size, bad, why);
@@ -170,7 +100,7 @@ static void place(struct slot *s, unsigned char *p, size_t size, size_t align,
 		MCHECK((uintptr_t)p % align == 0,
 			      "op %" PRIu64 ": kmemalign(%zu) gave %p", op, align,
 			      (void *)p);
-	pfill(p, size, s->seed);
+	fill_pattern_sparse(p, size, s->seed);
 }
 
 /* Shadow counts per class vs kmalloc_stats. An object from kmalloc,
@@ -237,16 +167,16 @@ START_TEST(model)
 			} else if (k < 55) {
 				unsigned char *p = kzalloc(n, 0);
 				MCHECK(p != NULL, "op %" PRIu64 ": allocation failed", op);
-				MCHECK(all_zero(p, n), "op %" PRIu64 ": kzalloc(%zu) dirty",
-					      op, n);
+				MCHECK(check_bytes(p, n, 0) == SIZE_MAX,
+				       "op %" PRIu64 ": kzalloc(%zu) dirty", op, n);
 				place(s, p, n, 0, op);
 			} else if (k < 65) {
 				size_t each = 1 + rng_below(&r, 16);
 				size_t cnt = 1 + n / each;
 				unsigned char *p = kcalloc(cnt, each, 0);
 				MCHECK(p != NULL, "op %" PRIu64 ": allocation failed", op);
-				MCHECK(all_zero(p, cnt * each),
-					      "op %" PRIu64 ": kcalloc dirty", op);
+				MCHECK(check_bytes(p, cnt * each, 0) == SIZE_MAX,
+				       "op %" PRIu64 ": kcalloc dirty", op);
 				place(s, p, cnt * each, 0, op);
 			} else if (k < 80) {
 				size_t align = (size_t)1 << rng_below(&r, 17);
@@ -276,9 +206,8 @@ START_TEST(model)
 				MCHECK(q == old,
 					      "op %" PRIu64 ": krealloc %zu -> %zu within one class moved",
 					      op, s->size, n);
-			MCHECK(pcheck(q, keep, s->seed) == SIZE_MAX,
-				      "op %" PRIu64 ": krealloc %zu -> %zu lost content", op,
-				      s->size, n);
+			MCHECK(check_pattern_sparse(q, keep, s->seed) == SIZE_MAX,
+			       "op %" PRIu64 ": krealloc %zu -> %zu lost content", op, s->size, n);
 			/* In place, a kmemalign object stays where the core put it. */
 			int was_loose = s->loose;
 			place(s, q, n, q == old ? s->align : 0, op);

@@ -29,7 +29,7 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
-#include "../check_runner.h"
+#include "../lib/check_runner.h"
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -396,18 +396,14 @@ static void cache_ctor(void *p) { ((uint32_t *)p)[0] = CMAGIC; }
 static void cobj_fill(uint32_t *o, size_t size, uint32_t tag)
 {
 	o[1] = tag;
-	for (size_t i = 2; i < size / 4; i++)
-		o[i] = tag ^ (uint32_t)i;
+	fill_pattern(o + 2, size - 8, tag);
 }
 
 static int cobj_ok(const uint32_t *o, size_t size, int which)
 {
 	if (which == 0 && o[0] != CMAGIC)
 		return 0;
-	for (size_t i = 2; i < size / 4; i++)
-		if (o[i] != (o[1] ^ (uint32_t)i))
-			return 0;
-	return 1;
+	return check_pattern(o + 2, size - 8, o[1]) == SIZE_MAX;
 }
 
 static void cache_fail(const char *what, void *p)

@@ -13,7 +13,7 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
-#include "../check_runner.h"
+#include "../lib/check_runner.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -276,15 +276,6 @@ END_TEST
 
 /* ---- zeroing ------------------------------------------------------ */
 
-static int all_zero(const void *p, size_t n)
-{
-	const unsigned char *b = p;
-	for (size_t i = 0; i < n; i++)
-		if (b[i])
-			return 0;
-	return 1;
-}
-
 /* Dirty objects of `size`, free them, then ask for zeroed ones of the same
  * size through `how` (0 kzalloc, 1 kmalloc(KM_ZERO), 2 kcalloc): the
  * reused memory must come back zeroed. */
@@ -305,9 +296,8 @@ static void zero_after_dirty(size_t size, int how)
 		     : how == 1 ? kmalloc(size, KM_ZERO)
 				: kcalloc(1, size, 0);
 		ck_assert_ptr_nonnull(p[i]);
-		ck_assert_msg(all_zero(p[i], size),
-			      "zeroed request %d of %zu bytes (%p) is dirty", how,
-			      size, p[i]);
+		ck_assert_msg(check_bytes(p[i], size, 0) == SIZE_MAX,
+		              "zeroed request %d of %zu bytes (%p) is dirty", how, size, p[i]);
 		memset(p[i], 0xa5, size);
 	}
 	for (int i = 0; i < N; i++)
@@ -343,7 +333,7 @@ START_TEST(zeroed_after_trim)
 	for (int i = 0; i < N; i++) {
 		p[i] = kzalloc(SZ, 0);
 		ck_assert_ptr_nonnull(p[i]);
-		ck_assert(all_zero(p[i], SZ));
+		ck_assert(check_bytes(p[i], SZ, 0) == SIZE_MAX);
 	}
 	for (int i = 0; i < N; i++)
 		kfree(p[i]);
@@ -375,7 +365,7 @@ START_TEST(kcalloc_overflow_is_null)
 	p = kcalloc(1000, 24, 0);
 	ck_assert_ptr_nonnull(p);
 	ck_assert_uint_ge(ksize(p), 24000);
-	ck_assert(all_zero(p, 24000));
+	ck_assert(check_bytes(p, 24000, 0) == SIZE_MAX);
 	kfree(p);
 }
 END_TEST
@@ -641,7 +631,7 @@ START_TEST(kmemalign_zeroed)
 
 	ck_assert_ptr_nonnull(p);
 	ck_assert_uint_eq((uintptr_t)p % 4096, 0);
-	ck_assert(all_zero(p, 10000));
+	ck_assert(check_bytes(p, 10000, 0) == SIZE_MAX);
 	kfree(p);
 }
 END_TEST

@@ -116,31 +116,6 @@ int class_of_size(size_t size)
 	return 0;
 }
 
-/* Byte i of the pattern: a cheap hash of (seed, i) that never repeats
- * with a short period, so a shifted or overlapping copy is caught. */
-static inline uint8_t pattern_byte(uint32_t seed, size_t i)
-{
-	uint32_t x = seed * 0x9E3779B1u ^ (uint32_t)i * 0x85EBCA77u;
-	x ^= x >> 15;
-	return (uint8_t)(x ^ (x >> 8) ^ (uint32_t)(i >> 8));
-}
-
-void fill_pattern(void *p, size_t n, uint32_t seed)
-{
-	uint8_t *b = p;
-	for (size_t i = 0; i < n; i++)
-		b[i] = pattern_byte(seed, i);
-}
-
-size_t check_pattern(const void *p, size_t n, uint32_t seed)
-{
-	const uint8_t *b = p;
-	for (size_t i = 0; i < n; i++)
-		if (b[i] != pattern_byte(seed, i))
-			return i;
-	return (size_t)-1;
-}
-
 void handshake_set(struct handshake *h, int step)
 {
 	pthread_mutex_lock(&h->lock);

@@ -18,10 +18,11 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "child_util.h" /* run_in_child, misuse_mismatch */
+#include "../lib/child_util.h" /* run_in_child, misuse_mismatch */
 #include "host.h"       /* host_set_commit_limit, host_committed_bytes */
 #include "kmalloc.h"
-#include "../xorshift.h" /* xorshift64star: the API tests' generator */
+#include "../lib/fill.h"     /* fill_pattern, check_pattern, check_bytes */
+#include "../lib/xorshift.h" /* xorshift64star: the API tests' generator */
 
 /* Stats identities every snapshot must satisfy, whatever is live:
  * per class live == allocs - frees, large_live == large_allocs -
@@ -60,12 +61,6 @@ uint64_t stats_live_objects(const struct kmalloc_stats *st);
 int class_of_size(size_t size);
 /* Object size of class c, from the same table. */
 size_t class_size(int c);
-
-/* Fill / verify n bytes with a pattern derived from `seed`: a byte
- * stream, so two objects with different seeds differ almost everywhere. */
-void fill_pattern(void *p, size_t n, uint32_t seed);
-/* Returns the offset of the first wrong byte, or (size_t)-1 if all match. */
-size_t check_pattern(const void *p, size_t n, uint32_t seed);
 
 /* Uniform-ish in [0, n), from xorshift64* (a recorded seed replays). */
 static inline uint64_t rng_below(uint64_t *s, uint64_t n)

@@ -35,8 +35,8 @@
 
 #include "bench_alloc.h"
 #include "sizeclasses.h"
-#include "../mono_time.h"
-#include "../xorshift.h"
+#include "../lib/mono_time.h"
+#include "../lib/xorshift.h"
 
 /* Go's per-object bound for a request of n <= 32768 bytes. */
 static double go_bound(size_t n)

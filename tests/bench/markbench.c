@@ -19,8 +19,8 @@
 #include <stdlib.h>
 
 #include "kmalloc.h"
-#include "../mono_time.h"
-#include "../xorshift.h"
+#include "../lib/mono_time.h"
+#include "../lib/xorshift.h"
 
 enum { RUNS = 3 };
 #define HEAP_BYTES ((size_t)256 << 20)

@@ -36,7 +36,7 @@
 #include <valgrind/callgrind.h>
 
 #include "bench_alloc.h"
-#include "../mono_time.h"
+#include "../lib/mono_time.h"
 
 enum { WARM = 10000, N = 100000, BATCHES = 15 };
 

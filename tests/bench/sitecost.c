@@ -19,7 +19,7 @@
 #include <stdlib.h>
 
 #include "kmalloc.h"
-#include "../mono_time.h"
+#include "../lib/mono_time.h"
 
 enum { BATCH = 20000, ROUNDS = 15, DEPTH = 6 };
 

@@ -83,9 +83,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../mono_time.h"
-#include "../frag_pattern.h"
-#include "../xorshift.h"
+#include "../lib/mono_time.h"
+#include "../lib/frag_pattern.h"
+#include "../lib/xorshift.h"
 #include "workloads.h"
 
 /* Peak RSS of this process image: VmHWM. (getrusage's ru_maxrss would

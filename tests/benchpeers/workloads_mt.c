@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../mono_time.h"
-#include "../xorshift.h"
+#include "../lib/mono_time.h"
+#include "../lib/xorshift.h"
 #include "workloads.h"
 
 /* ---- producer / consumer ---- */

@@ -17,7 +17,7 @@
 #include "boot/elf64.h"
 #include "boot/memmap.h"
 #include "arch/x86_64/memlayout.h"
-#include "../xorshift.h"
+#include "../lib/xorshift.h"
 
 static uint8_t *image;
 static size_t image_size;

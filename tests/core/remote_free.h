@@ -3,7 +3,7 @@
  * come back to their spans through the remote-free path (a CPU that did
  * not allocate them). Header-only: test_genericport.c is built from the
  * core's sources with its own port instead of linking the host library
- * and tests/api/child_util.o, and includes it like the host-port tests.
+ * and tests/lib/child_util.o, and includes it like the host-port tests.
  */
 #ifndef TESTS_CORE_REMOTE_FREE_H
 #define TESTS_CORE_REMOTE_FREE_H

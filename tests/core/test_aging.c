@@ -11,7 +11,7 @@
  * accounting is exact and, in the debug build, mheap_valid holds.
  */
 #include <check.h>
-#include "../check_runner.h"
+#include "../lib/check_runner.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "internal.h"
-#include "../check_runner.h"
+#include "../lib/check_runner.h"
 
 /* The chain a report should show: outer() calls middle(), which calls
  * site_taker(), which plays a kmalloc entry point: its return address

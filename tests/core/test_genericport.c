@@ -19,7 +19,7 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
-#include "../check_runner.h"
+#include "../lib/check_runner.h"
 #include <setjmp.h>
 #include <pthread.h>
 #include <sched.h>

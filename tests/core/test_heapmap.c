@@ -14,7 +14,7 @@
  */
 #define _GNU_SOURCE /* dup, pread, strdup under -std=c11 */
 #include <check.h>
-#include "../check_runner.h"
+#include "../lib/check_runner.h"
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #include "internal.h"
-#include "../xorshift.h"
+#include "../lib/xorshift.h"
 
 #define MAXP (64 * CHUNK_PAGES) /* pages a test heap grows to, at most */
 

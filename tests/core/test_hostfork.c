@@ -20,14 +20,15 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
-#include "../check_runner.h"
+#include "../lib/check_runner.h"
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "child_util.h"
+#include "../lib/child_util.h"
+#include "../lib/fill.h"
 #include "host_port.h"
 #include "internal.h"
 
@@ -121,11 +122,9 @@ static void alloc_distinct(size_t n)
 		FAIL_IF(v[i] == NULL, "kmalloc");
 		memset(v[i], (int)i, SZ);
 	}
-	for (size_t i = 0; i < n; i++) {
-		const unsigned char *q = v[i];
-		for (size_t k = 0; k < SZ; k++)
-			FAIL_IF(q[k] != (unsigned char)i, "an object handed out twice");
-	}
+	for (size_t i = 0; i < n; i++)
+		FAIL_IF(check_bytes(v[i], SZ, (unsigned char)i) != SIZE_MAX,
+		        "an object handed out twice");
 	for (size_t i = 0; i < n; i++)
 		kfree(v[i]);
 	free(v);

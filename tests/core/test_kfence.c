@@ -14,10 +14,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "child_util.h"
+#include "../lib/child_util.h"
 #include "host.h"
 #include "internal.h"
-#include "../check_runner.h"
+#include "../lib/check_runner.h"
 
 static void *sample(size_t size, unsigned flags)
 {

@@ -11,12 +11,12 @@
  * prints the slabinfo lines.
  */
 #include <check.h>
-#include "../check_runner.h"
+#include "../lib/check_runner.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "child_util.h"
+#include "../lib/child_util.h"
 #include "internal.h"
 
 static void setup(void) { ck_assert_int_eq(kmalloc_init(), 0); }

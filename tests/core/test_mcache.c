@@ -13,7 +13,7 @@
  * object freed twice by racing CPUs is caught when both copies come back.
  */
 #include <check.h>
-#include "../check_runner.h"
+#include "../lib/check_runner.h"
 #include <pthread.h>
 #include <time.h>
 #include <stdio.h>
@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "child_util.h"
+#include "../lib/child_util.h"
 #include "internal.h"
 
 #define CLS 10 /* 128-byte objects, 64 per span: the size class (stats) */

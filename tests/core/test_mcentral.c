@@ -12,13 +12,13 @@
  * that is not a free slot with "corrupt cache entry".
  */
 #include <check.h>
-#include "../check_runner.h"
+#include "../lib/check_runner.h"
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "child_util.h"
+#include "../lib/child_util.h"
 #include "host.h"
 #include "internal.h"
 #include "remote_free.h"

@@ -15,12 +15,12 @@
  * metadata of freed spans and its blocks serve again (or fail cleanly).
  */
 #include <check.h>
-#include "../check_runner.h"
+#include "../lib/check_runner.h"
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "child_util.h"
+#include "../lib/child_util.h"
 #include "host.h"
 #include "internal.h"
 #include "remote_free.h"

@@ -13,11 +13,11 @@
  * next overflow (mm/mtransfer.c).
  */
 #include <check.h>
-#include "../check_runner.h"
+#include "../lib/check_runner.h"
 #include <pthread.h>
 #include <string.h>
 
-#include "child_util.h"
+#include "../lib/child_util.h"
 #include "host.h"
 #include "internal.h"
 

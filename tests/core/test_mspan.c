@@ -12,11 +12,11 @@
  * copy of an object freed twice at once) stops with "double free".
  */
 #include <check.h>
-#include "../check_runner.h"
+#include "../lib/check_runner.h"
 #include <stdlib.h>
 #include <string.h>
 
-#include "child_util.h"
+#include "../lib/child_util.h"
 #include "internal.h"
 
 #define FAKE_BASE ((uintptr_t)1 << 40) /* addresses only computed, never used */

@@ -8,11 +8,11 @@
  * linear scan. Every step checks the summary tree (pa_valid).
  */
 #include <check.h>
-#include "../check_runner.h"
+#include "../lib/check_runner.h"
 #include <stdlib.h>
 #include <string.h>
 
-#include "../xorshift.h"
+#include "../lib/xorshift.h"
 #include "internal.h"
 
 #define CAP 64 /* chunks: 3 summary levels (64, 8, 1) */

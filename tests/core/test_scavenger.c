@@ -12,7 +12,7 @@
  * committed again (and read as zero) when reused.
  */
 #include <check.h>
-#include "../check_runner.h"
+#include "../lib/check_runner.h"
 #include <stdlib.h>
 #include <string.h>
 

@@ -9,7 +9,7 @@
  * Go's.
  */
 #include <check.h>
-#include "../check_runner.h"
+#include "../lib/check_runner.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

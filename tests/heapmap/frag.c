@@ -1,6 +1,6 @@
 /*
  * frag.c: the fragmentation workload's heap (frag in
- * tests/benchpeers/workloads.c: the same steps, tests/frag_pattern.h,
+ * tests/benchpeers/workloads.c: the same steps, tests/lib/frag_pattern.h,
  * scaled down), dumped with kmalloc_heapmap at three moments for
  * `make heapmap` (tests/heapmap.mk) to draw with scripts/heapmap:
  *
@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #include "kmalloc.h"
-#include "frag_pattern.h"
+#include "../lib/frag_pattern.h"
 
 #define MiB ((size_t)1 << 20)
 

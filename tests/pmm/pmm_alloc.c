@@ -5,6 +5,7 @@
  * dump, and the bookkeeping overhead (budget: 0.5% of managed memory).
  */
 #include "pmm_harness.h"
+#include "../lib/fill.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -76,23 +77,22 @@ struct run {
     uint64_t phys, n;
 };
 
+/* Each frame of a run carries the pattern of its tag and its own address. */
 static void fill(const struct run *r, unsigned tag)
 {
     for (uint64_t f = 0; f < r->n; f++) {
-        uint64_t *w = phys_ptr(r->phys + f * FRAME);
-        for (size_t i = 0; i < FRAME / 8; i++)
-            w[i] = ((uint64_t)tag << 32) ^ (r->phys + f * FRAME + i * 8);
+        uint64_t phys = r->phys + f * FRAME;
+        fill_pattern(phys_ptr(phys), FRAME, ((uint64_t)tag << 32) ^ phys);
     }
 }
 
 static void verify(const struct run *r, unsigned tag)
 {
     for (uint64_t f = 0; f < r->n; f++) {
-        const uint64_t *w = phys_ptr(r->phys + f * FRAME);
-        for (size_t i = 0; i < FRAME / 8; i++)
-            ck_assert_msg(w[i] == (((uint64_t)tag << 32) ^ (r->phys + f * FRAME + i * 8)),
-                          "allocation %u at 0x%llx changed under its owner", tag,
-                          (unsigned long long)r->phys);
+        uint64_t phys = r->phys + f * FRAME;
+        ck_assert_msg(
+            check_pattern(phys_ptr(phys), FRAME, ((uint64_t)tag << 32) ^ phys) == SIZE_MAX,
+            "allocation %u at 0x%llx changed under its owner", tag, (unsigned long long)r->phys);
     }
 }
 

@@ -13,8 +13,8 @@
 #include <sys/mman.h>
 
 #include "pmm/pmm.h"
-#include "../mono_time.h"
-#include "../xorshift.h"
+#include "../lib/mono_time.h"
+#include "../lib/xorshift.h"
 
 #define MiB ((uint64_t)1 << 20)
 #define GiB ((uint64_t)1 << 30)

@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #include "pmm/pmm.h"
-#include "../check_runner.h" /* check_suite: each file's suite from a table */
+#include "../lib/check_runner.h" /* check_suite: each file's suite from a table */
 
 #define KiB ((uint64_t)1 << 10)
 #define MiB ((uint64_t)1 << 20)

@@ -14,7 +14,7 @@
  * sweep, trim and section logic of kernel/pmm/map.c and init.c.
  */
 #include "pmm_harness.h"
-#include "../xorshift.h"
+#include "../lib/xorshift.h"
 
 #define SPAN (16 * MiB)
 

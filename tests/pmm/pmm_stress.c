@@ -13,7 +13,8 @@
  * the start: coalescing is complete.
  */
 #include "pmm_harness.h"
-#include "../xorshift.h"
+#include "../lib/fill.h"
+#include "../lib/xorshift.h"
 
 #include <stdlib.h>
 
@@ -70,18 +71,24 @@ static size_t nlive;
 static uint64_t ids;
 static int reclaimed;
 
+/* The first word of each frame carries the pattern of its owner and its
+ * address. */
 static void tag(const struct live *l)
 {
-    for (uint64_t f = 0; f < l->n; f++)
-        *(uint64_t *)phys_ptr(l->phys + f * FRAME) = (l->id << 32) ^ (l->phys + f * FRAME);
+    for (uint64_t f = 0; f < l->n; f++) {
+        uint64_t phys = l->phys + f * FRAME;
+        fill_pattern(phys_ptr(phys), 8, (l->id << 32) ^ phys);
+    }
 }
 
 static void check_tag(const struct live *l)
 {
-    for (uint64_t f = 0; f < l->n; f++)
-        ck_assert_msg(*(uint64_t *)phys_ptr(l->phys + f * FRAME) == ((l->id << 32) ^ (l->phys + f * FRAME)),
+    for (uint64_t f = 0; f < l->n; f++) {
+        uint64_t phys = l->phys + f * FRAME;
+        ck_assert_msg(check_pattern(phys_ptr(phys), 8, (l->id << 32) ^ phys) == SIZE_MAX,
                       "frame 0x%llx of allocation %llu was written by someone else",
-                      (unsigned long long)(l->phys + f * FRAME), (unsigned long long)l->id);
+                      (unsigned long long)phys, (unsigned long long)l->id);
+    }
 }
 
 static unsigned ceil_log2(uint64_t v)

@@ -49,7 +49,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../xorshift.h"
+#include "../lib/fill.h"
+#include "../lib/xorshift.h"
 
 static int failures;
 
@@ -124,21 +125,6 @@ static long rss_bytes(void)
 	if (sscanf(buf, "%ld %ld", &size, &res) != 2)
 		return -1;
 	return res * sysconf(_SC_PAGESIZE);
-}
-
-/* Fill p with a pattern of its seed; check it. */
-static void fill(void *p, size_t n, unsigned char v)
-{
-	memset(p, v, n);
-}
-
-static int intact(const void *p, size_t n, unsigned char v)
-{
-	const unsigned char *q = p;
-	for (size_t i = 0; i < n; i++)
-		if (q[i] != v)
-			return 0;
-	return 1;
 }
 
 /* ---- vma ---- */
@@ -289,7 +275,7 @@ static void all_fail(size_t n, const char *label)
 	errno = 0;
 	snprintf(w, sizeof(w), "realloc(p, %s)", label);
 	expect_enomem(w, realloc(old, n));
-	CHECK("a failed realloc leaves its block", intact(old, 100, 5));
+	CHECK("a failed realloc leaves its block", check_bytes(old, 100, 5) == SIZE_MAX);
 	free(old);
 	errno = 0;
 	snprintf(w, sizeof(w), "aligned_alloc(64, %s)", label);
@@ -316,7 +302,8 @@ static void heap_still_works(void)
 	if (a && b) {
 		memset(a, 1, 100);
 		memset(b, 2, 1 << 20);
-		CHECK("and its objects hold", intact(a, 100, 1) && intact(b, 1 << 20, 2));
+		CHECK("and its objects hold",
+		      check_bytes(a, 100, 1) == SIZE_MAX && check_bytes(b, 1 << 20, 2) == SIZE_MAX);
 	}
 	free(a);
 	free(b);
@@ -405,28 +392,29 @@ static void *mix(void *arg)
 				(*bad)++;
 				continue;
 			}
-			fill(p[i], sz[i], (unsigned char)i);
+			fill_pattern(p[i], sz[i], (unsigned char)i);
 		}
 		for (int i = 0; i < N; i += 3) {
 			if (p[i] == NULL)
 				continue;
 			size_t nsz = sz[i] * 2 + 1;
 			char *q = realloc(p[i], nsz);
-			if (q == NULL || !intact(q, sz[i], (unsigned char)i)) {
+			if (q == NULL || check_pattern(q, sz[i], (unsigned char)i) != SIZE_MAX) {
 				(*bad)++;
 				continue;
 			}
-			fill(q, nsz, (unsigned char)i);
+			fill_pattern(q, nsz, (unsigned char)i);
 			p[i] = q;
 			sz[i] = nsz;
 		}
 		for (int i = 0; i < N; i++) {
-			if (p[i] != NULL && !intact(p[i], sz[i], (unsigned char)i))
+			if (p[i] != NULL &&
+			    check_pattern(p[i], sz[i], (unsigned char)i) != SIZE_MAX)
 				(*bad)++;
 			free(p[i]);
 		}
 		char *z = calloc(1000, 7);
-		if (z == NULL || !intact(z, 7000, 0))
+		if (z == NULL || check_bytes(z, 7000, 0) != SIZE_MAX)
 			(*bad)++;
 		free(z);
 	}
@@ -492,8 +480,9 @@ static void *live_thread(void *arg)
 	}
 	pthread_barrier_wait(&all_live); /* every thread holds its objects */
 	pthread_barrier_wait(&all_live);
-	if (!o->bad && !(intact(o->a, 24, 0x11) && intact(o->b, 1000, 0x22) &&
-	                 intact(o->c, 4000, 0x33)))
+	if (!o->bad && !(check_bytes(o->a, 24, 0x11) == SIZE_MAX &&
+	                 check_bytes(o->b, 1000, 0x22) == SIZE_MAX &&
+	                 check_bytes(o->c, 4000, 0x33) == SIZE_MAX))
 		o->bad = 1;
 	free(o->a);
 	free(o->b);
@@ -562,10 +551,10 @@ static void *life_thread(void *arg)
 			l->bad++;
 			return NULL;
 		}
-		fill(p[i], sz[i], (unsigned char)i);
+		fill_pattern(p[i], sz[i], (unsigned char)i);
 	}
 	for (int i = 1; i < N; i++) {
-		if (!intact(p[i], sz[i], (unsigned char)i))
+		if (check_pattern(p[i], sz[i], (unsigned char)i) != SIZE_MAX)
 			l->bad++;
 		free(p[i]);
 	}
@@ -594,7 +583,8 @@ static void lifetimes(int from, int to, struct life *l, int batch, int *bad)
 		for (int i = 0; i < k; i++) {
 			pthread_join(l[i].t, NULL);
 			*bad += l[i].bad;
-			if (l[i].handoff != NULL && !intact(l[i].handoff, l[i].hsz, 0))
+			if (l[i].handoff != NULL &&
+			    check_pattern(l[i].handoff, l[i].hsz, 0) != SIZE_MAX)
 				(*bad)++;
 			free(l[i].handoff);
 		}
@@ -652,14 +642,14 @@ static void *churner(void *arg)
 	pthread_barrier_wait(&parent_ready);
 	for (unsigned i = 0; !stop_churn; i++) {
 		unsigned k = i % RING;
-		if (ring[k] != NULL && !intact(ring[k], sz[k], (unsigned char)k))
+		if (ring[k] != NULL && check_pattern(ring[k], sz[k], (unsigned char)k) != SIZE_MAX)
 			abort();
 		free(ring[k]);
 		uint64_t r = xorshift64(&s);
 		sz[k] = r % 64 == 0 ? 32768 + r % 200000 : 1 + r % 2048;
 		ring[k] = malloc(sz[k]);
 		if (ring[k] != NULL)
-			fill(ring[k], sz[k], (unsigned char)k);
+			fill_pattern(ring[k], sz[k], (unsigned char)k);
 	}
 	for (int k = 0; k < RING; k++)
 		free(ring[k]);
@@ -684,10 +674,11 @@ static void *child_worker(void *arg)
 			if (p[i] == NULL)
 				(*bad)++;
 			else
-				fill(p[i], sz[i], (unsigned char)(i + round));
+				fill_pattern(p[i], sz[i], (unsigned char)(i + round));
 		}
 		for (int i = 0; i < N; i++) {
-			if (p[i] != NULL && !intact(p[i], sz[i], (unsigned char)(i + round)))
+			if (p[i] != NULL &&
+			    check_pattern(p[i], sz[i], (unsigned char)(i + round)) != SIZE_MAX)
 				(*bad)++;
 			free(p[i]);
 		}

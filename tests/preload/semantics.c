@@ -1,7 +1,7 @@
 /*
  * semantics.c: glibc's malloc contract, checked against the LD_PRELOAD
  * shim (tests/preload.mk runs it with LD_PRELOAD=libkmalloc_preload.so).
- * Built with -DAGAINST_GLIBC (linked with tests/api/child_util.c, as
+ * Built with -DAGAINST_GLIBC (linked with tests/lib/child_util.c, as
  * tests/preload.mk does) and run without the shim it checks glibc itself
  * (less the kmalloc-specific misuse messages), which is how the
  * expectations here were confirmed. Each CHECK prints its name on
@@ -27,7 +27,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../api/child_util.h"
+#include "../lib/child_util.h"
+#include "../lib/fill.h"
 
 static int failures;
 
@@ -53,14 +54,6 @@ static const char *malloc_owner(void)
 static int aligned(const void *p, size_t a)
 {
 	return ((uintptr_t)p & (a - 1)) == 0;
-}
-
-static int all_bytes(const unsigned char *p, size_t n, unsigned char v)
-{
-	for (size_t i = 0; i < n; i++)
-		if (p[i] != v)
-			return 0;
-	return 1;
 }
 
 static void test_malloc_zero_and_huge(void)
@@ -108,7 +101,8 @@ static void test_calloc(void)
 			d[k] = calloc(1, sizes[i]);
 			CHECK("calloc returns memory", d[k] != NULL);
 			if (d[k] != NULL)
-				CHECK("calloc memory is zero", all_bytes(d[k], sizes[i], 0));
+				CHECK("calloc memory is zero",
+				      check_bytes(d[k], sizes[i], 0) == SIZE_MAX);
 		}
 		for (int k = 0; k < 64; k++)
 			free(d[k]);
@@ -141,7 +135,8 @@ static void test_realloc(void)
 	CHECK("realloc growth keeps contents", ok);
 	for (size_t n = sz; n > 10; n /= 3) {
 		p = realloc(p, n);
-		ok &= p != NULL && p[0] == 0 && p[9] == 9 && all_bytes(p + 10, n - 10, 0x5a);
+		ok &= p != NULL && p[0] == 0 && p[9] == 9 &&
+		      check_bytes(p + 10, n - 10, 0x5a) == SIZE_MAX;
 	}
 	CHECK("realloc shrink keeps contents", ok);
 

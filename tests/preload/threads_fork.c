@@ -26,7 +26,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../xorshift.h"
+#include "../lib/fill.h"
+#include "../lib/xorshift.h"
 
 static int failures;
 
@@ -64,12 +65,7 @@ static void obj_make(struct obj *o, uint64_t *s)
 
 static int obj_ok(const struct obj *o)
 {
-	if (o->p == NULL)
-		return 0;
-	for (size_t i = 0; i < o->n; i++)
-		if (o->p[i] != o->v)
-			return 0;
-	return 1;
+	return o->p != NULL && check_bytes(o->p, o->n, o->v) == SIZE_MAX;
 }
 
 /* ---- threads ---- */

@@ -12,6 +12,8 @@
 #include "kernel.h"
 #include "kmalloc.h"
 #include "x86.h"
+/* The tests' one generator: header-only, <stdint.h> only, so freestanding. */
+#include "../../lib/xorshift.h"
 
 static int failed_line;
 static const char *failed_what;
@@ -25,18 +27,12 @@ static const char *failed_what;
 		}                                                                                  \
 	} while (0)
 
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static uint64_t next_rand(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
-}
+static uint64_t rng = 0x9e3779b97f4a7c15ull; /* xorshift64 state */
 
 /* Objects carry a pattern in their first and last 256 bytes (all of it
  * when smaller): enough to see overlap and corruption without filling
- * megabytes under emulation. */
+ * megabytes under emulation. Not tests/lib/fill.h: that one is for hosted
+ * programs (<string.h>), and this kernel has no C library. */
 static void fill(void *p, size_t n, uint8_t tag)
 {
 	size_t h = n < 512 ? n : 256;
@@ -294,7 +290,7 @@ static void t_interrupts(void)
 	unsigned long ops = 0;
 	int ok = 1;
 	while (ok && (ops < 40000 || ticks < 300) && ops < 2000000) {
-		uint64_t r = next_rand();
+		uint64_t r = xorshift64(&rng);
 		ok = random_op(&slot[r % SLOTS], (uint8_t)(r % SLOTS), r);
 		ops++;
 	}

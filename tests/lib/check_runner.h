@@ -26,9 +26,18 @@ struct check_test {
 	int signal;        /* the signal it must die of, 0 = must pass */
 	int loop_end;      /* > 0: run with _i = 0 .. loop_end - 1 */
 };
-#define CHECK_TEST(fn) { fn, 0, 0 }
-#define CHECK_TEST_SIGNAL(fn, sig) { fn, sig, 0 }
-#define CHECK_TEST_LOOP(fn, n) { fn, 0, (int)(n) }
+#define CHECK_TEST(fn)   \
+	{                \
+		fn, 0, 0 \
+	}
+#define CHECK_TEST_SIGNAL(fn, sig) \
+	{                          \
+		fn, sig, 0         \
+	}
+#define CHECK_TEST_LOOP(fn, n)  \
+	{                       \
+		fn, 0, (int)(n) \
+	}
 
 /* Run every suite in one runner; main's exit status. */
 static inline int check_run_suites(Suite *const *suites, size_t n)
@@ -76,8 +85,8 @@ static inline int check_run_setup(const char *name, unsigned timeout, void (*set
 	return check_run_suites(&s, 1);
 }
 
-static inline int check_run(const char *name, unsigned timeout,
-                            const struct check_test *tests, size_t n)
+static inline int check_run(const char *name, unsigned timeout, const struct check_test *tests,
+                            size_t n)
 {
 	return check_run_setup(name, timeout, NULL, tests, n);
 }
@@ -86,12 +95,11 @@ static inline int check_run(const char *name, unsigned timeout,
  * pointers, not constants, so they cannot initialise a static array.
  * CHECK_SUITE defines `Suite *fn(void)` for a binary with several suites
  * (one a file), CHECK_MAIN a main that runs its one suite. */
-#define CHECK_SUITE(fn, name, timeout, ...)                                    \
-	Suite *fn(void)                                                        \
-	{                                                                      \
-		const struct check_test tests_[] = { __VA_ARGS__ };            \
-		return check_suite((name), (timeout), tests_,                  \
-		                   sizeof(tests_) / sizeof(tests_[0]));        \
+#define CHECK_SUITE(fn, name, timeout, ...)                                                        \
+	Suite *fn(void)                                                                            \
+	{                                                                                          \
+		const struct check_test tests_[] = { __VA_ARGS__ };                                \
+		return check_suite((name), (timeout), tests_, sizeof(tests_) / sizeof(tests_[0])); \
 	}
 
 #define CHECK_MAIN_SETUP(name, timeout, setup, ...)                         \

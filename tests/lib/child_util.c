@@ -47,8 +47,7 @@ void run_in_child(void (*fn)(void *), void *arg, struct child_result *res)
 	}
 	close(fds[1]);
 	for (;;) {
-		ssize_t r = read(fds[0], res->err + got,
-				 sizeof res->err - 1 - got);
+		ssize_t r = read(fds[0], res->err + got, sizeof res->err - 1 - got);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
@@ -78,17 +77,16 @@ void run_in_child(void (*fn)(void *), void *arg, struct child_result *res)
 	fclose(out);
 }
 
-const char *misuse_mismatch(const struct child_result *res, const char *fault,
-			    const void *ptr)
+const char *misuse_mismatch(const struct child_result *res, const char *fault, const void *ptr)
 {
 	static char msg[1600];
 	char want[256];
 
 	if (!res->signaled || res->sig != SIGABRT) {
 		snprintf(msg, sizeof msg,
-			 "expected death by SIGABRT for %s %p, got %s %d; stderr: \"%s\"",
-			 fault, ptr, res->signaled ? "signal" : "exit status",
-			 res->signaled ? res->sig : res->status, res->err);
+		         "expected death by SIGABRT for %s %p, got %s %d; stderr: \"%s\"", fault,
+		         ptr, res->signaled ? "signal" : "exit status",
+		         res->signaled ? res->sig : res->status, res->err);
 		return msg;
 	}
 	/* The text itself, to the letter: the port writes the pointer as %lx
@@ -96,7 +94,7 @@ const char *misuse_mismatch(const struct child_result *res, const char *fault,
 	snprintf(want, sizeof want, "kmalloc: %s: 0x%lx\n", fault, (unsigned long)(uintptr_t)ptr);
 	if (strcmp(res->err, want) != 0) {
 		snprintf(msg, sizeof msg, "expected stderr exactly \"%.*s\\n\", got \"%s\"",
-			 (int)strlen(want) - 1, want, res->err);
+		         (int)strlen(want) - 1, want, res->err);
 		return msg;
 	}
 	return NULL;

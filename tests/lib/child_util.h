@@ -11,9 +11,9 @@
 
 /* How a forked child ended. */
 struct child_result {
-	int signaled; /* 1 if killed by a signal */
-	int sig;      /* the signal, if signaled */
-	int status;   /* exit status, if not */
+	int signaled;   /* 1 if killed by a signal */
+	int sig;        /* the signal, if signaled */
+	int status;     /* exit status, if not */
 	char err[1024]; /* what it wrote to stderr (truncated, NUL-ended) */
 	char out[8192]; /* what it wrote to stdout (truncated, NUL-ended) */
 };
@@ -26,7 +26,6 @@ void run_in_child(void (*fn)(void *), void *arg, struct child_result *res);
  * one line "kmalloc: <fault>: 0x<hex>\n" naming `ptr` (hex as %lx writes
  * it), else a static message saying what differed (with the child's
  * stderr). */
-const char *misuse_mismatch(const struct child_result *res, const char *fault,
-			    const void *ptr);
+const char *misuse_mismatch(const struct child_result *res, const char *fault, const void *ptr);
 
 #endif /* CHILD_UTIL_H */
