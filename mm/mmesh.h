@@ -14,9 +14,8 @@
 #define MESH_PAIRS      64  /* pairs picked per round at most */
 #define MESH_TRIES      64  /* right-half spans tried per left one */
 #define MESH_MAX_ALIAS  7   /* aliases per dst (a group of 8 spans) */
-#define MESH_MAX_WORDS \
-	16 /* bitmap words of the largest span: 8 B
-                               objects in one 8 KiB page */
+/* bitmap words of the largest span: 8 B objects in one 8 KiB page */
+#define MESH_MAX_WORDS 16
 
 /* One mesh of a round: written by the picker under the class's lock,
  * then the mesher's alone (the background gate) until it settles. */

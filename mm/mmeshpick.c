@@ -15,8 +15,9 @@
  * file (the host, arch/host/mesh.c) pays one mapping per run of aliases
  * that map a run of spans in order (Linux merges mappings whose file
  * offsets follow their addresses), two for a lone alias, and has a
- * limited number of mappings (vm.max_map_count). So a growing class
- * takes adjacent spans from the mheap (mcentral_refill), and a pass of
+ * limited number of mappings (vm.max_map_count). So there a growing
+ * class takes adjacent spans from the mheap (mcentral_refill, with
+ * sys_config.mesh_runs), and a pass of
  * runs onto runs (pair_runs) comes before a pass of any pairs (pair_any,
  * Mesh's SplitMesher: the lower half of the candidates each tried
  * against MESH_TRIES of the upper half). In both, src is the lower span
