@@ -13,7 +13,6 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
-#include <fcntl.h>
 #include "../lib/check_runner.h"
 #include <pthread.h>
 #include <stdint.h>
@@ -22,6 +21,7 @@
 #include <unistd.h>
 
 #include "api_util.h"
+#include "../lib/proc_lines.h"
 #include "kmalloc.h"
 
 #define OBJ      256
@@ -130,14 +130,8 @@ static unsigned char *runobj[2 * RUN][PER_SPAN / 2];
 
 static long maps_lines(void)
 {
-	char buf[4096];
-	long n = 0;
-	int fd = open("/proc/self/maps", O_RDONLY);
-	ck_assert_int_ge(fd, 0);
-	for (ssize_t r; (r = read(fd, buf, sizeof buf)) > 0;)
-		for (ssize_t i = 0; i < r; i++)
-			n += buf[i] == '\n';
-	close(fd);
+	long n = proc_lines("/proc/self/maps");
+	ck_assert_int_ge(n, 0);
 	return n;
 }
 

@@ -50,6 +50,7 @@
 #include <unistd.h>
 
 #include "../lib/fill.h"
+#include "../lib/proc_lines.h"
 #include "../lib/xorshift.h"
 
 static int failures;
@@ -72,22 +73,6 @@ static int failures;
  * leak of 50 bytes per thread lifetime would pass 4 MiB by itself. */
 #define LIFETIME_RSS_SLACK (4L << 20)
 #define STACK (64 << 10) /* thread stacks: 10,000 of them fit anywhere */
-
-/* Lines of a /proc file, without stdio. */
-static long proc_lines(const char *path)
-{
-	char buf[4096];
-	long n = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	ssize_t r;
-	while ((r = read(fd, buf, sizeof(buf))) > 0)
-		for (ssize_t i = 0; i < r; i++)
-			n += buf[i] == '\n';
-	close(fd);
-	return n;
-}
 
 static long maps(void)
 {
