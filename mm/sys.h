@@ -124,7 +124,7 @@ struct sys_config {
 	                          worst case, 8 KiB spans of 8 B objects; with
 	                          track_sites 1.25 times the arena, a site
 	                          word per slot), 0.2% for the page maps, and
-	                          per CPU of max_cpus 345 KiB for its mcache
+	                          per CPU of max_cpus 352 KiB for its mcache
 	                          (18 KiB) and the magazine entries of every
 	                          span class, typed caches' too; a CPU commits
 	                          those of the classes it uses (an idle host
