@@ -360,11 +360,12 @@ extern struct mheap mheap_;
  * published by their CPU, read by it and by kmalloc_stats. A static
  * array (not metadata) so the fast path works before kmalloc_init: a NULL
  * entry sends it to the slow path, which initialises the heap on the
- * host. sys_config.max_cpus must not exceed MM_MAX_CPUS: 32768, what a
- * Linux process reaches with its default limits (vm.max_map_count allows
- * about 32,000 thread stacks; the host port's CPUs are threads). The
- * array costs 256 KiB of zero pages, touched as CPUs appear. */
-#define MM_MAX_CPUS 32768
+ * host. sys_config.max_cpus must not exceed MM_MAX_CPUS, the port's
+ * SYS_MAX_CPUS (sys.h; the host's default 32768 is what a Linux process
+ * reaches with its default limits: vm.max_map_count allows about 32,000
+ * thread stacks, and the host port's CPUs are threads). The array costs
+ * 8 bytes a CPU of zero pages, touched as CPUs appear. */
+#define MM_MAX_CPUS SYS_MAX_CPUS
 extern struct mcache *mm_mcaches[MM_MAX_CPUS + 1];
 /* The mcache published at slot, or NULL. Acquire: pairs with mcache_get's
  * release store, so the mcache's fields are initialised when seen. */

@@ -79,6 +79,10 @@
  *             kfence_objects          not caught where they happen
  *             SYS_MCACHE_GET/SET      one more load (a table indexed by
  *                                     sys_cpu_id) per kmalloc and kfree
+ *             SYS_MAX_CPUS            32768: mm's static per-CPU
+ *                                     tables take 9 bytes per possible
+ *                                     CPU (17 without SYS_MCACHE_GET),
+ *                                     288 KiB of .bss at that count
  *             SYS_PREFETCH_W          the compiler's prefetch, for reading
  *                                     only where it has no write prefetch
  *                                     for the target: a free of an object
@@ -441,6 +445,18 @@ void sys_irq_restore(unsigned long flags);
  * pre: interrupts off; the slot is NULL or holds the mcache of the CPU
  * that reads it (a port that hands the running context a different CPU
  * id must clear it). */
+
+/* Optional: SYS_MAX_CPUS in sys_arch.h, the most CPUs the port will ever
+ * have (sys_config.max_cpus must not exceed it; kmalloc_init stops with
+ * "sys_config.max_cpus too large" otherwise). mm keeps static tables
+ * indexed by CPU, usable before kmalloc_init: a pointer to each CPU's
+ * mcache and a byte for its safe points, 9 bytes per CPU, and a second
+ * pointer without SYS_MCACHE_GET. Default 32768, what a Linux process
+ * reaches as threads; our kernel says 256 (its MAX_CPUS), which keeps
+ * the tables at 2.3 KiB instead of 288 KiB. */
+#ifndef SYS_MAX_CPUS
+#define SYS_MAX_CPUS 32768
+#endif
 
 /* Optional: SYS_PREFETCH_W(p) in sys_arch.h starts fetching the cache
  * line of p for writing (x86's prefetchw: owned at once, where a read

@@ -32,6 +32,9 @@ static inline unsigned sys_cpu_id(void)
     return this_cpu_id();
 }
 
+/* mm's static per-CPU tables for the kernel's CPUs only (mm/sys.h). */
+#define SYS_MAX_CPUS MAX_CPUS
+
 /* This CPU's mcache in its struct percpu (mm/sys.h, SYS_MCACHE_GET/SET):
  * kmalloc's fast path finds it in one GS-relative load. The slot starts
  * NULL (percpu_area is zeroed BSS) and only mm's slow path on the owning

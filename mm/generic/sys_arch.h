@@ -26,7 +26,9 @@
  * For SMP, only sys_cpu_id changes (a dense id < sys_config.max_cpus,
  * read with interrupts off, e.g. from your per-CPU area); the lock is
  * already safe across CPUs. If you define SYS_MCACHE_GET/SET (mm/sys.h)
- * on a per-CPU slot, you save one table lookup per kmalloc and kfree.
+ * on a per-CPU slot, you save one table lookup per kmalloc and kfree;
+ * define SYS_MAX_CPUS (mm/sys.h) to your kernel's CPU limit and mm's
+ * static tables shrink from 544 KiB (32768 CPUs) to 17 bytes a CPU.
  *
  * sys_lock/sys_unlock are declared again (without `static`) in sys.h after
  * this file; C keeps the internal linkage of the first declaration, so the
