@@ -45,7 +45,9 @@
  *             sys_lock, sys_unlock, struct sys_lock      (locks, 7-8)
  *             sys_fault, sys_log                         (reports, 9-10)
  *             sys_config's page_size, commit_zeroed, max_cpus, arena_size
- *             memset, memcpy, memmove (the compiler may emit calls)
+ *             memset, memcpy, memmove (the compiler may emit calls;
+ *             called with interrupts off and mm locks held: they must
+ *             not allocate or take locks; memmove handles overlap)
  *   optional  what it costs if absent:
  *             sys_config.move,        krealloc of a big object copies its
  *             move_min                bytes instead of moving its pages
