@@ -76,7 +76,7 @@
                                             ~40 us on the host) */
 
 /* The pairs of a round (the background gate: one mesher at a time; a
- * kernel stack is no place for 53 KiB). */
+ * kernel stack is no place for 104 KiB). */
 static struct mesh_pair pairs[MESH_PAIRS];
 
 /* Statistics (kmalloc_stats), atomics; pass: the gate's. */
@@ -442,13 +442,14 @@ unsigned kmalloc_mesh(void)
 	/* passes until one finds nothing (a dst that took an alias may take
 	 * another in the next pass): of runs onto runs in segments of at least
 	 * min_run, longer ones first (each mapping they cost frees the most
-	 * pages), then of any pairs */
+	 * pages; two passes each find nearly all of them), then of any pairs */
 	unsigned done = 0, n;
 	mesh_reap();
 	static const unsigned min_run[] = { 32, 24, 16, 12, 10, 8, 7, 6, 5, 4, 3, 2, 0 };
 	for (unsigned r = 0; r < sizeof min_run / sizeof min_run[0]; r++)
-		for (int pass = 0;
-		     pass < 8 && (n = mesh_pass(UINT32_MAX, UINT64_MAX, min_run[r])) != 0; pass++)
+		for (int pass = 0; pass < (min_run[r] > 2 ? 2 : 8) &&
+		                   (n = mesh_pass(UINT32_MAX, UINT64_MAX, min_run[r])) != 0;
+		     pass++)
 			done += n;
 	mheap_bg_leave();
 	return done;

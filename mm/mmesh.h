@@ -10,8 +10,8 @@
 
 #include "internal.h"
 
-#define MESH_CANDIDATES 512 /* spans looked at per round */
-#define MESH_PAIRS      256 /* pairs picked per round at most (half the candidates) */
+#define MESH_CANDIDATES 1024 /* spans looked at per round */
+#define MESH_PAIRS      512  /* pairs picked per round at most (half the candidates) */
 #define MESH_TRIES      64  /* right-half spans tried per left one */
 #define MESH_MAX_ALIAS  7   /* aliases per dst (a group of 8 spans) */
 /* bitmap words of the largest span: 8 B objects in one 8 KiB page */
