@@ -12,8 +12,8 @@
 
 #define MESH_CANDIDATES 1024 /* spans looked at per round */
 #define MESH_PAIRS      512  /* pairs picked per round at most (half the candidates) */
-#define MESH_TRIES      64  /* right-half spans tried per left one */
-#define MESH_MAX_ALIAS  7   /* aliases per dst (a group of 8 spans) */
+#define MESH_TRIES      64   /* right-half spans tried per left one */
+#define MESH_MAX_ALIAS  7    /* aliases per dst (a group of 8 spans) */
 /* bitmap words of the largest span: 8 B objects in one 8 KiB page */
 #define MESH_MAX_WORDS 16
 
