@@ -218,7 +218,7 @@ END_TEST
  * k % 4 == 2, and every third pair facing each other (lower span i,
  * upper span i, i % 3 == 2) both keep slot 1 too. Cut at each conflict,
  * the lower run would mesh in runs of two with a span left between
- * them, each run and each span a mapping (11 aliases, 10 mappings more);
+ * them, each run and each span a mapping (11 aliases, 11 mappings more);
  * onto the upper spans one further on, all but the last lower span
  * mesh as one run (whose one spare span may still mesh). */
 
