@@ -70,9 +70,10 @@
  *                stays as an alias (its address, its live bytes, on the
  *                class's meshed list) whose returns go on to the span
  *                whose frames it maps; a group meshes whole into another;
- *                runs of adjacent spans onto runs first (one mapping each
- *                on the host); from the paced background work, trim and
- *                kmalloc_mesh (mmesh.c, its pairing mmeshpick.c)
+ *                runs of adjacent spans onto adjacent spans first, the
+ *                longest segments first (one mapping each on the host);
+ *                from the paced background work, trim and kmalloc_mesh
+ *                (mmesh.c, its pairing mmeshpick.c)
  *   mark         the leak detector: a gcmarkBits bitmap per span and a
  *                grey stack of fixalloc blocks (mgcmark.c); its report,
  *                suppressions and per-object flags (mleak.c)

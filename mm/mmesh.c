@@ -10,8 +10,8 @@
  *      most half out (their allocBits hold their aliases' slots too),
  *      each looked at once a pass; a pair meshes if their allocBits AND
  *      to zero and the groups together have at most MESH_MAX_ALIAS
- *      aliases; runs of adjacent spans are paired with runs, in order,
- *      then any pairs as Mesh's SplitMesher pairs them. src leaves the
+ *      aliases; runs of adjacent spans are paired with adjacent spans,
+ *      in order, then any pairs as Mesh's SplitMesher pairs them. src leaves the
  *      lists with mesh_dst set ("becoming an alias"), dst's allocBits
  *      take src's out slots S0 (so dst never hands them out) and its
  *      nalias counts src and src's aliases (so dst is never given back
@@ -61,11 +61,12 @@
  * Who runs it: the paced background work (kmalloc_background: up to
  * MESH_STEP_NS of meshing every MESH_PERIOD_NS), kmalloc_trim and
  * kmalloc_mesh, each behind the background gate (mheap_.bg_busy), so a leak scan or a fork never meets
- * a mesh in flight. Never on an allocation path. Each pass over the
- * classes pairs runs onto runs only, the next any pairs: where aliases
- * cost the port mappings (the host: a run of aliases onto a run of spans
- * is one, a lone alias one or two) the runs come first, before the lone
- * ones use up what the port allows.
+ * a mesh in flight. Never on an allocation path. Passes over the classes
+ * pair runs onto runs only, in segments of at least a pass's min_run,
+ * then any pairs: where aliases cost the port mappings (the host: a
+ * segment of a run of aliases is one, a lone alias one or two) the runs
+ * come first, the longest first (kmalloc_mesh: min_run 32 down to 2),
+ * before the shorter ones and the lone ones use up what the port allows.
  */
 #include "mmesh.h"
 
@@ -75,7 +76,7 @@
                                             ~40 us on the host) */
 
 /* The pairs of a round (the background gate: one mesher at a time; a
- * kernel stack is no place for 9 KiB). */
+ * kernel stack is no place for 104 KiB). */
 static struct mesh_pair pairs[MESH_PAIRS];
 
 /* Statistics (kmalloc_stats), atomics; pass: the gate's. */
@@ -266,15 +267,15 @@ void mesh_alias_sweep(struct mcentral *c, struct mspan *s)
 }
 
 /* Mesh up to `max` pairs of class c, until the clock passes `until`;
- * runs: runs of spans onto runs only (mmeshpick.c). pre: the background
- * gate, no mm lock. */
-static unsigned mesh_class(struct mcentral *c, unsigned max, uint64_t until, bool runs)
+ * min_run: as mesh_find_pairs's (mmeshpick.c). pre: the background gate,
+ * no mm lock. */
+static unsigned mesh_class(struct mcentral *c, unsigned max, uint64_t until, unsigned min_run)
 {
 	unsigned done = 0;
 	while (done < max && mm_now() <= until) {
 		unsigned want = max - done < MESH_PAIRS ? max - done : MESH_PAIRS, seen;
 		lock_central(c);
-		unsigned np = mesh_find_pairs(c, pairs, want, &seen, mesh.pass, runs);
+		unsigned np = mesh_find_pairs(c, pairs, want, &seen, mesh.pass, min_run);
 		unlock_central(c);
 		if (seen < 2)
 			break;
@@ -368,9 +369,9 @@ static void mesh_reap(void)
 }
 
 /* One pass over every class (each span looked at once), up to max_pairs
- * meshes in all, until the port's clock passes `until`; runs: runs onto
- * runs only. pre: the background gate, no mm lock. */
-static unsigned mesh_pass(unsigned max_pairs, uint64_t until, bool runs)
+ * meshes in all, until the port's clock passes `until`; min_run: as
+ * mesh_find_pairs's. pre: the background gate, no mm lock. */
+static unsigned mesh_pass(unsigned max_pairs, uint64_t until, unsigned min_run)
 {
 	mesh.pass++;
 	unsigned done = 0;
@@ -378,7 +379,7 @@ static unsigned mesh_pass(unsigned max_pairs, uint64_t until, bool runs)
 		struct mcentral *c = &mheap_.central[i].c;
 		if (list_len(c, &c->partial) < 2)
 			continue;
-		done += mesh_class(c, max_pairs - done, until, runs);
+		done += mesh_class(c, max_pairs - done, until, min_run);
 	}
 	return done;
 }
@@ -393,9 +394,9 @@ unsigned mesh_run(unsigned max_pairs, uint64_t until)
 	if (!mesh_supported())
 		return 0;
 	mesh_reap();
-	unsigned done = mesh_pass(max_pairs, until, true);
+	unsigned done = mesh_pass(max_pairs, until, 2);
 	if (done < max_pairs)
-		done += mesh_pass(max_pairs - done, until, false);
+		done += mesh_pass(max_pairs - done, until, 0);
 	return done;
 }
 
@@ -439,11 +440,15 @@ unsigned kmalloc_mesh(void)
 	if (!mheap_inited() || !mesh_supported() || !mheap_bg_enter())
 		return 0; /* (a trim inside an excluded stretch: no mesh) */
 	/* passes until one finds nothing (a dst that took an alias may take
-	 * another in the next pass): of runs onto runs, then of any pairs */
+	 * another in the next pass): of runs onto runs in segments of at least
+	 * min_run, longer ones first (each mapping they cost frees the most
+	 * pages; two passes each find nearly all of them), then of any pairs */
 	unsigned done = 0, n;
 	mesh_reap();
-	for (int runs = 1; runs >= 0; runs--)
-		for (int pass = 0; pass < 8 && (n = mesh_pass(UINT32_MAX, UINT64_MAX, runs)) != 0;
+	static const unsigned min_run[] = { 32, 24, 16, 12, 10, 8, 7, 6, 5, 4, 3, 2, 0 };
+	for (unsigned r = 0; r < sizeof min_run / sizeof min_run[0]; r++)
+		for (int pass = 0; pass < (min_run[r] > 2 ? 2 : 8) &&
+		                   (n = mesh_pass(UINT32_MAX, UINT64_MAX, min_run[r])) != 0;
 		     pass++)
 			done += n;
 	mheap_bg_leave();

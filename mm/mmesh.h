@@ -10,10 +10,10 @@
 
 #include "internal.h"
 
-#define MESH_CANDIDATES 128 /* spans looked at per round */
-#define MESH_PAIRS      64  /* pairs picked per round at most */
-#define MESH_TRIES      64  /* right-half spans tried per left one */
-#define MESH_MAX_ALIAS  7   /* aliases per dst (a group of 8 spans) */
+#define MESH_CANDIDATES 1024 /* spans looked at per round */
+#define MESH_PAIRS      512  /* pairs picked per round at most (half the candidates) */
+#define MESH_TRIES      64   /* right-half spans tried per left one */
+#define MESH_MAX_ALIAS  7    /* aliases per dst (a group of 8 spans) */
 /* bitmap words of the largest span: 8 B objects in one 8 KiB page */
 #define MESH_MAX_WORDS 16
 
@@ -30,9 +30,10 @@ struct mesh_pair {
 
 /* Up to max pairs of class c, picked (step 1), among the spans pass has
  * not looked at; *seen: how many it looked at (< 2: the class is done
- * for this pass). runs_only: only runs of adjacent spans onto runs.
+ * for this pass). min_run: only segments of at least that many adjacent
+ * spans onto adjacent spans; 0: segments of 2 or more, then any pairs.
  * pre: c->lock, the background gate. */
 unsigned mesh_find_pairs(struct mcentral *c, struct mesh_pair *out, unsigned max, unsigned *seen,
-                         uint8_t pass, bool runs_only);
+                         uint8_t pass, unsigned min_run);
 
 #endif

@@ -12,18 +12,27 @@
  * src's group in its nalias), so a span is in one pair at most.
  *
  * Runs first. A port that maps a range onto another's memory through a
- * file (the host, arch/host/mesh.c) pays one mapping per run of aliases
- * that map a run of spans in order (Linux merges mappings whose file
- * offsets follow their addresses), two for a lone alias, and has a
- * limited number of mappings (vm.max_map_count). So there a growing
- * class takes adjacent spans from the mheap (mcentral_refill, with
- * sys_config.mesh_runs), and a pass of
- * runs onto runs (pair_runs) comes before a pass of any pairs (pair_any,
+ * file (the host, arch/host/mesh.c) pays one mapping per segment, a run
+ * of aliases that map a run of spans in order (Linux merges mappings
+ * whose file offsets follow their addresses), two for a lone alias among
+ * spans that map their own pages, and has a limited number of mappings
+ * (vm.max_map_count). So there a growing class takes adjacent spans from
+ * the mheap (mcentral_refill, with sys_config.mesh_runs), and passes of
+ * runs onto runs (runs_onto) come before a pass of any pairs (pair_any,
  * Mesh's SplitMesher: the lower half of the candidates each tried
- * against MESH_TRIES of the upper half). In both, src is the lower span
- * or run unless it has more aliases to move, so aliases gather next to
- * each other. The kernel port, which maps page by page, is indifferent
- * to all of it: the same spans mesh, in another order.
+ * against MESH_TRIES of the upper half). A run of candidates is covered
+ * by segments, each onto whichever adjacent dsts give the longest from
+ * where the last one stopped: where the span facing it conflicts, the
+ * run goes on onto other dsts (or the same ones one further on) instead
+ * of leaving a span between two mappings. Segments shorter than the
+ * pass's min_run are left for a later pass: kmalloc_mesh lowers min_run
+ * pass by pass (mmesh.c), so that where the mappings run out, the pages
+ * freed per mapping were as many as could be had. Each round pairs the
+ * lower half's runs onto the upper half's spans, then the upper's onto
+ * what is left of the lower, then any onto any; in pair_any too, src is
+ * the lower span unless it has more aliases to move, so aliases gather
+ * next to each other. The kernel port, which maps page by page, is
+ * indifferent to all of it: the same spans mesh, in another order.
  */
 #include "mmesh.h"
 
@@ -116,10 +125,17 @@ static struct mspan *prev_of_class(const struct mspan *s)
 	return spanOf(s->base - PAGE_SIZE);
 }
 
+/* A round's candidates, sorted by address, and what a pairing knows of
+ * them; the background gate's (one mesher at a time), written under the
+ * class's lock. */
+static struct mspan *cand[MESH_CANDIDATES];
+static bool used[MESH_CANDIDATES];      /* in a pair of this round */
+static uint16_t ahead[MESH_CANDIDATES]; /* cand[j, j + ahead[j]) adjacent */
+
 /* The candidates of a round, sorted by address, each with the whole run
  * of candidates it is in (the list's order, the order spans became
  * partial, says nothing of where they are); returns how many. */
-static unsigned collect(struct mcentral *c, struct mspan **cand, uint8_t pass)
+static unsigned collect(struct mcentral *c, uint8_t pass)
 {
 	unsigned n = 0;
 	for (struct mspan *h = c->partial.head; h != NULL && n < MESH_CANDIDATES; h = h->next) {
@@ -144,11 +160,13 @@ static unsigned collect(struct mcentral *c, struct mspan **cand, uint8_t pass)
 /* Pair up spans of cand[0, n) not used yet, as Mesh's SplitMesher: the
  * lower half each tried against MESH_TRIES of the upper half; src is the
  * lower span unless it has more aliases to move. Returns the new np. */
-static unsigned pair_any(struct mcentral *c, struct mspan **cand, bool *used, unsigned n,
-                         struct mesh_pair *out, unsigned np, unsigned max)
+static unsigned pair_any(struct mcentral *c, unsigned n, struct mesh_pair *out, unsigned np,
+                         unsigned max)
 {
-	struct mspan *left[MESH_CANDIDATES], *right[MESH_CANDIDATES];
-	bool rused[MESH_CANDIDATES] = { false };
+	static struct mspan *left[MESH_CANDIDATES], *right[MESH_CANDIDATES];
+	static bool rused[MESH_CANDIDATES];
+	for (unsigned i = 0; i < n; i++)
+		rused[i] = false;
 	unsigned m = 0;
 	for (unsigned i = 0; i < n; i++)
 		if (!used[i])
@@ -180,101 +198,98 @@ static unsigned run_aliases(struct mspan *const *r, unsigned len)
 	return a;
 }
 
-#define RUN_SPLIT 8 /* runs this long count as two (pair_runs) */
-
-/* How many spans of the run b (lb long) mesh with those of a (la) at
- * the best offset of the shorter into the longer; *shift: that offset
- * (into a if a is the longer, else into b). */
-static unsigned run_match(struct mspan *const *a, unsigned la, struct mspan *const *b, unsigned lb,
-                          unsigned *shift)
+/* How many spans of cand[i, e) from i on mesh in order with cand[j],
+ * cand[j+1], ... (adjacent, below d1), none used yet and none of cand[i,
+ * e) a dst. */
+static unsigned match_len(unsigned i, unsigned e, unsigned j, unsigned d1)
 {
-	unsigned best = 0;
-	*shift = 0;
-	for (unsigned sh = 0; sh + (la < lb ? la : lb) <= (la < lb ? lb : la); sh++) {
-		unsigned k = 0, l = la < lb ? la : lb;
-		for (unsigned x = 0; x < l; x++)
-			k += la >= lb ? meshable(a[sh + x], b[x]) : meshable(a[x], b[sh + x]);
-		if (k > best) {
-			best = k;
-			*shift = sh;
-		}
-	}
-	return best;
+	unsigned k = 0, l = j + ahead[j] < d1 ? ahead[j] : d1 - j;
+	while (i + k < e && k < l && (j + k < i || j + k >= e) && !used[i + k] && !used[j + k] &&
+	       meshable(cand[i + k], cand[j + k]))
+		k++;
+	return k;
 }
 
-/* Mesh runs onto runs: the runs of adjacent spans in cand (sorted), each
- * of the lower half's onto the upper run where most of its spans mesh,
- * the shorter at the best offset into the longer; each pair of a run pair
- * meshes if it can, except that a run whose spans hold aliases moves only
- * whole (a part of it would take its aliases out of their own runs). A
- * run of RUN_SPLIT or more counts as its two halves, which may pair with
- * each other: a block of adjacent spans meshed onto itself leaves one run
- * of aliases next to one of dsts. src: the lower run, unless it has more
- * aliases to move, so that the
- * aliases gather low, next to each other (a run of aliases between spans
- * that map their own offsets costs the host two more mappings). Returns
- * the new np. */
-static unsigned pair_runs(struct mcentral *c, struct mspan **cand, bool *used, unsigned n,
-                          struct mesh_pair *out, unsigned np, unsigned max)
+/* The longest match (match_len) of cand[i, e) from i on with spans of
+ * cand[d0, d1), if at least min long; *at: where it starts. */
+static unsigned longest_match(unsigned i, unsigned e, unsigned d0, unsigned d1, unsigned min,
+                              unsigned *at)
 {
-	unsigned start[MESH_CANDIDATES / 2], len[MESH_CANDIDATES / 2], nr = 0;
-	bool rused[MESH_CANDIDATES / 2] = { false };
-	for (unsigned i = 0, l; i < n; i += l) {
-		for (l = 1; i + l < n && adjacent(cand[i + l - 1], cand[i + l]); l++)
-			;
-		if (l >= RUN_SPLIT) {
-			start[nr] = i;
-			len[nr++] = l / 2;
-			start[nr] = i + l / 2;
-			len[nr++] = l - l / 2;
-		} else if (l >= 2) {
-			start[nr] = i;
-			len[nr++] = l;
+	unsigned best = min - 1;
+	for (unsigned j = d0; j < d1 && best < e - i; j++) {
+		if (ahead[j] <= best || j + best >= d1)
+			continue;
+		unsigned k = match_len(i, e, j, d1);
+		if (k > best) {
+			best = k;
+			*at = j;
 		}
 	}
-	for (unsigned r = 0; r < nr / 2 && np < max; r++) {
-		unsigned bestq = nr, bestn = 0, bests = 0, sh;
-		for (unsigned q = nr / 2; q < nr; q++) {
-			unsigned k = rused[q] ? 0
-			                      : run_match(cand + start[r], len[r], cand + start[q],
-			                                  len[q], &sh);
-			if (k > bestn) {
-				bestq = q;
-				bestn = k;
-				bests = sh;
-			}
-		}
-		if (bestq == nr)
+	return best >= min ? best : 0;
+}
+
+/* Mesh l spans from a onto l from b, in order (each pair meshable). */
+static unsigned mesh_in_order(struct mcentral *c, unsigned a, unsigned b, unsigned l,
+                              struct mesh_pair *out, unsigned np, unsigned max)
+{
+	for (unsigned x = 0; x < l && np < max; x++) {
+		out[np].src = cand[a + x];
+		out[np].dst = cand[b + x];
+		pick(c, &out[np++]);
+		used[a + x] = used[b + x] = true;
+	}
+	return np;
+}
+
+/* Mesh the runs of adjacent spans of cand[s0, s1) (a run is cut at s1)
+ * onto adjacent spans of cand[d0, d1), in order, in segments of at least
+ * min_run: a run is covered from its start by the longest segment any
+ * dsts allow (the fewest segments: a match's tail is a match too),
+ * jumping to other dsts where the facing pair conflicts, and skipping a
+ * span only where no segment of min_run starts. A run whose spans hold
+ * aliases moves only whole, onto one segment (a part of it would take
+ * its aliases out of their own runs); src is then the side with fewer
+ * aliases to move. Returns the new np. */
+static unsigned runs_onto(struct mcentral *c, unsigned s0, unsigned s1, unsigned d0, unsigned d1,
+                          unsigned min_run, struct mesh_pair *out, unsigned np, unsigned max)
+{
+	unsigned e, j = 0;
+	for (unsigned b = s0; b < s1 && np < max; b = e) {
+		e = b + ahead[b] < s1 ? b + ahead[b] : s1;
+		if (e - b < min_run)
 			continue;
-		unsigned l = len[r] < len[bestq] ? len[r] : len[bestq];
-		unsigned ia = start[r] + (len[r] >= len[bestq] ? bests : 0);
-		unsigned ib = start[bestq] + (len[r] >= len[bestq] ? 0 : bests);
-		struct mspan **a = cand + ia, **b = cand + ib;
-		unsigned aa = run_aliases(a, l), ab = run_aliases(b, l);
-		bool a_src = aa <= ab; /* a is the lower run */
-		if ((a_src ? aa : ab) != 0 && bestn != l)
-			continue;
-		rused[bestq] = true;
-		for (unsigned x = 0; x < l && np < max; x++) {
-			if (!meshable(a[x], b[x]))
+		unsigned aa = run_aliases(cand + b, e - b);
+		if (aa != 0) {
+			if (longest_match(b, e, d0, d1, e - b, &j) == 0)
 				continue;
-			out[np].src = a_src ? a[x] : b[x];
-			out[np].dst = a_src ? b[x] : a[x];
-			pick(c, &out[np++]);
-			used[ia + x] = used[ib + x] = true;
+			bool a_src = aa <= run_aliases(cand + j, e - b);
+			np = mesh_in_order(c, a_src ? b : j, a_src ? j : b, e - b, out, np, max);
+			continue;
+		}
+		for (unsigned x = b, k; x + min_run <= e && np < max; x += k ? k : 1) {
+			k = longest_match(x, e, d0, d1, min_run, &j);
+			np = mesh_in_order(c, x, j, k, out, np, max);
 		}
 	}
 	return np;
 }
 
 unsigned mesh_find_pairs(struct mcentral *c, struct mesh_pair *out, unsigned max, unsigned *seen,
-                         uint8_t pass, bool runs_only)
+                         uint8_t pass, unsigned min_run)
 {
-	struct mspan *cand[MESH_CANDIDATES];
-	bool used[MESH_CANDIDATES] = { false };
 	MM_HELD_CENTRAL(c);
-	unsigned n = collect(c, cand, pass);
+	unsigned n = collect(c, pass);
 	*seen = n;
-	unsigned np = pair_runs(c, cand, used, n, out, 0, max);
-	return runs_only ? np : pair_any(c, cand, used, n, out, np, max);
+	for (unsigned i = n; i-- > 0;) {
+		used[i] = false;
+		ahead[i] = (uint16_t)(i + 1 < n && adjacent(cand[i], cand[i + 1]) ? ahead[i + 1] + 1
+		                                                                  : 1);
+	}
+	/* the lower half onto the upper (aliases gather low), the upper onto
+	 * what is left of the lower, then any onto any */
+	unsigned m = min_run < 2 ? 2 : min_run, h = n / 2;
+	unsigned np = runs_onto(c, 0, h, h, n, m, out, 0, max);
+	np = runs_onto(c, h, n, 0, h, m, out, np, max);
+	np = runs_onto(c, 0, n, 0, n, m, out, np, max);
+	return min_run != 0 ? np : pair_any(c, n, out, np, max);
 }

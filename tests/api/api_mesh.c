@@ -15,6 +15,7 @@
 #include <check.h>
 #include "../lib/check_runner.h"
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,15 +119,14 @@ START_TEST(pair_meshes_and_keeps_contents)
 END_TEST
 
 /* ---- runs of spans mesh into few mappings ----
- * 2 * RUN adjacent spans: the lower RUN keep their even slots, the upper
- * RUN their odd ones, and they come back to their mcentral in a shuffled
- * order. Each lower span meshes with the span RUN above it, in order, so
- * the host maps the RUN aliases as a run of adjacent ranges onto a run of
- * adjacent file offsets, which Linux merges: a few mappings for all of
- * them, where one alias each would add one or two. */
+ * n adjacent spans, each keeping the slots keep() says, coming back to
+ * their mcentral span by span in a shuffled order (the order says
+ * nothing of where they are). The host maps a run of aliases of adjacent
+ * spans onto adjacent spans, in order, as one mapping (Linux merges
+ * them), where one alias each would add one or two. */
 
 #define RUN 48
-static unsigned char *runobj[2 * RUN][PER_SPAN / 2];
+static unsigned char *runobj[2 * RUN][PER_SPAN]; /* NULL: freed */
 
 static long maps_lines(void)
 {
@@ -135,67 +135,109 @@ static long maps_lines(void)
 	return n;
 }
 
-START_TEST(runs_mesh_into_few_mappings)
+static void make_runs(int n, bool (*keep)(int sp, int k))
 {
-	static unsigned char *all[2 * RUN][PER_SPAN];
-	for (int sp = 0; sp < 2 * RUN; sp++)
+	for (int sp = 0; sp < n; sp++)
 		for (int k = 0; k < PER_SPAN; k++) {
-			all[sp][k] = kmalloc(OBJ, 0);
-			ck_assert_ptr_eq(all[sp][k], all[0][0] + (sp * PER_SPAN + k) * OBJ);
+			runobj[sp][k] = kmalloc(OBJ, 0);
+			ck_assert_ptr_eq(runobj[sp][k], runobj[0][0] + (sp * PER_SPAN + k) * OBJ);
 		}
 	int order[2 * RUN];
 	uint64_t r = 7;
-	for (int i = 0; i < 2 * RUN; i++)
+	for (int i = 0; i < n; i++)
 		order[i] = i;
-	for (int i = 2 * RUN - 1; i > 0; i--) {
+	for (int i = n - 1; i > 0; i--) {
 		int j = (int)(xorshift64star(&r) % (uint64_t)(i + 1)), t = order[i];
 		order[i] = order[j];
 		order[j] = t;
 	}
-	for (int i = 0; i < 2 * RUN; i++) {
-		int sp = order[i], keep = sp >= RUN;
+	for (int i = 0; i < n; i++) {
+		int sp = order[i];
 		for (int k = 0; k < PER_SPAN; k++)
-			if (k % 2 == keep) {
-				runobj[sp][k / 2] = all[sp][k];
-				fill_pattern(all[sp][k], OBJ, (uint64_t)(sp * PER_SPAN + k));
+			if (keep(sp, k)) {
+				fill_pattern(runobj[sp][k], OBJ, (uint64_t)(sp * PER_SPAN + k));
 			} else {
-				kfree(all[sp][k]);
+				kfree(runobj[sp][k]);
+				runobj[sp][k] = NULL;
 			}
 		kmalloc_flush_cpu(); /* span by span, in the shuffled order */
 	}
-	long before = maps_lines();
-	ck_assert_uint_eq(kmalloc_mesh(), RUN);
-	long added = maps_lines() - before;
-	ck_assert_msg(added <= RUN / 8, "%d aliases added %ld mappings", RUN, added);
-	for (int sp = 0; sp < 2 * RUN; sp++)
-		for (int k = 0; k < PER_SPAN / 2; k++)
-			ck_assert(check_pattern(runobj[sp][k], OBJ,
-			                        (uint64_t)(sp * PER_SPAN + 2 * k + (sp >= RUN))) ==
-			          SIZE_MAX);
-	/* every third span emptied: its alias (or its dst's) goes, cutting
-	 * the run; then everything, and every page comes back */
-	for (int sp = 0; sp < 2 * RUN; sp += 3)
-		for (int k = 0; k < PER_SPAN / 2; k++) {
-			kfree(runobj[sp][k]);
-			runobj[sp][k] = NULL;
-		}
-	kmalloc_flush_cpu();
-	kmalloc_trim();
-	for (int sp = 0; sp < 2 * RUN; sp++)
-		for (int k = 0; k < PER_SPAN / 2; k++)
+}
+
+/* The kept objects of n spans are intact; those of spans sp % free_every
+ * == 0 are freed (free_every 0: none, 1: all). */
+static void check_runs(int n, int free_every)
+{
+	for (int sp = 0; sp < n; sp++)
+		for (int k = 0; k < PER_SPAN; k++)
 			if (runobj[sp][k] != NULL) {
 				ck_assert(check_pattern(runobj[sp][k], OBJ,
-				                        (uint64_t)(sp * PER_SPAN + 2 * k +
-				                                   (sp >= RUN))) == SIZE_MAX);
-				kfree(runobj[sp][k]);
+				                        (uint64_t)(sp * PER_SPAN + k)) == SIZE_MAX);
+				if (free_every != 0 && sp % free_every == 0) {
+					kfree(runobj[sp][k]);
+					runobj[sp][k] = NULL;
+				}
 			}
 	kmalloc_flush_cpu();
+}
+
+/* Everything freed, every alias reaped, every page back. */
+static void free_runs(int n, long maps_before)
+{
+	check_runs(n, 1);
 	kmalloc_trim();
 	struct kmalloc_stats st;
 	ASSERT_STATS_CONSISTENT(&st);
 	ck_assert_uint_eq(st.mesh_spans, 0);
 	ck_assert_uint_eq(st.heap_inuse, 0);
-	ck_assert_int_le(maps_lines(), before);
+	ck_assert_int_le(maps_lines(), maps_before);
+}
+
+/* The lower RUN keep their even slots, the upper RUN their odd ones:
+ * each lower span meshes with the span RUN above it, in order. */
+static bool keep_halves(int sp, int k) { return k % 2 == (sp >= RUN); }
+
+START_TEST(runs_mesh_into_few_mappings)
+{
+	make_runs(2 * RUN, keep_halves);
+	long before = maps_lines();
+	ck_assert_uint_eq(kmalloc_mesh(), RUN);
+	long added = maps_lines() - before;
+	ck_assert_msg(added <= RUN / 8, "%d aliases added %ld mappings", RUN, added);
+	check_runs(2 * RUN, 0);
+	/* every third span emptied: its alias (or its dst's) goes, cutting
+	 * the run; then everything, and every page comes back */
+	check_runs(2 * RUN, 3);
+	kmalloc_trim();
+	free_runs(2 * RUN, before);
+}
+END_TEST
+
+/* ---- a run meshes past the spans facing it that conflict ----
+ * 2 * CONF spans: the lower keep the slots k % 4 == 0, the upper
+ * k % 4 == 2, and every third pair facing each other (lower span i,
+ * upper span i, i % 3 == 2) both keep slot 1 too. Cut at each conflict,
+ * the lower run would mesh in runs of two with a span left between
+ * them, each run and each span a mapping (11 aliases, 11 mappings more);
+ * onto the upper spans one further on, all but the last lower span
+ * mesh as one run (whose one spare span may still mesh). */
+
+#define CONF 16
+static bool keep_conflicts(int sp, int k)
+{
+	return k % 4 == (sp >= CONF ? 2 : 0) || (k == 1 && sp % CONF % 3 == 2);
+}
+
+START_TEST(runs_mesh_past_conflicts)
+{
+	make_runs(2 * CONF, keep_conflicts);
+	long before = maps_lines();
+	unsigned meshed = kmalloc_mesh();
+	ck_assert_uint_ge(meshed, CONF - 1);
+	long added = maps_lines() - before;
+	ck_assert_msg(added <= 2, "%u aliases added %ld mappings", meshed, added);
+	check_runs(2 * CONF, 0);
+	free_runs(2 * CONF, before);
 }
 END_TEST
 
@@ -583,4 +625,5 @@ CHECK_MAIN_SETUP("kmalloc mesh", 120, setup, CHECK_TEST(pair_meshes_and_keeps_co
                  CHECK_TEST(group_moves_whole), CHECK_TEST(misuse_on_both_halves),
                  CHECK_TEST(fork_copies_meshed_heap), CHECK_TEST(typed_cache_meshes),
                  CHECK_TEST(fork_while_meshing), CHECK_TEST(writers_during_mesh),
-                 CHECK_TEST(runs_mesh_into_few_mappings) LEAK_CASE)
+                 CHECK_TEST(runs_mesh_into_few_mappings),
+                 CHECK_TEST(runs_mesh_past_conflicts) LEAK_CASE)
