@@ -269,13 +269,14 @@ void mesh_alias_sweep(struct mcentral *c, struct mspan *s)
 /* Mesh up to `max` pairs of class c, until the clock passes `until`;
  * min_run: as mesh_find_pairs's (mmeshpick.c). pre: the background gate,
  * no mm lock. */
-static unsigned mesh_class(struct mcentral *c, unsigned max, uint64_t until, unsigned min_run)
+static unsigned mesh_class(struct mcentral *c, unsigned max, uint64_t until, unsigned min_run,
+                           unsigned cands)
 {
 	unsigned done = 0;
 	while (done < max && mm_now() <= until) {
 		unsigned want = max - done < MESH_PAIRS ? max - done : MESH_PAIRS, seen;
 		lock_central(c);
-		unsigned np = mesh_find_pairs(c, pairs, want, &seen, mesh.pass, min_run);
+		unsigned np = mesh_find_pairs(c, pairs, want, &seen, mesh.pass, min_run, cands);
 		unlock_central(c);
 		if (seen < 2)
 			break;
@@ -371,7 +372,7 @@ static void mesh_reap(void)
 /* One pass over every class (each span looked at once), up to max_pairs
  * meshes in all, until the port's clock passes `until`; min_run: as
  * mesh_find_pairs's. pre: the background gate, no mm lock. */
-static unsigned mesh_pass(unsigned max_pairs, uint64_t until, unsigned min_run)
+static unsigned mesh_pass(unsigned max_pairs, uint64_t until, unsigned min_run, unsigned cands)
 {
 	mesh.pass++;
 	unsigned done = 0;
@@ -379,7 +380,7 @@ static unsigned mesh_pass(unsigned max_pairs, uint64_t until, unsigned min_run)
 		struct mcentral *c = &mheap_.central[i].c;
 		if (list_len(c, &c->partial) < 2)
 			continue;
-		done += mesh_class(c, max_pairs - done, until, min_run);
+		done += mesh_class(c, max_pairs - done, until, min_run, cands);
 	}
 	return done;
 }
@@ -394,9 +395,9 @@ unsigned mesh_run(unsigned max_pairs, uint64_t until)
 	if (!mesh_supported())
 		return 0;
 	mesh_reap();
-	unsigned done = mesh_pass(max_pairs, until, 2);
+	unsigned done = mesh_pass(max_pairs, until, 2, MESH_CANDIDATES_PACED);
 	if (done < max_pairs)
-		done += mesh_pass(max_pairs - done, until, 0);
+		done += mesh_pass(max_pairs - done, until, 0, MESH_CANDIDATES_PACED);
 	return done;
 }
 
@@ -447,8 +448,9 @@ unsigned kmalloc_mesh(void)
 	mesh_reap();
 	static const unsigned min_run[] = { 32, 24, 16, 12, 10, 8, 7, 6, 5, 4, 3, 2, 0 };
 	for (unsigned r = 0; r < sizeof min_run / sizeof min_run[0]; r++)
-		for (int pass = 0; pass < (min_run[r] > 2 ? 2 : 8) &&
-		                   (n = mesh_pass(UINT32_MAX, UINT64_MAX, min_run[r])) != 0;
+		for (int pass = 0;
+		     pass < (min_run[r] > 2 ? 2 : 8) &&
+		     (n = mesh_pass(UINT32_MAX, UINT64_MAX, min_run[r], MESH_CANDIDATES)) != 0;
 		     pass++)
 			done += n;
 	mheap_bg_leave();

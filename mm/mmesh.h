@@ -10,10 +10,17 @@
 
 #include "internal.h"
 
-#define MESH_CANDIDATES 1024 /* spans looked at per round */
-#define MESH_PAIRS      512  /* pairs picked per round at most (half the candidates) */
-#define MESH_TRIES      64   /* right-half spans tried per left one */
-#define MESH_MAX_ALIAS  7    /* aliases per dst (a group of 8 spans) */
+/* Spans looked at per round. kmalloc_mesh and trim look at many, so that
+ * segments come out long (the host's mappings go furthest), and hold the
+ * class's lock for up to tens of milliseconds a round while they pick
+ * (the work grows with the square of the count; host, 1 GiB frag). The
+ * paced background work, which meshes while the program allocates,
+ * looks at fewer: at 128 a round held the lock up to ~4 ms there. */
+#define MESH_CANDIDATES       1024
+#define MESH_CANDIDATES_PACED 128
+#define MESH_PAIRS            512 /* pairs picked per round at most (half the candidates) */
+#define MESH_TRIES            64  /* right-half spans tried per left one */
+#define MESH_MAX_ALIAS        7   /* aliases per dst (a group of 8 spans) */
 /* bitmap words of the largest span: 8 B objects in one 8 KiB page */
 #define MESH_MAX_WORDS 16
 
@@ -32,8 +39,9 @@ struct mesh_pair {
  * not looked at; *seen: how many it looked at (< 2: the class is done
  * for this pass). min_run: only segments of at least that many adjacent
  * spans onto adjacent spans; 0: segments of 2 or more, then any pairs.
+ * cands: at most that many spans looked at (<= MESH_CANDIDATES).
  * pre: c->lock, the background gate. */
 unsigned mesh_find_pairs(struct mcentral *c, struct mesh_pair *out, unsigned max, unsigned *seen,
-                         uint8_t pass, unsigned min_run);
+                         uint8_t pass, unsigned min_run, unsigned cands);
 
 #endif

@@ -2,7 +2,8 @@
  * mmeshpick.c: which spans of a class mesh together (step 1 of a mesh,
  * mm/mmesh.c, which does the rest; see there and malloc.c).
  *
- * A round, under the class's lock: up to MESH_CANDIDATES spans of
+ * A round, under the class's lock: up to MESH_CANDIDATES spans (fewer
+ * for the paced background work, mmesh.h) of
  * partial that this pass has not looked at and that are at most half out
  * (their allocBits hold their aliases' slots too) are collected, each
  * with the run of adjacent candidates it is in, and sorted by address. A
@@ -135,17 +136,17 @@ static uint16_t ahead[MESH_CANDIDATES]; /* cand[j, j + ahead[j]) adjacent */
 /* The candidates of a round, sorted by address, each with the whole run
  * of candidates it is in (the list's order, the order spans became
  * partial, says nothing of where they are); returns how many. */
-static unsigned collect(struct mcentral *c, uint8_t pass)
+static unsigned collect(struct mcentral *c, uint8_t pass, unsigned cands)
 {
 	unsigned n = 0;
-	for (struct mspan *h = c->partial.head; h != NULL && n < MESH_CANDIDATES; h = h->next) {
+	for (struct mspan *h = c->partial.head; h != NULL && n < cands; h = h->next) {
 		/* from the start of h's run of candidates */
 		struct mspan *f = h, *p;
-		for (unsigned k = 0; k < MESH_CANDIDATES && candidate(f, pass) &&
+		for (unsigned k = 0; k < cands && candidate(f, pass) &&
 		                     (p = prev_of_class(f)) != NULL && candidate(p, pass);
 		     k++)
 			f = p;
-		for (struct mspan *s = f; s != NULL && n < MESH_CANDIDATES && candidate(s, pass);
+		for (struct mspan *s = f; s != NULL && n < cands && candidate(s, pass);
 		     s = next_of_class(s)) {
 			s->mesh_seen = pass;
 			unsigned k = n++;
@@ -275,10 +276,11 @@ static unsigned runs_onto(struct mcentral *c, unsigned s0, unsigned s1, unsigned
 }
 
 unsigned mesh_find_pairs(struct mcentral *c, struct mesh_pair *out, unsigned max, unsigned *seen,
-                         uint8_t pass, unsigned min_run)
+                         uint8_t pass, unsigned min_run, unsigned cands)
 {
 	MM_HELD_CENTRAL(c);
-	unsigned n = collect(c, pass);
+	MM_ASSERT(cands <= MESH_CANDIDATES);
+	unsigned n = collect(c, pass, cands);
 	*seen = n;
 	for (unsigned i = n; i-- > 0;) {
 		used[i] = false;
