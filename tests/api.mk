@@ -9,6 +9,8 @@
 #   build/api/api_leak     the leak detector: what nothing points to, exactly
 #   build/api/api_mesh     meshing on the memfd arena (KMALLOC_MESH=1): contents,
 #                          misuse on both halves, fork, writers, leak scan
+#   build/api/api_mesh_runs  runs of adjacent spans mesh into few of the
+#                          host's mappings (/proc/self/maps counted)
 #   build/api/api_leak_threads  the same with other threads stopped for the
 #                          scan: their stacks, registers and TLS are roots;
 #                          storms, thread churn, fork, blocked calls
@@ -41,9 +43,10 @@ API_DIR  := $(BUILD)/api
 ASAN_DIR := $(BUILD)/asan
 TSAN_DIR := $(BUILD)/tsan
 
-API_PROGS := api_test api_model api_stress api_misuse api_leak api_leak_threads api_mesh
+API_PROGS := api_test api_model api_stress api_misuse api_leak api_leak_threads api_mesh \
+	api_mesh_runs
 # Tests that make no deliberate misuse run under the sanitizers too.
-ASAN_PROGS := api_test api_model api_stress api_mesh
+ASAN_PROGS := api_test api_model api_stress api_mesh api_mesh_runs
 TSAN_PROGS := api_stress api_mesh
 
 API_MODEL_OPS ?= 2000000
@@ -154,6 +157,7 @@ test-api: $(API_BINS)
 	run $(API_DIR)/api_misuse; \
 	run $(API_DIR)/api_leak; \
 	run $(API_DIR)/api_mesh; \
+	run $(API_DIR)/api_mesh_runs; \
 	run env KMALLOC_MESH=1 $(API_DIR)/api_model $(API_MODEL_OPS); \
 	run env KMALLOC_MESH=1 KMALLOC_BACKGROUND=1 KMALLOC_RELEASE_MS=5 \
 	    $(API_DIR)/api_stress $$(( $(API_STRESS_ITERS) / 10 )); \
@@ -162,6 +166,7 @@ test-api: $(API_BINS)
 	run env $(API_ASAN_ENV) $(ASAN_DIR)/api_model $$(( $(API_MODEL_OPS) / 10 )); \
 	run env $(API_ASAN_ENV) $(ASAN_DIR)/api_stress $$(( $(API_STRESS_ITERS) / 4 )); \
 	run env $(API_ASAN_ENV_MESH) $(ASAN_DIR)/api_mesh; \
+	run env $(API_ASAN_ENV_MESH) $(ASAN_DIR)/api_mesh_runs; \
 	run env $(API_ASAN_ENV_MESH) KMALLOC_MESH=1 $(ASAN_DIR)/api_model $$(( $(API_MODEL_OPS) / 10 )); \
 	run env $(API_ASAN_ENV) KMALLOC_BACKGROUND=1 KMALLOC_RELEASE_MS=5 \
 	    $(ASAN_DIR)/api_stress $$(( $(API_STRESS_ITERS) / 10 )); \
