@@ -25,15 +25,8 @@
 
 #include "api_util.h"
 #include "kmalloc.h"
+#include "mesh_setup.h"
 
-#define OBJ      256
-#define PER_SPAN 32
-
-static void setup(void)
-{
-	setenv("KMALLOC_MESH", "1", 1);
-	setenv("KMALLOC_RELEASE_MS", "off", 1);
-}
 
 /* The pair: half[0] survivors of span A, half[1] of span B. */
 static unsigned char *half[2][PER_SPAN / 2];
@@ -499,7 +492,7 @@ END_TEST
 #define LEAK_CASE
 #endif
 
-CHECK_MAIN_SETUP("kmalloc mesh", 120, setup, CHECK_TEST(pair_meshes_and_keeps_contents),
+CHECK_MAIN_SETUP("kmalloc mesh", 120, mesh_setup, CHECK_TEST(pair_meshes_and_keeps_contents),
                  CHECK_TEST(group_moves_whole), CHECK_TEST(misuse_on_both_halves),
                  CHECK_TEST(fork_copies_meshed_heap), CHECK_TEST(typed_cache_meshes),
                  CHECK_TEST(fork_while_meshing), CHECK_TEST(writers_during_mesh) LEAK_CASE)

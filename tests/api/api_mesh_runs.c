@@ -18,15 +18,8 @@
 #include "api_util.h"
 #include "../lib/proc_lines.h"
 #include "kmalloc.h"
+#include "mesh_setup.h"
 
-#define OBJ      256
-#define PER_SPAN 32
-
-static void setup(void)
-{
-	setenv("KMALLOC_MESH", "1", 1);
-	setenv("KMALLOC_RELEASE_MS", "off", 1);
-}
 
 /* ---- a run meshes into few mappings ----
  * n adjacent spans, each keeping the slots keep() says, coming back to
@@ -154,5 +147,5 @@ START_TEST(runs_mesh_past_conflicts)
 }
 END_TEST
 
-CHECK_MAIN_SETUP("kmalloc mesh runs", 120, setup, CHECK_TEST(runs_mesh_into_few_mappings),
+CHECK_MAIN_SETUP("kmalloc mesh runs", 120, mesh_setup, CHECK_TEST(runs_mesh_into_few_mappings),
                  CHECK_TEST(runs_mesh_past_conflicts))

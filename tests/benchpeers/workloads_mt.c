@@ -14,6 +14,30 @@
 #include "../lib/xorshift.h"
 #include "workloads.h"
 
+/* ---- shared by larson and xlarson ---- */
+
+/* n threads of fn (each given its index), joined; seconds it took. */
+static double timed_threads(unsigned n, void *(*fn)(void *))
+{
+	pthread_t t[16];
+	double t0 = mono_seconds();
+	for (uintptr_t i = 0; i < n; i++)
+		pthread_create(&t[i], NULL, fn, (void *)i);
+	for (unsigned i = 0; i < n; i++)
+		pthread_join(t[i], NULL);
+	return mono_seconds() - t0;
+}
+
+/* Free the n sets of `set` objects a pool holds at the end. */
+static void free_sets(void ***pool, int n, int set)
+{
+	for (int i = 0; i < n; i++) {
+		for (int k = 0; k < set; k++)
+			free(pool[i][k]);
+		free(pool[i]);
+	}
+}
+
 /* ---- producer / consumer ---- */
 
 #define RING 4096
@@ -111,18 +135,9 @@ static void *larson_thread(void *arg)
 
 void larson(void)
 {
-	pthread_t t[LR_THREADS];
-	double t0 = mono_seconds();
-	for (uintptr_t i = 0; i < LR_THREADS; i++)
-		pthread_create(&t[i], NULL, larson_thread, (void *)i);
-	for (int i = 0; i < LR_THREADS; i++)
-		pthread_join(t[i], NULL);
-	double secs = mono_seconds() - t0;
-	for (int i = 0; i < l_pool_n; i++) {
-		for (int k = 0; k < LR_SET; k++)
-			free(l_pool[i][k]);
-		free(l_pool[i]);
-	}
+	_Static_assert(LR_THREADS <= 16, "timed_threads' array");
+	double secs = timed_threads(LR_THREADS, larson_thread);
+	free_sets(l_pool, l_pool_n, LR_SET);
 	report("larson", (uint64_t)LR_THREADS * LR_ROUNDS * LR_ROUND, secs);
 }
 
@@ -175,20 +190,11 @@ static void *xlarson_thread(void *arg)
 
 void xlarson(void)
 {
-	pthread_t t[XL_THREADS];
+	_Static_assert(XL_THREADS <= 16, "timed_threads' array");
 	uint64_t s = 99;
 	for (int i = 0; i < XL_SPARE; i++)
 		xl_pool[xl_pool_n++] = xl_new_set(&s);
-	double t0 = mono_seconds();
-	for (uintptr_t i = 0; i < XL_THREADS; i++)
-		pthread_create(&t[i], NULL, xlarson_thread, (void *)i);
-	for (int i = 0; i < XL_THREADS; i++)
-		pthread_join(t[i], NULL);
-	double secs = mono_seconds() - t0;
-	for (int i = 0; i < xl_pool_n; i++) {
-		for (int k = 0; k < XL_SET; k++)
-			free(xl_pool[i][k]);
-		free(xl_pool[i]);
-	}
+	double secs = timed_threads(XL_THREADS, xlarson_thread);
+	free_sets(xl_pool, xl_pool_n, XL_SET);
 	report("xlarson", (uint64_t)XL_THREADS * XL_ROUNDS * XL_SET, secs);
 }
