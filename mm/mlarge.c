@@ -164,6 +164,24 @@ static void large_init(struct mspan *s, size_t npages)
 	s->allocCache = 0;
 }
 
+/* A span of at least span_pages from c's bins, relabelled span class spc
+ * and sized for an object of npages (what it has beyond span_pages is the
+ * object's, as a fresh span's would be), not yet published: the caller
+ * keeps its base where the leak scan finds it first (alloc_pages); NULL
+ * if the bins have none. pre: interrupts off, c this CPU's. */
+static inline __attribute__((always_inline)) struct mspan *
+cached_span(struct mcache *c, size_t npages, size_t span_pages, unsigned spc)
+{
+	struct mspan *s = cache_take(c, span_pages);
+	if (s == NULL)
+		return NULL;
+	s->spanclass = (uint8_t)spc; /* a cached span is ours to relabel */
+	large_set_size(s, npages == span_pages ? s->npages : npages);
+	s->needzero = 1;
+	count_alloc(c, s->npages * PAGE_SIZE);
+	return s;
+}
+
 /* A large object of npages pages in a span of span_pages >= npages (the
  * rest is its growth room), aligned to align (a power of two), or NULL
  * (the caller reports it). pre: the heap is ready; npages fits in the
@@ -183,18 +201,13 @@ alloc_pages(size_t npages, size_t span_pages, size_t align, unsigned flags, uint
 	struct mspan *s = NULL;
 	bool cached = false;
 	unsigned spc = spanclass_make(0, (flags / KM_NOSCAN) & 1);
-	if (c != NULL && align_pages == 1 && (s = cache_take(c, span_pages)) != NULL) {
-		s->spanclass = (uint8_t)spc; /* a cached span is ours to relabel */
-		/* what a cached span has beyond span_pages is the object's, as
-		 * a fresh span's would be */
-		large_set_size(s, npages == span_pages ? s->npages : npages);
-		count_alloc(c, s->npages * PAGE_SIZE);
+	if (c != NULL && align_pages == 1 &&
+	    (s = cached_span(c, npages, span_pages, spc)) != NULL) {
 		obj = (void *)s->base;
 		span_publish(s);
 	}
 	sys_irq_restore(f);
 	if (s != NULL) {
-		s->needzero = 1;
 		cached = true;
 	} else {
 		s = mheap_alloc_span(span_pages, spc, align_pages);
@@ -239,13 +252,11 @@ static inline __attribute__((always_inline)) void *alloc_cached(size_t npages, u
 {
 	unsigned long f = sys_irq_save();
 	struct mcache *c = mcache_fast(); /* NULL: alloc_pages sets it */
-	struct mspan *s = c != NULL ? cache_take(c, npages) : NULL;
+	struct mspan *s = NULL;
+	if (c != NULL)
+		s = cached_span(c, npages, npages, spanclass_make(0, (flags / KM_NOSCAN) & 1));
 	void *v = NULL;
 	if (s != NULL) {
-		s->spanclass = (uint8_t)spanclass_make(0, (flags / KM_NOSCAN) & 1);
-		large_set_size(s, s->npages);
-		s->needzero = 1;
-		count_alloc(c, s->npages * PAGE_SIZE);
 		v = (void *)s->base;
 		span_publish(s);
 	}
