@@ -99,6 +99,9 @@ int host_maps_walk(void (*fn)(uintptr_t lo, uintptr_t hi, int readable, void *ar
 /* sys.c: the process's mappings now (lines of /proc/self/maps, read
  * without stdio or malloc), -1 if the file cannot be read; O(mappings). */
 long host_count_maps(void);
+/* sys.c: vm.max_map_count, the mappings Linux allows the process (65530
+ * if it cannot be read). */
+long host_max_map_count(void);
 
 /* stopworld.c: sys_config.stop_world / start_world (the signal handshake
  * with every other thread), and the roots of the stopped threads plus

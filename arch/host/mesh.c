@@ -259,18 +259,9 @@ void host_mesh_setup(uintptr_t lo, size_t size)
 		close(fd);
 		return;
 	}
-	char buf[32];
-	int m = open("/proc/sys/vm/max_map_count", O_RDONLY | O_CLOEXEC);
-	if (m >= 0) {
-		ssize_t n = read(m, buf, sizeof buf - 1);
-		close(m);
-		if (n > 0) {
-			buf[n] = 0;
-			long v = strtol(buf, NULL, 10);
-			if (v >= 8192)
-				maps_limit = v / 2;
-		}
-	}
+	long v = host_max_map_count();
+	if (v >= 8192)
+		maps_limit = v / 2;
 	mesh_fd = fd;
 	mesh_lo = lo;
 	mesh_hi = lo + size;

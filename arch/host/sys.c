@@ -534,6 +534,8 @@ static long read_long(const char *path, long dflt)
 	return v > 0 ? v : dflt;
 }
 
+long host_max_map_count(void) { return read_long("/proc/sys/vm/max_map_count", 65530); }
+
 /* Take one move credit; 0 if the move must not happen. */
 static int move_allowed(void)
 {
@@ -541,7 +543,7 @@ static int move_allowed(void)
 	pthread_mutex_lock(&host_move_lock);
 	if (move_credit == 0 && move_refused % MOVE_RETRY == 0) {
 		if (map_limit < 0)
-			map_limit = read_long("/proc/sys/vm/max_map_count", 65530);
+			map_limit = host_max_map_count();
 		long n = count_lines("/proc/self/maps");
 		long room = n < 0 ? 0 : (map_limit / MOVE_SHARE - n) / 3;
 		move_credit = room >= MOVE_MIN_CREDIT ? room : 0;
