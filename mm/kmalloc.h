@@ -173,8 +173,10 @@ struct kmalloc_stats {
 	uint64_t mesh_spans;        /* aliases now: spans on another's frames */
 	uint64_t mesh_bytes;        /* heap bytes whose frames meshing gave back
 	                           (counted in heap_inuse) */
-	uint64_t mesh_pause_max_ns; /* longest copy + remap of one mesh */
-	uint64_t mesh_pause_sum_ns;
+	uint64_t mesh_steps;        /* copies + remaps: one mesh, or a run
+	                           of them as one range (sys.h mesh_runs) */
+	uint64_t mesh_pause_max_ns; /* longest copy + remap of one step */
+	uint64_t mesh_pause_sum_ns; /* over mesh_steps */
 	/* caches of CPUs that stopped calling kmalloc (the host's idle
 	 * threads), drained by the background work (mm/mcache.c) */
 	uint64_t idle_drains;

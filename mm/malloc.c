@@ -71,7 +71,9 @@
  *                class's meshed list) whose returns go on to the span
  *                whose frames it maps; a group meshes whole into another;
  *                runs of adjacent spans onto adjacent spans first, the
- *                longest segments first (one mapping each on the host);
+ *                longest segments first (one mapping each on the host,
+ *                and one protect, copy and remap a segment of up to
+ *                MESH_BATCH spans);
  *                from the paced background work, trim and kmalloc_mesh
  *                (mmesh.c, its pairing mmeshpick.c)
  *   mark         the leak detector: a gcmarkBits bitmap per span and a

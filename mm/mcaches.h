@@ -231,6 +231,12 @@ struct mcentral {
 	                            empty spans at the tail of partial (up to
 	                            MCENTRAL_SPARE, and those of a batch,
 	                            MCENTRAL_GROW - 1, until taken) */
+	/* lock: where meshing's next round goes on down partial in its pass
+	 * mesh_pass (NULL: from the head), so a pass walks the list once
+	 * instead of once a round (mmeshpick.c collect); a span leaving the
+	 * list moves it on (mcentral_list_remove) */
+	struct mspan *mesh_cursor;
+	uint8_t mesh_pass;
 };
 #define MCENTRAL_SPARE 1         /* empty spans a class keeps */
 /* spans a big class takes from the mheap at once, at most (mcentral_refill) */

@@ -65,6 +65,8 @@ void mcentral_list_remove(struct mcentral *c, struct mspan *s)
 	if (s->onlist == LIST_NONE)
 		return;
 	struct spanlist *l = list_of(c, s->onlist);
+	if (c->mesh_cursor == s)
+		c->mesh_cursor = s->next; /* (s is on partial) */
 	if (s->prev)
 		s->prev->next = s->next;
 	else

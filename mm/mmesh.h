@@ -12,15 +12,17 @@
 
 /* Spans looked at per round. kmalloc_mesh and trim look at many, so that
  * segments come out long (the host's mappings go furthest), and hold the
- * class's lock for up to tens of milliseconds a round while they pick
- * (the work grows with the square of the count; host, 1 GiB frag). The
- * paced background work, which meshes while the program allocates,
- * looks at fewer: at 128 a round held the lock up to ~4 ms there. */
+ * class's lock for milliseconds a round while they pick (matching
+ * segments grows with the square of the count, mmeshpick.c
+ * longest_match: up to 2.4-3.9 ms, host, the frag pattern at 256 MiB).
+ * The paced background work, which meshes while the program allocates,
+ * looks at fewer (up to 0.6 ms a round there). */
 #define MESH_CANDIDATES       1024
 #define MESH_CANDIDATES_PACED 128
 #define MESH_PAIRS            512 /* pairs picked per round at most (half the candidates) */
 #define MESH_TRIES            64  /* right-half spans tried per left one */
 #define MESH_MAX_ALIAS        7   /* aliases per dst (a group of 8 spans) */
+#define MESH_BATCH            32  /* spans of a run meshed as one range */
 /* bitmap words of the largest span: 8 B objects in one 8 KiB page */
 #define MESH_MAX_WORDS 16
 

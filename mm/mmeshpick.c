@@ -133,13 +133,44 @@ static struct mspan *cand[MESH_CANDIDATES];
 static bool used[MESH_CANDIDATES];      /* in a pair of this round */
 static uint16_t ahead[MESH_CANDIDATES]; /* cand[j, j + ahead[j]) adjacent */
 
+/* Heapsort by base address (the candidates come run by run, in the
+ * list's order: an insertion sort of 1024 of them took most of a
+ * trim's picking). */
+static void sift_down(struct mspan **a, unsigned i, unsigned n)
+{
+	for (unsigned k; (k = 2 * i + 1) < n; i = k) {
+		if (k + 1 < n && a[k + 1]->base > a[k]->base)
+			k++;
+		if (a[i]->base >= a[k]->base)
+			return;
+		struct mspan *t = a[i];
+		a[i] = a[k];
+		a[k] = t;
+	}
+}
+
+static void sort_by_base(struct mspan **a, unsigned n)
+{
+	for (unsigned i = n / 2; i-- > 0;)
+		sift_down(a, i, n);
+	for (unsigned e = n; e-- > 1;) {
+		struct mspan *t = a[0];
+		a[0] = a[e];
+		a[e] = t;
+		sift_down(a, 0, e);
+	}
+}
+
 /* The candidates of a round, sorted by address, each with the whole run
  * of candidates it is in (the list's order, the order spans became
  * partial, says nothing of where they are); returns how many. */
 static unsigned collect(struct mcentral *c, uint8_t pass, unsigned cands)
 {
 	unsigned n = 0;
-	for (struct mspan *h = c->partial.head; h != NULL && n < cands; h = h->next) {
+	struct mspan *h = c->mesh_pass == pass ? c->mesh_cursor : NULL;
+	if (h == NULL) /* a new pass, or the end of the list: from the head */
+		h = c->partial.head;
+	for (; h != NULL && n < cands; h = h->next) {
 		/* from the start of h's run of candidates */
 		struct mspan *f = h, *p;
 		for (unsigned k = 0; k < cands && candidate(f, pass) &&
@@ -149,12 +180,12 @@ static unsigned collect(struct mcentral *c, uint8_t pass, unsigned cands)
 		for (struct mspan *s = f; s != NULL && n < cands && candidate(s, pass);
 		     s = next_of_class(s)) {
 			s->mesh_seen = pass;
-			unsigned k = n++;
-			for (; k > 0 && cand[k - 1]->base > s->base; k--)
-				cand[k] = cand[k - 1];
-			cand[k] = s;
+			cand[n++] = s;
 		}
 	}
+	c->mesh_cursor = h;
+	c->mesh_pass = pass;
+	sort_by_base(cand, n);
 	return n;
 }
 

@@ -115,6 +115,7 @@ void kmalloc_dump(void)
 		log_kv("kmalloc: meshes        ", st.mesh_count);
 		log_kv("kmalloc: mesh_spans    ", st.mesh_spans);
 		log_kv("kmalloc: mesh_bytes    ", st.mesh_bytes);
+		log_kv("kmalloc: mesh_steps    ", st.mesh_steps);
 		log_kv("kmalloc: mesh_pause_max_ns ", st.mesh_pause_max_ns);
 	}
 	if (mheap_.track_sites) { /* the leak detector's stack depot */

@@ -296,7 +296,8 @@ struct sys_config {
 	 * mesh_unprotect or stop_world/start_world to keep writers out while
 	 * a span's objects are copied. Called from the paced background work, kmalloc_trim
 	 * and kmalloc_mesh, with no mm lock held; src and dst are spans of
-	 * the heap arena, len a multiple of 8 KiB.
+	 * the heap arena, len a multiple of 8 KiB (with mesh_runs, up to
+	 * MESH_BATCH adjacent spans onto as many adjacent spans at once).
 	 *  mesh_protect(src, len)  Ready -> Ready read-only: a write to the
 	 *               range waits (the host's fault handler waits and
 	 *               retries) until mesh_alias of the range returns.
