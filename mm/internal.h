@@ -302,6 +302,9 @@ struct mheap {
 	        m_fixblk, m_caches;
 	struct metaarr m_depot;       /* the stack depot (mstack.c): reserved
 	                                 only where sites are tracked */
+	struct metaarr m_mesh;        /* meshing's scratch (mmesh.c): committed
+	                                 by the gate's holder when it meshes,
+	                                 given back after kmalloc_mesh */
 	struct fixalloc greyalloc;    /* the leak detector's grey blocks */
 	struct fixalloc spanalloc[6]; /* span records: [0] large, [1 + b]
 	                                 small with bitmap bucket b */
@@ -514,6 +517,8 @@ void mheap_bg_leave(void);
 /* ---- meshing (mmesh.c) ---- */
 
 bool mesh_supported(void);
+/* Bytes of the mesher's scratch (m_mesh). */
+size_t mesh_work_bytes(void);
 /* Objects came back to an alias: forward them to its dst. pre: c->lock. */
 void mesh_alias_sweep(struct mcentral *c, struct mspan *s);
 /* Up to max_pairs meshes over all classes until the clock passes until,

@@ -103,7 +103,7 @@ static size_t layout(size_t arena, struct metaarr **arrs, unsigned *narrs)
 	size_t ps = sys_config.page_size;
 	size_t npages = arena >> PAGE_SHIFT, nchunks = arena >> CHUNK_SHIFT;
 	struct pagealloc *pa = &mheap_.pages;
-	size_t sizes[4 + PA_MAX_LEVELS + 4];
+	size_t sizes[4 + PA_MAX_LEVELS + 5];
 	unsigned n = 0;
 
 	pa_init(pa, nchunks);
@@ -133,6 +133,10 @@ static size_t layout(size_t arena, struct metaarr **arrs, unsigned *narrs)
 	/* the stack depot of tracked allocations' backtraces (mstack.c) */
 	arrs[n] = &mheap_.m_depot;
 	sizes[n++] = mheap_.track_sites ? MM_DEPOT_BYTES : 0;
+	/* meshing's scratch (whether the port meshes is known only once it
+	 * reserved: address space either way, committed while it meshes) */
+	arrs[n] = &mheap_.m_mesh;
+	sizes[n++] = mesh_work_bytes();
 	size_t off = 0;
 	for (unsigned i = 0; i < n; i++) {
 		arrs[i]->base = off;
@@ -168,7 +172,7 @@ int mheap_init(void)
 	/* Reserve the configured arena; if the port cannot (a small address
 	 * space, or valgrind's), halve it down to 16 MiB. */
 	size_t arena = sys_config.arena_size & ~(CHUNK_BYTES - 1);
-	struct metaarr *arrs[4 + PA_MAX_LEVELS + 4];
+	struct metaarr *arrs[4 + PA_MAX_LEVELS + 5];
 	unsigned n = 0;
 	size_t meta = 0;
 	void *base = NULL;

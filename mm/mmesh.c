@@ -76,9 +76,40 @@
  * CPU on the host, picking included: the frag pattern at 256 MiB) */
 #define MESH_STEP_NS (10u * 1000 * 1000)
 
-/* The pairs of a round (the background gate: one mesher at a time; a
- * kernel stack is no place for 104 KiB). */
-static struct mesh_pair pairs[MESH_PAIRS];
+/* The scratch in m_mesh: the gate's (one mesher at a time); NULL while
+ * m_mesh is not committed. */
+static struct mesh_work *work;
+
+size_t mesh_work_bytes(void) { return sizeof(struct mesh_work); }
+
+/* Commit the scratch if it is not. pre: the background gate, no mm lock. */
+static bool work_ready(void)
+{
+	if (work == NULL) {
+		lock_heap();
+		if (meta_ensure(&mheap_.m_mesh, sizeof *work) == 0)
+			work = (struct mesh_work *)mheap_.m_mesh.base;
+		unlock_heap();
+	}
+	return work != NULL;
+}
+
+/* Give the scratch back (kmalloc_mesh's end: trim's meshing is done,
+ * and the paced work commits it again when it next finds a class to
+ * mesh). pre: the background gate, no mm lock. */
+static void work_release(void)
+{
+	struct metaarr *m = &mheap_.m_mesh;
+	if (work == NULL)
+		return;
+	work = NULL;
+	lock_heap();
+	size_t n = m->committed;
+	m->committed = 0;
+	mheap_.meta_sys -= n;
+	unlock_heap();
+	sys_release((void *)m->base, n);
+}
 
 /* Statistics (kmalloc_stats), atomics; pass: the gate's. */
 static struct {
@@ -299,11 +330,12 @@ void mesh_alias_sweep(struct mcentral *c, struct mspan *s)
 static unsigned mesh_class(struct mcentral *c, unsigned max, uint64_t until, unsigned min_run,
                            unsigned cands)
 {
+	struct mesh_pair *pairs = work->pairs;
 	unsigned done = 0;
 	while (done < max && mm_now() <= until) {
 		unsigned want = max - done < MESH_PAIRS ? max - done : MESH_PAIRS, seen;
 		lock_central(c);
-		unsigned np = mesh_find_pairs(c, pairs, want, &seen, mesh.pass, min_run, cands);
+		unsigned np = mesh_find_pairs(work, c, want, &seen, mesh.pass, min_run, cands);
 		unlock_central(c);
 		if (seen < 2)
 			break;
@@ -410,6 +442,8 @@ static unsigned mesh_pass(unsigned max_pairs, uint64_t until, unsigned min_run, 
 		struct mcentral *c = &mheap_.central[i].c;
 		if (list_len(c, &c->partial) < 2)
 			continue;
+		if (!work_ready())
+			break;
 		done += mesh_class(c, max_pairs - done, until, min_run, cands);
 	}
 	return done;
@@ -484,6 +518,7 @@ unsigned kmalloc_mesh(void)
 		     (n = mesh_pass(UINT32_MAX, UINT64_MAX, min_run[r], MESH_CANDIDATES)) != 0;
 		     pass++)
 			done += n;
+	work_release();
 	mheap_bg_leave();
 	return done;
 }

@@ -37,13 +37,30 @@ struct mesh_pair {
 	unsigned nmoved;
 };
 
-/* Up to max pairs of class c, picked (step 1), among the spans pass has
+/* The mesher's scratch: a round's pairs, and its candidates sorted by
+ * address with what the picker knows of them. The background gate's
+ * (one mesher at a time), the candidates written under the class's
+ * lock. In a metadata area of its own (m_mesh, mmesh.c work_ready),
+ * committed while meshing works and given back after kmalloc_mesh, not
+ * static: a port that never meshes has no 132 KiB of it in its .bss, a
+ * trimmed heap does not keep it, and a kernel stack is no place for it. */
+struct mesh_work {
+	struct mesh_pair pairs[MESH_PAIRS];
+	struct mspan *cand[MESH_CANDIDATES];
+	bool used[MESH_CANDIDATES];      /* in a pair of this round */
+	uint16_t ahead[MESH_CANDIDATES]; /* cand[j, j + ahead[j]) adjacent */
+	/* pair_any's halves of what is left, and which of right are used */
+	struct mspan *left[MESH_CANDIDATES], *right[MESH_CANDIDATES];
+	bool rused[MESH_CANDIDATES];
+};
+
+/* Up to max pairs of class c, picked (step 1) into w->pairs, among the spans pass has
  * not looked at; *seen: how many it looked at (< 2: the class is done
  * for this pass). min_run: only segments of at least that many adjacent
  * spans onto adjacent spans; 0: segments of 2 or more, then any pairs.
  * cands: at most that many spans looked at (<= MESH_CANDIDATES).
  * pre: c->lock, the background gate. */
-unsigned mesh_find_pairs(struct mcentral *c, struct mesh_pair *out, unsigned max, unsigned *seen,
+unsigned mesh_find_pairs(struct mesh_work *w, struct mcentral *c, unsigned max, unsigned *seen,
                          uint8_t pass, unsigned min_run, unsigned cands);
 
 #endif

@@ -126,12 +126,6 @@ static struct mspan *prev_of_class(const struct mspan *s)
 	return spanOf(s->base - PAGE_SIZE);
 }
 
-/* A round's candidates, sorted by address, and what a pairing knows of
- * them; the background gate's (one mesher at a time), written under the
- * class's lock. */
-static struct mspan *cand[MESH_CANDIDATES];
-static bool used[MESH_CANDIDATES];      /* in a pair of this round */
-static uint16_t ahead[MESH_CANDIDATES]; /* cand[j, j + ahead[j]) adjacent */
 
 /* Heapsort by base address (the candidates come run by run, in the
  * list's order: an insertion sort of 1024 of them took most of a
@@ -164,7 +158,7 @@ static void sort_by_base(struct mspan **a, unsigned n)
 /* The candidates of a round, sorted by address, each with the whole run
  * of candidates it is in (the list's order, the order spans became
  * partial, says nothing of where they are); returns how many. */
-static unsigned collect(struct mcentral *c, uint8_t pass, unsigned cands)
+static unsigned collect(struct mesh_work *w, struct mcentral *c, uint8_t pass, unsigned cands)
 {
 	unsigned n = 0;
 	struct mspan *h = c->mesh_pass == pass ? c->mesh_cursor : NULL;
@@ -180,42 +174,40 @@ static unsigned collect(struct mcentral *c, uint8_t pass, unsigned cands)
 		for (struct mspan *s = f; s != NULL && n < cands && candidate(s, pass);
 		     s = next_of_class(s)) {
 			s->mesh_seen = pass;
-			cand[n++] = s;
+			w->cand[n++] = s;
 		}
 	}
 	c->mesh_cursor = h;
 	c->mesh_pass = pass;
-	sort_by_base(cand, n);
+	sort_by_base(w->cand, n);
 	return n;
 }
 
-/* Pair up spans of cand[0, n) not used yet, as Mesh's SplitMesher: the
+/* Pair up spans of w->cand[0, n) not used yet, as Mesh's SplitMesher: the
  * lower half each tried against MESH_TRIES of the upper half; src is the
  * lower span unless it has more aliases to move. Returns the new np. */
-static unsigned pair_any(struct mcentral *c, unsigned n, struct mesh_pair *out, unsigned np,
-                         unsigned max)
+static unsigned pair_any(struct mesh_work *w, struct mcentral *c, unsigned n, struct mesh_pair *out,
+                         unsigned np, unsigned max)
 {
-	static struct mspan *left[MESH_CANDIDATES], *right[MESH_CANDIDATES];
-	static bool rused[MESH_CANDIDATES];
 	for (unsigned i = 0; i < n; i++)
-		rused[i] = false;
+		w->rused[i] = false;
 	unsigned m = 0;
 	for (unsigned i = 0; i < n; i++)
-		if (!used[i])
-			left[m++] = cand[i];
+		if (!w->used[i])
+			w->left[m++] = w->cand[i];
 	unsigned half = m / 2;
 	for (unsigned i = half; i < m; i++)
-		right[i - half] = left[i];
+		w->right[i - half] = w->left[i];
 	for (unsigned i = 0; i < half && np < max; i++)
 		for (unsigned t = 0; t < MESH_TRIES && t < m - half; t++) {
 			unsigned k = (i + t) % (m - half);
-			if (rused[k] || !meshable(left[i], right[k]))
+			if (w->rused[k] || !meshable(w->left[i], w->right[k]))
 				continue;
-			bool up = left[i]->nalias <= right[k]->nalias;
-			out[np].src = up ? left[i] : right[k];
-			out[np].dst = up ? right[k] : left[i];
+			bool up = w->left[i]->nalias <= w->right[k]->nalias;
+			out[np].src = up ? w->left[i] : w->right[k];
+			out[np].dst = up ? w->right[k] : w->left[i];
 			pick(c, &out[np++]);
-			rused[k] = true;
+			w->rused[k] = true;
 			break;
 		}
 	return np;
@@ -230,28 +222,29 @@ static unsigned run_aliases(struct mspan *const *r, unsigned len)
 	return a;
 }
 
-/* How many spans of cand[i, e) from i on mesh in order with cand[j],
- * cand[j+1], ... (adjacent, below d1), none used yet and none of cand[i,
+/* How many spans of w->cand[i, e) from i on mesh in order with w->cand[j],
+ * w->cand[j+1], ... (adjacent, below d1), none used yet and none of w->cand[i,
  * e) a dst. */
-static unsigned match_len(unsigned i, unsigned e, unsigned j, unsigned d1)
+static unsigned match_len(const struct mesh_work *w, unsigned i, unsigned e, unsigned j,
+                          unsigned d1)
 {
-	unsigned k = 0, l = j + ahead[j] < d1 ? ahead[j] : d1 - j;
-	while (i + k < e && k < l && (j + k < i || j + k >= e) && !used[i + k] && !used[j + k] &&
-	       meshable(cand[i + k], cand[j + k]))
+	unsigned k = 0, l = j + w->ahead[j] < d1 ? w->ahead[j] : d1 - j;
+	while (i + k < e && k < l && (j + k < i || j + k >= e) && !w->used[i + k] &&
+	       !w->used[j + k] && meshable(w->cand[i + k], w->cand[j + k]))
 		k++;
 	return k;
 }
 
-/* The longest match (match_len) of cand[i, e) from i on with spans of
- * cand[d0, d1), if at least min long; *at: where it starts. */
-static unsigned longest_match(unsigned i, unsigned e, unsigned d0, unsigned d1, unsigned min,
-                              unsigned *at)
+/* The longest match (match_len) of w->cand[i, e) from i on with spans of
+ * w->cand[d0, d1), if at least min long; *at: where it starts. */
+static unsigned longest_match(const struct mesh_work *w, unsigned i, unsigned e, unsigned d0,
+                              unsigned d1, unsigned min, unsigned *at)
 {
 	unsigned best = min - 1;
 	for (unsigned j = d0; j < d1 && best < e - i; j++) {
-		if (ahead[j] <= best || j + best >= d1)
+		if (w->ahead[j] <= best || j + best >= d1)
 			continue;
-		unsigned k = match_len(i, e, j, d1);
+		unsigned k = match_len(w, i, e, j, d1);
 		if (k > best) {
 			best = k;
 			*at = j;
@@ -261,20 +254,20 @@ static unsigned longest_match(unsigned i, unsigned e, unsigned d0, unsigned d1, 
 }
 
 /* Mesh l spans from a onto l from b, in order (each pair meshable). */
-static unsigned mesh_in_order(struct mcentral *c, unsigned a, unsigned b, unsigned l,
-                              struct mesh_pair *out, unsigned np, unsigned max)
+static unsigned mesh_in_order(struct mesh_work *w, struct mcentral *c, unsigned a, unsigned b,
+                              unsigned l, struct mesh_pair *out, unsigned np, unsigned max)
 {
 	for (unsigned x = 0; x < l && np < max; x++) {
-		out[np].src = cand[a + x];
-		out[np].dst = cand[b + x];
+		out[np].src = w->cand[a + x];
+		out[np].dst = w->cand[b + x];
 		pick(c, &out[np++]);
-		used[a + x] = used[b + x] = true;
+		w->used[a + x] = w->used[b + x] = true;
 	}
 	return np;
 }
 
-/* Mesh the runs of adjacent spans of cand[s0, s1) (a run is cut at s1)
- * onto adjacent spans of cand[d0, d1), in order, in segments of at least
+/* Mesh the runs of adjacent spans of w->cand[s0, s1) (a run is cut at s1)
+ * onto adjacent spans of w->cand[d0, d1), in order, in segments of at least
  * min_run: a run is covered from its start by the longest segment any
  * dsts allow (the fewest segments: a match's tail is a match too),
  * jumping to other dsts where the facing pair conflicts, and skipping a
@@ -282,47 +275,50 @@ static unsigned mesh_in_order(struct mcentral *c, unsigned a, unsigned b, unsign
  * aliases moves only whole, onto one segment (a part of it would take
  * its aliases out of their own runs); src is then the side with fewer
  * aliases to move. Returns the new np. */
-static unsigned runs_onto(struct mcentral *c, unsigned s0, unsigned s1, unsigned d0, unsigned d1,
-                          unsigned min_run, struct mesh_pair *out, unsigned np, unsigned max)
+static unsigned runs_onto(struct mesh_work *w, struct mcentral *c, unsigned s0, unsigned s1,
+                          unsigned d0, unsigned d1, unsigned min_run, struct mesh_pair *out,
+                          unsigned np, unsigned max)
 {
 	unsigned e, j = 0;
 	for (unsigned b = s0; b < s1 && np < max; b = e) {
-		e = b + ahead[b] < s1 ? b + ahead[b] : s1;
+		e = b + w->ahead[b] < s1 ? b + w->ahead[b] : s1;
 		if (e - b < min_run)
 			continue;
-		unsigned aa = run_aliases(cand + b, e - b);
+		unsigned aa = run_aliases(w->cand + b, e - b);
 		if (aa != 0) {
-			if (longest_match(b, e, d0, d1, e - b, &j) == 0)
+			if (longest_match(w, b, e, d0, d1, e - b, &j) == 0)
 				continue;
-			bool a_src = aa <= run_aliases(cand + j, e - b);
-			np = mesh_in_order(c, a_src ? b : j, a_src ? j : b, e - b, out, np, max);
+			bool a_src = aa <= run_aliases(w->cand + j, e - b);
+			np = mesh_in_order(w, c, a_src ? b : j, a_src ? j : b, e - b, out, np, max);
 			continue;
 		}
 		for (unsigned x = b, k; x + min_run <= e && np < max; x += k ? k : 1) {
-			k = longest_match(x, e, d0, d1, min_run, &j);
-			np = mesh_in_order(c, x, j, k, out, np, max);
+			k = longest_match(w, x, e, d0, d1, min_run, &j);
+			np = mesh_in_order(w, c, x, j, k, out, np, max);
 		}
 	}
 	return np;
 }
 
-unsigned mesh_find_pairs(struct mcentral *c, struct mesh_pair *out, unsigned max, unsigned *seen,
+unsigned mesh_find_pairs(struct mesh_work *w, struct mcentral *c, unsigned max, unsigned *seen,
                          uint8_t pass, unsigned min_run, unsigned cands)
 {
 	MM_HELD_CENTRAL(c);
 	MM_ASSERT(cands <= MESH_CANDIDATES);
-	unsigned n = collect(c, pass, cands);
+	struct mesh_pair *out = w->pairs;
+	unsigned n = collect(w, c, pass, cands);
 	*seen = n;
 	for (unsigned i = n; i-- > 0;) {
-		used[i] = false;
-		ahead[i] = (uint16_t)(i + 1 < n && adjacent(cand[i], cand[i + 1]) ? ahead[i + 1] + 1
-		                                                                  : 1);
+		w->used[i] = false;
+		w->ahead[i] = (uint16_t)(i + 1 < n && adjacent(w->cand[i], w->cand[i + 1])
+		                                 ? w->ahead[i + 1] + 1
+		                                 : 1);
 	}
 	/* the lower half onto the upper (aliases gather low), the upper onto
 	 * what is left of the lower, then any onto any */
 	unsigned m = min_run < 2 ? 2 : min_run, h = n / 2;
-	unsigned np = runs_onto(c, 0, h, h, n, m, out, 0, max);
-	np = runs_onto(c, h, n, 0, h, m, out, np, max);
-	np = runs_onto(c, 0, n, 0, n, m, out, np, max);
-	return min_run != 0 ? np : pair_any(c, n, out, np, max);
+	unsigned np = runs_onto(w, c, 0, h, h, n, m, out, 0, max);
+	np = runs_onto(w, c, h, n, 0, h, m, out, np, max);
+	np = runs_onto(w, c, 0, n, 0, n, m, out, np, max);
+	return min_run != 0 ? np : pair_any(w, c, n, out, np, max);
 }

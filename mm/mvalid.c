@@ -158,7 +158,7 @@ static bool meta_accounted(void)
 		return false;
 	struct metaarr *arrs[] = { &mheap_.m_spans,   &mheap_.m_pagedesc, &mheap_.m_chunks,
 		                   &mheap_.m_chunkpg, &mheap_.m_fix,      &mheap_.m_fixblk,
-		                   &mheap_.m_caches,  &mheap_.m_depot };
+		                   &mheap_.m_caches,  &mheap_.m_depot,    &mheap_.m_mesh };
 	uint64_t sum = 0;
 	for (unsigned i = 0; i < sizeof arrs / sizeof arrs[0]; i++)
 		sum += arrs[i]->committed;

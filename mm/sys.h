@@ -134,7 +134,9 @@ struct sys_config {
 	                          (18 KiB) and the magazine entries of every
 	                          span class, typed caches' too; a CPU commits
 	                          those of the classes it uses (an idle host
-	                          thread: about 70 KiB, README) */
+	                          thread: about 70 KiB, README); 132 KiB for
+	                          meshing's scratch, committed while a port
+	                          that meshes meshes */
 	/* Optional hook, NULL if the port has none (then big objects that
 	 * krealloc cannot grow in place are copied).
 	 * Ready -> Ready + Ready -> Reserved: give dst the memory of
@@ -418,7 +420,8 @@ int sys_commit(void *p, size_t n);
  *         the allocation slow paths, kmalloc_background, and
  *         kmalloc_safepoint, which the kernel calls from its timer
  *         interrupt), by kmalloc_trim (heap pages, blocks of span records,
- *         transfer-cache entries), never by kfree. Interrupts may be off:
+ *         transfer-cache entries), by kmalloc_mesh and so kmalloc_trim
+ *         (meshing's scratch, where the port meshes), never by kfree. Interrupts may be off:
  *         in the timer interrupt, and in any kmalloc slow path called with
  *         them off (the kernel port then leaves the frames in its TLB
  *         gather and shoots them down when the CPU next runs with

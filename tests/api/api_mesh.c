@@ -79,11 +79,15 @@ static void new_objects_beside(void (*check)(void))
 
 START_TEST(pair_meshes_and_keeps_contents)
 {
-	struct kmalloc_stats st;
+	struct kmalloc_stats st, before;
 	make_pair();
+	kmalloc_stats(&before);
 	ck_assert_uint_eq(kmalloc_mesh(), 1);
 	ASSERT_STATS_CONSISTENT(&st);
+	/* the mesher's 132 KiB of scratch went back with the call's end */
+	ck_assert_uint_eq(st.meta_sys, before.meta_sys);
 	ck_assert_uint_eq(st.mesh_count, 1);
+	ck_assert_uint_eq(st.mesh_steps, 1);
 	ck_assert_uint_eq(st.mesh_spans, 1);
 	ck_assert_uint_eq(st.mesh_bytes, 8192);
 	check_pair();
