@@ -76,33 +76,54 @@
  * CPU on the host, picking included: the frag pattern at 256 MiB) */
 #define MESH_STEP_NS (10u * 1000 * 1000)
 
-/* The scratch in m_mesh: the gate's (one mesher at a time); NULL while
- * m_mesh is not committed. */
-static struct mesh_work *work;
+/* The scratch in m_mesh: the gate's (one mesher at a time); cap 0
+ * while none of m_mesh is committed. */
+static struct mesh_work work;
 
-size_t mesh_work_bytes(void) { return sizeof(struct mesh_work); }
-
-/* Commit the scratch if it is not. pre: the background gate, no mm lock. */
-static bool work_ready(void)
+/* Bytes of the scratch for rounds of cap candidates. */
+static size_t work_size(unsigned cap)
 {
-	if (work == NULL) {
-		lock_heap();
-		if (meta_ensure(&mheap_.m_mesh, sizeof *work) == 0)
-			work = (struct mesh_work *)mheap_.m_mesh.base;
-		unlock_heap();
-	}
-	return work != NULL;
+	return cap / 2 * sizeof(struct mesh_pair) +
+	       cap * (3 * sizeof(struct mspan *) + sizeof(uint16_t) + 2 * sizeof(bool));
+}
+
+size_t mesh_work_bytes(void) { return work_size(MESH_CANDIDATES); }
+
+/* Scratch for rounds of cap candidates: commit as much of m_mesh and lay
+ * the arrays out (a round's contents do not outlive it, so a new layout
+ * loses nothing). Returns false if the port could not commit it.
+ * pre: the background gate, no mm lock. */
+static bool work_ready(unsigned cap)
+{
+	if (work.cap >= cap)
+		return true;
+	lock_heap();
+	bool ok = meta_ensure(&mheap_.m_mesh, work_size(cap)) == 0;
+	unlock_heap();
+	if (!ok)
+		return false;
+	uintptr_t p = mheap_.m_mesh.base;
+	work.pairs = (struct mesh_pair *)p;
+	p += cap / 2 * sizeof(struct mesh_pair);
+	work.cand = (struct mspan **)p;
+	work.left = work.cand + cap;
+	work.right = work.left + cap;
+	work.ahead = (uint16_t *)(work.right + cap);
+	work.used = (bool *)(work.ahead + cap);
+	work.rused = work.used + cap;
+	work.cap = cap;
+	return true;
 }
 
 /* Give the scratch back (kmalloc_mesh's end: trim's meshing is done,
- * and the paced work commits it again when it next finds a class to
- * mesh). pre: the background gate, no mm lock. */
+ * and the paced work commits what it needs again when it next finds a
+ * class to mesh). pre: the background gate, no mm lock. */
 static void work_release(void)
 {
 	struct metaarr *m = &mheap_.m_mesh;
-	if (work == NULL)
+	if (work.cap == 0)
 		return;
-	work = NULL;
+	work.cap = 0;
 	lock_heap();
 	size_t n = m->committed;
 	m->committed = 0;
@@ -330,12 +351,12 @@ void mesh_alias_sweep(struct mcentral *c, struct mspan *s)
 static unsigned mesh_class(struct mcentral *c, unsigned max, uint64_t until, unsigned min_run,
                            unsigned cands)
 {
-	struct mesh_pair *pairs = work->pairs;
+	struct mesh_pair *pairs = work.pairs;
 	unsigned done = 0;
 	while (done < max && mm_now() <= until) {
-		unsigned want = max - done < MESH_PAIRS ? max - done : MESH_PAIRS, seen;
+		unsigned want = max - done < cands / 2 ? max - done : cands / 2, seen;
 		lock_central(c);
-		unsigned np = mesh_find_pairs(work, c, want, &seen, mesh.pass, min_run, cands);
+		unsigned np = mesh_find_pairs(&work, c, want, &seen, mesh.pass, min_run, cands);
 		unlock_central(c);
 		if (seen < 2)
 			break;
@@ -442,7 +463,7 @@ static unsigned mesh_pass(unsigned max_pairs, uint64_t until, unsigned min_run, 
 		struct mcentral *c = &mheap_.central[i].c;
 		if (list_len(c, &c->partial) < 2)
 			continue;
-		if (!work_ready())
+		if (!work_ready(cands))
 			break;
 		done += mesh_class(c, max_pairs - done, until, min_run, cands);
 	}

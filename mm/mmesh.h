@@ -19,10 +19,9 @@
  * looks at fewer (up to 0.6 ms a round there). */
 #define MESH_CANDIDATES       1024
 #define MESH_CANDIDATES_PACED 128
-#define MESH_PAIRS            512 /* pairs picked per round at most (half the candidates) */
-#define MESH_TRIES            64  /* right-half spans tried per left one */
-#define MESH_MAX_ALIAS        7   /* aliases per dst (a group of 8 spans) */
-#define MESH_BATCH            32  /* spans of a run meshed as one range */
+#define MESH_TRIES            64 /* right-half spans tried per left one */
+#define MESH_MAX_ALIAS        7  /* aliases per dst (a group of 8 spans) */
+#define MESH_BATCH            32 /* spans of a run meshed as one range */
 /* bitmap words of the largest span: 8 B objects in one 8 KiB page */
 #define MESH_MAX_WORDS 16
 
@@ -38,27 +37,29 @@ struct mesh_pair {
 };
 
 /* The mesher's scratch: a round's pairs, and its candidates sorted by
- * address with what the picker knows of them. The background gate's
- * (one mesher at a time), the candidates written under the class's
- * lock. In a metadata area of its own (m_mesh, mmesh.c work_ready),
- * committed while meshing works and given back after kmalloc_mesh, not
- * static: a port that never meshes has no 132 KiB of it in its .bss, a
- * trimmed heap does not keep it, and a kernel stack is no place for it. */
+ * address with what the picker knows of them, for rounds of up to cap
+ * candidates. The background gate's (one mesher at a time), the
+ * candidates written under the class's lock. The arrays lie in a
+ * metadata area of their own (m_mesh, mmesh.c work_ready), committed
+ * as far as the rounds need (20 KiB for the paced work's 128
+ * candidates, 132 KiB for kmalloc_mesh's 1024) and given back after
+ * kmalloc_mesh; not static: a port that never meshes has none of it in
+ * its .bss, and a kernel stack is no place for it. */
 struct mesh_work {
-	struct mesh_pair pairs[MESH_PAIRS];
-	struct mspan *cand[MESH_CANDIDATES];
-	bool used[MESH_CANDIDATES];      /* in a pair of this round */
-	uint16_t ahead[MESH_CANDIDATES]; /* cand[j, j + ahead[j]) adjacent */
-	/* pair_any's halves of what is left, and which of right are used */
-	struct mspan *left[MESH_CANDIDATES], *right[MESH_CANDIDATES];
-	bool rused[MESH_CANDIDATES];
+	unsigned cap;
+	struct mesh_pair *pairs;      /* cap / 2 */
+	struct mspan **cand;          /* cap each, from here on */
+	bool *used;                   /* in a pair of this round */
+	uint16_t *ahead;              /* cand[j, j + ahead[j]) adjacent */
+	struct mspan **left, **right; /* pair_any's halves of what is left */
+	bool *rused;                  /* ... and which of right are used */
 };
 
 /* Up to max pairs of class c, picked (step 1) into w->pairs, among the spans pass has
  * not looked at; *seen: how many it looked at (< 2: the class is done
  * for this pass). min_run: only segments of at least that many adjacent
  * spans onto adjacent spans; 0: segments of 2 or more, then any pairs.
- * cands: at most that many spans looked at (<= MESH_CANDIDATES).
+ * cands: at most that many spans looked at (<= w->cap).
  * pre: c->lock, the background gate. */
 unsigned mesh_find_pairs(struct mesh_work *w, struct mcentral *c, unsigned max, unsigned *seen,
                          uint8_t pass, unsigned min_run, unsigned cands);

@@ -2,8 +2,8 @@
  * mmeshpick.c: which spans of a class mesh together (step 1 of a mesh,
  * mm/mmesh.c, which does the rest; see there and malloc.c).
  *
- * A round, under the class's lock: up to MESH_CANDIDATES spans (fewer
- * for the paced background work, mmesh.h) of
+ * A round, under the class's lock: up to MESH_CANDIDATES spans
+ * (MESH_CANDIDATES_PACED for the paced background work, mmesh.h) of
  * partial that this pass has not looked at and that are at most half out
  * (their allocBits hold their aliases' slots too) are collected, each
  * with the run of adjacent candidates it is in, and sorted by address. A
@@ -304,7 +304,7 @@ unsigned mesh_find_pairs(struct mesh_work *w, struct mcentral *c, unsigned max, 
                          uint8_t pass, unsigned min_run, unsigned cands)
 {
 	MM_HELD_CENTRAL(c);
-	MM_ASSERT(cands <= MESH_CANDIDATES);
+	MM_ASSERT(cands <= w->cap);
 	struct mesh_pair *out = w->pairs;
 	unsigned n = collect(w, c, pass, cands);
 	*seen = n;

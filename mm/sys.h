@@ -135,8 +135,9 @@ struct sys_config {
 	                          span class, typed caches' too; a CPU commits
 	                          those of the classes it uses (an idle host
 	                          thread: about 70 KiB, README); 132 KiB for
-	                          meshing's scratch, committed while a port
-	                          that meshes meshes */
+	                          meshing's scratch, of which a port that
+	                          meshes commits 20 KiB for the paced work and
+	                          all while kmalloc_mesh runs */
 	/* Optional hook, NULL if the port has none (then big objects that
 	 * krealloc cannot grow in place are copied).
 	 * Ready -> Ready + Ready -> Reserved: give dst the memory of
