@@ -140,19 +140,26 @@ static int arena_param(const char *value)
 }
 KPARAM(arena, arena_param);
 
-/* ---- release_ms=N: how long free heap pages and unused caches wait
- * before they go back (mm/sys.h, sys_config.release_ms) ---- */
-
-static int release_ms_param(const char *value)
+/* name=value: a number in lo..hi (unit after the range in the warning)
+ * into *field; anything else keeps the default, deflt, with a warning. */
+static int uint_param(const char *name, const char *value, uint64_t lo, uint64_t hi,
+                      const char *unit, unsigned deflt, unsigned *field)
 {
     uint64_t v;
-    if (cmdline_uint(value, 1, 86400000, &v) != 0) {
-        printk("mem: warning: release_ms=%s is not 1..86400000; using the default 1000\n",
-               value ? value : "");
+    if (cmdline_uint(value, lo, hi, &v) != 0) {
+        printk("mem: warning: %s=%s is not %lu..%lu%s; using the default %u\n", name,
+               value ? value : "", lo, hi, unit, deflt);
         return 0;
     }
-    sys_config.release_ms = (unsigned)v;
+    *field = (unsigned)v;
     return 0;
+}
+
+/* release_ms=N: how long free heap pages and unused caches wait before
+ * they go back (mm/sys.h, sys_config.release_ms) */
+static int release_ms_param(const char *value)
+{
+    return uint_param("release_ms", value, 1, 86400000, "", 1000, &sys_config.release_ms);
 }
 KPARAM(release_ms, release_ms_param);
 
@@ -160,27 +167,13 @@ KPARAM(release_ms, release_ms_param);
  * 100); kfence_pages=<n>: its pool, in objects (default 255). */
 static int kfence_param(const char *value)
 {
-    uint64_t v;
-    if (cmdline_uint(value, 0, 86400000, &v) != 0) {
-        printk("mem: warning: kfence=%s is not 0..86400000 ms; using the default 100\n",
-               value ? value : "");
-        return 0;
-    }
-    sys_config.kfence_ms = (unsigned)v;
-    return 0;
+    return uint_param("kfence", value, 0, 86400000, " ms", 100, &sys_config.kfence_ms);
 }
 KPARAM(kfence, kfence_param);
 
 static int kfence_pages_param(const char *value)
 {
-    uint64_t v;
-    if (cmdline_uint(value, 1, 65535, &v) != 0) {
-        printk("mem: warning: kfence_pages=%s is not 1..65535; using the default 255\n",
-               value ? value : "");
-        return 0;
-    }
-    sys_config.kfence_objects = (unsigned)v;
-    return 0;
+    return uint_param("kfence_pages", value, 1, 65535, "", 255, &sys_config.kfence_objects);
 }
 KPARAM(kfence_pages, kfence_pages_param);
 

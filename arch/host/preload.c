@@ -218,24 +218,16 @@ EXPORT int malloc_trim(size_t pad)
 
 static char report_path[512]; /* written once by the constructor */
 
+/* mm's own formatting (mm/fmt.h), which also ends the text with a NUL:
+ * buf holds cap + 1 bytes. */
 size_t preload_put_str(char *buf, size_t n, size_t cap, const char *s)
 {
-	while (*s != '\0' && n < cap)
-		buf[n++] = *s++;
-	return n;
+	return mm_fmt_str(buf, n, cap + 1, s);
 }
 
 size_t preload_put_u64(char *buf, size_t n, size_t cap, uint64_t v)
 {
-	char tmp[24];
-	size_t k = 0;
-	do {
-		tmp[k++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v != 0);
-	while (k > 0 && n < cap)
-		buf[n++] = tmp[--k];
-	return n;
+	return mm_fmt_u64(buf, n, cap + 1, v, 0);
 }
 
 void preload_write_line(const char *a, const char *b)

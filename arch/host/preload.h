@@ -10,7 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Append s (or v in decimal) to buf[n..cap); the new length. */
+/* Append s (or v in decimal) to buf[n..cap), then a NUL (buf holds
+ * cap + 1 bytes); the new length. */
 size_t preload_put_str(char *buf, size_t n, size_t cap, const char *s);
 size_t preload_put_u64(char *buf, size_t n, size_t cap, uint64_t v);
 /* a then b then a newline, on stderr, in one write (truncated at 511). */

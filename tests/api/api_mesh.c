@@ -77,6 +77,20 @@ static void new_objects_beside(void (*check)(void))
 	}
 }
 
+/* Everything was freed: after a trim every alias is reaped, and nothing
+ * is committed but metadata. */
+static void trim_to_nothing(void)
+{
+	struct kmalloc_stats st;
+	kmalloc_flush_cpu();
+	kmalloc_trim();
+	ASSERT_STATS_CONSISTENT(&st);
+	ck_assert_uint_eq(st.mesh_spans, 0);
+	ck_assert_uint_eq(st.mesh_bytes, 0);
+	ck_assert_uint_eq(st.heap_inuse, 0);
+	ck_assert_uint_eq(st.committed, st.meta_sys);
+}
+
 START_TEST(pair_meshes_and_keeps_contents)
 {
 	struct kmalloc_stats st, before;
@@ -106,13 +120,7 @@ START_TEST(pair_meshes_and_keeps_contents)
 	for (int s = 0; s < 2; s++)
 		for (int k = 0; k < PER_SPAN / 2; k++)
 			kfree(half[s][k]);
-	kmalloc_flush_cpu();
-	kmalloc_trim();
-	ASSERT_STATS_CONSISTENT(&st);
-	ck_assert_uint_eq(st.mesh_spans, 0);
-	ck_assert_uint_eq(st.mesh_bytes, 0);
-	ck_assert_uint_eq(st.heap_inuse, 0);
-	ck_assert_uint_eq(st.committed, st.meta_sys);
+	trim_to_nothing();
 }
 END_TEST
 
@@ -206,12 +214,7 @@ START_TEST(group_moves_whole)
 	for (int s = 0; s < GROUP; s++)
 		for (int k = 0; k < PER_SPAN / GROUP; k++)
 			kfree(quarter[s][k]);
-	kmalloc_flush_cpu();
-	kmalloc_trim();
-	ASSERT_STATS_CONSISTENT(&st);
-	ck_assert_uint_eq(st.mesh_spans, 0);
-	ck_assert_uint_eq(st.heap_inuse, 0);
-	ck_assert_uint_eq(st.committed, st.meta_sys);
+	trim_to_nothing();
 }
 END_TEST
 
@@ -247,11 +250,7 @@ START_TEST(typed_cache_meshes)
 		kmem_cache_free(c, keep[k]);
 	kmalloc_flush_cpu();
 	ck_assert_int_eq(kmem_cache_destroy(c), 0);
-	kmalloc_trim();
-	struct kmalloc_stats st;
-	ASSERT_STATS_CONSISTENT(&st);
-	ck_assert_uint_eq(st.mesh_spans, 0);
-	ck_assert_uint_eq(st.heap_inuse, 0);
+	trim_to_nothing();
 }
 END_TEST
 
