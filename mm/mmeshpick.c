@@ -126,7 +126,6 @@ static struct mspan *prev_of_class(const struct mspan *s)
 	return spanOf(s->base - PAGE_SIZE);
 }
 
-
 /* Heapsort by base address (the candidates come run by run, in the
  * list's order: an insertion sort of 1024 of them took most of a
  * trim's picking). */
@@ -183,7 +182,7 @@ static unsigned collect(struct mesh_work *w, struct mcentral *c, uint8_t pass, u
 	return n;
 }
 
-/* Pair up spans of w->cand[0, n) not used yet, as Mesh's SplitMesher: the
+/* Pair up spans of cand[0, n) not used yet, as Mesh's SplitMesher: the
  * lower half each tried against MESH_TRIES of the upper half; src is the
  * lower span unless it has more aliases to move. Returns the new np. */
 static unsigned pair_any(struct mesh_work *w, struct mcentral *c, unsigned n, struct mesh_pair *out,
@@ -222,8 +221,8 @@ static unsigned run_aliases(struct mspan *const *r, unsigned len)
 	return a;
 }
 
-/* How many spans of w->cand[i, e) from i on mesh in order with w->cand[j],
- * w->cand[j+1], ... (adjacent, below d1), none used yet and none of w->cand[i,
+/* How many spans of cand[i, e) from i on mesh in order with cand[j],
+ * cand[j+1], ... (adjacent, below d1), none used yet and none of cand[i,
  * e) a dst. */
 static unsigned match_len(const struct mesh_work *w, unsigned i, unsigned e, unsigned j,
                           unsigned d1)
@@ -235,8 +234,8 @@ static unsigned match_len(const struct mesh_work *w, unsigned i, unsigned e, uns
 	return k;
 }
 
-/* The longest match (match_len) of w->cand[i, e) from i on with spans of
- * w->cand[d0, d1), if at least min long; *at: where it starts. */
+/* The longest match (match_len) of cand[i, e) from i on with spans of
+ * cand[d0, d1), if at least min long; *at: where it starts. */
 static unsigned longest_match(const struct mesh_work *w, unsigned i, unsigned e, unsigned d0,
                               unsigned d1, unsigned min, unsigned *at)
 {
@@ -266,8 +265,8 @@ static unsigned mesh_in_order(struct mesh_work *w, struct mcentral *c, unsigned 
 	return np;
 }
 
-/* Mesh the runs of adjacent spans of w->cand[s0, s1) (a run is cut at s1)
- * onto adjacent spans of w->cand[d0, d1), in order, in segments of at least
+/* Mesh the runs of adjacent spans of cand[s0, s1) (a run is cut at s1)
+ * onto adjacent spans of cand[d0, d1), in order, in segments of at least
  * min_run: a run is covered from its start by the longest segment any
  * dsts allow (the fewest segments: a match's tail is a match too),
  * jumping to other dsts where the facing pair conflicts, and skipping a
