@@ -142,8 +142,9 @@
  *      partial (grow_batch).
  *   7. Large: mlarge_alloc: a cached span of n .. n + n/4 pages from
  *      this CPU's bins (alloc_cached: no lock, no call and no step 9,
- *      as a fast path), else alloc_general: the same with KM_ZERO or
- *      sites tracked, else mheap_alloc_span.
+ *      as a fast path; it finds no mcache while sites are tracked, the
+ *      fast slot staying empty), else alloc_general: the same with
+ *      KM_ZERO or sites tracked, else mheap_alloc_span.
  *   8. Out of memory: empty every cache (mm_drain_all: this CPU's now,
  *      the transfer caches, the other CPUs' at their safe points) and
  *      try once more; then NULL (mm_nomem), with everything as before.

@@ -267,11 +267,15 @@ static inline __attribute__((always_inline)) void *alloc_cached(size_t npages, u
 static MM_OUTLINE void *alloc_general(size_t size, size_t align, unsigned flags, uintptr_t site);
 
 /* A large object of `size` bytes at an `align`-aligned address (align is
- * a power of two; <= 8192 needs nothing extra), or NULL. */
+ * a power of two; <= 8192 needs nothing extra), or NULL. With sites
+ * tracked the fast slot stays empty (mcache_this), so alloc_cached finds
+ * no mcache and the site is recorded by alloc_general; reading
+ * mheap_.track_sites here would race with mheap_init on another thread's
+ * first allocation. */
 void *mlarge_alloc(size_t size, size_t align, unsigned flags, uintptr_t site)
 {
 	if (MM_LIKELY(align <= PAGE_SIZE && size - 1 < LARGE_CACHE_MAXPAGES * PAGE_SIZE &&
-	              !(flags & KM_ZERO) && !mheap_.track_sites)) {
+	              !(flags & KM_ZERO))) {
 		void *v = alloc_cached((size + PAGE_SIZE - 1) >> PAGE_SHIFT, flags);
 		if (v != NULL)
 			return v;
