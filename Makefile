@@ -79,6 +79,13 @@ else
 Q := @
 endif
 
+# The recipe of every static library here: made afresh from its
+# prerequisites (ar would keep members an older archive had).
+define archive
+@mkdir -p $(@D)
+$(Q)rm -f $@ && ar rcs $@ $^
+endef
+
 ALL_TARGETS   :=
 TEST_TARGETS  :=
 BENCH_TARGETS :=

@@ -46,8 +46,7 @@ $(BUILD)/x86_64/mm/%.o: mm/%.c
 	$(Q)$(CC) $(MM_KERNEL_CFLAGS) -c $< -o $@
 
 $(KMALLOC_KERNEL_LIB): $(MM_KERNEL_OBJS)
-	@mkdir -p $(@D)
-	$(Q)rm -f $@ && ar rcs $@ $^
+	$(archive)
 
 ALL_TARGETS += $(KMALLOC_KERNEL_LIB)
 

@@ -103,8 +103,7 @@ $(2)/core/%.o: %.c
 	$$(Q)$$(CLANG) $$(CSTD) $$(WARN) $$(MM_HOST_CFLAGS) $$(API_CLANG_CORE_FLAGS) $(3) -MMD -MP -c $$< -o $$@
 
 $(2)/libkmalloc.a: $$(patsubst %.c,$(2)/core/%.o,$$(API_CORE_SRCS))
-	@mkdir -p $$(@D)
-	$$(Q)rm -f $$@ && ar rcs $$@ $$^
+	$$(archive)
 
 $(2)/%.o: tests/api/%.c
 	@mkdir -p $$(@D)

@@ -76,7 +76,7 @@ $(KMEM_DEBUG)/mm/%.o: mm/%.c
 	$(Q)$(CC) $(MM_KERNEL_CFLAGS) -DMM_DEBUG=2 -c $< -o $@
 
 $(KMEM_DEBUG_LIB): $(KMEM_DEBUG_MM_OBJS)
-	$(Q)rm -f $@ && ar rcs $@ $^
+	$(archive)
 
 $(eval $(call kernel_link,$(KMEM_DEBUG_ELF),$(KMEM_DEBUG),$(KMEM_DEBUG_LIB),(core with -DMM_DEBUG=2)))
 

@@ -31,8 +31,7 @@ $(BUILD)/host/arch/host/%.o: arch/host/%.c
 	$(Q)$(CC) $(HOST_LIB_CFLAGS) -c $< -o $@
 
 $(KMALLOC_HOST_LIB): $(HOST_LIB_OBJS)
-	@mkdir -p $(@D)
-	$(Q)rm -f $@ && ar rcs $@ $^
+	$(archive)
 
 ALL_TARGETS += $(KMALLOC_HOST_LIB)
 
@@ -53,8 +52,7 @@ $(BUILD)/host-debug/arch/host/%.o: arch/host/%.c
 	$(Q)$(CC) $(HOST_LIB_CFLAGS) -DMM_DEBUG=2 -c $< -o $@
 
 $(KMALLOC_HOST_DEBUG_LIB): $(HOST_DEBUG_LIB_OBJS)
-	@mkdir -p $(@D)
-	$(Q)rm -f $@ && ar rcs $@ $^
+	$(archive)
 
 -include $(HOST_DEBUG_LIB_OBJS:.o=.d)
 
