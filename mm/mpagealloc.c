@@ -239,9 +239,18 @@ static void set_leaf(struct pagealloc *pa, size_t ci, struct psum leaf)
 		 * nothing but cut the trailing free run. */
 		size_t grown_here = ((grown - 1) >> (3 * (k - 1))) + 1;
 		size_t nv = grown_here - first < n ? grown_here - first : n;
-		struct psum m = merge(&pa->sum[k - 1][first], nv, pa_node_pages(k - 1));
-		if (nv < n)
+		struct psum m;
+		if (nv == 1 && n > 1) {
+			/* one grown child, zeros after it: its start and max
+			 * (a max counts both ends' runs), no free run at the end.
+			 * The levels above a small heap are all like this. */
+			m = pa->sum[k - 1][first];
 			m.end = 0;
+		} else {
+			m = merge(&pa->sum[k - 1][first], nv, pa_node_pages(k - 1));
+			if (nv < n)
+				m.end = 0;
+		}
 		if (psum_eq(m, pa->sum[k][idx]))
 			return;
 		pa->sum[k][idx] = m;
