@@ -475,8 +475,10 @@ long mheap_maps_check(void);
  * arena or on a page whose map words trim gave back (mmeta.c). */
 static inline struct mspan *spanOf(uintptr_t p)
 {
-	/* unsigned wrap makes p < arena_start fail the same test */
-	if (p - mheap_.arena_start >= LOAD(mheap_.arena_used_bytes))
+	/* unsigned wrap makes p < arena_start fail the same test; acquire
+	 * before arena_start, as in kfree (0 before mheap_init) */
+	uintptr_t used = mm_load_acquire(&mheap_.arena_used_bytes);
+	if (p - mheap_.arena_start >= used)
 		return NULL;
 	/* acquire: pairs with mheap_alloc_span's store of the entry */
 	return mm_load_acquire(&mheap_.spans[(p - mheap_.arena_start) >> PAGE_SHIFT]);

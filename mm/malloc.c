@@ -627,8 +627,13 @@ static inline __attribute__((always_inline)) void free_fast(const void *ptr, boo
                                                             unsigned want)
 {
 	uintptr_t p = (uintptr_t)ptr;
+	/* acquire first: 0 before mheap_init (every pointer is outside),
+	 * then arena_start and the page maps below it are the published
+	 * ones (mheap_grow's release), even on a thread whose first call
+	 * this is, kfree(NULL) included */
+	uintptr_t used = mm_load_acquire(&mheap_.arena_used_bytes);
 	uintptr_t rel = p - mheap_.arena_start;
-	if (MM_UNLIKELY(rel >= LOAD(mheap_.arena_used_bytes))) {
+	if (MM_UNLIKELY(rel >= used)) {
 		if (p == 0)
 			return;
 		return kfree_outside(ptr, typed ? want : 0);

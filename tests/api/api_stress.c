@@ -330,9 +330,11 @@ static void *first_small(void *arg)
 	return p;
 }
 
-/* Each allocating entry point as a thread's first call, once the heap is
- * made; the object is filled, so a wrong size shows under ASan too. */
-enum { FIRST_CALLS = 6 };
+/* Each allocating entry point, and kfree(NULL), as a thread's first
+ * call once the heap is made (kfree read the arena's start before its
+ * acquire too); the object is filled, so a wrong size shows under ASan
+ * too. */
+enum { FIRST_CALLS = 8 };
 
 static void *first_call(void *arg)
 {
@@ -356,6 +358,11 @@ static void *first_call(void *arg)
 	case 4:
 	case 5:
 		p = krealloc(NULL, n, 0);
+		break;
+	case 6: /* free(NULL), as programs do, then an allocation */
+	case 7:
+		kfree(NULL);
+		p = kmalloc(n, 0);
 		break;
 	}
 	if (p != NULL)
