@@ -133,7 +133,8 @@ static void tick(unsigned cpu)
     if (n == NULL)
         return;
     knode_fill(n, cpu, (uint32_t)r);
-    irq_nodes[cpu].allocs++;
+    /* atomic: smp_work on this CPU waits for it */
+    __atomic_store_n(&irq_nodes[cpu].allocs, irq_nodes[cpu].allocs + 1, __ATOMIC_RELAXED);
     if ((r >> 32) % 2 == 0) { /* for whichever CPU ticks next */
         struct knode *old = __atomic_exchange_n(&irq_swap, n, __ATOMIC_ACQ_REL);
         if (old != NULL)
@@ -183,6 +184,7 @@ static void smp_work(unsigned cpu, void *arg)
     (void)arg;
     unsigned ncpu = smp_cpus_online();
     for (unsigned round = 0; round < 3; round++) {
+        uint64_t irq0 = __atomic_load_n(&irq_nodes[cpu].allocs, __ATOMIC_RELAXED);
         struct knode *head = NULL;
         for (uint32_t i = 0; i < SMP_NODES; i++) {
             struct knode *n = kmem_cache_alloc(smp_cache, 0);
@@ -194,6 +196,14 @@ static void smp_work(unsigned cpu, void *arg)
             n->next = head;
             head = n;
         }
+        /* A tick of this CPU allocates from the cache while the list is
+         * live (and other CPUs may still build theirs): on a loaded host
+         * QEMU can run the whole loop between two ticks, so the round
+         * waits for one (liveness, not speed: 5 s bound, as
+         * lapic_timer_every_cpu). */
+        uint64_t end = tsc_deadline_us(rdtsc(), 5000000);
+        while (__atomic_load_n(&irq_nodes[cpu].allocs, __ATOMIC_RELAXED) == irq0 && rdtsc() < end)
+            cpu_pause();
         __atomic_store_n(&lists[cpu], head, __ATOMIC_RELEASE);
         barrier(2 * round, ncpu);
         struct knode *n =
@@ -232,7 +242,8 @@ KTEST(kmem_cache_smp)
         irq_allocs += irq_nodes[c].allocs;
     printk("kmem_cache_smp: %u CPUs, %lu nodes from timer interrupts\n", smp_cpus_online(),
            irq_allocs);
-    KTEST_EXPECT(t, irq_allocs > 0);
+    /* each CPU waited for one in each round */
+    KTEST_EXPECT(t, irq_allocs >= 3 * smp_cpus_online());
     KTEST_EXPECT(t, __atomic_load_n(&smp_bad, __ATOMIC_RELAXED) == 0);
     struct kmem_cache_stats st;
     kmem_cache_stats(smp_cache, &st);
