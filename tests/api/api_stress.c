@@ -39,7 +39,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -336,10 +335,13 @@ static void *first_small(void *arg)
  * too. */
 enum { FIRST_CALLS = 8 };
 
+/* the large paths and the small */
+static size_t first_size(int which) { return which % 2 == 0 ? 64 << 10 : 48; }
+
 static void *first_call(void *arg)
 {
 	int which = (int)(intptr_t)arg;
-	size_t n = which % 2 == 0 ? 64 << 10 : 48; /* the large paths and the small */
+	size_t n = first_size(which);
 	/* one at a time, the large kmalloc first: calls that read the word
 	 * after their acquire would push mheap_init's write out of TSan's
 	 * memory of it */
@@ -373,7 +375,7 @@ static void *first_call(void *arg)
 
 /* One race in a new process: 0, or the line of the first check that
  * failed (a TSan report exits with 66 itself). */
-static int first_calls_once(void)
+static int first_calls_race(void)
 {
 	pthread_t a, b[FIRST_CALLS];
 	void *small, *p[FIRST_CALLS];
@@ -384,13 +386,18 @@ static int first_calls_once(void)
 	    small == NULL)
 		return __LINE__;
 	for (int i = 0; i < FIRST_CALLS; i++) {
-		if (pthread_join(b[i], &p[i]) != 0 || p[i] == NULL ||
-		    ksize(p[i]) < (i % 2 == 0 ? 64u << 10 : 48u))
+		if (pthread_join(b[i], &p[i]) != 0 || p[i] == NULL || ksize(p[i]) < first_size(i))
 			return __LINE__;
 		kfree(p[i]);
 	}
 	kfree(small);
 	return 0;
+}
+
+static void first_calls_child(void *arg)
+{
+	(void)arg;
+	_exit(first_calls_race());
 }
 
 /* TSan keeps four accesses per word and forgets one at random when a
@@ -399,18 +406,13 @@ static int first_calls_once(void)
 START_TEST(first_calls_after_another_threads_init)
 {
 	for (int r = 0; r < 16; r++) {
-		fflush(NULL);
-		pid_t pid = fork();
-		ck_assert_int_ge(pid, 0);
-		if (pid == 0)
-			_exit(first_calls_once());
-		int st;
-		ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-		ck_assert_msg(
-		        WIFEXITED(st) && WEXITSTATUS(st) == 0,
-		        "process %d of 16: status %#x (exit 66: a TSan report above; else the "
-		        "failing line of api_stress.c)",
-		        r + 1, st);
+		struct child_result res;
+		run_in_child(first_calls_child, NULL, &res);
+		ck_assert_msg(!res.signaled && res.status == 0,
+		              "process %d of 16: %s %d (exit 66: TSan; else the failing line of "
+		              "api_stress.c): %s",
+		              r + 1, res.signaled ? "signal" : "exit",
+		              res.signaled ? res.sig : res.status, res.err);
 	}
 }
 END_TEST
