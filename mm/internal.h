@@ -461,7 +461,13 @@ static inline struct mcache *mcache_mine(void)
 struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass,
                                size_t align_pages);
 void mheap_free_span(struct mspan *s, bool released);
-bool mheap_extend_span(struct mspan *s, size_t npages);
+/* A try of mheap_extend_span: grow to `take` pages if the pages from
+ * s's end up to `clear` (from its base; at most take counts as take)
+ * are free. */
+struct span_extend {
+	size_t take, clear;
+};
+size_t mheap_extend_span(struct mspan *s, const struct span_extend *tries, unsigned n);
 void mheap_publish_small(struct mspan *s);
 void mheap_unpublish_small(struct mspan *s);
 /* The page maps of chunks with no span, given back by trim (mmeta.c). */

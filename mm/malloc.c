@@ -228,7 +228,10 @@
  *   2. Growing past 8 KiB (a heap page), a large object grows into its
  *      span's room (pages after the object that ksize does not count;
  *      no lock); else in place if the pages after it are free, with a
- *      quarter more as room where free (mheap_extend_span, mlarge.c);
+ *      quarter more as room where free, twice its size where the port's
+ *      commits cost nothing until written (sys_config.commit_lazy) and
+ *      nothing lies within four times it (mheap_extend_span takes the
+ *      first of the three that fits, one lock hold; mlarge.c);
  *      else it moves to a new span with 5/8 more pages as room: by the
  *      port's page-table move (sys_config.move) from sys_config.move_min
  *      up (256 KiB by default; 8 MiB on the host, where mremap starts to

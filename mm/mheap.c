@@ -483,41 +483,65 @@ struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass, size_t align_p
 	return s;
 }
 
-/* Grow the large span s in place to npages, if the pages after it are
- * free. Returns true if it did (s's npages is then the new one; the
- * caller sizes the object in it, mlarge.c); false changes nothing.
+/* Whether try t fits s (at page pg): it grows s, and the pages after s
+ * up to t's `clear` (from s's base, at least `take`) are free in the
+ * grown arena. pre: mheap.lock held. */
+static bool extend_fits(const struct mspan *s, size_t pg, const struct span_extend *t)
+{
+	struct pagealloc *pa = &mheap_.pages;
+	size_t clear = t->clear > t->take ? t->clear : t->take;
+	return t->take > s->npages && clear <= pa->nchunks * CHUNK_PAGES - pg &&
+	       pa_range_free(pa, pg + s->npages, clear - s->npages);
+}
+
+/* Take the add free pages after s (at page pg) for it and commit those
+ * released. Returns true with mheap.lock released; false with it held
+ * and the pages free again when the port refused the commit.
+ * pre: mheap.lock held; the pages free, their maps committed. */
+static bool extend_take(struct mspan *s, size_t pg, size_t add)
+{
+	size_t at = pg + s->npages;
+	mheap_scav_clock();
+	pa_set_alloc(&mheap_.pages, at, add, true);
+	size_t scav = account_take(at, add, true);
+	if (scav != 0 && mheap_.gran > 1 && commit_granules(at, add) != 0) {
+		account_give(at, add, true);
+		return false;
+	}
+	for (size_t i = 0; i < add; i++)
+		mm_store_release(&mheap_.spans[at + i], s); /* as in mheap_alloc_span */
+	unlock_heap();
+	if (scav != 0 && mheap_.gran == 1 && commit_runs(at, add) != 0) {
+		lock_heap();
+		account_give(at, add, true);
+		return false;
+	}
+	return true;
+}
+
+/* Grow the large span s in place to the first of the n tries whose
+ * pages after s are free and commit (struct span_extend: the caller's
+ * room policy, mlarge.c), in one lock hold unless a commit is refused.
+ * Returns s's new page count (the caller sizes the object in it), or 0,
+ * having changed nothing.
  * pre: the caller owns s (a live large object); no mm lock held. */
-bool mheap_extend_span(struct mspan *s, size_t npages)
+size_t mheap_extend_span(struct mspan *s, const struct span_extend *tries, unsigned n)
 {
 	MM_UNLOCKED();
-	struct pagealloc *pa = &mheap_.pages;
-	size_t pg = (s->base - mheap_.arena_start) >> PAGE_SHIFT, old = s->npages;
-	size_t add = npages - old;
+	size_t pg = (s->base - mheap_.arena_start) >> PAGE_SHIFT;
 	lock_heap();
-	if (npages <= old || pg + npages > pa->nchunks * CHUNK_PAGES ||
-	    !pa_range_free(pa, pg + old, add) || mheap_maps_ensure(pg + old, add) != 0) {
-		unlock_heap();
-		return false;
+	for (unsigned i = 0; i < n; i++) {
+		const struct span_extend *t = &tries[i];
+		if (!extend_fits(s, pg, t) ||
+		    mheap_maps_ensure(pg + s->npages, t->take - s->npages) != 0)
+			continue;
+		if (extend_take(s, pg, t->take - s->npages)) {
+			s->npages = t->take;
+			return t->take;
+		}
 	}
-	mheap_scav_clock();
-	pa_set_alloc(pa, pg + old, add, true);
-	size_t scav = account_take(pg + old, add, true);
-	if (scav != 0 && mheap_.gran > 1 && commit_granules(pg + old, add) != 0) {
-		account_give(pg + old, add, true);
-		unlock_heap();
-		return false;
-	}
-	for (size_t i = old; i < npages; i++)
-		mm_store_release(&mheap_.spans[pg + i], s); /* as in mheap_alloc_span */
 	unlock_heap();
-	if (scav != 0 && mheap_.gran == 1 && commit_runs(pg + old, add) != 0) {
-		lock_heap();
-		account_give(pg + old, add, true);
-		unlock_heap();
-		return false;
-	}
-	s->npages = npages;
-	return true;
+	return 0;
 }
 
 /* The descriptor of page i of the small span s (internal.h). */

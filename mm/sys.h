@@ -51,6 +51,9 @@
  *   optional  what it costs if absent:
  *             sys_config.move,        krealloc of a big object copies its
  *             move_min                bytes instead of moving its pages
+ *             sys_config.commit_lazy  a big object growing in place alone
+ *                                     takes the page allocator's lock
+ *                                     every 1.25x of growth, not every 2x
  *             sys_config.nomem        no errno-style report of failures
  *             sys_config.release_zero kmalloc_trim keeps the page maps (16
  *                                     bytes per heap page ever grown)
@@ -155,6 +158,14 @@ struct sys_config {
 	 * 256 KiB. The port measures it: the host's is 8 MiB (mremap
 	 * against memcpy, arch/host/sys.c). */
 	size_t move_min;
+	/* 1 if committed memory costs nothing until written (the host: pages
+	 * come on first touch). Then krealloc gives a large object growing in
+	 * place, with nothing within four times its size after it, twice its
+	 * size as room: a quarter more (as with 0) made a buffer growing
+	 * alone take mheap.lock and update the page allocator every 1.25x of
+	 * growth (mlarge.c). The kernel leaves it 0: its commits take frames,
+	 * and a quarter of room is all it gives. */
+	int commit_lazy;
 	/* Optional hook, NULL if the port has none: called just before a
 	 * kmalloc-family function returns NULL because memory is exhausted or
 	 * the size is impossible (a C library port sets errno = ENOMEM here,

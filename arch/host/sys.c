@@ -120,6 +120,7 @@ struct sys_config sys_config = {
 	.arena_size = (size_t)64 << 30,
 	.move = host_move,
 	.move_min = HOST_MOVE_MIN,
+	.commit_lazy = 1, /* sys_commit: pages come on first touch */
 	.nomem = host_nomem,
 	.release_zero = sys_release, /* released pages read as zero here */
 	.track_sites = host_track_sites,

@@ -615,6 +615,15 @@ END_TEST
 
 /* ---- growth in place (mheap_extend_span, krealloc) ---- */
 
+/* One try: grow s to exactly npages where those pages are free. */
+static bool extend_to(struct mspan *s, size_t npages)
+{
+	struct span_extend t = { npages, 0 };
+	size_t got = mheap_extend_span(s, &t, 1);
+	ck_assert(got == 0 || got == npages);
+	return got != 0;
+}
+
 START_TEST(extend_span_in_place)
 {
 	char *a = kmalloc(5 * 8192, 0), *b = kmalloc(5 * 8192, 0);
@@ -623,22 +632,22 @@ START_TEST(extend_span_in_place)
 	struct mspan *s = spanOf((uintptr_t)a);
 	size_t pg = ((uintptr_t)a - mheap_.arena_start) >> PAGE_SHIFT;
 	/* b's pages follow: no growth, nothing changes */
-	ck_assert(!mheap_extend_span(s, 8));
+	ck_assert(!extend_to(s, 8));
 	ck_assert_uint_eq(s->npages, 5);
 	/* b freed into the large cache still holds its pages */
 	kfree(b);
-	ck_assert(!mheap_extend_span(s, 8));
+	ck_assert(!extend_to(s, 8));
 	ck_assert_uint_eq(s->npages, 5);
 	/* nor can a span shrink or stay, or grow past the grown arena */
-	ck_assert(!mheap_extend_span(s, 5));
-	ck_assert(!mheap_extend_span(s, 4));
-	ck_assert(!mheap_extend_span(s, mheap_.pages.nchunks * CHUNK_PAGES - pg + 1));
+	ck_assert(!extend_to(s, 5));
+	ck_assert(!extend_to(s, 4));
+	ck_assert(!extend_to(s, mheap_.pages.nchunks * CHUNK_PAGES - pg + 1));
 	ck_assert(mheap_valid());
 
 	kmalloc_flush_cpu(); /* b's pages free, still committed */
 	struct kmalloc_stats before = stats();
 	uint64_t inuse = mheap_.pages_inuse;
-	ck_assert(mheap_extend_span(s, 8));
+	ck_assert(extend_to(s, 8));
 	ck_assert_uint_eq(s->npages, 8);
 	/* the span grew; the object in it is krealloc's to size (mlarge.c) */
 	ck_assert_uint_eq(s->elemsize, 5 * 8192);
@@ -654,7 +663,7 @@ START_TEST(extend_span_in_place)
 	/* into never-used pages: exactly those get committed */
 	size_t scav = pa_scav_count(&mheap_.pages, pg + 8, 12);
 	ck_assert_uint_eq(scav, 10); /* b's other two pages stayed committed */
-	ck_assert(mheap_extend_span(s, 20));
+	ck_assert(extend_to(s, 20));
 	st = stats();
 	ck_assert_uint_eq(st.committed, before.committed + scav * 8192);
 	ck_assert_uint_eq(s->npages, 20);
@@ -662,6 +671,38 @@ START_TEST(extend_span_in_place)
 	for (size_t i = 0; i < 5 * 8192; i += 1024)
 		ck_assert_uint_eq((unsigned char)a[i], 0x3c);
 	kfree(a);
+	kmalloc_flush_cpu();
+	ck_assert_uint_eq(census().pages_inuse, 0);
+	ck_assert(mheap_valid());
+}
+END_TEST
+
+/* The tries go in order, in one lock hold: a try whose `clear` reaches
+ * a neighbour is passed over for the next, the first that fits is taken
+ * whole, and none fitting changes nothing (krealloc's room policy,
+ * mlarge.c, relies on each). */
+START_TEST(extend_span_takes_the_first_try_that_fits)
+{
+	char *a = kmalloc(5 * 8192, 0), *b = kmalloc(8 * 8192, 0), *d = kmalloc(5 * 8192, 0);
+	ck_assert_ptr_eq(b, a + 5 * 8192);
+	ck_assert_ptr_eq(d, b + 8 * 8192);
+	struct mspan *s = spanOf((uintptr_t)a);
+	size_t pg = ((uintptr_t)a - mheap_.arena_start) >> PAGE_SHIFT;
+	kfree(b);
+	kmalloc_flush_cpu(); /* 8 free pages after s, then d */
+	struct span_extend none[] = { { 16, 0 }, { 9, 16 }, { 5, 0 } };
+	ck_assert_uint_eq(mheap_extend_span(s, none, 3), 0);
+	ck_assert_uint_eq(s->npages, 5);
+	ck_assert(pa_range_free(&mheap_.pages, pg + 5, 8));
+	struct span_extend tries[] = { { 9, 32 }, { 15, 0 }, { 7, 0 }, { 12, 0 } };
+	ck_assert_uint_eq(mheap_extend_span(s, tries, 4), 7);
+	ck_assert_uint_eq(s->npages, 7);
+	ck_assert_ptr_eq(mheap_.spans[pg + 6], s);
+	ck_assert(pa_range_free(&mheap_.pages, pg + 7, 6));
+	ck_assert(!pa_range_free(&mheap_.pages, pg + 6, 1));
+	ck_assert(mheap_valid());
+	kfree(a);
+	kfree(d);
 	kmalloc_flush_cpu();
 	ck_assert_uint_eq(census().pages_inuse, 0);
 	ck_assert(mheap_valid());
@@ -680,7 +721,7 @@ START_TEST(extend_span_commit_failure_changes_nothing)
 	ck_assert_uint_eq(pa_scav_count(&mheap_.pages, pg + 5, 10), 10);
 	struct kmalloc_stats before = stats();
 	host_set_commit_limit(host_committed_bytes() + 4 * 8192);
-	ck_assert(!mheap_extend_span(s, 15));
+	ck_assert(!extend_to(s, 15));
 	ck_assert_uint_eq(s->npages, 5);
 	ck_assert_uint_eq(s->elemsize, 5 * 8192);
 	ck_assert(pa_range_free(&mheap_.pages, pg + 5, 10));
@@ -696,17 +737,27 @@ START_TEST(extend_span_commit_failure_changes_nothing)
 	ck_assert_uint_eq(st.large_live, 1);
 	ck_assert_uint_eq(st.large_bytes, 5 * 8192);
 	ck_assert(mheap_valid());
-	host_set_commit_limit(0);
+	/* a refused commit passes on to the next try: room for 12 more
+	 * pages takes neither twice (25 pages) nor a quarter more (13), but
+	 * the 10 asked for */
+	host_set_commit_limit(host_committed_bytes() + 12 * 8192);
 	ck_assert_ptr_eq(krealloc(a, 15 * 8192, 0), a);
 	ck_assert_uint_eq(ksize(a), 15 * 8192);
-	ck_assert_uint_eq(s->npages, 15 + 15 / 4); /* a quarter more as room */
+	ck_assert_uint_eq(s->npages, 15);
+	host_set_commit_limit(0);
+	ck_assert_ptr_eq(krealloc(a, 16 * 8192, 0), a);
+	ck_assert_uint_eq(s->npages, 2 * 16); /* nothing near: twice as room */
+	ck_assert(mheap_valid());
 	kfree(a);
 	ck_assert(mheap_valid());
 }
 END_TEST
 
+/* Where commits take memory at once (the kernel: sys_config.commit_lazy
+ * 0), growth in place takes a quarter more as room. */
 START_TEST(krealloc_grows_large_object_in_place)
 {
+	sys_config.commit_lazy = 0; /* this test's process only (forked) */
 	char *a = kmalloc(40 * KiB, 0);
 	memset(a, 0x11, 40 * KiB);
 	/* the pages after a are free: same pointer, bigger object, in a
@@ -747,6 +798,33 @@ START_TEST(krealloc_grows_large_object_in_place)
 	kmalloc_flush_cpu();
 	ck_assert_uint_eq(census().pages_inuse, 0);
 	ck_assert(mheap_valid());
+}
+END_TEST
+
+/* Where committed pages cost nothing until written (the host), an
+ * object growing in place with nothing within four times its size after
+ * it gets twice its size as room; with a neighbour that near, a quarter
+ * more, so that it leaves the rest of the hole to others. */
+START_TEST(krealloc_lazy_room_is_twice_only_far_from_neighbours)
+{
+	ck_assert_int_eq(sys_config.commit_lazy, 1);
+	char *a = kmalloc(40 * KiB, 0);
+	ck_assert_ptr_eq(krealloc(a, 80 * KiB, 0), a);
+	struct mspan *s = spanOf((uintptr_t)a);
+	ck_assert_uint_eq(s->npages, 20);
+	ck_assert_uint_eq(ksize(a), 10 * 8192);
+	char *spacer = kmalloc(10 * 8192, 0), *wall = kmalloc(5 * 8192, 0);
+	ck_assert_ptr_eq(spacer, a + 20 * 8192);
+	ck_assert_ptr_eq(wall, a + 30 * 8192);
+	kfree(spacer);
+	kmalloc_flush_cpu(); /* 10 free pages after s, then the wall */
+	ck_assert_ptr_eq(krealloc(a, 21 * 8192, 0), a);
+	ck_assert_uint_eq(s->npages, 21 + 21 / 4);
+	ck_assert(mheap_valid());
+	kfree(a);
+	kfree(wall);
+	kmalloc_flush_cpu();
+	ck_assert_uint_eq(census().pages_inuse, 0);
 }
 END_TEST
 
@@ -940,8 +1018,10 @@ CHECK_MAIN("mheap", 60,
 	   CHECK_TEST(flush_returns_cached_large_spans),
 	   CHECK_TEST(free_span_released_or_committed),
 	   CHECK_TEST(extend_span_in_place),
+	   CHECK_TEST(extend_span_takes_the_first_try_that_fits),
 	   CHECK_TEST(extend_span_commit_failure_changes_nothing),
 	   CHECK_TEST(krealloc_grows_large_object_in_place),
+	   CHECK_TEST(krealloc_lazy_room_is_twice_only_far_from_neighbours),
 	   CHECK_TEST(out_of_memory_drains_large_cache),
 	   CHECK_TEST(out_of_memory_drains_magazines),
 	   CHECK_TEST(trim_releases_metadata_of_freed_spans),
