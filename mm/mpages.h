@@ -44,6 +44,10 @@ struct pagealloc {
 	                                        sum[k]: one per 8^k chunks */
 	size_t level_len[PA_MAX_LEVELS];
 	unsigned nlevels;                    /* sum[nlevels-1] has 1 entry */
+	unsigned top;                        /* the lowest level whose node 0
+	                                        covers every grown chunk:
+	                                        summaries are kept up to it
+	                                        and pa_find starts there */
 	size_t cap_chunks;                   /* chunks the arena can hold */
 	size_t nchunks;                      /* chunks grown so far */
 	uint32_t epoch;                      /* the scavenger's epoch count */

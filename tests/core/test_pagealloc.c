@@ -145,11 +145,11 @@ START_TEST(free_coalesces)
 	pa_set_alloc(&pa, (size_t)b, 300, false);
 	ck_assert(pa_valid(&pa));
 	ck_assert_int_eq(pa_find(&pa, 600), 0);
-	ck_assert_uint_eq(pa.sum[pa.nlevels - 1][0].start, 600);
+	ck_assert_uint_eq(pa.sum[pa.top][0].start, 600);
 	/* freeing d leaves the heap empty: one run of everything */
 	pa_set_alloc(&pa, (size_t)d, 50, false);
 	ck_assert(pa_valid(&pa));
-	ck_assert_uint_eq(pa.sum[pa.nlevels - 1][0].max, 4 * CHUNK_PAGES);
+	ck_assert_uint_eq(pa.sum[pa.top][0].max, 4 * CHUNK_PAGES);
 	ck_assert_int_eq(pa_find(&pa, 4 * CHUNK_PAGES), 0);
 	pa_teardown();
 }
@@ -213,6 +213,41 @@ static long naive_find(size_t n)
 	}
 	return -1;
 }
+
+/* Summaries are kept only up to the lowest level covering the grown
+ * chunks (pa.top), and pa_find starts there: as the heap grows chunk by
+ * chunk, top climbs at 2 and 9 chunks, and the levels it climbs to are
+ * exact at once, for finds within one chunk and across the newest. */
+START_TEST(top_level_climbs_as_it_grows)
+{
+	pa_setup(CAP, 1);
+	ck_assert_uint_eq(pa.top, 0);
+	pa_set_alloc(&pa, 0, 10, true);
+	pa_set_alloc(&pa, CHUNK_PAGES - 5, 5, true);
+	ck_assert(pa_valid(&pa));
+	ck_assert_int_eq(pa_find(&pa, CHUNK_PAGES - 15), 10);
+	ck_assert_int_eq(pa_find(&pa, CHUNK_PAGES - 14), -1);
+	for (size_t n = 2; n <= CAP; n++) {
+		pa_grow(&pa, n);
+		ck_assert_uint_eq(pa.top, n == 1 ? 0 : n <= 8 ? 1 : 2);
+		ck_assert(pa_valid(&pa));
+		/* only the grown chunks after chunk 0 hold this run */
+		size_t want = (n - 1) * CHUNK_PAGES;
+		ck_assert_int_eq(pa_find(&pa, want), (long)CHUNK_PAGES);
+		ck_assert_int_eq(pa_find(&pa, want + 1), -1);
+		ck_assert_int_eq(pa_find(&pa, 20), 10);
+		if (n < 3)
+			continue;
+		/* pages across the newest chunk's start */
+		pa_set_alloc(&pa, (n - 1) * CHUNK_PAGES - 3, 6, true);
+		ck_assert(pa_valid(&pa));
+		ck_assert_int_eq(pa_find(&pa, CHUNK_PAGES), naive_find(CHUNK_PAGES));
+		pa_set_alloc(&pa, (n - 1) * CHUNK_PAGES - 3, 6, false);
+	}
+	ck_assert(pa_valid(&pa));
+	pa_teardown();
+}
+END_TEST
 
 START_TEST(random_against_naive)
 {
@@ -323,6 +358,7 @@ CHECK_MAIN("pagealloc", 60,
 	   CHECK_TEST_LOOP(alloc_table, sizeof cases / sizeof cases[0]),
 	   CHECK_TEST(free_coalesces),
 	   CHECK_TEST(growth_is_free_and_scavenged),
+	   CHECK_TEST(top_level_climbs_as_it_grows),
 	   CHECK_TEST(scavenged_runs),
 	   CHECK_TEST(random_against_naive),
 	   CHECK_TEST(chunk_summary_against_naive),
