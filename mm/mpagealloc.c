@@ -16,7 +16,9 @@
  *     (start, max, end): free pages at the start, the longest free run,
  *     free pages at the end. A parent is a merge of its 8 children, so a
  *     run crossing child boundaries is seen as end(left) + start(right).
- *   - pa_find walks from the root: at each level it scans the 8 children
+ *   - pa_find walks from the top (the lowest level whose node 0 covers
+ *     every grown chunk; the levels above it would only copy that node,
+ *     so nothing keeps them): at each level it scans the 8 children
  *     left to right, carrying the free run that reaches the current child;
  *     a fit that starts in an earlier child is returned at once, otherwise
  *     it descends into the first child whose max is large enough. The
@@ -27,7 +29,9 @@
  * uint64 (our 64 GiB arena has 2^23 pages, more than Go's 21-bit fields
  * hold, and the arrays are small: 12 bytes per 4 MiB chunk); there is no
  * searchAddr hint and no per-P page cache (the tree walk is short, and
- * mcache already batches small allocations into spans).
+ * mcache already batches small allocations into spans); Go updates every
+ * level on each change, we stop at the top above, which on a small heap
+ * is most of the work.
  *
  * Chunks not grown yet have all-zero summaries ("nothing free"), so
  * growth is just initialising new chunks as free+scavenged and updating
