@@ -26,6 +26,7 @@
 #include "api_util.h"
 #include "kmalloc.h"
 #include "mesh_setup.h"
+#include "sys.h" /* sys_config.now_ns: the port's clock, set before the heap starts */
 
 
 /* The pair: half[0] survivors of span A, half[1] of span B. */
@@ -214,6 +215,46 @@ START_TEST(group_moves_whole)
 	for (int s = 0; s < GROUP; s++)
 		for (int k = 0; k < PER_SPAN / GROUP; k++)
 			kfree(quarter[s][k]);
+	trim_to_nothing();
+}
+END_TEST
+
+/* A clock that stands still until the test makes it jump 6 ms at each
+ * reading: a paced step's 10 ms budget then runs out after a reading or
+ * two. (Standing still, no background step falls due in between.) */
+static uint64_t jumpy_ns, jumpy_step;
+static uint64_t jumpy_clock(void) { return jumpy_ns += jumpy_step; }
+
+/* The paced work reaps dead aliases up to its step's budget, not all of
+ * them: a program that frees a meshed heap leaves tens of thousands at
+ * once, and one background step that unmapped them all held the gate
+ * for 0.5-0.8 s (the frag workload), which a trim then spun on. The rest
+ * go in later steps, or all in a trim. */
+START_TEST(paced_reap_stops_at_its_budget)
+{
+	setenv("KMALLOC_RELEASE_MS", "1000", 1);
+	setenv("KMALLOC_BACKGROUND", "0", 1);
+	sys_config.now_ns = jumpy_clock; /* before the heap's first call */
+	struct kmalloc_stats st;
+	make_group();
+	ck_assert_uint_eq(kmalloc_mesh(), GROUP - 1);
+	for (int s = 0; s < GROUP; s++)
+		for (int k = 0; k < PER_SPAN / GROUP; k++)
+			kfree(quarter[s][k]);
+	kmalloc_flush_cpu(); /* the objects back to their spans: dead aliases */
+	ASSERT_STATS_CONSISTENT(&st);
+	ck_assert_uint_eq(st.mesh_spans, GROUP - 1);
+	jumpy_ns += 1000ull * 1000 * 1000; /* a step is due */
+	jumpy_step = 6 * 1000 * 1000;
+	kmalloc_background();
+	ASSERT_STATS_CONSISTENT(&st);
+	ck_assert_uint_lt(st.mesh_spans, GROUP - 1); /* some reaped */
+	ck_assert_uint_gt(st.mesh_spans, 0);         /* not all in one step */
+	for (int i = 0; i < 100 && st.mesh_spans != 0; i++) {
+		kmalloc_background();
+		kmalloc_stats(&st);
+	}
+	ck_assert_uint_eq(st.mesh_spans, 0);
 	trim_to_nothing();
 }
 END_TEST
@@ -527,7 +568,8 @@ END_TEST
 #endif
 
 CHECK_MAIN_SETUP("kmalloc mesh", 120, mesh_setup, CHECK_TEST(pair_meshes_and_keeps_contents),
-                 CHECK_TEST(paced_mesh_commits_its_share), CHECK_TEST(group_moves_whole),
+                 CHECK_TEST(paced_mesh_commits_its_share),
+                 CHECK_TEST(paced_reap_stops_at_its_budget), CHECK_TEST(group_moves_whole),
                  CHECK_TEST(misuse_on_both_halves), CHECK_TEST(fork_copies_meshed_heap),
                  CHECK_TEST(typed_cache_meshes), CHECK_TEST(fork_while_meshing),
                  CHECK_TEST(writers_during_mesh) LEAK_CASE)
