@@ -462,8 +462,8 @@ struct mspan *mheap_alloc_span(size_t npages, unsigned spanclass,
                                size_t align_pages);
 void mheap_free_span(struct mspan *s, bool released);
 /* A try of mheap_extend_span: grow to `take` pages if the pages from
- * s's end up to `clear` (from its base; at most take counts as take)
- * are free. */
+ * s's end up to `clear` pages from its base are free (a clear below
+ * take counts as take). */
 struct span_extend {
 	size_t take, clear;
 };

@@ -395,13 +395,15 @@ static MM_OUTLINE void *realloc_out(struct mspan *s, void *p, size_t size, unsig
 	size_t npages = (size + PAGE_SIZE - 1) >> PAGE_SHIFT;
 	size_t old = s->elemsize, old_pages = s->npages;
 	/* In place, with room when the pages after it are free: an object
-	 * grown step by step then takes mheap.lock (an extension is ~800
-	 * instructions, 550 of them the page allocator's bitmap and summary
-	 * update) every few steps, not at each. A quarter more; where the
-	 * port's commits cost nothing until written (sys_config.commit_lazy)
-	 * and nothing lies within four times its size after it, twice its
-	 * size (a buffer growing alone: the realloc workload's in-place
-	 * extensions fell from 13 to 5 a chain). Not more where a neighbour
+	 * grown step by step then takes mheap.lock (an extension is ~1,060
+	 * instructions in the realloc workload, callgrind: ~330 the page
+	 * allocator's bitmap and summary, ~230 the page -> span words, ~145
+	 * the accounting) every few steps, not at each. A quarter more;
+	 * where the port's commits cost nothing until written
+	 * (sys_config.commit_lazy) and nothing lies within four times its
+	 * size after it, twice its size (a buffer growing alone: the realloc
+	 * workload's in-place extensions fell from 13 to 5 a chain). Not
+	 * more where a neighbour
 	 * is near: a buffer that takes more of a hole leaves the others
 	 * less, and the heap grows (8 buffers to 1.5 MiB: peak RSS 25.2 MiB
 	 * with GROW_ROOM_EIGHTHS against 22.9). */

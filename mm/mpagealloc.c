@@ -261,8 +261,8 @@ static void set_leaf(struct pagealloc *pa, size_t ci, struct psum leaf)
 		struct psum m;
 		if (nv == 1 && n > 1) {
 			/* one grown child, zeros after it: its start and max
-			 * (a max counts both ends' runs), no free run at the end.
-			 * The levels above a small heap are all like this. */
+			 * (a max counts both ends' runs), no free run at the end
+			 * (the node a heap just grown past 8^k chunks starts) */
 			m = pa->sum[k - 1][first];
 			m.end = 0;
 		} else {
