@@ -329,6 +329,10 @@ struct mheap {
 	 * NULL and none of this is used */
 	uint64_t (*now_ns)(void); /* immutable after init: sys_config's
 	                              (tests set a fake clock before init) */
+	uint64_t (*coarse)(void); /* immutable after init: now_coarse_ns,
+	                              else now_ns; NULL without now_ns. For
+	                              readings compared only with its own
+	                              (page stamps) or with a due time */
 	uint64_t release_ns;      /* immutable after init: the delay */
 	uint32_t release_epochs;  /* immutable: the delay in pages.epoch
 	                              units (2^20 ns with a clock) */

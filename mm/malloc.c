@@ -91,10 +91,11 @@
  *                structure above serves it as it serves kmalloc's
  *                classes (mkmemcache.c)
  *   sys          the porting layer: 10 functions and sys_config, optional
- *                hooks (sys_config.move and .nomem, the clock and the
- *                background context (now_ns, start_background), the leak
- *                detector's, meshing's (mesh_alias, mesh_unalias,
- *                mesh_protect, mesh_unprotect), the idle-CPU drain's,
+ *                hooks (sys_config.move and .nomem, the clocks and the
+ *                background context (now_ns, now_coarse_ns,
+ *                start_background), the leak detector's, meshing's
+ *                (mesh_alias, mesh_unalias, mesh_protect,
+ *                mesh_unprotect), the idle-CPU drain's,
  *                the backtrace hook, SYS_MCACHE_GET/SET), and
  *                kmalloc_safepoint and kmalloc_cpu_idle for the port
  *                to call; sys.h lists each with what its absence costs

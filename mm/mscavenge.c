@@ -115,6 +115,9 @@ void mheap_scav_note_alloc(size_t npages)
 void mheap_scav_init(void)
 {
 	mheap_.now_ns = sys_config.now_ns;
+	mheap_.coarse = sys_config.now_ns == NULL          ? NULL
+	                : sys_config.now_coarse_ns != NULL ? sys_config.now_coarse_ns
+	                                                   : sys_config.now_ns;
 	uint64_t ms = sys_config.release_ms ? sys_config.release_ms : 1000;
 	mheap_.release_ns = ms * 1000000;
 	mheap_.release_epochs = (uint32_t)(mheap_.release_ns >> EPOCH_SHIFT);
@@ -129,9 +132,9 @@ void mheap_scav_init(void)
 
 void mheap_scav_clock(void)
 {
-	if (mheap_.now_ns == NULL)
+	if (mheap_.coarse == NULL)
 		return;
-	uint64_t now = mheap_.now_ns();
+	uint64_t now = mheap_.coarse(); /* stamps compare only with stamps */
 	/* Pages an aging cache gives back were last used half a delay ago
 	 * at least: stamped as of then, they go back half a delay later,
 	 * not a whole one. (A free on another CPU meanwhile gets the older
@@ -326,7 +329,7 @@ void mheap_scavenge_paced(void)
 		unsigned long f = sys_irq_save();
 		bool ticks = mm_cpu_polls[cpu_slot(sys_cpu_id())] != 0;
 		sys_irq_restore(f);
-		if (!ticks && mheap_.now_ns() >= mm_load_relaxed(&mheap_.bg_due))
+		if (!ticks && mheap_.coarse() >= mm_load_relaxed(&mheap_.bg_due))
 			kmalloc_background();
 		return;
 	}

@@ -62,6 +62,7 @@ unsigned host_backtrace(uintptr_t *pcs, unsigned max);
  * environment's KMALLOC_RELEASE_MS and KMALLOC_BACKGROUND, read by
  * sys_reserve (kmalloc_init's first call into the port). */
 uint64_t host_now_ns(void);
+uint64_t host_now_coarse_ns(void);
 int host_start_background(void);
 void host_read_env(void);
 

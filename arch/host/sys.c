@@ -48,8 +48,9 @@
  *                the holder may be preempted (threads are not CPUs)
  *   sys_fault    "kmalloc: <msg>: 0x<p>" on stderr with write(2), then abort
  *   sys_log      one line on stdout with write(2)
- *   now_ns, release_ms, start_background  background.c: CLOCK_MONOTONIC,
- *                KMALLOC_RELEASE_MS, the background scavenger thread
+ *   now_ns, now_coarse_ns, release_ms, start_background  background.c:
+ *                CLOCK_MONOTONIC and _COARSE, KMALLOC_RELEASE_MS, the
+ *                background scavenger thread
  *
  * Mappings. Linux allows a process vm.max_map_count (65,530) mappings, and
  * every run of the region with other protections than its neighbours is
@@ -130,6 +131,7 @@ struct sys_config sys_config = {
 	.symbolize = host_symbolize,
 	.backtrace = host_backtrace,
 	.now_ns = host_now_ns,
+	.now_coarse_ns = host_now_coarse_ns,
 	.start_background = host_start_background,
 	.cpu_unpublish = host_cpu_unpublish,
 	.cpu_fence = host_cpu_fence,

@@ -38,7 +38,8 @@
  *                line (release_ms=, kernel/mem.c). No background context:
  *                every CPU's timer tick calls kmalloc_safepoint, which
  *                runs a release step when one is due, and the idle loop
- *                calls kmalloc_background before it halts (smp.c)
+ *                calls kmalloc_background before it halts (smp.c). No
+ *                now_coarse_ns: a TSC read is a few cycles on hardware
  *   leak detector hooks (kmalloc_leak_scan; kmemleak.c, stopworld.c):
  *     track_sites  8 (frames per allocation) when the command line says
  *                kmemleak=on (parsed before kmalloc_init asks)

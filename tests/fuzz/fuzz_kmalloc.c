@@ -678,6 +678,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	thorough = t != NULL && *t != '\0' && strcmp(t, "0") != 0;
 	live_limit = thorough ? LIVE_LIMIT_THOROUGH : LIVE_LIMIT_FAST;
 	sys_config.now_ns = fake_now;       /* before the heap exists */
+	sys_config.now_coarse_ns = NULL;    /* every reading from the fake clock */
 	sys_config.start_background = NULL; /* let_time_pass steps instead */
 	setenv("KMALLOC_MESH", "1", 1);     /* read by sys_reserve */
 	atexit(validate_at_exit);
