@@ -19,9 +19,32 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "sys.h"
+
 /* The pool: one bit per id, 1 = taken by a live thread. HOST_MAX_CPUS
  * equals mm's MM_MAX_CPUS, so sys_config.max_cpus may use all of it. */
 #define HOST_MAX_CPUS 32768u
+
+/* A port mutex that a thread may take inside an allocator section (at a
+ * nonzero depth, sys_arch.h) is held only inside one, as a kernel takes
+ * a lock its interrupt handlers take with interrupts off: a thread the
+ * leak scan's stop signal found holding it outside a section would park
+ * with it held (stopworld.c), and a thread waiting for it inside a
+ * section would never reach its safe point, so the stop gave up after
+ * 20 s (api_leak_threads' storm, one run in 40: a commit's mprotect
+ * under host_commit_lock at depth 0 while another thread's metadata
+ * commit under mheap.lock waited for it). */
+static inline void host_section_lock(pthread_mutex_t *m)
+{
+	sys_irq_save();
+	pthread_mutex_lock(m);
+}
+
+static inline void host_section_unlock(pthread_mutex_t *m)
+{
+	pthread_mutex_unlock(m);
+	sys_irq_restore(0); /* a stop that came meanwhile parks here */
+}
 
 /* Guards the pool. Leaf: nothing else is taken while it is held. */
 extern pthread_mutex_t host_pool_lock;

@@ -381,7 +381,7 @@ static int make_writable(uintptr_t p, size_t n)
 		;
 	if (g == g1)
 		return 0; /* the common case: no system call */
-	pthread_mutex_lock(&host_commit_lock);
+	host_section_lock(&host_commit_lock);
 	int r;
 	if (region_soft) {
 		r = map_granules(g0, g1, map_anon);
@@ -410,7 +410,7 @@ static int make_writable(uintptr_t p, size_t n)
 		if (r == 0)
 			gran_set_rw(lo, hi);
 	}
-	pthread_mutex_unlock(&host_commit_lock);
+	host_section_unlock(&host_commit_lock);
 	return r;
 }
 
@@ -697,10 +697,10 @@ static void cpu_release(void *arg)
 	host_self.cpu_plus1 = 0;
 	SYS_MCACHE_SET(NULL); /* the id's mcache may go to another thread */
 	host_cpu_gone = 1;
-	pthread_mutex_lock(&host_pool_lock);
+	host_section_lock(&host_pool_lock);
 	host_cpu_unregister(id);
 	cpu_free(id);
-	pthread_mutex_unlock(&host_pool_lock);
+	host_section_unlock(&host_pool_lock);
 }
 
 static void cpu_key_init(void)
@@ -715,11 +715,11 @@ unsigned host_cpu_assign(void)
 	unsigned w, id;
 
 	pthread_once(&cpu_key_once, cpu_key_init);
-	pthread_mutex_lock(&host_pool_lock);
+	host_section_lock(&host_pool_lock);
 	for (w = cpu_free_word; w < HOST_MAX_CPUS / 64 && cpu_used[w] == ~(uint64_t)0; w++)
 		;
 	if (w == HOST_MAX_CPUS / 64) {
-		pthread_mutex_unlock(&host_pool_lock);
+		host_section_unlock(&host_pool_lock);
 		sys_fault("more live threads than CPU ids", NULL);
 	}
 	cpu_free_word = w;
@@ -731,7 +731,7 @@ unsigned host_cpu_assign(void)
 	cpu_adopt[w] &= ~((uint64_t)1 << (id % 64));
 	if (!host_cpu_gone)
 		host_cpu_register(id);
-	pthread_mutex_unlock(&host_pool_lock);
+	host_section_unlock(&host_pool_lock);
 	if (adopt)
 		host_fork_adopt(id);
 	host_self.cpu_plus1 = id + 1;
