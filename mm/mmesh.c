@@ -86,7 +86,8 @@ static struct mesh_work work;
 static size_t work_size(unsigned cap)
 {
 	return cap / 2 * sizeof(struct mesh_pair) +
-	       cap * (3 * sizeof(struct mspan *) + sizeof(uint16_t) + 2 * sizeof(bool));
+	       cap * (3 * sizeof(struct mspan *) + 2 * sizeof(uint64_t) + sizeof(uint16_t) +
+	              2 * sizeof(bool) + sizeof(uint8_t));
 }
 
 size_t mesh_work_bytes(void) { return work_size(MESH_CANDIDATES); }
@@ -110,9 +111,11 @@ static bool work_ready(unsigned cap)
 	work.cand = (struct mspan **)p;
 	work.left = work.cand + cap;
 	work.right = work.left + cap;
-	work.ahead = (uint16_t *)(work.right + cap);
+	work.sig = (uint64_t *)(work.right + cap);
+	work.ahead = (uint16_t *)(work.sig + 2 * cap);
 	work.used = (bool *)(work.ahead + cap);
 	work.rused = work.used + cap;
+	work.nal = (uint8_t *)(work.rused + cap);
 	work.cap = cap;
 	return true;
 }
@@ -425,14 +428,21 @@ static void mesh_reap(uint64_t until)
 		struct mcentral *c = &mheap_.central[i].c;
 		if (list_len(c, &c->meshed) == 0)
 			continue;
+		/* where the last look stopped: only the mesher (us) takes
+		 * spans off the meshed list, so it stays on it, and the live
+		 * aliases before it are not walked again for each dead one
+		 * (one that empties meanwhile waits for the next reap) */
+		struct mspan *from = NULL;
 		for (;; first = false) {
 			if (!first && mm_now() > until)
 				return;
 			struct mspan *dead = NULL;
 			lock_central(c);
-			for (struct mspan *s = c->meshed.head; s != NULL; s = s->next)
+			for (struct mspan *s = from != NULL ? from : c->meshed.head; s != NULL;
+			     s = s->next)
 				if (s->allocCount == 0) {
 					dead = s;
+					from = s->next;
 					break;
 				}
 			unlock_central(c);

@@ -42,7 +42,7 @@ struct mesh_pair {
  * candidates written under the class's lock. The arrays lie in a
  * metadata area of their own (m_mesh, mmesh.c work_ready), committed
  * as far as the rounds need (20 KiB for the paced work's 128
- * candidates, 132 KiB for kmalloc_mesh's 1024) and given back after
+ * candidates, 152 KiB for kmalloc_mesh's 1024) and given back after
  * kmalloc_mesh; not static: a port that never meshes has none of it in
  * its .bss, and a kernel stack is no place for it. */
 struct mesh_work {
@@ -53,6 +53,11 @@ struct mesh_work {
 	uint16_t *ahead;              /* cand[j, j + ahead[j]) adjacent */
 	struct mspan **left, **right; /* pair_any's halves of what is left */
 	bool *rused;                  /* ... and which of right are used */
+	/* cand[i]'s first two allocBits words (past nelems cleared) and
+	 * aliases, side by side: the test that rejects most pairs reads
+	 * these 17 bytes, not two span records (mmeshpick.c) */
+	uint64_t *sig;
+	uint8_t *nal;
 };
 
 /* Up to max pairs of class c, picked (step 1) into w->pairs, among the spans pass has
