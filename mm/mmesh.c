@@ -484,20 +484,34 @@ static void mesh_reap(uint64_t until)
 	}
 }
 
+/* Per class: did the last pass mesh any of it? The background gate's. */
+static bool class_meshed[NUM_SPANCLASSES];
+
 /* One pass over every class (each span looked at once), up to max_pairs
  * meshes in all, until the port's clock passes `until`; min_run: as
- * mesh_find_pairs's. pre: the background gate, no mm lock. */
-static unsigned mesh_pass(unsigned max_pairs, uint64_t until, unsigned min_run, unsigned cands)
+ * mesh_find_pairs's. again: the pass before was of the same kind, so a
+ * class it meshed none of is skipped: the same rounds over the same
+ * spans would find nothing again (unless frees changed them meanwhile,
+ * which the next kind of pass sees), and each pass walks every class's
+ * partial list, a cache miss a span (half of kmalloc_mesh's picking).
+ * pre: the background gate, no mm lock. */
+static unsigned mesh_pass(unsigned max_pairs, uint64_t until, unsigned min_run, unsigned cands,
+                          bool again)
 {
 	mesh.pass++;
 	unsigned done = 0;
 	for (unsigned i = 2; i < NUM_SPANCLASSES && done < max_pairs && mm_now() <= until; i++) {
 		struct mcentral *c = &mheap_.central[i].c;
+		if (again && !class_meshed[i])
+			continue;
+		class_meshed[i] = false;
 		if (list_len(c, &c->partial) < 2)
 			continue;
 		if (!work_ready(cands))
 			break;
-		done += mesh_class(c, max_pairs - done, until, min_run, cands);
+		unsigned n = mesh_class(c, max_pairs - done, until, min_run, cands);
+		class_meshed[i] = n != 0;
+		done += n;
 	}
 	return done;
 }
@@ -512,9 +526,9 @@ unsigned mesh_run(unsigned max_pairs, uint64_t until)
 	if (!mesh_supported())
 		return 0;
 	mesh_reap(until);
-	unsigned done = mesh_pass(max_pairs, until, 2, MESH_CANDIDATES_PACED);
+	unsigned done = mesh_pass(max_pairs, until, 2, MESH_CANDIDATES_PACED, false);
 	if (done < max_pairs)
-		done += mesh_pass(max_pairs - done, until, 0, MESH_CANDIDATES_PACED);
+		done += mesh_pass(max_pairs - done, until, 0, MESH_CANDIDATES_PACED, false);
 	return done;
 }
 
@@ -566,9 +580,9 @@ unsigned kmalloc_mesh(void)
 	mesh_reap(UINT64_MAX);
 	static const unsigned min_run[] = { 32, 24, 16, 12, 10, 8, 7, 6, 5, 4, 3, 2, 0 };
 	for (unsigned r = 0; r < sizeof min_run / sizeof min_run[0]; r++)
-		for (int pass = 0;
-		     pass < (min_run[r] > 2 ? 2 : 8) &&
-		     (n = mesh_pass(UINT32_MAX, UINT64_MAX, min_run[r], MESH_CANDIDATES)) != 0;
+		for (int pass = 0; pass < (min_run[r] > 2 ? 2 : 8) &&
+		                   (n = mesh_pass(UINT32_MAX, UINT64_MAX, min_run[r],
+		                                  MESH_CANDIDATES, pass > 0)) != 0;
 		     pass++)
 			done += n;
 	work_release();
