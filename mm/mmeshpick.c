@@ -229,6 +229,16 @@ static unsigned run_aliases(struct mspan *const *r, unsigned len)
 	return a;
 }
 
+/* May cand[b] mesh with a span whose signature is s0, s1 and aliases
+ * na, by the signatures alone? (Its arguments apart, so that a loop over
+ * b keeps the other span's in registers.) */
+static bool sig_meshable(const struct mesh_work *w, unsigned b, uint64_t s0, uint64_t s1,
+                         unsigned na)
+{
+	return na + w->nal[b] + 1u <= MESH_MAX_ALIAS && (w->sig[2 * b] & s0) == 0 &&
+	       (w->sig[2 * b + 1] & s1) == 0;
+}
+
 /* meshable(cand[a], cand[b]) from the round's signatures first: at 10%
  * of slots out, two words of 64 slots already overlap for three pairs
  * in four, so the span records are read for one pair in four at most
@@ -236,9 +246,7 @@ static unsigned run_aliases(struct mspan *const *r, unsigned len)
  * the records alone it was most of a trim's time). */
 static bool meshable_at(const struct mesh_work *w, unsigned a, unsigned b)
 {
-	return w->nal[a] + w->nal[b] + 1u <= MESH_MAX_ALIAS &&
-	       (w->sig[2 * a] & w->sig[2 * b]) == 0 &&
-	       (w->sig[2 * a + 1] & w->sig[2 * b + 1]) == 0 &&
+	return sig_meshable(w, b, w->sig[2 * a], w->sig[2 * a + 1], w->nal[a]) &&
 	       disjoint_from(w->cand[a], w->cand[b], 2);
 }
 
@@ -263,13 +271,11 @@ static unsigned longest_match(const struct mesh_work *w, unsigned i, unsigned e,
 	unsigned best = min - 1;
 	if (w->used[i])
 		return 0;
-	/* i's signature in registers; match_len only where cand[i] and
-	 * cand[j] mesh */
 	uint64_t s0 = w->sig[2 * i], s1 = w->sig[2 * i + 1];
 	unsigned na = w->nal[i];
 	for (unsigned j = d0; j < d1 && best < e - i; j++) {
-		if (w->ahead[j] <= best || j + best >= d1 || (w->sig[2 * j] & s0) != 0 ||
-		    (w->sig[2 * j + 1] & s1) != 0 || na + w->nal[j] + 1u > MESH_MAX_ALIAS)
+		/* match_len only where the signatures allow cand[i] onto cand[j] */
+		if (w->ahead[j] <= best || j + best >= d1 || !sig_meshable(w, j, s0, s1, na))
 			continue;
 		unsigned k = match_len(w, i, e, j, d1);
 		if (k > best) {
