@@ -14,7 +14,7 @@
  *              faults) of the process during the measured part
  *              (getrusage(RUSAGE_SELF), so an allocator's own threads count);
  *              regrow: minflt too
- *   frag only: live_bytes (at the end), final_kb (RSS at the end),
+ *   frag, fragsmall: live_bytes (at the end), final_kb (RSS at the end),
  *              peak_live (live bytes at the peak), base_kb (RSS before
  *              the workload), trim_kb (RSS after freeing everything and
  *              asking the allocator to return memory), settled_kb (RSS
@@ -39,6 +39,9 @@
  *   frag      ~1 GiB of 8..512 B objects, free 90% at random, then
  *             allocate 768..2048 B objects until the live total is back to
  *             half of the peak; RSS against live bytes
+ *   fragsmall the meshing issue's pattern: 256 MiB of 16..256 B objects,
+ *             90% freed at random, then 128 MiB of 320..2048 B; reported
+ *             as frag
  *   realloc   2000 chains growing one object from 8 B to 1 MiB by 1/8
  *             steps (about 100 reallocs each)
  *   regrow    8 buffers grown round-robin from 8 B to 1 MiB by 1/8 steps,
@@ -242,31 +245,46 @@ static void allocator_trim(void)
 		trim(0);
 }
 
-static void frag(void)
+/* Fill, fragment, then measure RSS against live bytes at the end, 2 s
+ * later (a background thread may work meanwhile: release, meshing) and
+ * after a trim, with nothing freed: what each allocator gives back of a
+ * fragmented heap; then free everything and trim. base: the RSS before
+ * f was initialised (its arrays are the allocator's too). */
+static void frag_measure(const char *name, struct frag *f, long base)
 {
-	const size_t target = (size_t)1 << 30;
-	long base = rss_kb();
-	struct frag f;
-	frag_init(&f, target);
 	double t0 = mono_seconds();
-	frag_fill(&f, malloc);
-	frag_fragment(&f, malloc, free);
+	frag_fill(f, malloc);
+	frag_fragment(f, malloc, free);
 	double secs = mono_seconds() - t0;
 	long final = rss_kb();
-	size_t live = f.live;
-	/* the same heap after 2 s of idling (a background thread may work
-	 * meanwhile: release, meshing), then after a trim, with nothing
-	 * freed: what each allocator gives back of a fragmented heap */
+	size_t live = f->live;
 	sleep(2);
 	long settled = rss_kb();
 	allocator_trim();
 	long ftrim = rss_kb();
-	frag_free_all(&f, free);
+	frag_free_all(f, free);
 	allocator_trim();
 	long trimmed = rss_kb();
-	printf("workload=frag ops=%zu secs=%.6f peak_kb=%ld live_bytes=%zu final_kb=%ld "
+	printf("workload=%s ops=%zu secs=%.6f peak_kb=%ld live_bytes=%zu final_kb=%ld "
 	       "peak_live=%zu base_kb=%ld trim_kb=%ld settled_kb=%ld ftrim_kb=%ld\n",
-	       f.n + f.m, secs, peak_kb(), live, final, f.peak_live, base, trimmed, settled, ftrim);
+	       name, f->n + f->m, secs, peak_kb(), live, final, f->peak_live, base, trimmed,
+	       settled, ftrim);
+}
+
+static void frag(void)
+{
+	long base = rss_kb();
+	struct frag f;
+	frag_init(&f, (size_t)1 << 30);
+	frag_measure("frag", &f, base);
+}
+
+static void fragsmall(void)
+{
+	long base = rss_kb();
+	struct frag f;
+	frag_init_sizes(&f, (size_t)256 << 20, 16, 256, 320, 2048, (size_t)128 << 20);
+	frag_measure("fragsmall", &f, base);
 }
 
 /* ---- realloc growth ---- */
@@ -502,19 +520,13 @@ int main(int argc, char **argv)
 		const char *name;
 		void (*fn)(void);
 	} w[] = {
-		{ "churn", churn },
-		{ "fixed", fixed },
-		{ "loguni", loguni },
-		{ "prodcons", prodcons },
-		{ "larson", larson },
-		{ "frag", frag },
-		{ "realloc", realloc_growth },
-		{ "regrow", realloc_rr },
-		{ "xlarson", xlarson },
-		{ "aligned", aligned },
-		{ "bigblocks", bigblocks },
-		{ "idle", idle_threads },
-		{ "burst", burst },
+		{ "churn", churn },         { "fixed", fixed },
+		{ "loguni", loguni },       { "prodcons", prodcons },
+		{ "larson", larson },       { "frag", frag },
+		{ "fragsmall", fragsmall }, { "realloc", realloc_growth },
+		{ "regrow", realloc_rr },   { "xlarson", xlarson },
+		{ "aligned", aligned },     { "bigblocks", bigblocks },
+		{ "idle", idle_threads },   { "burst", burst },
 	};
 	if (argc == 2)
 		for (size_t i = 0; i < sizeof(w) / sizeof(w[0]); i++)
@@ -523,6 +535,6 @@ int main(int argc, char **argv)
 				return 0;
 			}
 	fprintf(stderr,
-	        "usage: workloads churn|fixed|loguni|prodcons|larson|xlarson|frag|realloc|regrow|aligned|bigblocks|idle|burst\n");
+	        "usage: workloads churn|fixed|loguni|prodcons|larson|xlarson|frag|fragsmall|realloc|regrow|aligned|bigblocks|idle|burst\n");
 	return 2;
 }

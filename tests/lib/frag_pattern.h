@@ -10,11 +10,18 @@
  * Steps, each drawing from one xorshift64 stream (seed 5), so both
  * programs and every run make the same heap:
  *   frag_init      the arrays that remember the objects (malloc: under
- *                  the LD_PRELOAD shim, the allocator measured)
- *   frag_fill      8..512 B objects until `target` bytes are live
- *   frag_fragment  90% of them freed at random, then 768..2048 B
- *                  objects until the live total is half the peak
+ *                  the LD_PRELOAD shim, the allocator measured), and the
+ *                  sizes: frag's (frag_init) or others (frag_init_sizes)
+ *   frag_fill      small objects (frag: 8..512 B) until `target` bytes
+ *                  are live
+ *   frag_fragment  90% of them freed at random, then larger objects
+ *                  (frag: 768..2048 B) until the live total is half the
+ *                  peak, or until `more_bytes` bytes of them are live
  *   frag_free_all  the rest, and the arrays
+ *
+ * Two shapes are measured (make bench): frag's, and fragsmall's, the
+ * pattern of the meshing issue (256 MiB of 16..256 B, then 128 MiB of
+ * 320..2048 B), whose spans of small classes hold more slots each.
  */
 #ifndef TESTS_FRAG_PATTERN_H
 #define TESTS_FRAG_PATTERN_H
@@ -26,13 +33,17 @@
 #include "xorshift.h"
 
 struct frag {
-	void **objs, **more; /* the small objects, then the larger ones */
-	size_t *sizes;       /* objs[i]'s requested size */
-	size_t n, nfree, m;  /* small objects drawn, freed at random, larger */
-	size_t target;       /* bytes live at the peak, at least */
-	size_t live;         /* requested bytes live now */
-	size_t peak_live;    /* ... after frag_fill */
-	uint64_t s;          /* the xorshift64 state */
+	void **objs, **more;     /* the small objects, then the larger ones */
+	size_t *sizes;           /* objs[i]'s requested size */
+	size_t n, nfree, m;      /* small objects drawn, freed at random, larger */
+	size_t target;           /* bytes live at the peak, at least */
+	size_t live;             /* requested bytes live now */
+	size_t peak_live;        /* ... after frag_fill */
+	size_t lo, span;         /* small objects: lo .. lo + span - 1 bytes */
+	size_t big_lo, big_span; /* the larger ones, likewise */
+	size_t more_bytes;       /* bytes of larger objects to allocate; 0: up
+	                            to half the peak's live total */
+	uint64_t s;              /* the xorshift64 state */
 };
 
 /* Write the first and last byte: the page is touched (RSS), the object
@@ -43,21 +54,35 @@ static inline void frag_touch(void *p, size_t n)
 	((volatile char *)p)[n - 1] = 2;
 }
 
-static inline void frag_init(struct frag *f, size_t target)
+/* Small objects of lo..hi bytes up to target live, then larger ones of
+ * big_lo..big_hi: `more` bytes of them, or (0) up to half the peak. */
+static inline void frag_init_sizes(struct frag *f, size_t target, size_t lo, size_t hi,
+                                   size_t big_lo, size_t big_hi, size_t more)
 {
-	size_t cap = target / 8 + 1024;
+	size_t cap = target / lo + 1024;
 	f->objs = malloc(cap * sizeof(void *));
 	f->sizes = malloc(cap * sizeof(size_t));
 	f->more = NULL;
 	f->target = target;
 	f->n = f->nfree = f->m = f->live = f->peak_live = 0;
+	f->lo = lo;
+	f->span = hi - lo + 1;
+	f->big_lo = big_lo;
+	f->big_span = big_hi - big_lo + 1;
 	f->s = 5;
+	f->more_bytes = more;
+}
+
+/* frag's shape: 8..512 B, then 768..2048 B up to half the peak */
+static inline void frag_init(struct frag *f, size_t target)
+{
+	frag_init_sizes(f, target, 8, 512, 768, 2048, 0);
 }
 
 static inline void frag_fill(struct frag *f, void *(*alloc)(size_t))
 {
 	while (f->live < f->target) {
-		size_t sz = 8 + xorshift64(&f->s) % 505;
+		size_t sz = f->lo + xorshift64(&f->s) % f->span;
 		f->objs[f->n] = alloc(sz);
 		frag_touch(f->objs[f->n], sz);
 		f->sizes[f->n++] = sz;
@@ -83,11 +108,14 @@ static inline void frag_fragment(struct frag *f, void *(*alloc)(size_t), void (*
 		dealloc(f->objs[i]);
 		f->live -= f->sizes[i];
 	}
-	/* a different size mix, until the live total is half the peak (its
-	 * array only now, where the benchmark always took it) */
-	f->more = malloc((f->target / 2 / 768 + 1024) * sizeof(void *));
-	while (f->live < f->peak_live / 2) {
-		size_t sz = 768 + xorshift64(&f->s) % 1281;
+	/* a different size mix, until the live total is half the peak or
+	 * more_bytes more are live (its array only now, where the benchmark
+	 * always took it) */
+	size_t want = f->more_bytes != 0 ? f->live + f->more_bytes : f->peak_live / 2;
+	size_t room = f->more_bytes != 0 ? f->more_bytes : f->target / 2;
+	f->more = malloc((room / f->big_lo + 1024) * sizeof(void *));
+	while (f->live < want) {
+		size_t sz = f->big_lo + xorshift64(&f->s) % f->big_span;
 		f->more[f->m] = alloc(sz);
 		frag_touch(f->more[f->m], sz);
 		f->m++;
