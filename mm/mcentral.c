@@ -304,8 +304,25 @@ void mcentral_uncacheSpan(struct mcentral *c, struct mspan *s)
 	unlock_central(c);
 }
 
+/* Sort a batch by address, so that each span's entries come together
+ * (one visit, one sweep a span) and within a span by bitmap word (one
+ * atomic OR a word). Insertion sort: a batch is at most a magazine
+ * (MAG_MAX entries) and often in address order already (a run of frees
+ * in allocation order), which it passes in one compare an entry. A
+ * batch whose first entry lies above its last is reversed first: frees
+ * in the reverse of allocation order (a stack, a list built at its
+ * head) come in descending, insertion sort's worst case (262
+ * instructions an entry for 64, 18 reversed first; a random batch costs
+ * 139 either way: a shellsort cut that to 104 but cost 56 where the
+ * batch was sorted, callgrind on a test program). */
 static void sort_by_address(struct magentry *e, size_t n)
 {
+	if (n > 1 && (uintptr_t)e[0].p > (uintptr_t)e[n - 1].p)
+		for (size_t i = 0, j = n - 1; i < j; i++, j--) {
+			struct magentry t = e[i];
+			e[i] = e[j];
+			e[j] = t;
+		}
 	for (size_t i = 1; i < n; i++) {
 		struct magentry x = e[i];
 		size_t j = i;

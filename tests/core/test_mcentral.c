@@ -351,6 +351,34 @@ START_TEST(return_groups_by_span)
 }
 END_TEST
 
+/* Frees in the reverse of allocation order (a stack unwound, a list
+ * built at its head) come back descending, the order the sort reverses
+ * before it sorts: two whole spans, every object back, both empty. */
+START_TEST(return_in_descending_order)
+{
+	void *a[64], *b[64];
+	struct mspan *sa = filed_span(central(), 64, a, LIST_FULL);
+	struct mspan *sb = filed_span(central(), 64, b, LIST_FULL);
+	void **hi = (uintptr_t)a[0] > (uintptr_t)b[0] ? a : b, **lo = hi == a ? b : a;
+	struct magentry batch[128];
+	size_t n = 0;
+	for (int k = 63; k >= 0; k--)
+		batch[n++] = entry(hi[k]);
+	for (int k = 63; k >= 0; k--)
+		batch[n++] = entry(lo[k]);
+	uint64_t returned = central()->returned;
+	mcentral_return(central(), batch, n);
+	ck_assert_uint_eq(central()->returned, returned + 128);
+	/* each span swept whole: one stays as the spare, the other went
+	 * back to the heap */
+	ck_assert_uint_eq((span_state(sa) == SPAN_DEAD) + (span_state(sb) == SPAN_DEAD), 1);
+	struct mspan *spare = span_state(sa) == SPAN_DEAD ? sb : sa;
+	ck_assert_uint_eq(spare->allocCount, 0);
+	ck_assert_uint_eq(mspan_out_count(spare), 0);
+	expect_lists(central(), 1, 0, 1);
+}
+END_TEST
+
 /* Fewer returns than an eighth leave an uncached full span full, but
  * swept: its allocCount drops at once. */
 START_TEST(return_below_an_eighth_stays_full)
@@ -670,6 +698,7 @@ CHECK_MAIN_SETUP("mcentral", 60, setup,
 	   CHECK_TEST(refill_takes_waiting_partial),
 	   CHECK_TEST(full_span_with_free_slot_when_heap_cannot_grow),
 	   CHECK_TEST(return_groups_by_span),
+	   CHECK_TEST(return_in_descending_order),
 	   CHECK_TEST(return_below_an_eighth_stays_full),
 	   CHECK_TEST(empty_uncached_span_goes_back_to_the_heap),
 	   CHECK_TEST(cached_span_is_left_to_its_owner),
