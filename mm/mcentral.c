@@ -39,12 +39,13 @@
  *     them, adjacent, for the next refills (grow_batch).
  *   return (a batch of free objects from a cache: mcache_spill, drains):
  *     sorted by address so the objects of one span are adjacent; under
- *     the lock, each span's free_bits get one atomic OR per word; an
- *     uncached span is swept at once and filed (empty: back to the
- *     mheap); a cached one waits for its owner's next sweep.
+ *     the lock, an uncached span (the lock holder owns it) gets its
+ *     allocBits cleared at once and is filed (empty: back to the mheap);
+ *     a cached one gets one atomic OR per word into its free_bits, for
+ *     its owner's next sweep.
  *
  * Span lifetime: a span goes back to the mheap only from here, under the
- * lock, when it is uncached and swept empty and the class has its spare
+ * lock, when it is uncached and empty and the class has its spare
  * already, or when trim, flush or an out-of-memory drain frees spares;
  * and an empty alias from mmesh.c's reap (marked dead under this lock,
  * unmapped and given back after it). Nothing else holds a
@@ -305,8 +306,8 @@ void mcentral_uncacheSpan(struct mcentral *c, struct mspan *s)
 }
 
 /* Sort a batch by address, so that each span's entries come together
- * (one visit, one sweep a span) and within a span by bitmap word (one
- * atomic OR a word). Insertion sort: a batch is at most a magazine
+ * (one visit and one filing a span) and within a span by bitmap word
+ * (one atomic OR a word into a cached span). Insertion sort: a batch is at most a magazine
  * (MAG_MAX entries) and often in address order already (a run of frees
  * in allocation order), which it passes in one compare an entry. A
  * batch whose first entry lies above its last is reversed first: frees
@@ -376,6 +377,32 @@ static void return_to_span(struct mspan *s, const struct magentry *e, size_t n)
 	mcentral_mark_returned(s, w, bits);
 }
 
+/* Give the n objects of e (sorted, all in s) back to the uncached span
+ * s: their allocBits go clear at once. Its owner is whoever holds the
+ * mcentral lock (struct mspan), which we do, so nobody allocates from it
+ * or sweeps it meanwhile, and its free_bits hold nothing: it was swept
+ * when it was uncached (freeindex 0 since). So no atomic OR into
+ * free_bits and no sweep of every bitmap word after it, which cost two
+ * locked instructions a word and ~90 instructions a span visited, on a
+ * heap freed at random nearly every returned object's (fragsmall, frag).
+ * A slot that is not out came back twice: "double free", as a sweep
+ * would say (two CPUs freeing one object at once, or one batch holding
+ * it twice). */
+static void return_uncached(struct mspan *s, const struct magentry *e, size_t n)
+{
+	MM_ASSERT(s->freeindex == 0);
+	for (size_t k = 0; k < n; k++) {
+		unsigned idx = entry_slot(s, &e[k]);
+		uint64_t bit = (uint64_t)1 << (idx % 64);
+		if (MM_UNLIKELY(!(s->allocBits[idx / 64] & bit)))
+			sys_fault("double free", e[k].p);
+		s->allocBits[idx / 64] &= ~bit;
+	}
+	s->allocCount = (uint16_t)(s->allocCount - n);
+	s->needzero = 1;
+	mspan_refillAllocCache(s, 0); /* as a sweep leaves it */
+}
+
 /* Start fetching what returning e[0..n) reads, before the lock: each
  * entry's page -> span word and live byte, then each span's record (its
  * state, the fields mspan_slot_of reads, free_bits behind it). Objects
@@ -422,13 +449,15 @@ void mcentral_return(struct mcentral *c, struct magentry *e, size_t n)
 		size_t j = i + 1;
 		while (j < n && (uintptr_t)e[j].p < s->limit)
 			j++;
-		return_to_span(s, e + i, j - i);
 		c->returned += j - i;
 		if (s->onlist == LIST_MESHED) {
+			return_to_span(s, e + i, j - i);
 			mesh_alias_sweep(c, s);
 		} else if (mm_load_relaxed(&s->cached_by) == CPU_NONE) {
-			mspan_sweep(s);
+			return_uncached(s, e + i, j - i);
 			mcentral_place(c, s);
+		} else {
+			return_to_span(s, e + i, j - i);
 		}
 		i = j;
 	}

@@ -104,9 +104,11 @@ struct mspan {
 	 * spans). Nothing the allocator needs is ever stored in user memory. */
 	uint64_t *allocBits;   /* owner; out of the span as of the last
 	                          sweep, together with "index < freeindex" */
-	uint64_t *free_bits;    /* atomic OR by mcentral_return (under the
-	                          mcentral lock); swept with XCHG by the owner */
-	uint64_t *gcmarkBits;   /* the leak detector (mgcmark.c), with the
+	uint64_t *free_bits;   /* atomic OR by mcentral_return (under the
+	                          mcentral lock) into a cached span or an
+	                          alias; swept with XCHG by the owner (an
+	                          uncached span's returns clear allocBits) */
+	uint64_t *gcmarkBits;  /* the leak detector (mgcmark.c), with the
 	                          world stopped: reached in this scan;
 	                          large: &gcmark1 */
 	struct mspan *mesh_dst; /* mcentral.lock (mmesh.c): set, this span

@@ -577,7 +577,8 @@ END_TEST
  * of the span. (On c35067e the sweep reported "corrupt span bitmaps:
  * <span base>".)
  *
- * An uncached span: mcentral_return sweeps it at once, under the lock. */
+ * An uncached span: mcentral_return clears its allocBits at once, under
+ * the lock, and the second copy finds its slot not out. */
 START_TEST(racing_double_free_across_batches_uncached)
 {
 	void *a[64];
