@@ -198,15 +198,16 @@
  *   3. Store 0 in the live byte and push (p, byte) on the magazine,
  *      whichever CPU allocated p. No lock, no atomic RMW.
  *   4. Magazine full (mcache_spill): its oldest batch goes to the transfer
- *      cache; if that is full, back to the spans (mcentral_return: sorted
- *      by address, each entry's span word, live byte and span record
- *      prefetched before the lock; under the mcentral lock, an uncached
- *      span, which the lock holder owns, gets its allocBits cleared and
- *      is filed there, and an empty one becomes the class's spare, or
- *      goes back to the mheap if it has one; a span whose frames an
- *      alias maps waits on partial; a cached span gets one atomic OR per
- *      bitmap word into its free_bits, for its CPU's next sweep). What
- *      comes back to an alias goes on to its dst's free_bits (mmesh.c).
+ *      cache; if that is full, back to the spans (mcentral_return: each
+ *      entry's span word, live byte and span record prefetched before
+ *      the lock; under the mcentral lock, a run of entries of one span at
+ *      a time: an uncached span, which the lock holder owns, gets its
+ *      allocBits cleared and is filed there, and an empty one becomes
+ *      the class's spare, or goes back to the mheap if it has one; a
+ *      span whose frames an alias maps waits on partial; a cached span
+ *      gets one atomic OR per bitmap word into its free_bits, for its
+ *      CPU's next sweep). What comes back to an alias goes on to its
+ *      dst's free_bits (mmesh.c).
  *   5. Large object: p must be the span base; a CAS InUse -> Freeing
  *      decides between concurrent or repeated frees ("double free"), then
  *      the span goes to this CPU's large bins, or (over 32 pages, bins

@@ -352,8 +352,10 @@ START_TEST(return_groups_by_span)
 END_TEST
 
 /* Frees in the reverse of allocation order (a stack unwound, a list
- * built at its head) come back descending, the order the sort reverses
- * before it sorts: two whole spans, every object back, both empty. */
+ * built at its head) come back descending: each span's run of entries
+ * is one visit whichever way it runs, and the run of the next span,
+ * below it, is not taken for part of it. Two whole spans, every object
+ * back, both empty. */
 START_TEST(return_in_descending_order)
 {
 	void *a[64], *b[64];
