@@ -51,9 +51,11 @@ void *kzalloc(size_t size, unsigned flags);
 /* n * size bytes, zeroed; NULL when n * size overflows. */
 void *kcalloc(size_t n, size_t size, unsigned flags);
 /* Resize. Stays in place when the new size still fits the object's size
- * class (or large object) and is more than half of it, when a large
- * object grows into the room krealloc gave its span, or into the free
- * pages after it (taking a quarter more as room where that is free too);
+ * class (or large object), is more than half of it and the object has
+ * the alignment promised above for the new size (a typed cache's object
+ * may not: it moves to a kmalloc object), when a large object grows
+ * into the room krealloc gave its span, or into the free pages after it
+ * (taking a quarter more as room where that is free too);
  * an object grown past 8 KiB becomes or stays large, so it grows in
  * place from then on. Otherwise allocates (a growing object with room:
  * twice its old size if small, 5/8 more pages if large), moves the

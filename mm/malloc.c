@@ -754,6 +754,19 @@ static __attribute__((noinline)) void *krealloc_sampled(void *p, size_t size, un
 	return n;
 }
 
+/* The alignment kmalloc.h promises an object of size bytes (> 0):
+ * natural for a power of two up to a heap page, else 16 from 16 bytes
+ * up, 8 below. krealloc keeps an object in place only where it has it:
+ * a typed cache's object may be only 8-aligned (its slots are cut at its
+ * exact size), and a 576-byte slot is not 512-aligned (the fuzzer found
+ * the first: 520-byte cache objects resized to 512 bytes in place). */
+static inline uintptr_t contract_align(size_t size)
+{
+	if (size <= PAGE_SIZE && (size & (size - 1)) == 0)
+		return size;
+	return size >= 16 ? 16 : 8;
+}
+
 void *krealloc(void *p, size_t size, unsigned flags)
 {
 	if (p == NULL)
@@ -762,7 +775,8 @@ void *krealloc(void *p, size_t size, unsigned flags)
 		return krealloc_sampled(p, size, flags);
 	struct mspan *s = live_span((uintptr_t)p, "invalid pointer");
 	size_t old = s->elemsize;
-	if (size == 0 || (size <= old && size > old / 2))
+	if (size == 0 ||
+	    (size <= old && size > old / 2 && ((uintptr_t)p & (contract_align(size) - 1)) == 0))
 		return p;
 	void *n;
 	if (size > old && size > PAGE_SIZE) {

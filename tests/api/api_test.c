@@ -420,6 +420,51 @@ START_TEST(krealloc_in_place)
 }
 END_TEST
 
+/* krealloc's result has the alignment kmalloc's contract gives its new
+ * size, in place or not: a typed cache's 8-aligned object resized to a
+ * multiple of 16 moves to a 16-aligned one, and a 576-byte slot shrunk to
+ * 512 bytes moves to a 512-aligned one; the contents come along. */
+START_TEST(krealloc_keeps_the_contract_alignment)
+{
+	enum { N = 8 }; /* all live at once: slots other than a span's first */
+	void *o[N];
+	struct kmem_cache *c = kmem_cache_create("r520", 520, 8, 0, NULL);
+	ck_assert_ptr_nonnull(c);
+	unsigned misaligned = 0;
+	for (int i = 0; i < N; i++) {
+		o[i] = kmem_cache_alloc(c, 0);
+		misaligned += (uintptr_t)o[i] % 16 != 0;
+		fill_pattern(o[i], 512, 5);
+	}
+	ck_assert_uint_gt(misaligned, 0); /* the case at hand is there */
+	for (int i = 0; i < N; i++) {
+		void *q = krealloc(o[i], 512, 0);
+		ck_assert_ptr_nonnull(q);
+		ck_assert_uint_eq((uintptr_t)q % 512, 0);
+		ck_assert_uint_eq(check_pattern(q, 512, 5), (size_t)-1);
+		o[i] = q;
+	}
+	for (int i = 0; i < N; i++)
+		kfree(o[i]);
+	ck_assert_int_eq(kmem_cache_destroy(c), 0);
+	for (int i = 0; i < N; i++) {
+		o[i] = kmalloc(576, 0);
+		ck_assert_uint_eq(ksize(o[i]), 576);
+		fill_pattern(o[i], 512, 6);
+	}
+	for (int i = 0; i < N; i++) {
+		void *q = krealloc(o[i], 512, 0);
+		ck_assert_uint_eq((uintptr_t)q % 512, 0);
+		ck_assert_uint_eq(check_pattern(q, 512, 6), (size_t)-1);
+		void *r = krealloc(q, 496, 0); /* fits, and 16-aligned: stays */
+		ck_assert_ptr_eq(r, q);
+		o[i] = r;
+	}
+	for (int i = 0; i < N; i++)
+		kfree(o[i]);
+}
+END_TEST
+
 /* Growing across classes and into large spans, then shrinking back,
  * keeps the first min(old, new) bytes; a move frees the old object. */
 START_TEST(krealloc_moves_keep_content)
@@ -1092,7 +1137,7 @@ static Suite *api_suite(void)
 	Suite *s = suite_create("kmalloc API");
 	struct {
 		const char *name;
-		const TTest *tests[8];
+		const TTest *tests[10];
 	} groups[] = {
 		{ "set-up", { init_explicit_and_repeated, oom_before_first_use } },
 		{ "sizes",
@@ -1101,7 +1146,8 @@ static Suite *api_suite(void)
 		    kfree_null_and_ksize_null } },
 		{ "zeroing", { zeroed_reuse, zeroed_after_trim, kcalloc_overflow_is_null } },
 		{ "krealloc",
-		  { krealloc_null_is_kmalloc, krealloc_in_place, krealloc_moves_keep_content,
+		  { krealloc_null_is_kmalloc, krealloc_in_place,
+		    krealloc_keeps_the_contract_alignment, krealloc_moves_keep_content,
 		    krealloc_full_class_moves, krealloc_aligned_large_grows_by_pages,
 		    krealloc_past_a_page_becomes_large, krealloc_blocked_growth_moves_seldom,
 		    krealloc_failure_keeps_p } },
@@ -1118,7 +1164,9 @@ static Suite *api_suite(void)
 	for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
 		TCase *tc = tcase_create(groups[g].name);
 		tcase_set_timeout(tc, 120);
-		for (int t = 0; t < 8 && groups[g].tests[t]; t++)
+		for (size_t t = 0;
+		     t < sizeof groups[g].tests / sizeof groups[g].tests[0] && groups[g].tests[t];
+		     t++)
 			tcase_add_test(tc, groups[g].tests[t]);
 		suite_add_tcase(s, tc);
 	}
