@@ -456,7 +456,9 @@ size_t pa_scav_count(const struct pagealloc *pa, size_t pg, size_t n)
 		unsigned bit = pg % CHUNK_PAGES;
 		size_t k;
 		uint64_t mask = word_mask(pg, n, &k);
-		count += mm_popcount64(~pa->chunks[pg / CHUNK_PAGES].ready[bit / 64] & mask);
+		uint64_t scav = ~pa->chunks[pg / CHUNK_PAGES].ready[bit / 64] & mask;
+		if (scav != 0) /* mostly none: a software popcount is ~12 steps */
+			count += mm_popcount64(scav);
 		pg += k;
 		n -= k;
 	}
