@@ -283,9 +283,7 @@ static void settle(struct mcentral *c, struct mesh_pair *p, bool ok)
 	unsigned nw = span_nwords(src), left = 0;
 	mspan_sweep(src);
 	for (unsigned w = 0; w < nw; w++) {
-		uint64_t valid = (w == nw - 1 && src->nelems % 64)
-		                         ? (((uint64_t)1 << (src->nelems % 64)) - 1)
-		                         : ~(uint64_t)0;
+		uint64_t valid = mspan_slot_mask(src, w);
 		/* the moved aliases' slots: out of them, so src no longer
 		 * holds them (they come back from the aliases to dst now) */
 		uint64_t theirs = 0;

@@ -37,18 +37,11 @@
  */
 #include "mmesh.h"
 
-/* The bits of allocBits word w of s that are slots. */
-static uint64_t slot_mask(const struct mspan *s, unsigned w)
-{
-	return w == span_nwords(s) - 1 && s->nelems % 64 ? (((uint64_t)1 << (s->nelems % 64)) - 1)
-	                                                 : ~(uint64_t)0;
-}
-
 /* Do a's and b's out slots from word `from` on not overlap? */
 static bool disjoint_from(const struct mspan *a, const struct mspan *b, unsigned from)
 {
 	for (unsigned w = from; w < span_nwords(a); w++)
-		if (a->allocBits[w] & b->allocBits[w] & slot_mask(a, w))
+		if (a->allocBits[w] & b->allocBits[w] & mspan_slot_mask(a, w))
 			return false;
 	return true;
 }
@@ -344,8 +337,8 @@ unsigned mesh_find_pairs(struct mesh_work *w, struct mcentral *c, unsigned max, 
 	unsigned nw = n != 0 ? span_nwords(w->cand[0]) : 0; /* one class: one layout */
 	for (unsigned i = n; i-- > 0;) {
 		const struct mspan *s = w->cand[i];
-		w->sig[2 * i] = s->allocBits[0] & slot_mask(s, 0);
-		w->sig[2 * i + 1] = nw > 1 ? s->allocBits[1] & slot_mask(s, 1) : 0;
+		w->sig[2 * i] = s->allocBits[0] & mspan_slot_mask(s, 0);
+		w->sig[2 * i + 1] = nw > 1 ? s->allocBits[1] & mspan_slot_mask(s, 1) : 0;
 		w->nal[i] = s->nalias;
 		w->used[i] = false;
 		w->ahead[i] = (uint16_t)(i + 1 < n && adjacent(w->cand[i], w->cand[i + 1])

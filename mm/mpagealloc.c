@@ -168,8 +168,9 @@ static unsigned chunk_max_run(const struct pchunk *c)
 		if (hi < 63)
 			inner &= ((uint64_t)1 << (hi + 1)) - 1;
 		/* no run inside can beat best unless its free pages span
-		 * more than best (two bit scans; a popcount here was more
-		 * than half of this function's instructions, callgrind) */
+		 * more than best: two bit scans, where a software popcount
+		 * was a fifth of pa_chunk_sum's instructions (callgrind on
+		 * fragsmall: 42.5M -> 34.2M without it) */
 		if (inner != 0 &&
 		    (unsigned)(63 - __builtin_clzll(inner) - __builtin_ctzll(inner)) >= best)
 			best = longest_ones_above(inner, best);

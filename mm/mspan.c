@@ -117,14 +117,6 @@ static inline uint64_t below_mask(unsigned fi, unsigned w)
 	return 0;
 }
 
-/* Valid slots within word w (padding bits clear). */
-static inline uint64_t valid_mask(const struct mspan *s, unsigned w)
-{
-	if ((w + 1) * 64 > s->nelems)
-		return ((uint64_t)1 << (s->nelems - w * 64)) - 1;
-	return ~(uint64_t)0;
-}
-
 /* Merge the freed bits into allocBits (see the top comment). Returns the
  * number of slots that came back. pre: owner (the caching CPU with
  * interrupts off, or mcentral.lock for an uncached span). */
@@ -178,7 +170,7 @@ unsigned mspan_out_count(const struct mspan *s)
 	for (unsigned w = 0; w < nw; w++) {
 		uint64_t out = (s->allocBits[w] | below_mask(s->freeindex, w)) &
 		               ~mm_load_relaxed(&s->free_bits[w]);
-		n += mm_popcount64(out & valid_mask(s, w));
+		n += mm_popcount64(out & mspan_slot_mask(s, w));
 	}
 	return n;
 }
@@ -212,7 +204,7 @@ int mspan_valid(const struct mspan *s)
 		return 0;
 	unsigned nw = span_nwords(s), allocated = 0;
 	for (unsigned w = 0; w < nw; w++) {
-		uint64_t valid = valid_mask(s, w);
+		uint64_t valid = mspan_slot_mask(s, w);
 		uint64_t below = below_mask(s->freeindex, w);
 		uint64_t ab = s->allocBits[w];
 		uint64_t fr = mm_load_relaxed(&s->free_bits[w]);

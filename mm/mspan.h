@@ -177,6 +177,15 @@ static inline unsigned span_nwords(const struct mspan *s)
 	return ((unsigned)s->nelems + 63) / 64;
 }
 
+/* The slots of bitmap word w (< span_nwords) of s: all bits but the
+ * padding past nelems in the last word. */
+static inline uint64_t mspan_slot_mask(const struct mspan *s, unsigned w)
+{
+	if ((w + 1) * 64 > s->nelems)
+		return ((uint64_t)1 << (s->nelems - w * 64)) - 1;
+	return ~(uint64_t)0;
+}
+
 /* The state word, and a new incarnation of it: every time a record turns
  * INUSE its generation moves on, so a lock-free reader that loads the
  * word before and after reading other fields knows whether they all
