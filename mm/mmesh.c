@@ -85,9 +85,12 @@ static struct mesh_work work;
 /* Bytes of the scratch for rounds of cap candidates. */
 static size_t work_size(unsigned cap)
 {
-	return cap / 2 * sizeof(struct mesh_pair) +
+	/* bitsets: rows, one a candidate; cols, one a slot of the first two
+	 * bitmap words; nal_le; adj, ubits and dbuf's two */
+	size_t sets = (size_t)cap + 128 + MESH_MAX_ALIAS + 4;
+	return cap / 2 * sizeof(struct mesh_pair) + sets * MESH_WORDS(cap) * sizeof(uint64_t) +
 	       cap * (3 * sizeof(struct mspan *) + 2 * sizeof(uint64_t) + sizeof(uint16_t) +
-	              2 * sizeof(bool) + sizeof(uint8_t));
+	              2 * sizeof(bool) + 2 * sizeof(uint8_t));
 }
 
 size_t mesh_work_bytes(void) { return work_size(MESH_CANDIDATES); }
@@ -108,6 +111,14 @@ static bool work_ready(unsigned cap)
 	uintptr_t p = mheap_.m_mesh.base;
 	work.pairs = (struct mesh_pair *)p;
 	p += cap / 2 * sizeof(struct mesh_pair);
+	size_t words = MESH_WORDS(cap);
+	work.rows = (uint64_t *)p;
+	work.cols = work.rows + cap * words;
+	work.nal_le = work.cols + 128 * words;
+	work.adj = work.nal_le + MESH_MAX_ALIAS * words;
+	work.ubits = work.adj + words;
+	work.dbuf = work.ubits + words;
+	p = (uintptr_t)(work.dbuf + 2 * words);
 	work.cand = (struct mspan **)p;
 	work.left = work.cand + cap;
 	work.right = work.left + cap;
@@ -116,6 +127,7 @@ static bool work_ready(unsigned cap)
 	work.used = (bool *)(work.ahead + cap);
 	work.rused = work.used + cap;
 	work.nal = (uint8_t *)(work.rused + cap);
+	work.rowok = work.nal + cap;
 	work.cap = cap;
 	return true;
 }

@@ -12,11 +12,11 @@
 
 /* Spans looked at per round. kmalloc_mesh and trim look at many, so that
  * segments come out long (the host's mappings go furthest), and hold the
- * class's lock for milliseconds a round while they pick (matching
- * segments grows with the square of the count, mmeshpick.c
- * longest_match: up to 2.4-3.9 ms, host, the frag pattern at 256 MiB).
- * The paced background work, which meshes while the program allocates,
- * looks at fewer (up to 0.6 ms a round there). */
+ * class's lock for up to a millisecond or two a round while they pick
+ * (matching segments grows with the square of the count, a word per 64
+ * candidates, mmeshpick.c longest_match: up to 0.9-2.1 ms, host, the
+ * fragmentation workloads of make bench). The paced background work,
+ * which meshes while the program allocates, looks at fewer. */
 #define MESH_CANDIDATES       1024
 #define MESH_CANDIDATES_PACED 128
 #define MESH_TRIES            64 /* right-half spans tried per left one */
@@ -41,8 +41,9 @@ struct mesh_pair {
  * candidates. The background gate's (one mesher at a time), the
  * candidates written under the class's lock. The arrays lie in a
  * metadata area of their own (m_mesh, mmesh.c work_ready), committed
- * as far as the rounds need (20 KiB for the paced work's 128
- * candidates, 152 KiB for kmalloc_mesh's 1024) and given back after
+ * as far as the rounds need (23 KiB for the paced work's 128
+ * candidates, 296 KiB for kmalloc_mesh's 1024, of which 128 KiB the
+ * matcher's rows) and given back after
  * kmalloc_mesh; not static: a port that never meshes has none of it in
  * its .bss, and a kernel stack is no place for it. */
 struct mesh_work {
@@ -58,7 +59,20 @@ struct mesh_work {
 	 * these 17 bytes, not two span records (mmeshpick.c) */
 	uint64_t *sig;
 	uint8_t *nal;
+	/* The matcher's bitsets over the round's candidates, words (cap / 64
+	 * at most) words each (mmeshpick.c longest_match): rows[a] has bit b
+	 * where cand[a] and cand[b] may mesh (computed on first use, rowok),
+	 * cols[s] where slot s of the first two words is out, nal_le[t]
+	 * where a span has at most t aliases, adj where cand[b + 1] starts
+	 * where cand[b] ends, ubits the used ones; dbuf two sets of
+	 * scratch. */
+	unsigned words, ncand, nw; /* this round's: set words, candidates,
+	                              bitmap words of its class's spans */
+	uint64_t *rows, *cols, *nal_le, *adj, *ubits, *dbuf;
+	uint8_t *rowok;
 };
+/* bitset words of a work for cap candidates, per row or column */
+#define MESH_WORDS(cap) (((cap) + 63) / 64)
 
 /* Up to max pairs of class c, picked (step 1) into w->pairs, among the spans pass has
  * not looked at; *seen: how many it looked at (< 2: the class is done
