@@ -73,7 +73,8 @@
  *                runs of adjacent spans onto adjacent spans first, the
  *                longest segments first (one mapping each on the host,
  *                and one protect, copy and remap a segment of up to
- *                MESH_BATCH spans);
+ *                MESH_BATCH spans), then any pairs, each span onto the
+ *                fullest it may mesh with (best fit);
  *                from the paced background work, trim and kmalloc_mesh
  *                (mmesh.c, its pairing mmeshpick.c)
  *   mark         the leak detector: a gcmarkBits bitmap per span and a

@@ -11,7 +11,8 @@
  *      each looked at once a pass; a pair meshes if their allocBits AND
  *      to zero and the groups together have at most MESH_MAX_ALIAS
  *      aliases; runs of adjacent spans are paired with adjacent spans,
- *      in order, then any pairs as Mesh's SplitMesher pairs them. src leaves the
+ *      in order, then any pairs, each span onto the fullest it fits
+ *      (best fit, which Mesh's SplitMesher is not). src leaves the
  *      lists with mesh_dst set ("becoming an alias"), dst's allocBits
  *      take src's out slots S0 (so dst never hands them out) and its
  *      nalias counts src and src's aliases (so dst is never given back
@@ -89,7 +90,7 @@ static size_t work_size(unsigned cap)
 	 * bitmap words; nal_le; adj, ubits and dbuf's two */
 	size_t sets = (size_t)cap + 128 + MESH_MAX_ALIAS + 4;
 	return cap / 2 * sizeof(struct mesh_pair) + sets * MESH_WORDS(cap) * sizeof(uint64_t) +
-	       cap * (3 * sizeof(struct mspan *) + 2 * sizeof(uint64_t) + sizeof(uint16_t) +
+	       cap * (sizeof(struct mspan *) + 2 * sizeof(uint64_t) + 2 * sizeof(uint16_t) +
 	              2 * sizeof(bool) + 2 * sizeof(uint8_t));
 }
 
@@ -120,13 +121,12 @@ static bool work_ready(unsigned cap)
 	work.dbuf = work.ubits + words;
 	p = (uintptr_t)(work.dbuf + 2 * words);
 	work.cand = (struct mspan **)p;
-	work.left = work.cand + cap;
-	work.right = work.left + cap;
-	work.sig = (uint64_t *)(work.right + cap);
+	work.sig = (uint64_t *)(work.cand + cap);
 	work.ahead = (uint16_t *)(work.sig + 2 * cap);
-	work.used = (bool *)(work.ahead + cap);
-	work.rused = work.used + cap;
-	work.nal = (uint8_t *)(work.rused + cap);
+	work.cnt = work.ahead + cap;
+	work.used = (bool *)(work.cnt + cap);
+	work.grown = work.used + cap;
+	work.nal = (uint8_t *)(work.grown + cap);
 	work.rowok = work.nal + cap;
 	work.cap = cap;
 	return true;

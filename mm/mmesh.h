@@ -19,7 +19,6 @@
  * which meshes while the program allocates, looks at fewer. */
 #define MESH_CANDIDATES       1024
 #define MESH_CANDIDATES_PACED 128
-#define MESH_TRIES            64 /* right-half spans tried per left one */
 #define MESH_MAX_ALIAS        7  /* aliases per dst (a group of 8 spans) */
 #define MESH_BATCH            32 /* spans of a run meshed as one range */
 /* bitmap words of the largest span: 8 B objects in one 8 KiB page */
@@ -41,19 +40,19 @@ struct mesh_pair {
  * candidates. The background gate's (one mesher at a time), the
  * candidates written under the class's lock. The arrays lie in a
  * metadata area of their own (m_mesh, mmesh.c work_ready), committed
- * as far as the rounds need (23 KiB for the paced work's 128
- * candidates, 296 KiB for kmalloc_mesh's 1024, of which 128 KiB the
+ * as far as the rounds need (22 KiB for the paced work's 128
+ * candidates, 282 KiB for kmalloc_mesh's 1024, of which 128 KiB the
  * matcher's rows) and given back after
  * kmalloc_mesh; not static: a port that never meshes has none of it in
  * its .bss, and a kernel stack is no place for it. */
 struct mesh_work {
 	unsigned cap;
-	struct mesh_pair *pairs;      /* cap / 2 */
-	struct mspan **cand;          /* cap each, from here on */
-	bool *used;                   /* in a pair of this round */
-	uint16_t *ahead;              /* cand[j, j + ahead[j]) adjacent */
-	struct mspan **left, **right; /* pair_any's halves of what is left */
-	bool *rused;                  /* ... and which of right are used */
+	struct mesh_pair *pairs; /* cap / 2 */
+	struct mspan **cand;     /* cap each, from here on */
+	bool *used;              /* in a pair of this round */
+	uint16_t *ahead;         /* cand[j, j + ahead[j]) adjacent */
+	uint16_t *cnt;           /* cand[j]'s allocCount (pair_fit) */
+	bool *grown;             /* a dst of this round (pair_fit) */
 	/* cand[i]'s first two allocBits words (past nelems cleared) and
 	 * aliases, side by side: the test that rejects most pairs reads
 	 * these 17 bytes, not two span records (mmeshpick.c) */
