@@ -21,21 +21,21 @@
  * (vm.max_map_count). So there a growing class takes adjacent spans from
  * the mheap (mcentral_refill, with sys_config.mesh_runs), and passes of
  * runs onto runs (runs_onto) come before a pass of any pairs (pair_fit:
- * each span onto the fullest it may mesh with). A run of candidates is covered
- * by segments, each onto whichever adjacent dsts give the longest from
- * where the last one stopped: where the span facing it conflicts, the
- * run goes on onto other dsts (or the same ones one further on) instead
- * of leaving a span between two mappings. Segments shorter than the
+ * each span onto the fullest it may mesh with). A run of candidates is
+ * covered by segments, each onto whichever adjacent dsts give the
+ * longest from where the last one stopped: where the span facing it
+ * conflicts, the run goes on onto other dsts (or the same ones one
+ * further on) instead of leaving a span between two mappings. Segments shorter than the
  * pass's min_run are left for a later pass: kmalloc_mesh lowers min_run
  * pass by pass (mmesh.c), so that where the mappings run out, the pages
  * freed per mapping were as many as could be had. Each round pairs the
  * lower half's runs onto the upper half's spans, then the upper's onto
  * what is left of the lower (aliases gather low, next to each other),
- * then any onto any. The segments are matched 64 dsts at a time: a round keeps, per
- * candidate, the set of candidates it may mesh with as a bitset, and a
- * segment grows by ANDing shifted sets (longest_match). The kernel
- * port, which maps page by page, is indifferent to the runs: the same
- * spans mesh, in another order.
+ * then any onto any. The segments are matched 64 dsts at a time: a
+ * round keeps, per candidate, the set of candidates it may mesh with as
+ * a bitset, and a segment grows by ANDing shifted sets (longest_match).
+ * The kernel port, which maps page by page, is indifferent to the runs:
+ * the same spans mesh, in another order.
  */
 #include "mmesh.h"
 
