@@ -131,20 +131,25 @@ END_TEST
  * moving an alias along with its span: one dst, three aliases. */
 
 #define GROUP 4
-static unsigned char *quarter[GROUP][PER_SPAN / GROUP];
+/* n adjacent spans (make_group(n), n <= GROUP), span s keeping the
+ * slots k with k % n == s: member[s][0, nmember[s]) */
+static int ngroup;
+static unsigned char *member[GROUP][PER_SPAN];
+static int nmember[GROUP];
 
 static void free_twice(void *p);
 
-static void make_group(void)
+static void make_group(int n)
 {
 	unsigned char *all[GROUP * PER_SPAN];
-	for (int i = 0; i < GROUP * PER_SPAN; i++)
+	ngroup = n;
+	for (int i = 0; i < n * PER_SPAN; i++)
 		all[i] = kmalloc(OBJ, 0);
-	for (int i = 0; i < GROUP * PER_SPAN; i++) {
+	for (int i = 0; i < n * PER_SPAN; i++) {
 		int span = i / PER_SPAN, slot = i % PER_SPAN;
 		ck_assert_uint_eq((uintptr_t)all[i] - (uintptr_t)all[span * PER_SPAN], slot * OBJ);
-		if (slot % GROUP == span) {
-			quarter[span][slot / GROUP] = all[i];
+		if (slot % n == span) {
+			member[span][nmember[span]++] = all[i];
 			fill_pattern(all[i], OBJ, (uint64_t)i);
 		} else {
 			kfree(all[i]);
@@ -155,12 +160,44 @@ static void make_group(void)
 
 static void check_group(void)
 {
-	for (int s = 0; s < GROUP; s++)
-		for (int k = 0; k < PER_SPAN / GROUP; k++)
-			ck_assert_msg(check_pattern(quarter[s][k], OBJ,
-			                            (uint64_t)(s * PER_SPAN + GROUP * k + s)) ==
+	for (int s = 0; s < ngroup; s++)
+		for (int k = 0; k < nmember[s]; k++)
+			ck_assert_msg(check_pattern(member[s][k], OBJ,
+			                            (uint64_t)(s * PER_SPAN + ngroup * k + s)) ==
 			                      SIZE_MAX,
 			              "span %d object %d lost", s, k);
+}
+
+static void free_group(void)
+{
+	for (int s = 0; s < ngroup; s++)
+		for (int k = 0; k < nmember[s]; k++)
+			kfree(member[s][k]);
+}
+
+/* make_group(n) meshes onto one set of frames and stays exact: every
+ * object kept, a double free through any address caught, new objects
+ * in the free slots only, all of it given back once freed. */
+static void group_meshes_whole(int n)
+{
+	struct kmalloc_stats st, before;
+	make_group(n);
+	kmalloc_stats(&before);
+	ck_assert_uint_eq(kmalloc_mesh(), n - 1);
+	ASSERT_STATS_CONSISTENT(&st);
+	ck_assert_uint_eq(st.mesh_spans, n - 1);
+	ck_assert_uint_eq(st.mesh_bytes, (n - 1) * 8192);
+	ck_assert_uint_eq(before.committed - st.committed, (n - 1) * 8192);
+	check_group();
+	for (int s = 0; s < n; s++) {
+		struct child_result r;
+		run_in_child(free_twice, member[s][2], &r);
+		const char *m = misuse_mismatch(&r, "double free", member[s][2]);
+		ck_assert_msg(m == NULL, "span %d: %s", s, m);
+	}
+	new_objects_beside(check_group);
+	free_group();
+	trim_to_nothing();
 }
 
 /* The paced background work meshes with a scratch the size of its
@@ -194,86 +231,15 @@ START_TEST(paced_mesh_commits_its_share)
 }
 END_TEST
 
-START_TEST(group_moves_whole)
-{
-	struct kmalloc_stats st;
-	make_group();
-	ck_assert_uint_eq(kmalloc_mesh(), GROUP - 1);
-	ASSERT_STATS_CONSISTENT(&st);
-	ck_assert_uint_eq(st.mesh_spans, GROUP - 1);
-	ck_assert_uint_eq(st.mesh_bytes, (GROUP - 1) * 8192);
-	check_group();
-	/* every quarter is still exact: a double free through any address */
-	for (int s = 0; s < GROUP; s++) {
-		struct child_result r;
-		run_in_child(free_twice, quarter[s][2], &r);
-		const char *m = misuse_mismatch(&r, "double free", quarter[s][2]);
-		ck_assert_msg(m == NULL, "span %d: %s", s, m);
-	}
-	/* new objects fill the group's free slots only */
-	new_objects_beside(check_group);
-	for (int s = 0; s < GROUP; s++)
-		for (int k = 0; k < PER_SPAN / GROUP; k++)
-			kfree(quarter[s][k]);
-	trim_to_nothing();
-}
+START_TEST(group_moves_whole) { group_meshes_whole(GROUP); }
 END_TEST
 
-/* Three adjacent spans, span s keeping the slots k with k % 3 == s:
- * no run of them meshes onto a run (a run's dsts cannot lie in it), so
- * the pass of any pairs takes them, best fit: one span goes onto the
- * fullest, and the third onto that same dst in the same round (a dst
- * takes more than one src a round, mm/mmeshpick.c pair_fit). Both
- * settle on their own; all three keep their objects and stay exact. */
-#define TRIO 3
-static unsigned char *third[TRIO][PER_SPAN / TRIO + 1];
-static int nthird[TRIO];
-
-static void check_trio(void)
-{
-	for (int s = 0; s < TRIO; s++)
-		for (int k = 0; k < nthird[s]; k++)
-			ck_assert_msg(check_pattern(third[s][k], OBJ, (uint64_t)(100 * s + k)) ==
-			                      SIZE_MAX,
-			              "span %d object %d lost", s, k);
-}
-
-START_TEST(three_spans_share_one_set_of_frames)
-{
-	unsigned char *all[TRIO * PER_SPAN];
-	for (int i = 0; i < TRIO * PER_SPAN; i++)
-		all[i] = kmalloc(OBJ, 0);
-	for (int i = 0; i < TRIO * PER_SPAN; i++) {
-		int span = i / PER_SPAN, slot = i % PER_SPAN;
-		ck_assert_uint_eq((uintptr_t)all[i] - (uintptr_t)all[span * PER_SPAN], slot * OBJ);
-		if (slot % TRIO == span) {
-			third[span][nthird[span]] = all[i];
-			fill_pattern(all[i], OBJ, (uint64_t)(100 * span + nthird[span]++));
-		} else {
-			kfree(all[i]);
-		}
-	}
-	kmalloc_flush_cpu();
-	struct kmalloc_stats st, before;
-	kmalloc_stats(&before);
-	ck_assert_uint_eq(kmalloc_mesh(), TRIO - 1);
-	ASSERT_STATS_CONSISTENT(&st);
-	ck_assert_uint_eq(st.mesh_spans, TRIO - 1);
-	ck_assert_uint_eq(st.mesh_bytes, (TRIO - 1) * 8192);
-	ck_assert_uint_eq(before.committed - st.committed, (TRIO - 1) * 8192);
-	check_trio();
-	for (int s = 0; s < TRIO; s++) {
-		struct child_result r;
-		run_in_child(free_twice, third[s][1], &r);
-		const char *m = misuse_mismatch(&r, "double free", third[s][1]);
-		ck_assert_msg(m == NULL, "span %d: %s", s, m);
-	}
-	new_objects_beside(check_trio);
-	for (int s = 0; s < TRIO; s++)
-		for (int k = 0; k < nthird[s]; k++)
-			kfree(third[s][k]);
-	trim_to_nothing();
-}
+/* Three adjacent spans: no run of them meshes onto a run (a run's dsts
+ * cannot lie in it), so the pass of any pairs takes them, best fit: one
+ * span goes onto the fullest, and the third onto that same dst in the
+ * same round (a dst takes more than one src a round, mm/mmeshpick.c
+ * pair_fit). Both settle on their own. */
+START_TEST(three_spans_share_one_set_of_frames) { group_meshes_whole(3); }
 END_TEST
 
 /* A clock that stands still until the test makes it jump 6 ms at each
@@ -294,11 +260,9 @@ START_TEST(paced_reap_stops_at_its_budget)
 	sys_config.now_ns = jumpy_clock; /* before the heap's first call */
 	sys_config.now_coarse_ns = NULL; /* every reading from the fake clock */
 	struct kmalloc_stats st;
-	make_group();
+	make_group(GROUP);
 	ck_assert_uint_eq(kmalloc_mesh(), GROUP - 1);
-	for (int s = 0; s < GROUP; s++)
-		for (int k = 0; k < PER_SPAN / GROUP; k++)
-			kfree(quarter[s][k]);
+	free_group();
 	kmalloc_flush_cpu(); /* the objects back to their spans: dead aliases */
 	ASSERT_STATS_CONSISTENT(&st);
 	ck_assert_uint_eq(st.mesh_spans, GROUP - 1);
