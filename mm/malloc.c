@@ -75,8 +75,9 @@
  *                and one protect, copy and remap a segment of up to
  *                MESH_BATCH spans), then any pairs, each span onto the
  *                fullest it may mesh with (best fit);
- *                from the paced background work, trim and kmalloc_mesh
- *                (mmesh.c, its pairing mmeshpick.c)
+ *                from the paced background work (less often while the
+ *                port refuses), trim and kmalloc_mesh (mmesh.c, its
+ *                pairing mmeshpick.c)
  *   mark         the leak detector: a gcmarkBits bitmap per span and a
  *                grey stack of fixalloc blocks (mgcmark.c); its report,
  *                suppressions and per-object flags (mleak.c)

@@ -66,7 +66,10 @@
  * step; a round out of time leaves its picked pairs unmeshed, as failed
  * ones, so a step ends within one batch of its budget), kmalloc_trim and
  * kmalloc_mesh, each behind the background gate (mheap_.bg_busy), so a leak scan or a fork never meets
- * a mesh in flight. Never on an allocation path. Passes over the classes
+ * a mesh in flight. Never on an allocation path. A mesh the port refuses
+ * ends the call (the rest would be refused too: the host is out of
+ * mappings until aliases are reaped), and the paced work then waits
+ * longer each time it is refused (mesh_paced). Passes over the classes
  * pair runs onto runs only, in segments of at least a pass's min_run,
  * then any pairs: where aliases cost the port mappings (the host: a
  * segment of a run of aliases is one, a lone alias one or two) the runs
@@ -161,6 +164,11 @@ static struct {
 	uint64_t pause_sum_ns;
 	uint64_t steps;        /* copies + remaps: batches and lone meshes */
 	uint64_t last_ns;      /* when the paced work last meshed */
+	uint64_t wait_ns;      /* the gate's: from last_ns to the next paced
+	                          mesh, MESH_PERIOD_NS or more (mesh_paced) */
+	bool refused;          /* the gate's: the port refused a mesh in this
+	                          call (mesh_run, kmalloc_mesh), which then
+	                          stops */
 	uint64_t reap_pending; /* aliases swept empty, not reaped yet */
 } mesh;
 
@@ -368,7 +376,7 @@ static unsigned mesh_class(struct mcentral *c, unsigned max, uint64_t until, uns
 {
 	struct mesh_pair *pairs = work.pairs;
 	unsigned done = 0;
-	while (done < max && mm_now() <= until) {
+	while (done < max && !mesh.refused && mm_now() <= until) {
 		unsigned want = max - done < cands / 2 ? max - done : cands / 2, seen;
 		lock_central(c);
 		unsigned np = mesh_find_pairs(&work, c, want, &seen, mesh.pass, min_run, cands);
@@ -376,12 +384,14 @@ static unsigned mesh_class(struct mcentral *c, unsigned max, uint64_t until, uns
 		if (seen < 2)
 			break;
 		for (unsigned i = 0, k; i < np; i += k) {
-			if (i != 0 && mm_now() > until) {
+			if (mesh.refused || (i != 0 && mm_now() > until)) {
 				/* out of time: the rest of the round stays as it
 				 * was (a batch may take long: the host's first
 				 * protect of a mesh may count its mappings, 21 ms
 				 * at 32,000 of them, so a round of 64 such could
-				 * hold the background gate for over a second) */
+				 * hold the background gate for over a second);
+				 * refused: so would the rest be (the host: out of
+				 * mappings, until aliases are reaped) */
 				lock_central(c);
 				for (unsigned x = i; x < np; x++)
 					settle(c, &pairs[x], false);
@@ -397,6 +407,7 @@ static unsigned mesh_class(struct mcentral *c, unsigned max, uint64_t until, uns
 			unlock_central(c);
 			if (!ok) {
 				mm_add_fetch_relaxed(&mesh.failed, k);
+				mesh.refused = true;
 				continue;
 			}
 			mm_add_fetch_relaxed(&mesh.meshes, k);
@@ -490,6 +501,7 @@ static void mesh_reap(uint64_t until)
 			mm_add_fetch_relaxed(&mesh.reap_pending, (uint64_t)-1);
 			mm_add_fetch_relaxed(&mesh.aliases, (uint64_t)-1);
 			mm_add_fetch_relaxed(&mesh.pages, (uint64_t)0 - npages);
+			mesh.wait_ns = MESH_PERIOD_NS; /* the port may have room again */
 		}
 	}
 }
@@ -510,7 +522,8 @@ static unsigned mesh_pass(unsigned max_pairs, uint64_t until, unsigned min_run, 
 {
 	mesh.pass++;
 	unsigned done = 0;
-	for (unsigned i = 2; i < NUM_SPANCLASSES && done < max_pairs && mm_now() <= until; i++) {
+	for (unsigned i = 2;
+	     i < NUM_SPANCLASSES && done < max_pairs && !mesh.refused && mm_now() <= until; i++) {
 		struct mcentral *c = &mheap_.central[i].c;
 		if (again && !class_meshed[i])
 			continue;
@@ -522,6 +535,8 @@ static unsigned mesh_pass(unsigned max_pairs, uint64_t until, unsigned min_run, 
 		unsigned n = mesh_class(c, max_pairs - done, until, min_run, cands);
 		class_meshed[i] = n != 0;
 		done += n;
+		if (mesh.refused)
+			break;
 	}
 	return done;
 }
@@ -536,13 +551,25 @@ unsigned mesh_run(unsigned max_pairs, uint64_t until)
 	if (!mesh_supported())
 		return 0;
 	mesh_reap(until);
+	mesh.refused = false;
 	unsigned done = mesh_pass(max_pairs, until, 2, MESH_CANDIDATES_PACED, false);
-	if (done < max_pairs)
+	if (done < max_pairs && !mesh.refused)
 		done += mesh_pass(max_pairs - done, until, 0, MESH_CANDIDATES_PACED, false);
 	return done;
 }
 
-/* The paced background work's share: at most every MESH_PERIOD_NS. */
+/* The longest the paced work waits between meshes while the port
+ * refuses them: 64 periods. */
+#define MESH_BACKOFF_MAX_NS (64ull * MESH_PERIOD_NS)
+
+/* The paced background work's share: at most every MESH_PERIOD_NS, and
+ * less often while the port refuses every mesh: a heap meshed up to the
+ * host's mapping budget, idle, kept its background thread counting
+ * /proc/self/maps (21 ms at 32,000 mappings) every 100 ms for nothing
+ * (the frag heap after a trim: 0.48 s of CPU in 5 s, 18 refusals, no
+ * mesh). The wait doubles after a step the port refused and that meshed
+ * nothing, up to MESH_BACKOFF_MAX_NS, and is back at the period once a
+ * step meshes or a reap unmaps an alias. */
 unsigned mesh_paced(uint64_t now)
 {
 	if (!mesh_supported())
@@ -553,10 +580,18 @@ unsigned mesh_paced(uint64_t now)
 	if (sys_config.mesh_context != NULL && !sys_config.mesh_context())
 		return 0;
 	mesh_reap(now + MESH_STEP_NS);
-	if (now - mm_load_relaxed(&mesh.last_ns) < MESH_PERIOD_NS)
+	if (mesh.wait_ns < MESH_PERIOD_NS)
+		mesh.wait_ns = MESH_PERIOD_NS;
+	if (now - mm_load_relaxed(&mesh.last_ns) < mesh.wait_ns)
 		return 0;
 	mm_store_relaxed(&mesh.last_ns, now);
-	return mesh_run(UINT32_MAX, now + MESH_STEP_NS);
+	unsigned done = mesh_run(UINT32_MAX, now + MESH_STEP_NS);
+	if (done == 0 && mesh.refused)
+		mesh.wait_ns = mesh.wait_ns * 2 < MESH_BACKOFF_MAX_NS ? mesh.wait_ns * 2
+		                                                      : MESH_BACKOFF_MAX_NS;
+	else
+		mesh.wait_ns = MESH_PERIOD_NS;
+	return done;
 }
 
 void mesh_stats(struct kmalloc_stats *st)
@@ -588,9 +623,10 @@ unsigned kmalloc_mesh(void)
 	 * pages; two passes each find nearly all of them), then of any pairs */
 	unsigned done = 0, n;
 	mesh_reap(UINT64_MAX);
+	mesh.refused = false; /* the first refusal ends the call */
 	static const unsigned min_run[] = { 32, 24, 16, 12, 10, 8, 7, 6, 5, 4, 3, 2, 0 };
-	for (unsigned r = 0; r < sizeof min_run / sizeof min_run[0]; r++)
-		for (int pass = 0; pass < (min_run[r] > 2 ? 2 : 8) &&
+	for (unsigned r = 0; r < sizeof min_run / sizeof min_run[0] && !mesh.refused; r++)
+		for (int pass = 0; pass < (min_run[r] > 2 ? 2 : 8) && !mesh.refused &&
 		                   (n = mesh_pass(UINT32_MAX, UINT64_MAX, min_run[r],
 		                                  MESH_CANDIDATES, pass > 0)) != 0;
 		     pass++)

@@ -327,7 +327,11 @@ struct sys_config {
 	 *  mesh_protect(src, len)  Ready -> Ready read-only: a write to the
 	 *               range waits (the host's fault handler waits and
 	 *               retries) until mesh_alias of the range returns.
-	 *               Returns 0, or -1 with nothing changed.
+	 *               Returns 0, or -1 with nothing changed: a refusal
+	 *               ends that kmalloc_mesh, and the paced work asks
+	 *               less often until a mesh goes through or an alias
+	 *               is unmapped (up to 6.4 s apart; the host refuses
+	 *               once its mappings reach their budget).
 	 *  mesh_unprotect(src, len)  undoes mesh_protect (a mesh given up).
 	 *  mesh_alias(dst, src, len, own)  [src, src+len) maps the memory
 	 *               behind [dst, dst+len), writable (waiting writers go

@@ -281,6 +281,59 @@ START_TEST(paced_reap_stops_at_its_budget)
 }
 END_TEST
 
+/* A port that refuses every mesh (the host does once its mappings reach
+ * their budget) is asked once per kmalloc_mesh, and by the paced work
+ * less and less often: its wait doubles up to 64 periods (mm/mmesh.c
+ * mesh_paced). An idle heap meshed to the host's budget had its
+ * background thread count /proc/self/maps every 100 ms for nothing. */
+static uint64_t still_ns;
+static uint64_t still_clock(void) { return still_ns; }
+static unsigned refusals;
+static int refuse_protect(void *src, size_t len)
+{
+	(void)src;
+	(void)len;
+	refusals++;
+	return -1;
+}
+
+START_TEST(refused_meshes_back_off)
+{
+	setenv("KMALLOC_RELEASE_MS", "1000", 1);
+	setenv("KMALLOC_BACKGROUND", "0", 1);
+	sys_config.now_ns = still_clock; /* before the heap's first call */
+	sys_config.now_coarse_ns = NULL;
+	struct kmalloc_stats st;
+	make_group(GROUP);
+	int (*protect)(void *, size_t) = sys_config.mesh_protect;
+	sys_config.mesh_protect = refuse_protect;
+	ck_assert_uint_eq(kmalloc_mesh(), 0);
+	ck_assert_uint_eq(refusals, 1); /* the first refusal ended the call */
+	/* 6.4 s of background steps, each as soon as it is due: a mesh
+	 * every period would be asked 25 times (a step that meshes nothing
+	 * comes back after a quarter of the release delay) */
+	refusals = 0;
+	for (int i = 0; i < 64; i++) {
+		still_ns += 100ull * 1000 * 1000;
+		kmalloc_background();
+	}
+	ck_assert_uint_ge(refusals, 3);
+	ck_assert_uint_le(refusals, 8);
+	/* the port takes meshes again: the paced work meshes within the
+	 * longest wait */
+	sys_config.mesh_protect = protect;
+	for (int i = 0; i < 70; i++) {
+		still_ns += 100ull * 1000 * 1000;
+		kmalloc_background();
+	}
+	ASSERT_STATS_CONSISTENT(&st);
+	ck_assert_uint_eq(st.mesh_spans, GROUP - 1);
+	check_group();
+	free_group();
+	trim_to_nothing();
+}
+END_TEST
+
 /* ---- a typed cache's spans mesh like kmalloc's ---- */
 
 START_TEST(typed_cache_meshes)
@@ -592,6 +645,7 @@ END_TEST
 CHECK_MAIN_SETUP("kmalloc mesh", 120, mesh_setup, CHECK_TEST(pair_meshes_and_keeps_contents),
                  CHECK_TEST(paced_mesh_commits_its_share),
                  CHECK_TEST(paced_reap_stops_at_its_budget), CHECK_TEST(group_moves_whole),
-                 CHECK_TEST(three_spans_share_one_set_of_frames), CHECK_TEST(misuse_on_both_halves),
+                 CHECK_TEST(three_spans_share_one_set_of_frames),
+                 CHECK_TEST(refused_meshes_back_off), CHECK_TEST(misuse_on_both_halves),
                  CHECK_TEST(fork_copies_meshed_heap), CHECK_TEST(typed_cache_meshes),
                  CHECK_TEST(fork_while_meshing), CHECK_TEST(writers_during_mesh) LEAK_CASE)
