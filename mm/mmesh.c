@@ -86,72 +86,6 @@
  * while none of m_mesh is committed. */
 static struct mesh_work work;
 
-/* Bytes of the scratch for rounds of cap candidates. */
-static size_t work_size(unsigned cap)
-{
-	/* bitsets: rows, one a candidate; cols, one a slot of the first two
-	 * bitmap words; nal_le; adj, ubits and dbuf's two */
-	size_t sets = (size_t)cap + 128 + MESH_MAX_ALIAS + 4;
-	return cap / 2 * sizeof(struct mesh_pair) + sets * MESH_WORDS(cap) * sizeof(uint64_t) +
-	       cap * (sizeof(struct mspan *) + 2 * sizeof(uint64_t) + 2 * sizeof(uint16_t) +
-	              2 * sizeof(bool) + 2 * sizeof(uint8_t));
-}
-
-size_t mesh_work_bytes(void) { return work_size(MESH_CANDIDATES); }
-
-/* Scratch for rounds of cap candidates: commit as much of m_mesh and lay
- * the arrays out (a round's contents do not outlive it, so a new layout
- * loses nothing). Returns false if the port could not commit it.
- * pre: the background gate, no mm lock. */
-static bool work_ready(unsigned cap)
-{
-	if (work.cap >= cap)
-		return true;
-	lock_heap();
-	bool ok = meta_ensure(&mheap_.m_mesh, work_size(cap)) == 0;
-	unlock_heap();
-	if (!ok)
-		return false;
-	uintptr_t p = mheap_.m_mesh.base;
-	work.pairs = (struct mesh_pair *)p;
-	p += cap / 2 * sizeof(struct mesh_pair);
-	size_t words = MESH_WORDS(cap);
-	work.rows = (uint64_t *)p;
-	work.cols = work.rows + cap * words;
-	work.nal_le = work.cols + 128 * words;
-	work.adj = work.nal_le + MESH_MAX_ALIAS * words;
-	work.ubits = work.adj + words;
-	work.dbuf = work.ubits + words;
-	p = (uintptr_t)(work.dbuf + 2 * words);
-	work.cand = (struct mspan **)p;
-	work.sig = (uint64_t *)(work.cand + cap);
-	work.ahead = (uint16_t *)(work.sig + 2 * cap);
-	work.cnt = work.ahead + cap;
-	work.used = (bool *)(work.cnt + cap);
-	work.grown = work.used + cap;
-	work.nal = (uint8_t *)(work.grown + cap);
-	work.rowok = work.nal + cap;
-	work.cap = cap;
-	return true;
-}
-
-/* Give the scratch back (kmalloc_mesh's end: trim's meshing is done,
- * and the paced work commits what it needs again when it next finds a
- * class to mesh). pre: the background gate, no mm lock. */
-static void work_release(void)
-{
-	struct metaarr *m = &mheap_.m_mesh;
-	if (work.cap == 0)
-		return;
-	work.cap = 0;
-	lock_heap();
-	size_t n = m->committed;
-	m->committed = 0;
-	mheap_.meta_sys -= n;
-	unlock_heap();
-	sys_release((void *)m->base, n);
-}
-
 /* Statistics (kmalloc_stats), atomics; pass: the gate's. */
 static struct {
 	uint8_t pass;          /* mesh_run calls, mod 256 (mspan.mesh_seen) */
@@ -530,7 +464,7 @@ static unsigned mesh_pass(unsigned max_pairs, uint64_t until, unsigned min_run, 
 		class_meshed[i] = false;
 		if (list_len(c, &c->partial) < 2)
 			continue;
-		if (!work_ready(cands))
+		if (!mesh_work_ready(&work, cands))
 			break;
 		unsigned n = mesh_class(c, max_pairs - done, until, min_run, cands);
 		class_meshed[i] = n != 0;
@@ -631,7 +565,7 @@ unsigned kmalloc_mesh(void)
 		                                  MESH_CANDIDATES, pass > 0)) != 0;
 		     pass++)
 			done += n;
-	work_release();
+	mesh_work_release(&work);
 	mheap_bg_leave();
 	return done;
 }

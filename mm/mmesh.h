@@ -1,9 +1,9 @@
 /*
  * mmesh.h: what meshing's two files share (mm/mmesh.c: the mesh itself,
- * copy, remap, settle, reap; mm/mmeshpick.c: which spans pair up). The
- * picker hands mmesh.c a round's pairs, each already step 1 of a mesh
- * (src off the lists, dst holding src's slots); mmesh.c copies, remaps
- * and settles them.
+ * copy, remap, settle, reap; mm/mmeshpick.c: which spans pair up, and
+ * the scratch of its rounds). The picker hands mmesh.c a round's pairs,
+ * each already step 1 of a mesh (src off the lists, dst holding src's
+ * slots); mmesh.c copies, remaps and settles them.
  */
 #ifndef MM_MMESH_H
 #define MM_MMESH_H
@@ -72,6 +72,16 @@ struct mesh_work {
 };
 /* bitset words of a work for cap candidates, per row or column */
 #define MESH_WORDS(cap) (((cap) + 63) / 64)
+
+/* Scratch for rounds of cap candidates: commit as much of m_mesh and lay
+ * w's arrays out (a round's contents do not outlive it, so a new layout
+ * loses nothing). Returns false if the port could not commit it.
+ * pre: the background gate, no mm lock. */
+bool mesh_work_ready(struct mesh_work *w, unsigned cap);
+/* Give the scratch back (kmalloc_mesh's end: trim's meshing is done,
+ * and the paced work commits what it needs again when it next finds a
+ * class to mesh). pre: the background gate, no mm lock. */
+void mesh_work_release(struct mesh_work *w);
 
 /* Up to max pairs of class c, picked (step 1) into w->pairs, among the spans pass has
  * not looked at; *seen: how many it looked at (< 2: the class is done

@@ -1,6 +1,7 @@
 /*
  * mmeshpick.c: which spans of a class mesh together (step 1 of a mesh,
- * mm/mmesh.c, which does the rest; see there and malloc.c).
+ * mm/mmesh.c, which does the rest; see there and malloc.c), and the
+ * scratch its rounds work in (struct mesh_work, mmesh.h).
  *
  * A round, under the class's lock: up to MESH_CANDIDATES spans
  * (MESH_CANDIDATES_PACED for the paced background work, mmesh.h) of
@@ -38,6 +39,67 @@
  * the same spans mesh, in another order.
  */
 #include "mmesh.h"
+
+/* ---- the scratch (struct mesh_work, in m_mesh) ---- */
+
+/* Bytes of the scratch for rounds of cap candidates. */
+static size_t work_size(unsigned cap)
+{
+	/* bitsets: rows, one a candidate; cols, one a slot of the first two
+	 * bitmap words; nal_le; adj, ubits and dbuf's two */
+	size_t sets = (size_t)cap + 128 + MESH_MAX_ALIAS + 4;
+	return cap / 2 * sizeof(struct mesh_pair) + sets * MESH_WORDS(cap) * sizeof(uint64_t) +
+	       cap * (sizeof(struct mspan *) + 2 * sizeof(uint64_t) + 2 * sizeof(uint16_t) +
+	              2 * sizeof(bool) + 2 * sizeof(uint8_t));
+}
+
+size_t mesh_work_bytes(void) { return work_size(MESH_CANDIDATES); }
+
+bool mesh_work_ready(struct mesh_work *w, unsigned cap)
+{
+	if (w->cap >= cap)
+		return true;
+	lock_heap();
+	bool ok = meta_ensure(&mheap_.m_mesh, work_size(cap)) == 0;
+	unlock_heap();
+	if (!ok)
+		return false;
+	uintptr_t p = mheap_.m_mesh.base;
+	w->pairs = (struct mesh_pair *)p;
+	p += cap / 2 * sizeof(struct mesh_pair);
+	size_t words = MESH_WORDS(cap);
+	w->rows = (uint64_t *)p;
+	w->cols = w->rows + cap * words;
+	w->nal_le = w->cols + 128 * words;
+	w->adj = w->nal_le + MESH_MAX_ALIAS * words;
+	w->ubits = w->adj + words;
+	w->dbuf = w->ubits + words;
+	p = (uintptr_t)(w->dbuf + 2 * words);
+	w->cand = (struct mspan **)p;
+	w->sig = (uint64_t *)(w->cand + cap);
+	w->ahead = (uint16_t *)(w->sig + 2 * cap);
+	w->cnt = w->ahead + cap;
+	w->used = (bool *)(w->cnt + cap);
+	w->grown = w->used + cap;
+	w->nal = (uint8_t *)(w->grown + cap);
+	w->rowok = w->nal + cap;
+	w->cap = cap;
+	return true;
+}
+
+void mesh_work_release(struct mesh_work *w)
+{
+	struct metaarr *m = &mheap_.m_mesh;
+	if (w->cap == 0)
+		return;
+	w->cap = 0;
+	lock_heap();
+	size_t n = m->committed;
+	m->committed = 0;
+	mheap_.meta_sys -= n;
+	unlock_heap();
+	sys_release((void *)m->base, n);
+}
 
 /* Do a's and b's out slots from word `from` on not overlap? */
 static bool disjoint_from(const struct mspan *a, const struct mspan *b, unsigned from)
