@@ -40,8 +40,8 @@ struct mesh_pair {
  * candidates. The background gate's (one mesher at a time), the
  * candidates written under the class's lock. The arrays lie in a
  * metadata area of their own (m_mesh, mmesh.c work_ready), committed
- * as far as the rounds need (22 KiB for the paced work's 128
- * candidates, 282 KiB for kmalloc_mesh's 1024, of which 128 KiB the
+ * as far as the rounds need (21 KiB for the paced work's 128
+ * candidates, 280 KiB for kmalloc_mesh's 1024, of which 128 KiB the
  * matcher's rows) and given back after
  * kmalloc_mesh; not static: a port that never meshes has none of it in
  * its .bss, and a kernel stack is no place for it. */
@@ -49,7 +49,6 @@ struct mesh_work {
 	unsigned cap;
 	struct mesh_pair *pairs; /* cap / 2 */
 	struct mspan **cand;     /* cap each, from here on */
-	bool *used;              /* in a pair of this round */
 	uint16_t *ahead;         /* cand[j, j + ahead[j]) adjacent */
 	uint16_t *cnt;           /* cand[j]'s allocCount (pair_fit) */
 	bool *grown;             /* a dst of this round (pair_fit) */
@@ -63,8 +62,8 @@ struct mesh_work {
 	 * where cand[a] and cand[b] may mesh (computed on first use, rowok),
 	 * cols[s] where slot s of the first two words is out, nal_le[t]
 	 * where a span has at most t aliases, adj where cand[b + 1] starts
-	 * where cand[b] ends, ubits the used ones; dbuf two sets of
-	 * scratch. */
+	 * where cand[b] ends, ubits those in a pair of this round already
+	 * (mmeshpick.c is_used); dbuf two sets of scratch. */
 	unsigned words, ncand, nw; /* this round's: set words, candidates,
 	                              bitmap words of its class's spans */
 	uint64_t *rows, *cols, *nal_le, *adj, *ubits, *dbuf;

@@ -50,7 +50,7 @@ static size_t work_size(unsigned cap)
 	size_t sets = (size_t)cap + 128 + MESH_MAX_ALIAS + 4;
 	return cap / 2 * sizeof(struct mesh_pair) + sets * MESH_WORDS(cap) * sizeof(uint64_t) +
 	       cap * (sizeof(struct mspan *) + 2 * sizeof(uint64_t) + 2 * sizeof(uint16_t) +
-	              2 * sizeof(bool) + 2 * sizeof(uint8_t));
+	              sizeof(bool) + 2 * sizeof(uint8_t));
 }
 
 size_t mesh_work_bytes(void) { return work_size(MESH_CANDIDATES); }
@@ -79,8 +79,7 @@ bool mesh_work_ready(struct mesh_work *w, unsigned cap)
 	w->sig = (uint64_t *)(w->cand + cap);
 	w->ahead = (uint16_t *)(w->sig + 2 * cap);
 	w->cnt = w->ahead + cap;
-	w->used = (bool *)(w->cnt + cap);
-	w->grown = w->used + cap;
+	w->grown = (bool *)(w->cnt + cap);
 	w->nal = (uint8_t *)(w->grown + cap);
 	w->rowok = w->nal + cap;
 	w->cap = cap;
@@ -266,6 +265,17 @@ static bool sig_meshable(const struct mesh_work *w, unsigned b, uint64_t s0, uin
 	       (w->sig[2 * b + 1] & s1) == 0;
 }
 
+/* Is cand[i] in a pair of this round already? (ubits, struct mesh_work) */
+static bool is_used(const struct mesh_work *w, unsigned i)
+{
+	return (w->ubits[i / 64] >> (i % 64)) & 1;
+}
+
+static void set_used(struct mesh_work *w, unsigned i)
+{
+	w->ubits[i / 64] |= (uint64_t)1 << (i % 64);
+}
+
 /* Bits [a, b) of word q of a bitset. */
 static uint64_t span_bits(unsigned q, unsigned a, unsigned b)
 {
@@ -378,7 +388,7 @@ static void bits_init(struct mesh_work *w, unsigned n)
 static unsigned longest_match(struct mesh_work *w, unsigned i, unsigned e, unsigned d0, unsigned d1,
                               unsigned min, unsigned *at)
 {
-	if (w->used[i] || d0 >= d1)
+	if (is_used(w, i) || d0 >= d1)
 		return 0;
 	unsigned W = w->words, lo = d0 / 64, hi = (d1 - 1) / 64 + 1;
 	uint64_t *d = w->dbuf, *nd = w->dbuf + W;
@@ -391,7 +401,7 @@ static unsigned longest_match(struct mesh_work *w, unsigned i, unsigned e, unsig
 	if (!any)
 		return 0;
 	unsigned k = 1;
-	for (; i + k < e && !w->used[i + k]; k++) {
+	for (; i + k < e && !is_used(w, i + k); k++) {
 		/* x: the dsts cand[i + k] may go to, as row bits */
 		const uint64_t *rk = row(w, i + k);
 		any = false;
@@ -436,9 +446,8 @@ static unsigned mesh_in_order(struct mesh_work *w, struct mcentral *c, unsigned 
 		out[np].src = w->cand[a + x];
 		out[np].dst = w->cand[b + x];
 		pick(c, &out[np++]);
-		w->used[a + x] = w->used[b + x] = true;
-		w->ubits[(a + x) / 64] |= (uint64_t)1 << ((a + x) % 64);
-		w->ubits[(b + x) / 64] |= (uint64_t)1 << ((b + x) % 64);
+		set_used(w, a + x);
+		set_used(w, b + x);
 	}
 	return np;
 }
@@ -499,7 +508,7 @@ static unsigned pair_fit(struct mesh_work *w, struct mcentral *c, unsigned n, st
 	for (unsigned pass = 0; pass < 2; pass++)
 		for (unsigned i = 0; i < n && np < max; i++) {
 			struct mspan *a = w->cand[i];
-			if (w->used[i] || w->grown[i] || (pass == 0 && a->nalias != 0))
+			if (is_used(w, i) || w->grown[i] || (pass == 0 && a->nalias != 0))
 				continue;
 			const uint64_t *r = row(w, i);
 			unsigned best = n, fill = 0;
@@ -521,8 +530,7 @@ static unsigned pair_fit(struct mesh_work *w, struct mcentral *c, unsigned n, st
 			out[np].src = w->cand[si];
 			out[np].dst = w->cand[di];
 			pick(c, &out[np++]);
-			w->used[si] = true;
-			w->ubits[si / 64] |= (uint64_t)1 << (si % 64);
+			set_used(w, si);
 			w->grown[di] = true;
 			w->cnt[di] = w->cand[di]->allocCount;
 		}
@@ -545,7 +553,6 @@ unsigned mesh_find_pairs(struct mesh_work *w, struct mcentral *c, unsigned max, 
 		w->sig[2 * i + 1] = nw > 1 ? s->allocBits[1] & mspan_slot_mask(s, 1) : 0;
 		w->nal[i] = s->nalias;
 		w->cnt[i] = s->allocCount;
-		w->used[i] = false;
 		w->ahead[i] = (uint16_t)(i + 1 < n && adjacent(w->cand[i], w->cand[i + 1])
 		                                 ? w->ahead[i + 1] + 1
 		                                 : 1);

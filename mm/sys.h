@@ -139,7 +139,7 @@ struct sys_config {
 	                          (18 KiB) and the magazine entries of every
 	                          span class, typed caches' too; a CPU commits
 	                          those of the classes it uses (an idle host
-	                          thread: about 70 KiB, README); 282 KiB for
+	                          thread: about 70 KiB, README); 280 KiB for
 	                          meshing's scratch, of which a port that
 	                          meshes commits 24 KiB for the paced work and
 	                          all while kmalloc_mesh runs */

@@ -99,7 +99,7 @@ START_TEST(pair_meshes_and_keeps_contents)
 	kmalloc_stats(&before);
 	ck_assert_uint_eq(kmalloc_mesh(), 1);
 	ASSERT_STATS_CONSISTENT(&st);
-	/* the mesher's 282 KiB of scratch went back with the call's end */
+	/* the mesher's 280 KiB of scratch went back with the call's end */
 	ck_assert_uint_eq(st.meta_sys, before.meta_sys);
 	ck_assert_uint_eq(st.mesh_count, 1);
 	ck_assert_uint_eq(st.mesh_steps, 1);
@@ -201,7 +201,7 @@ static void group_meshes_whole(int n)
 }
 
 /* The paced background work meshes with a scratch the size of its
- * rounds (24 KiB of metadata, not kmalloc_mesh's 282 KiB), and
+ * rounds (24 KiB of metadata, not kmalloc_mesh's 280 KiB), and
  * kmalloc_mesh gives all of it back. */
 START_TEST(paced_mesh_commits_its_share)
 {
