@@ -469,8 +469,6 @@ static unsigned mesh_pass(unsigned max_pairs, uint64_t until, unsigned min_run, 
 		unsigned n = mesh_class(c, max_pairs - done, until, min_run, cands);
 		class_meshed[i] = n != 0;
 		done += n;
-		if (mesh.refused)
-			break;
 	}
 	return done;
 }
