@@ -81,6 +81,8 @@ static unsigned bits_words(unsigned spanclass, size_t npages)
  * site word per slot after that. */
 #define REC_WORDS(b) ((size_t)(3 * sizeof(uint64_t) + 64) << (b))
 #define REC_SITES(b) ((size_t)(64 * sizeof(uintptr_t)) << (b))
+/* the commonest record (up to 64 slots) in four whole lines (mspan.h) */
+_Static_assert(sizeof(struct mspan) + REC_WORDS(0) <= 256, "one-word span record over 256 bytes");
 static unsigned bits_bucket(unsigned nwords)
 {
 	unsigned b = 0;
@@ -120,7 +122,7 @@ static size_t layout(size_t arena, struct metaarr **arrs, unsigned *narrs)
 		sizes[n++] = pa->level_len[k] * sizeof(struct psum);
 	}
 	arrs[n] = &mheap_.m_fix;
-	/* worst case: a 1,520-byte record (struct, live bytes, three
+	/* worst case: a 1,600-byte record (struct, live bytes, three
 	 * bitmaps) per 8 KiB span of 8-byte objects, 19% of the arena; with
 	 * allocation sites, 8 KiB more per such span */
 	size_t fix = mheap_.track_sites ? arena + arena / 4 : arena / 5;

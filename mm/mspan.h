@@ -86,6 +86,15 @@ struct mspan {
 	                          elemsize: slot starts are at least that far
 	                          apart, so off >> liveshift names one slot's
 	                          live byte without a division */
+	/* Two cold bytes in what would be padding: without them the struct
+	 * is 168 bytes, not 176, so a record of a span of up to 64 slots
+	 * (struct, 64 live bytes, three one-word bitmaps) fills 256 bytes,
+	 * not 320 of its fixalloc's whole lines: 20% less record memory in
+	 * the commonest bucket (fragsmall after trim: 42,600 such records). */
+	/* marked objects left unscanned (grey stack overflow) */
+	uint8_t gcrescan;
+	/* mcentral.lock (mmesh.c): the mesh pass that last looked at it */
+	uint8_t mesh_seen;
 	/* ---- end of the fast paths' cache line ---- */
 	uint32_t divMul;       /* init: Go's class_to_divmagic, 0 if large */
 	struct mspan *next;    /* mcentral list (mcentral.lock) */
@@ -128,10 +137,7 @@ struct mspan {
 	                          LEAK_*); large: &site1 */
 	uint64_t gcmark1;      /* a large span's mark bit */
 	uintptr_t site1;       /* a large object's word, as sites[] */
-	uint8_t gcrescan;      /* marked objects left unscanned (grey stack
-	                          overflow) */
 	/* Meshing (mmesh.c), all under the class's mcentral lock: */
-	uint8_t mesh_seen;          /* the mesh pass that last looked at it */
 	struct mspan *mesh_aliases; /* its aliases, through mesh_next */
 	struct mspan *mesh_next;
 };
