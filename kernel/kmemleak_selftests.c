@@ -156,7 +156,7 @@ static void stop_world_test(struct ktest *t)
 
 #define HIDE 0x5a5a5a5a5a5a5a5aull  /* XOR: a hidden pointer, invisible to the scan */
 #define SMALL_SIZE 64
-#define LARGE_SIZE 65536
+#define LARGE_SIZE (80 << 10) /* above the 64 KiB class: a large object */
 
 struct node {
     struct node *other;

@@ -3,7 +3,7 @@
  * kernel (or a host program) includes to use it.
  *
  * The allocator is Go's runtime allocator without the garbage collector:
- * requests up to 32 KiB are rounded to one of 67 size classes and served
+ * requests up to 64 KiB are rounded to one of 71 size classes and served
  * from the calling CPU's caches without a lock; larger requests get spans
  * of 8 KiB heap pages of their own. Freeing is explicit, from any CPU,
  * into the freeing CPU's caches.
@@ -36,10 +36,11 @@
                           look inside it, so a pointer stored only in it
                           keeps nothing alive (kmalloc_leak_scan) */
 
-/* Number of size classes including the unused class 0 (Go's _NumSizeClasses). */
-#define KMALLOC_NUM_CLASSES 68
+/* Number of size classes including the unused class 0 (Go's 68, then four
+ * of ours above 32 KiB: sizeclasses.h). */
+#define KMALLOC_NUM_CLASSES 72
 /* Largest size served from a size class; larger requests are large objects. */
-#define KMALLOC_MAX_SMALL 32768
+#define KMALLOC_MAX_SMALL 65536
 
 /* Set the allocator up. The kernel calls it once, before any other
  * function here; the host port calls it itself on first use. Returns 0, or
@@ -209,11 +210,11 @@ unsigned kmalloc_mesh(void);
  * back only as an object of that cache. Allocation and free take the same
  * per-CPU paths as kmalloc and kfree and cost the same.
  *
- * kmem_cache_create returns NULL for size 0, size above 32 KiB (the
- * largest size class: bigger objects are whole spans of their own, with
- * nothing to gain from a cache), align not a power of two or above 8 KiB
+ * kmem_cache_create returns NULL for size 0, size above 32 KiB (Go's
+ * largest size class; kmalloc's classes above it hold one object a span,
+ * and bigger objects are whole spans of their own: nothing to share), align not a power of two or above 8 KiB
  * (a heap page: spans are only that aligned), unknown flags, or when all
- * of the 60 caches of that kind (scanned, KMC_NOSCAN) exist. align 0 means
+ * of the 56 caches of that kind (scanned, KMC_NOSCAN) exist. align 0 means
  * the natural alignment of size up to 16 (at least 8). name is copied
  * (31 characters kept). ctor, if not NULL, runs once per object when the
  * cache makes a new span (SLUB's meaning: not on every allocation), with

@@ -28,7 +28,8 @@
  * reader can tell a Go idea from ours by its name.
  *
  * Data structures, one line each:
- *   size class   one of 67 object sizes, 8 B .. 32 KiB (sizeclasses.h)
+ *   size class   one of 71 object sizes, 8 B .. 64 KiB (sizeclasses.h): Go's
+ *                67 to 32 KiB, then four of ours, one object a span
  *   span class   size class << 1 | noscan (Go's spanClass): objects
  *                allocated with KM_NOSCAN hold no pointers and get spans
  *                of their own, which the leak scan does not read; span
@@ -87,7 +88,7 @@
  *   kfence pool  guarded sampling: sys pages after the arena, each object
  *                page between two inaccessible guards, a record per slot
  *                out of band (mkfence.c)
- *   kmem_cache   a typed cache: a span class of its own (136 .. 255) cut
+ *   kmem_cache   a typed cache: a span class of its own (144 .. 255) cut
  *                at its exact object size, with an optional constructor
  *                run on each slot of a new span; every per-class
  *                structure above serves it as it serves kmalloc's
@@ -105,7 +106,7 @@
  * kmalloc(size) climbs the hierarchy until one level can serve it; the
  * functions are named in the order a first kmalloc(64) meets them (Go's
  * mallocgc -> nextFreeFast -> refill -> cacheSpan):
- *   1. kmalloc -> kmalloc_fast (inline): size > 32 KiB: mlarge_alloc
+ *   1. kmalloc -> kmalloc_fast (inline): size > 64 KiB: mlarge_alloc
  *      (step 7).
  *   2. class_alloc_fast (inline): interrupts off (sys_irq_save); this
  *      CPU's mcache from the port's slot (mcache_fast); count its
@@ -428,7 +429,7 @@ static __attribute__((noinline)) void *zero_object(void *v, unsigned spanclass)
 
 static void *kmalloc_sampled(size_t size, unsigned flags, uintptr_t site);
 
-/* kmalloc's span class for size (<= 32 KiB). */
+/* kmalloc's span class for size (<= 64 KiB). */
 static inline __attribute__((always_inline)) uintptr_t kmalloc_class(size_t size, unsigned flags)
 {
 	return (uintptr_t)size_to_class(size) << 1 | ((flags / KM_NOSCAN) & 1);
@@ -784,7 +785,7 @@ void *krealloc(void *p, size_t size, unsigned flags)
 	if (size > old && size > PAGE_SIZE) {
 		/* Growing past a heap page, an object is or becomes large and
 		 * from then on grows by whole pages in place (mlarge.c) rather
-		 * than moving through every size class up to 32 KiB: the bytes
+		 * than moving through every size class up to 64 KiB: the bytes
 		 * a chain of growth copies are mostly those of its largest
 		 * moves, which are the ones this saves. A large object wastes
 		 * less than a page besides its growth room (mlarge.c), pages

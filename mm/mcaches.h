@@ -83,8 +83,10 @@ static inline uint32_t mag_count(const struct magazine *m)
 }
 
 /* Freed large spans kept per CPU for reuse without mheap.lock (see
- * mlarge.c). At most LARGE_CACHE_N spans and LARGE_CACHE_BYTES. */
-#define LARGE_CACHE_N 32
+ * mlarge.c). At most LARGE_CACHE_N spans and LARGE_CACHE_BYTES: 28 of
+ * the smallest large objects (9 pages, over the 64 KiB class) fill the
+ * bytes, so either bound can be the one that refuses. */
+#define LARGE_CACHE_N        28
 #define LARGE_CACHE_BYTES ((size_t)2 << 20)
 #define LARGE_CACHE_MAXPAGES 32 /* spans up to 256 KiB are cached */
 

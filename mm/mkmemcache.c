@@ -50,6 +50,10 @@ static size_t kmc_index(const struct kmem_cache *c) { return (size_t)(c - mm_kmc
 /* The largest heap pages a cache span may have: Go's divMul is exact
  * for every offset below 2^32 / size (size <= 32 KiB: 128 KiB). */
 #define KMC_MAX_SPAN_PAGES 16
+/* The largest object a cache serves: Go's largest class. kmalloc's
+ * classes above it hold one object a span (sizeclasses.h), where a cache
+ * has nothing to share. */
+#define KMC_MAX_SIZE 32768
 
 static size_t round_up(size_t x, size_t a) { return (x + a - 1) & ~(a - 1); }
 
@@ -151,7 +155,7 @@ static struct kmem_cache *take_record(unsigned noscan)
 struct kmem_cache *kmem_cache_create(const char *name, size_t size, size_t align, unsigned flags,
                                      void (*ctor)(void *obj))
 {
-	if (size == 0 || size > _MaxSmallSize || (align & (align - 1)) != 0 || align > PAGE_SIZE ||
+	if (size == 0 || size > KMC_MAX_SIZE || (align & (align - 1)) != 0 || align > PAGE_SIZE ||
 	    (flags & ~(KMC_NOSCAN | KMC_HWALIGN)) != 0)
 		return mm_nomem();
 	if (align == 0) {
@@ -165,7 +169,7 @@ struct kmem_cache *kmem_cache_create(const char *name, size_t size, size_t align
 	if (align < 8)
 		align = 8; /* slots are at least 8 bytes apart (live bytes) */
 	size_t osize = round_up(size, align);
-	if (osize > _MaxSmallSize || mheap_ready() != 0)
+	if (osize > KMC_MAX_SIZE || mheap_ready() != 0)
 		return mm_nomem();
 	struct kmem_cache *c = take_record(flags & KMC_NOSCAN ? 1 : 0);
 	if (c == NULL) {

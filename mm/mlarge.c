@@ -1,5 +1,5 @@
 /*
- * mlarge.c: large objects (more than 32 KiB): one span each, from a
+ * mlarge.c: large objects (more than 64 KiB): one span each, from a
  * per-CPU cache of freed large spans or from the mheap; their free, and
  * their growth in place. See malloc.c for the overview.
  *

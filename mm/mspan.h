@@ -13,12 +13,12 @@
  * detector marks but never reads (mgcmark.c). Span classes 0 and 1 are
  * large objects (scan, noscan); every per-class array of the mcache, the
  * mcentrals and the transfer caches is indexed by span class. */
-#define KMALLOC_SPANCLASSES (2 * _NumSizeClasses) /* kmalloc's: 0 .. 135 */
+#define KMALLOC_SPANCLASSES (2 * _NumSizeClasses) /* kmalloc's: 0 .. 143 */
 /* Span classes from KMALLOC_SPANCLASSES up belong to typed caches
  * (mkmemcache.c), each a class of its own with the cache's exact object
  * size, of the noscan parity its flags ask for. 256 because span classes
  * are bytes in struct mspan and in page descriptors (internal.h): that
- * leaves 60 scanned and 60 noscan caches. */
+ * leaves 56 scanned and 56 noscan caches. */
 #define NUM_SPANCLASSES 256
 static inline unsigned spanclass_make(unsigned sizeclass, unsigned noscan)
 {

@@ -588,7 +588,7 @@ START_TEST(krealloc_blocked_growth_moves_seldom)
 	enum { N = 4 };
 	struct kmalloc_stats a, b;
 	unsigned char *p[N];
-	size_t n = 40000, moves = 0, steps = 0; /* large from the start */
+	size_t n = 70000, moves = 0, steps = 0; /* large from the start */
 
 	kmalloc_stats(&a);
 	for (int i = 0; i < N; i++) {

@@ -249,16 +249,16 @@ START_TEST(dump_says_what_was_built)
 		kfree(a[i]); /* into the magazine: no longer live */
 	void *n16 = kmalloc(16, KM_NOSCAN);
 	want_small(&w, n16, sc16);
-	void *big = kmalloc(40 * PAGE_SIZE, 0), *mid = kmalloc(5 * PAGE_SIZE, 0);
+	void *big = kmalloc(40 * PAGE_SIZE, 0), *mid = kmalloc(9 * PAGE_SIZE, 0);
 	want_run(&w, big, 40, 'L');
-	want_run(&w, mid, 5, 'L');
+	want_run(&w, mid, 9, 'L');
 	/* Never-used pages of a grown chunk were never committed. */
 	check_dump(&w, 'R');
 
 	kfree(big); /* over 32 pages: straight back to the page allocator */
 	want_run(&w, big, 40, 'F');
 	kfree(mid); /* kept in this CPU's large cache */
-	want_run(&w, mid, 5, 'C');
+	want_run(&w, mid, 9, 'C');
 	check_dump(&w, 'R');
 
 	for (unsigned i = 0; i < 2 * slots; i++)

@@ -37,7 +37,8 @@
 #define SZ 128
 #define NALLOC 20 /* a parked thread allocates these, */
 #define NFREE 10  /* frees the last ones (its magazine holds them), */
-#define LARGE (40 << 10) /* and frees one large object (5 pages) */
+#define LARGE_PAGES 9   /* and frees one large object (over 64 KiB: large) */
+#define LARGE       (LARGE_PAGES * PAGE_SIZE)
 
 /* A thread that allocates, frees into its caches, and waits. */
 struct parked {
@@ -326,8 +327,8 @@ END_TEST
 static void bins_recounted(void)
 {
 	FAIL_IF(pk1.c->nlarge != 1, "the large bins are recounted");
-	FAIL_IF(pk1.c->large_cached_bytes != 5 * PAGE_SIZE, "with their bytes");
-	FAIL_IF(pk1.c->lbin[5] == NULL, "and their span kept");
+	FAIL_IF(pk1.c->large_cached_bytes != LARGE_PAGES * PAGE_SIZE, "with their bytes");
+	FAIL_IF(pk1.c->lbin[LARGE_PAGES] == NULL, "and their span kept");
 }
 
 static void child_bins_recounted(void *arg)

@@ -468,7 +468,7 @@ START_TEST(create_destroy_loop_metadata_flat)
 }
 END_TEST
 
-/* 60 caches of each kind; the 61st is refused until one goes. */
+/* KMC_MAX / 2 (56) caches of each kind; the next is refused until one goes. */
 START_TEST(limit_and_reuse)
 {
 	static struct kmem_cache *c[KMC_MAX / 2 + 1];

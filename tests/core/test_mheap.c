@@ -376,9 +376,11 @@ START_TEST(large_cache_is_bounded)
 	enum { N = LARGE_CACHE_N + 1 };
 	void *p[N];
 	struct mspan *s[N];
-	/* 5 pages: LARGE_CACHE_N of them stay under the byte bound */
+	/* 9 pages (the fewest of a large object): LARGE_CACHE_N of them
+	 * stay under the byte bound */
+	_Static_assert(LARGE_CACHE_N * 9 * 8192 <= LARGE_CACHE_BYTES, "count bound first");
 	for (int i = 0; i < N; i++) {
-		p[i] = kmalloc(5 * 8192, 0);
+		p[i] = kmalloc(9 * 8192, 0);
 		s[i] = spanOf((uintptr_t)p[i]);
 	}
 	for (int i = 0; i < N; i++)
@@ -388,7 +390,7 @@ START_TEST(large_cache_is_bounded)
 		ck_assert_uint_eq(span_state(s[i]), SPAN_CACHED);
 	ck_assert_uint_eq(span_state(s[N - 1]), SPAN_DEAD); /* no room */
 	/* the bin is LIFO: the last one cached is the first taken */
-	ck_assert_ptr_eq(mine()->lbin[5], s[N - 2]);
+	ck_assert_ptr_eq(mine()->lbin[9], s[N - 2]);
 	kmalloc_flush_cpu();
 	ck_assert_uint_eq(mine()->nlarge, 0);
 
@@ -424,7 +426,7 @@ END_TEST
  * fits (n .. n + n/4 pages). */
 START_TEST(refused_large_free_keeps_cache)
 {
-	void *x = kmalloc(5 * 8192, 0), *y[8];
+	void *x = kmalloc(9 * 8192, 0), *y[8];
 	for (int i = 0; i < 8; i++)
 		y[i] = kmalloc(30 * 8192, 0);
 	void *z = kmalloc(32 * 8192, 0);
@@ -433,13 +435,13 @@ START_TEST(refused_large_free_keeps_cache)
 	for (int i = 0; i < 8; i++)
 		kfree(y[i]);
 	ck_assert_uint_eq(mine()->nlarge, 9);
-	ck_assert_uint_eq(mine()->large_cached_bytes, (5 + 8 * 30) * 8192);
-	/* 245 + 32 pages > 256: z goes to the heap, nothing else moves */
+	ck_assert_uint_eq(mine()->large_cached_bytes, (9 + 8 * 30) * 8192);
+	/* 249 + 32 pages > 256: z goes to the heap, nothing else moves */
 	kfree(z);
 	ck_assert_uint_eq(span_state(zs), SPAN_DEAD);
 	ck_assert_uint_eq(mine()->nlarge, 9);
-	ck_assert_uint_eq(mine()->large_cached_bytes, (5 + 8 * 30) * 8192);
-	ck_assert_ptr_eq(mine()->lbin[5], xs);
+	ck_assert_uint_eq(mine()->large_cached_bytes, (9 + 8 * 30) * 8192);
+	ck_assert_ptr_eq(mine()->lbin[9], xs);
 	ck_assert_ptr_eq(mine()->lbin[30], spanOf((uintptr_t)y[7]));
 	/* 23 pages: 30 is more than 23 + 23/4, so not from the cache */
 	void *w = kmalloc(23 * 8192, 0);
@@ -565,7 +567,7 @@ START_TEST(flush_returns_cached_large_spans)
 {
 	void *p[4];
 	for (int i = 0; i < 4; i++)
-		p[i] = kmalloc((size_t)(i + 5) * 8192, 0);
+		p[i] = kmalloc((size_t)(i + 9) * 8192, 0);
 	struct kmalloc_stats before = stats();
 	for (int i = 0; i < 4; i++)
 		kfree(p[i]);
@@ -582,7 +584,7 @@ START_TEST(flush_returns_cached_large_spans)
 	struct kmalloc_stats st = stats();
 	ck_assert_uint_eq(st.heap_inuse, 0);
 	ck_assert_uint_eq(st.committed, before.committed);
-	ck_assert_uint_eq(st.heap_free, before.heap_free + (5 + 6 + 7 + 8) * 8192);
+	ck_assert_uint_eq(st.heap_free, before.heap_free + (9 + 10 + 11 + 12) * 8192);
 	ck_assert(mheap_valid());
 }
 END_TEST
@@ -615,6 +617,11 @@ END_TEST
 
 /* ---- growth in place (mheap_extend_span, krealloc) ---- */
 
+/* A large object of `bytes`, also where kmalloc would take a class
+ * (up to 64 KiB): krealloc makes such objects from 8 KiB up (malloc.c),
+ * and the growth tests below are about their spans. */
+static void *large(size_t bytes) { return mlarge_alloc(bytes, 0, 0, 0); }
+
 /* One try: grow s to exactly npages where those pages are free. */
 static bool extend_to(struct mspan *s, size_t npages)
 {
@@ -626,7 +633,7 @@ static bool extend_to(struct mspan *s, size_t npages)
 
 START_TEST(extend_span_in_place)
 {
-	char *a = kmalloc(5 * 8192, 0), *b = kmalloc(5 * 8192, 0);
+	char *a = large(5 * 8192), *b = large(5 * 8192);
 	ck_assert_ptr_eq(b, a + 5 * 8192);
 	memset(a, 0x3c, 5 * 8192);
 	struct mspan *s = spanOf((uintptr_t)a);
@@ -683,7 +690,7 @@ END_TEST
  * mlarge.c, relies on each). */
 START_TEST(extend_span_takes_the_first_try_that_fits)
 {
-	char *a = kmalloc(5 * 8192, 0), *b = kmalloc(8 * 8192, 0), *d = kmalloc(5 * 8192, 0);
+	char *a = large(5 * 8192), *b = large(8 * 8192), *d = large(5 * 8192);
 	ck_assert_ptr_eq(b, a + 5 * 8192);
 	ck_assert_ptr_eq(d, b + 8 * 8192);
 	struct mspan *s = spanOf((uintptr_t)a);
@@ -714,7 +721,7 @@ END_TEST
  * krealloc then fails with the object untouched. */
 START_TEST(extend_span_commit_failure_changes_nothing)
 {
-	char *a = kmalloc(5 * 8192, 0);
+	char *a = large(5 * 8192);
 	memset(a, 0x77, 5 * 8192);
 	struct mspan *s = spanOf((uintptr_t)a);
 	size_t pg = ((uintptr_t)a - mheap_.arena_start) >> PAGE_SHIFT;
@@ -758,7 +765,7 @@ END_TEST
 START_TEST(krealloc_grows_large_object_in_place)
 {
 	sys_config.commit_lazy = 0; /* this test's process only (forked) */
-	char *a = kmalloc(40 * KiB, 0);
+	char *a = large(40 * KiB);
 	memset(a, 0x11, 40 * KiB);
 	/* the pages after a are free: same pointer, bigger object, in a
 	 * span with a quarter more pages as room (25 + 6), which ksize
@@ -774,8 +781,8 @@ START_TEST(krealloc_grows_large_object_in_place)
 	ck_assert_uint_eq(ksize(g), 30 * 8192);
 	ck_assert_uint_eq(stats().large_bytes, 31 * 8192);
 	/* the headroom only where it is free: 5 free pages, then a wall */
-	char *spacer = kmalloc(40 * KiB, 0);
-	char *wall = kmalloc(40 * KiB, 0);
+	char *spacer = large(40 * KiB);
+	char *wall = large(40 * KiB);
 	ck_assert_ptr_eq(spacer, a + 31 * 8192);
 	ck_assert_ptr_eq(wall, a + 36 * 8192);
 	kfree(spacer);
@@ -808,12 +815,12 @@ END_TEST
 START_TEST(krealloc_lazy_room_is_twice_only_far_from_neighbours)
 {
 	ck_assert_int_eq(sys_config.commit_lazy, 1);
-	char *a = kmalloc(40 * KiB, 0);
+	char *a = large(40 * KiB);
 	ck_assert_ptr_eq(krealloc(a, 80 * KiB, 0), a);
 	struct mspan *s = spanOf((uintptr_t)a);
 	ck_assert_uint_eq(s->npages, 20);
 	ck_assert_uint_eq(ksize(a), 10 * 8192);
-	char *spacer = kmalloc(10 * 8192, 0), *wall = kmalloc(5 * 8192, 0);
+	char *spacer = kmalloc(10 * 8192, 0), *wall = large(5 * 8192);
 	ck_assert_ptr_eq(spacer, a + 20 * 8192);
 	ck_assert_ptr_eq(wall, a + 30 * 8192);
 	kfree(spacer);
