@@ -217,14 +217,22 @@ END_TEST
 START_TEST(interior_and_misaligned_small)
 {
 	unsigned char *p = kmalloc(64, 0), *q = kmalloc(1000, 0);
+	/* a class above 32 KiB: one object a span, past its first page too */
+	unsigned char *r = kmalloc(48 << 10, 0);
 
 	expect_fault(OP_KFREE, p + 16, "invalid free");
 	expect_fault(OP_KFREE, p + 1, "invalid free");
 	expect_fault(OP_KFREE, p + 63, "invalid free");
 	expect_fault(OP_KFREE, q + 512, "invalid free");
 	expect_fault(OP_KFREE, q + 8, "invalid free");
+	expect_fault(OP_KFREE, r + 16, "invalid free");
+	expect_fault(OP_KFREE, r + 8192, "invalid free");
+	expect_fault(OP_KFREE, r + (48 << 10) - 8, "invalid free");
+	expect_fault(OP_KSIZE, r + 8192, "invalid pointer");
+	ck_assert_uint_eq(ksize(r), 48 << 10);
 	kfree(p);
 	kfree(q);
+	kfree(r);
 }
 END_TEST
 

@@ -158,7 +158,7 @@ START_TEST(small_sizes_all_live)
 }
 END_TEST
 
-/* Class boundaries up to 32 KiB and large sizes beyond: ksize is the class
+/* Class boundaries up to 64 KiB and large sizes beyond: ksize is the class
  * size, or the request rounded up to whole heap pages for large objects. */
 START_TEST(class_boundaries_and_large)
 {
