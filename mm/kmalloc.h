@@ -212,10 +212,11 @@ unsigned kmalloc_mesh(void);
  *
  * kmem_cache_create returns NULL for size 0, size above 32 KiB (Go's
  * largest size class; kmalloc's classes above it hold one object a span,
- * and bigger objects are whole spans of their own: nothing to share), align not a power of two or above 8 KiB
- * (a heap page: spans are only that aligned), unknown flags, or when all
- * of the 56 caches of that kind (scanned, KMC_NOSCAN) exist. align 0 means
- * the natural alignment of size up to 16 (at least 8). name is copied
+ * and bigger objects are whole spans of their own: nothing to share),
+ * align not a power of two or above 8 KiB (a heap page: spans are only
+ * that aligned), unknown flags, or when all of the 56 caches of that
+ * kind (scanned, KMC_NOSCAN) exist. align 0 means the natural alignment
+ * of size up to 16 (at least 8). name is copied
  * (31 characters kept). ctor, if not NULL, runs once per object when the
  * cache makes a new span (SLUB's meaning: not on every allocation), with
  * interrupts off, and must not call the allocator: objects must be freed
