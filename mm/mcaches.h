@@ -83,11 +83,12 @@ static inline uint32_t mag_count(const struct magazine *m)
 }
 
 /* Freed large spans kept per CPU for reuse without mheap.lock (see
- * mlarge.c). At most LARGE_CACHE_N spans and LARGE_CACHE_BYTES: 28 of
- * the smallest large objects (9 pages, over the 64 KiB class) fill the
- * bytes, so either bound can be the one that refuses. */
-#define LARGE_CACHE_N        28
+ * mlarge.c). At most LARGE_CACHE_N spans and LARGE_CACHE_BYTES: as many
+ * of the smallest large objects (one page over the largest class: 9
+ * pages, 28 of them) as fill the bytes, so either bound can be the one
+ * that refuses. */
 #define LARGE_CACHE_BYTES ((size_t)2 << 20)
+#define LARGE_CACHE_N        (LARGE_CACHE_BYTES / (_MaxSmallSize + PAGE_SIZE))
 #define LARGE_CACHE_MAXPAGES 32 /* spans up to 256 KiB are cached */
 
 /* Who may use an mcache (mcache.c, "idle CPUs"). OWNED: its CPU. The
